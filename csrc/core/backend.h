@@ -1,0 +1,36 @@
+// What csrc/core hands a backend: a validated call. Each backend implements
+// its functions in its own folder; a build without Metal links
+// csrc/metal/no_metal.cpp instead of the host.
+#pragma once
+
+#include <string>
+
+#include "volconv/params.h"
+#include "volconv/tensor.h"
+
+namespace volconv::detail {
+
+// A call that passed validation: shapes match the geometry, the output dtype
+// is the promotion of the inputs' and the output overlaps neither input.
+struct ConvCall {
+  const ConvGeometry& geometry;
+  ConstTensorView input;
+  ConstTensorView weight;
+  TensorView output;
+};
+
+}  // namespace volconv::detail
+
+namespace volconv::cpu {
+void conv3d(const detail::ConvCall& call);
+}
+
+namespace volconv::metal {
+// "" when a Metal device with the GPU family the kernels need exists.
+std::string unavailable_reason();
+// A new command queue; returns its id.
+int new_queue();
+// Encodes the call on `queue` and waits for it to finish.
+void conv3d(const detail::ConvCall& call, int queue);
+void synchronize(int queue);
+}  // namespace volconv::metal

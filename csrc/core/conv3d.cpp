@@ -1,0 +1,130 @@
+// conv3d's front door: checks the views against the geometry, then hands the
+// call to the backend of the stream's device.
+#include "volconv/conv3d.h"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#include "backend.h"
+#include "format.h"
+
+namespace volconv {
+namespace detail {
+int gpu_queue_of(const Stream& stream);
+}
+
+namespace {
+
+using detail::format_tuple;
+
+[[noreturn]] void fail(const std::string& message) { throw std::invalid_argument("[conv3d] " + message); }
+
+std::int64_t numel(const Shape5& shape) {
+  std::int64_t n = 1;
+  for (auto s : shape) n *= s;
+  return n;
+}
+
+void check_dtype(DType dtype, const char* what) {
+  if (dtype != DType::float16 && dtype != DType::bfloat16 && dtype != DType::float32 && dtype != DType::float64)
+    fail(std::string("Unknown dtype code ") + std::to_string(int(dtype)) + " for the " + what + ".");
+}
+
+void check_data(const void* data, const Shape5& shape, const char* what) {
+  if (data == nullptr && numel(shape) != 0) fail(std::string("The ") + what + " has a null data pointer.");
+}
+
+// [lowest, highest] byte address a view touches (the view is non-empty).
+struct ByteRange {
+  std::uintptr_t lo, hi;
+};
+
+ByteRange byte_range(const void* data, DType dtype, const Shape5& shape, const Shape5& strides) {
+  const std::int64_t size = std::int64_t(dtype_size(dtype));
+  std::int64_t lo = 0, hi = 0;
+  for (int i = 0; i < 5; ++i) {
+    const std::int64_t reach = (shape[i] - 1) * strides[i] * size;
+    (reach < 0 ? lo : hi) += reach;
+  }
+  const auto base = reinterpret_cast<std::uintptr_t>(data);
+  return {base + std::uintptr_t(lo), base + std::uintptr_t(hi) + std::uintptr_t(size) - 1};
+}
+
+// A strided view writes each element once only if, taken in order of
+// increasing |stride|, each stride steps over everything the smaller ones
+// reach. (Sufficient, and what every real layout satisfies.)
+bool writes_each_element_once(const Shape5& shape, const Shape5& strides) {
+  int order[5] = {0, 1, 2, 3, 4};
+  std::sort(order, order + 5, [&](int a, int b) { return std::abs(strides[a]) < std::abs(strides[b]); });
+  std::int64_t reach = 0;  // largest offset spanned by the dims seen so far
+  for (int i : order) {
+    if (shape[i] == 1) continue;
+    if (std::abs(strides[i]) <= reach) return false;
+    reach += std::abs(strides[i]) * (shape[i] - 1);
+  }
+  return true;
+}
+
+// Strides are checked for 64-bit safety: every offset a view reaches must fit.
+void check_strides(const Shape5& shape, const Shape5& strides, const char* what) {
+  std::int64_t reach = 0;
+  for (int i = 0; i < 5; ++i) {
+    std::int64_t r;
+    if (shape[i] > 0 && (__builtin_mul_overflow(std::abs(strides[i]), shape[i] - 1, &r) ||
+                         __builtin_add_overflow(reach, r, &reach) || reach > (std::int64_t(1) << 59)))
+      fail(std::string("The strides of the ") + what + " " + format_tuple(strides) + " reach past 2^59 elements.");
+  }
+}
+
+}  // namespace
+
+void conv3d(const ConstTensorView& input, const ConstTensorView& weight, const TensorView& output,
+            const ConvParams& params, const Stream& stream) {
+  check_dtype(input.dtype, "input");
+  check_dtype(weight.dtype, "weight");
+  check_dtype(output.dtype, "output");
+  const ConvGeometry g = make_conv_geometry(input.shape, weight.shape, params);
+  const DType expected = promote_types(input.dtype, weight.dtype);
+  if (output.dtype != expected)
+    fail(std::string("Expected the output dtype to be ") + dtype_name(expected) + " (the promotion of " +
+         dtype_name(input.dtype) + " and " + dtype_name(weight.dtype) + ") but got " + dtype_name(output.dtype) +
+         ".");
+  if (output.shape != g.output_shape())
+    fail("Expected an output of shape " + format_tuple(g.output_shape()) + " but got " + format_tuple(output.shape) +
+         ".");
+  check_data(input.data, input.shape, "input");
+  check_data(weight.data, weight.shape, "weight");
+  check_data(output.data, output.shape, "output");
+  check_strides(input.shape, input.strides, "input");
+  check_strides(weight.shape, weight.strides, "weight");
+  check_strides(output.shape, output.strides, "output");
+  if (numel(output.shape) == 0) return;  // N == 0: nothing to compute
+  if (!writes_each_element_once(output.shape, output.strides))
+    fail("The output strides " + format_tuple(output.strides) + " make elements of shape " +
+         format_tuple(output.shape) + " overlap.");
+  const ByteRange out = byte_range(output.data, output.dtype, output.shape, output.strides);
+  for (const ConstTensorView* in : {&input, &weight}) {
+    if (numel(in->shape) == 0) continue;
+    const ByteRange r = byte_range(in->data, in->dtype, in->shape, in->strides);
+    if (r.lo <= out.hi && out.lo <= r.hi) fail("The output must not overlap the input or the weight.");
+  }
+
+  const std::string why = unavailable_reason(stream.device);
+  if (!why.empty())
+    throw std::invalid_argument(std::string("[conv3d] The ") +
+                                (stream.device.type == DeviceType::gpu ? "gpu" : "cpu") +
+                                " is not available: " + why + ".");
+  const detail::ConvCall call{g, input, weight, output};
+  if (stream.device.type == DeviceType::cpu)
+    cpu::conv3d(call);
+  else
+    metal::conv3d(call, detail::gpu_queue_of(stream));
+}
+
+void conv3d(const ConstTensorView& input, const ConstTensorView& weight, const TensorView& output,
+            const ConvParams& params) {
+  conv3d(input, weight, output, params, default_stream(default_device()));
+}
+
+}  // namespace volconv

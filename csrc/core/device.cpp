@@ -1,0 +1,112 @@
+// Device availability, the default device and the stream registry. Streams
+// are ids; a GPU stream maps to a Metal command queue made on first use.
+#include "volconv/device.h"
+
+#include <mutex>
+#include <stdexcept>
+#include <unordered_map>
+
+#include "backend.h"
+
+namespace volconv {
+namespace {
+
+struct Registry {
+  std::mutex mutex;
+  int next_index = 1;  // 0 is the CPU default stream
+  bool default_device_set = false;
+  Device default_device;
+  bool gpu_default_made = false;
+  Stream gpu_default;
+  std::unordered_map<int, int> gpu_queue;  // stream index -> Metal queue id
+};
+
+Registry& registry() {
+  static Registry r;
+  return r;
+}
+
+const char* device_name(const Device& d) { return d.type == DeviceType::cpu ? "cpu" : "gpu"; }
+
+void require_available(const Device& device) {
+  const std::string why = unavailable_reason(device);
+  if (!why.empty())
+    throw std::invalid_argument(std::string("[volconv] Device ") + device_name(device) + "(" +
+                                std::to_string(device.index) + ") is not available: " + why + ".");
+}
+
+Stream make_gpu_stream(Registry& r, const Device& device) {
+  const int queue = metal::new_queue();
+  Stream s{r.next_index++, device};
+  r.gpu_queue[s.index] = queue;
+  return s;
+}
+
+}  // namespace
+
+std::string unavailable_reason(const Device& device) {
+  if (device.index != 0) return "only device index 0 exists";
+  if (device.type == DeviceType::cpu) return "";
+  if (device.type == DeviceType::gpu) return metal::unavailable_reason();
+  return "unknown device type";
+}
+
+bool is_available(const Device& device) { return unavailable_reason(device).empty(); }
+
+Device default_device() {
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  if (r.default_device_set) return r.default_device;
+  return is_available(Device{DeviceType::gpu, 0}) ? Device{DeviceType::gpu, 0} : Device{DeviceType::cpu, 0};
+}
+
+void set_default_device(const Device& device) {
+  require_available(device);
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  r.default_device = device;
+  r.default_device_set = true;
+}
+
+Stream default_stream(const Device& device) {
+  require_available(device);
+  if (device.type == DeviceType::cpu) return Stream{0, device};
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  if (!r.gpu_default_made) {
+    r.gpu_default = make_gpu_stream(r, device);
+    r.gpu_default_made = true;
+  }
+  return r.gpu_default;
+}
+
+Stream new_stream(const Device& device) {
+  require_available(device);
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  if (device.type == DeviceType::cpu) return Stream{r.next_index++, device};
+  return make_gpu_stream(r, device);
+}
+
+namespace detail {
+// The Metal queue of a GPU stream; throws for a stream this process never made.
+int gpu_queue_of(const Stream& stream) {
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  auto it = r.gpu_queue.find(stream.index);
+  if (it == r.gpu_queue.end())
+    throw std::invalid_argument("[volconv] Unknown GPU stream " + std::to_string(stream.index) + ".");
+  return it->second;
+}
+}  // namespace detail
+
+void synchronize(const Stream& stream) {
+  if (stream.device.type == DeviceType::cpu) {
+    require_available(stream.device);
+    return;  // CPU work completes before conv3d returns
+  }
+  require_available(stream.device);
+  metal::synchronize(detail::gpu_queue_of(stream));
+}
+
+}  // namespace volconv

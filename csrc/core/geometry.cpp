@@ -1,0 +1,121 @@
+// Validation of a conv3d call's shapes and parameters: the one place where
+// both the Python and the C++ API decide what is a valid call.
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+#include "format.h"
+#include "volconv/params.h"
+
+namespace volconv {
+namespace {
+
+using detail::format_tuple;
+
+// Sizes above this are refused: they keep every product of a size with a
+// small factor (a stride, an element size) inside int64.
+constexpr std::int64_t kMaxElements = std::int64_t(1) << 56;
+
+[[noreturn]] void fail(const std::string& message) {
+  throw std::invalid_argument("[conv3d] " + message);
+}
+
+std::int64_t checked_product(std::initializer_list<std::int64_t> factors, const char* what) {
+  std::int64_t p = 1;
+  for (std::int64_t f : factors) {
+    if (f == 0) return 0;
+    if (__builtin_mul_overflow(p, f, &p) || p > kMaxElements)
+      fail(std::string("The ") + what + " has too many elements: the product of its sizes exceeds 2^56.");
+  }
+  return p;
+}
+
+std::string shapes_of(const Shape5& input, const Shape5& weight) {
+  return "input: " + format_tuple(input) + " and weight: " + format_tuple(weight);
+}
+
+}  // namespace
+
+double ConvGeometry::flops() const {
+  return 2.0 * double(batch) * double(out[0]) * double(out[1]) * double(out[2]) *
+         double(out_channels) * double(kernel[0]) * double(kernel[1]) * double(kernel[2]) *
+         double(in_channels_per_group);
+}
+
+ConvGeometry make_conv_geometry(const Shape5& input, const Shape5& weight, const ConvParams& p) {
+  for (int i = 0; i < 5; ++i) {
+    if (input[i] < 0 || weight[i] < 0)
+      fail("Array sizes must be non-negative, but got shapes - " + shapes_of(input, weight) + ".");
+  }
+  for (int i = 0; i < 3; ++i) {
+    if (p.stride[i] < 1) fail("Stride sizes must be positive. Got strides " + format_tuple(p.stride) + ".");
+    if (p.dilation[i] < 1)
+      fail("Kernel dilation sizes must be positive. Got kernel dilation " + format_tuple(p.dilation) + ".");
+    if (p.padding_lo[i] < 0 || p.padding_hi[i] < 0)
+      fail("Padding sizes must be non-negative. Got padding low " + format_tuple(p.padding_lo) +
+           " and padding high " + format_tuple(p.padding_hi) + ".");
+    if (p.stride[i] > kMaxElements || p.dilation[i] > kMaxElements || p.padding_lo[i] > kMaxElements ||
+        p.padding_hi[i] > kMaxElements)
+      fail("Stride, padding and dilation must be below 2^56.");
+  }
+  if (p.groups < 1) fail("Groups must be a positive integer. Got groups " + std::to_string(p.groups) + ".");
+
+  const std::int64_t c_in = input[4], c_out = weight[0], c_in_g = weight[4];
+  if (c_in < 1 || c_out < 1 || c_in_g < 1)
+    fail("Expected at least one input and one output channel but got shapes - " + shapes_of(input, weight) + ".");
+  for (int i = 1; i < 4; ++i) {
+    if (weight[i] < 1)
+      fail("Expected kernel spatial sizes of at least 1 but got weight of shape " + format_tuple(weight) + ".");
+  }
+  if (c_in % p.groups != 0 || c_out % p.groups != 0)
+    fail("The number of groups must divide both the input channels and the output channels. Got groups " +
+         std::to_string(p.groups) + " with " + std::to_string(c_in) + " input channels and " +
+         std::to_string(c_out) + " output channels.");
+  if (c_in_g * p.groups != c_in)
+    fail("Expect the input channels in the input and weight array to match (C_in = groups * weight C_in, groups = " +
+         std::to_string(p.groups) + ") but got shapes - " + shapes_of(input, weight) + ".");
+
+  checked_product({input[0], input[1], input[2], input[3], input[4]}, "input");
+  checked_product({weight[0], weight[1], weight[2], weight[3], weight[4]}, "weight");
+
+  ConvGeometry g;
+  g.batch = input[0];
+  g.in_channels = c_in;
+  g.out_channels = c_out;
+  g.groups = p.groups;
+  g.in_channels_per_group = c_in_g;
+  g.out_channels_per_group = c_out / p.groups;
+  g.params = p;
+  for (int i = 0; i < 3; ++i) {
+    g.in[i] = input[i + 1];
+    g.kernel[i] = weight[i + 1];
+    const std::int64_t padded = g.in[i] + p.padding_lo[i] + p.padding_hi[i];
+    const std::int64_t span = checked_product({p.dilation[i], g.kernel[i] - 1}, "dilated kernel") + 1;
+    if (padded < span)
+      fail("Spatial dimensions of input after padding cannot be smaller than the dilated kernel. Got error at axis " +
+           std::to_string(i + 1) + " for input with shape " + format_tuple(input) + ", padding low " +
+           format_tuple(p.padding_lo) + ", padding high " + format_tuple(p.padding_hi) + ", dilation " +
+           format_tuple(p.dilation) + " and weight of shape " + format_tuple(weight) + ".");
+    g.out[i] = (padded - span) / p.stride[i] + 1;
+  }
+  checked_product({g.batch, g.out[0], g.out[1], g.out[2], g.out_channels}, "output");
+  return g;
+}
+
+Shape5 conv3d_output_shape(const Shape5& input, const Shape5& weight, const ConvParams& params) {
+  return make_conv_geometry(input, weight, params).output_shape();
+}
+
+void set_same_padding(ConvParams& params, const Int3& kernel) {
+  for (int i = 0; i < 3; ++i) {
+    if (params.stride[i] != 1)
+      fail("padding='same' is only supported with stride 1, but got strides " + format_tuple(params.stride) + ".");
+    if (kernel[i] < 1 || params.dilation[i] < 1)
+      fail("padding='same' needs positive kernel sizes and dilations.");
+    const std::int64_t total = params.dilation[i] * (kernel[i] - 1);
+    params.padding_lo[i] = total / 2;
+    params.padding_hi[i] = total - total / 2;
+  }
+}
+
+}  // namespace volconv

@@ -1,0 +1,93 @@
+// The straightforward CPU convolution: weights packed once per call so the
+// inner loop runs over contiguous output channels; inputs read in place
+// through their strides, taps that fall in the padding skipped. No im2col.
+// Correct for every geometry and dtype; the reference the fast kernels are
+// checked against inside the library (tests use an independent one).
+#include <type_traits>
+#include <vector>
+
+#include "../core/backend.h"
+#include "element.h"
+
+namespace volconv::cpu {
+namespace {
+
+template <class Acc, class In, class Wt, class Out>
+void conv3d_direct_typed(const detail::ConvCall& call) {
+  const ConvGeometry& g = call.geometry;
+  const ConvParams& p = g.params;
+  using InS = typename In::storage;
+  using WS = typename Wt::storage;
+  using OutS = typename Out::storage;
+  const auto* x = static_cast<const InS*>(call.input.data);
+  const auto* w = static_cast<const WS*>(call.weight.data);
+  auto* y = static_cast<OutS*>(call.output.data);
+  const Shape5& xs = call.input.strides;
+  const Shape5& ws = call.weight.strides;
+  const Shape5& ys = call.output.strides;
+  const std::int64_t cin_g = g.in_channels_per_group, cout_g = g.out_channels_per_group;
+  const std::int64_t taps = g.kernel[0] * g.kernel[1] * g.kernel[2];
+
+  // packed[group][tap][ci][co]: the output channels of a group are contiguous.
+  std::vector<Acc> packed(std::size_t(g.out_channels * taps * cin_g));
+  for (std::int64_t co = 0; co < g.out_channels; ++co) {
+    const std::int64_t grp = co / cout_g, col = co % cout_g;
+    for (std::int64_t kd = 0; kd < g.kernel[0]; ++kd)
+      for (std::int64_t kh = 0; kh < g.kernel[1]; ++kh)
+        for (std::int64_t kw = 0; kw < g.kernel[2]; ++kw)
+          for (std::int64_t ci = 0; ci < cin_g; ++ci) {
+            const std::int64_t tap = (kd * g.kernel[1] + kh) * g.kernel[2] + kw;
+            packed[std::size_t(((grp * taps + tap) * cin_g + ci) * cout_g + col)] = Wt::template load<Acc>(
+                w[co * ws[0] + kd * ws[1] + kh * ws[2] + kw * ws[3] + ci * ws[4]]);
+          }
+  }
+
+  std::vector<Acc> acc(static_cast<std::size_t>(cout_g));
+  for (std::int64_t n = 0; n < g.batch; ++n)
+    for (std::int64_t od = 0; od < g.out[0]; ++od)
+      for (std::int64_t oh = 0; oh < g.out[1]; ++oh)
+        for (std::int64_t ow = 0; ow < g.out[2]; ++ow)
+          for (std::int64_t grp = 0; grp < g.groups; ++grp) {
+            std::fill(acc.begin(), acc.end(), Acc(0));
+            for (std::int64_t kd = 0; kd < g.kernel[0]; ++kd) {
+              const std::int64_t id = od * p.stride[0] - p.padding_lo[0] + kd * p.dilation[0];
+              if (id < 0 || id >= g.in[0]) continue;
+              for (std::int64_t kh = 0; kh < g.kernel[1]; ++kh) {
+                const std::int64_t ih = oh * p.stride[1] - p.padding_lo[1] + kh * p.dilation[1];
+                if (ih < 0 || ih >= g.in[1]) continue;
+                for (std::int64_t kw = 0; kw < g.kernel[2]; ++kw) {
+                  const std::int64_t iw = ow * p.stride[2] - p.padding_lo[2] + kw * p.dilation[2];
+                  if (iw < 0 || iw >= g.in[2]) continue;
+                  const InS* xr = x + n * xs[0] + id * xs[1] + ih * xs[2] + iw * xs[3] + grp * cin_g * xs[4];
+                  const std::int64_t tap = (kd * g.kernel[1] + kh) * g.kernel[2] + kw;
+                  const Acc* wp = packed.data() + (grp * taps + tap) * cin_g * cout_g;
+                  for (std::int64_t ci = 0; ci < cin_g; ++ci) {
+                    const Acc xv = In::template load<Acc>(xr[ci * xs[4]]);
+                    const Acc* wr = wp + ci * cout_g;
+                    for (std::int64_t co = 0; co < cout_g; ++co) acc[std::size_t(co)] += xv * wr[co];
+                  }
+                }
+              }
+            }
+            OutS* yr = y + n * ys[0] + od * ys[1] + oh * ys[2] + ow * ys[3] + grp * cout_g * ys[4];
+            for (std::int64_t co = 0; co < cout_g; ++co)
+              yr[co * ys[4]] = Out::template store<Acc>(acc[std::size_t(co)]);
+          }
+}
+
+}  // namespace
+
+void conv3d_direct(const detail::ConvCall& call) {
+  visit_dtype(call.input.dtype, [&](auto in) {
+    visit_dtype(call.weight.dtype, [&](auto wt) {
+      using In = decltype(in);
+      using Wt = decltype(wt);
+      // The output dtype is the promotion (checked by the core).
+      using Out = Element<promote_types(In::dtype, Wt::dtype)>;
+      using Acc = std::conditional_t<Out::dtype == DType::float64, double, float>;
+      conv3d_direct_typed<Acc, In, Wt, Out>(call);
+    });
+  });
+}
+
+}  // namespace volconv::cpu

@@ -1,0 +1,9 @@
+// volconv: fast, memory-lean 3-D convolution. The one header to include.
+#pragma once
+
+#include "volconv/conv3d.h"
+#include "volconv/device.h"
+#include "volconv/dtype.h"
+#include "volconv/params.h"
+#include "volconv/tensor.h"
+#include "volconv/version.h"

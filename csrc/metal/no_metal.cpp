@@ -1,0 +1,19 @@
+// Linked instead of the Metal host when the build has no Metal (Linux,
+// Windows): the GPU reports itself unavailable and nothing else is reached.
+#include <stdexcept>
+
+#include "../core/backend.h"
+
+namespace volconv::metal {
+
+std::string unavailable_reason() {
+  return "this build of volconv has no Metal backend (Metal exists only on macOS with an Apple GPU)";
+}
+
+int new_queue() { throw std::invalid_argument("[volconv] The GPU is not available: " + unavailable_reason() + "."); }
+
+void conv3d(const detail::ConvCall&, int) { new_queue(); }
+
+void synchronize(int) {}
+
+}  // namespace volconv::metal

@@ -1,0 +1,146 @@
+// volconv._core: the nanobind module. Only conversions between Python and the
+// C++ API live here; argument parsing is in python/volconv, validation and
+// all logic in csrc/core.
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/array.h>
+#include <nanobind/stl/string.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "volconv/volconv.h"
+
+namespace nb = nanobind;
+using namespace volconv;
+
+namespace {
+
+using StridedArray = nb::ndarray<nb::ro, nb::device::cpu>;
+
+// Outputs are page-aligned so Metal (and numpy) can adopt them without a copy.
+constexpr std::size_t kOutputAlignment = 16384;
+
+ConstTensorView view_of(const StridedArray& a, DType dtype, const char* what) {
+  if (a.ndim() != 5)
+    throw std::invalid_argument(std::string("[conv3d] Expected the ") + what + " to have 5 dimensions but got " +
+                                std::to_string(a.ndim()) + ".");
+  if (a.itemsize() != dtype_size(dtype))
+    throw std::invalid_argument(std::string("[conv3d] The ") + what + " has " + std::to_string(a.itemsize()) +
+                                "-byte elements, but " + dtype_name(dtype) + " needs " +
+                                std::to_string(dtype_size(dtype)) + ".");
+  ConstTensorView v;
+  v.data = a.data();
+  v.dtype = dtype;
+  for (int i = 0; i < 5; ++i) {
+    v.shape[i] = std::int64_t(a.shape(i));
+    v.strides[i] = std::int64_t(a.stride(i));
+  }
+  return v;
+}
+
+// The storage type numpy sees: bfloat16 travels as uint16 (numpy has no
+// bfloat16); Python re-labels it.
+nb::dlpack::dtype storage_dtype(DType dtype) {
+  switch (dtype) {
+    case DType::float16: return nb::dlpack::dtype{std::uint8_t(nb::dlpack::dtype_code::Float), 16, 1};
+    case DType::bfloat16: return nb::dtype<std::uint16_t>();
+    case DType::float32: return nb::dtype<float>();
+    case DType::float64: break;
+  }
+  return nb::dtype<double>();
+}
+
+nb::ndarray<nb::numpy> conv3d_py(const StridedArray& input, DType input_dtype, const StridedArray& weight,
+                                 DType weight_dtype, const ConvParams& params, const Stream& stream) {
+  const ConstTensorView in = view_of(input, input_dtype, "input");
+  const ConstTensorView wt = view_of(weight, weight_dtype, "weight");
+  const Shape5 out_shape = conv3d_output_shape(in.shape, wt.shape, params);
+  const DType out_dtype = promote_types(input_dtype, weight_dtype);
+
+  std::size_t bytes = dtype_size(out_dtype);
+  for (auto s : out_shape) bytes *= std::size_t(s);
+  const std::size_t alloc = (bytes + kOutputAlignment - 1) / kOutputAlignment * kOutputAlignment;
+  void* data = nullptr;
+  if (posix_memalign(&data, kOutputAlignment, alloc ? alloc : kOutputAlignment) != 0) throw std::bad_alloc();
+  nb::capsule owner(data, [](void* p) noexcept { std::free(p); });
+
+  const TensorView out = TensorView::contiguous(data, out_dtype, out_shape);
+  {
+    nb::gil_scoped_release release;
+    conv3d(in, wt, out, params, stream);
+  }
+  std::size_t shape[5];
+  for (int i = 0; i < 5; ++i) shape[i] = std::size_t(out_shape[i]);
+  return nb::ndarray<nb::numpy>(data, 5, shape, owner, nullptr, storage_dtype(out_dtype));
+}
+
+}  // namespace
+
+NB_MODULE(_core, m) {
+  m.doc() = "volconv's compiled core (private: use the volconv package).";
+  m.attr("__version__") = volconv::version;
+
+  nb::enum_<DType>(m, "DType")
+      .value("float16", DType::float16)
+      .value("bfloat16", DType::bfloat16)
+      .value("float32", DType::float32)
+      .value("float64", DType::float64);
+
+  nb::enum_<DeviceType>(m, "DeviceType", "The kinds of device: cpu and gpu.")
+      .value("cpu", DeviceType::cpu)
+      .value("gpu", DeviceType::gpu);
+
+  nb::class_<Device>(m, "Device", "A device conv3d can run on.")
+      .def(nb::init<>())
+      .def("__init__", [](Device* d, DeviceType type, int index) { new (d) Device{type, index}; },
+           nb::arg("type"), nb::arg("index") = 0)
+      .def_ro("type", &Device::type)
+      .def_ro("index", &Device::index)
+      .def("__eq__", [](const Device& a, const Device& b) { return a == b; })
+      .def("__hash__", [](const Device& d) { return int(d.type) * 1000003 + d.index; })
+      .def("__repr__", [](const Device& d) {
+        return std::string("Device(") + (d.type == DeviceType::cpu ? "cpu" : "gpu") + ", " + std::to_string(d.index) +
+               ")";
+      });
+
+  nb::class_<Stream>(m, "Stream", "An ordered queue of work on one device.")
+      .def_ro("index", &Stream::index)
+      .def_ro("device", &Stream::device)
+      .def("__eq__", [](const Stream& a, const Stream& b) { return a == b; })
+      .def("__hash__", [](const Stream& s) { return s.index; })
+      .def("__repr__", [](const Stream& s) {
+        return std::string("Stream(Device(") + (s.device.type == DeviceType::cpu ? "cpu" : "gpu") + ", " +
+               std::to_string(s.device.index) + "), " + std::to_string(s.index) + ")";
+      });
+
+  nb::class_<ConvParams>(m, "ConvParams")
+      .def(nb::init<>())
+      .def_rw("stride", &ConvParams::stride)
+      .def_rw("padding_lo", &ConvParams::padding_lo)
+      .def_rw("padding_hi", &ConvParams::padding_hi)
+      .def_rw("dilation", &ConvParams::dilation)
+      .def_rw("groups", &ConvParams::groups);
+
+  m.def("promote_types", [](DType a, DType b) { return promote_types(a, b); }, nb::arg("a"), nb::arg("b"));
+  m.def("is_available", &is_available, nb::arg("device"));
+  m.def("unavailable_reason", &unavailable_reason, nb::arg("device"));
+  m.def("default_device", &default_device);
+  m.def("set_default_device", &set_default_device, nb::arg("device"));
+  m.def("default_stream", &default_stream, nb::arg("device"));
+  m.def("new_stream", &new_stream, nb::arg("device"));
+  m.def("synchronize", [](const Stream& s) {
+    nb::gil_scoped_release release;
+    synchronize(s);
+  }, nb::arg("stream"));
+
+  m.def("output_shape", &conv3d_output_shape, nb::arg("input_shape"), nb::arg("weight_shape"), nb::arg("params"));
+  m.def("set_same_padding", [](ConvParams p, const Int3& kernel) {
+    set_same_padding(p, kernel);
+    return p;
+  }, nb::arg("params"), nb::arg("kernel"));
+  m.def("conv3d", &conv3d_py, nb::arg("input"), nb::arg("input_dtype"), nb::arg("weight"), nb::arg("weight_dtype"),
+        nb::arg("params"), nb::arg("stream"));
+}

@@ -1,0 +1,33 @@
+"""volconv: fast, memory-lean 3D convolution for Apple-silicon GPUs (Metal)
+and CPUs, with the semantics of mlx.core.conv3d."""
+
+from ._core import Device, DeviceType, Stream, __version__
+from ._conv import conv3d
+from ._device import (
+    cpu,
+    default_device,
+    default_stream,
+    gpu,
+    is_available,
+    new_stream,
+    set_default_device,
+    stream,
+    synchronize,
+)
+
+__all__ = [
+    "Device",
+    "DeviceType",
+    "Stream",
+    "__version__",
+    "conv3d",
+    "cpu",
+    "default_device",
+    "default_stream",
+    "gpu",
+    "is_available",
+    "new_stream",
+    "set_default_device",
+    "stream",
+    "synchronize",
+]

@@ -1,0 +1,113 @@
+"""Arrays in and out: any supported array becomes a strided NumPy view of its
+memory (no copy) plus a dtype; the result goes back as the kind of array the
+input was."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ._core import DType
+
+_NUMPY_DTYPES = {
+    np.dtype(np.float16): DType.float16,
+    np.dtype(np.float32): DType.float32,
+    np.dtype(np.float64): DType.float64,
+}
+_FLOAT_NAMES = "float16, bfloat16, float32 or float64"
+
+
+class Operand(NamedTuple):
+    storage: np.ndarray  # the caller's memory, bfloat16 viewed as uint16
+    dtype: DType
+    kind: str  # "numpy", "torch" or "mlx": what the result is returned as
+
+
+def _module_of(obj: Any) -> str:
+    return type(obj).__module__.split(".")[0]
+
+
+def _check_float(dtype_name: str, op: str, what: str) -> None:
+    raise ValueError(
+        f"[{op}] Expected the {what} to have a floating-point dtype ({_FLOAT_NAMES}) but got {dtype_name}."
+    )
+
+
+def _from_numpy(a: np.ndarray, op: str, what: str, kind: str) -> Operand:
+    if a.dtype.name == "bfloat16":  # ml_dtypes.bfloat16
+        return Operand(a.view(np.uint16), DType.bfloat16, kind)
+    dtype = _NUMPY_DTYPES.get(a.dtype)
+    if dtype is None:
+        _check_float(str(a.dtype), op, what)
+    return Operand(a, dtype, kind)
+
+
+def _from_torch(t: Any, op: str, what: str) -> Operand:
+    import torch
+
+    if t.device.type != "cpu":
+        raise ValueError(f"[{op}] Expected the {what} to be a CPU tensor but got a tensor on {t.device}.")
+    t = t.detach()
+    if t.dtype == torch.bfloat16:
+        return Operand(t.view(torch.int16).numpy().view(np.uint16), DType.bfloat16, "torch")
+    if t.dtype not in (torch.float16, torch.float32, torch.float64):
+        _check_float(str(t.dtype).replace("torch.", ""), op, what)
+    return Operand(t.numpy(), _NUMPY_DTYPES[np.dtype(str(t.dtype).replace("torch.", ""))], "torch")
+
+
+def _from_mlx(a: Any, op: str, what: str) -> Operand:
+    import mlx.core as mx
+
+    if a.dtype == mx.bfloat16:
+        return Operand(np.asarray(a.view(mx.uint16)), DType.bfloat16, "mlx")
+    if a.dtype not in (mx.float16, mx.float32, mx.float64):
+        _check_float(str(a.dtype).replace("mlx.core.", ""), op, what)
+    return _from_numpy(np.asarray(a), op, what, "mlx")
+
+
+def as_operand(obj: Any, op: str, what: str) -> Operand:
+    """Views `obj` without copying; raises TypeError for non-arrays and
+    ValueError for non-floating dtypes."""
+    if isinstance(obj, np.ndarray):
+        return _from_numpy(obj, op, what, "numpy")
+    module = _module_of(obj)
+    if module == "torch" and type(obj).__name__ in ("Tensor", "Parameter"):
+        return _from_torch(obj, op, what)
+    if module == "mlx" and type(obj).__name__ == "array":
+        return _from_mlx(obj, op, what)
+    if hasattr(obj, "__dlpack__"):
+        return _from_numpy(np.from_dlpack(obj), op, what, "numpy")
+    if not isinstance(obj, (str, bytes)):
+        try:
+            view = memoryview(obj)
+        except TypeError:
+            pass
+        else:
+            return _from_numpy(np.asarray(view), op, what, "numpy")
+    raise TypeError(
+        f"[{op}] Expected the {what} to be an array (numpy, mlx, torch, or an object with __dlpack__ "
+        f"or the buffer protocol) but got {type(obj).__name__}."
+    )
+
+
+def to_kind(result: np.ndarray, dtype: DType, kind: str) -> Any:
+    """Hands `result` (owned by the library; bfloat16 stored as uint16) to
+    the caller as a `kind` array, without a copy where that library can
+    adopt foreign memory (numpy, torch); MLX on the CPU copies once."""
+    bf16 = dtype == DType.bfloat16
+    if kind == "torch":
+        import torch
+
+        if bf16:
+            return torch.from_numpy(result.view(np.int16)).view(torch.bfloat16)
+        return torch.from_numpy(result)
+    if kind == "mlx":
+        import mlx.core as mx
+
+        return mx.array(result).view(mx.bfloat16) if bf16 else mx.array(result)
+    if bf16:
+        import ml_dtypes
+
+        return result.view(ml_dtypes.bfloat16)
+    return result

@@ -1,0 +1,65 @@
+"""Parsing of conv3d's stride / padding / dilation / groups arguments into
+the C++ ConvParams; the values themselves are validated in C++."""
+
+from __future__ import annotations
+
+import operator
+from typing import Any, Sequence
+
+from ._core import ConvParams
+
+_INT64_MAX = 2**63 - 1
+
+
+def _int(value: Any, op: str, name: str) -> int:
+    if isinstance(value, bool):
+        raise TypeError(f"[{op}] Expected {name} to be an int but got bool.")
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(f"[{op}] Expected {name} to be an int but got {type(value).__name__}.") from None
+    if not -_INT64_MAX <= v <= _INT64_MAX:
+        raise ValueError(f"[{op}] Expected {name} to fit in 64 bits but got {v}.")
+    return v
+
+
+def triple(value: Any, op: str, name: str) -> tuple[int, int, int]:
+    """An int for all three spatial dims, or a 3-sequence (D, H, W)."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 3:
+            raise ValueError(
+                f"[{op}] Expected {name} to be an int or a tuple of 3 ints (D, H, W) but got "
+                f"{tuple(value)!r} of length {len(value)}."
+            )
+        return tuple(_int(v, op, name) for v in value)  # type: ignore[return-value]
+    v = _int(value, op, name)
+    return (v, v, v)
+
+
+def conv_params(
+    padding: Any, stride: Any, dilation: Any, groups: Any, kernel: Sequence[int], op: str = "conv3d"
+) -> ConvParams:
+    p = ConvParams()
+    p.stride = triple(stride, op, "stride")
+    p.dilation = triple(dilation, op, "dilation")
+    p.groups = _int(groups, op, "groups")
+    if isinstance(padding, str):
+        if padding == "valid":
+            return p
+        if padding == "same":
+            from . import _core
+
+            return _core.set_same_padding(p, tuple(kernel))
+        raise ValueError(f"[{op}] Expected padding to be 'valid' or 'same' when a string but got {padding!r}.")
+    if (
+        isinstance(padding, (tuple, list))
+        and len(padding) == 2
+        and all(isinstance(side, (tuple, list)) for side in padding)
+    ):
+        p.padding_lo = triple(padding[0], op, "padding low")
+        p.padding_hi = triple(padding[1], op, "padding high")
+        return p
+    pad = triple(padding, op, "padding")
+    p.padding_lo = pad
+    p.padding_hi = pad
+    return p
