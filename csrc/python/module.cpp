@@ -82,6 +82,9 @@ nb::ndarray<nb::numpy> conv3d_py(const StridedArray& input, DType input_dtype, c
 NB_MODULE(_core, m) {
   m.doc() = "volconv's compiled core (private: use the volconv package).";
   m.attr("__version__") = volconv::version;
+  // Devices held in module-level Python state (test parameters, user
+  // globals) are still alive at interpreter exit; that is not a leak.
+  nb::set_leak_warnings(false);
 
   nb::enum_<DType>(m, "DType")
       .value("float16", DType::float16)
