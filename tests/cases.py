@@ -28,7 +28,11 @@ class Case:
 
     def params(self) -> dict:
         return dict(
-            stride=self.stride, pad_lo=self.pad_lo, pad_hi=self.pad_hi, dilation=self.dilation, groups=self.groups
+            stride=self.stride,
+            pad_lo=self.pad_lo,
+            pad_hi=self.pad_hi,
+            dilation=self.dilation,
+            groups=self.groups,
         )
 
     def api_kwargs(self) -> dict:
@@ -46,7 +50,7 @@ class Case:
 
 
 def _c(name, n, d, h, w, cin, cout, k, s=1, p=0, dil=1, g=1, tags=()):
-    t3 = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v, v)  # noqa: E731
+    t3 = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v, v)
     if isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], tuple):
         lo, hi = p
     else:

@@ -12,7 +12,9 @@ import numpy as np
 TOLERANCE = {"float64": 1e-12, "float32": 2e-6, "float16": 1.5e-3, "bfloat16": 8e-3}
 
 
-def conv3d_reference(x, w, stride=(1, 1, 1), pad_lo=(0, 0, 0), pad_hi=(0, 0, 0), dilation=(1, 1, 1), groups=1):
+def conv3d_reference(
+    x, w, stride=(1, 1, 1), pad_lo=(0, 0, 0), pad_hi=(0, 0, 0), dilation=(1, 1, 1), groups=1
+):
     """(N, D, H, W, C_in) * (C_out, KD, KH, KW, C_in/groups) -> (N, Do, Ho, Wo, C_out), in float64."""
     x = np.asarray(x, dtype=np.float64)
     w = np.asarray(w, dtype=np.float64)
@@ -21,9 +23,7 @@ def conv3d_reference(x, w, stride=(1, 1, 1), pad_lo=(0, 0, 0), pad_hi=(0, 0, 0),
     assert c_in == c_in_g * groups and c_out % groups == 0
     xp = np.pad(x, [(0, 0)] + [(lo, hi) for lo, hi in zip(pad_lo, pad_hi)] + [(0, 0)])
     kernel = (kd, kh, kw)
-    out_sizes = [
-        (xp.shape[1 + i] - dilation[i] * (kernel[i] - 1) - 1) // stride[i] + 1 for i in range(3)
-    ]
+    out_sizes = [(xp.shape[1 + i] - dilation[i] * (kernel[i] - 1) - 1) // stride[i] + 1 for i in range(3)]
     xg = xp.reshape(xp.shape[:4] + (groups, c_in_g))
     wg = w.reshape(groups, c_out // groups, kd, kh, kw, c_in_g)
     out = np.zeros((n, *out_sizes, groups, c_out // groups))

@@ -3,9 +3,10 @@ the only 3-D case MLX supports), when they are installed."""
 
 import numpy as np
 import pytest
-from cases import CASES
 
 import volconv as vc
+
+from cases import CASES
 
 TORCH_TOL = {"float32": (1e-4, 1e-4), "float64": (1e-10, 1e-10)}
 

@@ -5,10 +5,11 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import cast
-from reference import assert_conv_close
 
 import volconv as vc
+
+from conftest import cast
+from reference import assert_conv_close
 
 RNG = np.random.default_rng(11)
 X = RNG.standard_normal((2, 5, 6, 7, 6)).astype(np.float32)
@@ -50,7 +51,7 @@ def test_mlx_in_mlx_out(dtype):
     w = mx.array(W).astype(getattr(mx, dtype))
     y = vc.conv3d(x, w, **PARAMS)
     assert isinstance(y, mx.array) and y.dtype == x.dtype
-    f32 = lambda a: np.asarray(a.astype(mx.float32))  # noqa: E731
+    f32 = lambda a: np.asarray(a.astype(mx.float32))
     assert_conv_close(f32(y), f32(x), f32(w), dtype, **REF)
 
 

@@ -3,11 +3,12 @@ every dtype, and the spellings of the parameters."""
 
 import numpy as np
 import pytest
+
+import volconv as vc
+
 from cases import CASES
 from conftest import FLOAT_DTYPES, cast
 from reference import assert_conv_close
-
-import volconv as vc
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)

@@ -4,9 +4,10 @@ raise ValueError / TypeError, never anything else."""
 
 import numpy as np
 import pytest
-from reference import assert_conv_close
 
 import volconv as vc
+
+from reference import assert_conv_close
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, settings  # noqa: E402
@@ -49,7 +50,12 @@ def test_random_geometries_match_reference(g):
     w = rng.uniform(-1, 1, g["w_shape"]).astype(g["dtype"])
     p = g["params"]
     y = vc.conv3d(
-        x, w, stride=p["stride"], padding=(p["pad_lo"], p["pad_hi"]), dilation=p["dilation"], groups=p["groups"]
+        x,
+        w,
+        stride=p["stride"],
+        padding=(p["pad_lo"], p["pad_hi"]),
+        dilation=p["dilation"],
+        groups=p["groups"],
     )
     assert_conv_close(y, x, w, g["dtype"], **p)
 
@@ -75,8 +81,15 @@ def test_any_parameters_compute_or_raise_cleanly(x_shape, w_shape, stride, paddi
     except ValueError as e:
         assert str(e).startswith("[conv3d]")
         return
-    t3 = lambda v: v if isinstance(v, tuple) else (v, v, v)  # noqa: E731
+    t3 = lambda v: v if isinstance(v, tuple) else (v, v, v)
     assert_conv_close(
-        y, x, w, "float32", stride=t3(stride), pad_lo=t3(padding), pad_hi=t3(padding), dilation=t3(dilation),
+        y,
+        x,
+        w,
+        "float32",
+        stride=t3(stride),
+        pad_lo=t3(padding),
+        pad_hi=t3(padding),
+        dilation=t3(dilation),
         groups=groups,
     )

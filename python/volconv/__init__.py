@@ -1,8 +1,8 @@
 """volconv: fast, memory-lean 3D convolution for Apple-silicon GPUs (Metal)
 and CPUs, with the semantics of mlx.core.conv3d."""
 
-from ._core import Device, DeviceType, Stream, __version__
 from ._conv import conv3d
+from ._core import Device, DeviceType, Stream, __version__
 from ._device import (
     cpu,
     default_device,

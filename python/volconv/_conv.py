@@ -50,4 +50,3 @@ def conv3d(
     s = resolve_stream(stream)
     out = _core.conv3d(x.storage, x.dtype, w.storage, w.dtype, params, s)
     return to_kind(out, _core.promote_types(x.dtype, w.dtype), x.kind)
-

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Iterator, Union
+from collections.abc import Iterator
+from typing import Union
 
 from . import _core
 from ._core import Device, DeviceType, Stream

@@ -4,7 +4,8 @@ the C++ ConvParams; the values themselves are validated in C++."""
 from __future__ import annotations
 
 import operator
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ._core import ConvParams
 
@@ -50,7 +51,9 @@ def conv_params(
             from . import _core
 
             return _core.set_same_padding(p, tuple(kernel))
-        raise ValueError(f"[{op}] Expected padding to be 'valid' or 'same' when a string but got {padding!r}.")
+        raise ValueError(
+            f"[{op}] Expected padding to be 'valid' or 'same' when a string but got {padding!r}."
+        )
     if (
         isinstance(padding, (tuple, list))
         and len(padding) == 2
