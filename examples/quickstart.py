@@ -20,9 +20,8 @@ y = vc.conv3d(x, w, stride=(1, 2, 2), padding=1)
 seconds = time.perf_counter() - start
 flops = 2 * y.size * 27 * 32
 print(f"volconv {vc.__version__} on {vc.default_device()}")
-print(
-    f"conv3d {x.shape} * {w.shape} -> {y.shape} {y.dtype}: {seconds * 1e3:.1f} ms, {flops / seconds / 1e9:.1f} GFLOP/s"
-)
+print(f"conv3d {x.shape} * {w.shape} -> {y.shape} {y.dtype}")
+print(f"{seconds * 1e3:.1f} ms, {flops / seconds / 1e9:.1f} GFLOP/s")
 
 # Spot-check a few outputs against a direct float64 sum over the taps.
 xp = np.pad(x.astype(np.float64), [(0, 0), (1, 1), (1, 1), (1, 1), (0, 0)])

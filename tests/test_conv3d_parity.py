@@ -82,7 +82,7 @@ def test_same_padding_keeps_the_spatial_size_as_pytorch_defines_it(kernel, dilat
     assert y.shape == (1, 6, 7, 8, 5)
     # PyTorch: total = dilation * (k - 1), the smaller half on the low side.
     lo = tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation))
-    hi = tuple(d * (k - 1) - l for k, d, l in zip(kernel, dilation, lo))
+    hi = tuple(d * (k - 1) - low for k, d, low in zip(kernel, dilation, lo))
     assert_conv_close(y, x, w, "float32", pad_lo=lo, pad_hi=hi, dilation=dilation)
 
 
