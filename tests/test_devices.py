@@ -16,6 +16,8 @@ def test_device_objects():
     d = vc.Device(vc.cpu)
     assert d.type == vc.cpu and d.index == 0 and d == vc.Device(vc.cpu, 0)
     assert repr(d) == "Device(cpu, 0)"
+    assert d == vc.cpu and d != vc.gpu and d != "cpu" and d != None  # noqa: E711
+    assert vc.default_stream(vc.cpu) != None  # noqa: E711
     assert vc.is_available(vc.cpu) and vc.is_available(d)
     assert not vc.is_available(vc.Device(vc.cpu, 1))
 

@@ -102,7 +102,12 @@ NB_MODULE(_core, m) {
            nb::arg("type"), nb::arg("index") = 0)
       .def_ro("type", &Device::type)
       .def_ro("index", &Device::index)
-      .def("__eq__", [](const Device& a, const Device& b) { return a == b; })
+      // A Device equals its DeviceType (as in MLX) and nothing but devices.
+      .def("__eq__", [](const Device& a, nb::handle b) {
+        if (nb::isinstance<Device>(b)) return a == nb::cast<Device>(b);
+        if (nb::isinstance<DeviceType>(b)) return a == Device{nb::cast<DeviceType>(b), 0};
+        return false;
+      }, nb::arg("other").none())
       .def("__hash__", [](const Device& d) { return int(d.type) * 1000003 + d.index; })
       .def("__repr__", [](const Device& d) {
         return std::string("Device(") + (d.type == DeviceType::cpu ? "cpu" : "gpu") + ", " + std::to_string(d.index) +
@@ -112,7 +117,9 @@ NB_MODULE(_core, m) {
   nb::class_<Stream>(m, "Stream", "An ordered queue of work on one device.")
       .def_ro("index", &Stream::index)
       .def_ro("device", &Stream::device)
-      .def("__eq__", [](const Stream& a, const Stream& b) { return a == b; })
+      .def("__eq__", [](const Stream& a, nb::handle b) {
+        return nb::isinstance<Stream>(b) && a == nb::cast<Stream>(b);
+      }, nb::arg("other").none())
       .def("__hash__", [](const Stream& s) { return s.index; })
       .def("__repr__", [](const Stream& s) {
         return std::string("Stream(Device(") + (s.device.type == DeviceType::cpu ? "cpu" : "gpu") + ", " +
