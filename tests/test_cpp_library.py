@@ -38,7 +38,9 @@ ENV = {k: v for k, v in os.environ.items() if k not in ("CMAKE_PREFIX_PATH", "vo
 
 
 def run(cmd: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
-    proc = subprocess.run([str(c) for c in cmd], cwd=cwd, env=ENV, capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(c) for c in cmd], check=False, cwd=cwd, env=ENV, capture_output=True, text=True
+    )
     if proc.returncode != 0:
         pytest.fail(
             f"command failed ({proc.returncode}): {' '.join(map(str, cmd))}\n"
@@ -56,7 +58,9 @@ def cmake_build(source: Path, build: Path, *defines: str) -> Path:
 @pytest.fixture(scope="module")
 def core_build(tmp_path_factory) -> Path:
     """The pure-CMake build (no Python) with the C++ tests."""
-    return cmake_build(ROOT, tmp_path_factory.mktemp("core-build"), "-DVOLCONV_PYTHON=OFF", "-DVOLCONV_TESTS=ON")
+    return cmake_build(
+        ROOT, tmp_path_factory.mktemp("core-build"), "-DVOLCONV_PYTHON=OFF", "-DVOLCONV_TESTS=ON"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -121,8 +125,13 @@ def test_example_against_wheel_cmake_dir(wheel_cmake_dir, tmp_path_factory):
 
 def test_example_against_wheel_prefix_path(wheel_cmake_dir, tmp_path_factory):
     # The package folder is an install prefix: <pkg>/lib/cmake/volconv.
-    package_dir = wheel_cmake_dir.parents[2]
+    package_dir = Path(run([sys.executable, "-m", "volconv", "--prefix"], cwd=wheel_cmake_dir).stdout.strip())
+    assert package_dir == wheel_cmake_dir.parents[2]
     assert (package_dir / "__init__.py").is_file()
+    include = Path(
+        run([sys.executable, "-m", "volconv", "--include-dir"], cwd=wheel_cmake_dir).stdout.strip()
+    )
+    assert (include / "volconv" / "volconv.h").is_file()
     build_and_run_example(tmp_path_factory.mktemp("ex-wheel-prefix"), f"-DCMAKE_PREFIX_PATH={package_dir}")
 
 
@@ -144,7 +153,7 @@ def test_version_file_rejects_other_minor(install_prefix, tmp_path_factory):
     (src / "CMakeLists.txt").write_text(
         "cmake_minimum_required(VERSION 3.20)\nproject(v LANGUAGES CXX)\n"
         f"find_package(volconv {major}.{minor + 1} CONFIG QUIET)\n"
-        "if(volconv_FOUND)\n  message(FATAL_ERROR \"a newer minor version must not be accepted\")\nendif()\n"
+        'if(volconv_FOUND)\n  message(FATAL_ERROR "a newer minor version must not be accepted")\nendif()\n'
         f"find_package(volconv {major}.{minor} CONFIG REQUIRED)\n"
     )
     run(["cmake", "-S", src, "-B", src / "build", *GENERATOR, f"-DCMAKE_PREFIX_PATH={install_prefix}"])
@@ -159,7 +168,9 @@ def test_versions_agree():
     cmake = re.search(r"project\(volconv VERSION ([0-9.]+)", (ROOT / "CMakeLists.txt").read_text()).group(1)
     header = (ROOT / "csrc" / "include" / "volconv" / "version.h").read_text()
     parts = [re.search(rf"VOLCONV_VERSION_{k} (\d+)", header).group(1) for k in ("MAJOR", "MINOR", "PATCH")]
-    pyproject = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
+    pyproject = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.MULTILINE).group(
+        1
+    )
     assert cmake == ".".join(parts) == pyproject == volconv.__version__
 
 
@@ -191,7 +202,9 @@ def test_cpp_and_python_messages_match(core_build, case):
     x = np.zeros(in_shape, np.float32)
     w = np.zeros(wt_shape, np.float32)
     try:
-        y = volconv.conv3d(x, w, stride=stride, padding=(lo, hi), dilation=dil, groups=groups, stream=volconv.cpu)
+        y = volconv.conv3d(
+            x, w, stride=stride, padding=(lo, hi), dilation=dil, groups=groups, stream=volconv.cpu
+        )
         py = "ok (" + ",".join(map(str, y.shape)) + ")"
     except ValueError as e:
         py = f"invalid_argument: {e}"
