@@ -1,32 +1,60 @@
-"""`python -m volconv --cmake-dir`: where C++ consumers find volconvConfig.cmake."""
+"""`python -m volconv --cmake-dir`: where C++ consumers find volconvConfig.cmake.
+
+    cmake -S . -B build -Dvolconv_DIR="$(python -m volconv --cmake-dir)"
+
+The package folder itself is a CMake install prefix (lib/, include/), so
+`-DCMAKE_PREFIX_PATH="$(python -m volconv --prefix)"` works too."""
 
 import argparse
 import sys
 from pathlib import Path
 
+_HERE = Path(__file__).resolve().parent
+
 
 def cmake_dir() -> Path:
-    here = Path(__file__).resolve().parent
+    """The folder holding volconvConfig.cmake inside the installed package."""
     for libdir in ("lib", "lib64"):
-        candidate = here / libdir / "cmake" / "volconv"
+        candidate = _HERE / libdir / "cmake" / "volconv"
         if (candidate / "volconvConfig.cmake").is_file():
             return candidate
-    raise FileNotFoundError(f"volconvConfig.cmake is not installed under {here}")
+    raise FileNotFoundError(
+        f"volconvConfig.cmake is not installed under {_HERE} (is this a source checkout rather than an installed wheel?)"
+    )
+
+
+def include_dir() -> Path:
+    """The folder holding volconv/volconv.h inside the installed package."""
+    path = _HERE / "include"
+    if not (path / "volconv" / "volconv.h").is_file():
+        raise FileNotFoundError(f"the volconv C++ headers are not installed under {_HERE}")
+    return path
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m volconv")
-    parser.add_argument("--cmake-dir", action="store_true", help="print the directory of volconvConfig.cmake")
-    parser.add_argument("--include-dir", action="store_true", help="print the directory of the C++ headers")
+    parser = argparse.ArgumentParser(prog="python -m volconv", description=__doc__.splitlines()[0])
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--cmake-dir", action="store_true", help="print the directory of volconvConfig.cmake")
+    group.add_argument(
+        "--prefix", action="store_true", help="print the install prefix (for CMAKE_PREFIX_PATH)"
+    )
+    group.add_argument("--include-dir", action="store_true", help="print the directory of the C++ headers")
     args = parser.parse_args()
-    if args.cmake_dir:
-        print(cmake_dir())
-    elif args.include_dir:
-        print(Path(__file__).resolve().parent / "include")
-    else:
-        import volconv
+    try:
+        if args.cmake_dir:
+            print(cmake_dir())
+        elif args.prefix:
+            cmake_dir()  # fails clearly when the C++ library is not installed
+            print(_HERE)
+        elif args.include_dir:
+            print(include_dir())
+        else:
+            import volconv
 
-        print(f"volconv {volconv.__version__}; default device: {volconv.default_device()}")
+            print(f"volconv {volconv.__version__}; default device: {volconv.default_device()}")
+    except FileNotFoundError as e:
+        print(f"python -m volconv: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

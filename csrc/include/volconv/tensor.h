@@ -1,5 +1,8 @@
 // Non-owning views of 5-D arrays. Strides are in elements (not bytes), may be
-// any value (including 0 and negative), and are 64-bit.
+// any value (including 0 and negative), and are 64-bit. conv3d refuses (with
+// std::invalid_argument) a view whose offsets reach past 2^59 elements, and an
+// output whose strides would write two elements to one place (e.g. a 0 stride
+// over a dimension longer than 1). Data may be null only for an empty view.
 #pragma once
 
 #include <array>
