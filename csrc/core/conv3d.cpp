@@ -3,6 +3,7 @@
 #include "volconv/conv3d.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 
@@ -66,13 +67,18 @@ bool writes_each_element_once(const Shape5& shape, const Shape5& strides) {
   return true;
 }
 
-// Strides are checked for 64-bit safety: every offset a view reaches must fit.
+// Strides are checked for 64-bit safety: every offset a view reaches must
+// fit. Each stride is bounded first, so std::abs below is defined.
+constexpr std::int64_t kMaxReach = std::int64_t(1) << 59;
+
 void check_strides(const Shape5& shape, const Shape5& strides, const char* what) {
   std::int64_t reach = 0;
   for (int i = 0; i < 5; ++i) {
+    if (shape[i] <= 0) continue;
     std::int64_t r;
-    if (shape[i] > 0 && (__builtin_mul_overflow(std::abs(strides[i]), shape[i] - 1, &r) ||
-                         __builtin_add_overflow(reach, r, &reach) || reach > (std::int64_t(1) << 59)))
+    if (strides[i] < -kMaxReach || strides[i] > kMaxReach ||
+        __builtin_mul_overflow(std::abs(strides[i]), shape[i] - 1, &r) ||
+        __builtin_add_overflow(reach, r, &reach) || reach > kMaxReach)
       fail(std::string("The strides of the ") + what + " " + format_tuple(strides) + " reach past 2^59 elements.");
   }
 }

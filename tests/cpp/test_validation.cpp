@@ -174,6 +174,11 @@ void test_conv3d_messages() {
   wt.shape = p.wt_shape;
   CHECK_THROWS_HAS(IA, conv3d(p.input(), wt, p.output(), ConvParams{}, cpu),
                    "[conv3d] The strides of the weight (");
+  // INT64_MIN has no absolute value: it must be refused, not wrapped.
+  in = p.input();
+  in.strides[4] = std::numeric_limits<std::int64_t>::min();
+  CHECK_THROWS_HAS(IA, conv3d(in, p.weight(), p.output(), ConvParams{}, cpu),
+                   "reach past 2^59 elements.");
 
   // An output whose strides write two elements to one place.
   out = p.output();
