@@ -223,3 +223,22 @@ def test_cpp_and_python_messages_match(core_build, case):
     except ValueError as e:
         py = f"invalid_argument: {e}"
     assert cpp == py
+
+
+def test_readme_cpp_example_builds_and_runs(wheel_cmake_dir, tmp_path_factory):
+    """The C++ program in README.md, pasted into a project with the README's
+    two CMake lines, builds against the wheel and prints what it promises."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    (program,) = [b for b in re.findall(r"```cpp\n(.*?)```", readme, flags=re.S) if "int main" in b]
+    src = tmp_path_factory.mktemp("readme-example")
+    (src / "main.cpp").write_text(program)
+    (src / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.20)\nproject(readme_example LANGUAGES CXX)\n"
+        "find_package(volconv CONFIG REQUIRED)\nadd_executable(app main.cpp)\n"
+        "target_link_libraries(app PRIVATE volconv::volconv)\n"
+    )
+    build = cmake_build(src, tmp_path_factory.mktemp("readme-build"), f"-Dvolconv_DIR={wheel_cmake_dir}")
+    out = run([build / ("app.exe" if os.name == "nt" else "app")]).stdout
+    assert out.strip() == "y[0,1,1,1,0] = 27", out
