@@ -20,7 +20,10 @@ def test_readme_python_examples_run():
 
 def test_quickstart_example_runs():
     result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "quickstart.py")], capture_output=True, text=True, timeout=300
+        [sys.executable, str(ROOT / "examples" / "quickstart.py")],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     assert "spot checks against float64: OK" in result.stdout

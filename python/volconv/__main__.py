@@ -19,7 +19,8 @@ def cmake_dir() -> Path:
         if (candidate / "volconvConfig.cmake").is_file():
             return candidate
     raise FileNotFoundError(
-        f"volconvConfig.cmake is not installed under {_HERE} (is this a source checkout rather than an installed wheel?)"
+        f"volconvConfig.cmake is not installed under {_HERE} "
+        "(is this a source checkout rather than an installed wheel?)"
     )
 
 
