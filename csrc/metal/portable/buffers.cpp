@@ -27,8 +27,9 @@ BufferPlan plan_buffer(const ConstTensorView& view, DType kernel_dtype) {
   BufferPlan plan;
   plan.bytes = std::size_t(numel(view.shape)) * dtype_size(kernel_dtype);
   const ArrayMemory memory = memory_of(view);
-  const bool adoptable = memory.metal_buffer != nullptr ||
-                         reinterpret_cast<std::uintptr_t>(memory.host) % kPageBytes == 0;
+  const bool adoptable = memory.metal_buffer != nullptr
+                             ? std::size_t(memory.metal_offset) % kBufferAlignment == 0
+                             : reinterpret_cast<std::uintptr_t>(memory.host) % kPageBytes == 0;
   plan.zero_copy =
       plan.bytes > 0 && view.dtype == kernel_dtype && adoptable && is_contiguous(view.shape, view.strides);
   if (plan.zero_copy && memory.metal_buffer == nullptr)

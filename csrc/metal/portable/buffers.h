@@ -29,6 +29,9 @@ struct ArrayMemory {
 // carry an MTLBuffer (DLPack kDLMetal), this is the one place that reads it.
 ArrayMemory memory_of(const ConstTensorView& view);
 
+// The kernels need each buffer to start 16-byte aligned (vector loads).
+inline constexpr std::size_t kBufferAlignment = 16;
+
 // How one array reaches the GPU.
 struct BufferPlan {
   bool zero_copy = false;   // wrap the caller's memory (else: a staging buffer)
@@ -42,8 +45,8 @@ std::int64_t numel(const Shape5& shape);
 bool is_contiguous(const Shape5& shape, const Shape5& strides);
 
 // Zero-copy when `view` is non-empty, contiguous, in `kernel_dtype` and
-// either already in an MTLBuffer or host memory starting on a page;
-// otherwise staged.
+// either in an MTLBuffer at a 16-byte aligned offset or host memory
+// starting on a page; otherwise staged.
 BufferPlan plan_buffer(const ConstTensorView& view, DType kernel_dtype);
 
 // Threadgroup memory lengths must be multiples of 16 bytes.
