@@ -79,12 +79,15 @@ metal_plan::DeviceLimits limits_of(id<MTLDevice> device) {
   limits.max_threadgroup_memory = std::int64_t(device.maxThreadgroupMemoryLength);
   const MTLSize threads = device.maxThreadsPerThreadgroup;
   limits.max_threads_per_threadgroup = std::int64_t(threads.width);  // the kernels use x only
+  // Every Apple GPU runs 32-wide simdgroups; check_fits checks each pipeline.
+  limits.simd_width = 32;
   return limits;
 }
 
 void check_fits(Context& ctx, id<MTLComputePipelineState> state, const metal_plan::Conv3dPlan& plan) {
   const std::uint64_t threads = plan.threadgroup.x * plan.threadgroup.y * plan.threadgroup.z;
-  if (threads > state.maxTotalThreadsPerThreadgroup || state.threadExecutionWidth != 32)
+  if (threads > state.maxTotalThreadsPerThreadgroup ||
+      std::int64_t(state.threadExecutionWidth) != limits_of(ctx.device).simd_width)
     throw std::runtime_error("[volconv] The Metal pipeline of " + plan_text(plan) + " allows " +
                              std::to_string(state.maxTotalThreadsPerThreadgroup) + " threads per threadgroup in " +
                              std::to_string(state.threadExecutionWidth) + "-wide simdgroups; the plan needs " +
