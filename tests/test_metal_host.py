@@ -5,6 +5,7 @@ and the CI workflows. Needs the source tree, not the volconv package."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -20,7 +21,9 @@ KERNELS = ROOT / "metal"
 PLANNER = ROOT / "csrc" / "metal_plan"
 SHIM = ROOT / "tests" / "emulator" / "shim"
 
-pytestmark = pytest.mark.skipif(not (HOST / "embed_msl.cmake").is_file(), reason="needs the volconv source tree")
+pytestmark = pytest.mark.skipif(
+    not (HOST / "embed_msl.cmake").is_file(), reason="needs the volconv source tree"
+)
 
 
 def _cxx() -> str:
@@ -64,7 +67,12 @@ def test_embedded_source_is_self_contained(embedded):
     for source in sorted(KERNELS.glob("*.metal")):
         assert f'#line 1 "{source.name}"' in msl, f"{source.name} is not embedded"
     # Every header a kernel includes is inlined, and only once.
-    headers = {Path(h).name for f in KERNELS.rglob("*") if f.suffix in (".metal", ".h") for h in _local_includes(f.read_text())}
+    headers = {
+        Path(h).name
+        for f in KERNELS.rglob("*")
+        if f.suffix in (".metal", ".h")
+        for h in _local_includes(f.read_text())
+    }
     for h in headers:
         assert msl.count(f'#line 1 "{h}"') == 1, f"{h} inlined {msl.count(f'#line 1 {h!r}')} times"
     # Nothing of the kernels is lost: each source line appears in the library.
@@ -80,7 +88,10 @@ def test_generated_file_compiles_and_holds_the_exact_text(embedded, tmp_path):
     """The raw string survives C++ compilation byte for byte (backslashes, quotes, trigraph-like text)."""
     out, msl = embedded
     main = tmp_path / "main.cpp"
-    main.write_text('#include <cstdio>\n#include "msl_source.h"\nint main() { std::fputs(volconv::metal::kMslSource, stdout); }\n')
+    main.write_text(
+        '#include <cstdio>\n#include "msl_source.h"\n'
+        "int main() { std::fputs(volconv::metal::kMslSource, stdout); }\n"
+    )
     exe = tmp_path / "print_msl"
     _run([_cxx(), "-std=c++17", f"-I{HOST}", main, out, "-o", exe])
     assert _run([exe]).stdout == msl
@@ -106,14 +117,68 @@ def test_embedded_source_compiles_through_the_emulator_shim(embedded, tmp_path):
     _run([clang, "-std=c++17", "-x", "c++", "-fsyntax-only", "-Wno-unknown-attributes", f"-I{SHIM}", library])
 
 
+def test_embedded_source_runs_like_the_kernels_in_the_emulator(embedded, tmp_path):
+    """The emulator built from the one-file library instead of metal/*.metal
+    registers the same kernels and computes bit-identical results, for a plan
+    of every kernel family: the embedding changes nothing the GPU would run."""
+    if shutil.which("clang++-19") is None or not (ROOT / "tests" / "emulator" / "msl_emulator.py").is_file():
+        pytest.skip("needs clang++-19 and the MSL emulator (tests/emulator)")
+    np = pytest.importorskip("numpy")
+    sys.path.insert(0, str(ROOT / "tests" / "emulator"))
+    import msl_emulator
+
+    # A source tree whose metal/ holds only the embedded library (and the
+    # headers the planner includes); the rest is the real tree.
+    root = tmp_path / "root"
+    (root / "metal").mkdir(parents=True)
+    (root / "metal" / "library.metal").write_text(embedded[1])
+    for h in KERNELS.glob("*.h"):
+        shutil.copy(h, root / "metal")
+    (root / "csrc").symlink_to(ROOT / "csrc")
+    shutil.copytree(
+        ROOT / "tests" / "emulator", root / "tests" / "emulator", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    spec = importlib.util.spec_from_file_location(
+        "emu_embedded", root / "tests" / "emulator" / "msl_emulator.py"
+    )
+    emu_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(emu_module)
+    embedded_emu = msl_emulator.Emulator(emu_module.build(tmp_path / "build"))
+    reference_emu = msl_emulator.Emulator(msl_emulator.build())
+    assert embedded_emu.kernel_names() == reference_emu.kernel_names()
+
+    rng = np.random.default_rng(0)
+    cases = [  # (C_in, C_out, kernel, groups); W = 40 for the small-C_in kernel's row tiles
+        (16, 32, 3, 1),
+        (32, 16, 1, 1),
+        (3, 16, 3, 1),
+        (8, 8, 3, 8),
+    ]
+    pad = dict(pad_lo=(1, 1, 1), pad_hi=(1, 1, 1))
+    families = set()
+    for dtype in ("float32", "float16", "bfloat16"):
+        for c_in, c_out, k, groups in cases:
+            x = rng.standard_normal((1, 3, 5, 40, c_in)).astype(np.float32)
+            w = rng.standard_normal((c_out, k, k, k, c_in // groups)).astype(np.float32)
+            families.add(reference_emu.plan(x.shape, w.shape, dtype, groups=groups, **pad)["family"])
+            a, _ = embedded_emu.conv3d(x, w, dtype, groups=groups, **pad)
+            b, _ = reference_emu.conv3d(x, w, dtype, groups=groups, **pad)
+            assert np.array_equal(a, b), f"{dtype} {c_in}->{c_out} k{k} g{groups}"
+    assert len(families) == 4, f"cover every kernel family, got {families}"
+
+
 # ---------------------------------------------------------------- portable buffer decisions
 
 
 def test_portable_buffer_decisions(tmp_path):
     """csrc/metal/portable: zero-copy vs staging, gather/scatter with dtype conversion."""
     exe = tmp_path / "buffers_test"
-    srcs = [HOST / "portable" / "buffers_test.cpp", HOST / "portable" / "buffers.cpp",
-            ROOT / "csrc" / "core" / "dtype.cpp", ROOT / "csrc" / "core" / "tensor.cpp"]
+    srcs = [
+        HOST / "portable" / "buffers_test.cpp",
+        HOST / "portable" / "buffers.cpp",
+        ROOT / "csrc" / "core" / "dtype.cpp",
+        ROOT / "csrc" / "core" / "tensor.cpp",
+    ]
     flags = ["-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", f"-I{ROOT / 'csrc' / 'include'}"]
     if sys.platform == "linux":
         flags += ["-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
@@ -121,7 +186,7 @@ def test_portable_buffer_decisions(tmp_path):
     assert "all passed" in _run([exe]).stdout
 
 
-# ---------------------------------------------------------------- the host against the SDK, kernels and planner
+# ---------------------------------------------------------------- the host vs the SDK, kernels and planner
 
 
 def _clang() -> str:
@@ -142,8 +207,19 @@ def test_host_compiles_against_sdk_stand_ins(source):
     (Apple's declarations of what the host uses): unknown selectors, wrong
     types and C++ mistakes fail here instead of first on a Mac."""
     _need_planner()
-    flags = ["-x", "objective-c++", "-fobjc-arc", "-fblocks", "-fobjc-runtime=macosx-14.0", "-std=c++17",
-             "-fsyntax-only", "-Wall", "-Wextra", "-Werror", "-Wno-nullability-completeness"]
+    flags = [
+        "-x",
+        "objective-c++",
+        "-fobjc-arc",
+        "-fblocks",
+        "-fobjc-runtime=macosx-14.0",
+        "-std=c++17",
+        "-fsyntax-only",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-Wno-nullability-completeness",
+    ]
     dirs = [ROOT / "tests" / "metal_host_sdk", ROOT / "csrc" / "include", HOST, KERNELS, PLANNER]
     _run([_clang(), *flags, *[f"-I{d}" for d in dirs], HOST / source])
 
@@ -175,7 +251,9 @@ def _kernel_signatures() -> dict[str, dict]:
             buffers, threadgroup = {}, set()
             for param in _split_params(text[m.end() : i - 1]):
                 b = re.search(r"\[\[\s*buffer\((\d+)\)\s*\]\]", param)
-                t = re.search(r"(?:\[\[\s*threadgroup\((\d+)\)\s*\]\]|VOLCONV_THREADGROUP_MEMORY\((\d+)\))", param)
+                t = re.search(
+                    r"(?:\[\[\s*threadgroup\((\d+)\)\s*\]\]|VOLCONV_THREADGROUP_MEMORY\((\d+)\))", param
+                )
                 decl = re.sub(r"\[\[.*?\]\]|VOLCONV_THREADGROUP_MEMORY\(\d+\)", "", param).strip()
                 name = re.findall(r"\w+", decl)[-1]
                 if b:
@@ -196,8 +274,19 @@ def _instantiated(embedded_cpp: Path, tmp: Path) -> dict[str, str]:
     (tmp / "inc" / "metal_stdlib").write_text("")
     lib = tmp / "library.metal"
     lib.write_text(msl)
-    r = _run([_cxx(), "-E", "-P", "-x", "c++", "-std=c++17", f"-I{tmp / 'inc'}",
-              "-DVOLCONV_INSTANTIATE_KERNEL(name,func,...)=@@KERNEL name func @@", lib])
+    r = _run(
+        [
+            _cxx(),
+            "-E",
+            "-P",
+            "-x",
+            "c++",
+            "-std=c++17",
+            f"-I{tmp / 'inc'}",
+            "-DVOLCONV_INSTANTIATE_KERNEL(name,func,...)=@@KERNEL name func @@",
+            lib,
+        ]
+    )
     names = {}
     for m in re.finditer(r"@@KERNEL\s+((?:\"[^\"]*\"\s*)+)(\w+)\s*@@", r.stdout):
         names["".join(re.findall(r'"([^"]*)"', m.group(1)))] = m.group(2)
@@ -220,7 +309,10 @@ def planner_names(tmp_path_factory) -> list[str]:
 using namespace volconv;
 int main() {
   std::set<std::string> all;
-  for (const auto& n : metal_plan::plannable_kernel_names()) { all.insert(n); std::printf("name %s\n", n.c_str()); }
+  for (const auto& n : metal_plan::plannable_kernel_names()) {
+    all.insert(n);
+    std::printf("name %s\n", n.c_str());
+  }
   const long shapes[][4] = {{1, 1, 1, 1}, {3, 8, 3, 1}, {16, 32, 3, 1}, {64, 64, 3, 1}, {8, 8, 3, 8},
                             {32, 32, 3, 32}, {4, 64, 1, 1}, {128, 256, 1, 1}, {2, 16, 5, 2}, {48, 96, 3, 3}};
   for (const auto& s : shapes)
@@ -234,9 +326,24 @@ int main() {
     }
 }
 """)
-    srcs = [driver, PLANNER / "conv3d_plan.cpp", *[ROOT / "csrc" / "core" / f for f in ("geometry.cpp", "dtype.cpp", "tensor.cpp")]]
+    srcs = [
+        driver,
+        PLANNER / "conv3d_plan.cpp",
+        *[ROOT / "csrc" / "core" / f for f in ("geometry.cpp", "dtype.cpp", "tensor.cpp")],
+    ]
     exe = tmp / "names"
-    _run([_cxx(), "-std=c++17", f"-I{ROOT / 'csrc' / 'include'}", f"-I{KERNELS}", f"-I{PLANNER}", *srcs, "-o", exe])
+    _run(
+        [
+            _cxx(),
+            "-std=c++17",
+            f"-I{ROOT / 'csrc' / 'include'}",
+            f"-I{KERNELS}",
+            f"-I{PLANNER}",
+            *srcs,
+            "-o",
+            exe,
+        ]
+    )
     out = _run([exe]).stdout
     return sorted({line.split()[1] for line in out.splitlines()})
 
@@ -244,9 +351,21 @@ int main() {
 def _host_bindings() -> dict[str, list]:
     host = re.sub(r"//[^\n]*", "", (HOST / "conv3d.mm").read_text())
     return {
-        "buffer": [(int(i), v) for v, i in re.findall(r"setBuffer:\s*(\w+)\.buffer\s+offset:\s*\1\.offset\s+atIndex:\s*(\d+)\]", host)],
-        "bytes": [(int(i), v) for v, i in re.findall(r"setBytes:\s*&\s*([\w.]+)\s+length:\s*sizeof\(\s*\1\s*\)\s+atIndex:\s*(\d+)\]", host)],
-        "threadgroup": [int(i) for i in re.findall(r"setThreadgroupMemoryLength:[^\]]*?atIndex:\s*(\d+)\]", host)],
+        "buffer": [
+            (int(i), v)
+            for v, i in re.findall(
+                r"setBuffer:\s*(\w+)\.buffer\s+offset:\s*\1\.offset\s+atIndex:\s*(\d+)\]", host
+            )
+        ],
+        "bytes": [
+            (int(i), v)
+            for v, i in re.findall(
+                r"setBytes:\s*&\s*([\w.]+)\s+length:\s*sizeof\(\s*\1\s*\)\s+atIndex:\s*(\d+)\]", host
+            )
+        ],
+        "threadgroup": [
+            int(i) for i in re.findall(r"setThreadgroupMemoryLength:[^\]]*?atIndex:\s*(\d+)\]", host)
+        ],
         "all_indices": re.findall(r"atIndex:\s*(\w+)", host),
     }
 
@@ -261,7 +380,9 @@ def test_host_bindings_match_kernel_signatures(embedded, planner_names, tmp_path
     assert all(i.isdigit() for i in bound["all_indices"]), "bind with literal indices, so they can be checked"
     host_buffers = dict(bound["buffer"])
     host_bytes = dict(bound["bytes"])
-    assert len(host_buffers) == len(bound["buffer"]) and len(host_bytes) == len(bound["bytes"]), "an index bound twice"
+    assert len(host_buffers) == len(bound["buffer"]) and len(host_bytes) == len(bound["bytes"]), (
+        "an index bound twice"
+    )
     assert not host_buffers.keys() & host_bytes.keys()
     plan_header = (PLANNER / "conv3d_plan.h").read_text()
     params_type = re.search(r"^\s*(\w+)\s+params\b", plan_header, re.M).group(1)
@@ -271,17 +392,28 @@ def test_host_bindings_match_kernel_signatures(embedded, planner_names, tmp_path
     for function in sorted({instantiated[n] for n in planner_names}):
         sig = kernels[function]
         assert set(sig["buffers"]) == set(host_buffers) | set(host_bytes), (
-            f"{function} takes buffers {sorted(sig['buffers'])}, the host binds {sorted(host_buffers | host_bytes)}")
+            f"{function} takes buffers {sorted(sig['buffers'])}, "
+            f"the host binds {sorted(host_buffers | host_bytes)}"
+        )
         for index, (name, space, is_ref, ptype) in sig["buffers"].items():
             if index in host_buffers:
-                assert space == "device" and not is_ref, f"{function} [[buffer({index})]] {name}: setBuffer needs a device pointer"
-                assert host_buffers[index] == name, f"{function} [[buffer({index})]] is {name}, the host binds {host_buffers[index]}"
+                assert space == "device" and not is_ref, (
+                    f"{function} [[buffer({index})]] {name}: setBuffer needs a device pointer"
+                )
+                assert host_buffers[index] == name, (
+                    f"{function} [[buffer({index})]] is {name}, the host binds {host_buffers[index]}"
+                )
             else:
-                assert space == "constant" and is_ref, f"{function} [[buffer({index})]] {name}: setBytes needs a constant reference"
+                assert space == "constant" and is_ref, (
+                    f"{function} [[buffer({index})]] {name}: setBytes needs a constant reference"
+                )
                 assert ptype == params_type and host_bytes[index] == "plan.params", (
-                    f"{function} [[buffer({index})]] is a {ptype}; the host sets {host_bytes[index]}")
+                    f"{function} [[buffer({index})]] is a {ptype}; the host sets {host_bytes[index]}"
+                )
         assert sig["threadgroup"] == set(bound["threadgroup"]), (
-            f"{function} takes threadgroup memory {sorted(sig['threadgroup'])}, the host sets {bound['threadgroup']}")
+            f"{function} takes threadgroup memory {sorted(sig['threadgroup'])}, "
+            f"the host sets {bound['threadgroup']}"
+        )
 
 
 def _struct_fields(header: str, struct: str) -> list[str]:
@@ -305,7 +437,9 @@ def test_host_uses_every_plan_field():
     header = (PLANNER / "conv3d_plan.h").read_text()
     host = re.sub(r"//[^\n]*", "", (HOST / "conv3d.mm").read_text())
     fields = _struct_fields(header, "Conv3dPlan")
-    assert {"kernel_name", "grid", "threadgroup", "threadgroup_memory_bytes", "params", "dtype"} <= set(fields)
+    assert {"kernel_name", "grid", "threadgroup", "threadgroup_memory_bytes", "params", "dtype"} <= set(
+        fields
+    )
     unused = [f for f in fields if not re.search(rf"\bplan\.{f}\b", host)]
     assert not unused, f"plan fields the host ignores: {unused}"
     for size in ("grid", "threadgroup"):
@@ -327,9 +461,13 @@ def _yaml(name: str) -> dict:
         assert job.get("runs-on"), f"{name}: job {job_id} has no runs-on"
         assert job.get("steps"), f"{name}: job {job_id} has no steps"
         for step in job["steps"]:
-            assert ("uses" in step) != ("run" in step), f"{name}: {job_id} step needs exactly one of uses/run: {step}"
+            assert ("uses" in step) != ("run" in step), (
+                f"{name}: {job_id} step needs exactly one of uses/run: {step}"
+            )
             if "uses" in step:
-                assert re.fullmatch(r"[\w.-]+/[\w.-]+@[\w.-]+", step["uses"]), f"pin actions by version: {step['uses']}"
+                assert re.fullmatch(r"[\w.-]+/[\w.-]+@[\w.-]+", step["uses"]), (
+                    f"pin actions by version: {step['uses']}"
+                )
     return doc
 
 
@@ -352,7 +490,9 @@ def test_wheels_workflow_and_cibuildwheel_config():
     doc = _yaml("wheels.yml")
     steps = [s for job in doc["jobs"].values() for s in job["steps"]]
     assert any(s.get("uses", "").startswith("pypa/cibuildwheel@") for s in steps)
-    oses = {os for job in doc["jobs"].values() for os in job.get("strategy", {}).get("matrix", {}).get("os", [])}
+    oses = {
+        os for job in doc["jobs"].values() for os in job.get("strategy", {}).get("matrix", {}).get("os", [])
+    }
     assert "macos-14" in oses and any(o.startswith("ubuntu") for o in oses)
     tomllib = pytest.importorskip("tomllib" if sys.version_info >= (3, 11) else "tomli")
     cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["cibuildwheel"]
