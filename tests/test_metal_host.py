@@ -6,6 +6,7 @@ and the CI workflows. Needs the source tree, not the volconv package."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -222,6 +223,38 @@ def test_host_compiles_against_sdk_stand_ins(source):
     ]
     dirs = [ROOT / "tests" / "metal_host_sdk", ROOT / "csrc" / "include", HOST, KERNELS, PLANNER]
     _run([_clang(), *flags, *[f"-I{d}" for d in dirs], HOST / source])
+
+
+def test_metal_build_wiring(tmp_path):
+    """csrc/metal/CMakeLists.txt with VOLCONV_METAL=ON, configured as if for
+    Apple (clang's Objective-C++ and the SDK stand-ins in place of Xcode's):
+    the kernels are embedded before volconv compiles, the .mm files build with
+    ARC, and the library holds the host instead of the stub."""
+    _need_planner()
+    clang = shutil.which("clang++-19") or pytest.skip("needs clang++-19")
+    cmake = shutil.which("cmake") or pytest.skip("needs cmake")
+    build = tmp_path / "build"
+    objcxx_flags = f"-I{ROOT / 'tests' / 'metal_host_sdk'} -fobjc-runtime=macosx-14.0 -fblocks"
+    objcxx_flags += " -Wno-nullability-completeness"
+    _run([cmake, "-S", ROOT, "-B", build, "-DVOLCONV_METAL=ON", "-DVOLCONV_TESTS=OFF",
+          "-DCMAKE_EXPORT_COMPILE_COMMANDS=ON", "-DAPPLE=1",  # what CMake sets on macOS
+          f"-DCMAKE_CXX_COMPILER={clang}", f"-DCMAKE_OBJCXX_COMPILER={clang}",
+          # CMake's Linux platform files have no Objective-C++ rules; these are Darwin's.
+          "-DCMAKE_INCLUDE_FLAG_OBJCXX=-I",
+          "-DCMAKE_OBJCXX_COMPILE_OBJECT=<CMAKE_OBJCXX_COMPILER> <DEFINES> <INCLUDES> <FLAGS> -std=c++17 "
+          "-o <OBJECT> -c <SOURCE>",
+          f"-DCMAKE_OBJCXX_FLAGS={objcxx_flags}"])  # fmt: skip
+    _run([cmake, "--build", build, "--target", "volconv", "-j", str(os.cpu_count() or 2)])
+    commands = {
+        Path(c["file"]).name: c["command"] for c in json.loads((build / "compile_commands.json").read_text())
+    }
+    assert "no_metal.cpp" not in commands and "msl_source.cpp" in commands
+    for mm in ("device.mm", "conv3d.mm"):
+        assert "-fobjc-arc" in commands[mm], f"{mm} is built without ARC"
+    nm = shutil.which("nm") or pytest.skip("needs nm")
+    symbols = _run([nm, "-C", build / "csrc" / "libvolconv.a"]).stdout
+    for defined in ("volconv::metal::conv3d(", "volconv::metal::new_queue()", "volconv::metal::kMslSource"):
+        assert re.search(rf" [TRDB] {re.escape(defined)}", symbols), f"{defined} is not defined"
 
 
 def _split_params(signature: str) -> list[str]:
