@@ -515,8 +515,8 @@ def test_ci_workflow():
     mac_run = runs[mac[0]]
     assert "MTLGPUFamilyApple7" in mac_run, "the macOS job logs the GPU's family"
     assert "pytest" in mac_run and "metal_gpu" in mac_run
-    gated = [s for s in jobs[mac[0]]["steps"] if "metal_gpu" in s.get("run", "")]
-    assert all("if" in s for s in gated), "the Metal parity step runs only when the GPU is usable"
+    gated = [s for s in jobs[mac[0]]["steps"] if re.search(r"-m metal_gpu\b", s.get("run", ""))]
+    assert gated and all("if" in s for s in gated), "the Metal parity step runs only when the GPU is usable"
 
 
 def test_wheels_workflow_and_cibuildwheel_config():
