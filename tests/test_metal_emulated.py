@@ -233,6 +233,16 @@ def test_counters_pointwise_exact(emu):
     assert read == x.nbytes + 2 * w.nbytes
 
 
+def test_counters_sampled_threadgroups(emu):
+    # The intensity bench runs every s-th threadgroup; here 1 of the 2.
+    x = np.ones((2, 4, 4, 4, 8), np.float32)
+    w = np.ones((16, 1, 1, 1, 8), np.float32)
+    y, (read, written, run, total) = emu.run(x, w, "float32", sample_stride=2)
+    assert (run, total) == (1, 2)
+    assert read == x.nbytes // 2 + w.nbytes and written == y.size * 4 // 2
+    assert np.all(y.reshape(-1, 16)[:64] == 8) and np.all(y.reshape(-1, 16)[64:] == 0)
+
+
 @pytest.mark.parametrize("name", ["k3_p1", "depthwise", "small_cin_stem", "groups2"])
 def test_counters_write_each_output_once(emu, name):
     case = [c for c in ALL_CASES if c.name == name][0]
