@@ -96,11 +96,13 @@ int emu_plan_json(const std::int64_t* in_shape, const std::int64_t* w_shape, con
 }
 
 // Runs the planned dispatch. x, w, y: contiguous arrays of the dtype
-// (16-bit types as raw bits). counters: bytes read, bytes written.
+// (16-bit types as raw bits). sample_stride: 1 runs the whole grid, s runs
+// every s-th threadgroup only (partial output; for the intensity bench).
+// counters: bytes read, bytes written, threadgroups run, threadgroups in grid.
 int emu_conv3d(const std::int64_t* in_shape, const std::int64_t* w_shape, const std::int64_t* stride,
                const std::int64_t* pad_lo, const std::int64_t* pad_hi, const std::int64_t* dilation,
-               std::int64_t groups, int dtype, const void* x, const void* w, void* y, std::uint64_t* counters,
-               char* err, std::int64_t err_len) {
+               std::int64_t groups, int dtype, const void* x, const void* w, void* y, std::uint64_t sample_stride,
+               std::uint64_t* counters, char* err, std::int64_t err_len) {
   try {
     const Call c = make_call(in_shape, w_shape, stride, pad_lo, pad_hi, dilation, groups, dtype);
     const Conv3dPlan plan = volconv::metal_plan::plan_conv3d(c.geometry, c.dtype);
@@ -114,11 +116,13 @@ int emu_conv3d(const std::int64_t* in_shape, const std::int64_t* w_shape, const 
                                  elements(c.geometry.output_shape()) * esize};
     const emu::Launch launch{{plan.grid.x, plan.grid.y, plan.grid.z},
                              {plan.threadgroup.x, plan.threadgroup.y, plan.threadgroup.z},
-                             plan.threadgroup_memory_bytes};
+                             plan.threadgroup_memory_bytes, sample_stride};
     const emu::Counters n = emu::dispatch(plan.kernel_name, launch, {x, w, y, &plan.params, nullptr}, sizes);
     if (counters) {
       counters[0] = n.bytes_read;
       counters[1] = n.bytes_written;
+      counters[2] = n.threadgroups_run;
+      counters[3] = plan.grid.x * plan.grid.y * plan.grid.z;
     }
     return 0;
   } catch (const std::exception& e) {
@@ -131,7 +135,7 @@ int emu_conv3d(const std::int64_t* in_shape, const std::int64_t* w_shape, const 
 int emu_probe(const char* kernel, const float* a, const float* b, float* out, char* err, std::int64_t err_len) {
   try {
     const volconv::Conv3dParams params{};
-    emu::dispatch(kernel, emu::Launch{{1, 1, 1}, {32, 1, 1}, 0}, {a, b, out, &params, nullptr},
+    emu::dispatch(kernel, emu::Launch{{1, 1, 1}, {32, 1, 1}, 0, 1}, {a, b, out, &params, nullptr},
                   {64 * sizeof(float), 64 * sizeof(float), 64 * sizeof(float)});
     return 0;
   } catch (const std::exception& e) {

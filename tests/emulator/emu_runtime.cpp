@@ -77,6 +77,7 @@ Counters dispatch(const std::string& name, const Launch& launch, const KernelArg
   if (it == registry().end()) throw std::runtime_error("emulator: no kernel named " + name);
   const KernelEntry kernel = it->second;
   const std::uint64_t threads = launch.threadgroup[0] * launch.threadgroup[1] * launch.threadgroup[2];
+  if (launch.sample_stride == 0) throw std::runtime_error("emulator: sample_stride must be positive");
   if (threads == 0 || threads % kSimdWidth != 0 || threads > 1024)
     throw std::runtime_error("emulator: threadgroup size must be a positive multiple of 32, at most 1024");
 
@@ -107,9 +108,11 @@ Counters dispatch(const std::string& name, const Launch& launch, const KernelArg
     ctx.threadgroup_barrier = &tg_barrier;
     tls_context = &ctx;
     thread_read = thread_written = 0;
+    std::uint64_t linear = 0;
     for (std::uint64_t z = 0; z < launch.grid[2]; ++z)
       for (std::uint64_t y = 0; y < launch.grid[1]; ++y)
         for (std::uint64_t x = 0; x < launch.grid[0]; ++x) {
+          if (linear++ % launch.sample_stride != 0) continue;
           // Fresh threadgroup memory is garbage on a GPU: poison it with NaN
           // bytes so a read before a write shows up in the results.
           if (tid == 0 && smem) std::memset(smem.get(), 0xff, launch.threadgroup_memory);
@@ -126,7 +129,9 @@ Counters dispatch(const std::string& name, const Launch& launch, const KernelArg
   for (unsigned t = 0; t < threads; ++t) pool.emplace_back(body, t);
   for (auto& t : pool) t.join();
   for (auto& r : device_ranges) r = Range{};
-  return Counters{total_read.load(), total_written.load()};
+  const std::uint64_t total = launch.grid[0] * launch.grid[1] * launch.grid[2];
+  const std::uint64_t run = total == 0 ? 0 : (total - 1) / launch.sample_stride + 1;
+  return Counters{total_read.load(), total_written.load(), run};
 }
 
 }  // namespace emu

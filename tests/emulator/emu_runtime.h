@@ -13,6 +13,9 @@ struct Launch {
   std::uint64_t grid[3];         // threadgroups per grid
   std::uint64_t threadgroup[3];  // threads per threadgroup
   std::uint64_t threadgroup_memory;
+  // Runs only threadgroups whose linear index is a multiple of this (the
+  // intensity bench samples large grids); 1 runs the whole grid.
+  std::uint64_t sample_stride = 1;
 };
 
 struct BufferSizes {
@@ -21,6 +24,7 @@ struct BufferSizes {
 
 struct Counters {
   std::uint64_t bytes_read, bytes_written;  // device memory, by the kernel
+  std::uint64_t threadgroups_run;
 };
 
 // Runs kernel `name` over the grid, threadgroups one after another.

@@ -92,7 +92,7 @@ class Emulator:
         self.lib.emu_plan_json.argtypes = [i64p] * 6 + [ctypes.c_int64, ctypes.c_int, i64p, ctypes.c_char_p,
                                                         ctypes.c_int64]
         self.lib.emu_conv3d.argtypes = [i64p] * 6 + [ctypes.c_int64, ctypes.c_int] + [ctypes.c_void_p] * 3 + [
-            ctypes.POINTER(ctypes.c_uint64), ctypes.c_char_p, ctypes.c_int64]
+            ctypes.c_uint64, ctypes.POINTER(ctypes.c_uint64), ctypes.c_char_p, ctypes.c_int64]
         self.lib.emu_probe.argtypes = [ctypes.c_char_p] + [ctypes.c_void_p] * 3 + [ctypes.c_char_p, ctypes.c_int64]
         self.lib.emu_kernel_names.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int64]
         self.lib.emu_set_lane_layout.argtypes = [ctypes.c_int]
@@ -119,16 +119,24 @@ class Emulator:
                pad_hi=(0, 0, 0), dilation=(1, 1, 1), groups=1):
         """Runs the planned kernel on x and w converted to dtype. Returns the
         output as float64 and the device bytes (read, written)."""
+        y, counters = self.run(x, w, dtype, stride, pad_lo, pad_hi, dilation, groups)
+        return y, counters[:2]
+
+    def run(self, x, w, dtype, stride=(1, 1, 1), pad_lo=(0, 0, 0), pad_hi=(0, 0, 0), dilation=(1, 1, 1),
+            groups=1, sample_stride=1):
+        """conv3d running only every sample_stride-th threadgroup (the output is
+        then partial). Returns (output, (bytes read, bytes written,
+        threadgroups run, threadgroups in the grid))."""
         xd, wd = to_device(x, dtype), to_device(w, dtype)
         y = np.zeros(output_shape(x.shape, w.shape, stride, pad_lo, pad_hi, dilation), dtype=xd.dtype)
-        counters = (ctypes.c_uint64 * 2)()
+        counters = (ctypes.c_uint64 * 4)()
         err = ctypes.create_string_buffer(4096)
         rc = self.lib.emu_conv3d(*self._shape_args(x.shape, w.shape, stride, pad_lo, pad_hi, dilation), groups,
-                                 DTYPE_CODES[dtype], xd.ctypes.data, wd.ctypes.data, y.ctypes.data, counters, err,
-                                 len(err))
+                                 DTYPE_CODES[dtype], xd.ctypes.data, wd.ctypes.data, y.ctypes.data, sample_stride,
+                                 counters, err, len(err))
         if rc:
             raise EmulatorError(err.value.decode())
-        return from_device(y, dtype), (counters[0], counters[1])
+        return from_device(y, dtype), tuple(int(c) for c in counters)
 
     def probe(self, kernel: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Runs a lane_probe.metal kernel on one simdgroup; a, b: 64 float32."""

@@ -9,39 +9,37 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <mutex>
 #include <type_traits>
 
 namespace emu {
 
-// A reusable barrier for a fixed number of OS threads. Mutex and condition
-// variable rather than spinning: dozens of threads share two cores, and the
-// sanitizers understand this synchronisation exactly.
+// A reusable barrier for a fixed number of OS threads. Waiters sleep on the
+// generation counter (a futex): dozens of threads share two cores, so
+// spinning would starve the threads still on their way. Acquire/release on
+// the counters is what orders memory across the barrier, and ThreadSanitizer
+// sees exactly that.
 class Barrier {
  public:
   explicit Barrier(int count) : count_(count) {}
   void arrive_and_wait() {
-    std::unique_lock<std::mutex> lock(mutex_);
-    const std::uint64_t generation = generation_;
-    if (++waiting_ == count_) {
-      waiting_ = 0;
-      ++generation_;
-      cv_.notify_all();
-    } else {
-      cv_.wait(lock, [&] { return generation_ != generation; });
+    const std::uint32_t generation = generation_.load(std::memory_order_acquire);
+    if (arrived_.fetch_add(1, std::memory_order_acq_rel) + 1 == count_) {
+      arrived_.store(0, std::memory_order_relaxed);
+      generation_.fetch_add(1, std::memory_order_release);
+      generation_.notify_all();
+      return;
     }
+    while (generation_.load(std::memory_order_acquire) == generation)
+      generation_.wait(generation, std::memory_order_acquire);
   }
 
  private:
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  int count_;
-  int waiting_ = 0;
-  std::uint64_t generation_ = 0;
+  const int count_;
+  std::atomic<int> arrived_{0};
+  std::atomic<std::uint32_t> generation_{0};
 };
 
 constexpr int kSimdWidth = 32;
