@@ -115,7 +115,22 @@ def test_embedded_source_compiles_through_the_emulator_shim(embedded, tmp_path):
     _, msl = embedded
     library = tmp_path / "library.metal"
     library.write_text(msl)
-    _run([clang, "-std=c++17", "-x", "c++", "-fsyntax-only", "-Wno-unknown-attributes", f"-I{SHIM}", library])
+    # The C++ standard the emulator builds the kernels with.
+    cmake_lists = (ROOT / "tests" / "emulator" / "CMakeLists.txt").read_text()
+    std = re.search(r"set\(CMAKE_CXX_STANDARD (\d+)\)", cmake_lists)
+    std = std.group(1) if std else "17"
+    _run(
+        [
+            clang,
+            f"-std=c++{std}",
+            "-x",
+            "c++",
+            "-fsyntax-only",
+            "-Wno-unknown-attributes",
+            f"-I{SHIM}",
+            library,
+        ]
+    )
 
 
 def test_embedded_source_runs_like_the_kernels_in_the_emulator(embedded, tmp_path):
