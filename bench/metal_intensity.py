@@ -1,0 +1,126 @@
+"""Arithmetic intensity of the Metal conv3d kernels, measured in the MSL
+emulator (no GPU here): per shape, the plan the planner chooses and the
+kernel's FLOPs per byte of device memory it reads and writes, next to the
+roofline bound (input + weight + output each moved once).
+
+Device bytes are every load and store the kernel issues to device buffers
+(counted by the emulator, before any GPU cache). Running a whole grid in the
+emulator takes minutes per shape, so by default only every s-th threadgroup
+runs (about --samples of them, spread evenly over the grid) and the bytes
+are scaled by threadgroups-in-grid / threadgroups-run; --samples 0 runs the
+whole grid (exact). The shapes and the plan are the full, unscaled ones.
+
+    python bench/metal_intensity.py [--samples 12] [--dtypes float32,float16] [--plot out.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "emulator"))
+
+import msl_emulator  # noqa: E402
+
+# Issue 6's shapes: (N, D, H, W, C_in) -> C_out, kernel, stride, padding, dilation, groups.
+SHAPES = {
+    "a": ((1, 16, 56, 56, 64), 64, (3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), 1),
+    "b": ((1, 8, 112, 112, 3), 64, (3, 7, 7), (1, 2, 2), (1, 3, 3), (1, 1, 1), 1),
+    "c": ((2, 32, 32, 32, 32), 32, (3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), 1),
+    "d": ((1, 64, 64, 64, 1), 16, (3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), 1),
+    "e": ((4, 8, 28, 28, 256), 256, (3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), 1),
+    "f": ((1, 16, 56, 56, 64), 64, (3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), 64),
+    "g": ((1, 16, 28, 28, 128), 256, (1, 1, 1), (1, 1, 1), (0, 0, 0), (1, 1, 1), 1),
+    "h": ((1, 16, 56, 56, 64), 128, (3, 3, 3), (2, 2, 2), (1, 1, 1), (1, 1, 1), 1),
+    "i": ((1, 16, 32, 32, 64), 64, (3, 3, 3), (1, 1, 1), (2, 2, 2), (2, 2, 2), 1),
+}
+ESIZE = {"float32": 4, "float16": 2, "bfloat16": 2}
+
+
+def measure(emu, name, dtype, samples):
+    x_shape, c_out, kernel, stride, pad, dil, groups = SHAPES[name]
+    w_shape = (c_out, *kernel, x_shape[4] // groups)
+    params = dict(stride=stride, pad_lo=pad, pad_hi=pad, dilation=dil, groups=groups)
+    plan = emu.plan(x_shape, w_shape, dtype, **params)
+    total = plan["grid"][0] * plan["grid"][1] * plan["grid"][2]
+    sample_stride = 1 if samples <= 0 else max(1, total // samples)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, x_shape).astype(np.float32)
+    w = rng.uniform(-1, 1, w_shape).astype(np.float32)
+    t0 = time.perf_counter()
+    y, (read, written, run, total) = emu.run(x, w, dtype, sample_stride=sample_stride, **params)
+    seconds = time.perf_counter() - t0
+    scale = total / run
+    device_bytes = (read + written) * scale
+    e = ESIZE[dtype]
+    min_bytes = (x.size + w.size + y.size) * e
+    return dict(shape=name, dtype=dtype, plan=plan, run=run, total=total, device_bytes=device_bytes,
+                min_bytes=min_bytes, flops=plan["flops"], seconds=seconds)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--samples", type=int, default=12, help="threadgroups to run per shape (0: whole grid)")
+    ap.add_argument("--dtypes", default="float32", help="comma-separated: float32,float16,bfloat16")
+    ap.add_argument("--shapes", default="".join(SHAPES), help="subset of shape letters, e.g. ace")
+    ap.add_argument("--plot", default=str(ROOT / "bench" / "results" / "metal_intensity.png"))
+    args = ap.parse_args()
+
+    emu = msl_emulator.load()
+    rows = []
+    header = (f"{'shape':5} {'dtype':8} {'kernel':40} {'tile':14} {'tg':>4} {'grid':>18} {'tgmem':>6} "
+              f"{'tg run':>11} {'FLOP/B':>8} {'roof':>8} {'%roof':>6}")
+    print("Arithmetic intensity of the planned Metal kernels (MSL emulator; device bytes scaled from the "
+          "threadgroups run to the whole grid)")
+    print(header)
+    print("-" * len(header))
+    for dtype in args.dtypes.split(","):
+        for name in args.shapes:
+            r = measure(emu, name, dtype, args.samples)
+            p = r["plan"]
+            tile = f"{p['bm']}x{p['bn']}x{p['bk']}" if p["bk"] else f"{p['bm']}x{p['bn']}"
+            grid = "x".join(str(v) for v in p["grid"])
+            intensity = r["flops"] / r["device_bytes"]
+            roof = r["flops"] / r["min_bytes"]
+            r.update(intensity=intensity, roof=roof)
+            rows.append(r)
+            print(f"{name:5} {dtype:8} {p['kernel']:40} {tile:14} {p['threadgroup'][0]:>4} {grid:>18} "
+                  f"{p['threadgroup_memory']:>6} {r['run']:>5}/{r['total']:<5} {intensity:8.1f} {roof:8.1f} "
+                  f"{100 * intensity / roof:5.1f}%", flush=True)
+    print("\nFLOP/B: FLOPs per device byte the kernel moves; roof: FLOPs per byte if input, weight and output "
+          "each crossed device memory once (the bound no kernel can beat).")
+    plot(rows, args.plot)
+
+
+def plot(rows, path):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(matplotlib not installed: no plot)")
+        return
+    labels = [f"{r['shape']} {r['dtype']}" for r in rows]
+    xs = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(max(6, len(rows) * 0.7), 4))
+    ax.bar(xs - 0.2, [r["intensity"] for r in rows], 0.4, label="kernel (emulator)")
+    ax.bar(xs + 0.2, [r["roof"] for r in rows], 0.4, label="roofline bound")
+    ax.set_xticks(xs, labels, rotation=45, ha="right")
+    ax.set_yscale("log")
+    ax.set_ylabel("FLOPs per device byte")
+    ax.set_title("volconv Metal conv3d: arithmetic intensity")
+    ax.legend()
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    print(f"plot saved to {path}")
+
+
+if __name__ == "__main__":
+    main()

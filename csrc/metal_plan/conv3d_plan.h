@@ -1,0 +1,59 @@
+// The GPU planner: a pure function from one conv3d call to the exact Metal
+// dispatch that computes it. The Metal host encodes this plan and nothing
+// else; the MSL emulator (tests/emulator) executes this plan and nothing
+// else, so every plan the host can choose is exercised on Linux.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "conv3d_params.h"  // metal/: the params struct the kernels read
+#include "volconv/dtype.h"
+#include "volconv/params.h"
+
+namespace volconv::metal_plan {
+
+// What the planner needs to know about the GPU.
+struct DeviceLimits {
+  std::int64_t max_threadgroup_memory = 32 * 1024;  // bytes
+  std::int64_t max_threads_per_threadgroup = 1024;
+  std::int64_t simd_width = 32;  // the kernels are written for 32 lanes
+};
+
+enum class KernelFamily { gemm, pointwise, small_cin, depthwise };
+const char* family_name(KernelFamily family);
+
+struct Size3 {
+  std::uint64_t x = 1, y = 1, z = 1;
+};
+
+// One dispatch. Buffers: 0 input (N, D, H, W, C_in), 1 weight
+// (C_out, KD, KH, KW, C_in / groups), 2 output (N, Do, Ho, Wo, C_out), all
+// C-contiguous, of `dtype`, each starting 16-byte aligned; 3 `params`
+// (setBytes); threadgroup memory 0 of `threadgroup_memory_bytes`.
+struct Conv3dPlan {
+  std::string kernel_name;    // exactly the [[host_name]] in metal/*.metal
+  KernelFamily family = KernelFamily::gemm;
+  std::string template_args;  // the instantiation's template arguments, for logs
+  DType dtype = DType::float32;
+  // Tile: a threadgroup computes bm output positions x bn output channels,
+  // stepping K by bk, with wm x wn simdgroups; vec = elements per vector
+  // load (4 or 1). Depthwise: bm positions, bn channels, bk = wm = wn = 0.
+  int bm = 0, bn = 0, bk = 0, wm = 0, wn = 0, vec = 1;
+  Size3 threadgroup;  // threads per threadgroup
+  Size3 grid;         // threadgroups per grid (dispatchThreadgroups); x may be 0 when N == 0
+  std::uint64_t threadgroup_memory_bytes = 0;
+  Conv3dParams params{};
+};
+
+// Plans conv3d on a GPU with `limits`. Throws std::invalid_argument (message
+// starting "[conv3d]") for what the GPU kernels cannot run: float64, sizes
+// past their 32-bit fields, no kernel fitting the limits.
+Conv3dPlan plan_conv3d(const ConvGeometry& geometry, DType dtype, const DeviceLimits& limits = {});
+
+// Every kernel name plan_conv3d can return (for checking that each one is
+// instantiated in metal/*.metal).
+std::vector<std::string> plannable_kernel_names();
+
+}  // namespace volconv::metal_plan

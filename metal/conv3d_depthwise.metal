@@ -1,0 +1,85 @@
+// Depthwise conv3d (groups == C_in, any channel multiplier): per output
+// channel a dot product over the taps only, too short for a GEMM. A
+// threadgroup takes 32 output channels, stages their weights once in
+// threadgroup memory as [taps][32], and each thread accumulates VEC
+// channels for PPT output positions, reading VEC channels per tap at once
+// when the multiplier is 1 (input channel == output channel).
+#include "conv3d_common.h"
+
+using namespace volconv;
+
+template <typename T, int VEC>
+[[kernel]] void conv3d_depthwise(const device T* input [[buffer(0)]], const device T* weight [[buffer(1)]],
+                                 device T* output [[buffer(2)]], const constant Conv3dParams& p [[buffer(3)]],
+                                 threadgroup T* smem VOLCONV_THREADGROUP_MEMORY(0),
+                                 uint3 tgid [[threadgroup_position_in_grid]],
+                                 uint tid [[thread_index_in_threadgroup]],
+                                 uint simd_gid [[simdgroup_index_in_threadgroup]],
+                                 uint lane [[thread_index_in_simdgroup]]) {
+  constexpr int NT = DepthwiseTile::THREADS;
+  constexpr int BC = DepthwiseTile::CHANNELS;
+  constexpr int PPT = DepthwiseTile::POSITIONS_PER_THREAD;
+  constexpr int TX = BC / VEC;  // threads across channels
+  constexpr int TY = NT / TX;   // threads across positions
+  constexpr int BP = TY * PPT;  // positions per threadgroup
+
+  const int c0 = int(tgid.y) * BC;
+  const int taps = p.taps;
+  for (int e = int(tid); e < taps * BC; e += NT) {
+    const int co = c0 + e % BC;
+    smem[e] = co < p.c_out ? weight[int64_t(co) * taps + e / BC] : T(0);
+  }
+  threadgroup_barrier(mem_flags::mem_threadgroup);
+
+  const int tx = int(tid) % TX;
+  const int ty = int(tid) / TX;
+  const int co0 = c0 + tx * VEC;
+  if (co0 >= p.c_out) return;  // after the only barrier: no thread waits on it
+  // C_in_g == 1: output channel co reads input channel co / multiplier.
+  const int ci0 = co0 / p.c_out_g;
+  for (int pp = 0; pp < PPT; ++pp) {
+    const int64_t m = int64_t(tgid.x) * BP + ty + pp * TY;
+    if (m >= p.gemm_m) break;
+    const OutPos q = decode_row(m, p);
+    const int d0 = q.od * p.stride[0] - p.pad_lo[0];
+    const int h0 = q.oh * p.stride[1] - p.pad_lo[1];
+    const int w0 = q.ow * p.stride[2] - p.pad_lo[2];
+    const int64_t batch_base = int64_t(q.n) * p.in_stride_n + ci0;
+    float acc[VEC];
+    for (int j = 0; j < VEC; ++j) acc[j] = 0.0f;
+    for (int kd = 0; kd < p.k_size[0]; ++kd) {
+      const int id = d0 + kd * p.dilation[0];
+      if (!in_range(id, p.in_size[0])) continue;
+      for (int kh = 0; kh < p.k_size[1]; ++kh) {
+        const int ih = h0 + kh * p.dilation[1];
+        if (!in_range(ih, p.in_size[1])) continue;
+        for (int kw = 0; kw < p.k_size[2]; ++kw) {
+          const int iw = w0 + kw * p.dilation[2];
+          if (!in_range(iw, p.in_size[2])) continue;
+          const device T* src =
+              input + (batch_base + int64_t(id) * p.in_stride_d + int64_t(ih) * p.in_stride_h + int64_t(iw) * p.c_in);
+          const threadgroup T* w = smem + ((kd * p.k_size[1] + kh) * p.k_size[2] + kw) * BC + tx * VEC;
+          if (VEC == 4) {
+            // Multiplier 1 and C % 4 == 0 (planner): 4 aligned channels.
+            const vec<T, 4> x4 = *reinterpret_cast<const device vec<T, 4>*>(src);
+            for (int j = 0; j < VEC; ++j) acc[j] = fma(float(x4[j]), float(w[j]), acc[j]);
+          } else {
+            acc[0] = fma(float(src[0]), float(w[0]), acc[0]);
+          }
+        }
+      }
+    }
+    for (int j = 0; j < VEC; ++j)
+      if (co0 + j < p.c_out) output[m * int64_t(p.c_out) + co0 + j] = T(acc[j]);
+  }
+}
+
+#define VOLCONV_INSTANTIATE_DEPTHWISE(T, VEC) \
+  VOLCONV_INSTANTIATE_KERNEL("conv3d_depthwise_" #T "_v" #VEC, conv3d_depthwise, T, VEC)
+
+VOLCONV_INSTANTIATE_DEPTHWISE(float, 1)
+VOLCONV_INSTANTIATE_DEPTHWISE(float, 4)
+VOLCONV_INSTANTIATE_DEPTHWISE(half, 1)
+VOLCONV_INSTANTIATE_DEPTHWISE(half, 4)
+VOLCONV_INSTANTIATE_DEPTHWISE(bfloat, 1)
+VOLCONV_INSTANTIATE_DEPTHWISE(bfloat, 4)

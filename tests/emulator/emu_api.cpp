@@ -1,0 +1,167 @@
+// The emulator's C ABI, loaded by the tests with ctypes: plan a conv3d with
+// the real planner, run exactly that plan on the emulated GPU, run the
+// self-test kernels. Every function returns 0 on success, else 1 with a
+// message in the text buffer.
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <sstream>
+#include <string>
+
+#include "conv3d_plan.h"
+#include "emu_runtime.h"
+#include "float_convert.h"
+#include "volconv/params.h"
+
+namespace {
+
+using volconv::DType;
+using volconv::metal_plan::Conv3dPlan;
+
+struct Call {
+  volconv::ConvGeometry geometry;
+  DType dtype;
+};
+
+Call make_call(const std::int64_t* in_shape, const std::int64_t* w_shape, const std::int64_t* stride,
+               const std::int64_t* pad_lo, const std::int64_t* pad_hi, const std::int64_t* dilation,
+               std::int64_t groups, int dtype) {
+  volconv::Shape5 in{}, w{};
+  volconv::ConvParams p;
+  for (int i = 0; i < 5; ++i) {
+    in[i] = in_shape[i];
+    w[i] = w_shape[i];
+  }
+  for (int i = 0; i < 3; ++i) {
+    p.stride[i] = stride[i];
+    p.padding_lo[i] = pad_lo[i];
+    p.padding_hi[i] = pad_hi[i];
+    p.dilation[i] = dilation[i];
+  }
+  p.groups = groups;
+  return {volconv::make_conv_geometry(in, w, p), DType(dtype)};
+}
+
+volconv::metal_plan::DeviceLimits make_limits(const std::int64_t* limits) {
+  volconv::metal_plan::DeviceLimits l;
+  if (limits) {
+    l.max_threadgroup_memory = limits[0];
+    l.max_threads_per_threadgroup = limits[1];
+    l.simd_width = limits[2];
+  }
+  return l;
+}
+
+int write_text(const std::string& text, char* out, std::int64_t out_len) {
+  if (out && out_len > 0) std::snprintf(out, std::size_t(out_len), "%s", text.c_str());
+  return std::int64_t(text.size()) < out_len ? 0 : 1;
+}
+
+std::string plan_json(const Conv3dPlan& plan, const volconv::ConvGeometry& g) {
+  const auto& p = plan.params;
+  std::ostringstream s;
+  s << "{\"kernel\": \"" << plan.kernel_name << "\", \"family\": \"" << family_name(plan.family)
+    << "\", \"template_args\": \"" << plan.template_args << "\", \"bm\": " << plan.bm << ", \"bn\": " << plan.bn
+    << ", \"bk\": " << plan.bk << ", \"wm\": " << plan.wm << ", \"wn\": " << plan.wn << ", \"vec\": " << plan.vec
+    << ", \"threadgroup\": [" << plan.threadgroup.x << ", " << plan.threadgroup.y << ", " << plan.threadgroup.z
+    << "], \"grid\": [" << plan.grid.x << ", " << plan.grid.y << ", " << plan.grid.z
+    << "], \"threadgroup_memory\": " << plan.threadgroup_memory_bytes << ", \"gemm_m\": " << p.gemm_m
+    << ", \"gemm_k\": " << p.gemm_k << ", \"c_out_g\": " << p.c_out_g << ", \"groups\": " << p.groups
+    << ", \"tiles_n\": " << p.tiles_n << ", \"patch_w\": " << p.patch_w << ", \"out_w\": " << p.out_size[2]
+    << ", \"flops\": " << g.flops() << "}";
+  return s.str();
+}
+
+std::uint64_t elements(const volconv::Shape5& s) {
+  std::uint64_t n = 1;
+  for (auto v : s) n *= std::uint64_t(v);
+  return n;
+}
+
+}  // namespace
+
+extern "C" {
+
+int emu_plan_json(const std::int64_t* in_shape, const std::int64_t* w_shape, const std::int64_t* stride,
+                  const std::int64_t* pad_lo, const std::int64_t* pad_hi, const std::int64_t* dilation,
+                  std::int64_t groups, int dtype, const std::int64_t* limits, char* out, std::int64_t out_len) {
+  try {
+    const Call c = make_call(in_shape, w_shape, stride, pad_lo, pad_hi, dilation, groups, dtype);
+    const Conv3dPlan plan = volconv::metal_plan::plan_conv3d(c.geometry, c.dtype, make_limits(limits));
+    return write_text(plan_json(plan, c.geometry), out, out_len);
+  } catch (const std::exception& e) {
+    write_text(e.what(), out, out_len);
+    return 1;
+  }
+}
+
+// Runs the planned dispatch. x, w, y: contiguous arrays of the dtype
+// (16-bit types as raw bits). sample_stride: 1 runs the whole grid, s runs
+// every s-th threadgroup only (partial output; for the intensity bench).
+// counters: bytes read, bytes written, threadgroups run, threadgroups in grid.
+int emu_conv3d(const std::int64_t* in_shape, const std::int64_t* w_shape, const std::int64_t* stride,
+               const std::int64_t* pad_lo, const std::int64_t* pad_hi, const std::int64_t* dilation,
+               std::int64_t groups, int dtype, const void* x, const void* w, void* y, std::uint64_t sample_stride,
+               std::uint64_t* counters, char* err, std::int64_t err_len) {
+  try {
+    const Call c = make_call(in_shape, w_shape, stride, pad_lo, pad_hi, dilation, groups, dtype);
+    const Conv3dPlan plan = volconv::metal_plan::plan_conv3d(c.geometry, c.dtype);
+    const std::uint64_t esize = volconv::dtype_size(c.dtype);
+    volconv::Shape5 in{}, wt{};
+    for (int i = 0; i < 5; ++i) {
+      in[i] = in_shape[i];
+      wt[i] = w_shape[i];
+    }
+    const emu::BufferSizes sizes{elements(in) * esize, elements(wt) * esize,
+                                 elements(c.geometry.output_shape()) * esize};
+    const emu::Launch launch{{plan.grid.x, plan.grid.y, plan.grid.z},
+                             {plan.threadgroup.x, plan.threadgroup.y, plan.threadgroup.z},
+                             plan.threadgroup_memory_bytes, sample_stride};
+    const emu::Counters n = emu::dispatch(plan.kernel_name, launch, {x, w, y, &plan.params, nullptr}, sizes);
+    if (counters) {
+      counters[0] = n.bytes_read;
+      counters[1] = n.bytes_written;
+      counters[2] = n.threadgroups_run;
+      counters[3] = plan.grid.x * plan.grid.y * plan.grid.z;
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    write_text(e.what(), err, err_len);
+    return 1;
+  }
+}
+
+// Runs a self-test kernel (lane_probe.metal) on one simdgroup.
+int emu_probe(const char* kernel, const float* a, const float* b, float* out, char* err, std::int64_t err_len) {
+  try {
+    const volconv::Conv3dParams params{};
+    emu::dispatch(kernel, emu::Launch{{1, 1, 1}, {32, 1, 1}, 0, 1}, {a, b, out, &params, nullptr},
+                  {64 * sizeof(float), 64 * sizeof(float), 64 * sizeof(float)});
+    return 0;
+  } catch (const std::exception& e) {
+    write_text(e.what(), err, err_len);
+    return 1;
+  }
+}
+
+void emu_set_lane_layout(int layout) { emu::set_lane_layout(layout); }
+
+// Newline-separated names: the registered kernels (which = 0) or those the
+// planner can choose (which = 1).
+int emu_kernel_names(int which, char* out, std::int64_t out_len) {
+  std::string text;
+  for (const auto& name : which == 0 ? emu::kernel_names() : volconv::metal_plan::plannable_kernel_names())
+    text += name + "\n";
+  return write_text(text, out, out_len);
+}
+
+// float32 -> bfloat16 bits through the emulator's bfloat type (round to
+// nearest even), so tests can check the conversion the kernels use.
+void emu_float_to_bfloat(const float* in, std::uint16_t* out, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) {
+    const metal::bfloat b = metal::bfloat(in[i]);
+    std::memcpy(&out[i], &b, 2);
+  }
+}
+
+}  // extern "C"

@@ -1,0 +1,170 @@
+"""ctypes front end of the MSL emulator library (tests/emulator): builds it
+with CMake when missing or out of date, plans conv3d calls with the real
+planner and runs exactly those plans on the emulated GPU. Used by
+tests/test_metal_emulated.py and bench/metal_intensity.py; needs only numpy."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+SOURCE_DIR = Path(__file__).resolve().parent
+DTYPE_CODES = {"float16": 0, "bfloat16": 1, "float32": 2, "float64": 3}
+
+
+def _compiler() -> str:
+    for name in (os.environ.get("VOLCONV_EMU_CXX"), "clang++-19", "clang++"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    raise RuntimeError("The MSL emulator needs clang (clang++-19); set VOLCONV_EMU_CXX to use another.")
+
+
+def build(build_dir: Path | None = None, sanitizer: str = "") -> Path:
+    """Configures (once) and builds the emulator library; returns its path.
+    cmake --build is a no-op when nothing changed."""
+    build_dir = Path(build_dir or ROOT / "build" / ("emulator" + (f"-{sanitizer}" if sanitizer else "")))
+    if not (build_dir / "CMakeCache.txt").exists():
+        generator = ["-G", "Ninja"] if shutil.which("ninja") else []
+        subprocess.run(
+            ["cmake", "-S", str(SOURCE_DIR), "-B", str(build_dir), f"-DCMAKE_CXX_COMPILER={_compiler()}",
+             f"-DEMU_SANITIZER={sanitizer}", *generator],
+            check=True, stdout=subprocess.DEVNULL,
+        )
+    subprocess.run(["cmake", "--build", str(build_dir), "-j", str(os.cpu_count() or 2)], check=True,
+                   stdout=subprocess.DEVNULL)
+    return build_dir / "libmsl_emulator.so"
+
+
+def bfloat16_bits(x: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 bits, round to nearest even (NaN not expected)."""
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+
+
+def bfloat16_to_float32(bits: np.ndarray) -> np.ndarray:
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def to_device(x: np.ndarray, dtype: str) -> np.ndarray:
+    """The array in the kernel's element type (16-bit types as raw bits)."""
+    if dtype == "float32":
+        return np.ascontiguousarray(x, dtype=np.float32)
+    if dtype == "float16":
+        return np.ascontiguousarray(x, dtype=np.float16)
+    if dtype == "bfloat16":
+        return bfloat16_bits(x)
+    if dtype == "float64":
+        return np.ascontiguousarray(x, dtype=np.float64)
+    raise ValueError(dtype)
+
+
+def from_device(a: np.ndarray, dtype: str) -> np.ndarray:
+    """Device array -> float64 values."""
+    if dtype == "bfloat16":
+        return bfloat16_to_float32(a).astype(np.float64)
+    return a.astype(np.float64)
+
+
+def output_shape(x_shape, w_shape, stride, pad_lo, pad_hi, dilation) -> tuple:
+    # Only to allocate the output; the planner (make_conv_geometry) validates.
+    out = [
+        (x_shape[1 + i] + pad_lo[i] + pad_hi[i] - dilation[i] * (w_shape[1 + i] - 1) - 1) // stride[i] + 1
+        for i in range(3)
+    ]
+    return (x_shape[0], *out, w_shape[0])
+
+
+class EmulatorError(ValueError):
+    pass
+
+
+class Emulator:
+    def __init__(self, library: Path | str):
+        self.lib = ctypes.CDLL(str(library))
+        i64p = ctypes.POINTER(ctypes.c_int64)
+        self.lib.emu_plan_json.argtypes = [i64p] * 6 + [ctypes.c_int64, ctypes.c_int, i64p, ctypes.c_char_p,
+                                                        ctypes.c_int64]
+        self.lib.emu_conv3d.argtypes = [i64p] * 6 + [ctypes.c_int64, ctypes.c_int] + [ctypes.c_void_p] * 3 + [
+            ctypes.c_uint64, ctypes.POINTER(ctypes.c_uint64), ctypes.c_char_p, ctypes.c_int64]
+        self.lib.emu_probe.argtypes = [ctypes.c_char_p] + [ctypes.c_void_p] * 3 + [ctypes.c_char_p, ctypes.c_int64]
+        self.lib.emu_kernel_names.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int64]
+        self.lib.emu_set_lane_layout.argtypes = [ctypes.c_int]
+        self.lib.emu_float_to_bfloat.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
+
+    @staticmethod
+    def _shape_args(x_shape, w_shape, stride, pad_lo, pad_hi, dilation):
+        return [(ctypes.c_int64 * len(v))(*[int(e) for e in v]) for v in
+                (x_shape, w_shape, stride, pad_lo, pad_hi, dilation)]
+
+    def plan(self, x_shape, w_shape, dtype: str, stride=(1, 1, 1), pad_lo=(0, 0, 0), pad_hi=(0, 0, 0),
+             dilation=(1, 1, 1), groups=1, limits=None) -> dict:
+        """The planner's choice as a dict (kernel, tile, threadgroup, grid, ...).
+        limits: (max threadgroup memory, max threads, simd width)."""
+        out = ctypes.create_string_buffer(4096)
+        lim = (ctypes.c_int64 * 3)(*limits) if limits else None
+        rc = self.lib.emu_plan_json(*self._shape_args(x_shape, w_shape, stride, pad_lo, pad_hi, dilation),
+                                    groups, DTYPE_CODES[dtype], lim, out, len(out))
+        if rc:
+            raise EmulatorError(out.value.decode())
+        return json.loads(out.value.decode())
+
+    def conv3d(self, x: np.ndarray, w: np.ndarray, dtype: str, stride=(1, 1, 1), pad_lo=(0, 0, 0),
+               pad_hi=(0, 0, 0), dilation=(1, 1, 1), groups=1):
+        """Runs the planned kernel on x and w converted to dtype. Returns the
+        output as float64 and the device bytes (read, written)."""
+        y, counters = self.run(x, w, dtype, stride, pad_lo, pad_hi, dilation, groups)
+        return y, counters[:2]
+
+    def run(self, x, w, dtype, stride=(1, 1, 1), pad_lo=(0, 0, 0), pad_hi=(0, 0, 0), dilation=(1, 1, 1),
+            groups=1, sample_stride=1):
+        """conv3d running only every sample_stride-th threadgroup (the output is
+        then partial). Returns (output, (bytes read, bytes written,
+        threadgroups run, threadgroups in the grid))."""
+        xd, wd = to_device(x, dtype), to_device(w, dtype)
+        y = np.zeros(output_shape(x.shape, w.shape, stride, pad_lo, pad_hi, dilation), dtype=xd.dtype)
+        counters = (ctypes.c_uint64 * 4)()
+        err = ctypes.create_string_buffer(4096)
+        rc = self.lib.emu_conv3d(*self._shape_args(x.shape, w.shape, stride, pad_lo, pad_hi, dilation), groups,
+                                 DTYPE_CODES[dtype], xd.ctypes.data, wd.ctypes.data, y.ctypes.data, sample_stride,
+                                 counters, err, len(err))
+        if rc:
+            raise EmulatorError(err.value.decode())
+        return from_device(y, dtype), tuple(int(c) for c in counters)
+
+    def probe(self, kernel: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Runs a lane_probe.metal kernel on one simdgroup; a, b: 64 float32."""
+        a = np.ascontiguousarray(a, dtype=np.float32).ravel()
+        b = np.ascontiguousarray(b, dtype=np.float32).ravel()
+        out = np.full(64, np.nan, dtype=np.float32)
+        err = ctypes.create_string_buffer(1024)
+        if self.lib.emu_probe(kernel.encode(), a.ctypes.data, b.ctypes.data, out.ctypes.data, err, len(err)):
+            raise EmulatorError(err.value.decode())
+        return out
+
+    def kernel_names(self, plannable: bool = False) -> list[str]:
+        out = ctypes.create_string_buffer(1 << 16)
+        self.lib.emu_kernel_names(1 if plannable else 0, out, len(out))
+        return out.value.decode().split()
+
+    def set_lane_layout(self, wrong: bool) -> None:
+        self.lib.emu_set_lane_layout(1 if wrong else 0)
+
+    def float_to_bfloat(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        out = np.empty(x.shape, dtype=np.uint16)
+        self.lib.emu_float_to_bfloat(x.ctypes.data, out.ctypes.data, x.size)
+        return out
+
+
+def load() -> Emulator:
+    """The emulator, from VOLCONV_EMU_LIB (a prebuilt, e.g. sanitizer, library)
+    or built into build/emulator."""
+    path = os.environ.get("VOLCONV_EMU_LIB")
+    return Emulator(path if path else build())
