@@ -20,6 +20,8 @@ def test_device_objects():
     assert vc.default_stream(vc.cpu) != None  # noqa: E711
     assert vc.is_available(vc.cpu) and vc.is_available(d)
     assert not vc.is_available(vc.Device(vc.cpu, 1))
+    assert vc.unavailable_reason(vc.cpu) == ""
+    assert vc.is_available(vc.gpu) == (vc.unavailable_reason(vc.gpu) == "")
 
 
 def test_default_device_is_gpu_only_when_available():

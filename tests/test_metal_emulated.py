@@ -13,8 +13,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent / "emulator"))
 
 import msl_emulator  # noqa: E402
+
 from cases import CASES, _c  # noqa: E402
-from reference import assert_conv_close, conv3d_reference  # noqa: E402
+from reference import assert_conv_close  # noqa: E402
 
 pytestmark = pytest.mark.metal_emulated
 

@@ -16,16 +16,8 @@ from cases import CASES  # noqa: E402
 from conftest import cast  # noqa: E402
 from reference import assert_conv_close  # noqa: E402
 
-
-def _why_no_gpu() -> str:
-    try:
-        vc.new_stream(vc.gpu)  # raises, saying why, when the GPU is not usable
-        return ""
-    except ValueError as e:
-        return str(e)
-
-
-pytestmark = [pytest.mark.metal_gpu, pytest.mark.skipif(bool(_why_no_gpu()), reason=_why_no_gpu())]
+_WHY_NO_GPU = vc.unavailable_reason(vc.gpu)
+pytestmark = [pytest.mark.metal_gpu, pytest.mark.skipif(bool(_WHY_NO_GPU), reason=_WHY_NO_GPU)]
 GPU_DTYPES = ["float32", "float16", "bfloat16"]
 
 

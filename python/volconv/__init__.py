@@ -13,6 +13,7 @@ from ._device import (
     set_default_device,
     stream,
     synchronize,
+    unavailable_reason,
 )
 
 __all__ = [
@@ -30,4 +31,5 @@ __all__ = [
     "set_default_device",
     "stream",
     "synchronize",
+    "unavailable_reason",
 ]

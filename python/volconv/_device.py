@@ -63,6 +63,11 @@ def is_available(device: Device | DeviceType) -> bool:
     return _core.is_available(_as_device(device, "is_available"))
 
 
+def unavailable_reason(device: Device | DeviceType) -> str:
+    """Why `device` is not available here ("" when it is)."""
+    return _core.unavailable_reason(_as_device(device, "unavailable_reason"))
+
+
 def default_stream(device: Device | DeviceType) -> Stream:
     """The default stream of `device`."""
     return _core.default_stream(_as_device(device, "default_stream"))
