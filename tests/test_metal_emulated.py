@@ -121,7 +121,7 @@ def test_planner_respects_limits_and_covers_output(emu, dtype):
         plan = emu.plan(case.input, case.weight_shape, dtype, **case.params())
         threads = plan["threadgroup"][0] * plan["threadgroup"][1] * plan["threadgroup"][2]
         assert threads <= 1024 and threads % 32 == 0
-        assert 0 < plan["threadgroup_memory"] <= 32 * 1024
+        assert 0 < plan["threadgroup_memory"] <= 32 * 1024 and plan["threadgroup_memory"] % 16 == 0
         gx, gy, gz = plan["grid"]
         if plan["family"] in ("gemm", "pointwise"):
             assert gx * plan["bm"] >= plan["gemm_m"] > (gx - 1) * plan["bm"]
