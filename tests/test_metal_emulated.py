@@ -220,6 +220,22 @@ def test_offsets_past_2_pow_31(emu, huge_input, kernel, c_out, groups, family):
     assert np.abs(y).max() > 0
 
 
+def test_offsets_past_2_pow_31_small_cin(emu):
+    # (1, 2, 2^27, 16, 1) float16: depth stride 2^31 elements, so every read
+    # of depth 1 sits past 2^31. Rows of 16 outputs take the small-C_in kernel.
+    h = 2**27
+    x = np.zeros((1, 2, h, 16, 1), dtype=np.float16)
+    rng = np.random.default_rng(3)
+    x[:, :, :: h - 1] = rng.uniform(-1, 1, (1, 2, 2, 16, 1)).astype(np.float16)
+    w = rng.uniform(-1, 1, (8, 2, 1, 3, 1)).astype(np.float32)
+    params = dict(stride=(1, h - 1, 1), pad_lo=(0, 0, 1), pad_hi=(0, 0, 1))
+    assert emu.plan(x.shape, w.shape, "float16", **params)["family"] == "small_cin"
+    y, _ = emu.conv3d(x, w, "float16", **params)
+    sub = x[:, :, :: h - 1].astype(np.float64)
+    assert_conv_close(y, sub, rounded(w, "float16"), "float16", pad_lo=(0, 0, 1), pad_hi=(0, 0, 1))
+    assert np.abs(y).max() > 0
+
+
 # ---------------------------------------------------------------- device-byte counters
 
 
