@@ -25,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "emulator"))
 
-import msl_emulator  # noqa: E402
+import msl_emulator
 
 # Issue 6's shapes: (N, D, H, W, C_in) -> C_out, kernel, stride, padding, dilation, groups.
 SHAPES = {
@@ -45,7 +45,7 @@ ESIZE = {"float32": 4, "float16": 2, "bfloat16": 2}
 def measure(emu, name, dtype, samples):
     x_shape, c_out, kernel, stride, pad, dil, groups = SHAPES[name]
     w_shape = (c_out, *kernel, x_shape[4] // groups)
-    params = dict(stride=stride, pad_lo=pad, pad_hi=pad, dilation=dil, groups=groups)
+    params = {"stride": stride, "pad_lo": pad, "pad_hi": pad, "dilation": dil, "groups": groups}
     plan = emu.plan(x_shape, w_shape, dtype, **params)
     total = plan["grid"][0] * plan["grid"][1] * plan["grid"][2]
     sample_stride = 1 if samples <= 0 else max(1, total // samples)
@@ -59,8 +59,17 @@ def measure(emu, name, dtype, samples):
     device_bytes = (read + written) * scale
     e = ESIZE[dtype]
     min_bytes = (x.size + w.size + y.size) * e
-    return dict(shape=name, dtype=dtype, plan=plan, run=run, total=total, device_bytes=device_bytes,
-                min_bytes=min_bytes, flops=plan["flops"], seconds=seconds)
+    return {
+        "shape": name,
+        "dtype": dtype,
+        "plan": plan,
+        "run": run,
+        "total": total,
+        "device_bytes": device_bytes,
+        "min_bytes": min_bytes,
+        "flops": plan["flops"],
+        "seconds": seconds,
+    }
 
 
 def main():
@@ -73,10 +82,14 @@ def main():
 
     emu = msl_emulator.load()
     rows = []
-    header = (f"{'shape':5} {'dtype':8} {'kernel':40} {'tile':14} {'tg':>4} {'grid':>18} {'tgmem':>6} "
-              f"{'tg run':>11} {'FLOP/B':>8} {'roof':>8} {'%roof':>6}")
-    print("Arithmetic intensity of the planned Metal kernels (MSL emulator; device bytes scaled from the "
-          "threadgroups run to the whole grid)")
+    header = (
+        f"{'shape':5} {'dtype':8} {'kernel':40} {'tile':14} {'tg':>4} {'grid':>18} {'tgmem':>6} "
+        f"{'tg run':>11} {'FLOP/B':>8} {'roof':>8} {'%roof':>6}"
+    )
+    print(
+        "Arithmetic intensity of the planned Metal kernels (MSL emulator; device bytes scaled from the "
+        "threadgroups run to the whole grid)"
+    )
     print(header)
     print("-" * len(header))
     for dtype in args.dtypes.split(","):
@@ -89,11 +102,16 @@ def main():
             roof = r["flops"] / r["min_bytes"]
             r.update(intensity=intensity, roof=roof)
             rows.append(r)
-            print(f"{name:5} {dtype:8} {p['kernel']:40} {tile:14} {p['threadgroup'][0]:>4} {grid:>18} "
-                  f"{p['threadgroup_memory']:>6} {r['run']:>5}/{r['total']:<5} {intensity:8.1f} {roof:8.1f} "
-                  f"{100 * intensity / roof:5.1f}%", flush=True)
-    print("\nFLOP/B: FLOPs per device byte the kernel moves; roof: FLOPs per byte if input, weight and output "
-          "each crossed device memory once (the bound no kernel can beat).")
+            print(
+                f"{name:5} {dtype:8} {p['kernel']:40} {tile:14} {p['threadgroup'][0]:>4} {grid:>18} "
+                f"{p['threadgroup_memory']:>6} {r['run']:>5}/{r['total']:<5} {intensity:8.1f} {roof:8.1f} "
+                f"{100 * intensity / roof:5.1f}%",
+                flush=True,
+            )
+    print(
+        "\nFLOP/B: FLOPs per device byte the kernel moves; roof: FLOPs per byte if input, weight and output "
+        "each crossed device memory once (the bound no kernel can beat)."
+    )
     plot(rows, args.plot)
 
 

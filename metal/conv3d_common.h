@@ -78,7 +78,7 @@ inline void load_weight_tile(const device T* weight, const constant Conv3dParams
   for (int n = int(tid) / CHUNKS; n < BN; n += ROW_STEP) {
     const int co = n0 + n;
     T v[VEC];
-    for (int j = 0; j < VEC; ++j) v[j] = T(0);
+    for (int j = 0; j < VEC; ++j) v[j] = T(0.0f);
     if (co < p.c_out_g && k < p.gemm_k) {
       const device T* src = weight + (int64_t(g) * p.c_out_g + co) * int64_t(p.gemm_k) + k;
       if (VEC == 4) {

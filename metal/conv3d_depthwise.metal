@@ -27,7 +27,9 @@ template <typename T, int VEC>
   const int taps = p.taps;
   for (int e = int(tid); e < taps * BC; e += NT) {
     const int co = c0 + e % BC;
-    smem[e] = co < p.c_out ? weight[int64_t(co) * taps + e / BC] : T(0);
+    T v = T(0.0f);
+    if (co < p.c_out) v = weight[int64_t(co) * taps + e / BC];
+    smem[e] = v;
   }
   threadgroup_barrier(mem_flags::mem_threadgroup);
 

@@ -60,7 +60,7 @@ struct InputGather {
       const int r = r0 + i * ROW_STEP;
       if (r >= BM) break;
       T v[VEC];
-      for (int j = 0; j < VEC; ++j) v[j] = T(0);
+      for (int j = 0; j < VEC; ++j) v[j] = T(0.0f);
       const bool inside = POINTWISE ? valid[i]
                                     : valid[i] && in_range(d0[i] + dd, p.in_size[0]) &&
                                           in_range(h0[i] + dh, p.in_size[1]) && in_range(w0[i] + dw, p.in_size[2]);

@@ -53,7 +53,7 @@ template <typename T, int BM, int BN, int BK, int WM, int WN, int VEC>
     const int id = d_origin + (r / kh_size) * p.dilation[0];
     const int ih = h_origin + (r % kh_size) * p.dilation[1];
     const int iw = w_origin + x;
-    T v = T(0);
+    T v = T(0.0f);
     if (in_range(id, p.in_size[0]) && in_range(ih, p.in_size[1]) && in_range(iw, p.in_size[2]))
       v = input[batch_base + int64_t(id) * p.in_stride_d + int64_t(ih) * p.in_stride_h + int64_t(iw) * p.c_in + c];
     patch[e] = v;

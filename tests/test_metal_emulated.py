@@ -12,10 +12,16 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "emulator"))
 
+<<<<<<< HEAD
 import msl_emulator  # noqa: E402
 
 from cases import CASES, _c  # noqa: E402
 from reference import assert_conv_close  # noqa: E402
+=======
+import msl_emulator
+from cases import CASES, _c
+from reference import assert_conv_close
+>>>>>>> metal
 
 pytestmark = pytest.mark.metal_emulated
 
@@ -76,6 +82,10 @@ def emu() -> msl_emulator.Emulator:
     return msl_emulator.load()
 
 
+def case_named(name: str):
+    return next(c for c in ALL_CASES if c.name == name)
+
+
 def rounded(a: np.ndarray, dtype: str) -> np.ndarray:
     """The values the kernel really sees after conversion to dtype."""
     return msl_emulator.from_device(msl_emulator.to_device(a, dtype), dtype)
@@ -97,7 +107,9 @@ def test_parity(emu, case, dtype):
 
 
 def test_metal_cases_reach_every_family(emu):
-    families = {emu.plan(c.input, c.weight_shape, d, **c.params())["family"] for c in ALL_CASES for d in DTYPES}
+    families = {
+        emu.plan(c.input, c.weight_shape, d, **c.params())["family"] for c in ALL_CASES for d in DTYPES
+    }
     assert families == {"gemm", "pointwise", "small_cin", "depthwise"}
 
 
@@ -122,14 +134,13 @@ def test_planner_respects_limits_and_covers_output(emu, dtype):
         plan = emu.plan(case.input, case.weight_shape, dtype, **case.params())
         threads = plan["threadgroup"][0] * plan["threadgroup"][1] * plan["threadgroup"][2]
         assert threads <= 1024 and threads % 32 == 0
-        assert 0 < plan["threadgroup_memory"] <= 32 * 1024
+        assert 0 < plan["threadgroup_memory"] <= 32 * 1024 and plan["threadgroup_memory"] % 16 == 0
         gx, gy, gz = plan["grid"]
         if plan["family"] in ("gemm", "pointwise"):
             assert gx * plan["bm"] >= plan["gemm_m"] > (gx - 1) * plan["bm"]
             assert gy * plan["bn"] >= plan["c_out_g"] > (gy - 1) * plan["bn"]
             assert gz == plan["groups"]
         elif plan["family"] == "small_cin":
-            n, d, h, w, _ = case.input
             rows = plan["gemm_m"] // plan["out_w"]
             assert gx * plan["bm"] >= plan["out_w"] > (gx - 1) * plan["bm"]
             assert gy == rows and gz == plan["groups"] * plan["tiles_n"]
@@ -140,7 +151,7 @@ def test_planner_respects_limits_and_covers_output(emu, dtype):
 
 
 def test_planner_shrinks_tiles_under_tighter_limits(emu):
-    case = [c for c in ALL_CASES if c.name == "gemm_64x64_ntail"][0]
+    case = case_named("gemm_64x64_ntail")
     default = emu.plan(case.input, case.weight_shape, "float32", **case.params())
     tight = emu.plan(case.input, case.weight_shape, "float32", limits=(12288, 1024, 32), **case.params())
     assert default["threadgroup_memory"] > 12288 >= tight["threadgroup_memory"]
@@ -160,7 +171,7 @@ def test_planner_shrinks_tiles_under_tighter_limits(emu):
     ],
 )
 def test_planner_branches(emu, name, dtype, family):
-    case = [c for c in ALL_CASES if c.name == name][0]
+    case = case_named(name)
     assert emu.plan(case.input, case.weight_shape, dtype, **case.params())["family"] == family
 
 
@@ -181,7 +192,9 @@ def test_planner_refuses_what_does_not_fit(emu):
         emu.plan((1, 4, 4, 4, 8), (8, 3, 3, 3, 8), "float32", limits=(1024, 1024, 32))
     with pytest.raises(msl_emulator.EmulatorError, match=r"^\[conv3d\] .*32-wide simdgroups"):
         emu.plan((1, 4, 4, 4, 8), (8, 3, 3, 3, 8), "float32", limits=(32768, 1024, 16))
-    with pytest.raises(msl_emulator.EmulatorError, match=r"^\[conv3d\] The GPU kernels need each input spatial"):
+    with pytest.raises(
+        msl_emulator.EmulatorError, match=r"^\[conv3d\] The GPU kernels need each input spatial"
+    ):
         emu.plan((1, 1, 1, 2**31, 1), (1, 1, 1, 1, 1), "float32")
 
 
@@ -221,6 +234,22 @@ def test_offsets_past_2_pow_31(emu, huge_input, kernel, c_out, groups, family):
     assert np.abs(y).max() > 0
 
 
+def test_offsets_past_2_pow_31_small_cin(emu):
+    # (1, 2, 2^27, 16, 1) float16: depth stride 2^31 elements, so every read
+    # of depth 1 sits past 2^31. Rows of 16 outputs take the small-C_in kernel.
+    h = 2**27
+    x = np.zeros((1, 2, h, 16, 1), dtype=np.float16)
+    rng = np.random.default_rng(3)
+    x[:, :, :: h - 1] = rng.uniform(-1, 1, (1, 2, 2, 16, 1)).astype(np.float16)
+    w = rng.uniform(-1, 1, (8, 2, 1, 3, 1)).astype(np.float32)
+    params = {"stride": (1, h - 1, 1), "pad_lo": (0, 0, 1), "pad_hi": (0, 0, 1)}
+    assert emu.plan(x.shape, w.shape, "float16", **params)["family"] == "small_cin"
+    y, _ = emu.conv3d(x, w, "float16", **params)
+    sub = x[:, :, :: h - 1].astype(np.float64)
+    assert_conv_close(y, sub, rounded(w, "float16"), "float16", pad_lo=(0, 0, 1), pad_hi=(0, 0, 1))
+    assert np.abs(y).max() > 0
+
+
 # ---------------------------------------------------------------- device-byte counters
 
 
@@ -246,7 +275,7 @@ def test_counters_sampled_threadgroups(emu):
 
 @pytest.mark.parametrize("name", ["k3_p1", "depthwise", "small_cin_stem", "groups2"])
 def test_counters_write_each_output_once(emu, name):
-    case = [c for c in ALL_CASES if c.name == name][0]
+    case = case_named(name)
     x, w = case.inputs()
     y, (read, written) = emu.conv3d(x, w, "float16", **case.params())
     assert written == y.size * 2
@@ -310,12 +339,12 @@ def test_wrong_lane_layout_is_caught(emu):
         agnostic = emu.probe("emu_probe_load_store_mma", a, b).reshape(8, 8)
         np.testing.assert_allclose(agnostic, a @ b, rtol=1e-5, atol=1e-5)
         for name in ("k3_p1", "small_cin_1", "pointwise_64x64"):
-            case = [c for c in ALL_CASES if c.name == name][0]
+            case = case_named(name)
             with pytest.raises(AssertionError):
                 check_case(emu, case, "float32")
     finally:
         emu.set_lane_layout(wrong=False)
-    check_case(emu, [c for c in ALL_CASES if c.name == "k3_p1"][0], "float32")
+    check_case(emu, case_named("k3_p1"), "float32")
 
 
 def test_bfloat_conversion_rounds_to_nearest_even(emu):

@@ -101,8 +101,11 @@ std::int64_t gemm_memory(const Tile& t, std::int64_t esize) {
   return 2 * (t.bm * (t.bk + pad) + t.bk * (t.bn + pad)) * esize;
 }
 
+// Metal wants threadgroup memory lengths in multiples of 16 bytes.
+std::int64_t round_up_16(std::int64_t bytes) { return (bytes + 15) / 16 * 16; }
+
 std::int64_t small_cin_memory(const Tile& t, std::int64_t patch_elements, std::int64_t esize) {
-  return (2 * t.bk * (t.bn + pad_elements(esize)) + patch_elements) * esize;
+  return round_up_16((2 * t.bk * (t.bn + pad_elements(esize)) + patch_elements) * esize);
 }
 
 bool fits(std::int64_t bytes, std::int64_t threads, const DeviceLimits& limits) {

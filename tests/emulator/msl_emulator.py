@@ -33,12 +33,24 @@ def build(build_dir: Path | None = None, sanitizer: str = "") -> Path:
     if not (build_dir / "CMakeCache.txt").exists():
         generator = ["-G", "Ninja"] if shutil.which("ninja") else []
         subprocess.run(
-            ["cmake", "-S", str(SOURCE_DIR), "-B", str(build_dir), f"-DCMAKE_CXX_COMPILER={_compiler()}",
-             f"-DEMU_SANITIZER={sanitizer}", *generator],
-            check=True, stdout=subprocess.DEVNULL,
+            [
+                "cmake",
+                "-S",
+                str(SOURCE_DIR),
+                "-B",
+                str(build_dir),
+                f"-DCMAKE_CXX_COMPILER={_compiler()}",
+                f"-DEMU_SANITIZER={sanitizer}",
+                *generator,
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
         )
-    subprocess.run(["cmake", "--build", str(build_dir), "-j", str(os.cpu_count() or 2)], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["cmake", "--build", str(build_dir), "-j", str(os.cpu_count() or 2)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return build_dir / "libmsl_emulator.so"
 
 
@@ -89,41 +101,89 @@ class Emulator:
     def __init__(self, library: Path | str):
         self.lib = ctypes.CDLL(str(library))
         i64p = ctypes.POINTER(ctypes.c_int64)
-        self.lib.emu_plan_json.argtypes = [i64p] * 6 + [ctypes.c_int64, ctypes.c_int, i64p, ctypes.c_char_p,
-                                                        ctypes.c_int64]
-        self.lib.emu_conv3d.argtypes = [i64p] * 6 + [ctypes.c_int64, ctypes.c_int] + [ctypes.c_void_p] * 3 + [
-            ctypes.c_uint64, ctypes.POINTER(ctypes.c_uint64), ctypes.c_char_p, ctypes.c_int64]
-        self.lib.emu_probe.argtypes = [ctypes.c_char_p] + [ctypes.c_void_p] * 3 + [ctypes.c_char_p, ctypes.c_int64]
+        self.lib.emu_plan_json.argtypes = [i64p] * 6 + [
+            ctypes.c_int64,
+            ctypes.c_int,
+            i64p,
+            ctypes.c_char_p,
+            ctypes.c_int64,
+        ]
+        self.lib.emu_conv3d.argtypes = (
+            [i64p] * 6
+            + [ctypes.c_int64, ctypes.c_int]
+            + [ctypes.c_void_p] * 3
+            + [ctypes.c_uint64, ctypes.POINTER(ctypes.c_uint64), ctypes.c_char_p, ctypes.c_int64]
+        )
+        self.lib.emu_probe.argtypes = (
+            [ctypes.c_char_p] + [ctypes.c_void_p] * 3 + [ctypes.c_char_p, ctypes.c_int64]
+        )
         self.lib.emu_kernel_names.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int64]
         self.lib.emu_set_lane_layout.argtypes = [ctypes.c_int]
         self.lib.emu_float_to_bfloat.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
 
     @staticmethod
     def _shape_args(x_shape, w_shape, stride, pad_lo, pad_hi, dilation):
-        return [(ctypes.c_int64 * len(v))(*[int(e) for e in v]) for v in
-                (x_shape, w_shape, stride, pad_lo, pad_hi, dilation)]
+        return [
+            (ctypes.c_int64 * len(v))(*[int(e) for e in v])
+            for v in (x_shape, w_shape, stride, pad_lo, pad_hi, dilation)
+        ]
 
-    def plan(self, x_shape, w_shape, dtype: str, stride=(1, 1, 1), pad_lo=(0, 0, 0), pad_hi=(0, 0, 0),
-             dilation=(1, 1, 1), groups=1, limits=None) -> dict:
+    def plan(
+        self,
+        x_shape,
+        w_shape,
+        dtype: str,
+        stride=(1, 1, 1),
+        pad_lo=(0, 0, 0),
+        pad_hi=(0, 0, 0),
+        dilation=(1, 1, 1),
+        groups=1,
+        limits=None,
+    ) -> dict:
         """The planner's choice as a dict (kernel, tile, threadgroup, grid, ...).
         limits: (max threadgroup memory, max threads, simd width)."""
         out = ctypes.create_string_buffer(4096)
         lim = (ctypes.c_int64 * 3)(*limits) if limits else None
-        rc = self.lib.emu_plan_json(*self._shape_args(x_shape, w_shape, stride, pad_lo, pad_hi, dilation),
-                                    groups, DTYPE_CODES[dtype], lim, out, len(out))
+        rc = self.lib.emu_plan_json(
+            *self._shape_args(x_shape, w_shape, stride, pad_lo, pad_hi, dilation),
+            groups,
+            DTYPE_CODES[dtype],
+            lim,
+            out,
+            len(out),
+        )
         if rc:
             raise EmulatorError(out.value.decode())
         return json.loads(out.value.decode())
 
-    def conv3d(self, x: np.ndarray, w: np.ndarray, dtype: str, stride=(1, 1, 1), pad_lo=(0, 0, 0),
-               pad_hi=(0, 0, 0), dilation=(1, 1, 1), groups=1):
+    def conv3d(
+        self,
+        x: np.ndarray,
+        w: np.ndarray,
+        dtype: str,
+        stride=(1, 1, 1),
+        pad_lo=(0, 0, 0),
+        pad_hi=(0, 0, 0),
+        dilation=(1, 1, 1),
+        groups=1,
+    ):
         """Runs the planned kernel on x and w converted to dtype. Returns the
         output as float64 and the device bytes (read, written)."""
         y, counters = self.run(x, w, dtype, stride, pad_lo, pad_hi, dilation, groups)
         return y, counters[:2]
 
-    def run(self, x, w, dtype, stride=(1, 1, 1), pad_lo=(0, 0, 0), pad_hi=(0, 0, 0), dilation=(1, 1, 1),
-            groups=1, sample_stride=1):
+    def run(
+        self,
+        x,
+        w,
+        dtype,
+        stride=(1, 1, 1),
+        pad_lo=(0, 0, 0),
+        pad_hi=(0, 0, 0),
+        dilation=(1, 1, 1),
+        groups=1,
+        sample_stride=1,
+    ):
         """conv3d running only every sample_stride-th threadgroup (the output is
         then partial). Returns (output, (bytes read, bytes written,
         threadgroups run, threadgroups in the grid))."""
@@ -131,9 +191,18 @@ class Emulator:
         y = np.zeros(output_shape(x.shape, w.shape, stride, pad_lo, pad_hi, dilation), dtype=xd.dtype)
         counters = (ctypes.c_uint64 * 4)()
         err = ctypes.create_string_buffer(4096)
-        rc = self.lib.emu_conv3d(*self._shape_args(x.shape, w.shape, stride, pad_lo, pad_hi, dilation), groups,
-                                 DTYPE_CODES[dtype], xd.ctypes.data, wd.ctypes.data, y.ctypes.data, sample_stride,
-                                 counters, err, len(err))
+        rc = self.lib.emu_conv3d(
+            *self._shape_args(x.shape, w.shape, stride, pad_lo, pad_hi, dilation),
+            groups,
+            DTYPE_CODES[dtype],
+            xd.ctypes.data,
+            wd.ctypes.data,
+            y.ctypes.data,
+            sample_stride,
+            counters,
+            err,
+            len(err),
+        )
         if rc:
             raise EmulatorError(err.value.decode())
         return from_device(y, dtype), tuple(int(c) for c in counters)
