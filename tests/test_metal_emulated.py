@@ -12,16 +12,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "emulator"))
 
-<<<<<<< HEAD
-import msl_emulator  # noqa: E402
-
-from cases import CASES, _c  # noqa: E402
-from reference import assert_conv_close  # noqa: E402
-=======
 import msl_emulator
+
 from cases import CASES, _c
 from reference import assert_conv_close
->>>>>>> metal
 
 pytestmark = pytest.mark.metal_emulated
 
