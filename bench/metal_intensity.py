@@ -25,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "emulator"))
 
-import msl_emulator
+import msl_emulator  # noqa: E402  (found through the sys.path line above)
 
 # Issue 6's shapes: (N, D, H, W, C_in) -> C_out, kernel, stride, padding, dilation, groups.
 SHAPES = {
