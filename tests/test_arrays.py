@@ -55,6 +55,19 @@ def test_mlx_in_mlx_out(dtype):
     assert_conv_close(f32(y), f32(x), f32(w), dtype, **REF)
 
 
+@pytest.mark.parametrize(
+    "view",
+    [lambda a: a[:, :, ::2], lambda a: a.transpose(0, 3, 2, 1, 4), lambda a: (a * 2)[1:]],
+    ids=["strided", "transposed", "lazy_slice"],
+)
+def test_mlx_views_and_lazy_arrays(view):
+    mx = pytest.importorskip("mlx.core")
+    xm = view(mx.array(X))
+    y = vc.conv3d(xm, mx.array(W), **PARAMS)
+    x = np.array(xm)  # what MLX itself says the view holds
+    assert_conv_close(np.array(y), x, W, "float32", **REF)
+
+
 def test_dlpack_and_buffer_protocol_objects():
     class OnlyDLPack:
         def __init__(self, a):

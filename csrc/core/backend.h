@@ -33,4 +33,7 @@ int new_queue();
 // Encodes the call on `queue` and waits for it to finish.
 void conv3d(const detail::ConvCall& call, int queue);
 void synchronize(int queue);
+// The CPU address of a shared-storage MTLBuffer's contents; nullptr for
+// private storage, and always in a build without Metal.
+void* buffer_contents(const void* metal_buffer);
 }  // namespace volconv::metal

@@ -32,8 +32,19 @@ void check_dtype(DType dtype, const char* what) {
     fail(std::string("Unknown dtype code ") + std::to_string(int(dtype)) + " for the " + what + ".");
 }
 
-void check_data(const void* data, const Shape5& shape, const char* what) {
-  if (data == nullptr && numel(shape) != 0) fail(std::string("The ") + what + " has a null data pointer.");
+void check_data(const void* data, const void* metal_buffer, const Shape5& shape, const char* what) {
+  if (data == nullptr && metal_buffer == nullptr && numel(shape) != 0)
+    fail(std::string("The ") + what + " has a null data pointer.");
+}
+
+// A view living in a Metal buffer gets its CPU address too, where the CPU
+// can see the buffer (shared storage): the CPU path and staging copies use it.
+template <class View> View with_host_address(View view) {
+  if (view.metal_buffer && view.data == nullptr) {
+    if (char* contents = static_cast<char*>(metal::buffer_contents(view.metal_buffer)))
+      view.data = contents + view.metal_offset;
+  }
+  return view;
 }
 
 // [lowest, highest] byte address a view touches (the view is non-empty).
@@ -99,9 +110,9 @@ void conv3d(const ConstTensorView& input, const ConstTensorView& weight, const T
   if (output.shape != g.output_shape())
     fail("Expected an output of shape " + format_tuple(g.output_shape()) + " but got " + format_tuple(output.shape) +
          ".");
-  check_data(input.data, input.shape, "input");
-  check_data(weight.data, weight.shape, "weight");
-  check_data(output.data, output.shape, "output");
+  check_data(input.data, input.metal_buffer, input.shape, "input");
+  check_data(weight.data, weight.metal_buffer, weight.shape, "weight");
+  check_data(output.data, output.metal_buffer, output.shape, "output");
   check_strides(input.shape, input.strides, "input");
   check_strides(weight.shape, weight.strides, "weight");
   check_strides(output.shape, output.strides, "output");
@@ -109,11 +120,20 @@ void conv3d(const ConstTensorView& input, const ConstTensorView& weight, const T
   if (!writes_each_element_once(output.shape, output.strides))
     fail("The output strides " + format_tuple(output.strides) + " make elements of shape " +
          format_tuple(output.shape) + " overlap.");
-  const ByteRange out = byte_range(output.data, output.dtype, output.shape, output.strides);
-  for (const ConstTensorView* in : {&input, &weight}) {
-    if (numel(in->shape) == 0) continue;
-    const ByteRange r = byte_range(in->data, in->dtype, in->shape, in->strides);
-    if (r.lo <= out.hi && out.lo <= r.hi) fail("The output must not overlap the input or the weight.");
+  const ConstTensorView in = with_host_address(input), wt = with_host_address(weight);
+  const TensorView out = with_host_address(output);
+  for (const ConstTensorView* v : {&in, &wt}) {
+    if (numel(v->shape) == 0) continue;
+    // Views in the same Metal buffer are compared by offset, host views by
+    // address; a host view and a buffer the CPU cannot see cannot overlap.
+    const bool same_buffer = v->metal_buffer && v->metal_buffer == out.metal_buffer;
+    if (!same_buffer && (v->data == nullptr || out.data == nullptr)) continue;
+    const auto base = [&](const void* data, std::int64_t offset) {
+      return same_buffer ? reinterpret_cast<const void*>(std::uintptr_t(offset)) : data;
+    };
+    const ByteRange o = byte_range(base(out.data, out.metal_offset), out.dtype, out.shape, out.strides);
+    const ByteRange r = byte_range(base(v->data, v->metal_offset), v->dtype, v->shape, v->strides);
+    if (r.lo <= o.hi && o.lo <= r.hi) fail("The output must not overlap the input or the weight.");
   }
 
   const std::string why = unavailable_reason(stream.device);
@@ -121,11 +141,17 @@ void conv3d(const ConstTensorView& input, const ConstTensorView& weight, const T
     throw std::invalid_argument(std::string("[conv3d] The ") +
                                 (stream.device.type == DeviceType::gpu ? "gpu" : "cpu") +
                                 " is not available: " + why + ".");
-  const detail::ConvCall call{g, input, weight, output};
-  if (stream.device.type == DeviceType::cpu)
-    cpu::conv3d(call);
-  else
-    metal::conv3d(call, detail::gpu_queue_of(stream));
+  if (stream.device.type == DeviceType::cpu) {
+    const ConstTensorView out_view = out;
+    for (const ConstTensorView* v : {&in, &wt, &out_view}) {
+      if (v->data == nullptr && numel(v->shape) != 0)
+        fail("A view in a Metal buffer the CPU cannot read (private storage, or a build without Metal) "
+             "cannot be used on the CPU.");
+    }
+    cpu::conv3d(detail::ConvCall{g, in, wt, out});
+  } else {
+    metal::conv3d(detail::ConvCall{g, in, wt, out}, detail::gpu_queue_of(stream));
+  }
 }
 
 void conv3d(const ConstTensorView& input, const ConstTensorView& weight, const TensorView& output,

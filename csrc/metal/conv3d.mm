@@ -122,6 +122,10 @@ void conv3d(const detail::ConvCall& call, int queue_id) {
       const Bound input = bind(ctx, call.input, plan.dtype, "input", true);
       const Bound weight = bind(ctx, call.weight, plan.dtype, "weight", true);
       const Bound output = bind(ctx, call.output, plan.dtype, "output", false);
+      if (output.staged && call.output.data == nullptr)
+        throw std::invalid_argument(
+            "[conv3d] The output is a private Metal buffer that is not contiguous or not " +
+            std::string(dtype_name(plan.dtype)) + ": the result cannot be copied into it.");
 
       id<MTLCommandBuffer> commands = [queue commandBuffer];
       if (!commands) throw std::runtime_error("[volconv] Creating a Metal command buffer failed.");

@@ -18,7 +18,9 @@ using namespace volconv;
 
 namespace {
 
-using StridedArray = nb::ndarray<nb::ro, nb::device::cpu>;
+// Any strides, any device: host memory, or a Metal buffer (an mlx.array on
+// the GPU exports its MTLBuffer and a byte offset through DLPack).
+using StridedArray = nb::ndarray<nb::ro>;
 
 // Outputs are page-aligned so Metal (and numpy) can adopt them without a copy.
 constexpr std::size_t kOutputAlignment = 16384;
@@ -32,7 +34,16 @@ ConstTensorView view_of(const StridedArray& a, DType dtype, const char* what) {
                                 "-byte elements, but " + dtype_name(dtype) + " needs " +
                                 std::to_string(dtype_size(dtype)) + ".");
   ConstTensorView v;
-  v.data = a.data();
+  if (a.device_type() == nb::device::metal::value) {
+    v.metal_buffer = a.data_handle();
+    v.metal_offset = std::int64_t(a.byte_offset());
+  } else if (a.device_type() == nb::device::cpu::value) {
+    v.data = a.data();
+  } else {
+    throw std::invalid_argument(std::string("[conv3d] Expected the ") + what +
+                                " in host memory or a Metal buffer but got an array on DLPack device type " +
+                                std::to_string(a.device_type()) + ".");
+  }
   v.dtype = dtype;
   for (int i = 0; i < 5; ++i) {
     v.shape[i] = std::int64_t(a.shape(i));

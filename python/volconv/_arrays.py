@@ -19,7 +19,7 @@ _FLOAT_NAMES = "float16, bfloat16, float32 or float64"
 
 
 class Operand(NamedTuple):
-    storage: np.ndarray  # the caller's memory, bfloat16 viewed as uint16
+    storage: Any  # the caller's memory: a NumPy view (bfloat16 as uint16), or an mlx.array
     dtype: DType
     kind: str  # "numpy", "torch" or "mlx": what the result is returned as
 
@@ -59,11 +59,14 @@ def _from_torch(t: Any, op: str, what: str) -> Operand:
 def _from_mlx(a: Any, op: str, what: str) -> Operand:
     import mlx.core as mx
 
-    if a.dtype == mx.bfloat16:
-        return Operand(np.asarray(a.view(mx.uint16)), DType.bfloat16, "mlx")
-    if a.dtype not in (mx.float16, mx.float32, mx.float64):
+    dtypes = {mx.float16: DType.float16, mx.bfloat16: DType.bfloat16, mx.float32: DType.float32}
+    dtypes[mx.float64] = DType.float64
+    if a.dtype not in dtypes:
         _check_float(str(a.dtype).replace("mlx.core.", ""), op, what)
-    return _from_numpy(np.asarray(a), op, what, "mlx")
+    # The array itself goes to the core, which reads it through DLPack: host
+    # memory on the CPU, or the MTLBuffer (and offset) of an array on the GPU,
+    # both without a copy.
+    return Operand(a, dtypes[a.dtype], "mlx")
 
 
 def as_operand(obj: Any, op: str, what: str) -> Operand:

@@ -212,6 +212,33 @@ void test_conv3d_messages() {
   CHECK_EQ(p.y[0], 54.0f);
 }
 
+// Views that name a Metal buffer: overlap is judged by offsets within the
+// one buffer, and without a Metal backend the CPU cannot read them.
+void test_metal_buffer_views() {
+  Problem p;
+  const Stream cpu = default_stream(Device{DeviceType::cpu, 0});
+  int fake_buffer = 0;  // stands in for an id<MTLBuffer>: never dereferenced here
+  ConstTensorView in = p.input();
+  in.data = nullptr;
+  in.metal_buffer = &fake_buffer;
+  in.metal_offset = 0;
+  TensorView out = p.output();
+  out.data = nullptr;
+  out.metal_buffer = &fake_buffer;
+  out.metal_offset = 100;  // inside the input's 216 bytes
+  CHECK_THROWS_MSG(IA, conv3d(in, p.weight(), out, ConvParams{}, cpu),
+                   "[conv3d] The output must not overlap the input or the weight.");
+  out.metal_offset = 216;  // right after the input
+  if (!is_available(Device{DeviceType::gpu, 0})) {
+    CHECK_THROWS_HAS(IA, conv3d(in, p.weight(), out, ConvParams{}, cpu), "cannot be used on the CPU.");
+    CHECK_THROWS_HAS(IA, conv3d(in, p.weight(), p.output(), ConvParams{}, cpu), "cannot be used on the CPU.");
+  }
+  // A buffer view is not a null pointer; a view with neither is.
+  in.metal_buffer = nullptr;
+  CHECK_THROWS_MSG(IA, conv3d(in, p.weight(), p.output(), ConvParams{}, cpu),
+                   "[conv3d] The input has a null data pointer.");
+}
+
 void test_errors_are_std_exceptions() {
   // What a consumer catching the standard bases sees.
   try {
@@ -227,6 +254,7 @@ void test_errors_are_std_exceptions() {
 int main() {
   test_geometry_messages();
   test_conv3d_messages();
+  test_metal_buffer_views();
   test_errors_are_std_exceptions();
   return check::result("test_validation");
 }

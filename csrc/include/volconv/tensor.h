@@ -2,7 +2,14 @@
 // any value (including 0 and negative), and are 64-bit. conv3d refuses (with
 // std::invalid_argument) a view whose offsets reach past 2^59 elements, and an
 // output whose strides would write two elements to one place (e.g. a 0 stride
-// over a dimension longer than 1). Data may be null only for an empty view.
+// over a dimension longer than 1). Data may be null only for an empty view,
+// or when the view lives in a Metal buffer.
+//
+// Metal buffers (macOS): a view may name the id<MTLBuffer> it lives in
+// (`metal_buffer`, a bridged pointer, not retained) and the byte offset of
+// element 0 in it (`metal_offset`); the GPU then reads it without a copy.
+// `data` may stay null: the CPU path reads the buffer's contents (shared
+// storage only).
 #pragma once
 
 #include <array>
@@ -23,6 +30,8 @@ struct ConstTensorView {
   DType dtype = DType::float32;
   Shape5 shape{};
   Shape5 strides{};
+  const void* metal_buffer = nullptr;
+  std::int64_t metal_offset = 0;
 
   // A C-contiguous view of `shape`.
   static ConstTensorView contiguous(const void* data, DType dtype, const Shape5& shape);
@@ -34,9 +43,11 @@ struct TensorView {
   DType dtype = DType::float32;
   Shape5 shape{};
   Shape5 strides{};
+  const void* metal_buffer = nullptr;
+  std::int64_t metal_offset = 0;
 
   static TensorView contiguous(void* data, DType dtype, const Shape5& shape);
-  operator ConstTensorView() const { return {data, dtype, shape, strides}; }
+  operator ConstTensorView() const { return {data, dtype, shape, strides, metal_buffer, metal_offset}; }
 };
 
 }  // namespace volconv

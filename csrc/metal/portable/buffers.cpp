@@ -21,7 +21,10 @@ bool is_contiguous(const Shape5& shape, const Shape5& strides) {
   return true;
 }
 
-ArrayMemory memory_of(const ConstTensorView& view) { return ArrayMemory{view.data, nullptr, 0}; }
+ArrayMemory memory_of(const ConstTensorView& view) {
+  if (view.metal_buffer) return ArrayMemory{view.data, view.metal_buffer, view.metal_offset};
+  return ArrayMemory{view.data, nullptr, 0};
+}
 
 BufferPlan plan_buffer(const ConstTensorView& view, DType kernel_dtype) {
   BufferPlan plan;

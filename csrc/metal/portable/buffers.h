@@ -25,8 +25,8 @@ struct ArrayMemory {
   std::int64_t metal_offset = 0;       // bytes from the buffer's start to element 0
 };
 
-// The memory of a view. Views carry only host pointers today; when they can
-// carry an MTLBuffer (DLPack kDLMetal), this is the one place that reads it.
+// The memory of a view: its MTLBuffer when it names one (the core has then
+// also set `host` to the buffer's contents where the CPU can see them).
 ArrayMemory memory_of(const ConstTensorView& view);
 
 // The kernels need each buffer to start 16-byte aligned (vector loads).
