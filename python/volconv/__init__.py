@@ -1,7 +1,7 @@
 """volconv: fast, memory-lean 3D convolution for Apple-silicon GPUs (Metal)
 and CPUs, with the semantics of mlx.core.conv3d."""
 
-from ._core import Device, DeviceType, Stream, __version__
+from ._core import Device, DeviceType, Stream, __version__, get_num_threads, set_num_threads
 from ._conv import conv3d
 from ._device import (
     cpu,
@@ -24,10 +24,12 @@ __all__ = [
     "cpu",
     "default_device",
     "default_stream",
+    "get_num_threads",
     "gpu",
     "is_available",
     "new_stream",
     "set_default_device",
+    "set_num_threads",
     "stream",
     "synchronize",
 ]
