@@ -2,7 +2,8 @@
 //   float64 output               -> direct loop (true float64 accumulation)
 //   depthwise, f32 input         -> channel-vectorised dwconv kernel
 //   bf16 x bf16, even C_in/group -> vdpbf16ps igemm (CPUs with avx512_bf16)
-//   f32 input, C_in/group > 4    -> f32 igemm reading the input in place
+//   C_in/group <= 4              -> taps folded into K, k-major gathered tile
+//   f32 input                    -> f32 igemm reading the input in place
 //   everything else              -> igemm on gathered, f32-converted rows
 // Pointwise (1x1x1) convolutions are the igemm with one tap: a plain GEMM.
 #include <string>
@@ -40,8 +41,8 @@ std::string run(const detail::ConvCall& call) {
   if (in == DType::bfloat16 && wt == DType::bfloat16 && kt.n_bf16_igemm > 0 && cin % 2 == 0 && cin > kSmallCin &&
       channels_contiguous)
     return conv3d_igemm(call, kt, IgemmMode::direct_bf16);
-  if (in == DType::float32 && cin > kSmallCin && channels_contiguous)
-    return conv3d_igemm(call, kt, IgemmMode::direct_f32);
+  if (cin <= kSmallCin) return conv3d_igemm(call, kt, IgemmMode::small_cin);
+  if (in == DType::float32 && channels_contiguous) return conv3d_igemm(call, kt, IgemmMode::direct_f32);
   return conv3d_igemm(call, kt, IgemmMode::packed_a);
 }
 

@@ -9,6 +9,10 @@
 //    runs on it. For small C_in (a tap then holds 1-4 values, too few for the
 //    row-pointer loop), fp16/bf16 inputs without a native kernel, and inputs
 //    whose channels are not contiguous.
+//  - small C_in (1-4 per group): tiles run along W inside one output row, and
+//    the tile's input is gathered k-major (K = taps x C_in, the MR values of
+//    one k side by side), so each k costs one short strided copy and the
+//    kernel one broadcast per row.
 #include "conv3d_igemm.h"
 
 #include <algorithm>
@@ -83,20 +87,32 @@ template <class In>
 void gather_rows(const Problem& p, const TileRows& rows, std::int64_t grp, std::int64_t t0, std::int64_t t1,
                  float* abuf) {
   const ConvGeometry& g = p.g;
-  const std::int64_t kc = (t1 - t0) * p.cin, khw = g.kernel[1] * g.kernel[2];
+  const ConvParams& cp = g.params;
+  const std::int64_t kc = (t1 - t0) * p.cin, KH = g.kernel[1], KW = g.kernel[2];
   const int code = storage_code(In::dtype);
-  const bool rows_contiguous = p.xs[4] == 1 && p.cin >= 8;
+  const bool convert_rows = p.xs[4] == 1 && p.cin >= 8;
+  const auto* x = reinterpret_cast<const typename In::storage*>(p.x) + grp * p.cin * p.xs[4];
   for (int r = 0; r < p.k.mr; ++r) {
     float* dst = abuf + r * kc;
+    if (r >= rows.valid) {
+      std::fill(dst, dst + kc, 0.0f);
+      continue;
+    }
+    // Walk taps t0..t1 with running (kd, kh, kw): no divisions per tap.
+    std::int64_t kd = t0 / (KH * KW), kh = (t0 / KW) % KH, kw = t0 % KW;
     for (std::int64_t t = t0; t < t1; ++t, dst += p.cin) {
-      std::int64_t id, ih, iw;
-      if (!tap_input(g, rows, r, t / khw, (t / g.kernel[2]) % g.kernel[1], t % g.kernel[2], id, ih, iw)) {
-        std::fill(dst, dst + p.cin, 0.0f);
+      const std::int64_t id = rows.id0[r] + kd * cp.dilation[0], ih = rows.ih0[r] + kh * cp.dilation[1],
+                         iw = rows.iw0[r] + kw * cp.dilation[2];
+      if (++kw == KW) {
+        kw = 0;
+        if (++kh == KH) kh = 0, ++kd;
+      }
+      if (id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1] || iw < 0 || iw >= g.in[2]) {
+        for (std::int64_t ci = 0; ci < p.cin; ++ci) dst[ci] = 0.0f;
         continue;
       }
-      const auto* src = reinterpret_cast<const typename In::storage*>(p.x) + rows.x_off[r] + id * p.xs[1] +
-                        ih * p.xs[2] + iw * p.xs[3] + grp * p.cin * p.xs[4];
-      if (rows_contiguous && p.kt.convert_row(dst, src, p.cin, code)) continue;
+      const auto* src = x + rows.x_off[r] + id * p.xs[1] + ih * p.xs[2] + iw * p.xs[3];
+      if (convert_rows && p.kt.convert_row(dst, src, p.cin, code)) continue;
       for (std::int64_t ci = 0; ci < p.cin; ++ci) dst[ci] = In::template load<float>(src[ci * p.xs[4]]);
     }
   }
@@ -130,11 +146,83 @@ void run_packed_a(const Problem& p, const std::vector<float>& packed) {
   });
 }
 
+// Tiles of MR positions along W of one output row; A gathered k-major.
+// dst[ci * MR + r] = src[r * step + ci * cstride] for r in [r_lo, r_hi), else
+// 0. CIN > 0 fixes the channel count at compile time (the common 1-4).
+template <class In, int CIN>
+void gather_kmajor(float* dst, const typename In::storage* src, std::int64_t step, std::int64_t cstride,
+                   std::int64_t cin_rt, int MR, std::int64_t r_lo, std::int64_t r_hi) {
+  const std::int64_t cin = CIN > 0 ? CIN : cin_rt;
+  for (std::int64_t ci = 0; ci < cin; ++ci) {
+    float* d = dst + ci * MR;
+    const auto* s = src + ci * cstride;
+    for (std::int64_t r = 0; r < r_lo; ++r) d[r] = 0.0f;
+    for (std::int64_t r = r_lo; r < r_hi; ++r) d[r] = In::template load<float>(s[r * step]);
+    for (std::int64_t r = r_hi; r < MR; ++r) d[r] = 0.0f;
+  }
+}
+
+template <class In, int CIN>
+void run_small_cin(const Problem& p, const IgemmKernel& k, const std::vector<float>& packed) {
+  const ConvGeometry& g = p.g;
+  const ConvParams& cp = g.params;
+  const int MR = k.mr, NR = k.nr;
+  const std::int64_t Wo = g.out[2], w_tiles = (Wo + MR - 1) / MR, out_rows = g.batch * g.out[0] * g.out[1];
+  const std::int64_t chunk = std::max<std::int64_t>(1, std::min(p.taps, kPackedABytes / (4 * MR * p.cin)));
+  const std::int64_t KH = g.kernel[1], KW = g.kernel[2];
+  parallel_for(g.groups * out_rows * w_tiles, [&](std::int64_t begin, std::int64_t end) {
+    std::vector<float> panel(std::size_t(MR * chunk * p.cin));
+    std::vector<float> c(std::size_t(p.blocks * MR * NR));
+    const void* arow[kMaxMR];
+    for (int r = 0; r < MR; ++r) arow[r] = panel.data() + r;
+    TileRows rows;
+    const auto* x0 = reinterpret_cast<const typename In::storage*>(p.x);
+    for (std::int64_t it = begin; it < end; ++it) {
+      const std::int64_t wt = it % w_tiles, rest = it / w_tiles, row = rest % out_rows, grp = rest / out_rows;
+      const std::int64_t ow0 = wt * MR;
+      locate_rows(g, p.xs, p.out.strides, row * Wo + ow0, int(std::min<std::int64_t>(MR, Wo - ow0)), rows);
+      const auto* x = x0 + rows.x_off[0] + grp * p.cin * p.xs[4];
+      for (std::int64_t t0 = 0; t0 < p.taps; t0 += chunk) {
+        const std::int64_t t1 = std::min(p.taps, t0 + chunk);
+        float* dst = panel.data();
+        std::int64_t kd = t0 / (KH * KW), kh = (t0 / KW) % KH, kw = t0 % KW;
+        for (std::int64_t t = t0; t < t1; ++t, dst += p.cin * MR) {
+          const std::int64_t id = rows.id0[0] + kd * cp.dilation[0], ih = rows.ih0[0] + kh * cp.dilation[1];
+          const std::int64_t iw0 = rows.iw0[0] + kw * cp.dilation[2];
+          if (++kw == KW) {
+            kw = 0;
+            if (++kh == KH) kh = 0, ++kd;
+          }
+          const bool dh_ok = id >= 0 && id < g.in[0] && ih >= 0 && ih < g.in[1];
+          if (!dh_ok) {
+            std::fill(dst, dst + p.cin * MR, 0.0f);
+            continue;
+          }
+          // Rows [r_lo, r_hi) read inside the input along W; the rest are zero.
+          const std::int64_t sw = cp.stride[2];
+          const std::int64_t r_lo = std::min<std::int64_t>(MR, iw0 >= 0 ? 0 : (-iw0 + sw - 1) / sw);
+          const std::int64_t r_hi = std::max<std::int64_t>(
+              r_lo, std::min<std::int64_t>(rows.valid, g.in[2] > iw0 ? (g.in[2] - iw0 + sw - 1) / sw : 0));
+          gather_kmajor<In, CIN>(dst, x + id * p.xs[1] + ih * p.xs[2] + iw0 * p.xs[3], sw * p.xs[3], p.xs[4],
+                                 p.cin, MR, r_lo, r_hi);
+        }
+        const std::int64_t w_off = t0 * p.cin * NR;
+        for (std::int64_t blk = 0; blk < p.blocks; ++blk)
+          k.fn(IgemmParams{1, (t1 - t0) * p.cin, arow, &w_off, packed.data() + (grp * p.blocks + blk) * p.panel,
+                           c.data() + blk * MR * NR, t0 > 0});
+      }
+      for (std::int64_t blk = 0; blk < p.blocks; ++blk)
+        store_output_tile(p.kt, p.out, rows, grp * p.cout + blk * NR, c.data() + blk * MR * NR, NR,
+                          int(std::min<std::int64_t>(NR, p.cout - blk * NR)));
+    }
+  });
+}
+
 }  // namespace
 
 // The kernel whose NR wastes the fewest padded channels; the wider on ties
 // (wider tiles reuse each input value for more outputs).
-IgemmKernel choose_igemm_kernel(const IgemmKernel* kernels, int n, std::int64_t cout) {
+int choose_tile(const IgemmKernel* kernels, int n, std::int64_t cout) {
   int best = 0;
   double best_eff = -1.0;
   for (int i = 0; i < n; ++i) {
@@ -142,22 +230,38 @@ IgemmKernel choose_igemm_kernel(const IgemmKernel* kernels, int n, std::int64_t 
     const double eff = double(cout) / double((cout + nr - 1) / nr * nr);
     if (eff >= best_eff - 1e-9) best = i, best_eff = std::max(best_eff, eff);
   }
-  return kernels[best];
+  return best;
 }
 
 std::string conv3d_igemm(const detail::ConvCall& call, const KernelTable& kt, IgemmMode mode) {
   if (mode == IgemmMode::direct_bf16) {
-    const IgemmKernel k = choose_igemm_kernel(kt.bf16_igemm, kt.n_bf16_igemm, call.geometry.out_channels_per_group);
+    const IgemmKernel k = kt.bf16_igemm[choose_tile(kt.bf16_igemm, kt.n_bf16_igemm, call.geometry.out_channels_per_group)];
     const Problem p = make_problem(call, kt, k);
     run_direct(p, pack_igemm_bf16_pairs(p.g, call.weight, k.nr));
     return std::string("igemm:") + k.name;
   }
-  const IgemmKernel k = choose_igemm_kernel(kt.f32_igemm, kt.n_f32_igemm, call.geometry.out_channels_per_group);
+  const int tile = choose_tile(kt.f32_igemm, kt.n_f32_igemm, call.geometry.out_channels_per_group);
+  const IgemmKernel k = kt.f32_igemm[tile];
   const Problem p = make_problem(call, kt, k);
   const std::vector<float> packed = pack_igemm_f32(p.g, call.weight, k.nr);
   if (mode == IgemmMode::direct_f32) {
     run_direct(p, packed);
     return std::string("igemm:") + k.name;
+  }
+  if (mode == IgemmMode::small_cin) {
+    // Same tile shape as the igemm kernel chosen above, so `packed` fits it.
+    const IgemmKernel& kg = kt.f32_gemm[tile];
+    visit_dtype(call.input.dtype, [&](auto e) {
+      using In = decltype(e);
+      switch (p.cin) {
+        case 1: return run_small_cin<In, 1>(p, kg, packed);
+        case 2: return run_small_cin<In, 2>(p, kg, packed);
+        case 3: return run_small_cin<In, 3>(p, kg, packed);
+        case 4: return run_small_cin<In, 4>(p, kg, packed);
+        default: return run_small_cin<In, 0>(p, kg, packed);
+      }
+    });
+    return std::string("small-cin:") + kg.name;
   }
   visit_dtype(call.input.dtype, [&](auto e) { run_packed_a<decltype(e)>(p, packed); });
   return std::string("packed-a:") + k.name;

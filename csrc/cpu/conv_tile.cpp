@@ -32,23 +32,34 @@ void locate_rows(const ConvGeometry& g, const Shape5& xs, const Shape5& ys, std:
 std::int64_t build_indirection(const ConvGeometry& g, const Shape5& xs, const TileRows& rows, int mr,
                                const char* x, std::int64_t esize, const void* zero, const void** a,
                                std::int64_t* tap) {
-  std::int64_t ks = 0, t = 0;
+  // Hoisted per row: the D/H part of the address is shared by all kw, so the
+  // innermost loop is one compare and one add per row.
+  const ConvParams& p = g.params;
+  std::int64_t ks = 0;
   for (std::int64_t kd = 0; kd < g.kernel[0]; ++kd)
-    for (std::int64_t kh = 0; kh < g.kernel[1]; ++kh)
-      for (std::int64_t kw = 0; kw < g.kernel[2]; ++kw, ++t) {
+    for (std::int64_t kh = 0; kh < g.kernel[1]; ++kh) {
+      const char* base[kMaxMR];
+      bool dh_ok[kMaxMR];
+      bool any_dh = false;
+      for (int r = 0; r < mr; ++r) {
+        const std::int64_t id = rows.id0[r] + kd * p.dilation[0], ih = rows.ih0[r] + kh * p.dilation[1];
+        dh_ok[r] = r < rows.valid && id >= 0 && id < g.in[0] && ih >= 0 && ih < g.in[1];
+        base[r] = x + (rows.x_off[r] + id * xs[1] + ih * xs[2]) * esize;
+        any_dh |= dh_ok[r];
+      }
+      if (!any_dh) continue;  // the whole tile reads D/H padding at this (kd, kh)
+      for (std::int64_t kw = 0; kw < g.kernel[2]; ++kw) {
         bool any = false;
         const void** row = a + ks * mr;
         for (int r = 0; r < mr; ++r) {
-          std::int64_t id, ih, iw;
-          if (tap_input(g, rows, r, kd, kh, kw, id, ih, iw)) {
-            row[r] = x + (rows.x_off[r] + id * xs[1] + ih * xs[2] + iw * xs[3]) * esize;
-            any = true;
-          } else {
-            row[r] = zero;
-          }
+          const std::int64_t iw = rows.iw0[r] + kw * p.dilation[2];
+          const bool ok = dh_ok[r] && iw >= 0 && iw < g.in[2];
+          row[r] = ok ? static_cast<const void*>(base[r] + iw * xs[3] * esize) : zero;
+          any |= ok;
         }
-        if (any) tap[ks++] = t;
+        if (any) tap[ks++] = (kd * g.kernel[1] + kh) * g.kernel[2] + kw;
       }
+    }
   return ks;
 }
 

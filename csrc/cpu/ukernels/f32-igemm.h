@@ -1,7 +1,10 @@
 // f32 indirect-GEMM micro-kernel, written once against vector traits V and
 // instantiated per ISA: MR rows x NV vectors of accumulators stay in
 // registers for the whole K loop; each k loads NV weight vectors and
-// broadcasts one input value per row.
+// broadcasts one input value per row. KS is the distance between
+// consecutive K elements of a row: 1 when rows are read in place (NDHWC
+// channels), MR for a k-major packed panel (a[r] = panel + r), where the MR
+// values of one k sit side by side.
 #pragma once
 
 #include <cstdint>
@@ -10,7 +13,7 @@
 
 namespace {
 
-template <class V, int MR, int NV>
+template <class V, int MR, int NV, int KS = 1>
 void f32_igemm(const volconv::cpu::IgemmParams& p) {
   using Reg = typename V::V;
   constexpr int L = V::L, NR = NV * L;
@@ -35,7 +38,8 @@ void f32_igemm(const volconv::cpu::IgemmParams& p) {
       wp += NR;
 #pragma GCC unroll 32
       for (int r = 0; r < MR; ++r) {
-        const Reg x = V::broadcast(ar[r] + k);
+        // k-major: one base pointer, constant offsets (no MR pointer registers).
+        const Reg x = V::broadcast(KS == 1 ? ar[r] + k : ar[0] + r + k * KS);
 #pragma GCC unroll 8
         for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(x, b[v], acc[r][v]);
       }

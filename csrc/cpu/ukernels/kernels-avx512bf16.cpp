@@ -37,6 +37,10 @@ const KernelTable* kernels_avx512bf16() {
     t.f32_igemm[1] = {8, 32, f32_igemm<VecAvx512f, 8, 2>, "f32-igemm-8x32-avx512f"};
     t.f32_igemm[2] = {8, 48, f32_igemm<VecAvx512f, 8, 3>, "f32-igemm-8x48-avx512f"};
     t.f32_igemm[3] = {6, 64, f32_igemm<VecAvx512f, 6, 4>, "f32-igemm-6x64-avx512f"};
+    t.f32_gemm[0] = {16, 16, f32_igemm<VecAvx512f, 16, 1, 16>, "f32-gemm-16x16-avx512f"};
+    t.f32_gemm[1] = {12, 32, f32_igemm<VecAvx512f, 12, 2, 12>, "f32-gemm-12x32-avx512f"};
+    t.f32_gemm[2] = {8, 48, f32_igemm<VecAvx512f, 8, 3, 8>, "f32-gemm-8x48-avx512f"};
+    t.f32_gemm[3] = {6, 64, f32_igemm<VecAvx512f, 6, 4, 6>, "f32-gemm-6x64-avx512f"};
     t.n_bf16_igemm = 4;
     t.bf16_igemm[0] = {8, 16, bf16_igemm_dpbf16<8, 1>, "bf16-igemm-8x16-avx512bf16"};
     t.bf16_igemm[1] = {8, 32, bf16_igemm_dpbf16<8, 2>, "bf16-igemm-8x32-avx512bf16"};

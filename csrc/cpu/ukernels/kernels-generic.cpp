@@ -14,6 +14,8 @@ const KernelTable* kernels_generic() {
     t.n_f32_igemm = 2;
     t.f32_igemm[0] = {4, 4, f32_igemm<VecGeneric, 4, 1>, "f32-igemm-4x4-generic"};
     t.f32_igemm[1] = {4, 8, f32_igemm<VecGeneric, 4, 2>, "f32-igemm-4x8-generic"};
+    t.f32_gemm[0] = {4, 4, f32_igemm<VecGeneric, 4, 1, 4>, "f32-gemm-4x4-generic"};
+    t.f32_gemm[1] = {4, 8, f32_igemm<VecGeneric, 4, 2, 4>, "f32-gemm-4x8-generic"};
     t.f32_dwconv = {4, 8, f32_dwconv<VecGeneric, 4, 2>, "f32-dwconv-4x8-generic"};
     t.store_tile = store_tile<VecGeneric>;
     t.convert_row = convert_row<VecGeneric>;

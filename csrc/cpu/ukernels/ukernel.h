@@ -76,6 +76,7 @@ struct KernelTable {
   const char* isa;
   int n_f32_igemm;
   IgemmKernel f32_igemm[4];
+  IgemmKernel f32_gemm[4];  // same tiles, A a k-major packed panel (see f32-igemm.h)
   int n_bf16_igemm;  // vdpbf16ps kernels (avx512bf16 only)
   IgemmKernel bf16_igemm[4];
   DwconvKernel f32_dwconv;
