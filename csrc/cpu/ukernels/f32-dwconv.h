@@ -15,6 +15,31 @@ void f32_dwconv(const volconv::cpu::DwconvParams& p) {
   using Reg = typename V::V;
   constexpr int L = V::L, NR = NV * L;
   const std::int64_t off = p.a_offset;
+  if (p.nc == NR && p.a_step > 0) {
+    // Interior tile: one pointer per tap, rows a fixed step apart.
+    Reg acc[MR][NV];
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
+    const std::int64_t step = p.a_step;
+    for (std::int64_t s = 0; s < p.ks; ++s) {
+      const float* wp = p.w + p.w_off[s];
+      const float* x0 = p.a[s] + off;
+      Reg wv[NV];
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) wv[v] = V::load(wp + v * L);
+#pragma GCC unroll 32
+      for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(V::load(x0 + r * step + v * L), wv[v], acc[r][v]);
+    }
+#pragma GCC unroll 32
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) V::store(p.c + r * NR + v * L, acc[r][v]);
+    return;
+  }
   if (p.nc == NR) {
     Reg acc[MR][NV];
 #pragma GCC unroll 32
@@ -41,6 +66,7 @@ void f32_dwconv(const volconv::cpu::DwconvParams& p) {
   }
   // Channel tail: one vector at a time, partial loads so no lane reads past
   // the last channel of the input.
+  // (Called with per-row pointers only: a_step is 0 here.)
   for (int v0 = 0; v0 < p.nc; v0 += L) {
     const int n = p.nc - v0 < L ? p.nc - v0 : L;
     Reg acc[MR];

@@ -36,9 +36,12 @@ struct IgemmKernel {
 // and NR channels; per tap, row r reads nc channels at a[s * MR + r] + a_offset
 // (the zero row is at least a_offset + NR floats long, so padding rows take
 // the same offset) against w + w_off[s] (NR packed floats).
+// With a_step > 0 the tile lies inside the input along W: a holds one
+// pointer per tap (row 0) and row r reads at a[s] + r * a_step.
 struct DwconvParams {
   std::int64_t ks;
   const float* const* a;
+  std::int64_t a_step;
   std::int64_t a_offset;
   const std::int64_t* w_off;
   const float* w;
