@@ -1,6 +1,7 @@
 // The AVX2 + FMA + F16C kernel set (16 ymm registers: 6x16 keeps 12
 // accumulators + 2 weights + 1 broadcast).
 #include "f32-dwconv.h"
+#include "fma-probe.h"
 #include "f32-igemm.h"
 #include "tile-io.h"
 #include "vec-avx2.h"
@@ -19,6 +20,7 @@ const KernelTable* kernels_avx2() {
     t.f32_dwconv = {4, 16, f32_dwconv<VecAvx2, 4, 2>, "f32-dwconv-4x16-avx2"};
     t.store_tile = store_tile<VecAvx2>;
     t.convert_row = convert_row<VecAvx2>;
+    t.fma_probe = fma_probe<VecAvx2>;
     return t;
   }();
   return &table;

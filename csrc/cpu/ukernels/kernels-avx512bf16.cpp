@@ -3,6 +3,7 @@
 // with vcvtneps2bf16 (round to nearest even, as the scalar path does).
 #include "bf16-igemm-dpbf16.h"
 #include "f32-dwconv.h"
+#include "fma-probe.h"
 #include "f32-igemm.h"
 #include "tile-io.h"
 #include "vec-avx512f.h"
@@ -24,6 +25,23 @@ bool store_tile_bf16(const TileStore& t) {
     }
   }
   return true;
+}
+
+// vdpbf16ps: 2 multiply-adds per fp32 lane per instruction.
+double bf16_probe(std::int64_t iters) {
+  constexpr int kChains = 12;
+  const __m512bh a = (__m512bh)_mm512_set1_epi32(0x3f803f80), b = (__m512bh)_mm512_set1_epi32(0x33d633d6);
+  __m512 acc[kChains];
+  for (int j = 0; j < kChains; ++j) acc[j] = _mm512_setzero_ps();
+  for (std::int64_t i = 0; i < iters; ++i) {
+#pragma GCC unroll 16
+    for (int j = 0; j < kChains; ++j) acc[j] = _mm512_dpbf16_ps(acc[j], a, b);
+  }
+  __m512 total = acc[0];
+  for (int j = 1; j < kChains; ++j) total = _mm512_add_ps(total, acc[j]);
+  volatile float keep = _mm512_reduce_add_ps(total);
+  (void)keep;
+  return double(iters) * kChains * 16 * 4.0;
 }
 
 }  // namespace
@@ -49,6 +67,8 @@ const KernelTable* kernels_avx512bf16() {
     t.f32_dwconv = {6, 64, f32_dwconv<VecAvx512f, 6, 4>, "f32-dwconv-6x64-avx512f"};
     t.store_tile = store_tile_bf16;
     t.convert_row = convert_row<VecAvx512f>;
+    t.fma_probe = fma_probe<VecAvx512f>;
+    t.bf16_probe = bf16_probe;
     return t;
   }();
   return &table;

@@ -3,6 +3,7 @@
 // zmm registers allow (MR x NV accumulators + NV weights + 1 broadcast) while
 // the MR row pointers still fit the 15 general-purpose registers.
 #include "f32-dwconv.h"
+#include "fma-probe.h"
 #include "f32-igemm.h"
 #include "tile-io.h"
 #include "vec-avx512f.h"
@@ -25,6 +26,7 @@ const KernelTable* kernels_avx512f() {
     t.f32_dwconv = {6, 64, f32_dwconv<VecAvx512f, 6, 4>, "f32-dwconv-6x64-avx512f"};
     t.store_tile = store_tile<VecAvx512f>;
     t.convert_row = convert_row<VecAvx512f>;
+    t.fma_probe = fma_probe<VecAvx512f>;
     return t;
   }();
   return &table;

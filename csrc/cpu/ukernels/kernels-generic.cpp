@@ -1,6 +1,7 @@
 // The portable kernel set: the same templates over 4-float vectors of the
 // compiler's vector extension. Runs on any CPU the baseline build targets.
 #include "f32-dwconv.h"
+#include "fma-probe.h"
 #include "f32-igemm.h"
 #include "tile-io.h"
 #include "vec-generic.h"
@@ -19,6 +20,7 @@ const KernelTable* kernels_generic() {
     t.f32_dwconv = {4, 8, f32_dwconv<VecGeneric, 4, 2>, "f32-dwconv-4x8-generic"};
     t.store_tile = store_tile<VecGeneric>;
     t.convert_row = convert_row<VecGeneric>;
+    t.fma_probe = fma_probe<VecGeneric>;
     return t;
   }();
   return &table;

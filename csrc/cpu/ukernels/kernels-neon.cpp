@@ -5,6 +5,7 @@
 
 #if defined(__aarch64__)
 #include "f32-dwconv.h"
+#include "fma-probe.h"
 #include "f32-igemm.h"
 #include "tile-io.h"
 #include "vec-neon.h"
@@ -25,6 +26,7 @@ const KernelTable* kernels_neon() {
     t.f32_dwconv = {4, 16, f32_dwconv<VecNeon, 4, 4>, "f32-dwconv-4x16-neon"};
     t.store_tile = store_tile<VecNeon>;
     t.convert_row = convert_row<VecNeon>;
+    t.fma_probe = fma_probe<VecNeon>;
     return t;
   }();
   return &table;

@@ -85,6 +85,10 @@ struct KernelTable {
   DwconvKernel f32_dwconv;
   StoreTileFn store_tile;
   ConvertRowFn convert_row;
+  // Peak probes for the benchmark: run `iters` rounds of independent FMA
+  // (or vdpbf16ps) chains in registers; return the flops done. bf16 may be null.
+  double (*fma_probe)(std::int64_t iters);
+  double (*bf16_probe)(std::int64_t iters);
 };
 
 // One per ISA translation unit; nullptr where the ISA was not compiled in

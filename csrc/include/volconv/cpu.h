@@ -26,4 +26,9 @@ void force_isa(const std::string& name);
 // path it is meant to exercise.
 std::string last_path();
 
+// GFLOP/s of independent FMA (or, with bf16, vdpbf16ps) chains on all
+// get_num_threads() threads with the active kernel set: the ceiling the
+// benchmark reports "% of peak" against. 0 when bf16 has no native kernel.
+double measured_peak_gflops(bool bf16);
+
 }  // namespace volconv::cpu
