@@ -1,10 +1,60 @@
 // The CPU backend's entry: picks the path for a validated call.
+//   float64 output               -> direct loop (true float64 accumulation)
+//   depthwise, f32 input         -> channel-vectorised dwconv kernel
+//   bf16 x bf16, even C_in/group -> vdpbf16ps igemm (CPUs with avx512_bf16)
+//   C_in/group <= 4              -> taps folded into K, k-major gathered tile
+//   f32 input                    -> f32 igemm reading the input in place
+//   everything else              -> igemm on gathered, f32-converted rows
+// Pointwise (1x1x1) convolutions are the igemm with one tap: a plain GEMM.
+#include <string>
+
 #include "../core/backend.h"
+#include "conv3d_igemm.h"
+#include "cpu_features.h"
+#include "volconv/cpu.h"
 
 namespace volconv::cpu {
 
 void conv3d_direct(const detail::ConvCall& call);
 
-void conv3d(const detail::ConvCall& call) { conv3d_direct(call); }
+namespace {
+
+// Below this many input channels per group a tap is too short for the row
+// pointer loop; the packed-A path folds taps into K instead.
+constexpr std::int64_t kSmallCin = 4;
+
+thread_local std::string t_last_path;
+
+std::string run(const detail::ConvCall& call) {
+  const ConvGeometry& g = call.geometry;
+  if (call.output.dtype == DType::float64) {
+    conv3d_direct(call);
+    return "direct";
+  }
+  const KernelTable& kt = active_kernels();
+  const DType in = call.input.dtype, wt = call.weight.dtype;
+  const bool channels_contiguous = call.input.strides[4] == 1 || g.in_channels == 1;
+  const std::int64_t cin = g.in_channels_per_group;
+  if (g.groups == g.in_channels && g.out_channels == g.in_channels && g.groups > 1 && in == DType::float32 &&
+      channels_contiguous)
+    return "dwconv:" + conv3d_dwconv(call, kt);
+  if (in == DType::bfloat16 && wt == DType::bfloat16 && kt.n_bf16_igemm > 0 && cin % 2 == 0 && cin > kSmallCin &&
+      channels_contiguous)
+    return conv3d_igemm(call, kt, IgemmMode::direct_bf16);
+  if (cin <= kSmallCin) return conv3d_igemm(call, kt, IgemmMode::small_cin);
+  if (in == DType::float32 && channels_contiguous) return conv3d_igemm(call, kt, IgemmMode::direct_f32);
+  return conv3d_igemm(call, kt, IgemmMode::packed_a);
+}
+
+}  // namespace
+
+void conv3d(const detail::ConvCall& call) {
+  if (call.output.shape[0] * call.output.shape[1] * call.output.shape[2] * call.output.shape[3] *
+          call.output.shape[4] == 0)
+    return;
+  t_last_path = run(call);
+}
+
+std::string last_path() { return t_last_path; }
 
 }  // namespace volconv::cpu

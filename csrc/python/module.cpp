@@ -12,6 +12,8 @@
 #include <string>
 
 #include "volconv/volconv.h"
+#include "volconv/cpu.h"
+#include <nanobind/stl/vector.h>
 
 namespace nb = nanobind;
 using namespace volconv;
@@ -164,4 +166,17 @@ NB_MODULE(_core, m) {
   }, nb::arg("params"), nb::arg("kernel"));
   m.def("conv3d", &conv3d_py, nb::arg("input"), nb::arg("input_dtype"), nb::arg("weight"), nb::arg("weight_dtype"),
         nb::arg("params"), nb::arg("stream"));
+
+  // CPU backend: thread count, and private hooks for tests and benchmarks.
+  m.def("set_num_threads", &volconv::cpu::set_num_threads, nb::arg("n"),
+        "Threads the CPU backend uses; n <= 0 restores the default (CPU affinity or VOLCONV_NUM_THREADS).");
+  m.def("get_num_threads", &volconv::cpu::get_num_threads);
+  m.def("_cpu_supported_isas", &volconv::cpu::supported_isas);
+  m.def("_cpu_isa", &volconv::cpu::active_isa);
+  m.def("_cpu_force_isa", &volconv::cpu::force_isa, nb::arg("name"));
+  m.def("_cpu_last_path", &volconv::cpu::last_path);
+  m.def("_cpu_peak_gflops", [](bool bf16) {
+    nb::gil_scoped_release release;
+    return volconv::cpu::measured_peak_gflops(bf16);
+  }, nb::arg("bf16") = false);
 }

@@ -2,7 +2,7 @@
 and CPUs, with the semantics of mlx.core.conv3d."""
 
 from ._conv import conv3d
-from ._core import Device, DeviceType, Stream, __version__
+from ._core import Device, DeviceType, Stream, __version__, get_num_threads, set_num_threads
 from ._device import (
     cpu,
     default_device,
@@ -25,10 +25,12 @@ __all__ = [
     "cpu",
     "default_device",
     "default_stream",
+    "get_num_threads",
     "gpu",
     "is_available",
     "new_stream",
     "set_default_device",
+    "set_num_threads",
     "stream",
     "synchronize",
     "unavailable_reason",

@@ -1,0 +1,248 @@
+"""CPU conv3d benchmark: volconv vs PyTorch (channels_last_3d and default
+layout) vs MLX CPU, interleaved in one process on the same inputs.
+
+Prints a table (ms, GFLOP/s, % of the machine's measured FMA peak, speed-up
+over torch channels_last_3d, extra peak memory) and saves a bar chart.
+
+    python bench/conv3d_cpu.py                 # all shapes, ~3-5 min on 2 cores
+    python bench/conv3d_cpu.py --shapes a,f --repeats 3 --no-mlx
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import math
+import os
+import time
+
+import numpy as np
+
+import volconv
+from volconv import _core
+
+# name: (N, D, H, W, C_in), C_out, kernel, stride, padding, dilation, groups
+SHAPES = {
+    "a": ((1, 16, 56, 56, 64), 64, (3, 3, 3), 1, 1, 1, 1),
+    "b": ((1, 8, 112, 112, 3), 64, (3, 7, 7), (1, 2, 2), (1, 3, 3), 1, 1),
+    "c": ((2, 32, 32, 32, 32), 32, (3, 3, 3), 1, 1, 1, 1),
+    "d": ((1, 64, 64, 64, 1), 16, (3, 3, 3), 1, 1, 1, 1),
+    "e": ((4, 8, 28, 28, 256), 256, (3, 3, 3), 1, 1, 1, 1),
+    "f": ((1, 16, 56, 56, 64), 64, (3, 3, 3), 1, 1, 1, 64),
+    "g": ((1, 16, 28, 28, 128), 256, (1, 1, 1), 1, 0, 1, 1),
+    "h": ((1, 16, 56, 56, 64), 128, (3, 3, 3), 2, 1, 1, 1),
+    "i": ((1, 16, 32, 32, 64), 64, (3, 3, 3), 1, 2, 2, 1),
+}
+LOW_PRECISION = ["a", "c", "e"]
+FRAMEWORKS = ["volconv", "torch_cl", "torch", "mlx"]
+
+_libc = ctypes.CDLL(None)
+
+
+def _rss_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line.split()[1])
+    return 0
+
+
+class PeakMemory:
+    """Extra peak resident memory of one call: VmHWM is reset through
+    /proc/self/clear_refs, freed heap handed back first (malloc_trim) so a
+    cached block cannot hide an allocation. Linux only; None elsewhere."""
+
+    def __enter__(self):
+        self.ok = os.path.exists("/proc/self/clear_refs")
+        if self.ok:
+            _libc.malloc_trim(0)
+            try:
+                with open("/proc/self/clear_refs", "w") as f:
+                    f.write("5")
+            except OSError:
+                self.ok = False
+            self.base = _rss_kib("VmRSS:")
+        return self
+
+    def __exit__(self, *exc):
+        self.mib = (_rss_kib("VmHWM:") - self.base) / 1024 if self.ok else None
+
+
+def make_runners(key, dtype, threads, want_mlx):
+    """One closure per framework computing the conv on prepared inputs."""
+    import ml_dtypes
+    import torch
+
+    shape, c_out, k, s, p, d, g = SHAPES[key]
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, shape).astype(np.float32)
+    w = rng.uniform(-1, 1, (c_out, *k, shape[4] // g)).astype(np.float32)
+    np_dt = {"float32": np.float32, "float16": np.float16, "bfloat16": ml_dtypes.bfloat16}[dtype]
+    xv, wv = x.astype(np_dt), w.astype(np_dt)
+    t_dt = getattr(torch, dtype)
+    tx = torch.from_numpy(x).to(t_dt).permute(0, 4, 1, 2, 3)
+    tw = torch.from_numpy(w).to(t_dt).permute(0, 4, 1, 2, 3)
+    tx_cl, tw_cl = (t.contiguous(memory_format=torch.channels_last_3d) for t in (tx, tw))
+    tx_def, tw_def = tx.contiguous(), tw.contiguous()
+    torch.set_num_threads(threads)
+    volconv.set_num_threads(threads)
+    runners = {
+        "volconv": lambda: volconv.conv3d(xv, wv, stride=s, padding=p, dilation=d, groups=g),
+        "torch_cl": lambda: torch.nn.functional.conv3d(tx_cl, tw_cl, stride=s, padding=p, dilation=d, groups=g),
+        "torch": lambda: torch.nn.functional.conv3d(tx_def, tw_def, stride=s, padding=p, dilation=d, groups=g),
+    }
+    if want_mlx:
+        import mlx.core as mx
+
+        mx.set_default_device(mx.cpu)
+        mx_dt = getattr(mx, dtype)
+        mxx, mxw = mx.array(x).astype(mx_dt), mx.array(w).astype(mx_dt)
+        mx.eval(mxx, mxw)
+
+        def run_mlx():
+            y = mx.conv3d(mxx, mxw, stride=s, padding=p, dilation=d, groups=g)
+            mx.eval(y)
+            return y
+
+        runners["mlx"] = run_mlx
+    y = runners["volconv"]()
+    flops = 2.0 * y.size * math.prod(k) * (shape[4] // g)
+    return runners, flops, y.nbytes
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated shape keys (a..i)")
+    ap.add_argument("--low-precision", default=",".join(LOW_PRECISION), help="shapes also run in bf16 and fp16")
+    ap.add_argument("--repeats", type=int, default=5, help="timed repeats per framework (best is reported)")
+    ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--no-mlx", action="store_true")
+    ap.add_argument(
+        "--slow-budget", type=float, default=20.0,
+        help="skip a framework on a shape when one call is predicted to take longer (s); slow ones run once",
+    )
+    ap.add_argument("--plot", default="bench/conv3d_cpu.png")
+    args = ap.parse_args()
+
+    try:
+        import mlx.core  # noqa: F401
+
+        want_mlx = not args.no_mlx
+    except ImportError:
+        want_mlx = False
+    import torch
+
+    volconv.set_num_threads(args.threads)
+    peak32 = _core._cpu_peak_gflops(False)
+    peak16 = _core._cpu_peak_gflops(True) or peak32
+    print(f"volconv {volconv.__version__} ({_core._cpu_isa()} kernels), torch {torch.__version__}, "
+          f"{args.threads} threads")
+    print(f"measured FMA peak: fp32 {peak32:.0f} GFLOP/s, bf16 (vdpbf16ps) {peak16:.0f} GFLOP/s")
+
+    jobs = [(k, "float32") for k in args.shapes.split(",") if k]
+    jobs += [(k, dt) for dt in ("bfloat16", "float16") for k in args.low_precision.split(",") if k]
+    rate = {}  # (framework, dtype) -> GFLOP/s seen so far, to predict slow calls
+    rows = []
+    for key, dtype in jobs:
+        runners, flops, out_bytes = make_runners(key, dtype, args.threads, want_mlx)
+        best, mem, skipped = {}, {}, {}
+        for fw in runners:
+            predicted = flops / 1e9 / rate[(fw, dtype)] if (fw, dtype) in rate else 0.0
+            if predicted > args.slow_budget:
+                skipped[fw] = predicted
+                continue
+            try:
+                with PeakMemory() as pm:
+                    t0 = time.perf_counter()
+                    runners[fw]()
+                    first = time.perf_counter() - t0
+            except (ValueError, RuntimeError) as e:  # e.g. MLX: no groups in 3-D
+                skipped[fw] = str(e).split("\n")[0][:60]
+                continue
+            mem[fw] = None if pm.mib is None else max(0.0, pm.mib - out_bytes / 2**20)
+            best[fw] = first
+            rate[(fw, dtype)] = flops / first / 1e9
+        # Interleaved repeats: each round runs every framework once, so load
+        # from other processes hits all of them alike. Slow ones (> 1 s) run once.
+        for _ in range(args.repeats):
+            for fw in best:
+                if best[fw] > 1.0:
+                    continue
+                t0 = time.perf_counter()
+                runners[fw]()
+                best[fw] = min(best[fw], time.perf_counter() - t0)
+        for fw in FRAMEWORKS:
+            if fw in best or fw in skipped:
+                rows.append(dict(shape=key, dtype=dtype, fw=fw, ms=best.get(fw, math.nan) * 1e3, flops=flops,
+                                 mem=mem.get(fw), skipped=skipped.get(fw)))
+        del runners
+
+    print_table(rows, peak32, peak16)
+    summarize(rows)
+    plot(rows, args.plot)
+
+
+def print_table(rows, peak32, peak16):
+    ref = {(r["shape"], r["dtype"]): r["ms"] for r in rows if r["fw"] == "torch_cl"}
+    print(f"\n{'shape':5} {'dtype':8} {'framework':9} {'ms':>10} {'GFLOP/s':>8} {'%peak':>6} {'x torch_cl':>10} "
+          f"{'extra MiB':>9}")
+    for r in rows:
+        if r["skipped"]:
+            why = r["skipped"] if isinstance(r["skipped"], str) else f"predicted {r['skipped']:.0f} s/call"
+            print(f"{r['shape']:5} {r['dtype']:8} {r['fw']:9} {'skipped':>10}  ({why})")
+            continue
+        gf = r["flops"] / r["ms"] / 1e6
+        peak = peak16 if r["dtype"] == "bfloat16" else peak32
+        t = ref.get((r["shape"], r["dtype"]), math.nan)
+        mem = "n/a" if r["mem"] is None else f"{r['mem']:.1f}"
+        print(f"{r['shape']:5} {r['dtype']:8} {r['fw']:9} {r['ms']:10.2f} {gf:8.1f} {100 * gf / peak:5.0f}% "
+              f"{t / r['ms']:9.2f}x {mem:>9}")
+
+
+def summarize(rows):
+    by = {(r["shape"], r["dtype"], r["fw"]): r["ms"] for r in rows if not r["skipped"]}
+    print("\nvolconv speed-up (time of the other / time of volconv):")
+    for dtype in ("float32", "bfloat16", "float16"):
+        for other in ("torch_cl", "torch", "mlx"):
+            ratios = {s: by[(s, d, other)] / by[(s, d, "volconv")] for (s, d, f) in by
+                      if d == dtype and f == other and (s, d, "volconv") in by}
+            if not ratios:
+                continue
+            geo = math.exp(sum(math.log(v) for v in ratios.values()) / len(ratios))
+            worst = min(ratios, key=ratios.get)
+            print(f"  {dtype:8} vs {other:8}: geomean {geo:6.2f}x, min {ratios[worst]:6.2f}x ({worst}) "
+                  f"over {len(ratios)} shapes")
+
+
+def plot(rows, path):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(matplotlib not installed: no plot; pip install 'volconv[bench]')")
+        return
+    labels = sorted({(r["shape"], r["dtype"]) for r in rows}, key=lambda sd: (sd[1] != "float32", sd[1], sd[0]))
+    fig, ax = plt.subplots(figsize=(max(8, len(labels) * 0.8), 4.5))
+    width = 0.2
+    for i, fw in enumerate(FRAMEWORKS):
+        vals = []
+        for s, d in labels:
+            r = next((r for r in rows if (r["shape"], r["dtype"], r["fw"]) == (s, d, fw) and not r["skipped"]), None)
+            vals.append(r["flops"] / r["ms"] / 1e6 if r else 0)
+        ax.bar([j + (i - 1.5) * width for j in range(len(labels))], vals, width, label=fw)
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels([f"{s}\n{d.replace('float', 'f').replace('bfloat', 'bf')}" for s, d in labels])
+    ax.set_yscale("log")
+    ax.set_ylabel("GFLOP/s (log)")
+    ax.set_title("conv3d on CPU")
+    ax.legend()
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path, dpi=120)
+    print(f"plot saved to {path}")
+
+
+if __name__ == "__main__":
+    main()

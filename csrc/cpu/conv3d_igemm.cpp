@@ -1,0 +1,270 @@
+// The implicit-GEMM drivers: M = output positions, N = C_out per group,
+// K = taps x C_in per group; tiles of MR positions x NR channels.
+//  - direct: the kernel reads the input in place through an indirection of
+//    row pointers (zero row for padding); for f32 inputs, and for bf16 on
+//    vdpbf16ps. Work is split over (group, NR block, M tile), NR block outer,
+//    so a thread streams one packed weight panel through many tiles.
+//  - packed A: the tile's input rows are gathered (and converted to f32)
+//    into a small buffer with taps x C_in folded into K, then every NR block
+//    runs on it. For small C_in (a tap then holds 1-4 values, too few for the
+//    row-pointer loop), fp16/bf16 inputs without a native kernel, and inputs
+//    whose channels are not contiguous.
+//  - small C_in (1-4 per group): tiles run along W inside one output row, and
+//    the tile's input is gathered k-major (K = taps x C_in, the MR values of
+//    one k side by side), so each k costs one short strided copy and the
+//    kernel one broadcast per row.
+#include "conv3d_igemm.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "conv_tile.h"
+#include "element.h"
+#include "thread_pool.h"
+#include "weight_packing.h"
+
+namespace volconv::cpu {
+namespace {
+
+// Gathered A rows stay under this size (per thread), so a tile's K chunk sits
+// in L2 while every NR block reads it.
+constexpr std::int64_t kPackedABytes = 96 * 1024;
+
+std::int64_t taps_of(const ConvGeometry& g) { return g.kernel[0] * g.kernel[1] * g.kernel[2]; }
+
+struct Problem {
+  const ConvGeometry& g;
+  const KernelTable& kt;
+  IgemmKernel k;
+  const char* x;
+  std::int64_t x_esize;
+  Shape5 xs;
+  OutputTarget out;
+  std::int64_t M, taps, cin, cout, blocks, panel, n_mt;
+};
+
+Problem make_problem(const detail::ConvCall& call, const KernelTable& kt, const IgemmKernel& k) {
+  const ConvGeometry& g = call.geometry;
+  Problem p{g, kt, k, static_cast<const char*>(call.input.data), std::int64_t(dtype_size(call.input.dtype)),
+            call.input.strides,
+            OutputTarget{static_cast<char*>(call.output.data), call.output.dtype,
+                         std::int64_t(dtype_size(call.output.dtype)), call.output.strides},
+            0, 0, 0, 0, 0, 0, 0};
+  p.M = g.batch * g.out[0] * g.out[1] * g.out[2];
+  p.taps = taps_of(g);
+  p.cin = g.in_channels_per_group;
+  p.cout = g.out_channels_per_group;
+  p.blocks = (p.cout + k.nr - 1) / k.nr;
+  p.panel = p.taps * p.cin * k.nr;
+  p.n_mt = (p.M + k.mr - 1) / k.mr;
+  return p;
+}
+
+template <class W>
+void run_direct(const Problem& p, const std::vector<W>& packed) {
+  const int MR = p.k.mr, NR = p.k.nr;
+  const std::vector<char> zero(std::size_t(p.cin * p.x_esize + 64), 0);
+  parallel_for(p.g.groups * p.blocks * p.n_mt, [&](std::int64_t begin, std::int64_t end) {
+    std::vector<const void*> a(std::size_t(p.taps * MR));
+    std::vector<std::int64_t> tap(static_cast<std::size_t>(p.taps)), w_off(static_cast<std::size_t>(p.taps));
+    std::vector<float> c(std::size_t(MR * NR));
+    TileRows rows;
+    for (std::int64_t it = begin; it < end; ++it) {
+      const std::int64_t mt = it % p.n_mt, gb = it / p.n_mt, blk = gb % p.blocks, grp = gb / p.blocks;
+      locate_rows(p.g, p.xs, p.out.strides, mt * MR, MR, rows);
+      const char* x = p.x + grp * p.cin * p.xs[4] * p.x_esize;
+      const std::int64_t ks = build_indirection(p.g, p.xs, rows, MR, x, p.x_esize, zero.data(), a.data(), tap.data());
+      for (std::int64_t s = 0; s < ks; ++s) w_off[std::size_t(s)] = tap[std::size_t(s)] * p.cin * NR;
+      p.k.fn(IgemmParams{ks, p.cin, a.data(), w_off.data(), packed.data() + gb * p.panel, c.data(), 0});
+      store_output_tile(p.kt, p.out, rows, grp * p.cout + blk * NR, c.data(), NR,
+                        int(std::min<std::int64_t>(NR, p.cout - blk * NR)));
+    }
+  });
+}
+
+// Row r of the tile at taps [t0, t1): K index (t - t0) * cin + ci, as f32.
+template <class In>
+void gather_rows(const Problem& p, const TileRows& rows, std::int64_t grp, std::int64_t t0, std::int64_t t1,
+                 float* abuf) {
+  const ConvGeometry& g = p.g;
+  const ConvParams& cp = g.params;
+  const std::int64_t kc = (t1 - t0) * p.cin, KH = g.kernel[1], KW = g.kernel[2];
+  const int code = storage_code(In::dtype);
+  const bool convert_rows = p.xs[4] == 1 && p.cin >= 8;
+  const auto* x = reinterpret_cast<const typename In::storage*>(p.x) + grp * p.cin * p.xs[4];
+  for (int r = 0; r < p.k.mr; ++r) {
+    float* dst = abuf + r * kc;
+    if (r >= rows.valid) {
+      std::fill(dst, dst + kc, 0.0f);
+      continue;
+    }
+    // Walk taps t0..t1 with running (kd, kh, kw): no divisions per tap.
+    std::int64_t kd = t0 / (KH * KW), kh = (t0 / KW) % KH, kw = t0 % KW;
+    for (std::int64_t t = t0; t < t1; ++t, dst += p.cin) {
+      const std::int64_t id = rows.id0[r] + kd * cp.dilation[0], ih = rows.ih0[r] + kh * cp.dilation[1],
+                         iw = rows.iw0[r] + kw * cp.dilation[2];
+      if (++kw == KW) {
+        kw = 0;
+        if (++kh == KH) kh = 0, ++kd;
+      }
+      if (id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1] || iw < 0 || iw >= g.in[2]) {
+        for (std::int64_t ci = 0; ci < p.cin; ++ci) dst[ci] = 0.0f;
+        continue;
+      }
+      const auto* src = x + rows.x_off[r] + id * p.xs[1] + ih * p.xs[2] + iw * p.xs[3];
+      if (convert_rows && p.kt.convert_row(dst, src, p.cin, code)) continue;
+      for (std::int64_t ci = 0; ci < p.cin; ++ci) dst[ci] = In::template load<float>(src[ci * p.xs[4]]);
+    }
+  }
+}
+
+template <class In>
+void run_packed_a(const Problem& p, const std::vector<float>& packed) {
+  const int MR = p.k.mr, NR = p.k.nr;
+  const std::int64_t chunk = std::max<std::int64_t>(1, std::min(p.taps, kPackedABytes / (4 * MR * p.cin)));
+  parallel_for(p.g.groups * p.n_mt, [&](std::int64_t begin, std::int64_t end) {
+    std::vector<float> abuf(std::size_t(MR * chunk * p.cin));
+    std::vector<float> c(std::size_t(p.blocks * MR * NR));
+    const void* arow[kMaxMR];
+    TileRows rows;
+    for (std::int64_t it = begin; it < end; ++it) {
+      const std::int64_t mt = it % p.n_mt, grp = it / p.n_mt;
+      locate_rows(p.g, p.xs, p.out.strides, mt * MR, MR, rows);
+      for (std::int64_t t0 = 0; t0 < p.taps; t0 += chunk) {
+        const std::int64_t t1 = std::min(p.taps, t0 + chunk), kc = (t1 - t0) * p.cin;
+        gather_rows<In>(p, rows, grp, t0, t1, abuf.data());
+        for (int r = 0; r < MR; ++r) arow[r] = abuf.data() + r * kc;
+        const std::int64_t w_off = t0 * p.cin * NR;
+        for (std::int64_t blk = 0; blk < p.blocks; ++blk)
+          p.k.fn(IgemmParams{1, kc, arow, &w_off, packed.data() + (grp * p.blocks + blk) * p.panel,
+                             c.data() + blk * MR * NR, t0 > 0});
+      }
+      for (std::int64_t blk = 0; blk < p.blocks; ++blk)
+        store_output_tile(p.kt, p.out, rows, grp * p.cout + blk * NR, c.data() + blk * MR * NR, NR,
+                          int(std::min<std::int64_t>(NR, p.cout - blk * NR)));
+    }
+  });
+}
+
+// Tiles of MR positions along W of one output row; A gathered k-major.
+// dst[ci * MR + r] = src[r * step + ci * cstride] for r in [r_lo, r_hi), else
+// 0. CIN > 0 fixes the channel count at compile time (the common 1-4).
+template <class In, int CIN>
+void gather_kmajor(float* dst, const typename In::storage* src, std::int64_t step, std::int64_t cstride,
+                   std::int64_t cin_rt, int MR, std::int64_t r_lo, std::int64_t r_hi) {
+  const std::int64_t cin = CIN > 0 ? CIN : cin_rt;
+  for (std::int64_t ci = 0; ci < cin; ++ci) {
+    float* d = dst + ci * MR;
+    const auto* s = src + ci * cstride;
+    for (std::int64_t r = 0; r < r_lo; ++r) d[r] = 0.0f;
+    for (std::int64_t r = r_lo; r < r_hi; ++r) d[r] = In::template load<float>(s[r * step]);
+    for (std::int64_t r = r_hi; r < MR; ++r) d[r] = 0.0f;
+  }
+}
+
+template <class In, int CIN>
+void run_small_cin(const Problem& p, const IgemmKernel& k, const std::vector<float>& packed) {
+  const ConvGeometry& g = p.g;
+  const ConvParams& cp = g.params;
+  const int MR = k.mr, NR = k.nr;
+  const std::int64_t Wo = g.out[2], w_tiles = (Wo + MR - 1) / MR, out_rows = g.batch * g.out[0] * g.out[1];
+  const std::int64_t chunk = std::max<std::int64_t>(1, std::min(p.taps, kPackedABytes / (4 * MR * p.cin)));
+  const std::int64_t KH = g.kernel[1], KW = g.kernel[2];
+  parallel_for(g.groups * out_rows * w_tiles, [&](std::int64_t begin, std::int64_t end) {
+    std::vector<float> panel(std::size_t(MR * chunk * p.cin));
+    std::vector<float> c(std::size_t(p.blocks * MR * NR));
+    const void* arow[kMaxMR];
+    for (int r = 0; r < MR; ++r) arow[r] = panel.data() + r;
+    TileRows rows;
+    const auto* x0 = reinterpret_cast<const typename In::storage*>(p.x);
+    for (std::int64_t it = begin; it < end; ++it) {
+      const std::int64_t wt = it % w_tiles, rest = it / w_tiles, row = rest % out_rows, grp = rest / out_rows;
+      const std::int64_t ow0 = wt * MR;
+      locate_rows(g, p.xs, p.out.strides, row * Wo + ow0, int(std::min<std::int64_t>(MR, Wo - ow0)), rows);
+      const auto* x = x0 + rows.x_off[0] + grp * p.cin * p.xs[4];
+      for (std::int64_t t0 = 0; t0 < p.taps; t0 += chunk) {
+        const std::int64_t t1 = std::min(p.taps, t0 + chunk);
+        float* dst = panel.data();
+        std::int64_t kd = t0 / (KH * KW), kh = (t0 / KW) % KH, kw = t0 % KW;
+        for (std::int64_t t = t0; t < t1; ++t, dst += p.cin * MR) {
+          const std::int64_t id = rows.id0[0] + kd * cp.dilation[0], ih = rows.ih0[0] + kh * cp.dilation[1];
+          const std::int64_t iw0 = rows.iw0[0] + kw * cp.dilation[2];
+          if (++kw == KW) {
+            kw = 0;
+            if (++kh == KH) kh = 0, ++kd;
+          }
+          const bool dh_ok = id >= 0 && id < g.in[0] && ih >= 0 && ih < g.in[1];
+          if (!dh_ok) {
+            std::fill(dst, dst + p.cin * MR, 0.0f);
+            continue;
+          }
+          // Rows [r_lo, r_hi) read inside the input along W; the rest are zero.
+          const std::int64_t sw = cp.stride[2];
+          const std::int64_t r_lo = std::min<std::int64_t>(MR, iw0 >= 0 ? 0 : (-iw0 + sw - 1) / sw);
+          const std::int64_t r_hi = std::max<std::int64_t>(
+              r_lo, std::min<std::int64_t>(rows.valid, g.in[2] > iw0 ? (g.in[2] - iw0 + sw - 1) / sw : 0));
+          gather_kmajor<In, CIN>(dst, x + id * p.xs[1] + ih * p.xs[2] + iw0 * p.xs[3], sw * p.xs[3], p.xs[4],
+                                 p.cin, MR, r_lo, r_hi);
+        }
+        const std::int64_t w_off = t0 * p.cin * NR;
+        for (std::int64_t blk = 0; blk < p.blocks; ++blk)
+          k.fn(IgemmParams{1, (t1 - t0) * p.cin, arow, &w_off, packed.data() + (grp * p.blocks + blk) * p.panel,
+                           c.data() + blk * MR * NR, t0 > 0});
+      }
+      for (std::int64_t blk = 0; blk < p.blocks; ++blk)
+        store_output_tile(p.kt, p.out, rows, grp * p.cout + blk * NR, c.data() + blk * MR * NR, NR,
+                          int(std::min<std::int64_t>(NR, p.cout - blk * NR)));
+    }
+  });
+}
+
+}  // namespace
+
+// The kernel whose NR wastes the fewest padded channels; the wider on ties
+// (wider tiles reuse each input value for more outputs).
+int choose_tile(const IgemmKernel* kernels, int n, std::int64_t cout) {
+  int best = 0;
+  double best_eff = -1.0;
+  for (int i = 0; i < n; ++i) {
+    const std::int64_t nr = kernels[i].nr;
+    const double eff = double(cout) / double((cout + nr - 1) / nr * nr);
+    if (eff >= best_eff - 1e-9) best = i, best_eff = std::max(best_eff, eff);
+  }
+  return best;
+}
+
+std::string conv3d_igemm(const detail::ConvCall& call, const KernelTable& kt, IgemmMode mode) {
+  if (mode == IgemmMode::direct_bf16) {
+    const IgemmKernel k = kt.bf16_igemm[choose_tile(kt.bf16_igemm, kt.n_bf16_igemm, call.geometry.out_channels_per_group)];
+    const Problem p = make_problem(call, kt, k);
+    run_direct(p, pack_igemm_bf16_pairs(p.g, call.weight, k.nr));
+    return std::string("igemm:") + k.name;
+  }
+  const int tile = choose_tile(kt.f32_igemm, kt.n_f32_igemm, call.geometry.out_channels_per_group);
+  const IgemmKernel k = kt.f32_igemm[tile];
+  const Problem p = make_problem(call, kt, k);
+  const std::vector<float> packed = pack_igemm_f32(p.g, call.weight, k.nr);
+  if (mode == IgemmMode::direct_f32) {
+    run_direct(p, packed);
+    return std::string("igemm:") + k.name;
+  }
+  if (mode == IgemmMode::small_cin) {
+    // Same tile shape as the igemm kernel chosen above, so `packed` fits it.
+    const IgemmKernel& kg = kt.f32_gemm[tile];
+    visit_dtype(call.input.dtype, [&](auto e) {
+      using In = decltype(e);
+      switch (p.cin) {
+        case 1: return run_small_cin<In, 1>(p, kg, packed);
+        case 2: return run_small_cin<In, 2>(p, kg, packed);
+        case 3: return run_small_cin<In, 3>(p, kg, packed);
+        case 4: return run_small_cin<In, 4>(p, kg, packed);
+        default: return run_small_cin<In, 0>(p, kg, packed);
+      }
+    });
+    return std::string("small-cin:") + kg.name;
+  }
+  visit_dtype(call.input.dtype, [&](auto e) { run_packed_a<decltype(e)>(p, packed); });
+  return std::string("packed-a:") + k.name;
+}
+
+}  // namespace volconv::cpu

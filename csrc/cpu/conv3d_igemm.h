@@ -1,0 +1,24 @@
+// Drivers of the CPU backend's paths (see each .cpp). Each returns the name
+// of the path and kernel it ran, for tests.
+#pragma once
+
+#include <string>
+
+#include "../core/backend.h"
+#include "ukernels/ukernel.h"
+
+namespace volconv::cpu {
+
+enum class IgemmMode {
+  direct_f32,   // f32 input with contiguous channels, read in place
+  direct_bf16,  // bf16 x bf16 on vdpbf16ps, even C_in per group
+  small_cin,    // C_in per group <= 4: taps folded into K, A gathered k-major per tile
+  packed_a,     // anything else: rows gathered and converted per tile
+};
+
+std::string conv3d_igemm(const detail::ConvCall& call, const KernelTable& kt, IgemmMode mode);
+
+// Depthwise (groups == C_in == C_out), f32 input with contiguous channels.
+std::string conv3d_dwconv(const detail::ConvCall& call, const KernelTable& kt);
+
+}  // namespace volconv::cpu

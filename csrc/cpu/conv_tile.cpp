@@ -1,0 +1,97 @@
+#include "conv_tile.h"
+
+namespace volconv::cpu {
+
+void locate_rows(const ConvGeometry& g, const Shape5& xs, const Shape5& ys, std::int64_t m0, int mr,
+                 TileRows& rows) {
+  const std::int64_t M = g.batch * g.out[0] * g.out[1] * g.out[2];
+  const ConvParams& p = g.params;
+  std::int64_t m = m0;
+  std::int64_t ow = m % g.out[2], rest = m / g.out[2];
+  std::int64_t oh = rest % g.out[1];
+  rest /= g.out[1];
+  std::int64_t od = rest % g.out[0], n = rest / g.out[0];
+  rows.valid = 0;
+  for (int r = 0; r < mr && m < M; ++r, ++m) {
+    rows.x_off[r] = n * xs[0];
+    rows.id0[r] = od * p.stride[0] - p.padding_lo[0];
+    rows.ih0[r] = oh * p.stride[1] - p.padding_lo[1];
+    rows.iw0[r] = ow * p.stride[2] - p.padding_lo[2];
+    rows.y_off[r] = n * ys[0] + od * ys[1] + oh * ys[2] + ow * ys[3];
+    rows.valid = r + 1;
+    if (++ow == g.out[2]) {
+      ow = 0;
+      if (++oh == g.out[1]) {
+        oh = 0;
+        if (++od == g.out[0]) od = 0, ++n;
+      }
+    }
+  }
+}
+
+std::int64_t build_indirection(const ConvGeometry& g, const Shape5& xs, const TileRows& rows, int mr,
+                               const char* x, std::int64_t esize, const void* zero, const void** a,
+                               std::int64_t* tap) {
+  // Hoisted per row: the D/H part of the address is shared by all kw, so the
+  // innermost loop is one compare and one add per row.
+  const ConvParams& p = g.params;
+  std::int64_t ks = 0;
+  for (std::int64_t kd = 0; kd < g.kernel[0]; ++kd)
+    for (std::int64_t kh = 0; kh < g.kernel[1]; ++kh) {
+      const char* base[kMaxMR];
+      bool dh_ok[kMaxMR];
+      bool any_dh = false;
+      for (int r = 0; r < mr; ++r) {
+        const std::int64_t id = rows.id0[r] + kd * p.dilation[0], ih = rows.ih0[r] + kh * p.dilation[1];
+        dh_ok[r] = r < rows.valid && id >= 0 && id < g.in[0] && ih >= 0 && ih < g.in[1];
+        base[r] = x + (rows.x_off[r] + id * xs[1] + ih * xs[2]) * esize;
+        any_dh |= dh_ok[r];
+      }
+      if (!any_dh) continue;  // the whole tile reads D/H padding at this (kd, kh)
+      for (std::int64_t kw = 0; kw < g.kernel[2]; ++kw) {
+        bool any = false;
+        const void** row = a + ks * mr;
+        for (int r = 0; r < mr; ++r) {
+          const std::int64_t iw = rows.iw0[r] + kw * p.dilation[2];
+          const bool ok = dh_ok[r] && iw >= 0 && iw < g.in[2];
+          row[r] = ok ? static_cast<const void*>(base[r] + iw * xs[3] * esize) : zero;
+          any |= ok;
+        }
+        if (any) tap[ks++] = (kd * g.kernel[1] + kh) * g.kernel[2] + kw;
+      }
+    }
+  return ks;
+}
+
+}  // namespace volconv::cpu
+
+#include "element.h"
+#include "ukernels/ukernel.h"
+
+namespace volconv::cpu {
+
+int storage_code(DType dtype) {
+  switch (dtype) {
+    case DType::float16: return kF16;
+    case DType::bfloat16: return kBF16;
+    default: return kF32;
+  }
+}
+
+void store_output_tile(const KernelTable& kt, const OutputTarget& out, const TileRows& rows, std::int64_t chan0,
+                       const float* c, int ldc, int nc) {
+  const Shape5& ys = out.strides;
+  if (ys[4] == 1 && out.dtype != DType::float64) {
+    void* dst[kMaxMR];
+    for (int r = 0; r < rows.valid; ++r) dst[r] = out.y + (rows.y_off[r] + chan0) * out.esize;
+    if (kt.store_tile(TileStore{c, ldc, rows.valid, nc, dst, storage_code(out.dtype)})) return;
+  }
+  visit_dtype(out.dtype, [&](auto e) {
+    using E = decltype(e);
+    auto* y = reinterpret_cast<typename E::storage*>(out.y);
+    for (int r = 0; r < rows.valid; ++r)
+      for (int j = 0; j < nc; ++j) y[rows.y_off[r] + (chan0 + j) * ys[4]] = E::template store<float>(c[r * ldc + j]);
+  });
+}
+
+}  // namespace volconv::cpu

@@ -1,0 +1,68 @@
+// Shared by the CPU drivers: where the rows of an output tile live, and the
+// indirection (per tap, per row: an input address or the zero row) that
+// lets a micro-kernel read the input in place, padding included, without
+// im2col. All offsets are 64-bit element offsets.
+#pragma once
+
+#include <cstdint>
+
+#include "volconv/params.h"
+#include "volconv/tensor.h"
+
+namespace volconv::cpu {
+
+constexpr int kMaxMR = 16;
+
+// MR consecutive output positions of the flattened (N, Do, Ho, Wo) index.
+// A tile may span output rows; rows past the end (r >= valid) are padding.
+struct TileRows {
+  int valid = 0;
+  std::int64_t x_off[kMaxMR];           // n * xs[0]
+  std::int64_t id0[kMaxMR], ih0[kMaxMR], iw0[kMaxMR];  // input coordinate of tap 0
+  std::int64_t y_off[kMaxMR];           // element offset of the output position
+};
+
+void locate_rows(const ConvGeometry& g, const Shape5& xs, const Shape5& ys, std::int64_t m0, int mr,
+                 TileRows& rows);
+
+// Input coordinates of tap t for row r; false when the tap reads padding.
+inline bool tap_input(const ConvGeometry& g, const TileRows& rows, int r, std::int64_t kd, std::int64_t kh,
+                      std::int64_t kw, std::int64_t& id, std::int64_t& ih, std::int64_t& iw) {
+  if (r >= rows.valid) return false;
+  const ConvParams& p = g.params;
+  id = rows.id0[r] + kd * p.dilation[0];
+  ih = rows.ih0[r] + kh * p.dilation[1];
+  iw = rows.iw0[r] + kw * p.dilation[2];
+  return id >= 0 && id < g.in[0] && ih >= 0 && ih < g.in[1] && iw >= 0 && iw < g.in[2];
+}
+
+// Fills a[s * mr + r] with the address of row r's input at the s-th tap that
+// touches the input for at least one row (else `zero`), and tap[s] with that
+// tap's index; returns the number of such taps. `x` points at the first
+// input channel the kernel reads (group offset included); esize in bytes.
+std::int64_t build_indirection(const ConvGeometry& g, const Shape5& xs, const TileRows& rows, int mr,
+                               const char* x, std::int64_t esize, const void* zero, const void** a,
+                               std::int64_t* tap);
+
+}  // namespace volconv::cpu
+
+namespace volconv::cpu {
+
+struct KernelTable;
+
+// Where tiles are written: the output view, as bytes.
+struct OutputTarget {
+  char* y;
+  DType dtype;
+  std::int64_t esize;
+  Shape5 strides;
+};
+
+// Writes the valid rows of an fp32 tile c (row stride ldc) to output channels
+// [chan0, chan0 + nc), converting to the output dtype.
+void store_output_tile(const KernelTable& kt, const OutputTarget& out, const TileRows& rows, std::int64_t chan0,
+                       const float* c, int ldc, int nc);
+
+int storage_code(DType dtype);
+
+}  // namespace volconv::cpu

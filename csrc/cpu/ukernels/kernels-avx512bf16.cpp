@@ -1,0 +1,77 @@
+// AVX-512 with AVX512_BF16 (Zen 4, Cooper Lake, Sapphire Rapids): the
+// AVX-512F set plus vdpbf16ps kernels and a bf16 tile store that rounds
+// with vcvtneps2bf16 (round to nearest even, as the scalar path does).
+#include "bf16-igemm-dpbf16.h"
+#include "f32-dwconv.h"
+#include "fma-probe.h"
+#include "f32-igemm.h"
+#include "tile-io.h"
+#include "vec-avx512f.h"
+
+namespace volconv::cpu {
+namespace {
+
+bool store_tile_bf16(const TileStore& t) {
+  if (t.storage != kBF16) return store_tile<VecAvx512f>(t);
+  for (int r = 0; r < t.mr; ++r) {
+    const float* src = t.c + std::int64_t(r) * t.ldc;
+    auto* dst = static_cast<std::uint16_t*>(t.rows[r]);
+    int j = 0;
+    for (; j + 16 <= t.nc; j += 16)
+      _mm256_storeu_si256((__m256i*)(dst + j), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(src + j)));
+    if (j < t.nc) {
+      const __mmask16 m = VecAvx512f::mask(t.nc - j);
+      _mm256_mask_storeu_epi16(dst + j, m, (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src + j)));
+    }
+  }
+  return true;
+}
+
+// vdpbf16ps: 2 multiply-adds per fp32 lane per instruction.
+double bf16_probe(std::int64_t iters) {
+  constexpr int kChains = 12;
+  const __m512bh a = (__m512bh)_mm512_set1_epi32(0x3f803f80), b = (__m512bh)_mm512_set1_epi32(0x33d633d6);
+  __m512 acc[kChains];
+  for (int j = 0; j < kChains; ++j) acc[j] = _mm512_setzero_ps();
+  for (std::int64_t i = 0; i < iters; ++i) {
+#pragma GCC unroll 16
+    for (int j = 0; j < kChains; ++j) acc[j] = _mm512_dpbf16_ps(acc[j], a, b);
+  }
+  __m512 total = acc[0];
+  for (int j = 1; j < kChains; ++j) total = _mm512_add_ps(total, acc[j]);
+  volatile float keep = _mm512_reduce_add_ps(total);
+  (void)keep;
+  return double(iters) * kChains * 16 * 4.0;
+}
+
+}  // namespace
+
+const KernelTable* kernels_avx512bf16() {
+  static const KernelTable table = [] {
+    KernelTable t{};
+    t.isa = "avx512bf16";
+    t.n_f32_igemm = 4;
+    t.f32_igemm[0] = {8, 16, f32_igemm<VecAvx512f, 8, 1>, "f32-igemm-8x16-avx512f"};
+    t.f32_igemm[1] = {8, 32, f32_igemm<VecAvx512f, 8, 2>, "f32-igemm-8x32-avx512f"};
+    t.f32_igemm[2] = {8, 48, f32_igemm<VecAvx512f, 8, 3>, "f32-igemm-8x48-avx512f"};
+    t.f32_igemm[3] = {6, 64, f32_igemm<VecAvx512f, 6, 4>, "f32-igemm-6x64-avx512f"};
+    t.f32_gemm[0] = {16, 16, f32_igemm<VecAvx512f, 16, 1, 16>, "f32-gemm-16x16-avx512f"};
+    t.f32_gemm[1] = {12, 32, f32_igemm<VecAvx512f, 12, 2, 12>, "f32-gemm-12x32-avx512f"};
+    t.f32_gemm[2] = {8, 48, f32_igemm<VecAvx512f, 8, 3, 8>, "f32-gemm-8x48-avx512f"};
+    t.f32_gemm[3] = {6, 64, f32_igemm<VecAvx512f, 6, 4, 6>, "f32-gemm-6x64-avx512f"};
+    t.n_bf16_igemm = 4;
+    t.bf16_igemm[0] = {8, 16, bf16_igemm_dpbf16<8, 1>, "bf16-igemm-8x16-avx512bf16"};
+    t.bf16_igemm[1] = {8, 32, bf16_igemm_dpbf16<8, 2>, "bf16-igemm-8x32-avx512bf16"};
+    t.bf16_igemm[2] = {8, 48, bf16_igemm_dpbf16<8, 3>, "bf16-igemm-8x48-avx512bf16"};
+    t.bf16_igemm[3] = {6, 64, bf16_igemm_dpbf16<6, 4>, "bf16-igemm-6x64-avx512bf16"};
+    t.f32_dwconv = {6, 64, f32_dwconv<VecAvx512f, 6, 4>, "f32-dwconv-6x64-avx512f"};
+    t.store_tile = store_tile_bf16;
+    t.convert_row = convert_row<VecAvx512f>;
+    t.fma_probe = fma_probe<VecAvx512f>;
+    t.bf16_probe = bf16_probe;
+    return t;
+  }();
+  return &table;
+}
+
+}  // namespace volconv::cpu

@@ -1,0 +1,102 @@
+// The interface between the CPU drivers (compiled for the baseline ISA) and
+// the micro-kernels (compiled once per ISA, each in its own translation unit
+// with its own flags). Only plain structs and function pointers cross it, so
+// no inline code compiled for one ISA can leak into another.
+#pragma once
+
+#include <cstdint>
+
+namespace volconv::cpu {
+
+// One MR x NR output tile of an implicit GEMM (MR output positions, NR output
+// channels). K is walked tap by tap: for tap s, row r reads kc contiguous
+// input elements from a[s * MR + r] (a row in the padding points at a zero
+// row) against the packed weight slice at w + w_off[s].
+struct IgemmParams {
+  std::int64_t ks;            // taps listed in a / w_off (taps wholly in the padding are left out)
+  std::int64_t kc;            // reduction length per tap
+  const void* const* a;       // ks * MR row pointers (float, or bf16 bits for the dpbf16 kernels)
+  const std::int64_t* w_off;  // per tap: offset of its slice in w, in packed elements
+  const void* w;              // packed weights of one NR block: [tap][kc][NR] (dpbf16: [tap][kc/2][NR][2])
+  float* c;                   // MR x NR fp32 tile, row stride NR
+  int accumulate;             // add to c instead of overwriting it (K split into chunks)
+};
+using IgemmFn = void (*)(const IgemmParams&);
+
+// Tables are plain aggregates (no default member initializers): a
+// constructor would be an inline function emitted by every ISA's unit, and
+// the linker may keep the AVX-512 copy for all of them.
+struct IgemmKernel {
+  int mr, nr;
+  IgemmFn fn;
+  const char* name;
+};
+
+// Depthwise (groups == C_in == C_out): an MR x NR tile of MR output positions
+// and NR channels; per tap, row r reads nc channels at a[s * MR + r] + a_offset
+// (the zero row is at least a_offset + NR floats long, so padding rows take
+// the same offset) against w + w_off[s] (NR packed floats).
+// With a_step > 0 the tile lies inside the input along W: a holds one
+// pointer per tap (row 0) and row r reads at a[s] + r * a_step.
+struct DwconvParams {
+  std::int64_t ks;
+  const float* const* a;
+  std::int64_t a_step;
+  std::int64_t a_offset;
+  const std::int64_t* w_off;
+  const float* w;
+  float* c;  // MR x NR, row stride NR
+  int nc;    // channels that are real (<= NR); the rest of c is left unspecified
+};
+using DwconvFn = void (*)(const DwconvParams&);
+
+struct DwconvKernel {
+  int mr, nr;
+  DwconvFn fn;
+  const char* name;
+};
+
+// Storage codes shared by the store / convert helpers below.
+enum StorageCode : int { kF32 = 0, kF16 = 1, kBF16 = 2 };
+
+// Writes mr rows of nc fp32 values (row stride ldc) to rows[r], whose channel
+// stride is 1, converting to `storage`. Returns false when this ISA has no
+// vector conversion for `storage` (the caller then converts in scalar code).
+struct TileStore {
+  const float* c;
+  int ldc, mr, nc;
+  void* const* rows;
+  int storage;
+};
+using StoreTileFn = bool (*)(const TileStore&);
+
+// dst[0..n) = float(src[0..n)) for contiguous src of `storage`; false when
+// this ISA has no vector conversion for it.
+using ConvertRowFn = bool (*)(float* dst, const void* src, std::int64_t n, int storage);
+
+// Everything one ISA offers. Kernels of a family are listed by increasing NR.
+struct KernelTable {
+  const char* isa;
+  int n_f32_igemm;
+  IgemmKernel f32_igemm[4];
+  IgemmKernel f32_gemm[4];  // same tiles, A a k-major packed panel (see f32-igemm.h)
+  int n_bf16_igemm;  // vdpbf16ps kernels (avx512bf16 only)
+  IgemmKernel bf16_igemm[4];
+  DwconvKernel f32_dwconv;
+  StoreTileFn store_tile;
+  ConvertRowFn convert_row;
+  // Peak probes for the benchmark: run `iters` rounds of independent FMA
+  // (or vdpbf16ps) chains in registers; return the flops done. bf16 may be null.
+  double (*fma_probe)(std::int64_t iters);
+  double (*bf16_probe)(std::int64_t iters);
+};
+
+// One per ISA translation unit; nullptr where the ISA was not compiled in
+// (e.g. avx512 on aarch64).
+const KernelTable* kernels_generic();
+const KernelTable* kernels_avx2();
+const KernelTable* kernels_avx512f();
+const KernelTable* kernels_avx512bf16();
+const KernelTable* kernels_neon();
+
+}  // namespace volconv::cpu

@@ -1,0 +1,52 @@
+// Vector traits for AVX2 + FMA + F16C (8 floats). Include only from a
+// translation unit compiled with -mavx2 -mfma -mf16c.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+namespace {
+
+struct VecAvx2 {
+  static constexpr int L = 8;
+  using V = __m256;
+  static V zero() { return _mm256_setzero_ps(); }
+  static V load(const float* p) { return _mm256_loadu_ps(p); }
+  static __m256i mask(int n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  static V load_partial(const float* p, int n) { return _mm256_maskload_ps(p, mask(n)); }
+  static V broadcast(const float* p) { return _mm256_broadcast_ss(p); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+  static void store_partial(float* p, V v, int n) { _mm256_maskstore_ps(p, mask(n), v); }
+
+  static constexpr bool kHasF16 = true;
+  static V load_f16(const std::uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)p)); }
+  static V load_f16_partial(const std::uint16_t* p, int n) {
+    std::uint16_t t[8] = {};
+    std::memcpy(t, p, std::size_t(n) * 2);
+    return load_f16(t);
+  }
+  static void store_f16(std::uint16_t* p, V v) {
+    _mm_storeu_si128((__m128i*)p, _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+  static void store_f16_partial(std::uint16_t* p, V v, int n) {
+    std::uint16_t t[8];
+    store_f16(t, v);
+    std::memcpy(p, t, std::size_t(n) * 2);
+  }
+  static constexpr bool kHasBF16Load = true;
+  static V load_bf16(const std::uint16_t* p) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)p)), 16));
+  }
+  static V load_bf16_partial(const std::uint16_t* p, int n) {
+    std::uint16_t t[8] = {};
+    std::memcpy(t, p, std::size_t(n) * 2);
+    return load_bf16(t);
+  }
+};
+
+}  // namespace

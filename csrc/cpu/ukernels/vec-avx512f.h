@@ -1,0 +1,46 @@
+// Vector traits for AVX-512F (16 floats). Include only from a translation
+// unit compiled with -mavx512f -mavx512bw -mavx512vl -mfma -mf16c; the traits
+// live in an unnamed namespace so nothing here is shared with other ISAs.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+namespace {
+
+struct VecAvx512f {
+  static constexpr int L = 16;
+  using V = __m512;
+  static V zero() { return _mm512_setzero_ps(); }
+  static V load(const float* p) { return _mm512_loadu_ps(p); }
+  static __mmask16 mask(int n) { return __mmask16((1u << n) - 1u); }
+  static V load_partial(const float* p, int n) { return _mm512_maskz_loadu_ps(mask(n), p); }
+  static V broadcast(const float* p) { return _mm512_set1_ps(*p); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+  static void store_partial(float* p, V v, int n) { _mm512_mask_storeu_ps(p, mask(n), v); }
+
+  static constexpr bool kHasF16 = true;
+  static V load_f16(const std::uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)p)); }
+  static V load_f16_partial(const std::uint16_t* p, int n) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask(n), p));
+  }
+  static void store_f16(std::uint16_t* p, V v) {
+    _mm256_storeu_si256((__m256i*)p, _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+  static void store_f16_partial(std::uint16_t* p, V v, int n) {
+    _mm256_mask_storeu_epi16(p, mask(n), _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+  // bf16 -> f32 is a 16-bit shift: exact, no special instruction needed.
+  static constexpr bool kHasBF16Load = true;
+  static V load_bf16(const std::uint16_t* p) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)p)), 16));
+  }
+  static V load_bf16_partial(const std::uint16_t* p, int n) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask(n), p)), 16));
+  }
+};
+
+}  // namespace

@@ -1,0 +1,41 @@
+// Portable vector traits: 4 floats through the GCC/Clang vector extension,
+// which any target lowers to its own SIMD (or to scalar code). The fallback
+// for CPUs without a dedicated kernel set; no 16-bit conversions here (the
+// drivers convert in scalar code when a table reports none).
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+namespace {
+
+struct VecGeneric {
+  static constexpr int L = 4;
+  typedef float V __attribute__((vector_size(16)));
+  static V zero() { return V{0.0f, 0.0f, 0.0f, 0.0f}; }
+  static V load(const float* p) {
+    V v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+  }
+  static V load_partial(const float* p, int n) {
+    V v = zero();
+    std::memcpy(&v, p, std::size_t(n) * 4);
+    return v;
+  }
+  static V broadcast(const float* p) { return V{*p, *p, *p, *p}; }
+  static V fma(V a, V b, V c) { return a * b + c; }
+  static void store(float* p, V v) { std::memcpy(p, &v, sizeof v); }
+  static void store_partial(float* p, V v, int n) { std::memcpy(p, &v, std::size_t(n) * 4); }
+
+  static constexpr bool kHasF16 = false;
+  static V load_f16(const std::uint16_t*) { return zero(); }
+  static V load_f16_partial(const std::uint16_t*, int) { return zero(); }
+  static void store_f16(std::uint16_t*, V) {}
+  static void store_f16_partial(std::uint16_t*, V, int) {}
+  static constexpr bool kHasBF16Load = false;
+  static V load_bf16(const std::uint16_t*) { return zero(); }
+  static V load_bf16_partial(const std::uint16_t*, int) { return zero(); }
+};
+
+}  // namespace

@@ -1,0 +1,54 @@
+// Vector traits for AArch64 NEON (4 floats). Apple silicon and other ARMv8
+// CPUs; compiled only where __aarch64__ is defined.
+#pragma once
+
+#include <arm_neon.h>
+
+#include <cstdint>
+#include <cstring>
+
+namespace {
+
+struct VecNeon {
+  static constexpr int L = 4;
+  using V = float32x4_t;
+  static V zero() { return vdupq_n_f32(0.0f); }
+  static V load(const float* p) { return vld1q_f32(p); }
+  static V load_partial(const float* p, int n) {
+    float t[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    std::memcpy(t, p, std::size_t(n) * 4);
+    return vld1q_f32(t);
+  }
+  static V broadcast(const float* p) { return vld1q_dup_f32(p); }
+  static V fma(V a, V b, V c) { return vfmaq_f32(c, a, b); }
+  static void store(float* p, V v) { vst1q_f32(p, v); }
+  static void store_partial(float* p, V v, int n) {
+    float t[4];
+    vst1q_f32(t, v);
+    std::memcpy(p, t, std::size_t(n) * 4);
+  }
+
+  // Every AArch64 CPU converts fp16 <-> fp32 in hardware (FCVTL / FCVTN, RNE).
+  static constexpr bool kHasF16 = true;
+  static V load_f16(const std::uint16_t* p) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))); }
+  static V load_f16_partial(const std::uint16_t* p, int n) {
+    std::uint16_t t[4] = {0, 0, 0, 0};
+    std::memcpy(t, p, std::size_t(n) * 2);
+    return load_f16(t);
+  }
+  static void store_f16(std::uint16_t* p, V v) { vst1_u16(p, vreinterpret_u16_f16(vcvt_f16_f32(v))); }
+  static void store_f16_partial(std::uint16_t* p, V v, int n) {
+    std::uint16_t t[4];
+    store_f16(t, v);
+    std::memcpy(p, t, std::size_t(n) * 2);
+  }
+  static constexpr bool kHasBF16Load = true;
+  static V load_bf16(const std::uint16_t* p) { return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16)); }
+  static V load_bf16_partial(const std::uint16_t* p, int n) {
+    std::uint16_t t[4] = {0, 0, 0, 0};
+    std::memcpy(t, p, std::size_t(n) * 2);
+    return load_bf16(t);
+  }
+};
+
+}  // namespace

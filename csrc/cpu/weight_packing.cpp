@@ -1,0 +1,68 @@
+#include "weight_packing.h"
+
+#include "element.h"
+
+namespace volconv::cpu {
+namespace {
+
+// Calls f(co, t, ci, value as float) for every weight, read through its strides.
+template <class F>
+void for_each_weight(const ConvGeometry& g, const ConstTensorView& w, F&& f) {
+  visit_dtype(w.dtype, [&](auto e) {
+    using E = decltype(e);
+    const auto* p = static_cast<const typename E::storage*>(w.data);
+    const Shape5& s = w.strides;
+    for (std::int64_t co = 0; co < g.out_channels; ++co) {
+      std::int64_t t = 0;
+      for (std::int64_t kd = 0; kd < g.kernel[0]; ++kd)
+        for (std::int64_t kh = 0; kh < g.kernel[1]; ++kh)
+          for (std::int64_t kw = 0; kw < g.kernel[2]; ++kw, ++t)
+            for (std::int64_t ci = 0; ci < g.in_channels_per_group; ++ci)
+              f(co, t, ci, E::template load<float>(p[co * s[0] + kd * s[1] + kh * s[2] + kw * s[3] + ci * s[4]]));
+    }
+  });
+}
+
+std::int64_t taps_of(const ConvGeometry& g) { return g.kernel[0] * g.kernel[1] * g.kernel[2]; }
+
+}  // namespace
+
+std::vector<float> pack_igemm_f32(const ConvGeometry& g, const ConstTensorView& w, int nr) {
+  const std::int64_t cin = g.in_channels_per_group, cout = g.out_channels_per_group;
+  const std::int64_t blocks = (cout + nr - 1) / nr, panel = taps_of(g) * cin * nr;
+  std::vector<float> out(std::size_t(g.groups * blocks * panel), 0.0f);
+  for_each_weight(g, w, [&](std::int64_t co, std::int64_t t, std::int64_t ci, float v) {
+    const std::int64_t grp = co / cout, j = co % cout;
+    out[std::size_t((grp * blocks + j / nr) * panel + (t * cin + ci) * nr + j % nr)] = v;
+  });
+  return out;
+}
+
+std::vector<std::uint16_t> pack_igemm_bf16_pairs(const ConvGeometry& g, const ConstTensorView& w, int nr) {
+  const std::int64_t cin = g.in_channels_per_group, cout = g.out_channels_per_group;
+  const std::int64_t blocks = (cout + nr - 1) / nr, panel = taps_of(g) * cin * nr;
+  std::vector<std::uint16_t> out(std::size_t(g.groups * blocks * panel), 0);
+  const auto* p = static_cast<const std::uint16_t*>(w.data);  // bf16 bits, copied as they are
+  const Shape5& s = w.strides;
+  for (std::int64_t co = 0; co < g.out_channels; ++co) {
+    const std::int64_t grp = co / cout, j = co % cout;
+    std::int64_t t = 0;
+    for (std::int64_t kd = 0; kd < g.kernel[0]; ++kd)
+      for (std::int64_t kh = 0; kh < g.kernel[1]; ++kh)
+        for (std::int64_t kw = 0; kw < g.kernel[2]; ++kw, ++t)
+          for (std::int64_t ci = 0; ci < cin; ++ci)
+            out[std::size_t((grp * blocks + j / nr) * panel + t * cin * nr + (ci / 2) * 2 * nr + (j % nr) * 2 + ci % 2)] =
+                p[co * s[0] + kd * s[1] + kh * s[2] + kw * s[3] + ci * s[4]];
+  }
+  return out;
+}
+
+std::vector<float> pack_dwconv_f32(const ConvGeometry& g, const ConstTensorView& w, std::int64_t c_pad) {
+  std::vector<float> out(std::size_t(taps_of(g) * c_pad), 0.0f);
+  for_each_weight(g, w, [&](std::int64_t co, std::int64_t t, std::int64_t, float v) {
+    out[std::size_t(t * c_pad + co)] = v;
+  });
+  return out;
+}
+
+}  // namespace volconv::cpu

@@ -1,0 +1,25 @@
+// Weights packed once per call into the layouts the micro-kernels stream
+// through (never cached: a caller may change the array in place). Output
+// channels past C_out/groups are zero, so tails along N cost no branches.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "volconv/params.h"
+#include "volconv/tensor.h"
+
+namespace volconv::cpu {
+
+// f32 [group][NR block][tap][ci][NR]: one block's panel is contiguous and
+// each tap's slice of it starts at tap * cin_g * NR.
+std::vector<float> pack_igemm_f32(const ConvGeometry& g, const ConstTensorView& w, int nr);
+
+// bf16 bits, pair-interleaved for vdpbf16ps: [group][NR block][tap][ci/2][NR][2]
+// (cin_g even). Same tap offsets (in uint16 units) as the f32 layout.
+std::vector<std::uint16_t> pack_igemm_bf16_pairs(const ConvGeometry& g, const ConstTensorView& w, int nr);
+
+// Depthwise f32 [tap][channel], channels padded to c_pad.
+std::vector<float> pack_dwconv_f32(const ConvGeometry& g, const ConstTensorView& w, std::int64_t c_pad);
+
+}  // namespace volconv::cpu

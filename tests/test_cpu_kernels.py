@@ -1,0 +1,246 @@
+"""The CPU backend's kernels, path by path and ISA by ISA: every kernel set
+this machine can run (forced through a private hook, down to the portable
+fallback) on the shared CASES, on tails along W and C_out, on each special
+path (small C_in, depthwise, pointwise, packed rows, float64), on strided
+inputs, and across thread counts. Checked against the float64 reference in
+tests/reference.py; tests/test_conv3d_parity.py covers the public API."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+import volconv
+from volconv import _core
+
+sys.path.insert(0, os.path.dirname(__file__))
+from cases import CASES, Case, _c  # noqa: E402
+from reference import assert_conv_close  # noqa: E402
+
+ALL_ISAS = ["avx512bf16", "avx512f", "avx2", "neon", "generic"]
+SUPPORTED = _core._cpu_supported_isas()
+NP_DTYPES = {"float32": np.float32, "float16": np.float16, "bfloat16": ml_dtypes.bfloat16, "float64": np.float64}
+
+
+@pytest.fixture(params=ALL_ISAS)
+def isa(request):
+    if request.param not in SUPPORTED:
+        pytest.skip(f"this CPU cannot run the {request.param} kernels")
+    _core._cpu_force_isa(request.param)
+    yield request.param
+    _core._cpu_force_isa("")
+
+
+@pytest.fixture
+def threads():
+    """Restores the default thread count after a test that changes it."""
+    yield
+    volconv.set_num_threads(0)
+
+
+def run_case(case: Case, dtype: str = "float32", seed: int = 0, weight_dtype: str | None = None):
+    x, w = case.inputs(seed)
+    x = x.astype(NP_DTYPES[dtype])
+    w = w.astype(NP_DTYPES[weight_dtype or dtype])
+    y = volconv.conv3d(x, w, **case.api_kwargs())
+    return x, w, y, _core._cpu_last_path()
+
+
+def expected_path(case: Case, dtype: str, isa: str) -> str:
+    """The path conv3d_cpu.cpp must choose; a test that silently fell back to
+    another path would not test the kernel it is named after."""
+    cin_g = case.input[4] // case.groups
+    if dtype == "float64":
+        return "direct"
+    if case.groups > 1 and case.groups == case.input[4] == case.c_out and dtype == "float32":
+        return "dwconv:"
+    if cin_g <= 4:
+        return "small-cin:"
+    if dtype == "bfloat16" and isa == "avx512bf16" and cin_g % 2 == 0:
+        return "igemm:bf16-igemm"
+    if dtype == "float32":
+        return "igemm:f32-igemm"
+    return "packed-a:"
+
+
+# ---------------------------------------------------------------- every ISA
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_cases_f32(isa, case):
+    x, w, y, path = run_case(case)
+    assert path.startswith(expected_path(case, "float32", isa)), path
+    assert path == "direct" or path.endswith(isa.replace("avx512bf16", "avx512f")), path
+    assert_conv_close(y, x, w, "float32", **case.params())
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_cases_low_precision(isa, case, dtype):
+    x, w, y, path = run_case(case, dtype)
+    assert path.startswith(expected_path(case, dtype, isa)), path
+    assert y.dtype == NP_DTYPES[dtype]
+    assert_conv_close(y, x, w, dtype, **case.params())
+
+
+# Tails: W_out not a multiple of any MR, C_out around every NR (4..64), for
+# the in-place igemm (C_in 8 and 6), the small-C_in path (1, 3) and depthwise.
+TAIL_CASES = [
+    _c(f"tail_w{wo}_co{co}_ci{ci}", 1, 2, 2, wo, ci, co, 3, p=1)
+    for wo, co in [(1, 1), (5, 15), (7, 17), (9, 31), (13, 33), (17, 47), (6, 49), (11, 63), (3, 65), (19, 80)]
+    for ci in (8, 6, 3, 1)
+] + [
+    _c(f"dw_tail_w{wo}_c{ch}", 1, 3, 3, wo, ch, ch, 3, p=1, g=ch, tags=("depthwise",))
+    for wo, ch in [(5, 2), (7, 17), (13, 64), (6, 65), (9, 130)]
+] + [
+    _c("dw_strided_interior", 1, 4, 6, 30, 64, 64, 3, s=(1, 1, 2), p=1, g=64, tags=("depthwise",)),
+    _c("dw_dilated_k5", 1, 5, 5, 24, 32, 32, 5, p=4, dil=2, g=32, tags=("depthwise",)),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+@pytest.mark.parametrize("case", TAIL_CASES, ids=lambda c: c.name)
+def test_tails(isa, case, dtype):
+    x, w, y, path = run_case(case, dtype, seed=1)
+    assert path.startswith(expected_path(case, dtype, isa)), path
+    assert_conv_close(y, x, w, dtype, **case.params())
+
+
+# K split into chunks (accumulate into the tile): a packed-A tile with more
+# taps x C_in than its buffer holds, and a small-C_in tile likewise.
+CHUNKED = [
+    _c("packed_a_chunks", 1, 4, 4, 5, 160, 20, 3, p=1),
+    _c("small_cin_chunks", 1, 9, 9, 10, 4, 18, 8),
+]
+
+
+@pytest.mark.parametrize("case", CHUNKED, ids=lambda c: c.name)
+def test_k_chunks(isa, case):
+    x, w, y, path = run_case(case, "float16")
+    assert path.startswith(expected_path(case, "float16", isa)), path
+    assert_conv_close(y, x, w, "float16", **case.params())
+
+
+# --------------------------------------------------------- special paths
+
+
+def test_pointwise_is_one_tap_gemm():
+    case = _c("pw", 2, 3, 5, 7, 24, 40, 1)
+    x, w, y, path = run_case(case)
+    assert path.startswith("igemm:f32-igemm"), path
+    assert_conv_close(y, x, w, "float32", **case.params())
+
+
+def test_bf16_kernel_on_avx512bf16():
+    if "avx512bf16" not in SUPPORTED:
+        pytest.skip("no avx512_bf16")
+    case = _c("bf16", 1, 4, 5, 9, 32, 64, 3, p=1)
+    x, w, y, path = run_case(case, "bfloat16")
+    assert path == "igemm:bf16-igemm-6x64-avx512bf16", path
+    assert_conv_close(y, x, w, "bfloat16", **case.params())
+
+
+def test_odd_cin_bf16_uses_packed_rows():
+    # vdpbf16ps reads input channels in pairs; an odd C_in must not take it.
+    case = _c("bf16_odd", 1, 3, 4, 5, 7, 16, 3, p=1)
+    x, w, y, path = run_case(case, "bfloat16")
+    assert path.startswith("packed-a:"), path
+    assert_conv_close(y, x, w, "bfloat16", **case.params())
+
+
+@pytest.mark.parametrize("dtypes", [("float32", "float16"), ("bfloat16", "float32"), ("float16", "bfloat16")])
+def test_mixed_dtypes(dtypes):
+    case = _c("mixed", 1, 3, 4, 6, 8, 12, 3, p=1)
+    x, w, y, _ = run_case(case, dtypes[0], weight_dtype=dtypes[1])
+    out = np.result_type(NP_DTYPES[dtypes[0]], NP_DTYPES[dtypes[1]]) if "bfloat16" not in dtypes else np.float32
+    assert y.dtype == out
+    assert_conv_close(y, x, w, "float16" if out != np.float32 else "float32", **case.params())
+
+
+def test_float64_stays_float64():
+    case = _c("f64", 1, 3, 4, 5, 6, 7, 3, p=1)
+    x, w, y, path = run_case(case, "float64")
+    assert path == "direct" and y.dtype == np.float64
+    assert_conv_close(y, x, w, "float64", **case.params())
+
+
+@pytest.mark.parametrize(
+    "view",
+    ["channel_stride", "negative_w", "permuted", "broadcast_batch"],
+)
+def test_strided_inputs(isa, view):
+    rng = np.random.default_rng(3)
+    base = rng.uniform(-1, 1, (2, 4, 5, 6, 16)).astype(np.float32)
+    if view == "channel_stride":
+        x = base[..., ::2]
+    elif view == "negative_w":
+        x = base[:, :, :, ::-1, :8]
+    elif view == "permuted":
+        x = np.ascontiguousarray(base[..., :8].transpose(0, 4, 1, 2, 3)).transpose(0, 2, 3, 4, 1)
+    else:
+        x = np.broadcast_to(base[:1, ..., :8], (3, 4, 5, 6, 8))
+    w = rng.uniform(-1, 1, (10, 3, 3, 3, 8)).astype(np.float32)
+    y = volconv.conv3d(x, w, padding=1)
+    assert_conv_close(y, np.array(x), w, "float32", pad_lo=(1, 1, 1), pad_hi=(1, 1, 1))
+
+
+# --------------------------------------------------------------- threads
+
+
+@pytest.mark.parametrize("case", [CASES[2], _c("big", 2, 6, 9, 13, 16, 40, 3, p=1), TAIL_CASES[-3]], ids=str)
+def test_bit_identical_across_runs_and_thread_counts(threads, case):
+    x, w = case.inputs(5)
+    results = {}
+    for n in (1, 2, 3):
+        volconv.set_num_threads(n)
+        assert volconv.get_num_threads() == n
+        first = volconv.conv3d(x, w, **case.api_kwargs())
+        again = volconv.conv3d(x, w, **case.api_kwargs())
+        assert first.tobytes() == again.tobytes(), f"{n} threads: two runs differ"
+        results[n] = first
+    # Each output is summed by one kernel call in a fixed order, whatever the
+    # split, so the thread count does not change a bit either.
+    assert results[1].tobytes() == results[2].tobytes() == results[3].tobytes()
+    assert_conv_close(results[3], x, w, "float32", **case.params())
+
+
+def test_more_threads_than_work(threads):
+    volconv.set_num_threads(7)
+    case = CASES[-1]  # a single output voxel: one work item
+    x, w, y, _ = run_case(case)
+    assert_conv_close(y, x, w, "float32", **case.params())
+
+
+def test_set_num_threads_default(threads):
+    volconv.set_num_threads(3)
+    volconv.set_num_threads(0)
+    assert volconv.get_num_threads() == len(os.sched_getaffinity(0))
+
+
+def _python(code: str, **env) -> str:
+    out = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True, check=True
+    )
+    return out.stdout.strip()
+
+
+def test_num_threads_env_var():
+    assert _python("import volconv; print(volconv.get_num_threads())", VOLCONV_NUM_THREADS="5") == "5"
+
+
+def test_isa_env_var():
+    assert _python("from volconv import _core; print(_core._cpu_isa())", VOLCONV_CPU_ISA="generic") == "generic"
+
+
+def test_force_unsupported_isa_raises():
+    missing = [i for i in ALL_ISAS if i not in SUPPORTED]
+    if not missing:
+        pytest.skip("this CPU runs every kernel set")
+    with pytest.raises(ValueError, match="cannot run"):
+        _core._cpu_force_isa(missing[0])
+    assert _core._cpu_isa() == SUPPORTED[0]
