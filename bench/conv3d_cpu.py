@@ -88,8 +88,12 @@ def make_runners(key, dtype, threads, want_mlx):
     volconv.set_num_threads(threads)
     runners = {
         "volconv": lambda: volconv.conv3d(xv, wv, stride=s, padding=p, dilation=d, groups=g),
-        "torch_cl": lambda: torch.nn.functional.conv3d(tx_cl, tw_cl, stride=s, padding=p, dilation=d, groups=g),
-        "torch": lambda: torch.nn.functional.conv3d(tx_def, tw_def, stride=s, padding=p, dilation=d, groups=g),
+        "torch_cl": lambda: torch.nn.functional.conv3d(
+            tx_cl, tw_cl, stride=s, padding=p, dilation=d, groups=g
+        ),
+        "torch": lambda: torch.nn.functional.conv3d(
+            tx_def, tw_def, stride=s, padding=p, dilation=d, groups=g
+        ),
     }
     if want_mlx:
         import mlx.core as mx
@@ -113,12 +117,16 @@ def make_runners(key, dtype, threads, want_mlx):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated shape keys (a..i)")
-    ap.add_argument("--low-precision", default=",".join(LOW_PRECISION), help="shapes also run in bf16 and fp16")
+    ap.add_argument(
+        "--low-precision", default=",".join(LOW_PRECISION), help="shapes also run in bf16 and fp16"
+    )
     ap.add_argument("--repeats", type=int, default=5, help="timed repeats per framework (best is reported)")
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     ap.add_argument("--no-mlx", action="store_true")
     ap.add_argument(
-        "--slow-budget", type=float, default=20.0,
+        "--slow-budget",
+        type=float,
+        default=20.0,
         help="skip a framework on a shape when one call is predicted to take longer (s); slow ones run once",
     )
     ap.add_argument("--plot", default="bench/conv3d_cpu.png")
@@ -135,8 +143,10 @@ def main():
     volconv.set_num_threads(args.threads)
     peak32 = _core._cpu_peak_gflops(False)
     peak16 = _core._cpu_peak_gflops(True) or peak32
-    print(f"volconv {volconv.__version__} ({_core._cpu_isa()} kernels), torch {torch.__version__}, "
-          f"{args.threads} threads")
+    print(
+        f"volconv {volconv.__version__} ({_core._cpu_isa()} kernels), torch {torch.__version__}, "
+        f"{args.threads} threads"
+    )
     print(f"measured FMA peak: fp32 {peak32:.0f} GFLOP/s, bf16 (vdpbf16ps) {peak16:.0f} GFLOP/s")
 
     jobs = [(k, "float32") for k in args.shapes.split(",") if k]
@@ -173,8 +183,17 @@ def main():
                 best[fw] = min(best[fw], time.perf_counter() - t0)
         for fw in FRAMEWORKS:
             if fw in best or fw in skipped:
-                rows.append(dict(shape=key, dtype=dtype, fw=fw, ms=best.get(fw, math.nan) * 1e3, flops=flops,
-                                 mem=mem.get(fw), skipped=skipped.get(fw)))
+                rows.append(
+                    dict(
+                        shape=key,
+                        dtype=dtype,
+                        fw=fw,
+                        ms=best.get(fw, math.nan) * 1e3,
+                        flops=flops,
+                        mem=mem.get(fw),
+                        skipped=skipped.get(fw),
+                    )
+                )
         del runners
 
     print_table(rows, peak32, peak16)
@@ -184,8 +203,10 @@ def main():
 
 def print_table(rows, peak32, peak16):
     ref = {(r["shape"], r["dtype"]): r["ms"] for r in rows if r["fw"] == "torch_cl"}
-    print(f"\n{'shape':5} {'dtype':8} {'framework':9} {'ms':>10} {'GFLOP/s':>8} {'%peak':>6} {'x torch_cl':>10} "
-          f"{'extra MiB':>9}")
+    print(
+        f"\n{'shape':5} {'dtype':8} {'framework':9} {'ms':>10} {'GFLOP/s':>8} {'%peak':>6} {'x torch_cl':>10} "
+        f"{'extra MiB':>9}"
+    )
     for r in rows:
         if r["skipped"]:
             why = r["skipped"] if isinstance(r["skipped"], str) else f"predicted {r['skipped']:.0f} s/call"
@@ -195,8 +216,10 @@ def print_table(rows, peak32, peak16):
         peak = peak16 if r["dtype"] == "bfloat16" else peak32
         t = ref.get((r["shape"], r["dtype"]), math.nan)
         mem = "n/a" if r["mem"] is None else f"{r['mem']:.1f}"
-        print(f"{r['shape']:5} {r['dtype']:8} {r['fw']:9} {r['ms']:10.2f} {gf:8.1f} {100 * gf / peak:5.0f}% "
-              f"{t / r['ms']:9.2f}x {mem:>9}")
+        print(
+            f"{r['shape']:5} {r['dtype']:8} {r['fw']:9} {r['ms']:10.2f} {gf:8.1f} {100 * gf / peak:5.0f}% "
+            f"{t / r['ms']:9.2f}x {mem:>9}"
+        )
 
 
 def summarize(rows):
@@ -204,14 +227,19 @@ def summarize(rows):
     print("\nvolconv speed-up (time of the other / time of volconv):")
     for dtype in ("float32", "bfloat16", "float16"):
         for other in ("torch_cl", "torch", "mlx"):
-            ratios = {s: by[(s, d, other)] / by[(s, d, "volconv")] for (s, d, f) in by
-                      if d == dtype and f == other and (s, d, "volconv") in by}
+            ratios = {
+                s: by[(s, d, other)] / by[(s, d, "volconv")]
+                for (s, d, f) in by
+                if d == dtype and f == other and (s, d, "volconv") in by
+            }
             if not ratios:
                 continue
             geo = math.exp(sum(math.log(v) for v in ratios.values()) / len(ratios))
             worst = min(ratios, key=ratios.get)
-            print(f"  {dtype:8} vs {other:8}: geomean {geo:6.2f}x, min {ratios[worst]:6.2f}x ({worst}) "
-                  f"over {len(ratios)} shapes")
+            print(
+                f"  {dtype:8} vs {other:8}: geomean {geo:6.2f}x, min {ratios[worst]:6.2f}x ({worst}) "
+                f"over {len(ratios)} shapes"
+            )
 
 
 def plot(rows, path):
@@ -223,13 +251,18 @@ def plot(rows, path):
     except ImportError:
         print("(matplotlib not installed: no plot; pip install 'volconv[bench]')")
         return
-    labels = sorted({(r["shape"], r["dtype"]) for r in rows}, key=lambda sd: (sd[1] != "float32", sd[1], sd[0]))
+    labels = sorted(
+        {(r["shape"], r["dtype"]) for r in rows}, key=lambda sd: (sd[1] != "float32", sd[1], sd[0])
+    )
     fig, ax = plt.subplots(figsize=(max(8, len(labels) * 0.8), 4.5))
     width = 0.2
     for i, fw in enumerate(FRAMEWORKS):
         vals = []
         for s, d in labels:
-            r = next((r for r in rows if (r["shape"], r["dtype"], r["fw"]) == (s, d, fw) and not r["skipped"]), None)
+            r = next(
+                (r for r in rows if (r["shape"], r["dtype"], r["fw"]) == (s, d, fw) and not r["skipped"]),
+                None,
+            )
             vals.append(r["flops"] / r["ms"] / 1e6 if r else 0)
         ax.bar([j + (i - 1.5) * width for j in range(len(labels))], vals, width, label=fw)
     ax.set_xticks(range(len(labels)))

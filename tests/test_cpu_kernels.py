@@ -24,7 +24,12 @@ from reference import assert_conv_close  # noqa: E402
 
 ALL_ISAS = ["avx512bf16", "avx512f", "avx2", "neon", "generic"]
 SUPPORTED = _core._cpu_supported_isas()
-NP_DTYPES = {"float32": np.float32, "float16": np.float16, "bfloat16": ml_dtypes.bfloat16, "float64": np.float64}
+NP_DTYPES = {
+    "float32": np.float32,
+    "float16": np.float16,
+    "bfloat16": ml_dtypes.bfloat16,
+    "float64": np.float64,
+}
 
 
 @pytest.fixture(params=ALL_ISAS)
@@ -90,17 +95,32 @@ def test_cases_low_precision(isa, case, dtype):
 
 # Tails: W_out not a multiple of any MR, C_out around every NR (4..64), for
 # the in-place igemm (C_in 8 and 6), the small-C_in path (1, 3) and depthwise.
-TAIL_CASES = [
-    _c(f"tail_w{wo}_co{co}_ci{ci}", 1, 2, 2, wo, ci, co, 3, p=1)
-    for wo, co in [(1, 1), (5, 15), (7, 17), (9, 31), (13, 33), (17, 47), (6, 49), (11, 63), (3, 65), (19, 80)]
-    for ci in (8, 6, 3, 1)
-] + [
-    _c(f"dw_tail_w{wo}_c{ch}", 1, 3, 3, wo, ch, ch, 3, p=1, g=ch, tags=("depthwise",))
-    for wo, ch in [(5, 2), (7, 17), (13, 64), (6, 65), (9, 130)]
-] + [
-    _c("dw_strided_interior", 1, 4, 6, 30, 64, 64, 3, s=(1, 1, 2), p=1, g=64, tags=("depthwise",)),
-    _c("dw_dilated_k5", 1, 5, 5, 24, 32, 32, 5, p=4, dil=2, g=32, tags=("depthwise",)),
-]
+TAIL_CASES = (
+    [
+        _c(f"tail_w{wo}_co{co}_ci{ci}", 1, 2, 2, wo, ci, co, 3, p=1)
+        for wo, co in [
+            (1, 1),
+            (5, 15),
+            (7, 17),
+            (9, 31),
+            (13, 33),
+            (17, 47),
+            (6, 49),
+            (11, 63),
+            (3, 65),
+            (19, 80),
+        ]
+        for ci in (8, 6, 3, 1)
+    ]
+    + [
+        _c(f"dw_tail_w{wo}_c{ch}", 1, 3, 3, wo, ch, ch, 3, p=1, g=ch, tags=("depthwise",))
+        for wo, ch in [(5, 2), (7, 17), (13, 64), (6, 65), (9, 130)]
+    ]
+    + [
+        _c("dw_strided_interior", 1, 4, 6, 30, 64, 64, 3, s=(1, 1, 2), p=1, g=64, tags=("depthwise",)),
+        _c("dw_dilated_k5", 1, 5, 5, 24, 32, 32, 5, p=4, dil=2, g=32, tags=("depthwise",)),
+    ]
+)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
@@ -157,7 +177,9 @@ def test_odd_cin_bf16_uses_packed_rows():
 def test_mixed_dtypes(dtypes):
     case = _c("mixed", 1, 3, 4, 6, 8, 12, 3, p=1)
     x, w, y, _ = run_case(case, dtypes[0], weight_dtype=dtypes[1])
-    out = np.result_type(NP_DTYPES[dtypes[0]], NP_DTYPES[dtypes[1]]) if "bfloat16" not in dtypes else np.float32
+    out = (
+        np.result_type(NP_DTYPES[dtypes[0]], NP_DTYPES[dtypes[1]]) if "bfloat16" not in dtypes else np.float32
+    )
     assert y.dtype == out
     assert_conv_close(y, x, w, "float16" if out != np.float32 else "float32", **case.params())
 
@@ -234,7 +256,9 @@ def test_num_threads_env_var():
 
 
 def test_isa_env_var():
-    assert _python("from volconv import _core; print(_core._cpu_isa())", VOLCONV_CPU_ISA="generic") == "generic"
+    assert (
+        _python("from volconv import _core; print(_core._cpu_isa())", VOLCONV_CPU_ISA="generic") == "generic"
+    )
 
 
 def test_force_unsupported_isa_raises():
