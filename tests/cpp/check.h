@@ -3,6 +3,8 @@
 // check::result() so ctest sees a non-zero exit.
 #pragma once
 
+#include "volconv/params.h"
+
 #include <cstdio>
 #include <exception>
 #include <stdexcept>
@@ -61,6 +63,18 @@ void no_throw(F&& f, const char* expr, const char* file, int line) {
   } catch (const std::exception& e) {
     fail(file, line, std::string(expr) + " threw: " + e.what());
   }
+}
+
+// ConvParams from its five fields (the tests build many).
+inline volconv::ConvParams conv_params(volconv::Int3 stride, volconv::Int3 lo, volconv::Int3 hi,
+                                       volconv::Int3 dil, std::int64_t groups) {
+  volconv::ConvParams p;
+  p.stride = stride;
+  p.padding_lo = lo;
+  p.padding_hi = hi;
+  p.dilation = dil;
+  p.groups = groups;
+  return p;
 }
 
 }  // namespace check

@@ -17,13 +17,7 @@ std::int64_t out_len(std::int64_t in, std::int64_t k, std::int64_t s, std::int64
 }
 
 ConvParams params(Int3 stride, Int3 lo, Int3 hi, Int3 dil, std::int64_t groups) {
-  ConvParams p;
-  p.stride = stride;
-  p.padding_lo = lo;
-  p.padding_hi = hi;
-  p.dilation = dil;
-  p.groups = groups;
-  return p;
+  return check::conv_params(stride, lo, hi, dil, groups);
 }
 
 void test_output_shapes() {

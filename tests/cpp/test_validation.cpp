@@ -16,13 +16,7 @@ namespace {
 using IA = std::invalid_argument;
 
 ConvParams with(Int3 stride, Int3 lo, Int3 hi, Int3 dil, std::int64_t groups) {
-  ConvParams p;
-  p.stride = stride;
-  p.padding_lo = lo;
-  p.padding_hi = hi;
-  p.dilation = dil;
-  p.groups = groups;
-  return p;
+  return check::conv_params(stride, lo, hi, dil, groups);
 }
 
 const Int3 one{1, 1, 1}, zero{0, 0, 0};
