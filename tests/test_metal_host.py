@@ -519,6 +519,23 @@ def _yaml(name: str) -> dict:
     return doc
 
 
+def test_host_and_stub_define_every_backend_function():
+    """Each function csrc/core/backend.h declares for the Metal backend is
+    defined by the host (macOS) and by the stub (other platforms): a missing
+    one would only show as a link error on a Mac."""
+    header = (ROOT / "csrc" / "core" / "backend.h").read_text()
+    block = header[header.index("namespace volconv::metal {") :]
+    block = block[: block.index("}  // namespace volconv::metal")]
+    names = re.findall(r"^[\w:<>*& ]+?\b(\w+)\(", block, flags=re.M)
+    assert {"unavailable_reason", "new_queue", "conv3d", "synchronize", "buffer_contents"} <= set(names)
+    host = "".join((ROOT / "csrc" / "metal" / f).read_text() for f in ("device.mm", "conv3d.mm"))
+    stub = (ROOT / "csrc" / "metal" / "no_metal.cpp").read_text()
+    for name in names:
+        definition = re.compile(r"^[\w:<>*& ]*\b" + name + r"\([^;]*\)\s*\{", flags=re.M)
+        assert definition.search(host), f"the Metal host does not define {name}()"
+        assert definition.search(stub), f"no_metal.cpp does not define {name}()"
+
+
 def test_ci_workflow():
     doc = _yaml("ci.yml")
     jobs = doc["jobs"]

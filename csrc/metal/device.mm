@@ -89,6 +89,12 @@ id<MTLComputePipelineState> pipeline(Context& ctx, const std::string& name) {
 
 std::string unavailable_reason() { return context().unavailable; }
 
+// nil contents (private storage) tell the core the CPU cannot read the buffer.
+void* buffer_contents(const void* metal_buffer) {
+  id<MTLBuffer> buffer = (__bridge id<MTLBuffer>)metal_buffer;
+  return buffer.contents;
+}
+
 int new_queue() {
   Context& ctx = available_context();
   @autoreleasepool {
