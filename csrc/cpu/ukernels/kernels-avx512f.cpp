@@ -26,7 +26,7 @@ const KernelTable* kernels_avx512f() {
     t.f32_dwconv = {6, 64, f32_dwconv<VecAvx512f, 6, 4>, "f32-dwconv-6x64-avx512f"};
     t.store_tile = store_tile<VecAvx512f>;
     t.convert_row = convert_row<VecAvx512f>;
-    t.fma_probe = fma_probe<VecAvx512f>;
+    t.fma_probe = fma_probe<VecAvx512f, 24>;
     return t;
   }();
   return &table;

@@ -26,7 +26,7 @@ const KernelTable* kernels_neon() {
     t.f32_dwconv = {4, 16, f32_dwconv<VecNeon, 4, 4>, "f32-dwconv-4x16-neon"};
     t.store_tile = store_tile<VecNeon>;
     t.convert_row = convert_row<VecNeon>;
-    t.fma_probe = fma_probe<VecNeon>;
+    t.fma_probe = fma_probe<VecNeon, 24>;
     return t;
   }();
   return &table;
