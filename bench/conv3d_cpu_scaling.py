@@ -26,6 +26,7 @@ def main():
     ap.add_argument("--shapes", default="a,c,e")
     ap.add_argument("--threads", default="1,2,4,8,16")
     ap.add_argument("--repeats", type=int, default=5, help="timed repeats per framework (best is reported)")
+    ap.add_argument("--pause", type=float, default=0.3, help="idle seconds before each timed call")
     ap.add_argument("--out", default=None, help="also write the table (markdown) here")
     args = ap.parse_args()
     import torch
@@ -49,6 +50,9 @@ def main():
                 runners[fw]()  # warm-up
             for _ in range(args.repeats):
                 for fw in ("volconv", "torch_cl"):
+                    # torch's OpenMP workers spin for a while after a call
+                    # and would steal the cores from the next framework.
+                    time.sleep(args.pause)
                     t0 = time.perf_counter()
                     runners[fw]()
                     best[fw] = min(best.get(fw, math.inf), time.perf_counter() - t0)
