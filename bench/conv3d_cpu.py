@@ -70,14 +70,18 @@ class PeakMemory:
 
 def make_runners(key, dtype, threads, want_mlx):
     """One closure per framework computing the conv on prepared inputs."""
-    import ml_dtypes
     import torch
 
     shape, c_out, k, s, p, d, g = SHAPES[key]
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, shape).astype(np.float32)
     w = rng.uniform(-1, 1, (c_out, *k, shape[4] // g)).astype(np.float32)
-    np_dt = {"float32": np.float32, "float16": np.float16, "bfloat16": ml_dtypes.bfloat16}[dtype]
+    if dtype == "bfloat16":
+        import ml_dtypes
+
+        np_dt = ml_dtypes.bfloat16
+    else:
+        np_dt = {"float32": np.float32, "float16": np.float16}[dtype]
     xv, wv = x.astype(np_dt), w.astype(np_dt)
     t_dt = getattr(torch, dtype)
     tx = torch.from_numpy(x).to(t_dt).permute(0, 4, 1, 2, 3)

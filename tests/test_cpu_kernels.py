@@ -64,6 +64,9 @@ def expected_path(case: Case, dtype: str, isa: str) -> str:
         return "direct"
     if case.groups > 1 and case.groups == case.input[4] == case.c_out and dtype == "float32":
         return "dwconv:"
+    fold_w = case.groups == 1 and case.dilation[2] == 1 and case.kernel[2] * cin_g >= 8
+    if cin_g <= 4 and dtype == "float32" and fold_w:
+        return "fold-w:"
     if cin_g <= 4:
         return "small-cin:"
     if dtype == "bfloat16" and isa == "avx512bf16" and cin_g % 2 == 0:
@@ -129,6 +132,25 @@ def test_tails(isa, case, dtype):
     x, w, y, path = run_case(case, dtype, seed=1)
     assert path.startswith(expected_path(case, dtype, isa)), path
     assert_conv_close(y, x, w, dtype, **case.params())
+
+
+# The W window folded into K: windows across both W borders (pad larger
+# than the window overhang, asymmetric), strides, W narrower than the window,
+# several C_in, tiles spanning output rows and tails along C_out.
+FOLD_W = [
+    _c("fold_w_stem", 1, 3, 9, 23, 3, 20, (3, 7, 7), s=(1, 2, 2), p=(1, 3, 3)),
+    _c("fold_w_cin1_k9", 2, 3, 4, 13, 1, 17, (2, 3, 9), p=(0, 1, 4)),
+    _c("fold_w_asym", 1, 4, 5, 11, 2, 33, (3, 3, 5), s=(2, 1, 3), p=((1, 0, 4), (0, 2, 1))),
+    _c("fold_w_narrow", 1, 2, 3, 3, 4, 9, (1, 2, 5), p=(0, 1, 2)),
+    _c("fold_w_dil_dh", 1, 6, 6, 10, 3, 64, (2, 2, 3), p=1, dil=(2, 3, 1)),
+]
+
+
+@pytest.mark.parametrize("case", FOLD_W, ids=lambda c: c.name)
+def test_fold_w(isa, case):
+    x, w, y, path = run_case(case, seed=2)
+    assert path.startswith("fold-w:"), path
+    assert_conv_close(y, x, w, "float32", **case.params())
 
 
 # K split into chunks (accumulate into the tile): a packed-A tile with more

@@ -2,6 +2,7 @@
 //   float64 output               -> direct loop (true float64 accumulation)
 //   depthwise, f32 input         -> channel-vectorised dwconv kernel
 //   bf16 x bf16, even C_in/group -> vdpbf16ps igemm (CPUs with avx512_bf16)
+//   f32, C_in <= 4, groups 1     -> W window x C_in folded into K, read in place
 //   C_in/group <= 4              -> taps folded into K, k-major gathered tile
 //   f32 input                    -> f32 igemm reading the input in place
 //   everything else              -> igemm on gathered, f32-converted rows
@@ -22,6 +23,9 @@ namespace {
 // Below this many input channels per group a tap is too short for the row
 // pointer loop; the packed-A path folds taps into K instead.
 constexpr std::int64_t kSmallCin = 4;
+// Folding the W window into K pays when a (kd, kh) run is long enough for
+// the direct kernel's per-tap cost (loading MR row pointers).
+constexpr std::int64_t kFoldWMinK = 8;
 
 thread_local std::string t_last_path;
 
@@ -41,6 +45,9 @@ std::string run(const detail::ConvCall& call) {
   if (in == DType::bfloat16 && wt == DType::bfloat16 && kt.n_bf16_igemm > 0 && cin % 2 == 0 && cin > kSmallCin &&
       channels_contiguous)
     return conv3d_igemm(call, kt, IgemmMode::direct_bf16);
+  if (cin <= kSmallCin && in == DType::float32 && g.groups == 1 && call.input.strides[4] == 1 &&
+      call.input.strides[3] == cin && g.params.dilation[2] == 1 && g.kernel[2] * cin >= kFoldWMinK)
+    return conv3d_igemm(call, kt, IgemmMode::fold_w);
   if (cin <= kSmallCin) return conv3d_igemm(call, kt, IgemmMode::small_cin);
   if (in == DType::float32 && channels_contiguous) return conv3d_igemm(call, kt, IgemmMode::direct_f32);
   return conv3d_igemm(call, kt, IgemmMode::packed_a);

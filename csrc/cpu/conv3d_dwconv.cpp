@@ -1,9 +1,8 @@
-// The depthwise driver: tiles of MR output positions along W of one output
-// row, all channel blocks of a tile from one indirection (pointers at channel
-// 0, the block's channel offset applied by the kernel). A tile that lies
-// inside the input along W passes one pointer per tap and a row step (most
-// tiles: no per-row work); border tiles pass per-row pointers with the zero
-// row for padding. Split over tiles.
+// The depthwise driver: work is split over output rows (n, od, oh); per row
+// the (kd, kh) taps inside the input are listed once (D/H padding then
+// costs nothing), and the kernel runs the whole W row per channel block,
+// writing the output in place (through a row buffer when the output's
+// channels are not contiguous).
 #include <algorithm>
 #include <vector>
 
@@ -16,58 +15,57 @@ namespace volconv::cpu {
 
 std::string conv3d_dwconv(const detail::ConvCall& call, const KernelTable& kt) {
   const ConvGeometry& g = call.geometry;
-  const DwconvKernel k = kt.f32_dwconv;
-  const int MR = k.mr, NR = k.nr;
-  const std::int64_t C = g.out_channels, blocks = (C + NR - 1) / NR, c_pad = blocks * NR;
-  const std::int64_t taps = g.kernel[0] * g.kernel[1] * g.kernel[2];
-  const std::int64_t Wo = g.out[2], w_tiles = (Wo + MR - 1) / MR, out_rows = g.batch * g.out[0] * g.out[1];
-  const std::vector<float> packed = pack_dwconv_f32(g, call.weight, c_pad);
-  const std::vector<float> zero(std::size_t(c_pad), 0.0f);
-  const auto* x = static_cast<const char*>(call.input.data);
-  const Shape5& xs = call.input.strides;
   const ConvParams& cp = g.params;
-  const OutputTarget out{static_cast<char*>(call.output.data), call.output.dtype,
-                         std::int64_t(dtype_size(call.output.dtype)), call.output.strides};
-  parallel_for(out_rows * w_tiles, [&](std::int64_t begin, std::int64_t end) {
-    std::vector<const void*> a(std::size_t(taps * MR));
-    std::vector<std::int64_t> tap(static_cast<std::size_t>(taps)), w_off(static_cast<std::size_t>(taps));
-    std::vector<float> c(std::size_t(MR * NR));
-    TileRows rows;
+  const DwconvKernel k = kt.f32_dwconv;
+  const std::int64_t C = g.out_channels, NR = k.nr, blocks = (C + NR - 1) / NR, c_pad = blocks * NR;
+  const std::int64_t KD = g.kernel[0], KH = g.kernel[1], KW = g.kernel[2];
+  const std::int64_t Do = g.out[0], Ho = g.out[1], Wo = g.out[2], out_rows = g.batch * Do * Ho;
+  const std::vector<float> packed = pack_dwconv_f32(g, call.weight, c_pad);
+  const auto* x = static_cast<const float*>(call.input.data);
+  auto* y = static_cast<float*>(call.output.data);
+  const Shape5& xs = call.input.strides;
+  const Shape5& ys = call.output.strides;
+  const bool direct_out = ys[4] == 1;
+  // Rows run in blocks of hb output rows along H, od inside: the KD input
+  // planes' slab of a block stays in L2 while od advances, so each input row
+  // comes from memory about once instead of once per kd (a plane of a large
+  // input is far larger than L2).
+  const std::int64_t row_bytes = std::max<std::int64_t>(1, g.in[2] * C * 4);
+  const std::int64_t hb = std::clamp<std::int64_t>((512 << 10) / (KD * row_bytes) - (KH - 1), 1, Ho);
+  parallel_for(out_rows, [&](std::int64_t begin, std::int64_t end) {
+    std::vector<const float*> xr(std::size_t(KD * KH)), wr(std::size_t(KD * KH));
+    std::vector<float> row_buf(direct_out ? 0 : std::size_t(Wo * C));
     for (std::int64_t it = begin; it < end; ++it) {
-      const std::int64_t row = it / w_tiles, ow0 = (it % w_tiles) * MR;
-      const int mr = int(std::min<std::int64_t>(MR, Wo - ow0));
-      locate_rows(g, xs, out.strides, row * Wo + ow0, mr, rows);
-      const std::int64_t iw_first = rows.iw0[0], iw_last = rows.iw0[0] + (MR - 1) * cp.stride[2] +
-                                                           (g.kernel[2] - 1) * cp.dilation[2];
-      std::int64_t ks = 0, step = 0;
-      if (mr == MR && iw_first >= 0 && iw_last < g.in[2]) {
-        step = cp.stride[2] * xs[3];
-        for (std::int64_t kd = 0; kd < g.kernel[0]; ++kd)
-          for (std::int64_t kh = 0; kh < g.kernel[1]; ++kh) {
-            const std::int64_t id = rows.id0[0] + kd * cp.dilation[0], ih = rows.ih0[0] + kh * cp.dilation[1];
-            if (id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1]) continue;
-            for (std::int64_t kw = 0; kw < g.kernel[2]; ++kw, ++ks) {
-              a[std::size_t(ks)] = reinterpret_cast<const float*>(x) + rows.x_off[0] + id * xs[1] + ih * xs[2] +
-                                   (iw_first + kw * cp.dilation[2]) * xs[3];
-              w_off[std::size_t(ks)] = ((kd * g.kernel[1] + kh) * g.kernel[2] + kw) * c_pad;
-            }
-          }
-      } else {
-        ks = build_indirection(g, xs, rows, MR, x, 4, zero.data(), a.data(), tap.data());
-        for (std::int64_t s = 0; s < ks; ++s) w_off[std::size_t(s)] = tap[std::size_t(s)] * c_pad;
-      }
-      for (std::int64_t blk = 0; blk < blocks; ++blk) {
-        const int nc = int(std::min<std::int64_t>(NR, C - blk * NR));
-        // The strided form needs full channel vectors; a channel tail re-uses
-        // the per-row form, so rebuild it for this tile if needed.
-        if (step > 0 && nc != NR) {
-          ks = build_indirection(g, xs, rows, MR, x, 4, zero.data(), a.data(), tap.data());
-          for (std::int64_t s = 0; s < ks; ++s) w_off[std::size_t(s)] = tap[std::size_t(s)] * c_pad;
-          step = 0;
+      // it -> (n, H block, od, oh in block): see hb above.
+      const std::int64_t n = it / (Do * Ho), rest = it % (Do * Ho), hb0 = rest / (Do * hb) * hb;
+      const std::int64_t rows_hb = std::min(hb, Ho - hb0), in_hb = rest - hb0 * Do;
+      const std::int64_t od = in_hb / rows_hb, oh = hb0 + in_hb % rows_hb;
+      std::int64_t rows = 0;
+      for (std::int64_t kd = 0; kd < KD; ++kd) {
+        const std::int64_t id = od * cp.stride[0] - cp.padding_lo[0] + kd * cp.dilation[0];
+        if (id < 0 || id >= g.in[0]) continue;
+        for (std::int64_t kh = 0; kh < KH; ++kh) {
+          const std::int64_t ih = oh * cp.stride[1] - cp.padding_lo[1] + kh * cp.dilation[1];
+          if (ih < 0 || ih >= g.in[1]) continue;
+          xr[std::size_t(rows)] = x + n * xs[0] + id * xs[1] + ih * xs[2];
+          wr[std::size_t(rows++)] = packed.data() + (kd * KH + kh) * KW * c_pad;
         }
-        k.fn(DwconvParams{ks, reinterpret_cast<const float* const*>(a.data()), step, blk * NR, w_off.data(),
-                          packed.data() + blk * NR, c.data(), nc});
-        store_output_tile(kt, out, rows, blk * NR, c.data(), NR, nc);
+      }
+      float* yrow = direct_out ? y + n * ys[0] + od * ys[1] + oh * ys[2] : row_buf.data();
+      const std::int64_t y_step = direct_out ? ys[3] : C;
+      for (std::int64_t blk = 0; blk < blocks; ++blk) {
+        const std::int64_t c0 = blk * NR;
+        // The kernel reads channels [c0, c0 + nc) of each row: shift the row
+        // pointers to c0 and back afterwards.
+        for (std::int64_t q = 0; q < rows; ++q) xr[std::size_t(q)] += c0, wr[std::size_t(q)] += c0;
+        k.fn(DwconvParams{rows, xr.data(), wr.data(), KW, cp.stride[2], cp.dilation[2], cp.padding_lo[2], g.in[2],
+                          xs[3], c_pad, yrow + c0, Wo, y_step, int(std::min<std::int64_t>(NR, C - c0))});
+        for (std::int64_t q = 0; q < rows; ++q) xr[std::size_t(q)] -= c0, wr[std::size_t(q)] -= c0;
+      }
+      if (!direct_out) {
+        float* yr = y + n * ys[0] + od * ys[1] + oh * ys[2];
+        for (std::int64_t ow = 0; ow < Wo; ++ow)
+          for (std::int64_t c = 0; c < C; ++c) yr[ow * ys[3] + c * ys[4]] = row_buf[std::size_t(ow * C + c)];
       }
     }
   });

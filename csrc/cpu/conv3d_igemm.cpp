@@ -9,6 +9,11 @@
 //    runs on it. For small C_in (a tap then holds 1-4 values, too few for the
 //    row-pointer loop), fp16/bf16 inputs without a native kernel, and inputs
 //    whose channels are not contiguous.
+//  - fold W (f32, groups 1, small C_in, dilation 1 along W): with channels
+//    and W contiguous, the KW x C_in values a row reads at one (kd, kh) are
+//    one contiguous run, so the direct kernel reads them in place with
+//    K = KW * C_in per (kd, kh); only rows whose window crosses the W border
+//    copy it (zero-padded) into a small scratch.
 //  - small C_in (1-4 per group): tiles run along W inside one output row, and
 //    the tile's input is gathered k-major (K = taps x C_in, the MR values of
 //    one k side by side), so each k costs one short strided copy and the
@@ -60,22 +65,29 @@ Problem make_problem(const detail::ConvCall& call, const KernelTable& kt, const 
   return p;
 }
 
+// fold_w: a "tap" is a (kd, kh) pair and K per tap is the W window x C_in.
 template <class W>
-void run_direct(const Problem& p, const std::vector<W>& packed) {
+void run_direct(const Problem& p, const std::vector<W>& packed, bool fold_w = false) {
   const int MR = p.k.mr, NR = p.k.nr;
-  const std::vector<char> zero(std::size_t(p.cin * p.x_esize + 64), 0);
+  const std::int64_t KW = p.g.kernel[2];
+  const std::int64_t taps = fold_w ? p.taps / KW : p.taps, kc = fold_w ? KW * p.cin : p.cin;
+  const std::vector<char> zero(std::size_t(kc * p.x_esize + 64), 0);
   parallel_for(p.g.groups * p.blocks * p.n_mt, [&](std::int64_t begin, std::int64_t end) {
-    std::vector<const void*> a(std::size_t(p.taps * MR));
-    std::vector<std::int64_t> tap(static_cast<std::size_t>(p.taps)), w_off(static_cast<std::size_t>(p.taps));
+    std::vector<const void*> a(std::size_t(taps * MR));
+    std::vector<std::int64_t> tap(static_cast<std::size_t>(taps)), w_off(static_cast<std::size_t>(taps));
+    std::vector<char> scratch(fold_w ? std::size_t(taps * MR * kc * p.x_esize) : 0);
     std::vector<float> c(std::size_t(MR * NR));
     TileRows rows;
     for (std::int64_t it = begin; it < end; ++it) {
       const std::int64_t mt = it % p.n_mt, gb = it / p.n_mt, blk = gb % p.blocks, grp = gb / p.blocks;
       locate_rows(p.g, p.xs, p.out.strides, mt * MR, MR, rows);
       const char* x = p.x + grp * p.cin * p.xs[4] * p.x_esize;
-      const std::int64_t ks = build_indirection(p.g, p.xs, rows, MR, x, p.x_esize, zero.data(), a.data(), tap.data());
-      for (std::int64_t s = 0; s < ks; ++s) w_off[std::size_t(s)] = tap[std::size_t(s)] * p.cin * NR;
-      p.k.fn(IgemmParams{ks, p.cin, a.data(), w_off.data(), packed.data() + gb * p.panel, c.data(), 0});
+      const std::int64_t ks =
+          fold_w ? build_indirection_fold_w(p.g, p.xs, rows, MR, x, p.x_esize, zero.data(), scratch.data(), a.data(),
+                                            tap.data())
+                 : build_indirection(p.g, p.xs, rows, MR, x, p.x_esize, zero.data(), a.data(), tap.data());
+      for (std::int64_t s = 0; s < ks; ++s) w_off[std::size_t(s)] = tap[std::size_t(s)] * kc * NR;
+      p.k.fn(IgemmParams{ks, kc, a.data(), w_off.data(), packed.data() + gb * p.panel, c.data(), 0});
       store_output_tile(p.kt, p.out, rows, grp * p.cout + blk * NR, c.data(), NR,
                         int(std::min<std::int64_t>(NR, p.cout - blk * NR)));
     }
@@ -247,6 +259,10 @@ std::string conv3d_igemm(const detail::ConvCall& call, const KernelTable& kt, Ig
   if (mode == IgemmMode::direct_f32) {
     run_direct(p, packed);
     return std::string("igemm:") + k.name;
+  }
+  if (mode == IgemmMode::fold_w) {
+    run_direct(p, packed, true);
+    return std::string("fold-w:") + k.name;
   }
   if (mode == IgemmMode::small_cin) {
     // Same tile shape as the igemm kernel chosen above, so `packed` fits it.

@@ -12,6 +12,7 @@ namespace volconv::cpu {
 enum class IgemmMode {
   direct_f32,   // f32 input with contiguous channels, read in place
   direct_bf16,  // bf16 x bf16 on vdpbf16ps, even C_in per group
+  fold_w,       // f32, groups 1, small C_in: the W window x C_in is one contiguous K run per (kd, kh)
   small_cin,    // C_in per group <= 4: taps folded into K, A gathered k-major per tile
   packed_a,     // anything else: rows gathered and converted per tile
 };

@@ -1,5 +1,7 @@
 #include "conv_tile.h"
 
+#include <cstring>
+
 namespace volconv::cpu {
 
 void locate_rows(const ConvGeometry& g, const Shape5& xs, const Shape5& ys, std::int64_t m0, int mr,
@@ -59,6 +61,41 @@ std::int64_t build_indirection(const ConvGeometry& g, const Shape5& xs, const Ti
         }
         if (any) tap[ks++] = (kd * g.kernel[1] + kh) * g.kernel[2] + kw;
       }
+    }
+  return ks;
+}
+
+std::int64_t build_indirection_fold_w(const ConvGeometry& g, const Shape5& xs, const TileRows& rows, int mr,
+                                      const char* x, std::int64_t esize, const void* zero, char* scratch,
+                                      const void** a, std::int64_t* tap) {
+  const ConvParams& p = g.params;
+  const std::int64_t KW = g.kernel[2], W = g.in[2], cin = g.in_channels, window = KW * cin * esize;
+  std::int64_t ks = 0;
+  for (std::int64_t kd = 0; kd < g.kernel[0]; ++kd)
+    for (std::int64_t kh = 0; kh < g.kernel[1]; ++kh) {
+      bool any = false;
+      const void** row = a + ks * mr;
+      for (int r = 0; r < mr; ++r) {
+        const std::int64_t id = rows.id0[r] + kd * p.dilation[0], ih = rows.ih0[r] + kh * p.dilation[1];
+        const std::int64_t iw0 = rows.iw0[r];
+        if (r >= rows.valid || id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1] || iw0 + KW <= 0 || iw0 >= W) {
+          row[r] = zero;
+          continue;
+        }
+        any = true;
+        const char* src = x + (rows.x_off[r] + id * xs[1] + ih * xs[2] + iw0 * xs[3]) * esize;
+        if (iw0 >= 0 && iw0 + KW <= W) {
+          row[r] = src;
+          continue;
+        }
+        // Window across the W border: copy its inside part, zero the rest.
+        char* buf = scratch + ((kd * g.kernel[1] + kh) * mr + r) * window;
+        const std::int64_t lo = iw0 < 0 ? -iw0 : 0, hi = iw0 + KW > W ? W - iw0 : KW;
+        std::memset(buf, 0, std::size_t(window));
+        std::memcpy(buf + lo * cin * esize, src + lo * cin * esize, std::size_t((hi - lo) * cin * esize));
+        row[r] = buf;
+      }
+      if (any) tap[ks++] = kd * g.kernel[1] + kh;
     }
   return ks;
 }

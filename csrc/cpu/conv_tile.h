@@ -44,6 +44,16 @@ std::int64_t build_indirection(const ConvGeometry& g, const Shape5& xs, const Ti
                                const char* x, std::int64_t esize, const void* zero, const void** a,
                                std::int64_t* tap);
 
+// The same with the whole W window folded into K (groups == 1, dilation 1
+// along W, channels then W contiguous in the input): per (kd, kh) a row reads
+// KW * C_in consecutive elements from its first tap. A row whose window
+// crosses the W border gets a zero-padded copy of its window in `scratch`
+// (room for mr * KD * KH windows); a row in D/H padding gets `zero`
+// (at least KW * C_in long). tap[s] is the (kd, kh) index kd * KH + kh.
+std::int64_t build_indirection_fold_w(const ConvGeometry& g, const Shape5& xs, const TileRows& rows, int mr,
+                                      const char* x, std::int64_t esize, const void* zero, char* scratch,
+                                      const void** a, std::int64_t* tap);
+
 }  // namespace volconv::cpu
 
 namespace volconv::cpu {

@@ -1,7 +1,10 @@
-// f32 depthwise micro-kernel (channel-vectorised direct convolution): MR
-// output positions x NV channel vectors; per tap one weight vector per
-// channel vector is shared by the MR rows, and each row adds input * weight
-// elementwise. No reduction across lanes, so no packing of the input.
+// f32 depthwise micro-kernel (channel-vectorised direct convolution over
+// NDHWC): one output row (all of W) for one block of NR channels. The
+// driver lists the (kd, kh) taps that fall inside the input for this row, so
+// D/H padding costs nothing here; along W the interior range, where every kw
+// reads inside the input, runs in register tiles with no checks, and only
+// the few border positions compute their kw range. No reduction across
+// lanes, so no packing of the input.
 #pragma once
 
 #include <cstdint>
@@ -10,76 +13,118 @@
 
 namespace {
 
-template <class V, int MR, int NV>
+// Stride 1, dilation 1, KW taps: MR positions x NV channel vectors at
+// channel c0, the KW x NV weights in registers; each input vector is loaded
+// once and feeds up to KW accumulators (register blocking along W), so a
+// tile costs MR + KW - 1 loads per KW * MR FMAs instead of one per FMA.
+template <class V, int MR, int NV, int KW>
+void f32_dwconv_wblock(const volconv::cpu::DwconvParams& p, std::int64_t ow, int c0) {
+  using Reg = typename V::V;
+  constexpr int L = V::L;
+  const std::int64_t xs = p.x_step;
+  Reg acc[MR][NV];
+#pragma GCC unroll 32
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
+  for (std::int64_t q = 0; q < p.rows; ++q) {
+    const float* x = p.x[q] + (ow - p.pad) * xs + c0;
+    const float* w = p.w[q] + c0;
+    Reg wv[KW][NV];
+#pragma GCC unroll 8
+    for (int kw = 0; kw < KW; ++kw)
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) wv[kw][v] = V::load(w + kw * p.w_step + v * L);
+#pragma GCC unroll 64
+    for (int j = 0; j < MR + KW - 1; ++j, x += xs) {
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) {
+        const Reg in = V::load(x + v * L);
+#pragma GCC unroll 8
+        for (int kw = 0; kw < KW; ++kw)
+          if (j - kw >= 0 && j - kw < MR) acc[j - kw][v] = V::fma(in, wv[kw][v], acc[j - kw][v]);
+      }
+    }
+  }
+#pragma GCC unroll 32
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) V::store(p.y + (ow + r) * p.y_step + c0 + v * L, acc[r][v]);
+}
+
+// WMR x WNV W-blocked tiles for the common 3-wide stride-1 window, MR x NV
+// tiles (one load per FMA) for any other window, and one position at a time
+// at the borders and tails.
+template <class V, int MR, int NV, int WMR = MR, int WNV = NV>
 void f32_dwconv(const volconv::cpu::DwconvParams& p) {
   using Reg = typename V::V;
   constexpr int L = V::L, NR = NV * L;
-  const std::int64_t off = p.a_offset;
-  if (p.nc == NR && p.a_step > 0) {
-    // Interior tile: one pointer per tap, rows a fixed step apart.
-    Reg acc[MR][NV];
-#pragma GCC unroll 32
-    for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
-    const std::int64_t step = p.a_step;
-    for (std::int64_t s = 0; s < p.ks; ++s) {
-      const float* wp = p.w + p.w_off[s];
-      const float* x0 = p.a[s] + off;
-      Reg wv[NV];
-#pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) wv[v] = V::load(wp + v * L);
+  const std::int64_t KW = p.kw, xs = p.x_step, sw = p.stride * xs, dw = p.dilation * xs;
+  // ow in [lo, hi): every kw reads inside the input (iw = ow*s - pad + kw*dil).
+  std::int64_t lo = (p.pad + p.stride - 1) / p.stride;
+  std::int64_t hi = p.width - 1 + p.pad - (KW - 1) * p.dilation;
+  hi = hi < 0 ? 0 : hi / p.stride + 1;
+  if (hi > p.wo) hi = p.wo;
+  if (lo > hi) lo = hi;
+
+  // One output position, taps [kw0, kw1).
+  auto single = [&](std::int64_t ow, std::int64_t kw0, std::int64_t kw1) {
+    float* y = p.y + ow * p.y_step;
+    for (int v0 = 0; v0 < p.nc; v0 += L) {
+      const int n = p.nc - v0 < L ? p.nc - v0 : L;
+      Reg acc = V::zero();
+      for (std::int64_t q = 0; q < p.rows; ++q) {
+        const float* x = p.x[q] + (ow * p.stride - p.pad) * xs + v0;
+        const float* w = p.w[q] + v0;
+        for (std::int64_t kw = kw0; kw < kw1; ++kw)
+          acc = V::fma(V::load_partial(x + kw * dw, n), V::load_partial(w + kw * p.w_step, n), acc);
+      }
+      V::store_partial(y + v0, acc, n);
+    }
+  };
+  auto border = [&](std::int64_t ow) {
+    const std::int64_t iw0 = ow * p.stride - p.pad;
+    std::int64_t kw0 = iw0 >= 0 ? 0 : (-iw0 + p.dilation - 1) / p.dilation;
+    std::int64_t kw1 = p.width - iw0 <= 0 ? 0 : (p.width - iw0 + p.dilation - 1) / p.dilation;
+    if (kw1 > KW) kw1 = KW;
+    if (kw0 > kw1) kw0 = kw1;
+    single(ow, kw0, kw1);
+  };
+
+  for (std::int64_t ow = 0; ow < lo; ++ow) border(ow);
+  std::int64_t ow = lo;
+  if (p.stride == 1 && p.dilation == 1 && KW == 3 && p.nc % (WNV * L) == 0)
+    for (; ow + WMR <= hi; ow += WMR)
+      for (int c0 = 0; c0 < p.nc; c0 += WNV * L) f32_dwconv_wblock<V, WMR, WNV, 3>(p, ow, c0);
+  if (p.nc == NR) {
+    for (; ow + MR <= hi; ow += MR) {
+      Reg acc[MR][NV];
 #pragma GCC unroll 32
       for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 8
-        for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(V::load(x0 + r * step + v * L), wv[v], acc[r][v]);
-    }
+        for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
+      for (std::int64_t q = 0; q < p.rows; ++q) {
+        const float* x = p.x[q] + (ow * p.stride - p.pad) * xs;
+        const float* w = p.w[q];
+        for (std::int64_t kw = 0; kw < KW; ++kw, x += dw, w += p.w_step) {
+          Reg wv[NV];
+#pragma GCC unroll 8
+          for (int v = 0; v < NV; ++v) wv[v] = V::load(w + v * L);
 #pragma GCC unroll 32
-    for (int r = 0; r < MR; ++r)
+          for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) V::store(p.c + r * NR + v * L, acc[r][v]);
-    return;
-  }
-  if (p.nc == NR) {
-    Reg acc[MR][NV];
-#pragma GCC unroll 32
-    for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
-    for (std::int64_t s = 0; s < p.ks; ++s) {
-      const float* wp = p.w + p.w_off[s];
-      Reg wv[NV];
-#pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) wv[v] = V::load(wp + v * L);
-#pragma GCC unroll 32
-      for (int r = 0; r < MR; ++r) {
-        const float* x = p.a[s * MR + r] + off;
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(V::load(x + v * L), wv[v], acc[r][v]);
+            for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(V::load(x + r * sw + v * L), wv[v], acc[r][v]);
+        }
       }
-    }
+      float* y = p.y + ow * p.y_step;
 #pragma GCC unroll 32
-    for (int r = 0; r < MR; ++r)
+      for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) V::store(p.c + r * NR + v * L, acc[r][v]);
-    return;
-  }
-  // Channel tail: one vector at a time, partial loads so no lane reads past
-  // the last channel of the input.
-  // (Called with per-row pointers only: a_step is 0 here.)
-  for (int v0 = 0; v0 < p.nc; v0 += L) {
-    const int n = p.nc - v0 < L ? p.nc - v0 : L;
-    Reg acc[MR];
-#pragma GCC unroll 32
-    for (int r = 0; r < MR; ++r) acc[r] = V::zero();
-    for (std::int64_t s = 0; s < p.ks; ++s) {
-      const Reg wv = V::load_partial(p.w + p.w_off[s] + v0, n);
-#pragma GCC unroll 32
-      for (int r = 0; r < MR; ++r) acc[r] = V::fma(V::load_partial(p.a[s * MR + r] + off + v0, n), wv, acc[r]);
+        for (int v = 0; v < NV; ++v) V::store(y + r * p.y_step + v * L, acc[r][v]);
     }
-#pragma GCC unroll 32
-    for (int r = 0; r < MR; ++r) V::store_partial(p.c + r * NR + v0, acc[r], n);
   }
+  for (; ow < hi; ++ow) single(ow, 0, KW);
+  for (; ow < p.wo; ++ow) border(ow);
 }
 
 }  // namespace

@@ -27,14 +27,16 @@ bool store_tile_bf16(const TileStore& t) {
   return true;
 }
 
-// vdpbf16ps: 2 multiply-adds per fp32 lane per instruction.
+// vdpbf16ps: 2 multiply-adds per fp32 lane per instruction. Chains start
+// from distinct values so the compiler cannot fold them into one.
 double bf16_probe(std::int64_t iters) {
-  constexpr int kChains = 12;
+  constexpr int kChains = 24;
   const __m512bh a = (__m512bh)_mm512_set1_epi32(0x3f803f80), b = (__m512bh)_mm512_set1_epi32(0x33d633d6);
   __m512 acc[kChains];
-  for (int j = 0; j < kChains; ++j) acc[j] = _mm512_setzero_ps();
+#pragma GCC unroll 32
+  for (int j = 0; j < kChains; ++j) acc[j] = _mm512_set1_ps(float(j) * 0.125f);
   for (std::int64_t i = 0; i < iters; ++i) {
-#pragma GCC unroll 16
+#pragma GCC unroll 32
     for (int j = 0; j < kChains; ++j) acc[j] = _mm512_dpbf16_ps(acc[j], a, b);
   }
   __m512 total = acc[0];
@@ -64,10 +66,10 @@ const KernelTable* kernels_avx512bf16() {
     t.bf16_igemm[1] = {8, 32, bf16_igemm_dpbf16<8, 2>, "bf16-igemm-8x32-avx512bf16"};
     t.bf16_igemm[2] = {8, 48, bf16_igemm_dpbf16<8, 3>, "bf16-igemm-8x48-avx512bf16"};
     t.bf16_igemm[3] = {6, 64, bf16_igemm_dpbf16<6, 4>, "bf16-igemm-6x64-avx512bf16"};
-    t.f32_dwconv = {6, 64, f32_dwconv<VecAvx512f, 6, 4>, "f32-dwconv-6x64-avx512f"};
+    t.f32_dwconv = {6, 64, f32_dwconv<VecAvx512f, 6, 4, 12, 2>, "f32-dwconv-6x64-avx512f"};
     t.store_tile = store_tile_bf16;
     t.convert_row = convert_row<VecAvx512f>;
-    t.fma_probe = fma_probe<VecAvx512f>;
+    t.fma_probe = fma_probe<VecAvx512f, 24>;
     t.bf16_probe = bf16_probe;
     return t;
   }();

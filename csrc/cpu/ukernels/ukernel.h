@@ -32,21 +32,20 @@ struct IgemmKernel {
   const char* name;
 };
 
-// Depthwise (groups == C_in == C_out): an MR x NR tile of MR output positions
-// and NR channels; per tap, row r reads nc channels at a[s * MR + r] + a_offset
-// (the zero row is at least a_offset + NR floats long, so padding rows take
-// the same offset) against w + w_off[s] (NR packed floats).
-// With a_step > 0 the tile lies inside the input along W: a holds one
-// pointer per tap (row 0) and row r reads at a[s] + r * a_step.
+// Depthwise (groups == C_in == C_out): one output row of wo positions x nc
+// channels (nc <= NR). x[q] / w[q], q < rows: the input row (at iw = 0) and
+// packed weights ([kw][channel], kw stride w_step) of the q-th (kd, kh) tap
+// inside the input; both already offset to the block's first channel.
+// Along W: input width `width`, step x_step floats per position; output
+// position ow at y + ow * y_step.
 struct DwconvParams {
-  std::int64_t ks;
-  const float* const* a;
-  std::int64_t a_step;
-  std::int64_t a_offset;
-  const std::int64_t* w_off;
-  const float* w;
-  float* c;  // MR x NR, row stride NR
-  int nc;    // channels that are real (<= NR); the rest of c is left unspecified
+  std::int64_t rows;
+  const float* const* x;
+  const float* const* w;
+  std::int64_t kw, stride, dilation, pad, width, x_step, w_step;
+  float* y;
+  std::int64_t wo, y_step;
+  int nc;
 };
 using DwconvFn = void (*)(const DwconvParams&);
 
