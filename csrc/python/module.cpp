@@ -6,21 +6,13 @@
 #include <nanobind/stl/array.h>
 #include <nanobind/stl/string.h>
 
-#if __has_include(<sys/mman.h>)
-#include <sys/mman.h>
-#endif
+#include <nanobind/stl/vector.h>
 
-#include <cstdlib>
-#include <cstring>
-#include <mutex>
-#include <unordered_map>
-#include <vector>
 #include <stdexcept>
 #include <string>
 
+#include "../core/output_blocks.h"
 #include "volconv/volconv.h"
-#include "volconv/cpu.h"
-#include <nanobind/stl/vector.h>
 
 namespace nb = nanobind;
 using namespace volconv;
@@ -31,85 +23,7 @@ namespace {
 // the GPU exports its MTLBuffer and a byte offset through DLPack).
 using StridedArray = nb::ndarray<nb::ro>;
 
-// Outputs are page-aligned so Metal (and numpy) can adopt them without a copy.
-constexpr std::size_t kOutputAlignment = 16384;
-
-// Output blocks. A fresh large block comes from mmap (above glibc's mmap
-// threshold), and the kernel then faults in and zeroes every page on first
-// write: for a cheap conv that was about half its time. So freed blocks are
-// kept in a small cache (a few blocks, a byte cap) and handed to the next
-// output of a size they fit without much waste; fresh large blocks are
-// 2 MiB-aligned and advised as huge pages, so first touch costs 1/512 of
-// the faults. Every block stays 16 KiB-aligned and owned by its array.
-class OutputBlocks {
- public:
-  void* take(std::size_t bytes) {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      // The smallest cached block that fits and wastes at most a quarter.
-      std::size_t best = blocks_.size();
-      for (std::size_t i = 0; i < blocks_.size(); ++i)
-        if (blocks_[i].bytes >= bytes && blocks_[i].bytes - bytes <= bytes / 4 &&
-            (best == blocks_.size() || blocks_[i].bytes < blocks_[best].bytes))
-          best = i;
-      if (best < blocks_.size()) {
-        const Block b = blocks_[best];
-        blocks_.erase(blocks_.begin() + std::ptrdiff_t(best));
-        cached_ -= b.bytes;
-        sizes_[b.data] = b.bytes;
-        return b.data;
-      }
-    }
-    const bool huge = bytes >= kHugePage;
-    void* data = nullptr;
-    if (posix_memalign(&data, huge ? kHugePage : kOutputAlignment, bytes) != 0) throw std::bad_alloc();
-#if defined(MADV_HUGEPAGE)
-    if (huge) madvise(data, bytes / kHugePage * kHugePage, MADV_HUGEPAGE);
-#endif
-    std::lock_guard<std::mutex> lock(mutex_);
-    sizes_[data] = bytes;
-    return data;
-  }
-
-  void give(void* data) noexcept {
-    std::lock_guard<std::mutex> lock(mutex_);
-    const auto it = sizes_.find(data);
-    const std::size_t bytes = it->second;
-    sizes_.erase(it);
-    if (bytes < kMinCached || bytes > kMaxCachedBytes) {
-      std::free(data);
-      return;
-    }
-    // Keep the newest blocks: drop the oldest until this one fits the caps.
-    while (!blocks_.empty() && (blocks_.size() >= kMaxBlocks || cached_ + bytes > kMaxCachedBytes)) {
-      std::free(blocks_.front().data);
-      cached_ -= blocks_.front().bytes;
-      blocks_.erase(blocks_.begin());
-    }
-    blocks_.push_back(Block{data, bytes});
-    cached_ += bytes;
-  }
-
- private:
-  struct Block {
-    void* data;
-    std::size_t bytes;
-  };
-  static constexpr std::size_t kHugePage = std::size_t(2) << 20;
-  static constexpr std::size_t kMinCached = std::size_t(256) << 10;  // smaller ones come from the heap anyway
-  static constexpr std::size_t kMaxCachedBytes = std::size_t(128) << 20;
-  static constexpr std::size_t kMaxBlocks = 4;
-  std::mutex mutex_;
-  std::vector<Block> blocks_;
-  std::size_t cached_ = 0;
-  std::unordered_map<void*, std::size_t> sizes_;
-};
-
-// Never destroyed: arrays may outlive the module at interpreter exit.
-OutputBlocks& output_blocks() {
-  static OutputBlocks* blocks = new OutputBlocks;
-  return *blocks;
-}
+using detail::kOutputAlignment;
 
 ConstTensorView view_of(const StridedArray& a, DType dtype, const char* what) {
   if (a.ndim() != 5)
@@ -160,8 +74,8 @@ nb::ndarray<nb::numpy> conv3d_py(const StridedArray& input, DType input_dtype, c
   std::size_t bytes = dtype_size(out_dtype);
   for (auto s : out_shape) bytes *= std::size_t(s);
   const std::size_t alloc = (bytes + kOutputAlignment - 1) / kOutputAlignment * kOutputAlignment;
-  void* data = output_blocks().take(alloc ? alloc : kOutputAlignment);
-  nb::capsule owner(data, [](void* p) noexcept { output_blocks().give(p); });
+  void* data = detail::output_blocks().take(alloc ? alloc : kOutputAlignment);
+  nb::capsule owner(data, [](void* p) noexcept { detail::output_blocks().give(p); });
 
   const TensorView out = TensorView::contiguous(data, out_dtype, out_shape);
   {
