@@ -133,6 +133,12 @@ def main():
         default=20.0,
         help="skip a framework on a shape when one call is predicted to take longer (s); slow ones run once",
     )
+    ap.add_argument(
+        "--pause",
+        type=float,
+        default=0.03,
+        help="seconds to sleep before each timed call (lets the previous framework's idle workers settle)",
+    )
     ap.add_argument("--plot", default="bench/conv3d_cpu.png")
     args = ap.parse_args()
 
@@ -178,10 +184,13 @@ def main():
             rate[(fw, dtype)] = flops / first / 1e9
         # Interleaved repeats: each round runs every framework once, so load
         # from other processes hits all of them alike. Slow ones (> 1 s) run once.
+        # torch's OpenMP workers spin ~10 ms after each call; without the pause
+        # they would steal a core from whichever framework runs next.
         for _ in range(args.repeats):
             for fw in best:
                 if best[fw] > 1.0:
                     continue
+                time.sleep(args.pause)
                 t0 = time.perf_counter()
                 runners[fw]()
                 best[fw] = min(best[fw], time.perf_counter() - t0)
