@@ -153,6 +153,25 @@ def test_fold_w(isa, case):
     assert_conv_close(y, x, w, "float32", **case.params())
 
 
+# The in-place indirection groups a tile's rows into runs along one output
+# row: runs broken by row, image and batch ends, W strides and dilations
+# larger than the kernel, padding wider than the window, W narrower than it.
+INDIRECTION = [
+    _c("runs_span_rows_batches", 3, 2, 3, 5, 8, 16, 3, p=1),
+    _c("runs_stride3_pad_wide", 1, 3, 4, 17, 6, 20, (2, 2, 3), s=(1, 2, 3), p=(1, 1, 4)),
+    _c("runs_dilated_w", 1, 4, 5, 13, 8, 33, 3, p=(1, 1, 5), dil=(1, 2, 4)),
+    _c("runs_w_narrower", 2, 3, 3, 2, 10, 17, (1, 3, 5), p=(0, 1, 3)),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("case", INDIRECTION, ids=lambda c: c.name)
+def test_indirection_runs(isa, case, dtype):
+    x, w, y, path = run_case(case, dtype, seed=3)
+    assert path.startswith(expected_path(case, dtype, isa)), path
+    assert_conv_close(y, x, w, dtype, **case.params())
+
+
 # K split into chunks (accumulate into the tile): a packed-A tile with more
 # taps x C_in than its buffer holds, and a small-C_in tile likewise.
 CHUNKED = [
