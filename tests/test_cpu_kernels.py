@@ -67,6 +67,8 @@ def expected_path(case: Case, dtype: str, isa: str) -> str:
     fold_w = case.groups == 1 and case.dilation[2] == 1 and case.kernel[2] * cin_g >= 8
     if cin_g <= 4 and dtype == "float32" and fold_w:
         return "fold-w:"
+    if cin_g == 1 and case.groups == 1 and dtype == "float32":
+        return "cin1:"
     if cin_g <= 4:
         return "small-cin:"
     if dtype == "bfloat16" and isa == "avx512bf16" and cin_g % 2 == 0:
@@ -153,6 +155,44 @@ def test_fold_w(isa, case):
     assert_conv_close(y, x, w, "float32", **case.params())
 
 
+# The in-place indirection groups a tile's rows into runs along one output
+# row: runs broken by row, image and batch ends, W strides and dilations
+# larger than the kernel, padding wider than the window, W narrower than it.
+INDIRECTION = [
+    _c("runs_span_rows_batches", 3, 2, 3, 5, 8, 16, 3, p=1),
+    _c("runs_stride3_pad_wide", 1, 3, 4, 17, 6, 20, (2, 2, 3), s=(1, 2, 3), p=(1, 1, 4)),
+    _c("runs_dilated_w", 1, 4, 5, 13, 8, 33, 3, p=(1, 1, 5), dil=(1, 2, 4)),
+    _c("runs_w_narrower", 2, 3, 3, 2, 10, 17, (1, 3, 5), p=(0, 1, 3)),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("case", INDIRECTION, ids=lambda c: c.name)
+def test_indirection_runs(isa, case, dtype):
+    x, w, y, path = run_case(case, dtype, seed=3)
+    assert path.startswith(expected_path(case, dtype, isa)), path
+    assert_conv_close(y, x, w, dtype, **case.params())
+
+
+# One input channel (the direct row kernel, C_out in the lanes): W shorter
+# and longer than the register tile, tails along C_out, strides, dilation,
+# padding wider than the window, batches.
+CIN1 = [
+    _c("cin1_d_like", 1, 6, 6, 33, 1, 16, 3, p=1),
+    _c("cin1_cout_tails", 2, 3, 4, 29, 1, 37, 3, p=1),
+    _c("cin1_narrow_w", 1, 3, 3, 2, 1, 5, 3, p=(1, 1, 2)),
+    _c("cin1_strided_dilated", 1, 7, 8, 40, 1, 24, (3, 2, 3), s=(2, 1, 2), p=(1, 0, 3), dil=(1, 2, 2)),
+    _c("cin1_wide_cout", 1, 3, 3, 20, 1, 70, 3, p=1),
+]
+
+
+@pytest.mark.parametrize("case", CIN1, ids=lambda c: c.name)
+def test_cin1(isa, case):
+    x, w, y, path = run_case(case, seed=4)
+    assert path.startswith("cin1:"), path
+    assert_conv_close(y, x, w, "float32", **case.params())
+
+
 # K split into chunks (accumulate into the tile): a packed-A tile with more
 # taps x C_in than its buffer holds, and a small-C_in tile likewise.
 CHUNKED = [
@@ -236,7 +276,7 @@ def test_strided_inputs(isa, view):
 # --------------------------------------------------------------- threads
 
 
-@pytest.mark.parametrize("case", [CASES[2], _c("big", 2, 6, 9, 13, 16, 40, 3, p=1), TAIL_CASES[-3]], ids=str)
+@pytest.mark.parametrize("case", [CASES[2], _c("big", 2, 6, 9, 13, 16, 40, 3, p=1), TAIL_CASES[-3], CIN1[1]], ids=str)
 def test_bit_identical_across_runs_and_thread_counts(threads, case):
     x, w = case.inputs(5)
     results = {}

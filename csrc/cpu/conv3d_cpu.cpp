@@ -1,6 +1,7 @@
 // The CPU backend's entry: picks the path for a validated call.
 //   float64 output               -> direct loop (true float64 accumulation)
 //   depthwise, f32 input         -> channel-vectorised dwconv kernel
+//   f32, C_in 1, groups 1, narrow W window -> direct row kernel, C_out in the lanes
 //   bf16 x bf16, even C_in/group -> vdpbf16ps igemm (CPUs with avx512_bf16)
 //   f32, C_in <= 4, groups 1     -> W window x C_in folded into K, read in place
 //   C_in/group <= 4              -> taps folded into K, k-major gathered tile
@@ -45,9 +46,10 @@ std::string run(const detail::ConvCall& call) {
   if (in == DType::bfloat16 && wt == DType::bfloat16 && kt.n_bf16_igemm > 0 && cin % 2 == 0 && cin > kSmallCin &&
       channels_contiguous)
     return conv3d_igemm(call, kt, IgemmMode::direct_bf16);
-  if (cin <= kSmallCin && in == DType::float32 && g.groups == 1 && call.input.strides[4] == 1 &&
-      call.input.strides[3] == cin && g.params.dilation[2] == 1 && g.kernel[2] * cin >= kFoldWMinK)
-    return conv3d_igemm(call, kt, IgemmMode::fold_w);
+  const bool fold_w = cin <= kSmallCin && in == DType::float32 && g.groups == 1 && call.input.strides[4] == 1 &&
+                      call.input.strides[3] == cin && g.params.dilation[2] == 1 && g.kernel[2] * cin >= kFoldWMinK;
+  if (g.in_channels == 1 && g.groups == 1 && in == DType::float32 && !fold_w) return "cin1:" + conv3d_cin1(call, kt);
+  if (fold_w) return conv3d_igemm(call, kt, IgemmMode::fold_w);
   if (cin <= kSmallCin) return conv3d_igemm(call, kt, IgemmMode::small_cin);
   if (in == DType::float32 && channels_contiguous) return conv3d_igemm(call, kt, IgemmMode::direct_f32);
   return conv3d_igemm(call, kt, IgemmMode::packed_a);

@@ -1,8 +1,9 @@
-// The depthwise driver: work is split over output rows (n, od, oh); per row
-// the (kd, kh) taps inside the input are listed once (D/H padding then
-// costs nothing), and the kernel runs the whole W row per channel block,
-// writing the output in place (through a row buffer when the output's
-// channels are not contiguous).
+// The row drivers, depthwise and one input channel: work is split over
+// output rows (n, od, oh); per row the (kd, kh) taps inside the input are
+// listed once (D/H padding then costs nothing), and the kernel runs the
+// whole W row per output channel block, writing the output in place
+// (through a row buffer when the output's channels are not contiguous).
+// Depthwise reads the block's channels of the input; C_in = 1 reads its one.
 #include <algorithm>
 #include <vector>
 
@@ -13,10 +14,11 @@
 
 namespace volconv::cpu {
 
-std::string conv3d_dwconv(const detail::ConvCall& call, const KernelTable& kt) {
+namespace {
+
+std::string run_rows(const detail::ConvCall& call, const DwconvKernel& k, bool depthwise) {
   const ConvGeometry& g = call.geometry;
   const ConvParams& cp = g.params;
-  const DwconvKernel k = kt.f32_dwconv;
   const std::int64_t C = g.out_channels, NR = k.nr, blocks = (C + NR - 1) / NR, c_pad = blocks * NR;
   const std::int64_t KD = g.kernel[0], KH = g.kernel[1], KW = g.kernel[2];
   const std::int64_t Do = g.out[0], Ho = g.out[1], Wo = g.out[2], out_rows = g.batch * Do * Ho;
@@ -30,7 +32,7 @@ std::string conv3d_dwconv(const detail::ConvCall& call, const KernelTable& kt) {
   // planes' slab of a block stays in L2 while od advances, so each input row
   // comes from memory about once instead of once per kd (a plane of a large
   // input is far larger than L2).
-  const std::int64_t row_bytes = std::max<std::int64_t>(1, g.in[2] * C * 4);
+  const std::int64_t row_bytes = std::max<std::int64_t>(1, g.in[2] * g.in_channels * 4);
   const std::int64_t hb = std::clamp<std::int64_t>((512 << 10) / (KD * row_bytes) - (KH - 1), 1, Ho);
   parallel_for(out_rows, [&](std::int64_t begin, std::int64_t end) {
     std::vector<const float*> xr(std::size_t(KD * KH)), wr(std::size_t(KD * KH));
@@ -56,11 +58,12 @@ std::string conv3d_dwconv(const detail::ConvCall& call, const KernelTable& kt) {
       for (std::int64_t blk = 0; blk < blocks; ++blk) {
         const std::int64_t c0 = blk * NR;
         // The kernel reads channels [c0, c0 + nc) of each row: shift the row
-        // pointers to c0 and back afterwards.
-        for (std::int64_t q = 0; q < rows; ++q) xr[std::size_t(q)] += c0, wr[std::size_t(q)] += c0;
+        // pointers to c0 and back afterwards (the input's only if depthwise).
+        const std::int64_t xc0 = depthwise ? c0 : 0;
+        for (std::int64_t q = 0; q < rows; ++q) xr[std::size_t(q)] += xc0, wr[std::size_t(q)] += c0;
         k.fn(DwconvParams{rows, xr.data(), wr.data(), KW, cp.stride[2], cp.dilation[2], cp.padding_lo[2], g.in[2],
                           xs[3], c_pad, yrow + c0, Wo, y_step, int(std::min<std::int64_t>(NR, C - c0))});
-        for (std::int64_t q = 0; q < rows; ++q) xr[std::size_t(q)] -= c0, wr[std::size_t(q)] -= c0;
+        for (std::int64_t q = 0; q < rows; ++q) xr[std::size_t(q)] -= xc0, wr[std::size_t(q)] -= c0;
       }
       if (!direct_out) {
         float* yr = y + n * ys[0] + od * ys[1] + oh * ys[2];
@@ -70,6 +73,16 @@ std::string conv3d_dwconv(const detail::ConvCall& call, const KernelTable& kt) {
     }
   });
   return k.name;
+}
+
+}  // namespace
+
+std::string conv3d_dwconv(const detail::ConvCall& call, const KernelTable& kt) {
+  return run_rows(call, kt.f32_dwconv, true);
+}
+
+std::string conv3d_cin1(const detail::ConvCall& call, const KernelTable& kt) {
+  return run_rows(call, kt.f32_conv_cin1, false);
 }
 
 }  // namespace volconv::cpu

@@ -22,4 +22,8 @@ std::string conv3d_igemm(const detail::ConvCall& call, const KernelTable& kt, Ig
 // Depthwise (groups == C_in == C_out), f32 input with contiguous channels.
 std::string conv3d_dwconv(const detail::ConvCall& call, const KernelTable& kt);
 
+// One input channel, groups 1, f32 input: the depthwise row driver with the
+// output channels in the lanes (f32-conv-cin1.h).
+std::string conv3d_cin1(const detail::ConvCall& call, const KernelTable& kt);
+
 }  // namespace volconv::cpu

@@ -1,5 +1,6 @@
 #include "conv_tile.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace volconv::cpu {
@@ -34,30 +35,60 @@ void locate_rows(const ConvGeometry& g, const Shape5& xs, const Shape5& ys, std:
 std::int64_t build_indirection(const ConvGeometry& g, const Shape5& xs, const TileRows& rows, int mr,
                                const char* x, std::int64_t esize, const void* zero, const void** a,
                                std::int64_t* tap) {
-  // Hoisted per row: the D/H part of the address is shared by all kw, so the
-  // innermost loop is one compare and one add per row.
+  // The tile's rows split into runs of consecutive positions of one output
+  // row (usually one or two runs). Within a run the D/H test and base address
+  // are shared and, at each kw, the rows inside the input along W are one
+  // range whose addresses step by a constant: no per-row bounds tests.
   const ConvParams& p = g.params;
+  struct Run {
+    int r0, r1;
+    std::int64_t iw0;
+    const char* base;
+    bool dh_ok;
+  };
+  Run runs[kMaxMR];
+  int n_runs = 0;
+  const std::int64_t sw = p.stride[2], step = sw * xs[3] * esize;
+  for (int r = 0; r < rows.valid; ++r) {
+    if (n_runs > 0 && rows.x_off[r] == rows.x_off[r - 1] && rows.id0[r] == rows.id0[r - 1] &&
+        rows.ih0[r] == rows.ih0[r - 1] && rows.iw0[r] == rows.iw0[r - 1] + sw) {
+      runs[n_runs - 1].r1 = r + 1;
+      continue;
+    }
+    runs[n_runs++] = Run{r, r + 1, rows.iw0[r], nullptr, false};
+  }
   std::int64_t ks = 0;
   for (std::int64_t kd = 0; kd < g.kernel[0]; ++kd)
     for (std::int64_t kh = 0; kh < g.kernel[1]; ++kh) {
-      const char* base[kMaxMR];
-      bool dh_ok[kMaxMR];
       bool any_dh = false;
-      for (int r = 0; r < mr; ++r) {
+      for (int j = 0; j < n_runs; ++j) {
+        Run& u = runs[j];
+        const int r = u.r0;
         const std::int64_t id = rows.id0[r] + kd * p.dilation[0], ih = rows.ih0[r] + kh * p.dilation[1];
-        dh_ok[r] = r < rows.valid && id >= 0 && id < g.in[0] && ih >= 0 && ih < g.in[1];
-        base[r] = x + (rows.x_off[r] + id * xs[1] + ih * xs[2]) * esize;
-        any_dh |= dh_ok[r];
+        u.dh_ok = id >= 0 && id < g.in[0] && ih >= 0 && ih < g.in[1];
+        u.base = x + (rows.x_off[r] + id * xs[1] + ih * xs[2]) * esize;
+        any_dh |= u.dh_ok;
       }
       if (!any_dh) continue;  // the whole tile reads D/H padding at this (kd, kh)
       for (std::int64_t kw = 0; kw < g.kernel[2]; ++kw) {
         bool any = false;
         const void** row = a + ks * mr;
-        for (int r = 0; r < mr; ++r) {
-          const std::int64_t iw = rows.iw0[r] + kw * p.dilation[2];
-          const bool ok = dh_ok[r] && iw >= 0 && iw < g.in[2];
-          row[r] = ok ? static_cast<const void*>(base[r] + iw * xs[3] * esize) : zero;
-          any |= ok;
+        for (int r = rows.valid; r < mr; ++r) row[r] = zero;
+        for (int j = 0; j < n_runs; ++j) {
+          const Run& u = runs[j];
+          const std::int64_t n = u.r1 - u.r0, iw = u.iw0 + kw * p.dilation[2];
+          // Rows [lo, hi) of the run read inside the input along W.
+          std::int64_t lo = 0, hi = 0;
+          if (u.dh_ok) {
+            lo = std::min<std::int64_t>(n, iw >= 0 ? 0 : (-iw + sw - 1) / sw);
+            hi = std::max<std::int64_t>(lo, std::min<std::int64_t>(n, g.in[2] > iw ? (g.in[2] - iw + sw - 1) / sw : 0));
+          }
+          const void** out = row + u.r0;
+          for (std::int64_t i = 0; i < lo; ++i) out[i] = zero;
+          const char* src = u.base + iw * xs[3] * esize;
+          for (std::int64_t i = lo; i < hi; ++i) out[i] = src + i * step;
+          for (std::int64_t i = hi; i < n; ++i) out[i] = zero;
+          any |= hi > lo;
         }
         if (any) tap[ks++] = (kd * g.kernel[1] + kh) * g.kernel[2] + kw;
       }

@@ -82,6 +82,7 @@ struct KernelTable {
   int n_bf16_igemm;  // vdpbf16ps kernels (avx512bf16 only)
   IgemmKernel bf16_igemm[4];
   DwconvKernel f32_dwconv;
+  DwconvKernel f32_conv_cin1;  // one input channel, groups 1 (see f32-conv-cin1.h)
   StoreTileFn store_tile;
   ConvertRowFn convert_row;
   // Peak probes for the benchmark: run `iters` rounds of independent FMA
