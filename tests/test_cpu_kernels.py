@@ -235,6 +235,26 @@ def test_odd_cin_bf16_uses_packed_rows():
     assert_conv_close(y, x, w, "bfloat16", **case.params())
 
 
+# Outputs of 8 MiB and more are written with non-temporal stores where the
+# row is aligned and whole vectors; C_out = 264 mixes aligned and unaligned
+# rows and a partial last block; depthwise and C_in = 1 write in their
+# own kernels.
+@pytest.mark.parametrize(
+    "case",
+    [
+        _c("stream_pw", 1, 8, 32, 33, 16, 264, 1),
+        _c("stream_k3", 1, 8, 32, 33, 8, 256, 3, p=1),
+        _c("stream_dw", 1, 8, 32, 33, 272, 272, 3, p=1, g=272),
+        _c("stream_cin1", 1, 8, 32, 33, 1, 272, 3, p=1),
+    ],
+    ids=lambda c: c.name,
+)
+def test_large_output_streamed(isa, case):
+    x, w, y, path = run_case(case)
+    assert y.nbytes >= 8 << 20
+    assert_conv_close(y, x, w, "float32", **case.params())
+
+
 @pytest.mark.parametrize("dtypes", [("float32", "float16"), ("bfloat16", "float32"), ("float16", "bfloat16")])
 def test_mixed_dtypes(dtypes):
     case = _c("mixed", 1, 3, 4, 6, 8, 12, 3, p=1)

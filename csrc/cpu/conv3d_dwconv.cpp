@@ -27,7 +27,7 @@ std::string run_rows(const detail::ConvCall& call, const DwconvKernel& k, bool d
   auto* y = static_cast<float*>(call.output.data);
   const Shape5& xs = call.input.strides;
   const Shape5& ys = call.output.strides;
-  const bool direct_out = ys[4] == 1;
+  const bool direct_out = ys[4] == 1, stream = stream_output(call.output);
   // Rows run in blocks of hb output rows along H, od inside: the KD input
   // planes' slab of a block stays in L2 while od advances, so each input row
   // comes from memory about once instead of once per kd (a plane of a large
@@ -62,7 +62,8 @@ std::string run_rows(const detail::ConvCall& call, const DwconvKernel& k, bool d
         const std::int64_t xc0 = depthwise ? c0 : 0;
         for (std::int64_t q = 0; q < rows; ++q) xr[std::size_t(q)] += xc0, wr[std::size_t(q)] += c0;
         k.fn(DwconvParams{rows, xr.data(), wr.data(), KW, cp.stride[2], cp.dilation[2], cp.padding_lo[2], g.in[2],
-                          xs[3], c_pad, yrow + c0, Wo, y_step, int(std::min<std::int64_t>(NR, C - c0))});
+                          xs[3], c_pad, yrow + c0, Wo, y_step, int(std::min<std::int64_t>(NR, C - c0)),
+                          stream && direct_out});
         for (std::int64_t q = 0; q < rows; ++q) xr[std::size_t(q)] -= xc0, wr[std::size_t(q)] -= c0;
       }
       if (!direct_out) {

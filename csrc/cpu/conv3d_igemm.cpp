@@ -53,7 +53,7 @@ Problem make_problem(const detail::ConvCall& call, const KernelTable& kt, const 
   Problem p{g, kt, k, static_cast<const char*>(call.input.data), std::int64_t(dtype_size(call.input.dtype)),
             call.input.strides,
             OutputTarget{static_cast<char*>(call.output.data), call.output.dtype,
-                         std::int64_t(dtype_size(call.output.dtype)), call.output.strides},
+                         std::int64_t(dtype_size(call.output.dtype)), call.output.strides, stream_output(call.output)},
             0, 0, 0, 0, 0, 0, 0};
   p.M = g.batch * g.out[0] * g.out[1] * g.out[2];
   p.taps = taps_of(g);

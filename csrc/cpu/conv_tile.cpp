@@ -146,13 +146,21 @@ int storage_code(DType dtype) {
   }
 }
 
+bool stream_output(const TensorView& out) {
+  // Well past the L2 of any core and the share of L3 a convolution gets.
+  constexpr std::int64_t kMinBytes = std::int64_t(8) << 20;
+  std::int64_t n = 1;
+  for (int i = 0; i < 5; ++i) n *= out.shape[i];
+  return out.dtype == DType::float32 && out.strides[4] == 1 && n * 4 >= kMinBytes;
+}
+
 void store_output_tile(const KernelTable& kt, const OutputTarget& out, const TileRows& rows, std::int64_t chan0,
                        const float* c, int ldc, int nc) {
   const Shape5& ys = out.strides;
   if (ys[4] == 1 && out.dtype != DType::float64) {
     void* dst[kMaxMR];
     for (int r = 0; r < rows.valid; ++r) dst[r] = out.y + (rows.y_off[r] + chan0) * out.esize;
-    if (kt.store_tile(TileStore{c, ldc, rows.valid, nc, dst, storage_code(out.dtype)})) return;
+    if (kt.store_tile(TileStore{c, ldc, rows.valid, nc, dst, storage_code(out.dtype), out.stream ? 1 : 0})) return;
   }
   visit_dtype(out.dtype, [&](auto e) {
     using E = decltype(e);

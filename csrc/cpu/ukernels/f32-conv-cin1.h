@@ -20,7 +20,7 @@ namespace {
 // read consecutive floats (stride 1, x_step 1), so the M input addresses are
 // one pointer plus constant offsets instead of M live offset registers.
 template <class V, int M, int NV, bool UNIT>
-void f32_conv_cin1_tile(const volconv::cpu::DwconvParams& p, std::int64_t ow) {
+void f32_conv_cin1_tile(const volconv::cpu::DwconvParams& p, std::int64_t ow, bool stream) {
   using Reg = typename V::V;
   constexpr int L = V::L;
   const std::int64_t xs = p.x_step, sw = p.stride * xs, dw = p.dilation * xs;
@@ -51,7 +51,7 @@ void f32_conv_cin1_tile(const volconv::cpu::DwconvParams& p, std::int64_t ow) {
       float* y = p.y + (ow + r) * p.y_step + v * L;
       const int n = p.nc - v * L;
       if (n >= L)
-        V::store(y, acc[r][v]);
+        stream ? V::stream(y, acc[r][v]) : V::store(y, acc[r][v]);
       else if (n > 0)
         V::store_partial(y, acc[r][v], n);
     }
@@ -104,14 +104,17 @@ void f32_conv_cin1(const volconv::cpu::DwconvParams& p) {
     single(ow, kw0, kw1);
   };
 
+  // Whole aligned vectors only (see f32-dwconv.h); tails keep plain stores.
+  const bool stream = V::kHasStream && p.stream && p.y_step % L == 0 &&
+                      reinterpret_cast<std::uintptr_t>(p.y) % (4 * L) == 0;
   for (std::int64_t ow = 0; ow < lo; ++ow) border(ow);
   std::int64_t ow = lo;
   auto tiles = [&](auto unit) {
     constexpr bool U = decltype(unit)::value;
-    for (; ow + MR <= hi; ow += MR) f32_conv_cin1_tile<V, MR, NV, U>(p, ow);
-    if (MR / 2 > 4 && ow + MR / 2 <= hi) f32_conv_cin1_tile<V, (MR / 2 > 4 ? MR / 2 : 4), NV, U>(p, ow), ow += MR / 2;
-    if (MR > 4 && ow + 4 <= hi) f32_conv_cin1_tile<V, 4, NV, U>(p, ow), ow += 4;
-    if (ow + 2 <= hi) f32_conv_cin1_tile<V, 2, NV, U>(p, ow), ow += 2;
+    for (; ow + MR <= hi; ow += MR) f32_conv_cin1_tile<V, MR, NV, U>(p, ow, stream);
+    if (MR / 2 > 4 && ow + MR / 2 <= hi) f32_conv_cin1_tile<V, (MR / 2 > 4 ? MR / 2 : 4), NV, U>(p, ow, stream), ow += MR / 2;
+    if (MR > 4 && ow + 4 <= hi) f32_conv_cin1_tile<V, 4, NV, U>(p, ow, stream), ow += 4;
+    if (ow + 2 <= hi) f32_conv_cin1_tile<V, 2, NV, U>(p, ow, stream), ow += 2;
   };
   if (p.stride * xs == 1)
     tiles(std::true_type{});
@@ -119,6 +122,7 @@ void f32_conv_cin1(const volconv::cpu::DwconvParams& p) {
     tiles(std::false_type{});
   for (; ow < hi; ++ow) single(ow, 0, KW);
   for (; ow < p.wo; ++ow) border(ow);
+  if (stream) V::stream_fence();
 }
 
 }  // namespace

@@ -18,7 +18,7 @@ namespace {
 // once and feeds up to KW accumulators (register blocking along W), so a
 // tile costs MR + KW - 1 loads per KW * MR FMAs instead of one per FMA.
 template <class V, int MR, int NV, int KW>
-void f32_dwconv_wblock(const volconv::cpu::DwconvParams& p, std::int64_t ow, int c0) {
+void f32_dwconv_wblock(const volconv::cpu::DwconvParams& p, std::int64_t ow, int c0, bool stream) {
   using Reg = typename V::V;
   constexpr int L = V::L;
   const std::int64_t xs = p.x_step;
@@ -49,7 +49,10 @@ void f32_dwconv_wblock(const volconv::cpu::DwconvParams& p, std::int64_t ow, int
 #pragma GCC unroll 32
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) V::store(p.y + (ow + r) * p.y_step + c0 + v * L, acc[r][v]);
+    for (int v = 0; v < NV; ++v) {
+      float* y = p.y + (ow + r) * p.y_step + c0 + v * L;
+      stream ? V::stream(y, acc[r][v]) : V::store(y, acc[r][v]);
+    }
 }
 
 // WMR x WNV W-blocked tiles for the common 3-wide stride-1 window, MR x NV
@@ -91,11 +94,15 @@ void f32_dwconv(const volconv::cpu::DwconvParams& p) {
     single(ow, kw0, kw1);
   };
 
+  // Whole aligned vectors only: every position's channel run starts on a
+  // vector boundary (the tails and borders keep plain stores).
+  const bool stream = V::kHasStream && p.stream && p.y_step % L == 0 &&
+                      reinterpret_cast<std::uintptr_t>(p.y) % (4 * L) == 0;
   for (std::int64_t ow = 0; ow < lo; ++ow) border(ow);
   std::int64_t ow = lo;
   if (p.stride == 1 && p.dilation == 1 && KW == 3 && p.nc % (WNV * L) == 0)
     for (; ow + WMR <= hi; ow += WMR)
-      for (int c0 = 0; c0 < p.nc; c0 += WNV * L) f32_dwconv_wblock<V, WMR, WNV, 3>(p, ow, c0);
+      for (int c0 = 0; c0 < p.nc; c0 += WNV * L) f32_dwconv_wblock<V, WMR, WNV, 3>(p, ow, c0, stream);
   if (p.nc == NR) {
     for (; ow + MR <= hi; ow += MR) {
       Reg acc[MR][NV];
@@ -120,11 +127,13 @@ void f32_dwconv(const volconv::cpu::DwconvParams& p) {
 #pragma GCC unroll 32
       for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 8
-        for (int v = 0; v < NV; ++v) V::store(y + r * p.y_step + v * L, acc[r][v]);
+        for (int v = 0; v < NV; ++v)
+          stream ? V::stream(y + r * p.y_step + v * L, acc[r][v]) : V::store(y + r * p.y_step + v * L, acc[r][v]);
     }
   }
   for (; ow < hi; ++ow) single(ow, 0, KW);
   for (; ow < p.wo; ++ow) border(ow);
+  if (stream) V::stream_fence();
 }
 
 }  // namespace

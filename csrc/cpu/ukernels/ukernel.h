@@ -46,6 +46,7 @@ struct DwconvParams {
   float* y;
   std::int64_t wo, y_step;
   int nc;
+  int stream;  // non-temporal stores where aligned (see TileStore::stream)
 };
 using DwconvFn = void (*)(const DwconvParams&);
 
@@ -66,6 +67,9 @@ struct TileStore {
   int ldc, mr, nc;
   void* const* rows;
   int storage;
+  // Bypass the caches for whole aligned vectors (an output far larger than
+  // the caches: the write then costs no read of the line it replaces).
+  int stream;
 };
 using StoreTileFn = bool (*)(const TileStore&);
 

@@ -26,6 +26,9 @@ struct VecGeneric {
   static V broadcast(const float* p) { return V{*p, *p, *p, *p}; }
   static V fma(V a, V b, V c) { return a * b + c; }
   static void store(float* p, V v) { std::memcpy(p, &v, sizeof v); }
+  static constexpr bool kHasStream = false;  // plain stores only
+  static void stream(float* p, V v) { store(p, v); }
+  static void stream_fence() {}
   static void store_partial(float* p, V v, int n) { std::memcpy(p, &v, std::size_t(n) * 4); }
 
   static constexpr bool kHasF16 = false;

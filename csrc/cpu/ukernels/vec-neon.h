@@ -22,6 +22,9 @@ struct VecNeon {
   static V broadcast(const float* p) { return vld1q_dup_f32(p); }
   static V fma(V a, V b, V c) { return vfmaq_f32(c, a, b); }
   static void store(float* p, V v) { vst1q_f32(p, v); }
+  static constexpr bool kHasStream = false;  // plain stores only
+  static void stream(float* p, V v) { store(p, v); }
+  static void stream_fence() {}
   static void store_partial(float* p, V v, int n) {
     float t[4];
     vst1q_f32(t, v);
