@@ -235,6 +235,20 @@ def test_odd_cin_bf16_uses_packed_rows():
     assert_conv_close(y, x, w, "bfloat16", **case.params())
 
 
+# The direct igemm runs every NR block per M tile when a group's panels fit
+# in L2 (small K x C_out), else the block is the outer loop; both with M
+# tails and a partial last block.
+@pytest.mark.parametrize(
+    "case",
+    [_c("m_outer", 2, 3, 5, 7, 24, 72, 3, p=1), _c("block_outer", 1, 3, 4, 5, 64, 200, 3, p=1)],
+    ids=lambda c: c.name,
+)
+def test_block_order(isa, case):
+    x, w, y, path = run_case(case)
+    assert path.startswith("igemm:"), path
+    assert_conv_close(y, x, w, "float32", **case.params())
+
+
 # Outputs of 8 MiB and more are written with non-temporal stores where the
 # row is aligned and whole vectors; C_out = 264 mixes aligned and unaligned
 # rows and a partial last block; depthwise and C_in = 1 write in their

@@ -34,6 +34,9 @@ namespace {
 // Gathered A rows stay under this size (per thread), so a tile's K chunk sits
 // in L2 while every NR block reads it.
 constexpr std::int64_t kPackedABytes = 96 * 1024;
+// A group's packed weights up to this size stay in L2 while every NR block
+// runs on one M tile (see run_direct).
+constexpr std::int64_t kAllPanelsBytes = 256 * 1024;
 
 std::int64_t taps_of(const ConvGeometry& g) { return g.kernel[0] * g.kernel[1] * g.kernel[2]; }
 
@@ -66,20 +69,29 @@ Problem make_problem(const detail::ConvCall& call, const KernelTable& kt, const 
 }
 
 // fold_w: a "tap" is a (kd, kh) pair and K per tap is the W window x C_in.
+// Work order: when a group's panels together fit in L2 (pointwise and other
+// short-K problems), each M tile runs every NR block on one indirection, so
+// the per-tile costs (row location, indirection) are paid once per tile;
+// otherwise the NR block is outer, so a thread streams one panel through
+// many tiles.
 template <class W>
 void run_direct(const Problem& p, const std::vector<W>& packed, bool fold_w = false) {
   const int MR = p.k.mr, NR = p.k.nr;
   const std::int64_t KW = p.g.kernel[2];
   const std::int64_t taps = fold_w ? p.taps / KW : p.taps, kc = fold_w ? KW * p.cin : p.cin;
   const std::vector<char> zero(std::size_t(kc * p.x_esize + 64), 0);
-  parallel_for(p.g.groups * p.blocks * p.n_mt, [&](std::int64_t begin, std::int64_t end) {
+  const bool m_outer = p.blocks > 1 && std::int64_t(sizeof(W)) * p.panel * p.blocks <= kAllPanelsBytes;
+  const std::int64_t inner = m_outer ? p.blocks : 1;
+  parallel_for(p.g.groups * p.n_mt * p.blocks / inner, [&](std::int64_t begin, std::int64_t end) {
     std::vector<const void*> a(std::size_t(taps * MR));
     std::vector<std::int64_t> tap(static_cast<std::size_t>(taps)), w_off(static_cast<std::size_t>(taps));
     std::vector<char> scratch(fold_w ? std::size_t(taps * MR * kc * p.x_esize) : 0);
     std::vector<float> c(std::size_t(MR * NR));
     TileRows rows;
     for (std::int64_t it = begin; it < end; ++it) {
-      const std::int64_t mt = it % p.n_mt, gb = it / p.n_mt, blk = gb % p.blocks, grp = gb / p.blocks;
+      // m_outer: it = (grp, mt); else it = (grp, blk, mt).
+      const std::int64_t mt = it % p.n_mt, gb = it / p.n_mt;
+      const std::int64_t grp = m_outer ? gb : gb / p.blocks, blk0 = m_outer ? 0 : gb % p.blocks;
       locate_rows(p.g, p.xs, p.out.strides, mt * MR, MR, rows);
       const char* x = p.x + grp * p.cin * p.xs[4] * p.x_esize;
       const std::int64_t ks =
@@ -87,9 +99,12 @@ void run_direct(const Problem& p, const std::vector<W>& packed, bool fold_w = fa
                                             tap.data())
                  : build_indirection(p.g, p.xs, rows, MR, x, p.x_esize, zero.data(), a.data(), tap.data());
       for (std::int64_t s = 0; s < ks; ++s) w_off[std::size_t(s)] = tap[std::size_t(s)] * kc * NR;
-      p.k.fn(IgemmParams{ks, kc, a.data(), w_off.data(), packed.data() + gb * p.panel, c.data(), 0});
-      store_output_tile(p.kt, p.out, rows, grp * p.cout + blk * NR, c.data(), NR,
-                        int(std::min<std::int64_t>(NR, p.cout - blk * NR)));
+      for (std::int64_t blk = blk0; blk < blk0 + inner; ++blk) {
+        p.k.fn(IgemmParams{ks, kc, a.data(), w_off.data(), packed.data() + (grp * p.blocks + blk) * p.panel, c.data(),
+                           0});
+        store_output_tile(p.kt, p.out, rows, grp * p.cout + blk * NR, c.data(), NR,
+                          int(std::min<std::int64_t>(NR, p.cout - blk * NR)));
+      }
     }
   });
 }
