@@ -310,7 +310,9 @@ def test_strided_inputs(isa, view):
 # --------------------------------------------------------------- threads
 
 
-@pytest.mark.parametrize("case", [CASES[2], _c("big", 2, 6, 9, 13, 16, 40, 3, p=1), TAIL_CASES[-3], CIN1[1]], ids=str)
+@pytest.mark.parametrize(
+    "case", [CASES[2], _c("big", 2, 6, 9, 13, 16, 40, 3, p=1), TAIL_CASES[-3], CIN1[1]], ids=str
+)
 def test_bit_identical_across_runs_and_thread_counts(threads, case):
     x, w = case.inputs(5)
     results = {}
