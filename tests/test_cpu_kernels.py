@@ -183,6 +183,7 @@ CIN1 = [
     _c("cin1_narrow_w", 1, 3, 3, 2, 1, 5, 3, p=(1, 1, 2)),
     _c("cin1_strided_dilated", 1, 7, 8, 40, 1, 24, (3, 2, 3), s=(2, 1, 2), p=(1, 0, 3), dil=(1, 2, 2)),
     _c("cin1_wide_cout", 1, 3, 3, 20, 1, 70, 3, p=1),
+    _c("cin1_asymmetric_pad", 1, 4, 5, 19, 1, 16, 3, p=((1, 0, 2), (0, 1, 1))),
 ]
 
 
@@ -190,6 +191,18 @@ CIN1 = [
 def test_cin1(isa, case):
     x, w, y, path = run_case(case, seed=4)
     assert path.startswith("cin1:"), path
+    assert_conv_close(y, x, w, "float32", **case.params())
+
+
+def test_cin1_strided_view(isa):
+    # The row kernel reads W with the input's stride (x_step), not 1.
+    case = _c("cin1_view", 1, 3, 4, 21, 1, 16, 3, p=1)
+    x, w = case.inputs(6)
+    wide = np.zeros(x.shape[:3] + (2 * x.shape[3], 1), np.float32)
+    wide[:, :, :, ::2] = x
+    view = wide[:, :, :, ::2]
+    y = volconv.conv3d(view, w, **case.api_kwargs())
+    assert _core._cpu_last_path().startswith("cin1:")
     assert_conv_close(y, x, w, "float32", **case.params())
 
 

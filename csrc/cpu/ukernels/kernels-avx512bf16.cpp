@@ -68,7 +68,7 @@ const KernelTable* kernels_avx512bf16() {
     t.bf16_igemm[2] = {8, 48, bf16_igemm_dpbf16<8, 3>, "bf16-igemm-8x48-avx512bf16"};
     t.bf16_igemm[3] = {6, 64, bf16_igemm_dpbf16<6, 4>, "bf16-igemm-6x64-avx512bf16"};
     t.f32_dwconv = {6, 64, f32_dwconv<VecAvx512f, 6, 4, 12, 2>, "f32-dwconv-6x64-avx512f"};
-    t.f32_conv_cin1 = {14, 16, f32_conv_cin1<VecAvx512f, 14, 1>, "f32-conv-cin1-14x16-avx512f"};
+    t.f32_conv_cin1 = {16, 16, f32_conv_cin1<VecAvx512f, 16, 1>, "f32-conv-cin1-16x16-avx512f"};
     t.store_tile = store_tile_bf16;
     t.convert_row = convert_row<VecAvx512f>;
     t.fma_probe = fma_probe<VecAvx512f, 24>;
