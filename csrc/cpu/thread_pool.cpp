@@ -22,6 +22,10 @@
 
 #include "volconv/cpu.h"
 
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
+#include <xmmintrin.h>
+#endif
+
 namespace volconv::cpu {
 namespace {
 
@@ -41,6 +45,15 @@ int default_threads() {
   return n > 0 ? int(n) : 1;
 }
 
+// Kernels write large outputs with non-temporal stores, which other cores
+// may see late: fence once per chunk (not per tile: an sfence waits for the
+// write-combining buffers to drain) before the chunk counts as done.
+void fence_streaming_stores() {
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
+  _mm_sfence();
+#endif
+}
+
 class Pool {
  public:
   explicit Pool(int threads) : threads_(threads), pid_(getpid()) {}
@@ -54,6 +67,7 @@ class Pool {
     std::unique_lock<std::mutex> call(call_mutex_, std::try_to_lock);
     if (chunks <= 1 || !call.owns_lock()) {
       fn(0, n);  // same results: the split never changes what each output sums
+      fence_streaming_stores();
       return;
     }
     grow(chunks - 1);
@@ -73,6 +87,7 @@ class Pool {
     } catch (...) {
       mine = std::current_exception();
     }
+    fence_streaming_stores();
     std::unique_lock<std::mutex> lock(mutex_);
     done_.wait(lock, [&] { return pending_ == 0; });
     fn_ = nullptr;
@@ -112,6 +127,7 @@ class Pool {
       } catch (...) {
         err = std::current_exception();
       }
+      fence_streaming_stores();
       lock.lock();
       if (err && !error_) error_ = err;
       if (--pending_ == 0) done_.notify_one();

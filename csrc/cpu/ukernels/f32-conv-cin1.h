@@ -122,7 +122,6 @@ void f32_conv_cin1(const volconv::cpu::DwconvParams& p) {
     tiles(std::false_type{});
   for (; ow < hi; ++ow) single(ow, 0, KW);
   for (; ow < p.wo; ++ow) border(ow);
-  if (stream) V::stream_fence();
 }
 
 }  // namespace

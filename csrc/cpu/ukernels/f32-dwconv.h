@@ -133,7 +133,6 @@ void f32_dwconv(const volconv::cpu::DwconvParams& p) {
   }
   for (; ow < hi; ++ow) single(ow, 0, KW);
   for (; ow < p.wo; ++ow) border(ow);
-  if (stream) V::stream_fence();
 }
 
 }  // namespace

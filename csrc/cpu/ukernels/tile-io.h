@@ -17,7 +17,6 @@ bool store_tile(const volconv::cpu::TileStore& t) {
   constexpr int L = V::L;
   if (t.storage == kF16 && !V::kHasF16) return false;
   if (t.storage == kBF16) return false;  // needs rounding; only tables with a native instruction override this
-  bool streamed = false;
   for (int r = 0; r < t.mr; ++r) {
     const float* src = t.c + std::int64_t(r) * t.ldc;
     int j = 0;
@@ -25,7 +24,6 @@ bool store_tile(const volconv::cpu::TileStore& t) {
       float* dst = static_cast<float*>(t.rows[r]);
       if (V::kHasStream && t.stream && t.nc % L == 0 && reinterpret_cast<std::uintptr_t>(dst) % (4 * L) == 0) {
         for (; j < t.nc; j += L) V::stream(dst + j, V::load(src + j));
-        streamed = true;
         continue;
       }
       for (; j + L <= t.nc; j += L) V::store(dst + j, V::load(src + j));
@@ -36,7 +34,6 @@ bool store_tile(const volconv::cpu::TileStore& t) {
       if (j < t.nc) V::store_f16_partial(dst + j, V::load_partial(src + j, t.nc - j), t.nc - j);
     }
   }
-  if (streamed) V::stream_fence();  // order them before the pool reports the tile done
   return true;
 }
 

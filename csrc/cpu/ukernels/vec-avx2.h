@@ -21,10 +21,9 @@ struct VecAvx2 {
   static V broadcast(const float* p) { return _mm256_broadcast_ss(p); }
   static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
-  // Non-temporal store (p % 32 == 0); needs stream_fence().
+  // Non-temporal store (p % 32 == 0); the thread pool fences once per chunk.
   static constexpr bool kHasStream = true;
   static void stream(float* p, V v) { _mm256_stream_ps(p, v); }
-  static void stream_fence() { _mm_sfence(); }
   static void store_partial(float* p, V v, int n) { _mm256_maskstore_ps(p, mask(n), v); }
 
   static constexpr bool kHasF16 = true;

@@ -20,10 +20,10 @@ struct VecAvx512f {
   static V broadcast(const float* p) { return _mm512_set1_ps(*p); }
   static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
   static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
-  // Non-temporal store of one aligned cache line (p % 64 == 0); needs stream_fence().
+  // Non-temporal store of one aligned cache line (p % 64 == 0); the thread
+  // pool fences once per chunk.
   static constexpr bool kHasStream = true;
   static void stream(float* p, V v) { _mm512_stream_ps(p, v); }
-  static void stream_fence() { _mm_sfence(); }
   static void store_partial(float* p, V v, int n) { _mm512_mask_storeu_ps(p, mask(n), v); }
 
   static constexpr bool kHasF16 = true;

@@ -28,7 +28,6 @@ struct VecGeneric {
   static void store(float* p, V v) { std::memcpy(p, &v, sizeof v); }
   static constexpr bool kHasStream = false;  // plain stores only
   static void stream(float* p, V v) { store(p, v); }
-  static void stream_fence() {}
   static void store_partial(float* p, V v, int n) { std::memcpy(p, &v, std::size_t(n) * 4); }
 
   static constexpr bool kHasF16 = false;

@@ -24,7 +24,6 @@ struct VecNeon {
   static void store(float* p, V v) { vst1q_f32(p, v); }
   static constexpr bool kHasStream = false;  // plain stores only
   static void stream(float* p, V v) { store(p, v); }
-  static void stream_fence() {}
   static void store_partial(float* p, V v, int n) {
     float t[4];
     vst1q_f32(t, v);
