@@ -64,7 +64,7 @@ const KernelTable* kernels_avx512bf16() {
     t.f32_gemm[3] = {6, 64, f32_igemm<VecAvx512f, 6, 4, 6>, "f32-gemm-6x64-avx512f"};
     t.n_bf16_igemm = 4;
     t.bf16_igemm[0] = {8, 16, bf16_igemm_dpbf16<8, 1>, "bf16-igemm-8x16-avx512bf16"};
-    t.bf16_igemm[1] = {8, 32, bf16_igemm_dpbf16<8, 2>, "bf16-igemm-8x32-avx512bf16"};
+    t.bf16_igemm[1] = {12, 32, bf16_igemm_dpbf16<12, 2>, "bf16-igemm-12x32-avx512bf16"};
     t.bf16_igemm[2] = {8, 48, bf16_igemm_dpbf16<8, 3>, "bf16-igemm-8x48-avx512bf16"};
     t.bf16_igemm[3] = {6, 64, bf16_igemm_dpbf16<6, 4>, "bf16-igemm-6x64-avx512bf16"};
     t.f32_dwconv = {6, 64, f32_dwconv<VecAvx512f, 6, 4, 12, 2>, "f32-dwconv-6x64-avx512f"};
