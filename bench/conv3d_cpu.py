@@ -118,6 +118,15 @@ def make_runners(key, dtype, threads, want_mlx):
     return runners, flops, y.nbytes
 
 
+def busy_wait(seconds: float) -> None:
+    """Waits on a busy core rather than asleep: after a sleep the next call
+    starts on idle, clocked-down cores (a 10 us call then takes ~200 us here),
+    which would penalise the short shapes."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated shape keys (a..i)")
@@ -139,7 +148,7 @@ def main():
         "--pause",
         type=float,
         default=0.03,
-        help="seconds to sleep before each timed call (lets the previous framework's idle workers settle)",
+        help="seconds of busy waiting before each timed call (lets the previous framework's idle workers settle)",
     )
     ap.add_argument("--plot", default="bench/conv3d_cpu.png")
     args = ap.parse_args()
@@ -196,7 +205,7 @@ def main():
             for fw in best:
                 if best[fw] > 1.0:
                     continue
-                time.sleep(args.pause)
+                busy_wait(args.pause)
                 t0 = time.perf_counter()
                 runners[fw]()
                 best[fw] = min(best[fw], time.perf_counter() - t0)

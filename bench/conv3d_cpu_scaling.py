@@ -15,7 +15,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from conv3d_cpu import make_runners  # noqa: E402
+from conv3d_cpu import busy_wait, make_runners  # noqa: E402
 
 import volconv  # noqa: E402
 from volconv import _core  # noqa: E402
@@ -26,7 +26,9 @@ def main():
     ap.add_argument("--shapes", default="a,c,e")
     ap.add_argument("--threads", default="1,2,4,8,16")
     ap.add_argument("--repeats", type=int, default=5, help="timed repeats per framework (best is reported)")
-    ap.add_argument("--pause", type=float, default=0.3, help="idle seconds before each timed call")
+    ap.add_argument(
+        "--pause", type=float, default=0.03, help="seconds of busy waiting before each timed call"
+    )
     ap.add_argument("--out", default=None, help="also write the table (markdown) here")
     args = ap.parse_args()
     import torch
@@ -52,7 +54,7 @@ def main():
                 for fw in ("volconv", "torch_cl"):
                     # torch's OpenMP workers spin for a while after a call
                     # and would steal the cores from the next framework.
-                    time.sleep(args.pause)
+                    busy_wait(args.pause)
                     t0 = time.perf_counter()
                     runners[fw]()
                     best[fw] = min(best.get(fw, math.inf), time.perf_counter() - t0)
