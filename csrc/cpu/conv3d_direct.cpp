@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "../core/backend.h"
-#include "element.h"
+#include "../core/element.h"
 
 namespace volconv::cpu {
 namespace {

@@ -23,8 +23,8 @@
 #include <algorithm>
 #include <vector>
 
+#include "../core/element.h"
 #include "conv_tile.h"
-#include "element.h"
 #include "thread_pool.h"
 #include "weight_packing.h"
 

@@ -133,7 +133,7 @@ std::int64_t build_indirection_fold_w(const ConvGeometry& g, const Shape5& xs, c
 
 }  // namespace volconv::cpu
 
-#include "element.h"
+#include "../core/element.h"
 #include "ukernels/ukernel.h"
 
 namespace volconv::cpu {

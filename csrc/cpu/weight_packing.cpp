@@ -1,6 +1,6 @@
 #include "weight_packing.h"
 
-#include "element.h"
+#include "../core/element.h"
 
 namespace volconv::cpu {
 namespace {

@@ -2,7 +2,7 @@
 
 #include <cstring>
 
-#include "../../cpu/element.h"
+#include "../../core/element.h"
 
 namespace volconv::metal {
 
@@ -78,8 +78,8 @@ void copy_run(const void* src, DType src_dtype, std::int64_t s, std::int64_t ss,
                 static_cast<const char*>(src) + s * std::int64_t(size), std::size_t(n) * size);
     return;
   }
-  cpu::visit_dtype(src_dtype, [&](auto from) {
-    cpu::visit_dtype(dst_dtype, [&](auto to) {
+  visit_dtype(src_dtype, [&](auto from) {
+    visit_dtype(dst_dtype, [&](auto to) {
       convert<decltype(from), decltype(to)>(src, s, ss, dst, d, ds, n);
     });
   });

@@ -1,13 +1,14 @@
-// Typed access to the storage of each DType: load as the accumulator type,
+// Typed access to the storage of each DType (shared by the CPU kernels and
+// the Metal host's staging copies): load as the accumulator type,
 // store from it with round-to-nearest-even.
 #pragma once
 
 #include <cstdint>
 
-#include "../core/float_convert.h"
+#include "float_convert.h"
 #include "volconv/dtype.h"
 
-namespace volconv::cpu {
+namespace volconv {
 
 template <DType dt> struct Element;
 
@@ -50,4 +51,4 @@ template <class F> decltype(auto) visit_dtype(DType dtype, F&& f) {
   return f(Element<DType::float64>{});
 }
 
-}  // namespace volconv::cpu
+}  // namespace volconv
