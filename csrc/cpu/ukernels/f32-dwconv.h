@@ -9,6 +9,7 @@
 
 #include <cstdint>
 
+#include "row-window.h"
 #include "ukernel.h"
 
 namespace {
@@ -63,12 +64,8 @@ void f32_dwconv(const volconv::cpu::DwconvParams& p) {
   using Reg = typename V::V;
   constexpr int L = V::L, NR = NV * L;
   const std::int64_t KW = p.kw, xs = p.x_step, sw = p.stride * xs, dw = p.dilation * xs;
-  // ow in [lo, hi): every kw reads inside the input (iw = ow*s - pad + kw*dil).
-  std::int64_t lo = (p.pad + p.stride - 1) / p.stride;
-  std::int64_t hi = p.width - 1 + p.pad - (KW - 1) * p.dilation;
-  hi = hi < 0 ? 0 : hi / p.stride + 1;
-  if (hi > p.wo) hi = p.wo;
-  if (lo > hi) lo = hi;
+  const RowInterior interior = row_interior(p);
+  const std::int64_t lo = interior.lo, hi = interior.hi;
 
   // One output position, taps [kw0, kw1).
   auto single = [&](std::int64_t ow, std::int64_t kw0, std::int64_t kw1) {
@@ -86,18 +83,12 @@ void f32_dwconv(const volconv::cpu::DwconvParams& p) {
     }
   };
   auto border = [&](std::int64_t ow) {
-    const std::int64_t iw0 = ow * p.stride - p.pad;
-    std::int64_t kw0 = iw0 >= 0 ? 0 : (-iw0 + p.dilation - 1) / p.dilation;
-    std::int64_t kw1 = p.width - iw0 <= 0 ? 0 : (p.width - iw0 + p.dilation - 1) / p.dilation;
-    if (kw1 > KW) kw1 = KW;
-    if (kw0 > kw1) kw0 = kw1;
+    std::int64_t kw0, kw1;
+    border_taps(p, ow, kw0, kw1);
     single(ow, kw0, kw1);
   };
 
-  // Whole aligned vectors only: every position's channel run starts on a
-  // vector boundary (the tails and borders keep plain stores).
-  const bool stream = V::kHasStream && p.stream && p.y_step % L == 0 &&
-                      reinterpret_cast<std::uintptr_t>(p.y) % (4 * L) == 0;
+  const bool stream = row_can_stream<V>(p);
   for (std::int64_t ow = 0; ow < lo; ++ow) border(ow);
   std::int64_t ow = lo;
   if (p.stride == 1 && p.dilation == 1 && KW == 3 && p.nc % (WNV * L) == 0)

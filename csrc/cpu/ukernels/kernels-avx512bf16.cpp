@@ -2,18 +2,13 @@
 // AVX-512F set plus vdpbf16ps kernels and a bf16 tile store that rounds
 // with vcvtneps2bf16 (round to nearest even, as the scalar path does).
 #include "bf16-igemm-dpbf16.h"
-#include "f32-conv-cin1.h"
-#include "f32-dwconv.h"
-#include "fma-probe.h"
-#include "f32-igemm.h"
-#include "tile-io.h"
 #include "vec-avx512f.h"
 
 namespace volconv::cpu {
 namespace {
 
 bool store_tile_bf16(const TileStore& t) {
-  if (t.storage != kBF16) return store_tile<VecAvx512f>(t);
+  if (t.storage != kBF16) return kernels_avx512f()->store_tile(t);
   for (int r = 0; r < t.mr; ++r) {
     const float* src = t.c + std::int64_t(r) * t.ldc;
     auto* dst = static_cast<std::uint16_t*>(t.rows[r]);
@@ -51,27 +46,16 @@ double bf16_probe(std::int64_t iters) {
 
 const KernelTable* kernels_avx512bf16() {
   static const KernelTable table = [] {
-    KernelTable t{};
+    // The f32 kernels are the AVX-512F set's; this set adds the vdpbf16ps
+    // kernels and the rounding bf16 store.
+    KernelTable t = *kernels_avx512f();
     t.isa = "avx512bf16";
-    t.n_f32_igemm = 4;
-    t.f32_igemm[0] = {8, 16, f32_igemm<VecAvx512f, 8, 1>, "f32-igemm-8x16-avx512f"};
-    t.f32_igemm[1] = {8, 32, f32_igemm<VecAvx512f, 8, 2>, "f32-igemm-8x32-avx512f"};
-    t.f32_igemm[2] = {8, 48, f32_igemm<VecAvx512f, 8, 3>, "f32-igemm-8x48-avx512f"};
-    t.f32_igemm[3] = {6, 64, f32_igemm<VecAvx512f, 6, 4>, "f32-igemm-6x64-avx512f"};
-    t.f32_gemm[0] = {16, 16, f32_igemm<VecAvx512f, 16, 1, 16>, "f32-gemm-16x16-avx512f"};
-    t.f32_gemm[1] = {12, 32, f32_igemm<VecAvx512f, 12, 2, 12>, "f32-gemm-12x32-avx512f"};
-    t.f32_gemm[2] = {8, 48, f32_igemm<VecAvx512f, 8, 3, 8>, "f32-gemm-8x48-avx512f"};
-    t.f32_gemm[3] = {6, 64, f32_igemm<VecAvx512f, 6, 4, 6>, "f32-gemm-6x64-avx512f"};
     t.n_bf16_igemm = 4;
     t.bf16_igemm[0] = {8, 16, bf16_igemm_dpbf16<8, 1>, "bf16-igemm-8x16-avx512bf16"};
     t.bf16_igemm[1] = {12, 32, bf16_igemm_dpbf16<12, 2>, "bf16-igemm-12x32-avx512bf16"};
     t.bf16_igemm[2] = {8, 48, bf16_igemm_dpbf16<8, 3>, "bf16-igemm-8x48-avx512bf16"};
     t.bf16_igemm[3] = {6, 64, bf16_igemm_dpbf16<6, 4>, "bf16-igemm-6x64-avx512bf16"};
-    t.f32_dwconv = {6, 64, f32_dwconv<VecAvx512f, 6, 4, 12, 2>, "f32-dwconv-6x64-avx512f"};
-    t.f32_conv_cin1 = {16, 16, f32_conv_cin1<VecAvx512f, 16, 1>, "f32-conv-cin1-16x16-avx512f"};
     t.store_tile = store_tile_bf16;
-    t.convert_row = convert_row<VecAvx512f>;
-    t.fma_probe = fma_probe<VecAvx512f, 24>;
     t.bf16_probe = bf16_probe;
     return t;
   }();
