@@ -25,17 +25,6 @@ struct TileRows {
 void locate_rows(const ConvGeometry& g, const Shape5& xs, const Shape5& ys, std::int64_t m0, int mr,
                  TileRows& rows);
 
-// Input coordinates of tap t for row r; false when the tap reads padding.
-inline bool tap_input(const ConvGeometry& g, const TileRows& rows, int r, std::int64_t kd, std::int64_t kh,
-                      std::int64_t kw, std::int64_t& id, std::int64_t& ih, std::int64_t& iw) {
-  if (r >= rows.valid) return false;
-  const ConvParams& p = g.params;
-  id = rows.id0[r] + kd * p.dilation[0];
-  ih = rows.ih0[r] + kh * p.dilation[1];
-  iw = rows.iw0[r] + kw * p.dilation[2];
-  return id >= 0 && id < g.in[0] && ih >= 0 && ih < g.in[1] && iw >= 0 && iw < g.in[2];
-}
-
 // Fills a[s * mr + r] with the address of row r's input at the s-th tap that
 // touches the input for at least one row (else `zero`), and tap[s] with that
 // tap's index; returns the number of such taps. `x` points at the first

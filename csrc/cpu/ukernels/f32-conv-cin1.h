@@ -92,14 +92,9 @@ void f32_conv_cin1(const volconv::cpu::DwconvParams& p) {
         V::store_partial(y + v * L, acc[v], n);
     }
   };
-  auto border = [&](std::int64_t ow) {
-    std::int64_t kw0, kw1;
-    border_taps(p, ow, kw0, kw1);
-    single(ow, kw0, kw1);
-  };
 
   const bool stream = row_can_stream<V>(p);
-  for (std::int64_t ow = 0; ow < lo; ++ow) border(ow);
+  row_borders(p, 0, lo, single);
   std::int64_t ow = lo;
   auto tiles = [&](auto unit) {
     constexpr bool U = decltype(unit)::value;
@@ -113,7 +108,7 @@ void f32_conv_cin1(const volconv::cpu::DwconvParams& p) {
   else
     tiles(std::false_type{});
   for (; ow < hi; ++ow) single(ow, 0, KW);
-  for (; ow < p.wo; ++ow) border(ow);
+  row_borders(p, hi, p.wo, single);
 }
 
 }  // namespace

@@ -82,14 +82,9 @@ void f32_dwconv(const volconv::cpu::DwconvParams& p) {
       V::store_partial(y + v0, acc, n);
     }
   };
-  auto border = [&](std::int64_t ow) {
-    std::int64_t kw0, kw1;
-    border_taps(p, ow, kw0, kw1);
-    single(ow, kw0, kw1);
-  };
 
   const bool stream = row_can_stream<V>(p);
-  for (std::int64_t ow = 0; ow < lo; ++ow) border(ow);
+  row_borders(p, 0, lo, single);
   std::int64_t ow = lo;
   if (p.stride == 1 && p.dilation == 1 && KW == 3 && p.nc % (WNV * L) == 0)
     for (; ow + WMR <= hi; ow += WMR)
@@ -123,7 +118,7 @@ void f32_dwconv(const volconv::cpu::DwconvParams& p) {
     }
   }
   for (; ow < hi; ++ow) single(ow, 0, KW);
-  for (; ow < p.wo; ++ow) border(ow);
+  row_borders(p, hi, p.wo, single);
 }
 
 }  // namespace

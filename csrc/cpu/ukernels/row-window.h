@@ -1,5 +1,5 @@
 // Shared by the row kernels (depthwise, C_in = 1): which W positions of a
-// row have every tap inside the input, the taps a border position keeps,
+// row have every tap inside the input, the taps each border position keeps,
 // and whether the row may be written with streaming stores.
 #pragma once
 
@@ -24,14 +24,18 @@ inline RowInterior row_interior(const volconv::cpu::DwconvParams& p) {
   return {lo, hi};
 }
 
-// The taps [kw0, kw1) of border position ow that read inside the input.
-inline void border_taps(const volconv::cpu::DwconvParams& p, std::int64_t ow, std::int64_t& kw0,
-                        std::int64_t& kw1) {
-  const std::int64_t iw0 = ow * p.stride - p.pad;
-  kw0 = iw0 >= 0 ? 0 : (-iw0 + p.dilation - 1) / p.dilation;
-  kw1 = p.width - iw0 <= 0 ? 0 : (p.width - iw0 + p.dilation - 1) / p.dilation;
-  if (kw1 > p.kw) kw1 = p.kw;
-  if (kw0 > kw1) kw0 = kw1;
+// Calls single(ow, kw0, kw1) for the border positions ow in [from, to)
+// (outside the interior) with the taps [kw0, kw1) that read inside the input.
+template <class F>
+void row_borders(const volconv::cpu::DwconvParams& p, std::int64_t from, std::int64_t to, F&& single) {
+  for (std::int64_t ow = from; ow < to; ++ow) {
+    const std::int64_t iw0 = ow * p.stride - p.pad;
+    std::int64_t kw0 = iw0 >= 0 ? 0 : (-iw0 + p.dilation - 1) / p.dilation;
+    std::int64_t kw1 = p.width - iw0 <= 0 ? 0 : (p.width - iw0 + p.dilation - 1) / p.dilation;
+    if (kw1 > p.kw) kw1 = p.kw;
+    if (kw0 > kw1) kw0 = kw1;
+    single(ow, kw0, kw1);
+  }
 }
 
 // Streaming stores only for whole aligned vectors: every position's channel
