@@ -122,6 +122,37 @@ TAIL_CASES = (
         for wo, ch in [(5, 2), (7, 17), (13, 64), (6, 65), (9, 130)]
     ]
     + [
+        # W-blocked tiles (stride 1, windows 3 and 5): interiors of 1 to 23
+        # positions (whole blocks, halves, single positions), channel blocks
+        # of vector pairs, a single vector and a partial one.
+        _c(
+            f"dw_wblock_w{wo}_c{ch}_k{k}",
+            1,
+            3,
+            2,
+            wo,
+            ch,
+            ch,
+            (3, 3, k),
+            p=(1, 1, k // 2),
+            g=ch,
+            tags=("depthwise",),
+        )
+        for wo, ch, k in [
+            (3, 16, 3),
+            (4, 48, 3),
+            (10, 21, 3),
+            (11, 80, 3),
+            (17, 96, 3),
+            (18, 40, 3),
+            (25, 33, 3),
+            (6, 32, 5),
+            (15, 48, 5),
+            (23, 19, 5),
+        ]
+    ]
+    + [
+        _c("dw_wblock_strided_dh", 1, 5, 6, 14, 32, 32, 3, s=(2, 2, 1), p=1, g=32, tags=("depthwise",)),
         _c("dw_strided_interior", 1, 4, 6, 30, 64, 64, 3, s=(1, 1, 2), p=1, g=64, tags=("depthwise",)),
         _c("dw_dilated_k5", 1, 5, 5, 24, 32, 32, 5, p=4, dil=2, g=32, tags=("depthwise",)),
     ]

@@ -18,11 +18,15 @@ namespace {
 // channel c0, the KW x NV weights in registers; each input vector is loaded
 // once and feeds up to KW accumulators (register blocking along W), so a
 // tile costs MR + KW - 1 loads per KW * MR FMAs instead of one per FMA.
-template <class V, int MR, int NV, int KW>
-void f32_dwconv_wblock(const volconv::cpu::DwconvParams& p, std::int64_t ow, int c0, bool stream) {
+// TAIL: the last vector holds only `tail` channels (masked loads/stores).
+template <class V, int MR, int NV, int KW, bool TAIL = false>
+void f32_dwconv_wblock(const volconv::cpu::DwconvParams& p, std::int64_t ow, int c0, int tail, bool stream) {
   using Reg = typename V::V;
   constexpr int L = V::L;
   const std::int64_t xs = p.x_step;
+  auto load = [&](const float* a, int v) {
+    return TAIL && v == NV - 1 ? V::load_partial(a + v * L, tail) : V::load(a + v * L);
+  };
   Reg acc[MR][NV];
 #pragma GCC unroll 32
   for (int r = 0; r < MR; ++r)
@@ -35,12 +39,13 @@ void f32_dwconv_wblock(const volconv::cpu::DwconvParams& p, std::int64_t ow, int
 #pragma GCC unroll 8
     for (int kw = 0; kw < KW; ++kw)
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) wv[kw][v] = V::load(w + kw * p.w_step + v * L);
+      for (int v = 0; v < NV; ++v) wv[kw][v] = load(w + kw * p.w_step, v);
 #pragma GCC unroll 64
     for (int j = 0; j < MR + KW - 1; ++j, x += xs) {
 #pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) {
-        const Reg in = V::load(x + v * L);
+        Reg in = load(x, v);
+        V::keep(in);
 #pragma GCC unroll 8
         for (int kw = 0; kw < KW; ++kw)
           if (j - kw >= 0 && j - kw < MR) acc[j - kw][v] = V::fma(in, wv[kw][v], acc[j - kw][v]);
@@ -52,14 +57,36 @@ void f32_dwconv_wblock(const volconv::cpu::DwconvParams& p, std::int64_t ow, int
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) {
       float* y = p.y + (ow + r) * p.y_step + c0 + v * L;
-      stream ? V::stream(y, acc[r][v]) : V::store(y, acc[r][v]);
+      if (TAIL && v == NV - 1)
+        V::store_partial(y, acc[r][v], tail);
+      else
+        stream ? V::stream(y, acc[r][v]) : V::store(y, acc[r][v]);
     }
 }
 
-// WMR x WNV W-blocked tiles for the common 3-wide stride-1 window, MR x NV
-// tiles (one load per FMA) for any other window, and one position at a time
-// at the borders and tails.
-template <class V, int MR, int NV, int WMR = MR, int WNV = NV>
+// MR positions from ow, all channels of the block: pairs of vectors where
+// 2 x (MR + KW) + 1 registers exist, then single vectors, the last partial.
+template <class V, int MR, int KW>
+void f32_dwconv_wblock_row(const volconv::cpu::DwconvParams& p, std::int64_t ow, bool stream) {
+  constexpr int L = V::L;
+  int c0 = 0;
+  if constexpr (2 * (MR + KW) + 1 <= V::kRegs)
+    for (; c0 + 2 * L <= p.nc; c0 += 2 * L) f32_dwconv_wblock<V, MR, 2, KW>(p, ow, c0, 0, stream);
+  for (; c0 + L <= p.nc; c0 += L) f32_dwconv_wblock<V, MR, 1, KW>(p, ow, c0, 0, stream);
+  if (c0 < p.nc) f32_dwconv_wblock<V, MR, 1, KW, true>(p, ow, c0, p.nc - c0, stream);
+}
+
+// Positions [ow, hi) of the interior in tiles of WMR, then WMR / 2, ... 1.
+template <class V, int WMR, int KW>
+void f32_dwconv_wblocks(const volconv::cpu::DwconvParams& p, std::int64_t ow, std::int64_t hi, bool stream) {
+  for (; ow + WMR <= hi; ow += WMR) f32_dwconv_wblock_row<V, WMR, KW>(p, ow, stream);
+  if constexpr (WMR > 1) f32_dwconv_wblocks<V, WMR / 2, KW>(p, ow, hi, stream);
+}
+
+// W-blocked tiles of WMR positions (then halves) for stride-1 windows 3 or
+// 5 wide, MR x NV tiles (one load per FMA) for any other window, and one
+// position at a time at the borders and tails.
+template <class V, int MR, int NV, int WMR = MR>
 void f32_dwconv(const volconv::cpu::DwconvParams& p) {
   using Reg = typename V::V;
   constexpr int L = V::L, NR = NV * L;
@@ -86,9 +113,10 @@ void f32_dwconv(const volconv::cpu::DwconvParams& p) {
   const bool stream = row_can_stream<V>(p);
   row_borders(p, 0, lo, single);
   std::int64_t ow = lo;
-  if (p.stride == 1 && p.dilation == 1 && KW == 3 && p.nc % (WNV * L) == 0)
-    for (; ow + WMR <= hi; ow += WMR)
-      for (int c0 = 0; c0 < p.nc; c0 += WNV * L) f32_dwconv_wblock<V, WMR, WNV, 3>(p, ow, c0, stream);
+  if (p.stride == 1 && p.dilation == 1 && (KW == 3 || KW == 5)) {
+    KW == 3 ? f32_dwconv_wblocks<V, WMR, 3>(p, ow, hi, stream) : f32_dwconv_wblocks<V, WMR, 5>(p, ow, hi, stream);
+    ow = hi;
+  }
   if (p.nc == NR) {
     for (; ow + MR <= hi; ow += MR) {
       Reg acc[MR][NV];

@@ -11,6 +11,7 @@ namespace {
 
 struct VecAvx2 {
   static constexpr int L = 8;
+  static constexpr int kRegs = 16;  // vector registers
   using V = __m256;
   static V zero() { return _mm256_setzero_ps(); }
   static V load(const float* p) { return _mm256_loadu_ps(p); }
@@ -19,6 +20,9 @@ struct VecAvx2 {
   }
   static V load_partial(const float* p, int n) { return _mm256_maskload_ps(p, mask(n)); }
   static V broadcast(const float* p) { return _mm256_broadcast_ss(p); }
+  // Keeps v in a register: the compiler otherwise folds the load behind v
+  // into every FMA that uses it (one load per FMA instead of one per vector).
+  static void keep(V& v) { asm volatile("" : "+v"(v)); }
   static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
   // Non-temporal store (p % 32 == 0); the thread pool fences once per chunk.

@@ -12,12 +12,16 @@ namespace {
 
 struct VecAvx512f {
   static constexpr int L = 16;
+  static constexpr int kRegs = 32;  // vector registers
   using V = __m512;
   static V zero() { return _mm512_setzero_ps(); }
   static V load(const float* p) { return _mm512_loadu_ps(p); }
   static __mmask16 mask(int n) { return __mmask16((1u << n) - 1u); }
   static V load_partial(const float* p, int n) { return _mm512_maskz_loadu_ps(mask(n), p); }
   static V broadcast(const float* p) { return _mm512_set1_ps(*p); }
+  // Keeps v in a register: the compiler otherwise folds the load behind v
+  // into every FMA that uses it (one load per FMA instead of one per vector).
+  static void keep(V& v) { asm volatile("" : "+v"(v)); }
   static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
   static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
   // Non-temporal store of one aligned cache line (p % 64 == 0); the thread

@@ -11,6 +11,7 @@ namespace {
 
 struct VecGeneric {
   static constexpr int L = 4;
+  static constexpr int kRegs = 16;  // vector registers
   typedef float V __attribute__((vector_size(16)));
   static V zero() { return V{0.0f, 0.0f, 0.0f, 0.0f}; }
   static V load(const float* p) {
@@ -24,6 +25,8 @@ struct VecGeneric {
     return v;
   }
   static V broadcast(const float* p) { return V{*p, *p, *p, *p}; }
+  // See VecAvx512f::keep; the portable build leaves registers to the compiler.
+  static void keep(V&) {}
   static V fma(V a, V b, V c) { return a * b + c; }
   static void store(float* p, V v) { std::memcpy(p, &v, sizeof v); }
   static constexpr bool kHasStream = false;  // plain stores only

@@ -11,6 +11,7 @@ namespace {
 
 struct VecNeon {
   static constexpr int L = 4;
+  static constexpr int kRegs = 32;  // vector registers
   using V = float32x4_t;
   static V zero() { return vdupq_n_f32(0.0f); }
   static V load(const float* p) { return vld1q_f32(p); }
@@ -20,6 +21,9 @@ struct VecNeon {
     return vld1q_f32(t);
   }
   static V broadcast(const float* p) { return vld1q_dup_f32(p); }
+  // Keeps v in a register: the compiler otherwise folds the load behind v
+  // into every FMA that uses it (one load per FMA instead of one per vector).
+  static void keep(V& v) { asm volatile("" : "+w"(v)); }
   static V fma(V a, V b, V c) { return vfmaq_f32(c, a, b); }
   static void store(float* p, V v) { vst1q_f32(p, v); }
   static constexpr bool kHasStream = false;  // plain stores only
