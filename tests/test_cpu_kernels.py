@@ -293,6 +293,30 @@ def test_block_order(isa, case):
     assert_conv_close(y, x, w, "float32", **case.params())
 
 
+# Direct igemm panels far larger than L2 (taps x C_in x NR) are walked in
+# chunks of taps over strips of 32 M tiles: one strip and a partial one,
+# D/H padding that drops taps from some tiles' lists and every tap from the
+# planes od = 0 and 4 (on one thread, plane 4's tiles reuse tile slots that
+# held sums in the first strip, and must still come out zero), groups, and
+# bf16 on vdpbf16ps (256 channels per group). C_out 64: the 64-wide tile,
+# so 128+ channels x 27 taps span several chunks.
+PANEL_CHUNKED = [
+    _c("panel_chunks_strips", 1, 4, 6, 9, 128, 64, 3, p=1),
+    _c("panel_chunks_padding", 1, 1, 8, 9, 128, 64, 3, p=((3, 1, 0), (3, 2, 1))),
+    _c("panel_chunks_groups", 1, 2, 3, 5, 512, 128, 3, p=1, g=2),
+]
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("case", PANEL_CHUNKED, ids=lambda c: c.name)
+def test_panel_chunks(isa, threads, case, dtype, n_threads):
+    volconv.set_num_threads(n_threads)
+    x, w, y, path = run_case(case, dtype)
+    assert path.startswith(expected_path(case, dtype, isa)), path
+    assert_conv_close(y, x, w, dtype, **case.params())
+
+
 # Outputs of 8 MiB and more are written with non-temporal stores where the
 # row is aligned and whole vectors; C_out = 264 mixes aligned and unaligned
 # rows and a partial last block; depthwise and C_in = 1 write in their

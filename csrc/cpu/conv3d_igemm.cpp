@@ -3,7 +3,8 @@
 //  - direct: the kernel reads the input in place through an indirection of
 //    row pointers (zero row for padding); for f32 inputs, and for bf16 on
 //    vdpbf16ps. Work is split over (group, NR block, M tile), NR block outer,
-//    so a thread streams one packed weight panel through many tiles.
+//    so a thread streams one packed weight panel through many tiles; a panel
+//    far larger than L2 is walked in chunks of taps over strips of tiles.
 //  - packed A: the tile's input rows are gathered (and converted to f32)
 //    into a small buffer with taps x C_in folded into K, then every NR block
 //    runs on it. For small C_in (a tap then holds 1-4 values, too few for the
@@ -38,6 +39,12 @@ constexpr std::int64_t kPackedABytes = 96 * 1024;
 // runs on one M tile (see run_direct).
 constexpr std::int64_t kAllPanelsBytes = 256 * 1024;
 
+// One NR block's packed weights larger than this are walked in chunks of
+// taps of about this size, each chunk swept over a strip of kStripTiles M
+// tiles while it sits in L2 (see run_direct_chunked).
+constexpr std::int64_t kPanelChunkBytes = 256 * 1024;
+constexpr std::int64_t kStripTiles = 32;
+
 std::int64_t taps_of(const ConvGeometry& g) { return g.kernel[0] * g.kernel[1] * g.kernel[2]; }
 
 struct Problem {
@@ -68,6 +75,67 @@ Problem make_problem(const detail::ConvCall& call, const KernelTable& kt, const 
   return p;
 }
 
+// Large panels (long K: many taps x wide C_in): every M tile of the plain
+// order streams the whole panel (e.g. 1.8 MB for 27 taps x 256 channels x
+// 64) from L3, which some CPUs cannot feed at FMA speed (a 16-core Xeon:
+// shape e at 119 GFLOP/s on one core, 141 chunked; Zen 4 is unaffected). Here a strip of M
+// tiles keeps its indirections and fp32 tiles, and each chunk of taps runs
+// over the whole strip while its part of the panel stays in L2. The sums run
+// in the same order as in one pass (a tile's chunk resumes from its stored
+// partial sum), so results are bit-identical to the plain order.
+template <class W>
+void run_direct_chunked(const Problem& p, const std::vector<W>& packed, bool fold_w, std::int64_t taps,
+                        std::int64_t kc, std::int64_t chunk_taps) {
+  const int MR = p.k.mr, NR = p.k.nr;
+  const std::vector<char> zero(std::size_t(kc * p.x_esize + 64), 0);
+  const std::int64_t strips = (p.n_mt + kStripTiles - 1) / kStripTiles, per_tile = taps * MR;
+  parallel_for(p.g.groups * p.blocks * strips, [&](std::int64_t begin, std::int64_t end) {
+    std::vector<const void*> a(std::size_t(kStripTiles * per_tile));
+    std::vector<std::int64_t> tap(std::size_t(kStripTiles * taps)), w_off(tap.size());
+    std::vector<std::int64_t> ks(kStripTiles), next(kStripTiles);
+    std::vector<char> scratch(fold_w ? std::size_t(kStripTiles * per_tile * kc * p.x_esize) : 0);
+    std::vector<float> c(std::size_t(kStripTiles * MR * NR));
+    std::vector<TileRows> rows(kStripTiles);
+    for (std::int64_t it = begin; it < end; ++it) {
+      // it = (grp, blk, strip).
+      const std::int64_t strip = it % strips, gb = it / strips, grp = gb / p.blocks, blk = gb % p.blocks;
+      const std::int64_t mt0 = strip * kStripTiles, tiles = std::min(kStripTiles, p.n_mt - mt0);
+      const char* x = p.x + grp * p.cin * p.xs[4] * p.x_esize;
+      for (std::int64_t j = 0; j < tiles; ++j) {
+        const std::size_t jt = std::size_t(j * taps);
+        locate_rows(p.g, p.xs, p.out.strides, (mt0 + j) * MR, MR, rows[std::size_t(j)]);
+        const void** aj = a.data() + j * per_tile;
+        ks[std::size_t(j)] =
+            fold_w ? build_indirection_fold_w(p.g, p.xs, rows[std::size_t(j)], MR, x, p.x_esize, zero.data(),
+                                              scratch.data() + j * per_tile * kc * p.x_esize, aj, tap.data() + jt)
+                   : build_indirection(p.g, p.xs, rows[std::size_t(j)], MR, x, p.x_esize, zero.data(), aj,
+                                       tap.data() + jt);
+        for (std::int64_t s = 0; s < ks[std::size_t(j)]; ++s) w_off[jt + std::size_t(s)] = tap[jt + std::size_t(s)] * kc * NR;
+        next[std::size_t(j)] = 0;
+      }
+      const W* panel = packed.data() + (grp * p.blocks + blk) * p.panel;
+      for (std::int64_t t0 = 0; t0 < taps; t0 += chunk_taps) {
+        const std::int64_t t1 = std::min(taps, t0 + chunk_taps);
+        for (std::int64_t j = 0; j < tiles; ++j) {
+          // This tile's listed taps in [t0, t1): entries [s0, s1) of its list.
+          const std::size_t jt = std::size_t(j * taps);
+          const std::int64_t s0 = next[std::size_t(j)];
+          std::int64_t s1 = s0;
+          while (s1 < ks[std::size_t(j)] && tap[jt + std::size_t(s1)] < t1) ++s1;
+          next[std::size_t(j)] = s1;
+          // A tile with no taps at all still needs its zeros, once.
+          if (s1 == s0 && !(t1 == taps && s0 == 0)) continue;
+          p.k.fn(IgemmParams{s1 - s0, kc, a.data() + j * per_tile + s0 * MR, w_off.data() + jt + s0, panel,
+                             c.data() + j * MR * NR, s0 > 0});
+        }
+      }
+      for (std::int64_t j = 0; j < tiles; ++j)
+        store_output_tile(p.kt, p.out, rows[std::size_t(j)], grp * p.cout + blk * NR, c.data() + j * MR * NR, NR,
+                          int(std::min<std::int64_t>(NR, p.cout - blk * NR)));
+    }
+  });
+}
+
 // fold_w: a "tap" is a (kd, kh) pair and K per tap is the W window x C_in.
 // Work order: when a group's panels together fit in L2 (pointwise and other
 // short-K problems), each M tile runs every NR block on one indirection, so
@@ -79,8 +147,11 @@ void run_direct(const Problem& p, const std::vector<W>& packed, bool fold_w = fa
   const int MR = p.k.mr, NR = p.k.nr;
   const std::int64_t KW = p.g.kernel[2];
   const std::int64_t taps = fold_w ? p.taps / KW : p.taps, kc = fold_w ? KW * p.cin : p.cin;
-  const std::vector<char> zero(std::size_t(kc * p.x_esize + 64), 0);
   const bool m_outer = p.blocks > 1 && std::int64_t(sizeof(W)) * p.panel * p.blocks <= kAllPanelsBytes;
+  const std::int64_t chunk_taps = std::max<std::int64_t>(1, kPanelChunkBytes / (std::int64_t(sizeof(W)) * kc * NR));
+  if (!m_outer && taps >= 2 * chunk_taps)
+    return run_direct_chunked(p, packed, fold_w, taps, kc, chunk_taps);
+  const std::vector<char> zero(std::size_t(kc * p.x_esize + 64), 0);
   const std::int64_t inner = m_outer ? p.blocks : 1;
   parallel_for(p.g.groups * p.n_mt * p.blocks / inner, [&](std::int64_t begin, std::int64_t end) {
     std::vector<const void*> a(std::size_t(taps * MR));
