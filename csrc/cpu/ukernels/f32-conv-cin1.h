@@ -26,10 +26,7 @@ void f32_conv_cin1_tile(const volconv::cpu::DwconvParams& p, std::int64_t ow, bo
   constexpr int L = V::L;
   const std::int64_t xs = p.x_step, sw = p.stride * xs, dw = p.dilation * xs;
   Reg acc[M][NV];
-#pragma GCC unroll 32
-  for (int r = 0; r < M; ++r)
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
+  zero_tile<V, M, NV>(acc);
   for (std::int64_t q = 0; q < p.rows; ++q) {
     const float* x = p.x[q] + (ow * p.stride - p.pad) * xs;
     const float* w = p.w[q];

@@ -28,10 +28,7 @@ void f32_dwconv_wblock(const volconv::cpu::DwconvParams& p, std::int64_t ow, int
     return TAIL && v == NV - 1 ? V::load_partial(a + v * L, tail) : V::load(a + v * L);
   };
   Reg acc[MR][NV];
-#pragma GCC unroll 32
-  for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
+  zero_tile<V, MR, NV>(acc);
   for (std::int64_t q = 0; q < p.rows; ++q) {
     const float* x = p.x[q] + (ow - p.pad) * xs + c0;
     const float* w = p.w[q] + c0;
@@ -120,10 +117,7 @@ void f32_dwconv(const volconv::cpu::DwconvParams& p) {
   if (p.nc == NR) {
     for (; ow + MR <= hi; ow += MR) {
       Reg acc[MR][NV];
-#pragma GCC unroll 32
-      for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
+      zero_tile<V, MR, NV>(acc);
       for (std::int64_t q = 0; q < p.rows; ++q) {
         const float* x = p.x[q] + (ow * p.stride - p.pad) * xs;
         const float* w = p.w[q];

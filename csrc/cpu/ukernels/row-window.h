@@ -9,6 +9,15 @@
 
 namespace {
 
+// Zeroes an MR x NV tile of accumulators (inlined, so they stay registers).
+template <class V, int MR, int NV>
+inline __attribute__((always_inline)) void zero_tile(typename V::V (&acc)[MR][NV]) {
+#pragma GCC unroll 32
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
+}
+
 // Output positions ow in [lo, hi) read inside the input at every kw
 // (iw = ow * stride - pad + kw * dilation).
 struct RowInterior {
