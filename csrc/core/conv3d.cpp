@@ -21,12 +21,6 @@ using detail::format_tuple;
 
 [[noreturn]] void fail(const std::string& message) { throw std::invalid_argument("[conv3d] " + message); }
 
-std::int64_t numel(const Shape5& shape) {
-  std::int64_t n = 1;
-  for (auto s : shape) n *= s;
-  return n;
-}
-
 void check_dtype(DType dtype, const char* what) {
   if (dtype != DType::float16 && dtype != DType::bfloat16 && dtype != DType::float32 && dtype != DType::float64)
     fail(std::string("Unknown dtype code ") + std::to_string(int(dtype)) + " for the " + what + ".");

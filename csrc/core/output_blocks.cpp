@@ -10,6 +10,7 @@
 namespace volconv::detail {
 
 void* OutputBlocks::take(std::size_t bytes) {
+  bytes = bytes == 0 ? kOutputAlignment : (bytes + kOutputAlignment - 1) / kOutputAlignment * kOutputAlignment;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     // The smallest cached block that fits and wastes at most a quarter.

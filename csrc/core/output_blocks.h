@@ -22,7 +22,8 @@ inline constexpr std::size_t kOutputAlignment = 16384;
 // the faults. Every block stays 16 KiB-aligned and owned by its array.
 class OutputBlocks {
  public:
-  // A block of `bytes` (a multiple of kOutputAlignment), aligned to it.
+  // A block of at least `bytes` (rounded up to a multiple of
+  // kOutputAlignment, at least one), aligned to it.
   void* take(std::size_t bytes);
   // Returns a block from take(); it may be cached for a later take().
   void give(void* data) noexcept;

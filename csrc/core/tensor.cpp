@@ -12,6 +12,12 @@ Shape5 contiguous_strides(const Shape5& shape) {
   return strides;
 }
 
+std::int64_t numel(const Shape5& shape) {
+  std::int64_t n = 1;
+  for (auto s : shape) n *= s;
+  return n;
+}
+
 ConstTensorView ConstTensorView::contiguous(const void* data, DType dtype, const Shape5& shape) {
   return {data, dtype, shape, contiguous_strides(shape)};
 }

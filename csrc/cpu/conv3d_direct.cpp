@@ -1,8 +1,8 @@
 // The straightforward CPU convolution: weights packed once per call so the
 // inner loop runs over contiguous output channels; inputs read in place
 // through their strides, taps that fall in the padding skipped. No im2col.
-// Correct for every geometry and dtype; the reference the fast kernels are
-// checked against inside the library (tests use an independent one).
+// Correct for every geometry and dtype; the float64 path (true float64
+// accumulation), where no fast kernel applies.
 #include <type_traits>
 #include <vector>
 
@@ -26,7 +26,7 @@ void conv3d_direct_typed(const detail::ConvCall& call) {
   const Shape5& ws = call.weight.strides;
   const Shape5& ys = call.output.strides;
   const std::int64_t cin_g = g.in_channels_per_group, cout_g = g.out_channels_per_group;
-  const std::int64_t taps = g.kernel[0] * g.kernel[1] * g.kernel[2];
+  const std::int64_t taps = g.taps();
 
   // packed[group][tap][ci][co]: the output channels of a group are contiguous.
   std::vector<Acc> packed(std::size_t(g.out_channels * taps * cin_g));

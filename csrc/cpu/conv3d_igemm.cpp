@@ -2,13 +2,13 @@
 // K = taps x C_in per group; tiles of MR positions x NR channels.
 //  - direct: the kernel reads the input in place through an indirection of
 //    row pointers (zero row for padding); for f32 inputs, and for bf16 on
-//    vdpbf16ps. Work is split over (group, NR block, M tile), NR block outer,
-//    so a thread streams one packed weight panel through many tiles; a panel
-//    far larger than L2 is walked in chunks of taps over strips of tiles.
+//    vdpbf16ps. Work is split over (group, NR block, M tile), NR block outer
+//    (all NR blocks per M tile when a group's panels fit in L2 together), so
+//    a thread streams one packed weight panel through many tiles; a panel far
+//    larger than L2 is walked in chunks of taps over strips of tiles.
 //  - packed A: the tile's input rows are gathered (and converted to f32)
 //    into a small buffer with taps x C_in folded into K, then every NR block
-//    runs on it. For small C_in (a tap then holds 1-4 values, too few for the
-//    row-pointer loop), fp16/bf16 inputs without a native kernel, and inputs
+//    runs on it. For fp16/bf16 inputs without a native kernel, and inputs
 //    whose channels are not contiguous.
 //  - fold W (f32, groups 1, small C_in, dilation 1 along W): with channels
 //    and W contiguous, the KW x C_in values a row reads at one (kd, kh) are
@@ -45,8 +45,6 @@ constexpr std::int64_t kAllPanelsBytes = 256 * 1024;
 constexpr std::int64_t kPanelChunkBytes = 256 * 1024;
 constexpr std::int64_t kStripTiles = 32;
 
-std::int64_t taps_of(const ConvGeometry& g) { return g.kernel[0] * g.kernel[1] * g.kernel[2]; }
-
 struct Problem {
   const ConvGeometry& g;
   const KernelTable& kt;
@@ -66,7 +64,7 @@ Problem make_problem(const detail::ConvCall& call, const KernelTable& kt, const 
                          std::int64_t(dtype_size(call.output.dtype)), call.output.strides, stream_output(call.output)},
             0, 0, 0, 0, 0, 0, 0};
   p.M = g.batch * g.out[0] * g.out[1] * g.out[2];
-  p.taps = taps_of(g);
+  p.taps = g.taps();
   p.cin = g.in_channels_per_group;
   p.cout = g.out_channels_per_group;
   p.blocks = (p.cout + k.nr - 1) / k.nr;
@@ -75,12 +73,37 @@ Problem make_problem(const detail::ConvCall& call, const KernelTable& kt, const 
   return p;
 }
 
+// Locates M tile mt and lists the taps its rows read (a[s * MR + r]: row r's
+// input at the s-th listed tap, else the zero row) with each tap's offset in
+// the packed panel; returns the number of listed taps. fold_w: a tap is a
+// (kd, kh) pair, K per tap the W window x C_in (windows crossing the W
+// border are copied into scratch).
+std::int64_t index_tile(const Problem& p, bool fold_w, std::int64_t kc, std::int64_t grp, std::int64_t mt,
+                        const char* zero, char* scratch, TileRows& rows, const void** a, std::int64_t* tap,
+                        std::int64_t* w_off) {
+  const int MR = p.k.mr;
+  locate_rows(p.g, p.xs, p.out.strides, mt * MR, MR, rows);
+  const char* x = p.x + grp * p.cin * p.xs[4] * p.x_esize;
+  const std::int64_t ks = fold_w ? build_indirection_fold_w(p.g, p.xs, rows, MR, x, p.x_esize, zero, scratch, a, tap)
+                                 : build_indirection(p.g, p.xs, rows, MR, x, p.x_esize, zero, a, tap);
+  for (std::int64_t s = 0; s < ks; ++s) w_off[s] = tap[s] * kc * p.k.nr;
+  return ks;
+}
+
+// Writes the fp32 tile c of NR block blk (group grp) to the output.
+void store_block(const Problem& p, const TileRows& rows, std::int64_t grp, std::int64_t blk, const float* c) {
+  const int NR = p.k.nr;
+  store_output_tile(p.kt, p.out, rows, grp * p.cout + blk * NR, c, NR,
+                    int(std::min<std::int64_t>(NR, p.cout - blk * NR)));
+}
+
 // Large panels (long K: many taps x wide C_in): every M tile of the plain
 // order streams the whole panel (e.g. 1.8 MB for 27 taps x 256 channels x
 // 64) from L3, which some CPUs cannot feed at FMA speed (a 16-core Xeon:
-// shape e at 119 GFLOP/s on one core, 141 chunked; Zen 4 is unaffected). Here a strip of M
-// tiles keeps its indirections and fp32 tiles, and each chunk of taps runs
-// over the whole strip while its part of the panel stays in L2. The sums run
+// shape e at 119 GFLOP/s on one core, 141 chunked; Zen 4 is unaffected).
+// Here a strip of M tiles keeps its indirections and fp32 tiles, and each
+// chunk of taps runs over the whole strip while its part of the panel stays
+// in L2. The sums run
 // in the same order as in one pass (a tile's chunk resumes from its stored
 // partial sum), so results are bit-identical to the plain order.
 template <class W>
@@ -100,17 +123,10 @@ void run_direct_chunked(const Problem& p, const std::vector<W>& packed, bool fol
       // it = (grp, blk, strip).
       const std::int64_t strip = it % strips, gb = it / strips, grp = gb / p.blocks, blk = gb % p.blocks;
       const std::int64_t mt0 = strip * kStripTiles, tiles = std::min(kStripTiles, p.n_mt - mt0);
-      const char* x = p.x + grp * p.cin * p.xs[4] * p.x_esize;
       for (std::int64_t j = 0; j < tiles; ++j) {
-        const std::size_t jt = std::size_t(j * taps);
-        locate_rows(p.g, p.xs, p.out.strides, (mt0 + j) * MR, MR, rows[std::size_t(j)]);
-        const void** aj = a.data() + j * per_tile;
-        ks[std::size_t(j)] =
-            fold_w ? build_indirection_fold_w(p.g, p.xs, rows[std::size_t(j)], MR, x, p.x_esize, zero.data(),
-                                              scratch.data() + j * per_tile * kc * p.x_esize, aj, tap.data() + jt)
-                   : build_indirection(p.g, p.xs, rows[std::size_t(j)], MR, x, p.x_esize, zero.data(), aj,
-                                       tap.data() + jt);
-        for (std::int64_t s = 0; s < ks[std::size_t(j)]; ++s) w_off[jt + std::size_t(s)] = tap[jt + std::size_t(s)] * kc * NR;
+        ks[std::size_t(j)] = index_tile(p, fold_w, kc, grp, mt0 + j, zero.data(),
+                                        scratch.data() + j * per_tile * kc * p.x_esize, rows[std::size_t(j)],
+                                        a.data() + j * per_tile, tap.data() + j * taps, w_off.data() + j * taps);
         next[std::size_t(j)] = 0;
       }
       const W* panel = packed.data() + (grp * p.blocks + blk) * p.panel;
@@ -129,9 +145,7 @@ void run_direct_chunked(const Problem& p, const std::vector<W>& packed, bool fol
                              c.data() + j * MR * NR, s0 > 0});
         }
       }
-      for (std::int64_t j = 0; j < tiles; ++j)
-        store_output_tile(p.kt, p.out, rows[std::size_t(j)], grp * p.cout + blk * NR, c.data() + j * MR * NR, NR,
-                          int(std::min<std::int64_t>(NR, p.cout - blk * NR)));
+      for (std::int64_t j = 0; j < tiles; ++j) store_block(p, rows[std::size_t(j)], grp, blk, c.data() + j * MR * NR);
     }
   });
 }
@@ -163,18 +177,12 @@ void run_direct(const Problem& p, const std::vector<W>& packed, bool fold_w = fa
       // m_outer: it = (grp, mt); else it = (grp, blk, mt).
       const std::int64_t mt = it % p.n_mt, gb = it / p.n_mt;
       const std::int64_t grp = m_outer ? gb : gb / p.blocks, blk0 = m_outer ? 0 : gb % p.blocks;
-      locate_rows(p.g, p.xs, p.out.strides, mt * MR, MR, rows);
-      const char* x = p.x + grp * p.cin * p.xs[4] * p.x_esize;
       const std::int64_t ks =
-          fold_w ? build_indirection_fold_w(p.g, p.xs, rows, MR, x, p.x_esize, zero.data(), scratch.data(), a.data(),
-                                            tap.data())
-                 : build_indirection(p.g, p.xs, rows, MR, x, p.x_esize, zero.data(), a.data(), tap.data());
-      for (std::int64_t s = 0; s < ks; ++s) w_off[std::size_t(s)] = tap[std::size_t(s)] * kc * NR;
+          index_tile(p, fold_w, kc, grp, mt, zero.data(), scratch.data(), rows, a.data(), tap.data(), w_off.data());
       for (std::int64_t blk = blk0; blk < blk0 + inner; ++blk) {
         p.k.fn(IgemmParams{ks, kc, a.data(), w_off.data(), packed.data() + (grp * p.blocks + blk) * p.panel, c.data(),
                            0});
-        store_output_tile(p.kt, p.out, rows, grp * p.cout + blk * NR, c.data(), NR,
-                          int(std::min<std::int64_t>(NR, p.cout - blk * NR)));
+        store_block(p, rows, grp, blk, c.data());
       }
     }
   });
@@ -238,8 +246,7 @@ void run_packed_a(const Problem& p, const std::vector<float>& packed) {
                              c.data() + blk * MR * NR, t0 > 0});
       }
       for (std::int64_t blk = 0; blk < p.blocks; ++blk)
-        store_output_tile(p.kt, p.out, rows, grp * p.cout + blk * NR, c.data() + blk * MR * NR, NR,
-                          int(std::min<std::int64_t>(NR, p.cout - blk * NR)));
+        store_block(p, rows, grp, blk, c.data() + blk * MR * NR);
     }
   });
 }
@@ -310,8 +317,7 @@ void run_small_cin(const Problem& p, const IgemmKernel& k, const std::vector<flo
                            c.data() + blk * MR * NR, t0 > 0});
       }
       for (std::int64_t blk = 0; blk < p.blocks; ++blk)
-        store_output_tile(p.kt, p.out, rows, grp * p.cout + blk * NR, c.data() + blk * MR * NR, NR,
-                          int(std::min<std::int64_t>(NR, p.cout - blk * NR)));
+        store_block(p, rows, grp, blk, c.data() + blk * MR * NR);
     }
   });
 }
@@ -351,7 +357,8 @@ std::string conv3d_igemm(const detail::ConvCall& call, const KernelTable& kt, Ig
     return std::string("fold-w:") + k.name;
   }
   if (mode == IgemmMode::small_cin) {
-    // Same tile shape as the igemm kernel chosen above, so `packed` fits it.
+    // Same NR as the igemm kernel chosen above, so `packed` fits it (MR may
+    // differ: run_small_cin tiles along W with kg's MR, not p.k's).
     const IgemmKernel& kg = kt.f32_gemm[tile];
     visit_dtype(call.input.dtype, [&](auto e) {
       using In = decltype(e);

@@ -149,9 +149,7 @@ int storage_code(DType dtype) {
 bool stream_output(const TensorView& out) {
   // Well past the L2 of any core and the share of L3 a convolution gets.
   constexpr std::int64_t kMinBytes = std::int64_t(8) << 20;
-  std::int64_t n = 1;
-  for (int i = 0; i < 5; ++i) n *= out.shape[i];
-  return out.dtype == DType::float32 && out.strides[4] == 1 && n * 4 >= kMinBytes;
+  return out.dtype == DType::float32 && out.strides[4] == 1 && numel(out.shape) * 4 >= kMinBytes;
 }
 
 void store_output_tile(const KernelTable& kt, const OutputTarget& out, const TileRows& rows, std::int64_t chan0,

@@ -69,7 +69,7 @@ Conv3dParams make_params(const ConvGeometry& g) {
   p.groups = narrow(g.groups, "groups");
   p.c_in_g = narrow(g.in_channels_per_group, "C_in / groups");
   p.c_out_g = narrow(g.out_channels_per_group, "C_out / groups");
-  p.taps = narrow(g.kernel[0] * g.kernel[1] * g.kernel[2], "the number of kernel taps");
+  p.taps = narrow(g.taps(), "the number of kernel taps");
   p.gemm_k = narrow(std::int64_t(p.taps) * p.c_in_g, "KD * KH * KW * C_in / groups");
   p.tiles_n = 1;
   p.patch_w = 0;

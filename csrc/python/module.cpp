@@ -1,6 +1,8 @@
-// volconv._core: the nanobind module. Only conversions between Python and the
-// C++ API live here; argument parsing is in python/volconv, validation and
-// all logic in csrc/core.
+// volconv._core: the nanobind module. Conversions between Python and the C++
+// API (array views, with the checks only a Python object needs: dimensions,
+// element size, where its memory lives) and the results' allocation live
+// here; argument parsing is in python/volconv, shape and parameter
+// validation and all logic in csrc/core.
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/array.h>
@@ -22,8 +24,6 @@ namespace {
 // Any strides, any device: host memory, or a Metal buffer (an mlx.array on
 // the GPU exports its MTLBuffer and a byte offset through DLPack).
 using StridedArray = nb::ndarray<nb::ro>;
-
-using detail::kOutputAlignment;
 
 ConstTensorView view_of(const StridedArray& a, DType dtype, const char* what) {
   if (a.ndim() != 5)
@@ -71,10 +71,7 @@ nb::ndarray<nb::numpy> conv3d_py(const StridedArray& input, DType input_dtype, c
   const Shape5 out_shape = conv3d_output_shape(in.shape, wt.shape, params);
   const DType out_dtype = promote_types(input_dtype, weight_dtype);
 
-  std::size_t bytes = dtype_size(out_dtype);
-  for (auto s : out_shape) bytes *= std::size_t(s);
-  const std::size_t alloc = (bytes + kOutputAlignment - 1) / kOutputAlignment * kOutputAlignment;
-  void* data = detail::output_blocks().take(alloc ? alloc : kOutputAlignment);
+  void* data = detail::output_blocks().take(std::size_t(numel(out_shape)) * dtype_size(out_dtype));
   nb::capsule owner(data, [](void* p) noexcept { detail::output_blocks().give(p); });
 
   const TensorView out = TensorView::contiguous(data, out_dtype, out_shape);
@@ -156,7 +153,6 @@ NB_MODULE(_core, m) {
     synchronize(s);
   }, nb::arg("stream"));
 
-  m.def("output_shape", &conv3d_output_shape, nb::arg("input_shape"), nb::arg("weight_shape"), nb::arg("params"));
   m.def("set_same_padding", [](ConvParams p, const Int3& kernel) {
     set_same_padding(p, kernel);
     return p;

@@ -96,8 +96,10 @@ void f32_conv_cin1(const volconv::cpu::DwconvParams& p) {
   auto tiles = [&](auto unit) {
     constexpr bool U = decltype(unit)::value;
     for (; ow + MR <= hi; ow += MR) f32_conv_cin1_tile<V, MR, NV, U>(p, ow, stream);
-    if (MR / 2 > 4 && ow + MR / 2 <= hi) f32_conv_cin1_tile<V, (MR / 2 > 4 ? MR / 2 : 4), NV, U>(p, ow, stream), ow += MR / 2;
-    if (MR > 4 && ow + 4 <= hi) f32_conv_cin1_tile<V, 4, NV, U>(p, ow, stream), ow += 4;
+    if constexpr (MR / 2 > 4)
+      if (ow + MR / 2 <= hi) f32_conv_cin1_tile<V, MR / 2, NV, U>(p, ow, stream), ow += MR / 2;
+    if constexpr (MR > 4)
+      if (ow + 4 <= hi) f32_conv_cin1_tile<V, 4, NV, U>(p, ow, stream), ow += 4;
     if (ow + 2 <= hi) f32_conv_cin1_tile<V, 2, NV, U>(p, ow, stream), ow += 2;
   };
   if (p.stride * xs == 1)

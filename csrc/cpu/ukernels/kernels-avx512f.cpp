@@ -24,8 +24,8 @@ const KernelTable* kernels_avx512f() {
     t.f32_gemm[1] = {12, 32, f32_igemm<VecAvx512f, 12, 2, 12>, "f32-gemm-12x32-avx512f"};
     t.f32_gemm[2] = {8, 48, f32_igemm<VecAvx512f, 8, 3, 8>, "f32-gemm-8x48-avx512f"};
     t.f32_gemm[3] = {6, 64, f32_igemm<VecAvx512f, 6, 4, 6>, "f32-gemm-6x64-avx512f"};
-    t.f32_dwconv = {6, 64, f32_dwconv<VecAvx512f, 6, 4, 8>, "f32-dwconv-6x64-avx512f"};
-    t.f32_conv_cin1 = {16, 16, f32_conv_cin1<VecAvx512f, 16, 1>, "f32-conv-cin1-16x16-avx512f"};
+    t.f32_dwconv = {64, f32_dwconv<VecAvx512f, 6, 4, 8>, "f32-dwconv-6x64-avx512f"};
+    t.f32_conv_cin1 = {16, f32_conv_cin1<VecAvx512f, 16, 1>, "f32-conv-cin1-16x16-avx512f"};
     t.store_tile = store_tile<VecAvx512f>;
     t.convert_row = convert_row<VecAvx512f>;
     t.fma_probe = fma_probe<VecAvx512f, 24>;

@@ -18,8 +18,8 @@ const KernelTable* kernels_generic() {
     t.f32_igemm[1] = {4, 8, f32_igemm<VecGeneric, 4, 2>, "f32-igemm-4x8-generic"};
     t.f32_gemm[0] = {4, 4, f32_igemm<VecGeneric, 4, 1, 4>, "f32-gemm-4x4-generic"};
     t.f32_gemm[1] = {4, 8, f32_igemm<VecGeneric, 4, 2, 4>, "f32-gemm-4x8-generic"};
-    t.f32_dwconv = {4, 8, f32_dwconv<VecGeneric, 4, 2>, "f32-dwconv-4x8-generic"};
-    t.f32_conv_cin1 = {4, 8, f32_conv_cin1<VecGeneric, 4, 2>, "f32-conv-cin1-4x8-generic"};
+    t.f32_dwconv = {8, f32_dwconv<VecGeneric, 4, 2>, "f32-dwconv-4x8-generic"};
+    t.f32_conv_cin1 = {8, f32_conv_cin1<VecGeneric, 4, 2>, "f32-conv-cin1-4x8-generic"};
     t.store_tile = store_tile<VecGeneric>;
     t.convert_row = convert_row<VecGeneric>;
     t.fma_probe = fma_probe<VecGeneric>;

@@ -24,8 +24,8 @@ const KernelTable* kernels_neon() {
     t.f32_gemm[0] = {8, 4, f32_igemm<VecNeon, 8, 1, 8>, "f32-gemm-8x4-neon"};
     t.f32_gemm[1] = {8, 8, f32_igemm<VecNeon, 8, 2, 8>, "f32-gemm-8x8-neon"};
     t.f32_gemm[2] = {6, 16, f32_igemm<VecNeon, 6, 4, 6>, "f32-gemm-6x16-neon"};
-    t.f32_dwconv = {6, 16, f32_dwconv<VecNeon, 6, 4, 8>, "f32-dwconv-6x16-neon"};
-    t.f32_conv_cin1 = {12, 8, f32_conv_cin1<VecNeon, 12, 2>, "f32-conv-cin1-12x8-neon"};
+    t.f32_dwconv = {16, f32_dwconv<VecNeon, 6, 4, 8>, "f32-dwconv-6x16-neon"};
+    t.f32_conv_cin1 = {8, f32_conv_cin1<VecNeon, 12, 2>, "f32-conv-cin1-12x8-neon"};
     t.store_tile = store_tile<VecNeon>;
     t.convert_row = convert_row<VecNeon>;
     t.fma_probe = fma_probe<VecNeon, 24>;

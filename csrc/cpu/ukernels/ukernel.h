@@ -51,7 +51,7 @@ struct DwconvParams {
 using DwconvFn = void (*)(const DwconvParams&);
 
 struct DwconvKernel {
-  int mr, nr;
+  int nr;  // channels per call
   DwconvFn fn;
   const char* name;
 };
@@ -82,7 +82,7 @@ struct KernelTable {
   const char* isa;
   int n_f32_igemm;
   IgemmKernel f32_igemm[4];
-  IgemmKernel f32_gemm[4];  // same tiles, A a k-major packed panel (see f32-igemm.h)
+  IgemmKernel f32_gemm[4];  // same NR as f32_igemm[i] (MR may differ), A a k-major packed panel
   int n_bf16_igemm;  // vdpbf16ps kernels (avx512bf16 only)
   IgemmKernel bf16_igemm[4];
   DwconvKernel f32_dwconv;

@@ -35,6 +35,7 @@ struct ConvGeometry {
   ConvParams params;
 
   Shape5 output_shape() const { return {batch, out[0], out[1], out[2], out_channels}; }
+  std::int64_t taps() const { return kernel[0] * kernel[1] * kernel[2]; }  // KD*KH*KW
   // 2 * N*Do*Ho*Wo * C_out * KD*KH*KW * C_in/groups (as a double: can be huge).
   double flops() const;
 };

@@ -24,6 +24,9 @@ using Shape5 = std::array<std::int64_t, 5>;
 // Row-major (C-order) strides for `shape`.
 Shape5 contiguous_strides(const Shape5& shape);
 
+// Number of elements (0 for an empty shape).
+std::int64_t numel(const Shape5& shape);
+
 // Read-only view: what conv3d reads (input, weight). Never written through.
 struct ConstTensorView {
   const void* data = nullptr;

@@ -6,12 +6,6 @@
 
 namespace volconv::metal {
 
-std::int64_t numel(const Shape5& shape) {
-  std::int64_t n = 1;
-  for (auto s : shape) n *= s;
-  return n;
-}
-
 bool is_contiguous(const Shape5& shape, const Shape5& strides) {
   std::int64_t expected = 1;
   for (int i = 4; i >= 0; --i) {

@@ -8,13 +8,15 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "../../core/output_blocks.h"
 #include "volconv/tensor.h"
 
 namespace volconv::metal {
 
 // The VM page of Apple silicon. newBufferWithBytesNoCopy needs a
-// page-aligned pointer and a length that is a multiple of it.
-inline constexpr std::size_t kPageBytes = 16384;
+// page-aligned pointer and a length that is a multiple of it; volconv's own
+// outputs are aligned to it (output_blocks.h).
+inline constexpr std::size_t kPageBytes = detail::kOutputAlignment;
 
 // Where an array's memory is: host memory (unified with the GPU's on Apple
 // silicon), or an MTLBuffer it already lives in (an mlx.array on the GPU,
@@ -39,7 +41,6 @@ struct BufferPlan {
   std::size_t length = 0;   // the Metal buffer's length: never 0; page-rounded when zero_copy
 };
 
-std::int64_t numel(const Shape5& shape);
 
 // True when the view is C-contiguous (dimensions of size 1 may have any stride).
 bool is_contiguous(const Shape5& shape, const Shape5& strides);
