@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,23 +26,15 @@ sys.path.insert(0, str(ROOT / "tests" / "emulator"))
 
 import msl_emulator  # noqa: E402  (found through the sys.path line above)
 
-# Issue 6's shapes: (N, D, H, W, C_in) -> C_out, kernel, stride, padding, dilation, groups.
-SHAPES = {
-    "a": ((1, 16, 56, 56, 64), 64, (3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), 1),
-    "b": ((1, 8, 112, 112, 3), 64, (3, 7, 7), (1, 2, 2), (1, 3, 3), (1, 1, 1), 1),
-    "c": ((2, 32, 32, 32, 32), 32, (3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), 1),
-    "d": ((1, 64, 64, 64, 1), 16, (3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), 1),
-    "e": ((4, 8, 28, 28, 256), 256, (3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), 1),
-    "f": ((1, 16, 56, 56, 64), 64, (3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), 64),
-    "g": ((1, 16, 28, 28, 128), 256, (1, 1, 1), (1, 1, 1), (0, 0, 0), (1, 1, 1), 1),
-    "h": ((1, 16, 56, 56, 64), 128, (3, 3, 3), (2, 2, 2), (1, 1, 1), (1, 1, 1), 1),
-    "i": ((1, 16, 32, 32, 64), 64, (3, 3, 3), (1, 1, 1), (2, 2, 2), (2, 2, 2), 1),
-}
+sys.path.insert(0, str(ROOT / "bench"))
+from conv3d_cpu import SHAPES  # noqa: E402  (issue 6's shapes, shared with the CPU benchmark)
+
 ESIZE = {"float32": 4, "float16": 2, "bfloat16": 2}
 
 
 def measure(emu, name, dtype, samples):
-    x_shape, c_out, kernel, stride, pad, dil, groups = SHAPES[name]
+    x_shape, c_out, kernel, *spd, groups = SHAPES[name]
+    stride, pad, dil = (v if isinstance(v, tuple) else (v, v, v) for v in spd)
     w_shape = (c_out, *kernel, x_shape[4] // groups)
     params = {"stride": stride, "pad_lo": pad, "pad_hi": pad, "dilation": dil, "groups": groups}
     plan = emu.plan(x_shape, w_shape, dtype, **params)
@@ -52,9 +43,7 @@ def measure(emu, name, dtype, samples):
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, x_shape).astype(np.float32)
     w = rng.uniform(-1, 1, w_shape).astype(np.float32)
-    t0 = time.perf_counter()
     y, (read, written, run, total) = emu.run(x, w, dtype, sample_stride=sample_stride, **params)
-    seconds = time.perf_counter() - t0
     scale = total / run
     device_bytes = (read + written) * scale
     e = ESIZE[dtype]
@@ -68,7 +57,6 @@ def measure(emu, name, dtype, samples):
         "device_bytes": device_bytes,
         "min_bytes": min_bytes,
         "flops": plan["flops"],
-        "seconds": seconds,
     }
 
 

@@ -4,7 +4,7 @@ test_metal_emulated.py), so all backends answer for the same shapes."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -20,7 +20,6 @@ class Case:
     pad_hi: tuple = (0, 0, 0)
     dilation: tuple = (1, 1, 1)
     groups: int = 1
-    tags: tuple = field(default=())
 
     @property
     def weight_shape(self) -> tuple:
@@ -49,18 +48,18 @@ class Case:
         return x, w
 
 
-def _c(name, n, d, h, w, cin, cout, k, s=1, p=0, dil=1, g=1, tags=()):
+def _c(name, n, d, h, w, cin, cout, k, s=1, p=0, dil=1, g=1):
     t3 = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v, v)
     if isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], tuple):
         lo, hi = p
     else:
         lo = hi = t3(p)
-    return Case(name, (n, d, h, w, cin), cout, t3(k), t3(s), lo, hi, t3(dil), g, tags)
+    return Case(name, (n, d, h, w, cin), cout, t3(k), t3(s), lo, hi, t3(dil), g)
 
 
 CASES = [
-    _c("pointwise", 1, 3, 4, 5, 8, 16, 1, tags=("k1",)),
-    _c("pointwise_odd_channels", 2, 2, 3, 3, 7, 5, 1, tags=("k1",)),
+    _c("pointwise", 1, 3, 4, 5, 8, 16, 1),
+    _c("pointwise_odd_channels", 2, 2, 3, 3, 7, 5, 1),
     _c("k3_p1", 1, 5, 6, 7, 8, 8, 3, p=1),
     _c("k3_valid", 1, 5, 5, 5, 4, 6, 3),
     _c("k2", 1, 4, 4, 4, 3, 4, 2),
@@ -78,13 +77,13 @@ CASES = [
     _c("pad_larger_than_kernel", 1, 3, 3, 3, 2, 2, 2, p=3),
     _c("groups2", 1, 5, 5, 5, 8, 12, 3, p=1, g=2),
     _c("groups4_odd", 2, 4, 5, 6, 12, 8, 3, s=(1, 2, 1), p=1, g=4),
-    _c("depthwise", 1, 6, 6, 6, 16, 16, 3, p=1, g=16, tags=("depthwise",)),
-    _c("depthwise_multiplier", 1, 5, 5, 5, 4, 8, 3, p=1, g=4, tags=("depthwise",)),
-    _c("depthwise_odd", 1, 5, 6, 7, 5, 5, 3, s=2, p=1, g=5, tags=("depthwise",)),
-    _c("cin1", 1, 8, 8, 8, 1, 16, 3, p=1, tags=("small_cin",)),
-    _c("cin2", 2, 6, 6, 6, 2, 9, 3, p=1, tags=("small_cin",)),
-    _c("cin3_stem", 1, 4, 10, 10, 3, 16, (3, 5, 5), s=(1, 2, 2), p=(1, 2, 2), tags=("small_cin",)),
-    _c("cin4", 1, 5, 5, 5, 4, 33, 3, p=1, tags=("small_cin",)),
+    _c("depthwise", 1, 6, 6, 6, 16, 16, 3, p=1, g=16),
+    _c("depthwise_multiplier", 1, 5, 5, 5, 4, 8, 3, p=1, g=4),
+    _c("depthwise_odd", 1, 5, 6, 7, 5, 5, 3, s=2, p=1, g=5),
+    _c("cin1", 1, 8, 8, 8, 1, 16, 3, p=1),
+    _c("cin2", 2, 6, 6, 6, 2, 9, 3, p=1),
+    _c("cin3_stem", 1, 4, 10, 10, 3, 16, (3, 5, 5), s=(1, 2, 2), p=(1, 2, 2)),
+    _c("cin4", 1, 5, 5, 5, 4, 33, 3, p=1),
     _c("cout1", 1, 5, 5, 5, 8, 1, 3, p=1),
     _c("odd_everything", 3, 3, 5, 7, 7, 11, 3, p=1),
     _c("wide_channels", 1, 3, 3, 4, 64, 72, 3, p=1),

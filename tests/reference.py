@@ -59,3 +59,21 @@ def assert_conv_close(y, x, w, dtype_name, **params):
             f"{int(bad.sum())} of {y64.size} elements off ({dtype_name}); first at {i}: "
             f"got {y64[i]!r}, reference {ref[i]!r}, allowed error {bound[i]:.3g}"
         )
+
+
+def assert_conv_agree(y, other, x, w, dtype_name, **params):
+    """Checks a result against another framework's: each may be off the exact
+    value by the dtype's bound, so they may differ by twice it, per element."""
+    x64 = np.asarray(x, dtype=np.float64)
+    w64 = np.asarray(w, dtype=np.float64)
+    scale = conv3d_reference(np.abs(x64), np.abs(w64), **params)
+    y64, o64 = np.asarray(y, dtype=np.float64), np.asarray(other, dtype=np.float64)
+    assert y64.shape == o64.shape == scale.shape, f"shapes {y64.shape}, {o64.shape}, expected {scale.shape}"
+    bound = 2 * TOLERANCE[dtype_name] * scale + 1e-30
+    bad = ~(np.abs(y64 - o64) <= bound)
+    if bad.any():
+        i = tuple(np.argwhere(bad)[0])
+        raise AssertionError(
+            f"{int(bad.sum())} of {y64.size} elements disagree ({dtype_name}); first at {i}: "
+            f"got {y64[i]!r}, other {o64[i]!r}, allowed difference {bound[i]:.3g}"
+        )

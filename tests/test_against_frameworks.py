@@ -7,8 +7,7 @@ import pytest
 import volconv as vc
 
 from cases import CASES
-
-TORCH_TOL = {"float32": (1e-4, 1e-4), "float64": (1e-10, 1e-10)}
+from reference import assert_conv_agree
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -23,8 +22,7 @@ def test_matches_torch(case, dtype):
     wt = torch.from_numpy(w).permute(0, 4, 1, 2, 3)
     expected = F.conv3d(xt, wt, stride=case.stride, dilation=case.dilation, groups=case.groups)
     y = vc.conv3d(x, w, **case.api_kwargs())
-    rtol, atol = TORCH_TOL[dtype]
-    np.testing.assert_allclose(y, expected.permute(0, 2, 3, 4, 1).numpy(), rtol=rtol, atol=atol)
+    assert_conv_agree(y, expected.permute(0, 2, 3, 4, 1).numpy(), x, w, dtype, **case.params())
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
@@ -39,10 +37,5 @@ def test_matches_mlx(case, dtype):
     expected = mx.conv3d(xm, wm, stride=case.stride, padding=case.pad_lo, dilation=case.dilation)
     y = vc.conv3d(xm, wm, stride=case.stride, padding=case.pad_lo, dilation=case.dilation)
     assert isinstance(y, mx.array) and y.dtype == mdt and y.shape == expected.shape
-    # Both round once from a float32 accumulator: allow one result ulp and
-    # the accumulation-order difference, relative to the output's magnitude.
-    ulp = {"float32": 1e-5, "float16": 2e-3, "bfloat16": 1.6e-2}[dtype]
-    a = np.asarray(y.astype(mx.float32))
-    b = np.asarray(expected.astype(mx.float32))
-    scale = np.abs(b).max() + 1
-    np.testing.assert_allclose(a, b, rtol=ulp, atol=ulp * scale)
+    f32 = lambda a: np.asarray(a.astype(mx.float32))
+    assert_conv_agree(f32(y), f32(expected), f32(xm), f32(wm), dtype, **case.params())

@@ -136,7 +136,8 @@ def test_calls_from_several_threads_agree():
     for t in threads:
         t.join()
     assert not errors
-    for r, e in zip(results, expected):
+    for x, r, e in zip(xs, results, expected):
+        assert_conv_close(e, x, W, "float32", **REF)
         np.testing.assert_array_equal(r, e)
 
 

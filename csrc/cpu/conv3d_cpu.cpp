@@ -29,6 +29,7 @@ constexpr std::int64_t kSmallCin = 4;
 constexpr std::int64_t kFoldWMinK = 8;
 
 thread_local std::string t_last_path;
+thread_local std::int64_t t_k_chunks = 1;
 
 std::string run(const detail::ConvCall& call) {
   const ConvGeometry& g = call.geometry;
@@ -58,8 +59,14 @@ std::string run(const detail::ConvCall& call) {
 }  // namespace
 
 // Core returns before an empty output reaches a backend.
-void conv3d(const detail::ConvCall& call) { t_last_path = run(call); }
+void conv3d(const detail::ConvCall& call) {
+  t_k_chunks = 1;
+  t_last_path = run(call);
+}
+
+void note_k_chunks(std::int64_t chunks) { t_k_chunks = chunks; }
 
 std::string last_path() { return t_last_path; }
+std::int64_t last_k_chunks() { return t_k_chunks; }
 
 }  // namespace volconv::cpu

@@ -97,6 +97,14 @@ void store_block(const Problem& p, const TileRows& rows, std::int64_t grp, std::
                     int(std::min<std::int64_t>(NR, p.cout - blk * NR)));
 }
 
+// Taps per K chunk of a gathered A tile: MR rows x chunk taps x C_in floats
+// stay under kPackedABytes.
+std::int64_t gathered_chunk_taps(const Problem& p, int MR) {
+  const std::int64_t chunk = std::max<std::int64_t>(1, std::min(p.taps, kPackedABytes / (4 * MR * p.cin)));
+  note_k_chunks((p.taps + chunk - 1) / chunk);
+  return chunk;
+}
+
 // Large panels (long K: many taps x wide C_in): every M tile of the plain
 // order streams the whole panel (e.g. 1.8 MB for 27 taps x 256 channels x
 // 64) from L3, which some CPUs cannot feed at FMA speed (a 16-core Xeon:
@@ -163,8 +171,10 @@ void run_direct(const Problem& p, const std::vector<W>& packed, bool fold_w = fa
   const std::int64_t taps = fold_w ? p.taps / KW : p.taps, kc = fold_w ? KW * p.cin : p.cin;
   const bool m_outer = p.blocks > 1 && std::int64_t(sizeof(W)) * p.panel * p.blocks <= kAllPanelsBytes;
   const std::int64_t chunk_taps = std::max<std::int64_t>(1, kPanelChunkBytes / (std::int64_t(sizeof(W)) * kc * NR));
-  if (!m_outer && taps >= 2 * chunk_taps)
+  if (!m_outer && taps >= 2 * chunk_taps) {
+    note_k_chunks((taps + chunk_taps - 1) / chunk_taps);
     return run_direct_chunked(p, packed, fold_w, taps, kc, chunk_taps);
+  }
   const std::vector<char> zero(std::size_t(kc * p.x_esize + 64), 0);
   const std::int64_t inner = m_outer ? p.blocks : 1;
   parallel_for(p.g.groups * p.n_mt * p.blocks / inner, [&](std::int64_t begin, std::int64_t end) {
@@ -227,7 +237,7 @@ void gather_rows(const Problem& p, const TileRows& rows, std::int64_t grp, std::
 template <class In>
 void run_packed_a(const Problem& p, const std::vector<float>& packed) {
   const int MR = p.k.mr, NR = p.k.nr;
-  const std::int64_t chunk = std::max<std::int64_t>(1, std::min(p.taps, kPackedABytes / (4 * MR * p.cin)));
+  const std::int64_t chunk = gathered_chunk_taps(p, MR);
   parallel_for(p.g.groups * p.n_mt, [&](std::int64_t begin, std::int64_t end) {
     std::vector<float> abuf(std::size_t(MR * chunk * p.cin));
     std::vector<float> c(std::size_t(p.blocks * MR * NR));
@@ -273,7 +283,7 @@ void run_small_cin(const Problem& p, const IgemmKernel& k, const std::vector<flo
   const ConvParams& cp = g.params;
   const int MR = k.mr, NR = k.nr;
   const std::int64_t Wo = g.out[2], w_tiles = (Wo + MR - 1) / MR, out_rows = g.batch * g.out[0] * g.out[1];
-  const std::int64_t chunk = std::max<std::int64_t>(1, std::min(p.taps, kPackedABytes / (4 * MR * p.cin)));
+  const std::int64_t chunk = gathered_chunk_taps(p, MR);
   const std::int64_t KH = g.kernel[1], KW = g.kernel[2];
   parallel_for(g.groups * out_rows * w_tiles, [&](std::int64_t begin, std::int64_t end) {
     std::vector<float> panel(std::size_t(MR * chunk * p.cin));

@@ -19,6 +19,10 @@ enum class IgemmMode {
 
 std::string conv3d_igemm(const detail::ConvCall& call, const KernelTable& kt, IgemmMode mode);
 
+// Records how many chunks of taps the running call splits K into (see
+// last_k_chunks in volconv/cpu.h); conv3d resets it to 1 for every call.
+void note_k_chunks(std::int64_t chunks);
+
 // Depthwise (groups == C_in == C_out), f32 input with contiguous channels.
 std::string conv3d_dwconv(const detail::ConvCall& call, const KernelTable& kt);
 

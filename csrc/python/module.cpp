@@ -168,6 +168,7 @@ NB_MODULE(_core, m) {
   m.def("_cpu_isa", &volconv::cpu::active_isa);
   m.def("_cpu_force_isa", &volconv::cpu::force_isa, nb::arg("name"));
   m.def("_cpu_last_path", &volconv::cpu::last_path);
+  m.def("_cpu_last_k_chunks", &volconv::cpu::last_k_chunks);
   m.def("_cpu_peak_gflops", [](bool bf16) {
     nb::gil_scoped_release release;
     return volconv::cpu::measured_peak_gflops(bf16);

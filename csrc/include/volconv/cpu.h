@@ -2,6 +2,7 @@
 // benchmarks) which instruction-set kernels it uses.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,10 @@ void force_isa(const std::string& name);
 // "igemm:f32-igemm-6x64-avx512f"): lets tests check that a shape reaches the
 // path it is meant to exercise.
 std::string last_path();
+
+// Into how many chunks of taps the last CPU conv3d of this thread split K
+// (1: one pass), so tests can check that a chunked path really chunked.
+std::int64_t last_k_chunks();
 
 // GFLOP/s of independent FMA (or, with bf16, vdpbf16ps) chains on all
 // get_num_threads() threads with the active kernel set: the ceiling the
