@@ -17,6 +17,8 @@ def test_device_objects():
     assert d.type == vc.cpu and d.index == 0 and d == vc.Device(vc.cpu, 0)
     assert repr(d) == "Device(cpu, 0)"
     assert d == vc.cpu and d != vc.gpu and d != "cpu" and d != None  # noqa: E711
+    # Equal objects hash equal, so a Device finds its DeviceType's dict entry.
+    assert hash(d) == hash(vc.cpu) and {vc.cpu: 1}.get(d) == 1 and {vc.gpu: 2}.get(vc.Device(vc.gpu)) == 2
     assert vc.default_stream(vc.cpu) != None  # noqa: E711
     assert vc.is_available(vc.cpu) and vc.is_available(d)
     assert not vc.is_available(vc.Device(vc.cpu, 1))

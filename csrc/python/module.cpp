@@ -115,7 +115,10 @@ NB_MODULE(_core, m) {
         if (nb::isinstance<DeviceType>(b)) return a == Device{nb::cast<DeviceType>(b), 0};
         return false;
       }, nb::arg("other").none())
-      .def("__hash__", [](const Device& d) { return int(d.type) * 1000003 + d.index; })
+      // Equal objects hash equal: device index 0 hashes as its DeviceType.
+      .def("__hash__", [](const Device& d) -> Py_ssize_t {
+        return d.index == 0 ? nb::hash(nb::cast(d.type)) : Py_ssize_t(int(d.type) * 1000003 + d.index);
+      })
       .def("__repr__", [](const Device& d) {
         return std::string("Device(") + (d.type == DeviceType::cpu ? "cpu" : "gpu") + ", " + std::to_string(d.index) +
                ")";
