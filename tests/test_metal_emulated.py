@@ -194,6 +194,32 @@ def test_planner_refuses_what_does_not_fit(emu):
         emu.plan((1, 1, 1, 2**31, 1), (1, 1, 1, 1, 1), "float32")
 
 
+@pytest.mark.parametrize("name", ["k3_p1", "depthwise", "cin2", "pointwise"])
+def test_host_pipeline_check(emu, name):
+    # The Metal host hands the compiled pipeline's limits to
+    # metal_plan::check_pipeline before encoding; each limit is checked here.
+    case = case_named(name)
+    args = (case.input, case.weight_shape, "float32")
+    plan = emu.plan(*args, **case.params())
+    threads = int(np.prod(plan["threadgroup"]))
+    mem = plan["threadgroup_memory_length"]
+    assert mem % 16 == 0 and plan["threadgroup_memory"] <= mem < plan["threadgroup_memory"] + 16
+    assert emu.check_pipeline(*args, (threads, 32, 0, mem), **case.params()) == ""
+    head = f'[volconv] The Metal pipeline of kernel "{plan["kernel"]}" ({plan["family"]}<'
+    msg = emu.check_pipeline(*args, (threads - 1, 32, 0, mem), **case.params())
+    assert msg.startswith(head) and msg.endswith(
+        f"in 32-wide simdgroups; the plan needs {threads} in 32-wide ones."
+    )
+    msg = emu.check_pipeline(*args, (threads, 16, 0, mem), **case.params())
+    assert msg.startswith(head) and "in 16-wide simdgroups" in msg
+    msg = emu.check_pipeline(*args, (threads, 32, 16, mem), **case.params())
+    assert msg == (
+        f'[volconv] kernel "{plan["kernel"]}" ({plan["family"]}<{plan["template_args"]}>, tile '
+        f"{plan['bm']}x{plan['bn']}x{plan['bk']}, simdgroups {plan['wm']}x{plan['wn']}, vec {plan['vec']}) needs "
+        f"{plan['threadgroup_memory']} bytes of threadgroup memory; this GPU has {mem}."
+    )
+
+
 def test_planner_validates_like_the_api(emu):
     with pytest.raises(msl_emulator.EmulatorError, match=r"^\[conv3d\] The number of groups must divide"):
         emu.plan((1, 4, 4, 4, 6), (8, 3, 3, 3, 3), "float32", groups=4)

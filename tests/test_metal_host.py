@@ -478,12 +478,25 @@ def _struct_fields(header: str, struct: str) -> list[str]:
     return fields
 
 
+def _helper_body(source: str, name: str) -> str:
+    """The body of the planner function `name` (one defined at column 0)."""
+    m = re.search(rf"^[\w:<> ]+\b{name}\(const Conv3dPlan& plan[^)]*\) \{{\n(.*?)^\}}", source, re.M | re.S)
+    assert m, f"{name} is not defined in conv3d_plan.cpp"
+    return m.group(1)
+
+
 def test_host_uses_every_plan_field():
     """The host encodes the whole plan: each field of Conv3dPlan (and of its
-    Size3 grid and threadgroup) is read in conv3d.mm."""
+    Size3 grid and threadgroup) is read in conv3d.mm, or in the portable
+    planner helpers it calls (describe, threadgroup_memory_length,
+    check_pipeline), which Linux tests run."""
     _need_planner()
     header = (PLANNER / "conv3d_plan.h").read_text()
     host = re.sub(r"//[^\n]*", "", (HOST / "conv3d.mm").read_text())
+    planner = (PLANNER / "conv3d_plan.cpp").read_text()
+    for helper in ("describe", "threadgroup_memory_length", "check_pipeline"):
+        if re.search(rf"metal_plan::{helper}\(plan", host):
+            host += _helper_body(planner, helper)
     fields = _struct_fields(header, "Conv3dPlan")
     assert {"kernel_name", "grid", "threadgroup", "threadgroup_memory_bytes", "params", "dtype"} <= set(
         fields

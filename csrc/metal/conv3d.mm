@@ -66,38 +66,24 @@ Bound bind(Context& ctx, const ConstTensorView& view, DType dtype, const char* w
   return staged;
 }
 
-// The plan in words, for error messages.
-std::string plan_text(const metal_plan::Conv3dPlan& plan) {
-  return std::string("kernel \"") + plan.kernel_name + "\" (" + metal_plan::family_name(plan.family) + "<" +
-         plan.template_args + ">, tile " + std::to_string(plan.bm) + "x" + std::to_string(plan.bn) + "x" +
-         std::to_string(plan.bk) + ", simdgroups " + std::to_string(plan.wm) + "x" + std::to_string(plan.wn) +
-         ", vec " + std::to_string(plan.vec) + ")";
-}
-
 metal_plan::DeviceLimits limits_of(id<MTLDevice> device) {
   metal_plan::DeviceLimits limits;
   limits.max_threadgroup_memory = std::int64_t(device.maxThreadgroupMemoryLength);
   const MTLSize threads = device.maxThreadsPerThreadgroup;
   limits.max_threads_per_threadgroup = std::int64_t(threads.width);  // the kernels use x only
-  // Every Apple GPU runs 32-wide simdgroups; check_fits checks each pipeline.
+  // Every Apple GPU runs 32-wide simdgroups; check_pipeline checks each one.
   limits.simd_width = 32;
   return limits;
 }
 
-void check_fits(Context& ctx, id<MTLComputePipelineState> state, const metal_plan::Conv3dPlan& plan) {
-  const std::uint64_t threads = plan.threadgroup.x * plan.threadgroup.y * plan.threadgroup.z;
-  if (threads > state.maxTotalThreadsPerThreadgroup ||
-      std::int64_t(state.threadExecutionWidth) != limits_of(ctx.device).simd_width)
-    throw std::runtime_error("[volconv] The Metal pipeline of " + plan_text(plan) + " allows " +
-                             std::to_string(state.maxTotalThreadsPerThreadgroup) + " threads per threadgroup in " +
-                             std::to_string(state.threadExecutionWidth) + "-wide simdgroups; the plan needs " +
-                             std::to_string(threads) + " in 32-wide ones.");
-  if (threadgroup_memory_length(plan.threadgroup_memory_bytes) + state.staticThreadgroupMemoryLength >
-      ctx.device.maxThreadgroupMemoryLength)
-    throw std::runtime_error("[volconv] " + plan_text(plan) + " needs " +
-                             std::to_string(plan.threadgroup_memory_bytes) +
-                             " bytes of threadgroup memory; this GPU has " +
-                             std::to_string(ctx.device.maxThreadgroupMemoryLength) + ".");
+// What the pipeline and device allow; metal_plan::check_pipeline decides.
+metal_plan::PipelineFacts facts_of(Context& ctx, id<MTLComputePipelineState> state) {
+  metal_plan::PipelineFacts f;
+  f.max_total_threads = state.maxTotalThreadsPerThreadgroup;
+  f.execution_width = state.threadExecutionWidth;
+  f.static_threadgroup_memory = state.staticThreadgroupMemoryLength;
+  f.device_max_threadgroup_memory = ctx.device.maxThreadgroupMemoryLength;
+  return f;
 }
 
 }  // namespace
@@ -116,7 +102,7 @@ void conv3d(const detail::ConvCall& call, int queue_id) {
   @autoreleasepool {
     @try {
       id<MTLComputePipelineState> state = pipeline(ctx, plan.kernel_name);
-      check_fits(ctx, state, plan);
+      metal_plan::check_pipeline(plan, facts_of(ctx, state));
       // The kernels' arguments (metal/*.metal): input [[buffer(0)]], weight [[buffer(1)]],
       // output [[buffer(2)]], p [[buffer(3)]], smem [[threadgroup(0)]].
       const Bound input = bind(ctx, call.input, plan.dtype, "input", true);
@@ -135,7 +121,7 @@ void conv3d(const detail::ConvCall& call, int queue_id) {
       [encoder setBuffer:weight.buffer offset:weight.offset atIndex:1];
       [encoder setBuffer:output.buffer offset:output.offset atIndex:2];
       [encoder setBytes:&plan.params length:sizeof(plan.params) atIndex:3];
-      [encoder setThreadgroupMemoryLength:threadgroup_memory_length(plan.threadgroup_memory_bytes) atIndex:0];
+      [encoder setThreadgroupMemoryLength:metal_plan::threadgroup_memory_length(plan) atIndex:0];
       [encoder dispatchThreadgroups:MTLSizeMake(plan.grid.x, plan.grid.y, plan.grid.z)
               threadsPerThreadgroup:MTLSizeMake(plan.threadgroup.x, plan.threadgroup.y, plan.threadgroup.z)];
       [encoder endEncoding];
@@ -146,7 +132,7 @@ void conv3d(const detail::ConvCall& call, int queue_id) {
       [commands commit];
       [commands waitUntilCompleted];
       if (commands.status != MTLCommandBufferStatusCompleted)
-        throw std::runtime_error(describe("Running " + plan_text(plan) + " on the GPU failed", commands.error));
+        throw std::runtime_error(describe("Running " + metal_plan::describe(plan) + " on the GPU failed", commands.error));
       if (output.staged) scatter(output.buffer.contents, plan.dtype, call.output);
     } @catch (NSException* e) {
       throw std::runtime_error("[volconv] Metal raised " + std::string(e.name.UTF8String) + ": " +

@@ -217,6 +217,31 @@ const char* family_name(KernelFamily family) {
   return "?";
 }
 
+std::string describe(const Conv3dPlan& plan) {
+  return std::string("kernel \"") + plan.kernel_name + "\" (" + family_name(plan.family) + "<" + plan.template_args +
+         ">, tile " + std::to_string(plan.bm) + "x" + std::to_string(plan.bn) + "x" + std::to_string(plan.bk) +
+         ", simdgroups " + std::to_string(plan.wm) + "x" + std::to_string(plan.wn) + ", vec " +
+         std::to_string(plan.vec) + ")";
+}
+
+std::uint64_t threadgroup_memory_length(const Conv3dPlan& plan) {
+  return (plan.threadgroup_memory_bytes + 15) / 16 * 16;
+}
+
+void check_pipeline(const Conv3dPlan& plan, const PipelineFacts& facts) {
+  const std::uint64_t threads = plan.threadgroup.x * plan.threadgroup.y * plan.threadgroup.z;
+  if (threads > facts.max_total_threads || facts.execution_width != 32)
+    throw std::runtime_error("[volconv] The Metal pipeline of " + describe(plan) + " allows " +
+                             std::to_string(facts.max_total_threads) + " threads per threadgroup in " +
+                             std::to_string(facts.execution_width) + "-wide simdgroups; the plan needs " +
+                             std::to_string(threads) + " in 32-wide ones.");
+  if (threadgroup_memory_length(plan) + facts.static_threadgroup_memory > facts.device_max_threadgroup_memory)
+    throw std::runtime_error("[volconv] " + describe(plan) + " needs " +
+                             std::to_string(plan.threadgroup_memory_bytes) +
+                             " bytes of threadgroup memory; this GPU has " +
+                             std::to_string(facts.device_max_threadgroup_memory) + ".");
+}
+
 Conv3dPlan plan_conv3d(const ConvGeometry& geometry, DType dtype, const DeviceLimits& limits) {
   const char* type = msl_type(dtype);
   if (limits.simd_width != 32)

@@ -52,6 +52,27 @@ struct Conv3dPlan {
 // past their 32-bit fields, no kernel fitting the limits.
 Conv3dPlan plan_conv3d(const ConvGeometry& geometry, DType dtype, const DeviceLimits& limits = {});
 
+// The plan in words, for error messages.
+std::string describe(const Conv3dPlan& plan);
+
+// What a compiled pipeline allows, as Metal reports it
+// (MTLComputePipelineState and MTLDevice).
+struct PipelineFacts {
+  std::uint64_t max_total_threads = 0;            // maxTotalThreadsPerThreadgroup
+  std::uint64_t execution_width = 0;              // threadExecutionWidth
+  std::uint64_t static_threadgroup_memory = 0;    // staticThreadgroupMemoryLength
+  std::uint64_t device_max_threadgroup_memory = 0;  // maxThreadgroupMemoryLength
+};
+
+// Threadgroup memory lengths must be multiples of 16 bytes: what the host
+// passes to setThreadgroupMemoryLength for `plan`.
+std::uint64_t threadgroup_memory_length(const Conv3dPlan& plan);
+
+// Throws std::runtime_error ("[volconv] ...") when the pipeline cannot run
+// the plan: more threads than it allows, simdgroups other than 32 wide, or
+// more threadgroup memory than the device has.
+void check_pipeline(const Conv3dPlan& plan, const PipelineFacts& facts);
+
 // Every kernel name plan_conv3d can return (for checking that each one is
 // instantiated in metal/*.metal).
 std::vector<std::string> plannable_kernel_names();

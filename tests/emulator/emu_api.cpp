@@ -65,7 +65,9 @@ std::string plan_json(const Conv3dPlan& plan, const volconv::ConvGeometry& g) {
     << ", \"bk\": " << plan.bk << ", \"wm\": " << plan.wm << ", \"wn\": " << plan.wn << ", \"vec\": " << plan.vec
     << ", \"threadgroup\": [" << plan.threadgroup.x << ", " << plan.threadgroup.y << ", " << plan.threadgroup.z
     << "], \"grid\": [" << plan.grid.x << ", " << plan.grid.y << ", " << plan.grid.z
-    << "], \"threadgroup_memory\": " << plan.threadgroup_memory_bytes << ", \"gemm_m\": " << p.gemm_m
+    << "], \"threadgroup_memory\": " << plan.threadgroup_memory_bytes
+    << ", \"threadgroup_memory_length\": " << volconv::metal_plan::threadgroup_memory_length(plan)
+    << ", \"gemm_m\": " << p.gemm_m
     << ", \"gemm_k\": " << p.gemm_k << ", \"c_out_g\": " << p.c_out_g << ", \"groups\": " << p.groups
     << ", \"tiles_n\": " << p.tiles_n << ", \"patch_w\": " << p.patch_w << ", \"out_w\": " << p.out_size[2]
     << ", \"flops\": " << g.flops() << "}";
@@ -89,6 +91,25 @@ int emu_plan_json(const std::int64_t* in_shape, const std::int64_t* w_shape, con
     const Call c = make_call(in_shape, w_shape, stride, pad_lo, pad_hi, dilation, groups, dtype);
     const Conv3dPlan plan = volconv::metal_plan::plan_conv3d(c.geometry, c.dtype, make_limits(limits));
     return write_text(plan_json(plan, c.geometry), out, out_len);
+  } catch (const std::exception& e) {
+    write_text(e.what(), out, out_len);
+    return 1;
+  }
+}
+
+// The host's pipeline check (metal_plan::check_pipeline) on the planned
+// dispatch, with facts = {max total threads, execution width, static
+// threadgroup memory, device max threadgroup memory}: 0 if it passes, else
+// 1 with the error message.
+int emu_check_pipeline(const std::int64_t* in_shape, const std::int64_t* w_shape, const std::int64_t* stride,
+                       const std::int64_t* pad_lo, const std::int64_t* pad_hi, const std::int64_t* dilation,
+                       std::int64_t groups, int dtype, const std::uint64_t* facts, char* out, std::int64_t out_len) {
+  try {
+    const Call c = make_call(in_shape, w_shape, stride, pad_lo, pad_hi, dilation, groups, dtype);
+    const Conv3dPlan plan = volconv::metal_plan::plan_conv3d(c.geometry, c.dtype);
+    volconv::metal_plan::check_pipeline(plan, {facts[0], facts[1], facts[2], facts[3]});
+    write_text("", out, out_len);
+    return 0;
   } catch (const std::exception& e) {
     write_text(e.what(), out, out_len);
     return 1;

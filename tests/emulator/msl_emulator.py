@@ -114,6 +114,13 @@ class Emulator:
             + [ctypes.c_void_p] * 3
             + [ctypes.c_uint64, ctypes.POINTER(ctypes.c_uint64), ctypes.c_char_p, ctypes.c_int64]
         )
+        self.lib.emu_check_pipeline.argtypes = [i64p] * 6 + [
+            ctypes.c_int64,
+            ctypes.c_int,
+            ctypes.POINTER(ctypes.c_uint64),
+            ctypes.c_char_p,
+            ctypes.c_int64,
+        ]
         self.lib.emu_probe.argtypes = (
             [ctypes.c_char_p] + [ctypes.c_void_p] * 3 + [ctypes.c_char_p, ctypes.c_int64]
         )
@@ -155,6 +162,23 @@ class Emulator:
         if rc:
             raise EmulatorError(out.value.decode())
         return json.loads(out.value.decode())
+
+    def check_pipeline(self, x_shape, w_shape, dtype: str, facts, **params) -> str:
+        """The Metal host's pipeline check on the planned dispatch; facts =
+        (max total threads, execution width, static threadgroup memory,
+        device max threadgroup memory). Returns "" if it passes, else the
+        error message."""
+        p = {"stride": (1, 1, 1), "pad_lo": (0, 0, 0), "pad_hi": (0, 0, 0), "dilation": (1, 1, 1), **params}
+        out = ctypes.create_string_buffer(1024)
+        rc = self.lib.emu_check_pipeline(
+            *self._shape_args(x_shape, w_shape, p["stride"], p["pad_lo"], p["pad_hi"], p["dilation"]),
+            p.get("groups", 1),
+            DTYPE_CODES[dtype],
+            (ctypes.c_uint64 * 4)(*facts),
+            out,
+            len(out),
+        )
+        return out.value.decode() if rc else ""
 
     def conv3d(
         self,

@@ -36,8 +36,6 @@ BufferPlan plan_buffer(const ConstTensorView& view, DType kernel_dtype) {
   return plan;
 }
 
-std::size_t threadgroup_memory_length(std::size_t bytes) { return (bytes + 15) / 16 * 16; }
-
 namespace {
 
 // Calls row(src_offset, dst_offset, n) for each run of the innermost

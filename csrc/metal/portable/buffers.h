@@ -50,9 +50,6 @@ bool is_contiguous(const Shape5& shape, const Shape5& strides);
 // starting on a page; otherwise staged.
 BufferPlan plan_buffer(const ConstTensorView& view, DType kernel_dtype);
 
-// Threadgroup memory lengths must be multiples of 16 bytes.
-std::size_t threadgroup_memory_length(std::size_t bytes);
-
 // Copies `src` (any strides, any dtype) into the contiguous `dst` of `dst_dtype`.
 void gather(const ConstTensorView& src, void* dst, DType dst_dtype);
 
