@@ -1,4 +1,4 @@
-// Pieces every conv3d kernel shares: the instantiation macro, Apple's
+// Pieces shared by the conv3d kernels: the instantiation macro, Apple's
 // simdgroup-matrix lane layout, output-row decoding, the weight (B) loader,
 // the tile MMA and the output store. MSL 3.1 (C++14 based: no if constexpr).
 #pragma once

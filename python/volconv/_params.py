@@ -1,5 +1,6 @@
 """Parsing of conv3d's stride / padding / dilation / groups arguments into
-the C++ ConvParams; the values themselves are validated in C++."""
+the C++ ConvParams. Python rejects what C++ could not even receive (bools,
+values outside 64 bits); everything else is validated in C++."""
 
 from __future__ import annotations
 

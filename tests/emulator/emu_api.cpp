@@ -1,7 +1,7 @@
 // The emulator's C ABI, loaded by the tests with ctypes: plan a conv3d with
 // the real planner, run exactly that plan on the emulated GPU, run the
-// self-test kernels. Every function returns 0 on success, else 1 with a
-// message in the text buffer.
+// self-test kernels. The planning and running functions return 0 on
+// success, else 1 with a message in the text buffer.
 #include <cstdio>
 #include <cstring>
 #include <exception>

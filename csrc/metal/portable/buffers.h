@@ -28,7 +28,8 @@ struct ArrayMemory {
 };
 
 // The memory of a view: its MTLBuffer when it names one (the core has then
-// also set `host` to the buffer's contents where the CPU can see them).
+// also set `host` to element 0 in the buffer's contents, contents +
+// metal_offset, where the CPU can see them).
 ArrayMemory memory_of(const ConstTensorView& view);
 
 // The kernels need each buffer to start 16-byte aligned (vector loads).

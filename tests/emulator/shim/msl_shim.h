@@ -1,5 +1,6 @@
-// The subset of the Metal Shading Language the kernels in metal/ use,
-// modelled in C++ so they run on a CPU (tests only, never shipped).
+// The subset of the Metal Shading Language the kernels in metal/ use (and
+// the emulator's self-test kernels: simd_sum, simd_shuffle), modelled in C++
+// so they run on a CPU (tests only, never shipped).
 // This header declares types and functions only; the address-space macros
 // live in shim/metal_stdlib, which the .metal files include, so emulator
 // runtime code can include this header and still use std::thread.
