@@ -26,11 +26,11 @@ bool cpu_has(const char* feature) {
   __builtin_cpu_init();
   // __builtin_cpu_supports also checks that the OS saves the vector state.
   if (std::string(feature) == "avx512bf16")
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16");
+    return cpu_has("avx512f") && __builtin_cpu_supports("avx512bf16");
   if (std::string(feature) == "avx512f")
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
   if (std::string(feature) == "avx2")
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
 #endif
@@ -38,11 +38,14 @@ bool cpu_has(const char* feature) {
   return false;
 }
 
-// Best first.
+// Best first. The CPU is asked before the table getter runs: a getter is
+// compiled for its own ISA, and even building its static table may use that
+// ISA's instructions (a 512-bit copy), so calling it on a CPU without the ISA
+// is an illegal instruction.
 const Candidate kCandidates[] = {
-    {"avx512bf16", kernels_avx512bf16, [] { return kernels_avx512bf16() && cpu_has("avx512bf16"); }},
-    {"avx512f", kernels_avx512f, [] { return kernels_avx512f() && cpu_has("avx512f"); }},
-    {"avx2", kernels_avx2, [] { return kernels_avx2() && cpu_has("avx2"); }},
+    {"avx512bf16", kernels_avx512bf16, [] { return cpu_has("avx512bf16") && kernels_avx512bf16(); }},
+    {"avx512f", kernels_avx512f, [] { return cpu_has("avx512f") && kernels_avx512f(); }},
+    {"avx2", kernels_avx2, [] { return cpu_has("avx2") && kernels_avx2(); }},
     {"neon", kernels_neon, [] { return kernels_neon() != nullptr; }},
     {"generic", kernels_generic, [] { return true; }},
 };
