@@ -29,7 +29,7 @@ namespace volconv {
 // start in different banks.
 template <typename T>
 struct TilePad {
-  static constexpr int value = 16 / int(sizeof(T));
+  VOLCONV_CONST int value = 16 / int(sizeof(T));
 };
 
 // Apple's layout of an 8x8 simdgroup_matrix: lane `lane` holds elements

@@ -14,10 +14,10 @@ namespace volconv {
 // forward by BK per slice without divisions.
 template <typename T, int BM, int BK, int NT, int VEC, bool POINTWISE>
 struct InputGather {
-  static constexpr int LDA = BK + TilePad<T>::value;
-  static constexpr int CHUNKS = BK / VEC;
-  static constexpr int ROW_STEP = NT / CHUNKS;
-  static constexpr int ROWS = (BM + ROW_STEP - 1) / ROW_STEP;
+  VOLCONV_CONST int LDA = BK + TilePad<T>::value;
+  VOLCONV_CONST int CHUNKS = BK / VEC;
+  VOLCONV_CONST int ROW_STEP = NT / CHUNKS;
+  VOLCONV_CONST int ROWS = (BM + ROW_STEP - 1) / ROW_STEP;
   static_assert(NT % CHUNKS == 0, "threads must cover whole k-rows of the A tile");
 
   int64_t base[ROWS];  // input offset of (n, d0, h0, w0, group's channel 0); negative

@@ -25,14 +25,24 @@
   X(T, 32, 32, 16, 2, 2, VEC)              \
   X(T, 32, 16, 16, 2, 2, VEC)
 
+// Every static data member is a program-scope variable, which Apple's
+// compiler accepts only in the constant address space ("program scope
+// variable must reside in constant address space"); the host's C++ has no
+// such qualifier. Each such member is declared through this macro.
+#ifdef __METAL_VERSION__
+#define VOLCONV_CONST static constant constexpr
+#else
+#define VOLCONV_CONST static constexpr
+#endif
+
 namespace volconv {
 
 // The depthwise kernel's fixed tile: 128 threads over 32 output channels,
 // each thread computing POSITIONS_PER_THREAD output positions.
 struct DepthwiseTile {
-  static constexpr int THREADS = 128;
-  static constexpr int CHANNELS = 32;
-  static constexpr int POSITIONS_PER_THREAD = 2;
+  VOLCONV_CONST int THREADS = 128;
+  VOLCONV_CONST int CHANNELS = 32;
+  VOLCONV_CONST int POSITIONS_PER_THREAD = 2;
 };
 
 struct Conv3dParams {
