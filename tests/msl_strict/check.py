@@ -1,0 +1,304 @@
+"""The strict MSL front-end check: compiles MSL with stock clang in OpenCL
+C++ mode against our declarations-only metal_stdlib (include/), where
+device/constant/threadgroup/thread are distinct address spaces, program-scope
+variables must be `constant` and `double` is an error; then keeps only the
+diagnostics of the rules the header models (RULES), as file:line: rule.
+
+    python tests/msl_strict/check.py [FILE.metal ...]   (default: metal/ and the embedded library)
+
+clang's other complaints (a constructor or function the header does not
+declare) are not Apple's rules and are not counted; `--all` shows them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+INCLUDE = HERE / "include"
+KERNELS = ROOT / "metal"
+
+# The rules the header models, each with the spec rule it stands for.
+RULES = {
+    "program-scope-not-constant": "MSL 3.1 sec. 4.2: program-scope (and static) variables are in the constant address space",
+    "unqualified-pointer": "MSL 3.1 sec. 4: a pointer or reference names its address space (lint.py)",
+    "address-space-mismatch": "MSL 3.1 sec. 4: pointers to different address spaces do not convert to each other",
+    "automatic-variable-address-space": "MSL 3.1 sec. 4: device/constant are not allowed on automatic (function-scope) variables",
+    "threadgroup-outside-kernel": "MSL 3.1 sec. 4.4: threadgroup variables are declared only in a kernel's function scope",
+    "bfloat-implicit-conversion": "MSL 3.1 sec. 2.22: float and half convert to bfloat only explicitly",
+    "bfloat-half-mixing": "MSL 3.1 sec. 2.22: bfloat and half do not mix in one operator",
+    "double": "MSL 3.1 sec. 2.1: double is not supported",
+}
+
+# OpenCL C++ 2021 with the features MSL lacks turned off: then a program-scope
+# variable must be __constant, there is no generic address space to hide a
+# mismatch, and double is an error.
+CLANG_FLAGS = [
+    "-x",
+    "clcpp",
+    "-cl-std=clc++2021",
+    "-cl-no-stdinc",
+    "-Xclang",
+    "-cl-ext=-__opencl_c_program_scope_global_variables,-__opencl_c_generic_address_space,"
+    "-__opencl_c_pipes,-__opencl_c_device_enqueue,-cl_khr_fp64,-__opencl_c_fp64,+cl_khr_fp16",
+    "-D__METAL_VERSION__=310",
+    "-ferror-limit=0",
+    "-fno-color-diagnostics",
+    "-fno-caret-diagnostics",
+    "-fno-diagnostics-show-option",
+    "-Wno-unknown-attributes",
+    # The two warnings that carry bfloat's conversion rules (see _classify).
+    "-Wimplicit-float-conversion",
+    "-Wdouble-promotion",
+]
+
+
+@dataclass(frozen=True, order=True)
+class Diagnostic:
+    file: str
+    line: int
+    rule: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.rule}: {self.message}"
+
+
+def find_clang() -> str | None:
+    """Stock clang 19 (the flags above are checked against it)."""
+    for name in ("clang-19", "clang"):
+        path = shutil.which(name)
+        if path and re.search(r"version (\d+)", _run([path, "--version"]).stdout or ""):
+            major = int(re.search(r"version (\d+)", _run([path, "--version"]).stdout).group(1))
+            if major >= 19:
+                return path
+    return None
+
+
+def _run(cmd: list, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(c) for c in cmd], input=stdin, capture_output=True, text=True)
+
+
+# `template [[host_name("x")]] [[kernel]] ...`: attributes after `template` in
+# an explicit instantiation are MSL, not C++; they go (blanked, so columns
+# stay) before clang parses the instantiation, which is what checks the body.
+_INSTANTIATION_ATTRS = re.compile(r"\btemplate(\s*(?:\[\[.*?\]\]\s*)+)(?=[A-Za-z_])")
+
+
+def _strip_instantiation_attributes(text: str) -> str:
+    return _INSTANTIATION_ATTRS.sub(lambda m: "template" + " " * len(m.group(1)), text)
+
+
+_DIAG = re.compile(r"^(?P<file>.*?):(?P<line>\d+):(?P<col>\d+): (?P<kind>error|warning|note): (?P<msg>.*)$")
+
+
+def _clang_diagnostics(clang: str, source: Path, include_dirs: list[Path]) -> list[dict]:
+    """clang's errors and warnings for `source`, each with its notes."""
+    incs = [f"-I{d}" for d in [INCLUDE, source.parent, *include_dirs]]
+    pre = _run([clang, *CLANG_FLAGS, *incs, "-E", source])
+    if pre.returncode != 0:
+        raise RuntimeError(f"preprocessing {source} failed:\n{pre.stderr}")
+    text = _strip_instantiation_attributes(pre.stdout)
+    out = _run([clang, *CLANG_FLAGS, "-fsyntax-only", "-"], stdin=text)
+    diags: list[dict] = []
+    for line in out.stderr.splitlines():
+        m = _DIAG.match(line)
+        if not m:
+            continue
+        d = m.groupdict()
+        if d["kind"] == "note":
+            if diags:
+                diags[-1]["notes"].append(d["msg"])
+        else:
+            d["notes"] = []
+            diags.append(d)
+    return diags
+
+
+_AS = r"__(?:global|local|constant|private)"
+
+
+def _pointee_spaces(message: str) -> set[str]:
+    """Address spaces of the pointees/referents among the quoted types."""
+    spaces = set()
+    for quoted in re.findall(r"'([^']*)'", message):
+        head = re.split(r"[*&]", quoted, maxsplit=1)
+        if len(head) == 2:
+            found = re.findall(_AS, head[0])
+            spaces.add(found[-1] if found else "__private")
+    return spaces
+
+
+def _classify(d: dict) -> str | None:
+    """The rule a clang diagnostic reports, or None when it is none of RULES."""
+    msg, notes = d["msg"], d["notes"]
+    everything = " ".join([msg, *notes])
+    if d["kind"] == "warning":
+        # float -> bfloat loses precision: clang warns, MSL rejects (no implicit float -> bfloat).
+        m = re.match(r"implicit conversion loses floating-point precision: '([^']*)' to '([^']*)'", msg)
+        if m and "bfloat" in m.group(2) and "half" not in m.group(1):
+            return "bfloat-implicit-conversion"
+        # In `b + h` clang promotes bfloat to half: the mixing MSL rejects.
+        m = re.match(r"implicit conversion increases floating-point precision: '([^']*)' to '([^']*)'", msg)
+        if m and {"bfloat", "half"} <= {w for w in ("bfloat", "half") if w in m.group(1) + m.group(2)}:
+            return "bfloat-half-mixing"
+        return None
+    if msg.startswith("use of type 'double' requires"):
+        return "double"
+    if "must reside in constant address space" in msg:
+        return "program-scope-not-constant"
+    if msg.startswith("non-kernel function variable cannot be declared in local address space"):
+        return "threadgroup-outside-kernel"
+    if re.match(r"(function scope|non-kernel function) variable cannot be declared in (global|constant) address space", msg):
+        return "automatic-variable-address-space"
+    if "bfloat" in msg and "half" in msg and re.search(r"cannot initialize|assigning|no viable conversion", msg):
+        return "bfloat-implicit-conversion"
+    # MSL declares the implicit copy/move members for every address space and
+    # has no unnamed one; OpenCL C++ without the generic space gives implicit
+    # members and temporaries a "default" space: not an MSL error.
+    if re.search(r"implicit (copy|move) (constructor|assignment)|default address space", everything):
+        return None
+    if "address space" in everything or len(_pointee_spaces(msg)) > 1:
+        return "address-space-mismatch"
+    for note in notes:
+        if len(_pointee_spaces(note)) > 1:
+            return "address-space-mismatch"
+    return None
+
+
+def _strip_comments_and_strings(text: str) -> str:
+    """Comments and string literals blanked (newlines kept), so braces and lines count true."""
+
+    def blank(m: re.Match) -> str:
+        return re.sub(r"[^\n]", " ", m.group(0))
+
+    return re.sub(r'//[^\n]*|/\*.*?\*/|"(?:\\.|[^"\\\n])*"', blank, text, flags=re.S)
+
+
+def kernel_bodies(text: str) -> list[tuple[int, int]]:
+    """Offsets (open brace, close brace) of the bodies of [[kernel]] functions."""
+    code = _strip_comments_and_strings(text)
+    bodies = []
+    for m in re.finditer(r"\[\[\s*kernel\s*\]\]", code):
+        if code[: m.start()].rsplit("\n", 1)[-1].lstrip().startswith("#"):
+            continue  # inside a macro definition (an instantiation)
+        i = code.find("(", m.end())
+        depth = 0
+        while i < len(code):
+            depth += {"(": 1, ")": -1}.get(code[i], 0)
+            if depth == 0:
+                break
+            i += 1
+        brace, semi = code.find("{", i), code.find(";", i)
+        if brace < 0 or (0 <= semi < brace):
+            continue  # a declaration or an explicit instantiation
+        depth, j = 0, brace
+        while j < len(code):
+            depth += {"{": 1, "}": -1}.get(code[j], 0)
+            if depth == 0:
+                break
+            j += 1
+        bodies.append((brace, j))
+    return bodies
+
+
+def _in_kernel_function_scope(text: str, line: int, col: int) -> bool:
+    """True when (line, col) is directly in a kernel's body (not a nested block)."""
+    lines = text.split("\n")
+    offset = sum(len(s) + 1 for s in lines[: line - 1]) + col - 1
+    code = _strip_comments_and_strings(text)
+    for open_, close in kernel_bodies(text):
+        if open_ < offset < close:
+            inner = code[open_ + 1 : offset]
+            return inner.count("{") == inner.count("}")
+    return False
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def compile_check(
+    source: Path, clang: str, include_dirs: list[Path] = (), sources: dict[str, Path] | None = None, all_errors=False
+) -> list[Diagnostic]:
+    """The rule diagnostics of one MSL file (or, with all_errors, every error too).
+    `sources` maps the names in #line markers (the embedded library) to files."""
+    source = Path(source).resolve()
+    found: set[Diagnostic] = set()
+    for d in _clang_diagnostics(clang, source, list(include_dirs)):
+        rule = _classify(d)
+        path = Path(d["file"])
+        if not path.is_absolute() or not path.is_file():
+            path = (sources or {}).get(path.name, path)
+        if rule == "threadgroup-outside-kernel" and path.is_file():
+            if _in_kernel_function_scope(path.read_text(), int(d["line"]), int(d["col"])):
+                rule = None  # allowed: declared directly in a kernel's body
+        if rule is None and (not all_errors or d["kind"] != "error"):
+            continue
+        found.add(Diagnostic(_display(path), int(d["line"]), rule or "(not a modelled rule)", d["msg"]))
+    return sorted(found)
+
+
+def embedded_library(out_dir: Path) -> Path:
+    """The single-source library the Metal host compiles, produced by the build's own
+    step (csrc/metal/embed_msl.cmake), written out as a .metal file."""
+    cmake = shutil.which("cmake")
+    if cmake is None:
+        raise RuntimeError("cmake is needed to produce the embedded library")
+    cpp = out_dir / "msl_source.cpp"
+    r = _run([cmake, f"-DMSL_DIR={KERNELS}", f"-DOUTPUT={cpp}", "-P", ROOT / "csrc" / "metal" / "embed_msl.cmake"])
+    if r.returncode != 0:
+        raise RuntimeError(f"embed_msl.cmake failed:\n{r.stderr}")
+    m = re.search(r'R"volconv_msl\((.*)\)volconv_msl"', cpp.read_text(), re.S)
+    library = out_dir / "embedded_library.metal"
+    library.write_text(m.group(1))
+    return library
+
+
+def check_kernels(clang: str) -> dict[str, list[Diagnostic]]:
+    """Rule diagnostics of every metal/*.metal file and of the embedded library."""
+    sources = {p.name: p for p in KERNELS.iterdir() if p.suffix in (".metal", ".h")}
+    results = {_display(f): compile_check(f, clang) for f in sorted(KERNELS.glob("*.metal"))}
+    with tempfile.TemporaryDirectory() as tmp:
+        results["embedded library"] = compile_check(embedded_library(Path(tmp)), clang, sources=sources)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("files", nargs="*", type=Path)
+    ap.add_argument("-I", dest="include", action="append", type=Path, default=[])
+    ap.add_argument("--all", action="store_true", help="also print clang errors that are not modelled rules")
+    args = ap.parse_args(argv)
+    clang = os.environ.get("VOLCONV_CLANG") or find_clang()
+    if clang is None:
+        print("clang 19 not found", file=sys.stderr)
+        return 2
+    if args.files:
+        results = {str(f): compile_check(f, clang, args.include, all_errors=args.all) for f in args.files}
+    else:
+        results = check_kernels(clang)
+    total = 0
+    for unit, diags in results.items():
+        counted = [d for d in diags if d.rule in RULES]
+        total += len(counted)
+        print(f"== {unit}: {len(counted)} rule diagnostic(s)")
+        for d in diags:
+            print(d)
+    return 1 if total else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
