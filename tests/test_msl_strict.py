@@ -1,0 +1,175 @@
+"""The strict MSL front-end check (tests/msl_strict): metal/*.metal and the
+embedded single-source library compile in clang's OpenCL C++ mode against a
+declarations-only metal_stdlib, where device/constant/threadgroup/thread are
+distinct address spaces, program-scope variables must be `constant` and
+`double` is an error; plus the lint that every pointer or reference in metal/
+names its address space. Only diagnostics of the modelled rules count
+(check.RULES); they print as file:line: rule.
+
+Calibration, both ways: each snippets/good/*.metal (every construct the kernels
+use) is accepted; each snippets/bad/*.metal breaks one spec rule, named in its
+header comment, and is rejected with exactly that rule.
+
+Mutation evidence: with VOLCONV_CONST reverted to plain `static constexpr`
+(the state before issue 11), the check reports the 16 diagnostics the issue
+lists over the three .metal files (TilePad::value x3, DepthwiseTile's three
+members x3, InputGather's four) and 8 in the embedded library;
+test_reverting_the_constant_fix_gives_the_16_diagnostics applies that mutation
+on every run.
+
+No crying wolf: run once by hand on MLX's Metal kernels (ml-explore/mlx at
+846d17622, mlx/backend/metal/kernels: steel/conv/kernels/*.metal,
+steel/gemm/kernels/*.metal, steel/attn/kernels/*.metal and the 26 top-level
+*.metal except the *_nax ones, which need Metal 4's MetalPerformancePrimitives),
+code Apple's compiler is known to accept:
+
+    python tests/msl_strict/check.py -I <mlx> <files>
+
+gave MLX_RESULT
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "msl_strict"))
+
+import check
+import lint
+
+pytestmark = pytest.mark.metal_emulated
+
+SNIPPETS = ROOT / "tests" / "msl_strict" / "snippets"
+KERNEL_FILES = sorted((ROOT / "metal").glob("*.metal"))
+
+CLANG = os.environ.get("VOLCONV_CLANG") or check.find_clang()
+if CLANG is None:
+    # CI sets VOLCONV_REQUIRE_EMULATOR=1 so that a missing clang fails the run instead of hiding the check.
+    if os.environ.get("VOLCONV_REQUIRE_EMULATOR") == "1":
+        raise RuntimeError("VOLCONV_REQUIRE_EMULATOR=1 but clang 19 (clang-19) is not installed")
+    pytest.skip("the strict MSL check needs clang 19 (apt install clang-19)", allow_module_level=True)
+
+
+def _counted(diags: list[check.Diagnostic]) -> list[check.Diagnostic]:
+    return [d for d in diags if d.rule in check.RULES]
+
+
+def _expected_rule(snippet: Path) -> str:
+    m = re.search(r"Expected rule: ([\w-]+)", snippet.read_text())
+    assert m, f"{snippet.name}: the header comment names no expected rule"
+    return m.group(1)
+
+
+def _rules_of(snippet: Path) -> list[check.Diagnostic]:
+    return _counted(check.compile_check(snippet, CLANG)) + lint.lint_file(snippet)
+
+
+# ---------------------------------------------------------------- the kernels
+
+
+@pytest.mark.parametrize("source", KERNEL_FILES, ids=lambda p: p.name)
+def test_kernel_file_passes_the_strict_check(source):
+    diags = _counted(check.compile_check(source, CLANG))
+    assert diags == [], "\n".join(map(str, diags))
+
+
+def test_embedded_library_passes_the_strict_check(tmp_path):
+    if shutil.which("cmake") is None:
+        if os.environ.get("VOLCONV_REQUIRE_EMULATOR") == "1":
+            raise RuntimeError("VOLCONV_REQUIRE_EMULATOR=1 but cmake (which produces the library) is missing")
+        pytest.skip("needs cmake to produce the embedded library")
+    sources = {p.name: p for p in (ROOT / "metal").iterdir()}
+    diags = _counted(check.compile_check(check.embedded_library(tmp_path), CLANG, sources=sources))
+    assert diags == [], "\n".join(map(str, diags))
+
+
+def test_every_pointer_and_reference_in_metal_names_its_address_space():
+    diags = lint.lint_kernels()
+    assert diags == [], "\n".join(map(str, diags))
+
+
+# ---------------------------------------------------------------- calibration
+
+
+@pytest.mark.parametrize("snippet", sorted((SNIPPETS / "good").glob("*.metal")), ids=lambda p: p.name)
+def test_known_good_snippet_is_accepted(snippet):
+    diags = _rules_of(snippet)
+    assert diags == [], "\n".join(map(str, diags))
+
+
+@pytest.mark.parametrize("snippet", sorted((SNIPPETS / "bad").glob("*.metal")), ids=lambda p: p.name)
+def test_known_bad_snippet_is_rejected_with_exactly_its_rule(snippet):
+    diags = _rules_of(snippet)
+    assert diags, f"{snippet.name} was accepted"
+    assert {d.rule for d in diags} == {_expected_rule(snippet)}, "\n".join(map(str, diags))
+    assert all(re.match(r"tests/msl_strict/snippets/bad/\S+\.metal:\d+: [\w-]+: ", str(d)) for d in diags)
+
+
+def test_every_rule_has_a_known_bad_snippet():
+    expected = {_expected_rule(s) for s in (SNIPPETS / "bad").glob("*.metal")}
+    assert expected == set(check.RULES)
+
+
+# ---------------------------------------------------------------- mutations of the real kernels
+
+
+def _mutated_kernels(tmp_path: Path, file: str, old: str, new: str) -> Path:
+    tree = tmp_path / "metal"
+    shutil.copytree(ROOT / "metal", tree)
+    text = (tree / file).read_text()
+    assert old in text, f"{file} no longer holds {old!r}: update the mutation"
+    (tree / file).write_text(text.replace(old, new))
+    return tree
+
+
+def _lines_with(path: Path, pattern: str) -> list[int]:
+    return [i for i, line in enumerate(path.read_text().splitlines(), 1) if re.search(pattern, line)]
+
+
+def test_reverting_the_constant_fix_gives_the_16_diagnostics(tmp_path):
+    """Issue 11's bug: static data members outside `constant` (what Apple's compiler rejects).
+    Every VOLCONV_CONST member is reported, once per kernel file that includes it: 16 today."""
+    define = "#define VOLCONV_CONST static constant constexpr"
+    tree = _mutated_kernels(tmp_path, "conv3d_params.h", define, "#define VOLCONV_CONST static constexpr")
+    expected = []
+    for source in sorted(tree.glob("*.metal")):
+        assert '#include "conv3d_common.h"' in source.read_text()  # which includes conv3d_params.h
+        for f in (source, tree / "conv3d_common.h", tree / "conv3d_params.h"):
+            expected += [(f.name, line) for line in _lines_with(f, r"^\s*VOLCONV_CONST ")]
+    diags = [d for f in sorted(tree.glob("*.metal")) for d in _counted(check.compile_check(f, CLANG))]
+    assert {d.rule for d in diags} == {"program-scope-not-constant"}
+    assert sorted((Path(d.file).name, d.line) for d in diags) == sorted(expected)
+    assert len(diags) >= 16  # the 16 the issue lists (more when members are added)
+
+
+def test_a_helper_taking_a_thread_pointer_for_device_data_is_caught(tmp_path):
+    """Dropping `device` from a helper's parameter: the compile sees the mismatch at each call
+    (T is given explicitly, so the pointer is a thread pointer), the lint sees the declaration.
+    (Where T is deduced, `T*` absorbs the address space into T in both compilers: only the lint sees it.)"""
+    tree = _mutated_kernels(
+        tmp_path,
+        "conv3d_common.h",
+        "inline void load_weight_tile(const device T* weight,",
+        "inline void load_weight_tile(const T* weight,",
+    )
+    calls = _lines_with(tree / "conv3d_gemm.metal", r"load_weight_tile<")
+    compiled = _counted(check.compile_check(tree / "conv3d_gemm.metal", CLANG))
+    assert [(d.line, d.rule) for d in compiled] == [(line, "address-space-mismatch") for line in calls]
+    declaration = _lines_with(tree / "conv3d_common.h", r"inline void load_weight_tile\(const T\* weight")
+    linted = lint.lint_file(tree / "conv3d_common.h")
+    assert [(d.line, d.rule) for d in linted] == [(declaration[0], "unqualified-pointer")]
+
+
+def test_the_lint_finds_a_reference_without_an_address_space(tmp_path):
+    tree = _mutated_kernels(tmp_path, "conv3d_common.h", "thread short& row", "short& row")
+    line = _lines_with(tree / "conv3d_common.h", r"[(, ]short& row")
+    assert [(d.line, d.rule) for d in lint.lint_file(tree / "conv3d_common.h")] == [
+        (line[0], "unqualified-pointer")
+    ]
