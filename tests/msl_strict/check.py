@@ -64,6 +64,13 @@ CLANG_FLAGS = [
 ]
 
 
+def enabled_features(clang: str) -> set[str]:
+    """The OpenCL features/extensions clang reports enabled under CLANG_FLAGS (a misspelt
+    -cl-ext entry is ignored silently, so the flags are checked by what they produce)."""
+    out = _run([clang, *CLANG_FLAGS, "-E", "-dM", "-"], stdin="").stdout
+    return set(re.findall(r"#define ((?:__opencl_c|cl_khr)_\w+) 1", out))
+
+
 @dataclass(frozen=True, order=True)
 class Diagnostic:
     file: str
@@ -141,6 +148,12 @@ def _pointee_spaces(message: str) -> set[str]:
     return spaces
 
 
+def _names_two_spaces(text: str) -> bool:
+    """True when the text is about two different named address spaces."""
+    named = set(re.findall(r"address space '(" + _AS + r")'", text))
+    return len(named) > 1 or "changes address space of pointer" in text or len(_pointee_spaces(text)) > 1
+
+
 def _classify(d: dict) -> str | None:
     """The rule a clang diagnostic reports, or None when it is none of RULES."""
     msg, notes = d["msg"], d["notes"]
@@ -185,12 +198,13 @@ def _classify(d: dict) -> str | None:
     ):
         return None
     # Two named address spaces that do not convert: in a pointer conversion,
-    # a reference binding, an argument passed, a cast.
-    for text in (msg, *notes):
-        if len(set(re.findall(r"address space '(" + _AS + r")'", text))) > 1:
-            return "address-space-mismatch"
-        if "changes address space of pointer" in text or len(_pointee_spaces(text)) > 1:
-            return "address-space-mismatch"
+    # a reference binding, an argument passed, a cast. A failed overload
+    # resolution counts only when every candidate failed for that reason.
+    candidates = [n for n in notes if n.startswith("candidate")]
+    if candidates:
+        return "address-space-mismatch" if all(map(_names_two_spaces, candidates)) else None
+    if any(map(_names_two_spaces, (msg, *notes))):
+        return "address-space-mismatch"
     return None
 
 
@@ -230,16 +244,11 @@ def kernel_bodies(text: str) -> list[tuple[int, int]]:
     return bodies
 
 
-def _in_kernel_function_scope(text: str, line: int, col: int) -> bool:
-    """True when (line, col) is directly in a kernel's body (not a nested block)."""
+def _in_kernel_body(text: str, line: int, col: int) -> bool:
+    """True when (line, col) is inside the body of a kernel (any block of it)."""
     lines = text.split("\n")
     offset = sum(len(s) + 1 for s in lines[: line - 1]) + col - 1
-    code = _strip_comments_and_strings(text)
-    for open_, close in kernel_bodies(text):
-        if open_ < offset < close:
-            inner = code[open_ + 1 : offset]
-            return inner.count("{") == inner.count("}")
-    return False
+    return any(open_ < offset < close for open_, close in kernel_bodies(text))
 
 
 def _display(path: Path) -> str:
@@ -266,8 +275,8 @@ def compile_check(
         if not path.is_absolute() or not path.is_file():
             path = (sources or {}).get(path.name, path)
         if rule == "threadgroup-outside-kernel" and path.is_file():
-            if _in_kernel_function_scope(path.read_text(), int(d["line"]), int(d["col"])):
-                continue  # allowed: declared directly in a kernel's body
+            if _in_kernel_body(path.read_text(), int(d["line"]), int(d["col"])):
+                continue  # allowed: declared in a kernel's body
         if rule is None and (not all_errors or d["kind"] != "error"):
             continue
         found.add(Diagnostic(_display(path), int(d["line"]), rule or "(not a modelled rule)", d["msg"]))
