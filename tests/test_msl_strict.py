@@ -19,13 +19,21 @@ on every run.
 
 No crying wolf: run once by hand on MLX's Metal kernels (ml-explore/mlx at
 846d17622, mlx/backend/metal/kernels: steel/conv/kernels/*.metal,
-steel/gemm/kernels/*.metal, steel/attn/kernels/*.metal and the 26 top-level
-*.metal except the *_nax ones, which need Metal 4's MetalPerformancePrimitives),
-code Apple's compiler is known to accept:
+steel/gemm/kernels/*.metal, steel/attn/kernels/*.metal and the top-level
+*.metal; not the *_nax ones, which need Metal 4's MetalPerformancePrimitives):
+35 files of code Apple's compiler is known to accept,
 
-    python tests/msl_strict/check.py -I <mlx> <files>
+    python tests/msl_strict/check.py -I <copy of mlx> <files>
 
-gave MLX_RESULT
+gave 0 rule diagnostics (after two fixes of the header/driver found by this
+run: MLX declares threadgroup arrays in nested blocks of kernels, and a
+missing ldexp overload had sent a float to MLX's bfloat ldexp). It is not
+vacuous there: with MLX's STEEL_CONST reverted to `static constexpr const`,
+steel_conv_3d.metal alone gives 113 program-scope-not-constant diagnostics.
+clang also reports 2121 errors outside the modelled rules on those files
+(Apple's __metal_* builtins, uniform<T>, bool vectors, function constants,
+string literals as `constant char*`, implicit copies across address spaces):
+not counted, listed by `check.py --all`. The lint gives 0 on MLX's headers.
 """
 
 from __future__ import annotations

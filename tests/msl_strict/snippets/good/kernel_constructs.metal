@@ -113,6 +113,11 @@ template <typename T, int VEC>
     for (int j = 0; j < 4; ++j) s = fma(float(x4[j]), 2.0f, s);
     output[m] = T(s);
   }
+  if (simd_gid == 1) {
+    threadgroup float partial[2];  // a threadgroup array in a nested block of the kernel
+    partial[lane % 2] = float(input[m]);
+    output[m] = T(partial[0]);
+  }
   if (in_range(q.a, p.size[0]) && simd_gid == 0) {
     // bfloat/half: explicit conversions in, implicit widening to float out.
     const float v = acc[0].thread_elements()[0] + float(input[m]) + scratch[0];
