@@ -4,7 +4,8 @@ device/constant/threadgroup/thread are distinct address spaces, program-scope
 variables must be `constant` and `double` is an error; then keeps only the
 diagnostics of the rules the header models (RULES), as file:line: rule.
 
-    python tests/msl_strict/check.py [FILE.metal ...]   (default: metal/ and the embedded library)
+    python tests/msl_strict/check.py [FILE.metal ...]
+        (default: metal/*.metal, the embedded library, and lint.py over metal/)
 
 clang's other complaints (a constructor or function the header does not
 declare) are not Apple's rules and are not counted; `--all` shows them.
@@ -29,14 +30,14 @@ KERNELS = ROOT / "metal"
 
 # The rules the header models, each with the spec rule it stands for.
 RULES = {
-    "program-scope-not-constant": "MSL 3.1 sec. 4.2: program-scope (and static) variables are in the constant address space",
-    "unqualified-pointer": "MSL 3.1 sec. 4: a pointer or reference names its address space (lint.py)",
-    "address-space-mismatch": "MSL 3.1 sec. 4: pointers to different address spaces do not convert to each other",
-    "automatic-variable-address-space": "MSL 3.1 sec. 4: device/constant are not allowed on automatic (function-scope) variables",
-    "threadgroup-outside-kernel": "MSL 3.1 sec. 4.4: threadgroup variables are declared only in a kernel's function scope",
-    "bfloat-implicit-conversion": "MSL 3.1 sec. 2.22: float and half convert to bfloat only explicitly",
-    "bfloat-half-mixing": "MSL 3.1 sec. 2.22: bfloat and half do not mix in one operator",
-    "double": "MSL 3.1 sec. 2.1: double is not supported",
+    "program-scope-not-constant": "MSL 3.1, Address Spaces (constant): program-scope (and static) variables are in the constant address space",
+    "unqualified-pointer": "MSL 3.1, Address Spaces: a pointer or reference names its address space (lint.py)",
+    "address-space-mismatch": "MSL 3.1, Address Spaces: pointers to different address spaces do not convert to each other",
+    "automatic-variable-address-space": "MSL 3.1, Address Spaces: device/constant are not allowed on automatic (function-scope) variables",
+    "threadgroup-outside-kernel": "MSL 3.1, Address Spaces (threadgroup): threadgroup variables are declared only in a kernel's function scope",
+    "bfloat-implicit-conversion": "MSL 3.1, bfloat: float and half convert to bfloat only explicitly",
+    "bfloat-half-mixing": "MSL 3.1, bfloat: bfloat and half do not mix in one operator",
+    "double": "MSL 3.1, Scalar Data Types: double is not supported",
 }
 
 # OpenCL C++ 2021 with the features MSL lacks turned off: then a program-scope
@@ -83,13 +84,12 @@ class Diagnostic:
 
 
 def find_clang() -> str | None:
-    """Stock clang 19 (the flags above are checked against it)."""
+    """Stock clang 19 or newer (the flags above are checked against 19)."""
     for name in ("clang-19", "clang"):
         path = shutil.which(name)
-        if path and re.search(r"version (\d+)", _run([path, "--version"]).stdout or ""):
-            major = int(re.search(r"version (\d+)", _run([path, "--version"]).stdout).group(1))
-            if major >= 19:
-                return path
+        version = re.search(r"clang version (\d+)", _run([path, "--version"]).stdout) if path else None
+        if version and int(version.group(1)) >= 19:
+            return path
     return None
 
 
@@ -301,12 +301,15 @@ def embedded_library(out_dir: Path) -> Path:
     return library
 
 
-def check_kernels(clang: str) -> dict[str, list[Diagnostic]]:
+def check_kernels(clang: str, all_errors: bool = False) -> dict[str, list[Diagnostic]]:
     """Rule diagnostics of every metal/*.metal file and of the embedded library."""
     sources = {p.name: p for p in KERNELS.iterdir() if p.suffix in (".metal", ".h")}
-    results = {_display(f): compile_check(f, clang) for f in sorted(KERNELS.glob("*.metal"))}
+    results = {
+        _display(f): compile_check(f, clang, all_errors=all_errors) for f in sorted(KERNELS.glob("*.metal"))
+    }
     with tempfile.TemporaryDirectory() as tmp:
-        results["embedded library"] = compile_check(embedded_library(Path(tmp)), clang, sources=sources)
+        library = embedded_library(Path(tmp))
+        results["embedded library"] = compile_check(library, clang, sources=sources, all_errors=all_errors)
     return results
 
 
@@ -328,7 +331,10 @@ def main(argv: list[str] | None = None) -> int:
             except RuntimeError as e:  # e.g. a header the declarations-only stdlib does not provide
                 print(f"== {f}: not checked: {str(e).splitlines()[-1]}")
     else:
-        results = check_kernels(clang)
+        import lint  # the address-space lint, which the compile cannot see
+
+        results = check_kernels(clang, args.all)
+        results["lint of metal/"] = lint.lint_kernels()
     total = 0
     for unit, diags in results.items():
         counted = [d for d in diags if d.rule in RULES]

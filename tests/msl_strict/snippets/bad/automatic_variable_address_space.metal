@@ -1,5 +1,5 @@
 // Known-bad: an automatic (function-scope) variable declared in the device
-// address space. MSL 3.1 sec. 4.1: device is for buffers passed to a function
+// address space. MSL 3.1, Address Spaces (device): device is for buffers passed to a function
 // and pointers/references into them, never for a variable a function declares.
 // Expected rule: automatic-variable-address-space.
 #include <metal_stdlib>

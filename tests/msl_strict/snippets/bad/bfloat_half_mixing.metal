@@ -1,4 +1,4 @@
-// Known-bad: bfloat and half in one operator. MSL 3.1 sec. 2.22: bfloat has no
+// Known-bad: bfloat and half in one operator. MSL 3.1, bfloat: bfloat has no
 // usual arithmetic conversion with half; one side must be converted
 // explicitly. Expected rule: bfloat-half-mixing.
 #include <metal_stdlib>

@@ -1,4 +1,4 @@
-// Known-bad: a double variable. MSL 3.1 sec. 2.1: Metal does not support the
+// Known-bad: a double variable. MSL 3.1, Scalar Data Types: Metal does not support the
 // double type. Expected rule: double.
 #include <metal_stdlib>
 

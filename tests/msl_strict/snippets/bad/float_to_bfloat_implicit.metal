@@ -1,4 +1,4 @@
-// Known-bad: a float converted implicitly to bfloat. MSL 3.1 sec. 2.22: float
+// Known-bad: a float converted implicitly to bfloat. MSL 3.1, bfloat: float
 // and half convert to bfloat only explicitly (bfloat(x), static_cast).
 // Expected rule: bfloat-implicit-conversion.
 #include <metal_stdlib>

@@ -1,5 +1,5 @@
-// Known-bad: a static data member outside the constant address space. MSL 3.1
-// sec. 4.2: program-scope variables (static members included) must be declared
+// Known-bad: a static data member outside the constant address space. MSL 3.1,
+// Address Spaces (constant): program-scope variables (static members included) must be declared
 // in the constant address space ("program scope variable must reside in
 // constant address space"). Expected rule: program-scope-not-constant.
 #include <metal_stdlib>

@@ -1,5 +1,5 @@
-// Known-bad: a threadgroup variable declared in a helper function. MSL 3.1
-// sec. 4.4: threadgroup variables are declared only in a kernel function's
+// Known-bad: a threadgroup variable declared in a helper function. MSL 3.1,
+// Address Spaces (threadgroup): threadgroup variables are declared only in a kernel function's
 // scope (or passed in as [[threadgroup(n)]] arguments).
 // Expected rule: threadgroup-outside-kernel.
 #include <metal_stdlib>

@@ -1,5 +1,5 @@
 // Known-bad: a threadgroup pointer passed where a device pointer is expected.
-// MSL 3.1 sec. 4: pointers to different address spaces are distinct types and
+// MSL 3.1, Address Spaces: pointers to different address spaces are distinct types and
 // do not convert to each other. Expected rule: address-space-mismatch.
 #include <metal_stdlib>
 

@@ -1,4 +1,4 @@
-// Known-bad: a pointer parameter that names no address space. MSL 3.1 sec. 4:
+// Known-bad: a pointer parameter that names no address space. MSL 3.1, Address Spaces:
 // every pointer or reference is declared in an address space; an unqualified
 // one means `thread`, so a helper written for device data silently takes a
 // thread pointer. OpenCL C++ accepts it (it is __private there): only the

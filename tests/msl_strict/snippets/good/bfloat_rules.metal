@@ -1,4 +1,4 @@
-// Known-good MSL 3.1 bfloat use (sec. 2.22): explicit conversions from float
+// Known-good MSL 3.1 bfloat use (the bfloat rules): explicit conversions from float
 // and half, implicit widening to float, arithmetic within one type.
 // (An explicit half -> bfloat cast is valid MSL but clang's __bf16 refuses it:
 // not modelled, not counted; it is therefore not exercised here.)

@@ -8,7 +8,7 @@ using namespace metal;
 
 namespace demo {
 
-// Static data members in the constant address space (MSL 3.1 sec. 4.2).
+// Static data members in the constant address space (MSL 3.1, Address Spaces (constant)).
 template <typename T>
 struct Pad {
   TILE_CONST int value = 16 / int(sizeof(T));
