@@ -123,10 +123,17 @@ def test_every_pointer_and_reference_in_metal_names_its_address_space():
 # ---------------------------------------------------------------- calibration
 
 
+# The one gap of the model that the kernels' constructs reach: OpenCL C++ without the generic
+# address space has no usable implicit copy of a struct returned by value (MSL has). Any other
+# clang error in a good snippet means the header or the driver misreads valid MSL.
+KNOWN_GAP = re.compile(r"no matching constructor for initialization of|no viable overloaded '='")
+
+
 @pytest.mark.parametrize("snippet", sorted((SNIPPETS / "good").glob("*.metal")), ids=lambda p: p.name)
 def test_known_good_snippet_is_accepted(snippet):
-    diags = _rules_of(snippet)
-    assert diags == [], "\n".join(map(str, diags))
+    diags = check.compile_check(snippet, CLANG, all_errors=True)
+    assert _counted(diags) + lint.lint_file(snippet) == [], "\n".join(map(str, diags))
+    assert all(KNOWN_GAP.match(d.message) for d in diags), "\n".join(map(str, diags))
 
 
 @pytest.mark.parametrize("snippet", sorted((SNIPPETS / "bad").glob("*.metal")), ids=lambda p: p.name)

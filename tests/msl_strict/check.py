@@ -100,11 +100,11 @@ def _run(cmd: list, stdin: str | None = None) -> subprocess.CompletedProcess:
 # `template [[host_name("x")]] [[kernel]] ...`: attributes after `template` in
 # an explicit instantiation are MSL, not C++; they go (blanked, so columns
 # stay) before clang parses the instantiation, which is what checks the body.
-_INSTANTIATION_ATTRS = re.compile(r"\btemplate(\s*(?:\[\[.*?\]\]\s*)+)(?=[A-Za-z_])")
+_INSTANTIATION_ATTRS = re.compile(r"\btemplate(\s*(?:\[\[[^;{}]*?\]\]\s*)+)(?=[A-Za-z_])")
 
 
 def _strip_instantiation_attributes(text: str) -> str:
-    return _INSTANTIATION_ATTRS.sub(lambda m: "template" + " " * len(m.group(1)), text)
+    return _INSTANTIATION_ATTRS.sub(lambda m: "template" + re.sub(r"[^\n]", " ", m.group(1)), text)
 
 
 _DIAG = re.compile(r"^(?P<file>.*?):(?P<line>\d+):(?P<col>\d+): (?P<kind>error|warning|note): (?P<msg>.*)$")

@@ -128,3 +128,8 @@ template <typename T, int VEC>
 template [[host_name("demo_float_v1")]] [[kernel]] decltype(demo_kernel<float, 1>) demo_kernel<float, 1>;
 template [[host_name("demo_half_v4")]] [[kernel]] decltype(demo_kernel<half, 4>) demo_kernel<half, 4>;
 template [[host_name("demo_bfloat_v4")]] [[kernel]] decltype(demo_kernel<bfloat, 4>) demo_kernel<bfloat, 4>;
+// An explicit instantiation spelled over lines, attributes included.
+template [[host_name(
+    "demo_float_v4")]]
+[[kernel]] void demo_kernel<float, 4>(const device float*, device float*, const constant Params&, threadgroup float*,
+                                      uint3, uint, uint, uint);
