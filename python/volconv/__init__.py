@@ -2,7 +2,7 @@
 and CPUs, with the semantics of mlx.core.conv3d."""
 
 from ._conv import conv3d
-from ._core import Device, DeviceType, Stream, __version__, get_num_threads, set_num_threads
+from ._core import Device, DeviceType, Stream, __version__
 from ._device import (
     cpu,
     default_device,
@@ -15,6 +15,7 @@ from ._device import (
     synchronize,
     unavailable_reason,
 )
+from ._threads import get_num_threads, set_num_threads
 
 __all__ = [
     "Device",
