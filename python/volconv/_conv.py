@@ -12,11 +12,10 @@ from ._params import conv_params
 if TYPE_CHECKING:
     from typing import SupportsIndex
 
-    import mlx.core as mx
     import numpy as np
     import torch
 
-    from ._typing import ArrayLike, Int3, OtherArray, Padding, StreamLike
+    from ._typing import ArrayLike, Int3, MLXArrayT, OtherArray, Padding, StreamLike
 
 
 # The result is of the input's kind: numpy in -> numpy out, torch -> torch, mlx -> mlx.
@@ -46,7 +45,7 @@ def conv3d(
 ) -> torch.Tensor: ...
 @overload
 def conv3d(
-    input: mx.array,
+    input: MLXArrayT,
     weight: ArrayLike,
     /,
     stride: Int3 = 1,
@@ -55,7 +54,7 @@ def conv3d(
     groups: SupportsIndex = 1,
     *,
     stream: StreamLike = None,
-) -> mx.array: ...
+) -> MLXArrayT: ...
 @overload
 def conv3d(
     input: OtherArray,

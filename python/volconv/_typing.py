@@ -1,6 +1,7 @@
 """Types of the public arguments, for mypy and IDEs only: nothing here exists
-at run time, so numpy alone is still enough to import volconv. Where torch or
-MLX is not installed (MLX ships no stubs), its types read as Any."""
+at run time, so numpy alone is still enough to import volconv. MLX's objects
+are described by protocols (MLX ships no type stubs on every platform);
+torch's by torch.Tensor, which reads as Any where torch is not installed."""
 
 from __future__ import annotations
 
@@ -8,9 +9,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from typing import Any, Literal, Protocol, SupportsIndex, Union
+    from typing import Any, Literal, Protocol, SupportsIndex, TypeVar, Union
 
-    import mlx.core as mx
     import numpy as np
     import torch
     from typing_extensions import Buffer, TypeAlias
@@ -22,9 +22,19 @@ if TYPE_CHECKING:
 
         def __dlpack__(self, *args: Any, **kwargs: Any) -> Any: ...
 
-    # What conv3d reads: the result comes back as the input's kind (a NumPy
-    # array for DLPack and buffer-protocol objects).
-    ArrayLike: TypeAlias = Union[np.ndarray, torch.Tensor, mx.array, SupportsDLPack, Buffer]
+    class MLXArray(SupportsDLPack, Protocol):
+        """mlx.core.array: `.at` (its indexed-update helper) is what neither
+        numpy nor torch arrays have."""
+
+        @property
+        def at(self) -> Any: ...
+
+    # conv3d returns the input's own type for MLX arrays.
+    MLXArrayT = TypeVar("MLXArrayT", bound=MLXArray)
+
+    # What conv3d reads. Other DLPack and buffer-protocol objects come back
+    # as NumPy arrays.
+    ArrayLike: TypeAlias = Union[np.ndarray, torch.Tensor, SupportsDLPack, Buffer]
     OtherArray: TypeAlias = Union[SupportsDLPack, Buffer]
 
     # Plain ints, numpy integers and anything with __index__ (bool is refused at run time).
@@ -33,5 +43,23 @@ if TYPE_CHECKING:
         SupportsIndex, Sequence[SupportsIndex], Sequence[Sequence[SupportsIndex]], Literal["valid", "same"]
     ]
 
-    DeviceLike: TypeAlias = Union[Device, DeviceType, mx.Device, mx.DeviceType]
-    StreamLike: TypeAlias = Union[None, Stream, Device, DeviceType, mx.Stream, mx.Device, mx.DeviceType]
+    class MLXDeviceType(Protocol):
+        """mx.cpu, mx.gpu (an enum: its .name is "cpu" or "gpu")."""
+
+        @property
+        def name(self) -> str: ...
+
+    class MLXDevice(Protocol):
+        """mx.Device."""
+
+        @property
+        def type(self) -> MLXDeviceType: ...
+
+    class MLXStream(Protocol):
+        """mx.Stream."""
+
+        @property
+        def device(self) -> MLXDevice: ...
+
+    DeviceLike: TypeAlias = Union[Device, DeviceType, MLXDeviceType, MLXDevice]
+    StreamLike: TypeAlias = Union[None, Stream, Device, DeviceType, MLXDeviceType, MLXDevice, MLXStream]
