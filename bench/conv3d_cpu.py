@@ -295,9 +295,14 @@ def main():
         peak.measure()
 
     peak16 = peak.bf16 or peak.fp32
+    bf16 = (
+        f"bf16 (vdpbf16ps) {peak.bf16:.0f} GFLOP/s"
+        if peak.bf16
+        else "bf16: none (no vdpbf16ps; bf16 rows use the fp32 peak)"
+    )
     print(
         f"measured FMA peak (best of {peak.probes} probes, one between shapes): fp32 {peak.fp32:.0f} GFLOP/s, "
-        f"bf16 (vdpbf16ps) {peak16:.0f} GFLOP/s"
+        f"{bf16}"
     )
     print_table(rows, peak.fp32, peak16)
     summarize(rows)
