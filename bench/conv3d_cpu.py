@@ -2,10 +2,12 @@
 layout) vs MLX CPU, interleaved in one process on the same inputs.
 
 Prints a table (ms, GFLOP/s, % of the machine's measured FMA peak, speed-up
-over torch channels_last_3d, extra peak memory) and saves a bar chart.
+over torch channels_last_3d, extra peak memory) and saves a bar chart
+(conv3d_cpu_plot.py) beside this script, or where --plot says.
 
     python bench/conv3d_cpu.py                 # all shapes, ~3-5 min on 2 cores
     python bench/conv3d_cpu.py --shapes a,f --repeats 3 --no-mlx
+    python bench/conv3d_cpu.py --shapes a,f --dry-run   # what would run: a, f (and a in bf16, fp16)
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import argparse
 import ctypes
 import math
 import os
+import platform
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -35,6 +39,64 @@ SHAPES = {
 }
 LOW_PRECISION = ["a", "c", "e"]
 FRAMEWORKS = ["volconv", "torch_cl", "torch", "mlx"]
+DEFAULT_PLOT = Path(__file__).resolve().with_suffix(".png")  # beside this script; git-ignored
+
+
+def shape_list(text: str) -> list[str]:
+    """argparse type: comma-separated keys of SHAPES ("" for none)."""
+    keys = [k.strip() for k in text.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in SHAPES]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown shape(s) {','.join(unknown)}; the shapes are {','.join(SHAPES)}"
+        )
+    return keys
+
+
+def select_jobs(shapes: list[str], low_precision: list[str]) -> list[tuple[str, str]]:
+    """(shape, dtype) runs: every shape in float32, then those of the
+    low-precision list that are among `shapes` in bfloat16 and float16."""
+    jobs = [(k, "float32") for k in shapes]
+    return jobs + [(k, dt) for dt in ("bfloat16", "float16") for k in low_precision if k in shapes]
+
+
+def machine() -> str:
+    """The CPU's model name (Linux), else what platform knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return " ".join(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def versions(want_mlx: bool) -> str:
+    import torch
+
+    text = f"volconv {volconv.__version__} ({_core._cpu_isa()}), torch {torch.__version__}"
+    if want_mlx:
+        import mlx.core as mx
+
+        text += f", MLX {mx.__version__}"
+    return text
+
+
+class PeakProbe:
+    """The FMA peak for "% of peak": the best of several probes taken between
+    shapes, so one probe slowed by other processes on a shared machine does
+    not make the kernels look faster than the hardware."""
+
+    def __init__(self):
+        self.fp32 = self.bf16 = 0.0
+        self.probes = 0
+
+    def measure(self):
+        self.fp32 = max(self.fp32, _core._cpu_peak_gflops(False))
+        self.bf16 = max(self.bf16, _core._cpu_peak_gflops(True))
+        self.probes += 1
+
 
 _libc = ctypes.CDLL(None)
 
@@ -129,10 +191,19 @@ def busy_wait(seconds: float) -> None:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated shape keys (a..i)")
     ap.add_argument(
-        "--low-precision", default=",".join(LOW_PRECISION), help="shapes also run in bf16 and fp16"
+        "--shapes",
+        type=shape_list,
+        default=list(SHAPES),
+        help="comma-separated shape keys (a..i); only these run",
     )
+    ap.add_argument(
+        "--low-precision",
+        type=shape_list,
+        default=LOW_PRECISION,
+        help="of the --shapes, those also run in bf16 and fp16 (default a,c,e; '' for none)",
+    )
+    ap.add_argument("--dry-run", action="store_true", help="print the (shape, dtype) runs and exit")
     ap.add_argument(
         "--repeats", type=int, default=5, help="timed repeats per framework, at least (best is reported)"
     )
@@ -150,8 +221,13 @@ def main():
         default=0.03,
         help="seconds of busy waiting before each timed call (lets the previous framework's idle workers settle)",
     )
-    ap.add_argument("--plot", default="bench/conv3d_cpu.png")
+    ap.add_argument("--plot", default=str(DEFAULT_PLOT), help=f"where the PNG goes (default {DEFAULT_PLOT})")
     args = ap.parse_args()
+    jobs = select_jobs(args.shapes, args.low_precision)
+    if args.dry_run:
+        for key, dtype in jobs:
+            print(key, dtype)
+        return
 
     try:
         import mlx.core  # noqa: F401
@@ -159,19 +235,12 @@ def main():
         want_mlx = not args.no_mlx
     except ImportError:
         want_mlx = False
-    import torch
 
     volconv.set_num_threads(args.threads)
-    peak32 = _core._cpu_peak_gflops(False)
-    peak16 = _core._cpu_peak_gflops(True) or peak32
-    print(
-        f"volconv {volconv.__version__} ({_core._cpu_isa()} kernels), torch {torch.__version__}, "
-        f"{args.threads} threads"
-    )
-    print(f"measured FMA peak: fp32 {peak32:.0f} GFLOP/s, bf16 (vdpbf16ps) {peak16:.0f} GFLOP/s")
+    peak = PeakProbe()
+    peak.measure()
+    print(f"{machine()}, {args.threads} threads; {versions(want_mlx)}")
 
-    jobs = [(k, "float32") for k in args.shapes.split(",") if k]
-    jobs += [(k, dt) for dt in ("bfloat16", "float16") for k in args.low_precision.split(",") if k]
     rate = {}  # (framework, dtype) -> GFLOP/s seen so far, to predict slow calls
     rows = []
     for key, dtype in jobs:
@@ -223,10 +292,21 @@ def main():
                     )
                 )
         del runners
+        peak.measure()
 
-    print_table(rows, peak32, peak16)
+    peak16 = peak.bf16 or peak.fp32
+    bf16 = (
+        f"bf16 (vdpbf16ps) {peak.bf16:.0f} GFLOP/s"
+        if peak.bf16
+        else "bf16: none (no vdpbf16ps; bf16 rows use the fp32 peak)"
+    )
+    print(
+        f"measured FMA peak (best of {peak.probes} probes, one between shapes): fp32 {peak.fp32:.0f} GFLOP/s, "
+        f"{bf16}"
+    )
+    print_table(rows, peak.fp32, peak16)
     summarize(rows)
-    plot(rows, args.plot)
+    plot_rows(rows, args.plot, f"conv3d on CPU: {machine()}, {args.threads} threads\n{versions(want_mlx)}")
 
 
 def print_table(rows, peak32, peak16):
@@ -235,6 +315,7 @@ def print_table(rows, peak32, peak16):
         f"\n{'shape':5} {'dtype':8} {'framework':9} {'ms':>10} {'GFLOP/s':>8} {'%peak':>6} {'x torch_cl':>10} "
         f"{'extra MiB':>9}"
     )
+    over = False
     for r in rows:
         if r["skipped"]:
             why = r["skipped"] if isinstance(r["skipped"], str) else f"predicted {r['skipped']:.0f} s/call"
@@ -244,9 +325,16 @@ def print_table(rows, peak32, peak16):
         peak = peak16 if r["dtype"] == "bfloat16" else peak32
         t = ref.get((r["shape"], r["dtype"]), math.nan)
         mem = "n/a" if r["mem"] is None else f"{r['mem']:.1f}"
+        over = over or gf > peak
         print(
             f"{r['shape']:5} {r['dtype']:8} {r['fw']:9} {r['ms']:10.2f} {gf:8.1f} {100 * gf / peak:5.0f}% "
             f"{t / r['ms']:9.2f}x {mem:>9}"
+        )
+    if over:
+        print(
+            "(% of peak above 100%: the probe (a chain of FMAs on every thread) still ran slower than that conv, "
+            "e.g. at a lower clock or beside other processes on a shared machine; the kernels cannot beat the "
+            "hardware. Rerun on a quiet machine for a tighter peak.)"
         )
 
 
@@ -270,38 +358,16 @@ def summarize(rows):
             )
 
 
-def plot(rows, path):
+def plot_rows(rows, path, title):
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib  # noqa: F401
     except ImportError:
         print("(matplotlib not installed: no plot; pip install 'volconv[bench]')")
         return
-    labels = sorted(
-        {(r["shape"], r["dtype"]) for r in rows}, key=lambda sd: (sd[1] != "float32", sd[1], sd[0])
-    )
-    fig, ax = plt.subplots(figsize=(max(8, len(labels) * 0.8), 4.5))
-    width = 0.2
-    for i, fw in enumerate(FRAMEWORKS):
-        vals = []
-        for s, d in labels:
-            r = next(
-                (r for r in rows if (r["shape"], r["dtype"], r["fw"]) == (s, d, fw) and not r["skipped"]),
-                None,
-            )
-            vals.append(r["flops"] / r["ms"] / 1e6 if r else 0)
-        ax.bar([j + (i - 1.5) * width for j in range(len(labels))], vals, width, label=fw)
-    ax.set_xticks(range(len(labels)))
-    ax.set_xticklabels([f"{s}\n{d.replace('float', 'f').replace('bfloat', 'bf')}" for s, d in labels])
-    ax.set_yscale("log")
-    ax.set_ylabel("GFLOP/s (log)")
-    ax.set_title("conv3d on CPU")
-    ax.legend()
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path, dpi=120)
+    from conv3d_cpu_plot import plot
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    plot(rows, path, title)
     print(f"plot saved to {path}")
 
 

@@ -1,3 +1,7 @@
+from __future__ import annotations
+
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -19,3 +23,41 @@ def numpy_dtype(name: str):
 
 def cast(a: np.ndarray, name: str) -> np.ndarray:
     return np.asarray(a).astype(numpy_dtype(name))
+
+
+# Tests that need a tool this machine may lack skip with the reason, as a new
+# user running the README's command expects; CI sets the variable to 1 so that
+# a missing tool fails the run instead of hiding the tests.
+REQUIRE_EMULATOR = "VOLCONV_REQUIRE_EMULATOR"
+
+
+def skip_or_fail(missing: str | None, require_env: str = REQUIRE_EMULATOR) -> None:
+    """Skips the calling test (or, at import, its module) because `missing`
+    (the reason) is set; fails instead when `require_env` is "1"."""
+    if not missing:
+        return
+    if os.environ.get(require_env) == "1":
+        pytest.fail(f"{require_env}=1 but {missing}", pytrace=False)
+    pytest.skip(missing, allow_module_level=True)
+
+
+def emulator_missing() -> str | None:
+    """Why the MSL emulator (tests/emulator) cannot be built here, or None."""
+    if os.environ.get("VOLCONV_EMU_LIB"):
+        return None  # a prebuilt library (e.g. a sanitizer build) needs no tools
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "emulator"))
+    import msl_emulator
+
+    if msl_emulator.find_compiler() is None:
+        return (
+            "the MSL emulator needs clang (clang++-19 or clang++, or VOLCONV_EMU_CXX): "
+            "apt-get install clang-19, or see README (Linux prerequisites)"
+        )
+    if shutil.which("cmake") is None:
+        return "the MSL emulator needs cmake (pip install cmake)"
+    return None
+
+
+def require_emulator() -> None:
+    """At the top of a test module that runs the MSL emulator."""
+    skip_or_fail(emulator_missing(), REQUIRE_EMULATOR)

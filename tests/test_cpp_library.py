@@ -221,17 +221,22 @@ def test_cpp_and_python_messages_match(core_build, case):
         )
         py = "ok (" + ",".join(map(str, y.shape)) + ")"
     except ValueError as e:
-        py = f"invalid_argument: {e}"
+        # Python may add a layout hint after the shared message (volconv/_conv.py).
+        py = f"invalid_argument: {e}".split(" The shapes look channels-first")[0]
     assert cpp == py
 
 
-def test_readme_cpp_example_builds_and_runs(wheel_cmake_dir, tmp_path_factory):
+@pytest.mark.parametrize("groups", [2, 3])
+def test_readme_cpp_example_builds_and_runs(wheel_cmake_dir, tmp_path_factory, groups):
     """The C++ program in README.md, pasted into a project with the README's
-    two CMake lines, builds against the wheel and prints what it promises."""
+    two CMake lines, builds against the wheel and prints what it promises; with
+    groups = 3 it prints the README's error and exits with 1 (not an abort)."""
     import re
 
     readme = (ROOT / "README.md").read_text()
     (program,) = [b for b in re.findall(r"```cpp\n(.*?)```", readme, flags=re.S) if "int main" in b]
+    assert "params.groups = 2;" in program
+    program = program.replace("params.groups = 2;", f"params.groups = {groups};")
     src = tmp_path_factory.mktemp("readme-example")
     (src / "main.cpp").write_text(program)
     (src / "CMakeLists.txt").write_text(
@@ -240,5 +245,11 @@ def test_readme_cpp_example_builds_and_runs(wheel_cmake_dir, tmp_path_factory):
         "target_link_libraries(app PRIVATE volconv::volconv)\n"
     )
     build = cmake_build(src, tmp_path_factory.mktemp("readme-build"), f"-Dvolconv_DIR={wheel_cmake_dir}")
-    out = run([build / ("app.exe" if os.name == "nt" else "app")]).stdout
-    assert out.strip() == "y[0,1,1,1,0] = 27", out
+    app = build / ("app.exe" if os.name == "nt" else "app")
+    if groups == 2:
+        out = run([app]).stdout
+        assert out.strip() == "y[0,1,1,1,0] = 27", out
+        return
+    proc = subprocess.run([str(app)], capture_output=True, text=True, env=ENV)
+    (promised,) = re.findall(r"exits with 1:\n`(\[conv3d\][^`]*)`", readme)
+    assert (proc.returncode, proc.stderr.strip()) == (1, promised), proc

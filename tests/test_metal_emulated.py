@@ -15,10 +15,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "emulator"))
 import msl_emulator
 
 from cases import CASES, _c
-from conftest import cast
+from conftest import cast, require_emulator
 from reference import assert_conv_close
 
 pytestmark = pytest.mark.metal_emulated
+require_emulator()
 
 DTYPES = ["float32", "float16", "bfloat16"]
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import skip_or_fail
+
 ROOT = Path(__file__).resolve().parents[1]
 HOST = ROOT / "csrc" / "metal"
 KERNELS = ROOT / "metal"
@@ -111,7 +113,7 @@ def test_embedded_source_compiles_through_the_emulator_shim(embedded, tmp_path):
     compiled as C++ against the shim, exactly like metal/*.metal are."""
     clang = shutil.which("clang++-19")
     if clang is None or not (SHIM / "metal_stdlib").is_file():
-        pytest.skip("needs clang++-19 and the emulator shim (tests/emulator/shim)")
+        skip_or_fail("needs clang++-19 and the emulator shim (tests/emulator/shim)")
     _, msl = embedded
     library = tmp_path / "library.metal"
     library.write_text(msl)
@@ -138,7 +140,7 @@ def test_embedded_source_runs_like_the_kernels_in_the_emulator(embedded, tmp_pat
     registers the same kernels and computes bit-identical results, for a plan
     of every kernel family: the embedding changes nothing the GPU would run."""
     if shutil.which("clang++-19") is None or not (ROOT / "tests" / "emulator" / "msl_emulator.py").is_file():
-        pytest.skip("needs clang++-19 and the MSL emulator (tests/emulator)")
+        skip_or_fail("needs clang++-19 and the MSL emulator (tests/emulator)")
     np = pytest.importorskip("numpy")
     sys.path.insert(0, str(ROOT / "tests" / "emulator"))
     import msl_emulator

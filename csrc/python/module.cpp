@@ -10,6 +10,7 @@
 
 #include <nanobind/stl/vector.h>
 
+#include <new>
 #include <stdexcept>
 #include <string>
 
@@ -71,7 +72,19 @@ nb::ndarray<nb::numpy> conv3d_py(const StridedArray& input, DType input_dtype, c
   const Shape5 out_shape = conv3d_output_shape(in.shape, wt.shape, params);
   const DType out_dtype = promote_types(input_dtype, weight_dtype);
 
-  void* data = detail::output_blocks().take(std::size_t(numel(out_shape)) * dtype_size(out_dtype));
+  const std::size_t out_bytes = std::size_t(numel(out_shape)) * dtype_size(out_dtype);
+  void* data = nullptr;
+  try {
+    data = detail::output_blocks().take(out_bytes);
+  } catch (const std::bad_alloc&) {
+    // nanobind would say only "std::bad_alloc": name the op and the size.
+    PyErr_Format(PyExc_MemoryError,
+                 "[conv3d] Could not allocate the output: %zu bytes (%s, shape (%lld,%lld,%lld,%lld,%lld)).",
+                 out_bytes, dtype_name(out_dtype), static_cast<long long>(out_shape[0]),
+                 static_cast<long long>(out_shape[1]), static_cast<long long>(out_shape[2]),
+                 static_cast<long long>(out_shape[3]), static_cast<long long>(out_shape[4]));
+    throw nb::python_error();
+  }
   nb::capsule owner(data, [](void* p) noexcept { detail::output_blocks().give(p); });
 
   const TensorView out = TensorView::contiguous(data, out_dtype, out_shape);

@@ -18,8 +18,14 @@ int main() {
   params.padding_hi = {1, 1, 1};
   params.groups = 2;
 
-  // Validates like Python's volconv.conv3d; throws std::invalid_argument.
-  const volconv::Shape5 out_shape = volconv::conv3d_output_shape(in_shape, wt_shape, params);  // (2,4,8,8,6)
+  // Validates like Python's volconv.conv3d; bad arguments throw std::invalid_argument.
+  volconv::Shape5 out_shape;
+  try {
+    out_shape = volconv::conv3d_output_shape(in_shape, wt_shape, params);  // (2,4,8,8,6)
+  } catch (const std::invalid_argument& e) {
+    std::fprintf(stderr, "bad arguments: %s\n", e.what());
+    return 1;
+  }
 
   auto count = [](const volconv::Shape5& s) { return std::size_t(s[0] * s[1] * s[2] * s[3] * s[4]); };
   std::vector<float> x(count(in_shape)), w(count(wt_shape)), y(count(out_shape));

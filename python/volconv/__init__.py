@@ -1,8 +1,9 @@
 """volconv: fast, memory-lean 3D convolution for Apple-silicon GPUs (Metal)
 and CPUs, with the semantics of mlx.core.conv3d."""
 
+from . import _core
 from ._conv import conv3d
-from ._core import Device, DeviceType, Stream, __version__, get_num_threads, set_num_threads
+from ._core import Device, DeviceType, Stream
 from ._device import (
     cpu,
     default_device,
@@ -15,6 +16,11 @@ from ._device import (
     synchronize,
     unavailable_reason,
 )
+from ._threads import get_num_threads, set_num_threads
+
+# Defined here (not only re-exported) so type checkers see it: the generated
+# stub of _core leaves module attributes out.
+__version__: str = _core.__version__
 
 __all__ = [
     "Device",

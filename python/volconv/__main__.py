@@ -1,4 +1,5 @@
-"""`python -m volconv --cmake-dir`: where C++ consumers find volconvConfig.cmake.
+"""`python -m volconv`: what this install is (--version, --info) and where C++
+consumers find it (--cmake-dir, --prefix, --include-dir).
 
     cmake -S . -B build -Dvolconv_DIR="$(python -m volconv --cmake-dir)"
 
@@ -32,9 +33,36 @@ def include_dir() -> Path:
     return path
 
 
+def info() -> str:
+    """What runs here: the version, the CPU kernel set and thread count, and
+    each device's availability with the reason when it is not."""
+    import platform
+
+    import volconv
+    from volconv import _core
+
+    lines = [
+        f"volconv {volconv.__version__} (Python {platform.python_version()}, {platform.system()} "
+        f"{platform.machine()})",
+        f"CPU kernels: {_core._cpu_isa()} (this CPU supports: {', '.join(_core._cpu_supported_isas())})",
+        f"CPU threads: {volconv.get_num_threads()}",
+    ]
+    for name, device in (("cpu", volconv.cpu), ("gpu", volconv.gpu)):
+        reason = volconv.unavailable_reason(device)
+        lines.append(
+            f"{name}: " + ("available" if volconv.is_available(device) else f"not available: {reason}")
+        )
+    lines.append(f"default device: {volconv.default_device()}")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m volconv", description=__doc__.splitlines()[0])
     group = parser.add_mutually_exclusive_group()
+    group.add_argument("--version", action="store_true", help="print the version")
+    group.add_argument(
+        "--info", action="store_true", help="print the CPU kernel set, thread count and GPU availability"
+    )
     group.add_argument("--cmake-dir", action="store_true", help="print the directory of volconvConfig.cmake")
     group.add_argument(
         "--prefix", action="store_true", help="print the install prefix (for CMAKE_PREFIX_PATH)"
@@ -42,7 +70,13 @@ def main() -> int:
     group.add_argument("--include-dir", action="store_true", help="print the directory of the C++ headers")
     args = parser.parse_args()
     try:
-        if args.cmake_dir:
+        if args.version:
+            import volconv
+
+            print(volconv.__version__)
+        elif args.info:
+            print(info())
+        elif args.cmake_dir:
             print(cmake_dir())
         elif args.prefix:
             cmake_dir()  # fails clearly when the C++ library is not installed
@@ -53,6 +87,7 @@ def main() -> int:
             import volconv
 
             print(f"volconv {volconv.__version__}; default device: {volconv.default_device()}")
+            print("(--info for details, --help for the options)")
     except FileNotFoundError as e:
         print(f"python -m volconv: {e}", file=sys.stderr)
         return 1

@@ -36,11 +36,24 @@ def _check_float(dtype_name: str, op: str, what: str) -> None:
 
 def _from_numpy(a: np.ndarray, op: str, what: str, kind: str) -> Operand:
     if a.dtype.name == "bfloat16":  # ml_dtypes.bfloat16
-        return Operand(a.view(np.uint16), DType.bfloat16, kind)
+        return Operand(_addressable(a.view(np.uint16)), DType.bfloat16, kind)
+    if a.dtype.kind == "f" and not a.dtype.isnative:
+        # Big-endian (non-native) floats: the kernels read native order, so
+        # the array is converted once.
+        a = a.astype(a.dtype.newbyteorder("="))
     dtype = _NUMPY_DTYPES.get(a.dtype)
     if dtype is None:
         _check_float(str(a.dtype), op, what)
-    return Operand(a, dtype, kind)
+    return Operand(_addressable(a), dtype, kind)
+
+
+def _addressable(a: np.ndarray) -> np.ndarray:
+    """`a` itself when its strides are whole elements, as DLPack (and so the
+    core) needs; otherwise (a field of a structured array, a view with an odd
+    byte step) a packed copy, made once."""
+    if any(s % a.itemsize for s in a.strides):
+        return np.ascontiguousarray(a)
+    return a
 
 
 def _from_torch(t: Any, op: str, what: str) -> Operand:
@@ -48,7 +61,14 @@ def _from_torch(t: Any, op: str, what: str) -> Operand:
 
     if t.device.type != "cpu":
         raise ValueError(f"[{op}] Expected the {what} to be a CPU tensor but got a tensor on {t.device}.")
-    t = t.detach()
+    if t.layout != torch.strided:
+        raise ValueError(
+            f"[{op}] Expected the {what} to be a dense (strided) tensor but got layout "
+            f"{str(t.layout).replace('torch.', '')}; call .to_dense() first."
+        )
+    # A negative-bit view (torch._neg_view, -x of a conjugate view) holds -x
+    # lazily; numpy cannot see the bit, so the value is made real once.
+    t = t.detach().resolve_neg()
     if t.dtype == torch.bfloat16:
         return Operand(t.view(torch.int16).numpy().view(np.uint16), DType.bfloat16, "torch")
     if t.dtype not in (torch.float16, torch.float32, torch.float64):
@@ -108,7 +128,10 @@ def to_kind(result: np.ndarray, dtype: DType, kind: str) -> Any:
     if kind == "mlx":
         import mlx.core as mx
 
-        return mx.array(result).view(mx.bfloat16) if bf16 else mx.array(result)
+        if bf16:
+            return mx.array(result).view(mx.bfloat16)
+        # mx.array narrows float64 to float32 unless told the dtype.
+        return mx.array(result, dtype=getattr(mx, result.dtype.name))
     if bf16:
         import ml_dtypes
 

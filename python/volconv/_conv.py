@@ -2,22 +2,79 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 from . import _core
 from ._arrays import as_operand, to_kind
 from ._device import resolve_stream
 from ._params import conv_params
 
+if TYPE_CHECKING:
+    from typing import SupportsIndex
 
+    import numpy as np
+    import torch
+
+    from ._typing import ArrayLike, Int3, MLXArrayT, OtherArray, Padding, StreamLike
+
+
+# The result is of the input's kind: numpy in -> numpy out, torch -> torch, mlx -> mlx.
+@overload
+def conv3d(
+    input: np.ndarray,
+    weight: ArrayLike,
+    /,
+    stride: Int3 = 1,
+    padding: Padding = 0,
+    dilation: Int3 = 1,
+    groups: SupportsIndex = 1,
+    *,
+    stream: StreamLike = None,
+) -> np.ndarray: ...
+@overload
+def conv3d(
+    input: torch.Tensor,
+    weight: ArrayLike,
+    /,
+    stride: Int3 = 1,
+    padding: Padding = 0,
+    dilation: Int3 = 1,
+    groups: SupportsIndex = 1,
+    *,
+    stream: StreamLike = None,
+) -> torch.Tensor: ...
+@overload
+def conv3d(
+    input: MLXArrayT,
+    weight: ArrayLike,
+    /,
+    stride: Int3 = 1,
+    padding: Padding = 0,
+    dilation: Int3 = 1,
+    groups: SupportsIndex = 1,
+    *,
+    stream: StreamLike = None,
+) -> MLXArrayT: ...
+@overload
+def conv3d(
+    input: OtherArray,
+    weight: ArrayLike,
+    /,
+    stride: Int3 = 1,
+    padding: Padding = 0,
+    dilation: Int3 = 1,
+    groups: SupportsIndex = 1,
+    *,
+    stream: StreamLike = None,
+) -> np.ndarray: ...
 def conv3d(
     input: Any,
     weight: Any,
     /,
-    stride: int | tuple[int, int, int] = 1,
+    stride: Any = 1,
     padding: Any = 0,
-    dilation: int | tuple[int, int, int] = 1,
-    groups: int = 1,
+    dilation: Any = 1,
+    groups: Any = 1,
     *,
     stream: Any = None,
 ) -> Any:
@@ -48,5 +105,28 @@ def conv3d(
             )
     params = conv_params(padding, stride, dilation, groups, w.storage.shape[1:4])
     s = resolve_stream(stream)
-    out = _core.conv3d(x.storage, x.dtype, w.storage, w.dtype, params, s)
+    try:
+        out = _core.conv3d(x.storage, x.dtype, w.storage, w.dtype, params, s)
+    except ValueError as e:
+        hint = _channels_first_hint(tuple(x.storage.shape), tuple(w.storage.shape), params.groups)
+        if hint:
+            raise ValueError(f"{e} {hint}") from None
+        raise
     return to_kind(out, _core.promote_types(x.dtype, w.dtype), x.kind)
+
+
+def _channels_first_hint(x: tuple[int, ...], w: tuple[int, ...], groups: int) -> str:
+    """A hint when the channels disagree as laid out here but would agree
+    with the input (or the weight) read channels-first, as PyTorch lays them
+    out; "" otherwise."""
+    if x[4] == w[4] * groups:
+        return ""
+    # input (N, C, D, H, W) with our weight, or with PyTorch's (C_out, C_in/g, KD, KH, KW)
+    if x[1] in (w[4] * groups, w[1] * groups) or x[4] == w[1] * groups:
+        return (
+            "The shapes look channels-first (N, C, D, H, W), as PyTorch's are: conv3d takes channels-last "
+            "input (N, D, H, W, C_in) and weight (C_out, KD, KH, KW, C_in / groups); for torch tensors pass "
+            "x.permute(0, 2, 3, 4, 1) and w.permute(0, 2, 3, 4, 1) (views, no copy), for numpy "
+            "np.moveaxis(a, 1, -1)."
+        )
+    return ""

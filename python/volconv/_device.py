@@ -7,15 +7,16 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
-from typing import Union
+from typing import TYPE_CHECKING
 
 from . import _core
 from ._core import Device, DeviceType, Stream
 
+if TYPE_CHECKING:
+    from ._typing import DeviceLike, StreamLike
+
 cpu = DeviceType.cpu
 gpu = DeviceType.gpu
-
-StreamOrDevice = Union[None, Stream, Device, DeviceType]
 
 _local = threading.local()
 
@@ -26,12 +27,18 @@ def _stack() -> list:
     return _local.streams
 
 
-def _as_device(d: Device | DeviceType, op: str) -> Device:
+def _as_device(d: DeviceLike, op: str) -> Device:
     if isinstance(d, Device):
         return d
     if isinstance(d, DeviceType):
         return Device(d)
-    raise TypeError(f"[{op}] Expected a volconv.Device or volconv.DeviceType but got {type(d).__name__}.")
+    mapped = _from_mlx(d)
+    if isinstance(mapped, Device) and type(d).__name__ != "Stream":
+        return mapped
+    raise TypeError(
+        f"[{op}] Expected a volconv.Device or volconv.DeviceType (or MLX's mx.cpu / mx.gpu / mx.Device) "
+        f"but got {type(d).__name__}."
+    )
 
 
 def _from_mlx(obj: object) -> Stream | Device | None:
@@ -53,32 +60,32 @@ def default_device() -> Device:
     return _core.default_device()
 
 
-def set_default_device(device: Device | DeviceType) -> None:
+def set_default_device(device: DeviceLike) -> None:
     """Makes `device` the process-wide default (raises if it is not available)."""
     _core.set_default_device(_as_device(device, "set_default_device"))
 
 
-def is_available(device: Device | DeviceType) -> bool:
+def is_available(device: DeviceLike) -> bool:
     """True when conv3d can run on `device` here."""
     return _core.is_available(_as_device(device, "is_available"))
 
 
-def unavailable_reason(device: Device | DeviceType) -> str:
+def unavailable_reason(device: DeviceLike) -> str:
     """Why `device` is not available here ("" when it is)."""
     return _core.unavailable_reason(_as_device(device, "unavailable_reason"))
 
 
-def default_stream(device: Device | DeviceType) -> Stream:
+def default_stream(device: DeviceLike) -> Stream:
     """The default stream of `device`."""
     return _core.default_stream(_as_device(device, "default_stream"))
 
 
-def new_stream(device: Device | DeviceType) -> Stream:
+def new_stream(device: DeviceLike) -> Stream:
     """A new stream on `device`."""
     return _core.new_stream(_as_device(device, "new_stream"))
 
 
-def resolve_stream(s: object, op: str = "conv3d") -> Stream:
+def resolve_stream(s: StreamLike, op: str = "conv3d") -> Stream:
     """The stream a call runs on: `s` as given (a Stream, a Device, a
     DeviceType, or MLX's equivalents), or the innermost `stream()` context
     of this thread, or the default device's default stream."""
@@ -99,7 +106,7 @@ def resolve_stream(s: object, op: str = "conv3d") -> Stream:
 
 
 @contextlib.contextmanager
-def stream(s: StreamOrDevice) -> Iterator[Stream]:
+def stream(s: StreamLike) -> Iterator[Stream]:
     """Runs the calls inside the block (on this thread) on `s`."""
     resolved = resolve_stream(s, "stream")
     _stack().append(resolved)
@@ -109,6 +116,6 @@ def stream(s: StreamOrDevice) -> Iterator[Stream]:
         _stack().pop()
 
 
-def synchronize(stream: StreamOrDevice = None) -> None:
+def synchronize(stream: StreamLike = None) -> None:
     """Waits for the work queued on `stream` (default: the current stream)."""
     _core.synchronize(resolve_stream(stream, "synchronize"))

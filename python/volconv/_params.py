@@ -13,19 +13,26 @@ from ._core import ConvParams
 _INT64_MAX = 2**63 - 1
 
 
-def _int(value: Any, op: str, name: str) -> int:
+def _int(
+    value: Any, op: str, name: str, lo: int = -_INT64_MAX, hi: int = _INT64_MAX, least: int | None = None
+) -> int:
+    """`value` as an int in [lo, hi]. Values inside that range are validated
+    in C++; `least` (the smallest valid value, when known) only words the
+    message for one outside it, e.g. padding=-2**63 is "negative"."""
     if isinstance(value, bool):
         raise TypeError(f"[{op}] Expected {name} to be an int but got bool.")
     try:
         v = operator.index(value)
     except TypeError:
         raise TypeError(f"[{op}] Expected {name} to be an int but got {type(value).__name__}.") from None
-    if not -_INT64_MAX <= v <= _INT64_MAX:
-        raise ValueError(f"[{op}] Expected {name} to fit in 64 bits but got {v}.")
+    if v < lo and least is not None:
+        raise ValueError(f"[{op}] Expected {name} to be at least {least} but got {v}.")
+    if not lo <= v <= hi:
+        raise ValueError(f"[{op}] Expected {name} to be between {lo} and {hi} but got {v}.")
     return v
 
 
-def triple(value: Any, op: str, name: str) -> tuple[int, int, int]:
+def triple(value: Any, op: str, name: str, least: int) -> tuple[int, int, int]:
     """An int for all three spatial dims, or a 3-sequence (D, H, W)."""
     if isinstance(value, (tuple, list)):
         if len(value) != 3:
@@ -33,8 +40,8 @@ def triple(value: Any, op: str, name: str) -> tuple[int, int, int]:
                 f"[{op}] Expected {name} to be an int or a tuple of 3 ints (D, H, W) but got "
                 f"{tuple(value)!r} of length {len(value)}."
             )
-        return tuple(_int(v, op, name) for v in value)  # type: ignore[return-value]
-    v = _int(value, op, name)
+        return tuple(_int(v, op, name, least=least) for v in value)  # type: ignore[return-value]
+    v = _int(value, op, name, least=least)
     return (v, v, v)
 
 
@@ -42,9 +49,9 @@ def conv_params(
     padding: Any, stride: Any, dilation: Any, groups: Any, kernel: Sequence[int], op: str = "conv3d"
 ) -> ConvParams:
     p = ConvParams()
-    p.stride = triple(stride, op, "stride")
-    p.dilation = triple(dilation, op, "dilation")
-    p.groups = _int(groups, op, "groups")
+    p.stride = triple(stride, op, "stride", 1)
+    p.dilation = triple(dilation, op, "dilation", 1)
+    p.groups = _int(groups, op, "groups", least=1)
     if isinstance(padding, str):
         if padding == "valid":
             return p
@@ -60,10 +67,10 @@ def conv_params(
         and len(padding) == 2
         and all(isinstance(side, (tuple, list)) for side in padding)
     ):
-        p.padding_lo = triple(padding[0], op, "padding low")
-        p.padding_hi = triple(padding[1], op, "padding high")
+        p.padding_lo = triple(padding[0], op, "padding low", 0)
+        p.padding_hi = triple(padding[1], op, "padding high", 0)
         return p
-    pad = triple(padding, op, "padding")
+    pad = triple(padding, op, "padding", 0)
     p.padding_lo = pad
     p.padding_hi = pad
     return p

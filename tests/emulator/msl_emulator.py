@@ -19,11 +19,19 @@ SOURCE_DIR = Path(__file__).resolve().parent
 DTYPE_CODES = {"float16": 0, "bfloat16": 1, "float32": 2, "float64": 3}
 
 
-def _compiler() -> str:
+def find_compiler() -> str | None:
+    """The clang that builds the emulator (VOLCONV_EMU_CXX, clang++-19 or clang++), or None."""
     for name in (os.environ.get("VOLCONV_EMU_CXX"), "clang++-19", "clang++"):
         if name and shutil.which(name):
             return shutil.which(name)
-    raise RuntimeError("The MSL emulator needs clang (clang++-19); set VOLCONV_EMU_CXX to use another.")
+    return None
+
+
+def _compiler() -> str:
+    found = find_compiler()
+    if found is None:
+        raise RuntimeError("The MSL emulator needs clang (clang++-19); set VOLCONV_EMU_CXX to use another.")
+    return found
 
 
 def build(build_dir: Path | None = None, sanitizer: str = "") -> Path:
