@@ -51,6 +51,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "msl_strict"))
 import check
 import lint
 
+from conftest import skip_or_fail
+
 pytestmark = pytest.mark.metal_emulated
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,11 +63,8 @@ SNIPPETS = ROOT / "tests" / "msl_strict" / "snippets"
 KERNEL_FILES = sorted((ROOT / "metal").glob("*.metal"))
 
 CLANG = os.environ.get("VOLCONV_CLANG") or check.find_clang()
-if CLANG is None:
-    # CI sets VOLCONV_REQUIRE_EMULATOR=1 so that a missing clang fails the run instead of hiding the check.
-    if os.environ.get("VOLCONV_REQUIRE_EMULATOR") == "1":
-        raise RuntimeError("VOLCONV_REQUIRE_EMULATOR=1 but clang 19 (clang-19) is not installed")
-    pytest.skip("the strict MSL check needs clang 19 (apt install clang-19)", allow_module_level=True)
+# CI sets VOLCONV_REQUIRE_EMULATOR=1 so that a missing clang fails the run instead of hiding the check.
+skip_or_fail(None if CLANG else "the strict MSL check needs clang 19 (apt install clang-19)")
 
 
 def _counted(diags: list[check.Diagnostic]) -> list[check.Diagnostic]:
@@ -106,10 +105,7 @@ def test_kernel_file_passes_the_strict_check(source):
 
 
 def test_embedded_library_passes_the_strict_check(tmp_path):
-    if shutil.which("cmake") is None:
-        if os.environ.get("VOLCONV_REQUIRE_EMULATOR") == "1":
-            raise RuntimeError("VOLCONV_REQUIRE_EMULATOR=1 but cmake (which produces the library) is missing")
-        pytest.skip("needs cmake to produce the embedded library")
+    skip_or_fail(None if shutil.which("cmake") else "needs cmake to produce the embedded library")
     sources = {p.name: p for p in (ROOT / "metal").iterdir()}
     diags = _counted(check.compile_check(check.embedded_library(tmp_path), CLANG, sources=sources))
     assert diags == [], "\n".join(map(str, diags))
