@@ -19,11 +19,43 @@ SOURCE_DIR = Path(__file__).resolve().parent
 DTYPE_CODES = {"float16": 0, "bfloat16": 1, "float32": 2, "float64": 3}
 
 
-def _compiler() -> str:
+def _find_compiler() -> str | None:
     for name in (os.environ.get("VOLCONV_EMU_CXX"), "clang++-19", "clang++"):
         if name and shutil.which(name):
             return shutil.which(name)
-    raise RuntimeError("The MSL emulator needs clang (clang++-19); set VOLCONV_EMU_CXX to use another.")
+    return None
+
+
+def _compiler() -> str:
+    found = _find_compiler()
+    if not found:
+        raise RuntimeError("The MSL emulator needs clang (clang++-19); set VOLCONV_EMU_CXX to use another.")
+    return found
+
+
+def unavailable_reason() -> str | None:
+    """Why the emulator cannot be built here (None when it can, or when
+    VOLCONV_EMU_LIB names a prebuilt library)."""
+    if os.environ.get("VOLCONV_EMU_LIB"):
+        return None
+    if not _find_compiler():
+        return "the MSL emulator needs clang (clang++-19 or clang++, or VOLCONV_EMU_CXX)"
+    if not shutil.which("cmake"):
+        return "the MSL emulator needs cmake"
+    return None
+
+
+def load_or_skip(library: str = "msl_emulator") -> Emulator:
+    """For tests: the emulator library, or a pytest skip saying why it cannot
+    be built; with VOLCONV_REQUIRE_EMULATOR=1 (CI) a failure instead."""
+    import pytest
+
+    reason = unavailable_reason()
+    if reason:
+        if os.environ.get("VOLCONV_REQUIRE_EMULATOR") == "1":
+            pytest.fail(f"{reason} (VOLCONV_REQUIRE_EMULATOR=1)")
+        pytest.skip(reason)
+    return Emulator(library_path(library))
 
 
 def build(build_dir: Path | None = None, sanitizer: str = "") -> Path:
@@ -127,6 +159,17 @@ class Emulator:
         self.lib.emu_kernel_names.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int64]
         self.lib.emu_set_lane_layout.argtypes = [ctypes.c_int]
         self.lib.emu_float_to_bfloat.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
+        self.lib.emu_run_kernel.argtypes = (
+            [ctypes.c_char_p, ctypes.c_uint64, ctypes.c_uint64]
+            + [ctypes.c_void_p] * 3
+            + [ctypes.c_char_p, ctypes.c_int64]
+        )
+        self.lib.emu_registry_error.argtypes = [ctypes.c_char_p, ctypes.c_int64]
+        self.lib.emu_set_barrier_timeout_ms.argtypes = [ctypes.c_int64]
+        # Two kernels under one host_name: Apple's library would not build.
+        err = ctypes.create_string_buffer(4096)
+        if self.lib.emu_registry_error(err, len(err)):
+            raise EmulatorError(err.value.decode())
 
     @staticmethod
     def _shape_args(x_shape, w_shape, stride, pad_lo, pad_hi, dilation):
@@ -241,6 +284,25 @@ class Emulator:
             raise EmulatorError(err.value.decode())
         return out
 
+    def run_kernel(self, kernel: str, a, b, threads: int = 32, threadgroup_memory: int = 0) -> np.ndarray:
+        """Runs any registered kernel (e.g. a mutant) as one threadgroup of
+        `threads` threads; a, b: 64 float32 (input, weight); returns output."""
+        a = np.ascontiguousarray(a, dtype=np.float32).ravel()
+        b = np.ascontiguousarray(b, dtype=np.float32).ravel()
+        assert a.size == 64 and b.size == 64
+        out = np.zeros(64, dtype=np.float32)
+        err = ctypes.create_string_buffer(4096)
+        rc = self.lib.emu_run_kernel(
+            kernel.encode(), threads, threadgroup_memory, a.ctypes.data, b.ctypes.data, out.ctypes.data, err, len(err)
+        )
+        if rc:
+            raise EmulatorError(err.value.decode())
+        return out
+
+    def set_barrier_timeout_ms(self, milliseconds: int) -> None:
+        """How long a kernel thread waits at a barrier before the dispatch fails."""
+        self.lib.emu_set_barrier_timeout_ms(milliseconds)
+
     def kernel_names(self, plannable: bool = False) -> list[str]:
         out = ctypes.create_string_buffer(1 << 16)
         self.lib.emu_kernel_names(1 if plannable else 0, out, len(out))
@@ -256,8 +318,22 @@ class Emulator:
         return out
 
 
+def library_path(library: str = "msl_emulator") -> Path:
+    """A library of the emulator build: msl_emulator (the kernels),
+    msl_emulator_mutants or msl_emulator_duplicate_names (tests/emulator/mutants).
+    From VOLCONV_EMU_LIB's folder (a prebuilt, e.g. sanitizer, build) or built
+    into build/emulator."""
+    path = os.environ.get("VOLCONV_EMU_LIB")
+    main = Path(path) if path else build()
+    return main.with_name(f"lib{library}.so")
+
+
+def build_dir() -> Path:
+    """The build folder (kernel_flags_*.rsp, the libraries)."""
+    return library_path().parent
+
+
 def load() -> Emulator:
     """The emulator, from VOLCONV_EMU_LIB (a prebuilt, e.g. sanitizer, library)
     or built into build/emulator."""
-    path = os.environ.get("VOLCONV_EMU_LIB")
-    return Emulator(path if path else build())
+    return Emulator(library_path())
