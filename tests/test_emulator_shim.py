@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-EMULATOR = Path(__file__).resolve().parent / "emulator"
-sys.path.insert(0, str(EMULATOR))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "emulator"))
 
 import msl_emulator
+
+EMULATOR = Path(__file__).resolve().parent / "emulator"
 
 pytestmark = pytest.mark.metal_emulated
 
@@ -105,7 +106,9 @@ def test_divergent_barriers_time_out(mutants):
     mutants.set_barrier_timeout_ms(300)
     try:
         start = time.monotonic()
-        with pytest.raises(msl_emulator.EmulatorError, match=r"waited 300 ms at a (threadgroup|simdgroup)_barrier"):
+        with pytest.raises(
+            msl_emulator.EmulatorError, match=r"waited 300 ms at a (threadgroup|simdgroup)_barrier"
+        ):
             mutants.run_kernel("mutant_divergent_barriers", x, x)
         assert time.monotonic() - start < 20
     finally:
@@ -149,7 +152,9 @@ emu.run_kernel({kernel!r}, x, x, threadgroup_memory={smem})
 """
 
 
-@pytest.mark.parametrize("sanitizer,kernel,smem,report", SANITIZER_MUTANTS, ids=[m[1] for m in SANITIZER_MUTANTS])
+@pytest.mark.parametrize(
+    "sanitizer,kernel,smem,report", SANITIZER_MUTANTS, ids=[m[1] for m in SANITIZER_MUTANTS]
+)
 def test_sanitizer_reports_mutant(sanitizer, kernel, smem, report):
     if os.environ.get("VOLCONV_EMU_SANITIZER") != sanitizer:
         pytest.skip(f"runs under tests/emulator/run_sanitizers.sh ({sanitizer} sanitizer)")

@@ -293,7 +293,14 @@ class Emulator:
         out = np.zeros(64, dtype=np.float32)
         err = ctypes.create_string_buffer(4096)
         rc = self.lib.emu_run_kernel(
-            kernel.encode(), threads, threadgroup_memory, a.ctypes.data, b.ctypes.data, out.ctypes.data, err, len(err)
+            kernel.encode(),
+            threads,
+            threadgroup_memory,
+            a.ctypes.data,
+            b.ctypes.data,
+            out.ctypes.data,
+            err,
+            len(err),
         )
         if rc:
             raise EmulatorError(err.value.decode())
