@@ -76,7 +76,7 @@ std::atomic<int> lane_layout{0};
 
 std::int64_t default_timeout_ms() {
   const char* env = std::getenv("VOLCONV_EMU_BARRIER_TIMEOUT_MS");
-  return env ? std::atoll(env) : 60000;
+  return env ? std::atoll(env) : 120000;
 }
 std::atomic<std::int64_t> barrier_timeout_ms{default_timeout_ms()};
 

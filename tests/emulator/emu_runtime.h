@@ -37,7 +37,8 @@ std::vector<std::string> kernel_names();
 std::string registry_error();
 
 // How long a thread waits at a kernel's barrier before the dispatch fails
-// with a diagnostic (default 60 s, or VOLCONV_EMU_BARRIER_TIMEOUT_MS).
+// with a diagnostic (default 120 s: far beyond any legal wait, even under
+// a sanitizer; or VOLCONV_EMU_BARRIER_TIMEOUT_MS).
 void set_barrier_timeout_ms(std::int64_t milliseconds);
 
 // 0: Apple's lane layout; 1: a wrong one (for tests that must then fail).
