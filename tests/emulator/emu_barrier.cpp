@@ -1,6 +1,7 @@
 #include "emu_barrier.h"
 
 #include <linux/futex.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -9,6 +10,8 @@
 
 namespace emu {
 namespace {
+
+constexpr int kYieldRounds = 4;
 
 // Raw futex calls: ThreadSanitizer does not see them as synchronisation, so
 // the only happens-before edges a barrier creates are its atomics' orders.
@@ -36,13 +39,20 @@ Barrier::Outcome Barrier::wait(bool orders_memory, std::chrono::milliseconds tim
     return Outcome::passed;
   }
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
+  for (int round = 0;; ++round) {
     const std::uint32_t now_word = word_.load(load_order);
     // A new generation first: a thread that left after this phase completed
     // (the legal early return after a kernel's last barrier) is no error.
     if ((now_word ^ start) & kGeneration) return Outcome::passed;
     if (now_word & kAborted) return Outcome::aborted;
     if (now_word & kLeft) return Outcome::thread_left;
+    // Give the core to the threads still on their way a few times before
+    // sleeping: most phases complete within a few time slices, and a futex
+    // sleep and wake-up cost far more than a yield.
+    if (round < kYieldRounds) {
+      sched_yield();
+      continue;
+    }
     const auto now = std::chrono::steady_clock::now();
     if (now >= deadline) return Outcome::timed_out;
     futex_wait(&word_, now_word, deadline - now);
