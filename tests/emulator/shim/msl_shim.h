@@ -94,7 +94,7 @@ template <typename A, typename B>
 using emu_bfloat_half_pair =
     typename std::enable_if<(std::is_same<A, bfloat>::value && std::is_same<B, half>::value) ||
                             (std::is_same<A, half>::value && std::is_same<B, bfloat>::value)>::type;
-#define EMU_NO_BFLOAT_HALF_MIX(op)                                  \
+#define EMU_NO_BFLOAT_HALF_MIX(op)                                         \
   template <typename A, typename B, typename = emu_bfloat_half_pair<A, B>> \
   float operator op(A, B) = delete;
 EMU_NO_BFLOAT_HALF_MIX(+)
