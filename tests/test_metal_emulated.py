@@ -75,7 +75,7 @@ ALL_CASES = CASES + METAL_CASES
 
 @pytest.fixture(scope="module")
 def emu() -> msl_emulator.Emulator:
-    return msl_emulator.load()
+    return msl_emulator.load_or_skip()
 
 
 def case_named(name: str):

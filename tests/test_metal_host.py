@@ -117,22 +117,20 @@ def test_embedded_source_compiles_through_the_emulator_shim(embedded, tmp_path):
     _, msl = embedded
     library = tmp_path / "library.metal"
     library.write_text(msl)
-    # The C++ standard the emulator builds the kernels with.
-    cmake_lists = (ROOT / "tests" / "emulator" / "CMakeLists.txt").read_text()
-    std = re.search(r"set\(CMAKE_CXX_STANDARD (\d+)\)", cmake_lists)
-    std = std.group(1) if std else "17"
-    _run(
-        [
-            clang,
-            f"-std=c++{std}",
-            "-x",
-            "c++",
-            "-fsyntax-only",
-            "-Wno-unknown-attributes",
-            f"-I{SHIM}",
-            library,
-        ]
-    )
+    # Exactly the emulator's kernel flags (C++14, __METAL_VERSION__), in both
+    # of its passes: the build that runs, and distinct address spaces.
+    sys.path.insert(0, str(ROOT / "tests" / "emulator"))
+    import msl_emulator
+
+    for kernel_pass in ("run", "address_spaces"):
+        _run(
+            [
+                clang,
+                f"@{msl_emulator.build_dir() / f'kernel_flags_{kernel_pass}.rsp'}",
+                "-fsyntax-only",
+                library,
+            ]
+        )
 
 
 def test_embedded_source_runs_like_the_kernels_in_the_emulator(embedded, tmp_path):

@@ -165,6 +165,32 @@ int emu_probe(const char* kernel, const float* a, const float* b, float* out, ch
   }
 }
 
+// Runs any registered kernel as one threadgroup of `threads` threads with
+// `threadgroup_memory` bytes (the shim's mutant kernels, tests/emulator/mutants):
+// a, b, out are 64 floats each.
+int emu_run_kernel(const char* kernel, std::uint64_t threads, std::uint64_t threadgroup_memory, const float* a,
+                   const float* b, float* out, char* err, std::int64_t err_len) {
+  try {
+    const volconv::Conv3dParams params{};
+    emu::dispatch(kernel, emu::Launch{{1, 1, 1}, {threads, 1, 1}, threadgroup_memory, 1},
+                  {a, b, out, &params, nullptr}, {64 * sizeof(float), 64 * sizeof(float), 64 * sizeof(float)});
+    return 0;
+  } catch (const std::exception& e) {
+    write_text(e.what(), err, err_len);
+    return 1;
+  }
+}
+
+// 0 if every kernel registered under its own name, else 1 with the error
+// (a duplicate host_name).
+int emu_registry_error(char* out, std::int64_t out_len) {
+  const std::string error = emu::registry_error();
+  write_text(error, out, out_len);
+  return error.empty() ? 0 : 1;
+}
+
+void emu_set_barrier_timeout_ms(std::int64_t milliseconds) { emu::set_barrier_timeout_ms(milliseconds); }
+
 void emu_set_lane_layout(int layout) { emu::set_lane_layout(layout); }
 
 // Newline-separated names: the registered kernels (which = 0) or those the

@@ -32,6 +32,15 @@ Counters dispatch(const std::string& name, const Launch& launch, const KernelArg
 
 std::vector<std::string> kernel_names();
 
+// "" when every kernel registered under its own name; else what went wrong
+// (a duplicate host_name), which every dispatch also reports.
+std::string registry_error();
+
+// How long a thread waits at a kernel's barrier before the dispatch fails
+// with a diagnostic (default 120 s: far beyond any legal wait, even under
+// a sanitizer; or VOLCONV_EMU_BARRIER_TIMEOUT_MS).
+void set_barrier_timeout_ms(std::int64_t milliseconds);
+
 // 0: Apple's lane layout; 1: a wrong one (for tests that must then fail).
 void set_lane_layout(int layout);
 

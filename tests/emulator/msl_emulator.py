@@ -34,6 +34,15 @@ def _compiler() -> str:
     return found
 
 
+def load_or_skip(library: str = "msl_emulator") -> Emulator:
+    """For tests: the emulator library, or a pytest skip saying why it cannot
+    be built; with VOLCONV_REQUIRE_EMULATOR=1 (CI) a failure instead."""
+    from conftest import emulator_missing, skip_or_fail
+
+    skip_or_fail(emulator_missing())
+    return Emulator(library_path(library))
+
+
 def build(build_dir: Path | None = None, sanitizer: str = "") -> Path:
     """Configures (once) and builds the emulator library; returns its path.
     cmake --build is a no-op when nothing changed."""
@@ -135,6 +144,17 @@ class Emulator:
         self.lib.emu_kernel_names.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int64]
         self.lib.emu_set_lane_layout.argtypes = [ctypes.c_int]
         self.lib.emu_float_to_bfloat.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
+        self.lib.emu_run_kernel.argtypes = (
+            [ctypes.c_char_p, ctypes.c_uint64, ctypes.c_uint64]
+            + [ctypes.c_void_p] * 3
+            + [ctypes.c_char_p, ctypes.c_int64]
+        )
+        self.lib.emu_registry_error.argtypes = [ctypes.c_char_p, ctypes.c_int64]
+        self.lib.emu_set_barrier_timeout_ms.argtypes = [ctypes.c_int64]
+        # Two kernels under one host_name: Apple's library would not build.
+        err = ctypes.create_string_buffer(4096)
+        if self.lib.emu_registry_error(err, len(err)):
+            raise EmulatorError(err.value.decode())
 
     @staticmethod
     def _shape_args(x_shape, w_shape, stride, pad_lo, pad_hi, dilation):
@@ -249,6 +269,32 @@ class Emulator:
             raise EmulatorError(err.value.decode())
         return out
 
+    def run_kernel(self, kernel: str, a, b, threads: int = 32, threadgroup_memory: int = 0) -> np.ndarray:
+        """Runs any registered kernel (e.g. a mutant) as one threadgroup of
+        `threads` threads; a, b: 64 float32 (input, weight); returns output."""
+        a = np.ascontiguousarray(a, dtype=np.float32).ravel()
+        b = np.ascontiguousarray(b, dtype=np.float32).ravel()
+        assert a.size == 64 and b.size == 64
+        out = np.zeros(64, dtype=np.float32)
+        err = ctypes.create_string_buffer(4096)
+        rc = self.lib.emu_run_kernel(
+            kernel.encode(),
+            threads,
+            threadgroup_memory,
+            a.ctypes.data,
+            b.ctypes.data,
+            out.ctypes.data,
+            err,
+            len(err),
+        )
+        if rc:
+            raise EmulatorError(err.value.decode())
+        return out
+
+    def set_barrier_timeout_ms(self, milliseconds: int) -> None:
+        """How long a kernel thread waits at a barrier before the dispatch fails."""
+        self.lib.emu_set_barrier_timeout_ms(milliseconds)
+
     def kernel_names(self, plannable: bool = False) -> list[str]:
         out = ctypes.create_string_buffer(1 << 16)
         self.lib.emu_kernel_names(1 if plannable else 0, out, len(out))
@@ -264,8 +310,22 @@ class Emulator:
         return out
 
 
+def library_path(library: str = "msl_emulator") -> Path:
+    """A library of the emulator build: msl_emulator (the kernels),
+    msl_emulator_mutants or msl_emulator_duplicate_names (tests/emulator/mutants).
+    From VOLCONV_EMU_LIB's folder (a prebuilt, e.g. sanitizer, build) or built
+    into build/emulator."""
+    path = os.environ.get("VOLCONV_EMU_LIB")
+    main = Path(path) if path else build()
+    return main.with_name(f"lib{library}.so")
+
+
+def build_dir() -> Path:
+    """The build folder (kernel_flags_*.rsp, the libraries)."""
+    return library_path().parent
+
+
 def load() -> Emulator:
     """The emulator, from VOLCONV_EMU_LIB (a prebuilt, e.g. sanitizer, library)
     or built into build/emulator."""
-    path = os.environ.get("VOLCONV_EMU_LIB")
-    return Emulator(path if path else build())
+    return Emulator(library_path())
