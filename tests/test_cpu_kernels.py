@@ -20,7 +20,6 @@ import pytest
 
 import volconv
 from volconv import _core
-
 from volconv._arrays import as_operand
 from volconv._params import conv_params
 
@@ -76,9 +75,11 @@ def check_isa(plan: dict, isa: str) -> None:
     """The forced ISA's kernels run (avx512bf16 runs avx512f's kernels for
     everything but its vdpbf16ps igemm)."""
     kernel = plan["kernel"]
-    assert plan["path"] == "direct" or kernel.endswith(isa) or (isa == "avx512bf16" and kernel.endswith("avx512f")), (
-        plan
-    )
+    assert (
+        plan["path"] == "direct"
+        or kernel.endswith(isa)
+        or (isa == "avx512bf16" and kernel.endswith("avx512f"))
+    ), plan
 
 
 def check_path(plan: dict, intended: str, isa: str) -> None:
@@ -314,7 +315,10 @@ def test_odd_cin_bf16_uses_packed_rows():
 # tails and a partial last block.
 @pytest.mark.parametrize(
     "case,m_outer",
-    [(_c("m_outer", 2, 3, 5, 7, 24, 72, 3, p=1), True), (_c("block_outer", 1, 3, 4, 5, 64, 200, 3, p=1), False)],
+    [
+        (_c("m_outer", 2, 3, 5, 7, 24, 72, 3, p=1), True),
+        (_c("block_outer", 1, 3, 4, 5, 64, 200, 3, p=1), False),
+    ],
     ids=lambda v: v.name if isinstance(v, Case) else str(v),
 )
 def test_block_order(isa, reference_caches, case, m_outer):
