@@ -223,7 +223,7 @@ inline void run_case(const Geometry& g, DType tx, DType tw, Layout lx, Layout lw
   const ConstTensorView xv{x.buf.at(x.base), tx, x.shape, x.strides};
   const ConstTensorView wv{w.buf.at(w.base), tw, w.shape, w.strides};
   const TensorView yv{y.buf.at(y.base), ty, y.shape, y.strides};
-  const std::string label = std::string(g.name) + " " + dtype_name(tx) + "*" + dtype_name(tw) + " layouts " +
+  const std::string label = cpu::active_isa() + " " + g.name + " " + dtype_name(tx) + "*" + dtype_name(tw) + " layouts " +
                             std::to_string(int(lx)) + std::to_string(int(lw)) + std::to_string(int(ly)) +
                             (random_values ? " random" : "");
   try {
