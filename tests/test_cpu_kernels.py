@@ -420,6 +420,17 @@ def test_plan_validates_like_conv3d():
         plan_of(x, w, _c("bad", 1, 3, 3, 3, 4, 2, 3))
 
 
+def test_cache_override_is_restored():
+    detected = _core._cpu_cache_sizes()
+    assert all(size > 0 for size in detected)  # detected, or the fallback
+    _core._cpu_override_caches(1, 2 << 20, 3)
+    try:
+        assert list(_core._cpu_cache_sizes()) == [1, 2 << 20, 3]
+    finally:
+        _core._cpu_override_caches(0, 0, 0)
+    assert _core._cpu_cache_sizes() == detected
+
+
 # --------------------------------------------------------------- threads
 
 
