@@ -32,8 +32,10 @@ constexpr std::int64_t kFoldWMinK = 8;
 // anyone reads them and every line written would first be read for nothing.
 constexpr std::int64_t kStreamMinBytes = std::int64_t(8) << 20;
 
-// Sizes derived from one core's L2 (as fractions of it; at 1 MiB they are
-// the values the kernels were tuned with on Zen 4).
+// Sizes derived from one core's L2, as fractions of it: at 1 MiB they are
+// the values the kernels were tuned with (Zen 4), and a smaller L2 counts as
+// 1 MiB, so detection only grows them on larger caches (Apple silicon's
+// performance cores, server parts); never below what was measured.
 struct CacheBudget {
   std::int64_t packed_a;     // gathered A rows per thread: a K chunk stays in L2 for every NR block
   std::int64_t all_panels;   // a group's packed weights up to this stay in L2 across NR blocks
@@ -43,7 +45,7 @@ struct CacheBudget {
 
 CacheBudget budget(const platform::CacheSizes& caches) {
   const std::int64_t l2 = std::clamp<std::int64_t>(caches.l2 > 0 ? caches.l2 : platform::kFallbackCaches.l2,
-                                                   256 << 10, 16 << 20);
+                                                   1 << 20, 16 << 20);
   return CacheBudget{l2 * 3 / 32, l2 / 4, l2 / 4, l2 / 2};
 }
 
