@@ -3,7 +3,11 @@ this machine can run (forced through a private hook, down to the portable
 fallback) on the shared CASES, on tails along W and C_out, on each special
 path (small C_in, depthwise, pointwise, packed rows, float64), on strided
 inputs, and across thread counts. Checked against the float64 reference in
-tests/reference.py; tests/test_conv3d_parity.py covers the public API."""
+tests/reference.py; tests/test_conv3d_parity.py covers the public API.
+
+Which path a call takes is asked of the CPU planner (_core._cpu_plan, a
+test-only binding); each test states the path its shapes are meant to reach.
+tests/cpp/test_cpu_paths.cpp checks that every kernel of each ISA is reached."""
 
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ import pytest
 
 import volconv
 from volconv import _core
+from volconv._arrays import as_operand
+from volconv._params import conv_params
 
 from cases import CASES, Case, _c
 from conftest import cast, numpy_dtype
@@ -41,40 +47,51 @@ def threads():
     volconv.set_num_threads(0)
 
 
+@pytest.fixture
+def reference_caches():
+    """Plans (and so execution) assume a 1 MiB L2, the size the chunking
+    tests are written for, instead of this machine's; restored afterwards."""
+    _core._cpu_override_caches(32 << 10, 1 << 20, 8 << 20)
+    yield
+    _core._cpu_override_caches(0, 0, 0)
+
+
+def plan_of(x, w, case: Case) -> dict:
+    """What the CPU planner runs for conv3d(x, w, **case.api_kwargs())."""
+    xo, wo = as_operand(x, "conv3d", "input"), as_operand(w, "conv3d", "weight")
+    kw = case.api_kwargs()
+    params = conv_params(kw["padding"], kw["stride"], kw["dilation"], kw["groups"], case.kernel)
+    return _core._cpu_plan(xo.storage, xo.dtype, wo.storage, wo.dtype, params)
+
+
 def run_case(case: Case, dtype: str = "float32", seed: int = 0):
     x, w = case.inputs(seed)
     x, w = cast(x, dtype), cast(w, dtype)
     y = volconv.conv3d(x, w, **case.api_kwargs())
-    return x, w, y, _core._cpu_last_path()
+    return x, w, y, plan_of(x, w, case)
 
 
-def expected_path(case: Case, dtype: str, isa: str) -> str:
-    """The path conv3d_cpu.cpp must choose; a test that silently fell back to
-    another path would not test the kernel it is named after."""
-    cin_g = case.input[4] // case.groups
-    if dtype == "float64":
-        return "direct"
-    if case.groups > 1 and case.groups == case.input[4] == case.c_out and dtype == "float32":
-        return "dwconv:"
-    fold_w = case.groups == 1 and case.dilation[2] == 1 and case.kernel[2] * cin_g >= 8
-    if cin_g <= 4 and dtype == "float32" and fold_w:
-        return "fold-w:"
-    if cin_g == 1 and case.groups == 1 and dtype == "float32":
-        return "cin1:"
-    if cin_g <= 4:
-        return "small-cin:"
-    if dtype == "bfloat16" and isa == "avx512bf16" and cin_g % 2 == 0:
-        return "igemm:bf16-igemm"
-    if dtype == "float32":
-        return "igemm:f32-igemm"
-    return "packed-a:"
+def check_isa(plan: dict, isa: str) -> None:
+    """The forced ISA's kernels run (avx512bf16 runs avx512f's kernels for
+    everything but its vdpbf16ps igemm)."""
+    kernel = plan["kernel"]
+    assert (
+        plan["path"] == "direct"
+        or kernel.endswith(isa)
+        or (isa == "avx512bf16" and kernel.endswith("avx512f"))
+    ), plan
 
 
-def check_path(path: str, case: Case, dtype: str, isa: str) -> None:
-    """The expected path ran, on the forced ISA's kernels (avx512bf16 runs
-    avx512f's kernels for everything but its vdpbf16ps igemm)."""
-    assert path.startswith(expected_path(case, dtype, isa)), path
-    assert path == "direct" or path.endswith(isa) or (isa == "avx512bf16" and path.endswith("avx512f")), path
+def check_path(plan: dict, intended: str, isa: str) -> None:
+    """The shape reached the path it was written for; a test that silently
+    fell back to another path would not test the kernel it is named after."""
+    assert plan["path"] == intended, f"planned {plan['name']}, meant for {intended}"
+    check_isa(plan, isa)
+
+
+def bf16_pairs(isa: str) -> bool:
+    """Whether the ISA has the vdpbf16ps igemm (bf16 x bf16, even C_in)."""
+    return any(k.startswith("bf16-igemm") for k in _core._cpu_kernel_names()) and isa == "avx512bf16"
 
 
 # ---------------------------------------------------------------- every ISA
@@ -82,16 +99,16 @@ def check_path(path: str, case: Case, dtype: str, isa: str) -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_cases_f32(isa, case):
-    x, w, y, path = run_case(case)
-    check_path(path, case, "float32", isa)
+    x, w, y, plan = run_case(case)
+    check_isa(plan, isa)
     assert_conv_close(y, x, w, "float32", **case.params())
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_cases_low_precision(isa, case, dtype):
-    x, w, y, path = run_case(case, dtype)
-    check_path(path, case, dtype, isa)
+    x, w, y, plan = run_case(case, dtype)
+    check_isa(plan, isa)
     assert y.dtype == numpy_dtype(dtype)
     assert_conv_close(y, x, w, dtype, **case.params())
 
@@ -158,11 +175,23 @@ TAIL_CASES = (
 )
 
 
+def tail_path(case: Case, dtype: str, isa: str) -> str:
+    """What each tail case was written for (see the comment above)."""
+    cin = case.input[4]
+    if case.groups > 1:
+        return "dwconv" if dtype == "float32" else "small-cin"  # one channel per group
+    if dtype == "float32":
+        return {8: "igemm", 6: "igemm", 3: "fold-w", 1: "cin1"}[cin]
+    if cin in (8, 6):
+        return "igemm" if dtype == "bfloat16" and bf16_pairs(isa) else "packed-a"
+    return "small-cin"
+
+
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
 @pytest.mark.parametrize("case", TAIL_CASES, ids=lambda c: c.name)
 def test_tails(isa, case, dtype):
-    x, w, y, path = run_case(case, dtype, seed=1)
-    check_path(path, case, dtype, isa)
+    x, w, y, plan = run_case(case, dtype, seed=1)
+    check_path(plan, tail_path(case, dtype, isa), isa)
     assert_conv_close(y, x, w, dtype, **case.params())
 
 
@@ -180,8 +209,8 @@ FOLD_W = [
 
 @pytest.mark.parametrize("case", FOLD_W, ids=lambda c: c.name)
 def test_fold_w(isa, case):
-    x, w, y, path = run_case(case, seed=2)
-    check_path(path, case, "float32", isa)
+    x, w, y, plan = run_case(case, seed=2)
+    check_path(plan, "fold-w", isa)
     assert_conv_close(y, x, w, "float32", **case.params())
 
 
@@ -199,8 +228,9 @@ INDIRECTION = [
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("case", INDIRECTION, ids=lambda c: c.name)
 def test_indirection_runs(isa, case, dtype):
-    x, w, y, path = run_case(case, dtype, seed=3)
-    check_path(path, case, dtype, isa)
+    x, w, y, plan = run_case(case, dtype, seed=3)
+    in_place = dtype == "float32" or bf16_pairs(isa)
+    check_path(plan, "igemm" if in_place else "packed-a", isa)
     assert_conv_close(y, x, w, dtype, **case.params())
 
 
@@ -219,8 +249,8 @@ CIN1 = [
 
 @pytest.mark.parametrize("case", CIN1, ids=lambda c: c.name)
 def test_cin1(isa, case):
-    x, w, y, path = run_case(case, seed=4)
-    check_path(path, case, "float32", isa)
+    x, w, y, plan = run_case(case, seed=4)
+    check_path(plan, "cin1", isa)
     assert_conv_close(y, x, w, "float32", **case.params())
 
 
@@ -232,7 +262,7 @@ def test_cin1_strided_view(isa):
     wide[:, :, :, ::2] = x
     view = wide[:, :, :, ::2]
     y = volconv.conv3d(view, w, **case.api_kwargs())
-    assert _core._cpu_last_path().startswith("cin1:")
+    check_path(plan_of(view, w, case), "cin1", isa)
     assert_conv_close(y, x, w, "float32", **case.params())
 
 
@@ -240,16 +270,16 @@ def test_cin1_strided_view(isa):
 # taps x C_in than its buffer holds, and a small-C_in tile likewise (1728
 # taps: more than one chunk for every ISA's MR).
 CHUNKED = [
-    _c("packed_a_chunks", 1, 4, 4, 5, 256, 20, 3, p=1),
-    _c("small_cin_chunks", 1, 13, 13, 14, 4, 18, 12),
+    (_c("packed_a_chunks", 1, 4, 4, 5, 256, 20, 3, p=1), "packed-a"),
+    (_c("small_cin_chunks", 1, 13, 13, 14, 4, 18, 12), "small-cin"),
 ]
 
 
-@pytest.mark.parametrize("case", CHUNKED, ids=lambda c: c.name)
-def test_k_chunks(isa, case):
-    x, w, y, path = run_case(case, "float16")
-    check_path(path, case, "float16", isa)
-    assert _core._cpu_last_k_chunks() > 1
+@pytest.mark.parametrize("case,path", CHUNKED, ids=lambda v: v.name if isinstance(v, Case) else v)
+def test_k_chunks(isa, reference_caches, case, path):
+    x, w, y, plan = run_case(case, "float16")
+    check_path(plan, path, isa)
+    assert plan["k_chunks"] > 1
     assert_conv_close(y, x, w, "float16", **case.params())
 
 
@@ -258,8 +288,8 @@ def test_k_chunks(isa, case):
 
 def test_pointwise_is_one_tap_gemm():
     case = _c("pw", 2, 3, 5, 7, 24, 40, 1)
-    x, w, y, path = run_case(case)
-    assert path.startswith("igemm:f32-igemm"), path
+    x, w, y, plan = run_case(case)
+    assert plan["path"] == "igemm" and plan["kernel"].startswith("f32-igemm"), plan
     assert_conv_close(y, x, w, "float32", **case.params())
 
 
@@ -267,16 +297,16 @@ def test_bf16_kernel_on_avx512bf16():
     if "avx512bf16" not in SUPPORTED:
         pytest.skip("no avx512_bf16")
     case = _c("bf16", 1, 4, 5, 9, 32, 64, 3, p=1)
-    x, w, y, path = run_case(case, "bfloat16")
-    assert path == "igemm:bf16-igemm-6x64-avx512bf16", path
+    x, w, y, plan = run_case(case, "bfloat16")
+    assert plan["name"] == "igemm:bf16-igemm-6x64-avx512bf16", plan
     assert_conv_close(y, x, w, "bfloat16", **case.params())
 
 
 def test_odd_cin_bf16_uses_packed_rows():
     # vdpbf16ps reads input channels in pairs; an odd C_in must not take it.
     case = _c("bf16_odd", 1, 3, 4, 5, 7, 16, 3, p=1)
-    x, w, y, path = run_case(case, "bfloat16")
-    assert path.startswith("packed-a:"), path
+    x, w, y, plan = run_case(case, "bfloat16")
+    assert plan["path"] == "packed-a", plan
     assert_conv_close(y, x, w, "bfloat16", **case.params())
 
 
@@ -284,13 +314,17 @@ def test_odd_cin_bf16_uses_packed_rows():
 # in L2 (small K x C_out), else the block is the outer loop; both with M
 # tails and a partial last block.
 @pytest.mark.parametrize(
-    "case",
-    [_c("m_outer", 2, 3, 5, 7, 24, 72, 3, p=1), _c("block_outer", 1, 3, 4, 5, 64, 200, 3, p=1)],
-    ids=lambda c: c.name,
+    "case,m_outer",
+    [
+        (_c("m_outer", 2, 3, 5, 7, 24, 72, 3, p=1), True),
+        (_c("block_outer", 1, 3, 4, 5, 64, 200, 3, p=1), False),
+    ],
+    ids=lambda v: v.name if isinstance(v, Case) else str(v),
 )
-def test_block_order(isa, case):
-    x, w, y, path = run_case(case)
-    check_path(path, case, "float32", isa)
+def test_block_order(isa, reference_caches, case, m_outer):
+    x, w, y, plan = run_case(case)
+    check_path(plan, "igemm", isa)
+    assert plan["m_outer"] == m_outer and plan["k_chunks"] == 1, plan
     assert_conv_close(y, x, w, "float32", **case.params())
 
 
@@ -317,13 +351,13 @@ PANEL_CHUNKED = [
 @pytest.mark.parametrize(
     "case,dtype,isas", PANEL_CHUNKED, ids=lambda v: v.name if isinstance(v, Case) else str(v)[:8]
 )
-def test_panel_chunks(isa, threads, case, dtype, isas, n_threads):
+def test_panel_chunks(isa, threads, reference_caches, case, dtype, isas, n_threads):
     if isa not in isas:
         pytest.skip(f"{isa}'s tiles keep this panel under the chunk size (see the comment above)")
     volconv.set_num_threads(n_threads)
-    x, w, y, path = run_case(case, dtype)
-    assert _core._cpu_last_k_chunks() > 1
-    check_path(path, case, dtype, isa)
+    x, w, y, plan = run_case(case, dtype)
+    assert plan["k_chunks"] > 1
+    check_path(plan, "igemm", isa)
     assert_conv_close(y, x, w, dtype, **case.params())
 
 
@@ -332,28 +366,29 @@ def test_panel_chunks(isa, threads, case, dtype, isas, n_threads):
 # rows and a partial last block; depthwise and C_in = 1 write in their
 # own kernels.
 @pytest.mark.parametrize(
-    "case",
+    "case,path",
     [
-        _c("stream_pw", 1, 8, 32, 33, 16, 264, 1),
-        _c("stream_k3", 1, 8, 32, 33, 8, 256, 3, p=1),
-        _c("stream_dw", 1, 8, 32, 33, 272, 272, 3, p=1, g=272),
-        _c("stream_cin1", 1, 8, 32, 33, 1, 272, 3, p=1),
+        (_c("stream_pw", 1, 8, 32, 33, 16, 264, 1), "igemm"),
+        (_c("stream_k3", 1, 8, 32, 33, 8, 256, 3, p=1), "igemm"),
+        (_c("stream_dw", 1, 8, 32, 33, 272, 272, 3, p=1, g=272), "dwconv"),
+        (_c("stream_cin1", 1, 8, 32, 33, 1, 272, 3, p=1), "cin1"),
     ],
-    ids=lambda c: c.name,
+    ids=lambda v: v.name if isinstance(v, Case) else v,
 )
-def test_large_output_streamed(isa, case):
+def test_large_output_streamed(isa, case, path):
     if isa in ("generic", "neon"):
         pytest.skip(f"the {isa} kernels have no non-temporal stores")
-    x, w, y, path = run_case(case)
-    check_path(path, case, "float32", isa)
+    x, w, y, plan = run_case(case)
+    check_path(plan, path, isa)
+    assert plan["stream"], plan
     assert y.nbytes >= 8 << 20
     assert_conv_close(y, x, w, "float32", **case.params())
 
 
 def test_float64_stays_float64():
     case = _c("f64", 1, 3, 4, 5, 6, 7, 3, p=1)
-    x, w, y, path = run_case(case, "float64")
-    assert path == "direct" and y.dtype == np.float64
+    x, w, y, plan = run_case(case, "float64")
+    assert plan["path"] == "direct" and y.dtype == np.float64
     assert_conv_close(y, x, w, "float64", **case.params())
 
 
@@ -375,6 +410,25 @@ def test_strided_inputs(isa, view):
     w = rng.uniform(-1, 1, (10, 3, 3, 3, 8)).astype(np.float32)
     y = volconv.conv3d(x, w, padding=1)
     assert_conv_close(y, np.array(x), w, "float32", pad_lo=(1, 1, 1), pad_hi=(1, 1, 1))
+
+
+def test_plan_validates_like_conv3d():
+    # The planner answers only for calls conv3d would accept.
+    x = np.zeros((1, 3, 3, 3, 4), np.float32)
+    w = np.zeros((2, 3, 3, 3, 5), np.float32)
+    with pytest.raises(ValueError, match=r"\[conv3d\].*channels"):
+        plan_of(x, w, _c("bad", 1, 3, 3, 3, 4, 2, 3))
+
+
+def test_cache_override_is_restored():
+    detected = _core._cpu_cache_sizes()
+    assert all(size > 0 for size in detected)  # detected, or the fallback
+    _core._cpu_override_caches(1, 2 << 20, 3)
+    try:
+        assert list(_core._cpu_cache_sizes()) == [1, 2 << 20, 3]
+    finally:
+        _core._cpu_override_caches(0, 0, 0)
+    assert _core._cpu_cache_sizes() == detected
 
 
 # --------------------------------------------------------------- threads

@@ -16,7 +16,9 @@ namespace volconv::cpu {
 
 namespace {
 
-std::string run_rows(const detail::ConvCall& call, const DwconvKernel& k, bool depthwise) {
+void run_rows(const detail::ConvCall& call, const CpuPlan& plan) {
+  const DwconvKernel& k = plan.rows;
+  const bool depthwise = plan.path == CpuPath::dwconv;
   const ConvGeometry& g = call.geometry;
   const ConvParams& cp = g.params;
   const std::int64_t C = g.out_channels, NR = k.nr, blocks = (C + NR - 1) / NR, c_pad = blocks * NR;
@@ -27,13 +29,12 @@ std::string run_rows(const detail::ConvCall& call, const DwconvKernel& k, bool d
   auto* y = static_cast<float*>(call.output.data);
   const Shape5& xs = call.input.strides;
   const Shape5& ys = call.output.strides;
-  const bool direct_out = ys[4] == 1, stream = stream_output(call.output);
+  const bool direct_out = ys[4] == 1, stream = plan.stream;
   // Rows run in blocks of hb output rows along H, od inside: the KD input
   // planes' slab of a block stays in L2 while od advances, so each input row
   // comes from memory about once instead of once per kd (a plane of a large
   // input is far larger than L2).
-  const std::int64_t row_bytes = std::max<std::int64_t>(1, g.in[2] * g.in_channels * 4);
-  const std::int64_t hb = std::clamp<std::int64_t>((512 << 10) / (KD * row_bytes) - (KH - 1), 1, Ho);
+  const std::int64_t hb = plan.h_block;
   parallel_for(out_rows, [&](std::int64_t begin, std::int64_t end) {
     std::vector<const float*> xr(std::size_t(KD * KH)), wr(std::size_t(KD * KH));
     std::vector<float> row_buf(direct_out ? 0 : std::size_t(Wo * C));
@@ -73,17 +74,10 @@ std::string run_rows(const detail::ConvCall& call, const DwconvKernel& k, bool d
       }
     }
   });
-  return k.name;
 }
 
 }  // namespace
 
-std::string conv3d_dwconv(const detail::ConvCall& call, const KernelTable& kt) {
-  return run_rows(call, kt.f32_dwconv, true);
-}
-
-std::string conv3d_cin1(const detail::ConvCall& call, const KernelTable& kt) {
-  return run_rows(call, kt.f32_conv_cin1, false);
-}
+void conv3d_rows(const detail::ConvCall& call, const CpuPlan& plan) { run_rows(call, plan); }
 
 }  // namespace volconv::cpu

@@ -32,22 +32,14 @@
 namespace volconv::cpu {
 namespace {
 
-// Gathered A rows stay under this size (per thread), so a tile's K chunk sits
-// in L2 while every NR block reads it.
-constexpr std::int64_t kPackedABytes = 96 * 1024;
-// A group's packed weights up to this size stay in L2 while every NR block
-// runs on one M tile (see run_direct).
-constexpr std::int64_t kAllPanelsBytes = 256 * 1024;
-
-// One NR block's packed weights larger than this are walked in chunks of
-// taps of about this size, each chunk swept over a strip of kStripTiles M
-// tiles while it sits in L2 (see run_direct_chunked).
-constexpr std::int64_t kPanelChunkBytes = 256 * 1024;
+// A chunked panel (see run_direct_chunked) runs over strips of this many M
+// tiles while its chunk of taps sits in L2.
 constexpr std::int64_t kStripTiles = 32;
 
 struct Problem {
   const ConvGeometry& g;
   const KernelTable& kt;
+  const CpuPlan& plan;
   IgemmKernel k;
   const char* x;
   std::int64_t x_esize;
@@ -56,12 +48,13 @@ struct Problem {
   std::int64_t M, taps, cin, cout, blocks, panel, n_mt;
 };
 
-Problem make_problem(const detail::ConvCall& call, const KernelTable& kt, const IgemmKernel& k) {
+Problem make_problem(const detail::ConvCall& call, const KernelTable& kt, const CpuPlan& plan,
+                     const IgemmKernel& k) {
   const ConvGeometry& g = call.geometry;
-  Problem p{g, kt, k, static_cast<const char*>(call.input.data), std::int64_t(dtype_size(call.input.dtype)),
+  Problem p{g, kt, plan, k, static_cast<const char*>(call.input.data), std::int64_t(dtype_size(call.input.dtype)),
             call.input.strides,
             OutputTarget{static_cast<char*>(call.output.data), call.output.dtype,
-                         std::int64_t(dtype_size(call.output.dtype)), call.output.strides, stream_output(call.output)},
+                         std::int64_t(dtype_size(call.output.dtype)), call.output.strides, plan.stream},
             0, 0, 0, 0, 0, 0, 0};
   p.M = g.batch * g.out[0] * g.out[1] * g.out[2];
   p.taps = g.taps();
@@ -95,14 +88,6 @@ void store_block(const Problem& p, const TileRows& rows, std::int64_t grp, std::
   const int NR = p.k.nr;
   store_output_tile(p.kt, p.out, rows, grp * p.cout + blk * NR, c, NR,
                     int(std::min<std::int64_t>(NR, p.cout - blk * NR)));
-}
-
-// Taps per K chunk of a gathered A tile: MR rows x chunk taps x C_in floats
-// stay under kPackedABytes.
-std::int64_t gathered_chunk_taps(const Problem& p, int MR) {
-  const std::int64_t chunk = std::max<std::int64_t>(1, std::min(p.taps, kPackedABytes / (4 * MR * p.cin)));
-  note_k_chunks((p.taps + chunk - 1) / chunk);
-  return chunk;
 }
 
 // Large panels (long K: many taps x wide C_in): every M tile of the plain
@@ -169,12 +154,8 @@ void run_direct(const Problem& p, const std::vector<W>& packed, bool fold_w = fa
   const int MR = p.k.mr, NR = p.k.nr;
   const std::int64_t KW = p.g.kernel[2];
   const std::int64_t taps = fold_w ? p.taps / KW : p.taps, kc = fold_w ? KW * p.cin : p.cin;
-  const bool m_outer = p.blocks > 1 && std::int64_t(sizeof(W)) * p.panel * p.blocks <= kAllPanelsBytes;
-  const std::int64_t chunk_taps = std::max<std::int64_t>(1, kPanelChunkBytes / (std::int64_t(sizeof(W)) * kc * NR));
-  if (!m_outer && taps >= 2 * chunk_taps) {
-    note_k_chunks((taps + chunk_taps - 1) / chunk_taps);
-    return run_direct_chunked(p, packed, fold_w, taps, kc, chunk_taps);
-  }
+  const bool m_outer = p.plan.m_outer;
+  if (p.plan.k_chunks > 1) return run_direct_chunked(p, packed, fold_w, taps, kc, p.plan.chunk_taps);
   const std::vector<char> zero(std::size_t(kc * p.x_esize + 64), 0);
   const std::int64_t inner = m_outer ? p.blocks : 1;
   parallel_for(p.g.groups * p.n_mt * p.blocks / inner, [&](std::int64_t begin, std::int64_t end) {
@@ -237,7 +218,7 @@ void gather_rows(const Problem& p, const TileRows& rows, std::int64_t grp, std::
 template <class In>
 void run_packed_a(const Problem& p, const std::vector<float>& packed) {
   const int MR = p.k.mr, NR = p.k.nr;
-  const std::int64_t chunk = gathered_chunk_taps(p, MR);
+  const std::int64_t chunk = p.plan.chunk_taps;
   parallel_for(p.g.groups * p.n_mt, [&](std::int64_t begin, std::int64_t end) {
     std::vector<float> abuf(std::size_t(MR * chunk * p.cin));
     std::vector<float> c(std::size_t(p.blocks * MR * NR));
@@ -283,7 +264,7 @@ void run_small_cin(const Problem& p, const IgemmKernel& k, const std::vector<flo
   const ConvParams& cp = g.params;
   const int MR = k.mr, NR = k.nr;
   const std::int64_t Wo = g.out[2], w_tiles = (Wo + MR - 1) / MR, out_rows = g.batch * g.out[0] * g.out[1];
-  const std::int64_t chunk = gathered_chunk_taps(p, MR);
+  const std::int64_t chunk = p.plan.chunk_taps;
   const std::int64_t KH = g.kernel[1], KW = g.kernel[2];
   parallel_for(g.groups * out_rows * w_tiles, [&](std::int64_t begin, std::int64_t end) {
     std::vector<float> panel(std::size_t(MR * chunk * p.cin));
@@ -334,56 +315,32 @@ void run_small_cin(const Problem& p, const IgemmKernel& k, const std::vector<flo
 
 }  // namespace
 
-// The kernel whose NR wastes the fewest padded channels; the wider on ties
-// (wider tiles reuse each input value for more outputs).
-int choose_tile(const IgemmKernel* kernels, int n, std::int64_t cout) {
-  int best = 0;
-  double best_eff = -1.0;
-  for (int i = 0; i < n; ++i) {
-    const std::int64_t nr = kernels[i].nr;
-    const double eff = double(cout) / double((cout + nr - 1) / nr * nr);
-    if (eff >= best_eff - 1e-9) best = i, best_eff = std::max(best_eff, eff);
+void conv3d_igemm(const detail::ConvCall& call, const KernelTable& kt, const CpuPlan& plan) {
+  if (plan.bf16_pairs) {
+    const Problem p = make_problem(call, kt, plan, plan.igemm);
+    run_direct(p, pack_igemm_bf16_pairs(p.g, call.weight, plan.nr));
+    return;
   }
-  return best;
-}
-
-std::string conv3d_igemm(const detail::ConvCall& call, const KernelTable& kt, IgemmMode mode) {
-  if (mode == IgemmMode::direct_bf16) {
-    const IgemmKernel k = kt.bf16_igemm[choose_tile(kt.bf16_igemm, kt.n_bf16_igemm, call.geometry.out_channels_per_group)];
-    const Problem p = make_problem(call, kt, k);
-    run_direct(p, pack_igemm_bf16_pairs(p.g, call.weight, k.nr));
-    return std::string("igemm:") + k.name;
+  // Small-cin runs an f32_gemm kernel (its MR may differ) with the NR and
+  // packing of f32_igemm[tile]; p.k is the igemm kernel for blocks/panels.
+  const Problem p = make_problem(call, kt, plan, kt.f32_igemm[plan.tile]);
+  const std::vector<float> packed = pack_igemm_f32(p.g, call.weight, plan.nr);
+  switch (plan.path) {
+    case CpuPath::igemm: return run_direct(p, packed);
+    case CpuPath::fold_w: return run_direct(p, packed, true);
+    case CpuPath::small_cin:
+      return visit_dtype(call.input.dtype, [&](auto e) {
+        using In = decltype(e);
+        switch (p.cin) {
+          case 1: return run_small_cin<In, 1>(p, plan.igemm, packed);
+          case 2: return run_small_cin<In, 2>(p, plan.igemm, packed);
+          case 3: return run_small_cin<In, 3>(p, plan.igemm, packed);
+          case 4: return run_small_cin<In, 4>(p, plan.igemm, packed);
+          default: return run_small_cin<In, 0>(p, plan.igemm, packed);
+        }
+      });
+    default: return visit_dtype(call.input.dtype, [&](auto e) { run_packed_a<decltype(e)>(p, packed); });
   }
-  const int tile = choose_tile(kt.f32_igemm, kt.n_f32_igemm, call.geometry.out_channels_per_group);
-  const IgemmKernel k = kt.f32_igemm[tile];
-  const Problem p = make_problem(call, kt, k);
-  const std::vector<float> packed = pack_igemm_f32(p.g, call.weight, k.nr);
-  if (mode == IgemmMode::direct_f32) {
-    run_direct(p, packed);
-    return std::string("igemm:") + k.name;
-  }
-  if (mode == IgemmMode::fold_w) {
-    run_direct(p, packed, true);
-    return std::string("fold-w:") + k.name;
-  }
-  if (mode == IgemmMode::small_cin) {
-    // Same NR as the igemm kernel chosen above, so `packed` fits it (MR may
-    // differ: run_small_cin tiles along W with kg's MR, not p.k's).
-    const IgemmKernel& kg = kt.f32_gemm[tile];
-    visit_dtype(call.input.dtype, [&](auto e) {
-      using In = decltype(e);
-      switch (p.cin) {
-        case 1: return run_small_cin<In, 1>(p, kg, packed);
-        case 2: return run_small_cin<In, 2>(p, kg, packed);
-        case 3: return run_small_cin<In, 3>(p, kg, packed);
-        case 4: return run_small_cin<In, 4>(p, kg, packed);
-        default: return run_small_cin<In, 0>(p, kg, packed);
-      }
-    });
-    return std::string("small-cin:") + kg.name;
-  }
-  visit_dtype(call.input.dtype, [&](auto e) { run_packed_a<decltype(e)>(p, packed); });
-  return std::string("packed-a:") + k.name;
 }
 
 }  // namespace volconv::cpu

@@ -146,12 +146,6 @@ int storage_code(DType dtype) {
   }
 }
 
-bool stream_output(const TensorView& out) {
-  // Well past the L2 of any core and the share of L3 a convolution gets.
-  constexpr std::int64_t kMinBytes = std::int64_t(8) << 20;
-  return out.dtype == DType::float32 && out.strides[4] == 1 && numel(out.shape) * 4 >= kMinBytes;
-}
-
 void store_output_tile(const KernelTable& kt, const OutputTarget& out, const TileRows& rows, std::int64_t chan0,
                        const float* c, int ldc, int nc) {
   const Shape5& ys = out.strides;

@@ -55,13 +55,8 @@ struct OutputTarget {
   DType dtype;
   std::int64_t esize;
   Shape5 strides;
-  bool stream = false;  // non-temporal stores (see stream_output)
+  bool stream = false;  // non-temporal stores (CpuPlan::stream)
 };
-
-// Whether tiles should bypass the caches when writing this output: only
-// when it is far larger than the caches, so it would be evicted before
-// anyone reads it and every line written would first be read for nothing.
-bool stream_output(const TensorView& out);
 
 // Writes the valid rows of an fp32 tile c (row stride ldc) to output channels
 // [chan0, chan0 + nc), converting to the output dtype.

@@ -20,6 +20,7 @@
 #include <sched.h>
 #endif
 
+#include "platform.h"
 #include "volconv/cpu.h"
 
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
@@ -29,21 +30,7 @@
 namespace volconv::cpu {
 namespace {
 
-int default_threads() {
-  if (const char* env = std::getenv("VOLCONV_NUM_THREADS")) {
-    const int n = std::atoi(env);
-    if (n > 0) return n;
-  }
-#if defined(__linux__)
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof set, &set) == 0) {
-    const int n = CPU_COUNT(&set);
-    if (n > 0) return n;
-  }
-#endif
-  const unsigned n = std::thread::hardware_concurrency();
-  return n > 0 ? int(n) : 1;
-}
+int default_threads() { return platform::default_thread_count(); }
 
 // Kernels write large outputs with non-temporal stores, which other cores
 // may see late: fence once per chunk (not per tile: an sfence waits for the

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "../core/output_blocks.h"
+#include "../cpu/conv3d_plan.h"
 #include "volconv/volconv.h"
 
 namespace nb = nanobind;
@@ -183,8 +184,32 @@ NB_MODULE(_core, m) {
   m.def("_cpu_supported_isas", &volconv::cpu::supported_isas);
   m.def("_cpu_isa", &volconv::cpu::active_isa);
   m.def("_cpu_force_isa", &volconv::cpu::force_isa, nb::arg("name"));
-  m.def("_cpu_last_path", &volconv::cpu::last_path);
-  m.def("_cpu_last_k_chunks", &volconv::cpu::last_k_chunks);
+  // Test-only: the plan the CPU backend would run for this call (no work done).
+  m.def("_cpu_plan", [](const StridedArray& input, DType input_dtype, const StridedArray& weight, DType weight_dtype,
+                        const ConvParams& params) {
+    const cpu::CpuPlan plan =
+        cpu::testing::plan(view_of(input, input_dtype, "input"), view_of(weight, weight_dtype, "weight"), params);
+    nb::dict d;
+    d["path"] = cpu::path_name(plan.path);
+    d["kernel"] = plan.kernel;
+    d["name"] = plan.describe();
+    d["mr"] = plan.mr;
+    d["nr"] = plan.nr;
+    d["k_chunks"] = plan.k_chunks;
+    d["chunk_taps"] = plan.chunk_taps;
+    d["m_outer"] = plan.m_outer;
+    d["h_block"] = plan.h_block;
+    d["stream"] = plan.stream;
+    return d;
+  }, nb::arg("input"), nb::arg("input_dtype"), nb::arg("weight"), nb::arg("weight_dtype"), nb::arg("params"));
+  m.def("_cpu_kernel_names", &cpu::testing::active_kernel_names);
+  m.def("_cpu_override_caches", [](std::int64_t l1d, std::int64_t l2, std::int64_t l3) {
+    cpu::testing::override_caches({l1d, l2, l3});
+  }, nb::arg("l1d"), nb::arg("l2"), nb::arg("l3"), "Test-only: plans use these cache sizes; zeros restore detection.");
+  m.def("_cpu_cache_sizes", [] {
+    const cpu::platform::CacheSizes c = cpu::planning_caches();
+    return std::array<std::int64_t, 3>{c.l1d, c.l2, c.l3};
+  });
   m.def("_cpu_peak_gflops", [](bool bf16) {
     nb::gil_scoped_release release;
     return volconv::cpu::measured_peak_gflops(bf16);

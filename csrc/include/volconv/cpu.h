@@ -9,8 +9,8 @@
 namespace volconv::cpu {
 
 // Threads the CPU backend splits each conv3d over. The default is the number
-// of CPUs this process may run on (its affinity mask), or the environment
-// variable VOLCONV_NUM_THREADS when set. n <= 0 restores the default.
+// of CPUs this process may run on (its affinity mask; on macOS the
+// performance cores), or the environment variable VOLCONV_NUM_THREADS when set. n <= 0 restores the default.
 void set_num_threads(int n);
 int get_num_threads();
 
@@ -21,15 +21,6 @@ int get_num_threads();
 std::vector<std::string> supported_isas();
 std::string active_isa();
 void force_isa(const std::string& name);
-
-// Name of the kernel path the last CPU conv3d of this thread took (e.g.
-// "igemm:f32-igemm-6x64-avx512f"): lets tests check that a shape reaches the
-// path it is meant to exercise.
-std::string last_path();
-
-// Into how many chunks of taps the last CPU conv3d of this thread split K
-// (1: one pass), so tests can check that a chunked path really chunked.
-std::int64_t last_k_chunks();
 
 // GFLOP/s of independent FMA (or, with bf16, vdpbf16ps) chains on all
 // get_num_threads() threads with the active kernel set: the ceiling the

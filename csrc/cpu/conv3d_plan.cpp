@@ -1,0 +1,213 @@
+// The CPU planner. Paths, in the order they are tried:
+//   float64 output               -> direct loop (true float64 accumulation)
+//   depthwise, f32 input         -> channel-vectorised dwconv kernel
+//   bf16 x bf16, even C_in/group -> vdpbf16ps igemm (CPUs with avx512_bf16)
+//   f32, C_in 1, groups 1, narrow W window -> direct row kernel, C_out in the lanes
+//   f32, C_in <= 4, groups 1     -> W window x C_in folded into K, read in place
+//   C_in/group <= 4              -> taps folded into K, k-major gathered tile
+//   f32 input                    -> f32 igemm reading the input in place
+//   everything else              -> igemm on gathered, f32-converted rows
+// Pointwise (1x1x1) convolutions are the igemm with one tap: a plain GEMM.
+// Buffer and panel sizes follow one core's L2; they change the order in
+// which tiles are visited, never the order of a sum.
+#include "conv3d_plan.h"
+
+#include <algorithm>
+#include <atomic>
+#include <stdexcept>
+
+#include "cpu_features.h"
+
+namespace volconv::cpu {
+namespace {
+
+// Below this many input channels per group a tap is too short for the row
+// pointer loop; the fold-W and small-C_in paths fold taps into K instead.
+constexpr std::int64_t kSmallCin = 4;
+// Folding the W window into K pays when a (kd, kh) run is long enough for
+// the direct kernel's per-tap cost (loading MR row pointers).
+constexpr std::int64_t kFoldWMinK = 8;
+// Outputs from this size on bypass the caches: well past the L2 of any core
+// and the share of L3 a convolution gets, so they would be evicted before
+// anyone reads them and every line written would first be read for nothing.
+constexpr std::int64_t kStreamMinBytes = std::int64_t(8) << 20;
+
+// Sizes derived from one core's L2, as fractions of it: at 1 MiB they are
+// the values the kernels were tuned with (Zen 4), and a smaller L2 counts as
+// 1 MiB, so detection only grows them on larger caches (Apple silicon's
+// performance cores, server parts); never below what was measured.
+struct CacheBudget {
+  std::int64_t packed_a;     // gathered A rows per thread: a K chunk stays in L2 for every NR block
+  std::int64_t all_panels;   // a group's packed weights up to this stay in L2 across NR blocks
+  std::int64_t panel_chunk;  // a larger panel is walked in chunks of taps of about this size
+  std::int64_t row_slab;     // row drivers: the KD input planes of an H block
+};
+
+CacheBudget budget(const platform::CacheSizes& caches) {
+  const std::int64_t l2 = std::clamp<std::int64_t>(caches.l2 > 0 ? caches.l2 : platform::kFallbackCaches.l2,
+                                                   1 << 20, 16 << 20);
+  return CacheBudget{l2 * 3 / 32, l2 / 4, l2 / 4, l2 / 2};
+}
+
+// The kernel whose NR wastes the fewest padded channels; the wider on ties
+// (wider tiles reuse each input value for more outputs).
+int choose_tile(const IgemmKernel* kernels, int n, std::int64_t cout) {
+  int best = 0;
+  double best_eff = -1.0;
+  for (int i = 0; i < n; ++i) {
+    const std::int64_t nr = kernels[i].nr;
+    const double eff = double(cout) / double((cout + nr - 1) / nr * nr);
+    if (eff >= best_eff - 1e-9) best = i, best_eff = std::max(best_eff, eff);
+  }
+  return best;
+}
+
+std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
+
+void set_igemm(CpuPlan& plan, const IgemmKernel& k) {
+  plan.igemm = k;
+  plan.kernel = k.name;
+  plan.mr = k.mr;
+  plan.nr = k.nr;
+}
+
+// Gathered A (packed-a, small-cin): MR rows x chunk taps x C_in floats per chunk.
+void plan_gathered_chunks(CpuPlan& plan, const ConvGeometry& g, const CacheBudget& b) {
+  const std::int64_t taps = g.taps(), cin = g.in_channels_per_group;
+  plan.chunk_taps = std::max<std::int64_t>(1, std::min(taps, b.packed_a / (4 * plan.mr * cin)));
+  plan.k_chunks = ceil_div(taps, plan.chunk_taps);
+}
+
+// Direct igemm: NR blocks inside the M loop when a group's panels fit in L2
+// together; else a panel far larger than L2 is walked in chunks of taps.
+void plan_direct_order(CpuPlan& plan, const ConvGeometry& g, const CacheBudget& b) {
+  const std::int64_t esize = plan.bf16_pairs ? 2 : 4, cin = g.in_channels_per_group;
+  const std::int64_t KW = g.kernel[2], fold = plan.path == CpuPath::fold_w;
+  const std::int64_t taps = fold ? g.taps() / KW : g.taps(), kc = fold ? KW * cin : cin;
+  const std::int64_t blocks = ceil_div(g.out_channels_per_group, plan.nr), panel = g.taps() * cin * plan.nr;
+  plan.m_outer = blocks > 1 && esize * panel * blocks <= b.all_panels;
+  const std::int64_t chunk = std::max<std::int64_t>(1, b.panel_chunk / (esize * kc * plan.nr));
+  if (!plan.m_outer && taps >= 2 * chunk) {
+    plan.chunk_taps = chunk;
+    plan.k_chunks = ceil_div(taps, chunk);
+  } else {
+    plan.chunk_taps = taps;
+  }
+}
+
+// Row drivers: blocks of output rows along H whose KD input planes' slab
+// stays in L2 while od advances.
+void plan_rows(CpuPlan& plan, const ConvGeometry& g, const DwconvKernel& k, const CacheBudget& b) {
+  plan.rows = k;
+  plan.kernel = k.name;
+  plan.nr = k.nr;
+  const std::int64_t KD = g.kernel[0], KH = g.kernel[1];
+  const std::int64_t row_bytes = std::max<std::int64_t>(1, g.in[2] * g.in_channels * 4);
+  plan.h_block = std::clamp<std::int64_t>(b.row_slab / (KD * row_bytes) - (KH - 1), 1, g.out[1]);
+}
+
+std::atomic<std::int64_t> g_l1d{0}, g_l2{0}, g_l3{0};
+
+}  // namespace
+
+const char* path_name(CpuPath path) {
+  switch (path) {
+    case CpuPath::direct: return "direct";
+    case CpuPath::dwconv: return "dwconv";
+    case CpuPath::cin1: return "cin1";
+    case CpuPath::igemm: return "igemm";
+    case CpuPath::fold_w: return "fold-w";
+    case CpuPath::small_cin: return "small-cin";
+    case CpuPath::packed_a: return "packed-a";
+  }
+  return "?";
+}
+
+std::string CpuPlan::describe() const {
+  return path == CpuPath::direct ? std::string("direct") : std::string(path_name(path)) + ":" + kernel;
+}
+
+CpuPlan plan_conv3d(const detail::ConvCall& call, const KernelTable& kt, const platform::CacheSizes& caches) {
+  const ConvGeometry& g = call.geometry;
+  const CacheBudget b = budget(caches);
+  CpuPlan plan;
+  if (call.output.dtype == DType::float64) return plan;  // direct
+  const TensorView& out = call.output;
+  plan.stream = platform::has_streaming_stores() && out.dtype == DType::float32 && out.strides[4] == 1 &&
+                numel(out.shape) * 4 >= kStreamMinBytes;
+  const DType in = call.input.dtype, wt = call.weight.dtype;
+  const bool channels_contiguous = call.input.strides[4] == 1 || g.in_channels == 1;
+  const std::int64_t cin = g.in_channels_per_group;
+  if (g.groups == g.in_channels && g.out_channels == g.in_channels && g.groups > 1 && in == DType::float32 &&
+      channels_contiguous) {
+    plan.path = CpuPath::dwconv;
+    plan_rows(plan, g, kt.f32_dwconv, b);
+    return plan;
+  }
+  if (in == DType::bfloat16 && wt == DType::bfloat16 && kt.n_bf16_igemm > 0 && cin % 2 == 0 && cin > kSmallCin &&
+      channels_contiguous) {
+    plan.path = CpuPath::igemm;
+    plan.bf16_pairs = true;
+    plan.tile = choose_tile(kt.bf16_igemm, kt.n_bf16_igemm, g.out_channels_per_group);
+    set_igemm(plan, kt.bf16_igemm[plan.tile]);
+    plan_direct_order(plan, g, b);
+    return plan;
+  }
+  const bool fold_w = cin <= kSmallCin && in == DType::float32 && g.groups == 1 && call.input.strides[4] == 1 &&
+                      call.input.strides[3] == cin && g.params.dilation[2] == 1 && g.kernel[2] * cin >= kFoldWMinK;
+  if (g.in_channels == 1 && g.groups == 1 && in == DType::float32 && !fold_w) {
+    plan.path = CpuPath::cin1;
+    plan_rows(plan, g, kt.f32_conv_cin1, b);
+    return plan;
+  }
+  plan.tile = choose_tile(kt.f32_igemm, kt.n_f32_igemm, g.out_channels_per_group);
+  set_igemm(plan, kt.f32_igemm[plan.tile]);
+  if (fold_w || (cin > kSmallCin && in == DType::float32 && channels_contiguous)) {
+    plan.path = fold_w ? CpuPath::fold_w : CpuPath::igemm;
+    plan_direct_order(plan, g, b);
+  } else if (cin <= kSmallCin) {
+    plan.path = CpuPath::small_cin;
+    set_igemm(plan, kt.f32_gemm[plan.tile]);  // same NR as f32_igemm[tile]: shares its packing
+    plan_gathered_chunks(plan, g, b);
+  } else {
+    plan.path = CpuPath::packed_a;
+    plan_gathered_chunks(plan, g, b);
+  }
+  return plan;
+}
+
+platform::CacheSizes planning_caches() {
+  const platform::CacheSizes forced{g_l1d.load(), g_l2.load(), g_l3.load()};
+  return forced.l2 > 0 ? forced : platform::cache_sizes();
+}
+
+namespace testing {
+
+CpuPlan plan(const ConstTensorView& input, const ConstTensorView& weight, const ConvParams& params) {
+  const ConvGeometry g = make_conv_geometry(input.shape, weight.shape, params);
+  TensorView out;
+  out.dtype = promote_types(input.dtype, weight.dtype);
+  out.shape = g.output_shape();
+  out.strides = contiguous_strides(out.shape);
+  return plan_conv3d(detail::ConvCall{g, input, weight, out}, active_kernels(), planning_caches());
+}
+
+std::vector<std::string> active_kernel_names() {
+  const KernelTable& kt = active_kernels();
+  std::vector<std::string> names;
+  for (int i = 0; i < kt.n_f32_igemm; ++i) names.push_back(kt.f32_igemm[i].name);
+  for (int i = 0; i < kt.n_f32_igemm; ++i) names.push_back(kt.f32_gemm[i].name);
+  for (int i = 0; i < kt.n_bf16_igemm; ++i) names.push_back(kt.bf16_igemm[i].name);
+  names.push_back(kt.f32_dwconv.name);
+  names.push_back(kt.f32_conv_cin1.name);
+  return names;
+}
+
+void override_caches(const platform::CacheSizes& caches) {
+  g_l1d.store(caches.l1d);
+  g_l2.store(caches.l2);
+  g_l3.store(caches.l3);
+}
+
+}  // namespace testing
+}  // namespace volconv::cpu

@@ -1,0 +1,74 @@
+// The CPU backend's planner: a pure function from a validated call, the
+// active kernel table and the cache sizes to a plan (path, kernel, tile, K
+// chunking, work order, streaming) that the drivers execute as given.
+// Internal: not installed. Tests ask the planner through cpu::testing below
+// instead of re-implementing its choices.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "../core/backend.h"
+#include "platform.h"
+#include "ukernels/ukernel.h"
+
+namespace volconv::cpu {
+
+enum class CpuPath {
+  direct,     // float64: a plain loop accumulating in float64
+  dwconv,     // depthwise, f32 input: channel-vectorised row kernel
+  cin1,       // C_in 1, groups 1, f32 input: row kernel with C_out in the lanes
+  igemm,      // implicit GEMM reading the input in place (f32; bf16 x bf16 on vdpbf16ps)
+  fold_w,     // f32, groups 1, small C_in: the W window x C_in folded into K
+  small_cin,  // C_in per group <= 4: taps folded into K, A gathered k-major
+  packed_a,   // anything else: rows gathered and converted to f32 per tile
+};
+const char* path_name(CpuPath path);
+
+struct CpuPlan {
+  CpuPath path = CpuPath::direct;
+  // igemm family: the kernel that runs (small-cin: an f32_gemm kernel with
+  // the NR of f32_igemm[tile], whose packing it shares).
+  IgemmKernel igemm{};
+  int tile = 0;             // index in the kernel's family
+  bool bf16_pairs = false;  // igemm on bf16 pairs (vdpbf16ps)
+  DwconvKernel rows{};      // dwconv / cin1: the row kernel
+  const char* kernel = "";  // the kernel's name ("" for direct)
+  int mr = 0, nr = 0;       // tile: output positions x output channels
+  // K is split into k_chunks chunks of chunk_taps taps (1: one pass); each
+  // chunk resumes from the tile's stored partial sums, so chunking never
+  // changes the order of a sum.
+  std::int64_t k_chunks = 1, chunk_taps = 0;
+  bool m_outer = false;     // direct igemm: every NR block per M tile (panels fit in L2)
+  std::int64_t h_block = 0; // row drivers: output rows along H per block
+  bool stream = false;      // non-temporal stores for the output
+  // "igemm:f32-igemm-6x16-avx2", "dwconv:f32-dwconv-6x16-avx2", "direct".
+  std::string describe() const;
+};
+
+CpuPlan plan_conv3d(const detail::ConvCall& call, const KernelTable& kt, const platform::CacheSizes& caches);
+
+// The cache sizes plans use: the detected ones, unless a test overrides them.
+platform::CacheSizes planning_caches();
+
+// Test-only interface (C++ tests, and volconv._core._cpu_plan for Python
+// tests); not part of the public API.
+namespace testing {
+
+// The plan conv3d(input, weight, params) on the CPU would run now (active
+// ISA, planning caches) with a contiguous output; validated as conv3d
+// validates shapes and dtypes (the views need no data).
+CpuPlan plan(const ConstTensorView& input, const ConstTensorView& weight, const ConvParams& params);
+
+// Every kernel of the active table that a plan can name: a test that
+// reaches all of them reaches every path and tile of the ISA.
+std::vector<std::string> active_kernel_names();
+
+// Plans (and so execution) use these cache sizes instead of the detected
+// ones, so a test of chunking does not depend on the machine; all zero
+// restores detection.
+void override_caches(const platform::CacheSizes& caches);
+
+}  // namespace testing
+}  // namespace volconv::cpu

@@ -1,0 +1,217 @@
+// Every path and tile of every CPU kernel set this machine can run (each ISA
+// forced in turn; on aarch64 under qemu: neon and generic), in fp32, fp16
+// and bf16 (float64 on the direct path), against the float64 reference loop
+// of conv_reference.h. Each case states the path it is meant to reach and
+// the planner (cpu::testing::plan) must agree; per ISA the cases together
+// must reach every kernel of the table. Prints what each ISA reached.
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "../../csrc/cpu/conv3d_plan.h"
+#include "conv_reference.h"
+#include "volconv/cpu.h"
+
+using namespace volconv;
+using namespace conv_reference;
+
+namespace {
+
+// The reference sizes the cases' chunking assertions are written for: with
+// a 1 MiB L2 the budgets are the values the kernels were tuned with.
+constexpr cpu::platform::CacheSizes kReferenceCaches{32 << 10, 1 << 20, 8 << 20};
+
+struct Template {
+  const char* path;  // the path this case is meant to reach
+  Geometry g;        // c_out is swept to reach each tile of the path's family
+  DType tx, tw;
+  Layout lx = Layout::contiguous;
+};
+
+cpu::CpuPlan plan_of(const Geometry& g, DType tx, DType tw, Layout lx) {
+  const Shape5 wshape{g.c_out, g.kernel[0], g.kernel[1], g.kernel[2], g.input[4] / g.groups};
+  const Array x = make_array(tx, g.input, lx);
+  const ConstTensorView xv{nullptr, tx, x.shape, x.strides};
+  const ConstTensorView wv{nullptr, tw, wshape, contiguous_strides(wshape)};
+  return cpu::testing::plan(xv, wv, check::conv_params(g.stride, g.pad_lo, g.pad_hi, g.dilation, g.groups));
+}
+
+// input (N,D,H,W,C), C_out, kernel, stride, pad lo, pad hi, dilation, groups.
+Geometry geo(const char* name, Shape5 input, std::int64_t c_out, Int3 k, std::int64_t groups = 1,
+             Int3 stride = {1, 1, 1}, Int3 dil = {1, 1, 1}) {
+  return Geometry{name, input, c_out, k, stride, {1, 1, 1}, {1, 0, 1}, dil, groups};
+}
+
+std::vector<Template> templates(const std::string& isa) {
+  const DType f32 = DType::float32, f16 = DType::float16, bf16 = DType::bfloat16, f64 = DType::float64;
+  std::vector<Template> t;
+  // In-place igemm: f32 input, C_in/group > 4, contiguous channels; weights of every dtype.
+  for (DType tw : {f32, f16, bf16}) t.push_back({"igemm", geo("igemm", {2, 3, 4, 7, 8}, 0, {3, 3, 3}), f32, tw});
+  t.push_back({"igemm", geo("igemm_groups_strided", {1, 4, 5, 9, 12}, 0, {2, 3, 3}, 2, {1, 2, 2}), f32, f32});
+  t.push_back({"igemm", geo("pointwise", {2, 3, 3, 5, 24}, 0, {1, 1, 1}), f32, f32});
+  // bf16 x bf16 with an even C_in: vdpbf16ps where the ISA has it, else gathered rows.
+  t.push_back({isa == "avx512bf16" ? "igemm" : "packed-a", geo("bf16_even", {1, 3, 4, 7, 8}, 0, {3, 3, 3}), bf16,
+               bf16});
+  // Gathered rows: fp16/bf16 inputs (odd C_in), and f32 with strided channels.
+  for (DType tx : {f16, bf16}) t.push_back({"packed-a", geo("packed_a", {1, 3, 4, 7, 7}, 0, {3, 3, 3}), tx, tx});
+  t.push_back({"packed-a", geo("packed_a_strided_c", {1, 3, 4, 6, 6}, 0, {3, 2, 3}), f32, f32, Layout::padded});
+  // Small C_in: taps folded into K, k-major tiles along W.
+  for (DType tx : {f16, bf16}) t.push_back({"small-cin", geo("small_cin", {1, 3, 4, 11, 3}, 0, {3, 3, 3}), tx, tx});
+  t.push_back({"small-cin", geo("small_cin_groups", {1, 3, 4, 10, 4}, 0, {3, 3, 3}, 2), f32, f32});
+  t.push_back({"small-cin", geo("small_cin_dilated_w", {1, 3, 4, 12, 2}, 0, {3, 3, 3}, 1, {1, 1, 1}, {1, 1, 2}),
+               f32, f32});
+  // The W window folded into K (KW * C_in >= 8).
+  for (DType tw : {f32, f16, bf16})
+    t.push_back({"fold-w", geo("fold_w", {1, 3, 5, 13, 3}, 0, {3, 3, 3}, 1, {1, 2, 2}), f32, tw});
+  // One input channel: the row kernel with C_out in the lanes.
+  for (DType tw : {f32, f16, bf16}) t.push_back({"cin1", geo("cin1", {2, 3, 4, 15, 1}, 0, {3, 3, 3}), f32, tw});
+  // Depthwise: groups == C_in == C_out (c_out 0 here means "C_in").
+  for (DType tw : {f32, f16, bf16}) t.push_back({"dwconv", geo("dwconv", {1, 3, 4, 9, 20}, 0, {3, 3, 3}, 20), f32, tw});
+  t.push_back({"dwconv", geo("dwconv_k5_strided", {1, 4, 5, 12, 9}, 0, {3, 3, 5}, 9, {1, 1, 2}), f32, f32});
+  // float64 output: the direct loop.
+  for (DType tw : {f64, f32}) t.push_back({"direct", geo("direct", {1, 3, 4, 6, 5}, 0, {3, 3, 3}), f64, tw});
+  return t;
+}
+
+struct Reached {
+  std::set<std::string> kernels;
+  std::map<std::string, std::set<std::string>> by_path;  // path -> kernels
+  int cases = 0;
+};
+
+void run_template(const std::string& isa, const Template& t, Reached& reached) {
+  const bool depthwise = std::string(t.path) == "dwconv";
+  // C_out 1..40 and 64: every NR (and its tails) of every ISA's families.
+  std::vector<std::int64_t> couts;
+  for (std::int64_t c = 1; c <= 40; ++c) couts.push_back(c);
+  couts.push_back(64);
+  if (depthwise || std::string(t.path) == "direct") couts = {t.g.input[4]};
+  std::map<std::string, std::vector<std::int64_t>> per_kernel;
+  for (std::int64_t co : couts) {
+    if (co % t.g.groups != 0) continue;
+    Geometry g = t.g;
+    g.c_out = co;
+    const cpu::CpuPlan plan = plan_of(g, t.tx, t.tw, t.lx);
+    const std::string got = cpu::path_name(plan.path);
+    if (got != t.path) {
+      check::fail(__FILE__, __LINE__,
+                  isa + " " + g.name + " C_out " + std::to_string(co) + " " + dtype_name(t.tx) + "*" +
+                      dtype_name(t.tw) + ": planned " + plan.describe() + ", meant for " + t.path);
+      return;
+    }
+    const std::string kernel = plan.kernel;
+    // The forced ISA's kernels run (avx512bf16 shares avx512f's f32 kernels).
+    const bool own = got == "direct" || kernel.size() >= isa.size() &&
+                                            (kernel.compare(kernel.size() - isa.size(), isa.size(), isa) == 0 ||
+                                             (isa == "avx512bf16" && kernel.find("avx512f") != std::string::npos));
+    if (!own) check::fail(__FILE__, __LINE__, isa + ": planned kernel " + kernel + " of another ISA");
+    per_kernel[kernel].push_back(co);
+  }
+  // Per kernel: the smallest and largest C_out reaching it (a full block and a tail).
+  std::uint32_t seed = 7;
+  for (const auto& [kernel, cs] : per_kernel) {
+    for (std::int64_t co : {cs.front(), cs.back()}) {
+      Geometry g = t.g;
+      g.c_out = co;
+      const Layout lw = Layout::contiguous, ly = Layout::contiguous;
+      run_case(g, t.tx, t.tw, t.lx, lw, ly, false, seed++);
+      if (t.tx != DType::float16 && t.tx != DType::bfloat16 && t.tw == t.tx) run_case(g, t.tx, t.tw, t.lx, lw, ly, true, seed++);
+      reached.cases += 1;
+      if (cs.size() == 1) break;
+    }
+    reached.kernels.insert(kernel);
+    reached.by_path[t.path].insert(kernel.empty() ? "(float64 loop)" : kernel);
+  }
+}
+
+// Chunked K and the other work orders, with the reference cache sizes.
+struct OrderCase {
+  const char* what;
+  Geometry g;
+  DType dtype;
+  bool (*holds)(const cpu::CpuPlan&);
+};
+
+void run_orders(const std::string& isa) {
+  cpu::testing::override_caches(kReferenceCaches);
+  const OrderCase cases[] = {
+      {"packed-a, K in chunks", geo("packed_a_chunks", {1, 3, 3, 5, 256}, 20, {3, 3, 3}), DType::float16,
+       [](const cpu::CpuPlan& p) { return p.path == cpu::CpuPath::packed_a && p.k_chunks > 1; }},
+      {"small-cin, K in chunks", geo("small_cin_chunks", {1, 13, 13, 14, 4}, 18, {12, 12, 12}), DType::bfloat16,
+       [](const cpu::CpuPlan& p) { return p.path == cpu::CpuPath::small_cin && p.k_chunks > 1; }},
+      {"igemm, panel in chunks over strips", geo("panel_chunks", {1, 2, 2, 4, 640}, 64, {3, 3, 3}), DType::float32,
+       [](const cpu::CpuPlan& p) { return p.path == cpu::CpuPath::igemm && p.k_chunks > 1 && !p.m_outer; }},
+      {"igemm, NR blocks inside the M loop", geo("m_outer", {2, 3, 5, 7, 24}, 72, {3, 3, 3}), DType::float32,
+       [](const cpu::CpuPlan& p) { return p.path == cpu::CpuPath::igemm && p.m_outer && p.k_chunks == 1; }},
+  };
+  for (const OrderCase& c : cases) {
+    const cpu::CpuPlan plan = plan_of(c.g, c.dtype, c.dtype, Layout::contiguous);
+    if (!c.holds(plan)) {
+      check::fail(__FILE__, __LINE__,
+                  isa + " " + c.what + ": planned " + plan.describe() + " k_chunks " + std::to_string(plan.k_chunks) +
+                      (plan.m_outer ? " m_outer" : ""));
+      continue;
+    }
+    run_case(c.g, c.dtype, c.dtype, Layout::contiguous, Layout::contiguous, Layout::contiguous, false, 11);
+    std::printf("  %s: %s, %lld K chunks\n", c.what, plan.describe().c_str(), (long long)plan.k_chunks);
+  }
+  cpu::testing::override_caches({});
+}
+
+// Cache sizes change how a plan visits tiles, never what a sum adds in which
+// order: results are bit-identical across the L2 sizes a machine may report
+// (1 MiB: K in chunks; 16 MiB: one pass, f32 with every NR block per tile).
+void check_cache_independence(const std::string& isa) {
+  const Geometry g = geo("cache_independent", {1, 2, 3, 5, 640}, 24, {3, 3, 3});
+  std::vector<std::vector<unsigned char>> results;
+  std::vector<std::int64_t> chunks;
+  for (std::int64_t l2 : {std::int64_t(1) << 20, std::int64_t(16) << 20}) {
+    cpu::testing::override_caches({32 << 10, l2, 8 << 20});
+    for (DType t : {DType::float32, DType::float16}) {
+      Array x = make_array(t, g.input, Layout::contiguous);
+      const Shape5 ws{g.c_out, 3, 3, 3, g.input[4]};
+      Array w = make_array(t, ws, Layout::contiguous);
+      std::mt19937 rng(5);
+      std::uniform_real_distribution<double> u(-1, 1);
+      for (std::int64_t i = 0; i < numel(x.shape); ++i) x.buf.set(i, u(rng));
+      for (std::int64_t i = 0; i < numel(ws); ++i) w.buf.set(i, u(rng));
+      const ConvParams p = check::conv_params(g.stride, g.pad_lo, g.pad_hi, g.dilation, g.groups);
+      const Shape5 ys = conv3d_output_shape(g.input, ws, p);
+      Array y = make_array(t, ys, Layout::contiguous);
+      conv3d(ConstTensorView{x.buf.at(0), t, x.shape, x.strides}, ConstTensorView{w.buf.at(0), t, ws, w.strides},
+             TensorView{y.buf.at(0), t, ys, y.strides}, p, default_stream(Device{DeviceType::cpu, 0}));
+      results.push_back(y.buf.bytes);
+      chunks.push_back(plan_of(g, t, t, Layout::contiguous).k_chunks);
+    }
+  }
+  cpu::testing::override_caches({});
+  // The 1 MiB L2 must really chunk what 16 MiB does not, or this checks nothing.
+  CHECK(chunks[0] > chunks[2] && chunks[1] > chunks[3]);
+  if (results[0] != results[2] || results[1] != results[3])
+    check::fail(__FILE__, __LINE__, isa + ": results differ between a 1 MiB and a 16 MiB L2");
+}
+
+}  // namespace
+
+int main() {
+  for (const std::string& isa : cpu::supported_isas()) {
+    cpu::force_isa(isa);
+    Reached reached;
+    for (const Template& t : templates(isa)) run_template(isa, t, reached);
+    std::printf("%s: %d cases\n", isa.c_str(), reached.cases);
+    for (const auto& [path, kernels] : reached.by_path) {
+      std::string list;
+      for (const std::string& k : kernels) list += (list.empty() ? "" : ", ") + k;
+      std::printf("  %-9s %s\n", path.c_str(), list.c_str());
+    }
+    for (const std::string& k : cpu::testing::active_kernel_names())
+      if (!reached.kernels.count(k)) check::fail(__FILE__, __LINE__, isa + ": no case reaches the kernel " + k);
+    run_orders(isa);
+    check_cache_independence(isa);
+  }
+  cpu::force_isa("");
+  return check::result("test_cpu_paths");
+}
