@@ -13,6 +13,7 @@
 #include "../core/backend.h"
 #include "conv3d_igemm.h"
 #include "cpu_features.h"
+#include "nonfinite_weights.h"
 #include "volconv/cpu.h"
 
 namespace volconv::cpu {
@@ -62,6 +63,7 @@ std::string run(const detail::ConvCall& call) {
 void conv3d(const detail::ConvCall& call) {
   t_k_chunks = 1;
   t_last_path = run(call);
+  propagate_nonfinite_weights(call);
 }
 
 void note_k_chunks(std::int64_t chunks) { t_k_chunks = chunks; }
