@@ -33,7 +33,8 @@ std::string run_rows(const detail::ConvCall& call, const DwconvKernel& k, bool d
   // comes from memory about once instead of once per kd (a plane of a large
   // input is far larger than L2).
   const std::int64_t row_bytes = std::max<std::int64_t>(1, g.in[2] * g.in_channels * 4);
-  const std::int64_t hb = std::clamp<std::int64_t>((512 << 10) / (KD * row_bytes) - (KH - 1), 1, Ho);
+  // (a / b / c == a / (b * c), and b * c may not fit in int64)
+  const std::int64_t hb = std::clamp<std::int64_t>((512 << 10) / row_bytes / KD - (KH - 1), 1, Ho);
   parallel_for(out_rows, [&](std::int64_t begin, std::int64_t end) {
     std::vector<const float*> xr(std::size_t(KD * KH)), wr(std::size_t(KD * KH));
     std::vector<float> row_buf(direct_out ? 0 : std::size_t(Wo * C));
