@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 #include "float_convert.h"
 #include "volconv/dtype.h"
@@ -39,6 +40,15 @@ template <> struct Element<DType::bfloat16> {
   template <class A> static A load(storage v) { return A(detail::bf16_to_float(v)); }
   template <class A> static storage store(A v) { return detail::float_to_bf16(float(v)); }
 };
+
+// Reads or writes one element at any address: numpy views and C++ callers
+// may place elements off their natural alignment.
+template <class S> inline S load_any(const S* p) {
+  S v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <class S> inline void store_any(S* p, S v) { std::memcpy(p, &v, sizeof v); }
 
 // Calls f(Element<dt>{}) for the runtime dtype.
 template <class F> decltype(auto) visit_dtype(DType dtype, F&& f) {

@@ -79,7 +79,7 @@ void propagate_nonfinite_weights(const detail::ConvCall& call) {
           for (std::int64_t ow = 0; ow < g.out[2]; ++ow) {
             const std::int64_t iw = ow * p.stride[2] - p.padding_lo[2] + t.kw * p.dilation[2];
             if (dh_pad || iw < 0 || iw >= g.in[2])
-              y[n * ys[0] + od * ys[1] + oh * ys[2] + ow * ys[3] + t.co * ys[4]] = nan;
+              store_any(y + n * ys[0] + od * ys[1] + oh * ys[2] + ow * ys[3] + t.co * ys[4], nan);
           }
         }
       }

@@ -232,14 +232,13 @@ void reset_after_fork() {
   g_pool.store(nullptr);
   g_pool_pid.store(0);
 }
+[[maybe_unused]] const bool g_reset_registered = pthread_atfork(nullptr, nullptr, reset_after_fork) == 0;
 
 Pool& pool() {
   // The pid check, without the lock, also covers a child of a raw clone()
   // that ran no atfork handler.
   Pool* p = g_pool.load(std::memory_order_acquire);
   if (p != nullptr && g_pool_pid.load(std::memory_order_acquire) == getpid()) return *p;
-  static const bool registered = pthread_atfork(nullptr, nullptr, reset_after_fork) == 0;
-  (void)registered;
   std::lock_guard<std::mutex> lock(*g_pool_mutex);
   p = g_pool.load();
   if (p == nullptr || g_pool_pid.load() != getpid()) {

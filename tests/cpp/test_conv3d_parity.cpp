@@ -59,9 +59,11 @@ std::uint16_t to_f16(double v) {
 
 struct Buffer {
   DType dtype;
+  std::size_t shift;  // bytes before element 0: 1 makes every element misaligned
   std::vector<unsigned char> bytes;
-  Buffer(DType t, std::size_t n) : dtype(t), bytes(n * dtype_size(t)) {}
-  void* at(std::int64_t i) { return bytes.data() + std::size_t(i) * dtype_size(dtype); }
+  Buffer(DType t, std::size_t n, std::size_t shift_bytes = 0)
+      : dtype(t), shift(shift_bytes), bytes(n * dtype_size(t) + shift_bytes) {}
+  void* at(std::int64_t i) { return bytes.data() + shift + std::size_t(i) * dtype_size(dtype); }
   void set(std::int64_t i, double v) {
     switch (dtype) {
       case DType::float16: { const std::uint16_t h = to_f16(v); std::memcpy(at(i), &h, 2); break; }
@@ -99,12 +101,12 @@ struct Array {
 };
 
 // How a test lays an array out in memory.
-enum class Layout { contiguous, padded, permuted, reversed };
+enum class Layout { contiguous, padded, permuted, reversed, misaligned };
 
 Array make_array(DType dtype, const Shape5& shape, Layout layout) {
   Shape5 strides{};
   std::int64_t size = 1, base = 0;
-  if (layout == Layout::contiguous) {
+  if (layout == Layout::contiguous || layout == Layout::misaligned) {
     strides = contiguous_strides(shape);
     for (auto s : shape) size *= s;
   } else if (layout == Layout::padded) {
@@ -132,7 +134,9 @@ Array make_array(DType dtype, const Shape5& shape, Layout layout) {
     strides[3] = -strides[3];
     strides[4] = -strides[4];
   }
-  return Array{shape, strides, base, Buffer(dtype, std::size_t(size))};
+  // misaligned: contiguous, one byte off any element alignment (a numpy
+  // view at an odd byte offset).
+  return Array{shape, strides, base, Buffer(dtype, std::size_t(size), layout == Layout::misaligned ? 1 : 0)};
 }
 
 template <class F>
@@ -220,7 +224,7 @@ void run_case(const Geometry& g, DType tx, DType tw, Layout lx, Layout lw, Layou
   const TensorView yv{y.buf.at(y.base), ty, y.shape, y.strides};
   const std::string label = std::string(g.name) + " " + dtype_name(tx) + "*" + dtype_name(tw) + " layouts " +
                             std::to_string(int(lx)) + std::to_string(int(lw)) + std::to_string(int(ly)) +
-                            (random_values ? " random" : "");
+                            (random_values ? " random" : "") + " on " + cpu::active_isa();
   try {
     conv3d(xv, wv, yv, p, default_stream(Device{DeviceType::cpu, 0}));
   } catch (const std::exception& e) {
@@ -266,11 +270,12 @@ const Geometry kGeometries[] = {
     {"pointwise_stride2", {3, 4, 4, 5, 5}, 7, {1, 1, 1}, {2, 2, 2}, {0, 0, 0}, {0, 0, 0}, {1, 1, 1}, 1},
     {"kernel_fills_padded_input", {1, 3, 3, 3, 2}, 2, {4, 4, 4}, {1, 1, 1}, {1, 0, 1}, {0, 1, 0}, {1, 1, 1}, 1},
     {"everything", {2, 6, 7, 5, 6}, 4, {2, 3, 2}, {2, 1, 2}, {0, 2, 1}, {1, 0, 2}, {2, 1, 3}, 2},
+    // A panel far larger than L2 (64 taps x 128 channels): the igemm walks it
+    // in chunks of taps over strips of M tiles.
+    {"chunked_panel", {1, 4, 4, 4, 128}, 16, {4, 4, 4}, {1, 1, 1}, {2, 2, 2}, {1, 1, 1}, {1, 1, 1}, 1},
 };
 
-}  // namespace
-
-int main() {
+int run_all_cases() {
   const DType all[] = {DType::float16, DType::bfloat16, DType::float32, DType::float64};
   std::uint32_t seed = 1;
   int cases = 0;
@@ -291,12 +296,33 @@ int main() {
     run_case(g, DType::float16, DType::float16, Layout::reversed, Layout::padded, Layout::permuted, false, seed++);
     run_case(g, DType::bfloat16, DType::bfloat16, Layout::permuted, Layout::reversed, Layout::reversed, false,
              seed++);
+    // Every element misaligned, in every operand.
+    for (DType t : all) {
+      run_case(g, t, t, Layout::misaligned, Layout::misaligned, Layout::misaligned, false, seed++);
+      ++cases;
+    }
     // Full-mantissa values.
     run_case(g, DType::float32, DType::float32, Layout::contiguous, Layout::contiguous, Layout::contiguous, true,
              seed++);
     run_case(g, DType::float64, DType::float64, Layout::padded, Layout::contiguous, Layout::reversed, true, seed++);
     cases += 8;
   }
-  std::printf("test_conv3d_parity: %d cases over %d geometries\n", cases, int(sizeof(kGeometries) / sizeof(*kGeometries)));
+  return cases;
+}
+
+}  // namespace
+
+// Every case on every kernel set this CPU runs (CI runs this binary under
+// AddressSanitizer and UndefinedBehaviorSanitizer).
+int main() {
+  int cases = 0;
+  const std::vector<std::string> isas = cpu::supported_isas();
+  for (const std::string& isa : isas) {
+    cpu::force_isa(isa);
+    cases = run_all_cases();
+  }
+  cpu::force_isa("");
+  std::printf("test_conv3d_parity: %d cases over %d geometries on %d kernel sets\n", cases,
+              int(sizeof(kGeometries) / sizeof(*kGeometries)), int(isas.size()));
   return check::result("test_conv3d_parity");
 }

@@ -24,7 +24,11 @@ struct VecGeneric {
     std::memcpy(&v, p, std::size_t(n) * 4);
     return v;
   }
-  static V broadcast(const float* p) { return V{*p, *p, *p, *p}; }
+  static V broadcast(const float* p) {  // p may be unaligned (a numpy view)
+    float v;
+    std::memcpy(&v, p, 4);
+    return V{v, v, v, v};
+  }
   // See VecAvx512f::keep; the portable build leaves registers to the compiler.
   static void keep(V&) {}
   static V fma(V a, V b, V c) { return a * b + c; }
