@@ -42,13 +42,18 @@ template <> struct Element<DType::bfloat16> {
 };
 
 // Reads or writes one element at any address: numpy views and C++ callers
-// may place elements off their natural alignment.
+// may place elements off their natural alignment. (The bytes are copied
+// through an untyped pointer: clang checks a memcpy from a typed one.)
 template <class S> inline S load_any(const S* p) {
+  const void* bytes = p;
   S v;
-  std::memcpy(&v, p, sizeof v);
+  std::memcpy(&v, bytes, sizeof v);
   return v;
 }
-template <class S> inline void store_any(S* p, S v) { std::memcpy(p, &v, sizeof v); }
+template <class S> inline void store_any(S* p, S v) {
+  void* bytes = p;
+  std::memcpy(bytes, &v, sizeof v);
+}
 
 // Calls f(Element<dt>{}) for the runtime dtype.
 template <class F> decltype(auto) visit_dtype(DType dtype, F&& f) {

@@ -19,8 +19,9 @@ struct VecAvx512f {
   static __mmask16 mask(int n) { return __mmask16((1u << n) - 1u); }
   static V load_partial(const float* p, int n) { return _mm512_maskz_loadu_ps(mask(n), p); }
   static V broadcast(const float* p) {  // p may be unaligned (a numpy view)
+    const void* bytes = p;
     float v;
-    std::memcpy(&v, p, 4);
+    std::memcpy(&v, bytes, 4);
     return _mm512_set1_ps(v);
   }
   // Keeps v in a register: the compiler otherwise folds the load behind v
