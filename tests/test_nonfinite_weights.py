@@ -81,3 +81,16 @@ def test_finite_weights_keep_their_results(isa):
     y = volconv.conv3d(x, w, padding=padding, groups=groups)
     assert np.isfinite(y).all()
     np.testing.assert_allclose(y, torch_conv(x, w, groups, padding), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_nan_in_a_strided_weight(dtype):
+    """A weight whose channels are not contiguous (Fortran order) is scanned element by element."""
+    x_shape, w_shape, groups, padding = SHAPES["igemm"]
+    x = cast(np.random.default_rng(1).uniform(-1, 1, x_shape), dtype)
+    w = np.asfortranarray(poisoned_weight(w_shape, dtype, 2))
+    assert not w.flags.c_contiguous
+    y = np.asarray(volconv.conv3d(x, w, padding=padding, groups=groups), np.float64)
+    ref = torch_conv(x, w, groups, padding)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
+    np.testing.assert_array_equal(np.isinf(y), np.isinf(ref))
