@@ -1,7 +1,9 @@
 """A NaN or infinite weight reaches every output whose window holds it, even
-where its tap lies wholly in the padding: torch multiplies the padding's
-zeros by it (0 * NaN = NaN, 0 * inf = NaN). Checked against torch on every
-CPU path, in every dtype, on each kernel set this CPU runs."""
+where its tap lies wholly in the padding: convolution with zero padding
+multiplies the padding's zeros by it (0 * NaN = NaN, 0 * inf = NaN), as MLX
+and torch's float64 path do (torch's float32 oneDNN path skips those taps
+too, so the reference runs in float64). Checked on every CPU path, in every
+dtype, on each kernel set this CPU runs."""
 
 import numpy as np
 import pytest
