@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "../core/element.h"
 #include "conv3d_igemm.h"
 #include "conv_tile.h"
 #include "thread_pool.h"
@@ -70,7 +71,7 @@ void run_rows(const detail::ConvCall& call, const CpuPlan& plan) {
       if (!direct_out) {
         float* yr = y + n * ys[0] + od * ys[1] + oh * ys[2];
         for (std::int64_t ow = 0; ow < Wo; ++ow)
-          for (std::int64_t c = 0; c < C; ++c) yr[ow * ys[3] + c * ys[4]] = row_buf[std::size_t(ow * C + c)];
+          for (std::int64_t c = 0; c < C; ++c) store_any(yr + ow * ys[3] + c * ys[4], row_buf[std::size_t(ow * C + c)]);
       }
     }
   });

@@ -11,8 +11,10 @@
 #include <nanobind/stl/vector.h>
 
 #include <new>
+#include <chrono>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 #include "../core/output_blocks.h"
 #include "../cpu/conv3d_plan.h"
@@ -26,6 +28,32 @@ namespace {
 // Any strides, any device: host memory, or a Metal buffer (an mlx.array on
 // the GPU exports its MTLBuffer and a byte offset through DLPack).
 using StridedArray = nb::ndarray<nb::ro>;
+
+// Releases the GIL around a kernel, like nb::gil_scoped_release, except at
+// interpreter exit: on Python <= 3.13 re-taking the GIL while the
+// interpreter finalizes calls pthread_exit, whose forced unwind through a
+// noexcept destructor aborts the process. A thread that comes back then
+// blocks until the process exits instead (as PyO3 does).
+class GilRelease {
+ public:
+  GilRelease() : state_(PyEval_SaveThread()) {}
+  GilRelease(const GilRelease&) = delete;
+  GilRelease& operator=(const GilRelease&) = delete;
+  ~GilRelease() {
+    while (finalizing()) std::this_thread::sleep_for(std::chrono::hours(1));
+    PyEval_RestoreThread(state_);
+  }
+
+ private:
+  static bool finalizing() {
+#if PY_VERSION_HEX >= 0x030D0000
+    return Py_IsFinalizing() != 0;
+#else
+    return _Py_IsFinalizing() != 0;
+#endif
+  }
+  PyThreadState* state_;
+};
 
 ConstTensorView view_of(const StridedArray& a, DType dtype, const char* what) {
   if (a.ndim() != 5)
@@ -90,7 +118,7 @@ nb::ndarray<nb::numpy> conv3d_py(const StridedArray& input, DType input_dtype, c
 
   const TensorView out = TensorView::contiguous(data, out_dtype, out_shape);
   {
-    nb::gil_scoped_release release;
+    GilRelease release;
     conv3d(in, wt, out, params, stream);
   }
   std::size_t shape[5];
@@ -166,7 +194,7 @@ NB_MODULE(_core, m) {
   m.def("default_stream", &default_stream, nb::arg("device"));
   m.def("new_stream", &new_stream, nb::arg("device"));
   m.def("synchronize", [](const Stream& s) {
-    nb::gil_scoped_release release;
+    GilRelease release;
     synchronize(s);
   }, nb::arg("stream"));
 
@@ -211,7 +239,7 @@ NB_MODULE(_core, m) {
     return std::array<std::int64_t, 3>{c.l1d, c.l2, c.l3};
   });
   m.def("_cpu_peak_gflops", [](bool bf16) {
-    nb::gil_scoped_release release;
+    GilRelease release;
     return volconv::cpu::measured_peak_gflops(bf16);
   }, nb::arg("bf16") = false);
 }
