@@ -712,6 +712,15 @@ def test_ci_workflow():
     assert "pytest" in mac_run and "metal_gpu" in mac_run
     gated = [s for s in jobs[mac[0]]["steps"] if re.search(r"-m metal_gpu\b", s.get("run", ""))]
     assert gated and all("if" in s for s in gated), "the Metal parity step runs only when the GPU is usable"
+    # Apple's compiler on every kernel, the embedded library and each library
+    # unit (family x dtype defines), warnings as errors.
+    offline = [
+        j for j in mac if re.search(r"xcrun -sdk macosx metal -std=metal3\.1 -Werror -c \"\$f\"", runs[j])
+    ]
+    assert offline, "a macOS job compiles metal/*.metal offline with -std=metal3.1 -Werror"
+    run = runs[offline[0]]
+    assert "for f in metal/*.metal" in run and "library.metal" in run
+    assert "-DVOLCONV_LIBRARY_FAMILY=$family" in run and "-DVOLCONV_LIBRARY_DTYPE=$dtype" in run
 
 
 def test_wheels_workflow_and_cibuildwheel_config():

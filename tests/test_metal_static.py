@@ -147,3 +147,52 @@ def test_division_check_finds_a_64bit_division_in_a_helper():
     unit = compile_unit(mutated, 1, 1)
     for root in kernel_roots(unit, "conv3d_gemm")["int"]:
         assert any("advance" in f for f in divisions_reachable(unit, root)), root
+
+
+def _kernel_declarations() -> list[tuple[str, str, str]]:
+    """(file, attribute list, function) of every [[kernel ...]] in metal/."""
+    found = []
+    for f in sorted(KERNELS.glob("*.metal")):
+        text = re.sub(r"//[^\n]*", "", f.read_text())
+        found += [
+            (f.name, m.group(1), m.group(2))
+            for m in re.finditer(r"\[\[(kernel\b[^\]]*)\]\]\s*void\s+(\w+)", text)
+        ]
+    return found
+
+
+def test_every_kernel_declares_its_threadgroup_size():
+    """[[max_total_threads_per_threadgroup(N)]] with the planner's threadgroup
+    size (WM * WN simdgroups of 32, the depthwise tile's THREADS, one
+    simdgroup for the self-check): the compiler may then budget registers
+    for exactly that many threads."""
+    expected = {
+        "conv3d_gemm": "WM * WN * 32",
+        "conv3d_small_cin": "WM * WN * 32",
+        "conv3d_depthwise": "DepthwiseTile::THREADS",
+        "volconv_self_check": "32",
+    }
+    kernels = _kernel_declarations()
+    assert {k for _, _, k in kernels} == set(expected)
+    for file, attributes, function in kernels:
+        m = re.search(r"max_total_threads_per_threadgroup\(([^)]*)\)", attributes)
+        assert m and m.group(1).strip() == expected[function], f"{file}: {function} [[{attributes}]]"
+
+
+# Loops whose trip count is a template parameter or a literal: unrolled, so
+# arrays indexed by their counters (acc[TM][TN], base[ROWS], v[VEC]) stay in
+# registers instead of spilling to stack memory.
+FIXED_TRIP = re.compile(r"for \(int (\w+) = 0; \1 < (TM|TN|ROWS|VEC|PPT|BK|2); (?:\+\+\1|\1 \+= 8)\)")
+
+
+def test_fixed_trip_loops_are_unrolled():
+    loops = 0
+    for f in [*KERNELS.glob("*.metal"), KERNELS / "conv3d_common.h"]:
+        if f.name == "conv3d_self_check.metal":
+            continue  # runs once per device: speed does not matter
+        lines = f.read_text().splitlines()
+        for i, line in enumerate(lines):
+            if FIXED_TRIP.search(line):
+                loops += 1
+                assert lines[i - 1].strip() == "VOLCONV_UNROLL", f"{f.name}:{i + 1}: {line.strip()}"
+    assert loops >= 20, "the loop pattern no longer matches the kernels: update FIXED_TRIP"
