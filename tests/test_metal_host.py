@@ -247,8 +247,10 @@ int main() {
   fill(out, false, true);
   std::printf("product: [%s]\n", self_check_failure(out).c_str());
   fill(out, false, false);
-  out[64 + 2 * 5] = out[64 + 2 * 4];  // two lanes claim one cell
-  out[65 + 2 * 5] = out[65 + 2 * 4];
+  for (int i = 0; i < 2; ++i) {  // lane 5 claims and holds lane 4's cell, consistently
+    out[64 + 2 * 5 + i] = out[64 + 2 * 4 + i];
+    out[2 * 5 + i] = out[2 * 4 + i];
+  }
   std::printf("duplicate: [%s]\n", self_check_failure(out).c_str());
 }
 """)
