@@ -99,12 +99,12 @@ inline void load_weight_tile(const device T* weight, const constant Conv3dParams
 // Loads the two elements of this lane's fragment at (row, col) of a
 // row-major threadgroup tile, converting to the float accumulator type.
 // Why convert element-wise instead of multiplying half/bfloat fragments into
-// a float accumulator: the MSL 3.1 specification (section 6.7, SIMD-group
+// a float accumulator: the MSL 3.1 specification (its SIMD-group
 // matrix functions) declares simdgroup_multiply_accumulate with one element
 // type T for d, a, b and c. Public notes quoting a newer toolchain's
-// metal_simdgroup_matrix header (Metal 32023, Xcode 16) show an overload with
-// independent element types, but that is past the macOS 14 / MSL 3.1
-// baseline and has not been compiled here; MLX's steel kernels convert too.
+// metal_simdgroup_matrix header (metalfe-32023.864) show a template with
+// independent element types, but nothing ties it to the macOS 14 / MSL 3.1
+// baseline and it has not been compiled here; MLX's steel kernels convert too.
 template <typename T>
 inline void load_fragment(thread simdgroup_matrix<float, 8, 8>& f, const threadgroup T* tile, int ld, int row,
                           int col) {
