@@ -408,7 +408,7 @@ def self_check_matrices() -> tuple[np.ndarray, np.ndarray]:
     return i.reshape(8, 8).astype(np.float64), ((i * 5 + 3) % 7 - 3).reshape(8, 8).astype(np.float64)
 
 
-def test_host_self_check_passes_on_apple_layout(emu):
+def test_thread_elements_follow_apple_layout_in_host_self_check(emu):
     """The self-check the Metal host runs before the first conv
     (metal/conv3d_self_check.metal + the portable verdict), on the emulated
     GPU, judged here against Apple's documented layout independently."""
