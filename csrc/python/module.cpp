@@ -15,6 +15,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "../core/gpu_fallback.h"
 #include "../core/output_blocks.h"
 #include "volconv/volconv.h"
 
@@ -177,6 +178,12 @@ NB_MODULE(_core, m) {
   m.def("set_num_threads", &volconv::cpu::set_num_threads, nb::arg("n"),
         "Threads the CPU backend uses; n <= 0 restores the default (CPU affinity or VOLCONV_NUM_THREADS).");
   m.def("get_num_threads", &volconv::cpu::get_num_threads);
+  // Sends a message through volconv's warning path (the GPU fallback's),
+  // for tests: no GPU is needed to check that it reaches Python.
+  m.def("_warn", [](const std::string& message) {
+    nb::gil_scoped_release release;  // as conv3d calls it: without the GIL
+    detail::warn(message);
+  }, nb::arg("message"));
   m.def("_cpu_supported_isas", &volconv::cpu::supported_isas);
   m.def("_cpu_isa", &volconv::cpu::active_isa);
   m.def("_cpu_force_isa", &volconv::cpu::force_isa, nb::arg("name"));
