@@ -6,16 +6,19 @@
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/array.h>
+#include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
 
 #include <nanobind/stl/vector.h>
 
-#include <new>
 #include <chrono>
+#include <new>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
 
+#include "../core/gpu_fallback.h"
 #include "../core/output_blocks.h"
 #include "../cpu/conv3d_plan.h"
 #include "volconv/volconv.h"
@@ -95,7 +98,7 @@ nb::dlpack::dtype storage_dtype(DType dtype) {
 }
 
 nb::ndarray<nb::numpy> conv3d_py(const StridedArray& input, DType input_dtype, const StridedArray& weight,
-                                 DType weight_dtype, const ConvParams& params, const Stream& stream) {
+                                 DType weight_dtype, const ConvParams& params, const std::optional<Stream>& stream) {
   const ConstTensorView in = view_of(input, input_dtype, "input");
   const ConstTensorView wt = view_of(weight, weight_dtype, "weight");
   const Shape5 out_shape = conv3d_output_shape(in.shape, wt.shape, params);
@@ -119,7 +122,10 @@ nb::ndarray<nb::numpy> conv3d_py(const StridedArray& input, DType input_dtype, c
   const TensorView out = TensorView::contiguous(data, out_dtype, out_shape);
   {
     GilRelease release;
-    conv3d(in, wt, out, params, stream);
+    if (stream)
+      conv3d(in, wt, out, params, *stream);
+    else
+      conv3d(in, wt, out, params);  // the default device, which may fall back to the CPU
   }
   std::size_t shape[5];
   for (int i = 0; i < 5; ++i) shape[i] = std::size_t(out_shape[i]);
@@ -134,6 +140,11 @@ NB_MODULE(_core, m) {
   // Devices held in module-level Python state (test parameters, user
   // globals) are still alive at interpreter exit; that is not a leak.
   nb::set_leak_warnings(false);
+  // volconv's warnings become Python RuntimeWarnings (errors under -W error).
+  set_warning_handler([](const char* message) {
+    nb::gil_scoped_acquire acquire;
+    if (PyErr_WarnEx(PyExc_RuntimeWarning, message, 1) != 0) throw nb::python_error();
+  });
 
   nb::enum_<DType>(m, "DType")
       .value("float16", DType::float16)
@@ -203,12 +214,18 @@ NB_MODULE(_core, m) {
     return p;
   }, nb::arg("params"), nb::arg("kernel"));
   m.def("conv3d", &conv3d_py, nb::arg("input"), nb::arg("input_dtype"), nb::arg("weight"), nb::arg("weight_dtype"),
-        nb::arg("params"), nb::arg("stream"));
+        nb::arg("params"), nb::arg("stream").none());
 
   // CPU backend: thread count, and private hooks for tests and benchmarks.
   m.def("set_num_threads", &volconv::cpu::set_num_threads, nb::arg("n"),
         "Threads the CPU backend uses; n <= 0 restores the default (CPU affinity or VOLCONV_NUM_THREADS).");
   m.def("get_num_threads", &volconv::cpu::get_num_threads);
+  // Sends a message through volconv's warning path (the GPU fallback's),
+  // for tests: no GPU is needed to check that it reaches Python.
+  m.def("_warn", [](const std::string& message) {
+    nb::gil_scoped_release release;  // as conv3d calls it: without the GIL
+    detail::warn(message);
+  }, nb::arg("message"));
   m.def("_cpu_supported_isas", &volconv::cpu::supported_isas);
   m.def("_cpu_isa", &volconv::cpu::active_isa);
   m.def("_cpu_force_isa", &volconv::cpu::force_isa, nb::arg("name"));
