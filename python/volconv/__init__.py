@@ -3,6 +3,7 @@ and CPUs, with the semantics of mlx.core.conv3d."""
 
 from ._conv import conv3d
 from ._core import Device, DeviceType, Stream, __version__, get_num_threads, set_num_threads
+from ._training import conv3d_grad_input, conv3d_grad_weight, conv_general, conv_transpose3d
 from ._device import (
     cpu,
     default_device,
@@ -22,6 +23,10 @@ __all__ = [
     "Stream",
     "__version__",
     "conv3d",
+    "conv3d_grad_input",
+    "conv3d_grad_weight",
+    "conv_general",
+    "conv_transpose3d",
     "cpu",
     "default_device",
     "default_stream",
