@@ -16,6 +16,8 @@
 #include "../core/element.h"
 #include "conv_problem_cpu.h"
 #include "thread_pool.h"
+#include "volconv/cpu.h"
+#include "wgrad_gemm.h"
 
 namespace volconv::cpu {
 namespace {
@@ -27,45 +29,21 @@ using detail::ConvProblemGeometry;
 // L2 while the GEMM reads them.
 constexpr std::int64_t kBlockBytes = 192 * 1024;
 
-// c[i][j] += sum_p g[p][i] * x[p][j] for i < m, j < n: MR x NR tiles of
-// accumulators in registers, each summed over p in order.
-template <class A, int MR, int NR>
-void gemm_tn(std::int64_t np, std::int64_t m, std::int64_t n, const A* g, std::int64_t ldg, const A* x,
-             std::int64_t ldx, A* c, std::int64_t ldc) {
-  std::int64_t i = 0;
-  for (; i + MR <= m; i += MR) {
-    std::int64_t j = 0;
-    for (; j + NR <= n; j += NR) {
-      A acc[MR][NR];
-      for (int r = 0; r < MR; ++r)
-        for (int q = 0; q < NR; ++q) acc[r][q] = c[(i + r) * ldc + j + q];
-      for (std::int64_t p = 0; p < np; ++p) {
-        const A* xr = x + p * ldx + j;
-        const A* gr = g + p * ldg + i;
-        for (int r = 0; r < MR; ++r) {
-          const A gv = gr[r];
-          for (int q = 0; q < NR; ++q) acc[r][q] += gv * xr[q];
-        }
-      }
-      for (int r = 0; r < MR; ++r)
-        for (int q = 0; q < NR; ++q) c[(i + r) * ldc + j + q] = acc[r][q];
-    }
-    for (; j < n; ++j) {
-      for (int r = 0; r < MR; ++r) {
-        A acc = c[(i + r) * ldc + j];
-        for (std::int64_t p = 0; p < np; ++p) acc += g[p * ldg + i + r] * x[p * ldx + j];
-        c[(i + r) * ldc + j] = acc;
-      }
-    }
-  }
-  for (; i < m; ++i) {
-    for (std::int64_t j = 0; j < n; ++j) {
-      A acc = c[i * ldc + j];
-      for (std::int64_t p = 0; p < np; ++p) acc += g[p * ldg + i] * x[p * ldx + j];
-      c[i * ldc + j] = acc;
-    }
-  }
+// The loops for the active ISA (force_isa included): AVX2 + FMA on any x86
+// kernel set above generic.
+const WgradKernels& wgrad_kernels() {
+#if defined(VOLCONV_WGRAD_AVX2)
+  if (active_isa().compare(0, 3, "avx") == 0) return wgrad_kernels_avx2();
+#endif
+  return wgrad_kernels_generic();
 }
+
+template <class A> WgradGemm<A> gemm_of(const WgradKernels& k);
+template <> WgradGemm<float> gemm_of<float>(const WgradKernels& k) { return k.gemm_f32; }
+template <> WgradGemm<double> gemm_of<double>(const WgradKernels& k) { return k.gemm_f64; }
+template <class A> WgradDepthwise<A> depthwise_of(const WgradKernels& k);
+template <> WgradDepthwise<float> depthwise_of<float>(const WgradKernels& k) { return k.depthwise_f32; }
+template <> WgradDepthwise<double> depthwise_of<double>(const WgradKernels& k) { return k.depthwise_f64; }
 
 // Reads one channel row of a view as A.
 template <class E, class A>
@@ -92,6 +70,8 @@ void weight_grad_typed(const ConvProblem& p) {
   const std::int64_t block =
       std::clamp<std::int64_t>(kBlockBytes / std::int64_t(sizeof(A) * (cin + cout)), 8, 512);
   const bool depthwise = cig == 1 && cog == 1;
+  const WgradGemm<A> gemm = gemm_of<A>(wgrad_kernels());
+  const WgradDepthwise<A> depthwise_acc = depthwise_of<A>(wgrad_kernels());
   const SX* x = static_cast<const SX*>(p.input.data);
   const SY* y = static_cast<const SY*>(p.output.data);
   const Shape5& xs = p.input.strides;
@@ -133,17 +113,11 @@ void weight_grad_typed(const ConvProblem& p) {
         }
         if (rows == 0) continue;
         if (depthwise) {
-          // One channel per group: the groups side by side in the vector lanes.
-          for (std::int64_t q = 0; q < rows; ++q) {
-            const A* gr = gbuf.data() + q * cout;
-            const A* xr = xbuf.data() + q * cin;
-            for (std::int64_t c = 0; c < cout; ++c) dw_acc[c] += gr[c] * xr[c];
-          }
+          depthwise_acc(rows, cout, gbuf.data(), xbuf.data(), dw_acc.data());
           continue;
         }
-        constexpr int NR = sizeof(A) == 4 ? 16 : 8;
         for (std::int64_t grp = 0; grp < groups; ++grp)
-          gemm_tn<A, 4, NR>(rows, cog, cig, gbuf.data() + grp * cog, cout, xbuf.data() + grp * cig, cin,
+          gemm(rows, cog, cig, gbuf.data() + grp * cog, cout, xbuf.data() + grp * cig, cin,
                             dst + grp * cog * taps * cig, taps * cig);
       }
       if (depthwise) {
