@@ -369,3 +369,29 @@ BAD = [
 def test_bad_arguments(call, message):
     with pytest.raises((ValueError, TypeError), match=message):
         call()
+
+
+@pytest.mark.parametrize("isa", ["generic", "avx2"])
+def test_grad_weight_on_each_isa(isa):
+    from volconv import _core
+
+    if isa not in _core._cpu_supported_isas():
+        pytest.skip(f"this CPU has no {isa}")
+    case = GRAD_CASES[0]  # C_out 17: full tiles and leftover rows and columns of every tile size
+    x = _data((case.n, *case.size, case.cin), 31, "float32")
+    gy = _data(vc.conv3d(x, _data(case.weight_shape(), 32, "float32"), **case.kwargs()).shape, 33, "float32")
+    x2 = _data((1, 5, 4, 6, 17), 34, "float32")  # C_in 17 too
+    gy2 = _data((1, 3, 2, 4, 16), 35, "float32")
+    _core._cpu_force_isa(isa)
+    try:
+        gw = vc.conv3d_grad_weight(x, gy, case.weight_shape(), **case.kwargs())
+        gw2 = vc.conv3d_grad_weight(x2, gy2, (16, 3, 3, 3, 17))
+    finally:
+        _core._cpu_force_isa("")
+    rk = case.ref_kwargs()
+    ref = conv3d_grad_weight_reference(_f64(x), _f64(gy), case.weight_shape(), **rk)
+    scale = conv3d_grad_weight_reference(np.abs(_f64(x)), np.abs(_f64(gy)), case.weight_shape(), **rk)
+    assert_close(gw, ref, scale, "float32", f"grad_weight on {isa}")
+    ref = conv3d_grad_weight_reference(_f64(x2), _f64(gy2), (16, 3, 3, 3, 17))
+    scale = conv3d_grad_weight_reference(np.abs(_f64(x2)), np.abs(_f64(gy2)), (16, 3, 3, 3, 17))
+    assert_close(gw2, ref, scale, "float32", f"grad_weight on {isa}")
