@@ -24,14 +24,28 @@ def _pad_or_crop(x, lo, hi):
 
 
 def conv_general_reference(
-    x, w, stride=(1, 1, 1), pad_lo=(0, 0, 0), pad_hi=(0, 0, 0), kernel_dilation=(1, 1, 1),
-    input_dilation=(1, 1, 1), groups=1, flip=False,
+    x,
+    w,
+    stride=(1, 1, 1),
+    pad_lo=(0, 0, 0),
+    pad_hi=(0, 0, 0),
+    kernel_dilation=(1, 1, 1),
+    input_dilation=(1, 1, 1),
+    groups=1,
+    flip=False,
 ):
     x = np.asarray(x, dtype=np.float64)
     w = np.asarray(w, dtype=np.float64)
     n, d, h, wd, c = x.shape
-    dil = np.zeros((n, (d - 1) * input_dilation[0] + 1, (h - 1) * input_dilation[1] + 1,
-                    (wd - 1) * input_dilation[2] + 1, c))
+    dil = np.zeros(
+        (
+            n,
+            (d - 1) * input_dilation[0] + 1,
+            (h - 1) * input_dilation[1] + 1,
+            (wd - 1) * input_dilation[2] + 1,
+            c,
+        )
+    )
     dil[:, :: input_dilation[0], :: input_dilation[1], :: input_dilation[2]] = x
     xp = _pad_or_crop(dil, pad_lo, pad_hi)
     if flip:
@@ -40,15 +54,23 @@ def conv_general_reference(
 
 
 def conv_transpose3d_reference(
-    x, w, stride=(1, 1, 1), pad_lo=(0, 0, 0), pad_hi=(0, 0, 0), dilation=(1, 1, 1),
-    output_padding=(0, 0, 0), groups=1,
+    x,
+    w,
+    stride=(1, 1, 1),
+    pad_lo=(0, 0, 0),
+    pad_hi=(0, 0, 0),
+    dilation=(1, 1, 1),
+    output_padding=(0, 0, 0),
+    groups=1,
 ):
     x = np.asarray(x, dtype=np.float64)
     w = np.asarray(w, dtype=np.float64)
     n, *size, c_in = x.shape
     c_out, *kernel, c_in_g = w.shape
     cog = c_out // groups
-    full = [(size[i] - 1) * stride[i] + dilation[i] * (kernel[i] - 1) + 1 + output_padding[i] for i in range(3)]
+    full = [
+        (size[i] - 1) * stride[i] + dilation[i] * (kernel[i] - 1) + 1 + output_padding[i] for i in range(3)
+    ]
     y = np.zeros((n, *full, c_out))
     xg = x.reshape(n, *size, groups, c_in_g)
     wg = w.reshape(groups, cog, *kernel, c_in_g)
@@ -57,11 +79,16 @@ def conv_transpose3d_reference(
             for e in range(kernel[2]):
                 contrib = np.einsum("ndhwgc,goc->ndhwgo", xg, wg[:, :, a, b, e, :]).reshape(n, *size, c_out)
                 s0, s1, s2 = a * dilation[0], b * dilation[1], e * dilation[2]
-                y[:, s0 : s0 + (size[0] - 1) * stride[0] + 1 : stride[0],
-                  s1 : s1 + (size[1] - 1) * stride[1] + 1 : stride[1],
-                  s2 : s2 + (size[2] - 1) * stride[2] + 1 : stride[2]] += contrib
+                y[
+                    :,
+                    s0 : s0 + (size[0] - 1) * stride[0] + 1 : stride[0],
+                    s1 : s1 + (size[1] - 1) * stride[1] + 1 : stride[1],
+                    s2 : s2 + (size[2] - 1) * stride[2] + 1 : stride[2],
+                ] += contrib
     out = [full[i] - pad_lo[i] - pad_hi[i] for i in range(3)]
-    return y[:, pad_lo[0] : pad_lo[0] + out[0], pad_lo[1] : pad_lo[1] + out[1], pad_lo[2] : pad_lo[2] + out[2]]
+    return y[
+        :, pad_lo[0] : pad_lo[0] + out[0], pad_lo[1] : pad_lo[1] + out[1], pad_lo[2] : pad_lo[2] + out[2]
+    ]
 
 
 def _windows(shape_in, kernel, stride, pad_lo, pad_hi, dilation):
@@ -72,8 +99,12 @@ def _windows(shape_in, kernel, stride, pad_lo, pad_hi, dilation):
         for b in range(kernel[1]):
             for e in range(kernel[2]):
                 starts = (a * dilation[0], b * dilation[1], e * dilation[2])
-                yield (a, b, e), tuple(
-                    slice(starts[i], starts[i] + stride[i] * (out[i] - 1) + 1, stride[i]) for i in range(3)
+                yield (
+                    (a, b, e),
+                    tuple(
+                        slice(starts[i], starts[i] + stride[i] * (out[i] - 1) + 1, stride[i])
+                        for i in range(3)
+                    ),
                 )
 
 
@@ -90,7 +121,9 @@ def conv3d_grad_input_reference(
     wg = w.reshape(groups, cog, *kernel, c_in_g)
     for (a, b, e), win in _windows(size, kernel, stride, pad_lo, pad_hi, dilation):
         dxp[(slice(None),) + win] += np.einsum("ndhwgo,goc->ndhwgc", gg, wg[:, :, a, b, e, :])
-    dx = dxp[:, pad_lo[0] : pad_lo[0] + size[0], pad_lo[1] : pad_lo[1] + size[1], pad_lo[2] : pad_lo[2] + size[2]]
+    dx = dxp[
+        :, pad_lo[0] : pad_lo[0] + size[0], pad_lo[1] : pad_lo[1] + size[1], pad_lo[2] : pad_lo[2] + size[2]
+    ]
     return dx.reshape(n, *size, c_in)
 
 

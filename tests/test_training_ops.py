@@ -9,9 +9,6 @@ from typing import NamedTuple
 
 import numpy as np
 import pytest
-
-import volconv as vc
-from conftest import FLOAT_DTYPES, cast
 from reference_training import (
     assert_close,
     conv3d_grad_input_reference,
@@ -19,7 +16,11 @@ from reference_training import (
     conv_general_reference,
     conv_transpose3d_reference,
 )
+
+import volconv as vc
 from volconv import _training
+
+from conftest import FLOAT_DTYPES, cast
 
 
 def t3(v):
@@ -50,11 +51,19 @@ class Case(NamedTuple):
         return dict(stride=self.stride, padding=self.padding(), dilation=self.dilation, groups=self.groups)
 
     def ref_kwargs(self):
-        return dict(stride=self.stride, pad_lo=self.pad_lo, pad_hi=self.pad_hi, dilation=self.dilation, groups=self.groups)
+        return dict(
+            stride=self.stride,
+            pad_lo=self.pad_lo,
+            pad_hi=self.pad_hi,
+            dilation=self.dilation,
+            groups=self.groups,
+        )
 
 
 def C(name, n, size, cin, cout, k, s=1, lo=0, hi=None, d=1, g=1, op=0):
-    return Case(name, n, t3(size), cin, cout, t3(k), t3(s), t3(lo), t3(lo if hi is None else hi), t3(d), g, t3(op))
+    return Case(
+        name, n, t3(size), cin, cout, t3(k), t3(s), t3(lo), t3(lo if hi is None else hi), t3(d), g, t3(op)
+    )
 
 
 # Forward-conv geometries for the gradients: strides 1-3, dilation,
@@ -189,7 +198,9 @@ def test_conv_general_weight_grad_adjoint(case):
     rng = np.random.default_rng(10)
     x = rng.standard_normal((2, 4, 3, 5, 6))
     w = rng.standard_normal((9, 3, 2, 3, 6 // groups))
-    kw = dict(stride=stride, padding=(lo, hi), kernel_dilation=kdil, input_dilation=idil, groups=groups, flip=flip)
+    kw = dict(
+        stride=stride, padding=(lo, hi), kernel_dilation=kdil, input_dilation=idil, groups=groups, flip=flip
+    )
     y = vc.conv_general(x, w, **kw)
     g = rng.standard_normal(y.shape)
     gw = _training._conv_general_grad_weight(x, g, w.shape, **kw)
@@ -241,22 +252,34 @@ def test_conv_transpose3d_matches_torch_autograd(case):
     w = _data(case.weight_shape(), 15, "float64")
     xt = torch.from_numpy(x).permute(0, 4, 1, 2, 3).requires_grad_()
     wt = torch.from_numpy(_torch_transpose_weight(w, case.groups)).requires_grad_()
-    y = F.conv_transpose3d(xt, wt, stride=case.stride, padding=case.pad_lo, output_padding=case.output_padding,
-                           groups=case.groups, dilation=case.dilation)
+    y = F.conv_transpose3d(
+        xt,
+        wt,
+        stride=case.stride,
+        padding=case.pad_lo,
+        output_padding=case.output_padding,
+        groups=case.groups,
+        dilation=case.dilation,
+    )
     gy = torch.from_numpy(_data(tuple(y.shape), 16, "float64"))
     y.backward(gy)
     kw = dict(case.kwargs(), output_padding=case.output_padding)
     ours = vc.conv_transpose3d(torch.from_numpy(x), torch.from_numpy(w), **kw)
-    np.testing.assert_allclose(ours.numpy(), y.detach().permute(0, 2, 3, 4, 1).numpy(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(
+        ours.numpy(), y.detach().permute(0, 2, 3, 4, 1).numpy(), rtol=1e-10, atol=1e-10
+    )
     gy_nd = np.ascontiguousarray(gy.permute(0, 2, 3, 4, 1).numpy())
     gx = _training._conv_transpose3d_grad_input(gy_nd, w, x.shape, **kw)
     np.testing.assert_allclose(gx, xt.grad.permute(0, 2, 3, 4, 1).numpy(), rtol=1e-10, atol=1e-10)
     gw = _training._conv_transpose3d_grad_weight(x, gy_nd, w.shape, **kw)
-    np.testing.assert_allclose(_torch_transpose_weight(gw, case.groups), wt.grad.numpy(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(
+        _torch_transpose_weight(gw, case.groups), wt.grad.numpy(), rtol=1e-10, atol=1e-10
+    )
 
 
-@pytest.mark.parametrize("case", [c for c in GRAD_CASES if c.groups == 1 and c.pad_lo == c.pad_hi],
-                         ids=lambda c: c.name)
+@pytest.mark.parametrize(
+    "case", [c for c in GRAD_CASES if c.groups == 1 and c.pad_lo == c.pad_hi], ids=lambda c: c.name
+)
 def test_conv3d_grads_match_mlx_vjp(case):
     mx = pytest.importorskip("mlx.core")
     x = _data((case.n, *case.size, case.cin), 17, "float32")
@@ -276,8 +299,13 @@ def test_conv3d_grads_match_mlx_vjp(case):
 
 
 # MLX agrees with PyTorch where padding <= dilation * (K - 1) and symmetric.
-MLX_TRANSPOSE = [c for c in TRANSPOSE_CASES if c.groups == 1 and c.pad_lo == c.pad_hi and
-                 all(p <= d * (k - 1) for p, d, k in zip(c.pad_lo, c.dilation, c.kernel))]
+MLX_TRANSPOSE = [
+    c
+    for c in TRANSPOSE_CASES
+    if c.groups == 1
+    and c.pad_lo == c.pad_hi
+    and all(p <= d * (k - 1) for p, d, k in zip(c.pad_lo, c.dilation, c.kernel))
+]
 
 
 @pytest.mark.parametrize("case", MLX_TRANSPOSE, ids=lambda c: c.name)
@@ -285,12 +313,16 @@ def test_conv_transpose3d_matches_mlx(case):
     mx = pytest.importorskip("mlx.core")
     x = _data((case.n, *case.size, case.cin), 20, "float32")
     w = _data(case.weight_shape(), 21, "float32")
-    kw = dict(stride=case.stride, padding=case.pad_lo, dilation=case.dilation, output_padding=case.output_padding)
+    kw = dict(
+        stride=case.stride, padding=case.pad_lo, dilation=case.dilation, output_padding=case.output_padding
+    )
     y = mx.conv_transpose3d(mx.array(x), mx.array(w), **kw)
     ours = vc.conv_transpose3d(mx.array(x), mx.array(w), **kw)
     assert isinstance(ours, mx.array) and ours.shape == y.shape
     gy = _data(y.shape, 22, "float32")
-    _, (gx, gw) = mx.vjp(lambda a, b: mx.conv_transpose3d(a, b, **kw), [mx.array(x), mx.array(w)], [mx.array(gy)])
+    _, (gx, gw) = mx.vjp(
+        lambda a, b: mx.conv_transpose3d(a, b, **kw), [mx.array(x), mx.array(w)], [mx.array(gy)]
+    )
     rk = dict(case.ref_kwargs(), output_padding=case.output_padding)
     scale = conv_transpose3d_reference(np.abs(_f64(x)), np.abs(_f64(w)), **rk)
     assert_close(np.array(ours), _f64(np.array(y)), 2 * scale, "float32", "conv_transpose3d vs mlx")
@@ -313,10 +345,14 @@ def test_grad_weight_bits_independent_of_threads(case):
         results = []
         for n in (1, 2, 3):
             vc.set_num_threads(n)
-            results.append((
-                vc.conv3d_grad_weight(x, gy, case.weight_shape(), **case.kwargs()),
-                _training._conv_transpose3d_grad_weight(t, vc.conv_transpose3d(t, tw, stride=2), tw.shape, stride=2),
-            ))
+            results.append(
+                (
+                    vc.conv3d_grad_weight(x, gy, case.weight_shape(), **case.kwargs()),
+                    _training._conv_transpose3d_grad_weight(
+                        t, vc.conv_transpose3d(t, tw, stride=2), tw.shape, stride=2
+                    ),
+                )
+            )
     finally:
         vc.set_num_threads(before)
     for r in results[1:]:
@@ -336,32 +372,64 @@ def test_output_kinds_and_dtypes():
 
 
 BAD = [
-    (lambda: vc.conv_transpose3d(np.zeros((1, 3, 3, 3, 2)), np.zeros((2, 3, 3, 3, 2)), stride=2, output_padding=2),
-     r"\[conv_transpose3d\] Output padding must be smaller than either stride or dilation"),
-    (lambda: vc.conv_transpose3d(np.zeros((1, 3, 3, 3, 4)), np.zeros((3, 3, 3, 3, 2)), groups=2),
-     r"\[conv_transpose3d\] The number of groups must divide both"),
-    (lambda: vc.conv_transpose3d(np.zeros((1, 1, 1, 1, 2)), np.zeros((2, 1, 1, 1, 2)), padding=1),
-     r"\[conv_transpose3d\] The padding crops the whole output"),
-    (lambda: vc.conv_transpose3d(np.zeros((1, 3, 3, 3, 2)), np.zeros((2, 3, 3, 3, 2)), padding="same"),
-     r"\[conv_transpose3d\] Expected padding to be an int"),
-    (lambda: vc.conv_transpose3d(np.zeros((1, 3, 3, 3, 2), np.int32), np.zeros((2, 3, 3, 3, 2))),
-     r"\[conv_transpose3d\] Expected the input to have a floating-point dtype"),
-    (lambda: vc.conv_general(np.zeros((1, 3, 3, 3, 2)), np.zeros((2, 3, 3, 3, 2)), padding=-1),
-     r"\[conv_general\] Padding sizes must be non-negative"),
-    (lambda: vc.conv_general(np.zeros((1, 3, 3, 3, 2)), np.zeros((2, 3, 3, 3, 2)), input_dilation=0),
-     r"\[conv_general\] Input dilation sizes must be positive"),
-    (lambda: vc.conv_general(np.zeros((1, 2, 3, 3, 2)), np.zeros((2, 3, 3, 3, 2)), kernel_dilation=(2, 1, 1)),
-     r"\[conv_general\] Spatial dimensions of input after dilation and padding cannot be smaller"),
-    (lambda: vc.conv_general(np.zeros((1, 3, 3, 3, 2)), np.zeros((2, 3, 3, 3, 2)), flip=1),
-     r"\[conv_general\] Expected flip to be a bool"),
-    (lambda: vc.conv3d_grad_input(np.zeros((1, 2, 2, 2, 2)), np.zeros((2, 3, 3, 3, 2)), (1, 5, 5, 5, 2)),
-     r"\[conv3d_grad_input\] Expected grad_output of shape \(1,3,3,3,2\)"),
-    (lambda: vc.conv3d_grad_input(np.zeros((1, 3, 3, 3, 2)), np.zeros((2, 3, 3, 3, 2)), (1, 5, 5, 5)),
-     r"\[conv3d_grad_input\] Expected input_shape to be a sequence of 5 ints"),
-    (lambda: vc.conv3d_grad_weight(np.zeros((1, 5, 5, 5, 2)), np.zeros((1, 3, 3, 3, 2)), (2, 3, 3, 3, 2), stride=0),
-     r"\[conv3d_grad_weight\] Stride sizes must be positive"),
-    (lambda: vc.conv3d_grad_weight(np.zeros((1, 5, 5, 5, 2)), np.zeros((1, 3, 3, 3)), (2, 3, 3, 3, 2)),
-     r"\[conv3d_grad_weight\] Expected the grad_output to have 5 dimensions"),
+    (
+        lambda: vc.conv_transpose3d(
+            np.zeros((1, 3, 3, 3, 2)), np.zeros((2, 3, 3, 3, 2)), stride=2, output_padding=2
+        ),
+        r"\[conv_transpose3d\] Output padding must be smaller than either stride or dilation",
+    ),
+    (
+        lambda: vc.conv_transpose3d(np.zeros((1, 3, 3, 3, 4)), np.zeros((3, 3, 3, 3, 2)), groups=2),
+        r"\[conv_transpose3d\] The number of groups must divide both",
+    ),
+    (
+        lambda: vc.conv_transpose3d(np.zeros((1, 1, 1, 1, 2)), np.zeros((2, 1, 1, 1, 2)), padding=1),
+        r"\[conv_transpose3d\] The padding crops the whole output",
+    ),
+    (
+        lambda: vc.conv_transpose3d(np.zeros((1, 3, 3, 3, 2)), np.zeros((2, 3, 3, 3, 2)), padding="same"),
+        r"\[conv_transpose3d\] Expected padding to be an int",
+    ),
+    (
+        lambda: vc.conv_transpose3d(np.zeros((1, 3, 3, 3, 2), np.int32), np.zeros((2, 3, 3, 3, 2))),
+        r"\[conv_transpose3d\] Expected the input to have a floating-point dtype",
+    ),
+    (
+        lambda: vc.conv_general(np.zeros((1, 3, 3, 3, 2)), np.zeros((2, 3, 3, 3, 2)), padding=-1),
+        r"\[conv_general\] Padding sizes must be non-negative",
+    ),
+    (
+        lambda: vc.conv_general(np.zeros((1, 3, 3, 3, 2)), np.zeros((2, 3, 3, 3, 2)), input_dilation=0),
+        r"\[conv_general\] Input dilation sizes must be positive",
+    ),
+    (
+        lambda: vc.conv_general(
+            np.zeros((1, 2, 3, 3, 2)), np.zeros((2, 3, 3, 3, 2)), kernel_dilation=(2, 1, 1)
+        ),
+        r"\[conv_general\] Spatial dimensions of input after dilation and padding cannot be smaller",
+    ),
+    (
+        lambda: vc.conv_general(np.zeros((1, 3, 3, 3, 2)), np.zeros((2, 3, 3, 3, 2)), flip=1),
+        r"\[conv_general\] Expected flip to be a bool",
+    ),
+    (
+        lambda: vc.conv3d_grad_input(np.zeros((1, 2, 2, 2, 2)), np.zeros((2, 3, 3, 3, 2)), (1, 5, 5, 5, 2)),
+        r"\[conv3d_grad_input\] Expected grad_output of shape \(1,3,3,3,2\)",
+    ),
+    (
+        lambda: vc.conv3d_grad_input(np.zeros((1, 3, 3, 3, 2)), np.zeros((2, 3, 3, 3, 2)), (1, 5, 5, 5)),
+        r"\[conv3d_grad_input\] Expected input_shape to be a sequence of 5 ints",
+    ),
+    (
+        lambda: vc.conv3d_grad_weight(
+            np.zeros((1, 5, 5, 5, 2)), np.zeros((1, 3, 3, 3, 2)), (2, 3, 3, 3, 2), stride=0
+        ),
+        r"\[conv3d_grad_weight\] Stride sizes must be positive",
+    ),
+    (
+        lambda: vc.conv3d_grad_weight(np.zeros((1, 5, 5, 5, 2)), np.zeros((1, 3, 3, 3)), (2, 3, 3, 3, 2)),
+        r"\[conv3d_grad_weight\] Expected the grad_output to have 5 dimensions",
+    ),
 ]
 
 

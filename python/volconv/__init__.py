@@ -3,7 +3,6 @@ and CPUs, with the semantics of mlx.core.conv3d."""
 
 from ._conv import conv3d
 from ._core import Device, DeviceType, Stream, __version__, get_num_threads, set_num_threads
-from ._training import conv3d_grad_input, conv3d_grad_weight, conv_general, conv_transpose3d
 from ._device import (
     cpu,
     default_device,
@@ -16,6 +15,7 @@ from ._device import (
     synchronize,
     unavailable_reason,
 )
+from ._training import conv3d_grad_input, conv3d_grad_weight, conv_general, conv_transpose3d
 
 __all__ = [
     "Device",

@@ -33,7 +33,9 @@ def _operands(op: str, *named: tuple[str, Any]) -> list[Operand]:
 
 def _shape5(value: Any, op: str, name: str) -> tuple[int, ...]:
     if not isinstance(value, Sequence) or isinstance(value, (str, bytes)) or len(value) != 5:
-        raise ValueError(f"[{op}] Expected {name} to be a sequence of 5 ints (N, D, H, W, C) but got {value!r}.")
+        raise ValueError(
+            f"[{op}] Expected {name} to be a sequence of 5 ints (N, D, H, W, C) but got {value!r}."
+        )
     return tuple(_int(v, op, name) for v in value)
 
 
@@ -153,7 +155,9 @@ def conv3d_grad_input(
     g, w = _operands(op, ("grad_output", grad_output), ("weight", weight))
     shape = _shape5(input_shape, op, "input_shape")
     p = conv_params(padding, stride, dilation, groups, w.storage.shape[1:4], op)
-    out = _core.conv3d_grad_input(g.storage, g.dtype, w.storage, w.dtype, shape, p, resolve_stream(stream, op))
+    out = _core.conv3d_grad_input(
+        g.storage, g.dtype, w.storage, w.dtype, shape, p, resolve_stream(stream, op)
+    )
     return to_kind(out, _core.promote_types(g.dtype, w.dtype), g.kind)
 
 
@@ -176,7 +180,9 @@ def conv3d_grad_weight(
     x, g = _operands(op, ("input", input), ("grad_output", grad_output))
     shape = _shape5(weight_shape, op, "weight_shape")
     p = conv_params(padding, stride, dilation, groups, shape[1:4], op)
-    out = _core.conv3d_grad_weight(x.storage, x.dtype, g.storage, g.dtype, shape, p, resolve_stream(stream, op))
+    out = _core.conv3d_grad_weight(
+        x.storage, x.dtype, g.storage, g.dtype, shape, p, resolve_stream(stream, op)
+    )
     return to_kind(out, _core.promote_types(x.dtype, g.dtype), x.kind)
 
 
@@ -185,7 +191,16 @@ def conv3d_grad_weight(
 
 
 def _conv_transpose3d_grad_input(
-    grad_output, weight, input_shape, stride=1, padding=0, dilation=1, output_padding=0, groups=1, *, stream=None
+    grad_output,
+    weight,
+    input_shape,
+    stride=1,
+    padding=0,
+    dilation=1,
+    output_padding=0,
+    groups=1,
+    *,
+    stream=None,
 ):
     op = "conv_transpose3d_grad_input"
     g, w = _operands(op, ("grad_output", grad_output), ("weight", weight))
@@ -198,7 +213,16 @@ def _conv_transpose3d_grad_input(
 
 
 def _conv_transpose3d_grad_weight(
-    input, grad_output, weight_shape, stride=1, padding=0, dilation=1, output_padding=0, groups=1, *, stream=None
+    input,
+    grad_output,
+    weight_shape,
+    stride=1,
+    padding=0,
+    dilation=1,
+    output_padding=0,
+    groups=1,
+    *,
+    stream=None,
 ):
     op = "conv_transpose3d_grad_weight"
     x, g = _operands(op, ("input", input), ("grad_output", grad_output))
@@ -227,5 +251,7 @@ def _conv_general_grad_weight(
     x, g = _operands(op, ("input", input), ("grad_output", grad_output))
     shape = _shape5(weight_shape, op, "weight_shape")
     p = _general_params(op, stride, padding, kernel_dilation, input_dilation, groups, flip)
-    out = _core.conv_general_grad_weight(x.storage, x.dtype, g.storage, g.dtype, shape, p, resolve_stream(stream, op))
+    out = _core.conv_general_grad_weight(
+        x.storage, x.dtype, g.storage, g.dtype, shape, p, resolve_stream(stream, op)
+    )
     return to_kind(out, _core.promote_types(x.dtype, g.dtype), x.kind)
