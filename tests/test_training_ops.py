@@ -463,3 +463,19 @@ def test_grad_weight_on_each_isa(isa):
     ref = conv3d_grad_weight_reference(_f64(x2), _f64(gy2), (16, 3, 3, 3, 17))
     scale = conv3d_grad_weight_reference(np.abs(_f64(x2)), np.abs(_f64(gy2)), (16, 3, 3, 3, 17))
     assert_close(gw2, ref, scale, "float32", f"grad_weight on {isa}")
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in GENERAL_CASES if c[5] == 1], ids=lambda c: "-".join(map(str, c[0] + c[4] + (c[6],)))
+)
+def test_conv_general_matches_mlx(case):
+    mx = pytest.importorskip("mlx.core")
+    stride, lo, hi, kdil, idil, groups, flip = case
+    x = _data((2, 4, 3, 5, 6), 36, "float32")
+    w = _data((9, 3, 2, 3, 6), 37, "float32")
+    kw = dict(stride=stride, kernel_dilation=kdil, input_dilation=idil, flip=flip)
+    theirs = mx.conv_general(mx.array(x), mx.array(w), padding=(list(lo), list(hi)), **kw)
+    ours = vc.conv_general(mx.array(x), mx.array(w), padding=(lo, hi), **kw)
+    assert isinstance(ours, mx.array) and ours.shape == theirs.shape
+    scale = conv_general_reference(np.abs(_f64(x)), np.abs(_f64(w)), pad_lo=lo, pad_hi=hi, groups=1, **kw)
+    assert_close(np.array(ours), _f64(np.array(theirs)), 2 * scale, "float32", "conv_general vs mlx")

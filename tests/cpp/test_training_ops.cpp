@@ -108,9 +108,34 @@ void test_adjoint_identity() {
   for (std::size_t k = 1; k < big.size(); k += 2) CHECK(big[k] == 0.0);  // nothing written between elements
 }
 
+// Stride 3 with a 2-tap kernel: every third output has no tap at all and
+// must be written as zero (the output starts as NaN).
+void test_tapless_phases_are_zero() {
+  const Shape5 xs{1, 2, 2, 2, 3}, ws{2, 2, 2, 2, 3};
+  ConvTransposeParams t;
+  t.stride = {3, 3, 3};
+  t.output_padding = {2, 2, 2};
+  const Shape5 ys = conv_transpose3d_output_shape(xs, ws, t);
+  CHECK(ys == Shape5({1, 7, 7, 7, 2}));  // (2 - 1) * 3 + (2 - 1) + 2 + 1
+  const auto x = random_vector(numel(xs), 4), w = random_vector(numel(ws), 5);
+  std::vector<double> y(std::size_t(numel(ys)), std::nan(""));
+  conv_transpose3d(ConstTensorView::contiguous(x.data(), DType::float64, xs),
+                   ConstTensorView::contiguous(w.data(), DType::float64, ws),
+                   TensorView::contiguous(y.data(), DType::float64, ys), t);
+  std::size_t i = 0;
+  for (std::int64_t d = 0; d < 7; ++d)
+    for (std::int64_t h = 0; h < 7; ++h)
+      for (std::int64_t v = 0; v < 7; ++v)
+        for (std::int64_t c = 0; c < 2; ++c, ++i) {
+          CHECK(!std::isnan(y[i]));
+          if (d % 3 == 2 || h % 3 == 2 || v % 3 == 2) CHECK(y[i] == 0.0);
+        }
+}
+
 }  // namespace
 
 int main() {
+  test_tapless_phases_are_zero();
   test_shapes_and_messages();
   test_adjoint_identity();
   return check::result("test_training_ops");
