@@ -94,22 +94,38 @@ void weight_grad_typed(const ConvProblem& p) {
       for (std::int64_t m0 = m_begin; m0 < m_end; m0 += block) {
         const std::int64_t m1 = std::min(m0 + block, m_end);
         std::int64_t rows = 0;
+        // Position m0's coordinates by division once; then counted up.
+        std::int64_t n = m0 / plane, o[3] = {m0 % plane / (g.out[1] * g.out[2]), m0 % plane / g.out[2] % g.out[1],
+                                              m0 % plane % g.out[2]};
         for (std::int64_t m = m0; m < m1; ++m) {
-          const std::int64_t n = m / plane, r = m % plane;
-          const std::int64_t o[3] = {r / (g.out[1] * g.out[2]), r / g.out[2] % g.out[1], r % g.out[2]};
           std::int64_t xoff = n * xs[0];
           bool real = true;
           for (int i = 0; i < 3 && real; ++i) {
-            const std::int64_t j = o[i] * g.stride[i] - g.padding_lo[i] + k[i] * g.kernel_dilation[i];
+            std::int64_t j = o[i] * g.stride[i] - g.padding_lo[i] + k[i] * g.kernel_dilation[i];
             const std::int64_t idil = g.input_dilation[i];
-            if (j < 0 || j % idil != 0 || j / idil >= g.in[i]) real = false;
-            else xoff += j / idil * xs[i + 1];
+            if (idil != 1) {
+              if (j < 0 || j % idil != 0) real = false;
+              j /= idil;
+            }
+            if (j < 0 || j >= g.in[i]) real = false;
+            else xoff += j * xs[i + 1];
           }
-          if (!real) continue;
-          const std::int64_t yoff = n * ys[0] + o[0] * ys[1] + o[1] * ys[2] + o[2] * ys[3];
-          load_row<EY>(y + yoff, ys[4], cout, gbuf.data() + rows * cout);
-          load_row<EX>(x + xoff, xs[4], cin, xbuf.data() + rows * cin);
-          ++rows;
+          if (real) {
+            const std::int64_t yoff = n * ys[0] + o[0] * ys[1] + o[1] * ys[2] + o[2] * ys[3];
+            load_row<EY>(y + yoff, ys[4], cout, gbuf.data() + rows * cout);
+            load_row<EX>(x + xoff, xs[4], cin, xbuf.data() + rows * cin);
+            ++rows;
+          }
+          if (++o[2] == g.out[2]) {
+            o[2] = 0;
+            if (++o[1] == g.out[1]) {
+              o[1] = 0;
+              if (++o[0] == g.out[0]) {
+                o[0] = 0;
+                ++n;
+              }
+            }
+          }
         }
         if (rows == 0) continue;
         if (depthwise) {

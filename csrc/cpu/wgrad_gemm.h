@@ -107,7 +107,16 @@ void gemm_f32(std::int64_t np, std::int64_t m, std::int64_t n, const float* g, s
               std::int64_t ldx, float* c, std::int64_t ldc) {
   std::int64_t i = 0;
   for (; i + MR <= m; i += MR) gemm_rows_f32<Vec, MR, NV>(np, i, n, g, ldg, x, ldx, c, ldc);
-  for (; i < m; ++i) gemm_rows_f32<Vec, 1, NV>(np, i, n, g, ldg, x, ldx, c, ldc);
+  // Leftover rows in one narrower tile (fewer accumulators, same loads).
+  static_assert(MR <= 6, "leftover rows are dispatched up to 5");
+  switch (m - i) {
+    case 5: gemm_rows_f32<Vec, 5, NV>(np, i, n, g, ldg, x, ldx, c, ldc); break;
+    case 4: gemm_rows_f32<Vec, 4, NV>(np, i, n, g, ldg, x, ldx, c, ldc); break;
+    case 3: gemm_rows_f32<Vec, 3, NV>(np, i, n, g, ldg, x, ldx, c, ldc); break;
+    case 2: gemm_rows_f32<Vec, 2, NV>(np, i, n, g, ldg, x, ldx, c, ldc); break;
+    case 1: gemm_rows_f32<Vec, 1, NV>(np, i, n, g, ldg, x, ldx, c, ldc); break;
+    default: break;
+  }
 }
 
 template <class A>
