@@ -479,3 +479,41 @@ def test_conv_general_matches_mlx(case):
     assert isinstance(ours, mx.array) and ours.shape == theirs.shape
     scale = conv_general_reference(np.abs(_f64(x)), np.abs(_f64(w)), pad_lo=lo, pad_hi=hi, groups=1, **kw)
     assert_close(np.array(ours), _f64(np.array(theirs)), 2 * scale, "float32", "conv_general vs mlx")
+
+
+def test_strided_operands_match_contiguous_copies():
+    """Views with reversed, transposed and sliced strides give the bits of
+    their contiguous copies (the result is an exact function of the values)."""
+    rng = np.random.default_rng(38)
+
+    def odd_view(shape):
+        # channels last in memory but read reversed along W, every other D slice
+        base = rng.standard_normal((shape[0], 2 * shape[1], shape[2], shape[3], shape[4]))
+        return base[:, ::2, :, ::-1, :]
+
+    def odd_weight(shape):
+        base = rng.standard_normal((shape[4], shape[1], shape[2], shape[3], shape[0]))
+        return base.transpose(4, 1, 2, 3, 0)  # C_out with the largest stride last
+
+    x = odd_view((2, 5, 4, 6, 6))
+    w = odd_weight((9, 3, 2, 3, 2))
+    kw = dict(stride=(2, 1, 2), padding=((1, 0, 1), (0, 1, 2)), groups=3)
+    y = vc.conv3d(np.ascontiguousarray(x), np.ascontiguousarray(w), **kw)
+    g = odd_view(y.shape)
+    crop = dict(stride=2, groups=3, padding=((0, 0, 3), (0, 0, 1)))  # starts inside the input along W
+    pairs = [
+        (
+            vc.conv3d_grad_input(g, w, x.shape, **kw),
+            vc.conv3d_grad_input(*map(np.ascontiguousarray, (g, w)), x.shape, **kw),
+        ),
+        (
+            vc.conv3d_grad_weight(x, g, w.shape, **kw),
+            vc.conv3d_grad_weight(*map(np.ascontiguousarray, (x, g)), w.shape, **kw),
+        ),
+        (
+            vc.conv_transpose3d(x, w, **crop),
+            vc.conv_transpose3d(*map(np.ascontiguousarray, (x, w)), **crop),
+        ),
+    ]
+    for ours, contiguous in pairs:
+        assert ours.tobytes() == contiguous.tobytes()
