@@ -106,6 +106,17 @@ void copy_sub_kernel(const ConvProblem& p, const DimPhase (&ph)[3], std::vector<
   }
 }
 
+// The phases along W can share one call when they read the same input slice
+// the same way (e.g. k2 s2) and the output's last two dims are contiguous:
+// phase r's channels then sit at offset r * C_out of the merged output view,
+// so the sub-kernels stack along C_out (groups 1 only: groups would
+// interleave) and the input is read once instead of P times.
+bool same_reads(const DimPhase& a, const DimPhase& b) {
+  return !a.zero && !b.zero && a.count == b.count && a.taps == b.taps && a.in_begin == b.in_begin &&
+         a.in_len == b.in_len && a.pad_lo == b.pad_lo && a.pad_hi == b.pad_hi && a.stride == b.stride &&
+         a.dilation == b.dilation;
+}
+
 }  // namespace
 
 void run_data_problem(const ConvProblem& p) {
@@ -114,41 +125,64 @@ void run_data_problem(const ConvProblem& p) {
   for (int i = 0; i < 3; ++i) P[i] = g.input_dilation[i] / std::gcd(g.stride[i], g.input_dilation[i]);
   const std::int64_t in_es = std::int64_t(dtype_size(p.input.dtype));
   const std::int64_t out_es = std::int64_t(dtype_size(p.result.dtype));
-  std::vector<char> sub_kernel;
+  std::vector<char> sub_kernel, merged;
   DimPhase ph[3];
+  // Runs the phases ph (W phases r2 .. r2 + merge - 1 stacked along C_out).
+  const auto run_phase = [&](std::int64_t r0, std::int64_t r1, std::int64_t r2, std::int64_t merge,
+                             const std::vector<char>& kernel, const Shape5& wshape) {
+    TensorView out = p.result;
+    out.data = static_cast<char*>(p.result.data) +
+               (r0 * out.strides[1] + r1 * out.strides[2] + r2 * out.strides[3]) * out_es;
+    out.shape = {g.batch, ph[0].count, ph[1].count, ph[2].count, g.out_channels * merge};
+    for (int i = 0; i < 3; ++i) out.strides[i + 1] = p.result.strides[i + 1] * P[i];
+    if (ph[0].zero || ph[1].zero || ph[2].zero) {
+      fill_zero(out);
+      return;
+    }
+    ConstTensorView in = p.input;
+    in.data = static_cast<const char*>(p.input.data) +
+              (ph[0].in_begin * in.strides[1] + ph[1].in_begin * in.strides[2] + ph[2].in_begin * in.strides[3]) *
+                  in_es;
+    in.shape = {g.batch, ph[0].in_len, ph[1].in_len, ph[2].in_len, g.in_channels};
+    const ConstTensorView w = ConstTensorView::contiguous(kernel.data(), p.weight.dtype, wshape);
+    ConvParams params;
+    for (int i = 0; i < 3; ++i) {
+      params.stride[i] = ph[i].stride;
+      params.dilation[i] = ph[i].dilation;
+      params.padding_lo[i] = ph[i].pad_lo;
+      params.padding_hi[i] = ph[i].pad_hi;
+    }
+    params.groups = g.groups;
+    const ConvGeometry fg = make_conv_geometry(in.shape, wshape, params);
+    conv3d(detail::ConvCall{fg, in, w, out});
+  };
+  const bool may_merge = g.groups == 1 && P[2] > 1 && g.out[2] % P[2] == 0 && p.result.strides[4] == 1 &&
+                         p.result.strides[3] == g.out_channels;
   for (std::int64_t r0 = 0; r0 < std::min(P[0], g.out[0]); ++r0) {
     ph[0] = plan_dim(g, 0, r0, P[0]);
     for (std::int64_t r1 = 0; r1 < std::min(P[1], g.out[1]); ++r1) {
       ph[1] = plan_dim(g, 1, r1, P[1]);
+      bool merge = may_merge && !ph[0].zero && !ph[1].zero;
+      const DimPhase first = plan_dim(g, 2, 0, P[2]);
+      for (std::int64_t r2 = 1; r2 < P[2] && merge; ++r2) merge = same_reads(first, plan_dim(g, 2, r2, P[2]));
+      if (merge) {
+        merged.clear();
+        Shape5 wshape;
+        for (std::int64_t r2 = 0; r2 < P[2]; ++r2) {
+          ph[2] = plan_dim(g, 2, r2, P[2]);
+          copy_sub_kernel(p, ph, sub_kernel, wshape);
+          merged.insert(merged.end(), sub_kernel.begin(), sub_kernel.end());
+        }
+        wshape[0] *= P[2];
+        ph[2] = first;
+        run_phase(r0, r1, 0, P[2], merged, wshape);
+        continue;
+      }
       for (std::int64_t r2 = 0; r2 < std::min(P[2], g.out[2]); ++r2) {
         ph[2] = plan_dim(g, 2, r2, P[2]);
-        TensorView out = p.result;
-        out.data = static_cast<char*>(p.result.data) +
-                   (r0 * out.strides[1] + r1 * out.strides[2] + r2 * out.strides[3]) * out_es;
-        out.shape = {g.batch, ph[0].count, ph[1].count, ph[2].count, g.out_channels};
-        for (int i = 0; i < 3; ++i) out.strides[i + 1] = p.result.strides[i + 1] * P[i];
-        if (ph[0].zero || ph[1].zero || ph[2].zero) {
-          fill_zero(out);
-          continue;
-        }
-        ConstTensorView in = p.input;
-        in.data = static_cast<const char*>(p.input.data) +
-                  (ph[0].in_begin * in.strides[1] + ph[1].in_begin * in.strides[2] +
-                   ph[2].in_begin * in.strides[3]) * in_es;
-        in.shape = {g.batch, ph[0].in_len, ph[1].in_len, ph[2].in_len, g.in_channels};
-        Shape5 wshape;
-        copy_sub_kernel(p, ph, sub_kernel, wshape);
-        const ConstTensorView w = ConstTensorView::contiguous(sub_kernel.data(), p.weight.dtype, wshape);
-        ConvParams params;
-        for (int i = 0; i < 3; ++i) {
-          params.stride[i] = ph[i].stride;
-          params.dilation[i] = ph[i].dilation;
-          params.padding_lo[i] = ph[i].pad_lo;
-          params.padding_hi[i] = ph[i].pad_hi;
-        }
-        params.groups = g.groups;
-        const ConvGeometry fg = make_conv_geometry(in.shape, wshape, params);
-        conv3d(detail::ConvCall{fg, in, w, out});
+        Shape5 wshape{};
+        if (!(ph[0].zero || ph[1].zero || ph[2].zero)) copy_sub_kernel(p, ph, sub_kernel, wshape);
+        run_phase(r0, r1, r2, 1, sub_kernel, wshape);
       }
     }
   }
