@@ -8,7 +8,7 @@
 //  - An item walks its range in blocks of positions, gathers (and converts
 //    to the accumulator type) only the rows whose tap lands on a real input
 //    element (not padding, not an inserted zero of input dilation), and
-//    multiplies them in a register-tiled loop the compiler vectorises.
+//    multiplies them in a register-tiled loop (wgrad_gemm.h) for the ISA.
 // float32 accumulation for float16/bfloat16/float32, float64 for float64.
 #include <algorithm>
 #include <vector>

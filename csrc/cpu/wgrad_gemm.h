@@ -1,7 +1,9 @@
 // The inner loops of the weight gradient (conv_grad_weight.cpp), written once
-// as plain C++ the compiler vectorises, and compiled per ISA
-// (wgrad_gemm_generic.cpp at the baseline, wgrad_gemm_avx2.cpp with AVX2+FMA)
-// so the register tile fits each ISA's register file.
+// on the micro-kernels' vector traits (float) or as plain C++ (double), and
+// compiled per ISA (wgrad_gemm_generic.cpp at the baseline,
+// wgrad_gemm_avx2.cpp with AVX2+FMA) so the register tile fits each ISA's
+// register file. Per-ISA kernels beyond these two (AVX-512, NEON, bf16 dot)
+// are still to come.
 #pragma once
 
 #include <cstdint>
