@@ -113,10 +113,15 @@ def test_malformed_env_var_is_ignored_with_one_note(value):
 
 
 def test_env_var_above_the_cap_is_clamped():
-    out = run_python("conv(4096); print(vc.get_num_threads(), threads())", VOLCONV_NUM_THREADS="10000")
+    # The interpreter's own threads (numpy's BLAS starts one per CPU) are
+    # counted before the pool starts.
+    out = run_python(
+        "base = threads(); conv(4096); print(vc.get_num_threads(), threads() - base)",
+        VOLCONV_NUM_THREADS="10000",
+    )
     n, live = map(int, out.stdout.split())
     assert n == CAP
-    assert live < CAP + 8  # the workers plus the interpreter's own few threads
+    assert live <= CAP  # the workers (the caller runs the first chunk)
     assert "VOLCONV_NUM_THREADS=10000" in out.stderr
 
 

@@ -6,10 +6,12 @@
 // destructor aborts the whole process ("terminate called without an active
 // exception"): a daemon thread inside conv3d at exit killed every program.
 // GilRelease instead blocks such a thread until the process exits (as PyO3
-// does). Two signals say "exiting": an atexit callback (it runs before
-// finalization starts, while threads still take the GIL normally, so no
-// thread can be caught between checking and re-taking) and the
-// interpreter's own finalizing flag.
+// does). The interpreter's finalizing flag alone leaves a window: a thread
+// that checked it, then waits for the GIL while finalization starts, is
+// still ended. So an atexit callback (atexit runs before finalization, with
+// the GIL) raises our own flag and then lets go of the GIL until every
+// thread already past the check has taken it; a thread that comes later
+// sees the flag and blocks.
 #pragma once
 
 #include <Python.h>
@@ -25,8 +27,20 @@ inline std::atomic<bool>& interpreter_exiting() {
   return exiting;
 }
 
-// Called from the module's atexit callback.
-inline void note_interpreter_exiting() { interpreter_exiting().store(true, std::memory_order_release); }
+// Threads between checking the flags and holding the GIL again.
+inline std::atomic<int>& threads_retaking_gil() {
+  static std::atomic<int> n{0};
+  return n;
+}
+
+// Called from the module's atexit callback, with the GIL held.
+inline void note_interpreter_exiting() {
+  interpreter_exiting().store(true);
+  while (threads_retaking_gil().load() > 0) {
+    Py_BEGIN_ALLOW_THREADS std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    Py_END_ALLOW_THREADS
+  }
+}
 
 class GilRelease {
  public:
@@ -34,9 +48,15 @@ class GilRelease {
   GilRelease(const GilRelease&) = delete;
   GilRelease& operator=(const GilRelease&) = delete;
   ~GilRelease() {
-    while (interpreter_exiting().load(std::memory_order_acquire) || finalizing())
-      std::this_thread::sleep_for(std::chrono::hours(1));
+    // Counted before the check (both sequentially consistent): either the
+    // atexit callback waits for this thread, or this thread sees the flag.
+    threads_retaking_gil().fetch_add(1);
+    if (interpreter_exiting().load() || finalizing()) {
+      threads_retaking_gil().fetch_sub(1);
+      for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
+    }
     PyEval_RestoreThread(state_);
+    threads_retaking_gil().fetch_sub(1);
   }
 
  private:
