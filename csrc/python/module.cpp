@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "../core/gpu_fallback.h"
+#include "arrays.h"
 #include "gil_release.h"
 #include "../core/output_blocks.h"
 #include "../cpu/conv3d_plan.h"
@@ -30,50 +31,13 @@ using namespace volconv;
 
 void bind_training(nb::module_& m);  // training.cpp
 
+using python::StridedArray;
+using python::storage_dtype;
+
 namespace {
 
-// Any strides, any device: host memory, or a Metal buffer (an mlx.array on
-// the GPU exports its MTLBuffer and a byte offset through DLPack).
-using StridedArray = nb::ndarray<nb::ro>;
-
-
 ConstTensorView view_of(const StridedArray& a, DType dtype, const char* what) {
-  if (a.ndim() != 5)
-    throw std::invalid_argument(std::string("[conv3d] Expected the ") + what + " to have 5 dimensions but got " +
-                                std::to_string(a.ndim()) + ".");
-  if (a.itemsize() != dtype_size(dtype))
-    throw std::invalid_argument(std::string("[conv3d] The ") + what + " has " + std::to_string(a.itemsize()) +
-                                "-byte elements, but " + dtype_name(dtype) + " needs " +
-                                std::to_string(dtype_size(dtype)) + ".");
-  ConstTensorView v;
-  if (a.device_type() == nb::device::metal::value) {
-    v.metal_buffer = a.data_handle();
-    v.metal_offset = std::int64_t(a.byte_offset());
-  } else if (a.device_type() == nb::device::cpu::value) {
-    v.data = a.data();
-  } else {
-    throw std::invalid_argument(std::string("[conv3d] Expected the ") + what +
-                                " in host memory or a Metal buffer but got an array on DLPack device type " +
-                                std::to_string(a.device_type()) + ".");
-  }
-  v.dtype = dtype;
-  for (int i = 0; i < 5; ++i) {
-    v.shape[i] = std::int64_t(a.shape(i));
-    v.strides[i] = std::int64_t(a.stride(i));
-  }
-  return v;
-}
-
-// The storage type numpy sees: bfloat16 travels as uint16 (numpy has no
-// bfloat16); Python re-labels it.
-nb::dlpack::dtype storage_dtype(DType dtype) {
-  switch (dtype) {
-    case DType::float16: return nb::dlpack::dtype{std::uint8_t(nb::dlpack::dtype_code::Float), 16, 1};
-    case DType::bfloat16: return nb::dtype<std::uint16_t>();
-    case DType::float32: return nb::dtype<float>();
-    case DType::float64: break;
-  }
-  return nb::dtype<double>();
+  return python::view_of(a, dtype, "conv3d", what);
 }
 
 nb::ndarray<nb::numpy> conv3d_py(const StridedArray& input, DType input_dtype, const StridedArray& weight,

@@ -11,53 +11,18 @@
 
 #include "../core/output_blocks.h"
 #include "volconv/conv_general.h"
+#include "arrays.h"
 #include "gil_release.h"
 #include "volconv/volconv.h"
 
 namespace nb = nanobind;
 using namespace volconv;
 
+using python::StridedArray;
+using python::storage_dtype;
+using python::view_of;
+
 namespace {
-
-using StridedArray = nb::ndarray<nb::ro>;
-
-// As module.cpp's view_of, naming the op in messages.
-ConstTensorView view_of(const StridedArray& a, DType dtype, const std::string& op, const char* what) {
-  if (a.ndim() != 5)
-    throw std::invalid_argument("[" + op + "] Expected the " + what + " to have 5 dimensions but got " +
-                                std::to_string(a.ndim()) + ".");
-  if (a.itemsize() != dtype_size(dtype))
-    throw std::invalid_argument("[" + op + "] The " + what + " has " + std::to_string(a.itemsize()) +
-                                "-byte elements, but " + dtype_name(dtype) + " needs " +
-                                std::to_string(dtype_size(dtype)) + ".");
-  ConstTensorView v;
-  if (a.device_type() == nb::device::metal::value) {
-    v.metal_buffer = a.data_handle();
-    v.metal_offset = std::int64_t(a.byte_offset());
-  } else if (a.device_type() == nb::device::cpu::value) {
-    v.data = a.data();
-  } else {
-    throw std::invalid_argument("[" + op + "] Expected the " + what +
-                                " in host memory or a Metal buffer but got an array on DLPack device type " +
-                                std::to_string(a.device_type()) + ".");
-  }
-  v.dtype = dtype;
-  for (int i = 0; i < 5; ++i) {
-    v.shape[i] = std::int64_t(a.shape(i));
-    v.strides[i] = std::int64_t(a.stride(i));
-  }
-  return v;
-}
-
-nb::dlpack::dtype storage_dtype(DType dtype) {
-  switch (dtype) {
-    case DType::float16: return nb::dlpack::dtype{std::uint8_t(nb::dlpack::dtype_code::Float), 16, 1};
-    case DType::bfloat16: return nb::dtype<std::uint16_t>();
-    case DType::float32: return nb::dtype<float>();
-    case DType::float64: break;
-  }
-  return nb::dtype<double>();
-}
 
 // Allocates a contiguous result of `shape`, runs `op` on it without the GIL.
 template <class Op>
