@@ -12,6 +12,7 @@
 #include "conv_problem.h"
 #include "format.h"
 #include "op_geometry.h"
+#include "view_checks.h"
 
 namespace volconv {
 namespace {
@@ -19,10 +20,14 @@ namespace {
 using detail::ConvOp;
 using detail::ConvProblem;
 using detail::format_tuple;
+using detail::byte_range;
+using detail::ByteRange;
+using detail::strides_fit;
+using detail::with_host_address;
+using detail::writes_each_element_once;
 using detail::LoweredGeometry;
 using detail::WeightLayout;
 
-constexpr std::int64_t kMaxReach = std::int64_t(1) << 59;
 
 struct Checker {
   const char* op;
@@ -42,53 +47,11 @@ struct Checker {
   void view(const ConstTensorView& v, const char* what) const {
     if (v.data == nullptr && v.metal_buffer == nullptr && numel(v.shape) != 0)
       fail(std::string("The ") + what + " has a null data pointer.");
-    std::int64_t reach = 0;
-    for (int i = 0; i < 5; ++i) {
-      if (v.shape[i] <= 0) continue;
-      std::int64_t r;
-      if (v.strides[i] < -kMaxReach || v.strides[i] > kMaxReach ||
-          __builtin_mul_overflow(std::abs(v.strides[i]), v.shape[i] - 1, &r) ||
-          __builtin_add_overflow(reach, r, &reach) || reach > kMaxReach)
-        fail(std::string("The strides of the ") + what + " " + format_tuple(v.strides) + " reach past 2^59 elements.");
-    }
+    if (!strides_fit(v.shape, v.strides))
+      fail(std::string("The strides of the ") + what + " " + format_tuple(v.strides) + " reach past 2^59 elements.");
   }
 };
 
-// As conv3d.cpp: the view's CPU address when it lives in a shared Metal buffer.
-template <class View> View with_host_address(View view) {
-  if (view.metal_buffer && view.data == nullptr) {
-    if (char* contents = static_cast<char*>(metal::buffer_contents(view.metal_buffer)))
-      view.data = contents + view.metal_offset;
-  }
-  return view;
-}
-
-struct ByteRange {
-  std::uintptr_t lo, hi;
-};
-
-ByteRange byte_range(const void* data, DType dtype, const Shape5& shape, const Shape5& strides) {
-  const std::int64_t size = std::int64_t(dtype_size(dtype));
-  std::int64_t lo = 0, hi = 0;
-  for (int i = 0; i < 5; ++i) {
-    const std::int64_t reach = (shape[i] - 1) * strides[i] * size;
-    (reach < 0 ? lo : hi) += reach;
-  }
-  const auto base = reinterpret_cast<std::uintptr_t>(data);
-  return {base + std::uintptr_t(lo), base + std::uintptr_t(hi) + std::uintptr_t(size) - 1};
-}
-
-bool writes_each_element_once(const Shape5& shape, const Shape5& strides) {
-  int order[5] = {0, 1, 2, 3, 4};
-  std::sort(order, order + 5, [&](int a, int b) { return std::abs(strides[a]) < std::abs(strides[b]); });
-  std::int64_t reach = 0;
-  for (int i : order) {
-    if (shape[i] == 1) continue;
-    if (std::abs(strides[i]) <= reach) return false;
-    reach += std::abs(strides[i]) * (shape[i] - 1);
-  }
-  return true;
-}
 
 // Checks the two read views and the written one, then runs the problem.
 // a and b are the operands in argument order (names for messages).
