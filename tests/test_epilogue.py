@@ -149,7 +149,7 @@ def test_every_path_is_covered():
     for isa in ISAS:
         _core._cpu_force_isa(isa)
         try:
-            for name, case in PATH_CASES.items():
+            for case in PATH_CASES.values():
                 for dtype in FLOAT_DTYPES:
                     x, w, _, _ = operands(case, dtype)
                     seen.add(plan_of(x, w, case, bias=True, residual=True)["path"])
