@@ -169,19 +169,25 @@ def test_plan_records_the_epilogue():
     assert fused["path"] == plain["path"] and fused["kernel"] == plain["kernel"]
 
 
-@pytest.mark.parametrize("name", ["igemm", "dwconv", "cin1"])
-def test_strided_residual_and_bias(name):
+@pytest.mark.parametrize("bias_step", [2, -1])
+@pytest.mark.parametrize("name", ["igemm", "dwconv", "cin1", "direct"])
+def test_strided_residual_and_bias(name, bias_step):
     """A residual and a bias with any strides (channels not contiguous,
     reversed) are read through their strides."""
-    case = PATH_CASES[name]
-    x, w, bias, residual = operands(case, "float32", seed=2)
-    big = np.zeros(residual.shape[:4] + (2 * residual.shape[4],), np.float32)
+    dtype = "float64" if name == "direct" else "float32"
+    case = PATH_CASES["igemm" if name == "direct" else name]
+    x, w, bias, residual = operands(case, dtype, seed=2)
+    big = np.zeros(residual.shape[:4] + (2 * residual.shape[4],), residual.dtype)
     big[..., ::2] = residual
     r_view = big[..., ::2]
-    b_rev = bias[::-1].copy()[::-1]  # a negative-stride view of the same values
-    assert r_view.strides[4] == 8 and b_rev.strides[0] < 0
-    y = volconv.conv3d(x, w, **case.api_kwargs(), bias=b_rev, activation="relu", residual=r_view)
-    assert_epilogue_close(y, x, w, "float32", case, bias, "relu", residual)
+    if bias_step == 2:
+        b_view = np.zeros(2 * bias.size, bias.dtype)[::2]
+        b_view[:] = bias
+    else:
+        b_view = bias[::-1].copy()[::-1]
+    assert r_view.strides[4] == 2 * residual.itemsize and b_view.strides[0] == bias_step * bias.itemsize
+    y = volconv.conv3d(x, w, **case.api_kwargs(), bias=b_view, activation="relu", residual=r_view)
+    assert_epilogue_close(y, x, w, dtype, case, bias, "relu", residual)
 
 
 @pytest.mark.parametrize("bias_dtype", FLOAT_DTYPES)
