@@ -18,7 +18,7 @@ from conftest import FLOAT_DTYPES, cast
 from reference import TOLERANCE, conv3d_reference
 
 SUPPORTED = _core._cpu_supported_isas()
-ISAS = [i for i in ("avx512f", "avx2", "neon", "generic") if i in SUPPORTED]
+ISAS = [i for i in ("avx512bf16", "avx512f", "avx2", "neon", "generic") if i in SUPPORTED]
 ACTIVATIONS = [None, "relu", "silu", "gelu_tanh"]
 
 
@@ -105,15 +105,18 @@ def assert_epilogue_close(y, x, w, dtype, case: Case, bias=None, activation=None
         )
 
 
-def expected_path(name: str, dtype: str) -> str | None:
-    """The path a PATH_CASES entry is meant to reach in this dtype (None:
-    another path, also checked, but not the one it is named after)."""
+def expected_path(name: str, dtype: str, isa: str) -> str:
+    """The path a PATH_CASES entry reaches in this dtype and ISA."""
     if dtype == "float64":
         return "direct"
     if dtype == "float32":
         return {"pointwise": "igemm", "grouped": "igemm"}.get(name, name)
     case = PATH_CASES[name]
-    return "small-cin" if case.input[4] // case.groups <= 4 else "packed-a"
+    cin = case.input[4] // case.groups
+    if cin <= 4:
+        return "small-cin"
+    # bf16 x bf16 with an even C_in runs the vdpbf16ps igemm where it exists.
+    return "igemm" if dtype == "bfloat16" and isa == "avx512bf16" and cin % 2 == 0 else "packed-a"
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
@@ -125,7 +128,7 @@ def test_full_epilogue_every_path(isa, name, dtype, activation):
     plan = plan_of(
         x, w, case, bias=True, activation=getattr(_core.Activation, activation or "none"), residual=True
     )
-    assert plan["path"] == expected_path(name, dtype), plan["name"]
+    assert plan["path"] == expected_path(name, dtype, isa), plan["name"]
     y = volconv.conv3d(x, w, **case.api_kwargs(), bias=bias, activation=activation, residual=residual)
     assert y.dtype == x.dtype
     assert_epilogue_close(y, x, w, dtype, case, bias, activation, residual)
@@ -152,10 +155,14 @@ def test_every_path_is_covered():
             for case in PATH_CASES.values():
                 for dtype in FLOAT_DTYPES:
                     x, w, _, _ = operands(case, dtype)
-                    seen.add(plan_of(x, w, case, bias=True, residual=True)["path"])
+                    plan = plan_of(x, w, case, bias=True, residual=True)
+                    seen.add("bf16-pairs" if plan["kernel"].startswith("bf16-igemm") else plan["path"])
         finally:
             _core._cpu_force_isa("")
-    assert seen >= {"igemm", "packed-a", "small-cin", "fold-w", "cin1", "dwconv", "direct"}, seen
+    paths = {"igemm", "packed-a", "small-cin", "fold-w", "cin1", "dwconv", "direct"}
+    if "avx512bf16" in ISAS:
+        paths.add("bf16-pairs")
+    assert seen >= paths, seen
 
 
 def test_plan_records_the_epilogue():
