@@ -8,8 +8,8 @@
 
 using namespace volconv;
 
-template <typename T, int VEC>
-[[kernel]] void conv3d_depthwise(const device T* input [[buffer(0)]], const device T* weight [[buffer(1)]],
+template <typename T, int VEC, typename I>
+[[kernel, max_total_threads_per_threadgroup(DepthwiseTile::THREADS)]] void conv3d_depthwise(const device T* input [[buffer(0)]], const device T* weight [[buffer(1)]],
                                  device T* output [[buffer(2)]], const constant Conv3dParams& p [[buffer(3)]],
                                  threadgroup T* smem VOLCONV_THREADGROUP_MEMORY(0),
                                  uint3 tgid [[threadgroup_position_in_grid]],
@@ -25,10 +25,11 @@ template <typename T, int VEC>
 
   const int c0 = int(tgid.y) * BC;
   const int taps = p.taps;
-  for (int e = int(tid); e < taps * BC; e += NT) {
+  const int weight_elements = int(depthwise_threadgroup_elements(taps));  // [taps][BC]
+  for (int e = int(tid); e < weight_elements; e += NT) {
     const int co = c0 + e % BC;
     T v = T(0.0f);
-    if (co < p.c_out) v = weight[int64_t(co) * taps + e / BC];
+    if (co < p.c_out) v = weight[I(co) * taps + e / BC];
     smem[e] = v;
   }
   threadgroup_barrier(mem_flags::mem_threadgroup);
@@ -39,15 +40,17 @@ template <typename T, int VEC>
   if (co0 >= p.c_out) return;  // after the only barrier: no thread waits on it
   // C_in_g == 1: output channel co reads input channel co / multiplier.
   const int ci0 = co0 / p.c_out_g;
+  VOLCONV_UNROLL
   for (int pp = 0; pp < PPT; ++pp) {
-    const int64_t m = int64_t(tgid.x) * BP + ty + pp * TY;
-    if (m >= p.gemm_m) break;
-    const OutPos q = decode_row(m, p);
+    const I m = I(tgid.x) * BP + (ty + pp * TY);
+    if (m >= I(p.gemm_m)) break;
+    const OutPos q = decode_row<I>(m, p);
     const int d0 = q.od * p.stride[0] - p.pad_lo[0];
     const int h0 = q.oh * p.stride[1] - p.pad_lo[1];
     const int w0 = q.ow * p.stride[2] - p.pad_lo[2];
-    const int64_t batch_base = int64_t(q.n) * p.in_stride_n + ci0;
+    const I batch_base = I(q.n) * I(p.in_stride_n) + ci0;
     float acc[VEC];
+    VOLCONV_UNROLL
     for (int j = 0; j < VEC; ++j) acc[j] = 0.0f;
     for (int kd = 0; kd < p.k_size[0]; ++kd) {
       const int id = d0 + kd * p.dilation[0];
@@ -59,11 +62,12 @@ template <typename T, int VEC>
           const int iw = w0 + kw * p.dilation[2];
           if (!in_range(iw, p.in_size[2])) continue;
           const device T* src =
-              input + (batch_base + int64_t(id) * p.in_stride_d + int64_t(ih) * p.in_stride_h + int64_t(iw) * p.c_in);
+              input + (batch_base + I(id) * I(p.in_stride_d) + I(ih) * I(p.in_stride_h) + I(iw) * p.c_in);
           const threadgroup T* w = smem + ((kd * p.k_size[1] + kh) * p.k_size[2] + kw) * BC + tx * VEC;
           if (VEC == 4) {
             // Multiplier 1 and C % 4 == 0 (planner): 4 aligned channels.
             const vec<T, 4> x4 = *reinterpret_cast<const device vec<T, 4>*>(src);
+            VOLCONV_UNROLL
             for (int j = 0; j < VEC; ++j) acc[j] = fma(float(x4[j]), float(w[j]), acc[j]);
           } else {
             acc[0] = fma(float(src[0]), float(w[0]), acc[0]);
@@ -71,17 +75,21 @@ template <typename T, int VEC>
         }
       }
     }
+    VOLCONV_UNROLL
     for (int j = 0; j < VEC; ++j)
-      if (co0 + j < p.c_out) output[m * int64_t(p.c_out) + co0 + j] = T(acc[j]);
+      if (co0 + j < p.c_out) output[m * I(p.c_out) + (co0 + j)] = T(acc[j]);
   }
 }
 
-#define VOLCONV_INSTANTIATE_DEPTHWISE(T, VEC) \
-  VOLCONV_INSTANTIATE_KERNEL("conv3d_depthwise_" #T "_v" #VEC, conv3d_depthwise, T, VEC)
+#define VOLCONV_INSTANTIATE_DEPTHWISE(T, VEC, IDX)                                                           \
+  VOLCONV_INSTANTIATE_KERNEL(VOLCONV_DEPTHWISE_KERNEL_NAME(T, VEC, IDX), conv3d_depthwise, T, VEC, VOLCONV_INDEX_TYPE(IDX))
 
-VOLCONV_INSTANTIATE_DEPTHWISE(float, 1)
-VOLCONV_INSTANTIATE_DEPTHWISE(float, 4)
-VOLCONV_INSTANTIATE_DEPTHWISE(half, 1)
-VOLCONV_INSTANTIATE_DEPTHWISE(half, 4)
-VOLCONV_INSTANTIATE_DEPTHWISE(bfloat, 1)
-VOLCONV_INSTANTIATE_DEPTHWISE(bfloat, 4)
+#if VOLCONV_LIBRARY_HAS(depthwise, float)
+VOLCONV_DEPTHWISE_KERNELS(VOLCONV_INSTANTIATE_DEPTHWISE, float)
+#endif
+#if VOLCONV_LIBRARY_HAS(depthwise, half)
+VOLCONV_DEPTHWISE_KERNELS(VOLCONV_INSTANTIATE_DEPTHWISE, half)
+#endif
+#if VOLCONV_LIBRARY_HAS(depthwise, bfloat)
+VOLCONV_DEPTHWISE_KERNELS(VOLCONV_INSTANTIATE_DEPTHWISE, bfloat)
+#endif

@@ -11,35 +11,36 @@ namespace volconv {
 // Gathers BM x BK slices of A. Each thread owns one VEC-wide chunk column
 // (the same k offset in every slice) of up to ROWS rows; the rows' receptive
 // field origins are computed once, the thread's (tap, channel) is walked
-// forward by BK per slice without divisions.
-template <typename T, int BM, int BK, int NT, int VEC, bool POINTWISE>
+// forward by BK per slice without divisions. I: the index type.
+template <typename T, int BM, int BK, int NT, int VEC, bool POINTWISE, typename I>
 struct InputGather {
-  VOLCONV_CONST int LDA = BK + TilePad<T>::value;
+  VOLCONV_CONST int LDA = gemm_lda(BK, int(sizeof(T)));
   VOLCONV_CONST int CHUNKS = BK / VEC;
   VOLCONV_CONST int ROW_STEP = NT / CHUNKS;
   VOLCONV_CONST int ROWS = (BM + ROW_STEP - 1) / ROW_STEP;
   static_assert(NT % CHUNKS == 0, "threads must cover whole k-rows of the A tile");
 
-  int64_t base[ROWS];  // input offset of (n, d0, h0, w0, group's channel 0); negative
+  I base[ROWS];        // input offset of (n, d0, h0, w0, group's channel 0); negative
                        // or past the end in the padding, dereferenced only in range
   int d0[ROWS], h0[ROWS], w0[ROWS];
   bool valid[ROWS];    // row inside the tile and m < M (pointwise: also not padding)
   int r0, kc;
   int k, ci, kd, kh, kw;
 
-  void init(const constant Conv3dParams& p, int64_t m0, int g, uint tid) {
+  void init(const constant Conv3dParams& p, I m0, int g, uint tid) {
     kc = int(tid) % CHUNKS;
     r0 = int(tid) / CHUNKS;
+    VOLCONV_UNROLL
     for (int i = 0; i < ROWS; ++i) {
       const int r = r0 + i * ROW_STEP;
-      const int64_t m = m0 + r;
-      valid[i] = r < BM && m < p.gemm_m;
-      const OutPos q = decode_row(valid[i] ? m : 0, p);
+      const I m = m0 + r;
+      valid[i] = r < BM && m < I(p.gemm_m);
+      const OutPos q = decode_row<I>(valid[i] ? m : I(0), p);
       d0[i] = q.od * p.stride[0] - p.pad_lo[0];
       h0[i] = q.oh * p.stride[1] - p.pad_lo[1];
       w0[i] = q.ow * p.stride[2] - p.pad_lo[2];
-      base[i] = int64_t(q.n) * p.in_stride_n + int64_t(d0[i]) * p.in_stride_d + int64_t(h0[i]) * p.in_stride_h +
-                int64_t(w0[i]) * p.c_in + int64_t(g) * p.c_in_g;
+      base[i] = I(q.n) * I(p.in_stride_n) + I(d0[i]) * I(p.in_stride_d) + I(h0[i]) * I(p.in_stride_h) +
+                I(w0[i]) * p.c_in + I(g) * p.c_in_g;
       if (POINTWISE)
         valid[i] = valid[i] && in_range(d0[i], p.in_size[0]) && in_range(h0[i], p.in_size[1]) &&
                    in_range(w0[i], p.in_size[2]);
@@ -54,12 +55,13 @@ struct InputGather {
 
   void load(const device T* input, const constant Conv3dParams& p, threadgroup T* a_tile) const {
     const int dd = kd * p.dilation[0], dh = kh * p.dilation[1], dw = kw * p.dilation[2];
-    const int64_t tap_offset =
-        int64_t(dd) * p.in_stride_d + int64_t(dh) * p.in_stride_h + int64_t(dw) * p.c_in + ci;
+    const I tap_offset = I(dd) * I(p.in_stride_d) + I(dh) * I(p.in_stride_h) + I(dw) * p.c_in + ci;
+    VOLCONV_UNROLL
     for (int i = 0; i < ROWS; ++i) {
       const int r = r0 + i * ROW_STEP;
       if (r >= BM) break;
       T v[VEC];
+      VOLCONV_UNROLL
       for (int j = 0; j < VEC; ++j) v[j] = T(0.0f);
       const bool inside = POINTWISE ? valid[i]
                                     : valid[i] && in_range(d0[i] + dd, p.in_size[0]) &&
@@ -69,11 +71,13 @@ struct InputGather {
         if (VEC == 4) {
           // C_in_g % 4 == 0 and C_in % 4 == 0 (planner): 4 channels of one tap, aligned.
           const vec<T, 4> x4 = *reinterpret_cast<const device vec<T, 4>*>(src);
+          VOLCONV_UNROLL
           for (int j = 0; j < VEC; ++j) v[j] = x4[j];
         } else {
           v[0] = src[0];
         }
       }
+      VOLCONV_UNROLL
       for (int j = 0; j < VEC; ++j) a_tile[r * LDA + kc * VEC + j] = v[j];
     }
   }
@@ -100,8 +104,8 @@ struct InputGather {
 // Kernels live at global scope (helpers in namespace volconv), as in MLX.
 using namespace volconv;
 
-template <typename T, int BM, int BN, int BK, int WM, int WN, int VEC, bool POINTWISE>
-[[kernel]] void conv3d_gemm(const device T* input [[buffer(0)]], const device T* weight [[buffer(1)]],
+template <typename T, int BM, int BN, int BK, int WM, int WN, int VEC, bool POINTWISE, typename I>
+[[kernel, max_total_threads_per_threadgroup(WM * WN * 32)]] void conv3d_gemm(const device T* input [[buffer(0)]], const device T* weight [[buffer(1)]],
                             device T* output [[buffer(2)]], const constant Conv3dParams& p [[buffer(3)]],
                             threadgroup T* smem VOLCONV_THREADGROUP_MEMORY(0),
                             uint3 tgid [[threadgroup_position_in_grid]],
@@ -109,10 +113,11 @@ template <typename T, int BM, int BN, int BK, int WM, int WN, int VEC, bool POIN
                             uint simd_gid [[simdgroup_index_in_threadgroup]],
                             uint lane [[thread_index_in_simdgroup]]) {
   constexpr int NT = WM * WN * 32;
-  constexpr int LDA = BK + TilePad<T>::value;
-  constexpr int LDB = BN + TilePad<T>::value;
-  constexpr int A_TILE = BM * LDA;
-  constexpr int B_TILE = BK * LDB;
+  constexpr int ESIZE = int(sizeof(T));
+  constexpr int LDA = gemm_lda(BK, ESIZE);
+  constexpr int LDB = gemm_ldb(BN, ESIZE);
+  constexpr int A_TILE = gemm_a_tile(BM, BK, ESIZE);
+  constexpr int B_TILE = gemm_b_tile(BK, BN, ESIZE);
   constexpr int TM = BM / (8 * WM);
   constexpr int TN = BN / (8 * WN);
   static_assert(TM * 8 * WM == BM && TN * 8 * WN == BN && BK % 8 == 0, "tile must split into 8x8 fragments");
@@ -120,11 +125,11 @@ template <typename T, int BM, int BN, int BK, int WM, int WN, int VEC, bool POIN
   threadgroup T* a_tiles = smem;               // [2][BM][LDA]
   threadgroup T* b_tiles = smem + 2 * A_TILE;  // [2][BK][LDB]
 
-  const int64_t m0 = int64_t(tgid.x) * BM;
+  const I m0 = I(tgid.x) * BM;
   const int n0 = int(tgid.y) * BN;
   const int g = int(tgid.z);
 
-  InputGather<T, BM, BK, NT, VEC, POINTWISE> gather;
+  InputGather<T, BM, BK, NT, VEC, POINTWISE, I> gather;
   gather.init(p, m0, g, tid);
 
   const int sm_row = int(simd_gid) / WN * (TM * 8);
@@ -136,7 +141,7 @@ template <typename T, int BM, int BN, int BK, int WM, int WN, int VEC, bool POIN
 
   const int num_slices = (p.gemm_k + BK - 1) / BK;
   gather.load(input, p, a_tiles);
-  load_weight_tile<T, BN, BK, NT, VEC>(weight, p, g, n0, 0, b_tiles, tid);
+  load_weight_tile<T, BN, BK, NT, VEC, I>(weight, p, g, n0, 0, b_tiles, tid);
   gather.advance(p);
   threadgroup_barrier(mem_flags::mem_threadgroup);
   for (int s = 0; s < num_slices; ++s) {
@@ -145,7 +150,7 @@ template <typename T, int BM, int BN, int BK, int WM, int WN, int VEC, bool POIN
     if (s + 1 < num_slices) {
       const int next = (s + 1) & 1;
       gather.load(input, p, a_tiles + next * A_TILE);
-      load_weight_tile<T, BN, BK, NT, VEC>(weight, p, g, n0, (s + 1) * BK, b_tiles + next * B_TILE, tid);
+      load_weight_tile<T, BN, BK, NT, VEC, I>(weight, p, g, n0, (s + 1) * BK, b_tiles + next * B_TILE, tid);
       gather.advance(p);
     }
     mma_tile<T, TM, TN, BK, LDA, LDB>(acc, a_tiles + (s & 1) * A_TILE, b_tiles + (s & 1) * B_TILE, sm_row,
@@ -153,22 +158,40 @@ template <typename T, int BM, int BN, int BK, int WM, int WN, int VEC, bool POIN
     threadgroup_barrier(mem_flags::mem_threadgroup);
   }
 
-  for (int i = 0; i < TM; ++i)
-    for (int j = 0; j < TN; ++j)
+  VOLCONV_UNROLL
+  for (int i = 0; i < TM; ++i) {
+    VOLCONV_UNROLL
+    for (int j = 0; j < TN; ++j) {
+      VOLCONV_UNROLL
       for (int e = 0; e < 2; ++e)
-        store_output(output, p, g, m0 + sm_row + i * 8 + fr, n0 + sn_col + j * 8 + fc + e,
+        store_output(output, p, g, m0 + (sm_row + i * 8 + fr), n0 + sn_col + j * 8 + fc + e,
                      acc[i][j].thread_elements()[e]);
+    }
+  }
 }
 
-#define VOLCONV_INSTANTIATE_GEMM(T, BM, BN, BK, WM, WN, VEC)                                                   \
-  VOLCONV_INSTANTIATE_KERNEL("conv3d_gemm_" #T "_" #BM "x" #BN "x" #BK "_" #WM "x" #WN "_v" #VEC,                \
-                             conv3d_gemm, T, BM, BN, BK, WM, WN, VEC, false)                           \
-  VOLCONV_INSTANTIATE_KERNEL("conv3d_pointwise_" #T "_" #BM "x" #BN "x" #BK "_" #WM "x" #WN "_v" #VEC,           \
-                             conv3d_gemm, T, BM, BN, BK, WM, WN, VEC, true)
+#define VOLCONV_INSTANTIATE_GEMM(T, BM, BN, BK, WM, WN, VEC, IDX)                                     \
+  VOLCONV_INSTANTIATE_KERNEL(VOLCONV_TILE_KERNEL_NAME(gemm, T, BM, BN, BK, WM, WN, VEC, IDX), conv3d_gemm, T, \
+                             BM, BN, BK, WM, WN, VEC, false, VOLCONV_INDEX_TYPE(IDX))
+#define VOLCONV_INSTANTIATE_POINTWISE(T, BM, BN, BK, WM, WN, VEC, IDX)                                    \
+  VOLCONV_INSTANTIATE_KERNEL(VOLCONV_TILE_KERNEL_NAME(pointwise, T, BM, BN, BK, WM, WN, VEC, IDX), conv3d_gemm, \
+                             T, BM, BN, BK, WM, WN, VEC, true, VOLCONV_INDEX_TYPE(IDX))
 
-VOLCONV_GEMM_TILES(VOLCONV_INSTANTIATE_GEMM, float, 1)
-VOLCONV_GEMM_TILES(VOLCONV_INSTANTIATE_GEMM, float, 4)
-VOLCONV_GEMM_TILES(VOLCONV_INSTANTIATE_GEMM, half, 1)
-VOLCONV_GEMM_TILES(VOLCONV_INSTANTIATE_GEMM, half, 4)
-VOLCONV_GEMM_TILES(VOLCONV_INSTANTIATE_GEMM, bfloat, 1)
-VOLCONV_GEMM_TILES(VOLCONV_INSTANTIATE_GEMM, bfloat, 4)
+#if VOLCONV_LIBRARY_HAS(gemm, float)
+VOLCONV_GEMM_KERNELS(VOLCONV_INSTANTIATE_GEMM, float)
+#endif
+#if VOLCONV_LIBRARY_HAS(gemm, half)
+VOLCONV_GEMM_KERNELS(VOLCONV_INSTANTIATE_GEMM, half)
+#endif
+#if VOLCONV_LIBRARY_HAS(gemm, bfloat)
+VOLCONV_GEMM_KERNELS(VOLCONV_INSTANTIATE_GEMM, bfloat)
+#endif
+#if VOLCONV_LIBRARY_HAS(pointwise, float)
+VOLCONV_GEMM_KERNELS(VOLCONV_INSTANTIATE_POINTWISE, float)
+#endif
+#if VOLCONV_LIBRARY_HAS(pointwise, half)
+VOLCONV_GEMM_KERNELS(VOLCONV_INSTANTIATE_POINTWISE, half)
+#endif
+#if VOLCONV_LIBRARY_HAS(pointwise, bfloat)
+VOLCONV_GEMM_KERNELS(VOLCONV_INSTANTIATE_POINTWISE, bfloat)
+#endif

@@ -12,18 +12,66 @@
 // threadgroup computes a BM x BN output tile over K-slices of BK with
 // WM x WN simdgroups. The planner reads the same list (one source of truth
 // for what is instantiated and what may be chosen).
-#define VOLCONV_GEMM_TILES(X, T, VEC) \
-  X(T, 64, 64, 16, 2, 2, VEC)         \
-  X(T, 64, 32, 16, 2, 2, VEC)         \
-  X(T, 64, 16, 16, 4, 1, VEC)         \
-  X(T, 64, 8, 16, 4, 1, VEC)          \
-  X(T, 32, 32, 16, 2, 2, VEC)
+#define VOLCONV_GEMM_TILES(X, T, VEC, IDX) \
+  X(T, 64, 64, 16, 2, 2, VEC, IDX)         \
+  X(T, 64, 32, 16, 2, 2, VEC, IDX)         \
+  X(T, 64, 16, 16, 4, 1, VEC, IDX)         \
+  X(T, 64, 8, 16, 4, 1, VEC, IDX)          \
+  X(T, 32, 32, 16, 2, 2, VEC, IDX)
 
 // The small-C_in kernel tiles one output row segment of BM positions.
-#define VOLCONV_SMALL_CIN_TILES(X, T, VEC) \
-  X(T, 32, 64, 16, 2, 2, VEC)              \
-  X(T, 32, 32, 16, 2, 2, VEC)              \
-  X(T, 32, 16, 16, 2, 2, VEC)
+#define VOLCONV_SMALL_CIN_TILES(X, T, VEC, IDX) \
+  X(T, 32, 64, 16, 2, 2, VEC, IDX)              \
+  X(T, 32, 32, 16, 2, 2, VEC, IDX)              \
+  X(T, 32, 16, 16, 2, 2, VEC, IDX)
+
+// Index arithmetic: idx32 instantiations compute every offset in 32 bits
+// (Apple GPUs have no integer divider; a 64-bit division is a long software
+// sequence); the planner picks them when every offset of the problem fits.
+// idx64 ("_large", as MLX names them) take the rest.
+#define VOLCONV_INDEX_TYPE_idx32 int32_t
+#define VOLCONV_INDEX_TYPE_idx64 int64_t
+#define VOLCONV_INDEX_TYPE(IDX) VOLCONV_INDEX_TYPE_##IDX
+#define VOLCONV_INDEX_SUFFIX_idx32 ""
+#define VOLCONV_INDEX_SUFFIX_idx64 "_large"
+#define VOLCONV_INDEX_SUFFIX(IDX) VOLCONV_INDEX_SUFFIX_##IDX
+
+// Every instantiation of one element type T, as X(T, <tile>, VEC, IDX):
+// both vector widths and both index widths of each tile.
+#define VOLCONV_EACH_VARIANT(TILES, X, T) \
+  TILES(X, T, 1, idx32) TILES(X, T, 4, idx32) TILES(X, T, 1, idx64) TILES(X, T, 4, idx64)
+#define VOLCONV_GEMM_KERNELS(X, T) VOLCONV_EACH_VARIANT(VOLCONV_GEMM_TILES, X, T)
+#define VOLCONV_SMALL_CIN_KERNELS(X, T) VOLCONV_EACH_VARIANT(VOLCONV_SMALL_CIN_TILES, X, T)
+#define VOLCONV_DEPTHWISE_VARIANTS(X, T, VEC, IDX) X(T, VEC, IDX)
+#define VOLCONV_DEPTHWISE_KERNELS(X, T) VOLCONV_EACH_VARIANT(VOLCONV_DEPTHWISE_VARIANTS, X, T)
+
+// The kernel-name scheme ([[host_name]]; MSL has no strings, so names are
+// built by the preprocessor): the instantiations in metal/*.metal and the
+// planner's kernel table both expand these.
+#define VOLCONV_TILE_KERNEL_NAME(FAMILY, T, BM, BN, BK, WM, WN, VEC, IDX)                       \
+  "conv3d_" #FAMILY "_" #T "_" #BM "x" #BN "x" #BK "_" #WM "x" #WN "_v" #VEC VOLCONV_INDEX_SUFFIX(IDX)
+#define VOLCONV_DEPTHWISE_KERNEL_NAME(T, VEC, IDX) "conv3d_depthwise_" #T "_v" #VEC VOLCONV_INDEX_SUFFIX(IDX)
+
+// Which instantiations one compile of the library holds. Offline compiles
+// and the emulator take everything (0); the Metal host compiles one kernel
+// family for one element type on first use, defining both macros.
+#ifndef VOLCONV_LIBRARY_FAMILY
+#define VOLCONV_LIBRARY_FAMILY 0
+#endif
+#ifndef VOLCONV_LIBRARY_DTYPE
+#define VOLCONV_LIBRARY_DTYPE 0
+#endif
+#define VOLCONV_FAMILY_gemm 1
+#define VOLCONV_FAMILY_pointwise 2
+#define VOLCONV_FAMILY_small_cin 3
+#define VOLCONV_FAMILY_depthwise 4
+#define VOLCONV_FAMILY_self_check 5
+#define VOLCONV_DTYPE_float 1
+#define VOLCONV_DTYPE_half 2
+#define VOLCONV_DTYPE_bfloat 3
+#define VOLCONV_LIBRARY_HAS(FAMILY, T)                                                     \
+  ((VOLCONV_LIBRARY_FAMILY == 0 || VOLCONV_LIBRARY_FAMILY == VOLCONV_FAMILY_##FAMILY) && \
+   (VOLCONV_LIBRARY_DTYPE == 0 || VOLCONV_LIBRARY_DTYPE == VOLCONV_DTYPE_##T))
 
 // Every static data member is a program-scope variable, which Apple's
 // compiler accepts only in the constant address space ("program scope
@@ -44,6 +92,30 @@ struct DepthwiseTile {
   VOLCONV_CONST int CHANNELS = 32;
   VOLCONV_CONST int POSITIONS_PER_THREAD = 2;
 };
+
+// Threadgroup memory layouts, in elements of the kernel's type: the kernels
+// carve their buffer with these and the planner sizes it with them, so the
+// two cannot disagree. Rows of a tile are padded by 16 bytes, so that
+// consecutive rows start in different banks.
+constexpr int tile_pad(int element_size) { return 16 / element_size; }
+// conv3d_gemm: [2][BM][BK + pad] slices of A, then [2][BK][BN + pad] of B.
+constexpr int gemm_lda(int bk, int element_size) { return bk + tile_pad(element_size); }
+constexpr int gemm_ldb(int bn, int element_size) { return bn + tile_pad(element_size); }
+constexpr int gemm_a_tile(int bm, int bk, int element_size) { return bm * gemm_lda(bk, element_size); }
+constexpr int gemm_b_tile(int bk, int bn, int element_size) { return bk * gemm_ldb(bn, element_size); }
+constexpr int gemm_threadgroup_elements(int bm, int bn, int bk, int element_size) {
+  return 2 * (gemm_a_tile(bm, bk, element_size) + gemm_b_tile(bk, bn, element_size));
+}
+// conv3d_small_cin: [2][BK][BN + pad] slices of B, then the input patch
+// [KD * KH][patch_w][C_in_g] at this offset.
+constexpr int small_cin_patch_offset(int bn, int bk, int element_size) {
+  return 2 * gemm_b_tile(bk, bn, element_size);
+}
+constexpr int64_t small_cin_patch_elements(int64_t kd, int64_t kh, int64_t patch_w, int64_t c_in_g) {
+  return kd * kh * patch_w * c_in_g;
+}
+// conv3d_depthwise: the weights of CHANNELS output channels, [taps][CHANNELS].
+constexpr int64_t depthwise_threadgroup_elements(int64_t taps) { return taps * DepthwiseTile::CHANNELS; }
 
 struct Conv3dParams {
   // Offsets that can pass 2^31 are 64-bit; everything the kernels multiply

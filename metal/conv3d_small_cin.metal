@@ -9,8 +9,8 @@
 
 using namespace volconv;
 
-template <typename T, int BM, int BN, int BK, int WM, int WN, int VEC>
-[[kernel]] void conv3d_small_cin(const device T* input [[buffer(0)]], const device T* weight [[buffer(1)]],
+template <typename T, int BM, int BN, int BK, int WM, int WN, int VEC, typename I>
+[[kernel, max_total_threads_per_threadgroup(WM * WN * 32)]] void conv3d_small_cin(const device T* input [[buffer(0)]], const device T* weight [[buffer(1)]],
                                  device T* output [[buffer(2)]], const constant Conv3dParams& p [[buffer(3)]],
                                  threadgroup T* smem VOLCONV_THREADGROUP_MEMORY(0),
                                  uint3 tgid [[threadgroup_position_in_grid]],
@@ -18,23 +18,24 @@ template <typename T, int BM, int BN, int BK, int WM, int WN, int VEC>
                                  uint simd_gid [[simdgroup_index_in_threadgroup]],
                                  uint lane [[thread_index_in_simdgroup]]) {
   constexpr int NT = WM * WN * 32;
-  constexpr int LDB = BN + TilePad<T>::value;
-  constexpr int B_TILE = BK * LDB;
+  constexpr int ESIZE = int(sizeof(T));
+  constexpr int LDB = gemm_ldb(BN, ESIZE);
+  constexpr int B_TILE = gemm_b_tile(BK, BN, ESIZE);
   constexpr int TM = BM / (8 * WM);
   constexpr int TN = BN / (8 * WN);
   static_assert(TM * 8 * WM == BM && TN * 8 * WN == BN && BK % 8 == 0, "tile must split into 8x8 fragments");
 
   threadgroup T* b_tiles = smem;             // [2][BK][LDB]
-  threadgroup T* patch = smem + 2 * B_TILE;  // [KD*KH][patch_w][C_in_g]
+  threadgroup T* patch = smem + small_cin_patch_offset(BN, BK, ESIZE);  // [KD*KH][patch_w][C_in_g]
 
   // Which output row segment and which channels.
   const int ow0 = int(tgid.x) * BM;
-  const int64_t row = int64_t(tgid.y);  // over N * Do * Ho
-  const int64_t rows_dh = int64_t(p.out_size[0]) * p.out_size[1];
-  const int64_t n = row / rows_dh;
-  const int64_t dh = row - n * rows_dh;
-  const int od = int(dh / p.out_size[1]);
-  const int oh = int(dh % p.out_size[1]);
+  const I row = I(tgid.y);  // over N * Do * Ho
+  const I rows_dh = I(p.out_size[0]) * p.out_size[1];
+  const I n = row / rows_dh;
+  const int dh = int(row - n * rows_dh);  // < Do * Ho < 2^31
+  const int od = dh / p.out_size[1];
+  const int oh = dh - od * p.out_size[1];
   const int g = int(tgid.z) / p.tiles_n;
   const int n0 = int(tgid.z) % p.tiles_n * BN;
 
@@ -44,8 +45,8 @@ template <typename T, int BM, int BN, int BK, int WM, int WN, int VEC>
   const int d_origin = od * p.stride[0] - p.pad_lo[0];
   const int h_origin = oh * p.stride[1] - p.pad_lo[1];
   const int w_origin = ow0 * p.stride[2] - p.pad_lo[2];
-  const int64_t batch_base = n * p.in_stride_n + int64_t(g) * cg;
-  const int patch_size = p.k_size[0] * kh_size * pw * cg;
+  const I batch_base = n * I(p.in_stride_n) + I(g) * cg;
+  const int patch_size = int(small_cin_patch_elements(p.k_size[0], kh_size, pw, cg));
   for (int e = int(tid); e < patch_size; e += NT) {
     const int c = e % cg;
     const int x = (e / cg) % pw;
@@ -55,7 +56,7 @@ template <typename T, int BM, int BN, int BK, int WM, int WN, int VEC>
     const int iw = w_origin + x;
     T v = T(0.0f);
     if (in_range(id, p.in_size[0]) && in_range(ih, p.in_size[1]) && in_range(iw, p.in_size[2]))
-      v = input[batch_base + int64_t(id) * p.in_stride_d + int64_t(ih) * p.in_stride_h + int64_t(iw) * p.c_in + c];
+      v = input[batch_base + I(id) * I(p.in_stride_d) + I(ih) * I(p.in_stride_h) + I(iw) * p.c_in + c];
     patch[e] = v;
   }
 
@@ -69,15 +70,17 @@ template <typename T, int BM, int BN, int BK, int WM, int WN, int VEC>
   const int row_step = p.stride[2] * cg;
 
   const int num_slices = (p.gemm_k + BK - 1) / BK;
-  load_weight_tile<T, BN, BK, NT, VEC>(weight, p, g, n0, 0, b_tiles, tid);
+  load_weight_tile<T, BN, BK, NT, VEC, I>(weight, p, g, n0, 0, b_tiles, tid);
   threadgroup_barrier(mem_flags::mem_threadgroup);
   for (int s = 0; s < num_slices; ++s) {
     if (s + 1 < num_slices)
-      load_weight_tile<T, BN, BK, NT, VEC>(weight, p, g, n0, (s + 1) * BK, b_tiles + ((s + 1) & 1) * B_TILE, tid);
+      load_weight_tile<T, BN, BK, NT, VEC, I>(weight, p, g, n0, (s + 1) * BK, b_tiles + ((s + 1) & 1) * B_TILE, tid);
     const threadgroup T* b_tile = b_tiles + (s & 1) * B_TILE;
+    VOLCONV_UNROLL
     for (int k8 = 0; k8 < BK; k8 += 8) {
       // The patch offsets of this lane's two k columns; -1 past K.
       int k_offset[2];
+      VOLCONV_UNROLL
       for (int e = 0; e < 2; ++e) {
         const int k = s * BK + k8 + fc + e;
         const int ci = k % cg;
@@ -88,35 +91,48 @@ template <typename T, int BM, int BN, int BK, int WM, int WN, int VEC>
       }
       simdgroup_matrix<float, 8, 8> a[TM];
       simdgroup_matrix<float, 8, 8> b[TN];
+      VOLCONV_UNROLL
       for (int i = 0; i < TM; ++i) {
         const int m_offset = (sm_row + i * 8 + fr) * row_step;
+        VOLCONV_UNROLL
         for (int e = 0; e < 2; ++e)
           a[i].thread_elements()[e] = k_offset[e] >= 0 ? float(patch[m_offset + k_offset[e]]) : 0.0f;
       }
+      VOLCONV_UNROLL
       for (int j = 0; j < TN; ++j) load_fragment(b[j], b_tile, LDB, k8 + fr, sn_col + j * 8 + fc);
-      for (int i = 0; i < TM; ++i)
+      VOLCONV_UNROLL
+      for (int i = 0; i < TM; ++i) {
+        VOLCONV_UNROLL
         for (int j = 0; j < TN; ++j) simdgroup_multiply_accumulate(acc[i][j], a[i], b[j], acc[i][j]);
+      }
     }
     threadgroup_barrier(mem_flags::mem_threadgroup);
   }
 
-  const int64_t row_m0 = row * p.out_size[2];
+  const I row_m0 = row * I(p.out_size[2]);
+  VOLCONV_UNROLL
   for (int i = 0; i < TM; ++i) {
     const int ow = ow0 + sm_row + i * 8 + fr;
     if (ow >= p.out_size[2]) continue;
-    for (int j = 0; j < TN; ++j)
+    VOLCONV_UNROLL
+    for (int j = 0; j < TN; ++j) {
+      VOLCONV_UNROLL
       for (int e = 0; e < 2; ++e)
         store_output(output, p, g, row_m0 + ow, n0 + sn_col + j * 8 + fc + e, acc[i][j].thread_elements()[e]);
+    }
   }
 }
 
-#define VOLCONV_INSTANTIATE_SMALL_CIN(T, BM, BN, BK, WM, WN, VEC)                                             \
-  VOLCONV_INSTANTIATE_KERNEL("conv3d_small_cin_" #T "_" #BM "x" #BN "x" #BK "_" #WM "x" #WN "_v" #VEC,           \
-                             conv3d_small_cin, T, BM, BN, BK, WM, WN, VEC)
+#define VOLCONV_INSTANTIATE_SMALL_CIN(T, BM, BN, BK, WM, WN, VEC, IDX)                                   \
+  VOLCONV_INSTANTIATE_KERNEL(VOLCONV_TILE_KERNEL_NAME(small_cin, T, BM, BN, BK, WM, WN, VEC, IDX),          \
+                             conv3d_small_cin, T, BM, BN, BK, WM, WN, VEC, VOLCONV_INDEX_TYPE(IDX))
 
-VOLCONV_SMALL_CIN_TILES(VOLCONV_INSTANTIATE_SMALL_CIN, float, 1)
-VOLCONV_SMALL_CIN_TILES(VOLCONV_INSTANTIATE_SMALL_CIN, float, 4)
-VOLCONV_SMALL_CIN_TILES(VOLCONV_INSTANTIATE_SMALL_CIN, half, 1)
-VOLCONV_SMALL_CIN_TILES(VOLCONV_INSTANTIATE_SMALL_CIN, half, 4)
-VOLCONV_SMALL_CIN_TILES(VOLCONV_INSTANTIATE_SMALL_CIN, bfloat, 1)
-VOLCONV_SMALL_CIN_TILES(VOLCONV_INSTANTIATE_SMALL_CIN, bfloat, 4)
+#if VOLCONV_LIBRARY_HAS(small_cin, float)
+VOLCONV_SMALL_CIN_KERNELS(VOLCONV_INSTANTIATE_SMALL_CIN, float)
+#endif
+#if VOLCONV_LIBRARY_HAS(small_cin, half)
+VOLCONV_SMALL_CIN_KERNELS(VOLCONV_INSTANTIATE_SMALL_CIN, half)
+#endif
+#if VOLCONV_LIBRARY_HAS(small_cin, bfloat)
+VOLCONV_SMALL_CIN_KERNELS(VOLCONV_INSTANTIATE_SMALL_CIN, bfloat)
+#endif

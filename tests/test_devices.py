@@ -1,6 +1,7 @@
 """Device and stream selection, after MLX."""
 
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -85,3 +86,30 @@ def test_bad_device_arguments():
     with pytest.raises(TypeError, match=r"\[stream\]"):
         with vc.stream("gpu"):
             pass
+
+
+def test_conv3d_without_a_stream_lets_the_core_choose():
+    """No stream and no stream() context: conv3d hands the core None, so the
+    core's default-device rule applies (a GPU that is only the automatic
+    default gives way to the CPU when it cannot run the kernels). A given
+    stream or device, or a context, is passed on as chosen."""
+    from volconv._device import call_stream
+
+    assert call_stream(None) is None
+    assert call_stream(vc.cpu) == vc.default_stream(vc.cpu)
+    with vc.stream(vc.cpu) as s:
+        assert call_stream(None) == s
+
+
+def test_core_warnings_become_python_runtime_warnings():
+    """The fallback's warning reaches Python as a RuntimeWarning (raised from
+    a thread without the GIL, as during conv3d), and as an exception under
+    warnings-as-errors."""
+    from volconv import _core
+
+    with pytest.warns(RuntimeWarning, match=r"^\[volconv\] test message$"):
+        _core._warn("[volconv] test message")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(RuntimeWarning, match="as an error"):
+            _core._warn("[volconv] as an error")

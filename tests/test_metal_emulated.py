@@ -72,10 +72,35 @@ METAL_CASES = [
 
 ALL_CASES = CASES + METAL_CASES
 
+# Cases that, with the 64-bit "_large" kernels forced, run every one of them
+# (test_every_instantiation_is_exercised checks that they still do). The
+# _large kernels differ from the 32-bit ones only in their index type, so a
+# covering subset keeps CI time down.
+LARGE_INDEX_CASES = [
+    c
+    for c in ALL_CASES
+    if c.name
+    in {
+        "pointwise", "pointwise_odd_channels", "k3_p1", "k3_valid", "k2", "k4_p2", "stride2", "depthwise",
+        "depthwise_multiplier", "cin4", "single_voxel", "small_cin_1", "small_cin_stem", "small_cin_4_cout70",
+        "small_cin_groups", "small_cin_wide_stride", "gemm_64x32", "gemm_short_rows_cin2", "pointwise_64x64",
+        "pointwise_stride_pad", "pointwise_groups", "pointwise_cin3", "gemm_64x16_vec4", "gemm_64x64_scalar",
+        "pointwise_64x16_scalar", "pointwise_64x32_vec4", "pointwise_64x64_scalar", "small_cin_4_cout20",
+    }
+]  # fmt: skip
+
 
 @pytest.fixture(scope="module")
 def emu() -> msl_emulator.Emulator:
     return msl_emulator.load_or_skip()
+
+
+@pytest.fixture
+def forced_64bit_index(emu):
+    """The planner takes the 64-bit "_large" kernels for the test's plans."""
+    emu.force_64bit_index(True)
+    yield
+    emu.force_64bit_index(False)
 
 
 def case_named(name: str):
@@ -100,6 +125,15 @@ def check_case(emu, case, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", ALL_CASES, ids=[c.name for c in ALL_CASES])
 def test_parity(emu, case, dtype):
+    assert emu.plan(case.input, case.weight_shape, dtype, **case.params())["index_bits"] == 32
+    check_case(emu, case, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", LARGE_INDEX_CASES, ids=[c.name for c in LARGE_INDEX_CASES])
+def test_parity_64bit_index(emu, case, dtype, forced_64bit_index):
+    plan = emu.plan(case.input, case.weight_shape, dtype, **case.params())
+    assert plan["index_bits"] == 64 and plan["kernel"].endswith("_large")
     check_case(emu, case, dtype)
 
 
@@ -111,10 +145,20 @@ def test_metal_cases_reach_every_family(emu):
 
 
 def test_every_instantiation_is_exercised(emu):
-    """Each kernel the planner can pick (all tiles, both vector widths, each
-    dtype) runs in the parity suite above."""
+    """Each kernel the planner can pick (all tiles, both vector widths, both
+    index widths, each dtype) runs in the parity suite above."""
     used = {emu.plan(c.input, c.weight_shape, d, **c.params())["kernel"] for c in ALL_CASES for d in DTYPES}
+    emu.force_64bit_index(True)
+    try:
+        used |= {
+            emu.plan(c.input, c.weight_shape, d, **c.params())["kernel"]
+            for c in LARGE_INDEX_CASES
+            for d in DTYPES
+        }
+    finally:
+        emu.force_64bit_index(False)
     assert set(emu.kernel_names(plannable=True)) - used == set()
+    assert any(k.endswith("_large") for k in used) and any(not k.endswith("_large") for k in used)
 
 
 # ---------------------------------------------------------------- planner
@@ -213,12 +257,16 @@ def test_host_pipeline_check(emu, name):
     )
     msg = emu.check_pipeline(*args, (threads, 16, 0, mem), **case.params())
     assert msg.startswith(head) and "in 16-wide simdgroups" in msg
+    # 16 static bytes on top of the rounded dynamic length: the message gives
+    # the sum it compared, not a number equal to the device's.
     msg = emu.check_pipeline(*args, (threads, 32, 16, mem), **case.params())
     assert msg == (
         f'[volconv] kernel "{plan["kernel"]}" ({plan["family"]}<{plan["template_args"]}>, tile '
-        f"{plan['bm']}x{plan['bn']}x{plan['bk']}, simdgroups {plan['wm']}x{plan['wn']}, vec {plan['vec']}) needs "
-        f"{plan['threadgroup_memory']} bytes of threadgroup memory; this GPU has {mem}."
+        f"{plan['bm']}x{plan['bn']}x{plan['bk']}, simdgroups {plan['wm']}x{plan['wn']}, vec {plan['vec']}, "
+        f"32-bit index) needs {mem + 16} bytes of threadgroup memory ({mem} for its tiles + 16 static); "
+        f"this GPU has {mem}."
     )
+    assert emu.check_pipeline(*args, (threads, 32, 16, mem + 16), **case.params()) == ""
 
 
 def test_planner_validates_like_the_api(emu):
@@ -248,7 +296,9 @@ def test_offsets_past_2_pow_31(emu, huge_input, kernel, c_out, groups, family):
     x = huge_input
     w = np.random.default_rng(2).uniform(-1, 1, (c_out, *kernel, 1024 // groups)).astype(np.float32)
     stride = (2 if kernel[0] == 1 else 1, 1023, 1023)
-    assert emu.plan(x.shape, w.shape, "float16", stride=stride, groups=groups)["family"] == family
+    plan = emu.plan(x.shape, w.shape, "float16", stride=stride, groups=groups)
+    assert plan["family"] == family
+    assert plan["index_bits"] == 64 and plan["kernel"].endswith("_large")
     y, _ = emu.conv3d(x, w, "float16", stride=stride, groups=groups)
     # Same conv on the only positions it reads, so the reference stays small.
     sub = x[:, :, ::1023, ::1023, :].astype(np.float64)
@@ -266,11 +316,39 @@ def test_offsets_past_2_pow_31_small_cin(emu):
     x[:, :, :: h - 1] = rng.uniform(-1, 1, (1, 2, 2, 16, 1)).astype(np.float16)
     w = rng.uniform(-1, 1, (8, 2, 1, 3, 1)).astype(np.float32)
     params = {"stride": (1, h - 1, 1), "pad_lo": (0, 0, 1), "pad_hi": (0, 0, 1)}
-    assert emu.plan(x.shape, w.shape, "float16", **params)["family"] == "small_cin"
+    plan = emu.plan(x.shape, w.shape, "float16", **params)
+    assert plan["family"] == "small_cin"
+    assert plan["index_bits"] == 64 and plan["kernel"].endswith("_large")
     y, _ = emu.conv3d(x, w, "float16", **params)
     sub = x[:, :, :: h - 1].astype(np.float64)
     assert_conv_close(y, sub, rounded(w, "float16"), "float16", pad_lo=(0, 0, 1), pad_hi=(0, 0, 1))
     assert np.abs(y).max() > 0
+
+
+def test_planner_takes_64bit_kernels_past_2_pow_31():
+    """Any operand of 2^31 elements or more, or padding that puts the gather's
+    first offset at -9 * 2^28, takes the "_large" kernels; the same shapes
+    one notch smaller stay 32-bit. (Planning only: nothing is allocated.)"""
+    emu = msl_emulator.load()
+
+    def bits(x, w, **kw):
+        return emu.plan(x, w, "float16", **kw)["index_bits"]
+
+    # Output of 2^32 elements from a 2^16-element input (C_out 2^16).
+    assert bits((1, 1, 1, 2**16, 1), (2**16, 1, 1, 1, 1)) == 64
+    assert bits((1, 1, 1, 2**10, 1), (2**10, 1, 1, 1, 1)) == 32
+    # A weight of 2^31 elements.
+    assert bits((1, 1, 1, 1, 2**15), (2**16, 1, 1, 1, 2**15)) == 64
+    assert bits((1, 1, 1, 1, 2**10), (2**10, 1, 1, 1, 2**10)) == 32
+    # An input of 2^31 elements.
+    assert bits((2, 2**10, 2**10, 2**9, 2), (1, 1, 1, 1, 2), stride=(2**10, 2**10, 2**9)) == 64
+    assert bits((2, 2**8, 2**10, 2**9, 2), (1, 1, 1, 1, 2), stride=(2**8, 2**10, 2**9)) == 32
+    # Input and output below 2^30, but the padding row's base offset is
+    # -9 * 2^28 (depth padding 9 over depth slices of 2^28 elements).
+    far = {"stride": (100, 2**14, 2**14), "pad_lo": (9, 0, 0), "pad_hi": (9, 0, 0)}
+    assert bits((1, 2, 2**14, 2**14, 1), (1, 1, 1, 1, 1), **far) == 64
+    near = {"stride": (100, 2**14, 2**14), "pad_lo": (1, 0, 0), "pad_hi": (1, 0, 0)}
+    assert bits((1, 2, 2**14, 2**14, 1), (1, 1, 1, 1, 1), **near) == 32
 
 
 # ---------------------------------------------------------------- device-byte counters
@@ -324,18 +402,31 @@ def test_apple_layout_table_is_a_permutation():
     assert cells == {(r, c) for r in range(8) for c in range(8)}
 
 
-def test_thread_elements_follow_apple_layout(emu):
-    m = np.arange(64, dtype=np.float32)
-    out = emu.probe("emu_probe_thread_elements", m, np.zeros(64))
+def self_check_matrices() -> tuple[np.ndarray, np.ndarray]:
+    """The inputs csrc/metal/portable/self_check.cpp documents: A[r][c] = 8r + c,
+    B's elements (5i + 3) % 7 - 3."""
+    i = np.arange(64)
+    return i.reshape(8, 8).astype(np.float64), ((i * 5 + 3) % 7 - 3).reshape(8, 8).astype(np.float64)
+
+
+def test_thread_elements_follow_apple_layout_in_host_self_check(emu):
+    """The self-check the Metal host runs before the first conv
+    (metal/conv3d_self_check.metal + the portable verdict), on the emulated
+    GPU, judged here against Apple's documented layout independently."""
+    reason, out = emu.self_check()
+    assert reason == ""
+    a, b = self_check_matrices()
     for (lane, e), (r, c) in apple_lane_layout().items():
-        assert out[2 * lane + e] == m[r * 8 + c], (lane, e)
+        assert out[2 * lane + e] == a[r, c], (lane, e)  # simdgroup_load's placement
+        if e == 0:
+            assert (out[64 + 2 * lane], out[65 + 2 * lane]) == (r, c), lane  # fragment_coord's
+    np.testing.assert_array_equal(out[128:].reshape(8, 8), a @ b)
 
 
-@pytest.mark.parametrize("probe", ["emu_probe_fragment_mma", "emu_probe_load_store_mma"])
-def test_simdgroup_mma_matches_matmul(emu, probe):
+def test_simdgroup_load_store_mma_matches_matmul(emu):
     rng = np.random.default_rng(3)
     a, b = rng.uniform(-1, 1, (8, 8)).astype(np.float32), rng.uniform(-1, 1, (8, 8)).astype(np.float32)
-    out = emu.probe(probe, a, b).reshape(8, 8)
+    out = emu.probe("emu_probe_load_store_mma", a, b).reshape(8, 8)
     np.testing.assert_allclose(out, a.astype(np.float64) @ b.astype(np.float64), rtol=1e-5, atol=1e-5)
 
 
@@ -347,18 +438,16 @@ def test_simd_sum_and_shuffle(emu):
 
 
 def test_wrong_lane_layout_is_caught(emu):
-    """With a plausible but wrong layout in the emulator, the layout probe and
-    every kernel that places fragments itself must fail; code that only uses
-    simdgroup_load/store still passes (it does not depend on the layout)."""
+    """With a plausible but wrong layout in the emulator, the host's
+    self-check reports it and every kernel that places fragments itself
+    fails; code that only uses simdgroup_load/store still passes (it does not
+    depend on the layout)."""
     rng = np.random.default_rng(4)
     a, b = rng.uniform(-1, 1, (8, 8)).astype(np.float32), rng.uniform(-1, 1, (8, 8)).astype(np.float32)
     emu.set_lane_layout(wrong=True)
     try:
-        m = np.arange(64, dtype=np.float32)
-        out = emu.probe("emu_probe_thread_elements", m, np.zeros(64))
-        assert any(out[2 * lane + e] != m[r * 8 + c] for (lane, e), (r, c) in apple_lane_layout().items())
-        frag = emu.probe("emu_probe_fragment_mma", a, b).reshape(8, 8)
-        assert not np.allclose(frag, a @ b, atol=1e-4)
+        reason, _ = emu.self_check()
+        assert reason.startswith("simdgroup_load put element (") and "the kernels assume (" in reason
         agnostic = emu.probe("emu_probe_load_store_mma", a, b).reshape(8, 8)
         np.testing.assert_allclose(agnostic, a @ b, rtol=1e-5, atol=1e-5)
         for name in ("k3_p1", "small_cin_1", "pointwise_64x64"):
@@ -367,6 +456,7 @@ def test_wrong_lane_layout_is_caught(emu):
                 check_case(emu, case, "float32")
     finally:
         emu.set_lane_layout(wrong=False)
+    assert emu.self_check()[0] == ""
     check_case(emu, case_named("k3_p1"), "float32")
 
 

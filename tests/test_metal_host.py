@@ -202,6 +202,88 @@ def test_portable_buffer_decisions(tmp_path):
     assert "all passed" in _run([exe]).stdout
 
 
+def test_gpu_fallback_policy(tmp_path):
+    """csrc/core/gpu_fallback: an unusable default GPU gives way to the CPU
+    with one warning; other errors propagate (fake backends, no GPU needed)."""
+    exe = tmp_path / "gpu_fallback_test"
+    srcs = [ROOT / "csrc" / "core" / "gpu_fallback_test.cpp", ROOT / "csrc" / "core" / "gpu_fallback.cpp"]
+    flags = ["-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", f"-I{ROOT / 'csrc' / 'include'}"]
+    _run([_cxx(), *flags, *srcs, "-o", exe])
+    assert "all passed" in _run([exe]).stdout
+
+
+def test_self_check_verdict_without_gpu(tmp_path):
+    """csrc/metal/portable/self_check: the verdict on outputs written here
+    from Apple's documented layout (passes) and from plausible wrong ones
+    (each fails, saying where)."""
+    driver = tmp_path / "verdict.cpp"
+    driver.write_text(r"""
+#include <cstdio>
+#include "self_check.h"
+using namespace volconv::metal;
+// Apple's layout: lane l holds row (l/4 & 4) + (l/2) % 4, cols (l/4 & 2) * 2 + (l % 2) * 2 + {0, 1}.
+static void fill(float* out, bool swap_rows_cols, bool wrong_product) {
+  float a[64], b[64];
+  self_check_inputs(a, b);
+  for (int lane = 0; lane < 32; ++lane) {
+    int r = ((lane / 4) & 4) + (lane / 2) % 4, c = ((lane / 4) & 2) * 2 + (lane % 2) * 2;
+    out[64 + 2 * lane] = float(r);
+    out[65 + 2 * lane] = float(c);
+    for (int e = 0; e < 2; ++e) out[2 * lane + e] = swap_rows_cols ? a[(c + e) * 8 + r] : a[r * 8 + c + e];
+  }
+  for (int r = 0; r < 8; ++r)
+    for (int c = 0; c < 8; ++c) {
+      double s = 0;
+      for (int k = 0; k < 8; ++k) s += double(a[r * 8 + k]) * b[k * 8 + c];
+      out[128 + r * 8 + c] = float(s) + (wrong_product && r == 7 && c == 7 ? 1.0f : 0.0f);
+    }
+}
+int main() {
+  float out[192];
+  fill(out, false, false);
+  std::printf("right: [%s]\n", self_check_failure(out).c_str());
+  fill(out, true, false);
+  std::printf("swapped: [%s]\n", self_check_failure(out).c_str());
+  fill(out, false, true);
+  std::printf("product: [%s]\n", self_check_failure(out).c_str());
+  fill(out, false, false);
+  for (int i = 0; i < 2; ++i) {  // lane 5 claims and holds lane 4's cell, consistently
+    out[64 + 2 * 5 + i] = out[64 + 2 * 4 + i];
+    out[2 * 5 + i] = out[2 * 4 + i];
+  }
+  std::printf("duplicate: [%s]\n", self_check_failure(out).c_str());
+}
+""")
+    portable = HOST / "portable"
+    exe = tmp_path / "verdict"
+    _run(
+        [
+            _cxx(),
+            "-std=c++17",
+            "-Wall",
+            "-Werror",
+            f"-I{portable}",
+            driver,
+            portable / "self_check.cpp",
+            "-o",
+            exe,
+        ]
+    )
+    lines = dict(line.split(": ", 1) for line in _run([exe]).stdout.splitlines())
+    assert lines["right"] == "[]"
+    assert (
+        lines["swapped"].startswith("[simdgroup_load put element (")
+        and "the kernels assume (" in lines["swapped"]
+    )
+    assert (
+        lines["product"].startswith("[the simdgroup product through fragment_coord has ")
+        and "(7, 7)" in lines["product"]
+    )
+    assert (
+        lines["duplicate"].startswith("[fragment_coord gives cell (") and "to two lanes" in lines["duplicate"]
+    )
+
+
 # ---------------------------------------------------------------- the host vs the SDK, kernels and planner
 
 
@@ -217,7 +299,7 @@ def _need_planner():
         pytest.skip("needs the planner (csrc/metal_plan) and the kernels (metal/)")
 
 
-@pytest.mark.parametrize("source", ["device.mm", "conv3d.mm"])
+@pytest.mark.parametrize("source", ["device.mm", "conv3d.mm", "self_check.mm"])
 def test_host_compiles_against_sdk_stand_ins(source):
     """clang's Objective-C++ front end with ARC, against tests/metal_host_sdk/
     (Apple's declarations of what the host uses): unknown selectors, wrong
@@ -264,7 +346,7 @@ def test_metal_build_wiring(tmp_path):
         Path(c["file"]).name: c["command"] for c in json.loads((build / "compile_commands.json").read_text())
     }
     assert "no_metal.cpp" not in commands and "msl_source.cpp" in commands
-    for mm in ("device.mm", "conv3d.mm"):
+    for mm in ("device.mm", "conv3d.mm", "self_check.mm"):
         assert "-fobjc-arc" in commands[mm], f"{mm} is built without ARC"
     nm = shutil.which("nm") or pytest.skip("needs nm")
     symbols = _run([nm, "-C", build / "csrc" / "libvolconv.a"]).stdout
@@ -291,7 +373,7 @@ def _kernel_signatures() -> dict[str, dict]:
     kernels = {}
     for f in sorted(KERNELS.glob("*.metal")):
         text = re.sub(r"//[^\n]*", "", f.read_text())
-        for m in re.finditer(r"\[\[kernel\]\]\s*void\s+(\w+)\s*\(", text):
+        for m in re.finditer(r"\[\[kernel\b[^\]]*\]\]\s*void\s+(\w+)\s*\(", text):
             depth, i = 1, m.end()
             while depth:
                 depth += {"(": 1, ")": -1}.get(text[i], 0)
@@ -394,6 +476,76 @@ int main() {
     )
     out = _run([exe]).stdout
     return sorted({line.split()[1] for line in out.splitlines()})
+
+
+@pytest.fixture(scope="module")
+def library_units(tmp_path_factory) -> dict[str, tuple[str, str]]:
+    """{key: (defines, kernel-name prefix)} of every library unit the host
+    compiles: metal_plan::library_unit for each family x dtype, and the
+    self-check's."""
+    _need_planner()
+    tmp = tmp_path_factory.mktemp("units")
+    driver = tmp / "units.cpp"
+    driver.write_text(r"""
+#include <cstdio>
+#include "conv3d_plan.h"
+using namespace volconv;
+using metal_plan::KernelFamily;
+static void print(const metal_plan::LibraryUnit& u, const char* prefix) {
+  std::printf("%s|%s|", u.key.c_str(), prefix);
+  for (char c : u.defines) std::printf("%s", c == '\n' ? "\\n" : std::string(1, c).c_str());
+  std::printf("\n");
+}
+int main() {
+  const char* types[] = {"float", "half", "bfloat"};
+  const DType dtypes[] = {DType::float32, DType::float16, DType::bfloat16};
+  for (auto f : {KernelFamily::gemm, KernelFamily::pointwise, KernelFamily::small_cin, KernelFamily::depthwise})
+    for (int t = 0; t < 3; ++t) {
+      const std::string prefix = std::string("conv3d_") + metal_plan::family_name(f) + "_" + types[t] + "_";
+      print(metal_plan::library_unit(f, dtypes[t]), prefix.c_str());
+    }
+  print(metal_plan::self_check_library_unit(), "volconv_self_check");
+}
+""")
+    srcs = [
+        driver,
+        PLANNER / "conv3d_plan.cpp",
+        *[ROOT / "csrc" / "core" / f for f in ("geometry.cpp", "dtype.cpp", "tensor.cpp")],
+    ]
+    exe = tmp / "units"
+    _run(
+        [
+            _cxx(),
+            "-std=c++17",
+            f"-I{ROOT / 'csrc' / 'include'}",
+            f"-I{KERNELS}",
+            f"-I{PLANNER}",
+            *srcs,
+            "-o",
+            exe,
+        ]
+    )
+    units = {}
+    for line in _run([exe]).stdout.splitlines():
+        key, prefix, defines = line.split("|")
+        units[key] = (defines.replace("\\n", "\n"), prefix)
+    return units
+
+
+def test_library_units_split_the_kernels(embedded, planner_names, library_units, tmp_path):
+    """Each unit the host compiles on first use holds exactly the kernels of
+    its family and element type (20 or fewer, not all at once), and the units
+    together hold every kernel the planner can name."""
+    _, msl = embedded
+    covered = set()
+    for key, (defines, prefix) in library_units.items():
+        (tmp_path / key.replace("/", "_")).mkdir()
+        names = set(_instantiated((None, defines + msl), tmp_path / key.replace("/", "_")))
+        expected = {n for n in [*planner_names, "volconv_self_check"] if n.startswith(prefix)}
+        assert names == expected and names, key
+        assert len(names) <= 20, f"{key} compiles {len(names)} kernels at once"
+        covered |= names
+    assert covered >= set(planner_names)
 
 
 def _host_bindings() -> dict[str, list]:
@@ -562,6 +714,15 @@ def test_ci_workflow():
     assert "pytest" in mac_run and "metal_gpu" in mac_run
     gated = [s for s in jobs[mac[0]]["steps"] if re.search(r"-m metal_gpu\b", s.get("run", ""))]
     assert gated and all("if" in s for s in gated), "the Metal parity step runs only when the GPU is usable"
+    # Apple's compiler on every kernel, the embedded library and each library
+    # unit (family x dtype defines), warnings as errors.
+    offline = [
+        j for j in mac if re.search(r"xcrun -sdk macosx metal -std=metal3\.1 -Werror -c \"\$f\"", runs[j])
+    ]
+    assert offline, "a macOS job compiles metal/*.metal offline with -std=metal3.1 -Werror"
+    run = runs[offline[0]]
+    assert "for f in metal/*.metal" in run and "library.metal" in run
+    assert "-DVOLCONV_LIBRARY_FAMILY=$family" in run and "-DVOLCONV_LIBRARY_DTYPE=$dtype" in run
 
 
 def test_wheels_workflow_and_cibuildwheel_config():

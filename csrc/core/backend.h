@@ -26,6 +26,8 @@ void conv3d(const detail::ConvCall& call);
 }
 
 namespace volconv::metal {
+// Failures that mean the GPU cannot run the kernels at all throw
+// detail::GpuUnusable (core/gpu_fallback.h); everything else throws as usual.
 // "" when a Metal device with the GPU family the kernels need exists.
 std::string unavailable_reason();
 // A new command queue; returns its id.

@@ -10,10 +10,12 @@
 
 #include "backend.h"
 #include "format.h"
+#include "gpu_fallback.h"
 
 namespace volconv {
 namespace detail {
 int gpu_queue_of(const Stream& stream);
+bool default_device_is_automatic();
 }
 
 namespace {
@@ -189,9 +191,23 @@ void conv3d(const ConstTensorView& input, const ConstTensorView& weight, const T
   }
 }
 
+// No stream: the default device's. A GPU that is only the automatic default
+// gives way to the CPU when it cannot run the kernels (gpu_fallback.h).
 void conv3d(const ConstTensorView& input, const ConstTensorView& weight, const TensorView& output,
             const ConvParams& params) {
-  conv3d(input, weight, output, params, default_stream(default_device()));
+  const Device device = default_device();
+  if (device.type != DeviceType::gpu || !detail::default_device_is_automatic()) {
+    conv3d(input, weight, output, params, default_stream(device));
+    return;
+  }
+  // The GPU has no epilogue yet: a GPU that is only the automatic default
+  // gives way to the CPU for a call with one (an explicit GPU refuses it).
+  if (!params.epilogue.empty()) {
+    conv3d(input, weight, output, params, default_stream(Device{}));
+    return;
+  }
+  detail::gpu_fallback().run([&] { conv3d(input, weight, output, params, default_stream(device)); },
+                             [&] { conv3d(input, weight, output, params, default_stream(Device{})); });
 }
 
 }  // namespace volconv

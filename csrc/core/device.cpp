@@ -89,6 +89,13 @@ Stream new_stream(const Device& device) {
 }
 
 namespace detail {
+// True while the default device is the automatic choice (never set).
+bool default_device_is_automatic() {
+  Registry& r = registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  return !r.default_device_set;
+}
+
 // The Metal queue of a GPU stream; throws for a stream this process never made.
 int gpu_queue_of(const Stream& stream) {
   Registry& r = registry();

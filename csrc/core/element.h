@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 #include "float_convert.h"
 #include "volconv/dtype.h"
@@ -39,6 +40,20 @@ template <> struct Element<DType::bfloat16> {
   template <class A> static A load(storage v) { return A(detail::bf16_to_float(v)); }
   template <class A> static storage store(A v) { return detail::float_to_bf16(float(v)); }
 };
+
+// Reads or writes one element at any address: numpy views and C++ callers
+// may place elements off their natural alignment. (The bytes are copied
+// through an untyped pointer: clang checks a memcpy from a typed one.)
+template <class S> inline S load_any(const S* p) {
+  const void* bytes = p;
+  S v;
+  std::memcpy(&v, bytes, sizeof v);
+  return v;
+}
+template <class S> inline void store_any(S* p, S v) {
+  void* bytes = p;
+  std::memcpy(bytes, &v, sizeof v);
+}
 
 // Calls f(Element<dt>{}) for the runtime dtype.
 template <class F> decltype(auto) visit_dtype(DType dtype, F&& f) {

@@ -15,6 +15,13 @@ using detail::format_tuple;
 // Sizes above this are refused: they keep every product of a size with a
 // small factor (a stride, an element size) inside int64.
 constexpr std::int64_t kMaxElements = std::int64_t(1) << 56;
+// The reduction per output (KD*KH*KW*C_in/groups) and the weight packed
+// with each group's output channels rounded up to the widest tile stay
+// below these, so the kernels' scratch and packed-weight sizes (these times
+// a tile of at most 2^12 bytes) fit in int64. Only a zero-strided
+// (broadcast) weight can come near them.
+constexpr std::int64_t kMaxReduction = std::int64_t(1) << 48;
+constexpr std::int64_t kWidestTile = 64;
 
 [[noreturn]] void fail(const std::string& message) {
   throw std::invalid_argument("[conv3d] " + message);
@@ -77,6 +84,12 @@ ConvGeometry make_conv_geometry(const Shape5& input, const Shape5& weight, const
 
   checked_product({input[0], input[1], input[2], input[3], input[4]}, "input");
   checked_product({weight[0], weight[1], weight[2], weight[3], weight[4]}, "weight");
+  const std::int64_t cout_g_padded = (c_out / p.groups + kWidestTile - 1) / kWidestTile * kWidestTile;
+  checked_product({p.groups, cout_g_padded, weight[1], weight[2], weight[3], c_in_g}, "packed weight (output channels per group rounded up to 64)");
+  const std::int64_t reduction = checked_product({weight[1], weight[2], weight[3], c_in_g}, "reduction");
+  if (reduction > kMaxReduction)
+    fail("The kernel is too large: KD*KH*KW*C_in/groups = " + std::to_string(reduction) +
+         " exceeds 2^48. Got weight of shape " + format_tuple(weight) + ".");
 
   ConvGeometry g;
   g.batch = input[0];
@@ -112,7 +125,10 @@ void set_same_padding(ConvParams& params, const Int3& kernel) {
       fail("padding='same' is only supported with stride 1, but got strides " + format_tuple(params.stride) + ".");
     if (kernel[i] < 1 || params.dilation[i] < 1)
       fail("padding='same' needs positive kernel sizes and dilations.");
-    const std::int64_t total = params.dilation[i] * (kernel[i] - 1);
+    std::int64_t total = 0;
+    if (__builtin_mul_overflow(params.dilation[i], kernel[i] - 1, &total) || total > kMaxElements)
+      fail("padding='same' needs padding dilation*(kernel-1) below 2^56, but got dilation " +
+           format_tuple(params.dilation) + " and kernel sizes " + format_tuple(kernel) + ".");
     params.padding_lo[i] = total / 2;
     params.padding_hi[i] = total - total / 2;
   }

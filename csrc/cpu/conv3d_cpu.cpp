@@ -4,6 +4,7 @@
 #include "conv3d_igemm.h"
 #include "conv3d_plan.h"
 #include "cpu_features.h"
+#include "nonfinite_weights.h"
 
 namespace volconv::cpu {
 
@@ -14,11 +15,14 @@ void conv3d(const detail::ConvCall& call) {
   const KernelTable& kt = active_kernels();  // once: a concurrent force_isa must not split plan and run
   const CpuPlan plan = plan_conv3d(call, kt, planning_caches());
   switch (plan.path) {
-    case CpuPath::direct: return conv3d_direct(call);
+    case CpuPath::direct: conv3d_direct(call); break;
     case CpuPath::dwconv:
-    case CpuPath::cin1: return conv3d_rows(call, plan);
-    default: return conv3d_igemm(call, kt, plan);
+    case CpuPath::cin1: conv3d_rows(call, plan); break;
+    default: conv3d_igemm(call, kt, plan);
   }
+  // Every path skips taps that lie wholly in the padding; a non-finite
+  // weight there must still reach the output as NaN (0 * NaN), as in torch.
+  propagate_nonfinite_weights(call);
 }
 
 }  // namespace volconv::cpu

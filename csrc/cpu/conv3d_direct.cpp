@@ -39,7 +39,7 @@ void conv3d_direct_typed(const detail::ConvCall& call) {
           for (std::int64_t ci = 0; ci < cin_g; ++ci) {
             const std::int64_t tap = (kd * g.kernel[1] + kh) * g.kernel[2] + kw;
             packed[std::size_t(((grp * taps + tap) * cin_g + ci) * cout_g + col)] = Wt::template load<Acc>(
-                w[co * ws[0] + kd * ws[1] + kh * ws[2] + kw * ws[3] + ci * ws[4]]);
+                load_any(w + co * ws[0] + kd * ws[1] + kh * ws[2] + kw * ws[3] + ci * ws[4]));
           }
   }
 
@@ -64,7 +64,7 @@ void conv3d_direct_typed(const detail::ConvCall& call) {
                   const std::int64_t tap = (kd * g.kernel[1] + kh) * g.kernel[2] + kw;
                   const Acc* wp = packed.data() + (grp * taps + tap) * cin_g * cout_g;
                   for (std::int64_t ci = 0; ci < cin_g; ++ci) {
-                    const Acc xv = In::template load<Acc>(xr[ci * xs[4]]);
+                    const Acc xv = In::template load<Acc>(load_any(xr + ci * xs[4]));
                     const Acc* wr = wp + ci * cout_g;
                     for (std::int64_t co = 0; co < cout_g; ++co) acc[std::size_t(co)] += xv * wr[co];
                   }
@@ -74,7 +74,7 @@ void conv3d_direct_typed(const detail::ConvCall& call) {
             if (epi.active()) epi.apply(acc.data(), cout_g, grp * cout_g, epi.residual_offset(n, od, oh, ow));
             OutS* yr = y + n * ys[0] + od * ys[1] + oh * ys[2] + ow * ys[3] + grp * cout_g * ys[4];
             for (std::int64_t co = 0; co < cout_g; ++co)
-              yr[co * ys[4]] = Out::template store<Acc>(acc[std::size_t(co)]);
+              store_any(yr + co * ys[4], Out::template store<Acc>(acc[std::size_t(co)]));
           }
 }
 

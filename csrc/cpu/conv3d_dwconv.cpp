@@ -5,8 +5,10 @@
 // (through a row buffer when the output's channels are not contiguous).
 // Depthwise reads the block's channels of the input; C_in = 1 reads its one.
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
+#include "../core/element.h"
 #include "conv3d_igemm.h"
 #include "conv_tile.h"
 #include "epilogue.h"
@@ -78,9 +80,9 @@ void run_rows(const detail::ConvCall& call, const CpuPlan& plan) {
           if (epi.active()) epi.apply(v, C, 0, epi.residual_offset(n, od, oh, ow));
           float* dst = yr + ow * ys[3];
           if (ys[4] == 1)
-            std::copy(v, v + C, dst);
+            std::memcpy(static_cast<void*>(dst), v, std::size_t(C) * sizeof(float));  // dst may be unaligned
           else
-            for (std::int64_t c = 0; c < C; ++c) dst[c * ys[4]] = v[c];
+            for (std::int64_t c = 0; c < C; ++c) store_any(dst + c * ys[4], v[c]);
         }
       }
     }

@@ -121,8 +121,8 @@ void run_direct_chunked(const Problem& p, const std::vector<W>& packed, bool fol
       const std::int64_t strip = it % strips, gb = it / strips, grp = gb / p.blocks, blk = gb % p.blocks;
       const std::int64_t mt0 = strip * kStripTiles, tiles = std::min(kStripTiles, p.n_mt - mt0);
       for (std::int64_t j = 0; j < tiles; ++j) {
-        ks[std::size_t(j)] = index_tile(p, fold_w, kc, grp, mt0 + j, zero.data(),
-                                        scratch.data() + j * per_tile * kc * p.x_esize, rows[std::size_t(j)],
+        char* tile_scratch = fold_w ? scratch.data() + j * per_tile * kc * p.x_esize : nullptr;
+        ks[std::size_t(j)] = index_tile(p, fold_w, kc, grp, mt0 + j, zero.data(), tile_scratch, rows[std::size_t(j)],
                                         a.data() + j * per_tile, tap.data() + j * taps, w_off.data() + j * taps);
         next[std::size_t(j)] = 0;
       }
@@ -214,7 +214,7 @@ void gather_rows(const Problem& p, const TileRows& rows, std::int64_t grp, std::
       }
       const auto* src = x + rows.x_off[r] + id * p.xs[1] + ih * p.xs[2] + iw * p.xs[3];
       if (convert_rows && p.kt.convert_row(dst, src, p.cin, code)) continue;
-      for (std::int64_t ci = 0; ci < p.cin; ++ci) dst[ci] = In::template load<float>(src[ci * p.xs[4]]);
+      for (std::int64_t ci = 0; ci < p.cin; ++ci) dst[ci] = In::template load<float>(load_any(src + ci * p.xs[4]));
     }
   }
 }
@@ -247,8 +247,9 @@ void run_packed_a(const Problem& p, const std::vector<float>& packed) {
 }
 
 // Tiles of MR positions along W of one output row; A gathered k-major.
-// dst[ci * MR + r] = src[r * step + ci * cstride] for r in [r_lo, r_hi), else
-// 0. CIN > 0 fixes the channel count at compile time (the common 1-4).
+// dst[ci * MR + r] = src[(r - r_lo) * step + ci * cstride] for r in
+// [r_lo, r_hi) (src is row r_lo's address), else 0. CIN > 0 fixes the
+// channel count at compile time (the common 1-4).
 template <class In, int CIN>
 void gather_kmajor(float* dst, const typename In::storage* src, std::int64_t step, std::int64_t cstride,
                    std::int64_t cin_rt, int MR, std::int64_t r_lo, std::int64_t r_hi) {
@@ -257,7 +258,7 @@ void gather_kmajor(float* dst, const typename In::storage* src, std::int64_t ste
     float* d = dst + ci * MR;
     const auto* s = src + ci * cstride;
     for (std::int64_t r = 0; r < r_lo; ++r) d[r] = 0.0f;
-    for (std::int64_t r = r_lo; r < r_hi; ++r) d[r] = In::template load<float>(s[r * step]);
+    for (std::int64_t r = r_lo; r < r_hi; ++r) d[r] = In::template load<float>(load_any(s + (r - r_lo) * step));
     for (std::int64_t r = r_hi; r < MR; ++r) d[r] = 0.0f;
   }
 }
@@ -303,8 +304,9 @@ void run_small_cin(const Problem& p, const IgemmKernel& k, const std::vector<flo
           const std::int64_t r_lo = std::min<std::int64_t>(MR, iw0 >= 0 ? 0 : (-iw0 + sw - 1) / sw);
           const std::int64_t r_hi = std::max<std::int64_t>(
               r_lo, std::min<std::int64_t>(rows.valid, g.in[2] > iw0 ? (g.in[2] - iw0 + sw - 1) / sw : 0));
-          gather_kmajor<In, CIN>(dst, x + id * p.xs[1] + ih * p.xs[2] + iw0 * p.xs[3], sw * p.xs[3], p.xs[4],
-                                 p.cin, MR, r_lo, r_hi);
+          // Row r_lo's address: iw0 itself may lie before the row.
+          const auto* src = r_hi > r_lo ? x + id * p.xs[1] + ih * p.xs[2] + (iw0 + r_lo * sw) * p.xs[3] : x;
+          gather_kmajor<In, CIN>(dst, src, sw * p.xs[3], p.xs[4], p.cin, MR, r_lo, r_hi);
         }
         const std::int64_t w_off = t0 * p.cin * NR;
         for (std::int64_t blk = 0; blk < p.blocks; ++blk)

@@ -103,7 +103,9 @@ void plan_rows(CpuPlan& plan, const ConvGeometry& g, const DwconvKernel& k, cons
   plan.nr = k.nr;
   const std::int64_t KD = g.kernel[0], KH = g.kernel[1];
   const std::int64_t row_bytes = std::max<std::int64_t>(1, g.in[2] * g.in_channels * 4);
-  plan.h_block = std::clamp<std::int64_t>(b.row_slab / (KD * row_bytes) - (KH - 1), 1, g.out[1]);
+  // (a / b / c == a / (b * c), and b * c may not fit in int64: a 2^46-wide
+  // broadcast row times KD = 2^16 wrapped to 0, a division by zero)
+  plan.h_block = std::clamp<std::int64_t>(b.row_slab / row_bytes / KD - (KH - 1), 1, g.out[1]);
 }
 
 std::atomic<std::int64_t> g_l1d{0}, g_l2{0}, g_l3{0};

@@ -67,7 +67,9 @@ std::int64_t build_indirection(const ConvGeometry& g, const Shape5& xs, const Ti
         const int r = u.r0;
         const std::int64_t id = rows.id0[r] + kd * p.dilation[0], ih = rows.ih0[r] + kh * p.dilation[1];
         u.dh_ok = id >= 0 && id < g.in[0] && ih >= 0 && ih < g.in[1];
-        u.base = x + (rows.x_off[r] + id * xs[1] + ih * xs[2]) * esize;
+        // Addresses are formed only inside the input (else undefined, and
+        // id * stride may overflow for huge padding).
+        u.base = u.dh_ok ? x + (rows.x_off[r] + id * xs[1] + ih * xs[2]) * esize : nullptr;
         any_dh |= u.dh_ok;
       }
       if (!any_dh) continue;  // the whole tile reads D/H padding at this (kd, kh)
@@ -86,8 +88,10 @@ std::int64_t build_indirection(const ConvGeometry& g, const Shape5& xs, const Ti
           }
           const void** out = row + u.r0;
           for (std::int64_t i = 0; i < lo; ++i) out[i] = zero;
-          const char* src = u.base + iw * xs[3] * esize;
-          for (std::int64_t i = lo; i < hi; ++i) out[i] = src + i * step;
+          if (hi > lo) {
+            const char* src = u.base + (iw + lo * sw) * xs[3] * esize;  // row lo, inside the input
+            for (std::int64_t i = lo; i < hi; ++i) out[i] = src + (i - lo) * step;
+          }
           for (std::int64_t i = hi; i < n; ++i) out[i] = zero;
           any |= hi > lo;
         }
@@ -115,16 +119,18 @@ std::int64_t build_indirection_fold_w(const ConvGeometry& g, const Shape5& xs, c
           continue;
         }
         any = true;
-        const char* src = x + (rows.x_off[r] + id * xs[1] + ih * xs[2] + iw0 * xs[3]) * esize;
-        if (iw0 >= 0 && iw0 + KW <= W) {
+        // Taps [lo, hi) of the window read inside the input; its address is
+        // formed at tap lo (iw0 itself may lie before the row).
+        const std::int64_t lo = iw0 < 0 ? -iw0 : 0, hi = iw0 + KW > W ? W - iw0 : KW;
+        const char* src = x + (rows.x_off[r] + id * xs[1] + ih * xs[2] + (iw0 + lo) * xs[3]) * esize;
+        if (lo == 0 && hi == KW) {
           row[r] = src;
           continue;
         }
         // Window across the W border: copy its inside part, zero the rest.
         char* buf = scratch + ((kd * g.kernel[1] + kh) * mr + r) * window;
-        const std::int64_t lo = iw0 < 0 ? -iw0 : 0, hi = iw0 + KW > W ? W - iw0 : KW;
         std::memset(buf, 0, std::size_t(window));
-        std::memcpy(buf + lo * cin * esize, src + lo * cin * esize, std::size_t((hi - lo) * cin * esize));
+        std::memcpy(buf + lo * cin * esize, src, std::size_t((hi - lo) * cin * esize));
         row[r] = buf;
       }
       if (any) tap[ks++] = kd * g.kernel[1] + kh;
@@ -159,7 +165,7 @@ void store_output_tile(const KernelTable& kt, const OutputTarget& out, const Til
     using E = decltype(e);
     auto* y = reinterpret_cast<typename E::storage*>(out.y);
     for (int r = 0; r < rows.valid; ++r)
-      for (int j = 0; j < nc; ++j) y[rows.y_off[r] + (chan0 + j) * ys[4]] = E::template store<float>(c[r * ldc + j]);
+      for (int j = 0; j < nc; ++j) store_any(y + rows.y_off[r] + (chan0 + j) * ys[4], E::template store<float>(c[r * ldc + j]));
   });
 }
 

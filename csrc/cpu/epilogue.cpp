@@ -22,9 +22,9 @@ EpilogueRun::EpilogueRun(const detail::ConvCall& call) {
       const auto* src = static_cast<const typename E::storage*>(b.data);
       for (std::int64_t i = 0; i < b.size; ++i) {
         if (f64)
-          bias64_[std::size_t(i)] = E::template load<double>(src[i * b.stride]);
+          bias64_[std::size_t(i)] = E::template load<double>(load_any(src + i * b.stride));
         else
-          bias32_[std::size_t(i)] = E::template load<float>(src[i * b.stride]);
+          bias32_[std::size_t(i)] = E::template load<float>(load_any(src + i * b.stride));
       }
     });
   }
@@ -70,11 +70,12 @@ void EpilogueRun::apply_typed(T* v, std::int64_t n, std::int64_t chan0, std::int
     visit_dtype(res_dtype_, [&](auto el) {
       using E = decltype(el);
       const std::int64_t cs = rs_[4];
+      // Elements may sit off their natural alignment: read through load_any.
       const auto* r = reinterpret_cast<const typename E::storage*>(res_) + res_off + chan0 * cs;
       if (cs == 1)
-        for (std::int64_t j = 0; j < n; ++j) v[j] += E::template load<T>(r[j]);
+        for (std::int64_t j = 0; j < n; ++j) v[j] += E::template load<T>(load_any(r + j));
       else
-        for (std::int64_t j = 0; j < n; ++j) v[j] += E::template load<T>(r[j * cs]);
+        for (std::int64_t j = 0; j < n; ++j) v[j] += E::template load<T>(load_any(r + j * cs));
     });
   }
 }

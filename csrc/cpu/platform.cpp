@@ -149,11 +149,7 @@ CacheSizes cache_sizes() {
   return sizes;
 }
 
-int default_thread_count() {
-  if (const char* env = std::getenv("VOLCONV_NUM_THREADS")) {
-    const int n = std::atoi(env);
-    if (n > 0) return n;
-  }
+int available_cpus() {
 #if defined(__linux__)
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof set, &set) == 0) {

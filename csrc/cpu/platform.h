@@ -22,11 +22,12 @@ struct CacheSizes {
 CacheSizes cache_sizes();
 constexpr CacheSizes kFallbackCaches{32 << 10, 1 << 20, 8 << 20};
 
-// Threads the pool starts with: VOLCONV_NUM_THREADS when set; else the CPUs
-// of this process's affinity mask (Linux), the performance cores (macOS:
-// efficiency cores would be the stragglers of the pool's static chunks), or
+// The CPUs the pool sizes itself by (its default, and the base of its cap;
+// VOLCONV_NUM_THREADS is the pool's business): the CPUs of this process's
+// affinity mask (Linux), the performance cores (macOS: efficiency cores would
+// be the stragglers of the pool's static chunks), or
 // std::thread::hardware_concurrency.
-int default_thread_count();
+int available_cpus();
 
 // Non-temporal (cache-bypassing) stores: x86 only. NEON's kernels store
 // normally, so the planner never asks them to stream.

@@ -1,18 +1,25 @@
-// The pool behind parallel_for. Workers sleep on a condition variable
-// between calls; each call publishes a generation number, and worker i runs
-// chunk i + 1. The pool object is never destroyed (threads blocked at exit
-// are harmless) and is rebuilt after fork(), whose child has no workers.
+// The pool behind parallel_for. Each worker sleeps on its own condition
+// variable, so a call wakes only the workers it uses; worker i runs chunk
+// i + 1. Lowering the thread count ends the surplus workers. The pool object
+// is never destroyed (threads blocked at exit are harmless); a fork() child,
+// which has no workers and may inherit locked mutexes, gets a fresh pool and
+// fresh locks from a pthread_atfork handler.
 #include "thread_pool.h"
 
+#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -30,7 +37,42 @@
 namespace volconv::cpu {
 namespace {
 
-int default_threads() { return platform::default_thread_count(); }
+// Threads beyond a few per CPU only add switching; the cap also bounds what
+// a typo in set_num_threads or VOLCONV_NUM_THREADS can create.
+constexpr int kThreadsPerCpu = 4;
+
+int cpus_available() { return platform::available_cpus(); }
+
+int thread_cap() { return kThreadsPerCpu * cpus_available(); }
+
+// Say something on stderr once per kind of event per process.
+void note_once(std::atomic<bool>& said, const std::string& message) {
+  if (!said.exchange(true)) std::fprintf(stderr, "%s\n", message.c_str());
+}
+
+std::atomic<bool> g_said_env{false}, g_said_cap{false}, g_said_spawn{false};
+
+// VOLCONV_NUM_THREADS: a whole decimal number >= 1 and nothing else, else
+// ignored (with a note); above the cap, clamped.
+int default_threads() {
+  const int cap = thread_cap();
+  if (const char* env = std::getenv("VOLCONV_NUM_THREADS"); env != nullptr && *env != '\0') {
+    char* end = nullptr;
+    errno = 0;
+    const long n = std::strtol(env, &end, 10);
+    if (errno == 0 && end != env && *end == '\0' && n >= 1) {
+      if (n <= cap) return int(n);
+      note_once(g_said_env, "[volconv] VOLCONV_NUM_THREADS=" + std::string(env) + " is above " +
+                                std::to_string(kThreadsPerCpu) + " threads per CPU this process may run on; using " +
+                                std::to_string(cap) + ".");
+      return cap;
+    }
+    note_once(g_said_env, "[volconv] Ignoring VOLCONV_NUM_THREADS=" + std::string(env) +
+                              ": expected a positive whole number. Using the " + std::to_string(cpus_available()) +
+                              " CPUs this process may run on.");
+  }
+  return std::min(cpus_available(), cap);
+}
 
 // Kernels write large outputs with non-temporal stores, which other cores
 // may see late: fence once per chunk (not per tile: an sfence waits for the
@@ -43,21 +85,26 @@ void fence_streaming_stores() {
 
 class Pool {
  public:
-  explicit Pool(int threads) : threads_(threads), pid_(getpid()) {}
+  explicit Pool(int threads) : threads_(threads) {}
 
   int threads() const { return threads_; }
-  void set_threads(int n) { threads_ = n; }
-  bool owned_by_this_process() const { return pid_ == getpid(); }
+
+  // Waits for a running call, then ends the workers the new count leaves idle.
+  void set_threads(int n) {
+    std::lock_guard<std::mutex> call(call_mutex_);
+    threads_ = n;
+    shrink(n - 1);
+  }
 
   void run(std::int64_t n, const std::function<void(std::int64_t, std::int64_t)>& fn) {
-    const int chunks = int(std::min<std::int64_t>(n, threads_));
+    int chunks = int(std::min<std::int64_t>(n, threads_));
     std::unique_lock<std::mutex> call(call_mutex_, std::try_to_lock);
     if (chunks <= 1 || !call.owns_lock()) {
       fn(0, n);  // same results: the split never changes what each output sums
       fence_streaming_stores();
       return;
     }
-    grow(chunks - 1);
+    chunks = std::min(chunks, grow(chunks - 1) + 1);
     {
       std::lock_guard<std::mutex> lock(mutex_);
       fn_ = &fn;
@@ -66,8 +113,9 @@ class Pool {
       pending_ = chunks - 1;
       error_ = nullptr;
       ++generation_;
+      for (int i = 0; i < chunks - 1; ++i) workers_[std::size_t(i)]->go = generation_;
     }
-    start_.notify_all();
+    for (int i = 0; i < chunks - 1; ++i) workers_[std::size_t(i)]->wake.notify_one();
     std::exception_ptr mine;
     try {
       fn(0, chunk_end(0));
@@ -83,28 +131,58 @@ class Pool {
   }
 
  private:
+  struct Worker {
+    std::condition_variable wake;
+    std::uint64_t go = 0;  // the generation this worker is to run
+    bool stop = false;
+    std::thread thread;
+  };
+
   std::int64_t chunk_end(int i) const { return n_ * (i + 1) / chunks_; }
 
-  void grow(int workers) {
-    while (int(workers_.size()) < workers) {
-      const int index = int(workers_.size());
-      // The worker must see the coming generation as new, whenever it starts.
-      std::uint64_t seen;
-      {
-        std::lock_guard<std::mutex> lock(mutex_);
-        seen = generation_;
+  // Starts workers up to `count` (call_mutex_ held); returns how many exist.
+  // When the system refuses a thread, the call runs on those that started.
+  int grow(int count) {
+    while (int(workers_.size()) < count) {
+      const int chunk = int(workers_.size()) + 1;
+      auto w = std::make_unique<Worker>();
+      Worker* self = w.get();
+      try {
+        w->thread = std::thread([this, chunk, self] { work(chunk, *self); });
+      } catch (const std::system_error& e) {
+        note_once(g_said_spawn, std::string("[conv3d] Could not start more than ") +
+                                    std::to_string(workers_.size()) + " worker threads (" + e.what() +
+                                    "); running on the threads that started.");
+        break;
       }
-      workers_.emplace_back([this, index, seen] { work(index + 1, seen); });
-      workers_.back().detach();
+      workers_.push_back(std::move(w));
     }
+    return int(workers_.size());
   }
 
-  void work(int chunk, std::uint64_t seen) {
+  // Ends workers past `count` and waits for them (call_mutex_ held, so no
+  // call is running).
+  void shrink(int count) {
+    const std::size_t keep = std::size_t(std::max(count, 0));
+    if (workers_.size() <= keep) return;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (std::size_t i = keep; i < workers_.size(); ++i) workers_[i]->stop = true;
+    }
+    for (std::size_t i = keep; i < workers_.size(); ++i) {
+      workers_[i]->wake.notify_one();
+      workers_[i]->thread.join();
+    }
+    workers_.resize(keep);
+  }
+
+  void work(int chunk, Worker& self) {
+    std::uint64_t seen = 0;
     for (;;) {
       std::unique_lock<std::mutex> lock(mutex_);
-      start_.wait(lock, [&] { return generation_ != seen; });
-      seen = generation_;
-      if (chunk >= chunks_) continue;
+      self.wake.wait(lock, [&] { return self.stop || self.go != seen; });
+      if (self.stop) return;
+      seen = self.go;
       const auto* fn = fn_;
       const std::int64_t begin = n_ * chunk / chunks_, end = chunk_end(chunk);
       lock.unlock();
@@ -122,11 +200,10 @@ class Pool {
   }
 
   std::atomic<int> threads_;
-  pid_t pid_;
-  std::mutex call_mutex_;  // one parallel_for at a time
-  std::mutex mutex_;
-  std::condition_variable start_, done_;
-  std::vector<std::thread> workers_;
+  std::mutex call_mutex_;  // one parallel_for (or resize) at a time
+  std::mutex mutex_;       // guards the job below and the workers' go/stop
+  std::condition_variable done_;
+  std::vector<std::unique_ptr<Worker>> workers_;
   std::uint64_t generation_ = 0;
   const std::function<void(std::int64_t, std::int64_t)>* fn_ = nullptr;
   std::int64_t n_ = 0;
@@ -134,15 +211,33 @@ class Pool {
   std::exception_ptr error_;
 };
 
-std::mutex g_pool_mutex;
-Pool* g_pool = nullptr;  // leaked on purpose (see the file comment)
-int g_requested = 0;     // set_num_threads; 0 = default
+// Pools and mutexes are leaked on purpose (see the file comment): a child
+// process replaces both, whatever state the parent's threads left them in.
+std::atomic<Pool*> g_pool{nullptr};
+std::atomic<pid_t> g_pool_pid{0};
+std::mutex* g_pool_mutex = new std::mutex;
+int g_requested = 0;  // set_num_threads; 0 = default
+
+void reset_after_fork() {
+  g_pool_mutex = new std::mutex;
+  g_pool.store(nullptr);
+  g_pool_pid.store(0);
+}
+[[maybe_unused]] const bool g_reset_registered = pthread_atfork(nullptr, nullptr, reset_after_fork) == 0;
 
 Pool& pool() {
-  std::lock_guard<std::mutex> lock(g_pool_mutex);
-  if (g_pool == nullptr || !g_pool->owned_by_this_process())
-    g_pool = new Pool(g_requested > 0 ? g_requested : default_threads());
-  return *g_pool;
+  // The pid check, without the lock, also covers a child of a raw clone()
+  // that ran no atfork handler.
+  Pool* p = g_pool.load(std::memory_order_acquire);
+  if (p != nullptr && g_pool_pid.load(std::memory_order_acquire) == getpid()) return *p;
+  std::lock_guard<std::mutex> lock(*g_pool_mutex);
+  p = g_pool.load();
+  if (p == nullptr || g_pool_pid.load() != getpid()) {
+    p = new Pool(g_requested > 0 ? g_requested : default_threads());
+    g_pool.store(p, std::memory_order_release);
+    g_pool_pid.store(getpid(), std::memory_order_release);
+  }
+  return *p;
 }
 
 }  // namespace
@@ -154,8 +249,17 @@ void parallel_for(std::int64_t n, const std::function<void(std::int64_t, std::in
 
 void set_num_threads(int n) {
   Pool& p = pool();
-  std::lock_guard<std::mutex> lock(g_pool_mutex);
-  g_requested = n > 0 ? n : 0;
+  const int cap = thread_cap();
+  if (n > cap) {
+    note_once(g_said_cap, "[set_num_threads] " + std::to_string(n) + " threads is above " +
+                              std::to_string(kThreadsPerCpu) + " per CPU this process may run on; using " +
+                              std::to_string(cap) + ".");
+    n = cap;
+  }
+  {
+    std::lock_guard<std::mutex> lock(*g_pool_mutex);
+    g_requested = n > 0 ? n : 0;
+  }
   p.set_threads(n > 0 ? n : default_threads());
 }
 

@@ -18,7 +18,7 @@ void for_each_weight(const ConvGeometry& g, const ConstTensorView& w, F&& f) {
         for (std::int64_t kh = 0; kh < g.kernel[1]; ++kh)
           for (std::int64_t kw = 0; kw < g.kernel[2]; ++kw, ++t)
             for (std::int64_t ci = 0; ci < g.in_channels_per_group; ++ci)
-              f(co, t, ci, E::template load<float>(p[co * s[0] + kd * s[1] + kh * s[2] + kw * s[3] + ci * s[4]]));
+              f(co, t, ci, E::template load<float>(load_any(p + co * s[0] + kd * s[1] + kh * s[2] + kw * s[3] + ci * s[4])));
     }
   });
 }
@@ -50,7 +50,7 @@ std::vector<std::uint16_t> pack_igemm_bf16_pairs(const ConvGeometry& g, const Co
         for (std::int64_t kw = 0; kw < g.kernel[2]; ++kw, ++t)
           for (std::int64_t ci = 0; ci < cin; ++ci)
             out[std::size_t((grp * blocks + j / nr) * panel + t * cin * nr + (ci / 2) * 2 * nr + (j % nr) * 2 + ci % 2)] =
-                p[co * s[0] + kd * s[1] + kh * s[2] + kw * s[3] + ci * s[4]];
+                load_any(p + co * s[0] + kd * s[1] + kh * s[2] + kw * s[3] + ci * s[4]);
   }
   return out;
 }

@@ -10,6 +10,9 @@
 #include <string>
 #include <unordered_map>
 
+#include "../core/gpu_fallback.h"
+#include "conv3d_plan.h"
+
 namespace volconv::metal {
 
 // Kernels use simdgroup_matrix, which needs Apple7 (M1 / A14) or later.
@@ -25,10 +28,16 @@ struct Context {
   std::string unavailable;     // why, when device is nil
 
   std::mutex mutex;  // guards everything below
-  id<MTLLibrary> library = nil;
-  std::string library_error;  // a failed compile is remembered, not retried
+  // One library per metal_plan::LibraryUnit (kernel family x element type),
+  // compiled on first use; a failed compile is remembered, not retried.
+  std::unordered_map<std::string, id<MTLLibrary>> libraries;
+  std::unordered_map<std::string, std::string> library_errors;
   std::unordered_map<std::string, id<MTLComputePipelineState>> pipelines;  // by kernel host_name
   std::deque<Queue> queues;  // by queue id; a deque keeps references stable
+
+  std::mutex self_check_mutex;  // guards the two below (held while the check runs)
+  bool self_checked = false;
+  std::string self_check_error;  // "" when the lane-layout self-check passed
 };
 
 // The context; its device is chosen on the first call.
@@ -37,9 +46,15 @@ Context& context();
 // The context, throwing std::invalid_argument when no usable GPU exists.
 Context& available_context();
 
-// The pipeline of kernel `name` from the embedded library, compiled on first
-// use and cached. Throws std::runtime_error with Metal's message on failure.
-id<MTLComputePipelineState> pipeline(Context& ctx, const std::string& name);
+// The pipeline of kernel `name`, from the library of `unit` (the embedded
+// source with the unit's defines), each compiled on first use and cached.
+// Throws detail::GpuUnusable with Metal's message on failure.
+id<MTLComputePipelineState> pipeline(Context& ctx, const metal_plan::LibraryUnit& unit, const std::string& name);
+
+// Runs the lane-layout self-check (self_check.mm) on the device once; throws
+// detail::GpuUnusable with the reason, now and on every later call, if it
+// failed.
+void require_self_check(Context& ctx);
 
 // "[volconv] <what>: <Metal's description> (<domain> <code>)".
 std::string describe(const std::string& what, NSError* error);

@@ -101,8 +101,16 @@ void conv3d(const detail::ConvCall& call, int queue_id) {
   }
   @autoreleasepool {
     @try {
-      id<MTLComputePipelineState> state = pipeline(ctx, plan.kernel_name);
-      metal_plan::check_pipeline(plan, facts_of(ctx, state));
+      // Failures here mean this GPU cannot run the kernel at all: GpuUnusable,
+      // which a call on the automatic default device answers with the CPU.
+      require_self_check(ctx);
+      id<MTLComputePipelineState> state =
+          pipeline(ctx, metal_plan::library_unit(plan.family, plan.dtype), plan.kernel_name);
+      try {
+        metal_plan::check_pipeline(plan, facts_of(ctx, state));
+      } catch (const std::runtime_error& e) {
+        throw detail::GpuUnusable(e.what());
+      }
       // The kernels' arguments (metal/*.metal): input [[buffer(0)]], weight [[buffer(1)]],
       // output [[buffer(2)]], p [[buffer(3)]], smem [[threadgroup(0)]].
       const Bound input = bind(ctx, call.input, plan.dtype, "input", true);

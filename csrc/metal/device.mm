@@ -59,29 +59,47 @@ std::string describe(const std::string& what, NSError* error) {
          std::to_string(long(error.code)) + ").";
 }
 
-id<MTLComputePipelineState> pipeline(Context& ctx, const std::string& name) {
+namespace {
+
+// The library of `unit`, compiled on first use (ctx.mutex held).
+id<MTLLibrary> library(Context& ctx, const metal_plan::LibraryUnit& unit) {
+  auto it = ctx.libraries.find(unit.key);
+  if (it != ctx.libraries.end()) return it->second;
+  auto failed = ctx.library_errors.find(unit.key);
+  if (failed != ctx.library_errors.end()) throw detail::GpuUnusable(failed->second);
+  MTLCompileOptions* options = [MTLCompileOptions new];
+  options.languageVersion = MTLLanguageVersion3_1;  // bfloat
+  // IEEE semantics (NaN, inf, no reassociation) so results match the CPU path.
+#pragma clang diagnostic push
+#pragma clang diagnostic ignored "-Wdeprecated-declarations"
+  options.fastMathEnabled = NO;
+#pragma clang diagnostic pop
+  NSError* error = nil;
+  const std::string source = unit.defines + kMslSource;
+  id<MTLLibrary> lib = [ctx.device newLibraryWithSource:@(source.c_str()) options:options error:&error];
+  if (!lib) {
+    const std::string why = describe("Compiling the Metal kernels (" + unit.key + ") failed", error);
+    ctx.library_errors.emplace(unit.key, why);
+    throw detail::GpuUnusable(why);
+  }
+  ctx.libraries.emplace(unit.key, lib);
+  return lib;
+}
+
+}  // namespace
+
+id<MTLComputePipelineState> pipeline(Context& ctx, const metal_plan::LibraryUnit& unit, const std::string& name) {
   std::lock_guard<std::mutex> lock(ctx.mutex);
   auto it = ctx.pipelines.find(name);
   if (it != ctx.pipelines.end()) return it->second;
   @autoreleasepool {
-    if (!ctx.library && ctx.library_error.empty()) {
-      MTLCompileOptions* options = [MTLCompileOptions new];
-      options.languageVersion = MTLLanguageVersion3_1;  // bfloat
-      // IEEE semantics (NaN, inf, no reassociation) so results match the CPU path.
-#pragma clang diagnostic push
-#pragma clang diagnostic ignored "-Wdeprecated-declarations"
-      options.fastMathEnabled = NO;
-#pragma clang diagnostic pop
-      NSError* error = nil;
-      ctx.library = [ctx.device newLibraryWithSource:@(kMslSource) options:options error:&error];
-      if (!ctx.library) ctx.library_error = describe("Compiling the Metal kernels failed", error);
-    }
-    if (!ctx.library) throw std::runtime_error(ctx.library_error);
-    id<MTLFunction> function = [ctx.library newFunctionWithName:@(name.c_str())];
-    if (!function) throw std::runtime_error("[volconv] The Metal library has no kernel named \"" + name + "\".");
+    id<MTLFunction> function = [library(ctx, unit) newFunctionWithName:@(name.c_str())];
+    if (!function)
+      throw detail::GpuUnusable("[volconv] The Metal library " + unit.key + " has no kernel named \"" + name + "\".");
     NSError* error = nil;
     id<MTLComputePipelineState> state = [ctx.device newComputePipelineStateWithFunction:function error:&error];
-    if (!state) throw std::runtime_error(describe("Building the pipeline of kernel \"" + name + "\" failed", error));
+    if (!state)
+      throw detail::GpuUnusable(describe("Building the pipeline of kernel \"" + name + "\" failed", error));
     ctx.pipelines.emplace(name, state);
     return state;
   }

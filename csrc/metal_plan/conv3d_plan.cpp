@@ -4,6 +4,7 @@
 // tile that wastes least along C_out.
 #include "conv3d_plan.h"
 
+#include <algorithm>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -19,10 +20,59 @@ struct Tile {
   int bm, bn, bk, wm, wn;
 };
 
-#define VOLCONV_TILE_ENTRY(T, BM, BN, BK, WM, WN, VEC) Tile{BM, BN, BK, WM, WN},
-const Tile kGemmTiles[] = {VOLCONV_GEMM_TILES(VOLCONV_TILE_ENTRY, _, _)};
-const Tile kSmallCinTiles[] = {VOLCONV_SMALL_CIN_TILES(VOLCONV_TILE_ENTRY, _, _)};
+#define VOLCONV_TILE_ENTRY(T, BM, BN, BK, WM, WN, VEC, IDX) Tile{BM, BN, BK, WM, WN},
+const Tile kGemmTiles[] = {VOLCONV_GEMM_TILES(VOLCONV_TILE_ENTRY, _, _, _)};
+const Tile kSmallCinTiles[] = {VOLCONV_SMALL_CIN_TILES(VOLCONV_TILE_ENTRY, _, _, _)};
 #undef VOLCONV_TILE_ENTRY
+
+// Every instantiation in metal/*.metal, named by the same macros the
+// instantiations use (conv3d_params.h), so a plan names only real kernels.
+struct Kernel {
+  const char* name;
+  KernelFamily family;
+  const char* type;  // MSL element type
+  Tile tile;         // depthwise: all zero
+  int vec;
+  bool large;  // 64-bit index arithmetic
+};
+
+#define VOLCONV_IS_LARGE(IDX) (sizeof(VOLCONV_INDEX_TYPE(IDX)) == 8)
+#define VOLCONV_GEMM_ENTRY(T, BM, BN, BK, WM, WN, VEC, IDX)                                                \
+  Kernel{VOLCONV_TILE_KERNEL_NAME(gemm, T, BM, BN, BK, WM, WN, VEC, IDX), KernelFamily::gemm, #T,            \
+         Tile{BM, BN, BK, WM, WN}, VEC, VOLCONV_IS_LARGE(IDX)},
+#define VOLCONV_POINTWISE_ENTRY(T, BM, BN, BK, WM, WN, VEC, IDX)                                           \
+  Kernel{VOLCONV_TILE_KERNEL_NAME(pointwise, T, BM, BN, BK, WM, WN, VEC, IDX), KernelFamily::pointwise, #T,  \
+         Tile{BM, BN, BK, WM, WN}, VEC, VOLCONV_IS_LARGE(IDX)},
+#define VOLCONV_SMALL_CIN_ENTRY(T, BM, BN, BK, WM, WN, VEC, IDX)                                           \
+  Kernel{VOLCONV_TILE_KERNEL_NAME(small_cin, T, BM, BN, BK, WM, WN, VEC, IDX), KernelFamily::small_cin, #T,  \
+         Tile{BM, BN, BK, WM, WN}, VEC, VOLCONV_IS_LARGE(IDX)},
+#define VOLCONV_DEPTHWISE_ENTRY(T, VEC, IDX)                                                                   \
+  Kernel{VOLCONV_DEPTHWISE_KERNEL_NAME(T, VEC, IDX), KernelFamily::depthwise, #T, Tile{0, 0, 0, 0, 0}, VEC, \
+         VOLCONV_IS_LARGE(IDX)},
+#define VOLCONV_KERNELS_OF(T)                        \
+  VOLCONV_GEMM_KERNELS(VOLCONV_GEMM_ENTRY, T)           \
+  VOLCONV_GEMM_KERNELS(VOLCONV_POINTWISE_ENTRY, T)      \
+  VOLCONV_SMALL_CIN_KERNELS(VOLCONV_SMALL_CIN_ENTRY, T) \
+  VOLCONV_DEPTHWISE_KERNELS(VOLCONV_DEPTHWISE_ENTRY, T)
+const Kernel kKernels[] = {VOLCONV_KERNELS_OF(float) VOLCONV_KERNELS_OF(half) VOLCONV_KERNELS_OF(bfloat)};
+#undef VOLCONV_KERNELS_OF
+#undef VOLCONV_DEPTHWISE_ENTRY
+#undef VOLCONV_SMALL_CIN_ENTRY
+#undef VOLCONV_POINTWISE_ENTRY
+#undef VOLCONV_GEMM_ENTRY
+#undef VOLCONV_IS_LARGE
+
+bool same_tile(const Tile& a, const Tile& b) {
+  return a.bm == b.bm && a.bn == b.bn && a.bk == b.bk && a.wm == b.wm && a.wn == b.wn;
+}
+
+const Kernel& find_kernel(KernelFamily family, const char* type, const Tile& tile, int vec, bool large) {
+  for (const Kernel& k : kKernels)
+    if (k.family == family && std::string(k.type) == type && same_tile(k.tile, tile) && k.vec == vec &&
+        k.large == large)
+      return k;
+  throw std::logic_error(std::string("[volconv] internal: no ") + family_name(family) + " kernel for " + type);
+}
 
 const char* msl_type(DType dtype) {
   switch (dtype) {
@@ -82,34 +132,55 @@ std::uint64_t grid_dim(std::int64_t v, const char* what) {
   return std::uint64_t(v);
 }
 
-std::string tile_suffix(const Tile& t, int vec) {
-  return "_" + std::to_string(t.bm) + "x" + std::to_string(t.bn) + "x" + std::to_string(t.bk) + "_" +
-         std::to_string(t.wm) + "x" + std::to_string(t.wn) + "_v" + std::to_string(vec);
-}
-
 std::string tile_args(const char* type, const Tile& t, int vec) {
   return std::string(type) + ", " + std::to_string(t.bm) + ", " + std::to_string(t.bn) + ", " +
          std::to_string(t.bk) + ", " + std::to_string(t.wm) + ", " + std::to_string(t.wn) + ", " +
          std::to_string(vec);
 }
 
-// Threadgroup padding per row, as in TilePad (metal/conv3d_common.h): 16 bytes.
-std::int64_t pad_elements(std::int64_t element_size) { return 16 / element_size; }
+const char* index_arg(bool large) { return large ? ", int64_t" : ", int32_t"; }
 
+// Threadgroup bytes, from the layouts in metal/conv3d_params.h.
 std::int64_t gemm_memory(const Tile& t, std::int64_t esize) {
-  const std::int64_t pad = pad_elements(esize);
-  return 2 * (t.bm * (t.bk + pad) + t.bk * (t.bn + pad)) * esize;
+  return std::int64_t(gemm_threadgroup_elements(t.bm, t.bn, t.bk, int(esize))) * esize;
 }
 
 // Metal wants threadgroup memory lengths in multiples of 16 bytes.
 std::int64_t round_up_16(std::int64_t bytes) { return (bytes + 15) / 16 * 16; }
 
 std::int64_t small_cin_memory(const Tile& t, std::int64_t patch_elements, std::int64_t esize) {
-  return round_up_16((2 * t.bk * (t.bn + pad_elements(esize)) + patch_elements) * esize);
+  return round_up_16((small_cin_patch_offset(t.bn, t.bk, int(esize)) + patch_elements) * esize);
+}
+
+// Whether some offset a kernel forms for this problem can pass 2^31 - 1,
+// so the 64-bit ("_large") kernels must run it. The bound sums, per term,
+// the largest magnitude a kernel multiplies out: for the input, the window
+// origin o * stride - pad_lo (negative in the padding, formed before the
+// gather skips it) and the tap k * dilation, over the whole output; for the
+// output, every row a threadgroup may touch (M plus a tile of slack); and
+// the weight. Computed in double: exact for integers below 2^53, and
+// anything larger is large anyway.
+bool needs_64bit_index(const Conv3dParams& p) {
+  double input = double(p.batch) * double(p.in_stride_n) + double(p.c_in);
+  const double strides[3] = {double(p.in_stride_d), double(p.in_stride_h), double(p.c_in)};
+  for (int i = 0; i < 3; ++i) {
+    const double origin = std::max(double(p.pad_lo[i]), double(p.out_size[i] - 1) * p.stride[i]);
+    input += (origin + double(p.k_size[i] - 1) * p.dilation[i]) * strides[i];
+  }
+  const double output = (double(p.gemm_m) + 256.0) * double(p.c_out);
+  const double weight = double(p.c_out) * double(p.gemm_k);
+  const double limit = double(std::numeric_limits<std::int32_t>::max());
+  return input > limit || output > limit || weight > limit;
 }
 
 bool fits(std::int64_t bytes, std::int64_t threads, const DeviceLimits& limits) {
   return bytes <= limits.max_threadgroup_memory && threads <= limits.max_threads_per_threadgroup;
+}
+
+void set_kernel(Conv3dPlan& plan, const Kernel& k) {
+  plan.kernel_name = k.name;
+  plan.family = k.family;
+  plan.index_bits = k.large ? 64 : 32;
 }
 
 void set_tile(Conv3dPlan& plan, const Tile& t, int vec) {
@@ -122,17 +193,16 @@ void set_tile(Conv3dPlan& plan, const Tile& t, int vec) {
   plan.threadgroup = {std::uint64_t(t.wm * t.wn * 32), 1, 1};
 }
 
-bool plan_depthwise(Conv3dPlan& plan, const char* type, std::int64_t esize, const DeviceLimits& limits) {
+bool plan_depthwise(Conv3dPlan& plan, const char* type, bool large, std::int64_t esize, const DeviceLimits& limits) {
   const Conv3dParams& p = plan.params;
   if (p.c_in_g != 1 || p.groups == 1) return false;
-  const std::int64_t bytes = std::int64_t(p.taps) * DepthwiseTile::CHANNELS * esize;
+  const std::int64_t bytes = depthwise_threadgroup_elements(p.taps) * esize;
   if (!fits(bytes, DepthwiseTile::THREADS, limits)) return false;
   // Vector loads need input channel == output channel and aligned channels.
   const int vec = (p.c_out_g == 1 && p.c_out % 4 == 0) ? 4 : 1;
   const int positions = DepthwiseTile::THREADS / (DepthwiseTile::CHANNELS / vec) * DepthwiseTile::POSITIONS_PER_THREAD;
-  plan.family = KernelFamily::depthwise;
-  plan.kernel_name = std::string("conv3d_depthwise_") + type + "_v" + std::to_string(vec);
-  plan.template_args = std::string(type) + ", " + std::to_string(vec);
+  set_kernel(plan, find_kernel(KernelFamily::depthwise, type, Tile{0, 0, 0, 0, 0}, vec, large));
+  plan.template_args = std::string(type) + ", " + std::to_string(vec) + index_arg(large);
   plan.bm = positions;
   plan.bn = DepthwiseTile::CHANNELS;
   plan.vec = vec;
@@ -143,7 +213,7 @@ bool plan_depthwise(Conv3dPlan& plan, const char* type, std::int64_t esize, cons
   return true;
 }
 
-bool plan_small_cin(Conv3dPlan& plan, const char* type, std::int64_t esize, const DeviceLimits& limits) {
+bool plan_small_cin(Conv3dPlan& plan, const char* type, bool large, std::int64_t esize, const DeviceLimits& limits) {
   Conv3dParams& p = plan.params;
   if (p.c_in_g > 4 || p.taps == 1) return false;
   // A threadgroup covers a segment of one output row; short rows would leave
@@ -153,12 +223,11 @@ bool plan_small_cin(Conv3dPlan& plan, const char* type, std::int64_t esize, cons
   const int vec = p.gemm_k % 4 == 0 ? 4 : 1;
   for (const Tile* t : {&preferred, &kSmallCinTiles[2]}) {
     const std::int64_t patch_w = std::int64_t(t->bm - 1) * p.stride[2] + std::int64_t(p.k_size[2] - 1) * p.dilation[2] + 1;
-    const std::int64_t patch = std::int64_t(p.k_size[0]) * p.k_size[1] * patch_w * p.c_in_g;
+    const std::int64_t patch = small_cin_patch_elements(p.k_size[0], p.k_size[1], patch_w, p.c_in_g);
     const std::int64_t bytes = small_cin_memory(*t, patch, esize);
     if (!fits(bytes, t->wm * t->wn * 32, limits)) continue;
-    plan.family = KernelFamily::small_cin;
-    plan.kernel_name = std::string("conv3d_small_cin_") + type + tile_suffix(*t, vec);
-    plan.template_args = tile_args(type, *t, vec);
+    set_kernel(plan, find_kernel(KernelFamily::small_cin, type, *t, vec, large));
+    plan.template_args = tile_args(type, *t, vec) + index_arg(large);
     set_tile(plan, *t, vec);
     p.patch_w = std::int32_t(patch_w);
     p.tiles_n = std::int32_t(ceil_div(p.c_out_g, t->bn));
@@ -179,7 +248,7 @@ const Tile& preferred_gemm_tile(const Conv3dParams& p) {
   return kGemmTiles[3];
 }
 
-bool plan_gemm(Conv3dPlan& plan, const char* type, std::int64_t esize, const DeviceLimits& limits) {
+bool plan_gemm(Conv3dPlan& plan, const char* type, bool large, std::int64_t esize, const DeviceLimits& limits) {
   Conv3dParams& p = plan.params;
   const bool pointwise = p.taps == 1;
   // Vector loads of 4 channels need them within one tap and 4-aligned.
@@ -194,9 +263,8 @@ bool plan_gemm(Conv3dPlan& plan, const char* type, std::int64_t esize, const Dev
       best = &t;
   }
   if (!best) return false;
-  plan.family = pointwise ? KernelFamily::pointwise : KernelFamily::gemm;
-  plan.kernel_name = std::string(pointwise ? "conv3d_pointwise_" : "conv3d_gemm_") + type + tile_suffix(*best, vec);
-  plan.template_args = tile_args(type, *best, vec) + (pointwise ? ", true" : ", false");
+  set_kernel(plan, find_kernel(pointwise ? KernelFamily::pointwise : KernelFamily::gemm, type, *best, vec, large));
+  plan.template_args = tile_args(type, *best, vec) + (pointwise ? ", true" : ", false") + index_arg(large);
   set_tile(plan, *best, vec);
   p.tiles_n = std::int32_t(ceil_div(p.c_out_g, best->bn));
   plan.grid = {grid_dim(ceil_div(p.gemm_m, best->bm), "M"), grid_dim(p.tiles_n, "C_out tiles"),
@@ -221,7 +289,7 @@ std::string describe(const Conv3dPlan& plan) {
   return std::string("kernel \"") + plan.kernel_name + "\" (" + family_name(plan.family) + "<" + plan.template_args +
          ">, tile " + std::to_string(plan.bm) + "x" + std::to_string(plan.bn) + "x" + std::to_string(plan.bk) +
          ", simdgroups " + std::to_string(plan.wm) + "x" + std::to_string(plan.wn) + ", vec " +
-         std::to_string(plan.vec) + ")";
+         std::to_string(plan.vec) + ", " + std::to_string(plan.index_bits) + "-bit index)";
 }
 
 std::uint64_t threadgroup_memory_length(const Conv3dPlan& plan) {
@@ -235,14 +303,18 @@ void check_pipeline(const Conv3dPlan& plan, const PipelineFacts& facts) {
                              std::to_string(facts.max_total_threads) + " threads per threadgroup in " +
                              std::to_string(facts.execution_width) + "-wide simdgroups; the plan needs " +
                              std::to_string(threads) + " in 32-wide ones.");
-  if (threadgroup_memory_length(plan) + facts.static_threadgroup_memory > facts.device_max_threadgroup_memory)
-    throw std::runtime_error("[volconv] " + describe(plan) + " needs " +
-                             std::to_string(plan.threadgroup_memory_bytes) +
-                             " bytes of threadgroup memory; this GPU has " +
+  // The message prints the very sum it compares.
+  const std::uint64_t dynamic = threadgroup_memory_length(plan);
+  const std::uint64_t needed = dynamic + facts.static_threadgroup_memory;
+  if (needed > facts.device_max_threadgroup_memory)
+    throw std::runtime_error("[volconv] " + describe(plan) + " needs " + std::to_string(needed) +
+                             " bytes of threadgroup memory (" + std::to_string(dynamic) + " for its tiles + " +
+                             std::to_string(facts.static_threadgroup_memory) + " static); this GPU has " +
                              std::to_string(facts.device_max_threadgroup_memory) + ".");
 }
 
-Conv3dPlan plan_conv3d(const ConvGeometry& geometry, DType dtype, const DeviceLimits& limits) {
+Conv3dPlan plan_conv3d(const ConvGeometry& geometry, DType dtype, const DeviceLimits& limits,
+                       const PlanOptions& options) {
   const char* type = msl_type(dtype);
   if (limits.simd_width != 32)
     fail("The GPU kernels are written for 32-wide simdgroups, but the device reports " +
@@ -251,8 +323,9 @@ Conv3dPlan plan_conv3d(const ConvGeometry& geometry, DType dtype, const DeviceLi
   plan.dtype = dtype;
   plan.params = make_params(geometry);
   const std::int64_t esize = std::int64_t(dtype_size(dtype));
-  if (plan_depthwise(plan, type, esize, limits) || plan_small_cin(plan, type, esize, limits) ||
-      plan_gemm(plan, type, esize, limits))
+  const bool large = options.force_64bit_index || needs_64bit_index(plan.params);
+  if (plan_depthwise(plan, type, large, esize, limits) || plan_small_cin(plan, type, large, esize, limits) ||
+      plan_gemm(plan, type, large, esize, limits))
     return plan;
   fail("No GPU kernel fits the device limits (threadgroup memory " + std::to_string(limits.max_threadgroup_memory) +
        " bytes, " + std::to_string(limits.max_threads_per_threadgroup) + " threads per threadgroup).");
@@ -260,17 +333,34 @@ Conv3dPlan plan_conv3d(const ConvGeometry& geometry, DType dtype, const DeviceLi
 
 std::vector<std::string> plannable_kernel_names() {
   std::vector<std::string> names;
-  for (const char* type : {"float", "half", "bfloat"}) {
-    for (int vec : {1, 4}) {
-      for (const Tile& t : kGemmTiles) {
-        names.push_back(std::string("conv3d_gemm_") + type + tile_suffix(t, vec));
-        names.push_back(std::string("conv3d_pointwise_") + type + tile_suffix(t, vec));
-      }
-      for (const Tile& t : kSmallCinTiles) names.push_back(std::string("conv3d_small_cin_") + type + tile_suffix(t, vec));
-      names.push_back(std::string("conv3d_depthwise_") + type + "_v" + std::to_string(vec));
-    }
-  }
+  for (const Kernel& k : kKernels) names.emplace_back(k.name);
   return names;
 }
+
+namespace {
+LibraryUnit make_unit(const std::string& key, int family, int dtype) {
+  return {key, "#define VOLCONV_LIBRARY_FAMILY " + std::to_string(family) + "\n#define VOLCONV_LIBRARY_DTYPE " +
+                   std::to_string(dtype) + "\n"};
+}
+}  // namespace
+
+LibraryUnit library_unit(KernelFamily family, DType dtype) {
+  int f = 0, t = 0;
+  switch (family) {
+    case KernelFamily::gemm: f = VOLCONV_FAMILY_gemm; break;
+    case KernelFamily::pointwise: f = VOLCONV_FAMILY_pointwise; break;
+    case KernelFamily::small_cin: f = VOLCONV_FAMILY_small_cin; break;
+    case KernelFamily::depthwise: f = VOLCONV_FAMILY_depthwise; break;
+  }
+  switch (dtype) {
+    case DType::float32: t = VOLCONV_DTYPE_float; break;
+    case DType::float16: t = VOLCONV_DTYPE_half; break;
+    case DType::bfloat16: t = VOLCONV_DTYPE_bfloat; break;
+    default: throw std::invalid_argument("[conv3d] float64 has no GPU kernels.");
+  }
+  return make_unit(std::string(family_name(family)) + "/" + msl_type(dtype), f, t);
+}
+
+LibraryUnit self_check_library_unit() { return make_unit("self_check", VOLCONV_FAMILY_self_check, VOLCONV_DTYPE_float); }
 
 }  // namespace volconv::metal_plan

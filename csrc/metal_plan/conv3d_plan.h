@@ -41,16 +41,23 @@ struct Conv3dPlan {
   // stepping K by bk, with wm x wn simdgroups; vec = elements per vector
   // load (4 or 1). Depthwise: bm positions, bn channels, bk = wm = wn = 0.
   int bm = 0, bn = 0, bk = 0, wm = 0, wn = 0, vec = 1;
+  int index_bits = 32;  // 64 for the "_large" kernels: some offset passes 2^31 - 1
   Size3 threadgroup;  // threads per threadgroup
   Size3 grid;         // threadgroups per grid (dispatchThreadgroups); x may be 0 when N == 0
   std::uint64_t threadgroup_memory_bytes = 0;
   Conv3dParams params{};
 };
 
+// Choices the planner would not make by itself (tests).
+struct PlanOptions {
+  bool force_64bit_index = false;  // the "_large" kernel even where 32-bit offsets fit
+};
+
 // Plans conv3d on a GPU with `limits`. Throws std::invalid_argument (message
 // starting "[conv3d]") for what the GPU kernels cannot run: float64, sizes
 // past their 32-bit fields, no kernel fitting the limits.
-Conv3dPlan plan_conv3d(const ConvGeometry& geometry, DType dtype, const DeviceLimits& limits = {});
+Conv3dPlan plan_conv3d(const ConvGeometry& geometry, DType dtype, const DeviceLimits& limits = {},
+                       const PlanOptions& options = {});
 
 // The plan in words, for error messages.
 std::string describe(const Conv3dPlan& plan);
@@ -76,5 +83,18 @@ void check_pipeline(const Conv3dPlan& plan, const PipelineFacts& facts);
 // Every kernel name plan_conv3d can return (for checking that each one is
 // instantiated in metal/*.metal).
 std::vector<std::string> plannable_kernel_names();
+
+// One compile of the Metal library: the host compiles the embedded source
+// once per unit, on first use, with `defines` prepended, which keeps only
+// the instantiations of one kernel family and element type
+// (VOLCONV_LIBRARY_HAS in metal/conv3d_params.h). `key` names it in caches
+// and messages.
+struct LibraryUnit {
+  std::string key;
+  std::string defines;
+};
+LibraryUnit library_unit(KernelFamily family, DType dtype);
+// The unit holding the lane-layout self-check (metal/conv3d_self_check.metal).
+LibraryUnit self_check_library_unit();
 
 }  // namespace volconv::metal_plan

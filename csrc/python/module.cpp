@@ -11,10 +11,14 @@
 
 #include <nanobind/stl/vector.h>
 
+#include <chrono>
 #include <new>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
+#include "../core/gpu_fallback.h"
 #include "../core/output_blocks.h"
 #include "../cpu/conv3d_plan.h"
 #include "volconv/volconv.h"
@@ -27,6 +31,32 @@ namespace {
 // Any strides, any device: host memory, or a Metal buffer (an mlx.array on
 // the GPU exports its MTLBuffer and a byte offset through DLPack).
 using StridedArray = nb::ndarray<nb::ro>;
+
+// Releases the GIL around a kernel, like nb::gil_scoped_release, except at
+// interpreter exit: on Python <= 3.13 re-taking the GIL while the
+// interpreter finalizes calls pthread_exit, whose forced unwind through a
+// noexcept destructor aborts the process. A thread that comes back then
+// blocks until the process exits instead (as PyO3 does).
+class GilRelease {
+ public:
+  GilRelease() : state_(PyEval_SaveThread()) {}
+  GilRelease(const GilRelease&) = delete;
+  GilRelease& operator=(const GilRelease&) = delete;
+  ~GilRelease() {
+    while (finalizing()) std::this_thread::sleep_for(std::chrono::hours(1));
+    PyEval_RestoreThread(state_);
+  }
+
+ private:
+  static bool finalizing() {
+#if PY_VERSION_HEX >= 0x030D0000
+    return Py_IsFinalizing() != 0;
+#else
+    return _Py_IsFinalizing() != 0;
+#endif
+  }
+  PyThreadState* state_;
+};
 
 ConstTensorView view_of(const StridedArray& a, DType dtype, const char* what) {
   if (a.ndim() != 5)
@@ -82,7 +112,7 @@ ConstVectorView vector_view_of(const StridedArray& a, DType dtype, const char* w
 }
 
 nb::ndarray<nb::numpy> conv3d_py(const StridedArray& input, DType input_dtype, const StridedArray& weight,
-                                 DType weight_dtype, ConvParams params, const Stream& stream,
+                                 DType weight_dtype, ConvParams params, const std::optional<Stream>& stream,
                                  const std::optional<StridedArray>& bias, DType bias_dtype, Activation activation,
                                  const std::optional<StridedArray>& residual, DType residual_dtype) {
   const ConstTensorView in = view_of(input, input_dtype, "input");
@@ -110,8 +140,11 @@ nb::ndarray<nb::numpy> conv3d_py(const StridedArray& input, DType input_dtype, c
 
   const TensorView out = TensorView::contiguous(data, out_dtype, out_shape);
   {
-    nb::gil_scoped_release release;
-    conv3d(in, wt, out, params, stream);
+    GilRelease release;
+    if (stream)
+      conv3d(in, wt, out, params, *stream);
+    else
+      conv3d(in, wt, out, params);  // the default device, which may fall back to the CPU
   }
   std::size_t shape[5];
   for (int i = 0; i < 5; ++i) shape[i] = std::size_t(out_shape[i]);
@@ -126,6 +159,11 @@ NB_MODULE(_core, m) {
   // Devices held in module-level Python state (test parameters, user
   // globals) are still alive at interpreter exit; that is not a leak.
   nb::set_leak_warnings(false);
+  // volconv's warnings become Python RuntimeWarnings (errors under -W error).
+  set_warning_handler([](const char* message) {
+    nb::gil_scoped_acquire acquire;
+    if (PyErr_WarnEx(PyExc_RuntimeWarning, message, 1) != 0) throw nb::python_error();
+  });
 
   nb::enum_<DType>(m, "DType")
       .value("float16", DType::float16)
@@ -192,7 +230,7 @@ NB_MODULE(_core, m) {
   m.def("default_stream", &default_stream, nb::arg("device"));
   m.def("new_stream", &new_stream, nb::arg("device"));
   m.def("synchronize", [](const Stream& s) {
-    nb::gil_scoped_release release;
+    GilRelease release;
     synchronize(s);
   }, nb::arg("stream"));
 
@@ -201,14 +239,20 @@ NB_MODULE(_core, m) {
     return p;
   }, nb::arg("params"), nb::arg("kernel"));
   m.def("conv3d", &conv3d_py, nb::arg("input"), nb::arg("input_dtype"), nb::arg("weight"), nb::arg("weight_dtype"),
-        nb::arg("params"), nb::arg("stream"), nb::arg("bias") = nb::none(), nb::arg("bias_dtype") = DType::float32,
-        nb::arg("activation") = Activation::none, nb::arg("residual") = nb::none(),
-        nb::arg("residual_dtype") = DType::float32);
+        nb::arg("params"), nb::arg("stream").none(), nb::arg("bias") = nb::none(),
+        nb::arg("bias_dtype") = DType::float32, nb::arg("activation") = Activation::none,
+        nb::arg("residual") = nb::none(), nb::arg("residual_dtype") = DType::float32);
 
   // CPU backend: thread count, and private hooks for tests and benchmarks.
   m.def("set_num_threads", &volconv::cpu::set_num_threads, nb::arg("n"),
         "Threads the CPU backend uses; n <= 0 restores the default (CPU affinity or VOLCONV_NUM_THREADS).");
   m.def("get_num_threads", &volconv::cpu::get_num_threads);
+  // Sends a message through volconv's warning path (the GPU fallback's),
+  // for tests: no GPU is needed to check that it reaches Python.
+  m.def("_warn", [](const std::string& message) {
+    nb::gil_scoped_release release;  // as conv3d calls it: without the GIL
+    detail::warn(message);
+  }, nb::arg("message"));
   m.def("_cpu_supported_isas", &volconv::cpu::supported_isas);
   m.def("_cpu_isa", &volconv::cpu::active_isa);
   m.def("_cpu_force_isa", &volconv::cpu::force_isa, nb::arg("name"));
@@ -247,7 +291,7 @@ NB_MODULE(_core, m) {
     return std::array<std::int64_t, 3>{c.l1d, c.l2, c.l3};
   });
   m.def("_cpu_peak_gflops", [](bool bf16) {
-    nb::gil_scoped_release release;
+    GilRelease release;
     return volconv::cpu::measured_peak_gflops(bf16);
   }, nb::arg("bf16") = false);
 }

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 from . import _core
 from ._arrays import as_operand, to_kind
-from ._device import resolve_stream
+from ._device import call_stream
 from ._params import conv_params
 
 if TYPE_CHECKING:
@@ -129,7 +129,7 @@ def conv3d(
                 f"{tuple(a.storage.shape)} with {a.storage.ndim} dimensions."
             )
     params = conv_params(padding, stride, dilation, groups, w.storage.shape[1:4])
-    s = resolve_stream(stream)
+    s = call_stream(stream)
     epilogue = _epilogue(bias, activation, residual)
     try:
         out = _core.conv3d(x.storage, x.dtype, w.storage, w.dtype, params, s, **epilogue)

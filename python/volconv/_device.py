@@ -105,6 +105,16 @@ def resolve_stream(s: StreamLike, op: str = "conv3d") -> Stream:
     )
 
 
+def call_stream(s: object, op: str = "conv3d") -> Stream | None:
+    """The stream a call was given (`s`, or the innermost `stream()` context
+    of this thread), or None when it was given none: the core then uses the
+    default device, which may give way to the CPU if that device is a GPU
+    that cannot run the kernels (a given GPU stream raises instead)."""
+    if s is None and not _stack():
+        return None
+    return resolve_stream(s, op)
+
+
 @contextlib.contextmanager
 def stream(s: StreamLike) -> Iterator[Stream]:
     """Runs the calls inside the block (on this thread) on `s`."""

@@ -64,9 +64,11 @@ inline std::uint16_t to_f16(double v) {
 
 struct Buffer {
   DType dtype;
+  std::size_t shift;  // bytes before element 0: 1 makes every element misaligned
   std::vector<unsigned char> bytes;
-  Buffer(DType t, std::size_t n) : dtype(t), bytes(n * dtype_size(t)) {}
-  void* at(std::int64_t i) { return bytes.data() + std::size_t(i) * dtype_size(dtype); }
+  Buffer(DType t, std::size_t n, std::size_t shift_bytes = 0)
+      : dtype(t), shift(shift_bytes), bytes(n * dtype_size(t) + shift_bytes) {}
+  void* at(std::int64_t i) { return bytes.data() + shift + std::size_t(i) * dtype_size(dtype); }
   void set(std::int64_t i, double v) {
     switch (dtype) {
       case DType::float16: { const std::uint16_t h = to_f16(v); std::memcpy(at(i), &h, 2); break; }
@@ -104,12 +106,12 @@ struct Array {
 };
 
 // How a test lays an array out in memory.
-enum class Layout { contiguous, padded, permuted, reversed };
+enum class Layout { contiguous, padded, permuted, reversed, misaligned };
 
 inline Array make_array(DType dtype, const Shape5& shape, Layout layout) {
   Shape5 strides{};
   std::int64_t size = 1, base = 0;
-  if (layout == Layout::contiguous) {
+  if (layout == Layout::contiguous || layout == Layout::misaligned) {
     strides = contiguous_strides(shape);
     for (auto s : shape) size *= s;
   } else if (layout == Layout::padded) {
@@ -137,7 +139,9 @@ inline Array make_array(DType dtype, const Shape5& shape, Layout layout) {
     strides[3] = -strides[3];
     strides[4] = -strides[4];
   }
-  return Array{shape, strides, base, Buffer(dtype, std::size_t(size))};
+  // misaligned: contiguous, one byte off any element alignment (a numpy
+  // view at an odd byte offset).
+  return Array{shape, strides, base, Buffer(dtype, std::size_t(size), layout == Layout::misaligned ? 1 : 0)};
 }
 
 template <class F>

@@ -98,6 +98,12 @@ void test_same_padding() {
                    "[conv3d] padding='same' is only supported with stride 1, but got strides (1,2,1).");
   CHECK_THROWS_MSG(std::invalid_argument, set_same_padding(q, {3, 0, 3}),
                    "[conv3d] padding='same' needs positive kernel sizes and dilations.");
+  // dilation*(k-1) past int64 (and past 2^56) is refused, not wrapped negative.
+  ConvParams big;
+  big.dilation = {1, std::int64_t(1) << 62, 1};
+  CHECK_THROWS_MSG(std::invalid_argument, set_same_padding(big, {3, 3, 3}),
+                   "[conv3d] padding='same' needs padding dilation*(kernel-1) below 2^56, but got dilation "
+                   "(1,4611686018427387904,1) and kernel sizes (3,3,3).");
 }
 
 void test_tensor_views() {

@@ -11,12 +11,17 @@
 #include "conv3d_plan.h"
 #include "emu_runtime.h"
 #include "float_convert.h"
+#include "self_check.h"
 #include "volconv/params.h"
 
 namespace {
 
 using volconv::DType;
 using volconv::metal_plan::Conv3dPlan;
+
+// emu_force_64bit_index: plans take the "_large" kernels even where 32-bit
+// offsets fit, so the parity tests run those kernels on small problems.
+volconv::metal_plan::PlanOptions g_options;
 
 struct Call {
   volconv::ConvGeometry geometry;
@@ -66,7 +71,7 @@ std::string plan_json(const Conv3dPlan& plan, const volconv::ConvGeometry& g) {
     << ", \"threadgroup\": [" << plan.threadgroup.x << ", " << plan.threadgroup.y << ", " << plan.threadgroup.z
     << "], \"grid\": [" << plan.grid.x << ", " << plan.grid.y << ", " << plan.grid.z
     << "], \"threadgroup_memory\": " << plan.threadgroup_memory_bytes
-    << ", \"threadgroup_memory_length\": " << volconv::metal_plan::threadgroup_memory_length(plan)
+    << ", \"index_bits\": " << plan.index_bits << ", \"threadgroup_memory_length\": " << volconv::metal_plan::threadgroup_memory_length(plan)
     << ", \"gemm_m\": " << p.gemm_m
     << ", \"gemm_k\": " << p.gemm_k << ", \"c_out_g\": " << p.c_out_g << ", \"groups\": " << p.groups
     << ", \"tiles_n\": " << p.tiles_n << ", \"patch_w\": " << p.patch_w << ", \"out_w\": " << p.out_size[2]
@@ -89,7 +94,7 @@ int emu_plan_json(const std::int64_t* in_shape, const std::int64_t* w_shape, con
                   std::int64_t groups, int dtype, const std::int64_t* limits, char* out, std::int64_t out_len) {
   try {
     const Call c = make_call(in_shape, w_shape, stride, pad_lo, pad_hi, dilation, groups, dtype);
-    const Conv3dPlan plan = volconv::metal_plan::plan_conv3d(c.geometry, c.dtype, make_limits(limits));
+    const Conv3dPlan plan = volconv::metal_plan::plan_conv3d(c.geometry, c.dtype, make_limits(limits), g_options);
     return write_text(plan_json(plan, c.geometry), out, out_len);
   } catch (const std::exception& e) {
     write_text(e.what(), out, out_len);
@@ -106,7 +111,7 @@ int emu_check_pipeline(const std::int64_t* in_shape, const std::int64_t* w_shape
                        std::int64_t groups, int dtype, const std::uint64_t* facts, char* out, std::int64_t out_len) {
   try {
     const Call c = make_call(in_shape, w_shape, stride, pad_lo, pad_hi, dilation, groups, dtype);
-    const Conv3dPlan plan = volconv::metal_plan::plan_conv3d(c.geometry, c.dtype);
+    const Conv3dPlan plan = volconv::metal_plan::plan_conv3d(c.geometry, c.dtype, {}, g_options);
     volconv::metal_plan::check_pipeline(plan, {facts[0], facts[1], facts[2], facts[3]});
     write_text("", out, out_len);
     return 0;
@@ -126,7 +131,7 @@ int emu_conv3d(const std::int64_t* in_shape, const std::int64_t* w_shape, const 
                std::uint64_t* counters, char* err, std::int64_t err_len) {
   try {
     const Call c = make_call(in_shape, w_shape, stride, pad_lo, pad_hi, dilation, groups, dtype);
-    const Conv3dPlan plan = volconv::metal_plan::plan_conv3d(c.geometry, c.dtype);
+    const Conv3dPlan plan = volconv::metal_plan::plan_conv3d(c.geometry, c.dtype, {}, g_options);
     const std::uint64_t esize = volconv::dtype_size(c.dtype);
     volconv::Shape5 in{}, wt{};
     for (int i = 0; i < 5; ++i) {
@@ -192,6 +197,31 @@ int emu_registry_error(char* out, std::int64_t out_len) {
 void emu_set_barrier_timeout_ms(std::int64_t milliseconds) { emu::set_barrier_timeout_ms(milliseconds); }
 
 void emu_set_lane_layout(int layout) { emu::set_lane_layout(layout); }
+
+void emu_force_64bit_index(int on) { g_options.force_64bit_index = on != 0; }
+
+// The host's lane-layout self-check, exactly as the Metal host runs it: the
+// inputs and the verdict from csrc/metal/portable/self_check, the kernel from
+// metal/conv3d_self_check.metal. out: its 192 raw output floats. Returns 0
+// when the check passes, else 1 with the reason.
+int emu_self_check(float* out, char* reason, std::int64_t reason_len) {
+  try {
+    using namespace volconv::metal;
+    float input[kSelfCheckInputFloats], weight[kSelfCheckInputFloats];
+    self_check_inputs(input, weight);
+    for (int i = 0; i < kSelfCheckOutputFloats; ++i) out[i] = -1.0f;
+    const volconv::Conv3dParams params{};
+    emu::dispatch(kSelfCheckKernel, emu::Launch{{1, 1, 1}, {kSelfCheckThreads, 1, 1}, 0, 1},
+                  {input, weight, out, &params, nullptr},
+                  {sizeof(input), sizeof(weight), kSelfCheckOutputFloats * sizeof(float)});
+    const std::string failure = self_check_failure(out);
+    write_text(failure, reason, reason_len);
+    return failure.empty() ? 0 : 1;
+  } catch (const std::exception& e) {
+    write_text(e.what(), reason, reason_len);
+    return 1;
+  }
+}
 
 // Newline-separated names: the registered kernels (which = 0) or those the
 // planner can choose (which = 1).

@@ -143,6 +143,8 @@ class Emulator:
         )
         self.lib.emu_kernel_names.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int64]
         self.lib.emu_set_lane_layout.argtypes = [ctypes.c_int]
+        self.lib.emu_force_64bit_index.argtypes = [ctypes.c_int]
+        self.lib.emu_self_check.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int64]
         self.lib.emu_float_to_bfloat.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
         self.lib.emu_run_kernel.argtypes = (
             [ctypes.c_char_p, ctypes.c_uint64, ctypes.c_uint64]
@@ -302,6 +304,18 @@ class Emulator:
 
     def set_lane_layout(self, wrong: bool) -> None:
         self.lib.emu_set_lane_layout(1 if wrong else 0)
+
+    def force_64bit_index(self, on: bool) -> None:
+        """Plans take the "_large" (64-bit index) kernels even where 32-bit fits."""
+        self.lib.emu_force_64bit_index(1 if on else 0)
+
+    def self_check(self) -> tuple[str, np.ndarray]:
+        """The Metal host's lane-layout self-check, run on the emulated GPU:
+        ("" if it passes, else the reason; the kernel's 192 output floats)."""
+        out = np.full(192, np.nan, dtype=np.float32)
+        reason = ctypes.create_string_buffer(1024)
+        rc = self.lib.emu_self_check(out.ctypes.data, reason, len(reason))
+        return (reason.value.decode() if rc else ""), out
 
     def float_to_bfloat(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)

@@ -62,7 +62,7 @@ template <class V, int MR, int NV>
 void f32_conv_cin1(const volconv::cpu::DwconvParams& p) {
   using Reg = typename V::V;
   constexpr int L = V::L;
-  const std::int64_t KW = p.kw, xs = p.x_step, dw = p.dilation * xs;
+  const std::int64_t KW = p.kw, xs = p.x_step;
   const RowInterior interior = row_interior(p);
   const std::int64_t lo = interior.lo, hi = interior.hi;
 
@@ -72,9 +72,9 @@ void f32_conv_cin1(const volconv::cpu::DwconvParams& p) {
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) acc[v] = V::zero();
     for (std::int64_t q = 0; q < p.rows; ++q) {
-      const float* x = p.x[q] + (ow * p.stride - p.pad) * xs;
+      const std::int64_t iw0 = ow * p.stride - p.pad;  // may be < 0: index, then address
       for (std::int64_t kw = kw0; kw < kw1; ++kw) {
-        const Reg in = V::broadcast(x + kw * dw);
+        const Reg in = V::broadcast(p.x[q] + (iw0 + kw * p.dilation) * xs);
 #pragma GCC unroll 8
         for (int v = 0; v < NV; ++v) acc[v] = V::fma(in, V::load(p.w[q] + kw * p.w_step + v * L), acc[v]);
       }

@@ -98,10 +98,11 @@ void f32_dwconv(const volconv::cpu::DwconvParams& p) {
       const int n = p.nc - v0 < L ? p.nc - v0 : L;
       Reg acc = V::zero();
       for (std::int64_t q = 0; q < p.rows; ++q) {
-        const float* x = p.x[q] + (ow * p.stride - p.pad) * xs + v0;
+        const std::int64_t iw0 = ow * p.stride - p.pad;  // may be < 0: index, then address
         const float* w = p.w[q] + v0;
         for (std::int64_t kw = kw0; kw < kw1; ++kw)
-          acc = V::fma(V::load_partial(x + kw * dw, n), V::load_partial(w + kw * p.w_step, n), acc);
+          acc = V::fma(V::load_partial(p.x[q] + (iw0 + kw * p.dilation) * xs + v0, n),
+                       V::load_partial(w + kw * p.w_step, n), acc);
       }
       V::store_partial(y + v0, acc, n);
     }

@@ -34,7 +34,8 @@ struct VecAvx2 {
   static V load_f16(const std::uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)p)); }
   static V load_f16_partial(const std::uint16_t* p, int n) {
     std::uint16_t t[8] = {};
-    std::memcpy(t, p, std::size_t(n) * 2);
+    const void* bytes = p;  // may be unaligned (a numpy view): copied untyped
+    std::memcpy(t, bytes, std::size_t(n) * 2);
     return load_f16(t);
   }
   static void store_f16(std::uint16_t* p, V v) {
@@ -43,7 +44,8 @@ struct VecAvx2 {
   static void store_f16_partial(std::uint16_t* p, V v, int n) {
     std::uint16_t t[8];
     store_f16(t, v);
-    std::memcpy(p, t, std::size_t(n) * 2);
+    void* bytes = p;
+    std::memcpy(bytes, t, std::size_t(n) * 2);
   }
   static constexpr bool kHasBF16Load = true;
   static V load_bf16(const std::uint16_t* p) {
@@ -51,7 +53,8 @@ struct VecAvx2 {
   }
   static V load_bf16_partial(const std::uint16_t* p, int n) {
     std::uint16_t t[8] = {};
-    std::memcpy(t, p, std::size_t(n) * 2);
+    const void* bytes = p;  // may be unaligned (a numpy view): copied untyped
+    std::memcpy(t, bytes, std::size_t(n) * 2);
     return load_bf16(t);
   }
 };

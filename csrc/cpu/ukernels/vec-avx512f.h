@@ -18,7 +18,12 @@ struct VecAvx512f {
   static V load(const float* p) { return _mm512_loadu_ps(p); }
   static __mmask16 mask(int n) { return __mmask16((1u << n) - 1u); }
   static V load_partial(const float* p, int n) { return _mm512_maskz_loadu_ps(mask(n), p); }
-  static V broadcast(const float* p) { return _mm512_set1_ps(*p); }
+  static V broadcast(const float* p) {  // p may be unaligned (a numpy view)
+    const void* bytes = p;
+    float v;
+    std::memcpy(&v, bytes, 4);
+    return _mm512_set1_ps(v);
+  }
   // Keeps v in a register: the compiler otherwise folds the load behind v
   // into every FMA that uses it (one load per FMA instead of one per vector).
   static void keep(V& v) { asm volatile("" : "+v"(v)); }

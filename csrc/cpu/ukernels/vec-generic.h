@@ -14,24 +14,38 @@ struct VecGeneric {
   static constexpr int kRegs = 16;  // vector registers
   typedef float V __attribute__((vector_size(16)));
   static V zero() { return V{0.0f, 0.0f, 0.0f, 0.0f}; }
+  // Loads and stores copy bytes through untyped pointers: p may be unaligned.
   static V load(const float* p) {
+    const void* bytes = p;
     V v;
-    std::memcpy(&v, p, sizeof v);
+    std::memcpy(&v, bytes, sizeof v);
     return v;
   }
   static V load_partial(const float* p, int n) {
+    const void* bytes = p;
     V v = zero();
-    std::memcpy(&v, p, std::size_t(n) * 4);
+    std::memcpy(&v, bytes, std::size_t(n) * 4);
     return v;
   }
-  static V broadcast(const float* p) { return V{*p, *p, *p, *p}; }
+  static V broadcast(const float* p) {
+    const void* bytes = p;
+    float v;
+    std::memcpy(&v, bytes, 4);
+    return V{v, v, v, v};
+  }
   // See VecAvx512f::keep; the portable build leaves registers to the compiler.
   static void keep(V&) {}
   static V fma(V a, V b, V c) { return a * b + c; }
-  static void store(float* p, V v) { std::memcpy(p, &v, sizeof v); }
+  static void store(float* p, V v) {
+    void* bytes = p;
+    std::memcpy(bytes, &v, sizeof v);
+  }
   static constexpr bool kHasStream = false;  // plain stores only
   static void stream(float* p, V v) { store(p, v); }
-  static void store_partial(float* p, V v, int n) { std::memcpy(p, &v, std::size_t(n) * 4); }
+  static void store_partial(float* p, V v, int n) {
+    void* bytes = p;
+    std::memcpy(bytes, &v, std::size_t(n) * 4);
+  }
 
   static constexpr bool kHasF16 = false;
   static V load_f16(const std::uint16_t*) { return zero(); }

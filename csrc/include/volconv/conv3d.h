@@ -21,7 +21,11 @@ namespace volconv {
 void conv3d(const ConstTensorView& input, const ConstTensorView& weight,
             const TensorView& output, const ConvParams& params, const Stream& stream);
 
-// Same, on the default stream of the default device.
+// Same, on the default stream of the default device. When that device is
+// the GPU by automatic choice (set_default_device never called) and the GPU
+// cannot run the kernels (they fail to compile, or its lane-layout
+// self-check fails), the call runs on the CPU and warns once per process;
+// a GPU stream passed explicitly throws std::runtime_error instead.
 void conv3d(const ConstTensorView& input, const ConstTensorView& weight,
             const TensorView& output, const ConvParams& params);
 

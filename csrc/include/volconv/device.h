@@ -30,6 +30,8 @@ bool is_available(const Device& device);
 std::string unavailable_reason(const Device& device);
 
 // The process-wide default device: the GPU when available, else the CPU.
+// conv3d without a stream, on a GPU that is only this automatic default,
+// runs on the CPU (with one warning) when the GPU cannot run the kernels.
 Device default_device();
 void set_default_device(const Device& device);
 
@@ -40,5 +42,12 @@ Stream new_stream(const Device& device);
 
 // Waits until all work queued on `stream` has finished.
 void synchronize(const Stream& stream);
+
+// Receives volconv's warnings (e.g. that the default GPU cannot run the
+// kernels and a call ran on the CPU); nullptr restores the default, which
+// prints them to stderr. The handler may throw to turn a warning into an
+// error of the call that raised it.
+using WarningHandler = void (*)(const char* message);
+void set_warning_handler(WarningHandler handler);
 
 }  // namespace volconv
