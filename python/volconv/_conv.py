@@ -113,8 +113,9 @@ def conv3d(
 
     The bias, activation and residual are fused: applied in float32 (float64
     for a float64 result) to each output tile before it is rounded and
-    stored, with no extra pass over the output. CPU only for now: a GPU call
-    with any of them raises ValueError.
+    stored, with no extra pass over the output. CPU only for now: on a GPU
+    stream any of them raises ValueError; with no stream, an automatic
+    default GPU gives way to the CPU.
 
     Returns:
       ``(N, Do, Ho, Wo, C_out)`` array of the input's kind, with the promoted

@@ -33,7 +33,9 @@ struct ConstVectorView {
 //   activation;
 //   residual, the output's shape and dtype, any strides; it may not overlap
 //   the output (an in-place "y += conv" is not supported yet).
-// Only the CPU applies an epilogue; a GPU call with one is refused.
+// Only the CPU applies an epilogue: a call on a GPU stream with one is
+// refused (std::invalid_argument); with no stream, a GPU that is only the
+// automatic default device gives way to the CPU for it.
 struct Epilogue {
   std::optional<ConstVectorView> bias;
   Activation activation = Activation::none;
