@@ -52,18 +52,25 @@ template <typename T, int VEC, typename I>
     float acc[VEC];
     VOLCONV_UNROLL
     for (int j = 0; j < VEC; ++j) acc[j] = 0.0f;
+    // A tap in the padding multiplies a zero rather than being skipped, so a
+    // non-finite weight there still makes the output NaN (0 * inf), as on
+    // the CPU and in torch and MLX.
     for (int kd = 0; kd < p.k_size[0]; ++kd) {
       const int id = d0 + kd * p.dilation[0];
-      if (!in_range(id, p.in_size[0])) continue;
+      const bool in_d = in_range(id, p.in_size[0]);
       for (int kh = 0; kh < p.k_size[1]; ++kh) {
         const int ih = h0 + kh * p.dilation[1];
-        if (!in_range(ih, p.in_size[1])) continue;
+        const bool in_dh = in_d && in_range(ih, p.in_size[1]);
         for (int kw = 0; kw < p.k_size[2]; ++kw) {
           const int iw = w0 + kw * p.dilation[2];
-          if (!in_range(iw, p.in_size[2])) continue;
+          const threadgroup T* w = smem + ((kd * p.k_size[1] + kh) * p.k_size[2] + kw) * BC + tx * VEC;
+          if (!(in_dh && in_range(iw, p.in_size[2]))) {
+            VOLCONV_UNROLL
+            for (int j = 0; j < VEC; ++j) acc[j] = fma(0.0f, float(w[j]), acc[j]);
+            continue;
+          }
           const device T* src =
               input + (batch_base + I(id) * I(p.in_stride_d) + I(ih) * I(p.in_stride_h) + I(iw) * p.c_in);
-          const threadgroup T* w = smem + ((kd * p.k_size[1] + kh) * p.k_size[2] + kw) * BC + tx * VEC;
           if (VEC == 4) {
             // Multiplier 1 and C % 4 == 0 (planner): 4 aligned channels.
             const vec<T, 4> x4 = *reinterpret_cast<const device vec<T, 4>*>(src);

@@ -1,10 +1,10 @@
 #include "platform.h"
 
+#include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <thread>
 
 #if defined(__linux__)
@@ -40,9 +40,11 @@ std::int64_t parse_size(const std::string& text) {
 
 int count_cpu_list(const std::string& list) {
   int n = 0;
-  std::stringstream in(list);
-  std::string part;
-  while (std::getline(in, part, ',')) {
+  std::size_t begin = 0;
+  while (begin < list.size()) {
+    const std::size_t comma = std::min(list.find(',', begin), list.size());
+    std::string part = list.substr(begin, comma - begin);
+    begin = comma + 1;
     while (!part.empty() && std::isspace(static_cast<unsigned char>(part.back()))) part.pop_back();
     if (part.empty()) return 0;
     char* end = nullptr;
@@ -62,9 +64,17 @@ int count_cpu_list(const std::string& list) {
 
 namespace {
 
+// stdio rather than iostreams: see csrc/core/format.h.
 bool read_line(const std::string& path, std::string& line) {
-  std::ifstream f(path);
-  return bool(std::getline(f, line));
+  std::FILE* f = std::fopen(path.c_str(), "r");
+  if (f == nullptr) return false;
+  char buf[256];
+  const bool ok = std::fgets(buf, sizeof buf, f) != nullptr;
+  std::fclose(f);
+  if (!ok) return false;
+  line = buf;
+  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+  return true;
 }
 
 }  // namespace

@@ -26,6 +26,8 @@
 namespace nb = nanobind;
 using namespace volconv;
 
+void bind_training(nb::module_& m);  // training.cpp
+
 namespace {
 
 // Any strides, any device: host memory, or a Metal buffer (an mlx.array on
@@ -238,6 +240,7 @@ NB_MODULE(_core, m) {
     set_same_padding(p, kernel);
     return p;
   }, nb::arg("params"), nb::arg("kernel"));
+  bind_training(m);
   m.def("conv3d", &conv3d_py, nb::arg("input"), nb::arg("input_dtype"), nb::arg("weight"), nb::arg("weight_dtype"),
         nb::arg("params"), nb::arg("stream").none(), nb::arg("bias") = nb::none(),
         nb::arg("bias_dtype") = DType::float32, nb::arg("activation") = Activation::none,

@@ -17,6 +17,7 @@ from ._device import (
     unavailable_reason,
 )
 from ._threads import get_num_threads, set_num_threads
+from ._training import conv3d_grad_input, conv3d_grad_weight, conv_general, conv_transpose3d
 
 # Defined here (not only re-exported) so type checkers see it: the generated
 # stub of _core leaves module attributes out.
@@ -28,6 +29,10 @@ __all__ = [
     "Stream",
     "__version__",
     "conv3d",
+    "conv3d_grad_input",
+    "conv3d_grad_weight",
+    "conv_general",
+    "conv_transpose3d",
     "cpu",
     "default_device",
     "default_stream",

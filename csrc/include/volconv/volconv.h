@@ -2,6 +2,7 @@
 #pragma once
 
 #include "volconv/conv3d.h"
+#include "volconv/conv_general.h"
 #include "volconv/cpu.h"
 #include "volconv/device.h"
 #include "volconv/dtype.h"

@@ -1,0 +1,72 @@
+// The one internal description every convolution op lowers to: a general
+// convolution (MLX's conv_general: stride, padding, kernel dilation, input
+// dilation, groups, flip) plus which operand is computed from which. Forward
+// conv3d, conv_transpose3d and conv3d's input gradient are all `data` problems
+// (they differ only in geometry and in how the stored weight is read); every
+// weight gradient is a `weight_grad` problem. Backends see only this.
+#pragma once
+
+#include <cstdint>
+
+#include "volconv/params.h"
+#include "volconv/tensor.h"
+
+namespace volconv::detail {
+
+enum class ConvOp {
+  data,         // output = conv(input, weight)
+  weight_grad,  // weight = d<output, conv(input, weight)>/d weight, output the gradient
+};
+
+// How the stored weight holds the logical weight Wl (C_out, K..., C_in/groups)
+// of the problem (C_out = the output's channels, C_in = the input's).
+enum class WeightLayout {
+  out_k_in,  // stored == Wl
+  // stored (C_in, K..., C_out/groups): Wl[g*Cog + o, k, c] = stored[g*Cig + c, k, o].
+  // The input gradient of a forward conv reads the forward weight this way.
+  in_k_out,
+};
+
+// Per spatial dimension (D, H, W), with the input dilated first:
+//   out[o] = sum_k in_dilated[o*stride - padding_lo + k*kernel_dilation] * Wl[flip ? K-1-k : k]
+//   in_dilated[j] = in[j / input_dilation] if j % input_dilation == 0 and the
+//                   index is inside the input, else 0.
+// padding_lo may be negative (the output starts inside the input: a crop).
+// The output size is given, not derived, so that every direction's own size
+// rule (output_padding, the forward input size) is the lowering's business.
+struct ConvProblemGeometry {
+  std::int64_t batch = 0;
+  Int3 in{}, kernel{}, out{};
+  std::int64_t in_channels = 0, out_channels = 0, groups = 1;
+  Int3 stride{1, 1, 1}, padding_lo{0, 0, 0}, kernel_dilation{1, 1, 1}, input_dilation{1, 1, 1};
+  bool flip = false;
+
+  std::int64_t in_channels_per_group() const { return in_channels / groups; }
+  std::int64_t out_channels_per_group() const { return out_channels / groups; }
+};
+
+// Bias and activation applied while the result is in registers: a slot the
+// framework integration fills; no op uses it yet.
+struct Epilogue {};
+
+// Operands by role. `input` (N, in..., C_in) is always read. For `data`,
+// `weight` is read and `result` is the output (N, out..., C_out); for
+// `weight_grad`, `output` (N, out..., C_out) is read and `result` is the
+// weight gradient, in the stored layout (out_k_in only).
+struct ConvProblem {
+  ConvOp op = ConvOp::data;
+  ConvProblemGeometry geometry;
+  WeightLayout weight_layout = WeightLayout::out_k_in;
+  ConstTensorView input;
+  ConstTensorView weight;
+  ConstTensorView output;
+  TensorView result;
+  Epilogue epilogue;
+};
+
+}  // namespace volconv::detail
+
+namespace volconv::cpu {
+// Runs a validated problem on the CPU (result non-empty, host memory).
+void run_problem(const detail::ConvProblem& problem);
+}  // namespace volconv::cpu

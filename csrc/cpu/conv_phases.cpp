@@ -1,0 +1,191 @@
+// Data problems with input dilation (conv_transpose3d, conv3d's input
+// gradient, conv_general) as forward convolutions, one per stride phase, as
+// XNNPACK's subconvolution deconvolution: the outputs o = r, r + P, r + 2P...
+// of one phase r read only the taps that land on real input elements for
+// that r, at a fixed stride, so each phase is a plain forward conv3d (any of
+// its fast paths) of the input with that phase's sub-kernel (flipped and
+// channel-transposed into a small copy), writing a strided view of the
+// output. Phases without such a tap are zeros. No inserted zero is read.
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+#include <vector>
+
+#include "../core/backend.h"
+#include "conv_problem_cpu.h"
+
+namespace volconv::cpu {
+namespace {
+
+using detail::ConvProblem;
+using detail::ConvProblemGeometry;
+
+// One phase along one dimension.
+struct DimPhase {
+  std::int64_t first = 0, count = 0;         // outputs first, first + P, ...: count of them
+  bool zero = false;                         // no tap reads the input: the outputs are zeros
+  std::int64_t tap0 = 0, tap_step = 1, taps = 0;  // logical taps tap0 + tap_step * t, t < taps
+  std::int64_t in_begin = 0, in_len = 0;     // the input slice the sub-conv reads
+  std::int64_t pad_lo = 0, pad_hi = 0, stride = 1, dilation = 1;
+};
+
+// Per dimension: out[o] reads dilated index j = o*st - lo + k*kdil, real only
+// when j % idil == 0. For o = r + P*q (P = idil / gcd(st, idil)) the real taps
+// are k0, k0 + T, ... (T = idil / gcd(kdil, idil)), and their input index is
+// b + q*(st / gcd(st, idil)) + t*(kdil / gcd(kdil, idil)).
+DimPhase plan_dim(const ConvProblemGeometry& g, int i, std::int64_t r, std::int64_t P) {
+  DimPhase ph;
+  const std::int64_t out = g.out[i], K = g.kernel[i], st = g.stride[i], kdil = g.kernel_dilation[i];
+  const std::int64_t idil = g.input_dilation[i], in = g.in[i];
+  ph.first = r;
+  ph.count = r < out ? (out - r + P - 1) / P : 0;
+  if (ph.count == 0) return ph;
+  const std::int64_t T = idil / std::gcd(kdil, idil);
+  const std::int64_t base = r * st - g.padding_lo[i];
+  std::int64_t k0 = -1;
+  for (std::int64_t k = 0; k < std::min(T, K); ++k) {
+    if (((base + k * kdil) % idil + idil) % idil == 0) {
+      k0 = k;
+      break;
+    }
+  }
+  if (k0 < 0) {
+    ph.zero = true;
+    return ph;
+  }
+  ph.tap0 = k0;
+  ph.tap_step = T;
+  ph.taps = (K - 1 - k0) / T + 1;
+  ph.stride = st / std::gcd(st, idil);
+  ph.dilation = kdil / std::gcd(kdil, idil);
+  const std::int64_t b = (base + k0 * kdil) / idil;  // exact
+  const std::int64_t last = b + (ph.count - 1) * ph.stride + (ph.taps - 1) * ph.dilation;
+  const std::int64_t begin = std::max<std::int64_t>(b, 0), end = std::min(last + 1, in);
+  if (end <= begin) {
+    ph.zero = true;
+    return ph;
+  }
+  ph.in_begin = begin;
+  ph.in_len = end - begin;
+  ph.pad_lo = begin - b;
+  ph.pad_hi = last + 1 - end;
+  return ph;
+}
+
+// The sub-kernel of a phase in conv3d's layout (C_out, taps..., C_in/groups),
+// in the stored weight's dtype: the logical taps tap0 + tap_step*t, flipped
+// and channel-transposed as the problem says.
+void copy_sub_kernel(const ConvProblem& p, const DimPhase (&ph)[3], std::vector<char>& buf, Shape5& shape) {
+  const ConvProblemGeometry& g = p.geometry;
+  const std::int64_t cog = g.out_channels_per_group(), cig = g.in_channels_per_group();
+  const std::int64_t es = std::int64_t(dtype_size(p.weight.dtype));
+  shape = {g.out_channels, ph[0].taps, ph[1].taps, ph[2].taps, cig};
+  buf.resize(std::size_t(numel(shape) * es));
+  const char* w = static_cast<const char*>(p.weight.data);
+  const Shape5& ws = p.weight.strides;
+  const bool transposed = p.weight_layout == detail::WeightLayout::in_k_out;
+  char* dst = buf.data();
+  for (std::int64_t co = 0; co < g.out_channels; ++co) {
+    const std::int64_t grp = co / cog, o = co % cog;
+    for (std::int64_t a = 0; a < ph[0].taps; ++a)
+      for (std::int64_t b = 0; b < ph[1].taps; ++b)
+        for (std::int64_t c = 0; c < ph[2].taps; ++c) {
+          std::int64_t s[3];
+          const std::int64_t t[3] = {a, b, c};
+          for (int i = 0; i < 3; ++i) {
+            const std::int64_t k = ph[i].tap0 + ph[i].tap_step * t[i];
+            s[i] = g.flip ? g.kernel[i] - 1 - k : k;
+          }
+          const std::int64_t tap_off = s[0] * ws[1] + s[1] * ws[2] + s[2] * ws[3];
+          for (std::int64_t ci = 0; ci < cig; ++ci, dst += es) {
+            const std::int64_t off =
+                transposed ? (grp * cig + ci) * ws[0] + tap_off + o * ws[4] : co * ws[0] + tap_off + ci * ws[4];
+            std::memcpy(dst, w + off * es, std::size_t(es));
+          }
+        }
+  }
+}
+
+// The phases along W can share one call when they read the same input slice
+// the same way (e.g. k2 s2) and the output's last two dims are contiguous:
+// phase r's channels then sit at offset r * C_out of the merged output view,
+// so the sub-kernels stack along C_out (groups 1 only: groups would
+// interleave) and the input is read once instead of P times.
+bool same_reads(const DimPhase& a, const DimPhase& b) {
+  return !a.zero && !b.zero && a.count == b.count && a.taps == b.taps && a.in_begin == b.in_begin &&
+         a.in_len == b.in_len && a.pad_lo == b.pad_lo && a.pad_hi == b.pad_hi && a.stride == b.stride &&
+         a.dilation == b.dilation;
+}
+
+}  // namespace
+
+void run_data_problem(const ConvProblem& p) {
+  const ConvProblemGeometry& g = p.geometry;
+  std::int64_t P[3];
+  for (int i = 0; i < 3; ++i) P[i] = g.input_dilation[i] / std::gcd(g.stride[i], g.input_dilation[i]);
+  const std::int64_t in_es = std::int64_t(dtype_size(p.input.dtype));
+  const std::int64_t out_es = std::int64_t(dtype_size(p.result.dtype));
+  std::vector<char> sub_kernel, merged;
+  DimPhase ph[3];
+  // Runs the phases ph (W phases r2 .. r2 + merge - 1 stacked along C_out).
+  const auto run_phase = [&](std::int64_t r0, std::int64_t r1, std::int64_t r2, std::int64_t merge,
+                             const std::vector<char>& kernel, const Shape5& wshape) {
+    TensorView out = p.result;
+    out.data = static_cast<char*>(p.result.data) +
+               (r0 * out.strides[1] + r1 * out.strides[2] + r2 * out.strides[3]) * out_es;
+    out.shape = {g.batch, ph[0].count, ph[1].count, ph[2].count, g.out_channels * merge};
+    for (int i = 0; i < 3; ++i) out.strides[i + 1] = p.result.strides[i + 1] * P[i];
+    if (ph[0].zero || ph[1].zero || ph[2].zero) {
+      fill_zero(out);
+      return;
+    }
+    ConstTensorView in = p.input;
+    in.data = static_cast<const char*>(p.input.data) +
+              (ph[0].in_begin * in.strides[1] + ph[1].in_begin * in.strides[2] + ph[2].in_begin * in.strides[3]) *
+                  in_es;
+    in.shape = {g.batch, ph[0].in_len, ph[1].in_len, ph[2].in_len, g.in_channels};
+    const ConstTensorView w = ConstTensorView::contiguous(kernel.data(), p.weight.dtype, wshape);
+    ConvParams params;
+    for (int i = 0; i < 3; ++i) {
+      params.stride[i] = ph[i].stride;
+      params.dilation[i] = ph[i].dilation;
+      params.padding_lo[i] = ph[i].pad_lo;
+      params.padding_hi[i] = ph[i].pad_hi;
+    }
+    params.groups = g.groups;
+    const ConvGeometry fg = make_conv_geometry(in.shape, wshape, params);
+    conv3d(detail::ConvCall{fg, in, w, out});
+  };
+  const bool may_merge = g.groups == 1 && P[2] > 1 && g.out[2] % P[2] == 0 && p.result.strides[4] == 1 &&
+                         p.result.strides[3] == g.out_channels;
+  for (std::int64_t r0 = 0; r0 < std::min(P[0], g.out[0]); ++r0) {
+    ph[0] = plan_dim(g, 0, r0, P[0]);
+    for (std::int64_t r1 = 0; r1 < std::min(P[1], g.out[1]); ++r1) {
+      ph[1] = plan_dim(g, 1, r1, P[1]);
+      bool merge = may_merge && !ph[0].zero && !ph[1].zero;
+      const DimPhase first = plan_dim(g, 2, 0, P[2]);
+      for (std::int64_t r2 = 1; r2 < P[2] && merge; ++r2) merge = same_reads(first, plan_dim(g, 2, r2, P[2]));
+      if (merge) {
+        merged.clear();
+        Shape5 wshape;
+        for (std::int64_t r2 = 0; r2 < P[2]; ++r2) {
+          ph[2] = plan_dim(g, 2, r2, P[2]);
+          copy_sub_kernel(p, ph, sub_kernel, wshape);
+          merged.insert(merged.end(), sub_kernel.begin(), sub_kernel.end());
+        }
+        wshape[0] *= P[2];
+        ph[2] = first;
+        run_phase(r0, r1, 0, P[2], merged, wshape);
+        continue;
+      }
+      for (std::int64_t r2 = 0; r2 < std::min(P[2], g.out[2]); ++r2) {
+        ph[2] = plan_dim(g, 2, r2, P[2]);
+        Shape5 wshape{};
+        if (!(ph[0].zero || ph[1].zero || ph[2].zero)) copy_sub_kernel(p, ph, sub_kernel, wshape);
+        run_phase(r0, r1, r2, 1, sub_kernel, wshape);
+      }
+    }
+  }
+}
+
+}  // namespace volconv::cpu

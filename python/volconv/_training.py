@@ -1,0 +1,257 @@
+"""conv_general, conv_transpose3d and conv3d's gradients: argument handling
+around the compiled ops (validation and all logic are in C++)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from . import _core
+from ._arrays import Operand, as_operand, to_kind
+from ._device import resolve_stream
+from ._params import _int, conv_params, triple
+
+_LAYOUTS = {
+    "input": "(N, D, H, W, C_in)",
+    "weight": "(C_out, KD, KH, KW, C_in)",
+    "grad_output": "(N, Do, Ho, Wo, C_out)",
+}
+
+
+def _operands(op: str, *named: tuple[str, Any]) -> list[Operand]:
+    out = []
+    for what, obj in named:
+        a = as_operand(obj, op, what)
+        if a.storage.ndim != 5:
+            raise ValueError(
+                f"[{op}] Expected the {what} to have 5 dimensions {_LAYOUTS[what]} but got an array of shape "
+                f"{tuple(a.storage.shape)} with {a.storage.ndim} dimensions."
+            )
+        out.append(a)
+    return out
+
+
+def _shape5(value: Any, op: str, name: str) -> tuple[int, ...]:
+    if not isinstance(value, Sequence) or isinstance(value, (str, bytes)) or len(value) != 5:
+        raise ValueError(
+            f"[{op}] Expected {name} to be a sequence of 5 ints (N, D, H, W, C) but got {value!r}."
+        )
+    return tuple(_int(v, op, name) for v in value)
+
+
+def _padding(padding: Any, op: str) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """An int, a triple, or a (lo, hi) pair of triples."""
+    if (
+        isinstance(padding, (tuple, list))
+        and len(padding) == 2
+        and all(isinstance(side, (tuple, list)) for side in padding)
+    ):
+        return triple(padding[0], op, "padding low"), triple(padding[1], op, "padding high")
+    if isinstance(padding, str):
+        raise ValueError(
+            f"[{op}] Expected padding to be an int, a tuple of 3 ints or a (low, high) pair of them "
+            f"but got {padding!r}."
+        )
+    pad = triple(padding, op, "padding")
+    return pad, pad
+
+
+def _transpose_params(op: str, stride: Any, padding: Any, dilation: Any, output_padding: Any, groups: Any):
+    p = _core.ConvTransposeParams()
+    p.stride = triple(stride, op, "stride")
+    p.padding_lo, p.padding_hi = _padding(padding, op)
+    p.dilation = triple(dilation, op, "dilation")
+    p.output_padding = triple(output_padding, op, "output_padding")
+    p.groups = _int(groups, op, "groups")
+    return p
+
+
+def _general_params(op: str, stride, padding, kernel_dilation, input_dilation, groups, flip):
+    if not isinstance(flip, bool):
+        raise TypeError(f"[{op}] Expected flip to be a bool but got {type(flip).__name__}.")
+    p = _core.ConvGeneralParams()
+    p.stride = triple(stride, op, "stride")
+    p.padding_lo, p.padding_hi = _padding(padding, op)
+    p.kernel_dilation = triple(kernel_dilation, op, "kernel_dilation")
+    p.input_dilation = triple(input_dilation, op, "input_dilation")
+    p.groups = _int(groups, op, "groups")
+    p.flip = flip
+    return p
+
+
+def conv_transpose3d(
+    input: Any,
+    weight: Any,
+    /,
+    stride: int | tuple[int, int, int] = 1,
+    padding: Any = 0,
+    dilation: int | tuple[int, int, int] = 1,
+    output_padding: int | tuple[int, int, int] = 0,
+    groups: int = 1,
+    *,
+    stream: Any = None,
+) -> Any:
+    """Transposed 3-D convolution, as mlx.core.conv_transpose3d (with PyTorch's
+    rules for output_padding and large padding, and any groups).
+
+    Args:
+      input: ``(N, D, H, W, C_in)`` array.
+      weight: ``(C_out, KD, KH, KW, C_in // groups)`` array.
+      stride, dilation, output_padding: int or ``(d, h, w)``; output_padding
+        below ``max(stride, dilation)``.
+      padding: int, ``(pd, ph, pw)`` or ``((lo_d, lo_h, lo_w), (hi_d, hi_h, hi_w))``.
+      groups: divides both C_in and C_out.
+
+    Returns:
+      ``(N, Do, Ho, Wo, C_out)`` of the input's kind, ``Do = (D - 1) * stride
+      - pad_lo - pad_hi + dilation * (KD - 1) + output_padding + 1``.
+    """
+    op = "conv_transpose3d"
+    x, w = _operands(op, ("input", input), ("weight", weight))
+    p = _transpose_params(op, stride, padding, dilation, output_padding, groups)
+    out = _core.conv_transpose3d(x.storage, x.dtype, w.storage, w.dtype, p, resolve_stream(stream, op))
+    return to_kind(out, _core.promote_types(x.dtype, w.dtype), x.kind)
+
+
+def conv_general(
+    input: Any,
+    weight: Any,
+    /,
+    stride: int | tuple[int, int, int] = 1,
+    padding: Any = 0,
+    kernel_dilation: int | tuple[int, int, int] = 1,
+    input_dilation: int | tuple[int, int, int] = 1,
+    groups: int = 1,
+    flip: bool = False,
+    *,
+    stream: Any = None,
+) -> Any:
+    """mlx.core.conv_general for three spatial dimensions: the input is
+    dilated, then padded (int, triple or a (lo, hi) pair of triples), then
+    correlated with the dilated kernel (convolved when ``flip``)."""
+    op = "conv_general"
+    x, w = _operands(op, ("input", input), ("weight", weight))
+    p = _general_params(op, stride, padding, kernel_dilation, input_dilation, groups, flip)
+    out = _core.conv_general(x.storage, x.dtype, w.storage, w.dtype, p, resolve_stream(stream, op))
+    return to_kind(out, _core.promote_types(x.dtype, w.dtype), x.kind)
+
+
+def conv3d_grad_input(
+    grad_output: Any,
+    weight: Any,
+    input_shape: Sequence[int],
+    /,
+    stride: int | tuple[int, int, int] = 1,
+    padding: Any = 0,
+    dilation: int | tuple[int, int, int] = 1,
+    groups: int = 1,
+    *,
+    stream: Any = None,
+) -> Any:
+    """The gradient of ``conv3d(x, weight, ...)`` with respect to x (of shape
+    ``input_shape``) for the output gradient ``grad_output``; the keywords
+    mean what they mean for conv3d. Dtype: promote(grad_output, weight)."""
+    op = "conv3d_grad_input"
+    g, w = _operands(op, ("grad_output", grad_output), ("weight", weight))
+    shape = _shape5(input_shape, op, "input_shape")
+    p = conv_params(padding, stride, dilation, groups, w.storage.shape[1:4], op)
+    out = _core.conv3d_grad_input(
+        g.storage, g.dtype, w.storage, w.dtype, shape, p, resolve_stream(stream, op)
+    )
+    return to_kind(out, _core.promote_types(g.dtype, w.dtype), g.kind)
+
+
+def conv3d_grad_weight(
+    input: Any,
+    grad_output: Any,
+    weight_shape: Sequence[int],
+    /,
+    stride: int | tuple[int, int, int] = 1,
+    padding: Any = 0,
+    dilation: int | tuple[int, int, int] = 1,
+    groups: int = 1,
+    *,
+    stream: Any = None,
+) -> Any:
+    """The gradient of ``conv3d(input, w, ...)`` with respect to w (of shape
+    ``weight_shape``) for the output gradient ``grad_output``. Dtype:
+    promote(input, grad_output)."""
+    op = "conv3d_grad_weight"
+    x, g = _operands(op, ("input", input), ("grad_output", grad_output))
+    shape = _shape5(weight_shape, op, "weight_shape")
+    p = conv_params(padding, stride, dilation, groups, shape[1:4], op)
+    out = _core.conv3d_grad_weight(
+        x.storage, x.dtype, g.storage, g.dtype, shape, p, resolve_stream(stream, op)
+    )
+    return to_kind(out, _core.promote_types(x.dtype, g.dtype), x.kind)
+
+
+# The gradients that make conv_transpose3d and conv_general differentiable,
+# for the framework wrappers (not public API yet).
+
+
+def _conv_transpose3d_grad_input(
+    grad_output,
+    weight,
+    input_shape,
+    stride=1,
+    padding=0,
+    dilation=1,
+    output_padding=0,
+    groups=1,
+    *,
+    stream=None,
+):
+    op = "conv_transpose3d_grad_input"
+    g, w = _operands(op, ("grad_output", grad_output), ("weight", weight))
+    shape = _shape5(input_shape, op, "input_shape")
+    p = _transpose_params(op, stride, padding, dilation, output_padding, groups)
+    out = _core.conv_transpose3d_grad_input(
+        g.storage, g.dtype, w.storage, w.dtype, shape, p, resolve_stream(stream, op)
+    )
+    return to_kind(out, _core.promote_types(g.dtype, w.dtype), g.kind)
+
+
+def _conv_transpose3d_grad_weight(
+    input,
+    grad_output,
+    weight_shape,
+    stride=1,
+    padding=0,
+    dilation=1,
+    output_padding=0,
+    groups=1,
+    *,
+    stream=None,
+):
+    op = "conv_transpose3d_grad_weight"
+    x, g = _operands(op, ("input", input), ("grad_output", grad_output))
+    shape = _shape5(weight_shape, op, "weight_shape")
+    p = _transpose_params(op, stride, padding, dilation, output_padding, groups)
+    out = _core.conv_transpose3d_grad_weight(
+        x.storage, x.dtype, g.storage, g.dtype, shape, p, resolve_stream(stream, op)
+    )
+    return to_kind(out, _core.promote_types(x.dtype, g.dtype), x.kind)
+
+
+def _conv_general_grad_weight(
+    input,
+    grad_output,
+    weight_shape,
+    stride=1,
+    padding=0,
+    kernel_dilation=1,
+    input_dilation=1,
+    groups=1,
+    flip=False,
+    *,
+    stream=None,
+):
+    op = "conv_general_grad_weight"
+    x, g = _operands(op, ("input", input), ("grad_output", grad_output))
+    shape = _shape5(weight_shape, op, "weight_shape")
+    p = _general_params(op, stride, padding, kernel_dilation, input_dilation, groups, flip)
+    out = _core.conv_general_grad_weight(
+        x.storage, x.dtype, g.storage, g.dtype, shape, p, resolve_stream(stream, op)
+    )
+    return to_kind(out, _core.promote_types(x.dtype, g.dtype), x.kind)
