@@ -303,3 +303,31 @@ def test_gpu_refuses_an_epilogue():
         pytest.skip("no GPU here")
     with pytest.raises(ValueError, match=r"^\[conv3d\] A fused epilogue .* is not supported on the gpu"):
         volconv.conv3d(X, W, stream=volconv.gpu, activation="relu")
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_nan_weight_in_padding_stays_nan(activation):
+    """A NaN weight met only through the padding makes those outputs NaN
+    (0 * NaN, as in torch); the epilogue keeps them NaN (relu included),
+    and leaves every other output as torch's composition computes it."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    case = PATH_CASES["igemm"]
+    x, w, bias, residual = (a.astype(np.float64) for a in operands(case, "float32", seed=7))
+    # Channel 3's tap (0, 0, 0) is NaN: the first output row meets it only in
+    # the padding, where the kernels skip the tap (the core's post-pass puts
+    # the NaN back); every other channel stays finite.
+    w[3, 0, 0, 0, :] = np.nan
+    y = volconv.conv3d(x, w, **case.api_kwargs(), bias=bias, activation=activation, residual=residual)
+    xt, wt = torch.from_numpy(x).permute(0, 4, 1, 2, 3), torch.from_numpy(w).permute(0, 4, 1, 2, 3)
+    acts = {
+        None: lambda v: v,
+        "relu": F.relu,
+        "silu": F.silu,
+        "gelu_tanh": lambda v: F.gelu(v, approximate="tanh"),
+    }
+    ref = acts[activation](F.conv3d(xt, wt, torch.from_numpy(bias), padding=1)).permute(0, 2, 3, 4, 1)
+    ref = (ref + torch.from_numpy(residual)).numpy()
+    assert np.isnan(ref[..., 3]).all() and not np.isnan(np.delete(ref, 3, axis=4)).any()
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
+    np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12)
