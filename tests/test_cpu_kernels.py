@@ -20,11 +20,9 @@ import pytest
 
 import volconv
 from volconv import _core
-from volconv._arrays import as_operand
-from volconv._params import conv_params
 
 from cases import CASES, Case, _c
-from conftest import cast, numpy_dtype
+from conftest import cast, cpu_plan, numpy_dtype
 from reference import assert_conv_close
 
 ALL_ISAS = ["avx512bf16", "avx512f", "avx2", "neon", "generic"]
@@ -58,10 +56,10 @@ def reference_caches():
 
 def plan_of(x, w, case: Case) -> dict:
     """What the CPU planner runs for conv3d(x, w, **case.api_kwargs())."""
-    xo, wo = as_operand(x, "conv3d", "input"), as_operand(w, "conv3d", "weight")
     kw = case.api_kwargs()
-    params = conv_params(kw["padding"], kw["stride"], kw["dilation"], kw["groups"], case.kernel)
-    return _core._cpu_plan(xo.storage, xo.dtype, wo.storage, wo.dtype, params)
+    return cpu_plan(
+        x, w, stride=kw["stride"], padding=kw["padding"], dilation=kw["dilation"], groups=kw["groups"]
+    )
 
 
 def run_case(case: Case, dtype: str = "float32", seed: int = 0):

@@ -7,12 +7,13 @@
 #include <unordered_map>
 
 #include "backend.h"
+#include "fork_safe_mutex.h"
 
 namespace volconv {
 namespace {
 
 struct Registry {
-  std::mutex mutex;
+  detail::ForkSafeMutex mutex;
   int next_index = 1;  // 0 is the CPU default stream
   bool default_device_set = false;
   Device default_device;
@@ -55,7 +56,7 @@ bool is_available(const Device& device) { return unavailable_reason(device).empt
 
 Device default_device() {
   Registry& r = registry();
-  std::lock_guard<std::mutex> lock(r.mutex);
+  std::lock_guard<detail::ForkSafeMutex> lock(r.mutex);
   if (r.default_device_set) return r.default_device;
   return is_available(Device{DeviceType::gpu, 0}) ? Device{DeviceType::gpu, 0} : Device{DeviceType::cpu, 0};
 }
@@ -63,7 +64,7 @@ Device default_device() {
 void set_default_device(const Device& device) {
   require_available(device);
   Registry& r = registry();
-  std::lock_guard<std::mutex> lock(r.mutex);
+  std::lock_guard<detail::ForkSafeMutex> lock(r.mutex);
   r.default_device = device;
   r.default_device_set = true;
 }
@@ -72,7 +73,7 @@ Stream default_stream(const Device& device) {
   require_available(device);
   if (device.type == DeviceType::cpu) return Stream{0, device};
   Registry& r = registry();
-  std::lock_guard<std::mutex> lock(r.mutex);
+  std::lock_guard<detail::ForkSafeMutex> lock(r.mutex);
   if (!r.gpu_default_made) {
     r.gpu_default = make_gpu_stream(r, device);
     r.gpu_default_made = true;
@@ -83,7 +84,7 @@ Stream default_stream(const Device& device) {
 Stream new_stream(const Device& device) {
   require_available(device);
   Registry& r = registry();
-  std::lock_guard<std::mutex> lock(r.mutex);
+  std::lock_guard<detail::ForkSafeMutex> lock(r.mutex);
   if (device.type == DeviceType::cpu) return Stream{r.next_index++, device};
   return make_gpu_stream(r, device);
 }
@@ -92,14 +93,14 @@ namespace detail {
 // True while the default device is the automatic choice (never set).
 bool default_device_is_automatic() {
   Registry& r = registry();
-  std::lock_guard<std::mutex> lock(r.mutex);
+  std::lock_guard<detail::ForkSafeMutex> lock(r.mutex);
   return !r.default_device_set;
 }
 
 // The Metal queue of a GPU stream; throws for a stream this process never made.
 int gpu_queue_of(const Stream& stream) {
   Registry& r = registry();
-  std::lock_guard<std::mutex> lock(r.mutex);
+  std::lock_guard<detail::ForkSafeMutex> lock(r.mutex);
   auto it = r.gpu_queue.find(stream.index);
   if (it == r.gpu_queue.end())
     throw std::invalid_argument("[volconv] Unknown GPU stream " + std::to_string(stream.index) + ".");

@@ -12,7 +12,7 @@ namespace volconv::detail {
 void* OutputBlocks::take(std::size_t bytes) {
   bytes = bytes == 0 ? kOutputAlignment : (bytes + kOutputAlignment - 1) / kOutputAlignment * kOutputAlignment;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::lock_guard<ForkSafeMutex> lock(mutex_);
     // The smallest cached block that fits and wastes at most a quarter.
     std::size_t best = blocks_.size();
     for (std::size_t i = 0; i < blocks_.size(); ++i)
@@ -33,13 +33,13 @@ void* OutputBlocks::take(std::size_t bytes) {
 #if defined(MADV_HUGEPAGE)
   if (huge) madvise(data, bytes / kHugePage * kHugePage, MADV_HUGEPAGE);
 #endif
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::lock_guard<ForkSafeMutex> lock(mutex_);
   sizes_[data] = bytes;
   return data;
 }
 
 void OutputBlocks::give(void* data) noexcept {
-  std::lock_guard<std::mutex> lock(mutex_);
+  std::lock_guard<ForkSafeMutex> lock(mutex_);
   const auto it = sizes_.find(data);
   const std::size_t bytes = it->second;
   sizes_.erase(it);

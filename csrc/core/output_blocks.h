@@ -3,9 +3,10 @@
 #pragma once
 
 #include <cstddef>
-#include <mutex>
 #include <unordered_map>
 #include <vector>
+
+#include "fork_safe_mutex.h"
 
 namespace volconv::detail {
 
@@ -37,7 +38,7 @@ class OutputBlocks {
   static constexpr std::size_t kMinCached = std::size_t(256) << 10;  // smaller ones come from the heap anyway
   static constexpr std::size_t kMaxCachedBytes = std::size_t(128) << 20;
   static constexpr std::size_t kMaxBlocks = 4;
-  std::mutex mutex_;
+  ForkSafeMutex mutex_;
   std::vector<Block> blocks_;
   std::size_t cached_ = 0;
   std::unordered_map<void*, std::size_t> sizes_;  // every block handed out, by address

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "../core/fork_safe_mutex.h"
 #include "volconv/cpu.h"
 
 namespace volconv::cpu {
@@ -63,7 +64,7 @@ const Candidate* best() {
 }
 
 std::atomic<const KernelTable*> g_active{nullptr};
-std::mutex g_mutex;
+detail::ForkSafeMutex g_mutex;
 
 const Candidate* from_env() {
   const char* env = std::getenv("VOLCONV_CPU_ISA");
@@ -80,7 +81,7 @@ const Candidate* from_env() {
 const KernelTable& active_kernels() {
   const KernelTable* t = g_active.load(std::memory_order_acquire);
   if (t == nullptr) {
-    std::lock_guard<std::mutex> lock(g_mutex);
+    std::lock_guard<detail::ForkSafeMutex> lock(g_mutex);
     t = g_active.load();
     if (t == nullptr) {
       t = from_env()->table();
@@ -100,7 +101,7 @@ std::vector<std::string> supported_isas() {
 std::string active_isa() { return active_kernels().isa; }
 
 void force_isa(const std::string& name) {
-  std::lock_guard<std::mutex> lock(g_mutex);
+  std::lock_guard<detail::ForkSafeMutex> lock(g_mutex);
   if (name.empty()) {
     g_active.store(from_env()->table());
     return;

@@ -11,6 +11,7 @@
 
 #include <nanobind/stl/vector.h>
 
+#include <atomic>
 #include <chrono>
 #include <new>
 #include <optional>
@@ -19,6 +20,7 @@
 #include <thread>
 
 #include "../core/gpu_fallback.h"
+#include "gil_release.h"
 #include "../core/output_blocks.h"
 #include "../cpu/conv3d_plan.h"
 #include "volconv/volconv.h"
@@ -34,31 +36,6 @@ namespace {
 // the GPU exports its MTLBuffer and a byte offset through DLPack).
 using StridedArray = nb::ndarray<nb::ro>;
 
-// Releases the GIL around a kernel, like nb::gil_scoped_release, except at
-// interpreter exit: on Python <= 3.13 re-taking the GIL while the
-// interpreter finalizes calls pthread_exit, whose forced unwind through a
-// noexcept destructor aborts the process. A thread that comes back then
-// blocks until the process exits instead (as PyO3 does).
-class GilRelease {
- public:
-  GilRelease() : state_(PyEval_SaveThread()) {}
-  GilRelease(const GilRelease&) = delete;
-  GilRelease& operator=(const GilRelease&) = delete;
-  ~GilRelease() {
-    while (finalizing()) std::this_thread::sleep_for(std::chrono::hours(1));
-    PyEval_RestoreThread(state_);
-  }
-
- private:
-  static bool finalizing() {
-#if PY_VERSION_HEX >= 0x030D0000
-    return Py_IsFinalizing() != 0;
-#else
-    return _Py_IsFinalizing() != 0;
-#endif
-  }
-  PyThreadState* state_;
-};
 
 ConstTensorView view_of(const StridedArray& a, DType dtype, const char* what) {
   if (a.ndim() != 5)
@@ -142,7 +119,7 @@ nb::ndarray<nb::numpy> conv3d_py(const StridedArray& input, DType input_dtype, c
 
   const TensorView out = TensorView::contiguous(data, out_dtype, out_shape);
   {
-    GilRelease release;
+    python::GilRelease release;
     if (stream)
       conv3d(in, wt, out, params, *stream);
     else
@@ -158,6 +135,8 @@ nb::ndarray<nb::numpy> conv3d_py(const StridedArray& input, DType input_dtype, c
 NB_MODULE(_core, m) {
   m.doc() = "volconv's compiled core (private: use the volconv package).";
   m.attr("__version__") = volconv::version;
+  nb::module_::import_("atexit").attr("register")(
+      nb::cpp_function([] { python::note_interpreter_exiting(); }));
   // Devices held in module-level Python state (test parameters, user
   // globals) are still alive at interpreter exit; that is not a leak.
   nb::set_leak_warnings(false);
@@ -232,7 +211,7 @@ NB_MODULE(_core, m) {
   m.def("default_stream", &default_stream, nb::arg("device"));
   m.def("new_stream", &new_stream, nb::arg("device"));
   m.def("synchronize", [](const Stream& s) {
-    GilRelease release;
+    python::GilRelease release;
     synchronize(s);
   }, nb::arg("stream"));
 
@@ -294,7 +273,7 @@ NB_MODULE(_core, m) {
     return std::array<std::int64_t, 3>{c.l1d, c.l2, c.l3};
   });
   m.def("_cpu_peak_gflops", [](bool bf16) {
-    GilRelease release;
+    python::GilRelease release;
     return volconv::cpu::measured_peak_gflops(bf16);
   }, nb::arg("bf16") = false);
 }

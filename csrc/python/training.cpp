@@ -11,6 +11,7 @@
 
 #include "../core/output_blocks.h"
 #include "volconv/conv_general.h"
+#include "gil_release.h"
 #include "volconv/volconv.h"
 
 namespace nb = nanobind;
@@ -65,7 +66,7 @@ nb::ndarray<nb::numpy> with_result(const Shape5& shape, DType dtype, Op&& op) {
   nb::capsule owner(data, [](void* p) noexcept { detail::output_blocks().give(p); });
   const TensorView out = TensorView::contiguous(data, dtype, shape);
   {
-    nb::gil_scoped_release release;
+    python::GilRelease release;
     op(out);
   }
   std::size_t s[5];

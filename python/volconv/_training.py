@@ -8,7 +8,8 @@ from typing import Any
 
 from . import _core
 from ._arrays import Operand, as_operand, to_kind
-from ._device import resolve_stream
+from ._core import DeviceType
+from ._device import call_stream, resolve_stream
 from ._params import _int, conv_params, triple
 
 _LAYOUTS = {
@@ -16,6 +17,18 @@ _LAYOUTS = {
     "weight": "(C_out, KD, KH, KW, C_in)",
     "grad_output": "(N, Do, Ho, Wo, C_out)",
 }
+
+
+def _stream_for(stream, op: str):
+    """The stream a training op runs on. These ops have CPU kernels only for
+    now: a call given no stream (and no `stream()` context) runs on the CPU
+    even where the default device is the GPU; a GPU stream given explicitly
+    is refused by the core with a message that says so."""
+    given = call_stream(stream, op)
+    if given is None:
+        default = resolve_stream(None, op)
+        return default if default.device.type == DeviceType.cpu else resolve_stream(DeviceType.cpu, op)
+    return given
 
 
 def _operands(op: str, *named: tuple[str, Any]) -> list[Operand]:
@@ -46,22 +59,22 @@ def _padding(padding: Any, op: str) -> tuple[tuple[int, int, int], tuple[int, in
         and len(padding) == 2
         and all(isinstance(side, (tuple, list)) for side in padding)
     ):
-        return triple(padding[0], op, "padding low"), triple(padding[1], op, "padding high")
+        return triple(padding[0], op, "padding low", 0), triple(padding[1], op, "padding high", 0)
     if isinstance(padding, str):
         raise ValueError(
             f"[{op}] Expected padding to be an int, a tuple of 3 ints or a (low, high) pair of them "
             f"but got {padding!r}."
         )
-    pad = triple(padding, op, "padding")
+    pad = triple(padding, op, "padding", 0)
     return pad, pad
 
 
 def _transpose_params(op: str, stride: Any, padding: Any, dilation: Any, output_padding: Any, groups: Any):
     p = _core.ConvTransposeParams()
-    p.stride = triple(stride, op, "stride")
+    p.stride = triple(stride, op, "stride", 1)
     p.padding_lo, p.padding_hi = _padding(padding, op)
-    p.dilation = triple(dilation, op, "dilation")
-    p.output_padding = triple(output_padding, op, "output_padding")
+    p.dilation = triple(dilation, op, "dilation", 1)
+    p.output_padding = triple(output_padding, op, "output_padding", 0)
     p.groups = _int(groups, op, "groups")
     return p
 
@@ -70,10 +83,10 @@ def _general_params(op: str, stride, padding, kernel_dilation, input_dilation, g
     if not isinstance(flip, bool):
         raise TypeError(f"[{op}] Expected flip to be a bool but got {type(flip).__name__}.")
     p = _core.ConvGeneralParams()
-    p.stride = triple(stride, op, "stride")
+    p.stride = triple(stride, op, "stride", 1)
     p.padding_lo, p.padding_hi = _padding(padding, op)
-    p.kernel_dilation = triple(kernel_dilation, op, "kernel_dilation")
-    p.input_dilation = triple(input_dilation, op, "input_dilation")
+    p.kernel_dilation = triple(kernel_dilation, op, "kernel_dilation", 1)
+    p.input_dilation = triple(input_dilation, op, "input_dilation", 1)
     p.groups = _int(groups, op, "groups")
     p.flip = flip
     return p
@@ -109,7 +122,7 @@ def conv_transpose3d(
     op = "conv_transpose3d"
     x, w = _operands(op, ("input", input), ("weight", weight))
     p = _transpose_params(op, stride, padding, dilation, output_padding, groups)
-    out = _core.conv_transpose3d(x.storage, x.dtype, w.storage, w.dtype, p, resolve_stream(stream, op))
+    out = _core.conv_transpose3d(x.storage, x.dtype, w.storage, w.dtype, p, _stream_for(stream, op))
     return to_kind(out, _core.promote_types(x.dtype, w.dtype), x.kind)
 
 
@@ -132,7 +145,7 @@ def conv_general(
     op = "conv_general"
     x, w = _operands(op, ("input", input), ("weight", weight))
     p = _general_params(op, stride, padding, kernel_dilation, input_dilation, groups, flip)
-    out = _core.conv_general(x.storage, x.dtype, w.storage, w.dtype, p, resolve_stream(stream, op))
+    out = _core.conv_general(x.storage, x.dtype, w.storage, w.dtype, p, _stream_for(stream, op))
     return to_kind(out, _core.promote_types(x.dtype, w.dtype), x.kind)
 
 
@@ -155,9 +168,7 @@ def conv3d_grad_input(
     g, w = _operands(op, ("grad_output", grad_output), ("weight", weight))
     shape = _shape5(input_shape, op, "input_shape")
     p = conv_params(padding, stride, dilation, groups, w.storage.shape[1:4], op)
-    out = _core.conv3d_grad_input(
-        g.storage, g.dtype, w.storage, w.dtype, shape, p, resolve_stream(stream, op)
-    )
+    out = _core.conv3d_grad_input(g.storage, g.dtype, w.storage, w.dtype, shape, p, _stream_for(stream, op))
     return to_kind(out, _core.promote_types(g.dtype, w.dtype), g.kind)
 
 
@@ -180,9 +191,7 @@ def conv3d_grad_weight(
     x, g = _operands(op, ("input", input), ("grad_output", grad_output))
     shape = _shape5(weight_shape, op, "weight_shape")
     p = conv_params(padding, stride, dilation, groups, shape[1:4], op)
-    out = _core.conv3d_grad_weight(
-        x.storage, x.dtype, g.storage, g.dtype, shape, p, resolve_stream(stream, op)
-    )
+    out = _core.conv3d_grad_weight(x.storage, x.dtype, g.storage, g.dtype, shape, p, _stream_for(stream, op))
     return to_kind(out, _core.promote_types(x.dtype, g.dtype), x.kind)
 
 
@@ -207,7 +216,7 @@ def _conv_transpose3d_grad_input(
     shape = _shape5(input_shape, op, "input_shape")
     p = _transpose_params(op, stride, padding, dilation, output_padding, groups)
     out = _core.conv_transpose3d_grad_input(
-        g.storage, g.dtype, w.storage, w.dtype, shape, p, resolve_stream(stream, op)
+        g.storage, g.dtype, w.storage, w.dtype, shape, p, _stream_for(stream, op)
     )
     return to_kind(out, _core.promote_types(g.dtype, w.dtype), g.kind)
 
@@ -229,7 +238,7 @@ def _conv_transpose3d_grad_weight(
     shape = _shape5(weight_shape, op, "weight_shape")
     p = _transpose_params(op, stride, padding, dilation, output_padding, groups)
     out = _core.conv_transpose3d_grad_weight(
-        x.storage, x.dtype, g.storage, g.dtype, shape, p, resolve_stream(stream, op)
+        x.storage, x.dtype, g.storage, g.dtype, shape, p, _stream_for(stream, op)
     )
     return to_kind(out, _core.promote_types(x.dtype, g.dtype), x.kind)
 
@@ -252,6 +261,6 @@ def _conv_general_grad_weight(
     shape = _shape5(weight_shape, op, "weight_shape")
     p = _general_params(op, stride, padding, kernel_dilation, input_dilation, groups, flip)
     out = _core.conv_general_grad_weight(
-        x.storage, x.dtype, g.storage, g.dtype, shape, p, resolve_stream(stream, op)
+        x.storage, x.dtype, g.storage, g.dtype, shape, p, _stream_for(stream, op)
     )
     return to_kind(out, _core.promote_types(x.dtype, g.dtype), x.kind)

@@ -13,7 +13,7 @@ template <typename T>
                                  uint3 tgid [[threadgroup_position_in_grid]], uint tid [[thread_index_in_threadgroup]],
                                  uint simd_gid [[simdgroup_index_in_threadgroup]],
                                  uint lane [[thread_index_in_simdgroup]]) {
-  load_weight_tile<T, 32, 16, 128, 1>(smem, p, 0, 0, 0, smem, tid);
+  load_weight_tile<T, 32, 16, 128, 1, int32_t>(smem, p, 0, 0, 0, smem, tid);
 }
 
 VOLCONV_INSTANTIATE_KERNEL("shim_wrong_space", shim_wrong_space, float)
