@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -43,6 +44,35 @@ void check_strides(const Shape5& shape, const Shape5& strides, const char* what)
     fail(std::string("The strides of the ") + what + " " + format_tuple(strides) + " reach past 2^59 elements.");
 }
 
+// The epilogue's operands against the output: shapes, dtypes, strides
+// (before any work; overlap with the output is checked with the others).
+void check_epilogue(const Epilogue& e, const ConvGeometry& g, const TensorView& output) {
+  if (int(e.activation) > int(Activation::gelu_tanh))
+    fail("Unknown activation code " + std::to_string(int(e.activation)) + ".");
+  if (e.bias) {
+    const ConstVectorView& b = *e.bias;
+    check_dtype(b.dtype, "bias");
+    if (b.size != g.out_channels)
+      fail("Expected bias of shape (C_out,) = (" + std::to_string(g.out_channels) + ",) but got (" +
+           std::to_string(b.size) + ",).");
+    if (b.data == nullptr) fail("The bias has a null data pointer.");
+    if (b.stride < -kMaxReach || b.stride > kMaxReach || std::abs(b.stride) > kMaxReach / std::max<std::int64_t>(1, b.size))
+      fail("The stride of the bias " + std::to_string(b.stride) + " reaches past 2^59 elements.");
+  }
+  if (e.residual) {
+    const ConstTensorView& r = *e.residual;
+    check_dtype(r.dtype, "residual");
+    if (r.dtype != output.dtype)
+      fail(std::string("Expected the residual dtype to be ") + dtype_name(output.dtype) + " (the output's) but got " +
+           dtype_name(r.dtype) + ".");
+    if (r.shape != output.shape)
+      fail("Expected a residual of the output's shape " + format_tuple(output.shape) + " but got " +
+           format_tuple(r.shape) + ".");
+    check_data(r.data, r.metal_buffer, r.shape, "residual");
+    check_strides(r.shape, r.strides, "residual");
+  }
+}
+
 }  // namespace
 
 void conv3d(const ConstTensorView& input, const ConstTensorView& weight, const TensorView& output,
@@ -50,7 +80,7 @@ void conv3d(const ConstTensorView& input, const ConstTensorView& weight, const T
   check_dtype(input.dtype, "input");
   check_dtype(weight.dtype, "weight");
   check_dtype(output.dtype, "output");
-  const ConvGeometry g = make_conv_geometry(input.shape, weight.shape, params);
+  ConvGeometry g = make_conv_geometry(input.shape, weight.shape, params);
   const DType expected = promote_types(input.dtype, weight.dtype);
   if (output.dtype != expected)
     fail(std::string("Expected the output dtype to be ") + dtype_name(expected) + " (the promotion of " +
@@ -65,13 +95,17 @@ void conv3d(const ConstTensorView& input, const ConstTensorView& weight, const T
   check_strides(input.shape, input.strides, "input");
   check_strides(weight.shape, weight.strides, "weight");
   check_strides(output.shape, output.strides, "output");
+  check_epilogue(params.epilogue, g, output);
   if (numel(output.shape) == 0) return;  // N == 0: nothing to compute
   if (!writes_each_element_once(output.shape, output.strides))
     fail("The output strides " + format_tuple(output.strides) + " make elements of shape " +
          format_tuple(output.shape) + " overlap.");
   const ConstTensorView in = with_host_address(input), wt = with_host_address(weight);
   const TensorView out = with_host_address(output);
-  for (const ConstTensorView* v : {&in, &wt}) {
+  std::optional<ConstTensorView>& residual = g.params.epilogue.residual;
+  if (residual) residual = with_host_address(*residual);
+  const ConstTensorView no_view{};
+  for (const ConstTensorView* v : {&in, &wt, residual ? &*residual : &no_view}) {
     if (numel(v->shape) == 0) continue;
     // Views in the same Metal buffer are compared by offset, host views by
     // address; a host view and a buffer the CPU cannot see cannot overlap.
@@ -82,9 +116,16 @@ void conv3d(const ConstTensorView& input, const ConstTensorView& weight, const T
     };
     const ByteRange o = byte_range(base(out.data, out.metal_offset), out.dtype, out.shape, out.strides);
     const ByteRange r = byte_range(base(v->data, v->metal_offset), v->dtype, v->shape, v->strides);
-    if (r.lo <= o.hi && o.lo <= r.hi) fail("The output must not overlap the input or the weight.");
+    if (r.lo <= o.hi && o.lo <= r.hi)
+      fail(v == &in || v == &wt ? "The output must not overlap the input or the weight."
+                                : "The output must not overlap the residual (an in-place residual add is not "
+                                  "supported).");
   }
 
+  // The Metal kernels have no epilogue yet: refused, not silently dropped.
+  if (stream.device.type == DeviceType::gpu && !g.params.epilogue.empty())
+    fail("A fused epilogue (bias, activation, residual) is not supported on the gpu yet; run on the cpu, or "
+         "apply it after the convolution.");
   const std::string why = unavailable_reason(stream.device);
   if (!why.empty())
     throw std::invalid_argument(std::string("[conv3d] The ") +
@@ -92,7 +133,7 @@ void conv3d(const ConstTensorView& input, const ConstTensorView& weight, const T
                                 " is not available: " + why + ".");
   if (stream.device.type == DeviceType::cpu) {
     const ConstTensorView out_view = out;
-    for (const ConstTensorView* v : {&in, &wt, &out_view}) {
+    for (const ConstTensorView* v : {&in, &wt, &out_view, residual ? &*residual : &no_view}) {
       if (v->data == nullptr && numel(v->shape) != 0)
         fail("A view in a Metal buffer the CPU cannot read (private storage, or a build without Metal) "
              "cannot be used on the CPU.");
@@ -110,6 +151,12 @@ void conv3d(const ConstTensorView& input, const ConstTensorView& weight, const T
   const Device device = default_device();
   if (device.type != DeviceType::gpu || !detail::default_device_is_automatic()) {
     conv3d(input, weight, output, params, default_stream(device));
+    return;
+  }
+  // The GPU has no epilogue yet: a GPU that is only the automatic default
+  // gives way to the CPU for a call with one (an explicit GPU refuses it).
+  if (!params.epilogue.empty()) {
+    conv3d(input, weight, output, params, default_stream(Device{}));
     return;
   }
   detail::gpu_fallback().run([&] { conv3d(input, weight, output, params, default_stream(device)); },

@@ -8,6 +8,7 @@
 
 #include "../core/backend.h"
 #include "../core/element.h"
+#include "epilogue.h"
 
 namespace volconv::cpu {
 namespace {
@@ -42,6 +43,7 @@ void conv3d_direct_typed(const detail::ConvCall& call) {
           }
   }
 
+  const EpilogueRun epi(call);
   std::vector<Acc> acc(static_cast<std::size_t>(cout_g));
   for (std::int64_t n = 0; n < g.batch; ++n)
     for (std::int64_t od = 0; od < g.out[0]; ++od)
@@ -69,6 +71,7 @@ void conv3d_direct_typed(const detail::ConvCall& call) {
                 }
               }
             }
+            if (epi.active()) epi.apply(acc.data(), cout_g, grp * cout_g, epi.residual_offset(n, od, oh, ow));
             OutS* yr = y + n * ys[0] + od * ys[1] + oh * ys[2] + ow * ys[3] + grp * cout_g * ys[4];
             for (std::int64_t co = 0; co < cout_g; ++co)
               store_any(yr + co * ys[4], Out::template store<Acc>(acc[std::size_t(co)]));

@@ -5,11 +5,13 @@
 // (through a row buffer when the output's channels are not contiguous).
 // Depthwise reads the block's channels of the input; C_in = 1 reads its one.
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "../core/element.h"
 #include "conv3d_igemm.h"
 #include "conv_tile.h"
+#include "epilogue.h"
 #include "thread_pool.h"
 #include "weight_packing.h"
 
@@ -30,7 +32,10 @@ void run_rows(const detail::ConvCall& call, const CpuPlan& plan) {
   auto* y = static_cast<float*>(call.output.data);
   const Shape5& xs = call.input.strides;
   const Shape5& ys = call.output.strides;
-  const bool direct_out = ys[4] == 1, stream = plan.stream;
+  // With an epilogue the kernel writes a row buffer (in L1/L2), and the
+  // epilogue runs on it as it is copied out: the output is written once.
+  const EpilogueRun epi(call);
+  const bool direct_out = ys[4] == 1 && !epi.active(), stream = plan.stream;
   // Rows run in blocks of hb output rows along H, od inside: the KD input
   // planes' slab of a block stays in L2 while od advances, so each input row
   // comes from memory about once instead of once per kd (a plane of a large
@@ -70,8 +75,15 @@ void run_rows(const detail::ConvCall& call, const CpuPlan& plan) {
       }
       if (!direct_out) {
         float* yr = y + n * ys[0] + od * ys[1] + oh * ys[2];
-        for (std::int64_t ow = 0; ow < Wo; ++ow)
-          for (std::int64_t c = 0; c < C; ++c) store_any(yr + ow * ys[3] + c * ys[4], row_buf[std::size_t(ow * C + c)]);
+        for (std::int64_t ow = 0; ow < Wo; ++ow) {
+          float* v = row_buf.data() + ow * C;
+          if (epi.active()) epi.apply(v, C, 0, epi.residual_offset(n, od, oh, ow));
+          float* dst = yr + ow * ys[3];
+          if (ys[4] == 1)
+            std::memcpy(static_cast<void*>(dst), v, std::size_t(C) * sizeof(float));  // dst may be unaligned
+          else
+            for (std::int64_t c = 0; c < C; ++c) store_any(dst + c * ys[4], v[c]);
+        }
       }
     }
   });

@@ -26,6 +26,7 @@
 
 #include "../core/element.h"
 #include "conv_tile.h"
+#include "epilogue.h"
 #include "thread_pool.h"
 #include "weight_packing.h"
 
@@ -46,6 +47,7 @@ struct Problem {
   Shape5 xs;
   OutputTarget out;
   std::int64_t M, taps, cin, cout, blocks, panel, n_mt;
+  const EpilogueRun* epi = nullptr;  // applied to each tile before its store
 };
 
 Problem make_problem(const detail::ConvCall& call, const KernelTable& kt, const CpuPlan& plan,
@@ -83,11 +85,13 @@ std::int64_t index_tile(const Problem& p, bool fold_w, std::int64_t kc, std::int
   return ks;
 }
 
-// Writes the fp32 tile c of NR block blk (group grp) to the output.
-void store_block(const Problem& p, const TileRows& rows, std::int64_t grp, std::int64_t blk, const float* c) {
-  const int NR = p.k.nr;
-  store_output_tile(p.kt, p.out, rows, grp * p.cout + blk * NR, c, NR,
-                    int(std::min<std::int64_t>(NR, p.cout - blk * NR)));
+// Writes the fp32 tile c of NR block blk (group grp) to the output, the
+// epilogue applied to it first (in place: the tile is in L1).
+void store_block(const Problem& p, const TileRows& rows, std::int64_t grp, std::int64_t blk, float* c) {
+  const int NR = p.k.nr, nc = int(std::min<std::int64_t>(NR, p.cout - blk * NR));
+  const std::int64_t chan0 = grp * p.cout + blk * NR;
+  if (p.epi->active()) p.epi->apply_tile(c, NR, rows, chan0, nc);
+  store_output_tile(p.kt, p.out, rows, chan0, c, NR, nc);
 }
 
 // Large panels (long K: many taps x wide C_in): every M tile of the plain
@@ -318,14 +322,17 @@ void run_small_cin(const Problem& p, const IgemmKernel& k, const std::vector<flo
 }  // namespace
 
 void conv3d_igemm(const detail::ConvCall& call, const KernelTable& kt, const CpuPlan& plan) {
+  const EpilogueRun epi(call);
   if (plan.bf16_pairs) {
-    const Problem p = make_problem(call, kt, plan, plan.igemm);
+    Problem p = make_problem(call, kt, plan, plan.igemm);
+    p.epi = &epi;
     run_direct(p, pack_igemm_bf16_pairs(p.g, call.weight, plan.nr));
     return;
   }
   // Small-cin runs an f32_gemm kernel (its MR may differ) with the NR and
   // packing of f32_igemm[tile]; p.k is the igemm kernel for blocks/panels.
-  const Problem p = make_problem(call, kt, plan, kt.f32_igemm[plan.tile]);
+  Problem p = make_problem(call, kt, plan, kt.f32_igemm[plan.tile]);
+  p.epi = &epi;
   const std::vector<float> packed = pack_igemm_f32(p.g, call.weight, plan.nr);
   switch (plan.path) {
     case CpuPath::igemm: return run_direct(p, packed);

@@ -126,13 +126,21 @@ const char* path_name(CpuPath path) {
 }
 
 std::string CpuPlan::describe() const {
-  return path == CpuPath::direct ? std::string("direct") : std::string(path_name(path)) + ":" + kernel;
+  std::string s = path == CpuPath::direct ? std::string("direct") : std::string(path_name(path)) + ":" + kernel;
+  if (bias) s += "+bias";
+  if (activation != Activation::none) s += std::string("+") + activation_name(activation);
+  if (residual) s += "+residual";
+  return s;
 }
 
 CpuPlan plan_conv3d(const detail::ConvCall& call, const KernelTable& kt, const platform::CacheSizes& caches) {
   const ConvGeometry& g = call.geometry;
   const CacheBudget b = budget(caches);
   CpuPlan plan;
+  const Epilogue& e = g.params.epilogue;
+  plan.bias = e.bias.has_value();
+  plan.activation = e.activation;
+  plan.residual = e.residual.has_value();
   if (call.output.dtype == DType::float64) return plan;  // direct
   const TensorView& out = call.output;
   plan.stream = platform::has_streaming_stores() && out.dtype == DType::float32 && out.strides[4] == 1 &&

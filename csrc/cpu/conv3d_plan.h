@@ -43,7 +43,11 @@ struct CpuPlan {
   bool m_outer = false;     // direct igemm: every NR block per M tile (panels fit in L2)
   std::int64_t h_block = 0; // row drivers: output rows along H per block
   bool stream = false;      // non-temporal stores for the output
-  // "igemm:f32-igemm-6x16-avx2", "dwconv:f32-dwconv-6x16-avx2", "direct".
+  // The fused epilogue the drivers apply at the tile (row) store.
+  bool bias = false, residual = false;
+  Activation activation = Activation::none;
+  // "igemm:f32-igemm-6x16-avx2", "dwconv:f32-dwconv-6x16-avx2", "direct";
+  // an epilogue adds "+bias", "+relu" (the activation), "+residual".
   std::string describe() const;
 };
 

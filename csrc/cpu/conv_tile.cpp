@@ -15,6 +15,7 @@ void locate_rows(const ConvGeometry& g, const Shape5& xs, const Shape5& ys, std:
   rest /= g.out[1];
   std::int64_t od = rest % g.out[0], n = rest / g.out[0];
   rows.valid = 0;
+  rows.m0 = m0;
   for (int r = 0; r < mr && m < M; ++r, ++m) {
     rows.x_off[r] = n * xs[0];
     rows.id0[r] = od * p.stride[0] - p.padding_lo[0];

@@ -17,6 +17,7 @@ constexpr int kMaxMR = 16;
 // A tile may span output rows; rows past the end (r >= valid) are padding.
 struct TileRows {
   int valid = 0;
+  std::int64_t m0 = 0;                  // flattened position of row 0
   std::int64_t x_off[kMaxMR];           // n * xs[0]
   std::int64_t id0[kMaxMR], ih0[kMaxMR], iw0[kMaxMR];  // input coordinate of tap 0
   std::int64_t y_off[kMaxMR];           // element offset of the output position

@@ -40,10 +40,29 @@ ConstTensorView view_of(const StridedArray& a, DType dtype, const char* what) {
   return python::view_of(a, dtype, "conv3d", what);
 }
 
+// The bias: a 1-D host array.
+ConstVectorView vector_view_of(const StridedArray& a, DType dtype, const char* what) {
+  if (a.ndim() != 1)
+    throw std::invalid_argument(std::string("[conv3d] Expected the ") + what + " to have 1 dimension (C_out,) but got " +
+                                std::to_string(a.ndim()) + ".");
+  if (a.device_type() != nb::device::cpu::value)
+    throw std::invalid_argument(std::string("[conv3d] Expected the ") + what + " in host memory.");
+  if (a.itemsize() != dtype_size(dtype))
+    throw std::invalid_argument(std::string("[conv3d] The ") + what + " has " + std::to_string(a.itemsize()) +
+                                "-byte elements, but " + dtype_name(dtype) + " needs " +
+                                std::to_string(dtype_size(dtype)) + ".");
+  return ConstVectorView{a.data(), dtype, std::int64_t(a.shape(0)), std::int64_t(a.stride(0))};
+}
+
 nb::ndarray<nb::numpy> conv3d_py(const StridedArray& input, DType input_dtype, const StridedArray& weight,
-                                 DType weight_dtype, const ConvParams& params, const std::optional<Stream>& stream) {
+                                 DType weight_dtype, ConvParams params, const std::optional<Stream>& stream,
+                                 const std::optional<StridedArray>& bias, DType bias_dtype, Activation activation,
+                                 const std::optional<StridedArray>& residual, DType residual_dtype) {
   const ConstTensorView in = view_of(input, input_dtype, "input");
   const ConstTensorView wt = view_of(weight, weight_dtype, "weight");
+  if (bias) params.epilogue.bias = vector_view_of(*bias, bias_dtype, "bias");
+  params.epilogue.activation = activation;
+  if (residual) params.epilogue.residual = view_of(*residual, residual_dtype, "residual");
   const Shape5 out_shape = conv3d_output_shape(in.shape, wt.shape, params);
   const DType out_dtype = promote_types(input_dtype, weight_dtype);
 
@@ -96,6 +115,12 @@ NB_MODULE(_core, m) {
       .value("bfloat16", DType::bfloat16)
       .value("float32", DType::float32)
       .value("float64", DType::float64);
+
+  nb::enum_<Activation>(m, "Activation")
+      .value("none", Activation::none)
+      .value("relu", Activation::relu)
+      .value("silu", Activation::silu)
+      .value("gelu_tanh", Activation::gelu_tanh);
 
   nb::enum_<DeviceType>(m, "DeviceType", "The kinds of device: cpu and gpu.")
       .value("cpu", DeviceType::cpu)
@@ -160,7 +185,9 @@ NB_MODULE(_core, m) {
   }, nb::arg("params"), nb::arg("kernel"));
   bind_training(m);
   m.def("conv3d", &conv3d_py, nb::arg("input"), nb::arg("input_dtype"), nb::arg("weight"), nb::arg("weight_dtype"),
-        nb::arg("params"), nb::arg("stream").none());
+        nb::arg("params"), nb::arg("stream").none(), nb::arg("bias") = nb::none(),
+        nb::arg("bias_dtype") = DType::float32, nb::arg("activation") = Activation::none,
+        nb::arg("residual") = nb::none(), nb::arg("residual_dtype") = DType::float32);
 
   // CPU backend: thread count, and private hooks for tests and benchmarks.
   m.def("set_num_threads", &volconv::cpu::set_num_threads, nb::arg("n"),
@@ -177,7 +204,11 @@ NB_MODULE(_core, m) {
   m.def("_cpu_force_isa", &volconv::cpu::force_isa, nb::arg("name"));
   // Test-only: the plan the CPU backend would run for this call (no work done).
   m.def("_cpu_plan", [](const StridedArray& input, DType input_dtype, const StridedArray& weight, DType weight_dtype,
-                        const ConvParams& params) {
+                        ConvParams params, bool bias, Activation activation, bool residual) {
+    // The planner reads only whether each part of the epilogue is there.
+    if (bias) params.epilogue.bias = ConstVectorView{};
+    params.epilogue.activation = activation;
+    if (residual) params.epilogue.residual = ConstTensorView{};
     const cpu::CpuPlan plan =
         cpu::testing::plan(view_of(input, input_dtype, "input"), view_of(weight, weight_dtype, "weight"), params);
     nb::dict d;
@@ -191,8 +222,12 @@ NB_MODULE(_core, m) {
     d["m_outer"] = plan.m_outer;
     d["h_block"] = plan.h_block;
     d["stream"] = plan.stream;
+    d["bias"] = plan.bias;
+    d["activation"] = activation_name(plan.activation);
+    d["residual"] = plan.residual;
     return d;
-  }, nb::arg("input"), nb::arg("input_dtype"), nb::arg("weight"), nb::arg("weight_dtype"), nb::arg("params"));
+  }, nb::arg("input"), nb::arg("input_dtype"), nb::arg("weight"), nb::arg("weight_dtype"), nb::arg("params"),
+     nb::arg("bias") = false, nb::arg("activation") = Activation::none, nb::arg("residual") = false);
   m.def("_cpu_kernel_names", &cpu::testing::active_kernel_names);
   m.def("_cpu_override_caches", [](std::int64_t l1d, std::int64_t l2, std::int64_t l3) {
     cpu::testing::override_caches({l1d, l2, l3});

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
-    from ._typing import ArrayLike, Int3, MLXArrayT, OtherArray, Padding, StreamLike
+    from ._typing import Activation, ArrayLike, Int3, MLXArrayT, OtherArray, Padding, StreamLike
 
 
 # The result is of the input's kind: numpy in -> numpy out, torch -> torch, mlx -> mlx.
@@ -30,6 +30,9 @@ def conv3d(
     groups: SupportsIndex = 1,
     *,
     stream: StreamLike = None,
+    bias: ArrayLike | None = None,
+    activation: Activation | None = None,
+    residual: ArrayLike | None = None,
 ) -> np.ndarray: ...
 @overload
 def conv3d(
@@ -42,6 +45,9 @@ def conv3d(
     groups: SupportsIndex = 1,
     *,
     stream: StreamLike = None,
+    bias: ArrayLike | None = None,
+    activation: Activation | None = None,
+    residual: ArrayLike | None = None,
 ) -> torch.Tensor: ...
 @overload
 def conv3d(
@@ -54,6 +60,9 @@ def conv3d(
     groups: SupportsIndex = 1,
     *,
     stream: StreamLike = None,
+    bias: ArrayLike | None = None,
+    activation: Activation | None = None,
+    residual: ArrayLike | None = None,
 ) -> MLXArrayT: ...
 @overload
 def conv3d(
@@ -66,6 +75,9 @@ def conv3d(
     groups: SupportsIndex = 1,
     *,
     stream: StreamLike = None,
+    bias: ArrayLike | None = None,
+    activation: Activation | None = None,
+    residual: ArrayLike | None = None,
 ) -> np.ndarray: ...
 def conv3d(
     input: Any,
@@ -77,6 +89,9 @@ def conv3d(
     groups: Any = 1,
     *,
     stream: Any = None,
+    bias: Any = None,
+    activation: Any = None,
+    residual: Any = None,
 ) -> Any:
     """3-D convolution over channels-last volumes, with mlx.core.conv3d's
     semantics.
@@ -90,6 +105,17 @@ def conv3d(
       dilation: int or ``(dd, dh, dw)``.
       groups: divides both C_in and C_out (``groups == C_in`` is depthwise).
       stream: None, a Stream, a Device, a DeviceType, or MLX's equivalents.
+      bias: optional ``(C_out,)`` array of any float dtype, added to the result.
+      activation: None, ``"relu"``, ``"silu"`` or ``"gelu_tanh"`` (GELU's tanh
+        approximation), applied after the bias.
+      residual: optional array of the output's shape and dtype (any strides),
+        added last.
+
+    The bias, activation and residual are fused: applied in float32 (float64
+    for a float64 result) to each output tile before it is rounded and
+    stored, with no extra pass over the output. CPU only for now: on a GPU
+    stream any of them raises ValueError; with no stream, an automatic
+    default GPU gives way to the CPU.
 
     Returns:
       ``(N, Do, Ho, Wo, C_out)`` array of the input's kind, with the promoted
@@ -105,14 +131,45 @@ def conv3d(
             )
     params = conv_params(padding, stride, dilation, groups, w.storage.shape[1:4])
     s = call_stream(stream)
+    epilogue = _epilogue(bias, activation, residual)
     try:
-        out = _core.conv3d(x.storage, x.dtype, w.storage, w.dtype, params, s)
+        out = _core.conv3d(x.storage, x.dtype, w.storage, w.dtype, params, s, **epilogue)
     except ValueError as e:
         hint = _channels_first_hint(tuple(x.storage.shape), tuple(w.storage.shape), params.groups)
         if hint:
             raise ValueError(f"{e} {hint}") from None
         raise
     return to_kind(out, _core.promote_types(x.dtype, w.dtype), x.kind)
+
+
+_ACTIVATIONS = {
+    "relu": _core.Activation.relu,
+    "silu": _core.Activation.silu,
+    "gelu_tanh": _core.Activation.gelu_tanh,
+}
+
+
+def _epilogue(bias: Any, activation: Any, residual: Any) -> dict[str, Any]:
+    """The fused epilogue's keyword arguments for _core.conv3d (shapes and
+    dtypes are checked in C++)."""
+    kw: dict[str, Any] = {}
+    if bias is not None:
+        b = as_operand(bias, "conv3d", "bias")
+        kw.update(bias=b.storage, bias_dtype=b.dtype)
+    if activation is not None:
+        if not isinstance(activation, str):
+            raise TypeError(
+                f"[conv3d] Expected activation to be None or a string but got {type(activation).__name__}."
+            )
+        if activation not in _ACTIVATIONS:
+            raise ValueError(
+                f"[conv3d] Expected activation to be None, 'relu', 'silu' or 'gelu_tanh' but got {activation!r}."
+            )
+        kw["activation"] = _ACTIVATIONS[activation]
+    if residual is not None:
+        r = as_operand(residual, "conv3d", "residual")
+        kw.update(residual=r.storage, residual_dtype=r.dtype)
+    return kw
 
 
 def _channels_first_hint(x: tuple[int, ...], w: tuple[int, ...], groups: int) -> str:

@@ -62,4 +62,6 @@ if TYPE_CHECKING:
         def device(self) -> MLXDevice: ...
 
     DeviceLike: TypeAlias = Union[Device, DeviceType, MLXDeviceType, MLXDevice]
+    # The fused activation of conv3d's epilogue.
+    Activation: TypeAlias = Literal["relu", "silu", "gelu_tanh"]
     StreamLike: TypeAlias = Union[None, Stream, Device, DeviceType, MLXDeviceType, MLXDevice, MLXStream]

@@ -4,6 +4,7 @@
 #include <array>
 #include <cstdint>
 
+#include "volconv/epilogue.h"
 #include "volconv/tensor.h"
 
 namespace volconv {
@@ -17,6 +18,8 @@ struct ConvParams {
   Int3 padding_hi{0, 0, 0};
   Int3 dilation{1, 1, 1};
   std::int64_t groups = 1;
+  // Bias, activation, residual (volconv/epilogue.h); none by default.
+  Epilogue epilogue;
 };
 
 // Every size of one conv3d call, checked for consistency and for 64-bit

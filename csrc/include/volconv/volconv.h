@@ -6,6 +6,7 @@
 #include "volconv/cpu.h"
 #include "volconv/device.h"
 #include "volconv/dtype.h"
+#include "volconv/epilogue.h"
 #include "volconv/params.h"
 #include "volconv/tensor.h"
 #include "volconv/version.h"

@@ -1,0 +1,47 @@
+// The fused epilogue of conv3d: y = act(conv + bias) + residual, computed on
+// each output tile before it is stored (no extra pass over the output).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+
+#include "volconv/tensor.h"
+
+namespace volconv {
+
+enum class Activation : std::uint8_t {
+  none = 0,
+  relu = 1,       // max(x, 0) (NaN stays NaN)
+  silu = 2,       // x / (1 + exp(-x))
+  gelu_tanh = 3,  // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+};
+
+// "none", "relu", "silu", "gelu_tanh".
+const char* activation_name(Activation activation);
+
+// A read-only 1-D view (the bias): `size` elements `stride` apart.
+struct ConstVectorView {
+  const void* data = nullptr;
+  DType dtype = DType::float32;
+  std::int64_t size = 0;
+  std::int64_t stride = 1;
+};
+
+// Applied in this order, in float32 (float64 for a float64 output), before
+// the result is rounded to the output dtype:
+//   bias (C_out,), any float dtype, converted on read;
+//   activation;
+//   residual, the output's shape and dtype, any strides; it may not overlap
+//   the output (an in-place "y += conv" is not supported yet).
+// Only the CPU applies an epilogue: a call on a GPU stream with one is
+// refused (std::invalid_argument); with no stream, a GPU that is only the
+// automatic default device gives way to the CPU for it.
+struct Epilogue {
+  std::optional<ConstVectorView> bias;
+  Activation activation = Activation::none;
+  std::optional<ConstTensorView> residual;
+
+  bool empty() const { return !bias && activation == Activation::none && !residual; }
+};
+
+}  // namespace volconv
