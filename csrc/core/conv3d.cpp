@@ -23,6 +23,7 @@ namespace {
 
 using detail::format_tuple;
 using detail::byte_range;
+using detail::kMaxReach;
 using detail::ByteRange;
 using detail::with_host_address;
 using detail::writes_each_element_once;
