@@ -41,6 +41,21 @@ def conv3d_reference(
     return out.reshape(n, *out_sizes, c_out)
 
 
+def assert_within(y, ref, bound, dtype_name: str, what: str = "") -> None:
+    """|y - ref| <= bound, per element (NaN anywhere fails), with a message
+    naming the first element off: the one comparison every reference check uses."""
+    y64 = np.asarray(y, dtype=np.float64)
+    prefix = f"{what}: " if what else ""
+    assert y64.shape == ref.shape, f"{prefix}shape {y64.shape} != reference {ref.shape}"
+    bad = ~(np.abs(y64 - ref) <= bound)
+    if bad.any():
+        i = tuple(np.argwhere(bad)[0])
+        raise AssertionError(
+            f"{prefix}{int(bad.sum())} of {y64.size} elements off ({dtype_name}); first at {i}: "
+            f"got {y64[i]!r}, reference {ref[i]!r}, allowed error {bound[i]:.3g}"
+        )
+
+
 def assert_conv_close(y, x, w, dtype_name, **params):
     """Checks a result against the reference computed from the same (already
     rounded) inputs, with an error bound scaled per output element."""
@@ -48,17 +63,7 @@ def assert_conv_close(y, x, w, dtype_name, **params):
     w64 = np.asarray(w, dtype=np.float64)
     ref = conv3d_reference(x64, w64, **params)
     scale = conv3d_reference(np.abs(x64), np.abs(w64), **params)
-    y64 = np.asarray(y, dtype=np.float64)
-    assert y64.shape == ref.shape, f"shape {y64.shape} != reference {ref.shape}"
-    bound = TOLERANCE[dtype_name] * scale + 1e-30
-    err = np.abs(y64 - ref)
-    bad = ~(err <= bound)
-    if bad.any():
-        i = tuple(np.argwhere(bad)[0])
-        raise AssertionError(
-            f"{int(bad.sum())} of {y64.size} elements off ({dtype_name}); first at {i}: "
-            f"got {y64[i]!r}, reference {ref[i]!r}, allowed error {bound[i]:.3g}"
-        )
+    assert_within(y, ref, TOLERANCE[dtype_name] * scale + 1e-30, dtype_name)
 
 
 def assert_conv_agree(y, other, x, w, dtype_name, **params):

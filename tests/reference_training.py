@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reference import TOLERANCE, conv3d_reference
+from reference import TOLERANCE, assert_within, conv3d_reference
 
 
 def _pad_or_crop(x, lo, hi):
@@ -146,14 +146,6 @@ def conv3d_grad_weight_reference(
 def assert_close(y, ref, scale, dtype_name, what=""):
     """|y - ref| <= TOLERANCE[dtype] * scale per element, where scale is the
     reference evaluated on absolute values (the sum of |terms|)."""
-    y64 = np.asarray(y, dtype=np.float64)
-    assert y64.shape == ref.shape, f"{what}: shape {y64.shape} != reference {ref.shape}"
     # float16 results below 2^-14 are subnormal: rounded to a step of 2^-24.
     bound = TOLERANCE[dtype_name] * scale + (2.0**-24 if dtype_name == "float16" else 1e-30)
-    bad = ~(np.abs(y64 - ref) <= bound)
-    if bad.any():
-        i = tuple(np.argwhere(bad)[0])
-        raise AssertionError(
-            f"{what}: {int(bad.sum())} of {y64.size} elements off ({dtype_name}); first at {i}: "
-            f"got {y64[i]!r}, reference {ref[i]!r}, allowed error {bound[i]:.3g}"
-        )
+    assert_within(y, ref, bound, dtype_name, what)
