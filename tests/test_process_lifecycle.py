@@ -99,3 +99,33 @@ def test_daemon_thread_inside_conv3d_at_exit(attempt):
     out = run_python(DAEMON_AT_EXIT, timeout=120)
     assert out.returncode == 0, f"exit code {out.returncode}: {out.stderr[-2000:]}"
     assert out.stdout.strip() == "exiting"
+
+
+# synchronize releases the GIL as conv3d does: a daemon thread waiting in it
+# (here a tight loop of waits on a CPU stream, so the GIL is re-taken
+# thousands of times a second) must not abort the process at exit either.
+DAEMON_IN_SYNCHRONIZE_AT_EXIT = """
+    import threading, time
+    import volconv as vc
+
+    stream = vc.new_stream(vc.cpu)
+    inside = threading.Event()
+
+    def forever():
+        while True:
+            inside.set()
+            vc.synchronize(stream)
+
+    for _ in range(2):
+        threading.Thread(target=forever, daemon=True).start()
+    inside.wait()
+    time.sleep(0.01)
+    print("exiting")
+"""
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_daemon_thread_inside_synchronize_at_exit(attempt):
+    out = run_python(DAEMON_IN_SYNCHRONIZE_AT_EXIT, timeout=120)
+    assert out.returncode == 0, f"exit code {out.returncode}: {out.stderr[-2000:]}"
+    assert out.stdout.strip() == "exiting"
