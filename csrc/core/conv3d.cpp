@@ -12,6 +12,7 @@
 #include "format.h"
 #include "gpu_fallback.h"
 #include "view_checks.h"
+#include "workspace.h"
 
 namespace volconv {
 namespace detail {
@@ -139,9 +140,10 @@ void conv3d(const ConstTensorView& input, const ConstTensorView& weight, const T
         fail("A view in a Metal buffer the CPU cannot read (private storage, or a build without Metal) "
              "cannot be used on the CPU.");
     }
-    cpu::conv3d(detail::ConvCall{g, in, wt, out});
+    detail::naming_allocation_failures("conv3d", [&] { cpu::conv3d(detail::ConvCall{g, in, wt, out}); });
   } else {
-    metal::conv3d(detail::ConvCall{g, in, wt, out}, detail::gpu_queue_of(stream));
+    detail::naming_allocation_failures(
+        "conv3d", [&] { metal::conv3d(detail::ConvCall{g, in, wt, out}, detail::gpu_queue_of(stream)); });
   }
 }
 

@@ -13,6 +13,7 @@
 #include "format.h"
 #include "op_geometry.h"
 #include "view_checks.h"
+#include "workspace.h"
 
 namespace volconv {
 namespace {
@@ -103,7 +104,7 @@ void run(const Checker& c, ConvProblem problem, const LoweredGeometry& lowered, 
     problem.input = ha;
     problem.output = hb;
   }
-  cpu::run_problem(problem);
+  detail::naming_allocation_failures(c.op, [&] { cpu::run_problem(problem); });
 }
 
 ConvProblem data_problem(WeightLayout layout) {

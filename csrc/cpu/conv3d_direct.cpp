@@ -9,6 +9,7 @@
 #include "../core/backend.h"
 #include "../core/element.h"
 #include "epilogue.h"
+#include "../core/workspace.h"
 
 namespace volconv::cpu {
 namespace {
@@ -30,7 +31,7 @@ void conv3d_direct_typed(const detail::ConvCall& call) {
   const std::int64_t taps = g.taps();
 
   // packed[group][tap][ci][co]: the output channels of a group are contiguous.
-  std::vector<Acc> packed(std::size_t(g.out_channels * taps * cin_g));
+  std::vector<Acc> packed = detail::workspace<Acc>(std::size_t(g.out_channels * taps * cin_g), "the packed weights");
   for (std::int64_t co = 0; co < g.out_channels; ++co) {
     const std::int64_t grp = co / cout_g, col = co % cout_g;
     for (std::int64_t kd = 0; kd < g.kernel[0]; ++kd)

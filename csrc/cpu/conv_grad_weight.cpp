@@ -18,6 +18,7 @@
 #include "thread_pool.h"
 #include "volconv/cpu.h"
 #include "wgrad_gemm.h"
+#include "../core/workspace.h"
 
 namespace volconv::cpu {
 namespace {
@@ -66,7 +67,8 @@ void weight_grad_typed(const ConvProblem& p) {
   const std::int64_t plane = g.out[0] * g.out[1] * g.out[2];
   const std::int64_t positions = g.batch * plane;
   const std::int64_t wsize = cout * taps * cig;  // partial sums in the weight's logical layout
-  std::vector<A> partial(std::size_t(kWeightGradParts * wsize), A(0));
+  std::vector<A> partial =
+      detail::workspace(std::size_t(kWeightGradParts * wsize), "the weight gradient's partial sums", A(0));
   const std::int64_t block =
       std::clamp<std::int64_t>(kBlockBytes / std::int64_t(sizeof(A) * (cin + cout)), 32, 512);
   const bool depthwise = cig == 1 && cog == 1;

@@ -13,6 +13,7 @@
 
 #include "../core/backend.h"
 #include "conv_problem_cpu.h"
+#include "../core/workspace.h"
 
 namespace volconv::cpu {
 namespace {
@@ -80,7 +81,7 @@ void copy_sub_kernel(const ConvProblem& p, const DimPhase (&ph)[3], std::vector<
   const std::int64_t cog = g.out_channels_per_group(), cig = g.in_channels_per_group();
   const std::int64_t es = std::int64_t(dtype_size(p.weight.dtype));
   shape = {g.out_channels, ph[0].taps, ph[1].taps, ph[2].taps, cig};
-  buf.resize(std::size_t(numel(shape) * es));
+  detail::workspace_resize(buf, std::size_t(numel(shape) * es), "a stride phase's sub-kernel");
   const char* w = static_cast<const char*>(p.weight.data);
   const Shape5& ws = p.weight.strides;
   const bool transposed = p.weight_layout == detail::WeightLayout::in_k_out;

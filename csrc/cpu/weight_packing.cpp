@@ -1,6 +1,7 @@
 #include "weight_packing.h"
 
 #include "../core/element.h"
+#include "../core/workspace.h"
 
 namespace volconv::cpu {
 namespace {
@@ -28,7 +29,7 @@ void for_each_weight(const ConvGeometry& g, const ConstTensorView& w, F&& f) {
 std::vector<float> pack_igemm_f32(const ConvGeometry& g, const ConstTensorView& w, int nr) {
   const std::int64_t cin = g.in_channels_per_group, cout = g.out_channels_per_group;
   const std::int64_t blocks = (cout + nr - 1) / nr, panel = g.taps() * cin * nr;
-  std::vector<float> out(std::size_t(g.groups * blocks * panel), 0.0f);
+  std::vector<float> out = detail::workspace(std::size_t(g.groups * blocks * panel), "the packed weights", 0.0f);
   for_each_weight(g, w, [&](std::int64_t co, std::int64_t t, std::int64_t ci, float v) {
     const std::int64_t grp = co / cout, j = co % cout;
     out[std::size_t((grp * blocks + j / nr) * panel + (t * cin + ci) * nr + j % nr)] = v;
@@ -39,7 +40,8 @@ std::vector<float> pack_igemm_f32(const ConvGeometry& g, const ConstTensorView& 
 std::vector<std::uint16_t> pack_igemm_bf16_pairs(const ConvGeometry& g, const ConstTensorView& w, int nr) {
   const std::int64_t cin = g.in_channels_per_group, cout = g.out_channels_per_group;
   const std::int64_t blocks = (cout + nr - 1) / nr, panel = g.taps() * cin * nr;
-  std::vector<std::uint16_t> out(std::size_t(g.groups * blocks * panel), 0);
+  std::vector<std::uint16_t> out =
+      detail::workspace(std::size_t(g.groups * blocks * panel), "the packed weights", std::uint16_t(0));
   const auto* p = static_cast<const std::uint16_t*>(w.data);  // bf16 bits, copied as they are
   const Shape5& s = w.strides;
   for (std::int64_t co = 0; co < g.out_channels; ++co) {
@@ -56,7 +58,7 @@ std::vector<std::uint16_t> pack_igemm_bf16_pairs(const ConvGeometry& g, const Co
 }
 
 std::vector<float> pack_dwconv_f32(const ConvGeometry& g, const ConstTensorView& w, std::int64_t c_pad) {
-  std::vector<float> out(std::size_t(g.taps() * c_pad), 0.0f);
+  std::vector<float> out = detail::workspace(std::size_t(g.taps() * c_pad), "the packed weights", 0.0f);
   for_each_weight(g, w, [&](std::int64_t co, std::int64_t t, std::int64_t, float v) {
     out[std::size_t(t * c_pad + co)] = v;
   });

@@ -25,9 +25,16 @@ using python::view_of;
 namespace {
 
 // Allocates a contiguous result of `shape`, runs `op` on it without the GIL.
+// A failed allocation is a MemoryError naming op_name and the bytes.
 template <class Op>
-nb::ndarray<nb::numpy> with_result(const Shape5& shape, DType dtype, Op&& op) {
-  void* data = detail::output_blocks().take(std::size_t(numel(shape)) * dtype_size(dtype));
+nb::ndarray<nb::numpy> with_result(const char* op_name, const Shape5& shape, DType dtype, Op&& op) {
+  const std::size_t bytes = std::size_t(numel(shape)) * dtype_size(dtype);
+  void* data = nullptr;
+  try {
+    data = detail::output_blocks().take(bytes);
+  } catch (const std::bad_alloc&) {
+    throw OutOfMemory(op_name, bytes, "the result");
+  }
   nb::capsule owner(data, [](void* p) noexcept { detail::output_blocks().give(p); });
   const TensorView out = TensorView::contiguous(data, dtype, shape);
   {
@@ -65,7 +72,7 @@ void bind_training(nb::module_& m) {
                            const ConvGeneralParams& p, const Stream& s) {
     const char* op = "conv_general";
     const ConstTensorView a = view_of(x, xt, op, "input"), b = view_of(w, wt, op, "weight");
-    return with_result(conv_general_output_shape(a.shape, b.shape, p), promote_types(xt, wt),
+    return with_result("conv_general", conv_general_output_shape(a.shape, b.shape, p), promote_types(xt, wt),
                        [&](const TensorView& out) { conv_general(a, b, out, p, s); });
   });
 
@@ -73,7 +80,7 @@ void bind_training(nb::module_& m) {
                                const ConvTransposeParams& p, const Stream& s) {
     const char* op = "conv_transpose3d";
     const ConstTensorView a = view_of(x, xt, op, "input"), b = view_of(w, wt, op, "weight");
-    return with_result(conv_transpose3d_output_shape(a.shape, b.shape, p), promote_types(xt, wt),
+    return with_result("conv_transpose3d", conv_transpose3d_output_shape(a.shape, b.shape, p), promote_types(xt, wt),
                        [&](const TensorView& out) { conv_transpose3d(a, b, out, p, s); });
   });
 
@@ -81,7 +88,7 @@ void bind_training(nb::module_& m) {
                                 const Shape5& input_shape, const ConvParams& p, const Stream& s) {
     const char* op = "conv3d_grad_input";
     const ConstTensorView a = view_of(gy, gt, op, "grad_output"), b = view_of(w, wt, op, "weight");
-    return with_result(conv3d_grad_input_output_shape(a.shape, b.shape, input_shape, p), promote_types(gt, wt),
+    return with_result("conv3d_grad_input", conv3d_grad_input_output_shape(a.shape, b.shape, input_shape, p), promote_types(gt, wt),
                        [&](const TensorView& out) { conv3d_grad_input(a, b, out, p, s); });
   });
 
@@ -89,7 +96,7 @@ void bind_training(nb::module_& m) {
                                  const Shape5& weight_shape, const ConvParams& p, const Stream& s) {
     const char* op = "conv3d_grad_weight";
     const ConstTensorView a = view_of(x, xt, op, "input"), b = view_of(gy, gt, op, "grad_output");
-    return with_result(conv3d_grad_weight_output_shape(a.shape, b.shape, weight_shape, p), promote_types(xt, gt),
+    return with_result("conv3d_grad_weight", conv3d_grad_weight_output_shape(a.shape, b.shape, weight_shape, p), promote_types(xt, gt),
                        [&](const TensorView& out) { conv3d_grad_weight(a, b, out, p, s); });
   });
 
@@ -99,7 +106,7 @@ void bind_training(nb::module_& m) {
     const char* op = "conv_transpose3d_grad_input";
     const ConstTensorView a = view_of(gy, gt, op, "grad_output"), b = view_of(w, wt, op, "weight");
     conv_transpose3d_output_shape(input_shape, b.shape, p);  // validates input_shape before allocating
-    return with_result(input_shape, promote_types(gt, wt),
+    return with_result("conv_transpose3d_grad_input", input_shape, promote_types(gt, wt),
                        [&](const TensorView& out) { conv_transpose3d_grad_input(a, b, out, p, s); });
   });
 
@@ -109,7 +116,7 @@ void bind_training(nb::module_& m) {
     const char* op = "conv_transpose3d_grad_weight";
     const ConstTensorView a = view_of(x, xt, op, "input"), b = view_of(gy, gt, op, "grad_output");
     conv_transpose3d_output_shape(a.shape, weight_shape, p);  // validates weight_shape before allocating
-    return with_result(weight_shape, promote_types(xt, gt),
+    return with_result("conv_transpose3d_grad_weight", weight_shape, promote_types(xt, gt),
                        [&](const TensorView& out) { conv_transpose3d_grad_weight(a, b, out, p, s); });
   });
 
@@ -118,7 +125,7 @@ void bind_training(nb::module_& m) {
     const char* op = "conv_general_grad_weight";
     const ConstTensorView a = view_of(x, xt, op, "input"), b = view_of(gy, gt, op, "grad_output");
     conv_general_output_shape(a.shape, weight_shape, p);
-    return with_result(weight_shape, promote_types(xt, gt),
+    return with_result("conv_general_grad_weight", weight_shape, promote_types(xt, gt),
                        [&](const TensorView& out) { conv_general_grad_weight(a, b, out, p, s); });
   });
 }

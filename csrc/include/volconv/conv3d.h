@@ -17,7 +17,8 @@ namespace volconv {
 // provided by the caller and not overlapping the inputs. Accumulates in
 // float32 (float64 when the output is float64). Errors in the arguments throw
 // std::invalid_argument before any work; a backend failure throws
-// std::runtime_error.
+// std::runtime_error; a working buffer that cannot be allocated throws
+// volconv::OutOfMemory (volconv/out_of_memory.h), a std::bad_alloc.
 void conv3d(const ConstTensorView& input, const ConstTensorView& weight,
             const TensorView& output, const ConvParams& params, const Stream& stream);
 
