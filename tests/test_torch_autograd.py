@@ -42,7 +42,12 @@ def test_conv3d_gradcheck_padding_modes(mode):
 
 @pytest.mark.parametrize("activation", [None, "relu", "silu", "gelu_tanh"])
 def test_conv3d_gradcheck_epilogue(activation):
-    x, w, b, r = rand(1, 3, 4, 4, 4), rand(4, 3, 3, 3, 3, seed=1), rand(4, seed=2), rand(1, 4, 4, 4, 4, seed=3)
+    x, w, b, r = (
+        rand(1, 3, 4, 4, 4),
+        rand(4, 3, 3, 3, 3, seed=1),
+        rand(4, seed=2),
+        rand(1, 4, 4, 4, 4, seed=3),
+    )
     gradcheck(lambda x, w, b, r: vt.conv3d(x, w, b, padding=1, activation=activation, residual=r), x, w, b, r)
 
 
@@ -61,12 +66,24 @@ def test_op_gradcheck_with_fused_activation(activation):
 )
 def test_conv_transpose3d_gradcheck(stride, padding, output_padding, dilation, groups):
     x, w, b = rand(2, 4, 3, 4, 3), rand(4, 8 // groups, 2, 3, 2, seed=1), rand(8, seed=2)
-    gradcheck(lambda x, w, b: vt.conv_transpose3d(x, w, b, stride, padding, output_padding, groups, dilation), x, w, b)
+    gradcheck(
+        lambda x, w, b: vt.conv_transpose3d(x, w, b, stride, padding, output_padding, groups, dilation),
+        x,
+        w,
+        b,
+    )
 
 
 @pytest.mark.parametrize("fmt", [torch.contiguous_format, CL3D])
 def test_weight_gradient_in_the_parameters_memory_format(fmt):
-    for layer in (vt.nn.Conv3d(4, 6, 3, padding=1), vt.nn.ConvTranspose3d(4, 6, 3, groups=2)):
+    # The 1x1x1 conv with one output channel is contiguous in both formats,
+    # yet its strides must still be the parameter's (DDP's buckets compare them).
+    layers = (
+        vt.nn.Conv3d(4, 6, 3, padding=1),
+        vt.nn.Conv3d(4, 1, 1),
+        vt.nn.ConvTranspose3d(4, 6, 3, groups=2),
+    )
+    for layer in layers:
         layer.weight.data = layer.weight.data.contiguous(memory_format=fmt)
         layer(torch.randn(1, 4, 5, 5, 5)).sum().backward()
         assert layer.weight.grad.is_contiguous(memory_format=fmt)
@@ -101,19 +118,40 @@ def test_double_backward_is_refused():
     [
         (
             _ops.conv3d_op,
-            lambda: (rand(1, 4, 4, 5, 4), rand(4, 2, 3, 3, 3, seed=1), rand(4, seed=2), rand(1, 4, 2, 5, 2, seed=3),
-                     [1, 1, 1], [0, 1, 0], [0, 1, 0], [1, 1, 1], 2, None),
+            lambda: (
+                rand(1, 4, 4, 5, 4),
+                rand(4, 2, 3, 3, 3, seed=1),
+                rand(4, seed=2),
+                rand(1, 4, 2, 5, 2, seed=3),
+                [1, 1, 1],
+                [0, 1, 0],
+                [0, 1, 0],
+                [1, 1, 1],
+                2,
+                None,
+            ),
         ),
         (
             _ops.conv_transpose3d_op,
-            lambda: (rand(1, 4, 3, 3, 3), rand(4, 3, 2, 2, 2, seed=1), rand(6, seed=2), [2, 2, 2], [0, 1, 0],
-                     [1, 0, 0], [1, 0, 0], [1, 1, 1], 2),
+            lambda: (
+                rand(1, 4, 3, 3, 3),
+                rand(4, 3, 2, 2, 2, seed=1),
+                rand(6, seed=2),
+                [2, 2, 2],
+                [0, 1, 0],
+                [1, 0, 0],
+                [1, 0, 0],
+                [1, 1, 1],
+                2,
+            ),
         ),
     ],
 )
 def test_opcheck(op, args):
     # Schema, fake kernel (shapes and strides vs the real ones), autograd registration.
-    torch.library.opcheck(op, args(), test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
+    torch.library.opcheck(
+        op, args(), test_utils=("test_schema", "test_faketensor", "test_autograd_registration")
+    )
 
 
 def test_fake_declares_channels_last_strides():
@@ -159,7 +197,11 @@ def test_compile_fullgraph_without_graph_break():
 
 
 def test_autocast_cpu_follows_torch_conv():
-    x, w, b = rand(1, 4, 5, 5, 5, dtype=torch.float32, grad=False), rand(6, 4, 3, 3, 3, dtype=torch.float32), None
+    x, w, b = (
+        rand(1, 4, 5, 5, 5, dtype=torch.float32, grad=False),
+        rand(6, 4, 3, 3, 3, dtype=torch.float32),
+        None,
+    )
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y = vt.conv3d(x, w, b, padding=1)
         ref = F.conv3d(x, w, b, padding=1)

@@ -45,9 +45,14 @@ def test_conv3d_matches_torch(case, bias):
     torch.testing.assert_close(y, ref, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("case", [(1, 4, 6, (5, 6, 7), (3, 3, 3), 1, 0, 1, 1, 0),
-                                  (2, 4, 6, (3, 4, 5), (3, 2, 3), (2, 1, 2), (1, 0, 1), (1, 2, 1), 2, (1, 0, 1)),
-                                  (1, 4, 4, (3, 3, 3), (2, 2, 2), 2, 0, 1, 4, 0)])
+@pytest.mark.parametrize(
+    "case",
+    [
+        (1, 4, 6, (5, 6, 7), (3, 3, 3), 1, 0, 1, 1, 0),
+        (2, 4, 6, (3, 4, 5), (3, 2, 3), (2, 1, 2), (1, 0, 1), (1, 2, 1), 2, (1, 0, 1)),
+        (1, 4, 4, (3, 3, 3), (2, 2, 2), 2, 0, 1, 4, 0),
+    ],
+)
 @pytest.mark.parametrize("bias", [False, True])
 def test_conv_transpose3d_matches_torch(case, bias):
     n, ci, co, sp, k, stride, padding, dilation, groups, out_pad = case
@@ -134,16 +139,25 @@ def test_float32_and_bfloat16():
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda x, w: vt.conv3d(x.numpy(), w), "[volconv.torch.conv3d] Expected the input to be a torch.Tensor"),
+        (
+            lambda x, w: vt.conv3d(x.numpy(), w),
+            "[volconv.torch.conv3d] Expected the input to be a torch.Tensor",
+        ),
         (lambda x, w: vt.conv3d(x[0, 0], w), "Expected the input to have 4 or 5 dimensions"),
         (lambda x, w: vt.conv3d(x, w, activation="tanh"), "Expected activation to be None"),
         (lambda x, w: vt.conv3d(x, w, padding_mode="mirror"), "Expected padding_mode to be one of"),
-        (lambda x, w: vt.conv3d(x, w, stride=2, padding="same"), "padding='same' is not supported for strided"),
+        (
+            lambda x, w: vt.conv3d(x, w, stride=2, padding="same"),
+            "padding='same' is not supported for strided",
+        ),
         (lambda x, w: vt.conv3d(x, w, padding="full"), "Expected padding to be an int, a tuple of 3 ints"),
         (lambda x, w: vt.conv3d(x, w.float()), "Expected input, weight, bias and residual to have one dtype"),
         (lambda x, w: vt.conv3d(x, w, stride=0), "[conv3d] Stride sizes must be positive"),
         (lambda x, w: vt.conv3d(x, w[:, :2]), "[conv3d] Expect the input channels"),
-        (lambda x, w: vt.conv_transpose3d(x, w, padding="same"), "[volconv.torch.conv_transpose3d] Expected padding"),
+        (
+            lambda x, w: vt.conv_transpose3d(x, w, padding="same"),
+            "[volconv.torch.conv_transpose3d] Expected padding",
+        ),
     ],
 )
 def test_bad_input_is_refused_naming_the_op(call, message):
@@ -156,5 +170,7 @@ def test_bad_input_is_refused_naming_the_op(call, message):
 def test_other_devices_are_refused_clearly():
     from volconv.torch._backends import run
 
-    with pytest.raises(ValueError, match=r"\[volconv.torch.conv3d\] Expected CPU tensors but got tensors on mps"):
+    with pytest.raises(
+        ValueError, match=r"\[volconv.torch.conv3d\] Expected CPU tensors but got tensors on mps"
+    ):
         run("conv3d", "volconv.torch.conv3d", torch.device("mps"))

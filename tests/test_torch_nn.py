@@ -12,10 +12,9 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 vt = pytest.importorskip("volconv.torch")
-from volconv.torch.nn import Conv3d, ConvTranspose3d  # noqa: E402
-
 import volconv  # noqa: E402
 from volconv import _arrays  # noqa: E402
+from volconv.torch.nn import Conv3d, ConvTranspose3d  # noqa: E402
 
 
 @pytest.mark.parametrize("padding_mode", ["zeros", "reflect", "replicate", "circular"])

@@ -9,7 +9,7 @@ contiguous view, so nothing is copied, and every result is channels_last_3d
 (the fake kernels declare exactly those strides). Arguments arrive checked
 and normalised by volconv/torch/functional.py."""
 
-from typing import List, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor
@@ -32,12 +32,12 @@ def _ncdhw(y: Tensor) -> Tensor:
     return out
 
 
-def _cl3d_strides(shape: "torch.Size | List[int]") -> "tuple[int, ...]":
+def _cl3d_strides(shape: "torch.Size | list[int]") -> "tuple[int, ...]":
     n, c, d, h, w = shape
     return (c * d * h * w, 1, h * w * c, w * c, c)
 
 
-def _empty_cl3d(shape: List[int], like: Tensor) -> Tensor:
+def _empty_cl3d(shape: list[int], like: Tensor) -> Tensor:
     return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=_CL3D)
 
 
@@ -45,7 +45,9 @@ def _out_size(size: int, k: int, stride: int, lo: int, hi: int, dilation: int) -
     return (size + lo + hi - dilation * (k - 1) - 1) // stride + 1
 
 
-def _transposed_out_size(size: int, k: int, stride: int, lo: int, hi: int, dilation: int, out_pad: int) -> int:
+def _transposed_out_size(
+    size: int, k: int, stride: int, lo: int, hi: int, dilation: int, out_pad: int
+) -> int:
     return (size - 1) * stride - lo - hi + dilation * (k - 1) + out_pad + 1
 
 
@@ -59,12 +61,12 @@ def _check_dtypes(op: str, *tensors: Optional[Tensor]) -> None:
         )
 
 
-def _memory_format_of(t: Tensor) -> torch.memory_format:
-    """The memory format a gradient for `t` is returned in: the parameter's
-    own (contiguous for any other strides)."""
-    if not t.is_contiguous() and t.is_contiguous(memory_format=_CL3D):
-        return _CL3D
-    return torch.contiguous_format
+def _like_parameter(grad: Tensor, param: Tensor) -> Tensor:
+    """`grad` with exactly the parameter's strides (its own memory format),
+    as autograd's layout contract and DDP's gradient buckets expect."""
+    if grad.stride() == param.stride():
+        return grad
+    return torch.empty_like(param).copy_(grad)
 
 
 # MLX's transposed-conv weight is (C_out, k..., C_in / groups); torch's is
@@ -111,10 +113,10 @@ def conv3d_op(
     weight: Tensor,
     bias: Optional[Tensor],
     residual: Optional[Tensor],
-    stride: List[int],
-    padding_lo: List[int],
-    padding_hi: List[int],
-    dilation: List[int],
+    stride: list[int],
+    padding_lo: list[int],
+    padding_hi: list[int],
+    dilation: list[int],
     groups: int,
     activation: Optional[str],
 ) -> Tensor:
@@ -140,7 +142,9 @@ def conv3d_op(
 def _(input, weight, bias, residual, stride, padding_lo, padding_hi, dilation, groups, activation):
     _check_dtypes("conv3d", input, weight, bias, residual)
     spatial = [
-        _out_size(input.shape[2 + i], weight.shape[2 + i], stride[i], padding_lo[i], padding_hi[i], dilation[i])
+        _out_size(
+            input.shape[2 + i], weight.shape[2 + i], stride[i], padding_lo[i], padding_hi[i], dilation[i]
+        )
         for i in range(3)
     ]
     return _empty_cl3d([input.shape[0], weight.shape[0]] + spatial, input)
@@ -163,11 +167,15 @@ def _conv3d_backward(ctx, grad):
         pre = conv3d_op(input, weight, bias, None, stride, lo, hi, dilation, groups, None)
         grad = _activation_grad(grad, pre, ctx.activation)
     need_x, need_w, need_b, need_r = ctx.needs_input_grad[:4]
-    gx = conv3d_grad_input_op(grad, weight, list(input.shape), stride, lo, hi, dilation, groups) if need_x else None
+    gx = (
+        conv3d_grad_input_op(grad, weight, list(input.shape), stride, lo, hi, dilation, groups)
+        if need_x
+        else None
+    )
     gw = None
     if need_w:
         gw = conv3d_grad_weight_op(input, grad, list(weight.shape), stride, lo, hi, dilation, groups)
-        gw = gw.contiguous(memory_format=_memory_format_of(weight))
+        gw = _like_parameter(gw, weight)
     gb = grad.sum((0, 2, 3, 4)) if need_b else None
     gr = grad if need_r else None
     return gx, gw, gb, gr, None, None, None, None, None, None
@@ -180,11 +188,11 @@ conv3d_op.register_autograd(_conv3d_backward, setup_context=_conv3d_setup)
 def conv3d_grad_input_op(
     grad: Tensor,
     weight: Tensor,
-    input_size: List[int],
-    stride: List[int],
-    padding_lo: List[int],
-    padding_hi: List[int],
-    dilation: List[int],
+    input_size: list[int],
+    stride: list[int],
+    padding_lo: list[int],
+    padding_hi: list[int],
+    dilation: list[int],
     groups: int,
 ) -> Tensor:
     n, c, d, h, w = input_size
@@ -212,11 +220,11 @@ def _(grad, weight, input_size, stride, padding_lo, padding_hi, dilation, groups
 def conv3d_grad_weight_op(
     input: Tensor,
     grad: Tensor,
-    weight_size: List[int],
-    stride: List[int],
-    padding_lo: List[int],
-    padding_hi: List[int],
-    dilation: List[int],
+    weight_size: list[int],
+    stride: list[int],
+    padding_lo: list[int],
+    padding_hi: list[int],
+    dilation: list[int],
     groups: int,
 ) -> Tensor:
     c_out, c_in_g, kd, kh, kw = weight_size
@@ -248,11 +256,11 @@ def conv_transpose3d_op(
     input: Tensor,
     weight: Tensor,
     bias: Optional[Tensor],
-    stride: List[int],
-    padding_lo: List[int],
-    padding_hi: List[int],
-    output_padding: List[int],
-    dilation: List[int],
+    stride: list[int],
+    padding_lo: list[int],
+    padding_hi: list[int],
+    output_padding: list[int],
+    dilation: list[int],
     groups: int,
 ) -> Tensor:
     _check_dtypes("conv_transpose3d", input, weight, bias)
@@ -306,7 +314,7 @@ def _conv_transpose3d_backward(ctx, grad):
     gw = None
     if need_w:
         gw = conv_transpose3d_grad_weight_op(input, grad, list(weight.shape), *params)
-        gw = gw.contiguous(memory_format=_memory_format_of(weight))
+        gw = _like_parameter(gw, weight)
     gb = grad.sum((0, 2, 3, 4)) if need_b else None
     return gx, gw, gb, None, None, None, None, None, None
 
@@ -318,12 +326,12 @@ conv_transpose3d_op.register_autograd(_conv_transpose3d_backward, setup_context=
 def conv_transpose3d_grad_input_op(
     grad: Tensor,
     weight: Tensor,
-    input_size: List[int],
-    stride: List[int],
-    padding_lo: List[int],
-    padding_hi: List[int],
-    output_padding: List[int],
-    dilation: List[int],
+    input_size: list[int],
+    stride: list[int],
+    padding_lo: list[int],
+    padding_hi: list[int],
+    output_padding: list[int],
+    dilation: list[int],
     groups: int,
 ) -> Tensor:
     n, c, d, h, w = input_size
@@ -352,12 +360,12 @@ def _(grad, weight, input_size, stride, padding_lo, padding_hi, output_padding, 
 def conv_transpose3d_grad_weight_op(
     input: Tensor,
     grad: Tensor,
-    weight_size: List[int],
-    stride: List[int],
-    padding_lo: List[int],
-    padding_hi: List[int],
-    output_padding: List[int],
-    dilation: List[int],
+    weight_size: list[int],
+    stride: list[int],
+    padding_lo: list[int],
+    padding_hi: list[int],
+    output_padding: list[int],
+    dilation: list[int],
     groups: int,
 ) -> Tensor:
     c_in, c_out_g, kd, kh, kw = weight_size

@@ -1,13 +1,11 @@
 """Padding modes other than zeros ("reflect", "replicate", "circular"), as
 torch.nn.Conv3d applies them."""
 
-from typing import Tuple
-
 import torch
 import torch.nn.functional as F
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
-Triple = Tuple[int, int, int]
+Triple = tuple[int, int, int]
 
 
 def pad_input(x: torch.Tensor, lo: Triple, hi: Triple, mode: str) -> "tuple[torch.Tensor, Triple, Triple]":

@@ -17,7 +17,9 @@ _ACTIVATIONS = {"relu": F.relu, "silu": F.silu, "gelu_tanh": lambda x: F.gelu(x,
 
 def _check_tensor(op: str, what: str, t, dims: "tuple[int, ...]") -> None:
     if not isinstance(t, Tensor):
-        raise TypeError(f"[volconv.torch.{op}] Expected the {what} to be a torch.Tensor but got {type(t).__name__}.")
+        raise TypeError(
+            f"[volconv.torch.{op}] Expected the {what} to be a torch.Tensor but got {type(t).__name__}."
+        )
     if t.dim() not in dims:
         want = " or ".join(str(d) for d in dims)
         raise ValueError(
@@ -40,9 +42,17 @@ def _padding(op: str, padding, kernel, stride, dilation):
             total = [dilation[i] * (kernel[i] - 1) for i in range(3)]
             lo = tuple(t // 2 for t in total)
             return lo, tuple(t - p for t, p in zip(total, lo))
-        allowed = "an int, a tuple of 3 ints, 'valid' or 'same'" if op == "conv3d" else "an int or a tuple of 3 ints"
+        allowed = (
+            "an int, a tuple of 3 ints, 'valid' or 'same'"
+            if op == "conv3d"
+            else "an int or a tuple of 3 ints"
+        )
         raise ValueError(f"[volconv.torch.{op}] Expected padding to be {allowed} but got {padding!r}.")
-    if isinstance(padding, (tuple, list)) and len(padding) == 2 and all(isinstance(s, (tuple, list)) for s in padding):
+    if (
+        isinstance(padding, (tuple, list))
+        and len(padding) == 2
+        and all(isinstance(s, (tuple, list)) for s in padding)
+    ):
         return triple(padding[0], f"volconv.torch.{op}", "padding low", 0), triple(
             padding[1], f"volconv.torch.{op}", "padding high", 0
         )
@@ -148,6 +158,14 @@ def conv_transpose3d(
         input = input.unsqueeze(0)
     x = input.contiguous(memory_format=torch.channels_last_3d)
     y = conv_transpose3d_op(
-        x, weight, bias, list(stride_), list(lo), list(hi), list(output_padding_), list(dilation_), int(groups)
+        x,
+        weight,
+        bias,
+        list(stride_),
+        list(lo),
+        list(hi),
+        list(output_padding_),
+        list(dilation_),
+        int(groups),
     )
     return y.squeeze(0) if unbatched else y

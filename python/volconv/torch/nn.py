@@ -50,7 +50,14 @@ class ConvTranspose3d(torch.nn.ConvTranspose3d):
             input, output_size, self.stride, self.padding, self.kernel_size, 3, self.dilation
         )
         return conv_transpose3d(
-            input, self.weight, self.bias, self.stride, self.padding, output_padding, self.groups, self.dilation
+            input,
+            self.weight,
+            self.bias,
+            self.stride,
+            self.padding,
+            output_padding,
+            self.groups,
+            self.dilation,
         )
 
 
