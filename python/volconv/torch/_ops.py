@@ -400,6 +400,8 @@ for _op, _name in (
     _op.register_autograd(_no_double_backward(_name))
 
 # torch's own conv rule under CPU autocast: every float argument in the
-# lower-precision dtype (bfloat16 by default).
-for _op in (conv3d_op, conv_transpose3d_op):
-    torch.library.register_autocast(_op, "cpu", torch.bfloat16)
+# lower-precision dtype (bfloat16, CPU autocast's default). torch 2.4 lacks
+# register_autocast: there autocast leaves these ops alone.
+if hasattr(torch.library, "register_autocast"):
+    for _op in (conv3d_op, conv_transpose3d_op):
+        torch.library.register_autocast(_op, "cpu", torch.bfloat16)
