@@ -59,7 +59,7 @@ def test_conv_transpose3d_other_padding_modes_refused_as_torch():
 
 def test_plain_conv3d_warns_once_for_a_tensor_that_requires_grad(monkeypatch):
     monkeypatch.setattr(_arrays, "_warned_torch_requires_grad", False)
-    x = torch.randn(1, 4, 4, 4, 2)
+    x = torch.randn(1, 4, 4, 4, 2, requires_grad=True)
     w = torch.randn(3, 1, 1, 1, 2, requires_grad=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -67,7 +67,7 @@ def test_plain_conv3d_warns_once_for_a_tensor_that_requires_grad(monkeypatch):
             volconv.conv3d(x, w)
         with torch.inference_mode():
             volconv.conv3d(x, w)
-        volconv.conv3d(x.requires_grad_(False), w.detach())
+        volconv.conv3d(x.detach(), w.detach())
         assert caught == []  # no gradient could have been expected
         volconv.conv3d(x, w)
         volconv.conv_transpose3d(x, w)
@@ -75,3 +75,7 @@ def test_plain_conv3d_warns_once_for_a_tensor_that_requires_grad(monkeypatch):
     assert caught[0].category is UserWarning
     assert "volconv.torch" in str(caught[0].message)
     assert caught[0].filename == __file__  # points at the caller's line
+    monkeypatch.setattr(_arrays, "_warned_torch_requires_grad", False)
+    with pytest.warns(UserWarning, match="volconv.torch") as again:
+        volconv.conv3d_grad_weight(x, x, (2, 1, 1, 1, 2))  # a deeper call path
+    assert again[0].filename == __file__

@@ -4,6 +4,8 @@ input was."""
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from typing import Any, NamedTuple
 
@@ -76,8 +78,18 @@ def _warn_torch_requires_grad(t: Any, op: str) -> None:
         "has no gradient (the tensor is read as data). For training use volconv.torch "
         "(volconv.torch.conv3d, volconv.torch.nn.Conv3d), which autograd differentiates.",
         UserWarning,
-        stacklevel=5,  # the caller of conv3d (input or weight)
+        stacklevel=_first_caller_outside_volconv(),
     )
+
+
+def _first_caller_outside_volconv() -> int:
+    """The warnings stacklevel of the first frame outside this package: the
+    user's line, however deep inside volconv the warning was raised."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    level, frame = 1, sys._getframe(1)  # level 1: the frame that calls warnings.warn
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _from_torch(t: Any, op: str, what: str) -> Operand:
