@@ -153,7 +153,16 @@ def test_float32_and_bfloat16():
         (lambda x, w: vt.conv3d(x, w, padding="full"), "Expected padding to be an int, a tuple of 3 ints"),
         (lambda x, w: vt.conv3d(x, w.float()), "Expected input, weight, bias and residual to have one dtype"),
         (lambda x, w: vt.conv3d(x, w, stride=0), "[conv3d] Stride sizes must be positive"),
-        (lambda x, w: vt.conv3d(x, w[:, :2]), "[conv3d] Expect the input channels"),
+        (
+            lambda x, w: vt.conv3d(x, w[:, :2]),
+            "[volconv.torch.conv3d] Expected the input's channels (dim 1, 4)",
+        ),
+        (lambda x, w: vt.conv3d(x, w[:3], groups=2), "with groups=2 dividing C_in and C_out"),
+        (lambda x, w: vt.conv3d(x, w, groups=True), "[volconv.torch.conv3d] Expected groups to be an int"),
+        (
+            lambda x, w: vt.conv_transpose3d(x, w[:3]),
+            "[volconv.torch.conv_transpose3d] Expected the input's channels",
+        ),
         (
             lambda x, w: vt.conv_transpose3d(x, w, padding="same"),
             "[volconv.torch.conv_transpose3d] Expected padding",

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from volconv._params import triple
+from volconv._params import _int, triple
 from volconv.torch._ops import conv3d_op, conv_transpose3d_op
 from volconv.torch._padding import PADDING_MODES, pad_input
 
@@ -60,6 +60,19 @@ def _padding(op: str, padding, kernel, stride, dilation):
     return pad, pad
 
 
+def _check_channels(
+    op: str, input: Tensor, weight: Tensor, groups: int, c_in_of_weight: int, c_out: int
+) -> None:
+    """Channel counts in torch's terms (the kernels' own messages speak NDHWC)."""
+    c_in = input.shape[-4]
+    if c_in != c_in_of_weight or c_in % groups or c_out % groups:
+        layout = "(C_out, C_in / groups, k...)" if op == "conv3d" else "(C_in, C_out / groups, k...)"
+        raise ValueError(
+            f"[volconv.torch.{op}] Expected the input's channels (dim 1, {c_in}) to match the weight {layout} "
+            f"of shape {tuple(weight.shape)} with groups={groups} dividing C_in and C_out, but they do not."
+        )
+
+
 def _needs_grad(*tensors: Optional[Tensor]) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
@@ -103,6 +116,8 @@ def conv3d(
             f"[volconv.torch.{op}] Expected padding_mode to be one of {PADDING_MODES} but got {padding_mode!r}."
         )
     name = f"volconv.torch.{op}"
+    groups = _int(groups, name, "groups", least=1)
+    _check_channels(op, input, weight, groups, weight.shape[1] * groups, weight.shape[0])
     stride_ = triple(stride, name, "stride", 1)
     dilation_ = triple(dilation, name, "dilation", 1)
     lo, hi = _padding(op, padding, tuple(weight.shape[2:]), stride_, dilation_)
@@ -115,7 +130,7 @@ def conv3d(
     x, lo, hi = pad_input(x, lo, hi, padding_mode)
     if residual is not None:
         residual = residual.contiguous(memory_format=torch.channels_last_3d)
-    args = (list(stride_), list(lo), list(hi), list(dilation_), int(groups))
+    args = (list(stride_), list(lo), list(hi), list(dilation_), groups)
     if activation is not None and _needs_grad(input, weight, bias, residual):
         # Training: the activation's derivative needs its input. Saving the
         # pre-activation (as torch's own activation does) costs one output's
@@ -149,6 +164,8 @@ def conv_transpose3d(
     if bias is not None:
         _check_tensor(op, "bias", bias, (1,))
     name = f"volconv.torch.{op}"
+    groups = _int(groups, name, "groups", least=1)
+    _check_channels(op, input, weight, groups, weight.shape[0], weight.shape[1] * groups)
     stride_ = triple(stride, name, "stride", 1)
     dilation_ = triple(dilation, name, "dilation", 1)
     output_padding_ = triple(output_padding, name, "output_padding", 0)
@@ -166,6 +183,6 @@ def conv_transpose3d(
         list(hi),
         list(output_padding_),
         list(dilation_),
-        int(groups),
+        groups,
     )
     return y.squeeze(0) if unbatched else y
