@@ -4,6 +4,9 @@ input was."""
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -56,9 +59,43 @@ def _addressable(a: np.ndarray) -> np.ndarray:
     return a
 
 
+_warned_torch_requires_grad = False
+
+
+def _warn_torch_requires_grad(t: Any, op: str) -> None:
+    """Once per process: a tensor that requires grad, in grad mode, is read
+    as data here (the plain ops are not differentiable); volconv.torch is."""
+    global _warned_torch_requires_grad
+    import torch
+
+    if _warned_torch_requires_grad or not t.requires_grad or not torch.is_grad_enabled():
+        return
+    if torch.is_inference_mode_enabled():
+        return
+    _warned_torch_requires_grad = True
+    warnings.warn(
+        f"[{op}] got a torch tensor that requires grad: volconv.{op} is not differentiable, so its result "
+        "has no gradient (the tensor is read as data). For training use volconv.torch "
+        "(volconv.torch.conv3d, volconv.torch.nn.Conv3d), which autograd differentiates.",
+        UserWarning,
+        stacklevel=_first_caller_outside_volconv(),
+    )
+
+
+def _first_caller_outside_volconv() -> int:
+    """The warnings stacklevel of the first frame outside this package: the
+    user's line, however deep inside volconv the warning was raised."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    level, frame = 1, sys._getframe(1)  # level 1: the frame that calls warnings.warn
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def _from_torch(t: Any, op: str, what: str) -> Operand:
     import torch
 
+    _warn_torch_requires_grad(t, op)
     if t.device.type != "cpu":
         raise ValueError(f"[{op}] Expected the {what} to be a CPU tensor but got a tensor on {t.device}.")
     if t.layout != torch.strided:

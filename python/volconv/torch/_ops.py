@@ -1,0 +1,407 @@
+"""The torch.library custom ops: volconv::conv3d and volconv::conv_transpose3d
+with their gradients as ops of their own, each with a fake (meta) kernel and
+an autograd formula, so that eager mode, gradcheck and torch.compile see one
+opaque op each.
+
+Every op takes and returns NCDHW logical tensors (torch's weight layouts);
+the kernels run in NDHWC: a channels_last_3d tensor permuted to NDHWC is a
+contiguous view, so nothing is copied, and every result is channels_last_3d
+(the fake kernels declare exactly those strides). Arguments arrive checked
+and normalised by volconv/torch/functional.py."""
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from volconv.torch._backends import run
+
+_CL3D = torch.channels_last_3d
+
+
+def _ndhwc(t: Tensor) -> Tensor:
+    return t.permute(0, 2, 3, 4, 1)
+
+
+def _ncdhw(y: Tensor) -> Tensor:
+    """A kernel's NDHWC result as the NCDHW channels_last_3d tensor the fake
+    kernel declares (a view; a copy only if the strides ever differed)."""
+    out = y.permute(0, 4, 1, 2, 3)
+    if out.stride() != _cl3d_strides(out.shape):
+        out = out.contiguous(memory_format=_CL3D)
+    return out
+
+
+def _cl3d_strides(shape: "torch.Size | list[int]") -> "tuple[int, ...]":
+    n, c, d, h, w = shape
+    return (c * d * h * w, 1, h * w * c, w * c, c)
+
+
+def _empty_cl3d(shape: list[int], like: Tensor) -> Tensor:
+    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=_CL3D)
+
+
+def _out_size(size: int, k: int, stride: int, lo: int, hi: int, dilation: int) -> int:
+    return (size + lo + hi - dilation * (k - 1) - 1) // stride + 1
+
+
+def _transposed_out_size(
+    size: int, k: int, stride: int, lo: int, hi: int, dilation: int, out_pad: int
+) -> int:
+    return (size - 1) * stride - lo - hi + dilation * (k - 1) + out_pad + 1
+
+
+def _check_dtypes(op: str, *tensors: Optional[Tensor]) -> None:
+    # F.conv3d's rule (autocast casts before the kernel, so this sees the cast tensors).
+    dtypes = [t.dtype for t in tensors if t is not None]
+    if any(d != dtypes[0] for d in dtypes):
+        names = ", ".join(str(d).replace("torch.", "") for d in dtypes)
+        raise ValueError(
+            f"[volconv.torch.{op}] Expected input, weight, bias and residual to have one dtype but got {names}."
+        )
+
+
+def _like_parameter(grad: Tensor, param: Tensor) -> Tensor:
+    """`grad` with exactly the parameter's strides (its own memory format),
+    as autograd's layout contract and DDP's gradient buckets expect."""
+    if grad.stride() == param.stride():
+        return grad
+    return torch.empty_like(param).copy_(grad)
+
+
+# MLX's transposed-conv weight is (C_out, k..., C_in / groups); torch's is
+# (C_in, C_out / groups, k...). groups == 1 is a permuted view; otherwise the
+# (small) weight is regrouped once.
+def _transposed_weight_to_volconv(w: Tensor, groups: int) -> Tensor:
+    c_in, c_out_g = w.shape[0], w.shape[1]
+    k = list(w.shape[2:])
+    g = w.reshape([groups, c_in // groups, c_out_g] + k).permute(0, 2, 3, 4, 5, 1)
+    return g.reshape([groups * c_out_g] + k + [c_in // groups])
+
+
+def _transposed_weight_from_volconv(w: Tensor, groups: int) -> Tensor:
+    c_out, k, c_in_g = w.shape[0], list(w.shape[1:4]), w.shape[4]
+    g = w.reshape([groups, c_out // groups] + k + [c_in_g]).permute(0, 5, 1, 2, 3, 4)
+    return g.reshape([groups * c_in_g, c_out // groups] + k)
+
+
+def _activation_grad(grad: Tensor, pre: Tensor, activation: str) -> Tensor:
+    """d activation(pre) / d pre applied to grad: torch's own formulas."""
+    if activation == "relu":
+        return torch.ops.aten.threshold_backward(grad, pre, 0)
+    if activation == "silu":
+        return torch.ops.aten.silu_backward(grad, pre)
+    return torch.ops.aten.gelu_backward(grad, pre, approximate="tanh")
+
+
+def _no_double_backward(name: str):
+    def backward(ctx, *grads):
+        raise RuntimeError(
+            f"[volconv.torch] {name} has no derivative of its own: double backward (a gradient of a "
+            "gradient, e.g. create_graph=True followed by another backward) is not supported by volconv."
+        )
+
+    return backward
+
+
+# ---- conv3d ---------------------------------------------------------------
+
+
+@torch.library.custom_op("volconv::conv3d", mutates_args=())
+def conv3d_op(
+    input: Tensor,
+    weight: Tensor,
+    bias: Optional[Tensor],
+    residual: Optional[Tensor],
+    stride: list[int],
+    padding_lo: list[int],
+    padding_hi: list[int],
+    dilation: list[int],
+    groups: int,
+    activation: Optional[str],
+) -> Tensor:
+    _check_dtypes("conv3d", input, weight, bias, residual)
+    y = run(
+        "conv3d",
+        "volconv.torch.conv3d",
+        input.device,
+        _ndhwc(input),
+        _ndhwc(weight),
+        stride,
+        (padding_lo, padding_hi),
+        dilation,
+        groups,
+        bias=bias,
+        activation=activation,
+        residual=None if residual is None else _ndhwc(residual),
+    )
+    return _ncdhw(y)
+
+
+@conv3d_op.register_fake
+def _(input, weight, bias, residual, stride, padding_lo, padding_hi, dilation, groups, activation):
+    _check_dtypes("conv3d", input, weight, bias, residual)
+    spatial = [
+        _out_size(
+            input.shape[2 + i], weight.shape[2 + i], stride[i], padding_lo[i], padding_hi[i], dilation[i]
+        )
+        for i in range(3)
+    ]
+    return _empty_cl3d([input.shape[0], weight.shape[0]] + spatial, input)
+
+
+def _conv3d_setup(ctx, inputs, output):
+    input, weight, bias, residual, stride, lo, hi, dilation, groups, activation = inputs
+    ctx.save_for_backward(input, weight, bias)
+    ctx.params = (stride, lo, hi, dilation, groups)
+    ctx.activation = activation
+
+
+def _conv3d_backward(ctx, grad):
+    input, weight, bias = ctx.saved_tensors
+    stride, lo, hi, dilation, groups = ctx.params
+    grad = grad.contiguous(memory_format=_CL3D)  # the kernels' fast layout
+    if ctx.activation is not None:
+        # Only a direct call of the op with an activation in grad mode gets
+        # here: functional.conv3d saves the pre-activation instead (see there).
+        pre = conv3d_op(input, weight, bias, None, stride, lo, hi, dilation, groups, None)
+        grad = _activation_grad(grad, pre, ctx.activation)
+    need_x, need_w, need_b, need_r = ctx.needs_input_grad[:4]
+    gx = (
+        conv3d_grad_input_op(grad, weight, list(input.shape), stride, lo, hi, dilation, groups)
+        if need_x
+        else None
+    )
+    gw = None
+    if need_w:
+        gw = conv3d_grad_weight_op(input, grad, list(weight.shape), stride, lo, hi, dilation, groups)
+        gw = _like_parameter(gw, weight)
+    gb = grad.sum((0, 2, 3, 4)) if need_b else None
+    gr = grad if need_r else None
+    return gx, gw, gb, gr, None, None, None, None, None, None
+
+
+conv3d_op.register_autograd(_conv3d_backward, setup_context=_conv3d_setup)
+
+
+@torch.library.custom_op("volconv::conv3d_grad_input", mutates_args=())
+def conv3d_grad_input_op(
+    grad: Tensor,
+    weight: Tensor,
+    input_size: list[int],
+    stride: list[int],
+    padding_lo: list[int],
+    padding_hi: list[int],
+    dilation: list[int],
+    groups: int,
+) -> Tensor:
+    n, c, d, h, w = input_size
+    y = run(
+        "conv3d_grad_input",
+        "volconv.torch.conv3d",
+        grad.device,
+        _ndhwc(grad),
+        _ndhwc(weight),
+        (n, d, h, w, c),
+        stride,
+        (padding_lo, padding_hi),
+        dilation,
+        groups,
+    )
+    return _ncdhw(y)
+
+
+@conv3d_grad_input_op.register_fake
+def _(grad, weight, input_size, stride, padding_lo, padding_hi, dilation, groups):
+    return _empty_cl3d(list(input_size), grad)
+
+
+@torch.library.custom_op("volconv::conv3d_grad_weight", mutates_args=())
+def conv3d_grad_weight_op(
+    input: Tensor,
+    grad: Tensor,
+    weight_size: list[int],
+    stride: list[int],
+    padding_lo: list[int],
+    padding_hi: list[int],
+    dilation: list[int],
+    groups: int,
+) -> Tensor:
+    c_out, c_in_g, kd, kh, kw = weight_size
+    y = run(
+        "conv3d_grad_weight",
+        "volconv.torch.conv3d",
+        input.device,
+        _ndhwc(input),
+        _ndhwc(grad),
+        (c_out, kd, kh, kw, c_in_g),
+        stride,
+        (padding_lo, padding_hi),
+        dilation,
+        groups,
+    )
+    return _ncdhw(y)
+
+
+@conv3d_grad_weight_op.register_fake
+def _(input, grad, weight_size, stride, padding_lo, padding_hi, dilation, groups):
+    return _empty_cl3d(list(weight_size), input)
+
+
+# ---- conv_transpose3d -----------------------------------------------------
+
+
+@torch.library.custom_op("volconv::conv_transpose3d", mutates_args=())
+def conv_transpose3d_op(
+    input: Tensor,
+    weight: Tensor,
+    bias: Optional[Tensor],
+    stride: list[int],
+    padding_lo: list[int],
+    padding_hi: list[int],
+    output_padding: list[int],
+    dilation: list[int],
+    groups: int,
+) -> Tensor:
+    _check_dtypes("conv_transpose3d", input, weight, bias)
+    y = run(
+        "conv_transpose3d",
+        "volconv.torch.conv_transpose3d",
+        input.device,
+        _ndhwc(input),
+        _transposed_weight_to_volconv(weight, groups),
+        stride,
+        (padding_lo, padding_hi),
+        dilation,
+        output_padding,
+        groups,
+    )
+    if bias is not None:
+        y += bias  # y is the kernel's fresh NDHWC result: bias broadcasts over C, last
+    return _ncdhw(y)
+
+
+@conv_transpose3d_op.register_fake
+def _(input, weight, bias, stride, padding_lo, padding_hi, output_padding, dilation, groups):
+    _check_dtypes("conv_transpose3d", input, weight, bias)
+    spatial = [
+        _transposed_out_size(
+            input.shape[2 + i],
+            weight.shape[2 + i],
+            stride[i],
+            padding_lo[i],
+            padding_hi[i],
+            dilation[i],
+            output_padding[i],
+        )
+        for i in range(3)
+    ]
+    return _empty_cl3d([input.shape[0], weight.shape[1] * groups] + spatial, input)
+
+
+def _conv_transpose3d_setup(ctx, inputs, output):
+    input, weight, bias, stride, lo, hi, output_padding, dilation, groups = inputs
+    ctx.save_for_backward(input, weight)
+    ctx.params = (stride, lo, hi, output_padding, dilation, groups)
+
+
+def _conv_transpose3d_backward(ctx, grad):
+    input, weight = ctx.saved_tensors
+    params = ctx.params
+    grad = grad.contiguous(memory_format=_CL3D)
+    need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    gx = conv_transpose3d_grad_input_op(grad, weight, list(input.shape), *params) if need_x else None
+    gw = None
+    if need_w:
+        gw = conv_transpose3d_grad_weight_op(input, grad, list(weight.shape), *params)
+        gw = _like_parameter(gw, weight)
+    gb = grad.sum((0, 2, 3, 4)) if need_b else None
+    return gx, gw, gb, None, None, None, None, None, None
+
+
+conv_transpose3d_op.register_autograd(_conv_transpose3d_backward, setup_context=_conv_transpose3d_setup)
+
+
+@torch.library.custom_op("volconv::conv_transpose3d_grad_input", mutates_args=())
+def conv_transpose3d_grad_input_op(
+    grad: Tensor,
+    weight: Tensor,
+    input_size: list[int],
+    stride: list[int],
+    padding_lo: list[int],
+    padding_hi: list[int],
+    output_padding: list[int],
+    dilation: list[int],
+    groups: int,
+) -> Tensor:
+    n, c, d, h, w = input_size
+    y = run(
+        "conv_transpose3d_grad_input",
+        "volconv.torch.conv_transpose3d",
+        grad.device,
+        _ndhwc(grad),
+        _transposed_weight_to_volconv(weight, groups),
+        (n, d, h, w, c),
+        stride,
+        (padding_lo, padding_hi),
+        dilation,
+        output_padding,
+        groups,
+    )
+    return _ncdhw(y)
+
+
+@conv_transpose3d_grad_input_op.register_fake
+def _(grad, weight, input_size, stride, padding_lo, padding_hi, output_padding, dilation, groups):
+    return _empty_cl3d(list(input_size), grad)
+
+
+@torch.library.custom_op("volconv::conv_transpose3d_grad_weight", mutates_args=())
+def conv_transpose3d_grad_weight_op(
+    input: Tensor,
+    grad: Tensor,
+    weight_size: list[int],
+    stride: list[int],
+    padding_lo: list[int],
+    padding_hi: list[int],
+    output_padding: list[int],
+    dilation: list[int],
+    groups: int,
+) -> Tensor:
+    c_in, c_out_g, kd, kh, kw = weight_size
+    y = run(
+        "conv_transpose3d_grad_weight",
+        "volconv.torch.conv_transpose3d",
+        input.device,
+        _ndhwc(input),
+        _ndhwc(grad),
+        (c_out_g * groups, kd, kh, kw, c_in // groups),
+        stride,
+        (padding_lo, padding_hi),
+        dilation,
+        output_padding,
+        groups,
+    )
+    # Regrouped into torch's (C_in, C_out / groups, k...); channels_last_3d as the fake says.
+    return _transposed_weight_from_volconv(y, groups).contiguous(memory_format=_CL3D)
+
+
+@conv_transpose3d_grad_weight_op.register_fake
+def _(input, grad, weight_size, stride, padding_lo, padding_hi, output_padding, dilation, groups):
+    return _empty_cl3d(list(weight_size), input)
+
+
+for _op, _name in (
+    (conv3d_grad_input_op, "conv3d's input gradient"),
+    (conv3d_grad_weight_op, "conv3d's weight gradient"),
+    (conv_transpose3d_grad_input_op, "conv_transpose3d's input gradient"),
+    (conv_transpose3d_grad_weight_op, "conv_transpose3d's weight gradient"),
+):
+    _op.register_autograd(_no_double_backward(_name))
+
+# torch's own conv rule under CPU autocast: every float argument in the
+# lower-precision dtype (bfloat16, CPU autocast's default). torch 2.4 lacks
+# register_autocast: there autocast leaves these ops alone.
+if hasattr(torch.library, "register_autocast"):
+    for _op in (conv3d_op, conv_transpose3d_op):
+        torch.library.register_autocast(_op, "cpu", torch.bfloat16)
