@@ -233,7 +233,7 @@ template <typename T, typename I>
   if (co >= p.c_out) return;  // no barrier in this kernel
   const int g = co / p.c_out_g;
   const int o = co - g * p.c_out_g;
-  const int taps = p.phase_taps[0] * p.phase_taps[1] * p.phase_taps[2];
+  const int taps = p.phase_k / p.c_in_g;  // 0 for a phase of zeros
   VOLCONV_UNROLL
   for (int j = 0; j < RPT; ++j) {
     const I m = I(tgid.x) * (TY * RPT) + (int(tid) / BC + j * TY);
