@@ -19,7 +19,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "emulator"))
 
 import msl_emulator
 import training_emulator
-from reference import conv3d_reference
 from reference_training import (
     _pad_or_crop,
     assert_close,
@@ -30,6 +29,7 @@ from reference_training import (
 )
 
 from conftest import cast, require_emulator
+from reference import conv3d_reference
 
 pytestmark = pytest.mark.metal_emulated
 require_emulator()
@@ -74,12 +74,20 @@ class Case(NamedTuple):
         )
 
     def conv_kwargs(self):
-        return dict(stride=self.stride, pad_lo=self.pad_lo, pad_hi=self.pad_hi, dilation=self.dilation, groups=self.groups)
+        return dict(
+            stride=self.stride,
+            pad_lo=self.pad_lo,
+            pad_hi=self.pad_hi,
+            dilation=self.dilation,
+            groups=self.groups,
+        )
 
 
 def C(name, op, n, size, cin, cout, k, s=1, lo=0, hi=None, d=1, g=1, op_pad=0, idil=1, flip=False):
     hi = lo if hi is None else hi
-    return Case(name, op, n, t3(size), cin, cout, t3(k), t3(s), t3(lo), t3(hi), t3(d), g, t3(op_pad), t3(idil), flip)
+    return Case(
+        name, op, n, t3(size), cin, cout, t3(k), t3(s), t3(lo), t3(hi), t3(d), g, t3(op_pad), t3(idil), flip
+    )
 
 
 CASES = [
@@ -152,7 +160,9 @@ def _forward(case):
         return (lambda x, w: conv3d_reference(x, w, **case.conv_kwargs())), (case.n, *case.size, case.cin)
     if case.op.startswith("conv_transpose3d"):
         return (
-            lambda x, w: conv_transpose3d_reference(x, w, output_padding=case.output_padding, **case.conv_kwargs())
+            lambda x, w: conv_transpose3d_reference(
+                x, w, output_padding=case.output_padding, **case.conv_kwargs()
+            )
         ), (case.n, *case.size, case.cin)
     kw = dict(
         stride=case.stride, pad_lo=case.pad_lo, pad_hi=case.pad_hi, kernel_dilation=case.dilation,
@@ -196,6 +206,7 @@ def operands_and_reference(case, dtype):
         scale = conv3d_grad_weight_reference(agy, ax, wt_shape, **ck)
         return (x, gy, w_shape), (back_to(ref, w_shape, case.groups), back_to(scale, w_shape, case.groups))
     assert case.op == "conv_general_grad_weight"
+
     # conv_general is conv3d of the dilated, padded input with the (flipped) kernel.
     def dilated(a):
         idil = case.input_dilation
@@ -227,16 +238,20 @@ def run_case(emu, case, dtype):
 
 
 def forced_plans(emu, case):
-    """Every (index64, family, tile) the planner can be forced to for the case."""
+    """Every (index64, family, tile) the planner can be forced to for the
+    case, each with a dtype: the GEMM tiles rotate through the dtypes (the
+    cases together cover each instantiation), the depthwise kernel, where it
+    applies, runs in every dtype."""
     dtype = "float32"
     weight_grad = case.op in WEIGHT_GRAD_OPS
     (a, b, c_shape), _ = operands_and_reference(case, dtype)
     base = emu.plan(case.op, a.shape, b.shape, dtype, c_shape, **case.params())
-    families = [(0, t) for t in range(2)]
+    k = CASES.index(case)
+    plans = [(big, 0, t, DTYPES[(2 * t + big + k) % 3]) for big in (False, True) for t in range(2)]
     depthwise_family = "wgrad_depthwise" if weight_grad else "phase_depthwise"
     if base["dispatches"][0]["family"] == depthwise_family:
-        families.append((1, -1))
-    return [(big, f, t) for big in (False, True) for f, t in families]
+        plans += [(big, 1, -1, d) for big in (False, True) for d in DTYPES]
+    return plans
 
 
 # ---------------------------------------------------------------- parity
@@ -255,19 +270,17 @@ def test_parity(emu, case, dtype):
 def test_parity_every_forced_plan(emu, forced, case):
     """Each plan the planner can choose for the case (each GEMM tile, the
     depthwise kernel where it applies, 32- and 64-bit indices), the dtype
-    rotating so that every instantiation runs somewhere in the suite."""
-    for i, (big, family, tile) in enumerate(forced_plans(emu, case)):
-        dtype = DTYPES[(i + CASES.index(case)) % 3]
+    chosen by forced_plans so that every instantiation runs somewhere."""
+    for big, family, tile, dtype in forced_plans(emu, case):
         forced(index64=big, family=family, tile=tile)
         run_case(emu, case, dtype)
 
 
 def test_every_training_kernel_is_exercised(emu, forced):
     used = set()
-    for k, case in enumerate(CASES):
-        for i, (big, family, tile) in enumerate(forced_plans(emu, case)):
+    for case in CASES:
+        for big, family, tile, dtype in forced_plans(emu, case):
             forced(index64=big, family=family, tile=tile)
-            dtype = DTYPES[(i + k) % 3]
             (a, b, c_shape), _ = operands_and_reference(case, dtype)
             plan = emu.plan(case.op, a.shape, b.shape, dtype, c_shape, **case.params())
             used |= {d["kernel"] for d in plan["dispatches"]}
@@ -282,7 +295,9 @@ def _dot(a, b):
     return float(np.sum(np.asarray(a, np.float64) * np.asarray(b, np.float64)))
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c.op != "conv_transpose3d" and c.op != "conv_general"], ids=lambda c: c.name)
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if c.op != "conv_transpose3d" and c.op != "conv_general"], ids=lambda c: c.name
+)
 def test_adjoint_identity(emu, case):
     """<f(x, w), g> = <x, grad_input(g)> = <w, grad_weight(x, g)> with f the
     float64 forward reference and the gradient from the emulated GPU (float32)."""
@@ -360,7 +375,9 @@ def test_weight_grad_bits_independent_of_tile_and_index_width(emu, forced):
 def test_planner_refuses_float64_and_wrong_simd_width(emu):
     case = CASES[0]
     (a, b, _), _ = operands_and_reference(case, "float32")
-    with pytest.raises(msl_emulator.EmulatorError, match=r"^\[conv_transpose3d\] float64 is not supported on the GPU"):
+    with pytest.raises(
+        msl_emulator.EmulatorError, match=r"^\[conv_transpose3d\] float64 is not supported on the GPU"
+    ):
         emu.plan(case.op, a.shape, b.shape, "float64", **case.params())
     with pytest.raises(msl_emulator.EmulatorError, match=r"^\[conv_transpose3d\] .*32-wide simdgroups"):
         emu.plan(case.op, a.shape, b.shape, "float32", limits=(32768, 1024, 16), **case.params())

@@ -9,7 +9,6 @@ import ctypes
 import json
 
 import numpy as np
-
 from msl_emulator import DTYPE_CODES, EmulatorError, from_device, to_device
 
 OPS = {
@@ -46,7 +45,11 @@ class TrainingEmulator:
         self.lib.emu_training_plan_json.argtypes += [ctypes.c_char_p, ctypes.c_int64]
         self.lib.emu_training_run.argtypes = [ctypes.c_int, i64p, i64p, i64p, i64p, ctypes.c_int]
         self.lib.emu_training_run.argtypes += [ctypes.c_void_p] * 3
-        self.lib.emu_training_run.argtypes += [ctypes.POINTER(ctypes.c_uint64), ctypes.c_char_p, ctypes.c_int64]
+        self.lib.emu_training_run.argtypes += [
+            ctypes.POINTER(ctypes.c_uint64),
+            ctypes.c_char_p,
+            ctypes.c_int64,
+        ]
         self.lib.emu_training_kernel_names.argtypes = [ctypes.c_char_p, ctypes.c_int64]
         self.force()
 
@@ -74,12 +77,21 @@ class TrainingEmulator:
         result as float64 and (bytes read, bytes written, threadgroups, dispatches)."""
         plan = self.plan(op, a.shape, b.shape, dtype, c_shape, **params)
         ad, bd = to_device(a, dtype), to_device(b, dtype)
-        result = np.full(plan["result_shape"], 0x7FFF if dtype == "bfloat16" else np.nan, dtype=ad.dtype)  # NaN
+        result = np.full(
+            plan["result_shape"], 0x7FFF if dtype == "bfloat16" else np.nan, dtype=ad.dtype
+        )  # NaN
         counters = (ctypes.c_uint64 * 4)()
         err = ctypes.create_string_buffer(4096)
         args = self._args(op, a.shape, b.shape, c_shape, params)
         rc = self.lib.emu_training_run(
-            *args, DTYPE_CODES[dtype], ad.ctypes.data, bd.ctypes.data, result.ctypes.data, counters, err, len(err)
+            *args,
+            DTYPE_CODES[dtype],
+            ad.ctypes.data,
+            bd.ctypes.data,
+            result.ctypes.data,
+            counters,
+            err,
+            len(err),
         )
         if rc:
             raise EmulatorError(err.value.decode())
