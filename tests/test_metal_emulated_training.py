@@ -393,3 +393,33 @@ def test_planner_takes_64bit_kernels_past_2_pow_31(emu):
         return emu.plan("conv3d_grad_input", gy_shape, (1, 1, 1, 1, 2), "float16", shape)["index_bits"]
 
     assert bits(10) == 64 and bits(6) == 32
+
+
+# ---------------------------------------------------------------- mutants
+
+# tests/emulator/mutants/training/MUTANTS: each mutant and the case whose
+# parity check must catch it.
+MUTANT_CASES = {
+    "phase_ignores_weight_layout": "gi_s2",
+    "wgrad_ignores_flip": "gww_flip_idil",
+    "reduce_drops_first_part": "gw_many_parts",
+    "phase_skips_the_last_slice": "t_k3s2p1op1",
+}
+
+
+def test_every_training_mutant_has_a_case():
+    text = (Path(__file__).resolve().parent / "emulator" / "mutants" / "training" / "MUTANTS").read_text()
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert set(lines[::4]) == set(MUTANT_CASES)
+
+
+@pytest.mark.parametrize("mutant", list(MUTANT_CASES))
+def test_training_mutants_are_caught(emu, mutant):
+    """The same parity check (float32) on a library built from the mutated
+    kernel fails; the real kernels pass it (test_parity)."""
+    library = msl_emulator.library_path(f"msl_emulator_training_mutant_{mutant}")
+    broken = training_emulator.TrainingEmulator(msl_emulator.Emulator(library))
+    case = next(c for c in CASES if c.name == MUTANT_CASES[mutant])
+    with pytest.raises(AssertionError, match="elements"):
+        run_case(broken, case, "float32")
+    run_case(emu, case, "float32")
