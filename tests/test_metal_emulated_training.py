@@ -8,6 +8,7 @@ tiles and index widths)."""
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import NamedTuple
@@ -423,3 +424,37 @@ def test_training_mutants_are_caught(emu, mutant):
     with pytest.raises(AssertionError, match="elements"):
         run_case(broken, case, "float32")
     run_case(emu, case, "float32")
+
+
+# ---------------------------------------------------------------- the Metal host (read, not run)
+
+
+def test_host_encodes_every_dispatch_field():
+    """Each field of TrainingDispatch is read by csrc/metal/conv_training.mm,
+    directly or through the planner helpers it calls (describe,
+    threadgroup_memory_length, check_pipeline), and the plan's scratch size
+    and dispatch list are used: the host encodes the whole plan."""
+    root = Path(__file__).resolve().parents[1]
+    header = (root / "csrc" / "metal_plan" / "conv_training_plan.h").read_text()
+    planner = (root / "csrc" / "metal_plan" / "conv_training_plan.cpp").read_text()
+    host = re.sub(r"//[^\n]*", "", (root / "csrc" / "metal" / "conv_training.mm").read_text())
+    for helper in ("threadgroup_memory_length", "check_pipeline", "describe"):
+        # describe: called by check_pipeline.
+        assert re.search(rf"metal_plan::{helper}\(d\b", host) or helper == "describe", helper
+        host += re.search(
+            rf"^[\w:<> ]+\b{helper}\(const TrainingDispatch& d[^)]*\) \{{\n?(.*?)^\}}", planner, re.M | re.S
+        ).group(1)
+    body = re.search(r"struct TrainingDispatch \{(.*?)\n\};", header, re.S).group(1)
+    fields = re.findall(
+        r"^\s+[\w:<>\[\]]+\s+(\w+)(?:\[\d+\])?(?:\s*=[^;]*|\{\})?;", re.sub(r"//[^\n]*", "", body), re.M
+    )
+    fields += ["bn", "bk", "wm", "wn"]  # declared on bm's line
+    assert {"kernel_name", "family", "buffers", "grid", "threadgroup", "params"} <= set(fields)
+    unused = [f for f in fields if not re.search(rf"\bd\.{f}\b", host)]
+    assert not unused, f"dispatch fields the host ignores: {unused}"
+    for used in ("plan.partials_bytes", "plan.dispatches", "plan.dtype"):
+        assert used in host
+    assert (
+        host.count("dispatchThreadgroups") == 1
+        and "for (std::size_t i = 0; i < plan.dispatches.size()" in host
+    )
