@@ -11,11 +11,16 @@
 #include <limits>
 #include <numeric>
 #include <stdexcept>
+#include <type_traits>
 
 namespace volconv::metal_plan {
 namespace {
 
 static_assert(sizeof(ConvTrainParams) == 11 * 8 + 60 * 4, "ConvTrainParams must match the MSL layout: no padding");
+// The problem's epilogue slot is empty (no training op takes a bias or an
+// activation yet): whoever fills it must make these kernels apply it, or the
+// planner refuse it, before this compiles again.
+static_assert(std::is_empty_v<detail::Epilogue>, "the training kernels fuse no epilogue: apply or refuse it here");
 
 using detail::ConvProblemGeometry;
 using detail::WeightLayout;
