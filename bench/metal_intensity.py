@@ -11,6 +11,13 @@ are scaled by threadgroups-in-grid / threadgroups-run; --samples 0 runs the
 whole grid (exact). The shapes and the plan are the full, unscaled ones.
 
     python bench/metal_intensity.py [--samples 12] [--dtypes float32,float16] [--plot out.png]
+
+A second table (--training, the default; --no-training skips it) gives the
+training families on small geometries, whole grids: for each geometry the
+forward conv3d, its input gradient (stride-phase dispatches), its weight
+gradient (partial sums + reduction) and conv_transpose3d of the same
+weight, each as useful FLOPs (2 * N * Do * Ho * Wo * C_out * K * C_in/groups,
+the same for every direction) per device byte over all of a plan's dispatches.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "emulator"))
 
 import msl_emulator  # noqa: E402  (found through the sys.path line above)
+import training_emulator  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 from conv3d_cpu import SHAPES  # noqa: E402  (issue 6's shapes, shared with the CPU benchmark)
@@ -66,6 +74,9 @@ def main():
     ap.add_argument("--dtypes", default="float32", help="comma-separated: float32,float16,bfloat16")
     ap.add_argument("--shapes", default="".join(SHAPES), help="subset of shape letters, e.g. ace")
     ap.add_argument("--plot", default=str(ROOT / "bench" / "results" / "metal_intensity.png"))
+    ap.add_argument(
+        "--training", action=argparse.BooleanOptionalAction, default=True, help="the training table"
+    )
     args = ap.parse_args()
 
     emu = msl_emulator.load()
@@ -101,6 +112,59 @@ def main():
         "each crossed device memory once (the bound no kernel can beat)."
     )
     plot(rows, args.plot)
+    if args.training:
+        training_table(emu, args.dtypes.split(",")[0])
+
+
+# (name, input shape, C_out, kernel, stride, padding, groups): small enough to
+# run whole grids in the emulator.
+TRAINING_GEOMETRIES = [
+    ("k3s1_c16", (1, 6, 6, 6, 16), 16, 3, 1, 1, 1),
+    ("k3s2_c16_32", (1, 8, 8, 8, 16), 32, 3, 2, 1, 1),
+    ("k2s2_c32", (1, 6, 6, 6, 32), 32, 2, 2, 0, 1),
+    ("dw_k3s2_c32", (1, 8, 8, 8, 32), 32, 3, 2, 1, 32),
+]
+
+
+def training_table(emu, dtype):
+    temu = training_emulator.TrainingEmulator(emu)
+    print(f"\nTraining families ({dtype}; whole grids): FLOPs per device byte, all dispatches of the plan")
+    header = f"{'geometry':14} {'direction':34} {'kernels':72} {'disp':>4} {'FLOP/B':>8} {'fwd FLOP/B':>10}"
+    print(header)
+    print("-" * len(header))
+    rng = np.random.default_rng(0)
+    for name, x_shape, c_out, k, s, pad, groups in TRAINING_GEOMETRIES:
+        w_shape = (c_out, k, k, k, x_shape[4] // groups)
+        conv = {"stride": (s,) * 3, "pad_lo": (pad,) * 3, "pad_hi": (pad,) * 3, "groups": groups}
+        x = rng.uniform(-1, 1, x_shape).astype(np.float32)
+        w = rng.uniform(-1, 1, w_shape).astype(np.float32)
+        y, (read, written) = emu.conv3d(x, w, dtype, **conv)
+        flops = emu.plan(x_shape, w_shape, dtype, **conv)["flops"]
+        forward = flops / (read + written)
+        gy = rng.uniform(-1, 1, y.shape).astype(np.float32)
+        w_t = rng.uniform(-1, 1, (x_shape[4], k, k, k, c_out // groups)).astype(np.float32)
+        runs = [
+            ("conv3d (forward)", None),
+            ("conv3d_grad_input", ("conv3d_grad_input", gy, w, x_shape)),
+            ("conv3d_grad_weight", ("conv3d_grad_weight", x, gy, w_shape)),
+            ("conv_transpose3d (of grad_output)", ("conv_transpose3d", gy, w_t, None)),
+        ]
+        for direction, call in runs:
+            if call is None:
+                kernels = emu.plan(x_shape, w_shape, dtype, **conv)["kernel"]
+                print(f"{name:14} {direction:34} {kernels:72} {1:>4} {forward:8.1f} {forward:10.1f}")
+                continue
+            op, a, b, c_shape = call
+            plan = temu.plan(op, a.shape, b.shape, dtype, c_shape, **conv)
+            _, (read, written, _, dispatches) = temu.run(op, a, b, dtype, c_shape, **conv)
+            kernels = ", ".join(sorted({d["kernel"] for d in plan["dispatches"]}))
+            print(
+                f"{name:14} {direction:34} {kernels:72} {dispatches:>4} {flops / (read + written):8.1f} {forward:10.1f}"
+            )
+    print(
+        "disp: dispatches in the plan (stride phases; partial sums + reduction). conv_transpose3d runs on "
+        "grad_output with a (C_in, k, C_out/groups) weight: the input gradient's geometry, weight read as stored."
+    )
 
 
 def plot(rows, path):

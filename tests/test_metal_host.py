@@ -299,7 +299,9 @@ def _need_planner():
         pytest.skip("needs the planner (csrc/metal_plan) and the kernels (metal/)")
 
 
-@pytest.mark.parametrize("source", ["device.mm", "conv3d.mm", "self_check.mm"])
+@pytest.mark.parametrize(
+    "source", ["device.mm", "conv3d.mm", "self_check.mm", "binding.mm", "conv_training.mm"]
+)
 def test_host_compiles_against_sdk_stand_ins(source):
     """clang's Objective-C++ front end with ARC, against tests/metal_host_sdk/
     (Apple's declarations of what the host uses): unknown selectors, wrong
@@ -346,7 +348,7 @@ def test_metal_build_wiring(tmp_path):
         Path(c["file"]).name: c["command"] for c in json.loads((build / "compile_commands.json").read_text())
     }
     assert "no_metal.cpp" not in commands and "msl_source.cpp" in commands
-    for mm in ("device.mm", "conv3d.mm", "self_check.mm"):
+    for mm in ("device.mm", "conv3d.mm", "self_check.mm", "binding.mm", "conv_training.mm"):
         assert "-fobjc-arc" in commands[mm], f"{mm} is built without ARC"
     nm = shutil.which("nm") or pytest.skip("needs nm")
     symbols = _run([nm, "-C", build / "csrc" / "libvolconv.a"]).stdout
@@ -644,7 +646,8 @@ def test_host_uses_every_plan_field():
     check_pipeline), which Linux tests run."""
     _need_planner()
     header = (PLANNER / "conv3d_plan.h").read_text()
-    host = re.sub(r"//[^\n]*", "", (HOST / "conv3d.mm").read_text())
+    # binding.mm: the device limits and pipeline facts conv3d.mm asks for.
+    host = re.sub(r"//[^\n]*", "", (HOST / "conv3d.mm").read_text() + (HOST / "binding.mm").read_text())
     planner = (PLANNER / "conv3d_plan.cpp").read_text()
     for helper in ("describe", "threadgroup_memory_length", "check_pipeline"):
         if re.search(rf"metal_plan::{helper}\(plan", host):

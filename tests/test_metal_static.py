@@ -28,6 +28,12 @@ UNITS = [
     ("conv3d_gemm.metal", "pointwise", 2, "conv3d_gemm"),
     ("conv3d_small_cin.metal", "small_cin", 3, "conv3d_small_cin"),
     ("conv3d_depthwise.metal", "depthwise", 4, "conv3d_depthwise"),
+    # The training kernels (conv_training_params.h's families 6-10).
+    ("conv_training_phase.metal", "phase_gemm", 6, "convtrain_phase_gemm"),
+    ("conv_training_phase.metal", "phase_depthwise", 7, "convtrain_phase_depthwise"),
+    ("conv_training_wgrad.metal", "wgrad_gemm", 8, "convtrain_wgrad_gemm"),
+    ("conv_training_wgrad.metal", "wgrad_depthwise", 9, "convtrain_wgrad_depthwise"),
+    ("conv_training_wgrad.metal", "wgrad_reduce", 10, "convtrain_wgrad_reduce"),
 ]
 DTYPES = {"float": 1, "half": 2, "bfloat": 3}
 DIVISION_64 = re.compile(r"= (?:sdiv|udiv|srem|urem)(?: exact)? i64 ")
@@ -129,12 +135,20 @@ def test_32bit_kernels_have_no_64bit_division(source, family, family_id, functio
     unit = compile_unit((KERNELS / source).read_text(), family_id, DTYPES[dtype])
     roots = kernel_roots(unit, function)
     # 2 vector widths per tile of the family; depthwise has no tile list.
-    per_width = {"gemm": 10, "pointwise": 10, "small_cin": 6, "depthwise": 2}[family]
+    per_width = {
+        "gemm": 10,
+        "pointwise": 10,
+        "small_cin": 6,
+        "depthwise": 2,
+        "phase_gemm": 2,
+        "wgrad_gemm": 2,
+    }.get(family, 1)
     assert len(roots["int"]) == len(roots["long"]) == per_width, roots
     for root in roots["int"]:
         assert divisions_reachable(unit, root) == [], root
-    # The check sees divisions where they are: the 64-bit kernels divide in 64 bits.
-    for root in roots["long"]:
+    # The check sees divisions where they are: the 64-bit kernels divide in 64
+    # bits (the reduction of the weight gradient divides nothing).
+    for root in roots["long"] if family != "wgrad_reduce" else []:
         assert divisions_reachable(unit, root), root
 
 
@@ -171,6 +185,11 @@ def test_every_kernel_declares_its_threadgroup_size():
         "conv3d_small_cin": "WM * WN * 32",
         "conv3d_depthwise": "DepthwiseTile::THREADS",
         "volconv_self_check": "32",
+        "convtrain_phase_gemm": "WM * WN * 32",
+        "convtrain_phase_depthwise": "TrainingTile::THREADS",
+        "convtrain_wgrad_gemm": "WM * WN * 32",
+        "convtrain_wgrad_depthwise": "TrainingTile::THREADS",
+        "convtrain_wgrad_reduce": "TrainingTile::REDUCE_THREADS",
     }
     kernels = _kernel_declarations()
     assert {k for _, _, k in kernels} == set(expected)

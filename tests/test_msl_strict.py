@@ -169,7 +169,10 @@ def test_reverting_the_constant_fix_gives_the_16_diagnostics(tmp_path):
     expected = []
     for source in sorted(tree.glob("*.metal")):
         assert '#include "conv3d_common.h"' in source.read_text()  # which includes conv3d_params.h
-        for f in (source, tree / "conv3d_common.h", tree / "conv3d_params.h"):
+        headers = [tree / "conv3d_common.h", tree / "conv3d_params.h"]
+        if '#include "conv_training_params.h"' in source.read_text():
+            headers.append(tree / "conv_training_params.h")  # the training kernels' members too
+        for f in (source, *headers):
             expected += [(f.name, line) for line in _lines_with(f, r"^\s*VOLCONV_CONST ")]
     diags = [d for f in sorted(tree.glob("*.metal")) for d in _counted(check.compile_check(f, CLANG))]
     assert {d.rule for d in diags} == {"program-scope-not-constant"}

@@ -16,6 +16,9 @@
 #include "workspace.h"
 
 namespace volconv {
+namespace detail {
+int gpu_queue_of(const Stream& stream);
+}
 namespace {
 
 using detail::ConvOp;
@@ -84,26 +87,27 @@ void run(const Checker& c, ConvProblem problem, const LoweredGeometry& lowered, 
     if (r.lo <= o.hi && o.lo <= r.hi)
       c.fail("The " + std::string(result_name) + " must not overlap the " + a_name + " or the " + b_name + ".");
   }
-  if (stream.device.type != DeviceType::cpu)
-    c.fail("Only the cpu runs this op for now (its gpu kernels are not written yet); pass a cpu stream.");
+  const bool gpu = stream.device.type == DeviceType::gpu;
   const std::string why = unavailable_reason(stream.device);
-  if (!why.empty()) c.fail("The cpu is not available: " + why + ".");
+  if (!why.empty()) c.fail(std::string("The ") + (gpu ? "gpu" : "cpu") + " is not available: " + why + ".");
+  problem.geometry = lowered.geometry;
+  problem.result = out;
+  problem.input = ha;
+  (problem.op == ConvOp::data ? problem.weight : problem.output) = hb;
+  // An explicit GPU stream runs the Metal kernels (csrc/metal_plan plans them);
+  // calls without a stream stay on the CPU.
+  if (gpu) {
+    detail::naming_allocation_failures(c.op,
+                                       [&] { metal::run_problem(problem, c.op, detail::gpu_queue_of(stream)); });
+    return;
+  }
   const ConstTensorView out_view = out;
   for (const ConstTensorView* v : {&ha, &hb, &out_view}) {
     if (v->data == nullptr && numel(v->shape) != 0)
       c.fail("A view in a Metal buffer the CPU cannot read (private storage, or a build without Metal) "
              "cannot be used on the CPU.");
   }
-  problem.geometry = lowered.geometry;
-  problem.result = out;
   // An empty batch reaches the backend for a weight gradient: it writes zeros.
-  if (problem.op == ConvOp::data) {
-    problem.input = ha;
-    problem.weight = hb;
-  } else {
-    problem.input = ha;
-    problem.output = hb;
-  }
   detail::naming_allocation_failures(c.op, [&] { cpu::run_problem(problem); });
 }
 

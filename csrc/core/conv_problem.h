@@ -70,3 +70,11 @@ namespace volconv::cpu {
 // Runs a validated problem on the CPU (result non-empty, host memory).
 void run_problem(const detail::ConvProblem& problem);
 }  // namespace volconv::cpu
+
+namespace volconv::metal {
+// Runs a validated problem on Metal queue `queue` and waits for it: the
+// dispatches of csrc/metal_plan/conv_training_plan.h (conv_training.mm).
+// `op` names the user's op in messages. A build without Metal links a stub
+// that throws (the core checks availability first).
+void run_problem(const detail::ConvProblem& problem, const char* op, int queue);
+}  // namespace volconv::metal

@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "../core/backend.h"
+#include "../core/conv_problem.h"
 
 namespace volconv::metal {
 
@@ -13,6 +14,8 @@ std::string unavailable_reason() {
 int new_queue() { throw std::invalid_argument("[volconv] The GPU is not available: " + unavailable_reason() + "."); }
 
 void conv3d(const detail::ConvCall&, int) { new_queue(); }
+
+void run_problem(const detail::ConvProblem&, const char*, int) { new_queue(); }
 
 void synchronize(int) {}
 

@@ -19,6 +19,12 @@ or small_cin_stem or small_cin_2_dilation or small_cin_groups or pointwise_strid
 or gemm_m_tails or asym_pad_stride or stride_gt_kernel) or mma or thread_elements or simd_sum \
 or test_emulator_shim"
 
+# Every training kernel family (phase GEMM and depthwise, weight-gradient
+# GEMM and depthwise, the reduction over several parts), both index widths.
+TRAINING_SUBSET="parity_every_forced_plan and (t_k3s2p1op1 or t_k2s3_zero_phases or gi_depthwise_mult2 \
+or gw_groups or gw_depthwise_mult2)"
+TRAINING_SUBSET="$TRAINING_SUBSET or (test_parity and float16 and gw_many_parts)"
+
 for sanitizer in ${VOLCONV_SANITIZERS:-thread address undefined}; do
   build_dir=build/emulator-$sanitizer
   echo "=== $sanitizer sanitizer: building $build_dir"
@@ -43,5 +49,8 @@ for sanitizer in ${VOLCONV_SANITIZERS:-thread address undefined}; do
   LD_PRELOAD=$runtime VOLCONV_EMU_LIB=$build_dir/libmsl_emulator.so VOLCONV_EMU_SANITIZER=$sanitizer \
     python3 -m pytest -q -p no:cacheprovider tests/test_metal_emulated.py tests/test_emulator_shim.py \
     -k "$SUBSET" "$@"
+  echo "=== $sanitizer sanitizer: the training kernels"
+  LD_PRELOAD=$runtime VOLCONV_EMU_LIB=$build_dir/libmsl_emulator.so VOLCONV_EMU_SANITIZER=$sanitizer \
+    python3 -m pytest -q -p no:cacheprovider tests/test_metal_emulated_training.py -k "$TRAINING_SUBSET" "$@"
 done
 echo "=== sanitizers: clean"

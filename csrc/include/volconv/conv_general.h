@@ -5,7 +5,7 @@
 // into a caller-allocated output whose shape the matching *_output_shape
 // helper returns (it validates exactly as the op does), throws
 // std::invalid_argument for bad arguments before any work, and runs on the
-// CPU (the GPU kernels are not written yet: a GPU stream is refused).
+// stream's device (no stream: the CPU; a GPU stream runs the Metal kernels).
 #pragma once
 
 #include "volconv/device.h"
