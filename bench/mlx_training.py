@@ -1,0 +1,158 @@
+"""A training step (forward, backward, Adam update) of the 3D U-Net of
+examples/unet3d_mlx.py on the CPU: volconv.mlx against the same model on
+mx.conv3d / mx.conv_transpose3d (groups split and concatenated).
+
+    python bench/mlx_training.py [--sizes 16 32] [--width 16] [--batch 1] [--repeats 3]
+
+Each (model, size) runs in its own process, so the peak resident memory it
+reports is its own: "peak RSS" is the process's maximum resident set minus
+its resident set before the first step (volconv's buffers are not MLX's, so
+mx.get_peak_memory alone would miss them; it is printed too). Time: best
+step of --repeats after one warm-up step."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _maxrss_mib() -> float:
+    # ru_maxrss: KiB on Linux, bytes on macOS
+    scale = 2**20 if sys.platform == "darwin" else 2**10
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+
+
+def one(kind: str, size: int, width: int, batch: int, repeats: int) -> dict:
+    """Runs in a child process: times the step of one model at one size."""
+    sys.path.insert(0, str(ROOT / "examples"))
+    import mlx.core as mx
+    import mlx.nn as nn
+    import mlx.optimizers as optim
+    from unet3d_mlx import NATIVE_LAYERS, VOLCONV_LAYERS, UNet3D, loss_fn, synthetic_batch
+
+    mx.set_default_device(mx.cpu)
+    mx.random.seed(0)
+    model = UNet3D(width=width, layers=VOLCONV_LAYERS if kind == "volconv" else NATIVE_LAYERS)
+    if kind != "volconv":
+        model.update(UNet3D(width=width).parameters())
+    x, y = synthetic_batch(batch=batch, size=size)
+    mx.eval(model.parameters(), x, y)
+    optimizer = optim.Adam(learning_rate=1e-3)
+    value_and_grad = nn.value_and_grad(model, loss_fn)
+
+    def step():
+        loss, grads = value_and_grad(model, x, y)
+        optimizer.update(model, grads)
+        mx.eval(model.parameters(), optimizer.state, loss)
+
+    rss0 = _rss_mib()
+    mx.reset_peak_memory()
+    times = []
+    for _ in range(repeats + 1):
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+    return {
+        "ms": min(times[1:]) * 1e3,
+        "peak_rss_mib": _maxrss_mib() - rss0,
+        "mlx_peak_mib": mx.get_peak_memory() / 2**20,
+    }
+
+
+def versions() -> str:
+    import mlx.core as mx
+
+    import volconv as vc
+
+    return f"volconv {vc.__version__} ({vc.get_num_threads()} threads), mlx {mx.__version__}"
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[16, 32])
+    ap.add_argument("--width", type=int, default=16)
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--plot", default=str(ROOT / "bench" / "mlx_training.png"))
+    ap.add_argument("--one", nargs=2, metavar=("KIND", "SIZE"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        print(json.dumps(one(args.one[0], int(args.one[1]), args.width, args.batch, args.repeats)))
+        return
+
+    print(f"machine: {machine()}")
+    print(f"versions: {versions()}, Python {platform.python_version()}")
+    print(
+        f"U-Net training step (forward + backward + Adam), batch {args.batch}, width {args.width}, "
+        f"float32, CPU\n"
+    )
+    header = f"{'volume':>8} | {'volconv ms':>11} | {'MLX ms':>10} | {'speed-up':>8} | {'volconv RSS MiB':>15} | {'MLX RSS MiB':>11} | {'MLX peak (MLX buffers) MiB':>26}"
+    print(header)
+    print("-" * len(header))
+    rows = []
+    for size in args.sizes:
+        r = {}
+        for kind in ("volconv", "mlx"):
+            cmd = [sys.executable, __file__, "--one", kind, str(size), "--width", str(args.width)]
+            cmd += ["--batch", str(args.batch), "--repeats", str(args.repeats)]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            r[kind] = json.loads(out.strip().splitlines()[-1])
+        v, m = r["volconv"], r["mlx"]
+        rows.append((size, v, m))
+        print(
+            f"{size:>5}^3 | {v['ms']:>11.1f} | {m['ms']:>10.1f} | {m['ms'] / v['ms']:>7.1f}x | "
+            f"{v['peak_rss_mib']:>15.0f} | {m['peak_rss_mib']:>11.0f} | "
+            f"{v['mlx_peak_mib']:>10.0f} vs {m['mlx_peak_mib']:>10.0f}"
+        )
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("\n(matplotlib missing: no plot)")
+        return
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(10, 4))
+    labels = [f"{s}^3" for s, _, _ in rows]
+    xs = range(len(rows))
+    for ax, key, title in ((ax_t, "ms", "step time (ms, log)"), (ax_m, "peak_rss_mib", "peak RSS (MiB)")):
+        ax.bar([i - 0.2 for i in xs], [v[key] for _, v, _ in rows], 0.4, label="volconv.mlx")
+        ax.bar([i + 0.2 for i in xs], [m[key] for _, _, m in rows], 0.4, label="MLX (mx.conv3d)")
+        ax.set_xticks(list(xs), labels)
+        ax.set_title(title)
+        ax.legend()
+    ax_t.set_yscale("log")
+    fig.suptitle(f"U-Net training step, MLX CPU, batch {args.batch}, width {args.width}")
+    fig.tight_layout()
+    fig.savefig(args.plot, dpi=100)
+    print(f"\nplot: {args.plot}")
+
+
+if __name__ == "__main__":
+    main()
