@@ -8,7 +8,8 @@ Each (model, size) runs in its own process, so the peak resident memory it
 reports is its own: "peak RSS" is the process's maximum resident set minus
 its resident set before the first step (volconv's buffers are not MLX's, so
 mx.get_peak_memory alone would miss them; it is printed too). Time: best
-step of --repeats after one warm-up step."""
+step of --repeats after one warm-up step, wall clock and the process's
+CPU time (all its threads: on a shared machine the steadier of the two)."""
 
 from __future__ import annotations
 
@@ -61,13 +62,15 @@ def one(kind: str, size: int, width: int, batch: int, repeats: int) -> dict:
 
     rss0 = _rss_mib()
     mx.reset_peak_memory()
-    times = []
+    times, cpu_times = [], []
     for _ in range(repeats + 1):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         step()
         times.append(time.perf_counter() - t)
+        cpu_times.append(time.process_time() - c)
     return {
         "ms": min(times[1:]) * 1e3,
+        "cpu_ms": min(cpu_times[1:]) * 1e3,
         "peak_rss_mib": _maxrss_mib() - rss0,
         "mlx_peak_mib": mx.get_peak_memory() / 2**20,
     }
@@ -112,7 +115,10 @@ def main() -> None:
         f"U-Net training step (forward + backward + Adam), batch {args.batch}, width {args.width}, "
         f"float32, CPU\n"
     )
-    header = f"{'volume':>8} | {'volconv ms':>11} | {'MLX ms':>10} | {'speed-up':>8} | {'volconv RSS MiB':>15} | {'MLX RSS MiB':>11} | {'MLX peak (MLX buffers) MiB':>26}"
+    header = (
+        f"{'volume':>8} | {'volconv ms':>10} | {'MLX ms':>9} | {'speed-up':>8} | {'CPU-time speed-up':>17} | "
+        f"{'volconv RSS MiB':>15} | {'MLX RSS MiB':>11} | {'mx peak MiB (volconv vs MLX)':>28}"
+    )
     print(header)
     print("-" * len(header))
     rows = []
@@ -126,9 +132,9 @@ def main() -> None:
         v, m = r["volconv"], r["mlx"]
         rows.append((size, v, m))
         print(
-            f"{size:>5}^3 | {v['ms']:>11.1f} | {m['ms']:>10.1f} | {m['ms'] / v['ms']:>7.1f}x | "
-            f"{v['peak_rss_mib']:>15.0f} | {m['peak_rss_mib']:>11.0f} | "
-            f"{v['mlx_peak_mib']:>10.0f} vs {m['mlx_peak_mib']:>10.0f}"
+            f"{size:>5}^3 | {v['ms']:>10.1f} | {m['ms']:>9.1f} | {m['ms'] / v['ms']:>7.1f}x | "
+            f"{m['cpu_ms'] / v['cpu_ms']:>16.1f}x | {v['peak_rss_mib']:>15.0f} | {m['peak_rss_mib']:>11.0f} | "
+            f"{v['mlx_peak_mib']:>12.0f} vs {m['mlx_peak_mib']:>12.0f}"
         )
     try:
         import matplotlib

@@ -321,3 +321,13 @@ def test_bad_arguments_name_the_op():
         ValueError, match=r"\[conv_general\] Expected the residual to have the output's shape"
     ):
         vcm.conv_general(x, w, residual=rand(1, 2, 2, 2, 1))
+
+
+def test_gradients_come_in_each_arguments_dtype():
+    x, w = rand(1, 4, 4, 4, 2, dtype=mx.float16), rand(2, 3, 3, 3, 2)
+    b, r = rand(2, dtype=mx.bfloat16), rand(1, 4, 4, 4, 2)
+    fn = lambda x, w, b, r: vcm.conv3d(x, w, padding=1, bias=b, activation="silu", residual=r).sum()
+    grads = mx.grad(fn, argnums=(0, 1, 2, 3))(x, w, b, r)
+    assert [g.dtype for g in grads] == [mx.float16, mx.float32, mx.bfloat16, mx.float32]
+    want = mx.grad(lambda x: fn(x.astype(mx.float32), w, b, r))(x.astype(mx.float32))
+    assert_close(grads[0], want, 2e-3, "float16 d input")
