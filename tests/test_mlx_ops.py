@@ -302,7 +302,16 @@ def test_plain_volconv_warns_when_a_gradient_reaches_it():
         warnings.simplefilter("error")
         y = vc.conv3d(x, w, padding=1)  # no transform: no warning, the same values
         assert_close(y, mx.conv3d(x, w, padding=1), 2e-5, "plain forward")
-        mx.grad(lambda w: vcm.conv3d(x, w, padding=1).sum())(w)  # the differentiable op: silent
+        # the differentiable op: silent
+        mx.grad(lambda w: vcm.conv3d(x, w, padding=1, activation="silu").sum())(w)
+
+
+def test_a_second_order_gradient_warns():
+    x, w = rand(1, 4, 4, 4, 2), rand(2, 3, 3, 3, 2)
+    for op in (vcm.conv3d, vcm.conv_transpose3d, vcm.conv_general):
+        inner = mx.grad(lambda w: (op(x, w) ** 2).sum())
+        with pytest.warns(UserWarning, match=r"second-order gradient reached volconv.mlx." + op.__name__):
+            mx.grad(lambda w: inner(w).sum())(w)
 
 
 def test_bad_arguments_name_the_op():

@@ -142,9 +142,9 @@ def conv3d(
     result = to_kind(out, _core.promote_types(x.dtype, w.dtype), x.kind)
     if x.kind == "mlx":
         # MLX cannot differentiate through this call: warn if a gradient reaches it.
-        from .mlx._guard import guard
+        from .mlx._guard import PLAIN_OP, guard
 
-        return guard(result, input, weight, bias, residual)
+        return guard(result, input, weight, bias, residual, message=PLAIN_OP.format(op="conv3d"))
     return result
 
 

@@ -1,35 +1,45 @@
-"""A warning where a gradient flows through a plain volconv op on mlx
-arrays: MLX cannot see inside it, so that gradient is zero. MLX does not
-tell Python whether a transform is tracing, but an mx.custom_function's vjp
-runs exactly when a gradient reaches it: that vjp warns."""
+"""A warning where a gradient reaches a computation MLX cannot see inside (a
+plain volconv op on mlx arrays; the gradient kernels inside volconv.mlx's
+vjps, for a second-order gradient): that gradient would be zero. MLX does
+not tell Python whether a transform is tracing, but an mx.custom_function's
+vjp runs exactly when a gradient reaches it: that vjp warns."""
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import Any
 
 import mlx.core as mx
 
 
-@mx.custom_function
-def _passthrough(result: mx.array, *inputs: mx.array) -> mx.array:
-    return result
+@functools.lru_cache(maxsize=None)
+def _passthrough(message: str) -> Any:
+    @mx.custom_function
+    def passthrough(result: mx.array, *inputs: mx.array) -> mx.array:
+        return result
+
+    @passthrough.vjp
+    def warn(primals: tuple[mx.array, ...], cotangent: mx.array, output: mx.array) -> tuple[mx.array, ...]:
+        warnings.warn(message, UserWarning, stacklevel=2)
+        return tuple(mx.zeros_like(a) for a in primals)
+
+    return passthrough
 
 
-@_passthrough.vjp
-def _warn(primals: tuple[mx.array, ...], cotangent: mx.array, output: mx.array) -> tuple[mx.array, ...]:
-    warnings.warn(
-        "A gradient reached volconv.conv3d called on mlx arrays: plain volconv ops are constants "
-        "to MLX, so the gradient through them is zero. Use volconv.mlx.conv3d (differentiable under "
-        "mx.grad, mx.vjp, nn.value_and_grad).",
-        UserWarning,
-        stacklevel=2,
-    )
-    return tuple(mx.zeros_like(a) for a in primals)
+PLAIN_OP = (
+    "A gradient reached volconv.{op} called on mlx arrays: plain volconv ops are constants to MLX, so "
+    "the gradient through them is zero. Use volconv.mlx.{op} (differentiable under mx.grad, mx.vjp, "
+    "nn.value_and_grad)."
+)
+SECOND_ORDER = (
+    "A second-order gradient reached volconv.mlx.{op}: its gradient is computed outside MLX's graph, so "
+    "MLX sees it as a constant and this gradient is zero. volconv.mlx ops are differentiable once."
+)
 
 
-def guard(result: Any, *inputs: Any) -> Any:
+def guard(result: Any, *inputs: Any, message: str) -> Any:
     """`result` joined to the mlx arrays among `inputs` through a node that
-    warns when differentiated (no copy, no extra pass)."""
+    warns `message` when differentiated (no copy, no extra pass)."""
     arrays = [a for a in inputs if isinstance(a, mx.array)]
-    return _passthrough(result, *arrays) if arrays else result
+    return _passthrough(message)(result, *arrays) if arrays else result

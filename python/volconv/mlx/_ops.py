@@ -20,6 +20,7 @@ from volconv._training import (
 
 from ._epilogue import activation_grad, apply_epilogue, check_activation
 from ._general_grad import conv_general_grad_input
+from ._guard import SECOND_ORDER, guard
 from ._padding import KERNEL_PADDING_MODES, check_padding_mode, pad_explicitly
 
 
@@ -42,6 +43,13 @@ def _check_arrays(op: str, **named: Any) -> None:
 def _as(a: mx.array, like: mx.array) -> mx.array:
     """A gradient in its primal's dtype (volconv returns the promoted one)."""
     return a if a.dtype == like.dtype else a.astype(like.dtype)
+
+
+def _once(op: str, grads: tuple[mx.array, ...], *inputs: mx.array) -> tuple[mx.array, ...]:
+    """The gradients, each joined to the vjp's inputs by a node that warns if
+    a second-order gradient reaches it (it would be zero)."""
+    message = SECOND_ORDER.format(op=op)
+    return tuple(guard(g, *inputs, message=message) for g in grads)
 
 
 def _call(op: str, fn: Any, *arrays: mx.array) -> Any:
@@ -128,7 +136,7 @@ def conv3d(
             grads.append(dz.sum(axis=(0, 1, 2, 3)).astype(b.dtype))
         if r is not None:
             grads.append(_as(cotangent, r))
-        return tuple(grads)
+        return _once(op, tuple(grads), cotangent, *arrays)
 
     arrays = [a for a in (input, weight, bias, residual) if a is not None]
     return _call(op, forward, *arrays)
@@ -171,10 +179,9 @@ def conv_transpose3d(
     @forward.vjp
     def backward(arrays: tuple[mx.array, ...], cotangent: mx.array, output: mx.array) -> tuple[mx.array, ...]:
         x, w = arrays
-        return (
-            _as(_conv_transpose3d_grad_input(cotangent, w, x.shape, **kw), x),
-            _as(_conv_transpose3d_grad_weight(x, cotangent, w.shape, **kw), w),
-        )
+        dx = _as(_conv_transpose3d_grad_input(cotangent, w, x.shape, **kw), x)
+        dw = _as(_conv_transpose3d_grad_weight(x, cotangent, w.shape, **kw), w)
+        return _once(op, (dx, dw), cotangent, x, w)
 
     return apply_epilogue(_call(op, forward, input, weight), bias, activation, residual, op)
 
@@ -219,9 +226,8 @@ def conv_general(
     @forward.vjp
     def backward(arrays: tuple[mx.array, ...], cotangent: mx.array, output: mx.array) -> tuple[mx.array, ...]:
         x, w = arrays
-        return (
-            _as(conv_general_grad_input(cotangent, w, x.shape, p, stream), x),
-            _as(_conv_general_grad_weight(x, cotangent, w.shape, **kw), w),
-        )
+        dx = _as(conv_general_grad_input(cotangent, w, x.shape, p, stream), x)
+        dw = _as(_conv_general_grad_weight(x, cotangent, w.shape, **kw), w)
+        return _once(op, (dx, dw), cotangent, x, w)
 
     return apply_epilogue(_call(op, forward, input, weight), bias, activation, residual, op)
