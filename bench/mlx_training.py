@@ -76,6 +76,47 @@ def one(kind: str, size: int, width: int, batch: int, repeats: int) -> dict:
     }
 
 
+def breakdown(size: int, width: int, batch: int) -> None:
+    """CPU time of each volconv kernel call in one volconv.mlx step, summed
+    per (op, operand shapes): where the step's time goes."""
+    from collections import defaultdict
+
+    import mlx.core as mx
+
+    import volconv as vc
+    import volconv.mlx._ops as ops
+
+    spent: dict[str, float] = defaultdict(float)
+
+    def timed(module, name):
+        fn = getattr(module, name)
+
+        def call(*args, **kwargs):
+            mx.eval(*[a for a in args if isinstance(a, mx.array)])  # the operands' own graphs first
+            t = time.process_time()
+            out = fn(*args, **kwargs)
+            mx.eval(out)
+            shapes = " x ".join(str(tuple(a.shape)) for a in args[:2] if hasattr(a, "shape"))
+            spent[f"{name.lstrip('_')} {shapes}"] += time.process_time() - t
+            return out
+
+        setattr(module, name, call)
+
+    for name in ("conv3d", "conv3d_grad_input", "conv3d_grad_weight", "conv_transpose3d"):
+        timed(vc, name)
+    for name in ("_conv_transpose3d_grad_input", "_conv_transpose3d_grad_weight"):
+        timed(ops, name)
+    steps = 3
+    result = one("volconv", size, width, batch, steps - 1)  # a warm-up step and steps - 1 timed
+    per_step = {key: seconds / steps for key, seconds in spent.items()}
+    print(
+        f"one volconv.mlx step at {size}^3, width {width}: {result['cpu_ms']:.0f} ms CPU, of which volconv's "
+        f"kernels {sum(per_step.values()) * 1e3:.0f} ms:"
+    )
+    for key, seconds in sorted(per_step.items(), key=lambda kv: -kv[1])[:12]:
+        print(f"{seconds * 1e3:8.1f} ms  {key}")
+
+
 def versions() -> str:
     import mlx.core as mx
 
@@ -103,10 +144,14 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--plot", default=str(ROOT / "bench" / "mlx_training.png"))
+    ap.add_argument("--breakdown", type=int, metavar="SIZE", help="per-kernel CPU time of one volconv step")
     ap.add_argument("--one", nargs=2, metavar=("KIND", "SIZE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         print(json.dumps(one(args.one[0], int(args.one[1]), args.width, args.batch, args.repeats)))
+        return
+    if args.breakdown:
+        breakdown(args.breakdown, args.width, args.batch)
         return
 
     print(f"machine: {machine()}")
