@@ -2,9 +2,10 @@
 take and return mlx arrays and are differentiable under mx.grad, mx.vjp,
 mx.value_and_grad and nn.value_and_grad, and the layers in volconv.mlx.nn."""
 
+from ._native import route
 from ._ops import conv3d, conv_general, conv_transpose3d
 
-__all__ = ["conv3d", "conv_general", "conv_transpose3d", "nn"]
+__all__ = ["conv3d", "conv_general", "conv_transpose3d", "nn", "route"]
 
 
 def __getattr__(name: str):

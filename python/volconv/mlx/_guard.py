@@ -13,7 +13,7 @@ from typing import Any
 import mlx.core as mx
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _passthrough(message: str) -> Any:
     @mx.custom_function
     def passthrough(result: mx.array, *inputs: mx.array) -> mx.array:

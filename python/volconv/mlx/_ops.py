@@ -21,6 +21,7 @@ from volconv._training import (
 from ._epilogue import activation_grad, apply_epilogue, check_activation
 from ._general_grad import conv_general_grad_input
 from ._guard import SECOND_ORDER, guard
+from ._native import primitive
 from ._padding import KERNEL_PADDING_MODES, check_padding_mode, pad_explicitly
 
 
@@ -101,6 +102,12 @@ def conv3d(
             p = conv_params(padding, stride, dilation, groups, weight.shape[1:4], op)
             input = pad_explicitly(input, tuple(p.padding_lo), tuple(p.padding_hi), mode, op)
             kw["padding"] = 0
+    native = primitive()
+    if native is not None and stream is None and "padding_mode" not in kw:
+        # The C++ route: a lazy MLX primitive; the epilogue follows as MLX ops.
+        p = conv_params(kw["padding"], stride, dilation, groups, weight.shape[1:4], op)
+        y = native.conv3d(input, weight, p.stride, p.padding_lo, p.padding_hi, p.dilation, p.groups)
+        return apply_epilogue(y, bias, activation, residual, op)
     has_bias, has_residual = bias is not None, residual is not None
 
     def unpack(arrays: tuple[mx.array, ...]) -> tuple[Any, Any, Any, Any]:
