@@ -4,7 +4,8 @@ mx.conv3d / mx.conv_transpose3d (groups split and concatenated).
 
     python bench/mlx_training.py [--sizes 16 32] [--width 16] [--batch 1] [--repeats 3]
 
-Each (model, size) runs in its own process, so the peak resident memory it
+Where `python -m volconv.mlx.build_primitive` has built the C++ route, both
+volconv.mlx routes are timed. Each (model, size) runs in its own process, so the peak resident memory it
 reports is its own: "peak RSS" is the process's maximum resident set minus
 its resident set before the first step (volconv's buffers are not MLX's, so
 mx.get_peak_memory alone would miss them; it is printed too). Time: best
@@ -37,7 +38,7 @@ def _maxrss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
 
 
-def one(kind: str, size: int, width: int, batch: int, repeats: int) -> dict:
+def one(kind: str, size: int, width: int, batch: int, repeats: int, groups: int = 2) -> dict:
     """Runs in a child process: times the step of one model at one size."""
     sys.path.insert(0, str(ROOT / "examples"))
     import mlx.core as mx
@@ -45,11 +46,15 @@ def one(kind: str, size: int, width: int, batch: int, repeats: int) -> dict:
     import mlx.optimizers as optim
     from unet3d_mlx import NATIVE_LAYERS, VOLCONV_LAYERS, UNet3D, loss_fn, synthetic_batch
 
+    import volconv.mlx._ops as ops
+
     mx.set_default_device(mx.cpu)
     mx.random.seed(0)
-    model = UNet3D(width=width, layers=VOLCONV_LAYERS if kind == "volconv" else NATIVE_LAYERS)
-    if kind != "volconv":
-        model.update(UNet3D(width=width).parameters())
+    if kind == "python":  # the mx.custom_function route even where the primitive is built
+        ops.primitive = lambda: None
+    model = UNet3D(width=width, groups=groups, layers=NATIVE_LAYERS if kind == "mlx" else VOLCONV_LAYERS)
+    if kind == "mlx":
+        model.update(UNet3D(width=width, groups=groups).parameters())
     x, y = synthetic_batch(batch=batch, size=size)
     mx.eval(model.parameters(), x, y)
     optimizer = optim.Adam(learning_rate=1e-3)
@@ -76,7 +81,7 @@ def one(kind: str, size: int, width: int, batch: int, repeats: int) -> dict:
     }
 
 
-def breakdown(size: int, width: int, batch: int) -> None:
+def breakdown(size: int, width: int, batch: int, groups: int) -> None:
     """CPU time of each volconv kernel call in one volconv.mlx step, summed
     per (op, operand shapes): where the step's time goes."""
     from collections import defaultdict
@@ -107,7 +112,7 @@ def breakdown(size: int, width: int, batch: int) -> None:
     for name in ("_conv_transpose3d_grad_input", "_conv_transpose3d_grad_weight"):
         timed(ops, name)
     steps = 3
-    result = one("volconv", size, width, batch, steps - 1)  # a warm-up step and steps - 1 timed
+    result = one("python", size, width, batch, steps - 1, groups)  # a warm-up step and steps - 1 timed
     per_step = {key: seconds / steps for key, seconds in spent.items()}
     print(
         f"one volconv.mlx step at {size}^3, width {width}: {result['cpu_ms']:.0f} ms CPU, of which volconv's "
@@ -142,45 +147,53 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[16, 32])
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--groups", type=int, default=2, help="of the U-Net's grouped convs (the example's: 2)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--plot", default=str(ROOT / "bench" / "mlx_training.png"))
     ap.add_argument("--breakdown", type=int, metavar="SIZE", help="per-kernel CPU time of one volconv step")
     ap.add_argument("--one", nargs=2, metavar=("KIND", "SIZE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(one(args.one[0], int(args.one[1]), args.width, args.batch, args.repeats)))
+        print(
+            json.dumps(one(args.one[0], int(args.one[1]), args.width, args.batch, args.repeats, args.groups))
+        )
         return
     if args.breakdown:
-        breakdown(args.breakdown, args.width, args.batch)
+        breakdown(args.breakdown, args.width, args.batch, args.groups)
         return
 
     print(f"machine: {machine()}")
     print(f"versions: {versions()}, Python {platform.python_version()}")
     print(
         f"U-Net training step (forward + backward + Adam), batch {args.batch}, width {args.width}, "
+        f"groups {args.groups}, "
         f"float32, CPU\n"
     )
+    from volconv.mlx import route
+
+    kinds = {"python": "volconv.mlx, Python route", "mlx": "MLX (mx.conv3d)"}
+    if route() == "primitive":
+        kinds = {"primitive": "volconv.mlx, MLX primitive", **kinds}
     header = (
-        f"{'volume':>8} | {'volconv ms':>10} | {'MLX ms':>9} | {'speed-up':>8} | {'CPU-time speed-up':>17} | "
-        f"{'volconv RSS MiB':>15} | {'MLX RSS MiB':>11} | {'mx peak MiB (volconv vs MLX)':>28}"
+        f"{'volume':>7} | {'':<28} | {'step ms':>8} | {'CPU ms':>8} | {'vs MLX':>6} | {'vs MLX (CPU)':>12} | "
+        f"{'peak RSS MiB':>12} | {'mx peak MiB':>11}"
     )
     print(header)
     print("-" * len(header))
-    rows = []
+    rows: dict[str, list[dict]] = {kind: [] for kind in kinds}
     for size in args.sizes:
-        r = {}
-        for kind in ("volconv", "mlx"):
+        for kind in kinds:
             cmd = [sys.executable, __file__, "--one", kind, str(size), "--width", str(args.width)]
-            cmd += ["--batch", str(args.batch), "--repeats", str(args.repeats)]
+            cmd += ["--batch", str(args.batch), "--repeats", str(args.repeats), "--groups", str(args.groups)]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-            r[kind] = json.loads(out.strip().splitlines()[-1])
-        v, m = r["volconv"], r["mlx"]
-        rows.append((size, v, m))
-        print(
-            f"{size:>5}^3 | {v['ms']:>10.1f} | {m['ms']:>9.1f} | {m['ms'] / v['ms']:>7.1f}x | "
-            f"{m['cpu_ms'] / v['cpu_ms']:>16.1f}x | {v['peak_rss_mib']:>15.0f} | {m['peak_rss_mib']:>11.0f} | "
-            f"{v['mlx_peak_mib']:>12.0f} vs {m['mlx_peak_mib']:>12.0f}"
-        )
+            rows[kind].append(json.loads(out.strip().splitlines()[-1]))
+        m = rows["mlx"][-1]
+        for kind, label in kinds.items():
+            r = rows[kind][-1]
+            print(
+                f"{size:>4}^3 | {label:<28} | {r['ms']:>8.1f} | {r['cpu_ms']:>8.1f} | {m['ms'] / r['ms']:>5.1f}x | "
+                f"{m['cpu_ms'] / r['cpu_ms']:>11.1f}x | {r['peak_rss_mib']:>12.0f} | {r['mlx_peak_mib']:>11.0f}"
+            )
     try:
         import matplotlib
 
@@ -189,17 +202,24 @@ def main() -> None:
     except ImportError:
         print("\n(matplotlib missing: no plot)")
         return
-    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(10, 4))
-    labels = [f"{s}^3" for s, _, _ in rows]
-    xs = range(len(rows))
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4))
+    xs = range(len(args.sizes))
+    width = 0.8 / len(kinds)
     for ax, key, title in ((ax_t, "ms", "step time (ms, log)"), (ax_m, "peak_rss_mib", "peak RSS (MiB)")):
-        ax.bar([i - 0.2 for i in xs], [v[key] for _, v, _ in rows], 0.4, label="volconv.mlx")
-        ax.bar([i + 0.2 for i in xs], [m[key] for _, _, m in rows], 0.4, label="MLX (mx.conv3d)")
-        ax.set_xticks(list(xs), labels)
+        for j, (kind, label) in enumerate(kinds.items()):
+            ax.bar(
+                [i + (j - (len(kinds) - 1) / 2) * width for i in xs],
+                [r[key] for r in rows[kind]],
+                width,
+                label=label,
+            )
+        ax.set_xticks(list(xs), [f"{s}^3" for s in args.sizes])
         ax.set_title(title)
         ax.legend()
     ax_t.set_yscale("log")
-    fig.suptitle(f"U-Net training step, MLX CPU, batch {args.batch}, width {args.width}")
+    fig.suptitle(
+        f"U-Net training step, MLX CPU, batch {args.batch}, width {args.width}, groups {args.groups}"
+    )
     fig.tight_layout()
     fig.savefig(args.plot, dpi=100)
     print(f"\nplot: {args.plot}")
