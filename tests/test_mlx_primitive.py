@@ -6,13 +6,13 @@ a module built for another mlx version is not used."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 
 import pytest
 
 mx = pytest.importorskip("mlx.core")
-pytest.importorskip("nanobind")
 
 from test_mlx_ops import assert_close, grads_of, rand, split_groups  # noqa: E402
 
@@ -21,6 +21,8 @@ from volconv.mlx import _native, _ops  # noqa: E402
 
 
 def _missing() -> str | None:
+    if importlib.util.find_spec("nanobind") is None:
+        return "nanobind is not installed (pip install nanobind)"
     if shutil.which("cmake") is None:
         return "cmake is not installed"
     if not any(shutil.which(c) for c in (os.environ.get("CXX") or "c++", "g++", "clang++")):
@@ -107,3 +109,14 @@ def test_a_module_for_another_mlx_version_is_not_used(native, monkeypatch):
         assert _native.primitive() is None
     finally:
         _native.primitive.cache_clear()
+
+
+def test_an_extension_mlx_arrays_cannot_enter_is_not_used():
+    class OtherNanobindABI:  # what a module built with another nanobind ABI does with mlx arrays
+        mlx_version = mx.__version__
+
+        @staticmethod
+        def conv3d(*args):
+            raise TypeError("conv3d(): incompatible function arguments.")
+
+    assert not _native._passes_arrays(OtherNanobindABI())

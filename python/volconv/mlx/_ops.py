@@ -88,7 +88,8 @@ def conv3d(
     with respect to input, weight, bias and residual, with any groups.
 
     ``activation(conv3d(input, weight) + bias) + residual`` is fused in the
-    forward kernel (see volconv.conv3d). ``padding_mode``: "zeros",
+    forward kernel on the Python route (see volconv.conv3d); on the C++ route
+    (volconv.mlx.route() == "primitive") it follows as MLX ops. ``padding_mode``: "zeros",
     "reflect", "replicate" or "circular" (PyTorch's modes)."""
     op = "conv3d"
     _check_arrays(op, input=input, weight=weight, bias=bias, residual=residual)
