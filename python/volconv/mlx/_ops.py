@@ -16,6 +16,7 @@ from volconv._training import (
     _conv_transpose3d_grad_input,
     _conv_transpose3d_grad_weight,
     _general_params,
+    _transpose_params,
 )
 
 from ._epilogue import activation_grad, apply_epilogue, check_activation
@@ -179,6 +180,13 @@ def conv_transpose3d(
         groups=groups,
         stream=stream,
     )
+    native = primitive()
+    if native is not None and stream is None:
+        p = _transpose_params(op, stride, padding, dilation, output_padding, groups)
+        y = native.conv_transpose3d(
+            input, weight, p.stride, p.padding_lo, p.padding_hi, p.dilation, p.output_padding, p.groups
+        )
+        return apply_epilogue(y, bias, activation, residual, op)
 
     @mx.custom_function
     def forward(x: mx.array, w: mx.array) -> mx.array:

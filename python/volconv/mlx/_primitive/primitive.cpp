@@ -1,8 +1,8 @@
-// volconv's conv3d as MLX primitives: Conv3d (forward) with a vjp made of
-// Conv3dGradInput and Conv3dGradWeight, evaluated lazily on MLX's CPU stream
-// like any MLX op. Experimental: built against one mlx version (MLX's C++ ABI
-// is not stable); volconv.mlx uses it only when that version is the one
-// imported.
+// volconv's conv3d and conv_transpose3d as MLX primitives: each direction
+// (forward, input gradient, weight gradient) is one primitive evaluated
+// lazily on MLX's CPU stream like any MLX op; the forward's vjp builds the
+// two gradient primitives. Built against one mlx version (MLX's C++ ABI is
+// not stable): volconv.mlx uses it only when that version is the one imported.
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/array.h>
 #include <nanobind/stl/string.h>
@@ -15,6 +15,7 @@
 #include <mlx/primitives.h>
 #include <mlx/version.h>
 
+#include <array>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -26,12 +27,15 @@ namespace mx = mlx::core;
 
 namespace {
 
-volconv::DType dtype_of(mx::Dtype d) {
+using Int3 = std::array<int64_t, 3>;
+
+volconv::DType dtype_of(mx::Dtype d, const char* op) {
   if (d == mx::float32) return volconv::DType::float32;
   if (d == mx::float16) return volconv::DType::float16;
   if (d == mx::bfloat16) return volconv::DType::bfloat16;
   if (d == mx::float64) return volconv::DType::float64;
-  throw std::invalid_argument("[conv3d] Expected a floating-point array (float16, bfloat16, float32, float64).");
+  throw std::invalid_argument(std::string("[") + op +
+                              "] Expected floating-point arrays (float16, bfloat16, float32 or float64).");
 }
 
 mx::Dtype mlx_dtype(volconv::DType d) {
@@ -56,136 +60,126 @@ mx::Shape mlx_shape(const volconv::Shape5& s) {
 volconv::ConstTensorView view(const mx::array& a) {
   volconv::ConstTensorView v;
   v.data = a.data<char>();
-  v.dtype = dtype_of(a.dtype());
+  v.dtype = dtype_of(a.dtype(), "conv3d");
   v.shape = shape5(a.shape());
   for (int i = 0; i < 5; ++i) v.strides[i] = a.strides()[i];
   return v;
 }
 
-volconv::TensorView out_view(mx::array& out) {
-  out.set_data(mx::allocator::malloc(out.nbytes()));
-  volconv::TensorView v = volconv::TensorView::contiguous(out.data<char>(), dtype_of(out.dtype()),
-                                                           shape5(out.shape()));
-  return v;
+mx::Dtype promoted(const mx::array& a, const mx::array& b, const char* op) {
+  return mlx_dtype(volconv::promote_types(dtype_of(a.dtype(), op), dtype_of(b.dtype(), op)));
 }
 
 const volconv::Stream kCpu{};  // volconv's CPU stream: runs inside MLX's CPU task
 
-bool same_params(const volconv::ConvParams& a, const volconv::ConvParams& b) {
-  return a.stride == b.stride && a.padding_lo == b.padding_lo && a.padding_hi == b.padding_hi &&
-         a.dilation == b.dilation && a.groups == b.groups;
-}
+enum class Direction { forward = 0, grad_input = 1, grad_weight = 2 };
 
-mx::array grad_input(const mx::array& g, const mx::array& w, const mx::Shape& x_shape,
-                     const volconv::ConvParams& p, mx::Stream s);
-mx::array grad_weight(const mx::array& x, const mx::array& g, const mx::Shape& w_shape,
-                      const volconv::ConvParams& p, mx::Stream s);
+// What differs between conv3d and conv_transpose3d: the params and the three kernels.
+struct Conv {
+  using Params = volconv::ConvParams;
+  static constexpr const char* names[3] = {"VolconvConv3d", "VolconvConv3dGradInput",
+                                           "VolconvConv3dGradWeight"};
+  static void run(Direction d, const volconv::ConstTensorView& a, const volconv::ConstTensorView& b,
+                  const volconv::TensorView& o, const Params& p) {
+    if (d == Direction::forward) volconv::conv3d(a, b, o, p, kCpu);
+    if (d == Direction::grad_input) volconv::conv3d_grad_input(a, b, o, p, kCpu);
+    if (d == Direction::grad_weight) volconv::conv3d_grad_weight(a, b, o, p, kCpu);
+  }
+  static bool same(const Params& a, const Params& b) {
+    return a.stride == b.stride && a.padding_lo == b.padding_lo && a.padding_hi == b.padding_hi &&
+           a.dilation == b.dilation && a.groups == b.groups;
+  }
+};
 
-class Conv3d : public mx::UnaryPrimitive {
+struct ConvTranspose {
+  using Params = volconv::ConvTransposeParams;
+  static constexpr const char* names[3] = {"VolconvConvTranspose3d", "VolconvConvTranspose3dGradInput",
+                                           "VolconvConvTranspose3dGradWeight"};
+  static void run(Direction d, const volconv::ConstTensorView& a, const volconv::ConstTensorView& b,
+                  const volconv::TensorView& o, const Params& p) {
+    if (d == Direction::forward) volconv::conv_transpose3d(a, b, o, p, kCpu);
+    if (d == Direction::grad_input) volconv::conv_transpose3d_grad_input(a, b, o, p, kCpu);
+    if (d == Direction::grad_weight) volconv::conv_transpose3d_grad_weight(a, b, o, p, kCpu);
+  }
+  static bool same(const Params& a, const Params& b) {
+    return a.stride == b.stride && a.padding_lo == b.padding_lo && a.padding_hi == b.padding_hi &&
+           a.dilation == b.dilation && a.output_padding == b.output_padding && a.groups == b.groups;
+  }
+};
+
+// One direction of one op. Inputs: (input, weight) forward, (grad_output,
+// weight) for the input gradient, (input, grad_output) for the weight's.
+template <class Op>
+class Kernel : public mx::UnaryPrimitive {
  public:
-  Conv3d(mx::Stream s, volconv::ConvParams p) : mx::UnaryPrimitive(s), p_(p) {}
+  Kernel(mx::Stream s, Direction d, typename Op::Params p) : mx::UnaryPrimitive(s), d_(d), p_(p) {}
+
   void eval_cpu(const std::vector<mx::array>& in, mx::array& out) override {
-    auto x = view(in[0]), w = view(in[1]);
-    auto o = out_view(out);
-    mx::cpu::get_command_encoder(stream()).dispatch(
-        [x, w, o, p = p_]() { volconv::conv3d(x, w, o, p, kCpu); });
+    auto a = view(in[0]), b = view(in[1]);
+    out.set_data(mx::allocator::malloc(out.nbytes()));
+    auto o = volconv::TensorView::contiguous(out.data<char>(), dtype_of(out.dtype(), name()),
+                                             shape5(out.shape()));
+    // MLX keeps the inputs' and output's buffers alive until its CPU stream has run this task.
+    mx::cpu::get_command_encoder(stream()).dispatch([a, b, o, d = d_, p = p_]() { Op::run(d, a, b, o, p); });
   }
   void eval_gpu(const std::vector<mx::array>&, mx::array&) override {
-    throw std::runtime_error("[conv3d] volconv's MLX primitive runs on the CPU stream only.");
+    throw std::runtime_error(std::string("[") + name() + "] volconv's MLX primitives run on the CPU stream only.");
   }
   std::vector<mx::array> vjp(const std::vector<mx::array>& primals, const std::vector<mx::array>& cot,
                              const std::vector<int>& argnums, const std::vector<mx::array>&) override {
+    if (d_ != Direction::forward) {
+      throw std::runtime_error(std::string("[") + name() + "] volconv's gradients are differentiable once.");
+    }
+    const mx::array &x = primals[0], &w = primals[1], &g = cot[0];
     std::vector<mx::array> grads;
-    for (int a : argnums) {
-      if (a == 0) {
-        grads.push_back(mx::astype(grad_input(cot[0], primals[1], primals[0].shape(), p_, stream()),
-                                   primals[0].dtype(), stream()));
-      } else {
-        grads.push_back(mx::astype(grad_weight(primals[0], cot[0], primals[1].shape(), p_, stream()),
-                                   primals[1].dtype(), stream()));
-      }
+    for (int i : argnums) {
+      mx::array grad = i == 0 ? make(Direction::grad_input, g, w, x.shape()) : make(Direction::grad_weight, x, g, w.shape());
+      grads.push_back(mx::astype(grad, primals[i].dtype(), stream()));
     }
     return grads;
   }
-  const char* name() const override { return "VolconvConv3d"; }
+  const char* name() const override { return Op::names[int(d_)]; }
   bool is_equivalent(const mx::Primitive& other) const override {
-    return same_params(p_, static_cast<const Conv3d&>(other).p_);
+    auto& o = static_cast<const Kernel<Op>&>(other);
+    return d_ == o.d_ && Op::same(p_, o.p_);
+  }
+
+  mx::array make(Direction d, const mx::array& a, const mx::array& b, const mx::Shape& shape) {
+    return mx::array(shape, promoted(a, b, Op::names[int(d)]), std::make_shared<Kernel<Op>>(stream(), d, p_),
+                     {a, b});
   }
 
  private:
-  volconv::ConvParams p_;
+  Direction d_;
+  typename Op::Params p_;
 };
 
-class Conv3dGradInput : public mx::UnaryPrimitive {
- public:
-  Conv3dGradInput(mx::Stream s, volconv::ConvParams p) : mx::UnaryPrimitive(s), p_(p) {}
-  void eval_cpu(const std::vector<mx::array>& in, mx::array& out) override {
-    auto g = view(in[0]), w = view(in[1]);
-    auto o = out_view(out);
-    mx::cpu::get_command_encoder(stream()).dispatch(
-        [g, w, o, p = p_]() { volconv::conv3d_grad_input(g, w, o, p, kCpu); });
-  }
-  void eval_gpu(const std::vector<mx::array>&, mx::array&) override {
-    throw std::runtime_error("[conv3d_grad_input] volconv's MLX primitive runs on the CPU stream only.");
-  }
-  const char* name() const override { return "VolconvConv3dGradInput"; }
-  bool is_equivalent(const mx::Primitive& other) const override {
-    return same_params(p_, static_cast<const Conv3dGradInput&>(other).p_);
-  }
+mx::Stream cpu_stream() { return mx::default_stream(mx::Device::cpu); }
 
- private:
-  volconv::ConvParams p_;
-};
-
-class Conv3dGradWeight : public mx::UnaryPrimitive {
- public:
-  Conv3dGradWeight(mx::Stream s, volconv::ConvParams p) : mx::UnaryPrimitive(s), p_(p) {}
-  void eval_cpu(const std::vector<mx::array>& in, mx::array& out) override {
-    auto x = view(in[0]), g = view(in[1]);
-    auto o = out_view(out);
-    mx::cpu::get_command_encoder(stream()).dispatch(
-        [x, g, o, p = p_]() { volconv::conv3d_grad_weight(x, g, o, p, kCpu); });
-  }
-  void eval_gpu(const std::vector<mx::array>&, mx::array&) override {
-    throw std::runtime_error("[conv3d_grad_weight] volconv's MLX primitive runs on the CPU stream only.");
-  }
-  const char* name() const override { return "VolconvConv3dGradWeight"; }
-  bool is_equivalent(const mx::Primitive& other) const override {
-    return same_params(p_, static_cast<const Conv3dGradWeight&>(other).p_);
-  }
-
- private:
-  volconv::ConvParams p_;
-};
-
-mx::Dtype promoted(const mx::array& a, const mx::array& b) {
-  return mlx_dtype(volconv::promote_types(dtype_of(a.dtype()), dtype_of(b.dtype())));
-}
-
-mx::array grad_input(const mx::array& g, const mx::array& w, const mx::Shape& x_shape,
-                     const volconv::ConvParams& p, mx::Stream s) {
-  volconv::conv3d_grad_input_output_shape(shape5(g.shape()), shape5(w.shape()), shape5(x_shape), p);
-  return mx::array(x_shape, promoted(g, w), std::make_shared<Conv3dGradInput>(s, p), {g, w});
-}
-
-mx::array grad_weight(const mx::array& x, const mx::array& g, const mx::Shape& w_shape,
-                      const volconv::ConvParams& p, mx::Stream s) {
-  volconv::conv3d_grad_weight_output_shape(shape5(x.shape()), shape5(g.shape()), shape5(w_shape), p);
-  return mx::array(w_shape, promoted(x, g), std::make_shared<Conv3dGradWeight>(s, p), {x, g});
-}
-
-mx::array conv3d(const mx::array& x, const mx::array& w, std::array<int64_t, 3> stride,
-                 std::array<int64_t, 3> pad_lo, std::array<int64_t, 3> pad_hi,
-                 std::array<int64_t, 3> dilation, int64_t groups) {
+mx::array conv3d(const mx::array& x, const mx::array& w, Int3 stride, Int3 pad_lo, Int3 pad_hi, Int3 dilation,
+                 int64_t groups) {
   volconv::ConvParams p;
   p.stride = stride;
   p.padding_lo = pad_lo;
   p.padding_hi = pad_hi;
   p.dilation = dilation;
   p.groups = groups;
-  auto out_shape = volconv::conv3d_output_shape(shape5(x.shape()), shape5(w.shape()), p);
-  mx::Stream s = mx::default_stream(mx::Device::cpu);
-  return mx::array(mlx_shape(out_shape), promoted(x, w), std::make_shared<Conv3d>(s, p), {x, w});
+  auto shape = volconv::conv3d_output_shape(shape5(x.shape()), shape5(w.shape()), p);  // validates
+  return Kernel<Conv>(cpu_stream(), Direction::forward, p).make(Direction::forward, x, w, mlx_shape(shape));
+}
+
+mx::array conv_transpose3d(const mx::array& x, const mx::array& w, Int3 stride, Int3 pad_lo, Int3 pad_hi,
+                           Int3 dilation, Int3 output_padding, int64_t groups) {
+  volconv::ConvTransposeParams p;
+  p.stride = stride;
+  p.padding_lo = pad_lo;
+  p.padding_hi = pad_hi;
+  p.dilation = dilation;
+  p.output_padding = output_padding;
+  p.groups = groups;
+  auto shape = volconv::conv_transpose3d_output_shape(shape5(x.shape()), shape5(w.shape()), p);  // validates
+  return Kernel<ConvTranspose>(cpu_stream(), Direction::forward, p)
+      .make(Direction::forward, x, w, mlx_shape(shape));
 }
 
 }  // namespace
@@ -194,4 +188,7 @@ NB_MODULE(_volconv_mlx_primitive, m) {
   m.attr("mlx_version") = std::string(mx::version());
   m.def("conv3d", &conv3d, nb::arg("input"), nb::arg("weight"), nb::arg("stride"), nb::arg("padding_lo"),
         nb::arg("padding_hi"), nb::arg("dilation"), nb::arg("groups"));
+  m.def("conv_transpose3d", &conv_transpose3d, nb::arg("input"), nb::arg("weight"), nb::arg("stride"),
+        nb::arg("padding_lo"), nb::arg("padding_hi"), nb::arg("dilation"), nb::arg("output_padding"),
+        nb::arg("groups"));
 }
