@@ -135,6 +135,13 @@ def test_primitive_keeps_float64_and_refuses_bad_shapes(on):
         vcm.conv3d(x, rand(2, 3, 3, 3, 3))
 
 
+def test_a_second_order_gradient_raises(on):
+    x, w = rand(1, 4, 4, 4, 2), rand(2, 3, 3, 3, 2)
+    inner = mx.grad(lambda w: (vcm.conv3d(x, w, padding=1) ** 2).sum())
+    with pytest.raises(RuntimeError, match=r"differentiable once"):
+        mx.eval(mx.grad(lambda w: inner(w).sum())(w))
+
+
 def test_a_module_for_another_mlx_version_is_not_used(native, monkeypatch):
     built = _native.cache_dir() / os.path.basename(native.__file__)
     monkeypatch.setattr(mx, "__version__", "0.0.0")  # another mlx: another folder, nothing in it
