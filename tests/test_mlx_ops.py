@@ -218,7 +218,7 @@ def test_padding_modes_match_torch(mode):
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
     x, w = rand(2, 5, 4, 6, 3), rand(6, 3, 2, 3, 1)
-    padding, groups = ((2, 1, 2), (1, 0, 1)), 3
+    padding, groups = ((2, 1, 2), (1, 3, 1)), 3  # H: 4, padded 3 high (reflect's largest)
     y = vcm.conv3d(x, w, 1, padding, 1, groups, padding_mode=mode)
     cot = rand(*y.shape)
     got = grads_of(lambda a, b: vcm.conv3d(a, b, 1, padding, 1, groups, padding_mode=mode), (x, w), cot)
@@ -331,7 +331,9 @@ def test_bad_arguments_name_the_op():
         vcm.conv3d(x, w, activation="tanh")
     with pytest.raises(ValueError, match=r"\[conv3d\] Expected padding_mode"):
         vcm.conv3d(x, w, padding_mode="mirror")
-    with pytest.raises(ValueError, match=r"\[conv3d\] Expected padding below the input size"):
+    with pytest.raises(
+        ValueError, match=r"\[conv3d\] Expected padding of at most 3 for padding_mode='reflect'"
+    ):
         vcm.conv3d(x, w, padding=4, padding_mode="reflect")
     with pytest.raises(
         ValueError, match=r"\[conv_general\] Expected the residual to have the output's shape"

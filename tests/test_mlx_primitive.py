@@ -135,6 +135,20 @@ def test_primitive_keeps_float64_and_refuses_bad_shapes(on):
         vcm.conv3d(x, rand(2, 3, 3, 3, 3))
 
 
+def test_the_primitive_follows_volconvs_thread_count(on, native):
+    import volconv as vc
+
+    before = vc.get_num_threads()
+    try:
+        vc.set_num_threads(1)
+        vcm.conv3d(rand(1, 3, 3, 3, 1), rand(1, 1, 1, 1, 1))
+        assert native.get_num_threads() == 1
+    finally:
+        vc.set_num_threads(before)
+        vcm.conv3d(rand(1, 3, 3, 3, 1), rand(1, 1, 1, 1, 1))
+    assert native.get_num_threads() == vc.get_num_threads()
+
+
 def test_a_second_order_gradient_raises(on):
     x, w = rand(1, 4, 4, 4, 2), rand(2, 3, 3, 3, 2)
     inner = mx.grad(lambda w: (vcm.conv3d(x, w, padding=1) ** 2).sum())

@@ -54,6 +54,16 @@ def _once(op: str, grads: tuple[mx.array, ...], *inputs: mx.array) -> tuple[mx.a
     return tuple(guard(g, *inputs, message=message) for g in grads)
 
 
+def _native() -> Any:
+    """The C++ route's module, or None; its own copy of volconv's CPU backend
+    gets volconv's thread count (set only on a change: setting it waits for
+    running kernels)."""
+    native = primitive()
+    if native is not None and native.get_num_threads() != vc.get_num_threads():
+        native.set_num_threads(vc.get_num_threads())
+    return native
+
+
 def _call(op: str, fn: Any, *arrays: mx.array) -> Any:
     try:
         # volconv reads the operands' memory: they are evaluated here, where
@@ -104,7 +114,7 @@ def conv3d(
             p = conv_params(padding, stride, dilation, groups, weight.shape[1:4], op)
             input = pad_explicitly(input, tuple(p.padding_lo), tuple(p.padding_hi), mode, op)
             kw["padding"] = 0
-    native = primitive()
+    native = _native()
     if native is not None and stream is None and "padding_mode" not in kw:
         # The C++ route: a lazy MLX primitive; the epilogue follows as MLX ops.
         p = conv_params(kw["padding"], stride, dilation, groups, weight.shape[1:4], op)
@@ -180,7 +190,7 @@ def conv_transpose3d(
         groups=groups,
         stream=stream,
     )
-    native = primitive()
+    native = _native()
     if native is not None and stream is None:
         p = _transpose_params(op, stride, padding, dilation, output_padding, groups)
         y = native.conv_transpose3d(

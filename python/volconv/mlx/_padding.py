@@ -35,8 +35,8 @@ def pad_explicitly(x: mx.array, lo: tuple[int, ...], hi: tuple[int, ...], mode: 
         limit = size - 1 if mode == "reflect" else size
         if mode != "replicate" and max(a, b) > limit:
             raise ValueError(
-                f"[{op}] Expected padding below the input size for padding_mode={mode!r} (at most {limit} "
-                f"for spatial dimension {axis - 1} of size {size}) but got padding ({a}, {b})."
+                f"[{op}] Expected padding of at most {limit} for padding_mode={mode!r} (spatial dimension "
+                f"{axis - 1} has size {size}) but got padding ({a}, {b})."
             )
         if a == 0 and b == 0:
             continue

@@ -186,6 +186,10 @@ mx::array conv_transpose3d(const mx::array& x, const mx::array& w, Int3 stride, 
 
 NB_MODULE(_volconv_mlx_primitive, m) {
   m.attr("mlx_version") = std::string(mx::version());
+  // This module holds its own copy of volconv's CPU backend (libvolconv is
+  // static): volconv.mlx keeps its thread count equal to volconv's.
+  m.def("set_num_threads", &volconv::cpu::set_num_threads);
+  m.def("get_num_threads", &volconv::cpu::get_num_threads);
   m.def("conv3d", &conv3d, nb::arg("input"), nb::arg("weight"), nb::arg("stride"), nb::arg("padding_lo"),
         nb::arg("padding_hi"), nb::arg("dilation"), nb::arg("groups"));
   m.def("conv_transpose3d", &conv_transpose3d, nb::arg("input"), nb::arg("weight"), nb::arg("stride"),
