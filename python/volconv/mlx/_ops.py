@@ -1,7 +1,8 @@
-"""volconv's convolutions as differentiable MLX functions: each call wraps
-the volconv op in an mx.custom_function whose vjp calls volconv's gradient
-kernels (the Python route: MLX evaluates the operands when volconv reads
-them)."""
+"""volconv's convolutions as differentiable MLX functions. The Python route:
+each call wraps the volconv op in an mx.custom_function whose vjp calls
+volconv's gradient kernels (MLX evaluates the operands when volconv reads
+them). Where the C++ route is built (_native.py), conv3d and
+conv_transpose3d become lazy MLX primitives instead."""
 
 from __future__ import annotations
 
