@@ -1,6 +1,7 @@
 """Every Python example in README.md runs as written (in order, sharing one
 namespace, as a reader pasting them into one session would)."""
 
+import importlib.util
 import re
 import subprocess
 import sys
@@ -15,6 +16,8 @@ def test_readme_python_examples_run():
     assert blocks, "README has no Python examples"
     namespace: dict = {}
     for block in blocks:
+        if "import mlx" in block and importlib.util.find_spec("mlx") is None:
+            continue  # "From MLX" needs mlx, which not every test environment has (cibuildwheel on Linux)
         exec(compile(block, "README.md", "exec"), namespace)
 
 

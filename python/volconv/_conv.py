@@ -139,7 +139,13 @@ def conv3d(
         if hint:
             raise ValueError(f"{e} {hint}") from None
         raise
-    return to_kind(out, _core.promote_types(x.dtype, w.dtype), x.kind)
+    result = to_kind(out, _core.promote_types(x.dtype, w.dtype), x.kind)
+    if x.kind == "mlx":
+        # MLX cannot differentiate through this call: warn if a gradient reaches it.
+        from .mlx._guard import PLAIN_OP, guard
+
+        return guard(result, input, weight, bias, residual, message=PLAIN_OP.format(op="conv3d"))
+    return result
 
 
 _ACTIVATIONS = {
