@@ -1,4 +1,6 @@
-// The pool behind parallel_for. Each worker sleeps on its own condition
+// The pool behind parallel_for, and the choice of where a call's chunks run:
+// on the OpenMP team of a runtime already in the process when there is one
+// (openmp_runtime.h says why), else on our own workers. Each worker sleeps on its own condition
 // variable, so a call wakes only the workers it uses; worker i runs chunk
 // i + 1. Lowering the thread count ends the surplus workers. The pool object
 // is never destroyed (threads blocked at exit are harmless); a fork() child,
@@ -27,6 +29,7 @@
 #include <sched.h>
 #endif
 
+#include "openmp_runtime.h"
 #include "platform.h"
 #include "volconv/cpu.h"
 
@@ -51,6 +54,7 @@ void note_once(std::atomic<bool>& said, const std::string& message) {
 }
 
 std::atomic<bool> g_said_env{false}, g_said_cap{false}, g_said_spawn{false};
+std::atomic<const char*> g_last_route{"none"};
 
 // VOLCONV_NUM_THREADS: a whole decimal number >= 1 and nothing else, else
 // ignored (with a note); above the cap, clamped.
@@ -102,6 +106,12 @@ class Pool {
     if (chunks <= 1 || !call.owns_lock()) {
       fn(0, n);  // same results: the split never changes what each output sums
       fence_streaming_stores();
+      g_last_route.store("caller");
+      return;
+    }
+    if (const openmp::Runtime* omp = openmp::usable_runtime()) {
+      run_on_openmp(*omp, n, chunks, fn);
+      g_last_route.store("openmp");
       return;
     }
     chunks = std::min(chunks, grow(chunks - 1) + 1);
@@ -126,6 +136,7 @@ class Pool {
     std::unique_lock<std::mutex> lock(mutex_);
     done_.wait(lock, [&] { return pending_ == 0; });
     fn_ = nullptr;
+    g_last_route.store("pool");
     if (mine) std::rethrow_exception(mine);
     if (error_) std::rethrow_exception(error_);
   }
@@ -139,6 +150,23 @@ class Pool {
   };
 
   std::int64_t chunk_end(int i) const { return n_ * (i + 1) / chunks_; }
+
+  // The same chunks as on the pool; the first failing chunk's exception
+  // (by index) is rethrown once the team is done.
+  static void run_on_openmp(const openmp::Runtime& omp, std::int64_t n, int chunks,
+                            const std::function<void(std::int64_t, std::int64_t)>& fn) {
+    std::vector<std::exception_ptr> errors(static_cast<std::size_t>(chunks));
+    openmp::run_chunks(omp, chunks, [&](int i) {
+      try {
+        fn(n * i / chunks, n * (i + 1) / chunks);
+      } catch (...) {
+        errors[std::size_t(i)] = std::current_exception();
+      }
+      fence_streaming_stores();
+    });
+    for (const std::exception_ptr& e : errors)
+      if (e) std::rethrow_exception(e);
+  }
 
   // Starts workers up to `count` (call_mutex_ held); returns how many exist.
   // When the system refuses a thread, the call runs on those that started.
@@ -264,5 +292,9 @@ void set_num_threads(int n) {
 }
 
 int get_num_threads() { return pool().threads(); }
+
+namespace testing {
+std::string last_parallel_route() { return g_last_route.load(); }
+}  // namespace testing
 
 }  // namespace volconv::cpu

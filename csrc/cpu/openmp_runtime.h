@@ -1,0 +1,41 @@
+// The OpenMP runtime another library already loaded into this process
+// (PyTorch's libgomp, Intel's libiomp5, LLVM's libomp), found the way
+// threadpoolctl finds it: by walking the loaded objects. Right after a torch
+// op its workers are still spinning on every core; running our parallel
+// regions on that same team takes the cores without a fight, and leaves the
+// workers warm for torch's next op. volconv never loads a runtime itself.
+#pragma once
+
+#include <functional>
+#include <string>
+
+namespace volconv::cpu::openmp {
+
+// The entry points every such runtime exports (the GNU ABI: libiomp5 and
+// libomp carry it too).
+struct Runtime {
+  std::string path;
+  void (*parallel)(void (*fn)(void*), void* data, unsigned num_threads, unsigned flags);  // GOMP_parallel
+  int (*thread_num)();
+  int (*num_threads)();
+  int (*in_parallel)();
+};
+
+// The runtime parallel regions may run on now, or nullptr: none is loaded,
+// the caller is already inside one of its parallel regions, or this process
+// is a fork() child of the one that found it (an inherited libgomp team
+// hangs the child's next region: GCC bug 60035). Cheap when nothing new was
+// loaded since the last look.
+const Runtime* usable_runtime();
+
+// Runs body(i) for every i in [0, chunks) on a team of `chunks` threads (the
+// caller is one); a thread runs chunk t, t + team, ... should the runtime
+// give fewer. body must not throw. Returns when all are done.
+void run_chunks(const Runtime& rt, int chunks, const std::function<void(int)>& body);
+
+namespace testing {
+// false: parallel_for never uses an OpenMP runtime (to compare the routes).
+void allow(bool allowed);
+}  // namespace testing
+
+}  // namespace volconv::cpu::openmp
