@@ -250,6 +250,13 @@ def parse_args(argv=None):
         default=0.03,
         help="isolated mode: seconds of busy waiting before each timed call",
     )
+    ap.add_argument(
+        "--route",
+        choices=["auto", "pool"],
+        default="auto",
+        help="volconv's threads: auto (the OpenMP team torch loaded, else its pool) or pool (always its own, "
+        "to compare)",
+    )
     ap.add_argument("--plot", default=str(DEFAULT_PLOT), help=f"where the PNG goes (default {DEFAULT_PLOT})")
     ap.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)  # one mode, in this process
     ap.add_argument("--json", help=argparse.SUPPRESS)  # where a worker writes its rows
@@ -276,7 +283,7 @@ def main():
     bf16 = f"bf16 (vdpbf16ps) {peak16:.0f} GFLOP/s" if peak16 else "bf16: none (bf16 rows use the fp32 peak)"
     print(f"measured FMA peak (best of the probes between shapes): fp32 {peak32:.0f} GFLOP/s, {bf16}")
     for mode, res in results.items():
-        print(f"\n== {mode}: {MODE_LINES[mode]}")
+        print(f"\n== {mode}: {MODE_LINES[mode]}; volconv's threads: {res['route']}")
         print_table(res["rows"], peak32, peak16 or peak32)
         summarize(res["rows"])
     if len(results) == 2:
@@ -323,6 +330,7 @@ def run_worker(args, jobs):
     if args.worker == "after-torch":
         jobs = [(k, d) for k, d in jobs if d == "float32"]
     volconv.set_num_threads(args.threads)
+    _core._cpu_allow_openmp(args.route == "auto")
     peak = PeakProbe()
     peak.measure()
     print(f"[{args.worker}] {len(jobs)} runs ...", file=sys.stderr, flush=True)
@@ -344,6 +352,7 @@ def run_worker(args, jobs):
                 peak16=peak.bf16,
                 machine=machine(),
                 versions=versions(want_mlx),
+                route=_core._cpu_parallel_route(),
             ),
             f,
         )

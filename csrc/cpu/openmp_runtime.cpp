@@ -2,6 +2,7 @@
 // (Linux) only: elsewhere nothing is found and parallel_for keeps its pool.
 #include "openmp_runtime.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <mutex>
@@ -70,12 +71,13 @@ std::string find_loaded_runtime() {
 const Runtime* resolve(const std::string& path) {
   void* handle = dlopen(path.c_str(), RTLD_LAZY | RTLD_NOLOAD);
   if (handle == nullptr) return nullptr;
-  auto* rt = new Runtime{path, nullptr, nullptr, nullptr, nullptr};
+  auto* rt = new Runtime{path, nullptr, nullptr, nullptr, nullptr, nullptr};
   rt->parallel = reinterpret_cast<decltype(rt->parallel)>(dlsym(handle, "GOMP_parallel"));
   rt->thread_num = reinterpret_cast<int (*)()>(dlsym(handle, "omp_get_thread_num"));
   rt->num_threads = reinterpret_cast<int (*)()>(dlsym(handle, "omp_get_num_threads"));
   rt->in_parallel = reinterpret_cast<int (*)()>(dlsym(handle, "omp_in_parallel"));
-  if (rt->parallel && rt->thread_num && rt->num_threads && rt->in_parallel) return rt;
+  rt->max_threads = reinterpret_cast<int (*)()>(dlsym(handle, "omp_get_max_threads"));
+  if (rt->parallel && rt->thread_num && rt->num_threads && rt->in_parallel && rt->max_threads) return rt;
   delete rt;
   dlclose(handle);
   return nullptr;
@@ -130,7 +132,7 @@ const Runtime* usable_runtime() {
 
 void run_chunks(const Runtime& rt, int chunks, const std::function<void(int)>& body) {
   Job job{&rt, chunks, &body};
-  rt.parallel(team_member, &job, unsigned(chunks), 0);
+  rt.parallel(team_member, &job, unsigned(std::max(chunks, rt.max_threads())), 0);
 }
 
 namespace testing {

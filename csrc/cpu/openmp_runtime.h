@@ -19,6 +19,7 @@ struct Runtime {
   int (*thread_num)();
   int (*num_threads)();
   int (*in_parallel)();
+  int (*max_threads)();  // the team size the calling thread's next region gets (torch's setting)
 };
 
 // The runtime parallel regions may run on now, or nullptr: none is loaded,
@@ -28,9 +29,11 @@ struct Runtime {
 // loaded since the last look.
 const Runtime* usable_runtime();
 
-// Runs body(i) for every i in [0, chunks) on a team of `chunks` threads (the
-// caller is one); a thread runs chunk t, t + team, ... should the runtime
-// give fewer. body must not throw. Returns when all are done.
+// Runs body(i) for every i in [0, chunks) on a team (the caller is thread 0
+// and runs chunk 0); thread t runs chunks t, t + team, ... body must not
+// throw. Returns when all are done. The team is at least as large as the
+// runtime's own regions (omp_get_max_threads): GNU libgomp ends the threads a
+// smaller team leaves out, and the host's next op would start them again.
 void run_chunks(const Runtime& rt, int chunks, const std::function<void(int)>& body);
 
 namespace testing {
