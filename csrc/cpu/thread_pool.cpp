@@ -20,6 +20,7 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -87,6 +88,18 @@ void fence_streaming_stores() {
 #endif
 }
 
+// set_parallel_executor's; kept with the pid that set it, since a fork()
+// child has none of the host's threads. Leaked, like the pool (a daemon
+// thread may still read it at exit).
+std::mutex* g_executor_mutex = new std::mutex;
+auto* g_executor = new std::shared_ptr<const ParallelExecutor>;
+pid_t g_executor_pid = 0;
+
+std::shared_ptr<const ParallelExecutor> executor_for_this_process() {
+  std::lock_guard<std::mutex> lock(*g_executor_mutex);
+  return g_executor_pid == getpid() ? *g_executor : nullptr;
+}
+
 class Pool {
  public:
   explicit Pool(int threads) : threads_(threads) {}
@@ -109,8 +122,14 @@ class Pool {
       g_last_route.store("caller");
       return;
     }
+    if (const std::shared_ptr<const ParallelExecutor> executor = executor_for_this_process()) {
+      run_through(*executor, n, chunks, fn);
+      g_last_route.store("executor");
+      return;
+    }
     if (const openmp::Runtime* omp = openmp::usable_runtime()) {
-      run_on_openmp(*omp, n, chunks, fn);
+      run_through([omp](int c, const std::function<void(int)>& body) { openmp::run_chunks(*omp, c, body); }, n,
+                  chunks, fn);
       g_last_route.store("openmp");
       return;
     }
@@ -151,21 +170,27 @@ class Pool {
 
   std::int64_t chunk_end(int i) const { return n_ * (i + 1) / chunks_; }
 
-  // The same chunks as on the pool; the first failing chunk's exception
-  // (by index) is rethrown once the team is done.
-  static void run_on_openmp(const openmp::Runtime& omp, std::int64_t n, int chunks,
-                            const std::function<void(std::int64_t, std::int64_t)>& fn) {
+  // The same chunks as on the pool, run by `launch` (an executor or the
+  // OpenMP team); the first failing chunk's exception (by index) is rethrown
+  // once all are done.
+  static void run_through(const ParallelExecutor& launch, std::int64_t n, int chunks,
+                          const std::function<void(std::int64_t, std::int64_t)>& fn) {
     std::vector<std::exception_ptr> errors(static_cast<std::size_t>(chunks));
-    openmp::run_chunks(omp, chunks, [&](int i) {
+    std::atomic<int> ran{0};
+    launch(chunks, [&](int i) {
       try {
         fn(n * i / chunks, n * (i + 1) / chunks);
       } catch (...) {
         errors[std::size_t(i)] = std::current_exception();
       }
       fence_streaming_stores();
+      ran.fetch_add(1, std::memory_order_relaxed);
     });
     for (const std::exception_ptr& e : errors)
       if (e) std::rethrow_exception(e);
+    if (ran.load() != chunks)
+      throw std::runtime_error("[conv3d] The parallel executor returned after running " + std::to_string(ran.load()) +
+                               " of " + std::to_string(chunks) + " chunks; it must run each once.");
   }
 
   // Starts workers up to `count` (call_mutex_ held); returns how many exist.
@@ -248,6 +273,7 @@ int g_requested = 0;  // set_num_threads; 0 = default
 
 void reset_after_fork() {
   g_pool_mutex = new std::mutex;
+  g_executor_mutex = new std::mutex;
   g_pool.store(nullptr);
   g_pool_pid.store(0);
 }
@@ -292,6 +318,13 @@ void set_num_threads(int n) {
 }
 
 int get_num_threads() { return pool().threads(); }
+
+void set_parallel_executor(ParallelExecutor executor) {
+  auto shared = executor ? std::make_shared<const ParallelExecutor>(std::move(executor)) : nullptr;
+  std::lock_guard<std::mutex> lock(*g_executor_mutex);
+  *g_executor = std::move(shared);
+  g_executor_pid = getpid();
+}
 
 namespace testing {
 std::string last_parallel_route() { return g_last_route.load(); }
