@@ -25,8 +25,9 @@ struct Runtime {
 // The runtime parallel regions may run on now, or nullptr: none is loaded,
 // the caller is already inside one of its parallel regions, or this process
 // is a fork() child of the one that found it (an inherited libgomp team
-// hangs the child's next region: GCC bug 60035). Cheap when nothing new was
-// loaded since the last look.
+// hangs the child's next region: GCC bug 60035; known only when this library
+// was loaded before the fork). Cheap when nothing new was loaded since the
+// last look.
 const Runtime* usable_runtime();
 
 // Runs body(i) for every i in [0, chunks) on a team (the caller is thread 0
