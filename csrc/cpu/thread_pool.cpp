@@ -2,10 +2,11 @@
 // through a caller's executor when one is set, else on the OpenMP team of a
 // runtime already in the process (openmp_runtime.h says why), else on our
 // own workers. Each worker sleeps on its own condition variable, so a call
-// wakes only the workers it uses; worker i runs chunk i + 1. Lowering the thread count ends the surplus workers. The pool object
-// is never destroyed (threads blocked at exit are harmless); a fork() child,
-// which has no workers and may inherit locked mutexes, gets a fresh pool and
-// fresh locks from a pthread_atfork handler.
+// wakes only the workers it uses; worker i runs chunk i + 1. Lowering the
+// thread count ends the surplus workers. The pool object is never destroyed
+// (threads blocked at exit are harmless); a fork() child, which has no
+// workers and may inherit locked mutexes, gets a fresh pool and fresh locks
+// from a pthread_atfork handler.
 #include "thread_pool.h"
 
 #include <pthread.h>
