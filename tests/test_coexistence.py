@@ -219,3 +219,33 @@ DAEMON_AT_EXIT = """
 def test_daemon_thread_on_the_openmp_route_at_exit(attempt):
     out = run_python(DAEMON_AT_EXIT, timeout=120)
     assert out.stdout.split() == ["exiting", "openmp"]
+
+
+# GNU libgomp ends the threads a smaller team leaves out, and torch's next op
+# would start them again: volconv's team is never smaller than torch's.
+KEEPS_TORCHS_TEAM = """
+    torch.set_num_threads(4)
+    vc.set_num_threads(4)
+    x = np.ones((1, 1, 2, 8, 4), np.float32)  # depthwise: 2 output rows, so 2 chunks
+    w = np.ones((4, 1, 1, 1, 1), np.float32)
+
+    def threads():
+        time.sleep(0.2)  # a released libgomp thread takes a moment to exit
+        return len(os.listdir("/proc/self/task"))
+
+    torch_op()
+    before = threads()
+    counts = []
+    for _ in range(3):
+        assert (vc.conv3d(x, w, groups=4) == 1).all()
+        assert _core._cpu_parallel_route() == "openmp"
+        counts.append(threads())
+        torch_op()
+    print(before, *counts)
+"""
+
+
+def test_a_small_call_keeps_torchs_team():
+    out = run_python(KEEPS_TORCHS_TEAM)
+    before, *after = map(int, out.stdout.split())
+    assert after == [before] * 3, f"threads: {before} before, {after} after volconv: torch's team shrank"
