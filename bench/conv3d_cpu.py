@@ -451,14 +451,14 @@ def summarize_coexistence(isolated, after):
 def print_table(rows, peak32, peak16):
     ref = {(r["shape"], r["dtype"]): r["ms"] for r in rows if r["fw"] == "torch_cl"}
     print(
-        f"\n{'shape':5} {'dtype':8} {'framework':9} {'ms':>10} {'GFLOP/s':>8} {'%peak':>6} {'x torch_cl':>10} "
+        f"\n{'shape':5} {'dtype':8} {'framework':13} {'ms':>10} {'GFLOP/s':>8} {'%peak':>6} {'x torch_cl':>10} "
         f"{'extra MiB':>9}"
     )
     over = False
     for r in rows:
         if r["skipped"]:
             why = r["skipped"] if isinstance(r["skipped"], str) else f"predicted {r['skipped']:.0f} s/call"
-            print(f"{r['shape']:5} {r['dtype']:8} {r['fw']:9} {'skipped':>10}  ({why})")
+            print(f"{r['shape']:5} {r['dtype']:8} {r['fw']:13} {'skipped':>10}  ({why})")
             continue
         gf = r["flops"] / r["ms"] / 1e6
         peak = peak16 if r["dtype"] == "bfloat16" else peak32
@@ -466,7 +466,7 @@ def print_table(rows, peak32, peak16):
         mem = "n/a" if r["mem"] is None else f"{r['mem']:.1f}"
         over = over or gf > peak
         print(
-            f"{r['shape']:5} {r['dtype']:8} {r['fw']:9} {r['ms']:10.2f} {gf:8.1f} {100 * gf / peak:5.0f}% "
+            f"{r['shape']:5} {r['dtype']:8} {r['fw']:13} {r['ms']:10.2f} {gf:8.1f} {100 * gf / peak:5.0f}% "
             f"{t / r['ms']:9.2f}x {mem:>9}"
         )
     if over:
