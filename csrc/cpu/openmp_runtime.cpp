@@ -19,6 +19,15 @@
 namespace volconv::cpu::openmp {
 namespace {
 
+// GNU (also as auditwheel renames it: libgomp-a34b3233.so.1), Intel and LLVM.
+bool is_openmp_runtime(const char* path) {
+  const char* slash = std::strrchr(path, '/');
+  const char* base = slash != nullptr ? slash + 1 : path;
+  for (const char* prefix : {"libgomp.", "libgomp-", "libiomp", "libomp."})
+    if (std::strncmp(base, prefix, std::strlen(prefix)) == 0) return true;
+  return false;
+}
+
 std::atomic<bool> g_allowed{true};
 
 #if defined(__linux__)
@@ -34,14 +43,6 @@ std::atomic<bool> g_forked{false};
 // Objects loaded so far (glibc's counter): a new scan only when it moved.
 std::atomic<unsigned long long> g_scanned_adds{~0ull};
 detail::ForkSafeMutex g_mutex;
-
-bool is_openmp_runtime(const char* path) {
-  const char* slash = std::strrchr(path, '/');
-  const char* base = slash != nullptr ? slash + 1 : path;
-  for (const char* prefix : {"libgomp", "libiomp", "libomp."})
-    if (std::strncmp(base, prefix, std::strlen(prefix)) == 0) return true;
-  return false;
-}
 
 unsigned long long loaded_objects() {
   unsigned long long adds = 0;
@@ -137,6 +138,7 @@ void run_chunks(const Runtime& rt, int chunks, const std::function<void(int)>& b
 
 namespace testing {
 void allow(bool allowed) { g_allowed.store(allowed); }
+bool is_runtime_path(const char* path) { return is_openmp_runtime(path); }
 }  // namespace testing
 
 }  // namespace volconv::cpu::openmp

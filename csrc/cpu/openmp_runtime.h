@@ -40,6 +40,8 @@ void run_chunks(const Runtime& rt, int chunks, const std::function<void(int)>& b
 namespace testing {
 // false: parallel_for never uses an OpenMP runtime (to compare the routes).
 void allow(bool allowed);
+// Whether a loaded object's path names an OpenMP runtime.
+bool is_runtime_path(const char* path);
 }  // namespace testing
 
 }  // namespace volconv::cpu::openmp
