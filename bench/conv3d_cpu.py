@@ -1,12 +1,22 @@
 """CPU conv3d benchmark: volconv vs PyTorch (channels_last_3d and default
-layout) vs MLX CPU, interleaved in one process on the same inputs.
+layout) vs MLX CPU, on the same inputs, in two modes, each in its own
+subprocess:
 
-Prints a table (ms, GFLOP/s, % of the machine's measured FMA peak, speed-up
-over torch channels_last_3d, extra peak memory) and saves a bar chart
+  isolated     torch's OpenMP workers passive (OMP_WAIT_POLICY=PASSIVE) and
+               a busy-wait pause before each timed call; the frameworks run
+               interleaved, so each sees cold caches and quiet cores.
+  after-torch  how volconv runs between PyTorch ops: each volconv call right
+               after a torch conv, no pause (torch's workers still spinning),
+               and each torch conv timed both right after volconv and right
+               after another torch conv (does volconv slow torch's next op?).
+
+Prints a table per mode (ms, GFLOP/s, % of the machine's measured FMA peak,
+speed-up over torch channels_last_3d, extra peak memory), volconv's speed
+after torch relative to isolated, and saves a bar chart of the isolated mode
 (conv3d_cpu_plot.py) beside this script, or where --plot says.
 
-    python bench/conv3d_cpu.py                 # all shapes, ~3-5 min on 2 cores
-    python bench/conv3d_cpu.py --shapes a,f --repeats 3 --no-mlx
+    python bench/conv3d_cpu.py                 # all shapes, both modes, ~5-8 min on 2 cores
+    python bench/conv3d_cpu.py --shapes a,f --repeats 3 --no-mlx --mode after-torch
     python bench/conv3d_cpu.py --shapes a,f --dry-run   # what would run: a, f (and a in bf16, fp16)
 """
 
@@ -14,9 +24,13 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import json
 import math
 import os
 import platform
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,9 +50,18 @@ SHAPES = {
     "g": ((1, 16, 28, 28, 128), 256, (1, 1, 1), 1, 0, 1, 1),
     "h": ((1, 16, 56, 56, 64), 128, (3, 3, 3), 2, 1, 1, 1),
     "i": ((1, 16, 32, 32, 64), 64, (3, 3, 3), 1, 2, 2, 1),
+    "j": ((1, 16, 56, 56, 64), 64, (1, 3, 3), 1, (0, 1, 1), 1, 1),  # factorised (2+1)D: spatial
+    "k": ((1, 16, 56, 56, 64), 64, (3, 1, 1), 1, (1, 0, 0), 1, 1),  # factorised (2+1)D: temporal
+    "l": ((1, 8, 32, 32, 128), 128, (3, 3, 3), 1, 1, 1, 4),  # grouped
+    "m": ((2, 17, 23, 29, 5), 7, (3, 3, 3), 1, 1, 1, 1),  # odd, tiny channel counts
+    "n": ((8, 8, 8, 8, 64), 64, (3, 3, 3), 1, 1, 1, 1),  # small volumes, batch 8
 }
 LOW_PRECISION = ["a", "c", "e"]
 FRAMEWORKS = ["volconv", "torch_cl", "torch", "mlx"]
+# after-torch mode: torch_cl is timed right after another torch conv,
+# torch_cl_next right after volconv.
+AFTER_TORCH_FRAMEWORKS = ["volconv", "torch_cl", "torch_cl_next"]
+MODES = ["isolated", "after-torch"]
 DEFAULT_PLOT = Path(__file__).resolve().with_suffix(".png")  # beside this script; git-ignored
 
 
@@ -189,19 +212,25 @@ def busy_wait(seconds: float) -> None:
         pass
 
 
-def main():
+def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
         "--shapes",
         type=shape_list,
         default=list(SHAPES),
-        help="comma-separated shape keys (a..i); only these run",
+        help=f"comma-separated shape keys ({','.join(SHAPES)}); only these run",
     )
     ap.add_argument(
         "--low-precision",
         type=shape_list,
         default=LOW_PRECISION,
         help="of the --shapes, those also run in bf16 and fp16 (default a,c,e; '' for none)",
+    )
+    ap.add_argument(
+        "--mode",
+        choices=["both", *MODES],
+        default="both",
+        help="isolated, after-torch (float32 only), or both (default)",
     )
     ap.add_argument("--dry-run", action="store_true", help="print the (shape, dtype) runs and exit")
     ap.add_argument(
@@ -219,107 +248,217 @@ def main():
         "--pause",
         type=float,
         default=0.03,
-        help="seconds of busy waiting before each timed call (lets the previous framework's idle workers settle)",
+        help="isolated mode: seconds of busy waiting before each timed call",
+    )
+    ap.add_argument(
+        "--route",
+        choices=["auto", "pool"],
+        default="auto",
+        help="volconv's threads: auto (the OpenMP team torch loaded, else its pool) or pool (always its own, "
+        "to compare)",
     )
     ap.add_argument("--plot", default=str(DEFAULT_PLOT), help=f"where the PNG goes (default {DEFAULT_PLOT})")
-    args = ap.parse_args()
+    ap.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)  # one mode, in this process
+    ap.add_argument("--json", help=argparse.SUPPRESS)  # where a worker writes its rows
+    return ap.parse_args(argv)
+
+
+def main():
+    args = parse_args()
     jobs = select_jobs(args.shapes, args.low_precision)
     if args.dry_run:
         for key, dtype in jobs:
             print(key, dtype)
         return
+    if args.worker:
+        run_worker(args, jobs)
+        return
 
+    modes = MODES if args.mode == "both" else [args.mode]
+    results = {mode: run_mode_in_subprocess(mode) for mode in modes}
+    info = next(iter(results.values()))
+    peak32 = max(r["peak32"] for r in results.values())
+    peak16 = max(r["peak16"] for r in results.values())
+    print(f"{info['machine']}, {args.threads} threads; {info['versions']}")
+    bf16 = f"bf16 (vdpbf16ps) {peak16:.0f} GFLOP/s" if peak16 else "bf16: none (bf16 rows use the fp32 peak)"
+    print(f"measured FMA peak (best of the probes between shapes): fp32 {peak32:.0f} GFLOP/s, {bf16}")
+    for mode, res in results.items():
+        print(f"\n== {mode}: {MODE_LINES[mode]}; volconv's threads: {res['route']}")
+        print_table(res["rows"], peak32, peak16 or peak32)
+        summarize(res["rows"])
+    if len(results) == 2:
+        summarize_coexistence(results["isolated"]["rows"], results["after-torch"]["rows"])
+    if "isolated" in results:
+        plot_rows(
+            results["isolated"]["rows"],
+            args.plot,
+            f"conv3d on CPU (isolated): {info['machine']}, {args.threads} threads\n{info['versions']}",
+        )
+
+
+MODE_LINES = {
+    "isolated": "torch's OpenMP workers passive (OMP_WAIT_POLICY=PASSIVE), busy-wait pause before each call",
+    "after-torch": "each volconv call right after a torch conv, no pause (torch's workers spinning); "
+    "torch_cl = after a torch conv, torch_cl_next = right after volconv",
+}
+
+
+def run_mode_in_subprocess(mode: str) -> dict:
+    """Runs this script with --worker MODE in a fresh interpreter: the OpenMP
+    wait policy is read once, when torch's runtime starts."""
+    env = dict(os.environ)
+    if mode == "isolated":
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
+    else:
+        env.pop("OMP_WAIT_POLICY", None)  # torch's default: workers spin after each op
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "rows.json")
+        subprocess.run(
+            [sys.executable, __file__, *sys.argv[1:], "--worker", mode, "--json", out], env=env, check=True
+        )
+        with open(out) as f:
+            return json.load(f)
+
+
+def run_worker(args, jobs):
     try:
         import mlx.core  # noqa: F401
 
-        want_mlx = not args.no_mlx
+        want_mlx = not args.no_mlx and args.worker == "isolated"
     except ImportError:
         want_mlx = False
-
+    if args.worker == "after-torch":
+        jobs = [(k, d) for k, d in jobs if d == "float32"]
     volconv.set_num_threads(args.threads)
+    _core._cpu_allow_openmp(args.route == "auto")
     peak = PeakProbe()
     peak.measure()
-    print(f"{machine()}, {args.threads} threads; {versions(want_mlx)}")
-
-    rate = {}  # (framework, dtype) -> GFLOP/s seen so far, to predict slow calls
+    print(f"[{args.worker}] {len(jobs)} runs ...", file=sys.stderr, flush=True)
     rows = []
+    rate = {}
     for key, dtype in jobs:
         runners, flops, out_bytes = make_runners(key, dtype, args.threads, want_mlx)
-        best, mem, skipped = {}, {}, {}
-        for fw in runners:
-            predicted = flops / 1e9 / rate[(fw, dtype)] if (fw, dtype) in rate else 0.0
-            if predicted > args.slow_budget:
-                skipped[fw] = predicted
-                continue
-            try:
-                with PeakMemory() as pm:
-                    t0 = time.perf_counter()
-                    runners[fw]()
-                    first = time.perf_counter() - t0
-            except (ValueError, RuntimeError) as e:  # e.g. MLX: no groups in 3-D
-                skipped[fw] = str(e).split("\n")[0][:60]
-                continue
-            mem[fw] = None if pm.mib is None else max(0.0, pm.mib - out_bytes / 2**20)
-            best[fw] = first
-            rate[(fw, dtype)] = flops / first / 1e9
-        # Interleaved repeats: each round runs every framework once, so load
-        # from other processes hits all of them alike. Slow ones (> 1 s) run once.
-        # torch's OpenMP workers spin ~10 ms after each call; without the pause
-        # they would steal a core from whichever framework runs next.
-        # Short shapes get more rounds (up to 25, ~0.4 s of the reference):
-        # their best-of-n is otherwise at the mercy of a noisy machine.
-        ref = best.get("torch_cl", best.get("volconv", 1.0))
-        rounds = min(25, max(args.repeats, int(0.4 / max(ref, 1e-6))))
-        for _ in range(rounds):
-            for fw in best:
-                if best[fw] > 1.0:
-                    continue
-                busy_wait(args.pause)
-                t0 = time.perf_counter()
-                runners[fw]()
-                best[fw] = min(best[fw], time.perf_counter() - t0)
-        for fw in FRAMEWORKS:
-            if fw in best or fw in skipped:
-                rows.append(
-                    dict(
-                        shape=key,
-                        dtype=dtype,
-                        fw=fw,
-                        ms=best.get(fw, math.nan) * 1e3,
-                        flops=flops,
-                        mem=mem.get(fw),
-                        skipped=skipped.get(fw),
-                    )
-                )
+        if args.worker == "isolated":
+            rows += time_isolated(key, dtype, runners, flops, out_bytes, rate, args)
+        else:
+            rows += time_after_torch(key, dtype, runners, flops, args)
         del runners
         peak.measure()
+    with open(args.json, "w") as f:
+        json.dump(
+            dict(
+                rows=rows,
+                peak32=peak.fp32,
+                peak16=peak.bf16,
+                machine=machine(),
+                versions=versions(want_mlx),
+                route=_core._cpu_parallel_route(),
+            ),
+            f,
+        )
 
-    peak16 = peak.bf16 or peak.fp32
-    bf16 = (
-        f"bf16 (vdpbf16ps) {peak.bf16:.0f} GFLOP/s"
-        if peak.bf16
-        else "bf16: none (no vdpbf16ps; bf16 rows use the fp32 peak)"
-    )
-    print(
-        f"measured FMA peak (best of {peak.probes} probes, one between shapes): fp32 {peak.fp32:.0f} GFLOP/s, "
-        f"{bf16}"
-    )
-    print_table(rows, peak.fp32, peak16)
-    summarize(rows)
-    plot_rows(rows, args.plot, f"conv3d on CPU: {machine()}, {args.threads} threads\n{versions(want_mlx)}")
+
+def rounds_for(ref_seconds: float, repeats: int) -> int:
+    """Short shapes get more rounds (up to 25, ~0.4 s of the reference): their
+    best-of-n is otherwise at the mercy of a noisy machine."""
+    return min(25, max(repeats, int(0.4 / max(ref_seconds, 1e-6))))
+
+
+def time_isolated(key, dtype, runners, flops, out_bytes, rate, args) -> list[dict]:
+    best, mem, skipped = {}, {}, {}
+    for fw in runners:
+        predicted = flops / 1e9 / rate[(fw, dtype)] if (fw, dtype) in rate else 0.0
+        if predicted > args.slow_budget:
+            skipped[fw] = predicted
+            continue
+        try:
+            with PeakMemory() as pm:
+                t0 = time.perf_counter()
+                runners[fw]()
+                first = time.perf_counter() - t0
+        except (ValueError, RuntimeError) as e:  # e.g. MLX: no groups in 3-D
+            skipped[fw] = str(e).split("\n")[0][:60]
+            continue
+        mem[fw] = None if pm.mib is None else max(0.0, pm.mib - out_bytes / 2**20)
+        best[fw] = first
+        rate[(fw, dtype)] = flops / first / 1e9
+    # Interleaved repeats: each round runs every framework once, so load
+    # from other processes hits all of them alike. Slow ones (> 1 s) run once.
+    for _ in range(rounds_for(best.get("torch_cl", best.get("volconv", 1.0)), args.repeats)):
+        for fw in best:
+            if best[fw] > 1.0:
+                continue
+            busy_wait(args.pause)
+            t0 = time.perf_counter()
+            runners[fw]()
+            best[fw] = min(best[fw], time.perf_counter() - t0)
+    return [
+        dict(
+            shape=key,
+            dtype=dtype,
+            fw=fw,
+            ms=best.get(fw, math.nan) * 1e3,
+            flops=flops,
+            mem=mem.get(fw),
+            skipped=skipped.get(fw),
+        )
+        for fw in FRAMEWORKS
+        if fw in best or fw in skipped
+    ]
+
+
+def time_after_torch(key, dtype, runners, flops, args) -> list[dict]:
+    """Rounds of volconv, torch_cl, torch_cl, back to back: volconv runs right
+    after a torch conv (the previous round's), the first torch_cl right after
+    volconv, the second right after torch."""
+    vc_run, torch_run = runners["volconv"], runners["torch_cl"]
+    torch_run()
+    t0 = time.perf_counter()
+    vc_run()
+    first = time.perf_counter() - t0
+    torch_run()
+    best = dict(volconv=math.inf, torch_cl=math.inf, torch_cl_next=math.inf)
+    for _ in range(rounds_for(first, args.repeats)):
+        for fw, run in (("volconv", vc_run), ("torch_cl_next", torch_run), ("torch_cl", torch_run)):
+            t0 = time.perf_counter()
+            run()
+            best[fw] = min(best[fw], time.perf_counter() - t0)
+    return [
+        dict(shape=key, dtype=dtype, fw=fw, ms=best[fw] * 1e3, flops=flops, mem=None, skipped=None)
+        for fw in AFTER_TORCH_FRAMEWORKS
+    ]
+
+
+def summarize_coexistence(isolated, after):
+    """volconv after torch vs isolated (target >= 0.95x), and torch's next op
+    after volconv vs after torch (volconv must not slow it)."""
+    iso = {(r["shape"], r["dtype"]): r["ms"] for r in isolated if r["fw"] == "volconv" and not r["skipped"]}
+    aft = {(r["shape"], r["dtype"], r["fw"]): r["ms"] for r in after}
+    vc = {s: iso[(s, d)] / aft[(s, d, "volconv")] for (s, d, f) in aft if f == "volconv" and (s, d) in iso}
+    nxt = {s: aft[(s, d, "torch_cl")] / aft[(s, d, "torch_cl_next")] for (s, d, f) in aft if f == "torch_cl"}
+    print("\ncoexistence (float32):")
+    for name, ratios in (
+        ("volconv after torch / isolated   ", vc),
+        ("torch right after volconv / after torch", nxt),
+    ):
+        if ratios:
+            geo = math.exp(sum(math.log(v) for v in ratios.values()) / len(ratios))
+            worst = min(ratios, key=ratios.get)
+            each = " ".join(f"{k} {v:.2f}" for k, v in ratios.items())
+            print(f"  {name}: geomean {geo:5.2f}x, min {ratios[worst]:5.2f}x ({worst});  {each}")
 
 
 def print_table(rows, peak32, peak16):
     ref = {(r["shape"], r["dtype"]): r["ms"] for r in rows if r["fw"] == "torch_cl"}
     print(
-        f"\n{'shape':5} {'dtype':8} {'framework':9} {'ms':>10} {'GFLOP/s':>8} {'%peak':>6} {'x torch_cl':>10} "
+        f"\n{'shape':5} {'dtype':8} {'framework':13} {'ms':>10} {'GFLOP/s':>8} {'%peak':>6} {'x torch_cl':>10} "
         f"{'extra MiB':>9}"
     )
     over = False
     for r in rows:
         if r["skipped"]:
             why = r["skipped"] if isinstance(r["skipped"], str) else f"predicted {r['skipped']:.0f} s/call"
-            print(f"{r['shape']:5} {r['dtype']:8} {r['fw']:9} {'skipped':>10}  ({why})")
+            print(f"{r['shape']:5} {r['dtype']:8} {r['fw']:13} {'skipped':>10}  ({why})")
             continue
         gf = r["flops"] / r["ms"] / 1e6
         peak = peak16 if r["dtype"] == "bfloat16" else peak32
@@ -327,7 +466,7 @@ def print_table(rows, peak32, peak16):
         mem = "n/a" if r["mem"] is None else f"{r['mem']:.1f}"
         over = over or gf > peak
         print(
-            f"{r['shape']:5} {r['dtype']:8} {r['fw']:9} {r['ms']:10.2f} {gf:8.1f} {100 * gf / peak:5.0f}% "
+            f"{r['shape']:5} {r['dtype']:8} {r['fw']:13} {r['ms']:10.2f} {gf:8.1f} {100 * gf / peak:5.0f}% "
             f"{t / r['ms']:9.2f}x {mem:>9}"
         )
     if over:

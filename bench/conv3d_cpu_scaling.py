@@ -1,5 +1,8 @@
 """Thread scaling of the CPU backend: volconv vs PyTorch channels_last_3d on
-shapes a, c, e (fp32) at 1, 2, 4, ... threads, interleaved per thread count.
+shapes of bench/conv3d_cpu.py (fp32; by default a, c, e and the ones slow on
+Intel: b, h, l, m, n) at 1, 2, 4, ... threads, interleaved per thread count,
+with a busy-wait pause before each call (volconv runs on torch's OpenMP team
+here, as in any process that imported torch; the pause lets it settle).
 Prints a table (ms, GFLOP/s, speed-up over 1 thread for each, and volconv's
 speed-up relative to torch's: the issue's target is >= 0.9 at 16 threads).
 
@@ -23,7 +26,7 @@ from volconv import _core  # noqa: E402
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shapes", default="a,c,e")
+    ap.add_argument("--shapes", default="a,b,c,e,h,l,m,n")
     ap.add_argument("--threads", default="1,2,4,8,16")
     ap.add_argument("--repeats", type=int, default=5, help="timed repeats per framework (best is reported)")
     ap.add_argument(
@@ -68,6 +71,8 @@ def main():
             )
             lines.append(line)
             print(line, flush=True)
+    lines.append(f"\nvolconv's threads: {_core._cpu_parallel_route()} (openmp: torch's team)")
+    print(lines[-1])
     if args.out:
         with open(args.out, "w") as f:
             f.write("\n".join(lines) + "\n")

@@ -47,7 +47,10 @@ def test_unknown_shape_is_refused_naming_the_valid_ones():
         capture_output=True,
         text=True,
     )
-    assert proc.returncode == 2 and "unknown shape(s) z; the shapes are a,b,c,d,e,f,g,h,i" in proc.stderr
+    assert (
+        proc.returncode == 2
+        and "unknown shape(s) z; the shapes are a,b,c,d,e,f,g,h,i,j,k,l,m,n" in proc.stderr
+    )
 
 
 def test_default_plot_is_beside_the_script_and_git_ignored():

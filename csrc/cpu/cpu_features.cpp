@@ -3,64 +3,94 @@
 // machine uses AVX-512 where it exists and still runs where it does not.
 #include "cpu_features.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <iterator>
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "../core/fork_safe_mutex.h"
 #include "volconv/cpu.h"
 
 namespace volconv::cpu {
+
+// The x86 kernel sets come from one list (VOLCONV_X86_ISAS in
+// CMakeLists.txt): the features each unit is compiled for are the features
+// the CPU must have, word for word. Each unit also reports what its compiler
+// enabled (ukernels/isa_features.cpp).
+#define VOLCONV_X86_ISA(name, features) const char* compiled_features_##name();
+#include "isa_table.inc"
+#undef VOLCONV_X86_ISA
+
 namespace {
 
 struct Candidate {
   const char* name;
   const KernelTable* (*table)();
-  bool (*supported)();
+  const char* features;                // nullptr: the table getter itself says (nullptr when absent)
+  const char* (*compiled_features)();  // x86 sets: what the compiler enabled for the unit
 };
 
-bool cpu_has(const char* feature) {
+// One feature word of the list; a word without a check here is never
+// supported, so a set naming it is never picked.
+bool cpu_has(std::string_view feature) {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
-  // __builtin_cpu_supports also checks that the OS saves the vector state.
-  if (std::string(feature) == "avx512bf16")
-    return cpu_has("avx512f") && __builtin_cpu_supports("avx512bf16");
-  if (std::string(feature) == "avx512f")
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-           __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-  if (std::string(feature) == "avx2")
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  // __builtin_cpu_supports also checks that the OS saves the vector state;
+  // it takes only literals, hence the chain.
+  if (feature == "fma") return __builtin_cpu_supports("fma");
+  if (feature == "f16c") return __builtin_cpu_supports("f16c");
+  if (feature == "avx2") return __builtin_cpu_supports("avx2");
+  if (feature == "avx512f") return __builtin_cpu_supports("avx512f");
+  if (feature == "avx512bw") return __builtin_cpu_supports("avx512bw");
+  if (feature == "avx512vl") return __builtin_cpu_supports("avx512vl");
+  if (feature == "avx512dq") return __builtin_cpu_supports("avx512dq");
+  if (feature == "avx512bf16") return __builtin_cpu_supports("avx512bf16");
 #endif
   (void)feature;
   return false;
+}
+
+bool cpu_has_all(std::string_view words) {
+  while (!words.empty()) {
+    const std::size_t end = std::min(words.find(' '), words.size());
+    if (end > 0 && !cpu_has(words.substr(0, end))) return false;
+    words.remove_prefix(std::min(end + 1, words.size()));
+  }
+  return true;
 }
 
 // Best first. The CPU is asked before the table getter runs: a getter is
 // compiled for its own ISA, and even building its static table may use that
 // ISA's instructions (a 512-bit copy), so calling it on a CPU without the ISA
 // is an illegal instruction.
+#define VOLCONV_X86_ISA(name, features) {#name, kernels_##name, features, compiled_features_##name},
 const Candidate kCandidates[] = {
-    {"avx512bf16", kernels_avx512bf16, [] { return cpu_has("avx512bf16") && kernels_avx512bf16(); }},
-    {"avx512f", kernels_avx512f, [] { return cpu_has("avx512f") && kernels_avx512f(); }},
-    {"avx2", kernels_avx2, [] { return cpu_has("avx2") && kernels_avx2(); }},
-    {"neon", kernels_neon, [] { return kernels_neon() != nullptr; }},
-    {"generic", kernels_generic, [] { return true; }},
+#include "isa_table.inc"
+    {"neon", kernels_neon, nullptr, nullptr},
+    {"generic", kernels_generic, "", nullptr},
 };
+#undef VOLCONV_X86_ISA
+
+bool supported(const Candidate& c) {
+  if (c.features == nullptr) return c.table() != nullptr;
+  return cpu_has_all(c.features) && c.table() != nullptr;
+}
 
 const Candidate* find(const std::string& name) {
   for (const Candidate& c : kCandidates)
-    if (name == c.name && c.supported()) return &c;
+    if (name == c.name && supported(c)) return &c;
   return nullptr;
 }
 
 const Candidate* best() {
   for (const Candidate& c : kCandidates)
-    if (c.supported()) return &c;
-  return &kCandidates[4];
+    if (supported(c)) return &c;
+  return &kCandidates[std::size(kCandidates) - 1];
 }
 
 std::atomic<const KernelTable*> g_active{nullptr};
@@ -94,7 +124,7 @@ const KernelTable& active_kernels() {
 std::vector<std::string> supported_isas() {
   std::vector<std::string> out;
   for (const Candidate& c : kCandidates)
-    if (c.supported()) out.push_back(c.name);
+    if (supported(c)) out.push_back(c.name);
   return out;
 }
 
@@ -110,5 +140,14 @@ void force_isa(const std::string& name) {
   if (c == nullptr) throw std::invalid_argument("[force_isa] This CPU cannot run the '" + name + "' kernels.");
   g_active.store(c->table());
 }
+
+namespace testing {
+std::vector<IsaEntry> isa_table() {
+  std::vector<IsaEntry> out;
+  for (const Candidate& c : kCandidates)
+    if (c.compiled_features != nullptr) out.push_back({c.name, c.features, c.compiled_features()});
+  return out;
+}
+}  // namespace testing
 
 }  // namespace volconv::cpu

@@ -1,9 +1,12 @@
-// The pool behind parallel_for. Each worker sleeps on its own condition
-// variable, so a call wakes only the workers it uses; worker i runs chunk
-// i + 1. Lowering the thread count ends the surplus workers. The pool object
-// is never destroyed (threads blocked at exit are harmless); a fork() child,
-// which has no workers and may inherit locked mutexes, gets a fresh pool and
-// fresh locks from a pthread_atfork handler.
+// The pool behind parallel_for, and the choice of where a call's chunks run:
+// through a caller's executor when one is set, else on the OpenMP team of a
+// runtime already in the process (openmp_runtime.h says why), else on our
+// own workers. Each worker sleeps on its own condition variable, so a call
+// wakes only the workers it uses; worker i runs chunk i + 1. Lowering the
+// thread count ends the surplus workers. The pool object is never destroyed
+// (threads blocked at exit are harmless); a fork() child, which has no
+// workers and may inherit locked mutexes, gets a fresh pool and fresh locks
+// from a pthread_atfork handler.
 #include "thread_pool.h"
 
 #include <pthread.h>
@@ -18,6 +21,7 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -27,6 +31,7 @@
 #include <sched.h>
 #endif
 
+#include "openmp_runtime.h"
 #include "platform.h"
 #include "volconv/cpu.h"
 
@@ -51,6 +56,7 @@ void note_once(std::atomic<bool>& said, const std::string& message) {
 }
 
 std::atomic<bool> g_said_env{false}, g_said_cap{false}, g_said_spawn{false};
+std::atomic<const char*> g_last_route{"none"};
 
 // VOLCONV_NUM_THREADS: a whole decimal number >= 1 and nothing else, else
 // ignored (with a note); above the cap, clamped.
@@ -83,6 +89,18 @@ void fence_streaming_stores() {
 #endif
 }
 
+// set_parallel_executor's; kept with the pid that set it, since a fork()
+// child has none of the host's threads. Leaked, like the pool (a daemon
+// thread may still read it at exit).
+std::mutex* g_executor_mutex = new std::mutex;
+auto* g_executor = new std::shared_ptr<const ParallelExecutor>;
+pid_t g_executor_pid = 0;
+
+std::shared_ptr<const ParallelExecutor> executor_for_this_process() {
+  std::lock_guard<std::mutex> lock(*g_executor_mutex);
+  return g_executor_pid == getpid() ? *g_executor : nullptr;
+}
+
 class Pool {
  public:
   explicit Pool(int threads) : threads_(threads) {}
@@ -102,6 +120,18 @@ class Pool {
     if (chunks <= 1 || !call.owns_lock()) {
       fn(0, n);  // same results: the split never changes what each output sums
       fence_streaming_stores();
+      g_last_route.store("caller");
+      return;
+    }
+    if (const std::shared_ptr<const ParallelExecutor> executor = executor_for_this_process()) {
+      run_through(*executor, n, chunks, fn);
+      g_last_route.store("executor");
+      return;
+    }
+    if (const openmp::Runtime* omp = openmp::usable_runtime()) {
+      run_through([omp](int c, const std::function<void(int)>& body) { openmp::run_chunks(*omp, c, body); }, n,
+                  chunks, fn);
+      g_last_route.store("openmp");
       return;
     }
     chunks = std::min(chunks, grow(chunks - 1) + 1);
@@ -126,6 +156,7 @@ class Pool {
     std::unique_lock<std::mutex> lock(mutex_);
     done_.wait(lock, [&] { return pending_ == 0; });
     fn_ = nullptr;
+    g_last_route.store("pool");
     if (mine) std::rethrow_exception(mine);
     if (error_) std::rethrow_exception(error_);
   }
@@ -139,6 +170,29 @@ class Pool {
   };
 
   std::int64_t chunk_end(int i) const { return n_ * (i + 1) / chunks_; }
+
+  // The same chunks as on the pool, run by `launch` (an executor or the
+  // OpenMP team); the first failing chunk's exception (by index) is rethrown
+  // once all are done.
+  static void run_through(const ParallelExecutor& launch, std::int64_t n, int chunks,
+                          const std::function<void(std::int64_t, std::int64_t)>& fn) {
+    std::vector<std::exception_ptr> errors(static_cast<std::size_t>(chunks));
+    std::atomic<int> ran{0};
+    launch(chunks, [&](int i) {
+      try {
+        fn(n * i / chunks, n * (i + 1) / chunks);
+      } catch (...) {
+        errors[std::size_t(i)] = std::current_exception();
+      }
+      fence_streaming_stores();
+      ran.fetch_add(1, std::memory_order_relaxed);
+    });
+    for (const std::exception_ptr& e : errors)
+      if (e) std::rethrow_exception(e);
+    if (ran.load() != chunks)
+      throw std::runtime_error("[conv3d] The parallel executor returned after running " + std::to_string(ran.load()) +
+                               " of " + std::to_string(chunks) + " chunks; it must run each once.");
+  }
 
   // Starts workers up to `count` (call_mutex_ held); returns how many exist.
   // When the system refuses a thread, the call runs on those that started.
@@ -220,6 +274,7 @@ int g_requested = 0;  // set_num_threads; 0 = default
 
 void reset_after_fork() {
   g_pool_mutex = new std::mutex;
+  g_executor_mutex = new std::mutex;
   g_pool.store(nullptr);
   g_pool_pid.store(0);
 }
@@ -264,5 +319,16 @@ void set_num_threads(int n) {
 }
 
 int get_num_threads() { return pool().threads(); }
+
+void set_parallel_executor(ParallelExecutor executor) {
+  auto shared = executor ? std::make_shared<const ParallelExecutor>(std::move(executor)) : nullptr;
+  std::lock_guard<std::mutex> lock(*g_executor_mutex);
+  *g_executor = std::move(shared);
+  g_executor_pid = getpid();
+}
+
+namespace testing {
+std::string last_parallel_route() { return g_last_route.load(); }
+}  // namespace testing
 
 }  // namespace volconv::cpu

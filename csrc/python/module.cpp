@@ -24,6 +24,9 @@
 #include "gil_release.h"
 #include "../core/output_blocks.h"
 #include "../cpu/conv3d_plan.h"
+#include "../cpu/cpu_features.h"
+#include "../cpu/openmp_runtime.h"
+#include "../cpu/thread_pool.h"
 #include "volconv/volconv.h"
 
 namespace nb = nanobind;
@@ -235,6 +238,15 @@ NB_MODULE(_core, m) {
   m.def("_cpu_cache_sizes", [] {
     const cpu::platform::CacheSizes c = cpu::planning_caches();
     return std::array<std::int64_t, 3>{c.l1d, c.l2, c.l3};
+  });
+  // Test-only: where the last parallel call ran, and turning the OpenMP route off.
+  m.def("_cpu_parallel_route", &cpu::testing::last_parallel_route);
+  m.def("_cpu_allow_openmp", &cpu::openmp::testing::allow, nb::arg("allowed"));
+  // Test-only: the x86 kernel sets' required and compiled-for features.
+  m.def("_cpu_isa_table", [] {
+    nb::list out;
+    for (const auto& e : cpu::testing::isa_table()) out.append(nb::make_tuple(e.name, e.required, e.compiled));
+    return out;
   });
   m.def("_cpu_peak_gflops", [](bool bf16) {
     python::GilRelease release;

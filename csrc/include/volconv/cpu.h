@@ -1,8 +1,10 @@
-// The CPU backend's knobs: the size of its thread pool, and (for tests and
-// benchmarks) which instruction-set kernels it uses.
+// The CPU backend's knobs: the size of its thread pool, whose threads run
+// its work, and (for tests and benchmarks) which instruction-set kernels it
+// uses.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -13,6 +15,18 @@ namespace volconv::cpu {
 // performance cores), or the environment variable VOLCONV_NUM_THREADS when set. n <= 0 restores the default.
 void set_num_threads(int n);
 int get_num_threads();
+
+// Runs the CPU backend's parallel work on a host's own threads (PyTorch's
+// at::parallel_for, a job system) instead of the OpenMP team already in the
+// process or volconv's pool. A call is split into `chunks` pieces (at most
+// get_num_threads()); the executor must call run(i) once for each i in
+// [0, chunks), on any threads, and return when all have returned (run never
+// throws; a call whose chunks did not all run throws std::runtime_error).
+// Results are bit-identical to the pool's. An empty executor restores the
+// default. A fork() child never uses the parent's executor (its threads did
+// not survive the fork).
+using ParallelExecutor = std::function<void(int chunks, const std::function<void(int)>& run)>;
+void set_parallel_executor(ParallelExecutor executor);
 
 // Kernel sets this CPU can run, best first ("avx512bf16", "avx512f", "avx2",
 // "neon", "generic"), and the one in use. force_isa("") restores automatic
