@@ -236,7 +236,16 @@ CpuPlan plan(const ConstTensorView& input, const ConstTensorView& weight, const 
   return plan_conv3d(detail::ConvCall{g, input, weight, out}, active_kernels(), planning_caches());
 }
 
-ProblemPlan plan_problem(const detail::ConvProblem& problem) { return plan_problem(problem, active_kernels()); }
+ProblemPlan plan_problem(detail::ConvOp op, const detail::ConvProblemGeometry& lowered, const ConstTensorView& a,
+                         const ConstTensorView& b) {
+  detail::ConvProblem p;
+  p.op = op;
+  p.geometry = lowered;
+  p.input = a;
+  (op == detail::ConvOp::data ? p.weight : p.output) = b;
+  p.result.dtype = promote_types(a.dtype, b.dtype);
+  return plan_problem(p, active_kernels());
+}
 
 std::vector<std::string> active_kernel_names() {
   const KernelTable& kt = active_kernels();

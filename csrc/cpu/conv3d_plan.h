@@ -84,8 +84,12 @@ namespace testing {
 // validates shapes and dtypes (the views need no data).
 CpuPlan plan(const ConstTensorView& input, const ConstTensorView& weight, const ConvParams& params);
 
-// The plan run_problem would run now for this problem (views need no data).
-ProblemPlan plan_problem(const detail::ConvProblem& problem);
+// The plan run_problem would run now for the problem of an op lowered to
+// `lowered` with operands a, b (views need no data): data problems read a as
+// the input and b as the weight, weight gradients a as the input and b as
+// the output gradient; the result is contiguous, of the promoted dtype.
+ProblemPlan plan_problem(detail::ConvOp op, const detail::ConvProblemGeometry& lowered, const ConstTensorView& a,
+                         const ConstTensorView& b);
 
 // Every kernel of the active table that a plan can name: a test that
 // reaches all of them reaches every path and tile of the ISA.

@@ -22,6 +22,7 @@
 #include "conv_problem_cpu.h"
 #include "conv_tile.h"
 #include "dw_backward.h"
+#include "dw_row_cache.h"
 #include "thread_pool.h"
 #include "ukernels/ukernel.h"
 
@@ -87,28 +88,20 @@ struct InputRows {
   std::int64_t width, channels, rows0, rows1;
   bool in_place;
   const KernelTable* kt;
-  std::int64_t slots = 0;
-  std::vector<float> data;
-  std::vector<std::int64_t> key;
+  DwRowCache<float> cache;
 
   InputRows(const ConstTensorView& v, const ConvProblemGeometry& g, const KernelTable& table, std::int64_t n_slots)
       : base(static_cast<const S*>(v.data)), s(v.strides), width(g.in[2]), channels(g.in_channels),
-        rows0(g.in[0]), rows1(g.in[1]), in_place(std::is_same_v<S, float> && v.strides[4] == 1), kt(&table) {
-    if (!in_place) {
-      slots = n_slots;
-      data.resize(std::size_t(slots * width * channels));
-      key.assign(std::size_t(slots), -1);
-    }
-  }
+        rows0(g.in[0]), rows1(g.in[1]), in_place(std::is_same_v<S, float> && v.strides[4] == 1), kt(&table),
+        cache(in_place ? 1 : n_slots, in_place ? 0 : width * channels) {}
   std::int64_t step() const { return in_place ? s[3] : channels; }
 
   const float* row(std::int64_t n, std::int64_t d, std::int64_t h) {
     const S* src = base + n * s[0] + d * s[1] + h * s[2];
     if (in_place) return reinterpret_cast<const float*>(src);
-    const std::int64_t k = (n * rows0 + d) * rows1 + h, i = k % slots;
-    float* dst = data.data() + i * width * channels;
-    if (key[std::size_t(i)] == k) return dst;
-    key[std::size_t(i)] = k;
+    bool hit = false;
+    float* dst = cache.slot((n * rows0 + d) * rows1 + h, hit);
+    if (hit) return dst;
     for (std::int64_t w = 0; w < width; ++w) {
       const S* at = src + w * s[3];
       float* to = dst + w * channels;
@@ -157,7 +150,7 @@ void dw_data_f32(const ConvProblem& p, const KernelTable& kt) {
   const std::int64_t taps_dh = g.kernel[0] * KH;
 
   parallel_for(g.batch * Do * Ho, [&](std::int64_t begin, std::int64_t end) {
-    InputRows<EX> in(p.input, g, kt, 2 * taps_dh + 1);
+    InputRows<EX> in(p.input, g, kt, 2 * taps_dh + 1);  // > the rows of one output row
     RowTaps t;
     t.id.resize(std::size_t(taps_dh));
     t.ih.resize(std::size_t(taps_dh));
@@ -170,6 +163,7 @@ void dw_data_f32(const ConvProblem& p, const KernelTable& kt) {
     for (std::int64_t row = begin; row < end; ++row) {
       const std::int64_t n = row / (Do * Ho), od = row / Ho % Do, oh = row % Ho;
       list_taps(g, od, oh, t);
+      in.cache.begin_row();
       for (std::int64_t q = 0; q < t.count; ++q) xr[std::size_t(q)] = in.row(n, t.id[std::size_t(q)], t.ih[std::size_t(q)]);
       float* y = direct ? static_cast<float*>(res.data) + n * res.strides[0] + od * res.strides[1] +
                               oh * res.strides[2]
@@ -239,7 +233,7 @@ void dw_data_f64(const ConvProblem& p) {
 
 bool dw_data_applies(const ConvProblem& p) {
   const ConvProblemGeometry& g = p.geometry;
-  return p.op == detail::ConvOp::data && g.groups > 1 && g.in_channels == g.groups && g.out_channels == g.groups;
+  return p.op == detail::ConvOp::data && g.in_channels == g.groups && g.out_channels == g.groups;
 }
 
 void run_dw_data(const ConvProblem& p, const KernelTable& kt) {

@@ -20,6 +20,7 @@
 #include "conv_tile.h"
 #include "cpu_features.h"
 #include "dw_backward.h"
+#include "dw_row_cache.h"
 #include "thread_pool.h"
 #include "volconv/cpu.h"
 #include "wgrad_gemm.h"
@@ -71,22 +72,6 @@ struct RowReader {
   }
 };
 
-// Converted input rows of one item, kept while consecutive output rows
-// reuse them (each input row serves up to KD x KH output rows).
-template <class A>
-struct RowCache {
-  std::int64_t slots;
-  std::vector<A> data;
-  std::vector<std::int64_t> key;
-  RowCache(std::int64_t n, std::int64_t width) : slots(n), data(std::size_t(n * width * kBlock)), key(std::size_t(n), -1) {}
-  A* slot(std::int64_t k, bool& hit) {
-    const std::int64_t i = k % slots;
-    hit = key[std::size_t(i)] == k;
-    key[std::size_t(i)] = k;
-    return data.data() + i * (std::int64_t(data.size()) / slots);
-  }
-};
-
 template <class A, class EX, class EY>
 void dw_weight_grad_typed(const ConvProblem& p) {
   const ConvProblemGeometry& g = p.geometry;
@@ -98,23 +83,24 @@ void dw_weight_grad_typed(const ConvProblem& p) {
   const DwWgradRowFn<A> row_fn = row_kernel<A>();
   const RowReader<A, EX> xr(p.input, g.in[2]);
   const RowReader<A, EY> gr(p.output, g.out[2]);
-  const std::int64_t cache_rows = 2 * KD * KH + 1;
+  const std::int64_t cache_rows = 2 * KD * KH + 1;  // > the KD x KH rows of one output row
 
   parallel_for(kWeightGradParts * blocks, [&](std::int64_t item_begin, std::int64_t item_end) {
     std::vector<const A*> x(std::size_t(KD * KH));
     std::vector<A*> acc(std::size_t(KD * KH));
     std::vector<A> gbuf(gr.in_place ? 0 : std::size_t(g.out[2] * kBlock));
-    RowCache<A> cache(xr.in_place ? 1 : cache_rows, xr.in_place ? 0 : g.in[2]);
+    DwRowCache<A> cache(xr.in_place ? 1 : cache_rows, xr.in_place ? 0 : g.in[2] * kBlock);
     for (std::int64_t item = item_begin; item < item_end; ++item) {
       const std::int64_t part = item / blocks, blk = item % blocks, c0 = blk * kBlock;
       const int nc = int(std::min(kBlock, C - c0));
       A* part_acc = partial.data() + part * part_size + blk * taps * kBlock;
-      std::fill(cache.key.begin(), cache.key.end(), -1);
+      cache.clear();  // a new block of channels
       const std::int64_t r_begin = rows_total * part / kWeightGradParts;
       const std::int64_t r_end = rows_total * (part + 1) / kWeightGradParts;
       for (std::int64_t row = r_begin; row < r_end; ++row) {
         const std::int64_t n = row / (Do * Ho), od = row / Ho % Do, oh = row % Ho;
         std::int64_t rows = 0;
+        cache.begin_row();
         for (std::int64_t kd = 0; kd < KD; ++kd) {
           std::int64_t id = od * g.stride[0] - g.padding_lo[0] + kd * g.kernel_dilation[0];
           if (id < 0 || id % g.input_dilation[0] != 0 || (id /= g.input_dilation[0]) >= g.in[0]) continue;
@@ -164,7 +150,7 @@ void dw_weight_grad_typed(const ConvProblem& p) {
 
 bool dw_weight_grad_applies(const ConvProblem& p) {
   const ConvProblemGeometry& g = p.geometry;
-  return p.op == detail::ConvOp::weight_grad && g.groups > 1 && g.in_channels == g.groups &&
+  return p.op == detail::ConvOp::weight_grad && g.in_channels == g.groups &&
          g.out_channels == g.groups && g.input_dilation[2] == 1;
 }
 
