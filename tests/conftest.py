@@ -75,7 +75,9 @@ def cpu_plan(x, w, *, stride=1, padding=0, dilation=1, groups=1) -> dict:
     return _core._cpu_plan(xo.storage, xo.dtype, wo.storage, wo.dtype, params)
 
 
-def cpu_problem_plan(op, a, b, shape=None, *, stride=1, padding=0, dilation=1, groups=1, output_padding=0) -> dict:
+def cpu_problem_plan(
+    op, a, b, shape=None, *, stride=1, padding=0, dilation=1, groups=1, output_padding=0
+) -> dict:
     """What the CPU planner runs for volconv.<op>(a, b[, shape], ...) with op
     conv3d_grad_input, conv3d_grad_weight or conv_transpose3d (path, kernel)."""
     from volconv import _core, _training

@@ -157,8 +157,11 @@ void weight_grad_typed(const ConvProblem& p) {
 
 }  // namespace
 
-// AVX2 + FMA on any x86 kernel set above generic.
+// AVX-512F under the avx512 kernel sets, AVX2 + FMA under avx2.
 const WgradKernels& wgrad_kernels_active() {
+#if defined(VOLCONV_WGRAD_AVX512)
+  if (active_isa().compare(0, 6, "avx512") == 0) return wgrad_kernels_avx512f();
+#endif
 #if defined(VOLCONV_WGRAD_AVX2)
   if (active_isa().compare(0, 3, "avx") == 0) return wgrad_kernels_avx2();
 #endif

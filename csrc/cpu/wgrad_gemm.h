@@ -2,8 +2,9 @@
 // on the micro-kernels' vector traits (float) or as plain C++ (double), and
 // compiled per ISA (wgrad_gemm_generic.cpp at the baseline,
 // wgrad_gemm_avx2.cpp with AVX2+FMA) so the register tile fits each ISA's
-// register file. Per-ISA kernels beyond these two (AVX-512, NEON, bf16 dot)
-// are still to come.
+// register file; wgrad_gemm_avx512.cpp with AVX-512F. A bf16 dot kernel
+// (vdpbf16ps) and a NEON-specific one are still to come (on arm64 the
+// generic file's vectors are NEON's).
 #pragma once
 
 #include <cstdint>
@@ -47,7 +48,8 @@ struct WgradKernels {
 };
 
 const WgradKernels& wgrad_kernels_generic();
-const WgradKernels& wgrad_kernels_avx2();  // only in x86-64 builds (VOLCONV_WGRAD_AVX2)
+const WgradKernels& wgrad_kernels_avx2();     // only in x86-64 builds (VOLCONV_WGRAD_AVX2)
+const WgradKernels& wgrad_kernels_avx512f();  // the same (VOLCONV_WGRAD_AVX512)
 // The loops for the active ISA (force_isa included).
 const WgradKernels& wgrad_kernels_active();
 
