@@ -207,11 +207,17 @@ std::string ProblemPlan::describe() const {
 // each be a small depthwise conv, and only f32 inputs have a depthwise
 // forward kernel); the rest lower to conv3d's paths or the GEMM.
 ProblemPlan plan_problem(const detail::ConvProblem& p, const KernelTable& kt) {
+  using detail::ConvProblemGeometry;
   ProblemPlan plan;
   if (p.op == detail::ConvOp::data) {
     if (dw_data_applies(p)) {
       plan.path = ProblemPath::dw_data;
       plan.kernel = p.result.dtype == DType::float64 ? "f64-loops" : kt.f32_dwconv.name;
+      const ConvProblemGeometry& g = p.geometry;
+      const std::int64_t row_bytes = std::max<std::int64_t>(1, g.in[2] * g.in_channels * 4);
+      plan.h_block = std::clamp<std::int64_t>(budget(planning_caches()).row_slab / row_bytes / g.kernel[0] -
+                                                  (g.kernel[1] - 1),
+                                              1, std::max<std::int64_t>(1, g.out[1]));
     }
     return plan;
   }

@@ -67,6 +67,7 @@ const char* problem_path_name(ProblemPath path);
 struct ProblemPlan {
   ProblemPath path = ProblemPath::phases;
   const char* kernel = "";  // dw_data: the row kernel ("f64-loops" for float64); weight gradients: the loops' ISA
+  std::int64_t h_block = 0;  // dw_data: output rows along H per block (the KD input planes' slab stays in L2)
   std::string describe() const;  // "dw-data:f32-dwconv-6x16-avx2"
 };
 

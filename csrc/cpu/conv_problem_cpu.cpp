@@ -10,9 +10,10 @@ namespace volconv::cpu {
 
 void run_problem(const detail::ConvProblem& problem) {
   const KernelTable& kt = active_kernels();  // once: a concurrent force_isa must not split plan and run
-  switch (plan_problem(problem, kt).path) {
+  const ProblemPlan plan = plan_problem(problem, kt);
+  switch (plan.path) {
     case ProblemPath::phases: run_data_problem(problem); break;
-    case ProblemPath::dw_data: run_dw_data(problem, kt); break;
+    case ProblemPath::dw_data: run_dw_data(problem, kt, plan.h_block); break;
     case ProblemPath::gemm_wgrad: run_weight_grad(problem); break;
     case ProblemPath::dw_weight_grad: run_dw_weight_grad(problem); break;
   }

@@ -5,6 +5,8 @@
 // they run; these say whether they can.
 #pragma once
 
+#include <cstdint>
+
 #include "../core/conv_problem.h"
 
 namespace volconv::cpu {
@@ -13,7 +15,8 @@ struct KernelTable;
 
 // A depthwise data problem, every dtype, any stride / input dilation.
 bool dw_data_applies(const detail::ConvProblem& problem);
-void run_dw_data(const detail::ConvProblem& problem, const KernelTable& kt);
+// Output rows run in blocks of h_block rows along H, od inside (CpuPlan::h_block).
+void run_dw_data(const detail::ConvProblem& problem, const KernelTable& kt, std::int64_t h_block);
 
 // A depthwise weight gradient whose input is not dilated along W.
 bool dw_weight_grad_applies(const detail::ConvProblem& problem);

@@ -134,8 +134,19 @@ void store_row(const TensorView& r, const KernelTable& kt, std::int64_t n, std::
   });
 }
 
+// Output row `it` of the work order: (n, H block, od, oh in the block), so
+// the KD input planes of a block of hb rows stay in L2 while od advances.
+struct RowIndex {
+  std::int64_t n, od, oh;
+};
+RowIndex row_of(std::int64_t it, std::int64_t Do, std::int64_t Ho, std::int64_t hb) {
+  const std::int64_t n = it / (Do * Ho), rest = it % (Do * Ho), hb0 = rest / (Do * hb) * hb;
+  const std::int64_t rows = std::min(hb, Ho - hb0), in_block = rest - hb0 * Do;
+  return {n, in_block / rows, hb0 + in_block % rows};
+}
+
 template <class EX>
-void dw_data_f32(const ConvProblem& p, const KernelTable& kt) {
+void dw_data_f32(const ConvProblem& p, const KernelTable& kt, std::int64_t hb) {
   const ConvProblemGeometry& g = p.geometry;
   const DwconvKernel& k = kt.f32_dwconv;
   const std::int64_t C = g.out_channels, NR = k.nr, blocks = (C + NR - 1) / NR, c_pad = blocks * NR;
@@ -160,8 +171,9 @@ void dw_data_f32(const ConvProblem& p, const KernelTable& kt) {
     std::vector<float> buf(direct ? 0 : std::size_t(Wo * C));
     std::vector<void*> ptrs(direct ? 0 : std::size_t(Wo));
     const std::int64_t x_step = in.step();
-    for (std::int64_t row = begin; row < end; ++row) {
-      const std::int64_t n = row / (Do * Ho), od = row / Ho % Do, oh = row % Ho;
+    for (std::int64_t it = begin; it < end; ++it) {
+      const RowIndex r = row_of(it, Do, Ho, hb);
+      const std::int64_t n = r.n, od = r.od, oh = r.oh;
       list_taps(g, od, oh, t);
       in.cache.begin_row();
       for (std::int64_t q = 0; q < t.count; ++q) xr[std::size_t(q)] = in.row(n, t.id[std::size_t(q)], t.ih[std::size_t(q)]);
@@ -236,12 +248,12 @@ bool dw_data_applies(const ConvProblem& p) {
   return p.op == detail::ConvOp::data && g.in_channels == g.groups && g.out_channels == g.groups;
 }
 
-void run_dw_data(const ConvProblem& p, const KernelTable& kt) {
+void run_dw_data(const ConvProblem& p, const KernelTable& kt, std::int64_t h_block) {
   visit_dtype(p.input.dtype, [&](auto ex) {
     if (p.result.dtype == DType::float64)
       dw_data_f64<decltype(ex)>(p);
     else
-      dw_data_f32<decltype(ex)>(p, kt);
+      dw_data_f32<decltype(ex)>(p, kt, std::max<std::int64_t>(1, h_block));
   });
 }
 
