@@ -270,10 +270,8 @@ def test_depthwise_paths_on_each_isa(isa):
     gy = _data(_forward_shape(case), 22, "float32")
     _core._cpu_force_isa(isa)
     try:
-        assert (
-            cpu_problem_plan("conv3d_grad_weight", x, gy, w.shape, **case.kwargs())["kernel"]
-            == _wgrad_loops(isa)
-        )
+        plan = cpu_problem_plan("conv3d_grad_weight", x, gy, w.shape, **case.kwargs())
+        assert plan["kernel"] == _wgrad_loops(isa)
         gx = vc.conv3d_grad_input(gy, w, x.shape, **case.kwargs())
         gw = vc.conv3d_grad_weight(x, gy, w.shape, **case.kwargs())
     finally:
