@@ -288,12 +288,14 @@ def main(argv=None):
         for job in jobs:
             print(*job)
         return
-    try:
-        import mlx.core  # noqa: F401
+    want_mlx = False
+    if not args.no_mlx:
+        try:
+            import mlx.core  # noqa: F401
 
-        want_mlx = not args.no_mlx
-    except ImportError:
-        want_mlx = False
+            want_mlx = True
+        except ImportError:
+            pass
     import torch
 
     torch.set_num_threads(args.threads)
