@@ -240,9 +240,74 @@ void dw_wgrad_block(const DwWgradRow<float>& p, std::int64_t q0, std::int64_t lo
     }
 }
 
+// Stride 1, dilation 1, KW 3: walked by input column j instead of output
+// position, so each x vector is loaded once and meets the three g vectors
+// g[j + pad - k] held in registers (k = 0, 1, 2): 1 + R loads per 3R FMAs
+// instead of 1 + 3R. The first two and last two columns see only the taps
+// whose output position is inside [lo, hi) (hi - lo >= 2).
+template <class Vec, int R, bool FULL>
+void dw_wgrad_block_s1k3(const DwWgradRow<float>& p, std::int64_t q0, std::int64_t lo, std::int64_t hi, int c0,
+                         int n) {
+  using V = typename Vec::V;
+  V acc[R][3];
+  for (int r = 0; r < R; ++r)
+    for (int k = 0; k < 3; ++k) acc[r][k] = Vec::zero();
+  const std::int64_t xs = p.x_step;
+  const float* x[R];
+  for (int r = 0; r < R; ++r) x[r] = p.x[q0 + r] + (lo - p.pad) * xs + c0;
+  const float* g = p.g + lo * p.g_step + c0;
+  auto ld = [&](const float* a) { return FULL ? Vec::load(a) : Vec::load_partial(a, n); };
+  // j = lo - pad (k 0 with g[lo]) and j + 1 (k 0 with g[lo + 1], k 1 with g[lo])
+  V g2 = Vec::zero(), g1 = ld(g), g0;
+  for (int r = 0; r < R; ++r) acc[r][0] = Vec::fma(g1, ld(x[r]), acc[r][0]), x[r] += xs;
+  g += p.g_step;
+  g0 = ld(g);
+  for (int r = 0; r < R; ++r) {
+    const V xv = ld(x[r]);
+    acc[r][0] = Vec::fma(g0, xv, acc[r][0]);
+    acc[r][1] = Vec::fma(g1, xv, acc[r][1]);
+    x[r] += xs;
+  }
+  g2 = g1, g1 = g0;
+  for (std::int64_t ow = lo + 2; ow < hi; ++ow) {
+    g += p.g_step;
+    g0 = ld(g);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const V xv = ld(x[r]);
+      acc[r][0] = Vec::fma(g0, xv, acc[r][0]);
+      acc[r][1] = Vec::fma(g1, xv, acc[r][1]);
+      acc[r][2] = Vec::fma(g2, xv, acc[r][2]);
+      x[r] += xs;
+    }
+    g2 = g1, g1 = g0;
+  }
+  // the last two columns: k 1, 2 with g[hi - 1], g[hi - 2]; then k 2 with g[hi - 1]
+  for (int r = 0; r < R; ++r) {
+    const V xv = ld(x[r]);
+    acc[r][1] = Vec::fma(g1, xv, acc[r][1]);
+    acc[r][2] = Vec::fma(g2, xv, acc[r][2]);
+    acc[r][2] = Vec::fma(g1, ld(x[r] + xs), acc[r][2]);
+  }
+  for (int r = 0; r < R; ++r)
+    for (int k = 0; k < 3; ++k) {
+      float* a = p.acc[q0 + r] + k * p.acc_step + c0;
+      if (FULL)
+        Vec::store(a, Vec::fma(acc[r][k], Vec::broadcast(&kOne), Vec::load(a)));
+      else
+        Vec::store_partial(a, Vec::fma(acc[r][k], Vec::broadcast(&kOne), Vec::load_partial(a, n)), n);
+    }
+}
+
 template <class Vec, bool FULL>
 void dw_wgrad_blocks(const DwWgradRow<float>& p, std::int64_t lo, std::int64_t hi, int c0, int n) {
   std::int64_t q = 0;
+  if (p.stride == 1 && p.dilation == 1 && hi - lo >= 2) {
+    for (; q + 3 <= p.rows; q += 3) dw_wgrad_block_s1k3<Vec, 3, FULL>(p, q, lo, hi, c0, n);
+    if (p.rows - q == 2) dw_wgrad_block_s1k3<Vec, 2, FULL>(p, q, lo, hi, c0, n);
+    if (p.rows - q == 1) dw_wgrad_block_s1k3<Vec, 1, FULL>(p, q, lo, hi, c0, n);
+    return;
+  }
   for (; q + 3 <= p.rows; q += 3) dw_wgrad_block<Vec, 3, 3, FULL>(p, q, lo, hi, c0, n);
   if (p.rows - q == 2) dw_wgrad_block<Vec, 2, 3, FULL>(p, q, lo, hi, c0, n);
   if (p.rows - q == 1) dw_wgrad_block<Vec, 1, 3, FULL>(p, q, lo, hi, c0, n);
