@@ -86,7 +86,9 @@ def _forward_shape(case):
 
 def _wgrad_loops(isa):
     """The weight-gradient loops each kernel set runs (conv_grad_weight.cpp)."""
-    return "wgrad-" + ("avx512f" if isa.startswith("avx512") else "avx2" if isa == "avx2" else "generic")
+    if isa.startswith("avx512"):
+        return "wgrad-avx512f"
+    return "wgrad-" + (isa if isa in ("avx2", "neon") else "generic")
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)

@@ -157,8 +157,12 @@ void weight_grad_typed(const ConvProblem& p) {
 
 }  // namespace
 
-// AVX-512F under the avx512 kernel sets, AVX2 + FMA under avx2.
+// AVX-512F under the avx512 kernel sets, AVX2 + FMA under avx2, NEON's
+// wider tile under neon.
 const WgradKernels& wgrad_kernels_active() {
+#if defined(__aarch64__)
+  if (active_isa() == "neon") return wgrad_kernels_neon();
+#endif
 #if defined(VOLCONV_WGRAD_AVX512)
   if (active_isa().compare(0, 6, "avx512") == 0) return wgrad_kernels_avx512f();
 #endif

@@ -2,9 +2,8 @@
 // on the micro-kernels' vector traits (float) or as plain C++ (double), and
 // compiled per ISA (wgrad_gemm_generic.cpp at the baseline,
 // wgrad_gemm_avx2.cpp with AVX2+FMA) so the register tile fits each ISA's
-// register file; wgrad_gemm_avx512.cpp with AVX-512F. A bf16 dot kernel
-// (vdpbf16ps) and a NEON-specific one are still to come (on arm64 the
-// generic file's vectors are NEON's).
+// register file; wgrad_gemm_avx512.cpp with AVX-512F, wgrad_gemm_neon.cpp on
+// aarch64. A bf16 dot kernel (vdpbf16ps) is still to come.
 #pragma once
 
 #include <cstdint>
@@ -50,6 +49,7 @@ struct WgradKernels {
 const WgradKernels& wgrad_kernels_generic();
 const WgradKernels& wgrad_kernels_avx2();     // only in x86-64 builds (VOLCONV_WGRAD_AVX2)
 const WgradKernels& wgrad_kernels_avx512f();  // the same (VOLCONV_WGRAD_AVX512)
+const WgradKernels& wgrad_kernels_neon();     // only in aarch64 builds
 // The loops for the active ISA (force_isa included).
 const WgradKernels& wgrad_kernels_active();
 
