@@ -73,3 +73,21 @@ def cpu_plan(x, w, *, stride=1, padding=0, dilation=1, groups=1) -> dict:
     xo, wo = as_operand(x, "conv3d", "input"), as_operand(w, "conv3d", "weight")
     params = conv_params(padding, stride, dilation, groups, tuple(wo.storage.shape[1:4]))
     return _core._cpu_plan(xo.storage, xo.dtype, wo.storage, wo.dtype, params)
+
+
+def cpu_problem_plan(
+    op, a, b, shape=None, *, stride=1, padding=0, dilation=1, groups=1, output_padding=0
+) -> dict:
+    """What the CPU planner runs for volconv.<op>(a, b[, shape], ...) with op
+    conv3d_grad_input, conv3d_grad_weight or conv_transpose3d (path, kernel)."""
+    from volconv import _core, _training
+    from volconv._arrays import as_operand
+    from volconv._params import conv_params
+
+    ao, bo = as_operand(a, op, "a"), as_operand(b, op, "b")
+    if op == "conv_transpose3d":
+        p = _training._transpose_params(op, stride, padding, dilation, output_padding, groups)
+        return _core._cpu_plan_problem(op, ao.storage, ao.dtype, bo.storage, bo.dtype, p)
+    kernel = (bo.storage.shape if op == "conv3d_grad_input" else shape)[1:4]
+    params = conv_params(padding, stride, dilation, groups, tuple(kernel), op)
+    return _core._cpu_plan_problem(op, ao.storage, ao.dtype, bo.storage, bo.dtype, tuple(shape), params)

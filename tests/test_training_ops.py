@@ -439,7 +439,7 @@ def test_bad_arguments(call, message):
         call()
 
 
-@pytest.mark.parametrize("isa", ["generic", "avx2"])
+@pytest.mark.parametrize("isa", ["generic", "avx2", "avx512f", "avx512bf16"])
 def test_grad_weight_on_each_isa(isa):
     from volconv import _core
 
@@ -450,12 +450,19 @@ def test_grad_weight_on_each_isa(isa):
     gy = _data(vc.conv3d(x, _data(case.weight_shape(), 32, "float32"), **case.kwargs()).shape, 33, "float32")
     x2 = _data((1, 5, 4, 6, 17), 34, "float32")  # C_in 17 too
     gy2 = _data((1, 3, 2, 4, 16), 35, "float32")
+    # C_in 88: on AVX-512 a 64-wide tile, one 16-wide vector, 8 single columns; on AVX2 also a lone vector
+    x3 = _data((1, 3, 3, 4, 88), 39, "float32")
+    gy3 = _data((1, 2, 2, 3, 7), 40, "float32")
     _core._cpu_force_isa(isa)
     try:
         gw = vc.conv3d_grad_weight(x, gy, case.weight_shape(), **case.kwargs())
         gw2 = vc.conv3d_grad_weight(x2, gy2, (16, 3, 3, 3, 17))
+        gw3 = vc.conv3d_grad_weight(x3, gy3, (7, 2, 2, 2, 88))
     finally:
         _core._cpu_force_isa("")
+    ref = conv3d_grad_weight_reference(_f64(x3), _f64(gy3), (7, 2, 2, 2, 88))
+    scale = conv3d_grad_weight_reference(np.abs(_f64(x3)), np.abs(_f64(gy3)), (7, 2, 2, 2, 88))
+    assert_close(gw3, ref, scale, "float32", f"grad_weight (C_in 88) on {isa}")
     rk = case.ref_kwargs()
     ref = conv3d_grad_weight_reference(_f64(x), _f64(gy), case.weight_shape(), **rk)
     scale = conv3d_grad_weight_reference(np.abs(_f64(x)), np.abs(_f64(gy)), case.weight_shape(), **rk)

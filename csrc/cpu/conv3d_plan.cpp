@@ -17,6 +17,8 @@
 #include <stdexcept>
 
 #include "cpu_features.h"
+#include "dw_backward.h"
+#include "wgrad_gemm.h"
 
 namespace volconv::cpu {
 namespace {
@@ -186,6 +188,44 @@ CpuPlan plan_conv3d(const detail::ConvCall& call, const KernelTable& kt, const p
   return plan;
 }
 
+const char* problem_path_name(ProblemPath path) {
+  switch (path) {
+    case ProblemPath::phases: return "phases";
+    case ProblemPath::dw_data: return "dw-data";
+    case ProblemPath::gemm_wgrad: return "gemm-wgrad";
+    case ProblemPath::dw_weight_grad: return "dw-weight-grad";
+  }
+  return "?";
+}
+
+std::string ProblemPlan::describe() const {
+  std::string s = problem_path_name(path);
+  return *kernel ? s + ":" + kernel : s;
+}
+
+// Depthwise problems take their own drivers (the phases' conv3d calls would
+// each be a small depthwise conv, and only f32 inputs have a depthwise
+// forward kernel); the rest lower to conv3d's paths or the GEMM.
+ProblemPlan plan_problem(const detail::ConvProblem& p, const KernelTable& kt) {
+  using detail::ConvProblemGeometry;
+  ProblemPlan plan;
+  if (p.op == detail::ConvOp::data) {
+    if (dw_data_applies(p)) {
+      plan.path = ProblemPath::dw_data;
+      plan.kernel = p.result.dtype == DType::float64 ? "f64-loops" : kt.f32_dwconv.name;
+      const ConvProblemGeometry& g = p.geometry;
+      const std::int64_t row_bytes = std::max<std::int64_t>(1, g.in[2] * g.in_channels * 4);
+      plan.h_block = std::clamp<std::int64_t>(budget(planning_caches()).row_slab / row_bytes / g.kernel[0] -
+                                                  (g.kernel[1] - 1),
+                                              1, std::max<std::int64_t>(1, g.out[1]));
+    }
+    return plan;
+  }
+  plan.path = dw_weight_grad_applies(p) ? ProblemPath::dw_weight_grad : ProblemPath::gemm_wgrad;
+  plan.kernel = wgrad_kernels_active().name;
+  return plan;
+}
+
 platform::CacheSizes planning_caches() {
   const platform::CacheSizes forced{g_l1d.load(), g_l2.load(), g_l3.load()};
   return forced.l2 > 0 ? forced : platform::cache_sizes();
@@ -200,6 +240,17 @@ CpuPlan plan(const ConstTensorView& input, const ConstTensorView& weight, const 
   out.shape = g.output_shape();
   out.strides = contiguous_strides(out.shape);
   return plan_conv3d(detail::ConvCall{g, input, weight, out}, active_kernels(), planning_caches());
+}
+
+ProblemPlan plan_problem(detail::ConvOp op, const detail::ConvProblemGeometry& lowered, const ConstTensorView& a,
+                         const ConstTensorView& b) {
+  detail::ConvProblem p;
+  p.op = op;
+  p.geometry = lowered;
+  p.input = a;
+  (op == detail::ConvOp::data ? p.weight : p.output) = b;
+  p.result.dtype = promote_types(a.dtype, b.dtype);
+  return plan_problem(p, active_kernels());
 }
 
 std::vector<std::string> active_kernel_names() {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "../core/backend.h"
+#include "../core/conv_problem.h"
 #include "platform.h"
 #include "ukernels/ukernel.h"
 
@@ -53,6 +54,25 @@ struct CpuPlan {
 
 CpuPlan plan_conv3d(const detail::ConvCall& call, const KernelTable& kt, const platform::CacheSizes& caches);
 
+// The general convolution's problems (csrc/core/conv_problem.h): which
+// driver runs a data problem or a weight gradient.
+enum class ProblemPath {
+  phases,          // data: one forward conv3d per stride phase (conv3d's own plan each)
+  dw_data,         // data, depthwise, every dtype: row kernel, all phases in one pass
+  gemm_wgrad,      // weight gradient: GEMM over positions, fixed partial sums
+  dw_weight_grad,  // weight gradient, depthwise, input not dilated along W: channels in the lanes
+};
+const char* problem_path_name(ProblemPath path);
+
+struct ProblemPlan {
+  ProblemPath path = ProblemPath::phases;
+  const char* kernel = "";  // dw_data: the row kernel ("f64-loops" for float64); weight gradients: the loops' ISA
+  std::int64_t h_block = 0;  // dw_data: output rows along H per block (the KD input planes' slab stays in L2)
+  std::string describe() const;  // "dw-data:f32-dwconv-6x16-avx2"
+};
+
+ProblemPlan plan_problem(const detail::ConvProblem& problem, const KernelTable& kt);
+
 // The cache sizes plans use: the detected ones, unless a test overrides them.
 platform::CacheSizes planning_caches();
 
@@ -64,6 +84,13 @@ namespace testing {
 // ISA, planning caches) with a contiguous output; validated as conv3d
 // validates shapes and dtypes (the views need no data).
 CpuPlan plan(const ConstTensorView& input, const ConstTensorView& weight, const ConvParams& params);
+
+// The plan run_problem would run now for the problem of an op lowered to
+// `lowered` with operands a, b (views need no data): data problems read a as
+// the input and b as the weight, weight gradients a as the input and b as
+// the output gradient; the result is contiguous, of the promoted dtype.
+ProblemPlan plan_problem(detail::ConvOp op, const detail::ConvProblemGeometry& lowered, const ConstTensorView& a,
+                         const ConstTensorView& b);
 
 // Every kernel of the active table that a plan can name: a test that
 // reaches all of them reaches every path and tile of the ISA.

@@ -30,15 +30,6 @@ using detail::ConvProblemGeometry;
 // L1 while every tile of the GEMM reads them (192 KiB, in L2, ran ~30% slower).
 constexpr std::int64_t kBlockBytes = 32 * 1024;
 
-// The loops for the active ISA (force_isa included): AVX2 + FMA on any x86
-// kernel set above generic.
-const WgradKernels& wgrad_kernels() {
-#if defined(VOLCONV_WGRAD_AVX2)
-  if (active_isa().compare(0, 3, "avx") == 0) return wgrad_kernels_avx2();
-#endif
-  return wgrad_kernels_generic();
-}
-
 template <class A> WgradGemm<A> gemm_of(const WgradKernels& k);
 template <> WgradGemm<float> gemm_of<float>(const WgradKernels& k) { return k.gemm_f32; }
 template <> WgradGemm<double> gemm_of<double>(const WgradKernels& k) { return k.gemm_f64; }
@@ -72,8 +63,8 @@ void weight_grad_typed(const ConvProblem& p) {
   const std::int64_t block =
       std::clamp<std::int64_t>(kBlockBytes / std::int64_t(sizeof(A) * (cin + cout)), 32, 512);
   const bool depthwise = cig == 1 && cog == 1;
-  const WgradGemm<A> gemm = gemm_of<A>(wgrad_kernels());
-  const WgradDepthwise<A> depthwise_acc = depthwise_of<A>(wgrad_kernels());
+  const WgradGemm<A> gemm = gemm_of<A>(wgrad_kernels_active());
+  const WgradDepthwise<A> depthwise_acc = depthwise_of<A>(wgrad_kernels_active());
   const SX* x = static_cast<const SX*>(p.input.data);
   const SY* y = static_cast<const SY*>(p.output.data);
   const Shape5& xs = p.input.strides;
@@ -167,6 +158,21 @@ void weight_grad_typed(const ConvProblem& p) {
 }
 
 }  // namespace
+
+// AVX-512F under the avx512 kernel sets, AVX2 + FMA under avx2, NEON's
+// wider tile under neon.
+const WgradKernels& wgrad_kernels_active() {
+#if defined(__aarch64__)
+  if (active_isa() == "neon") return wgrad_kernels_neon();
+#endif
+#if defined(VOLCONV_WGRAD_AVX512)
+  if (active_isa().compare(0, 6, "avx512") == 0) return wgrad_kernels_avx512f();
+#endif
+#if defined(VOLCONV_WGRAD_AVX2)
+  if (active_isa().compare(0, 3, "avx") == 0) return wgrad_kernels_avx2();
+#endif
+  return wgrad_kernels_generic();
+}
 
 void run_weight_grad(const ConvProblem& p) {
   const bool f64 = p.result.dtype == DType::float64;

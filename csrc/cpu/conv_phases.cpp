@@ -21,19 +21,8 @@ namespace {
 using detail::ConvProblem;
 using detail::ConvProblemGeometry;
 
-// One phase along one dimension.
-struct DimPhase {
-  std::int64_t first = 0, count = 0;         // outputs first, first + P, ...: count of them
-  bool zero = false;                         // no tap reads the input: the outputs are zeros
-  std::int64_t tap0 = 0, tap_step = 1, taps = 0;  // logical taps tap0 + tap_step * t, t < taps
-  std::int64_t in_begin = 0, in_len = 0;     // the input slice the sub-conv reads
-  std::int64_t pad_lo = 0, pad_hi = 0, stride = 1, dilation = 1;
-};
+}  // namespace
 
-// Per dimension: out[o] reads dilated index j = o*st - lo + k*kdil, real only
-// when j % idil == 0. For o = r + P*q (P = idil / gcd(st, idil)) the real taps
-// are k0, k0 + T, ... (T = idil / gcd(kdil, idil)), and their input index is
-// b + q*(st / gcd(st, idil)) + t*(kdil / gcd(kdil, idil)).
 DimPhase plan_dim(const ConvProblemGeometry& g, int i, std::int64_t r, std::int64_t P) {
   DimPhase ph;
   const std::int64_t out = g.out[i], K = g.kernel[i], st = g.stride[i], kdil = g.kernel_dilation[i];
@@ -72,6 +61,8 @@ DimPhase plan_dim(const ConvProblemGeometry& g, int i, std::int64_t r, std::int6
   ph.pad_hi = last + 1 - end;
   return ph;
 }
+
+namespace {
 
 // The sub-kernel of a phase in conv3d's layout (C_out, taps..., C_in/groups),
 // in the stored weight's dtype: the logical taps tap0 + tap_step*t, flipped

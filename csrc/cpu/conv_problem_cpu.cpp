@@ -1,15 +1,22 @@
-// The CPU entry for a general convolution problem: one driver per op.
+// The CPU entry for a general convolution problem: the plan's driver.
 #include <cstring>
 
+#include "conv3d_plan.h"
 #include "conv_problem_cpu.h"
+#include "cpu_features.h"
+#include "dw_backward.h"
 
 namespace volconv::cpu {
 
 void run_problem(const detail::ConvProblem& problem) {
-  if (problem.op == detail::ConvOp::data)
-    run_data_problem(problem);
-  else
-    run_weight_grad(problem);
+  const KernelTable& kt = active_kernels();  // once: a concurrent force_isa must not split plan and run
+  const ProblemPlan plan = plan_problem(problem, kt);
+  switch (plan.path) {
+    case ProblemPath::phases: run_data_problem(problem); break;
+    case ProblemPath::dw_data: run_dw_data(problem, kt, plan.h_block); break;
+    case ProblemPath::gemm_wgrad: run_weight_grad(problem); break;
+    case ProblemPath::dw_weight_grad: run_dw_weight_grad(problem); break;
+  }
 }
 
 void fill_zero(const TensorView& v) {

@@ -17,6 +17,22 @@ void run_weight_grad(const detail::ConvProblem& problem);
 // kWeightGradParts x weight elements x 4 bytes (8 for float64).
 constexpr std::int64_t kWeightGradParts = 8;
 
+// One phase along one dimension.
+struct DimPhase {
+  std::int64_t first = 0, count = 0;         // outputs first, first + P, ...: count of them
+  bool zero = false;                         // no tap reads the input: the outputs are zeros
+  std::int64_t tap0 = 0, tap_step = 1, taps = 0;  // logical taps tap0 + tap_step * t, t < taps
+  std::int64_t in_begin = 0, in_len = 0;     // the input slice the sub-conv reads
+  std::int64_t pad_lo = 0, pad_hi = 0, stride = 1, dilation = 1;
+};
+
+// Phase r of P along dimension i (0 D, 1 H, 2 W): out[o] reads dilated index
+// j = o*st - lo + k*kdil, real only when j % idil == 0. For o = r + P*q
+// (P = idil / gcd(st, idil)) the real taps are k0, k0 + T, ...
+// (T = idil / gcd(kdil, idil)), and their input index is
+// b + q*(st / gcd(st, idil)) + t*(kdil / gcd(kdil, idil)).
+DimPhase plan_dim(const detail::ConvProblemGeometry& g, int i, std::int64_t r, std::int64_t P);
+
 // Writes zeros to every element of a strided view.
 void fill_zero(const TensorView& view);
 

@@ -7,7 +7,8 @@ namespace volconv::cpu {
 
 const WgradKernels& wgrad_kernels_avx2() {
   static const WgradKernels k{wgrad::gemm_f32<VecAvx2, 6, 2>, wgrad::gemm_tn<double, 6, 8>, wgrad::depthwise<float>,
-                              wgrad::depthwise<double>};
+                              wgrad::depthwise<double>,
+                              wgrad::dw_wgrad_row<VecAvx2>, wgrad::dw_wgrad_row_f64, "wgrad-avx2"};
   return k;
 }
 

@@ -7,7 +7,8 @@ namespace volconv::cpu {
 
 const WgradKernels& wgrad_kernels_generic() {
   static const WgradKernels k{wgrad::gemm_f32<VecGeneric, 4, 2>, wgrad::gemm_tn<double, 4, 4>, wgrad::depthwise<float>,
-                              wgrad::depthwise<double>};
+                              wgrad::depthwise<double>,
+                              wgrad::dw_wgrad_row<VecGeneric>, wgrad::dw_wgrad_row_f64, "wgrad-generic"};
   return k;
 }
 

@@ -9,7 +9,9 @@
 #include <stdexcept>
 #include <string>
 
+#include "../core/op_geometry.h"
 #include "../core/output_blocks.h"
+#include "../cpu/conv3d_plan.h"
 #include "volconv/conv_general.h"
 #include "arrays.h"
 #include "gil_release.h"
@@ -128,4 +130,35 @@ void bind_training(nb::module_& m) {
     return with_result("conv_general_grad_weight", weight_shape, promote_types(xt, gt),
                        [&](const TensorView& out) { conv_general_grad_weight(a, b, out, p, s); });
   });
+
+  // Test-only: the CPU plan of conv3d_grad_input / conv3d_grad_weight
+  // (conv3d's params) or conv_transpose3d, lowered as the op lowers it.
+  const auto plan_dict = [](const cpu::ProblemPlan& plan) {
+    nb::dict d;
+    d["path"] = cpu::problem_path_name(plan.path);
+    d["kernel"] = plan.kernel;
+    d["name"] = plan.describe();
+    return d;
+  };
+  m.def("_cpu_plan_problem", [plan_dict](const std::string& op, const StridedArray& a, DType at,
+                                         const StridedArray& b, DType bt, const Shape5& shape, const ConvParams& p) {
+    const ConstTensorView va = view_of(a, at, op.c_str(), "a"), vb = view_of(b, bt, op.c_str(), "b");
+    if (op == "conv3d_grad_input")
+      return plan_dict(cpu::testing::plan_problem(
+          detail::ConvOp::data, detail::lower_conv3d_grad_input(op.c_str(), va.shape, vb.shape, shape, p).geometry,
+          va, vb));
+    if (op == "conv3d_grad_weight")
+      return plan_dict(cpu::testing::plan_problem(
+          detail::ConvOp::weight_grad,
+          detail::lower_conv3d_grad_weight(op.c_str(), va.shape, vb.shape, shape, p).geometry, va, vb));
+    throw std::invalid_argument("[_cpu_plan_problem] Unknown op " + op + ".");
+  }, nb::arg("op"), nb::arg("a"), nb::arg("a_dtype"), nb::arg("b"), nb::arg("b_dtype"), nb::arg("shape"),
+     nb::arg("params"));
+  m.def("_cpu_plan_problem", [plan_dict](const std::string& op, const StridedArray& a, DType at,
+                                         const StridedArray& b, DType bt, const ConvTransposeParams& p) {
+    if (op != "conv_transpose3d") throw std::invalid_argument("[_cpu_plan_problem] Unknown op " + op + ".");
+    const ConstTensorView va = view_of(a, at, op.c_str(), "a"), vb = view_of(b, bt, op.c_str(), "b");
+    return plan_dict(cpu::testing::plan_problem(
+        detail::ConvOp::data, detail::lower_conv_transpose3d(op.c_str(), va.shape, vb.shape, p).geometry, va, vb));
+  }, nb::arg("op"), nb::arg("a"), nb::arg("a_dtype"), nb::arg("b"), nb::arg("b_dtype"), nb::arg("params"));
 }
