@@ -6,9 +6,10 @@
 namespace volconv::cpu {
 
 void run_problem(const detail::ConvProblem& problem) {
-  if (problem.op == detail::ConvOp::data)
+  if (problem.op == detail::ConvOp::data) {
     run_data_problem(problem);
-  else
+    if (problem.fold.active()) fold_padding(problem);
+  } else
     run_weight_grad(problem);
 }
 

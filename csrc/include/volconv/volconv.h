@@ -7,6 +7,7 @@
 #include "volconv/device.h"
 #include "volconv/dtype.h"
 #include "volconv/epilogue.h"
+#include "volconv/padding_mode.h"
 #include "volconv/params.h"
 #include "volconv/tensor.h"
 #include "volconv/version.h"
