@@ -180,14 +180,29 @@ def test_strided_channels():
     assert_within(y, ref, TOLERANCE["float32"] * scale + 1e-30, "float32", "strided channels")
 
 
-def test_with_epilogue_and_same_padding():
-    """Padding modes combine with padding='same' and the fused epilogue."""
+@pytest.mark.parametrize("name", ["igemm", "dwconv", "cin1", "small-cin"])
+def test_with_epilogue(name):
+    """Padding modes combine with the fused epilogue: the row drivers add
+    the W border's padded taps before the epilogue runs."""
+    case = PATH_CASES[name]
+    x, w = operands(case, "float32", seed=4)
+    rng = np.random.default_rng(4)
+    ref, scale = expected(x, w, case, "circular")
+    b = rng.uniform(-1, 1, case.c_out).astype(np.float32)
+    r = rng.uniform(-1, 1, ref.shape).astype(np.float32)
+    y = volconv.conv3d(
+        x, w, **case.api_kwargs(), padding_mode="circular", bias=b, activation="relu", residual=r
+    )
+    want = np.maximum(ref + b, 0) + r
+    assert_within(y, want, TOLERANCE["float32"] * (scale + np.abs(b) + np.abs(want)) + 1e-30, "float32", name)
+
+
+def test_same_padding():
     case = _c("same", 1, 4, 5, 6, 8, 8, 3, p=1)
     x, w = operands(case, "float64", seed=4)
-    b = np.linspace(-1, 1, 8)
-    y = volconv.conv3d(x, w, padding="same", padding_mode="circular", bias=b, activation="relu")
-    ref, _ = expected(x, w, case, "circular")
-    np.testing.assert_allclose(y, np.maximum(ref + b, 0), rtol=1e-12, atol=1e-12)
+    y = volconv.conv3d(x, w, padding="same", padding_mode="replicate")
+    ref, _ = expected(x, w, case, "replicate")
+    np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12)
 
 
 def test_nonfinite_weight_reads_padding_values():
