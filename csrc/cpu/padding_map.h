@@ -33,11 +33,4 @@ struct PaddingMap {
   bool reads(int axis) const { return mode[axis] != PaddingMode::zeros; }
 };
 
-// Whether any padded axis of the call reads input values.
-inline bool reads_padding(const ConvParams& p) {
-  for (int i = 0; i < 3; ++i)
-    if (p.padding_mode[i] != PaddingMode::zeros && (p.padding_lo[i] > 0 || p.padding_hi[i] > 0)) return true;
-  return false;
-}
-
 }  // namespace volconv::cpu

@@ -8,7 +8,7 @@ import operator
 from collections.abc import Sequence
 from typing import Any
 
-from ._core import ConvParams
+from ._core import ConvParams, PaddingMode
 
 _INT64_MAX = 2**63 - 1
 
@@ -50,7 +50,6 @@ _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 def padding_modes(value: Any, op: str) -> tuple[Any, Any, Any]:
     """One mode name for every axis, or a 3-sequence (D, H, W) of them."""
-    from ._core import PaddingMode
 
     def one(v: Any) -> Any:
         if not isinstance(v, str):
