@@ -63,7 +63,7 @@ def require_emulator() -> None:
     skip_or_fail(emulator_missing(), REQUIRE_EMULATOR)
 
 
-def cpu_plan(x, w, *, stride=1, padding=0, dilation=1, groups=1) -> dict:
+def cpu_plan(x, w, *, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros") -> dict:
     """What the CPU planner runs for volconv.conv3d(x, w, ...) (path, kernel,
     tile, chunks): the one way tests ask which path a call takes."""
     from volconv import _core
@@ -71,7 +71,9 @@ def cpu_plan(x, w, *, stride=1, padding=0, dilation=1, groups=1) -> dict:
     from volconv._params import conv_params
 
     xo, wo = as_operand(x, "conv3d", "input"), as_operand(w, "conv3d", "weight")
-    params = conv_params(padding, stride, dilation, groups, tuple(wo.storage.shape[1:4]))
+    params = conv_params(
+        padding, stride, dilation, groups, tuple(wo.storage.shape[1:4]), padding_mode=padding_mode
+    )
     return _core._cpu_plan(xo.storage, xo.dtype, wo.storage, wo.dtype, params)
 
 

@@ -75,6 +75,14 @@ void check_epilogue(const Epilogue& e, const ConvGeometry& g, const TensorView& 
   }
 }
 
+// Any axis whose padding is not zeros (even with no padding on it: a mode
+// the GPU cannot honour is refused, never ignored).
+bool uses_padding_mode(const ConvParams& p) {
+  for (PaddingMode m : p.padding_mode)
+    if (m != PaddingMode::zeros) return true;
+  return false;
+}
+
 }  // namespace
 
 void conv3d(const ConstTensorView& input, const ConstTensorView& weight, const TensorView& output,
@@ -128,6 +136,9 @@ void conv3d(const ConstTensorView& input, const ConstTensorView& weight, const T
   if (stream.device.type == DeviceType::gpu && !g.params.epilogue.empty())
     fail("A fused epilogue (bias, activation, residual) is not supported on the gpu yet; run on the cpu, or "
          "apply it after the convolution.");
+  if (stream.device.type == DeviceType::gpu && uses_padding_mode(g.params))
+    fail("Padding modes other than 'zeros' are not supported on the gpu yet; run on the cpu, or pad the input "
+         "first.");
   const std::string why = unavailable_reason(stream.device);
   if (!why.empty())
     throw std::invalid_argument(std::string("[conv3d] The ") +
@@ -156,9 +167,10 @@ void conv3d(const ConstTensorView& input, const ConstTensorView& weight, const T
     conv3d(input, weight, output, params, default_stream(device));
     return;
   }
-  // The GPU has no epilogue yet: a GPU that is only the automatic default
-  // gives way to the CPU for a call with one (an explicit GPU refuses it).
-  if (!params.epilogue.empty()) {
+  // The GPU has no epilogue nor padding modes yet: a GPU that is only the
+  // automatic default gives way to the CPU for such a call (an explicit GPU
+  // refuses it).
+  if (!params.epilogue.empty() || uses_padding_mode(params)) {
     conv3d(input, weight, output, params, default_stream(Device{}));
     return;
   }

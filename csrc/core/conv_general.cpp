@@ -173,8 +173,9 @@ void conv3d_grad_input(const ConstTensorView& grad_output, const ConstTensorView
                        const ConvParams& params, const Stream& stream) {
   const Checker c{"conv3d_grad_input"};
   const LoweredGeometry l = detail::lower_conv3d_grad_input(c.op, grad_output.shape, weight.shape, grad_input.shape, params);
-  run(c, data_problem(WeightLayout::in_k_out), l, grad_output, "grad_output", weight, "weight", grad_input,
-      "grad_input", stream);
+  ConvProblem problem = data_problem(WeightLayout::in_k_out);
+  problem.fold = detail::PaddingFold{params.padding_mode, params.padding_lo, params.padding_hi};
+  run(c, problem, l, grad_output, "grad_output", weight, "weight", grad_input, "grad_input", stream);
 }
 
 void conv3d_grad_input(const ConstTensorView& grad_output, const ConstTensorView& weight, const TensorView& grad_input,

@@ -40,6 +40,10 @@ struct ConvProblemGeometry {
   std::int64_t in_channels = 0, out_channels = 0, groups = 1;
   Int3 stride{1, 1, 1}, padding_lo{0, 0, 0}, kernel_dilation{1, 1, 1}, input_dilation{1, 1, 1};
   bool flip = false;
+  // What a read outside the input returns (zeros, or the element the mode
+  // names: csrc/cpu/padding_map.h). Other modes only with input dilation 1
+  // (conv3d's weight gradient reads its input as the forward pass does).
+  PaddingModes padding_mode{PaddingMode::zeros, PaddingMode::zeros, PaddingMode::zeros};
 
   std::int64_t in_channels_per_group() const { return in_channels / groups; }
   std::int64_t out_channels_per_group() const { return out_channels / groups; }
@@ -48,6 +52,20 @@ struct ConvProblemGeometry {
 // Bias and activation applied while the result is in registers: a slot the
 // framework integration fills; no op uses it yet.
 struct Epilogue {};
+
+// conv3d's input gradient when the forward pass padded with a mode other
+// than zeros: the problem computes the gradient of the unpadded positions;
+// each padded position's gradient is then added to the input element it
+// read (csrc/cpu/padding_fold.cpp). The forward conv's padding and modes.
+struct PaddingFold {
+  PaddingModes mode{PaddingMode::zeros, PaddingMode::zeros, PaddingMode::zeros};
+  Int3 lo{0, 0, 0}, hi{0, 0, 0};
+  bool active() const {
+    for (int i = 0; i < 3; ++i)
+      if (mode[i] != PaddingMode::zeros && (lo[i] > 0 || hi[i] > 0)) return true;
+    return false;
+  }
+};
 
 // Operands by role. `input` (N, in..., C_in) is always read. For `data`,
 // `weight` is read and `result` is the output (N, out..., C_out); for
@@ -62,6 +80,7 @@ struct ConvProblem {
   ConstTensorView output;
   TensorView result;
   Epilogue epilogue;
+  PaddingFold fold;  // data problems only
 };
 
 }  // namespace volconv::detail

@@ -41,7 +41,39 @@ std::string shapes_of(const Shape5& input, const Shape5& weight) {
   return "input: " + format_tuple(input) + " and weight: " + format_tuple(weight);
 }
 
+// torch.nn.functional.pad's rules: a reflected border may not repeat the
+// edge (padding < size), a wrapped one may wrap once (padding <= size), and
+// replicate needs an element to repeat.
+void check_padding_mode(const ConvParams& p, const Shape5& input, int i) {
+  const PaddingMode m = p.padding_mode[i];
+  if (int(m) > int(PaddingMode::circular))
+    fail("Unknown padding mode code " + std::to_string(int(m)) + " at axis " + std::to_string(i + 1) + ".");
+  const std::int64_t n = input[i + 1], lo = p.padding_lo[i], hi = p.padding_hi[i];
+  const char* need = nullptr;
+  if (m == PaddingMode::reflect && (lo >= n || hi >= n) && (lo > 0 || hi > 0))
+    need = "padding smaller than the input size";
+  else if (m == PaddingMode::circular && (lo > n || hi > n))
+    need = "padding at most the input size";
+  else if (m == PaddingMode::replicate && n == 0 && (lo > 0 || hi > 0))
+    need = "a non-empty input";
+  if (need)
+    fail(std::string("Padding mode '") + padding_mode_name(m) + "' needs " + need +
+         " on each padded axis (as torch.nn.functional.pad), but got padding low " + format_tuple(p.padding_lo) +
+         " and padding high " + format_tuple(p.padding_hi) + " at axis " + std::to_string(i + 1) +
+         " for input with shape " + format_tuple(input) + ".");
+}
+
 }  // namespace
+
+const char* padding_mode_name(PaddingMode mode) {
+  switch (mode) {
+    case PaddingMode::zeros: return "zeros";
+    case PaddingMode::reflect: return "reflect";
+    case PaddingMode::replicate: return "replicate";
+    case PaddingMode::circular: return "circular";
+  }
+  return "?";
+}
 
 double ConvGeometry::flops() const {
   return 2.0 * double(batch) * double(out[0]) * double(out[1]) * double(out[2]) *
@@ -102,6 +134,7 @@ ConvGeometry make_conv_geometry(const Shape5& input, const Shape5& weight, const
   for (int i = 0; i < 3; ++i) {
     g.in[i] = input[i + 1];
     g.kernel[i] = weight[i + 1];
+    check_padding_mode(p, input, i);
     const std::int64_t padded = g.in[i] + p.padding_lo[i] + p.padding_hi[i];
     const std::int64_t span = checked_product({p.dilation[i], g.kernel[i] - 1}, "dilated kernel") + 1;
     if (padded < span)

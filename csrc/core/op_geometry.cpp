@@ -212,6 +212,7 @@ LoweredGeometry lower_conv3d_grad_weight(const char* op, const Shape5& input, co
   g.stride = p.stride;
   g.padding_lo = p.padding_lo;
   g.kernel_dilation = p.dilation;
+  g.padding_mode = p.padding_mode;
   return {g, weight};
 }
 

@@ -1,6 +1,7 @@
 // The straightforward CPU convolution: weights packed once per call so the
 // inner loop runs over contiguous output channels; inputs read in place
-// through their strides, taps that fall in the padding skipped. No im2col.
+// through their strides, taps that fall in zero padding skipped (other
+// padding modes read the input element padding_map.h names). No im2col.
 // Correct for every geometry and dtype; the float64 path (true float64
 // accumulation), where no fast kernel applies.
 #include <type_traits>
@@ -10,6 +11,7 @@
 #include "../core/element.h"
 #include "epilogue.h"
 #include "../core/workspace.h"
+#include "padding_map.h"
 
 namespace volconv::cpu {
 namespace {
@@ -45,6 +47,7 @@ void conv3d_direct_typed(const detail::ConvCall& call) {
   }
 
   const EpilogueRun epi(call);
+  const PaddingMap pad(g);
   std::vector<Acc> acc(static_cast<std::size_t>(cout_g));
   for (std::int64_t n = 0; n < g.batch; ++n)
     for (std::int64_t od = 0; od < g.out[0]; ++od)
@@ -53,14 +56,14 @@ void conv3d_direct_typed(const detail::ConvCall& call) {
           for (std::int64_t grp = 0; grp < g.groups; ++grp) {
             std::fill(acc.begin(), acc.end(), Acc(0));
             for (std::int64_t kd = 0; kd < g.kernel[0]; ++kd) {
-              const std::int64_t id = od * p.stride[0] - p.padding_lo[0] + kd * p.dilation[0];
-              if (id < 0 || id >= g.in[0]) continue;
+              std::int64_t id = od * p.stride[0] - p.padding_lo[0] + kd * p.dilation[0];
+              if ((id = pad.source(0, id)) < 0) continue;
               for (std::int64_t kh = 0; kh < g.kernel[1]; ++kh) {
-                const std::int64_t ih = oh * p.stride[1] - p.padding_lo[1] + kh * p.dilation[1];
-                if (ih < 0 || ih >= g.in[1]) continue;
+                std::int64_t ih = oh * p.stride[1] - p.padding_lo[1] + kh * p.dilation[1];
+                if ((ih = pad.source(1, ih)) < 0) continue;
                 for (std::int64_t kw = 0; kw < g.kernel[2]; ++kw) {
-                  const std::int64_t iw = ow * p.stride[2] - p.padding_lo[2] + kw * p.dilation[2];
-                  if (iw < 0 || iw >= g.in[2]) continue;
+                  std::int64_t iw = ow * p.stride[2] - p.padding_lo[2] + kw * p.dilation[2];
+                  if ((iw = pad.source(2, iw)) < 0) continue;
                   const InS* xr = x + n * xs[0] + id * xs[1] + ih * xs[2] + iw * xs[3] + grp * cin_g * xs[4];
                   const std::int64_t tap = (kd * g.kernel[1] + kh) * g.kernel[2] + kw;
                   const Acc* wp = packed.data() + (grp * taps + tap) * cin_g * cout_g;

@@ -4,6 +4,9 @@
 // whole W row per output channel block, writing the output in place
 // (through a row buffer when the output's channels are not contiguous).
 // Depthwise reads the block's channels of the input; C_in = 1 reads its one.
+// Padding modes other than zeros: D/H taps read the rows padding_map.h
+// names; along W the kernel sums the taps inside the input and the few
+// border positions add their padded taps in the row buffer (add_w_border).
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -12,12 +15,42 @@
 #include "conv3d_igemm.h"
 #include "conv_tile.h"
 #include "epilogue.h"
+#include "padding_map.h"
 #include "thread_pool.h"
 #include "weight_packing.h"
 
 namespace volconv::cpu {
 
 namespace {
+
+// Adds to the row buffer (positions x C channels) what the kernel left out
+// at the W border: the taps whose iw lies in padding that reads the input.
+// Only positions whose window crosses the border have such taps.
+void add_w_border(const ConvGeometry& g, const PaddingMap& pad, bool depthwise, const float* const* xr,
+                  const float* const* wr, std::int64_t rows, std::int64_t x_step, std::int64_t c_pad, float* buf) {
+  const ConvParams& cp = g.params;
+  const std::int64_t Wo = g.out[2], KW = g.kernel[2], W = g.in[2], C = g.out_channels;
+  const std::int64_t sw = cp.stride[2], dw = cp.dilation[2], lo = cp.padding_lo[2];
+  // ow in [first, last) has every tap inside the input.
+  const std::int64_t first = std::min(Wo, (lo + sw - 1) / sw);
+  const std::int64_t reach = W - 1 + lo - (KW - 1) * dw;
+  const std::int64_t last = std::max(first, reach < 0 ? first : std::min(Wo, reach / sw + 1));
+  for (std::int64_t ow = 0; ow < Wo; ++ow) {
+    if (ow == first) ow = last;
+    if (ow >= Wo) break;
+    for (std::int64_t kw = 0; kw < KW; ++kw) {
+      const std::int64_t iw = ow * sw - lo + kw * dw;
+      if (iw >= 0 && iw < W) continue;  // the kernel summed it
+      const std::int64_t src = pad.source(2, iw) * x_step;
+      float* y = buf + ow * C;
+      for (std::int64_t q = 0; q < rows; ++q) {
+        const float* x = xr[q] + src;
+        const float* w = wr[q] + kw * c_pad;
+        for (std::int64_t c = 0; c < C; ++c) y[c] += x[depthwise ? c : 0] * w[c];
+      }
+    }
+  }
+}
 
 void run_rows(const detail::ConvCall& call, const CpuPlan& plan) {
   const DwconvKernel& k = plan.rows;
@@ -35,7 +68,9 @@ void run_rows(const detail::ConvCall& call, const CpuPlan& plan) {
   // With an epilogue the kernel writes a row buffer (in L1/L2), and the
   // epilogue runs on it as it is copied out: the output is written once.
   const EpilogueRun epi(call);
-  const bool direct_out = ys[4] == 1 && !epi.active(), stream = plan.stream;
+  const PaddingMap pad(g);
+  const bool w_border = pad.reads(2) && (cp.padding_lo[2] > 0 || cp.padding_hi[2] > 0);
+  const bool direct_out = ys[4] == 1 && !epi.active() && !w_border, stream = plan.stream;
   // Rows run in blocks of hb output rows along H, od inside: the KD input
   // planes' slab of a block stays in L2 while od advances, so each input row
   // comes from memory about once instead of once per kd (a plane of a large
@@ -51,11 +86,11 @@ void run_rows(const detail::ConvCall& call, const CpuPlan& plan) {
       const std::int64_t od = in_hb / rows_hb, oh = hb0 + in_hb % rows_hb;
       std::int64_t rows = 0;
       for (std::int64_t kd = 0; kd < KD; ++kd) {
-        const std::int64_t id = od * cp.stride[0] - cp.padding_lo[0] + kd * cp.dilation[0];
-        if (id < 0 || id >= g.in[0]) continue;
+        const std::int64_t id = pad.source(0, od * cp.stride[0] - cp.padding_lo[0] + kd * cp.dilation[0]);
+        if (id < 0) continue;
         for (std::int64_t kh = 0; kh < KH; ++kh) {
-          const std::int64_t ih = oh * cp.stride[1] - cp.padding_lo[1] + kh * cp.dilation[1];
-          if (ih < 0 || ih >= g.in[1]) continue;
+          const std::int64_t ih = pad.source(1, oh * cp.stride[1] - cp.padding_lo[1] + kh * cp.dilation[1]);
+          if (ih < 0) continue;
           xr[std::size_t(rows)] = x + n * xs[0] + id * xs[1] + ih * xs[2];
           wr[std::size_t(rows++)] = packed.data() + (kd * KH + kh) * KW * c_pad;
         }
@@ -73,6 +108,7 @@ void run_rows(const detail::ConvCall& call, const CpuPlan& plan) {
                           stream && direct_out});
         for (std::int64_t q = 0; q < rows; ++q) xr[std::size_t(q)] -= xc0, wr[std::size_t(q)] -= c0;
       }
+      if (w_border) add_w_border(g, pad, depthwise, xr.data(), wr.data(), rows, xs[3], c_pad, row_buf.data());
       if (!direct_out) {
         float* yr = y + n * ys[0] + od * ys[1] + oh * ys[2];
         for (std::int64_t ow = 0; ow < Wo; ++ow) {

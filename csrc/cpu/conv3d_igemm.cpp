@@ -27,6 +27,7 @@
 #include "../core/element.h"
 #include "conv_tile.h"
 #include "epilogue.h"
+#include "padding_map.h"
 #include "thread_pool.h"
 #include "weight_packing.h"
 
@@ -189,6 +190,7 @@ void gather_rows(const Problem& p, const TileRows& rows, std::int64_t grp, std::
                  float* abuf) {
   const ConvGeometry& g = p.g;
   const ConvParams& cp = g.params;
+  const PaddingMap pad(g);
   const std::int64_t kc = (t1 - t0) * p.cin, KH = g.kernel[1], KW = g.kernel[2];
   const int code = storage_code(In::dtype);
   const bool convert_rows = p.xs[4] == 1 && p.cin >= 8;
@@ -202,13 +204,14 @@ void gather_rows(const Problem& p, const TileRows& rows, std::int64_t grp, std::
     // Walk taps t0..t1 with running (kd, kh, kw): no divisions per tap.
     std::int64_t kd = t0 / (KH * KW), kh = (t0 / KW) % KH, kw = t0 % KW;
     for (std::int64_t t = t0; t < t1; ++t, dst += p.cin) {
-      const std::int64_t id = rows.id0[r] + kd * cp.dilation[0], ih = rows.ih0[r] + kh * cp.dilation[1],
-                         iw = rows.iw0[r] + kw * cp.dilation[2];
+      const std::int64_t id = pad.source(0, rows.id0[r] + kd * cp.dilation[0]),
+                         ih = pad.source(1, rows.ih0[r] + kh * cp.dilation[1]),
+                         iw = pad.source(2, rows.iw0[r] + kw * cp.dilation[2]);
       if (++kw == KW) {
         kw = 0;
         if (++kh == KH) kh = 0, ++kd;
       }
-      if (id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1] || iw < 0 || iw >= g.in[2]) {
+      if (id < 0 || ih < 0 || iw < 0) {
         for (std::int64_t ci = 0; ci < p.cin; ++ci) dst[ci] = 0.0f;
         continue;
       }
@@ -271,6 +274,8 @@ void run_small_cin(const Problem& p, const IgemmKernel& k, const std::vector<flo
   const std::int64_t Wo = g.out[2], w_tiles = (Wo + MR - 1) / MR, out_rows = g.batch * g.out[0] * g.out[1];
   const std::int64_t chunk = p.plan.chunk_taps;
   const std::int64_t KH = g.kernel[1], KW = g.kernel[2];
+  const PaddingMap pad(g);
+  const bool w_reads = pad.reads(2);
   parallel_for(g.groups * out_rows * w_tiles, [&](std::int64_t begin, std::int64_t end) {
     std::vector<float> panel(std::size_t(MR * chunk * p.cin));
     std::vector<float> c(std::size_t(p.blocks * MR * NR));
@@ -288,14 +293,14 @@ void run_small_cin(const Problem& p, const IgemmKernel& k, const std::vector<flo
         float* dst = panel.data();
         std::int64_t kd = t0 / (KH * KW), kh = (t0 / KW) % KH, kw = t0 % KW;
         for (std::int64_t t = t0; t < t1; ++t, dst += p.cin * MR) {
-          const std::int64_t id = rows.id0[0] + kd * cp.dilation[0], ih = rows.ih0[0] + kh * cp.dilation[1];
+          const std::int64_t id = pad.source(0, rows.id0[0] + kd * cp.dilation[0]);
+          const std::int64_t ih = pad.source(1, rows.ih0[0] + kh * cp.dilation[1]);
           const std::int64_t iw0 = rows.iw0[0] + kw * cp.dilation[2];
           if (++kw == KW) {
             kw = 0;
             if (++kh == KH) kh = 0, ++kd;
           }
-          const bool dh_ok = id >= 0 && id < g.in[0] && ih >= 0 && ih < g.in[1];
-          if (!dh_ok) {
+          if (id < 0 || ih < 0) {
             std::fill(dst, dst + p.cin * MR, 0.0f);
             continue;
           }
@@ -307,6 +312,17 @@ void run_small_cin(const Problem& p, const IgemmKernel& k, const std::vector<flo
           // Row r_lo's address: iw0 itself may lie before the row.
           const auto* src = r_hi > r_lo ? x + id * p.xs[1] + ih * p.xs[2] + (iw0 + r_lo * sw) * p.xs[3] : x;
           gather_kmajor<In, CIN>(dst, src, sw * p.xs[3], p.xs[4], p.cin, MR, r_lo, r_hi);
+          if (w_reads) {
+            // Rows in W padding read the element the mode names.
+            const auto* line = x + id * p.xs[1] + ih * p.xs[2];
+            for (std::int64_t r = 0; r < rows.valid; ++r) {
+              if (r == r_lo) r = std::max(r_lo, r_hi);
+              if (r >= rows.valid) break;
+              const auto* e = line + pad.source(2, iw0 + r * sw) * p.xs[3];
+              for (std::int64_t ci = 0; ci < p.cin; ++ci)
+                dst[ci * MR + r] = In::template load<float>(load_any(e + ci * p.xs[4]));
+            }
+          }
         }
         const std::int64_t w_off = t0 * p.cin * NR;
         for (std::int64_t blk = 0; blk < p.blocks; ++blk)

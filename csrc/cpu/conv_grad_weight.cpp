@@ -15,6 +15,7 @@
 
 #include "../core/element.h"
 #include "conv_problem_cpu.h"
+#include "padding_map.h"
 #include "thread_pool.h"
 #include "volconv/cpu.h"
 #include "wgrad_gemm.h"
@@ -100,7 +101,8 @@ void weight_grad_typed(const ConvProblem& p) {
               if (j < 0 || j % idil != 0) real = false;
               j /= idil;
             }
-            if (j < 0 || j >= g.in[i]) real = false;
+            if (j < 0 || j >= g.in[i]) j = padded_source(g.padding_mode[i], g.in[i], j);  // -1: a zero
+            if (j < 0) real = false;
             else xoff += j * xs[i + 1];
           }
           if (real) {

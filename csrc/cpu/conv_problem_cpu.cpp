@@ -17,6 +17,9 @@ void run_problem(const detail::ConvProblem& problem) {
     case ProblemPath::gemm_wgrad: run_weight_grad(problem); break;
     case ProblemPath::dw_weight_grad: run_dw_weight_grad(problem); break;
   }
+  // conv3d's input gradient with a padding mode: the padded positions'
+  // gradients go back to the elements they read (padding_fold.cpp).
+  if (problem.op == detail::ConvOp::data && problem.fold.active()) fold_padding(problem);
 }
 
 void fill_zero(const TensorView& v) {

@@ -9,6 +9,10 @@ namespace volconv::cpu {
 // into forward convolutions run by conv3d's paths: no inserted zero is read.
 void run_data_problem(const detail::ConvProblem& problem);
 
+// conv3d's input gradient with a padding mode (problem.fold active): adds
+// each padded position's gradient to the input element it read.
+void fold_padding(const detail::ConvProblem& problem);
+
 // A weight gradient: a GEMM over output positions in kWeightGradParts fixed
 // partial sums, reduced in order (bit-identical for any thread count).
 void run_weight_grad(const detail::ConvProblem& problem);

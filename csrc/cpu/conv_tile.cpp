@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "padding_map.h"
+
 namespace volconv::cpu {
 
 void locate_rows(const ConvGeometry& g, const Shape5& xs, const Shape5& ys, std::int64_t m0, int mr,
@@ -41,6 +43,8 @@ std::int64_t build_indirection(const ConvGeometry& g, const Shape5& xs, const Ti
   // are shared and, at each kw, the rows inside the input along W are one
   // range whose addresses step by a constant: no per-row bounds tests.
   const ConvParams& p = g.params;
+  const PaddingMap pad(g);
+  const bool w_reads = pad.reads(2);
   struct Run {
     int r0, r1;
     std::int64_t iw0;
@@ -65,8 +69,9 @@ std::int64_t build_indirection(const ConvGeometry& g, const Shape5& xs, const Ti
       for (int j = 0; j < n_runs; ++j) {
         Run& u = runs[j];
         const int r = u.r0;
-        const std::int64_t id = rows.id0[r] + kd * p.dilation[0], ih = rows.ih0[r] + kh * p.dilation[1];
-        u.dh_ok = id >= 0 && id < g.in[0] && ih >= 0 && ih < g.in[1];
+        const std::int64_t id = pad.source(0, rows.id0[r] + kd * p.dilation[0]);
+        const std::int64_t ih = pad.source(1, rows.ih0[r] + kh * p.dilation[1]);
+        u.dh_ok = id >= 0 && ih >= 0;
         // Addresses are formed only inside the input (else undefined, and
         // id * stride may overflow for huge padding).
         u.base = u.dh_ok ? x + (rows.x_off[r] + id * xs[1] + ih * xs[2]) * esize : nullptr;
@@ -87,13 +92,17 @@ std::int64_t build_indirection(const ConvGeometry& g, const Shape5& xs, const Ti
             hi = std::max<std::int64_t>(lo, std::min<std::int64_t>(n, g.in[2] > iw ? (g.in[2] - iw + sw - 1) / sw : 0));
           }
           const void** out = row + u.r0;
-          for (std::int64_t i = 0; i < lo; ++i) out[i] = zero;
+          // Rows in W padding: the zero row, or the element the mode names.
+          const auto border = [&](std::int64_t i) -> const void* {
+            return u.dh_ok && w_reads ? u.base + pad.source(2, iw + i * sw) * xs[3] * esize : zero;
+          };
+          for (std::int64_t i = 0; i < lo; ++i) out[i] = border(i);
           if (hi > lo) {
             const char* src = u.base + (iw + lo * sw) * xs[3] * esize;  // row lo, inside the input
             for (std::int64_t i = lo; i < hi; ++i) out[i] = src + (i - lo) * step;
           }
-          for (std::int64_t i = hi; i < n; ++i) out[i] = zero;
-          any |= hi > lo;
+          for (std::int64_t i = hi; i < n; ++i) out[i] = border(i);
+          any |= hi > lo || (u.dh_ok && w_reads);
         }
         if (any) tap[ks++] = (kd * g.kernel[1] + kh) * g.kernel[2] + kw;
       }
@@ -105,6 +114,8 @@ std::int64_t build_indirection_fold_w(const ConvGeometry& g, const Shape5& xs, c
                                       const char* x, std::int64_t esize, const void* zero, char* scratch,
                                       const void** a, std::int64_t* tap) {
   const ConvParams& p = g.params;
+  const PaddingMap pad(g);
+  const bool w_reads = pad.reads(2);
   const std::int64_t KW = g.kernel[2], W = g.in[2], cin = g.in_channels, window = KW * cin * esize;
   std::int64_t ks = 0;
   for (std::int64_t kd = 0; kd < g.kernel[0]; ++kd)
@@ -112,25 +123,37 @@ std::int64_t build_indirection_fold_w(const ConvGeometry& g, const Shape5& xs, c
       bool any = false;
       const void** row = a + ks * mr;
       for (int r = 0; r < mr; ++r) {
-        const std::int64_t id = rows.id0[r] + kd * p.dilation[0], ih = rows.ih0[r] + kh * p.dilation[1];
-        const std::int64_t iw0 = rows.iw0[r];
-        if (r >= rows.valid || id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1] || iw0 + KW <= 0 || iw0 >= W) {
+        const std::int64_t id = r < rows.valid ? pad.source(0, rows.id0[r] + kd * p.dilation[0]) : -1;
+        const std::int64_t ih = r < rows.valid ? pad.source(1, rows.ih0[r] + kh * p.dilation[1]) : -1;
+        const std::int64_t iw0 = r < rows.valid ? rows.iw0[r] : 0;
+        if (id < 0 || ih < 0 || (!w_reads && (iw0 + KW <= 0 || iw0 >= W))) {
           row[r] = zero;
           continue;
         }
         any = true;
         // Taps [lo, hi) of the window read inside the input; its address is
         // formed at tap lo (iw0 itself may lie before the row).
-        const std::int64_t lo = iw0 < 0 ? -iw0 : 0, hi = iw0 + KW > W ? W - iw0 : KW;
-        const char* src = x + (rows.x_off[r] + id * xs[1] + ih * xs[2] + (iw0 + lo) * xs[3]) * esize;
+        const std::int64_t lo = std::clamp<std::int64_t>(-iw0, 0, KW), hi = std::clamp<std::int64_t>(W - iw0, lo, KW);
+        const char* line = x + (rows.x_off[r] + id * xs[1] + ih * xs[2]) * esize;
         if (lo == 0 && hi == KW) {
-          row[r] = src;
+          row[r] = line + iw0 * xs[3] * esize;
           continue;
         }
-        // Window across the W border: copy its inside part, zero the rest.
+        // Window across the W border: copy its inside part; the rest is zero
+        // or, for other padding modes, the elements the mode names.
         char* buf = scratch + ((kd * g.kernel[1] + kh) * mr + r) * window;
-        std::memset(buf, 0, std::size_t(window));
-        std::memcpy(buf + lo * cin * esize, src, std::size_t((hi - lo) * cin * esize));
+        const std::size_t tap_bytes = std::size_t(cin * esize);
+        for (std::int64_t j = 0; j < KW; ++j) {
+          if (j == lo && hi > lo) {
+            std::memcpy(buf + lo * tap_bytes, line + (iw0 + lo) * xs[3] * esize, std::size_t(hi - lo) * tap_bytes);
+            j = hi - 1;
+            continue;
+          }
+          if (w_reads)
+            std::memcpy(buf + j * tap_bytes, line + pad.source(2, iw0 + j) * xs[3] * esize, tap_bytes);
+          else
+            std::memset(buf + j * tap_bytes, 0, tap_bytes);
+        }
         row[r] = buf;
       }
       if (any) tap[ks++] = kd * g.kernel[1] + kh;

@@ -150,6 +150,10 @@ void dw_weight_grad_typed(const ConvProblem& p) {
 
 bool dw_weight_grad_applies(const ConvProblem& p) {
   const ConvProblemGeometry& g = p.geometry;
+  // Its row loader reads zeros outside the input: other padding modes take
+  // the GEMM path, whose loader maps them (padding_map.h).
+  for (const PaddingMode m : g.padding_mode)
+    if (m != PaddingMode::zeros) return false;
   return p.op == detail::ConvOp::weight_grad && g.in_channels == g.groups &&
          g.out_channels == g.groups && g.input_dilation[2] == 1;
 }

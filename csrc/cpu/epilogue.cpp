@@ -4,6 +4,7 @@
 #include <type_traits>
 
 #include "../core/element.h"
+#include "activation_f32.h"
 #include "conv_tile.h"
 
 namespace volconv::cpu {
@@ -11,6 +12,7 @@ namespace volconv::cpu {
 EpilogueRun::EpilogueRun(const detail::ConvCall& call) {
   const Epilogue& e = call.geometry.params.epilogue;
   active_ = !e.empty();
+  avx2_ = activation_avx2();
   act_ = e.activation;
   out_ = call.geometry.out;
   if (e.bias) {
@@ -80,11 +82,18 @@ void EpilogueRun::apply_typed(T* v, std::int64_t n, std::int64_t chan0, std::int
   const DType own = std::is_same_v<T, double> ? DType::float64 : DType::float32;
   const bool res_in_pass = res_ && res_dtype_ == own && rs_[4] == 1;
   const T* r = res_in_pass ? reinterpret_cast<const T*>(res_) + res_off + chan0 : nullptr;
-  switch (act_) {
-    case Activation::none: fused(v, n, b, r, [](T x) { return x; }); break;
-    case Activation::relu: fused(v, n, b, r, [](T x) { return x < T(0) ? T(0) : x; }); break;  // NaN stays NaN
-    case Activation::silu: fused(v, n, b, r, [](T x) { return silu(x); }); break;
-    case Activation::gelu_tanh: fused(v, n, b, r, [](T x) { return gelu_tanh(x); }); break;
+  bool vectorised = false;
+  if constexpr (std::is_same_v<T, float>) {
+    vectorised = act_ == Activation::silu || act_ == Activation::gelu_tanh;
+    if (vectorised) activate_f32(v, n, b, r, act_, avx2_);  // a polynomial exp, in SIMD
+  }
+  if (!vectorised) {
+    switch (act_) {
+      case Activation::none: fused(v, n, b, r, [](T x) { return x; }); break;
+      case Activation::relu: fused(v, n, b, r, [](T x) { return x < T(0) ? T(0) : x; }); break;  // NaN stays NaN
+      case Activation::silu: fused(v, n, b, r, [](T x) { return silu(x); }); break;
+      case Activation::gelu_tanh: fused(v, n, b, r, [](T x) { return gelu_tanh(x); }); break;
+    }
   }
   if (res_ && !res_in_pass) {
     visit_dtype(res_dtype_, [&](auto el) {

@@ -37,6 +37,7 @@ class EpilogueRun {
                                       const std::vector<T>& bias) const;
   bool active_ = false;
   Activation act_ = Activation::none;
+  bool avx2_ = false;  // the AVX2 clone of the float32 silu / gelu_tanh
   std::vector<float> bias32_;
   std::vector<double> bias64_;
   const char* res_ = nullptr;  // null: no residual

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "../core/element.h"
+#include "padding_map.h"
 #include "thread_pool.h"
 
 namespace volconv::cpu {
@@ -72,9 +73,13 @@ std::vector<BadTap> nonfinite_taps(const ConvGeometry& g, const ConstTensorView&
 void propagate_nonfinite_weights(const detail::ConvCall& call) {
   const ConvGeometry& g = call.geometry;
   const ConvParams& p = g.params;
+  // Padding that reads the input (padding_map.h) is no padding here: its
+  // taps are read like any other.
   bool padded = false;
-  for (int i = 0; i < 3; ++i) padded |= p.padding_lo[i] > 0 || p.padding_hi[i] > 0;
-  if (!padded) return;  // without padding every tap of every output is read
+  for (int i = 0; i < 3; ++i)
+    padded |= p.padding_mode[i] == PaddingMode::zeros && (p.padding_lo[i] > 0 || p.padding_hi[i] > 0);
+  if (!padded) return;  // without zero padding every tap of every output is read
+  const PaddingMap pad(g);
   const std::vector<BadTap> bad = nonfinite_taps(g, call.weight);
   if (bad.empty()) return;
   visit_dtype(call.output.dtype, [&](auto e) {
@@ -88,10 +93,10 @@ void propagate_nonfinite_weights(const detail::ConvCall& call) {
         for (const BadTap& t : bad) {
           const std::int64_t id = od * p.stride[0] - p.padding_lo[0] + t.kd * p.dilation[0];
           const std::int64_t ih = oh * p.stride[1] - p.padding_lo[1] + t.kh * p.dilation[1];
-          const bool dh_pad = id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1];
+          const bool dh_pad = pad.source(0, id) < 0 || pad.source(1, ih) < 0;
           for (std::int64_t ow = 0; ow < g.out[2]; ++ow) {
             const std::int64_t iw = ow * p.stride[2] - p.padding_lo[2] + t.kw * p.dilation[2];
-            if (dh_pad || iw < 0 || iw >= g.in[2])
+            if (dh_pad || pad.source(2, iw) < 0)
               store_any(y + n * ys[0] + od * ys[1] + oh * ys[2] + ow * ys[3] + t.co * ys[4], nan);
           }
         }

@@ -125,6 +125,12 @@ NB_MODULE(_core, m) {
       .value("silu", Activation::silu)
       .value("gelu_tanh", Activation::gelu_tanh);
 
+  nb::enum_<PaddingMode>(m, "PaddingMode")
+      .value("zeros", PaddingMode::zeros)
+      .value("reflect", PaddingMode::reflect)
+      .value("replicate", PaddingMode::replicate)
+      .value("circular", PaddingMode::circular);
+
   nb::enum_<DeviceType>(m, "DeviceType", "The kinds of device: cpu and gpu.")
       .value("cpu", DeviceType::cpu)
       .value("gpu", DeviceType::gpu);
@@ -168,7 +174,8 @@ NB_MODULE(_core, m) {
       .def_rw("padding_lo", &ConvParams::padding_lo)
       .def_rw("padding_hi", &ConvParams::padding_hi)
       .def_rw("dilation", &ConvParams::dilation)
-      .def_rw("groups", &ConvParams::groups);
+      .def_rw("groups", &ConvParams::groups)
+      .def_rw("padding_mode", &ConvParams::padding_mode);
 
   m.def("promote_types", [](DType a, DType b) { return promote_types(a, b); }, nb::arg("a"), nb::arg("b"));
   m.def("is_available", &is_available, nb::arg("device"));

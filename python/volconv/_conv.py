@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
-    from ._typing import Activation, ArrayLike, Int3, MLXArrayT, OtherArray, Padding, StreamLike
+    from ._typing import Activation, ArrayLike, Int3, MLXArrayT, OtherArray, Padding, PaddingMode, StreamLike
 
 
 # The result is of the input's kind: numpy in -> numpy out, torch -> torch, mlx -> mlx.
@@ -33,6 +33,7 @@ def conv3d(
     bias: ArrayLike | None = None,
     activation: Activation | None = None,
     residual: ArrayLike | None = None,
+    padding_mode: PaddingMode = "zeros",
 ) -> np.ndarray: ...
 @overload
 def conv3d(
@@ -48,6 +49,7 @@ def conv3d(
     bias: ArrayLike | None = None,
     activation: Activation | None = None,
     residual: ArrayLike | None = None,
+    padding_mode: PaddingMode = "zeros",
 ) -> torch.Tensor: ...
 @overload
 def conv3d(
@@ -63,6 +65,7 @@ def conv3d(
     bias: ArrayLike | None = None,
     activation: Activation | None = None,
     residual: ArrayLike | None = None,
+    padding_mode: PaddingMode = "zeros",
 ) -> MLXArrayT: ...
 @overload
 def conv3d(
@@ -78,6 +81,7 @@ def conv3d(
     bias: ArrayLike | None = None,
     activation: Activation | None = None,
     residual: ArrayLike | None = None,
+    padding_mode: PaddingMode = "zeros",
 ) -> np.ndarray: ...
 def conv3d(
     input: Any,
@@ -92,6 +96,7 @@ def conv3d(
     bias: Any = None,
     activation: Any = None,
     residual: Any = None,
+    padding_mode: Any = "zeros",
 ) -> Any:
     """3-D convolution over channels-last volumes, with mlx.core.conv3d's
     semantics.
@@ -110,6 +115,12 @@ def conv3d(
         approximation), applied after the bias.
       residual: optional array of the output's shape and dtype (any strides),
         added last.
+      padding_mode: what the padding holds: ``"zeros"`` (the default),
+        ``"reflect"``, ``"replicate"`` or ``"circular"`` as in
+        torch.nn.functional.pad, or a tuple of 3 of them (per axis D, H, W).
+        Read in place from the input (no padded copy); reflect needs padding
+        below the input size on its axis, circular at most that size. CPU
+        only for now, as the epilogue.
 
     The bias, activation and residual are fused: applied in float32 (float64
     for a float64 result) to each output tile before it is rounded and
@@ -129,7 +140,7 @@ def conv3d(
                 f"[conv3d] Expected the {what} to have 5 dimensions {layout} but got an array of shape "
                 f"{tuple(a.storage.shape)} with {a.storage.ndim} dimensions."
             )
-    params = conv_params(padding, stride, dilation, groups, w.storage.shape[1:4])
+    params = conv_params(padding, stride, dilation, groups, w.storage.shape[1:4], padding_mode=padding_mode)
     s = call_stream(stream)
     epilogue = _epilogue(bias, activation, residual)
     try:

@@ -8,7 +8,7 @@ import operator
 from collections.abc import Sequence
 from typing import Any
 
-from ._core import ConvParams
+from ._core import ConvParams, PaddingMode
 
 _INT64_MAX = 2**63 - 1
 
@@ -45,10 +45,44 @@ def triple(value: Any, op: str, name: str, least: int) -> tuple[int, int, int]:
     return (v, v, v)
 
 
+_PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+def padding_modes(value: Any, op: str) -> tuple[Any, Any, Any]:
+    """One mode name for every axis, or a 3-sequence (D, H, W) of them."""
+
+    def one(v: Any) -> Any:
+        if not isinstance(v, str):
+            raise TypeError(f"[{op}] Expected padding_mode to be a string but got {type(v).__name__}.")
+        if v not in _PADDING_MODES:
+            raise ValueError(
+                f"[{op}] Expected padding_mode to be 'zeros', 'reflect', 'replicate' or 'circular' "
+                f"(or a tuple of 3 of them, per axis D, H, W) but got {v!r}."
+            )
+        return getattr(PaddingMode, v)
+
+    if isinstance(value, (tuple, list)):
+        if len(value) != 3:
+            raise ValueError(
+                f"[{op}] Expected padding_mode to be a string or a tuple of 3 strings (D, H, W) but got "
+                f"{tuple(value)!r} of length {len(value)}."
+            )
+        return (one(value[0]), one(value[1]), one(value[2]))
+    m = one(value)
+    return (m, m, m)
+
+
 def conv_params(
-    padding: Any, stride: Any, dilation: Any, groups: Any, kernel: Sequence[int], op: str = "conv3d"
+    padding: Any,
+    stride: Any,
+    dilation: Any,
+    groups: Any,
+    kernel: Sequence[int],
+    op: str = "conv3d",
+    padding_mode: Any = "zeros",
 ) -> ConvParams:
     p = ConvParams()
+    p.padding_mode = padding_modes(padding_mode, op)
     p.stride = triple(stride, op, "stride", 1)
     p.dilation = triple(dilation, op, "dilation", 1)
     p.groups = _int(groups, op, "groups", least=1)

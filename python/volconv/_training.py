@@ -160,14 +160,17 @@ def conv3d_grad_input(
     groups: int = 1,
     *,
     stream: Any = None,
+    padding_mode: Any = "zeros",
 ) -> Any:
     """The gradient of ``conv3d(x, weight, ...)`` with respect to x (of shape
     ``input_shape``) for the output gradient ``grad_output``; the keywords
-    mean what they mean for conv3d. Dtype: promote(grad_output, weight)."""
+    mean what they mean for conv3d (padding_mode too: the gradient of a padded
+    position is added to the input position it read). Dtype:
+    promote(grad_output, weight)."""
     op = "conv3d_grad_input"
     g, w = _operands(op, ("grad_output", grad_output), ("weight", weight))
     shape = _shape5(input_shape, op, "input_shape")
-    p = conv_params(padding, stride, dilation, groups, w.storage.shape[1:4], op)
+    p = conv_params(padding, stride, dilation, groups, w.storage.shape[1:4], op, padding_mode)
     out = _core.conv3d_grad_input(g.storage, g.dtype, w.storage, w.dtype, shape, p, _stream_for(stream, op))
     return to_kind(out, _core.promote_types(g.dtype, w.dtype), g.kind)
 
@@ -183,6 +186,7 @@ def conv3d_grad_weight(
     groups: int = 1,
     *,
     stream: Any = None,
+    padding_mode: Any = "zeros",
 ) -> Any:
     """The gradient of ``conv3d(input, w, ...)`` with respect to w (of shape
     ``weight_shape``) for the output gradient ``grad_output``. Dtype:
@@ -190,7 +194,7 @@ def conv3d_grad_weight(
     op = "conv3d_grad_weight"
     x, g = _operands(op, ("input", input), ("grad_output", grad_output))
     shape = _shape5(weight_shape, op, "weight_shape")
-    p = conv_params(padding, stride, dilation, groups, shape[1:4], op)
+    p = conv_params(padding, stride, dilation, groups, shape[1:4], op, padding_mode)
     out = _core.conv3d_grad_weight(x.storage, x.dtype, g.storage, g.dtype, shape, p, _stream_for(stream, op))
     return to_kind(out, _core.promote_types(x.dtype, g.dtype), x.kind)
 

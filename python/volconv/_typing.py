@@ -64,4 +64,7 @@ if TYPE_CHECKING:
     DeviceLike: TypeAlias = Union[Device, DeviceType, MLXDeviceType, MLXDevice]
     # The fused activation of conv3d's epilogue.
     Activation: TypeAlias = Literal["relu", "silu", "gelu_tanh"]
+    # What conv3d's padding holds: one mode for all axes, or one per axis (D, H, W).
+    PaddingModeName: TypeAlias = Literal["zeros", "reflect", "replicate", "circular"]
+    PaddingMode: TypeAlias = Union[PaddingModeName, Sequence[PaddingModeName]]
     StreamLike: TypeAlias = Union[None, Stream, Device, DeviceType, MLXDeviceType, MLXDevice, MLXStream]

@@ -14,6 +14,7 @@ w = np.zeros((3, 3, 3, 3, 2), np.float32)
 wrong_kind: torch.Tensor = vc.conv3d(x, w)  # error
 wrong_kind_back: np.ndarray = vc.conv3d(torch.from_numpy(x), w)  # error
 vc.conv3d(x, w, padding="full")  # error
+vc.conv3d(x, w, padding=1, padding_mode="mirror")  # error
 vc.conv3d(x, w, stride=1.5)  # error
 vc.conv3d(x, w, 1, 0, 1, 1, vc.cpu)  # error
 vc.conv3d("not an array", w)  # error

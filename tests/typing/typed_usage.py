@@ -15,6 +15,8 @@ y: np.ndarray = vc.conv3d(x, w)
 y = vc.conv3d(x, w, [1, 2, 1], padding=np.int64(1), dilation=(1, 1, 1), groups=np.int32(1))
 y = vc.conv3d(x, w, padding=((1, 0, 1), [0, 1, 0]), stream=vc.cpu)
 y = vc.conv3d(x, w, padding="same", stream=vc.default_stream(vc.Device(vc.cpu)))
+y = vc.conv3d(x, w, padding=1, padding_mode="reflect")
+y = vc.conv3d(x, w, padding=((2, 1, 1), (0, 1, 1)), padding_mode=("replicate", "zeros", "circular"))
 
 t: torch.Tensor = vc.conv3d(torch.from_numpy(x), torch.from_numpy(w), stride=2)
 t = vc.conv3d(torch.from_numpy(x), w, padding="valid")

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "volconv/epilogue.h"
+#include "volconv/padding_mode.h"
 #include "volconv/tensor.h"
 
 namespace volconv {
@@ -20,6 +21,10 @@ struct ConvParams {
   std::int64_t groups = 1;
   // Bias, activation, residual (volconv/epilogue.h); none by default.
   Epilogue epilogue;
+  // What the padding holds, per axis (volconv/padding_mode.h). Modes other
+  // than zeros: CPU only, reflect needs padding < the input size on its axis
+  // and circular <= (torch.nn.functional.pad's rules).
+  PaddingModes padding_mode{PaddingMode::zeros, PaddingMode::zeros, PaddingMode::zeros};
 };
 
 // Every size of one conv3d call, checked for consistency and for 64-bit
