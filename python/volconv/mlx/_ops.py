@@ -24,7 +24,7 @@ from ._epilogue import activation_grad, apply_epilogue, check_activation
 from ._general_grad import conv_general_grad_input
 from ._guard import SECOND_ORDER, guard
 from ._native import primitive
-from ._padding import KERNEL_PADDING_MODES, check_padding_mode, pad_explicitly
+from ._padding import check_padding_mode
 
 
 def _check_arrays(op: str, **named: Any) -> None:
@@ -108,13 +108,8 @@ def conv3d(
     check_activation(activation, op)
     mode = check_padding_mode(padding_mode, op)
     kw: dict[str, Any] = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, stream=stream)
-    if mode != "zeros":
-        if KERNEL_PADDING_MODES:
-            kw["padding_mode"] = mode
-        else:
-            p = conv_params(padding, stride, dilation, groups, weight.shape[1:4], op)
-            input = pad_explicitly(input, tuple(p.padding_lo), tuple(p.padding_hi), mode, op)
-            kw["padding"] = 0
+    if mode != "zeros":  # the kernels read the border (no padded copy); the Python route has the keyword
+        kw["padding_mode"] = mode
     native = _native()
     if native is not None and stream is None and "padding_mode" not in kw:
         # The C++ route: a lazy MLX primitive; the epilogue follows as MLX ops.
