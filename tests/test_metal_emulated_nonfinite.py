@@ -32,7 +32,7 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def emu() -> msl_emulator.Emulator:
-    return msl_emulator.load()
+    return msl_emulator.load_or_skip()
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])

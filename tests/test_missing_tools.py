@@ -1,7 +1,8 @@
 """The README's test command on a machine without clang: the emulator tests
 skip and say why, and VOLCONV_REQUIRE_EMULATOR=1 (as CI sets it) turns the
-skip into a failure. Runs pytest on tests/test_metal_emulated.py in a child
-process whose PATH holds no compiler."""
+skip into a failure. Runs pytest on every emulator test file
+(tests/test_metal_emulated*.py) in a child process whose PATH holds no
+compiler."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def run_without_tools(tmp_path: Path, require: bool) -> subprocess.CompletedProc
             "-rs",
             "-p",
             "no:cacheprovider",
-            str(TESTS / "test_metal_emulated.py"),
+            *sorted(str(p) for p in TESTS.glob("test_metal_emulated*.py")),
         ],
         cwd=tmp_path,
         env=env,
