@@ -119,6 +119,7 @@ def conv3d_op(
     dilation: list[int],
     groups: int,
     activation: Optional[str],
+    padding_mode: str = "zeros",
 ) -> Tensor:
     _check_dtypes("conv3d", input, weight, bias, residual)
     y = run(
@@ -134,12 +135,25 @@ def conv3d_op(
         bias=bias,
         activation=activation,
         residual=None if residual is None else _ndhwc(residual),
+        padding_mode=padding_mode,
     )
     return _ncdhw(y)
 
 
 @conv3d_op.register_fake
-def _(input, weight, bias, residual, stride, padding_lo, padding_hi, dilation, groups, activation):
+def _(
+    input,
+    weight,
+    bias,
+    residual,
+    stride,
+    padding_lo,
+    padding_hi,
+    dilation,
+    groups,
+    activation,
+    padding_mode="zeros",
+):
     _check_dtypes("conv3d", input, weight, bias, residual)
     spatial = [
         _out_size(
@@ -151,10 +165,11 @@ def _(input, weight, bias, residual, stride, padding_lo, padding_hi, dilation, g
 
 
 def _conv3d_setup(ctx, inputs, output):
-    input, weight, bias, residual, stride, lo, hi, dilation, groups, activation = inputs
+    input, weight, bias, residual, stride, lo, hi, dilation, groups, activation, padding_mode = inputs
     ctx.save_for_backward(input, weight, bias)
     ctx.params = (stride, lo, hi, dilation, groups)
     ctx.activation = activation
+    ctx.padding_mode = padding_mode
 
 
 def _conv3d_backward(ctx, grad):
@@ -164,21 +179,25 @@ def _conv3d_backward(ctx, grad):
     if ctx.activation is not None:
         # Only a direct call of the op with an activation in grad mode gets
         # here: functional.conv3d saves the pre-activation instead (see there).
-        pre = conv3d_op(input, weight, bias, None, stride, lo, hi, dilation, groups, None)
+        pre = conv3d_op(input, weight, bias, None, stride, lo, hi, dilation, groups, None, ctx.padding_mode)
         grad = _activation_grad(grad, pre, ctx.activation)
     need_x, need_w, need_b, need_r = ctx.needs_input_grad[:4]
     gx = (
-        conv3d_grad_input_op(grad, weight, list(input.shape), stride, lo, hi, dilation, groups)
+        conv3d_grad_input_op(
+            grad, weight, list(input.shape), stride, lo, hi, dilation, groups, ctx.padding_mode
+        )
         if need_x
         else None
     )
     gw = None
     if need_w:
-        gw = conv3d_grad_weight_op(input, grad, list(weight.shape), stride, lo, hi, dilation, groups)
+        gw = conv3d_grad_weight_op(
+            input, grad, list(weight.shape), stride, lo, hi, dilation, groups, ctx.padding_mode
+        )
         gw = _like_parameter(gw, weight)
     gb = grad.sum((0, 2, 3, 4)) if need_b else None
     gr = grad if need_r else None
-    return gx, gw, gb, gr, None, None, None, None, None, None
+    return gx, gw, gb, gr, None, None, None, None, None, None, None
 
 
 conv3d_op.register_autograd(_conv3d_backward, setup_context=_conv3d_setup)
@@ -194,6 +213,7 @@ def conv3d_grad_input_op(
     padding_hi: list[int],
     dilation: list[int],
     groups: int,
+    padding_mode: str = "zeros",
 ) -> Tensor:
     n, c, d, h, w = input_size
     y = run(
@@ -207,12 +227,13 @@ def conv3d_grad_input_op(
         (padding_lo, padding_hi),
         dilation,
         groups,
+        padding_mode=padding_mode,
     )
     return _ncdhw(y)
 
 
 @conv3d_grad_input_op.register_fake
-def _(grad, weight, input_size, stride, padding_lo, padding_hi, dilation, groups):
+def _(grad, weight, input_size, stride, padding_lo, padding_hi, dilation, groups, padding_mode="zeros"):
     return _empty_cl3d(list(input_size), grad)
 
 
@@ -226,6 +247,7 @@ def conv3d_grad_weight_op(
     padding_hi: list[int],
     dilation: list[int],
     groups: int,
+    padding_mode: str = "zeros",
 ) -> Tensor:
     c_out, c_in_g, kd, kh, kw = weight_size
     y = run(
@@ -239,12 +261,13 @@ def conv3d_grad_weight_op(
         (padding_lo, padding_hi),
         dilation,
         groups,
+        padding_mode=padding_mode,
     )
     return _ncdhw(y)
 
 
 @conv3d_grad_weight_op.register_fake
-def _(input, grad, weight_size, stride, padding_lo, padding_hi, dilation, groups):
+def _(input, grad, weight_size, stride, padding_lo, padding_hi, dilation, groups, padding_mode="zeros"):
     return _empty_cl3d(list(weight_size), input)
 
 

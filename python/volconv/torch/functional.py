@@ -10,7 +10,7 @@ from torch import Tensor
 
 from volconv._params import _int, triple
 from volconv.torch._ops import conv3d_op, conv_transpose3d_op
-from volconv.torch._padding import PADDING_MODES, pad_input
+from volconv.torch._padding import PADDING_MODES
 
 _ACTIVATIONS = {"relu": F.relu, "silu": F.silu, "gelu_tanh": lambda x: F.gelu(x, approximate="tanh")}
 
@@ -127,7 +127,6 @@ def conv3d(
         residual = None if residual is None else residual.unsqueeze(0)
     # A permuted NCDHW-contiguous input is read 3x slower than one copy costs.
     x = input.contiguous(memory_format=torch.channels_last_3d)
-    x, lo, hi = pad_input(x, lo, hi, padding_mode)
     if residual is not None:
         residual = residual.contiguous(memory_format=torch.channels_last_3d)
     args = (list(stride_), list(lo), list(hi), list(dilation_), groups)
@@ -135,11 +134,11 @@ def conv3d(
         # Training: the activation's derivative needs its input. Saving the
         # pre-activation (as torch's own activation does) costs one output's
         # memory; recomputing it in backward would cost a whole convolution.
-        y = _ACTIVATIONS[activation](conv3d_op(x, weight, bias, None, *args, None))
+        y = _ACTIVATIONS[activation](conv3d_op(x, weight, bias, None, *args, None, padding_mode))
         if residual is not None:
             y = y + residual
     else:
-        y = conv3d_op(x, weight, bias, residual, *args, activation)
+        y = conv3d_op(x, weight, bias, residual, *args, activation, padding_mode)
     return y.squeeze(0) if unbatched else y
 
 
