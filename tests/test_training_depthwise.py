@@ -17,11 +17,12 @@ from reference_training import (
     conv3d_grad_weight_reference,
     conv_transpose3d_reference,
 )
+from training_checks import check_conv3d_grads, check_conv_transpose3d, data, dot, f64
 
 import volconv as vc
 from volconv import _core, _training
 
-from conftest import FLOAT_DTYPES, cast, cpu_problem_plan
+from conftest import FLOAT_DTYPES, cpu_problem_plan
 
 
 def t3(v):
@@ -71,14 +72,6 @@ CASES = [
 ]
 
 
-def _data(shape, seed, dtype):
-    return cast(np.random.default_rng(seed).standard_normal(shape), dtype)
-
-
-def _f64(a):
-    return np.asarray(a, dtype=np.float64)
-
-
 def _forward_shape(case):
     x = np.zeros((case.n, *case.size, case.c), np.float32)
     return vc.conv3d(x, np.zeros(case.weight_shape(), np.float32), **case.kwargs()).shape
@@ -94,9 +87,9 @@ def _wgrad_loops(isa):
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 def test_planner_takes_the_depthwise_paths_for_every_dtype(dtype):
     case = CASES[1]
-    x = _data((case.n, *case.size, case.c), 1, dtype)
-    w = _data(case.weight_shape(), 2, dtype)
-    gy = _data(_forward_shape(case), 3, dtype)
+    x = data((case.n, *case.size, case.c), 1, dtype)
+    w = data(case.weight_shape(), 2, dtype)
+    gy = data(_forward_shape(case), 3, dtype)
     gi = cpu_problem_plan("conv3d_grad_input", gy, w, x.shape, **case.kwargs())
     gw = cpu_problem_plan("conv3d_grad_weight", x, gy, w.shape, **case.kwargs())
     tr = cpu_problem_plan("conv_transpose3d", x, w, output_padding=1, **case.kwargs())
@@ -108,9 +101,9 @@ def test_planner_takes_the_depthwise_paths_for_every_dtype(dtype):
 
 
 def test_planner_keeps_grouped_convs_off_the_depthwise_paths():
-    x = _data((1, 4, 4, 4, 6), 4, "float32")
-    w = _data((6, 3, 3, 3, 2), 5, "float32")  # groups 3: two channels per group
-    gy = _data((1, 2, 2, 2, 6), 6, "float32")
+    x = data((1, 4, 4, 4, 6), 4, "float32")
+    w = data((6, 3, 3, 3, 2), 5, "float32")  # groups 3: two channels per group
+    gy = data((1, 2, 2, 2, 6), 6, "float32")
     assert cpu_problem_plan("conv3d_grad_input", gy, w, x.shape, groups=3)["path"] == "phases"
     assert cpu_problem_plan("conv3d_grad_weight", x, gy, w.shape, groups=3)["path"] == "gemm-wgrad"
 
@@ -118,36 +111,18 @@ def test_planner_keeps_grouped_convs_off_the_depthwise_paths():
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_depthwise_grads_match_reference(case, dtype):
-    x = _data((case.n, *case.size, case.c), 7, dtype)
-    w = _data(case.weight_shape(), 8, dtype)
-    gy = _data(_forward_shape(case), 9, dtype)
-    gx = vc.conv3d_grad_input(gy, w, x.shape, **case.kwargs())
-    gw = vc.conv3d_grad_weight(x, gy, w.shape, **case.kwargs())
-    assert gx.dtype == x.dtype and gw.dtype == x.dtype
-    rk = case.ref_kwargs()
-    ref = conv3d_grad_input_reference(_f64(gy), _f64(w), x.shape, **rk)
-    scale = conv3d_grad_input_reference(np.abs(_f64(gy)), np.abs(_f64(w)), x.shape, **rk)
-    assert_close(gx, ref, scale, dtype, "depthwise grad_input")
-    ref = conv3d_grad_weight_reference(_f64(x), _f64(gy), w.shape, **rk)
-    scale = conv3d_grad_weight_reference(np.abs(_f64(x)), np.abs(_f64(gy)), w.shape, **rk)
-    assert_close(gw, ref, scale, dtype, "depthwise grad_weight")
+    x = data((case.n, *case.size, case.c), 7, dtype)
+    w = data(case.weight_shape(), 8, dtype)
+    gy = data(_forward_shape(case), 9, dtype)
+    check_conv3d_grads(case, x, w, gy, dtype, "depthwise ")
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_depthwise_conv_transpose3d_matches_reference(case, dtype):
-    x = _data((case.n, *case.size, case.c), 10, dtype)
-    w = _data(case.weight_shape(), 11, dtype)
-    y = vc.conv_transpose3d(x, w, output_padding=case.output_padding, **case.kwargs())
-    rk = dict(case.ref_kwargs(), output_padding=case.output_padding)
-    ref = conv_transpose3d_reference(_f64(x), _f64(w), **rk)
-    scale = conv_transpose3d_reference(np.abs(_f64(x)), np.abs(_f64(w)), **rk)
-    assert y.dtype == x.dtype
-    assert_close(y, ref, scale, dtype, "depthwise conv_transpose3d")
-
-
-def _dot(a, b):
-    return float(np.sum(_f64(a) * _f64(b)))
+    x = data((case.n, *case.size, case.c), 10, dtype)
+    w = data(case.weight_shape(), 11, dtype)
+    check_conv_transpose3d(case, x, w, dtype, "depthwise conv_transpose3d")
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
@@ -180,10 +155,10 @@ def test_depthwise_adjoint_identities(case):
         )
     )
     for forward, grad, gx, gw in pairs:
-        lhs = _dot(forward, grad)
+        lhs = dot(forward, grad)
         scale = float(np.sum(np.abs(forward) * np.abs(grad))) + 1.0
-        assert abs(lhs - _dot(x, gx)) <= 1e-11 * scale, (lhs, _dot(x, gx))
-        assert abs(lhs - _dot(w, gw)) <= 1e-11 * scale, (lhs, _dot(w, gw))
+        assert abs(lhs - dot(x, gx)) <= 1e-11 * scale, (lhs, dot(x, gx))
+        assert abs(lhs - dot(w, gw)) <= 1e-11 * scale, (lhs, dot(w, gw))
 
 
 def test_conv_general_weight_grad_with_input_dilation_along_d_h():
@@ -196,8 +171,8 @@ def test_conv_general_weight_grad_with_input_dilation_along_d_h():
     y = vc.conv_general(x, w, **kw)
     g = rng.standard_normal(y.shape)
     gw = _training._conv_general_grad_weight(x, g, w.shape, **kw)
-    lhs = _dot(y, g)
-    assert abs(lhs - _dot(w, gw)) <= 1e-11 * (float(np.sum(np.abs(y) * np.abs(g))) + 1.0)
+    lhs = dot(y, g)
+    assert abs(lhs - dot(w, gw)) <= 1e-11 * (float(np.sum(np.abs(y) * np.abs(g))) + 1.0)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -205,22 +180,22 @@ def test_conv_general_weight_grad_with_input_dilation_along_d_h():
 def test_depthwise_matches_torch(case, dtype):
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
-    x = _data((case.n, *case.size, case.c), 14, dtype)
-    w = _data(case.weight_shape(), 15, dtype)
+    x = data((case.n, *case.size, case.c), 14, dtype)
+    w = data(case.weight_shape(), 15, dtype)
     xt = torch.from_numpy(x).permute(0, 4, 1, 2, 3).requires_grad_()
     wt = torch.from_numpy(w).permute(0, 4, 1, 2, 3).requires_grad_()
     pads = [p for i in (2, 1, 0) for p in (case.pad_lo[i], case.pad_hi[i])]
     y = F.conv3d(F.pad(xt, pads), wt, stride=case.stride, dilation=case.dilation, groups=case.c)
-    gy = torch.from_numpy(_data(tuple(y.shape), 16, dtype))
+    gy = torch.from_numpy(data(tuple(y.shape), 16, dtype))
     y.backward(gy)
     gy_nd = np.ascontiguousarray(gy.permute(0, 2, 3, 4, 1).numpy())
     rk = case.ref_kwargs()
     gx = vc.conv3d_grad_input(gy_nd, w, x.shape, **case.kwargs())
-    scale = conv3d_grad_input_reference(np.abs(_f64(gy_nd)), np.abs(_f64(w)), x.shape, **rk)
-    assert_close(gx, _f64(xt.grad.permute(0, 2, 3, 4, 1)), 2 * scale, dtype, "grad_input vs torch")
+    scale = conv3d_grad_input_reference(np.abs(f64(gy_nd)), np.abs(f64(w)), x.shape, **rk)
+    assert_close(gx, f64(xt.grad.permute(0, 2, 3, 4, 1)), 2 * scale, dtype, "grad_input vs torch")
     gw = vc.conv3d_grad_weight(x, gy_nd, w.shape, **case.kwargs())
-    scale = conv3d_grad_weight_reference(np.abs(_f64(x)), np.abs(_f64(gy_nd)), w.shape, **rk)
-    assert_close(gw, _f64(wt.grad.permute(0, 2, 3, 4, 1)), 2 * scale, dtype, "grad_weight vs torch")
+    scale = conv3d_grad_weight_reference(np.abs(f64(x)), np.abs(f64(gy_nd)), w.shape, **rk)
+    assert_close(gw, f64(wt.grad.permute(0, 2, 3, 4, 1)), 2 * scale, dtype, "grad_weight vs torch")
     if case.pad_lo == case.pad_hi:  # F.conv_transpose3d: symmetric padding only
         # depthwise: torch's (C, 1, K...) weight is ours with the last axis first
         yt = F.conv_transpose3d(
@@ -234,16 +209,16 @@ def test_depthwise_matches_torch(case, dtype):
         )
         ours = vc.conv_transpose3d(x, w, output_padding=case.output_padding, **case.kwargs())
         rk = dict(rk, output_padding=case.output_padding)
-        scale = conv_transpose3d_reference(np.abs(_f64(x)), np.abs(_f64(w)), **rk)
-        assert_close(ours, _f64(yt.permute(0, 2, 3, 4, 1)), 2 * scale, dtype, "conv_transpose3d vs torch")
+        scale = conv_transpose3d_reference(np.abs(f64(x)), np.abs(f64(w)), **rk)
+        assert_close(ours, f64(yt.permute(0, 2, 3, 4, 1)), 2 * scale, dtype, "conv_transpose3d vs torch")
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_depthwise_bits_independent_of_threads(dtype):
     case = CASES[2]
-    x = _data((case.n, *case.size, case.c), 17, dtype)
-    w = _data(case.weight_shape(), 18, dtype)
-    gy = _data(_forward_shape(case), 19, dtype)
+    x = data((case.n, *case.size, case.c), 17, dtype)
+    w = data(case.weight_shape(), 18, dtype)
+    gy = data(_forward_shape(case), 19, dtype)
     before = vc.get_num_threads()
     try:
         results = []
@@ -267,9 +242,9 @@ def test_depthwise_paths_on_each_isa(isa):
     if isa not in _core._cpu_supported_isas():
         pytest.skip(f"this CPU has no {isa}")
     case = CASES[0]  # 17 channels: full vectors and a masked tail on either ISA
-    x = _data((case.n, *case.size, case.c), 20, "float32")
-    w = _data(case.weight_shape(), 21, "float32")
-    gy = _data(_forward_shape(case), 22, "float32")
+    x = data((case.n, *case.size, case.c), 20, "float32")
+    w = data(case.weight_shape(), 21, "float32")
+    gy = data(_forward_shape(case), 22, "float32")
     _core._cpu_force_isa(isa)
     try:
         plan = cpu_problem_plan("conv3d_grad_weight", x, gy, w.shape, **case.kwargs())
@@ -279,11 +254,11 @@ def test_depthwise_paths_on_each_isa(isa):
     finally:
         _core._cpu_force_isa("")
     rk = case.ref_kwargs()
-    ref = conv3d_grad_input_reference(_f64(gy), _f64(w), x.shape, **rk)
-    scale = conv3d_grad_input_reference(np.abs(_f64(gy)), np.abs(_f64(w)), x.shape, **rk)
+    ref = conv3d_grad_input_reference(f64(gy), f64(w), x.shape, **rk)
+    scale = conv3d_grad_input_reference(np.abs(f64(gy)), np.abs(f64(w)), x.shape, **rk)
     assert_close(gx, ref, scale, "float32", f"grad_input on {isa}")
-    ref = conv3d_grad_weight_reference(_f64(x), _f64(gy), w.shape, **rk)
-    scale = conv3d_grad_weight_reference(np.abs(_f64(x)), np.abs(_f64(gy)), w.shape, **rk)
+    ref = conv3d_grad_weight_reference(f64(x), f64(gy), w.shape, **rk)
+    scale = conv3d_grad_weight_reference(np.abs(f64(x)), np.abs(f64(gy)), w.shape, **rk)
     assert_close(gw, ref, scale, "float32", f"grad_weight on {isa}")
 
 
@@ -292,10 +267,10 @@ def test_issue_shape_matches_torch(stride):
     """The issue's shape, 1x16x56x56x64 depthwise k3 p1, with D cut to 4 (the
     H x W rows are what the kernels see), in float32 against PyTorch."""
     torch = pytest.importorskip("torch")
-    x = _data((1, 4, 56, 56, 64), 23, "float32")
-    w = _data((64, 3, 3, 3, 1), 24, "float32")
+    x = data((1, 4, 56, 56, 64), 23, "float32")
+    w = data((64, 3, 3, 3, 1), 24, "float32")
     kw = dict(stride=stride, padding=1, groups=64)
-    gy = _data(vc.conv3d(x, w, **kw).shape, 25, "float32")
+    gy = data(vc.conv3d(x, w, **kw).shape, 25, "float32")
     t = lambda a: torch.from_numpy(a).permute(0, 4, 1, 2, 3)  # noqa: E731
     gx_t, gw_t, _ = torch.ops.aten.convolution_backward(
         t(gy), t(x), t(w), None, [stride] * 3, [1] * 3, [1] * 3, False, [0] * 3, 64, [True, True, False]

@@ -16,11 +16,12 @@ from reference_training import (
     conv_general_reference,
     conv_transpose3d_reference,
 )
+from training_checks import check_conv3d_grads, check_conv_transpose3d, data, dot, f64
 
 import volconv as vc
 from volconv import _training
 
-from conftest import FLOAT_DTYPES, cast
+from conftest import FLOAT_DTYPES
 
 
 def t3(v):
@@ -102,69 +103,43 @@ GENERAL_CASES = [
 ]
 
 
-def _data(shape, seed, dtype):
-    return cast(np.random.default_rng(seed).standard_normal(shape), dtype)
-
-
-def _f64(a):
-    return np.asarray(a, dtype=np.float64)
-
-
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 @pytest.mark.parametrize("case", GRAD_CASES, ids=lambda c: c.name)
 def test_conv3d_grads_match_reference(case, dtype):
-    x = _data((case.n, *case.size, case.cin), 1, dtype)
-    w = _data(case.weight_shape(), 2, dtype)
+    x = data((case.n, *case.size, case.cin), 1, dtype)
+    w = data(case.weight_shape(), 2, dtype)
     out_shape = vc.conv3d(x, w, **case.kwargs()).shape
-    gy = _data(out_shape, 3, dtype)
-    gx = vc.conv3d_grad_input(gy, w, x.shape, **case.kwargs())
-    gw = vc.conv3d_grad_weight(x, gy, w.shape, **case.kwargs())
-    assert gx.dtype == x.dtype and gw.dtype == x.dtype
-    rk = case.ref_kwargs()
-    ref = conv3d_grad_input_reference(_f64(gy), _f64(w), x.shape, **rk)
-    scale = conv3d_grad_input_reference(np.abs(_f64(gy)), np.abs(_f64(w)), x.shape, **rk)
-    assert_close(gx, ref, scale, dtype, "grad_input")
-    ref = conv3d_grad_weight_reference(_f64(x), _f64(gy), w.shape, **rk)
-    scale = conv3d_grad_weight_reference(np.abs(_f64(x)), np.abs(_f64(gy)), w.shape, **rk)
-    assert_close(gw, ref, scale, dtype, "grad_weight")
+    gy = data(out_shape, 3, dtype)
+    check_conv3d_grads(case, x, w, gy, dtype, "")
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 @pytest.mark.parametrize("case", TRANSPOSE_CASES, ids=lambda c: c.name)
 def test_conv_transpose3d_matches_reference(case, dtype):
-    x = _data((case.n, *case.size, case.cin), 4, dtype)
-    w = _data(case.weight_shape(), 5, dtype)
-    y = vc.conv_transpose3d(x, w, output_padding=case.output_padding, **case.kwargs())
-    rk = dict(case.ref_kwargs(), output_padding=case.output_padding)
-    ref = conv_transpose3d_reference(_f64(x), _f64(w), **rk)
-    scale = conv_transpose3d_reference(np.abs(_f64(x)), np.abs(_f64(w)), **rk)
-    assert y.dtype == x.dtype
-    assert_close(y, ref, scale, dtype, "conv_transpose3d")
+    x = data((case.n, *case.size, case.cin), 4, dtype)
+    w = data(case.weight_shape(), 5, dtype)
+    check_conv_transpose3d(case, x, w, dtype, "conv_transpose3d")
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
 @pytest.mark.parametrize("case", GENERAL_CASES, ids=lambda c: "-".join(map(str, c[0] + c[4] + (c[6],))))
 def test_conv_general_matches_reference(case, dtype):
     stride, lo, hi, kdil, idil, groups, flip = case
-    x = _data((2, 4, 3, 5, 6), 6, dtype)
-    w = _data((9, 3, 2, 3, 6 // groups), 7, dtype)
+    x = data((2, 4, 3, 5, 6), 6, dtype)
+    w = data((9, 3, 2, 3, 6 // groups), 7, dtype)
     kw = dict(stride=stride, kernel_dilation=kdil, input_dilation=idil, groups=groups, flip=flip)
     y = vc.conv_general(x, w, padding=(lo, hi), **kw)
-    ref = conv_general_reference(_f64(x), _f64(w), pad_lo=lo, pad_hi=hi, **kw)
-    scale = conv_general_reference(np.abs(_f64(x)), np.abs(_f64(w)), pad_lo=lo, pad_hi=hi, **kw)
+    ref = conv_general_reference(f64(x), f64(w), pad_lo=lo, pad_hi=hi, **kw)
+    scale = conv_general_reference(np.abs(f64(x)), np.abs(f64(w)), pad_lo=lo, pad_hi=hi, **kw)
     assert_close(y, ref, scale, dtype, "conv_general")
-
-
-def _dot(a, b):
-    return float(np.sum(_f64(a) * _f64(b)))
 
 
 def _assert_adjoint(forward, x, w, g, gx, gw):
     """<conv(x, w), g> == <x, grad_input(g, w)> == <w, grad_weight(x, g)> in float64."""
-    lhs = _dot(forward, g)
-    scale = float(np.sum(np.abs(_f64(forward)) * np.abs(_f64(g)))) + 1.0
-    assert abs(lhs - _dot(x, gx)) <= 1e-11 * scale, (lhs, _dot(x, gx))
-    assert abs(lhs - _dot(w, gw)) <= 1e-11 * scale, (lhs, _dot(w, gw))
+    lhs = dot(forward, g)
+    scale = float(np.sum(np.abs(f64(forward)) * np.abs(f64(g)))) + 1.0
+    assert abs(lhs - dot(x, gx)) <= 1e-11 * scale, (lhs, dot(x, gx))
+    assert abs(lhs - dot(w, gw)) <= 1e-11 * scale, (lhs, dot(w, gw))
 
 
 @pytest.mark.parametrize("case", GRAD_CASES, ids=lambda c: c.name)
@@ -204,8 +179,8 @@ def test_conv_general_weight_grad_adjoint(case):
     y = vc.conv_general(x, w, **kw)
     g = rng.standard_normal(y.shape)
     gw = _training._conv_general_grad_weight(x, g, w.shape, **kw)
-    lhs = _dot(y, g)
-    assert abs(lhs - _dot(w, gw)) <= 1e-11 * (float(np.sum(np.abs(y) * np.abs(g))) + 1.0)
+    lhs = dot(y, g)
+    assert abs(lhs - dot(w, gw)) <= 1e-11 * (float(np.sum(np.abs(y) * np.abs(g))) + 1.0)
 
 
 def _torch_transpose_weight(w, groups):
@@ -223,23 +198,23 @@ def _torch_transpose_weight(w, groups):
 def test_conv3d_grads_match_torch_autograd(case, dtype):
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
-    x = _data((case.n, *case.size, case.cin), 11, dtype)
-    w = _data(case.weight_shape(), 12, dtype)
+    x = data((case.n, *case.size, case.cin), 11, dtype)
+    w = data(case.weight_shape(), 12, dtype)
     xt = torch.from_numpy(x).permute(0, 4, 1, 2, 3).requires_grad_()
     wt = torch.from_numpy(w).permute(0, 4, 1, 2, 3).requires_grad_()
     pads = [p for i in (2, 1, 0) for p in (case.pad_lo[i], case.pad_hi[i])]
     y = F.conv3d(F.pad(xt, pads), wt, stride=case.stride, dilation=case.dilation, groups=case.groups)
-    gy = torch.from_numpy(_data(tuple(y.shape), 13, dtype))
+    gy = torch.from_numpy(data(tuple(y.shape), 13, dtype))
     y.backward(gy)
     gy_nd = np.ascontiguousarray(gy.permute(0, 2, 3, 4, 1).numpy())
     gx = vc.conv3d_grad_input(torch.from_numpy(gy_nd), torch.from_numpy(w), x.shape, **case.kwargs())
     gw = vc.conv3d_grad_weight(x, gy_nd, w.shape, **case.kwargs())
     assert isinstance(gx, torch.Tensor)  # the kind of the first array argument
     rk = case.ref_kwargs()
-    scale = conv3d_grad_input_reference(np.abs(_f64(gy_nd)), np.abs(_f64(w)), x.shape, **rk)
-    assert_close(gx.numpy(), _f64(xt.grad.permute(0, 2, 3, 4, 1)), 2 * scale, dtype, "grad_input vs torch")
-    scale = conv3d_grad_weight_reference(np.abs(_f64(x)), np.abs(_f64(gy_nd)), w.shape, **rk)
-    assert_close(gw, _f64(wt.grad.permute(0, 2, 3, 4, 1)), 2 * scale, dtype, "grad_weight vs torch")
+    scale = conv3d_grad_input_reference(np.abs(f64(gy_nd)), np.abs(f64(w)), x.shape, **rk)
+    assert_close(gx.numpy(), f64(xt.grad.permute(0, 2, 3, 4, 1)), 2 * scale, dtype, "grad_input vs torch")
+    scale = conv3d_grad_weight_reference(np.abs(f64(x)), np.abs(f64(gy_nd)), w.shape, **rk)
+    assert_close(gw, f64(wt.grad.permute(0, 2, 3, 4, 1)), 2 * scale, dtype, "grad_weight vs torch")
 
 
 @pytest.mark.parametrize("case", TRANSPOSE_CASES, ids=lambda c: c.name)
@@ -248,8 +223,8 @@ def test_conv_transpose3d_matches_torch_autograd(case):
     F = torch.nn.functional
     if case.pad_lo != case.pad_hi:
         pytest.skip("F.conv_transpose3d takes symmetric padding only")
-    x = _data((case.n, *case.size, case.cin), 14, "float64")
-    w = _data(case.weight_shape(), 15, "float64")
+    x = data((case.n, *case.size, case.cin), 14, "float64")
+    w = data(case.weight_shape(), 15, "float64")
     xt = torch.from_numpy(x).permute(0, 4, 1, 2, 3).requires_grad_()
     wt = torch.from_numpy(_torch_transpose_weight(w, case.groups)).requires_grad_()
     y = F.conv_transpose3d(
@@ -261,7 +236,7 @@ def test_conv_transpose3d_matches_torch_autograd(case):
         groups=case.groups,
         dilation=case.dilation,
     )
-    gy = torch.from_numpy(_data(tuple(y.shape), 16, "float64"))
+    gy = torch.from_numpy(data(tuple(y.shape), 16, "float64"))
     y.backward(gy)
     kw = dict(case.kwargs(), output_padding=case.output_padding)
     ours = vc.conv_transpose3d(torch.from_numpy(x), torch.from_numpy(w), **kw)
@@ -282,20 +257,20 @@ def test_conv_transpose3d_matches_torch_autograd(case):
 )
 def test_conv3d_grads_match_mlx_vjp(case):
     mx = pytest.importorskip("mlx.core")
-    x = _data((case.n, *case.size, case.cin), 17, "float32")
-    w = _data(case.weight_shape(), 18, "float32")
+    x = data((case.n, *case.size, case.cin), 17, "float32")
+    w = data(case.weight_shape(), 18, "float32")
     kw = dict(stride=case.stride, padding=case.pad_lo, dilation=case.dilation)
     y = mx.conv3d(mx.array(x), mx.array(w), **kw)
-    gy = _data(y.shape, 19, "float32")
+    gy = data(y.shape, 19, "float32")
     _, (gx, gw) = mx.vjp(lambda a, b: mx.conv3d(a, b, **kw), [mx.array(x), mx.array(w)], [mx.array(gy)])
     ours_x = vc.conv3d_grad_input(mx.array(gy), mx.array(w), x.shape, **kw)
     ours_w = vc.conv3d_grad_weight(mx.array(x), mx.array(gy), w.shape, **kw)
     assert isinstance(ours_x, mx.array)
     rk = case.ref_kwargs()
-    scale = conv3d_grad_input_reference(np.abs(_f64(gy)), np.abs(_f64(w)), x.shape, **rk)
-    assert_close(np.array(ours_x), _f64(np.array(gx)), 2 * scale, "float32", "grad_input vs mlx")
-    scale = conv3d_grad_weight_reference(np.abs(_f64(x)), np.abs(_f64(gy)), w.shape, **rk)
-    assert_close(np.array(ours_w), _f64(np.array(gw)), 2 * scale, "float32", "grad_weight vs mlx")
+    scale = conv3d_grad_input_reference(np.abs(f64(gy)), np.abs(f64(w)), x.shape, **rk)
+    assert_close(np.array(ours_x), f64(np.array(gx)), 2 * scale, "float32", "grad_input vs mlx")
+    scale = conv3d_grad_weight_reference(np.abs(f64(x)), np.abs(f64(gy)), w.shape, **rk)
+    assert_close(np.array(ours_w), f64(np.array(gw)), 2 * scale, "float32", "grad_weight vs mlx")
 
 
 # MLX agrees with PyTorch where padding <= dilation * (K - 1) and symmetric.
@@ -311,35 +286,35 @@ MLX_TRANSPOSE = [
 @pytest.mark.parametrize("case", MLX_TRANSPOSE, ids=lambda c: c.name)
 def test_conv_transpose3d_matches_mlx(case):
     mx = pytest.importorskip("mlx.core")
-    x = _data((case.n, *case.size, case.cin), 20, "float32")
-    w = _data(case.weight_shape(), 21, "float32")
+    x = data((case.n, *case.size, case.cin), 20, "float32")
+    w = data(case.weight_shape(), 21, "float32")
     kw = dict(
         stride=case.stride, padding=case.pad_lo, dilation=case.dilation, output_padding=case.output_padding
     )
     y = mx.conv_transpose3d(mx.array(x), mx.array(w), **kw)
     ours = vc.conv_transpose3d(mx.array(x), mx.array(w), **kw)
     assert isinstance(ours, mx.array) and ours.shape == y.shape
-    gy = _data(y.shape, 22, "float32")
+    gy = data(y.shape, 22, "float32")
     _, (gx, gw) = mx.vjp(
         lambda a, b: mx.conv_transpose3d(a, b, **kw), [mx.array(x), mx.array(w)], [mx.array(gy)]
     )
     rk = dict(case.ref_kwargs(), output_padding=case.output_padding)
-    scale = conv_transpose3d_reference(np.abs(_f64(x)), np.abs(_f64(w)), **rk)
-    assert_close(np.array(ours), _f64(np.array(y)), 2 * scale, "float32", "conv_transpose3d vs mlx")
+    scale = conv_transpose3d_reference(np.abs(f64(x)), np.abs(f64(w)), **rk)
+    assert_close(np.array(ours), f64(np.array(y)), 2 * scale, "float32", "conv_transpose3d vs mlx")
     ours_gx = _training._conv_transpose3d_grad_input(gy, w, x.shape, **kw)
     ours_gw = _training._conv_transpose3d_grad_weight(x, gy, w.shape, **kw)
     for ours_g, theirs, what in ((ours_gx, gx, "grad_input"), (ours_gw, gw, "grad_weight")):
-        err = np.abs(_f64(ours_g) - _f64(np.array(theirs)))
-        assert err.max() <= 1e-4 * (np.abs(_f64(ours_g)).max() + 1), what
+        err = np.abs(f64(ours_g) - f64(np.array(theirs)))
+        assert err.max() <= 1e-4 * (np.abs(f64(ours_g)).max() + 1), what
 
 
 @pytest.mark.parametrize("case", [GRAD_CASES[0], GRAD_CASES[6], GRAD_CASES[7]], ids=lambda c: c.name)
 def test_grad_weight_bits_independent_of_threads(case):
-    x = _data((case.n, *case.size, case.cin), 23, "float32")
-    out_shape = vc.conv3d(x, _data(case.weight_shape(), 24, "float32"), **case.kwargs()).shape
-    gy = _data(out_shape, 25, "float32")
-    t = _data((1, 5, 5, 5, 6), 26, "float32")
-    tw = _data((4, 2, 2, 2, 6), 27, "float32")
+    x = data((case.n, *case.size, case.cin), 23, "float32")
+    out_shape = vc.conv3d(x, data(case.weight_shape(), 24, "float32"), **case.kwargs()).shape
+    gy = data(out_shape, 25, "float32")
+    t = data((1, 5, 5, 5, 6), 26, "float32")
+    tw = data((4, 2, 2, 2, 6), 27, "float32")
     before = vc.get_num_threads()
     try:
         results = []
@@ -362,11 +337,11 @@ def test_grad_weight_bits_independent_of_threads(case):
 
 def test_output_kinds_and_dtypes():
     torch = pytest.importorskip("torch")
-    x = _data((1, 3, 3, 3, 2), 28, "float16")
-    w = _data((2, 2, 2, 2, 2), 29, "float32")
+    x = data((1, 3, 3, 3, 2), 28, "float16")
+    w = data((2, 2, 2, 2, 2), 29, "float32")
     y = vc.conv_transpose3d(torch.from_numpy(x), w, stride=2)
     assert isinstance(y, torch.Tensor) and y.dtype == torch.float32 and tuple(y.shape) == (1, 6, 6, 6, 2)
-    gy = _data((1, 2, 2, 2, 2), 30, "bfloat16")
+    gy = data((1, 2, 2, 2, 2), 30, "bfloat16")
     gw = vc.conv3d_grad_weight(x, gy, (2, 2, 2, 2, 2))  # float16 with bfloat16 promotes to float32
     assert gw.dtype == np.float32
 
@@ -446,13 +421,13 @@ def test_grad_weight_on_each_isa(isa):
     if isa not in _core._cpu_supported_isas():
         pytest.skip(f"this CPU has no {isa}")
     case = GRAD_CASES[0]  # C_out 17: full tiles and leftover rows and columns of every tile size
-    x = _data((case.n, *case.size, case.cin), 31, "float32")
-    gy = _data(vc.conv3d(x, _data(case.weight_shape(), 32, "float32"), **case.kwargs()).shape, 33, "float32")
-    x2 = _data((1, 5, 4, 6, 17), 34, "float32")  # C_in 17 too
-    gy2 = _data((1, 3, 2, 4, 16), 35, "float32")
+    x = data((case.n, *case.size, case.cin), 31, "float32")
+    gy = data(vc.conv3d(x, data(case.weight_shape(), 32, "float32"), **case.kwargs()).shape, 33, "float32")
+    x2 = data((1, 5, 4, 6, 17), 34, "float32")  # C_in 17 too
+    gy2 = data((1, 3, 2, 4, 16), 35, "float32")
     # C_in 88: on AVX-512 a 64-wide tile, one 16-wide vector, 8 single columns; on AVX2 also a lone vector
-    x3 = _data((1, 3, 3, 4, 88), 39, "float32")
-    gy3 = _data((1, 2, 2, 3, 7), 40, "float32")
+    x3 = data((1, 3, 3, 4, 88), 39, "float32")
+    gy3 = data((1, 2, 2, 3, 7), 40, "float32")
     _core._cpu_force_isa(isa)
     try:
         gw = vc.conv3d_grad_weight(x, gy, case.weight_shape(), **case.kwargs())
@@ -460,15 +435,15 @@ def test_grad_weight_on_each_isa(isa):
         gw3 = vc.conv3d_grad_weight(x3, gy3, (7, 2, 2, 2, 88))
     finally:
         _core._cpu_force_isa("")
-    ref = conv3d_grad_weight_reference(_f64(x3), _f64(gy3), (7, 2, 2, 2, 88))
-    scale = conv3d_grad_weight_reference(np.abs(_f64(x3)), np.abs(_f64(gy3)), (7, 2, 2, 2, 88))
+    ref = conv3d_grad_weight_reference(f64(x3), f64(gy3), (7, 2, 2, 2, 88))
+    scale = conv3d_grad_weight_reference(np.abs(f64(x3)), np.abs(f64(gy3)), (7, 2, 2, 2, 88))
     assert_close(gw3, ref, scale, "float32", f"grad_weight (C_in 88) on {isa}")
     rk = case.ref_kwargs()
-    ref = conv3d_grad_weight_reference(_f64(x), _f64(gy), case.weight_shape(), **rk)
-    scale = conv3d_grad_weight_reference(np.abs(_f64(x)), np.abs(_f64(gy)), case.weight_shape(), **rk)
+    ref = conv3d_grad_weight_reference(f64(x), f64(gy), case.weight_shape(), **rk)
+    scale = conv3d_grad_weight_reference(np.abs(f64(x)), np.abs(f64(gy)), case.weight_shape(), **rk)
     assert_close(gw, ref, scale, "float32", f"grad_weight on {isa}")
-    ref = conv3d_grad_weight_reference(_f64(x2), _f64(gy2), (16, 3, 3, 3, 17))
-    scale = conv3d_grad_weight_reference(np.abs(_f64(x2)), np.abs(_f64(gy2)), (16, 3, 3, 3, 17))
+    ref = conv3d_grad_weight_reference(f64(x2), f64(gy2), (16, 3, 3, 3, 17))
+    scale = conv3d_grad_weight_reference(np.abs(f64(x2)), np.abs(f64(gy2)), (16, 3, 3, 3, 17))
     assert_close(gw2, ref, scale, "float32", f"grad_weight on {isa}")
 
 
@@ -478,14 +453,14 @@ def test_grad_weight_on_each_isa(isa):
 def test_conv_general_matches_mlx(case):
     mx = pytest.importorskip("mlx.core")
     stride, lo, hi, kdil, idil, groups, flip = case
-    x = _data((2, 4, 3, 5, 6), 36, "float32")
-    w = _data((9, 3, 2, 3, 6), 37, "float32")
+    x = data((2, 4, 3, 5, 6), 36, "float32")
+    w = data((9, 3, 2, 3, 6), 37, "float32")
     kw = dict(stride=stride, kernel_dilation=kdil, input_dilation=idil, flip=flip)
     theirs = mx.conv_general(mx.array(x), mx.array(w), padding=(list(lo), list(hi)), **kw)
     ours = vc.conv_general(mx.array(x), mx.array(w), padding=(lo, hi), **kw)
     assert isinstance(ours, mx.array) and ours.shape == theirs.shape
-    scale = conv_general_reference(np.abs(_f64(x)), np.abs(_f64(w)), pad_lo=lo, pad_hi=hi, groups=1, **kw)
-    assert_close(np.array(ours), _f64(np.array(theirs)), 2 * scale, "float32", "conv_general vs mlx")
+    scale = conv_general_reference(np.abs(f64(x)), np.abs(f64(w)), pad_lo=lo, pad_hi=hi, groups=1, **kw)
+    assert_close(np.array(ours), f64(np.array(theirs)), 2 * scale, "float32", "conv_general vs mlx")
 
 
 def test_strided_operands_match_contiguous_copies():
