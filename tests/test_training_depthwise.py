@@ -17,7 +17,16 @@ from reference_training import (
     conv3d_grad_weight_reference,
     conv_transpose3d_reference,
 )
-from training_checks import check_conv3d_grads, check_conv_transpose3d, data, dot, f64
+from training_checks import (
+    assert_adjoint,
+    assert_grads_close_to_torch,
+    check_conv3d_grads,
+    check_conv_transpose3d,
+    data,
+    dot,
+    f64,
+    torch_conv3d_grads,
+)
 
 import volconv as vc
 from volconv import _core, _training
@@ -155,10 +164,7 @@ def test_depthwise_adjoint_identities(case):
         )
     )
     for forward, grad, gx, gw in pairs:
-        lhs = dot(forward, grad)
-        scale = float(np.sum(np.abs(forward) * np.abs(grad))) + 1.0
-        assert abs(lhs - dot(x, gx)) <= 1e-11 * scale, (lhs, dot(x, gx))
-        assert abs(lhs - dot(w, gw)) <= 1e-11 * scale, (lhs, dot(w, gw))
+        assert_adjoint(forward, x, w, grad, gx, gw)
 
 
 def test_conv_general_weight_grad_with_input_dilation_along_d_h():
@@ -182,20 +188,11 @@ def test_depthwise_matches_torch(case, dtype):
     F = torch.nn.functional
     x = data((case.n, *case.size, case.c), 14, dtype)
     w = data(case.weight_shape(), 15, dtype)
-    xt = torch.from_numpy(x).permute(0, 4, 1, 2, 3).requires_grad_()
-    wt = torch.from_numpy(w).permute(0, 4, 1, 2, 3).requires_grad_()
-    pads = [p for i in (2, 1, 0) for p in (case.pad_lo[i], case.pad_hi[i])]
-    y = F.conv3d(F.pad(xt, pads), wt, stride=case.stride, dilation=case.dilation, groups=case.c)
-    gy = torch.from_numpy(data(tuple(y.shape), 16, dtype))
-    y.backward(gy)
-    gy_nd = np.ascontiguousarray(gy.permute(0, 2, 3, 4, 1).numpy())
+    gy_nd, torch_gx, torch_gw = torch_conv3d_grads(torch, x, w, case, case.c, 16, dtype)
     rk = case.ref_kwargs()
     gx = vc.conv3d_grad_input(gy_nd, w, x.shape, **case.kwargs())
-    scale = conv3d_grad_input_reference(np.abs(f64(gy_nd)), np.abs(f64(w)), x.shape, **rk)
-    assert_close(gx, f64(xt.grad.permute(0, 2, 3, 4, 1)), 2 * scale, dtype, "grad_input vs torch")
     gw = vc.conv3d_grad_weight(x, gy_nd, w.shape, **case.kwargs())
-    scale = conv3d_grad_weight_reference(np.abs(f64(x)), np.abs(f64(gy_nd)), w.shape, **rk)
-    assert_close(gw, f64(wt.grad.permute(0, 2, 3, 4, 1)), 2 * scale, dtype, "grad_weight vs torch")
+    assert_grads_close_to_torch(case, x, w, gy_nd, gx, gw, torch_gx, torch_gw, dtype)
     if case.pad_lo == case.pad_hi:  # F.conv_transpose3d: symmetric padding only
         # depthwise: torch's (C, 1, K...) weight is ours with the last axis first
         yt = F.conv_transpose3d(

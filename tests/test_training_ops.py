@@ -16,7 +16,16 @@ from reference_training import (
     conv_general_reference,
     conv_transpose3d_reference,
 )
-from training_checks import check_conv3d_grads, check_conv_transpose3d, data, dot, f64
+from training_checks import (
+    assert_adjoint,
+    assert_grads_close_to_torch,
+    check_conv3d_grads,
+    check_conv_transpose3d,
+    data,
+    dot,
+    f64,
+    torch_conv3d_grads,
+)
 
 import volconv as vc
 from volconv import _training
@@ -134,14 +143,6 @@ def test_conv_general_matches_reference(case, dtype):
     assert_close(y, ref, scale, dtype, "conv_general")
 
 
-def _assert_adjoint(forward, x, w, g, gx, gw):
-    """<conv(x, w), g> == <x, grad_input(g, w)> == <w, grad_weight(x, g)> in float64."""
-    lhs = dot(forward, g)
-    scale = float(np.sum(np.abs(f64(forward)) * np.abs(f64(g)))) + 1.0
-    assert abs(lhs - dot(x, gx)) <= 1e-11 * scale, (lhs, dot(x, gx))
-    assert abs(lhs - dot(w, gw)) <= 1e-11 * scale, (lhs, dot(w, gw))
-
-
 @pytest.mark.parametrize("case", GRAD_CASES, ids=lambda c: c.name)
 def test_conv3d_adjoint_identity(case):
     rng = np.random.default_rng(8)
@@ -151,7 +152,7 @@ def test_conv3d_adjoint_identity(case):
     g = rng.standard_normal(y.shape)
     gx = vc.conv3d_grad_input(g, w, x.shape, **case.kwargs())
     gw = vc.conv3d_grad_weight(x, g, w.shape, **case.kwargs())
-    _assert_adjoint(y, x, w, g, gx, gw)
+    assert_adjoint(y, x, w, g, gx, gw)
 
 
 @pytest.mark.parametrize("case", TRANSPOSE_CASES, ids=lambda c: c.name)
@@ -164,7 +165,7 @@ def test_conv_transpose3d_adjoint_identity(case):
     g = rng.standard_normal(y.shape)
     gx = _training._conv_transpose3d_grad_input(g, w, x.shape, **kw)
     gw = _training._conv_transpose3d_grad_weight(x, g, w.shape, **kw)
-    _assert_adjoint(y, x, w, g, gx, gw)
+    assert_adjoint(y, x, w, g, gx, gw)
 
 
 @pytest.mark.parametrize("case", GENERAL_CASES, ids=lambda c: "-".join(map(str, c[0] + c[4] + (c[6],))))
@@ -197,24 +198,13 @@ def _torch_transpose_weight(w, groups):
 @pytest.mark.parametrize("case", GRAD_CASES, ids=lambda c: c.name)
 def test_conv3d_grads_match_torch_autograd(case, dtype):
     torch = pytest.importorskip("torch")
-    F = torch.nn.functional
     x = data((case.n, *case.size, case.cin), 11, dtype)
     w = data(case.weight_shape(), 12, dtype)
-    xt = torch.from_numpy(x).permute(0, 4, 1, 2, 3).requires_grad_()
-    wt = torch.from_numpy(w).permute(0, 4, 1, 2, 3).requires_grad_()
-    pads = [p for i in (2, 1, 0) for p in (case.pad_lo[i], case.pad_hi[i])]
-    y = F.conv3d(F.pad(xt, pads), wt, stride=case.stride, dilation=case.dilation, groups=case.groups)
-    gy = torch.from_numpy(data(tuple(y.shape), 13, dtype))
-    y.backward(gy)
-    gy_nd = np.ascontiguousarray(gy.permute(0, 2, 3, 4, 1).numpy())
+    gy_nd, torch_gx, torch_gw = torch_conv3d_grads(torch, x, w, case, case.groups, 13, dtype)
     gx = vc.conv3d_grad_input(torch.from_numpy(gy_nd), torch.from_numpy(w), x.shape, **case.kwargs())
     gw = vc.conv3d_grad_weight(x, gy_nd, w.shape, **case.kwargs())
     assert isinstance(gx, torch.Tensor)  # the kind of the first array argument
-    rk = case.ref_kwargs()
-    scale = conv3d_grad_input_reference(np.abs(f64(gy_nd)), np.abs(f64(w)), x.shape, **rk)
-    assert_close(gx.numpy(), f64(xt.grad.permute(0, 2, 3, 4, 1)), 2 * scale, dtype, "grad_input vs torch")
-    scale = conv3d_grad_weight_reference(np.abs(f64(x)), np.abs(f64(gy_nd)), w.shape, **rk)
-    assert_close(gw, f64(wt.grad.permute(0, 2, 3, 4, 1)), 2 * scale, dtype, "grad_weight vs torch")
+    assert_grads_close_to_torch(case, x, w, gy_nd, gx.numpy(), gw, torch_gx, torch_gw, dtype)
 
 
 @pytest.mark.parametrize("case", TRANSPOSE_CASES, ids=lambda c: c.name)

@@ -52,3 +52,35 @@ def check_conv_transpose3d(case, x, w, dtype, what):
     scale = conv_transpose3d_reference(np.abs(f64(x)), np.abs(f64(w)), **rk)
     assert y.dtype == x.dtype
     assert_close(y, ref, scale, dtype, what)
+
+
+def assert_adjoint(forward, x, w, g, gx, gw):
+    """<conv(x, w), g> == <x, grad_input(g, w)> == <w, grad_weight(x, g)> in float64."""
+    lhs = dot(forward, g)
+    scale = float(np.sum(np.abs(f64(forward)) * np.abs(f64(g)))) + 1.0
+    assert abs(lhs - dot(x, gx)) <= 1e-11 * scale, (lhs, dot(x, gx))
+    assert abs(lhs - dot(w, gw)) <= 1e-11 * scale, (lhs, dot(w, gw))
+
+
+def torch_conv3d_grads(torch, x, w, case, groups, seed, dtype):
+    """torch.autograd of F.conv3d(F.pad(x), w) for a random cotangent (seeded):
+    (the cotangent in NDHWC, torch's input and weight gradients in NDHWC, float64)."""
+    F = torch.nn.functional
+    xt = torch.from_numpy(x).permute(0, 4, 1, 2, 3).requires_grad_()
+    wt = torch.from_numpy(w).permute(0, 4, 1, 2, 3).requires_grad_()
+    pads = [p for i in (2, 1, 0) for p in (case.pad_lo[i], case.pad_hi[i])]
+    y = F.conv3d(F.pad(xt, pads), wt, stride=case.stride, dilation=case.dilation, groups=groups)
+    gy = torch.from_numpy(data(tuple(y.shape), seed, dtype))
+    y.backward(gy)
+    gy_nd = np.ascontiguousarray(gy.permute(0, 2, 3, 4, 1).numpy())
+    return gy_nd, f64(xt.grad.permute(0, 2, 3, 4, 1)), f64(wt.grad.permute(0, 2, 3, 4, 1))
+
+
+def assert_grads_close_to_torch(case, x, w, gy_nd, gx, gw, torch_gx, torch_gw, dtype):
+    """volconv's gradients against torch's, within twice the reference's bound
+    (both sides round)."""
+    rk = case.ref_kwargs()
+    scale = conv3d_grad_input_reference(np.abs(f64(gy_nd)), np.abs(f64(w)), x.shape, **rk)
+    assert_close(gx, torch_gx, 2 * scale, dtype, "grad_input vs torch")
+    scale = conv3d_grad_weight_reference(np.abs(f64(x)), np.abs(f64(gy_nd)), w.shape, **rk)
+    assert_close(gw, torch_gw, 2 * scale, dtype, "grad_weight vs torch")
