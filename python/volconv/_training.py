@@ -149,6 +149,17 @@ def conv_general(
     return to_kind(out, _core.promote_types(x.dtype, w.dtype), x.kind)
 
 
+def _with_result_shape(op, core_op, first, second, shape_name, shape, make_params, stream):
+    """The ops given two arrays and the result's shape (the gradients): parse
+    both, the shape, then the params (make_params(a, b, shape)), run core_op,
+    and return the result as the first array's kind, of promote(a, b)."""
+    a, b = _operands(op, first, second)
+    result_shape = _shape5(shape, op, shape_name)
+    p = make_params(a, b, result_shape)
+    out = core_op(a.storage, a.dtype, b.storage, b.dtype, result_shape, p, _stream_for(stream, op))
+    return to_kind(out, _core.promote_types(a.dtype, b.dtype), a.kind)
+
+
 def conv3d_grad_input(
     grad_output: Any,
     weight: Any,
@@ -168,11 +179,18 @@ def conv3d_grad_input(
     position is added to the input position it read). Dtype:
     promote(grad_output, weight)."""
     op = "conv3d_grad_input"
-    g, w = _operands(op, ("grad_output", grad_output), ("weight", weight))
-    shape = _shape5(input_shape, op, "input_shape")
-    p = conv_params(padding, stride, dilation, groups, w.storage.shape[1:4], op, padding_mode)
-    out = _core.conv3d_grad_input(g.storage, g.dtype, w.storage, w.dtype, shape, p, _stream_for(stream, op))
-    return to_kind(out, _core.promote_types(g.dtype, w.dtype), g.kind)
+    return _with_result_shape(
+        op,
+        _core.conv3d_grad_input,
+        ("grad_output", grad_output),
+        ("weight", weight),
+        "input_shape",
+        input_shape,
+        lambda g, w, shape: conv_params(
+            padding, stride, dilation, groups, w.storage.shape[1:4], op, padding_mode
+        ),
+        stream,
+    )
 
 
 def conv3d_grad_weight(
@@ -192,11 +210,16 @@ def conv3d_grad_weight(
     ``weight_shape``) for the output gradient ``grad_output``. Dtype:
     promote(input, grad_output)."""
     op = "conv3d_grad_weight"
-    x, g = _operands(op, ("input", input), ("grad_output", grad_output))
-    shape = _shape5(weight_shape, op, "weight_shape")
-    p = conv_params(padding, stride, dilation, groups, shape[1:4], op, padding_mode)
-    out = _core.conv3d_grad_weight(x.storage, x.dtype, g.storage, g.dtype, shape, p, _stream_for(stream, op))
-    return to_kind(out, _core.promote_types(x.dtype, g.dtype), x.kind)
+    return _with_result_shape(
+        op,
+        _core.conv3d_grad_weight,
+        ("input", input),
+        ("grad_output", grad_output),
+        "weight_shape",
+        weight_shape,
+        lambda x, g, shape: conv_params(padding, stride, dilation, groups, shape[1:4], op, padding_mode),
+        stream,
+    )
 
 
 # The gradients that make conv_transpose3d and conv_general differentiable,
@@ -216,13 +239,16 @@ def _conv_transpose3d_grad_input(
     stream=None,
 ):
     op = "conv_transpose3d_grad_input"
-    g, w = _operands(op, ("grad_output", grad_output), ("weight", weight))
-    shape = _shape5(input_shape, op, "input_shape")
-    p = _transpose_params(op, stride, padding, dilation, output_padding, groups)
-    out = _core.conv_transpose3d_grad_input(
-        g.storage, g.dtype, w.storage, w.dtype, shape, p, _stream_for(stream, op)
+    return _with_result_shape(
+        op,
+        _core.conv_transpose3d_grad_input,
+        ("grad_output", grad_output),
+        ("weight", weight),
+        "input_shape",
+        input_shape,
+        lambda g, w, shape: _transpose_params(op, stride, padding, dilation, output_padding, groups),
+        stream,
     )
-    return to_kind(out, _core.promote_types(g.dtype, w.dtype), g.kind)
 
 
 def _conv_transpose3d_grad_weight(
@@ -238,13 +264,16 @@ def _conv_transpose3d_grad_weight(
     stream=None,
 ):
     op = "conv_transpose3d_grad_weight"
-    x, g = _operands(op, ("input", input), ("grad_output", grad_output))
-    shape = _shape5(weight_shape, op, "weight_shape")
-    p = _transpose_params(op, stride, padding, dilation, output_padding, groups)
-    out = _core.conv_transpose3d_grad_weight(
-        x.storage, x.dtype, g.storage, g.dtype, shape, p, _stream_for(stream, op)
+    return _with_result_shape(
+        op,
+        _core.conv_transpose3d_grad_weight,
+        ("input", input),
+        ("grad_output", grad_output),
+        "weight_shape",
+        weight_shape,
+        lambda x, g, shape: _transpose_params(op, stride, padding, dilation, output_padding, groups),
+        stream,
     )
-    return to_kind(out, _core.promote_types(x.dtype, g.dtype), x.kind)
 
 
 def _conv_general_grad_weight(
@@ -261,10 +290,15 @@ def _conv_general_grad_weight(
     stream=None,
 ):
     op = "conv_general_grad_weight"
-    x, g = _operands(op, ("input", input), ("grad_output", grad_output))
-    shape = _shape5(weight_shape, op, "weight_shape")
-    p = _general_params(op, stride, padding, kernel_dilation, input_dilation, groups, flip)
-    out = _core.conv_general_grad_weight(
-        x.storage, x.dtype, g.storage, g.dtype, shape, p, _stream_for(stream, op)
+    return _with_result_shape(
+        op,
+        _core.conv_general_grad_weight,
+        ("input", input),
+        ("grad_output", grad_output),
+        "weight_shape",
+        weight_shape,
+        lambda x, g, shape: _general_params(
+            op, stride, padding, kernel_dilation, input_dilation, groups, flip
+        ),
+        stream,
     )
-    return to_kind(out, _core.promote_types(x.dtype, g.dtype), x.kind)
