@@ -196,6 +196,31 @@ def test_compile_fullgraph_without_graph_break():
         torch.testing.assert_close(g, p.grad)
 
 
+def test_inductor_compiled_model_matches_torch_nn():
+    # The default backend generates code around our ops from what the fake
+    # kernels declare (shapes and channels_last_3d strides), so a wrong
+    # declaration gives wrong numbers here, which aot_eager cannot show.
+    # The reference is the same model built from torch.nn, run eagerly.
+    torch.manual_seed(0)
+    ours = torch.nn.Sequential(
+        vt.nn.Conv3d(3, 8, 3, padding=1), torch.nn.SiLU(), vt.nn.ConvTranspose3d(8, 4, 2, stride=2)
+    )
+    ref = torch.nn.Sequential(
+        torch.nn.Conv3d(3, 8, 3, padding=1), torch.nn.SiLU(), torch.nn.ConvTranspose3d(8, 4, 2, stride=2)
+    )
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randn(2, 3, 5, 6, 7)
+    torch._dynamo.reset()
+    compiled = torch.compile(ours, fullgraph=True)
+    y = compiled(x)
+    (y * torch.arange(y.numel()).reshape(y.shape).sin()).sum().backward()
+    y_ref = ref(x)
+    (y_ref * torch.arange(y_ref.numel()).reshape(y_ref.shape).sin()).sum().backward()
+    torch.testing.assert_close(y, y_ref, rtol=1e-4, atol=1e-5)
+    for (name, p), p_ref in zip(ours.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(p.grad, p_ref.grad, rtol=1e-4, atol=1e-4, msg=name)
+
+
 def test_autocast_cpu_follows_torch_conv():
     x, w, b = (
         rand(1, 4, 5, 5, 5, dtype=torch.float32, grad=False),
