@@ -1,6 +1,7 @@
 #include "nonfinite_scatter.h"
 
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "../core/element.h"
@@ -147,6 +148,29 @@ void add_nonfinite_weight_terms(const ConvProblem& p) {
           }
           store_double(p.result.dtype, y, v);
         }
+      }
+    }
+  });
+}
+
+void propagate_nonfinite_weights(const ConvProblem& p) {
+  const std::vector<BadTap> taps = nonfinite_taps(p);
+  if (taps.empty()) return;
+  const ConvProblemGeometry& g = p.geometry;
+  const Shape5& ys = p.result.strides;
+  const std::int64_t y_es = std::int64_t(dtype_size(p.result.dtype));
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  parallel_for(g.batch * g.out[0] * g.out[1], [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t row = begin; row < end; ++row) {
+      const std::int64_t oh = row % g.out[1], od = row / g.out[1] % g.out[0], n = row / g.out[1] / g.out[0];
+      for (const BadTap& t : taps) {
+        const bool dh_pad = source(g, 0, od, t.k[0]) < 0 || source(g, 1, oh, t.k[1]) < 0;
+        for (std::int64_t ow = 0; ow < g.out[2]; ++ow)
+          if (dh_pad || source(g, 2, ow, t.k[2]) < 0)
+            store_double(p.result.dtype,
+                         static_cast<char*>(p.result.data) +
+                             (n * ys[0] + od * ys[1] + oh * ys[2] + ow * ys[3] + t.co * ys[4]) * y_es,
+                         nan);
       }
     }
   });

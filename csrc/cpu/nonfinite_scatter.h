@@ -17,4 +17,10 @@ namespace volconv::cpu {
 // again from all of its products.
 void add_nonfinite_weight_terms(const detail::ConvProblem& problem);
 
+// The other way (ZeroTaps::multiplied, input dilation 1), for a driver that
+// skips the padding (dw-data): after it wrote `problem.result`, sets to NaN
+// every output whose window puts a non-finite weight of its channel in the
+// padding, as propagate_nonfinite_weights does for conv3d.
+void propagate_nonfinite_weights(const detail::ConvProblem& problem);
+
 }  // namespace volconv::cpu
