@@ -240,3 +240,21 @@ def test_conv_general_matches_mlx(kw, poison, isa):
         ref = np.asarray(mx.conv_general(mx.array(x), mx.array(w), **mkw).astype(mx.float32), np.float64)
         ours = vc.conv_general(x, w, **kw)
         assert_same_placement(ours, ref, dtype, dtype)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv3d_grad_input_with_a_padding_mode_matches_torch(mode, stride, isa):
+    """A padding mode pads with input elements, not zeros: the gradient of
+    each padded position goes back to the element it copied (torch's F.pad
+    then conv3d, through autograd), NaN and inf included."""
+    rng = np.random.default_rng(6)
+    x = rng.uniform(-1, 1, (1, 5, 5, 5, 4))
+    w = poison_weight(rng.uniform(-1, 1, (4, 3, 3, 3, 4)))
+    xt = ncdhw(x).requires_grad_()
+    y = F.conv3d(F.pad(xt, (1,) * 6, mode=mode), ncdhw(w), stride=stride)
+    gy = rng.uniform(-1, 1, tuple(y.shape))
+    y.backward(torch.from_numpy(gy))
+    gy_nd = np.ascontiguousarray(gy.transpose(0, 2, 3, 4, 1))
+    ours = vc.conv3d_grad_input(gy_nd, w, x.shape, stride=stride, padding=1, padding_mode=mode)
+    assert_same_placement(ours, ndhwc(xt.grad), "float64", mode)
