@@ -111,11 +111,21 @@ void run(const Checker& c, ConvProblem problem, const LoweredGeometry& lowered, 
   detail::naming_allocation_failures(c.op, [&] { cpu::run_problem(problem); });
 }
 
-ConvProblem data_problem(WeightLayout layout) {
+ConvProblem data_problem(WeightLayout layout, detail::ZeroTaps zero_taps) {
   ConvProblem p;
   p.op = ConvOp::data;
   p.weight_layout = layout;
+  p.zero_taps = zero_taps;
   return p;
+}
+
+// MLX's CPU conv_general multiplies the padding (an explicit GEMM over a
+// padded copy) only without dilation and groups; its other path loops over
+// the real input elements only.
+detail::ZeroTaps mlx_zero_taps(const ConvGeneralParams& p) {
+  bool plain = p.groups == 1;
+  for (int i = 0; i < 3; ++i) plain = plain && p.kernel_dilation[i] == 1 && p.input_dilation[i] == 1;
+  return plain ? detail::ZeroTaps::multiplied : detail::ZeroTaps::skipped;
 }
 
 ConvProblem weight_grad_problem() {
@@ -138,7 +148,8 @@ void conv_general(const ConstTensorView& input, const ConstTensorView& weight, c
   c.dtype(input.dtype, "input");
   c.dtype(weight.dtype, "weight");
   const LoweredGeometry l = detail::lower_conv_general(c.op, input.shape, weight.shape, params);
-  run(c, data_problem(WeightLayout::out_k_in), l, input, "input", weight, "weight", output, "output", stream);
+  run(c, data_problem(WeightLayout::out_k_in, mlx_zero_taps(params)), l, input, "input", weight, "weight", output,
+      "output", stream);
 }
 
 void conv_general(const ConstTensorView& input, const ConstTensorView& weight, const TensorView& output,
@@ -156,7 +167,8 @@ void conv_transpose3d(const ConstTensorView& input, const ConstTensorView& weigh
   c.dtype(input.dtype, "input");
   c.dtype(weight.dtype, "weight");
   const LoweredGeometry l = detail::lower_conv_transpose3d(c.op, input.shape, weight.shape, params);
-  run(c, data_problem(WeightLayout::out_k_in), l, input, "input", weight, "weight", output, "output", stream);
+  run(c, data_problem(WeightLayout::out_k_in, detail::ZeroTaps::skipped), l, input, "input", weight, "weight",
+      output, "output", stream);
 }
 
 void conv_transpose3d(const ConstTensorView& input, const ConstTensorView& weight, const TensorView& output,
@@ -173,7 +185,7 @@ void conv3d_grad_input(const ConstTensorView& grad_output, const ConstTensorView
                        const ConvParams& params, const Stream& stream) {
   const Checker c{"conv3d_grad_input"};
   const LoweredGeometry l = detail::lower_conv3d_grad_input(c.op, grad_output.shape, weight.shape, grad_input.shape, params);
-  ConvProblem problem = data_problem(WeightLayout::in_k_out);
+  ConvProblem problem = data_problem(WeightLayout::in_k_out, detail::ZeroTaps::skipped);
   problem.fold = detail::PaddingFold{params.padding_mode, params.padding_lo, params.padding_hi};
   run(c, problem, l, grad_output, "grad_output", weight, "weight", grad_input, "grad_input", stream);
 }
@@ -207,8 +219,8 @@ void conv_transpose3d_grad_input(const ConstTensorView& grad_output, const Const
   const Checker c{"conv_transpose3d_grad_input"};
   const LoweredGeometry l =
       detail::lower_conv_transpose3d_grad_input(c.op, grad_output.shape, weight.shape, grad_input.shape, params);
-  run(c, data_problem(WeightLayout::in_k_out), l, grad_output, "grad_output", weight, "weight", grad_input,
-      "grad_input", stream);
+  run(c, data_problem(WeightLayout::in_k_out, detail::ZeroTaps::multiplied), l, grad_output, "grad_output", weight,
+      "weight", grad_input, "grad_input", stream);
 }
 
 void conv_transpose3d_grad_weight(const ConstTensorView& input, const ConstTensorView& grad_output,

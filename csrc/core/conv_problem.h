@@ -49,6 +49,18 @@ struct ConvProblemGeometry {
   std::int64_t out_channels_per_group() const { return out_channels / groups; }
 };
 
+// Where a non-finite weight (NaN, inf) meets the zeros a data problem reads
+// outside the input (padding) or between its elements (input dilation).
+enum class ZeroTaps {
+  // As a conv over the zero-padded input: 0 * NaN reaches the output (conv3d,
+  // the input gradient of a transposed conv, MLX's explicit-GEMM conv_general).
+  // Used with input dilation 1 only.
+  multiplied,
+  // As a scatter: only real input elements meet a weight (torch's
+  // conv_transpose3d and conv input gradient, MLX's slow conv_general).
+  skipped,
+};
+
 // Bias and activation applied while the result is in registers: a slot the
 // framework integration fills; no op uses it yet.
 struct Epilogue {};
@@ -81,6 +93,7 @@ struct ConvProblem {
   TensorView result;
   Epilogue epilogue;
   PaddingFold fold;  // data problems only
+  ZeroTaps zero_taps = ZeroTaps::multiplied;  // data problems only
 };
 
 }  // namespace volconv::detail

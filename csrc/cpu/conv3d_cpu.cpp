@@ -3,6 +3,7 @@
 #include "../core/backend.h"
 #include "conv3d_igemm.h"
 #include "conv3d_plan.h"
+#include "conv_problem_cpu.h"
 #include "cpu_features.h"
 #include "nonfinite_weights.h"
 
@@ -10,8 +11,7 @@ namespace volconv::cpu {
 
 void conv3d_direct(const detail::ConvCall& call);
 
-// Core returns before an empty output reaches a backend.
-void conv3d(const detail::ConvCall& call) {
+void conv3d_kernels(const detail::ConvCall& call) {
   const KernelTable& kt = active_kernels();  // once: a concurrent force_isa must not split plan and run
   const CpuPlan plan = plan_conv3d(call, kt, planning_caches());
   switch (plan.path) {
@@ -20,6 +20,11 @@ void conv3d(const detail::ConvCall& call) {
     case CpuPath::cin1: conv3d_rows(call, plan); break;
     default: conv3d_igemm(call, kt, plan);
   }
+}
+
+// Core returns before an empty output reaches a backend.
+void conv3d(const detail::ConvCall& call) {
+  conv3d_kernels(call);
   // Every path skips taps that lie wholly in the padding; a non-finite
   // weight there must still reach the output as NaN (0 * NaN), as in torch.
   propagate_nonfinite_weights(call);

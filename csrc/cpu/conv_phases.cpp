@@ -14,6 +14,8 @@
 #include "../core/backend.h"
 #include "conv_problem_cpu.h"
 #include "../core/workspace.h"
+#include "nonfinite_scatter.h"
+#include "nonfinite_weights.h"
 
 namespace volconv::cpu {
 namespace {
@@ -66,8 +68,10 @@ namespace {
 
 // The sub-kernel of a phase in conv3d's layout (C_out, taps..., C_in/groups),
 // in the stored weight's dtype: the logical taps tap0 + tap_step*t, flipped
-// and channel-transposed as the problem says.
-void copy_sub_kernel(const ConvProblem& p, const DimPhase (&ph)[3], std::vector<char>& buf, Shape5& shape) {
+// and channel-transposed as the problem says; NaN and inf elements read as 0
+// when `zero_nonfinite` (add_nonfinite_weight_terms adds them afterwards).
+void copy_sub_kernel(const ConvProblem& p, const DimPhase (&ph)[3], bool zero_nonfinite, std::vector<char>& buf,
+                     Shape5& shape) {
   const ConvProblemGeometry& g = p.geometry;
   const std::int64_t cog = g.out_channels_per_group(), cig = g.in_channels_per_group();
   const std::int64_t es = std::int64_t(dtype_size(p.weight.dtype));
@@ -93,6 +97,7 @@ void copy_sub_kernel(const ConvProblem& p, const DimPhase (&ph)[3], std::vector<
             const std::int64_t off =
                 transposed ? (grp * cig + ci) * ws[0] + tap_off + o * ws[4] : co * ws[0] + tap_off + ci * ws[4];
             std::memcpy(dst, w + off * es, std::size_t(es));
+            if (zero_nonfinite && is_nonfinite(p.weight.dtype, dst)) std::memset(dst, 0, std::size_t(es));
           }
         }
   }
@@ -119,6 +124,11 @@ void run_data_problem(const ConvProblem& p) {
   const std::int64_t out_es = std::int64_t(dtype_size(p.result.dtype));
   std::vector<char> sub_kernel, merged;
   DimPhase ph[3];
+  // Torch's transposed conv and input gradient scatter: a NaN or inf weight
+  // meets only real input elements. The phases (forward convs, whose kernels
+  // and NaN pass multiply the phase's padding) read such weights as 0; they
+  // are added over the real elements at the end.
+  const bool scatter_nonfinite = p.zero_taps == detail::ZeroTaps::skipped && any_nonfinite(p.weight);
   // Runs the phases ph (W phases r2 .. r2 + merge - 1 stacked along C_out).
   const auto run_phase = [&](std::int64_t r0, std::int64_t r1, std::int64_t r2, std::int64_t merge,
                              const std::vector<char>& kernel, const Shape5& wshape) {
@@ -146,7 +156,12 @@ void run_data_problem(const ConvProblem& p) {
     }
     params.groups = g.groups;
     const ConvGeometry fg = make_conv_geometry(in.shape, wshape, params);
-    conv3d(detail::ConvCall{fg, in, w, out});
+    // With zero taps skipped the sub-kernels are finite (non-finite weights
+    // read as 0): conv3d's NaN pass would find nothing.
+    if (p.zero_taps == detail::ZeroTaps::skipped)
+      conv3d_kernels(detail::ConvCall{fg, in, w, out});
+    else
+      conv3d(detail::ConvCall{fg, in, w, out});
   };
   const bool may_merge = g.groups == 1 && P[2] > 1 && g.out[2] % P[2] == 0 && p.result.strides[4] == 1 &&
                          p.result.strides[3] == g.out_channels;
@@ -162,7 +177,7 @@ void run_data_problem(const ConvProblem& p) {
         Shape5 wshape;
         for (std::int64_t r2 = 0; r2 < P[2]; ++r2) {
           ph[2] = plan_dim(g, 2, r2, P[2]);
-          copy_sub_kernel(p, ph, sub_kernel, wshape);
+          copy_sub_kernel(p, ph, scatter_nonfinite, sub_kernel, wshape);
           merged.insert(merged.end(), sub_kernel.begin(), sub_kernel.end());
         }
         wshape[0] *= P[2];
@@ -173,11 +188,12 @@ void run_data_problem(const ConvProblem& p) {
       for (std::int64_t r2 = 0; r2 < std::min(P[2], g.out[2]); ++r2) {
         ph[2] = plan_dim(g, 2, r2, P[2]);
         Shape5 wshape{};
-        if (!(ph[0].zero || ph[1].zero || ph[2].zero)) copy_sub_kernel(p, ph, sub_kernel, wshape);
+        if (!(ph[0].zero || ph[1].zero || ph[2].zero)) copy_sub_kernel(p, ph, scatter_nonfinite, sub_kernel, wshape);
         run_phase(r0, r1, r2, 1, sub_kernel, wshape);
       }
     }
   }
+  if (scatter_nonfinite) add_nonfinite_weight_terms(p);
 }
 
 }  // namespace volconv::cpu

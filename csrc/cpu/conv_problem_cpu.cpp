@@ -5,6 +5,7 @@
 #include "conv_problem_cpu.h"
 #include "cpu_features.h"
 #include "dw_backward.h"
+#include "nonfinite_scatter.h"
 
 namespace volconv::cpu {
 
@@ -13,7 +14,12 @@ void run_problem(const detail::ConvProblem& problem) {
   const ProblemPlan plan = plan_problem(problem, kt);
   switch (plan.path) {
     case ProblemPath::phases: run_data_problem(problem); break;
-    case ProblemPath::dw_data: run_dw_data(problem, kt, plan.h_block); break;
+    case ProblemPath::dw_data:
+      run_dw_data(problem, kt, plan.h_block);
+      // dw-data skips the padding; a forward conv (conv_transpose3d's input
+      // gradient) multiplies it, as torch does: 0 * NaN = NaN.
+      if (problem.zero_taps == detail::ZeroTaps::multiplied) propagate_nonfinite_weights(problem);
+      break;
     case ProblemPath::gemm_wgrad: run_weight_grad(problem); break;
     case ProblemPath::dw_weight_grad: run_dw_weight_grad(problem); break;
   }

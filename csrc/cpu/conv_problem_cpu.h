@@ -1,6 +1,7 @@
 // The CPU drivers of the general convolution (see csrc/core/conv_problem.h).
 #pragma once
 
+#include "../core/backend.h"
 #include "../core/conv_problem.h"
 
 namespace volconv::cpu {
@@ -36,6 +37,10 @@ struct DimPhase {
 // (T = idil / gcd(kdil, idil)), and their input index is
 // b + q*(st / gcd(st, idil)) + t*(kdil / gcd(kdil, idil)).
 DimPhase plan_dim(const detail::ConvProblemGeometry& g, int i, std::int64_t r, std::int64_t P);
+
+// conv3d's planned kernels without its NaN pass (nonfinite_weights.h): for
+// callers whose weights are finite.
+void conv3d_kernels(const detail::ConvCall& call);
 
 // Writes zeros to every element of a strided view.
 void fill_zero(const TensorView& view);

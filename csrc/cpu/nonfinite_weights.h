@@ -14,4 +14,10 @@ namespace volconv::cpu {
 // NaN or infinite.
 void propagate_nonfinite_weights(const detail::ConvCall& call);
 
+// Whether the element of `dtype` at `p` (any alignment) is NaN or infinite.
+bool is_nonfinite(DType dtype, const void* p);
+
+// Whether any element of a view is NaN or infinite (one scan).
+bool any_nonfinite(const ConstTensorView& view);
+
 }  // namespace volconv::cpu
