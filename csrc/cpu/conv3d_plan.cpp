@@ -14,10 +14,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <stdexcept>
+#include <string>
 
 #include "cpu_features.h"
 #include "dw_backward.h"
+#include "wgrad_rows.h"
 #include "wgrad_gemm.h"
 
 namespace volconv::cpu {
@@ -194,6 +197,7 @@ const char* problem_path_name(ProblemPath path) {
     case ProblemPath::dw_data: return "dw-data";
     case ProblemPath::gemm_wgrad: return "gemm-wgrad";
     case ProblemPath::dw_weight_grad: return "dw-weight-grad";
+    case ProblemPath::rows_wgrad: return "rows-wgrad";
   }
   return "?";
 }
@@ -222,6 +226,10 @@ ProblemPlan plan_problem(const detail::ConvProblem& p, const KernelTable& kt) {
     return plan;
   }
   plan.path = dw_weight_grad_applies(p) ? ProblemPath::dw_weight_grad : ProblemPath::gemm_wgrad;
+  if (plan.path == ProblemPath::gemm_wgrad && wgrad_rows_applies(p)) {
+    const char* dev = std::getenv("VOLCONV_DEV_WGRAD");
+    if (dev && std::string(dev) == "rows") plan.path = ProblemPath::rows_wgrad;
+  }
   plan.kernel = wgrad_kernels_active().name;
   return plan;
 }
