@@ -110,24 +110,39 @@ void gemm_tile_f32(std::int64_t np, std::int64_t i, std::int64_t j, const float*
   static_assert(!TAIL || NV == 1, "a masked tile is one vector wide");
   using V = typename Vec::V;
   constexpr int L = Vec::L;
-  auto ld = [&](const float* a) { return TAIL ? Vec::load_partial(a, tail) : Vec::load(a); };
+  // The r / v loops unrolled before GCC decides where acc lives: otherwise it
+  // kept acc in registers but also stored it to the stack on every p (2x slower).
   V acc[MR][NV];
+#pragma GCC unroll 8
   for (int r = 0; r < MR; ++r)
-    for (int v = 0; v < NV; ++v) acc[r][v] = ld(c + (i + r) * ldc + j + v * L);
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      const float* a = c + (i + r) * ldc + j + v * L;
+      acc[r][v] = TAIL ? Vec::load_partial(a, tail) : Vec::load(a);
+    }
   for (std::int64_t p = 0; p < np; ++p) {
     V xv[NV];
-    for (int v = 0; v < NV; ++v) xv[v] = ld(x + p * ldx + j + v * L);
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      const float* a = x + p * ldx + j + v * L;
+      xv[v] = TAIL ? Vec::load_partial(a, tail) : Vec::load(a);
+    }
+#pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
       const V gb = Vec::broadcast(g + p * ldg + i + r);
+#pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[r][v] = Vec::fma(gb, xv[v], acc[r][v]);
     }
   }
+#pragma GCC unroll 8
   for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) {
+      float* a = c + (i + r) * ldc + j + v * L;
       if constexpr (TAIL)
-        Vec::store_partial(c + (i + r) * ldc + j + v * L, acc[r][v], tail);
+        Vec::store_partial(a, acc[r][v], tail);
       else
-        Vec::store(c + (i + r) * ldc + j + v * L, acc[r][v]);
+        Vec::store(a, acc[r][v]);
     }
 }
 
