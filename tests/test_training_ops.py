@@ -440,12 +440,16 @@ def test_grad_weight_on_each_isa(isa):
 # (input shape, C_out, keywords, the path the planner must pick): the row
 # path's two ways of reading columns and its cuts, and the gathered GEMM.
 WGRAD_PATH_CASES = [
-    # one group: the padded row read in place; C_out 17 ends in a masked vector
+    # one group: the padded row read in place, vectors over C_out (17: ends in a
+    # masked vector) rather than the 6 columns
     ((2, 3, 4, 21, 2), 17, dict(padding=1), "rows-wgrad"),
-    # stride 2 along W, rows longer than a block (cut along W); C_out 5 masked
+    # stride 2 along W, rows longer than a block (cut along W); vectors over the
+    # 96 columns, C_out 5 broadcast
     ((1, 2, 3, 300, 32), 5, dict(padding=1, stride=(1, 1, 2), kernel=(1, 2, 3)), "rows-wgrad"),
     # groups and kernel dilation along W: columns built per position, several rows at once
     ((2, 4, 5, 9, 8), 6, dict(padding=2, dilation=(1, 1, 2), groups=2), "rows-wgrad"),
+    # built columns, vectors over C_out / groups (10) rather than the 6 columns
+    ((1, 3, 4, 11, 4), 20, dict(padding=2, dilation=(1, 1, 2), groups=2), "rows-wgrad"),
     # built columns of rows longer than a block, C_in / groups 32
     ((1, 2, 3, 80, 64), 4, dict(padding=1, groups=2), "rows-wgrad"),
     # C_in / groups above 32: the gathered GEMM, C_in 40 ending in a masked vector

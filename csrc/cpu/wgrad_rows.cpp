@@ -76,6 +76,8 @@ void wgrad_rows_typed(const ConvProblem& p) {
   // of them, so the GEMM reads the padded row itself, rows stride * C_in
   // apart (no per-position copy). Otherwise each position's columns are built.
   const bool toeplitz = groups == 1 && g.kernel_dilation[2] == 1;
+  // The input's rows are runs of A (positions C_in apart): copied whole.
+  const bool copy_rows = std::is_same_v<SX, A> && xs[4] == 1 && xs[3] == cin;
   const std::int64_t st = g.stride[2];
   // Positions per block: the columns (or the padded row) and dY's rows stay
   // in L1. A row longer than a block is cut along W; built columns of shorter
@@ -88,12 +90,18 @@ void wgrad_rows_typed(const ConvProblem& p) {
   // dY read in place: its element type is A, channels adjacent, and (for
   // several rows at once) rows of one plane adjacent.
   const bool direct = std::is_same_v<SY, A> && ys[4] == 1 && (rows_per_block == 1 || ys[2] == ow_n * ys[3]);
+  // The GEMM's vectors run over the longer of C_out / groups and the KW x
+  // C_in / groups columns (both adjacent in memory); the other is broadcast.
+  // C_in 2 -> 16 (6 columns): over C_out; 32 -> 16 (96 columns): over the
+  // columns, where one AVX-512 vector of C_out would need a broadcast per FMA.
+  const bool over_cols = gcols > cog;
   const std::int64_t xcap = toeplitz ? ((seg - 1) * st + kw_n) * cin : rows_per_block * seg * cols;
 
   parallel_for(kWeightGradParts * kd_n * kh_n, [&](std::int64_t item_begin, std::int64_t item_end) {
     std::vector<A> xbuf(static_cast<std::size_t>(xcap));
     std::vector<A> gbuf(direct ? 0 : std::size_t(rows_per_block * seg * cout));
-    std::vector<A> acc(std::size_t(groups * gcols * cog));  // [group][kw][ci][co in group]
+    // [group][kw][ci][co in group], or [group][co in group][kw][ci] over_cols
+    std::vector<A> acc(std::size_t(groups * gcols * cog));
     for (std::int64_t item = item_begin; item < item_end; ++item) {
       const std::int64_t part = item / (kd_n * kh_n), kd = item / kh_n % kd_n, kh = item % kh_n;
       std::fill(acc.begin(), acc.end(), A(0));
@@ -120,16 +128,32 @@ void wgrad_rows_typed(const ConvProblem& p) {
             // The padded input row under positions ow0 .. ow0 + len - 1.
             const SX* xrow = x + n * xs[0] + id * xs[1] + source_index(g, 1, oh, kh) * xs[2];
             const std::int64_t j0 = ow0 * st - g.padding_lo[2], span = (len - 1) * st + kw_n;
-            for (std::int64_t t = 0; t < span; ++t) {
-              const std::int64_t iw = j0 + t >= 0 && j0 + t < g.in[2]
-                                          ? j0 + t
-                                          : padded_source(g.padding_mode[2], g.in[2], j0 + t);
-              A* d = xbuf.data() + t * cin;
-              if (iw < 0)
-                std::fill(d, d + cin, A(0));
-              else
-                wgrad_common::load_row<EX>(xrow + iw * xs[3], xs[4], cin, d);
+            // Positions outside the input (padding) one by one; the part
+            // inside in one copy when the row is a run of A.
+            const auto one_by_one = [&](std::int64_t t0, std::int64_t t1) {
+              for (std::int64_t t = t0; t < t1; ++t) {
+                const std::int64_t iw = j0 + t >= 0 && j0 + t < g.in[2]
+                                            ? j0 + t
+                                            : padded_source(g.padding_mode[2], g.in[2], j0 + t);
+                A* d = xbuf.data() + t * cin;
+                if (iw < 0)
+                  std::fill(d, d + cin, A(0));
+                else
+                  wgrad_common::load_row<EX>(xrow + iw * xs[3], xs[4], cin, d);
+              }
+            };
+            bool copied = false;
+            const std::int64_t in_lo = std::clamp<std::int64_t>(-j0, 0, span);
+            const std::int64_t in_hi = std::clamp<std::int64_t>(g.in[2] - j0, in_lo, span);
+            if constexpr (std::is_same_v<SX, A>) {
+              if (copy_rows) {
+                one_by_one(0, in_lo);
+                std::copy(xrow + (j0 + in_lo) * cin, xrow + (j0 + in_hi) * cin, xbuf.data() + in_lo * cin);
+                one_by_one(in_hi, span);
+                copied = true;
+              }
             }
+            if (!copied) one_by_one(0, span);
           } else {
             for (std::int64_t q = 0; q < nrows; ++q) {
               const SX* xrow = x + n * xs[0] + id * xs[1] + source_index(g, 1, oh + q, kh) * xs[2];
@@ -163,12 +187,15 @@ void wgrad_rows_typed(const ConvProblem& p) {
             gy = gbuf.data();
             ldy = cout;
           }
-          if (toeplitz)
-            gemm(len, gcols, cog, xbuf.data(), st * cin, gy, ldy, acc.data(), cog);
-          else
-            for (std::int64_t grp = 0; grp < groups; ++grp)
-              gemm(nrows * len, gcols, cog, xbuf.data() + grp * gcols, cols, gy + grp * cog, ldy,
-                   acc.data() + grp * gcols * cog, cog);
+          const std::int64_t np = toeplitz ? len : nrows * len, ldx = toeplitz ? st * cin : cols;
+          for (std::int64_t grp = 0; grp < groups; ++grp) {
+            const A* xc = xbuf.data() + grp * gcols;
+            A* a = acc.data() + grp * gcols * cog;
+            if (over_cols)
+              gemm(np, cog, gcols, gy + grp * cog, ldy, xc, ldx, a, gcols);
+            else
+              gemm(np, gcols, cog, xc, ldx, gy + grp * cog, ldy, a, cog);
+          }
         }
         r += nrows;
       }
@@ -180,8 +207,10 @@ void wgrad_rows_typed(const ConvProblem& p) {
         for (int i = 0; i < 3; ++i) stored = stored * g.kernel[i] + (g.flip ? g.kernel[i] - 1 - k[i] : k[i]);
         for (std::int64_t grp = 0; grp < groups; ++grp)
           for (std::int64_t ci = 0; ci < cig; ++ci) {
-            const A* a = acc.data() + grp * gcols * cog + (kw * cig + ci) * cog;
-            for (std::int64_t c = 0; c < cog; ++c) dst[((grp * cog + c) * taps + stored) * cig + ci] = a[c];
+            const A* a = acc.data() + grp * gcols * cog;
+            for (std::int64_t c = 0; c < cog; ++c)
+              dst[((grp * cog + c) * taps + stored) * cig + ci] =
+                  over_cols ? a[c * gcols + kw * cig + ci] : a[(kw * cig + ci) * cog + c];
           }
       }
     }
