@@ -15,6 +15,9 @@ shapes written as their forward convs:
   up1  transpose 1x8x28x28x128 -> 64, k2 s2          (forward 1x16x56x56x64 -> 128)
   up2  transpose 1x16x28x28x64 -> 32, k3 s2 p1 op1   (forward 1x32x56x56x32 -> 64)
   dw2  1x16x56x56x64 depthwise k3 s2 p1 (transpose: output_padding 1)
+and two convs of the U-Net of examples/unet3d_torch.py (width 16, batch 2):
+  u1   2x32x32x32x2 -> 16, k3 p1 (its first conv: few input channels)
+  u2   2x32x32x32x32 -> 16, k3 p1 (its last 3x3x3 conv)
 
 Prints ms, GFLOP/s (the forward's 2 x MACs for every direction), volconv's
 speed-up over each framework and the extra peak memory of one call: the
@@ -52,6 +55,9 @@ SHAPES.update(
         "up1": ((1, 16, 56, 56, 64), 128, (2, 2, 2), 2, 0, 1, 1),
         "up2": ((1, 32, 56, 56, 32), 64, (3, 3, 3), 2, 1, 1, 1),
         "dw2": ((1, 16, 56, 56, 64), 64, (3, 3, 3), 2, 1, 1, 64),
+        # the U-Net of examples/unet3d_torch.py (width 16, batch 2): its first conv, few C_in
+        "u1": ((2, 32, 32, 32, 2), 16, (3, 3, 3), 1, 1, 1, 1),
+        "u2": ((2, 32, 32, 32, 32), 16, (3, 3, 3), 1, 1, 1, 1),  # its last 3x3x3 conv (dec1)
     }
 )
 DIRS = ["fwd", "bwd_d", "bwd_w", "transpose"]

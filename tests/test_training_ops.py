@@ -30,7 +30,7 @@ from training_checks import (
 import volconv as vc
 from volconv import _training
 
-from conftest import FLOAT_DTYPES
+from conftest import FLOAT_DTYPES, cpu_problem_plan
 
 
 def t3(v):
@@ -415,7 +415,7 @@ def test_grad_weight_on_each_isa(isa):
     gy = data(vc.conv3d(x, data(case.weight_shape(), 32, "float32"), **case.kwargs()).shape, 33, "float32")
     x2 = data((1, 5, 4, 6, 17), 34, "float32")  # C_in 17 too
     gy2 = data((1, 3, 2, 4, 16), 35, "float32")
-    # C_in 88: on AVX-512 a 64-wide tile, one 16-wide vector, 8 single columns; on AVX2 also a lone vector
+    # C_in 88: on AVX-512 a 64-wide tile, one 16-wide vector, 8 masked columns; on AVX2 also a lone vector
     x3 = data((1, 3, 3, 4, 88), 39, "float32")
     gy3 = data((1, 2, 2, 3, 7), 40, "float32")
     _core._cpu_force_isa(isa)
@@ -435,6 +435,59 @@ def test_grad_weight_on_each_isa(isa):
     ref = conv3d_grad_weight_reference(f64(x2), f64(gy2), (16, 3, 3, 3, 17))
     scale = conv3d_grad_weight_reference(np.abs(f64(x2)), np.abs(f64(gy2)), (16, 3, 3, 3, 17))
     assert_close(gw2, ref, scale, "float32", f"grad_weight on {isa}")
+
+
+# (input shape, C_out, keywords, the path the planner must pick): the row
+# path's two ways of reading columns and its cuts, and the gathered GEMM.
+WGRAD_PATH_CASES = [
+    # one group: the padded row read in place, vectors over C_out (17: ends in a
+    # masked vector) rather than the 6 columns
+    ((2, 3, 4, 21, 2), 17, dict(padding=1), "rows-wgrad"),
+    # stride 2 along W, rows longer than a block (cut along W); vectors over the
+    # 96 columns, C_out 5 broadcast
+    ((1, 2, 3, 300, 32), 5, dict(padding=1, stride=(1, 1, 2), kernel=(1, 2, 3)), "rows-wgrad"),
+    # groups and kernel dilation along W: columns built per position, several rows at once
+    ((2, 4, 5, 9, 8), 6, dict(padding=2, dilation=(1, 1, 2), groups=2), "rows-wgrad"),
+    # built columns, vectors over C_out / groups (10) rather than the 6 columns
+    ((1, 3, 4, 11, 4), 20, dict(padding=2, dilation=(1, 1, 2), groups=2), "rows-wgrad"),
+    # built columns of rows longer than a block, C_in / groups 32
+    ((1, 2, 3, 80, 64), 4, dict(padding=1, groups=2), "rows-wgrad"),
+    # C_in / groups above 32: the gathered GEMM, C_in 40 ending in a masked vector
+    ((1, 4, 5, 6, 40), 7, dict(padding=1), "gemm-wgrad"),
+]
+
+
+@pytest.mark.parametrize("isa", ["generic", "avx2", "avx512f", "avx512bf16"])
+def test_grad_weight_paths_on_each_isa(isa):
+    """The planner's weight-gradient path for each case, and its result
+    against the float64 reference, under every kernel set the CPU runs."""
+    from volconv import _core
+
+    if isa not in _core._cpu_supported_isas():
+        pytest.skip(f"this CPU has no {isa}")
+    for seed, (shape, cout, kwargs, path) in enumerate(WGRAD_PATH_CASES):
+        kwargs = dict(kwargs)
+        kernel = t3(kwargs.pop("kernel", 3))
+        wshape = (cout, *kernel, shape[4] // kwargs.get("groups", 1))
+        x = data(shape, 50 + seed, "float32")
+        gy = data(vc.conv3d(x, data(wshape, 60 + seed, "float32"), **kwargs).shape, 70 + seed, "float32")
+        _core._cpu_force_isa(isa)
+        try:
+            assert cpu_problem_plan("conv3d_grad_weight", x, gy, wshape, **kwargs)["path"] == path
+            gw = vc.conv3d_grad_weight(x, gy, wshape, **kwargs)
+        finally:
+            _core._cpu_force_isa("")
+        p = t3(kwargs.get("padding", 0))
+        rk = dict(
+            stride=t3(kwargs.get("stride", 1)),
+            pad_lo=p,
+            pad_hi=p,
+            dilation=t3(kwargs.get("dilation", 1)),
+            groups=kwargs.get("groups", 1),
+        )
+        ref = conv3d_grad_weight_reference(f64(x), f64(gy), wshape, **rk)
+        scale = conv3d_grad_weight_reference(np.abs(f64(x)), np.abs(f64(gy)), wshape, **rk)
+        assert_close(gw, ref, scale, "float32", f"grad_weight {shape} -> {cout} {kwargs} on {isa}")
 
 
 @pytest.mark.parametrize(

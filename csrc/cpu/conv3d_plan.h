@@ -61,6 +61,7 @@ enum class ProblemPath {
   dw_data,         // data, depthwise, every dtype: row kernel, all phases in one pass
   gemm_wgrad,      // weight gradient: GEMM over positions, fixed partial sums
   dw_weight_grad,  // weight gradient, depthwise, input not dilated along W: channels in the lanes
+  rows_wgrad,      // weight gradient, few C_in per group: by output rows, vectors over C_out
 };
 const char* problem_path_name(ProblemPath path);
 

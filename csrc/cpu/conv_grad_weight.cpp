@@ -18,6 +18,7 @@
 #include "padding_map.h"
 #include "thread_pool.h"
 #include "volconv/cpu.h"
+#include "wgrad_common.h"
 #include "wgrad_gemm.h"
 #include "../core/workspace.h"
 
@@ -27,26 +28,13 @@ namespace {
 using detail::ConvProblem;
 using detail::ConvProblemGeometry;
 
-// Gathered rows of one block stay about this size (per item), so they sit in
-// L1 while every tile of the GEMM reads them (192 KiB, in L2, ran ~30% slower).
-constexpr std::int64_t kBlockBytes = 32 * 1024;
+using wgrad_common::gemm_of;
+using wgrad_common::kBlockBytes;
+using wgrad_common::load_row;
 
-template <class A> WgradGemm<A> gemm_of(const WgradKernels& k);
-template <> WgradGemm<float> gemm_of<float>(const WgradKernels& k) { return k.gemm_f32; }
-template <> WgradGemm<double> gemm_of<double>(const WgradKernels& k) { return k.gemm_f64; }
 template <class A> WgradDepthwise<A> depthwise_of(const WgradKernels& k);
 template <> WgradDepthwise<float> depthwise_of<float>(const WgradKernels& k) { return k.depthwise_f32; }
 template <> WgradDepthwise<double> depthwise_of<double>(const WgradKernels& k) { return k.depthwise_f64; }
-
-// Reads one channel row of a view as A.
-template <class E, class A>
-void load_row(const typename E::storage* src, std::int64_t stride, std::int64_t n, A* dst) {
-  if (stride == 1) {
-    for (std::int64_t c = 0; c < n; ++c) dst[c] = E::template load<A>(src[c]);
-  } else {
-    for (std::int64_t c = 0; c < n; ++c) dst[c] = E::template load<A>(src[c * stride]);
-  }
-}
 
 template <class A, class EX, class EY>
 void weight_grad_typed(const ConvProblem& p) {
@@ -137,7 +125,19 @@ void weight_grad_typed(const ConvProblem& p) {
     }
   });
 
-  // dW = sum of the parts in part order; written through the result's strides.
+  wgrad_common::reduce_parts(p, partial);
+}
+
+}  // namespace
+
+namespace wgrad_common {
+
+template <class A>
+void reduce_parts(const ConvProblem& p, const std::vector<A>& partial) {
+  const ConvProblemGeometry& g = p.geometry;
+  const std::int64_t cout = g.out_channels, cig = g.in_channels_per_group();
+  const std::int64_t taps = g.kernel[0] * g.kernel[1] * g.kernel[2];
+  const std::int64_t wsize = cout * taps * cig;
   const std::int64_t kk = g.kernel[1] * g.kernel[2];
   const Shape5& rs = p.result.strides;
   parallel_for(cout * taps, [&](std::int64_t begin, std::int64_t end) {
@@ -158,8 +158,10 @@ void weight_grad_typed(const ConvProblem& p) {
     });
   });
 }
+template void reduce_parts<float>(const ConvProblem&, const std::vector<float>&);
+template void reduce_parts<double>(const ConvProblem&, const std::vector<double>&);
 
-}  // namespace
+}  // namespace wgrad_common
 
 // AVX-512F under the avx512 kernel sets, AVX2 + FMA under avx2, NEON's
 // wider tile under neon.

@@ -6,6 +6,7 @@
 #include "cpu_features.h"
 #include "dw_backward.h"
 #include "nonfinite_scatter.h"
+#include "wgrad_rows.h"
 
 namespace volconv::cpu {
 
@@ -22,6 +23,7 @@ void run_problem(const detail::ConvProblem& problem) {
       break;
     case ProblemPath::gemm_wgrad: run_weight_grad(problem); break;
     case ProblemPath::dw_weight_grad: run_dw_weight_grad(problem); break;
+    case ProblemPath::rows_wgrad: run_wgrad_rows(problem); break;
   }
   // conv3d's input gradient with a padding mode: the padded positions'
   // gradients go back to the elements they read (padding_fold.cpp).

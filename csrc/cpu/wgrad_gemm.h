@@ -103,43 +103,63 @@ void gemm_tn(std::int64_t np, std::int64_t m, std::int64_t n, const A* g, std::i
 
 // The float GEMM on a vector traits class (ukernels/vec-*.h): MR rows x NV
 // vectors of accumulators at column j, one broadcast of g and NV loads of x per p.
-template <class Vec, int MR, int NV>
+// TAIL: one vector of the last `tail` (< L) columns, masked.
+template <class Vec, int MR, int NV, bool TAIL = false>
 void gemm_tile_f32(std::int64_t np, std::int64_t i, std::int64_t j, const float* g, std::int64_t ldg, const float* x,
-                   std::int64_t ldx, float* c, std::int64_t ldc) {
+                   std::int64_t ldx, float* c, std::int64_t ldc, int tail = 0) {
+  static_assert(!TAIL || NV == 1, "a masked tile is one vector wide");
   using V = typename Vec::V;
   constexpr int L = Vec::L;
+  // The r / v loops unrolled before GCC decides where acc lives: otherwise it
+  // kept acc in registers but also stored it to the stack on every p (2x slower).
   V acc[MR][NV];
+#pragma GCC unroll 8
   for (int r = 0; r < MR; ++r)
-    for (int v = 0; v < NV; ++v) acc[r][v] = Vec::load(c + (i + r) * ldc + j + v * L);
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      const float* a = c + (i + r) * ldc + j + v * L;
+      acc[r][v] = TAIL ? Vec::load_partial(a, tail) : Vec::load(a);
+    }
   for (std::int64_t p = 0; p < np; ++p) {
     V xv[NV];
-    for (int v = 0; v < NV; ++v) xv[v] = Vec::load(x + p * ldx + j + v * L);
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      const float* a = x + p * ldx + j + v * L;
+      xv[v] = TAIL ? Vec::load_partial(a, tail) : Vec::load(a);
+    }
+#pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
       const V gb = Vec::broadcast(g + p * ldg + i + r);
+#pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[r][v] = Vec::fma(gb, xv[v], acc[r][v]);
     }
   }
+#pragma GCC unroll 8
   for (int r = 0; r < MR; ++r)
-    for (int v = 0; v < NV; ++v) Vec::store(c + (i + r) * ldc + j + v * L, acc[r][v]);
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      float* a = c + (i + r) * ldc + j + v * L;
+      if constexpr (TAIL)
+        Vec::store_partial(a, acc[r][v], tail);
+      else
+        Vec::store(a, acc[r][v]);
+    }
 }
 
-// MR rows: NV-vector tiles, then single vectors (a wide tile must not leave
-// a narrow C_in to the scalar loop), then the last columns one by one.
+// MR rows: NV-vector tiles, then two-vector and single-vector tiles (a wide
+// tile must not leave a narrow n to narrower code), then the last columns in
+// one masked vector (n < L: C_out 1..7 of the row path, a C_in of 5).
 template <class Vec, int MR, int NV>
 void gemm_rows_f32(std::int64_t np, std::int64_t i, std::int64_t n, const float* g, std::int64_t ldg,
                    const float* x, std::int64_t ldx, float* c, std::int64_t ldc) {
   constexpr int L = Vec::L, NR = NV * L;
   std::int64_t j = 0;
   for (; j + NR <= n; j += NR) gemm_tile_f32<Vec, MR, NV>(np, i, j, g, ldg, x, ldx, c, ldc);
+  if constexpr (NV > 2)
+    for (; j + 2 * L <= n; j += 2 * L) gemm_tile_f32<Vec, MR, 2>(np, i, j, g, ldg, x, ldx, c, ldc);
   if constexpr (NV > 1)
     for (; j + L <= n; j += L) gemm_tile_f32<Vec, MR, 1>(np, i, j, g, ldg, x, ldx, c, ldc);
-  for (; j < n; ++j) {
-    for (int r = 0; r < MR; ++r) {
-      float acc = c[(i + r) * ldc + j];
-      for (std::int64_t p = 0; p < np; ++p) acc += g[p * ldg + i + r] * x[p * ldx + j];
-      c[(i + r) * ldc + j] = acc;
-    }
-  }
+  if (j < n) gemm_tile_f32<Vec, MR, 1, true>(np, i, j, g, ldg, x, ldx, c, ldc, int(n - j));
 }
 
 template <class Vec, int MR, int NV>
