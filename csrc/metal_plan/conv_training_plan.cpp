@@ -116,6 +116,12 @@ std::uint64_t grid_dim(std::int64_t v, const char* what, const Fail& fail) {
 
 // The fields every training dispatch shares: sizes, strides, geometry.
 ConvTrainParams common_params(const ConvProblemGeometry& g, const Fail& fail) {
+  // The training kernels read zeros in the padding: another mode is refused,
+  // never silently ignored (conv3d's forward kernels do honour them).
+  for (PaddingMode m : g.padding_mode)
+    if (m != PaddingMode::zeros)
+      fail(std::string("Padding mode '") + padding_mode_name(m) +
+           "' is not supported by the gpu training kernels yet; run the gradient on the cpu.");
   ConvTrainParams p{};
   p.in_stride_h = g.in[2] * g.in_channels;
   p.in_stride_d = g.in[1] * p.in_stride_h;
