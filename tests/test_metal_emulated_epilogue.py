@@ -15,6 +15,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent / "emulator"))
 
 import msl_emulator
+import training_emulator
 
 from conftest import cast, require_emulator
 from reference import TOLERANCE, conv3d_reference
@@ -77,7 +78,9 @@ def operands(family: str, dtype: str, seed: int):
     # Scaled so the conv is of order 1: the activations' curved parts are exercised.
     w = cast(rng.uniform(-1, 1, w_shape) * (3.0 / np.sqrt(k)), dtype).astype(np.float64)
     bias = cast(rng.uniform(-1, 1, w_shape[0]), dtype).astype(np.float64)
-    out_shape = conv3d_reference(np.zeros(x_shape), np.zeros(w_shape), pad_lo=CAUSAL[0], pad_hi=CAUSAL[1], groups=groups).shape
+    out_shape = conv3d_reference(
+        np.zeros(x_shape), np.zeros(w_shape), pad_lo=CAUSAL[0], pad_hi=CAUSAL[1], groups=groups
+    ).shape
     residual = cast(rng.uniform(-1, 1, out_shape), dtype).astype(np.float64)
     return x, w, groups, bias, residual
 
@@ -112,8 +115,16 @@ def run_fused(emu, family, dtype, mode, activation, seed=0, with_bias=True, with
     b = bias if with_bias else None
     r = residual if with_residual else None
     y = emu.conv3d_fused(
-        x, w, dtype, pad_lo=CAUSAL[0], pad_hi=CAUSAL[1], padding_mode=modes, bias=b, activation=activation,
-        residual=r, groups=groups,
+        x,
+        w,
+        dtype,
+        pad_lo=CAUSAL[0],
+        pad_hi=CAUSAL[1],
+        padding_mode=modes,
+        bias=b,
+        activation=activation,
+        residual=r,
+        groups=groups,
     )
     check(y, x, w, groups, dtype, modes, bias=b, activation=activation, residual=r)
 
@@ -165,6 +176,70 @@ def test_activation_limits_are_finite(emu):
         np.testing.assert_array_equal(y[..., 1], 0.0)
 
 
+# ---------------------------------------------------------------- the weight gradient
+
+# conv3d's weight gradient reads the input through the forward pass's padding
+# modes (its input gradient with a mode needs the border fold: refused).
+WGRAD_FAMILIES = {
+    "wgrad_gemm": ((1, 3, 4, 5, 8), (12, 3, 3, 3, 8), 1),
+    "wgrad_depthwise": ((1, 3, 4, 5, 8), (8, 3, 3, 3, 1), 8),
+}
+
+
+def weight_grad_reference(xp, dy, w_shape, groups):
+    """float64 dW[co, a, b, c, ci] = sum over positions of dy * the padded input
+    the tap read, written from the definition (stride and dilation 1)."""
+    c_out, kd, kh, kw, c_in_g = w_shape
+    n, do, ho, wo, _ = dy.shape
+    xg = xp.reshape(xp.shape[:4] + (groups, c_in_g))
+    dyg = dy.reshape(n, do, ho, wo, groups, c_out // groups)
+    dw = np.zeros((groups, c_out // groups, kd, kh, kw, c_in_g))
+    for a in range(kd):
+        for b in range(kh):
+            for c in range(kw):
+                window = xg[:, a : a + do, b : b + ho, c : c + wo]
+                dw[:, :, a, b, c, :] = np.einsum("ndhwgc,ndhwgo->goc", window, dyg)
+    return dw.reshape(w_shape)
+
+
+def run_wgrad(emulator, family, dtype, mode, seed=0):
+    x_shape, w_shape, groups = WGRAD_FAMILIES[family]
+    rng = np.random.default_rng(seed)
+    x = cast(rng.uniform(-1, 1, x_shape), dtype).astype(np.float64)
+    y_shape = conv3d_reference(
+        np.zeros(x_shape), np.zeros(w_shape), pad_lo=CAUSAL[0], pad_hi=CAUSAL[1], groups=groups
+    ).shape
+    dy = cast(rng.uniform(-1, 1, y_shape), dtype).astype(np.float64)
+    train = training_emulator.TrainingEmulator(emulator)
+    params = {"pad_lo": CAUSAL[0], "pad_hi": CAUSAL[1], "groups": groups, "padding_mode": MODES[mode]}
+    assert (
+        train.plan("conv3d_grad_weight", x_shape, y_shape, dtype, w_shape, **params)["dispatches"][0][
+            "family"
+        ]
+        == family
+    )
+    dw, _ = train.run("conv3d_grad_weight", x, dy, dtype, w_shape, **params)
+    xp = pad(x, MODES[mode], *CAUSAL)
+    expected = weight_grad_reference(xp, dy, w_shape, groups)
+    bound = TOLERANCE[dtype] * (
+        weight_grad_reference(np.abs(xp), np.abs(dy), w_shape, groups) + np.abs(expected)
+    )
+    bad = ~(np.abs(dw - expected) <= bound + 1e-30)
+    if bad.any():
+        i = tuple(np.argwhere(bad)[0])
+        raise AssertionError(
+            f"{int(bad.sum())} of {dw.size} elements off ({dtype}, {mode}); first at {i}: "
+            f"got {dw[i]!r}, expected {expected[i]!r}, allowed {bound[i]:.3g}"
+        )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("family", list(WGRAD_FAMILIES))
+def test_weight_gradient_reads_the_mode(emu, family, mode, dtype):
+    run_wgrad(emu, family, dtype, mode, seed=list(MODES).index(mode))
+
+
 # ---------------------------------------------------------------- mutants
 
 # tests/emulator/mutants/epilogue/MUTANTS: each mutant and the (family, mode,
@@ -178,6 +253,7 @@ MUTANT_CASES = {
     "depthwise_ignores_the_mode": ("depthwise", "replicate", None),
     "gelu_wrong_cubic": ("small_cin", "zeros", "gelu_tanh"),
     "residual_before_activation": ("gemm", "zeros", "relu"),
+    "wgrad_ignores_the_mode": ("wgrad_gemm", "reflect", None),
 }
 
 
@@ -198,6 +274,8 @@ def test_epilogue_mutants_are_caught(emu, mutant):
     family, mode, activation = MUTANT_CASES[mutant]
     library = msl_emulator.library_path(f"msl_emulator_epilogue_mutant_{mutant}")
     broken = msl_emulator.Emulator(library)
+    run = run_wgrad if family in WGRAD_FAMILIES else run_fused
+    extra = () if family in WGRAD_FAMILIES else (activation,)
     with pytest.raises(AssertionError, match="elements off"):
-        run_fused(broken, family, "float32", mode, activation, seed=5)
-    run_fused(emu, family, "float32", mode, activation, seed=5)
+        run(broken, family, "float32", mode, *extra, seed=5)
+    run(emu, family, "float32", mode, *extra, seed=5)

@@ -20,8 +20,8 @@ void run_problem(const detail::ConvProblem& problem, const char* op, int queue_i
   // (csrc/cpu/padding_fold.cpp), which the GPU does not have yet: refused.
   if (problem.fold.active())
     throw std::invalid_argument("[" + std::string(op) +
-                                "] Padding modes other than 'zeros' are not supported by the gpu training kernels "
-                                "yet; run the gradient on the cpu.");
+                                "] Padding modes other than 'zeros' are not supported by the gpu input gradient "
+                                "yet (the weight gradient reads them); run it on the cpu.");
   const bool weight_grad = problem.op == detail::ConvOp::weight_grad;
   const DType dtype = problem.result.dtype;
   const metal_plan::TrainingPlan plan =
