@@ -163,17 +163,21 @@ def test_large_index_kernels_read_modes_and_epilogue(emu):
         emu.force_64bit_index(False)
 
 
-def test_activation_limits_are_finite(emu):
+def check_activation_limits(emulator) -> None:
     """Large |pre-activation| (exp overflowing) gives silu's and gelu's limits,
-    x and -0, never NaN, as on the CPU."""
+    x and -0, never NaN, as on the CPU (a 1x1x1 conv of zeros plus the bias)."""
     x = np.zeros((1, 1, 1, 16, 2))
     w = np.zeros((4, 1, 1, 1, 2))
     bias = np.array([200.0, -200.0, 90.0, -90.0])
     for activation in ("silu", "gelu_tanh"):
-        y = emu.conv3d_fused(x, w, "float32", bias=bias, activation=activation)
-        assert np.isfinite(y).all()
+        y = emulator.conv3d_fused(x, w, "float32", bias=bias, activation=activation)
+        assert np.isfinite(y).all(), f"{activation}: not finite"
         np.testing.assert_array_equal(y[..., 0], 200.0)
         np.testing.assert_array_equal(y[..., 1], 0.0)
+
+
+def test_activation_limits_are_finite(emu):
+    check_activation_limits(emu)
 
 
 # ---------------------------------------------------------------- the weight gradient
@@ -254,6 +258,7 @@ MUTANT_CASES = {
     "gelu_wrong_cubic": ("small_cin", "zeros", "gelu_tanh"),
     "residual_before_activation": ("gemm", "zeros", "relu"),
     "wgrad_ignores_the_mode": ("wgrad_gemm", "reflect", None),
+    "silu_overflows_to_nan": ("limits", None, "silu"),
 }
 
 
@@ -274,6 +279,11 @@ def test_epilogue_mutants_are_caught(emu, mutant):
     family, mode, activation = MUTANT_CASES[mutant]
     library = msl_emulator.library_path(f"msl_emulator_epilogue_mutant_{mutant}")
     broken = msl_emulator.Emulator(library)
+    if family == "limits":
+        with pytest.raises(AssertionError, match="not finite"):
+            check_activation_limits(broken)
+        check_activation_limits(emu)
+        return
     run = run_wgrad if family in WGRAD_FAMILIES else run_fused
     extra = () if family in WGRAD_FAMILIES else (activation,)
     with pytest.raises(AssertionError, match="elements off"):
