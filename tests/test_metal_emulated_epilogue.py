@@ -165,12 +165,13 @@ def test_large_index_kernels_read_modes_and_epilogue(emu):
 
 def check_activation_limits(emulator) -> None:
     """Large |pre-activation| (exp overflowing) gives silu's and gelu's limits,
-    x and -0, never NaN, as on the CPU (a 1x1x1 conv of zeros plus the bias)."""
-    x = np.zeros((1, 1, 1, 16, 2))
-    w = np.zeros((4, 1, 1, 1, 2))
+    x and -0, never NaN, as on the CPU (a depthwise 1x1x1 conv of zeros plus
+    the bias)."""
+    x = np.zeros((1, 1, 1, 16, 4))
+    w = np.zeros((4, 1, 1, 1, 1))
     bias = np.array([200.0, -200.0, 90.0, -90.0])
     for activation in ("silu", "gelu_tanh"):
-        y = emulator.conv3d_fused(x, w, "float32", bias=bias, activation=activation)
+        y = emulator.conv3d_fused(x, w, "float32", bias=bias, activation=activation, groups=4)
         assert np.isfinite(y).all(), f"{activation}: not finite"
         np.testing.assert_array_equal(y[..., 0], 200.0)
         np.testing.assert_array_equal(y[..., 1], 0.0)
@@ -249,14 +250,14 @@ def test_weight_gradient_reads_the_mode(emu, family, mode, dtype):
 # tests/emulator/mutants/epilogue/MUTANTS: each mutant and the (family, mode,
 # activation) whose check must catch it.
 MUTANT_CASES = {
-    "reflect_repeats_the_edge": ("gemm", "reflect", None),
+    "reflect_repeats_the_edge": ("depthwise", "reflect", None),
     "circular_wraps_short": ("depthwise", "circular", None),
     "gemm_ignores_the_mode": ("gemm", "replicate", None),
     "pointwise_ignores_the_mode": ("pointwise", "mixed", None),
     "small_cin_ignores_the_mode": ("small_cin", "mixed", None),
     "depthwise_ignores_the_mode": ("depthwise", "replicate", None),
-    "gelu_wrong_cubic": ("small_cin", "zeros", "gelu_tanh"),
-    "residual_before_activation": ("gemm", "zeros", "relu"),
+    "gelu_wrong_cubic": ("depthwise", "zeros", "gelu_tanh"),
+    "residual_before_activation": ("depthwise", "zeros", "relu"),
     "wgrad_ignores_the_mode": ("wgrad_gemm", "reflect", None),
     "silu_overflows_to_nan": ("limits", None, "silu"),
 }
