@@ -62,6 +62,47 @@ inline OutPos decode_row(I m, const constant Conv3dParams& p) {
 // True when 0 <= i < size: one unsigned compare.
 inline bool in_range(int i, int size) { return uint(i) < uint(size); }
 
+// The input index that padded coordinate c reads along an axis of n
+// elements under padding mode `mode` (PadModeCode), or -1 for a zero; the
+// CPU's padded_source (csrc/cpu/padding_map.h), same rules. Validation
+// keeps c within one reflection or wrap of the input, for every coordinate
+// a real tap (k < K, m < M) reaches; callers ask for nothing else.
+inline int padded_source(int mode, int n, int c) {
+  if (in_range(c, n)) return c;
+  if (mode == PadModeCode::REFLECT) return c < 0 ? -c : 2 * (n - 1) - c;
+  if (mode == PadModeCode::REPLICATE) return c < 0 ? 0 : n - 1;
+  if (mode == PadModeCode::CIRCULAR) return c < 0 ? c + n : c - n;
+  return -1;
+}
+
+// Whether any axis's padding holds input values (not zeros).
+inline bool reads_padding(const constant Conv3dParams& p) {
+  return (p.pad_mode[0] | p.pad_mode[1] | p.pad_mode[2]) != PadModeCode::ZEROS;
+}
+
+// The fused epilogue on one accumulator value, in float32 as on the CPU
+// (csrc/cpu/epilogue.cpp: the same order and formulas): + bias, the
+// activation, + residual. gelu_tanh as x * sigmoid(2u), one exp, no tanh:
+// exp overflowing to inf gives the limit -0, as on the CPU.
+inline float activate(float v, int activation) {
+  if (activation == ActivationCode::RELU) return v < 0.0f ? 0.0f : v;  // NaN stays NaN
+  if (activation == ActivationCode::SILU) return v / (1.0f + exp(-v));
+  if (activation == ActivationCode::GELU_TANH) {
+    const float u = 0.7978845608028654f * (v + 0.044715f * v * v * v);  // sqrt(2 / pi) (x + 0.044715 x^3)
+    return v / (1.0f + exp(-2.0f * u));
+  }
+  return v;
+}
+
+template <typename T, typename I>
+inline float apply_epilogue(float v, const constant Conv3dParams& p, const device float* bias,
+                            const device T* residual, I out_index, int channel) {
+  if (p.has_bias) v += bias[channel];
+  if (!p.has_residual) return activate(v, p.activation);
+  const float r = float(residual[out_index]);
+  return activate(v, p.activation) + r;
+}
+
 // Loads the weight slice B[k0 .. k0+BK) x [n0 .. n0+BN) of group g into
 // threadgroup memory laid out [BK][BN + pad]. B[k][n] is weight row
 // (g*C_out_g + n0 + n), contiguous in k, so each thread reads VEC
@@ -144,10 +185,16 @@ inline void zero_accumulators(thread simdgroup_matrix<float, 8, 8> (&acc)[TM][TN
 }
 
 // Writes accumulator element (m, n) of group g to output row m (contiguous
-// NDHWC output: row m has C_out elements), skipping M and N tails.
+// NDHWC output: row m has C_out elements) through the epilogue, skipping M
+// and N tails.
 template <typename T, typename I>
-inline void store_output(device T* output, const constant Conv3dParams& p, int g, I m, int n, float value) {
-  if (m < I(p.gemm_m) && n < p.c_out_g) output[m * I(p.c_out) + I(g) * p.c_out_g + n] = T(value);
+inline void store_output(device T* output, const constant Conv3dParams& p, const device float* bias,
+                         const device T* residual, int g, I m, int n, float value) {
+  if (m < I(p.gemm_m) && n < p.c_out_g) {
+    const int channel = g * p.c_out_g + n;
+    const I index = m * I(p.c_out) + I(channel);
+    output[index] = T(apply_epilogue(value, p, bias, residual, index, channel));
+  }
 }
 
 }  // namespace volconv

@@ -11,6 +11,7 @@ using namespace volconv;
 template <typename T, int VEC, typename I>
 [[kernel, max_total_threads_per_threadgroup(DepthwiseTile::THREADS)]] void conv3d_depthwise(const device T* input [[buffer(0)]], const device T* weight [[buffer(1)]],
                                  device T* output [[buffer(2)]], const constant Conv3dParams& p [[buffer(3)]],
+                                 const device float* bias [[buffer(4)]], const device T* residual [[buffer(5)]],
                                  threadgroup T* smem VOLCONV_THREADGROUP_MEMORY(0),
                                  uint3 tgid [[threadgroup_position_in_grid]],
                                  uint tid [[thread_index_in_threadgroup]],
@@ -55,16 +56,18 @@ template <typename T, int VEC, typename I>
     // A tap in the padding multiplies a zero rather than being skipped, so a
     // non-finite weight there still makes the output NaN (0 * inf), as on
     // the CPU and in torch and MLX.
+    // A padded coordinate reads what its padding mode maps it to
+    // (padded_source; -1, a zero, in the zeros mode).
     for (int kd = 0; kd < p.k_size[0]; ++kd) {
-      const int id = d0 + kd * p.dilation[0];
-      const bool in_d = in_range(id, p.in_size[0]);
+      const int id = padded_source(p.pad_mode[0], p.in_size[0], d0 + kd * p.dilation[0]);
+      const bool in_d = id >= 0;
       for (int kh = 0; kh < p.k_size[1]; ++kh) {
-        const int ih = h0 + kh * p.dilation[1];
-        const bool in_dh = in_d && in_range(ih, p.in_size[1]);
+        const int ih = padded_source(p.pad_mode[1], p.in_size[1], h0 + kh * p.dilation[1]);
+        const bool in_dh = in_d && ih >= 0;
         for (int kw = 0; kw < p.k_size[2]; ++kw) {
-          const int iw = w0 + kw * p.dilation[2];
+          const int iw = padded_source(p.pad_mode[2], p.in_size[2], w0 + kw * p.dilation[2]);
           const threadgroup T* w = smem + ((kd * p.k_size[1] + kh) * p.k_size[2] + kw) * BC + tx * VEC;
-          if (!(in_dh && in_range(iw, p.in_size[2]))) {
+          if (!(in_dh && iw >= 0)) {
             VOLCONV_UNROLL
             for (int j = 0; j < VEC; ++j) acc[j] = fma(0.0f, float(w[j]), acc[j]);
             continue;
@@ -84,7 +87,10 @@ template <typename T, int VEC, typename I>
     }
     VOLCONV_UNROLL
     for (int j = 0; j < VEC; ++j)
-      if (co0 + j < p.c_out) output[m * I(p.c_out) + (co0 + j)] = T(acc[j]);
+      if (co0 + j < p.c_out) {
+        const I index = m * I(p.c_out) + (co0 + j);
+        output[index] = T(apply_epilogue(acc[j], p, bias, residual, index, co0 + j));
+      }
   }
 }
 

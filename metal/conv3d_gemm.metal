@@ -39,11 +39,16 @@ struct InputGather {
       d0[i] = q.od * p.stride[0] - p.pad_lo[0];
       h0[i] = q.oh * p.stride[1] - p.pad_lo[1];
       w0[i] = q.ow * p.stride[2] - p.pad_lo[2];
+      if (POINTWISE) {
+        // One tap: the row reads the element its padded coordinate maps to,
+        // or is zero (padded_source gives -1 for the zeros mode).
+        d0[i] = padded_source(p.pad_mode[0], p.in_size[0], d0[i]);
+        h0[i] = padded_source(p.pad_mode[1], p.in_size[1], h0[i]);
+        w0[i] = padded_source(p.pad_mode[2], p.in_size[2], w0[i]);
+        valid[i] = valid[i] && d0[i] >= 0 && h0[i] >= 0 && w0[i] >= 0;
+      }
       base[i] = I(q.n) * I(p.in_stride_n) + I(d0[i]) * I(p.in_stride_d) + I(h0[i]) * I(p.in_stride_h) +
                 I(w0[i]) * p.c_in + I(g) * p.c_in_g;
-      if (POINTWISE)
-        valid[i] = valid[i] && in_range(d0[i], p.in_size[0]) && in_range(h0[i], p.in_size[1]) &&
-                   in_range(w0[i], p.in_size[2]);
     }
     k = kc * VEC;
     ci = POINTWISE ? k : k % p.c_in_g;
@@ -63,11 +68,24 @@ struct InputGather {
       T v[VEC];
       VOLCONV_UNROLL
       for (int j = 0; j < VEC; ++j) v[j] = T(0.0f);
-      const bool inside = POINTWISE ? valid[i]
-                                    : valid[i] && in_range(d0[i] + dd, p.in_size[0]) &&
-                                          in_range(h0[i] + dh, p.in_size[1]) && in_range(w0[i] + dw, p.in_size[2]);
+      bool inside = POINTWISE ? valid[i]
+                              : valid[i] && in_range(d0[i] + dd, p.in_size[0]) &&
+                                    in_range(h0[i] + dh, p.in_size[1]) && in_range(w0[i] + dw, p.in_size[2]);
+      I offset = base[i] + tap_offset;
+      if (!POINTWISE && !inside && valid[i] && k < p.gemm_k && reads_padding(p)) {
+        // A padding mode: move the address to the element the padded
+        // coordinate reads, axis by axis (no padded copy of the input).
+        const int d = d0[i] + dd, h = h0[i] + dh, w = w0[i] + dw;
+        const int sd = padded_source(p.pad_mode[0], p.in_size[0], d);
+        const int sh = padded_source(p.pad_mode[1], p.in_size[1], h);
+        const int sw = padded_source(p.pad_mode[2], p.in_size[2], w);
+        if (sd >= 0 && sh >= 0 && sw >= 0) {
+          inside = true;
+          offset += I(sd - d) * I(p.in_stride_d) + I(sh - h) * I(p.in_stride_h) + I(sw - w) * p.c_in;
+        }
+      }
       if (inside && k < p.gemm_k) {
-        const device T* src = input + (base[i] + tap_offset);
+        const device T* src = input + offset;
         if (VEC == 4) {
           // C_in_g % 4 == 0 and C_in % 4 == 0 (planner): 4 channels of one tap, aligned.
           const vec<T, 4> x4 = *reinterpret_cast<const device vec<T, 4>*>(src);
@@ -107,6 +125,7 @@ using namespace volconv;
 template <typename T, int BM, int BN, int BK, int WM, int WN, int VEC, bool POINTWISE, typename I>
 [[kernel, max_total_threads_per_threadgroup(WM * WN * 32)]] void conv3d_gemm(const device T* input [[buffer(0)]], const device T* weight [[buffer(1)]],
                             device T* output [[buffer(2)]], const constant Conv3dParams& p [[buffer(3)]],
+                            const device float* bias [[buffer(4)]], const device T* residual [[buffer(5)]],
                             threadgroup T* smem VOLCONV_THREADGROUP_MEMORY(0),
                             uint3 tgid [[threadgroup_position_in_grid]],
                             uint tid [[thread_index_in_threadgroup]],
@@ -164,7 +183,7 @@ template <typename T, int BM, int BN, int BK, int WM, int WN, int VEC, bool POIN
     for (int j = 0; j < TN; ++j) {
       VOLCONV_UNROLL
       for (int e = 0; e < 2; ++e)
-        store_output(output, p, g, m0 + (sm_row + i * 8 + fr), n0 + sn_col + j * 8 + fc + e,
+        store_output(output, p, bias, residual, g, m0 + (sm_row + i * 8 + fr), n0 + sn_col + j * 8 + fc + e,
                      acc[i][j].thread_elements()[e]);
     }
   }

@@ -85,6 +85,22 @@
 
 namespace volconv {
 
+// Padding modes and activations as the params carry them: the values of
+// volconv::PaddingMode and volconv::Activation (the planner static_asserts
+// that they agree).
+struct PadModeCode {
+  VOLCONV_CONST int ZEROS = 0;
+  VOLCONV_CONST int REFLECT = 1;
+  VOLCONV_CONST int REPLICATE = 2;
+  VOLCONV_CONST int CIRCULAR = 3;
+};
+struct ActivationCode {
+  VOLCONV_CONST int NONE = 0;
+  VOLCONV_CONST int RELU = 1;
+  VOLCONV_CONST int SILU = 2;
+  VOLCONV_CONST int GELU_TANH = 3;
+};
+
 // The depthwise kernel's fixed tile: 128 threads over 32 output channels,
 // each thread computing POSITIONS_PER_THREAD output positions.
 struct DepthwiseTile {
@@ -144,6 +160,16 @@ struct Conv3dParams {
   int32_t tiles_n;        // threadgroups along c_out_g (grid z = groups * tiles_n
                           // for the kernels that fold groups and N tiles)
   int32_t patch_w;        // small-C_in kernel: input columns staged per threadgroup
+  // What the padding holds per axis (D, H, W), as volconv::PaddingMode:
+  // read through padded_source() in the loaders, never a padded copy.
+  int32_t pad_mode[3];
+  // The fused epilogue (volconv::Epilogue), applied to the tile in
+  // registers: + bias[channel] (float32, buffer 4) when has_bias, then the
+  // activation (volconv::Activation), then + residual (buffer 5, the
+  // output's layout and type) when has_residual.
+  int32_t activation;
+  int32_t has_bias;
+  int32_t has_residual;
   int32_t reserved;       // keeps the size a multiple of 8 under both compilers
 };
 

@@ -12,6 +12,7 @@ using namespace volconv;
 template <typename T, int BM, int BN, int BK, int WM, int WN, int VEC, typename I>
 [[kernel, max_total_threads_per_threadgroup(WM * WN * 32)]] void conv3d_small_cin(const device T* input [[buffer(0)]], const device T* weight [[buffer(1)]],
                                  device T* output [[buffer(2)]], const constant Conv3dParams& p [[buffer(3)]],
+                                 const device float* bias [[buffer(4)]], const device T* residual [[buffer(5)]],
                                  threadgroup T* smem VOLCONV_THREADGROUP_MEMORY(0),
                                  uint3 tgid [[threadgroup_position_in_grid]],
                                  uint tid [[thread_index_in_threadgroup]],
@@ -47,15 +48,20 @@ template <typename T, int BM, int BN, int BK, int WM, int WN, int VEC, typename 
   const int w_origin = ow0 * p.stride[2] - p.pad_lo[2];
   const I batch_base = n * I(p.in_stride_n) + I(g) * cg;
   const int patch_size = int(small_cin_patch_elements(p.k_size[0], kh_size, pw, cg));
+  const int last_w = (p.out_size[2] - 1) * p.stride[2] - p.pad_lo[2] + (p.k_size[2] - 1) * p.dilation[2];
   for (int e = int(tid); e < patch_size; e += NT) {
     const int c = e % cg;
     const int x = (e / cg) % pw;
     const int r = e / (cg * pw);
-    const int id = d_origin + (r / kh_size) * p.dilation[0];
-    const int ih = h_origin + (r % kh_size) * p.dilation[1];
-    const int iw = w_origin + x;
+    // Padded coordinates read what their padding mode maps them to (-1: zero).
+    // Patch columns past the last output's window (a short last segment)
+    // may lie beyond one reflection: they are staged as zeros, never read.
+    const int cw = w_origin + x;
+    const int id = padded_source(p.pad_mode[0], p.in_size[0], d_origin + (r / kh_size) * p.dilation[0]);
+    const int ih = padded_source(p.pad_mode[1], p.in_size[1], h_origin + (r % kh_size) * p.dilation[1]);
+    const int iw = cw <= last_w ? padded_source(p.pad_mode[2], p.in_size[2], cw) : -1;
     T v = T(0.0f);
-    if (in_range(id, p.in_size[0]) && in_range(ih, p.in_size[1]) && in_range(iw, p.in_size[2]))
+    if (id >= 0 && ih >= 0 && iw >= 0)
       v = input[batch_base + I(id) * I(p.in_stride_d) + I(ih) * I(p.in_stride_h) + I(iw) * p.c_in + c];
     patch[e] = v;
   }
@@ -118,7 +124,7 @@ template <typename T, int BM, int BN, int BK, int WM, int WN, int VEC, typename 
     for (int j = 0; j < TN; ++j) {
       VOLCONV_UNROLL
       for (int e = 0; e < 2; ++e)
-        store_output(output, p, g, row_m0 + ow, n0 + sn_col + j * 8 + fc + e, acc[i][j].thread_elements()[e]);
+        store_output(output, p, bias, residual, g, row_m0 + ow, n0 + sn_col + j * 8 + fc + e, acc[i][j].thread_elements()[e]);
     }
   }
 }

@@ -79,6 +79,10 @@ struct ConvTrainParams {
   // zeros). Weight gradient: taps * C_in_g, its GEMM's N (a weight row).
   int32_t phase_k;
   int32_t parts;    // weight gradient: partial sums
+  // Weight gradient: what the forward padding held per axis (PadModeCode),
+  // read through padded_source as the forward kernels do. Zeros for data
+  // problems (their planner refuses the rest).
+  int32_t pad_mode[3];
   int32_t reserved;  // keeps the size a multiple of 8 under both compilers
 };
 

@@ -11,8 +11,10 @@
 namespace volconv {
 
 // The input offset output position m reads for logical tap (k0, k1, k2) and
-// channel `channel` of the input; false when that lands in the padding or on
-// an inserted zero of input dilation (nothing to read).
+// channel `channel` of the input; false when that lands in zero padding or on
+// an inserted zero of input dilation (nothing to read). A padding mode reads
+// the element the forward pass read there (padded_source; input dilation 1,
+// which validation requires for modes).
 template <typename I>
 inline bool wgrad_source(const constant ConvTrainParams& p, int n, const thread int (&o)[3], const thread int (&k)[3],
                          int channel, thread I& offset) {
@@ -24,7 +26,8 @@ inline bool wgrad_source(const constant ConvTrainParams& p, int n, const thread 
       if (j[i] < 0 || j[i] % p.input_dilation[i] != 0) return false;
       j[i] /= p.input_dilation[i];
     }
-    if (!in_range(j[i], p.in_size[i])) return false;
+    j[i] = padded_source(p.pad_mode[i], p.in_size[i], j[i]);
+    if (j[i] < 0) return false;
   }
   offset = I(n) * I(p.in_stride_n) + I(j[0]) * I(p.in_stride_d) + I(j[1]) * I(p.in_stride_h) + I(j[2]) * p.c_in +
            channel;

@@ -296,13 +296,18 @@ def test_bad_bias_with_empty_batch():
         volconv.conv3d(np.zeros((0, 3, 3, 3, 4), np.float32), W, bias=np.zeros(3, np.float32))
 
 
-def test_gpu_refuses_an_epilogue():
-    """The Metal kernels have no epilogue yet: refused, never ignored
-    (tests/cpp/test_epilogue.cpp checks the same where no GPU exists)."""
+def test_gpu_applies_the_epilogue():
+    """A GPU stream runs the Metal kernels' fused epilogue against the same
+    float64 composition (the emulator checks every kernel family:
+    tests/test_metal_emulated_epilogue.py)."""
     if not volconv.is_available(volconv.gpu):
         pytest.skip("no GPU here")
-    with pytest.raises(ValueError, match=r"^\[conv3d\] A fused epilogue .* is not supported on the gpu"):
-        volconv.conv3d(X, W, stream=volconv.gpu, activation="relu")
+    case = PATH_CASES["igemm"]
+    x, w, bias, residual = operands(case, "float32", seed=3)
+    y = volconv.conv3d(
+        x, w, **case.api_kwargs(), stream=volconv.gpu, bias=bias, activation="silu", residual=residual
+    )
+    assert_epilogue_close(y, x, w, "float32", case, bias=bias, activation="silu", residual=residual)
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)

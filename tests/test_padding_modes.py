@@ -381,17 +381,18 @@ def test_bad_padding_mode(mode, error, message):
         )
 
 
-def test_gpu_refuses_padding_modes():
-    """A GPU stream with a padding mode is refused (as the epilogue is);
-    tests/cpp/test_padding_modes.cpp checks the same where no GPU exists."""
+def test_gpu_reads_padding_modes():
+    """A GPU stream reads the padding modes in the Metal kernels' loaders, as
+    the CPU does (the emulator checks every kernel family:
+    tests/test_metal_emulated_epilogue.py)."""
     if not volconv.is_available(volconv.gpu):
         pytest.skip("no GPU here")
-    x = np.zeros((1, 3, 4, 5, 2), np.float32)
-    w = np.zeros((2, 3, 3, 3, 2), np.float32)
-    with pytest.raises(
-        ValueError, match=r"^\[conv3d\] Padding modes other than 'zeros' are not supported on the gpu"
-    ):
-        volconv.conv3d(x, w, padding=1, padding_mode="replicate", stream=volconv.gpu)
+    rng = np.random.default_rng(5)
+    x = rng.uniform(-1, 1, (1, 3, 4, 5, 2)).astype(np.float32)
+    w = rng.uniform(-1, 1, (2, 3, 3, 3, 2)).astype(np.float32)
+    y = volconv.conv3d(x, w, padding=1, padding_mode="replicate", stream=volconv.gpu)
+    cpu = volconv.conv3d(x, w, padding=1, padding_mode="replicate", stream=volconv.cpu)
+    np.testing.assert_allclose(np.asarray(y), np.asarray(cpu), rtol=1e-5, atol=1e-5)
 
 
 def test_inputs_not_modified():

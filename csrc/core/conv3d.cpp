@@ -75,14 +75,6 @@ void check_epilogue(const Epilogue& e, const ConvGeometry& g, const TensorView& 
   }
 }
 
-// Any axis whose padding is not zeros (even with no padding on it: a mode
-// the GPU cannot honour is refused, never ignored).
-bool uses_padding_mode(const ConvParams& p) {
-  for (PaddingMode m : p.padding_mode)
-    if (m != PaddingMode::zeros) return true;
-  return false;
-}
-
 }  // namespace
 
 void conv3d(const ConstTensorView& input, const ConstTensorView& weight, const TensorView& output,
@@ -132,13 +124,8 @@ void conv3d(const ConstTensorView& input, const ConstTensorView& weight, const T
                                   "supported).");
   }
 
-  // The Metal kernels have no epilogue yet: refused, not silently dropped.
-  if (stream.device.type == DeviceType::gpu && !g.params.epilogue.empty())
-    fail("A fused epilogue (bias, activation, residual) is not supported on the gpu yet; run on the cpu, or "
-         "apply it after the convolution.");
-  if (stream.device.type == DeviceType::gpu && uses_padding_mode(g.params))
-    fail("Padding modes other than 'zeros' are not supported on the gpu yet; run on the cpu, or pad the input "
-         "first.");
+  // The epilogue and the padding modes travel in the params to either
+  // backend (the Metal kernels apply them as the CPU does).
   const std::string why = unavailable_reason(stream.device);
   if (!why.empty())
     throw std::invalid_argument(std::string("[conv3d] The ") +
@@ -165,13 +152,6 @@ void conv3d(const ConstTensorView& input, const ConstTensorView& weight, const T
   const Device device = default_device();
   if (device.type != DeviceType::gpu || !detail::default_device_is_automatic()) {
     conv3d(input, weight, output, params, default_stream(device));
-    return;
-  }
-  // The GPU has no epilogue nor padding modes yet: a GPU that is only the
-  // automatic default gives way to the CPU for such a call (an explicit GPU
-  // refuses it).
-  if (!params.epilogue.empty() || uses_padding_mode(params)) {
-    conv3d(input, weight, output, params, default_stream(Device{}));
     return;
   }
   detail::gpu_fallback().run([&] { conv3d(input, weight, output, params, default_stream(device)); },

@@ -27,6 +27,10 @@ id<MTLBuffer> new_staging_buffer(Context& ctx, std::size_t length, const char* w
 // from the view when `copy_in`). `op` names the user's op in messages.
 Bound bind(Context& ctx, const ConstTensorView& view, DType dtype, const char* op, const char* what, bool copy_in);
 
+// The conv3d epilogue's bias as the kernels read it: C_out float32 values,
+// contiguous, in a staging buffer (converted from any float dtype and stride).
+Bound bind_bias(Context& ctx, const ConstVectorView& bias);
+
 // What the planners need to know about `device`.
 metal_plan::DeviceLimits limits_of(id<MTLDevice> device);
 

@@ -4,6 +4,8 @@
 
 #include "binding.h"
 
+#include <algorithm>
+
 namespace volconv::metal {
 
 
@@ -55,6 +57,15 @@ Bound bind(Context& ctx, const ConstTensorView& view, DType dtype, const char* o
   }
   Bound staged{new_staging_buffer(ctx, plan.length, what), 0, true};
   if (copy_in) gather(host_view(view, memory, op, what), staged.buffer.contents, dtype);
+  return staged;
+}
+
+Bound bind_bias(Context& ctx, const ConstVectorView& bias) {
+  // A (1, 1, 1, 1, C_out) view of the vector: gather converts and packs it.
+  const ConstTensorView view{bias.data, bias.dtype, {1, 1, 1, 1, bias.size}, {0, 0, 0, 0, bias.stride}};
+  const std::size_t length = std::size_t(std::max<std::int64_t>(bias.size, 1)) * sizeof(float);
+  Bound staged{new_staging_buffer(ctx, length, "bias"), 0, true};
+  gather(view, staged.buffer.contents, DType::float32);
   return staged;
 }
 

@@ -36,7 +36,8 @@ void conv3d(const detail::ConvCall& call, int queue_id) {
         throw detail::GpuUnusable(e.what());
       }
       // The kernels' arguments (metal/*.metal): input [[buffer(0)]], weight [[buffer(1)]],
-      // output [[buffer(2)]], p [[buffer(3)]], smem [[threadgroup(0)]].
+      // output [[buffer(2)]], p [[buffer(3)]], bias [[buffer(4)]], residual
+      // [[buffer(5)]], smem [[threadgroup(0)]].
       const Bound input = bind(ctx, call.input, plan.dtype, "conv3d", "input", true);
       const Bound weight = bind(ctx, call.weight, plan.dtype, "conv3d", "weight", true);
       const Bound output = bind(ctx, call.output, plan.dtype, "conv3d", "output", false);
@@ -44,6 +45,12 @@ void conv3d(const detail::ConvCall& call, int queue_id) {
         throw std::invalid_argument(
             "[conv3d] The output is a private Metal buffer that is not contiguous or not " +
             std::string(dtype_name(plan.dtype)) + ": the result cannot be copied into it.");
+      // The epilogue's operands; an absent one is stood in for by the output,
+      // which the kernel then never reads through it (params.has_*).
+      const Epilogue& epilogue = call.geometry.params.epilogue;
+      const Bound bias = epilogue.bias ? bind_bias(ctx, *epilogue.bias) : output;
+      const Bound residual =
+          epilogue.residual ? bind(ctx, *epilogue.residual, plan.dtype, "conv3d", "residual", true) : output;
 
       id<MTLCommandBuffer> commands = [queue commandBuffer];
       if (!commands) throw std::runtime_error("[volconv] Creating a Metal command buffer failed.");
@@ -53,6 +60,8 @@ void conv3d(const detail::ConvCall& call, int queue_id) {
       [encoder setBuffer:weight.buffer offset:weight.offset atIndex:1];
       [encoder setBuffer:output.buffer offset:output.offset atIndex:2];
       [encoder setBytes:&plan.params length:sizeof(plan.params) atIndex:3];
+      [encoder setBuffer:bias.buffer offset:bias.offset atIndex:4];
+      [encoder setBuffer:residual.buffer offset:residual.offset atIndex:5];
       [encoder setThreadgroupMemoryLength:metal_plan::threadgroup_memory_length(plan) atIndex:0];
       [encoder dispatchThreadgroups:MTLSizeMake(plan.grid.x, plan.grid.y, plan.grid.z)
               threadsPerThreadgroup:MTLSizeMake(plan.threadgroup.x, plan.threadgroup.y, plan.threadgroup.z)];

@@ -16,6 +16,12 @@ namespace volconv::metal {
 
 void run_problem(const detail::ConvProblem& problem, const char* op, int queue_id) {
   Context& ctx = available_context();
+  // conv3d's input gradient under a padding mode needs the border fold
+  // (csrc/cpu/padding_fold.cpp), which the GPU does not have yet: refused.
+  if (problem.fold.active())
+    throw std::invalid_argument("[" + std::string(op) +
+                                "] Padding modes other than 'zeros' are not supported by the gpu input gradient "
+                                "yet (the weight gradient reads them); run it on the cpu.");
   const bool weight_grad = problem.op == detail::ConvOp::weight_grad;
   const DType dtype = problem.result.dtype;
   const metal_plan::TrainingPlan plan =

@@ -12,7 +12,16 @@
 namespace volconv::metal_plan {
 namespace {
 
-static_assert(sizeof(Conv3dParams) == 6 * 8 + 30 * 4, "Conv3dParams must match the MSL layout: no padding");
+static_assert(sizeof(Conv3dParams) == 6 * 8 + 36 * 4, "Conv3dParams must match the MSL layout: no padding");
+// The kernels read the modes and activations by these codes.
+static_assert(int(PaddingMode::zeros) == PadModeCode::ZEROS && int(PaddingMode::reflect) == PadModeCode::REFLECT &&
+                  int(PaddingMode::replicate) == PadModeCode::REPLICATE &&
+                  int(PaddingMode::circular) == PadModeCode::CIRCULAR,
+              "padding mode codes");
+static_assert(int(Activation::none) == ActivationCode::NONE && int(Activation::relu) == ActivationCode::RELU &&
+                  int(Activation::silu) == ActivationCode::SILU &&
+                  int(Activation::gelu_tanh) == ActivationCode::GELU_TANH,
+              "activation codes");
 
 [[noreturn]] void fail(const std::string& message) { throw std::invalid_argument("[conv3d] " + message); }
 
@@ -123,6 +132,10 @@ Conv3dParams make_params(const ConvGeometry& g) {
   p.gemm_k = narrow(std::int64_t(p.taps) * p.c_in_g, "KD * KH * KW * C_in / groups");
   p.tiles_n = 1;
   p.patch_w = 0;
+  for (int i = 0; i < 3; ++i) p.pad_mode[i] = std::int32_t(c.padding_mode[i]);
+  p.activation = std::int32_t(c.epilogue.activation);
+  p.has_bias = c.epilogue.bias.has_value();
+  p.has_residual = c.epilogue.residual.has_value();
   return p;
 }
 

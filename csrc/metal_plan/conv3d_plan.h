@@ -31,7 +31,11 @@ struct Size3 {
 // One dispatch. Buffers: 0 input (N, D, H, W, C_in), 1 weight
 // (C_out, KD, KH, KW, C_in / groups), 2 output (N, Do, Ho, Wo, C_out), all
 // C-contiguous, of `dtype`, each starting 16-byte aligned; 3 `params`
-// (setBytes); threadgroup memory 0 of `threadgroup_memory_bytes`.
+// (setBytes); 4 the bias as C_out float32 values (params.has_bias), 5 the
+// residual, laid out and typed as the output (params.has_residual): any
+// buffer when absent, never read; threadgroup memory 0 of
+// `threadgroup_memory_bytes`. The padding modes and the epilogue travel in
+// the params (make_params, from the geometry's ConvParams).
 struct Conv3dPlan {
   std::string kernel_name;    // exactly the [[host_name]] in metal/*.metal
   KernelFamily family = KernelFamily::gemm;

@@ -16,7 +16,7 @@
 namespace volconv::metal_plan {
 namespace {
 
-static_assert(sizeof(ConvTrainParams) == 11 * 8 + 60 * 4, "ConvTrainParams must match the MSL layout: no padding");
+static_assert(sizeof(ConvTrainParams) == 11 * 8 + 64 * 4, "ConvTrainParams must match the MSL layout: no padding");
 // The problem's epilogue slot is empty (no training op takes a bias or an
 // activation yet): whoever fills it must make these kernels apply it, or the
 // planner refuse it, before this compiles again.
@@ -144,6 +144,7 @@ ConvTrainParams common_params(const ConvProblemGeometry& g, const Fail& fail) {
   }
   p.taps = narrow(g.kernel[0] * g.kernel[1] * g.kernel[2], "the number of kernel taps", fail);
   p.flip = g.flip ? 1 : 0;
+  for (int i = 0; i < 3; ++i) p.pad_mode[i] = std::int32_t(g.padding_mode[i]);
   p.weight_elements = g.out_channels * std::int64_t(p.taps) * g.in_channels_per_group();
   return p;
 }
@@ -290,6 +291,12 @@ TrainingPlan plan_data_problem(const char* op, const ConvProblemGeometry& g, Wei
     fail("The GPU kernels are written for 32-wide simdgroups, but the device reports " +
          std::to_string(limits.simd_width) + ".");
   ConvTrainParams base = common_params(g, fail);
+  // Only the weight gradient reads through a padding mode (wgrad_source); the
+  // phase kernels read zeros, so a mode here is refused, never ignored.
+  for (PaddingMode m : g.padding_mode)
+    if (m != PaddingMode::zeros)
+      fail(std::string("Padding mode '") + padding_mode_name(m) +
+           "' is not supported by the gpu data kernels yet; run on the cpu.");
   base.weight_in_k_out = layout == WeightLayout::in_k_out ? 1 : 0;
   TrainingPlan plan;
   plan.dtype = dtype;

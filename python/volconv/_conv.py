@@ -119,14 +119,14 @@ def conv3d(
         ``"reflect"``, ``"replicate"`` or ``"circular"`` as in
         torch.nn.functional.pad, or a tuple of 3 of them (per axis D, H, W).
         Read in place from the input (no padded copy); reflect needs padding
-        below the input size on its axis, circular at most that size. CPU
-        only for now, as the epilogue.
+        below the input size on its axis, circular at most that size. Read
+        by the CPU and the Metal kernels alike.
 
     The bias, activation and residual are fused: applied in float32 (float64
     for a float64 result) to each output tile before it is rounded and
-    stored, with no extra pass over the output. CPU only for now: on a GPU
-    stream any of them raises ValueError; with no stream, an automatic
-    default GPU gives way to the CPU.
+    stored, with no extra pass over the output, on the CPU and in every
+    Metal kernel family (the Metal side is verified in the MSL emulator
+    only; it has never run on a Mac).
 
     Returns:
       ``(N, Do, Ho, Wo, C_out)`` array of the input's kind, with the promoted

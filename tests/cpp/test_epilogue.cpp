@@ -61,12 +61,13 @@ void test_refusals() {
   bad_act.epilogue.activation = Activation(7);
   CHECK_THROWS_MSG(IA, conv3d(p.input(), p.weight(), p.output(), bad_act, cpu), "[conv3d] Unknown activation code 7.");
 
-  // The GPU has no epilogue yet: refused before anything else about it.
+  // The Metal kernels apply the epilogue; where no GPU exists the call is
+  // refused for that reason, not for the epilogue.
   ConvParams relu;
   relu.epilogue.activation = Activation::relu;
   const Stream gpu{1, Device{DeviceType::gpu, 0}};
-  CHECK_THROWS_HAS(IA, conv3d(p.input(), p.weight(), p.output(), relu, gpu),
-                   "[conv3d] A fused epilogue (bias, activation, residual) is not supported on the gpu yet");
+  if (!unavailable_reason(gpu.device).empty())
+    CHECK_THROWS_HAS(IA, conv3d(p.input(), p.weight(), p.output(), relu, gpu), "[conv3d] The gpu is not available");
 }
 
 }  // namespace

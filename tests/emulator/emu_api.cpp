@@ -30,9 +30,9 @@ struct Call {
 
 Call make_call(const std::int64_t* in_shape, const std::int64_t* w_shape, const std::int64_t* stride,
                const std::int64_t* pad_lo, const std::int64_t* pad_hi, const std::int64_t* dilation,
-               std::int64_t groups, int dtype) {
+               std::int64_t groups, int dtype, const volconv::ConvParams& base = {}) {
   volconv::Shape5 in{}, w{};
-  volconv::ConvParams p;
+  volconv::ConvParams p = base;
   for (int i = 0; i < 5; ++i) {
     in[i] = in_shape[i];
     w[i] = w_shape[i];
@@ -150,6 +150,46 @@ int emu_conv3d(const std::int64_t* in_shape, const std::int64_t* w_shape, const 
       counters[2] = n.threadgroups_run;
       counters[3] = plan.grid.x * plan.grid.y * plan.grid.z;
     }
+    return 0;
+  } catch (const std::exception& e) {
+    write_text(e.what(), err, err_len);
+    return 1;
+  }
+}
+
+// emu_conv3d with padding modes (pad_mode: 3 volconv::PaddingMode codes)
+// and the fused epilogue: activation (volconv::Activation code), bias (C_out
+// float32, or null), residual (the output's shape and dtype, contiguous, or
+// null). The plan and params come from the real planner, as the host's do.
+int emu_conv3d_fused(const std::int64_t* in_shape, const std::int64_t* w_shape, const std::int64_t* stride,
+                     const std::int64_t* pad_lo, const std::int64_t* pad_hi, const std::int64_t* dilation,
+                     std::int64_t groups, int dtype, const int* pad_mode, int activation, const void* x,
+                     const void* w, void* y, const float* bias, const void* residual, char* err,
+                     std::int64_t err_len) {
+  try {
+    volconv::ConvParams base;
+    for (int i = 0; i < 3; ++i) base.padding_mode[i] = volconv::PaddingMode(pad_mode[i]);
+    base.epilogue.activation = volconv::Activation(activation);
+    // The planner only asks whether they are present.
+    if (bias) base.epilogue.bias = volconv::ConstVectorView{bias, DType::float32, w_shape[0], 1};
+    if (residual) base.epilogue.residual = volconv::ConstTensorView{};
+    const Call c = make_call(in_shape, w_shape, stride, pad_lo, pad_hi, dilation, groups, dtype, base);
+    const Conv3dPlan plan = volconv::metal_plan::plan_conv3d(c.geometry, c.dtype, {}, g_options);
+    const std::uint64_t esize = volconv::dtype_size(c.dtype);
+    volconv::Shape5 in{}, wt{};
+    for (int i = 0; i < 5; ++i) {
+      in[i] = in_shape[i];
+      wt[i] = w_shape[i];
+    }
+    const emu::BufferSizes sizes{elements(in) * esize, elements(wt) * esize,
+                                 elements(c.geometry.output_shape()) * esize};
+    const emu::Launch launch{{plan.grid.x, plan.grid.y, plan.grid.z},
+                             {plan.threadgroup.x, plan.threadgroup.y, plan.threadgroup.z},
+                             plan.threadgroup_memory_bytes, 1};
+    emu::KernelArgs args{x, w, y, &plan.params, nullptr};
+    args.bias = bias;
+    args.residual = residual;
+    emu::dispatch(plan.kernel_name, launch, args, sizes);
     return 0;
   } catch (const std::exception& e) {
     write_text(e.what(), err, err_len);

@@ -46,7 +46,7 @@ Shape5 shape_of(const std::int64_t* s) { return {s[0], s[1], s[2], s[3], s[4]}; 
 Int3 int3_of(const std::int64_t* v) { return {v[0], v[1], v[2]}; }
 
 // params: stride[3], pad_lo[3], pad_hi[3], dilation[3], input_dilation[3],
-// output_padding[3], groups, flip. Shapes a, b, c: the op's two arrays in
+// output_padding[3], groups, flip, padding_mode[3] (conv3d's gradients). Shapes a, b, c: the op's two arrays in
 // argument order, and the shape it is told (input or weight) where it has one.
 Lowered lower(int op, const std::int64_t* a, const std::int64_t* b, const std::int64_t* c, const std::int64_t* q) {
   if (op < 0 || op > conv_general_grad_weight) throw std::invalid_argument("emulator: unknown op");
@@ -57,6 +57,7 @@ Lowered lower(int op, const std::int64_t* a, const std::int64_t* b, const std::i
   conv.padding_hi = int3_of(q + 6);
   conv.dilation = int3_of(q + 9);
   conv.groups = q[18];
+  for (int i = 0; i < 3; ++i) conv.padding_mode[i] = PaddingMode(q[20 + i]);
   ConvTransposeParams transpose;
   transpose.stride = conv.stride;
   transpose.padding_lo = conv.padding_lo;

@@ -131,6 +131,12 @@ class Emulator:
             + [ctypes.c_void_p] * 3
             + [ctypes.c_uint64, ctypes.POINTER(ctypes.c_uint64), ctypes.c_char_p, ctypes.c_int64]
         )
+        self.lib.emu_conv3d_fused.argtypes = (
+            [i64p] * 6
+            + [ctypes.c_int64, ctypes.c_int, ctypes.POINTER(ctypes.c_int), ctypes.c_int]
+            + [ctypes.c_void_p] * 5
+            + [ctypes.c_char_p, ctypes.c_int64]
+        )
         self.lib.emu_check_pipeline.argtypes = [i64p] * 6 + [
             ctypes.c_int64,
             ctypes.c_int,
@@ -260,6 +266,52 @@ class Emulator:
         if rc:
             raise EmulatorError(err.value.decode())
         return from_device(y, dtype), tuple(int(c) for c in counters)
+
+    def conv3d_fused(
+        self,
+        x,
+        w,
+        dtype: str,
+        pad_lo=(0, 0, 0),
+        pad_hi=(0, 0, 0),
+        padding_mode=("zeros",) * 3,
+        bias=None,
+        activation=None,
+        residual=None,
+        stride=(1, 1, 1),
+        dilation=(1, 1, 1),
+        groups=1,
+    ) -> np.ndarray:
+        """conv3d with padding modes (one per axis) and the fused epilogue:
+        bias (C_out,) sent as float32, activation None/"relu"/"silu"/"gelu_tanh",
+        residual of the output's shape (converted to dtype). Returns the output
+        as float64."""
+        modes = {"zeros": 0, "reflect": 1, "replicate": 2, "circular": 3}
+        acts = {None: 0, "relu": 1, "silu": 2, "gelu_tanh": 3}
+        xd, wd = to_device(x, dtype), to_device(w, dtype)
+        y = np.zeros(output_shape(x.shape, w.shape, stride, pad_lo, pad_hi, dilation), dtype=xd.dtype)
+        b = None if bias is None else np.ascontiguousarray(bias, dtype=np.float32)
+        r = None if residual is None else to_device(residual, dtype)
+        if r is not None and r.shape != y.shape:
+            raise ValueError(f"residual shape {r.shape} is not the output's {y.shape}")
+        err = ctypes.create_string_buffer(4096)
+        rc = self.lib.emu_conv3d_fused(
+            *self._shape_args(x.shape, w.shape, stride, pad_lo, pad_hi, dilation),
+            groups,
+            DTYPE_CODES[dtype],
+            (ctypes.c_int * 3)(*[modes[m] for m in padding_mode]),
+            acts[activation],
+            xd.ctypes.data,
+            wd.ctypes.data,
+            y.ctypes.data,
+            None if b is None else b.ctypes.data,
+            None if r is None else r.ctypes.data,
+            err,
+            len(err),
+        )
+        if rc:
+            raise EmulatorError(err.value.decode())
+        return from_device(y, dtype)
 
     def probe(self, kernel: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Runs a lane_probe.metal kernel on one simdgroup; a, b: 64 float32."""

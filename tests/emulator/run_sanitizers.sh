@@ -25,6 +25,12 @@ TRAINING_SUBSET="parity_every_forced_plan and (t_k3s2p1op1 or t_k2s3_zero_phases
 or gw_groups or gw_depthwise_mult2)"
 TRAINING_SUBSET="$TRAINING_SUBSET or (test_parity and float16 and gw_many_parts)"
 
+# Padding modes and the fused epilogue: every forward family and the weight
+# gradient with the per-axis mix of modes, every dtype, both index widths
+# (the mutant libraries are not built with sanitizers).
+EPILOGUE_SUBSET="(test_mode_and_full_epilogue and mixed) or (test_weight_gradient and mixed) or large_index \
+or activation_limits"
+
 for sanitizer in ${VOLCONV_SANITIZERS:-thread address undefined}; do
   build_dir=build/emulator-$sanitizer
   echo "=== $sanitizer sanitizer: building $build_dir"
@@ -52,5 +58,8 @@ for sanitizer in ${VOLCONV_SANITIZERS:-thread address undefined}; do
   echo "=== $sanitizer sanitizer: the training kernels"
   LD_PRELOAD=$runtime VOLCONV_EMU_LIB=$build_dir/libmsl_emulator.so VOLCONV_EMU_SANITIZER=$sanitizer \
     python3 -m pytest -q -p no:cacheprovider tests/test_metal_emulated_training.py -k "$TRAINING_SUBSET" "$@"
+  echo "=== $sanitizer sanitizer: padding modes and the epilogue"
+  LD_PRELOAD=$runtime VOLCONV_EMU_LIB=$build_dir/libmsl_emulator.so VOLCONV_EMU_SANITIZER=$sanitizer \
+    python3 -m pytest -q -p no:cacheprovider tests/test_metal_emulated_epilogue.py -k "$EPILOGUE_SUBSET" "$@"
 done
 echo "=== sanitizers: clean"

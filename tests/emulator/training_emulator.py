@@ -22,6 +22,9 @@ OPS = {
 }
 
 
+PADDING_MODES = {"zeros": 0, "reflect": 1, "replicate": 2, "circular": 3}
+
+
 def params_vector(
     stride=(1, 1, 1),
     pad_lo=(0, 0, 0),
@@ -31,9 +34,12 @@ def params_vector(
     output_padding=(0, 0, 0),
     groups=1,
     flip=False,
+    padding_mode=("zeros",) * 3,
 ) -> list[int]:
-    """emu_training_*'s params: dilation is the kernel dilation."""
-    return [*stride, *pad_lo, *pad_hi, *dilation, *input_dilation, *output_padding, groups, int(flip)]
+    """emu_training_*'s params: dilation is the kernel dilation; padding_mode
+    per axis (conv3d's gradients)."""
+    modes = [PADDING_MODES[m] for m in padding_mode]
+    return [*stride, *pad_lo, *pad_hi, *dilation, *input_dilation, *output_padding, groups, int(flip), *modes]
 
 
 class TrainingEmulator:
@@ -62,7 +68,7 @@ class TrainingEmulator:
     def _args(op, a_shape, b_shape, c_shape, params):
         c_shape = c_shape or (0, 0, 0, 0, 0)
         shapes = [(ctypes.c_int64 * 5)(*[int(v) for v in s]) for s in (a_shape, b_shape, c_shape)]
-        return [OPS[op], *shapes, (ctypes.c_int64 * 20)(*params_vector(**params))]
+        return [OPS[op], *shapes, (ctypes.c_int64 * 23)(*params_vector(**params))]
 
     def plan(self, op, a_shape, b_shape, dtype, c_shape=None, limits=None, **params) -> dict:
         out = ctypes.create_string_buffer(1 << 20)

@@ -33,9 +33,9 @@ struct ConstVectorView {
 //   activation;
 //   residual, the output's shape and dtype, any strides; it may not overlap
 //   the output (an in-place "y += conv" is not supported yet).
-// Only the CPU applies an epilogue: a call on a GPU stream with one is
-// refused (std::invalid_argument); with no stream, a GPU that is only the
-// automatic default device gives way to the CPU for it.
+// The CPU and the Metal kernels (every conv3d kernel family, while the tile
+// is in registers; emulator-verified, never run on a Mac) apply it; the
+// training ops take none.
 struct Epilogue {
   std::optional<ConstVectorView> bias;
   Activation activation = Activation::none;

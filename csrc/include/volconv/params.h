@@ -21,9 +21,10 @@ struct ConvParams {
   std::int64_t groups = 1;
   // Bias, activation, residual (volconv/epilogue.h); none by default.
   Epilogue epilogue;
-  // What the padding holds, per axis (volconv/padding_mode.h). Modes other
-  // than zeros: CPU only, reflect needs padding < the input size on its axis
-  // and circular <= (torch.nn.functional.pad's rules).
+  // What the padding holds, per axis (volconv/padding_mode.h). Reflect needs
+  // padding < the input size on its axis and circular <= (torch.nn.functional.
+  // pad's rules). conv3d reads them on the CPU and in the Metal kernels; the
+  // gradient ops on the CPU only (the GPU training kernels refuse them).
   PaddingModes padding_mode{PaddingMode::zeros, PaddingMode::zeros, PaddingMode::zeros};
 };
 

@@ -162,6 +162,7 @@ inline void simdgroup_barrier(mem_flags flags) {
 }
 
 using std::abs;
+using std::exp;
 using std::fma;
 using std::max;
 using std::min;
@@ -279,6 +280,9 @@ struct KernelArgs {
   void* output;
   const void* params;
   void* threadgroup_memory;
+  // The forward kernels' epilogue operands, buffers 4 and 5 (null when absent).
+  const void* bias = nullptr;
+  const void* residual = nullptr;
 };
 using KernelEntry = void (*)(const KernelArgs&, metal::uint3 tgid, metal::uint tid, metal::uint simd_gid,
                              metal::uint lane);
@@ -299,6 +303,15 @@ struct KernelSignature<void (*)(I*, W*, O*, P&, S*, metal::uint3, metal::uint, m
   static void call(const KernelArgs& a, metal::uint3 tgid, metal::uint tid, metal::uint sgid, metal::uint lane) {
     Kernel((I*)a.input, (W*)a.weight, (O*)a.output, *(P*)a.params, (S*)a.threadgroup_memory, tgid, tid, sgid,
            lane);
+  }
+};
+// The forward conv3d kernels: also a bias (buffer 4) and a residual (buffer 5).
+template <typename I, typename W, typename O, typename P, typename B, typename R, typename S>
+struct KernelSignature<void (*)(I*, W*, O*, P&, B*, R*, S*, metal::uint3, metal::uint, metal::uint, metal::uint)> {
+  template <void (*Kernel)(I*, W*, O*, P&, B*, R*, S*, metal::uint3, metal::uint, metal::uint, metal::uint)>
+  static void call(const KernelArgs& a, metal::uint3 tgid, metal::uint tid, metal::uint sgid, metal::uint lane) {
+    Kernel((I*)a.input, (W*)a.weight, (O*)a.output, *(P*)a.params, (B*)a.bias, (R*)a.residual,
+           (S*)a.threadgroup_memory, tgid, tid, sgid, lane);
   }
 };
 
