@@ -1,0 +1,77 @@
+#include "depthwise_plan.h"
+
+#include <algorithm>
+#include <cstdlib>
+
+namespace volconv::cuda_plan {
+namespace {
+
+std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
+
+// Channels across lanes: a full warp when C allows, two warps for C >= 64
+// (so a block reads 256 B per row of fp32), never more lanes than C needs.
+int channels_per_block(std::int64_t c) { return c >= 64 ? 64 : 32; }
+
+}  // namespace
+
+std::string DepthwisePlan::name() const {
+  const std::string idx = index64 ? "_i64" : "_i32";
+  if (op == detail::ConvOp::data) return "dw_data_w" + std::to_string(w_tile) + idx;
+  return "dw_wgrad_chunks" + std::to_string(chunks) + "_taps" + std::to_string(taps_per_pass) + idx;
+}
+
+std::string unsupported_reason(const detail::ConvProblemGeometry& g) {
+  if (!(g.groups == g.in_channels && g.groups == g.out_channels))
+    return "The CUDA backend runs only depthwise convolutions (groups == C_in == C_out) for now, but got C_in=" +
+           std::to_string(g.in_channels) + ", C_out=" + std::to_string(g.out_channels) +
+           ", groups=" + std::to_string(g.groups);
+  for (PaddingMode m : g.padding_mode)
+    if (m != PaddingMode::zeros) return "The CUDA backend pads with zeros only for now";
+  return "";
+}
+
+bool needs_index64(const Shape5& shape, const Shape5& strides) {
+  std::int64_t reach = 0;
+  for (int i = 0; i < 5; ++i)
+    if (shape[i] > 0) reach += std::abs(strides[i]) * (shape[i] - 1);
+  return reach >= (std::int64_t(1) << 31);
+}
+
+DepthwisePlan plan_depthwise(detail::ConvOp op, const detail::ConvProblemGeometry& g, bool index64) {
+  DepthwisePlan p;
+  p.op = op;
+  p.index64 = index64;
+  p.block_channels = channels_per_block(g.out_channels);
+  p.block_rows = kThreadsPerBlock / p.block_channels;
+  const std::int64_t channel_blocks = ceil_div(g.out_channels, p.block_channels);
+  const std::int64_t rows = g.batch * g.out[0] * g.out[1];  // (n, od, oh) lines of W outputs
+  if (op == detail::ConvOp::data) {
+    // Four outputs per thread once a W line is long enough to fill them.
+    p.w_tile = g.out[2] >= 8 ? 4 : 1;
+    const std::int64_t items = rows * ceil_div(g.out[2], p.w_tile);
+    p.main.grid[0] = std::max<std::int64_t>(1, ceil_div(items, p.block_rows));  // a launch needs a block
+    p.main.grid[1] = channel_blocks;
+    p.main.block[0] = p.block_channels;
+    p.main.block[1] = p.block_rows;
+    return p;
+  }
+  // Weight gradient: chunks of at least 256 positions, at most 512 chunks
+  // (enough blocks to fill an H200's 132 SMs several times over).
+  const std::int64_t positions = rows * g.out[2];
+  const std::int64_t taps = g.kernel[0] * g.kernel[1] * g.kernel[2];
+  p.positions_per_chunk = std::max<std::int64_t>(256, ceil_div(positions, 512));
+  p.positions_per_chunk = ceil_div(p.positions_per_chunk, p.block_rows) * p.block_rows;
+  p.chunks = std::max<std::int64_t>(1, ceil_div(positions, p.positions_per_chunk));
+  p.taps_per_pass = int(std::min<std::int64_t>(taps, kMaxTapsPerPass));
+  p.workspace_bytes = p.chunks * taps * g.out_channels * std::int64_t(sizeof(float));
+  p.main.grid[0] = p.chunks;
+  p.main.grid[1] = channel_blocks;
+  p.main.grid[2] = ceil_div(taps, p.taps_per_pass);
+  p.main.block[0] = p.block_channels;
+  p.main.block[1] = p.block_rows;
+  p.reduce.grid[0] = ceil_div(taps * g.out_channels, kThreadsPerBlock);
+  p.reduce.block[0] = kThreadsPerBlock;
+  return p;
+}
+
+}  // namespace volconv::cuda_plan
