@@ -63,7 +63,9 @@ def cases(shape, dtype):
     gy = torch.randn(n, d, h, w, c, device="cuda", generator=g).to(dtype)
     # torch's NCDHW views of the same memory: channels_last_3d, no copy.
     xt, wtt, gyt = x.permute(0, 4, 1, 2, 3), wt.permute(0, 4, 1, 2, 3), gy.permute(0, 4, 1, 2, 3)
-    conv = dict(stride=[1, 1, 1], padding=[1, 1, 1], dilation=[1, 1, 1], transposed=False, output_padding=[0, 0, 0])
+    conv = dict(
+        stride=[1, 1, 1], padding=[1, 1, 1], dilation=[1, 1, 1], transposed=False, output_padding=[0, 0, 0]
+    )
     kw = dict(padding=1, groups=c)
 
     def torch_backward(mask):
@@ -73,9 +75,24 @@ def cases(shape, dtype):
 
     act = x.numel() * x.element_size()
     return [
-        ("fwd", lambda: vc.conv3d(x, wt, **kw), lambda: torch.nn.functional.conv3d(xt, wtt, None, 1, 1, 1, c), 2 * act),
-        ("dgrad", lambda: vc.conv3d_grad_input(gy, wt, x.shape, **kw), torch_backward([True, False, False]), 2 * act),
-        ("wgrad", lambda: vc.conv3d_grad_weight(x, gy, wt.shape, **kw), torch_backward([False, True, False]), 2 * act),
+        (
+            "fwd",
+            lambda: vc.conv3d(x, wt, **kw),
+            lambda: torch.nn.functional.conv3d(xt, wtt, None, 1, 1, 1, c),
+            2 * act,
+        ),
+        (
+            "dgrad",
+            lambda: vc.conv3d_grad_input(gy, wt, x.shape, **kw),
+            torch_backward([True, False, False]),
+            2 * act,
+        ),
+        (
+            "wgrad",
+            lambda: vc.conv3d_grad_weight(x, gy, wt.shape, **kw),
+            torch_backward([False, True, False]),
+            2 * act,
+        ),
     ]
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from cuda_cases import CASES, case_id, output_size
-from reference import TOLERANCE, conv3d_reference
 from reference_training import assert_close, conv3d_grad_input_reference, conv3d_grad_weight_reference
 
 import volconv as vc
+
+from reference import TOLERANCE, conv3d_reference
 
 torch = pytest.importorskip("torch")
 if not torch.cuda.is_available() or vc._core._gpu_backend() != "cuda":
@@ -53,7 +54,9 @@ def _ref_kw(case):
 def _torch_input(t, lo, hi):
     """NDHWC -> torch's NCDHW (channels_last_3d memory), padded as conv3d pads."""
     t = t.permute(0, 4, 1, 2, 3)
-    return F.pad(t, (lo[2], hi[2], lo[1], hi[1], lo[0], hi[0])).contiguous(memory_format=torch.channels_last_3d)
+    return F.pad(t, (lo[2], hi[2], lo[1], hi[1], lo[0], hi[0])).contiguous(
+        memory_format=torch.channels_last_3d
+    )
 
 
 def _agree(y, other, scale, dtype):

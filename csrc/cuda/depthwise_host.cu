@@ -55,7 +55,7 @@ struct Staged {
 
   // Device address of element 0 of `v`; copies a host view's span in.
   const void* in(const ConstTensorView& v, const char* what) {
-    if (in_device_memory(v.data)) return v.data;
+    if (numel(v.shape) == 0 || in_device_memory(v.data)) return v.data;  // an empty view is never read
     const detail::ByteRange r = detail::byte_range(v.data, v.dtype, v.shape, v.strides);
     char* d = static_cast<char*>(device_alloc(r.hi - r.lo + 1, what));
     check(cudaMemcpyAsync(d, reinterpret_cast<const void*>(r.lo), r.hi - r.lo + 1, cudaMemcpyHostToDevice, stream),
@@ -92,7 +92,7 @@ void run_problem(const detail::ConvProblem& problem, const char* op, int queue_i
       refuse(op, "a spatial size reaches 2^31");
 
   const QueueHandle q = queue(queue_id);
-  check(cudaSetDevice(q.device), op, "cudaSetDevice");
+  const DeviceGuard on_device(q.device, op);
   const auto stream = static_cast<cudaStream_t>(q.stream);
   Staged staged{op, stream, {}};
 
@@ -112,7 +112,7 @@ void run_problem(const detail::ConvProblem& problem, const char* op, int queue_i
   a.x = staged.in(problem.input, "the input");
   copy_strides(problem.input.strides, a.xs);
   const TensorView& res = problem.result;
-  const bool result_on_host = !in_device_memory(res.data);
+  const bool result_on_host = numel(res.shape) != 0 && !in_device_memory(res.data);
   // A host result is copied in first, so the bytes between its elements
   // survive the copy back.
   void* result = const_cast<void*>(staged.in(res, "the result"));

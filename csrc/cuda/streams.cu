@@ -46,6 +46,12 @@ std::string unavailable_reason(int device) {
   static const std::pair<int, std::string> probe = [] {
     int count = 0;
     const cudaError_t err = cudaGetDeviceCount(&count);
+    if (err == cudaErrorInsufficientDriver) {
+      cudaGetLastError();
+      return std::make_pair(0, std::string("no NVIDIA driver was found, or it is older than the CUDA ") +
+                                   std::to_string(CUDART_VERSION / 1000) + "." +
+                                   std::to_string(CUDART_VERSION % 1000 / 10) + " runtime this build uses");
+    }
     if (err != cudaSuccess) {
       cudaGetLastError();
       return std::make_pair(0, std::string("no usable CUDA driver or device (cudaGetDeviceCount: ") +
@@ -68,7 +74,7 @@ std::string unavailable_reason(int device) {
 }
 
 int new_queue(int device) {
-  check(cudaSetDevice(device), "volconv", "cudaSetDevice");
+  const DeviceGuard on_device(device, "volconv");
   cudaStream_t s = nullptr;
   check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "volconv", "cudaStreamCreate");
   std::lock_guard<std::mutex> lock(g_mutex);
@@ -94,14 +100,14 @@ QueueHandle queue(int id) {
 
 void synchronize(int id) {
   const QueueHandle q = queue(id);
-  check(cudaSetDevice(q.device), "synchronize", "cudaSetDevice");
+  const DeviceGuard on_device(q.device, "synchronize");
   check(cudaStreamSynchronize(static_cast<cudaStream_t>(q.stream)), "synchronize", "cudaStreamSynchronize");
 }
 
 void queue_wait(int waiter, int waited) {
   const QueueHandle a = queue(waiter), b = queue(waited);
   if (a.stream == b.stream) return;
-  check(cudaSetDevice(b.device), "volconv", "cudaSetDevice");
+  const DeviceGuard on_device(b.device, "volconv");
   cudaEvent_t e = nullptr;
   check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "volconv", "cudaEventCreate");
   check(cudaEventRecord(e, static_cast<cudaStream_t>(b.stream)), "volconv", "cudaEventRecord");

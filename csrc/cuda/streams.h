@@ -17,4 +17,15 @@ QueueHandle queue(int id);
 // for an allocation failure) unless err is cudaSuccess.
 void check(cudaError_t err, const char* op, const char* what);
 
+// The calling thread's current device, restored on the way out (torch and
+// CuPy keep their own notion of it).
+struct DeviceGuard {
+  int previous = 0;
+  DeviceGuard(int device, const char* op) {
+    check(cudaGetDevice(&previous), op, "cudaGetDevice");
+    check(cudaSetDevice(device), op, "cudaSetDevice");
+  }
+  ~DeviceGuard() { cudaSetDevice(previous); }
+};
+
 }  // namespace volconv::cuda

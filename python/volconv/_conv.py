@@ -134,7 +134,9 @@ def conv3d(
       dtype of input and weight.
     """
     if is_cuda_array(input) or is_cuda_array(weight):
-        return _conv3d_cuda(input, weight, stride, padding, dilation, groups, stream, padding_mode, bias, activation, residual)
+        return _conv3d_cuda(
+            input, weight, stride, padding, dilation, groups, stream, padding_mode, bias, activation, residual
+        )
     x = as_operand(input, "conv3d", "input")
     w = as_operand(weight, "conv3d", "weight")
     for what, a, layout in (("input", x, "(N, D, H, W, C_in)"), ("weight", w, "(C_out, KD, KH, KW, C_in)")):
@@ -162,7 +164,9 @@ def conv3d(
     return result
 
 
-def _conv3d_cuda(input, weight, stride, padding, dilation, groups, stream, padding_mode, bias, activation, residual):
+def _conv3d_cuda(
+    input, weight, stride, padding, dilation, groups, stream, padding_mode, bias, activation, residual
+):
     """conv3d of arrays in CUDA memory (volconv/_cuda.py), without an epilogue for now."""
     from . import _cuda
 
@@ -173,7 +177,9 @@ def _conv3d_cuda(input, weight, stride, padding, dilation, groups, stream, paddi
         )
 
     def params(x, w):
-        return conv_params(padding, stride, dilation, groups, tuple(w.array.shape[1:4]), padding_mode=padding_mode)
+        return conv_params(
+            padding, stride, dilation, groups, tuple(w.array.shape[1:4]), padding_mode=padding_mode
+        )
 
     return _cuda.run(
         "conv3d",

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from . import _core
-from ._core import DType, DeviceType, Stream
+from ._core import DeviceType, DType, Stream
 from ._device import call_stream
 
 _DLPACK_CUDA = 2  # kDLCUDA
@@ -61,7 +61,9 @@ def _operand(obj: Any, op: str, what: str) -> CudaOperand:
 
         names = {"float16": DType.float16, "float32": DType.float32, "float64": DType.float64}
         if obj.dtype.name not in names:
-            raise ValueError(f"[{op}] Expected the {what} to have a floating-point dtype but got {obj.dtype.name}.")
+            raise ValueError(
+                f"[{op}] Expected the {what} to have a floating-point dtype but got {obj.dtype.name}."
+            )
         with obj.device:
             stream = cupy.cuda.get_current_stream().ptr
         return CudaOperand(obj, names[obj.dtype.name], "cupy", obj.device.id, stream)

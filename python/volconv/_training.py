@@ -8,8 +8,8 @@ from typing import Any
 
 from . import _core
 from ._arrays import Operand, as_operand, to_kind
-from ._cuda import is_cuda_array
 from ._core import DeviceType
+from ._cuda import is_cuda_array
 from ._device import call_stream, resolve_stream
 from ._params import _int, conv_params, triple
 
@@ -167,9 +167,14 @@ def _with_result_shape_cuda(op, first, second, shape_name, shape, make_params, s
     """_with_result_shape for arrays in CUDA memory (conv3d's gradients only)."""
     from . import _cuda
 
-    core_ops = {"conv3d_grad_input": _core._cuda_conv3d_grad_input, "conv3d_grad_weight": _core._cuda_conv3d_grad_weight}
+    core_ops = {
+        "conv3d_grad_input": _core._cuda_conv3d_grad_input,
+        "conv3d_grad_weight": _core._cuda_conv3d_grad_weight,
+    }
     if op not in core_ops:
-        raise ValueError(f"[{op}] Arrays in CUDA memory are supported by conv3d and its gradients only for now.")
+        raise ValueError(
+            f"[{op}] Arrays in CUDA memory are supported by conv3d and its gradients only for now."
+        )
     result_shape = _shape5(shape, op, shape_name)
 
     def params(a, b):
