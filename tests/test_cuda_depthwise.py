@@ -24,6 +24,9 @@ if not torch.cuda.is_available() or vc._core._gpu_backend() != "cuda":
     )
 import torch.nn.functional as F  # noqa: E402
 
+# torch's float32 convolutions in float32 (TF32 would round the inputs to 10 bits).
+torch.backends.cudnn.allow_tf32 = False
+
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 

@@ -81,6 +81,143 @@ __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock) dw_data(DwArgs a)
     if (ow0 + t < a.out[2]) store(y + I(ow0 + t) * I(a.ys[3]), acc[t]);
 }
 
+// row3 forward / input gradient: a kernel 3 wide along W at stride 1. Each
+// (kd, kh) row's WT + 2 inputs are loaded once into registers and each feeds
+// up to three taps; flipping all axes reverses each axis of the weight.
+template <class T, int WT, class I>
+__global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock) dw_data_row3(DwArgs a) {
+  const std::int64_t c = std::int64_t(blockIdx.y) * blockDim.x + threadIdx.x;
+  const std::int64_t item = std::int64_t(blockIdx.x) * blockDim.y + threadIdx.y;
+  const int w_tiles = (a.out[2] + WT - 1) / WT;
+  if (c >= a.channels || item >= a.batch * a.out[0] * a.out[1] * std::int64_t(w_tiles)) return;
+  const int ow0 = int(item % w_tiles) * WT;
+  std::int64_t r = item / w_tiles;
+  const int oh = int(r % a.out[1]);
+  r /= a.out[1];
+  const int od = int(r % a.out[0]);
+  const std::int64_t n = r / a.out[0];
+
+  const T* x = static_cast<const T*>(a.x) + I(n) * I(a.xs[0]) + I(c) * I(a.xs[4]);
+  const T* w = static_cast<const T*>(a.w) + I(c) * I(a.ws[0]);
+  const int iw0 = ow0 - a.pad[2];
+  float acc[WT];
+#pragma unroll
+  for (int t = 0; t < WT; ++t) acc[t] = 0.f;
+  for (int kd = 0; kd < a.kernel[0]; ++kd) {
+    const int id = source<false>(od, kd, a.stride[0], a.pad[0], a.kdil[0], 1, a.in[0]);
+    if (id < 0) continue;
+    for (int kh = 0; kh < a.kernel[1]; ++kh) {
+      const int ih = source<false>(oh, kh, a.stride[1], a.pad[1], a.kdil[1], 1, a.in[1]);
+      if (ih < 0) continue;
+      const T* row = x + I(id) * I(a.xs[1]) + I(ih) * I(a.xs[2]);
+      float xr[WT + 2];
+#pragma unroll
+      for (int j = 0; j < WT + 2; ++j) {
+        const int iw = iw0 + j;
+        xr[j] = iw >= 0 && iw < a.in[2] ? load(row + I(iw) * I(a.xs[3])) : 0.f;
+      }
+      const int wd = a.flip ? a.kernel[0] - 1 - kd : kd, wh = a.flip ? a.kernel[1] - 1 - kh : kh;
+      const T* wp = w + I(wd) * I(a.ws[1]) + I(wh) * I(a.ws[2]);
+      float w0 = load(wp), w1 = load(wp + I(a.ws[3])), w2 = load(wp + 2 * I(a.ws[3]));
+      if (a.flip) {
+        const float t = w0;
+        w0 = w2;
+        w2 = t;
+      }
+#pragma unroll
+      for (int t = 0; t < WT; ++t) acc[t] += xr[t] * w0 + xr[t + 1] * w1 + xr[t + 2] * w2;
+    }
+  }
+  T* y = static_cast<T*>(a.y_out) + I(n) * I(a.ys[0]) + I(od) * I(a.ys[1]) + I(oh) * I(a.ys[2]) +
+         I(c) * I(a.ys[4]);
+#pragma unroll
+  for (int t = 0; t < WT; ++t)
+    if (ow0 + t < a.out[2]) store(y + I(ow0 + t) * I(a.ys[3]), acc[t]);
+}
+
+// The rows of a block hold partial sums of the same (tap, channel) slice:
+// added in row order (fixed) into partials[chunk][tap][c].
+template <int N>
+__device__ __forceinline__ void write_partials(const float (&acc)[N], int count, int t0, int taps, std::int64_t c,
+                                               std::int64_t channels, float* partials, float* rows) {
+  const int lane = threadIdx.y * blockDim.x + threadIdx.x;
+#pragma unroll
+  for (int i = 0; i < N; ++i) {
+    if (i < count) {
+      rows[lane] = acc[i];
+      __syncthreads();
+      if (threadIdx.y == 0 && c < channels) {
+        float s = 0.f;
+        for (int row = 0; row < int(blockDim.y); ++row) s += rows[row * blockDim.x + threadIdx.x];
+        partials[(std::int64_t(blockIdx.x) * taps + t0 + i) * channels + c] = s;
+      }
+      __syncthreads();
+    }
+  }
+}
+
+// row3 weight gradient (kernel 3x3x3, W at stride 1): a thread sums whole
+// W lines of its chunk, WT outputs at a time; each input row segment is
+// loaded once for the three taps along W, and the 27 sums stay in registers.
+template <class T, int WT, class I>
+__global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock)
+    dw_wgrad_row3(DwArgs a, float* partials, std::int64_t lines_per_chunk) {
+  __shared__ float rows[cuda_plan::kThreadsPerBlock];
+  const std::int64_t c = std::int64_t(blockIdx.y) * blockDim.x + threadIdx.x;
+  const std::int64_t lines = a.batch * a.out[0] * a.out[1];
+  const std::int64_t begin = std::int64_t(blockIdx.x) * lines_per_chunk;
+  const std::int64_t end = min(begin + lines_per_chunk, lines);
+  float acc[27];
+#pragma unroll
+  for (int i = 0; i < 27; ++i) acc[i] = 0.f;
+  if (c < a.channels) {
+    const T* x = static_cast<const T*>(a.x) + I(c) * I(a.xs[4]);
+    for (std::int64_t line = begin + threadIdx.y; line < end; line += blockDim.y) {
+      const int oh = int(line % a.out[1]);
+      const std::int64_t r = line / a.out[1];
+      const int od = int(r % a.out[0]);
+      const std::int64_t n = r / a.out[0];
+      const T* xn = x + I(n) * I(a.xs[0]);
+      const T* y = static_cast<const T*>(a.y_in) + I(n) * I(a.ys[0]) + I(od) * I(a.ys[1]) + I(oh) * I(a.ys[2]) +
+                   I(c) * I(a.ys[4]);
+      int id[3], ih[3];
+#pragma unroll
+      for (int k = 0; k < 3; ++k) {
+        id[k] = source<false>(od, k, a.stride[0], a.pad[0], a.kdil[0], 1, a.in[0]);
+        ih[k] = source<false>(oh, k, a.stride[1], a.pad[1], a.kdil[1], 1, a.in[1]);
+      }
+      for (int ow0 = 0; ow0 < a.out[2]; ow0 += WT) {
+        float g[WT];
+#pragma unroll
+        for (int t = 0; t < WT; ++t) g[t] = ow0 + t < a.out[2] ? load(y + I(ow0 + t) * I(a.ys[3])) : 0.f;
+        const int iw0 = ow0 - a.pad[2];
+#pragma unroll
+        for (int kd = 0; kd < 3; ++kd) {
+#pragma unroll
+          for (int kh = 0; kh < 3; ++kh) {
+            if (id[kd] < 0 || ih[kh] < 0) continue;
+            const T* row = xn + I(id[kd]) * I(a.xs[1]) + I(ih[kh]) * I(a.xs[2]);
+            float xr[WT + 2];
+#pragma unroll
+            for (int j = 0; j < WT + 2; ++j) {
+              const int iw = iw0 + j;
+              xr[j] = iw >= 0 && iw < a.in[2] ? load(row + I(iw) * I(a.xs[3])) : 0.f;
+            }
+#pragma unroll
+            for (int kw = 0; kw < 3; ++kw) {
+              float s = 0.f;
+#pragma unroll
+              for (int t = 0; t < WT; ++t) s += g[t] * xr[t + kw];
+              acc[(kd * 3 + kh) * 3 + kw] += s;
+            }
+          }
+        }
+      }
+    }
+  }
+  write_partials(acc, 27, 0, 27, c, a.channels, partials, rows);
+}
+
 // Weight gradient, pass 1: block (chunk, channel slice, tap slice) sums its
 // chunk of output positions; the rows of the block are then added in row
 // order (fixed) into partials[chunk][tap][c].
@@ -138,20 +275,7 @@ __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock)
       }
     }
   }
-  const int lane = threadIdx.y * blockDim.x + threadIdx.x;
-#pragma unroll
-  for (int i = 0; i < cuda_plan::kMaxTapsPerPass; ++i) {
-    if (i < nt) {
-      rows[lane] = acc[i];
-      __syncthreads();
-      if (threadIdx.y == 0 && c < a.channels) {
-        float s = 0.f;
-        for (int row = 0; row < int(blockDim.y); ++row) s += rows[row * blockDim.x + threadIdx.x];
-        partials[(std::int64_t(blockIdx.x) * taps + t0 + i) * a.channels + c] = s;
-      }
-      __syncthreads();
-    }
-  }
+  write_partials(acc, nt, t0, taps, c, a.channels, partials, rows);
 }
 
 // Weight gradient, pass 2: one thread per (tap, c) adds the chunks in order.
@@ -176,6 +300,15 @@ dim3 block_of(const cuda_plan::Launch& l) { return dim3(unsigned(l.block[0]), un
 
 template <class T, class I, bool Dilated>
 void launch(const cuda_plan::DepthwisePlan& plan, const DwArgs& a, float* partials, cudaStream_t s) {
+  if (plan.kernel == cuda_plan::DwKernel::row3) {
+    if (plan.op == detail::ConvOp::data) {
+      dw_data_row3<T, 8, I><<<grid_of(plan.main), block_of(plan.main), 0, s>>>(a);
+      return;
+    }
+    dw_wgrad_row3<T, 8, I><<<grid_of(plan.main), block_of(plan.main), 0, s>>>(a, partials, plan.lines_per_chunk);
+    dw_wgrad_reduce<T, I><<<grid_of(plan.reduce), block_of(plan.reduce), 0, s>>>(a, partials, plan.chunks);
+    return;
+  }
   if (plan.op == detail::ConvOp::data) {
     if (plan.w_tile == 4)
       dw_data<T, 4, I, Dilated><<<grid_of(plan.main), block_of(plan.main), 0, s>>>(a);

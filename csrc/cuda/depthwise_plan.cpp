@@ -12,12 +12,19 @@ std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; 
 // (so a block reads 256 B per row of fp32), never more lanes than C needs.
 int channels_per_block(std::int64_t c) { return c >= 64 ? 64 : 32; }
 
+// A kernel 3 wide along W, read at stride 1 without dilation (row3's case).
+bool row3_along_w(const detail::ConvProblemGeometry& g) {
+  return g.kernel[2] == 3 && g.stride[2] == 1 && g.kernel_dilation[2] == 1 && g.input_dilation[0] == 1 &&
+         g.input_dilation[1] == 1 && g.input_dilation[2] == 1;
+}
+
 }  // namespace
 
 std::string DepthwisePlan::name() const {
   const std::string idx = index64 ? "_i64" : "_i32";
-  if (op == detail::ConvOp::data) return "dw_data_w" + std::to_string(w_tile) + idx;
-  return "dw_wgrad_chunks" + std::to_string(chunks) + "_taps" + std::to_string(taps_per_pass) + idx;
+  const std::string row3 = kernel == DwKernel::row3 ? "row3_" : "";
+  if (op == detail::ConvOp::data) return "dw_data_" + row3 + "w" + std::to_string(w_tile) + idx;
+  return "dw_wgrad_" + row3 + "chunks" + std::to_string(chunks) + "_taps" + std::to_string(taps_per_pass) + idx;
 }
 
 std::string unsupported_reason(const detail::ConvProblemGeometry& g) {
@@ -46,8 +53,10 @@ DepthwisePlan plan_depthwise(detail::ConvOp op, const detail::ConvProblemGeometr
   const std::int64_t channel_blocks = ceil_div(g.out_channels, p.block_channels);
   const std::int64_t rows = g.batch * g.out[0] * g.out[1];  // (n, od, oh) lines of W outputs
   if (op == detail::ConvOp::data) {
-    // Four outputs per thread once a W line is long enough to fill them.
-    p.w_tile = g.out[2] >= 8 ? 4 : 1;
+    // row3: eight outputs per thread (10 loads feed 24 multiply-adds); else
+    // four once a W line is long enough to fill them.
+    if (row3_along_w(g)) p.kernel = DwKernel::row3;
+    p.w_tile = p.kernel == DwKernel::row3 ? 8 : g.out[2] >= 8 ? 4 : 1;
     const std::int64_t items = rows * ceil_div(g.out[2], p.w_tile);
     p.main.grid[0] = std::max<std::int64_t>(1, ceil_div(items, p.block_rows));  // a launch needs a block
     p.main.grid[1] = channel_blocks;
@@ -59,9 +68,18 @@ DepthwisePlan plan_depthwise(detail::ConvOp op, const detail::ConvProblemGeometr
   // (enough blocks to fill an H200's 132 SMs several times over).
   const std::int64_t positions = rows * g.out[2];
   const std::int64_t taps = g.kernel[0] * g.kernel[1] * g.kernel[2];
-  p.positions_per_chunk = std::max<std::int64_t>(256, ceil_div(positions, 512));
-  p.positions_per_chunk = ceil_div(p.positions_per_chunk, p.block_rows) * p.block_rows;
-  p.chunks = std::max<std::int64_t>(1, ceil_div(positions, p.positions_per_chunk));
+  if (row3_along_w(g) && g.kernel[0] == 3 && g.kernel[1] == 3) {
+    // Whole lines per thread, at least one line per row of the block.
+    p.kernel = DwKernel::row3;
+    p.w_tile = 8;
+    p.lines_per_chunk = std::max<std::int64_t>(p.block_rows, ceil_div(rows, 512));
+    p.lines_per_chunk = ceil_div(p.lines_per_chunk, p.block_rows) * p.block_rows;
+    p.chunks = std::max<std::int64_t>(1, ceil_div(rows, p.lines_per_chunk));
+  } else {
+    p.positions_per_chunk = std::max<std::int64_t>(256, ceil_div(positions, 512));
+    p.positions_per_chunk = ceil_div(p.positions_per_chunk, p.block_rows) * p.block_rows;
+    p.chunks = std::max<std::int64_t>(1, ceil_div(positions, p.positions_per_chunk));
+  }
   p.taps_per_pass = int(std::min<std::int64_t>(taps, kMaxTapsPerPass));
   p.workspace_bytes = p.chunks * taps * g.out_channels * std::int64_t(sizeof(float));
   p.main.grid[0] = p.chunks;

@@ -21,8 +21,16 @@ constexpr int kThreadsPerBlock = 256;
 constexpr int kMaxTapsPerPass = 32;  // weight-gradient accumulators per thread
 constexpr std::int64_t kMaxGridX = 2147483647, kMaxGridYZ = 65535;
 
+// Which kernel runs. row3: a kernel 3 wide along W at stride 1, no dilation
+// along W and no input dilation: each thread keeps the w_tile + 2 inputs of
+// a row in registers and reuses each for three taps (for the weight
+// gradient, also 3x3x3 so the 27 sums stay in registers). generic: any
+// geometry, each tap's input read through the L1 cache.
+enum class DwKernel { generic, row3 };
+
 struct DepthwisePlan {
   detail::ConvOp op = detail::ConvOp::data;
+  DwKernel kernel = DwKernel::generic;
   // Data problems: each thread computes w_tile consecutive outputs along W of
   // one channel (the weight tap is read once for all of them); channels run
   // across the lanes of a warp, so every load is one coalesced row.
@@ -36,12 +44,14 @@ struct DepthwisePlan {
   // channels into partials[chunk][tap][c], then one thread per (tap, c) adds
   // the chunks in order. The order depends only on the shape, never on the
   // device or timing: the result is bit-identical run to run.
-  std::int64_t chunks = 0, positions_per_chunk = 0;
+  // generic: chunks of positions_per_chunk output positions; row3: chunks of
+  // lines_per_chunk (n, od, oh) lines of W outputs (positions_per_chunk 0).
+  std::int64_t chunks = 0, positions_per_chunk = 0, lines_per_chunk = 0;
   int taps_per_pass = 0;
   std::int64_t workspace_bytes = 0;
   Launch reduce;
 
-  // e.g. "dw_data_w4_i32" or "dw_wgrad_chunks12_taps27_i32".
+  // e.g. "dw_data_row3_w8_i32" or "dw_wgrad_chunks12_taps27_i32".
   std::string name() const;
 };
 

@@ -53,8 +53,12 @@ void check_data(const ConvProblemGeometry& g) {
   // Each thread: w_tile outputs of one (n, od, oh) line.
   const std::int64_t items = g.batch * g.out[0] * g.out[1] * ceil_div(g.out[2], p.w_tile);
   if (items > 0) check_covers(p.main.grid[0], p.block_rows, items, what + " positions");
-  CHECK(p.w_tile == 1 || p.w_tile == 4);
-  CHECK(p.w_tile == 1 || g.out[2] >= p.w_tile);
+  // row3 exactly for a kernel 3 wide along W read at stride 1 without dilation.
+  const bool row3 = g.kernel[2] == 3 && g.stride[2] == 1 && g.kernel_dilation[2] == 1 &&
+                    g.input_dilation == Int3{1, 1, 1};
+  CHECK_EQ(p.kernel == cuda_plan::DwKernel::row3, row3);
+  if (row3) CHECK_EQ(p.w_tile, 8);
+  else CHECK(p.w_tile == 1 || (p.w_tile == 4 && g.out[2] >= 4));
   CHECK_EQ(p.workspace_bytes, std::int64_t(0));
 }
 
@@ -69,9 +73,21 @@ void check_wgrad(const ConvProblemGeometry& g) {
   check_covers(p.main.grid[2], p.taps_per_pass, taps, what + " taps");
   CHECK(p.taps_per_pass >= 1 && p.taps_per_pass <= cuda_plan::kMaxTapsPerPass);
   CHECK_EQ(p.main.grid[0], p.chunks);
-  // Every position in exactly one chunk; a block's rows step through its chunk.
-  if (positions > 0) check_covers(p.chunks, p.positions_per_chunk, positions, what + " chunks");
-  CHECK_EQ(p.positions_per_chunk % p.block_rows, std::int64_t(0));
+  // Every position (row3: every line) in exactly one chunk; a block's rows
+  // step through its chunk.
+  const std::int64_t lines = g.batch * g.out[0] * g.out[1];
+  const bool row3 = g.kernel == Int3{3, 3, 3} && g.stride[2] == 1 && g.kernel_dilation[2] == 1 &&
+                    g.input_dilation == Int3{1, 1, 1};
+  CHECK_EQ(p.kernel == cuda_plan::DwKernel::row3, row3);
+  if (row3) {
+    if (lines > 0) check_covers(p.chunks, p.lines_per_chunk, lines, what + " line chunks");
+    CHECK_EQ(p.lines_per_chunk % p.block_rows, std::int64_t(0));
+    CHECK_EQ(p.positions_per_chunk, std::int64_t(0));
+  } else {
+    if (positions > 0) check_covers(p.chunks, p.positions_per_chunk, positions, what + " chunks");
+    CHECK_EQ(p.positions_per_chunk % p.block_rows, std::int64_t(0));
+    CHECK_EQ(p.lines_per_chunk, std::int64_t(0));
+  }
   CHECK_EQ(p.workspace_bytes, p.chunks * taps * g.out_channels * std::int64_t(4));
   check_covers(p.reduce.grid[0], p.reduce.block[0], taps * g.out_channels, what + " reduce");
   // The chunking depends on the shape only: the same shape, the same order.
@@ -96,16 +112,24 @@ int main() {
   std::mt19937 rng(20);
   auto pick = [&](int lo, int hi) { return std::int64_t(std::uniform_int_distribution<int>(lo, hi)(rng)); };
   for (int i = 0; i < 500; ++i) {
-    const auto g = depthwise(pick(1, 4), {pick(1, 40), pick(1, 300), pick(1, 300)}, pick(1, 700),
-                             {pick(1, 5), pick(1, 5), pick(1, 5)});
+    auto g = depthwise(pick(1, 4), {pick(1, 40), pick(1, 300), pick(1, 300)}, pick(1, 700),
+                       {pick(1, 5), pick(1, 5), pick(1, 5)});
+    if (i % 3 == 0) g.kernel = {3, 3, 3};  // row3 often
+    if (i % 5 == 1) g.stride[2] = pick(1, 3);
+    if (i % 7 == 2) g.kernel_dilation[2] = pick(1, 3);
+    if (i % 11 == 3) g.input_dilation[pick(0, 2)] = 2;
     check_data(g);
     check_wgrad(g);
   }
-  // The big shape: four outputs per thread, two warps of channels.
+  // The big shape: row3, eight outputs per thread, two warps of channels;
+  // a stride along W takes the generic kernel.
   const auto big = cuda_plan::plan_depthwise(ConvOp::data, shapes[1], false);
-  CHECK_EQ(big.name(), std::string("dw_data_w4_i32"));
+  CHECK_EQ(big.name(), std::string("dw_data_row3_w8_i32"));
   CHECK_EQ(big.block_channels, 64);
-  CHECK_EQ(cuda_plan::plan_depthwise(ConvOp::data, shapes[1], true).name(), std::string("dw_data_w4_i64"));
+  CHECK_EQ(cuda_plan::plan_depthwise(ConvOp::data, shapes[1], true).name(), std::string("dw_data_row3_w8_i64"));
+  ConvProblemGeometry strided = shapes[1];
+  strided.stride[2] = 2;
+  CHECK_EQ(cuda_plan::plan_depthwise(ConvOp::data, strided, false).name(), std::string("dw_data_w4_i32"));
 
   // 64-bit offsets exactly from a reach of 2^31 elements on.
   const std::int64_t two31 = std::int64_t(1) << 31;
