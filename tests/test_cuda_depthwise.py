@@ -158,25 +158,24 @@ def test_numpy_arrays_with_a_gpu_stream_come_back_as_numpy():
 
 def test_torch_current_stream_and_a_volconv_stream_are_ordered():
     """Work runs on torch's current stream (a side stream here), or on a
-    volconv stream ordered after it; either way the result is complete when
-    torch reads it on that stream."""
+    volconv stream ordered after it: the input is produced on the side stream
+    behind a 50 ms sleep, so a call that did not wait for it would read
+    memory not yet written; torch then reads the result on that stream."""
     case = CASES[0]
     x, w, _ = _operands(case, "float32")
-    ref = conv3d_reference(_np(x), _np(w), **_ref_kw(case))
-    scale = conv3d_reference(np.abs(_np(x)), np.abs(_np(w)), **_ref_kw(case))
+    ref = conv3d_reference(_np(x) + 1, _np(w), **_ref_kw(case))
+    scale = conv3d_reference(np.abs(_np(x) + 1), np.abs(_np(w)), **_ref_kw(case))
+    base, wc = x.cuda(), w.cuda()
+    torch.cuda.synchronize()
     side = torch.cuda.Stream()
-    with torch.cuda.stream(side):
-        xc, wc = x.cuda(non_blocking=True), w.cuda(non_blocking=True)
-        torch.cuda._sleep(50_000_000)  # the producer is still busy when volconv queues its work
-        y = vc.conv3d(xc, wc, **_kw(case))
-        y_host = y.cpu()
-    assert_close(_np(y_host), ref, scale, "float32", "torch side stream")
     vs = vc.new_stream(vc.gpu)
-    with torch.cuda.stream(side):
-        torch.cuda._sleep(50_000_000)
-        y2 = vc.conv3d(xc, wc, stream=vs, **_kw(case))
-        y2_host = y2.cpu()
-    assert_close(_np(y2_host), ref, scale, "float32", "volconv stream")
+    for stream in (None, vs):
+        with torch.cuda.stream(side):
+            torch.cuda._sleep(50_000_000)
+            xc = base + 1  # produced on the side stream after the sleep
+            y = vc.conv3d(xc, wc, stream=stream, **_kw(case))
+            y_host = y.cpu()
+        assert_close(_np(y_host), ref, scale, "float32", f"stream={stream}")
 
 
 def test_offsets_past_2_to_the_31():

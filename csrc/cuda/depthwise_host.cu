@@ -131,7 +131,12 @@ void run_problem(const detail::ConvProblem& problem, const char* op, int queue_i
   bool index64 = cuda_plan::needs_index64(problem.input.shape, problem.input.strides) ||
                  cuda_plan::needs_index64(second.shape, second.strides) ||
                  cuda_plan::needs_index64(res.shape, res.strides);
-  const cuda_plan::DepthwisePlan plan = cuda_plan::plan_depthwise(problem.op, g, index64);
+  // Vector loads read the input and (forward) or the output gradient (weight
+  // gradient) and write the forward result.
+  const bool vectors = cuda_plan::vector_loads_fit(a.x, problem.input.shape, problem.input.strides) &&
+                       (data ? cuda_plan::vector_loads_fit(result, res.shape, res.strides)
+                             : cuda_plan::vector_loads_fit(a.y_in, problem.output.shape, problem.output.strides));
+  const cuda_plan::DepthwisePlan plan = cuda_plan::plan_depthwise(problem.op, g, index64, vectors);
   float* partials = nullptr;
   if (plan.workspace_bytes > 0)
     partials = static_cast<float*>(staged.device_alloc(std::size_t(plan.workspace_bytes), "the partial sums"));

@@ -23,8 +23,9 @@ bool row3_along_w(const detail::ConvProblemGeometry& g) {
 std::string DepthwisePlan::name() const {
   const std::string idx = index64 ? "_i64" : "_i32";
   const std::string row3 = kernel == DwKernel::row3 ? "row3_" : "";
-  if (op == detail::ConvOp::data) return "dw_data_" + row3 + "w" + std::to_string(w_tile) + idx;
-  return "dw_wgrad_" + row3 + "chunks" + std::to_string(chunks) + "_taps" + std::to_string(taps_per_pass) + idx;
+  const std::string v = vec > 1 ? "_v" + std::to_string(vec) : "";
+  if (op == detail::ConvOp::data) return "dw_data_" + row3 + "w" + std::to_string(w_tile) + v + idx;
+  return "dw_wgrad_" + row3 + "chunks" + std::to_string(chunks) + "_taps" + std::to_string(taps_per_pass) + v + idx;
 }
 
 std::string unsupported_reason(const detail::ConvProblemGeometry& g) {
@@ -37,6 +38,14 @@ std::string unsupported_reason(const detail::ConvProblemGeometry& g) {
   return "";
 }
 
+bool vector_loads_fit(const void* address, const Shape5& shape, const Shape5& strides) {
+  if (reinterpret_cast<std::uintptr_t>(address) % 16 != 0) return false;
+  if (shape[4] > 1 && strides[4] != 1) return false;
+  for (int i = 0; i < 4; ++i)
+    if (shape[i] > 1 && strides[i] % 4 != 0) return false;
+  return true;
+}
+
 bool needs_index64(const Shape5& shape, const Shape5& strides) {
   std::int64_t reach = 0;
   for (int i = 0; i < 5; ++i)
@@ -44,19 +53,31 @@ bool needs_index64(const Shape5& shape, const Shape5& strides) {
   return reach >= (std::int64_t(1) << 31);
 }
 
-DepthwisePlan plan_depthwise(detail::ConvOp op, const detail::ConvProblemGeometry& g, bool index64) {
+DepthwisePlan plan_depthwise(detail::ConvOp op, const detail::ConvProblemGeometry& g, bool index64,
+                             bool channel_vectors) {
   DepthwisePlan p;
   p.op = op;
   p.index64 = index64;
-  p.block_channels = channels_per_block(g.out_channels);
+  const bool data = op == detail::ConvOp::data;
+  const bool row3 = row3_along_w(g) && (data || (g.kernel[0] == 3 && g.kernel[1] == 3));
+  if (row3) {
+    p.kernel = DwKernel::row3;
+    p.w_tile = 8;
+    // Vector loads of channels: fewer instructions per byte. The weight
+    // gradient keeps 27 sums per channel in registers, so at most 2.
+    const std::int64_t c = g.out_channels;
+    if (channel_vectors) p.vec = data && c % 4 == 0 ? 4 : c % 2 == 0 ? 2 : 1;
+    if (!data && p.vec == 2) p.w_tile = 4;  // 54 sums in registers: a shorter row
+  }
+  const std::int64_t lanes = ceil_div(g.out_channels, p.vec);
+  p.block_channels = p.vec == 1 ? channels_per_block(g.out_channels) : lanes >= 64 ? 64 : lanes >= 32 ? 32 : 16;
   p.block_rows = kThreadsPerBlock / p.block_channels;
-  const std::int64_t channel_blocks = ceil_div(g.out_channels, p.block_channels);
+  const std::int64_t channel_blocks = ceil_div(g.out_channels, std::int64_t(p.block_channels) * p.vec);
   const std::int64_t rows = g.batch * g.out[0] * g.out[1];  // (n, od, oh) lines of W outputs
-  if (op == detail::ConvOp::data) {
+  if (data) {
     // row3: eight outputs per thread (10 loads feed 24 multiply-adds); else
     // four once a W line is long enough to fill them.
-    if (row3_along_w(g)) p.kernel = DwKernel::row3;
-    p.w_tile = p.kernel == DwKernel::row3 ? 8 : g.out[2] >= 8 ? 4 : 1;
+    if (!row3) p.w_tile = g.out[2] >= 8 ? 4 : 1;
     const std::int64_t items = rows * ceil_div(g.out[2], p.w_tile);
     p.main.grid[0] = std::max<std::int64_t>(1, ceil_div(items, p.block_rows));  // a launch needs a block
     p.main.grid[1] = channel_blocks;
@@ -68,10 +89,8 @@ DepthwisePlan plan_depthwise(detail::ConvOp op, const detail::ConvProblemGeometr
   // (enough blocks to fill an H200's 132 SMs several times over).
   const std::int64_t positions = rows * g.out[2];
   const std::int64_t taps = g.kernel[0] * g.kernel[1] * g.kernel[2];
-  if (row3_along_w(g) && g.kernel[0] == 3 && g.kernel[1] == 3) {
+  if (row3) {
     // Whole lines per thread, at least one line per row of the block.
-    p.kernel = DwKernel::row3;
-    p.w_tile = 8;
     p.lines_per_chunk = std::max<std::int64_t>(p.block_rows, ceil_div(rows, 512));
     p.lines_per_chunk = ceil_div(p.lines_per_chunk, p.block_rows) * p.block_rows;
     p.chunks = std::max<std::int64_t>(1, ceil_div(rows, p.lines_per_chunk));

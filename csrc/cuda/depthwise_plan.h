@@ -36,6 +36,9 @@ struct DepthwisePlan {
   // across the lanes of a warp, so every load is one coalesced row.
   int w_tile = 1;
   int block_channels = 32;  // threads along C (block.x)
+  // row3: channels per thread, read as one vector load (1, 2 or 4); needs
+  // channel-contiguous, aligned views (the caller says so: plan_depthwise).
+  int vec = 1;
   int block_rows = 8;       // threads along output rows (block.y)
   bool index64 = false;     // some element offset reaches 2^31
   Launch main;              // data: the kernel; weight_grad: the partial sums
@@ -62,7 +65,15 @@ std::string unsupported_reason(const detail::ConvProblemGeometry& g);
 // True when an offset of a view of `shape` with `strides` reaches 2^31.
 bool needs_index64(const Shape5& shape, const Shape5& strides);
 
-// The plan of a supported problem; index64 as needs_index64 said for any view.
-DepthwisePlan plan_depthwise(detail::ConvOp op, const detail::ConvProblemGeometry& g, bool index64);
+// The plan of a supported problem; index64 as needs_index64 said for any view;
+// channel_vectors when every view the kernels read with vector loads has
+// channel stride 1, its other strides multiples of 4 and a 16-byte aligned
+// start (vector_loads_fit).
+DepthwisePlan plan_depthwise(detail::ConvOp op, const detail::ConvProblemGeometry& g, bool index64,
+                             bool channel_vectors = false);
+
+// True when a view of `shape` and `strides` starting at `address` can be
+// read 4 channels at a time.
+bool vector_loads_fit(const void* address, const Shape5& shape, const Shape5& strides);
 
 }  // namespace volconv::cuda_plan

@@ -1,14 +1,16 @@
-// Bindings for arrays in CUDA device memory (torch CUDA tensors, CuPy arrays
-// through DLPack): the caller's memory is read and the result written in
-// place, on the stream Python picked. The views carry device addresses, so
+// Bindings for arrays in CUDA device memory (torch CUDA tensors, CuPy
+// arrays): the caller's memory is read and the result written in place, on
+// the stream Python picked. The views carry device addresses, so
 // only a GPU stream may run them (volconv/_cuda.py routes them here).
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/array.h>
+#include <nanobind/stl/tuple.h>
 
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 
 #include "../core/gpu_backend.h"
 #include "gil_release.h"
@@ -20,32 +22,22 @@ using namespace volconv;
 
 namespace {
 
-// Host or CUDA memory; anything else is refused naming the op.
-template <class View, class Array>
-View device_view(const Array& a, DType dtype, const char* op, const char* what) {
-  if (a.ndim() != 5)
-    throw std::invalid_argument(std::string("[") + op + "] Expected the " + what + " to have 5 dimensions but got " +
-                                std::to_string(a.ndim()) + ".");
-  if (a.itemsize() != dtype_size(dtype))
-    throw std::invalid_argument(std::string("[") + op + "] The " + what + " has " + std::to_string(a.itemsize()) +
-                                "-byte elements, but " + dtype_name(dtype) + " needs " +
-                                std::to_string(dtype_size(dtype)) + ".");
-  if (a.device_type() != nb::device::cuda::value && a.device_type() != nb::device::cpu::value)
-    throw std::invalid_argument(std::string("[") + op + "] Expected the " + what +
-                                " in CUDA or host memory but got an array on DLPack device type " +
-                                std::to_string(a.device_type()) + ".");
+// An array in CUDA memory as Python describes it: the address of element 0,
+// the shape and the strides in elements (torch's data_ptr() / stride(),
+// CuPy's data.ptr / strides). Python checked the dtype and the dimensions;
+// the core checks the rest. (Not DLPack: torch's __dlpack__ records and waits
+// on an event per tensor, a cost paid on every call.)
+using Raw = std::tuple<std::uintptr_t, Shape5, Shape5>;
+
+template <class View>
+View view_of(const Raw& a, DType dtype) {
   View v;
-  v.data = const_cast<decltype(v.data)>(static_cast<const void*>(a.data()));
+  v.data = reinterpret_cast<decltype(v.data)>(std::get<0>(a));
   v.dtype = dtype;
-  for (int i = 0; i < 5; ++i) {
-    v.shape[i] = std::int64_t(a.shape(i));
-    v.strides[i] = std::int64_t(a.stride(i));
-  }
+  v.shape = std::get<1>(a);
+  v.strides = std::get<2>(a);
   return v;
 }
-
-using In = nb::ndarray<nb::ro>;
-using Out = nb::ndarray<>;
 
 Stream gpu_stream(const Stream& s, const char* op) {
   if (s.device.type != DeviceType::gpu)
@@ -59,30 +51,30 @@ Stream gpu_stream(const Stream& s, const char* op) {
 void bind_cuda(nb::module_& m) {
   m.def("_conv3d_output_shape", &conv3d_output_shape, nb::arg("input_shape"), nb::arg("weight_shape"),
         nb::arg("params"));
-  m.def("_cuda_conv3d", [](const In& x, DType xt, const In& w, DType wt, const Out& y, DType yt, const ConvParams& p,
+  m.def("_cuda_conv3d", [](const Raw& x, DType xt, const Raw& w, DType wt, const Raw& y, DType yt, const ConvParams& p,
                            const Stream& s) {
     const char* op = "conv3d";
-    const auto a = device_view<ConstTensorView>(x, xt, op, "input");
-    const auto b = device_view<ConstTensorView>(w, wt, op, "weight");
-    const auto out = device_view<TensorView>(y, yt, op, "output");
+    const auto a = view_of<ConstTensorView>(x, xt);
+    const auto b = view_of<ConstTensorView>(w, wt);
+    const auto out = view_of<TensorView>(y, yt);
     python::GilRelease release;
     conv3d(a, b, out, p, gpu_stream(s, op));
   });
-  m.def("_cuda_conv3d_grad_input", [](const In& gy, DType gt, const In& w, DType wt, const Out& y, DType yt,
+  m.def("_cuda_conv3d_grad_input", [](const Raw& gy, DType gt, const Raw& w, DType wt, const Raw& y, DType yt,
                                       const ConvParams& p, const Stream& s) {
     const char* op = "conv3d_grad_input";
-    const auto a = device_view<ConstTensorView>(gy, gt, op, "grad_output");
-    const auto b = device_view<ConstTensorView>(w, wt, op, "weight");
-    const auto out = device_view<TensorView>(y, yt, op, "grad_input");
+    const auto a = view_of<ConstTensorView>(gy, gt);
+    const auto b = view_of<ConstTensorView>(w, wt);
+    const auto out = view_of<TensorView>(y, yt);
     python::GilRelease release;
     conv3d_grad_input(a, b, out, p, gpu_stream(s, op));
   });
-  m.def("_cuda_conv3d_grad_weight", [](const In& x, DType xt, const In& gy, DType gt, const Out& y, DType yt,
+  m.def("_cuda_conv3d_grad_weight", [](const Raw& x, DType xt, const Raw& gy, DType gt, const Raw& y, DType yt,
                                        const ConvParams& p, const Stream& s) {
     const char* op = "conv3d_grad_weight";
-    const auto a = device_view<ConstTensorView>(x, xt, op, "input");
-    const auto b = device_view<ConstTensorView>(gy, gt, op, "grad_output");
-    const auto out = device_view<TensorView>(y, yt, op, "grad_weight");
+    const auto a = view_of<ConstTensorView>(x, xt);
+    const auto b = view_of<ConstTensorView>(gy, gt);
+    const auto out = view_of<TensorView>(y, yt);
     python::GilRelease release;
     conv3d_grad_weight(a, b, out, p, gpu_stream(s, op));
   });

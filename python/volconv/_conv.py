@@ -186,7 +186,7 @@ def _conv3d_cuda(
         _core._cuda_conv3d,
         ("input", input),
         ("weight", weight),
-        lambda x, w: _core._conv3d_output_shape(tuple(x.array.shape), tuple(w.array.shape), params(x, w)),
+        lambda x, w, p: _core._conv3d_output_shape(tuple(x.array.shape), tuple(w.array.shape), p),
         params,
         stream,
     )

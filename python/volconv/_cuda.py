@@ -17,7 +17,7 @@ _DLPACK_CUDA = 2  # kDLCUDA
 
 
 class CudaOperand(NamedTuple):
-    array: Any  # the caller's tensor (torch) or array (cupy), read through DLPack
+    array: Any  # the caller's tensor (torch) or array (cupy), read in place
     dtype: DType
     kind: str  # "torch" or "cupy"
     device: int  # CUDA device index
@@ -73,6 +73,13 @@ def _operand(obj: Any, op: str, what: str) -> CudaOperand:
     )
 
 
+def _raw(array: Any, kind: str) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
+    """(address of element 0, shape, strides in elements): what the core reads."""
+    if kind == "torch":
+        return array.data_ptr(), tuple(array.shape), tuple(array.stride())
+    return array.data.ptr, tuple(array.shape), tuple(s // array.itemsize for s in array.strides)
+
+
 def _empty_like_kind(a: CudaOperand, shape: tuple[int, ...], dtype: DType) -> Any:
     if a.kind == "torch":
         import torch
@@ -91,13 +98,14 @@ def run(
     core_op: Callable[..., None],
     first: tuple[str, Any],
     second: tuple[str, Any],
-    result_shape: Callable[[CudaOperand, CudaOperand], tuple[int, ...]],
+    result_shape: Callable[[CudaOperand, CudaOperand, Any], tuple[int, ...]],
     params: Callable[[CudaOperand, CudaOperand], Any],
     stream: Any,
 ) -> Any:
     """Runs core_op(a, a_dtype, b, b_dtype, result, result_dtype, params,
     stream) on the two operands, both in CUDA memory on one device, and
-    returns the result (a new array of the first operand's kind)."""
+    returns the result (a new array of the first operand's kind).
+    result_shape(a, b, params) gives its shape."""
     a, b = (_operand(obj, op, what) if is_cuda_array(obj) else None for what, obj in (first, second))
     if a is None or b is None:
         cpu_what = first[0] if a is None else second[0]
@@ -115,7 +123,7 @@ def run(
                 f"[{op}] Expected the {what} to have 5 dimensions but got an array of shape {tuple(x.array.shape)}."
             )
     p = params(a, b)
-    shape = tuple(result_shape(a, b))
+    shape = tuple(result_shape(a, b, p))
     producer = _core._gpu_external_stream(a.device, a.stream)
     given: Stream | None = call_stream(stream, op)
     if given is not None and (given.device.type != DeviceType.gpu or given.device.index != a.device):
@@ -128,7 +136,9 @@ def run(
     out = _empty_like_kind(a, shape, out_dtype)
     if s != producer:  # the given stream starts after the arrays' producer, which then waits for it
         _core._gpu_stream_wait(s, producer)
-    core_op(a.array, a.dtype, b.array, b.dtype, out, out_dtype, p, s)
+    core_op(
+        _raw(a.array, a.kind), a.dtype, _raw(b.array, b.kind), b.dtype, _raw(out, a.kind), out_dtype, p, s
+    )
     if s != producer:
         _core._gpu_stream_wait(producer, s)
     return out

@@ -181,7 +181,7 @@ def _with_result_shape_cuda(op, first, second, shape_name, shape, make_params, s
         view = Operand(a.array, a.dtype, a.kind), Operand(b.array, b.dtype, b.kind)
         return make_params(*view, result_shape)
 
-    return _cuda.run(op, core_ops[op], first, second, lambda a, b: result_shape, params, stream)
+    return _cuda.run(op, core_ops[op], first, second, lambda a, b, p: result_shape, params, stream)
 
 
 def conv3d_grad_input(

@@ -43,13 +43,25 @@ void check_covers(std::int64_t blocks, std::int64_t per_block, std::int64_t need
                     std::to_string(needed));
 }
 
-void check_data(const ConvProblemGeometry& g) {
-  const auto p = cuda_plan::plan_depthwise(ConvOp::data, g, false);
+// Channels per thread: vector loads only for row3 on views that allow them,
+// a divisor of C, at most 2 for the weight gradient; the channel blocks cover C.
+void check_channels(const cuda_plan::DepthwisePlan& p, const ConvProblemGeometry& g, bool vectors,
+                    const std::string& what) {
+  CHECK(p.vec == 1 || p.vec == 2 || p.vec == 4);
+  CHECK_EQ(g.out_channels % p.vec, std::int64_t(0));
+  if (!vectors || p.kernel != cuda_plan::DwKernel::row3) CHECK_EQ(p.vec, 1);
+  if (p.op == ConvOp::weight_grad) CHECK(p.vec <= 2);
+  if (vectors && p.kernel == cuda_plan::DwKernel::row3 && g.out_channels % 2 == 0) CHECK(p.vec >= 2);
+  check_covers(p.main.grid[1], std::int64_t(p.block_channels) * p.vec, g.out_channels, what + " channels");
+}
+
+void check_data(const ConvProblemGeometry& g, bool vectors) {
+  const auto p = cuda_plan::plan_depthwise(ConvOp::data, g, false, vectors);
   const std::string what = "data " + p.name();
   check_limits(p.main, what);
   CHECK_EQ(p.main.block[0], p.block_channels);
   CHECK_EQ(p.main.block[1], p.block_rows);
-  check_covers(p.main.grid[1], p.block_channels, g.out_channels, what + " channels");
+  check_channels(p, g, vectors, what);
   // Each thread: w_tile outputs of one (n, od, oh) line.
   const std::int64_t items = g.batch * g.out[0] * g.out[1] * ceil_div(g.out[2], p.w_tile);
   if (items > 0) check_covers(p.main.grid[0], p.block_rows, items, what + " positions");
@@ -62,14 +74,14 @@ void check_data(const ConvProblemGeometry& g) {
   CHECK_EQ(p.workspace_bytes, std::int64_t(0));
 }
 
-void check_wgrad(const ConvProblemGeometry& g) {
-  const auto p = cuda_plan::plan_depthwise(ConvOp::weight_grad, g, false);
+void check_wgrad(const ConvProblemGeometry& g, bool vectors) {
+  const auto p = cuda_plan::plan_depthwise(ConvOp::weight_grad, g, false, vectors);
   const std::string what = "wgrad " + p.name();
   const std::int64_t positions = g.batch * g.out[0] * g.out[1] * g.out[2];
   const std::int64_t taps = g.kernel[0] * g.kernel[1] * g.kernel[2];
   check_limits(p.main, what);
   check_limits(p.reduce, what + " reduce");
-  check_covers(p.main.grid[1], p.block_channels, g.out_channels, what + " channels");
+  check_channels(p, g, vectors, what);
   check_covers(p.main.grid[2], p.taps_per_pass, taps, what + " taps");
   CHECK(p.taps_per_pass >= 1 && p.taps_per_pass <= cuda_plan::kMaxTapsPerPass);
   CHECK_EQ(p.main.grid[0], p.chunks);
@@ -91,7 +103,7 @@ void check_wgrad(const ConvProblemGeometry& g) {
   CHECK_EQ(p.workspace_bytes, p.chunks * taps * g.out_channels * std::int64_t(4));
   check_covers(p.reduce.grid[0], p.reduce.block[0], taps * g.out_channels, what + " reduce");
   // The chunking depends on the shape only: the same shape, the same order.
-  CHECK_EQ(cuda_plan::plan_depthwise(ConvOp::weight_grad, g, false).name(), p.name());
+  CHECK_EQ(cuda_plan::plan_depthwise(ConvOp::weight_grad, g, false, vectors).name(), p.name());
 }
 
 }  // namespace
@@ -105,10 +117,11 @@ int main() {
       depthwise(3, {2, 5, 7}, 3, {2, 1, 3}),      depthwise(1, {4, 4, 9}, 100, {7, 7, 7}),
       depthwise(0, {4, 4, 4}, 8, {3, 3, 3}),
   };
-  for (const auto& g : shapes) {
-    check_data(g);
-    check_wgrad(g);
-  }
+  for (const auto& g : shapes)
+    for (bool vectors : {false, true}) {
+      check_data(g, vectors);
+      check_wgrad(g, vectors);
+    }
   std::mt19937 rng(20);
   auto pick = [&](int lo, int hi) { return std::int64_t(std::uniform_int_distribution<int>(lo, hi)(rng)); };
   for (int i = 0; i < 500; ++i) {
@@ -118,8 +131,8 @@ int main() {
     if (i % 5 == 1) g.stride[2] = pick(1, 3);
     if (i % 7 == 2) g.kernel_dilation[2] = pick(1, 3);
     if (i % 11 == 3) g.input_dilation[pick(0, 2)] = 2;
-    check_data(g);
-    check_wgrad(g);
+    check_data(g, i % 2 == 0);
+    check_wgrad(g, i % 2 == 0);
   }
   // The big shape: row3, eight outputs per thread, two warps of channels;
   // a stride along W takes the generic kernel.
@@ -130,6 +143,19 @@ int main() {
   ConvProblemGeometry strided = shapes[1];
   strided.stride[2] = 2;
   CHECK_EQ(cuda_plan::plan_depthwise(ConvOp::data, strided, false).name(), std::string("dw_data_w4_i32"));
+
+  CHECK_EQ(cuda_plan::plan_depthwise(ConvOp::data, shapes[1], false, true).name(),
+           std::string("dw_data_row3_w8_v4_i32"));
+  CHECK_EQ(cuda_plan::plan_depthwise(ConvOp::weight_grad, shapes[1], false, true).vec, 2);
+
+  // Vector loads: 16-byte aligned start, channel stride 1, other strides multiples of 4.
+  alignas(16) static float buf[64];
+  const Shape5 shape{1, 2, 2, 2, 8}, packed{64, 32, 16, 8, 1};
+  CHECK(cuda_plan::vector_loads_fit(buf, shape, packed));
+  CHECK(!cuda_plan::vector_loads_fit(buf + 1, shape, packed));
+  CHECK(!cuda_plan::vector_loads_fit(buf, shape, {64, 32, 16, 8, 2}));
+  CHECK(!cuda_plan::vector_loads_fit(buf, shape, {64, 32, 16, 6, 1}));
+  CHECK(cuda_plan::vector_loads_fit(buf, {1, 1, 1, 1, 8}, {7, 7, 7, 7, 1}));  // size-1 axes: any stride
 
   // 64-bit offsets exactly from a reach of 2^31 elements on.
   const std::int64_t two31 = std::int64_t(1) << 31;
