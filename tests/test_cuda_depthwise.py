@@ -179,18 +179,19 @@ def test_torch_current_stream_and_a_volconv_stream_are_ordered():
 
 
 def test_offsets_past_2_to_the_31():
-    """A strided view whose last element lies past 2^31 elements: 64-bit offsets."""
+    """A strided view whose last item starts past 2^31 elements: 64-bit
+    offsets (n * stride itself passes 2^31 for n = 2)."""
     base = torch.zeros(2**31 + 4096, dtype=torch.float16, device="cuda")
-    step = 2**31 - 7  # N stride: the second item starts past 2^31 - 8
-    vals = torch.randn(2, 2, 3, 4, 8, dtype=torch.float16)
-    x = base.as_strided((2, 2, 3, 4, 8), (step, 96, 32, 8, 1))
+    step = 2**30 + 8  # N stride
+    vals = torch.randn(3, 2, 3, 4, 8, dtype=torch.float16)
+    x = base.as_strided((3, 2, 3, 4, 8), (step, 96, 32, 8, 1))
     x.copy_(vals.cuda())
     w = torch.randn(8, 3, 3, 3, 1, dtype=torch.float16)
     y = vc.conv3d(x, w.cuda(), padding=1, groups=8)
     kw = dict(pad_lo=(1, 1, 1), pad_hi=(1, 1, 1), groups=8)
     scale = conv3d_reference(np.abs(_np(vals)), np.abs(_np(w)), **kw)
     assert_close(_np(y), conv3d_reference(_np(vals), _np(w), **kw), scale, "float16", "index64 forward")
-    gy = torch.randn(2, 2, 3, 4, 8, dtype=torch.float16)
+    gy = torch.randn(3, 2, 3, 4, 8, dtype=torch.float16)
     dw = vc.conv3d_grad_weight(x, gy.cuda(), (8, 3, 3, 3, 1), padding=1, groups=8)
     ref = conv3d_grad_weight_reference(_np(vals), _np(gy), (8, 3, 3, 3, 1), **kw)
     scale = conv3d_grad_weight_reference(np.abs(_np(vals)), np.abs(_np(gy)), (8, 3, 3, 3, 1), **kw)
