@@ -28,6 +28,12 @@ struct DwArgs {
 
 enum class Elem { f32, f16, bf16 };
 
+// Per storage type (depthwise_kernels_{f32,f16,bf16}.cu): queue the plan's
+// kernels on `stream` (a cudaStream_t).
+void launch_f32(const cuda_plan::DepthwisePlan& plan, const DwArgs& args, float* partials, void* stream);
+void launch_f16(const cuda_plan::DepthwisePlan& plan, const DwArgs& args, float* partials, void* stream);
+void launch_bf16(const cuda_plan::DepthwisePlan& plan, const DwArgs& args, float* partials, void* stream);
+
 // Queue the plan's kernels on `stream` (a cudaStream_t). `partials` is
 // plan.workspace_bytes of device memory (weight_grad only). Returns the
 // launch error code (0 when none).
