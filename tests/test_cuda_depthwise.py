@@ -224,7 +224,7 @@ def test_what_the_cuda_backend_cannot_run_is_refused_by_name():
         vc.conv3d(x, torch.randn(8, 3, 3, 3, 1, device="cuda"), groups=8, activation="relu")
 
 
-def test_cupy_arrays_through_dlpack():
+def test_cupy_arrays_in_place():
     cupy = pytest.importorskip("cupy")
     case = CASES[0]
     x, w, _ = _operands(case, "float32")
