@@ -3,6 +3,7 @@
 // csrc/metal/no_metal.cpp instead of the host.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "volconv/params.h"
@@ -39,3 +40,21 @@ void synchronize(int queue);
 // private storage, and always in a build without Metal.
 void* buffer_contents(const void* metal_buffer);
 }  // namespace volconv::metal
+
+namespace volconv::cuda {
+// The CUDA backend (csrc/cuda/), or its stub (csrc/cuda/no_cuda.cpp) in a
+// build without a CUDA compiler. Queues are ids of cudaStream_t's.
+// "" when CUDA device `device` exists and can run the kernels.
+std::string unavailable_reason(int device);
+// A new non-blocking stream on `device`; returns its queue id.
+int new_queue(int device);
+// The queue id of a stream made elsewhere (torch's current stream): volconv
+// orders its work on it but never destroys it.
+int wrap_queue(int device, std::uintptr_t handle);
+// Work queued on `waiter` from now on starts after what `waited` has queued.
+void queue_wait(int waiter, int waited);
+void synchronize(int queue);
+// Queue the call on `queue` (device pointers are used in place, host memory
+// is copied in and the result copied back before returning).
+void conv3d(const detail::ConvCall& call, int queue);
+}  // namespace volconv::cuda

@@ -10,6 +10,7 @@
 
 #include "backend.h"
 #include "format.h"
+#include "gpu_backend.h"
 #include "gpu_fallback.h"
 #include "view_checks.h"
 #include "workspace.h"
@@ -141,7 +142,7 @@ void conv3d(const ConstTensorView& input, const ConstTensorView& weight, const T
     detail::naming_allocation_failures("conv3d", [&] { cpu::conv3d(detail::ConvCall{g, in, wt, out}); });
   } else {
     detail::naming_allocation_failures(
-        "conv3d", [&] { metal::conv3d(detail::ConvCall{g, in, wt, out}, detail::gpu_queue_of(stream)); });
+        "conv3d", [&] { detail::gpu_conv3d(detail::ConvCall{g, in, wt, out}, detail::gpu_queue_of(stream)); });
   }
 }
 

@@ -11,6 +11,7 @@
 #include "backend.h"
 #include "conv_problem.h"
 #include "format.h"
+#include "gpu_backend.h"
 #include "op_geometry.h"
 #include "view_checks.h"
 #include "workspace.h"
@@ -94,11 +95,12 @@ void run(const Checker& c, ConvProblem problem, const LoweredGeometry& lowered, 
   problem.result = out;
   problem.input = ha;
   (problem.op == ConvOp::data ? problem.weight : problem.output) = hb;
-  // An explicit GPU stream runs the Metal kernels (csrc/metal_plan plans them);
+  // An explicit GPU stream runs the GPU backend's kernels (Metal: csrc/metal_plan
+  // plans them; CUDA: csrc/cuda/depthwise_plan);
   // calls without a stream stay on the CPU.
   if (gpu) {
     detail::naming_allocation_failures(c.op,
-                                       [&] { metal::run_problem(problem, c.op, detail::gpu_queue_of(stream)); });
+                                       [&] { detail::gpu_run_problem(problem, c.op, detail::gpu_queue_of(stream)); });
     return;
   }
   const ConstTensorView out_view = out;

@@ -110,3 +110,9 @@ namespace volconv::metal {
 // that throws (the core checks availability first).
 void run_problem(const detail::ConvProblem& problem, const char* op, int queue);
 }  // namespace volconv::metal
+
+namespace volconv::cuda {
+// Runs a validated depthwise problem on CUDA queue `queue` (csrc/cuda/
+// depthwise_host.cu); anything else throws std::invalid_argument naming `op`.
+void run_problem(const detail::ConvProblem& problem, const char* op, int queue);
+}  // namespace volconv::cuda

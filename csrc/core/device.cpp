@@ -1,13 +1,17 @@
 // Device availability, the default device and the stream registry. Streams
-// are ids; a GPU stream maps to a Metal command queue made on first use.
+// are ids; a GPU stream maps to a queue of the GPU backend (gpu_backend.h): a
+// Metal command queue or a CUDA stream, made on first use.
 #include "volconv/device.h"
 
+#include <map>
 #include <mutex>
 #include <stdexcept>
 #include <unordered_map>
+#include <utility>
 
 #include "backend.h"
 #include "fork_safe_mutex.h"
+#include "gpu_backend.h"
 
 namespace volconv {
 namespace {
@@ -17,9 +21,9 @@ struct Registry {
   int next_index = 1;  // 0 is the CPU default stream
   bool default_device_set = false;
   Device default_device;
-  bool gpu_default_made = false;
-  Stream gpu_default;
-  std::unordered_map<int, int> gpu_queue;  // stream index -> Metal queue id
+  std::map<int, Stream> gpu_default;  // device index -> its default stream
+  std::map<std::pair<int, std::uintptr_t>, Stream> external;  // (device, foreign handle) -> stream
+  std::unordered_map<int, int> gpu_queue;  // stream index -> backend queue id
 };
 
 Registry& registry() {
@@ -37,7 +41,7 @@ void require_available(const Device& device) {
 }
 
 Stream make_gpu_stream(Registry& r, const Device& device) {
-  const int queue = metal::new_queue();
+  const int queue = detail::gpu_new_queue(device.index);
   Stream s{r.next_index++, device};
   r.gpu_queue[s.index] = queue;
   return s;
@@ -46,9 +50,9 @@ Stream make_gpu_stream(Registry& r, const Device& device) {
 }  // namespace
 
 std::string unavailable_reason(const Device& device) {
+  if (device.type == DeviceType::gpu) return detail::gpu_unavailable_reason(device.index);
   if (device.index != 0) return "only device index 0 exists";
   if (device.type == DeviceType::cpu) return "";
-  if (device.type == DeviceType::gpu) return metal::unavailable_reason();
   return "unknown device type";
 }
 
@@ -58,7 +62,9 @@ Device default_device() {
   Registry& r = registry();
   std::lock_guard<detail::ForkSafeMutex> lock(r.mutex);
   if (r.default_device_set) return r.default_device;
-  return is_available(Device{DeviceType::gpu, 0}) ? Device{DeviceType::gpu, 0} : Device{DeviceType::cpu, 0};
+  // Only a Metal GPU is the automatic default (it shares memory with the
+  // CPU); a CUDA GPU runs the calls given its arrays or a stream on it.
+  return metal::unavailable_reason().empty() ? Device{DeviceType::gpu, 0} : Device{DeviceType::cpu, 0};
 }
 
 void set_default_device(const Device& device) {
@@ -74,11 +80,9 @@ Stream default_stream(const Device& device) {
   if (device.type == DeviceType::cpu) return Stream{0, device};
   Registry& r = registry();
   std::lock_guard<detail::ForkSafeMutex> lock(r.mutex);
-  if (!r.gpu_default_made) {
-    r.gpu_default = make_gpu_stream(r, device);
-    r.gpu_default_made = true;
-  }
-  return r.gpu_default;
+  auto it = r.gpu_default.find(device.index);
+  if (it == r.gpu_default.end()) it = r.gpu_default.emplace(device.index, make_gpu_stream(r, device)).first;
+  return it->second;
 }
 
 Stream new_stream(const Device& device) {
@@ -97,7 +101,7 @@ bool default_device_is_automatic() {
   return !r.default_device_set;
 }
 
-// The Metal queue of a GPU stream; throws for a stream this process never made.
+// The backend queue of a GPU stream; throws for a stream this process never made.
 int gpu_queue_of(const Stream& stream) {
   Registry& r = registry();
   std::lock_guard<detail::ForkSafeMutex> lock(r.mutex);
@@ -114,7 +118,28 @@ void synchronize(const Stream& stream) {
     return;  // CPU work completes before conv3d returns
   }
   require_available(stream.device);
-  metal::synchronize(detail::gpu_queue_of(stream));
+  detail::gpu_synchronize(detail::gpu_queue_of(stream));
 }
+
+namespace detail {
+Stream external_gpu_stream(const Device& device, std::uintptr_t handle) {
+  if (device.type != DeviceType::gpu || gpu_kind() != GpuKind::cuda)
+    throw std::invalid_argument("[volconv] Only a CUDA GPU takes streams made elsewhere.");
+  require_available(device);
+  Registry& r = registry();
+  std::lock_guard<detail::ForkSafeMutex> lock(r.mutex);
+  auto it = r.external.find({device.index, handle});
+  if (it != r.external.end()) return it->second;
+  Stream s{r.next_index++, device};
+  r.gpu_queue[s.index] = cuda::wrap_queue(device.index, handle);
+  r.external.emplace(std::make_pair(device.index, handle), s);
+  return s;
+}
+
+void gpu_stream_wait(const Stream& waiter, const Stream& waited) {
+  if (gpu_kind() != GpuKind::cuda) return;  // Metal calls wait for their work before returning
+  cuda::queue_wait(gpu_queue_of(waiter), gpu_queue_of(waited));
+}
+}  // namespace detail
 
 }  // namespace volconv

@@ -33,6 +33,7 @@ namespace nb = nanobind;
 using namespace volconv;
 
 void bind_training(nb::module_& m);  // training.cpp
+void bind_cuda(nb::module_& m);      // cuda_ops.cpp
 
 using python::StridedArray;
 using python::storage_dtype;
@@ -194,6 +195,7 @@ NB_MODULE(_core, m) {
     return p;
   }, nb::arg("params"), nb::arg("kernel"));
   bind_training(m);
+  bind_cuda(m);
   m.def("conv3d", &conv3d_py, nb::arg("input"), nb::arg("input_dtype"), nb::arg("weight"), nb::arg("weight_dtype"),
         nb::arg("params"), nb::arg("stream").none(), nb::arg("bias") = nb::none(),
         nb::arg("bias_dtype") = DType::float32, nb::arg("activation") = Activation::none,

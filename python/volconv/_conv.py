@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 from . import _core
 from ._arrays import as_operand, to_kind
+from ._cuda import is_cuda_array
 from ._device import call_stream
 from ._params import conv_params
 
@@ -132,6 +133,10 @@ def conv3d(
       ``(N, Do, Ho, Wo, C_out)`` array of the input's kind, with the promoted
       dtype of input and weight.
     """
+    if is_cuda_array(input) or is_cuda_array(weight):
+        return _conv3d_cuda(
+            input, weight, stride, padding, dilation, groups, stream, padding_mode, bias, activation, residual
+        )
     x = as_operand(input, "conv3d", "input")
     w = as_operand(weight, "conv3d", "weight")
     for what, a, layout in (("input", x, "(N, D, H, W, C_in)"), ("weight", w, "(C_out, KD, KH, KW, C_in)")):
@@ -157,6 +162,34 @@ def conv3d(
 
         return guard(result, input, weight, bias, residual, message=PLAIN_OP.format(op="conv3d"))
     return result
+
+
+def _conv3d_cuda(
+    input, weight, stride, padding, dilation, groups, stream, padding_mode, bias, activation, residual
+):
+    """conv3d of arrays in CUDA memory (volconv/_cuda.py), without an epilogue for now."""
+    from . import _cuda
+
+    if bias is not None or activation is not None or residual is not None:
+        raise ValueError(
+            "[conv3d] A fused epilogue (bias, activation, residual) is not supported on the gpu yet; apply it "
+            "after the convolution."
+        )
+
+    def params(x, w):
+        return conv_params(
+            padding, stride, dilation, groups, tuple(w.array.shape[1:4]), padding_mode=padding_mode
+        )
+
+    return _cuda.run(
+        "conv3d",
+        _core._cuda_conv3d,
+        ("input", input),
+        ("weight", weight),
+        lambda x, w, p: _core._conv3d_output_shape(tuple(x.array.shape), tuple(w.array.shape), p),
+        params,
+        stream,
+    )
 
 
 _ACTIVATIONS = {

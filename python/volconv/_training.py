@@ -9,6 +9,7 @@ from typing import Any
 from . import _core
 from ._arrays import Operand, as_operand, to_kind
 from ._core import DeviceType
+from ._cuda import is_cuda_array
 from ._device import call_stream, resolve_stream
 from ._params import _int, conv_params, triple
 
@@ -153,11 +154,34 @@ def _with_result_shape(op, core_op, first, second, shape_name, shape, make_param
     """The ops given two arrays and the result's shape (the gradients): parse
     both, the shape, then the params (make_params(a, b, shape)), run core_op,
     and return the result as the first array's kind, of promote(a, b)."""
+    if is_cuda_array(first[1]) or is_cuda_array(second[1]):
+        return _with_result_shape_cuda(op, first, second, shape_name, shape, make_params, stream)
     a, b = _operands(op, first, second)
     result_shape = _shape5(shape, op, shape_name)
     p = make_params(a, b, result_shape)
     out = core_op(a.storage, a.dtype, b.storage, b.dtype, result_shape, p, _stream_for(stream, op))
     return to_kind(out, _core.promote_types(a.dtype, b.dtype), a.kind)
+
+
+def _with_result_shape_cuda(op, first, second, shape_name, shape, make_params, stream):
+    """_with_result_shape for arrays in CUDA memory (conv3d's gradients only)."""
+    from . import _cuda
+
+    core_ops = {
+        "conv3d_grad_input": _core._cuda_conv3d_grad_input,
+        "conv3d_grad_weight": _core._cuda_conv3d_grad_weight,
+    }
+    if op not in core_ops:
+        raise ValueError(
+            f"[{op}] Arrays in CUDA memory are supported by conv3d and its gradients only for now."
+        )
+    result_shape = _shape5(shape, op, shape_name)
+
+    def params(a, b):
+        view = Operand(a.array, a.dtype, a.kind), Operand(b.array, b.dtype, b.kind)
+        return make_params(*view, result_shape)
+
+    return _cuda.run(op, core_ops[op], first, second, lambda a, b, p: result_shape, params, stream)
 
 
 def conv3d_grad_input(

@@ -1,0 +1,158 @@
+"""CUDA depthwise conv3d benchmark: volconv's kernels vs torch/cuDNN
+(channels_last_3d, cudnn.benchmark = True, TF32 off for the float32 rows),
+per direction (forward, input gradient, weight gradient), on the same
+device tensors. Prints a table (ms, TFLOP/s, the fraction of the measured
+device-to-device copy bandwidth each reaches on its compulsory bytes, and
+the speed-up over cuDNN), and saves a bar chart beside this script (or
+where --plot says).
+
+    python bench/conv3d_cuda.py                    # the issue's three shapes, fp32/bf16/fp16
+    python bench/conv3d_cuda.py --dtypes float32 --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+from pathlib import Path
+
+import torch
+
+import volconv as vc
+
+# name: (N, D, H, W, C); every case is depthwise, kernel 3, padding 1, stride 1.
+SHAPES = {
+    "1x16x56x56x64": (1, 16, 56, 56, 64),
+    "1x17x128x128x256": (1, 17, 128, 128, 256),
+    "2x32x64x64x128": (2, 32, 64, 64, 128),
+}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DIRECTIONS = ["fwd", "dgrad", "wgrad"]
+DEFAULT_PLOT = Path(__file__).resolve().with_suffix(".png")  # git-ignored
+
+
+def timed_ms(fn, repeats: int) -> float:
+    """Median of `repeats` timings by CUDA events, after 3 warm-up calls."""
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return sorted(times)[len(times) // 2]
+
+
+def copy_bandwidth() -> float:
+    """Bytes per second of a 2 GiB device-to-device copy (read + write)."""
+    a = torch.empty(2**29, dtype=torch.float32, device="cuda")
+    b = torch.empty_like(a)
+    ms = timed_ms(lambda: b.copy_(a), 10)
+    return 2 * a.numel() * 4 / (ms * 1e-3)
+
+
+def cases(shape, dtype):
+    """The three directions for volconv and cuDNN on one shape: (name, volconv fn, torch fn, bytes)."""
+    n, d, h, w, c = shape
+    g = torch.Generator(device="cuda").manual_seed(0)
+    x = torch.randn(n, d, h, w, c, device="cuda", generator=g).to(dtype)
+    wt = torch.randn(c, 3, 3, 3, 1, device="cuda", generator=g).to(dtype)
+    gy = torch.randn(n, d, h, w, c, device="cuda", generator=g).to(dtype)
+    # torch's NCDHW views of the same memory: channels_last_3d, no copy.
+    xt, wtt, gyt = x.permute(0, 4, 1, 2, 3), wt.permute(0, 4, 1, 2, 3), gy.permute(0, 4, 1, 2, 3)
+    conv = dict(
+        stride=[1, 1, 1], padding=[1, 1, 1], dilation=[1, 1, 1], transposed=False, output_padding=[0, 0, 0]
+    )
+    kw = dict(padding=1, groups=c)
+
+    def torch_backward(mask):
+        return lambda: torch.ops.aten.convolution_backward(
+            gyt, xt, wtt, None, conv["stride"], conv["padding"], conv["dilation"], False, [0, 0, 0], c, mask
+        )
+
+    act = x.numel() * x.element_size()
+    return [
+        (
+            "fwd",
+            lambda: vc.conv3d(x, wt, **kw),
+            lambda: torch.nn.functional.conv3d(xt, wtt, None, 1, 1, 1, c),
+            2 * act,
+        ),
+        (
+            "dgrad",
+            lambda: vc.conv3d_grad_input(gy, wt, x.shape, **kw),
+            torch_backward([True, False, False]),
+            2 * act,
+        ),
+        (
+            "wgrad",
+            lambda: vc.conv3d_grad_weight(x, gy, wt.shape, **kw),
+            torch_backward([False, True, False]),
+            2 * act,
+        ),
+    ]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated keys of SHAPES")
+    ap.add_argument("--dtypes", default=",".join(DTYPES), help="comma-separated: float32,bfloat16,float16")
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--plot", type=Path, default=DEFAULT_PLOT)
+    args = ap.parse_args()
+    if not torch.cuda.is_available() or vc._core._gpu_backend() != "cuda":
+        raise SystemExit(f"No CUDA GPU for volconv here: {vc.unavailable_reason(vc.gpu)}")
+    torch.backends.cudnn.benchmark = True
+    bw = copy_bandwidth()
+    print(
+        f"# {torch.cuda.get_device_name()} | torch {torch.__version__} (cuDNN {torch.backends.cudnn.version()}) | "
+        f"volconv {vc.__version__} | {platform.processor() or platform.machine()} | "
+        f"measured copy bandwidth {bw / 1e12:.2f} TB/s"
+    )
+    header = f"{'shape':18} {'dtype':8} {'dir':5} | {'volconv ms':>10} {'TFLOP/s':>7} {'%bw':>5} | {'cuDNN ms':>9} {'TFLOP/s':>7} {'%bw':>5} | {'speed-up':>8}"
+    print(header)
+    print("-" * len(header))
+    rows = []
+    for key in args.shapes.split(","):
+        shape = SHAPES[key]
+        flops = 2 * shape[0] * shape[1] * shape[2] * shape[3] * shape[4] * 27
+        for dname in args.dtypes.split(","):
+            # TF32 off: the float32 rows compare float32 arithmetic with float32.
+            torch.backends.cudnn.allow_tf32 = False
+            for direction, ours, theirs, nbytes in cases(shape, DTYPES[dname]):
+                ms_v, ms_t = timed_ms(ours, args.repeats), timed_ms(theirs, args.repeats)
+                rows.append((key, dname, direction, ms_v, ms_t))
+                print(
+                    f"{key:18} {dname:8} {direction:5} | {ms_v:10.3f} {flops / ms_v / 1e9:7.2f} "
+                    f"{100 * nbytes / (ms_v * 1e-3) / bw:4.0f}% | {ms_t:9.3f} {flops / ms_t / 1e9:7.2f} "
+                    f"{100 * nbytes / (ms_t * 1e-3) / bw:4.0f}% | {ms_t / ms_v:7.1f}x"
+                )
+            torch.cuda.empty_cache()
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(matplotlib missing: no plot)")
+        return
+    labels = [f"{k}\n{d} {r}" for k, d, r, _, _ in rows]
+    fig, ax = plt.subplots(figsize=(max(8, len(rows) * 0.6), 5))
+    pos = range(len(rows))
+    ax.bar([p - 0.2 for p in pos], [r[3] for r in rows], 0.4, label="volconv")
+    ax.bar([p + 0.2 for p in pos], [r[4] for r in rows], 0.4, label="torch/cuDNN")
+    ax.set_yscale("log")
+    ax.set_ylabel("ms (log)")
+    ax.set_xticks(list(pos), labels, rotation=90, fontsize=6)
+    ax.set_title(f"Depthwise conv3d k3 on {torch.cuda.get_device_name()}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(args.plot, dpi=120)
+    print(f"plot: {args.plot}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+// The CUDA depthwise planner: which kernel, tile and launch shape a depthwise
+// problem gets. Plain C++ (no CUDA headers), built on every platform, so the
+// Linux tests without a GPU ask it what the device would run
+// (tests/cpp/test_cuda_plan.cpp).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "../core/conv_problem.h"
+
+namespace volconv::cuda_plan {
+
+struct Launch {
+  std::int64_t grid[3] = {1, 1, 1};
+  int block[3] = {1, 1, 1};
+};
+
+// Limits of the launch shape the kernels are compiled for.
+constexpr int kThreadsPerBlock = 256;
+constexpr int kMaxTapsPerPass = 32;  // weight-gradient accumulators per thread
+constexpr std::int64_t kMaxGridX = 2147483647, kMaxGridYZ = 65535;
+
+// Which kernel runs. row3: a kernel 3 wide along W at stride 1, no dilation
+// along W and no input dilation: each thread keeps the w_tile + 2 inputs of
+// a row in registers and reuses each for three taps (for the weight
+// gradient, also 3x3x3 so the 27 sums stay in registers). generic: any
+// geometry, each tap's input read through the L1 cache.
+enum class DwKernel { generic, row3 };
+
+struct DepthwisePlan {
+  detail::ConvOp op = detail::ConvOp::data;
+  DwKernel kernel = DwKernel::generic;
+  // Data problems: each thread computes w_tile consecutive outputs along W of
+  // one channel (the weight tap is read once for all of them); channels run
+  // across the lanes of a warp, so every load is one coalesced row.
+  int w_tile = 1;
+  int block_channels = 32;  // threads along C (block.x)
+  // row3: channels per thread, read as one vector load (1, 2 or 4); needs
+  // channel-contiguous, aligned views (the caller says so: plan_depthwise).
+  int vec = 1;
+  int block_rows = 8;       // threads along output rows (block.y)
+  bool index64 = false;     // some element offset reaches 2^31
+  Launch main;              // data: the kernel; weight_grad: the partial sums
+  // Weight gradient: the output positions are cut into `chunks` fixed chunks
+  // of positions_per_chunk; each block sums one chunk for a slice of taps and
+  // channels into partials[chunk][tap][c], then one thread per (tap, c) adds
+  // the chunks in order. The order depends only on the shape, never on the
+  // device or timing: the result is bit-identical run to run.
+  // generic: chunks of positions_per_chunk output positions; row3: chunks of
+  // lines_per_chunk (n, od, oh) lines of W outputs (positions_per_chunk 0).
+  std::int64_t chunks = 0, positions_per_chunk = 0, lines_per_chunk = 0;
+  int taps_per_pass = 0;
+  std::int64_t workspace_bytes = 0;
+  Launch reduce;
+
+  // e.g. "dw_data_row3_w8_i32" or "dw_wgrad_chunks12_taps27_i32".
+  std::string name() const;
+};
+
+// "" when the CUDA kernels run this problem; otherwise what they cannot do
+// (depthwise with channel multiplier 1 and zero padding only, for now).
+std::string unsupported_reason(const detail::ConvProblemGeometry& g);
+
+// True when an offset of a view of `shape` with `strides` reaches 2^31.
+bool needs_index64(const Shape5& shape, const Shape5& strides);
+
+// The plan of a supported problem; index64 as needs_index64 said for any view;
+// channel_vectors when every view the kernels read with vector loads has
+// channel stride 1, its other strides multiples of 4 and a 16-byte aligned
+// start (vector_loads_fit).
+DepthwisePlan plan_depthwise(detail::ConvOp op, const detail::ConvProblemGeometry& g, bool index64,
+                             bool channel_vectors = false);
+
+// True when a view of `shape` and `strides` starting at `address` can be
+// read 4 channels at a time.
+bool vector_loads_fit(const void* address, const Shape5& shape, const Shape5& strides);
+
+}  // namespace volconv::cuda_plan

@@ -1,0 +1,93 @@
+// Bindings for arrays in CUDA device memory (torch CUDA tensors, CuPy
+// arrays): the caller's memory is read and the result written in place, on
+// the stream Python picked. The views carry device addresses, so
+// only a GPU stream may run them (volconv/_cuda.py routes them here).
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/array.h>
+#include <nanobind/stl/tuple.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+
+#include "../core/gpu_backend.h"
+#include "gil_release.h"
+#include "volconv/conv_general.h"
+#include "volconv/volconv.h"
+
+namespace nb = nanobind;
+using namespace volconv;
+
+namespace {
+
+// An array in CUDA memory as Python describes it: the address of element 0,
+// the shape and the strides in elements (torch's data_ptr() / stride(),
+// CuPy's data.ptr / strides). Python checked the dtype and the dimensions;
+// the core checks the rest. (Not DLPack: torch's __dlpack__ records and waits
+// on an event per tensor, a cost paid on every call.)
+using Raw = std::tuple<std::uintptr_t, Shape5, Shape5>;
+
+template <class View>
+View view_of(const Raw& a, DType dtype) {
+  View v;
+  v.data = reinterpret_cast<decltype(v.data)>(std::get<0>(a));
+  v.dtype = dtype;
+  v.shape = std::get<1>(a);
+  v.strides = std::get<2>(a);
+  return v;
+}
+
+Stream gpu_stream(const Stream& s, const char* op) {
+  if (s.device.type != DeviceType::gpu)
+    throw std::invalid_argument(std::string("[") + op +
+                                "] Arrays in CUDA memory run on a GPU stream, but the stream given is on the cpu.");
+  return s;
+}
+
+}  // namespace
+
+void bind_cuda(nb::module_& m) {
+  m.def("_conv3d_output_shape", &conv3d_output_shape, nb::arg("input_shape"), nb::arg("weight_shape"),
+        nb::arg("params"));
+  m.def("_cuda_conv3d", [](const Raw& x, DType xt, const Raw& w, DType wt, const Raw& y, DType yt, const ConvParams& p,
+                           const Stream& s) {
+    const char* op = "conv3d";
+    const auto a = view_of<ConstTensorView>(x, xt);
+    const auto b = view_of<ConstTensorView>(w, wt);
+    const auto out = view_of<TensorView>(y, yt);
+    python::GilRelease release;
+    conv3d(a, b, out, p, gpu_stream(s, op));
+  });
+  m.def("_cuda_conv3d_grad_input", [](const Raw& gy, DType gt, const Raw& w, DType wt, const Raw& y, DType yt,
+                                      const ConvParams& p, const Stream& s) {
+    const char* op = "conv3d_grad_input";
+    const auto a = view_of<ConstTensorView>(gy, gt);
+    const auto b = view_of<ConstTensorView>(w, wt);
+    const auto out = view_of<TensorView>(y, yt);
+    python::GilRelease release;
+    conv3d_grad_input(a, b, out, p, gpu_stream(s, op));
+  });
+  m.def("_cuda_conv3d_grad_weight", [](const Raw& x, DType xt, const Raw& gy, DType gt, const Raw& y, DType yt,
+                                       const ConvParams& p, const Stream& s) {
+    const char* op = "conv3d_grad_weight";
+    const auto a = view_of<ConstTensorView>(x, xt);
+    const auto b = view_of<ConstTensorView>(gy, gt);
+    const auto out = view_of<TensorView>(y, yt);
+    python::GilRelease release;
+    conv3d_grad_weight(a, b, out, p, gpu_stream(s, op));
+  });
+  m.def("_gpu_external_stream", [](int index, std::uintptr_t handle) {
+    return detail::external_gpu_stream(Device{DeviceType::gpu, index}, handle);
+  }, nb::arg("index"), nb::arg("handle"));
+  m.def("_gpu_stream_wait", &detail::gpu_stream_wait, nb::arg("waiter"), nb::arg("waited"));
+  m.def("_gpu_backend", [] {
+    switch (detail::gpu_kind()) {
+      case detail::GpuKind::metal: return "metal";
+      case detail::GpuKind::cuda: return "cuda";
+      case detail::GpuKind::none: break;
+    }
+    return "none";
+  });
+}

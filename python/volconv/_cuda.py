@@ -1,0 +1,144 @@
+"""Arrays in CUDA memory (torch CUDA tensors, CuPy arrays): read and written
+in place by the CUDA backend, ordered on the array's own current stream
+(torch.cuda.current_stream, CuPy's current stream) unless a volconv GPU
+stream is given, and returned as a new array of the input's kind on its
+device. Depthwise problems only for now (the core says so for others)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from . import _core
+from ._core import DeviceType, DType, Stream
+from ._device import call_stream
+
+_DLPACK_CUDA = 2  # kDLCUDA
+
+
+class CudaOperand(NamedTuple):
+    array: Any  # the caller's tensor (torch) or array (cupy), read in place
+    dtype: DType
+    kind: str  # "torch" or "cupy"
+    device: int  # CUDA device index
+    stream: int  # the producer's current stream (a cudaStream_t as int)
+
+
+def _module_of(obj: Any) -> str:
+    return type(obj).__module__.split(".")[0]
+
+
+def is_cuda_array(obj: Any) -> bool:
+    """True for a torch CUDA tensor or any DLPack array in CUDA memory."""
+    if _module_of(obj) == "torch" and type(obj).__name__ in ("Tensor", "Parameter"):
+        return obj.device.type == "cuda"
+    device = getattr(obj, "__dlpack_device__", None)
+    if device is None or _module_of(obj) == "numpy":
+        return False
+    try:
+        return int(device()[0]) == _DLPACK_CUDA
+    except Exception:
+        return False
+
+
+def _operand(obj: Any, op: str, what: str) -> CudaOperand:
+    module = _module_of(obj)
+    if module == "torch":
+        import torch
+
+        t = obj.detach()
+        dtypes = {torch.float16: DType.float16, torch.bfloat16: DType.bfloat16, torch.float32: DType.float32}
+        dtypes[torch.float64] = DType.float64
+        if t.dtype not in dtypes:
+            raise ValueError(
+                f"[{op}] Expected the {what} to have a floating-point dtype but got {str(t.dtype).replace('torch.', '')}."
+            )
+        index = t.device.index if t.device.index is not None else torch.cuda.current_device()
+        stream = torch.cuda.current_stream(t.device).cuda_stream
+        return CudaOperand(t, dtypes[t.dtype], "torch", index, stream)
+    if module == "cupy":
+        import cupy
+
+        names = {"float16": DType.float16, "float32": DType.float32, "float64": DType.float64}
+        if obj.dtype.name not in names:
+            raise ValueError(
+                f"[{op}] Expected the {what} to have a floating-point dtype but got {obj.dtype.name}."
+            )
+        with obj.device:
+            stream = cupy.cuda.get_current_stream().ptr
+        return CudaOperand(obj, names[obj.dtype.name], "cupy", obj.device.id, stream)
+    raise TypeError(
+        f"[{op}] Expected the {what} in CUDA memory to be a torch tensor or a CuPy array but got "
+        f"{type(obj).__name__} (other DLPack producers are not supported yet)."
+    )
+
+
+def _raw(array: Any, kind: str) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
+    """(address of element 0, shape, strides in elements): what the core reads."""
+    if kind == "torch":
+        return array.data_ptr(), tuple(array.shape), tuple(array.stride())
+    return array.data.ptr, tuple(array.shape), tuple(s // array.itemsize for s in array.strides)
+
+
+def _empty_like_kind(a: CudaOperand, shape: tuple[int, ...], dtype: DType) -> Any:
+    if a.kind == "torch":
+        import torch
+
+        names = {DType.float16: torch.float16, DType.bfloat16: torch.bfloat16, DType.float32: torch.float32}
+        names[DType.float64] = torch.float64
+        return torch.empty(shape, dtype=names[dtype], device=a.array.device)
+    import cupy
+
+    with a.array.device:
+        return cupy.empty(shape, dtype=dtype.name)
+
+
+def run(
+    op: str,
+    core_op: Callable[..., None],
+    first: tuple[str, Any],
+    second: tuple[str, Any],
+    result_shape: Callable[[CudaOperand, CudaOperand, Any], tuple[int, ...]],
+    params: Callable[[CudaOperand, CudaOperand], Any],
+    stream: Any,
+) -> Any:
+    """Runs core_op(a, a_dtype, b, b_dtype, result, result_dtype, params,
+    stream) on the two operands, both in CUDA memory on one device, and
+    returns the result (a new array of the first operand's kind).
+    result_shape(a, b, params) gives its shape."""
+    a, b = (_operand(obj, op, what) if is_cuda_array(obj) else None for what, obj in (first, second))
+    if a is None or b is None:
+        cpu_what = first[0] if a is None else second[0]
+        raise ValueError(
+            f"[{op}] Expected the {first[0]} and the {second[0]} both in CUDA memory, but the {cpu_what} is not; "
+            "move it to the same GPU first."
+        )
+    if a.device != b.device:
+        raise ValueError(
+            f"[{op}] Expected the {first[0]} and the {second[0]} on one GPU but got cuda:{a.device} and cuda:{b.device}."
+        )
+    for what, x in ((first[0], a), (second[0], b)):
+        if x.array.ndim != 5:
+            raise ValueError(
+                f"[{op}] Expected the {what} to have 5 dimensions but got an array of shape {tuple(x.array.shape)}."
+            )
+    p = params(a, b)
+    shape = tuple(result_shape(a, b, p))
+    producer = _core._gpu_external_stream(a.device, a.stream)
+    given: Stream | None = call_stream(stream, op)
+    if given is not None and (given.device.type != DeviceType.gpu or given.device.index != a.device):
+        raise ValueError(
+            f"[{op}] The {first[0]} is on cuda:{a.device}, so the stream must be a GPU stream of device "
+            f"{a.device}, but got {given!r}."
+        )
+    s = producer if given is None else given
+    out_dtype = _core.promote_types(a.dtype, b.dtype)
+    out = _empty_like_kind(a, shape, out_dtype)
+    if s != producer:  # the given stream starts after the arrays' producer, which then waits for it
+        _core._gpu_stream_wait(s, producer)
+    core_op(
+        _raw(a.array, a.kind), a.dtype, _raw(b.array, b.kind), b.dtype, _raw(out, a.kind), out_dtype, p, s
+    )
+    if s != producer:
+        _core._gpu_stream_wait(producer, s)
+    return out

@@ -1,0 +1,180 @@
+// The CUDA depthwise planner (csrc/cuda/depthwise_plan.h), on a machine
+// without a GPU: every launch covers every output (and the weight
+// gradient's chunks every position) exactly once over, stays inside the
+// launch limits, and picks 64-bit offsets exactly when a view reaches 2^31.
+#include <cstdint>
+#include <random>
+#include <string>
+
+#include "../../csrc/cuda/depthwise_plan.h"
+#include "check.h"
+
+using namespace volconv;
+using detail::ConvOp;
+using detail::ConvProblemGeometry;
+
+namespace {
+
+std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
+
+ConvProblemGeometry depthwise(std::int64_t n, Int3 out, std::int64_t c, Int3 k) {
+  ConvProblemGeometry g;
+  g.batch = n;
+  g.out = out;
+  g.in = out;
+  g.kernel = k;
+  g.in_channels = g.out_channels = g.groups = c;
+  return g;
+}
+
+void check_limits(const cuda_plan::Launch& l, const std::string& what) {
+  const int threads = l.block[0] * l.block[1] * l.block[2];
+  if (threads > cuda_plan::kThreadsPerBlock || threads < 32) check::fail(__FILE__, __LINE__, what + ": block size");
+  if (l.grid[0] < 1 || l.grid[0] > cuda_plan::kMaxGridX || l.grid[1] < 1 || l.grid[1] > cuda_plan::kMaxGridYZ ||
+      l.grid[2] < 1 || l.grid[2] > cuda_plan::kMaxGridYZ)
+    check::fail(__FILE__, __LINE__, what + ": grid outside the launch limits");
+}
+
+// Threads along each axis cover it, and dropping the last block would not.
+void check_covers(std::int64_t blocks, std::int64_t per_block, std::int64_t needed, const std::string& what) {
+  if (blocks * per_block < needed || (blocks - 1) * per_block >= needed)
+    check::fail(__FILE__, __LINE__,
+                what + ": " + std::to_string(blocks) + " blocks of " + std::to_string(per_block) + " for " +
+                    std::to_string(needed));
+}
+
+// Channels per thread: vector loads only for row3 on views that allow them,
+// a divisor of C, at most 2 for the weight gradient; the channel blocks cover C.
+void check_channels(const cuda_plan::DepthwisePlan& p, const ConvProblemGeometry& g, bool vectors,
+                    const std::string& what) {
+  CHECK(p.vec == 1 || p.vec == 2 || p.vec == 4);
+  CHECK_EQ(g.out_channels % p.vec, std::int64_t(0));
+  if (!vectors || p.kernel != cuda_plan::DwKernel::row3) CHECK_EQ(p.vec, 1);
+  if (p.op == ConvOp::weight_grad) CHECK(p.vec <= 2);
+  if (vectors && p.kernel == cuda_plan::DwKernel::row3 && g.out_channels % 2 == 0) CHECK(p.vec >= 2);
+  check_covers(p.main.grid[1], std::int64_t(p.block_channels) * p.vec, g.out_channels, what + " channels");
+}
+
+void check_data(const ConvProblemGeometry& g, bool vectors) {
+  const auto p = cuda_plan::plan_depthwise(ConvOp::data, g, false, vectors);
+  const std::string what = "data " + p.name();
+  check_limits(p.main, what);
+  CHECK_EQ(p.main.block[0], p.block_channels);
+  CHECK_EQ(p.main.block[1], p.block_rows);
+  check_channels(p, g, vectors, what);
+  // Each thread: w_tile outputs of one (n, od, oh) line.
+  const std::int64_t items = g.batch * g.out[0] * g.out[1] * ceil_div(g.out[2], p.w_tile);
+  if (items > 0) check_covers(p.main.grid[0], p.block_rows, items, what + " positions");
+  // row3 exactly for a kernel 3 wide along W read at stride 1 without dilation.
+  const bool row3 = g.kernel[2] == 3 && g.stride[2] == 1 && g.kernel_dilation[2] == 1 &&
+                    g.input_dilation == Int3{1, 1, 1};
+  CHECK_EQ(p.kernel == cuda_plan::DwKernel::row3, row3);
+  if (row3) CHECK_EQ(p.w_tile, 8);
+  else CHECK(p.w_tile == 1 || (p.w_tile == 4 && g.out[2] >= 4));
+  CHECK_EQ(p.workspace_bytes, std::int64_t(0));
+}
+
+void check_wgrad(const ConvProblemGeometry& g, bool vectors) {
+  const auto p = cuda_plan::plan_depthwise(ConvOp::weight_grad, g, false, vectors);
+  const std::string what = "wgrad " + p.name();
+  const std::int64_t positions = g.batch * g.out[0] * g.out[1] * g.out[2];
+  const std::int64_t taps = g.kernel[0] * g.kernel[1] * g.kernel[2];
+  check_limits(p.main, what);
+  check_limits(p.reduce, what + " reduce");
+  check_channels(p, g, vectors, what);
+  check_covers(p.main.grid[2], p.taps_per_pass, taps, what + " taps");
+  CHECK(p.taps_per_pass >= 1 && p.taps_per_pass <= cuda_plan::kMaxTapsPerPass);
+  CHECK_EQ(p.main.grid[0], p.chunks);
+  // Every position (row3: every line) in exactly one chunk; a block's rows
+  // step through its chunk.
+  const std::int64_t lines = g.batch * g.out[0] * g.out[1];
+  const bool row3 = g.kernel == Int3{3, 3, 3} && g.stride[2] == 1 && g.kernel_dilation[2] == 1 &&
+                    g.input_dilation == Int3{1, 1, 1};
+  CHECK_EQ(p.kernel == cuda_plan::DwKernel::row3, row3);
+  if (row3) {
+    if (lines > 0) check_covers(p.chunks, p.lines_per_chunk, lines, what + " line chunks");
+    CHECK_EQ(p.lines_per_chunk % p.block_rows, std::int64_t(0));
+    CHECK_EQ(p.positions_per_chunk, std::int64_t(0));
+  } else {
+    if (positions > 0) check_covers(p.chunks, p.positions_per_chunk, positions, what + " chunks");
+    CHECK_EQ(p.positions_per_chunk % p.block_rows, std::int64_t(0));
+    CHECK_EQ(p.lines_per_chunk, std::int64_t(0));
+  }
+  CHECK_EQ(p.workspace_bytes, p.chunks * taps * g.out_channels * std::int64_t(4));
+  check_covers(p.reduce.grid[0], p.reduce.block[0], taps * g.out_channels, what + " reduce");
+  // The chunking depends on the shape only: the same shape, the same order.
+  CHECK_EQ(cuda_plan::plan_depthwise(ConvOp::weight_grad, g, false, vectors).name(), p.name());
+}
+
+}  // namespace
+
+int main() {
+  // The bench's shapes (issue 20) and edge cases: one output, W below the
+  // tile, C below a warp, a 7x7x7 kernel (343 taps: 11 passes), N = 0.
+  const ConvProblemGeometry shapes[] = {
+      depthwise(1, {16, 56, 56}, 64, {3, 3, 3}),  depthwise(1, {17, 128, 128}, 256, {3, 3, 3}),
+      depthwise(2, {32, 64, 64}, 128, {3, 3, 3}), depthwise(1, {1, 1, 1}, 1, {1, 1, 1}),
+      depthwise(3, {2, 5, 7}, 3, {2, 1, 3}),      depthwise(1, {4, 4, 9}, 100, {7, 7, 7}),
+      depthwise(0, {4, 4, 4}, 8, {3, 3, 3}),
+  };
+  for (const auto& g : shapes)
+    for (bool vectors : {false, true}) {
+      check_data(g, vectors);
+      check_wgrad(g, vectors);
+    }
+  std::mt19937 rng(20);
+  auto pick = [&](int lo, int hi) { return std::int64_t(std::uniform_int_distribution<int>(lo, hi)(rng)); };
+  for (int i = 0; i < 500; ++i) {
+    auto g = depthwise(pick(1, 4), {pick(1, 40), pick(1, 300), pick(1, 300)}, pick(1, 700),
+                       {pick(1, 5), pick(1, 5), pick(1, 5)});
+    if (i % 3 == 0) g.kernel = {3, 3, 3};  // row3 often
+    if (i % 5 == 1) g.stride[2] = pick(1, 3);
+    if (i % 7 == 2) g.kernel_dilation[2] = pick(1, 3);
+    if (i % 11 == 3) g.input_dilation[pick(0, 2)] = 2;
+    check_data(g, i % 2 == 0);
+    check_wgrad(g, i % 2 == 0);
+  }
+  // The big shape: row3, eight outputs per thread, two warps of channels;
+  // a stride along W takes the generic kernel.
+  const auto big = cuda_plan::plan_depthwise(ConvOp::data, shapes[1], false);
+  CHECK_EQ(big.name(), std::string("dw_data_row3_w8_i32"));
+  CHECK_EQ(big.block_channels, 64);
+  CHECK_EQ(cuda_plan::plan_depthwise(ConvOp::data, shapes[1], true).name(), std::string("dw_data_row3_w8_i64"));
+  ConvProblemGeometry strided = shapes[1];
+  strided.stride[2] = 2;
+  CHECK_EQ(cuda_plan::plan_depthwise(ConvOp::data, strided, false).name(), std::string("dw_data_w4_i32"));
+
+  CHECK_EQ(cuda_plan::plan_depthwise(ConvOp::data, shapes[1], false, true).name(),
+           std::string("dw_data_row3_w8_v4_i32"));
+  CHECK_EQ(cuda_plan::plan_depthwise(ConvOp::weight_grad, shapes[1], false, true).vec, 2);
+
+  // Vector loads: 16-byte aligned start, channel stride 1, other strides multiples of 4.
+  alignas(16) static float buf[64];
+  const Shape5 shape{1, 2, 2, 2, 8}, packed{64, 32, 16, 8, 1};
+  CHECK(cuda_plan::vector_loads_fit(buf, shape, packed));
+  CHECK(!cuda_plan::vector_loads_fit(buf + 1, shape, packed));
+  CHECK(!cuda_plan::vector_loads_fit(buf, shape, {64, 32, 16, 8, 2}));
+  CHECK(!cuda_plan::vector_loads_fit(buf, shape, {64, 32, 16, 6, 1}));
+  CHECK(cuda_plan::vector_loads_fit(buf, {1, 1, 1, 1, 8}, {7, 7, 7, 7, 1}));  // size-1 axes: any stride
+
+  // 64-bit offsets exactly from a reach of 2^31 elements on.
+  const std::int64_t two31 = std::int64_t(1) << 31;
+  CHECK(!cuda_plan::needs_index64({1, 1, 1, 1, two31}, {0, 0, 0, 0, 1}));
+  CHECK(cuda_plan::needs_index64({1, 1, 1, 1, two31 + 1}, {0, 0, 0, 0, 1}));
+  CHECK(cuda_plan::needs_index64({2, 1, 1, 1, 1}, {-two31, 0, 0, 0, 1}));
+  CHECK(!cuda_plan::needs_index64({2, 1, 1, 1, 1}, {-(two31 - 1), 0, 0, 0, 1}));
+
+  // What the kernels cannot run is named.
+  ConvProblemGeometry dense = depthwise(1, {4, 4, 4}, 8, {3, 3, 3});
+  dense.groups = 1;
+  CHECK(cuda_plan::unsupported_reason(dense).find("depthwise convolutions (groups == C_in == C_out)") !=
+        std::string::npos);
+  ConvProblemGeometry multiplier = depthwise(1, {4, 4, 4}, 8, {3, 3, 3});
+  multiplier.out_channels = 16;
+  CHECK(!cuda_plan::unsupported_reason(multiplier).empty());
+  ConvProblemGeometry reflect = depthwise(1, {4, 4, 4}, 8, {3, 3, 3});
+  reflect.padding_mode[1] = PaddingMode::reflect;
+  CHECK(cuda_plan::unsupported_reason(reflect).find("zeros") != std::string::npos);
+  CHECK(cuda_plan::unsupported_reason(depthwise(1, {4, 4, 4}, 8, {3, 3, 3})).empty());
+  return check::result("test_cuda_plan");
+}

@@ -1,0 +1,234 @@
+"""The CUDA backend's depthwise kernels on a real NVIDIA GPU (the device
+tool's H200): every direction and dtype against the float64 reference and
+against torch's own CUDA convolution; torch CUDA tensors in place on their
+current stream, numpy arrays copied in with a GPU stream, 64-bit offsets,
+a bit-identical weight gradient, and the errors for what it cannot run.
+Skipped, with the reason, where there is no CUDA GPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from cuda_cases import CASES, case_id, output_size
+from reference_training import assert_close, conv3d_grad_input_reference, conv3d_grad_weight_reference
+
+import volconv as vc
+
+from reference import TOLERANCE, conv3d_reference
+
+torch = pytest.importorskip("torch")
+if not torch.cuda.is_available() or vc._core._gpu_backend() != "cuda":
+    pytest.skip(
+        f"no CUDA GPU for volconv here: {vc.unavailable_reason(vc.gpu) or 'torch sees no CUDA device'}",
+        allow_module_level=True,
+    )
+import torch.nn.functional as F  # noqa: E402
+
+# torch's float32 convolutions in float32 (TF32 would round the inputs to 10 bits).
+torch.backends.cudnn.allow_tf32 = False
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def _operands(case, dtype, seed=0):
+    """Rounded to dtype first, so the reference sees exactly what the kernels read."""
+    n, size, c, k, s, (lo, hi), d = case
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, *size, c, generator=g).to(DTYPES[dtype])
+    w = torch.randn(c, *k, 1, generator=g).to(DTYPES[dtype])
+    gy = torch.randn(n, *output_size(size, k, s, lo, hi, d), c, generator=g).to(DTYPES[dtype])
+    return x, w, gy
+
+
+def _np(t):
+    return t.detach().cpu().double().numpy()
+
+
+def _kw(case):
+    _, _, c, _, s, (lo, hi), d = case
+    return dict(stride=s, padding=(lo, hi), dilation=d, groups=c)
+
+
+def _ref_kw(case):
+    _, _, c, _, s, (lo, hi), d = case
+    return dict(stride=s, pad_lo=lo, pad_hi=hi, dilation=d, groups=c)
+
+
+def _torch_input(t, lo, hi):
+    """NDHWC -> torch's NCDHW (channels_last_3d memory), padded as conv3d pads."""
+    t = t.permute(0, 4, 1, 2, 3)
+    return F.pad(t, (lo[2], hi[2], lo[1], hi[1], lo[0], hi[0])).contiguous(
+        memory_format=torch.channels_last_3d
+    )
+
+
+def _agree(y, other, scale, dtype):
+    bound = 2 * TOLERANCE[dtype] * scale + (2.0**-23 if dtype == "float16" else 1e-30)
+    bad = ~(np.abs(_np(y) - _np(other)) <= bound)
+    assert not bad.any(), f"{int(bad.sum())} elements differ from torch's CUDA conv beyond {TOLERANCE[dtype]}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_forward(case, dtype):
+    x, w, _ = _operands(case, dtype)
+    xc, wc = x.cuda(), w.cuda()
+    y = vc.conv3d(xc, wc, **_kw(case))
+    assert isinstance(y, torch.Tensor) and y.device == xc.device and y.dtype == xc.dtype
+    scale = conv3d_reference(np.abs(_np(x)), np.abs(_np(w)), **_ref_kw(case))
+    assert_close(_np(y), conv3d_reference(_np(x), _np(w), **_ref_kw(case)), scale, dtype, "forward")
+    _, _, c, _, s, (lo, hi), d = case
+    theirs = F.conv3d(_torch_input(xc, lo, hi), wc.permute(0, 4, 1, 2, 3), stride=s, dilation=d, groups=c)
+    _agree(y, theirs.permute(0, 2, 3, 4, 1), scale, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_grad_input(case, dtype):
+    x, w, gy = _operands(case, dtype)
+    wc, gyc = w.cuda(), gy.cuda()
+    dx = vc.conv3d_grad_input(gyc, wc, tuple(x.shape), **_kw(case))
+    assert dx.device == gyc.device and dx.shape == x.shape
+    ref_kw = _ref_kw(case)
+    ref = conv3d_grad_input_reference(_np(gy), _np(w), x.shape, **ref_kw)
+    scale = conv3d_grad_input_reference(np.abs(_np(gy)), np.abs(_np(w)), x.shape, **ref_kw)
+    assert_close(_np(dx), ref, scale, dtype, "grad_input")
+    # torch's own CUDA gradient, through autograd of its conv on the same data.
+    _, _, c, _, s, (lo, hi), d = case
+    xt = x.cuda().permute(0, 4, 1, 2, 3).requires_grad_(True)
+    padded = F.pad(xt, (lo[2], hi[2], lo[1], hi[1], lo[0], hi[0]))
+    yt = F.conv3d(padded, wc.permute(0, 4, 1, 2, 3), stride=s, dilation=d, groups=c)
+    (theirs,) = torch.autograd.grad(yt, xt, gyc.permute(0, 4, 1, 2, 3))
+    _agree(dx, theirs.permute(0, 2, 3, 4, 1), scale, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_grad_weight(case, dtype):
+    x, w, gy = _operands(case, dtype)
+    xc, gyc = x.cuda(), gy.cuda()
+    dw = vc.conv3d_grad_weight(xc, gyc, tuple(w.shape), **_kw(case))
+    assert dw.device == xc.device and dw.shape == w.shape
+    ref_kw = _ref_kw(case)
+    ref = conv3d_grad_weight_reference(_np(x), _np(gy), w.shape, **ref_kw)
+    scale = conv3d_grad_weight_reference(np.abs(_np(x)), np.abs(_np(gy)), w.shape, **ref_kw)
+    assert_close(_np(dw), ref, scale, dtype, "grad_weight")
+    _, _, c, _, s, (lo, hi), d = case
+    wt = w.cuda().permute(0, 4, 1, 2, 3).requires_grad_(True)
+    yt = F.conv3d(_torch_input(xc, lo, hi), wt, stride=s, dilation=d, groups=c)
+    (theirs,) = torch.autograd.grad(yt, wt, gyc.permute(0, 4, 1, 2, 3))
+    _agree(dw, theirs.permute(0, 2, 3, 4, 1), scale, dtype)
+
+
+def test_weight_gradient_is_bit_identical_run_to_run():
+    """Many chunks (a fixed reduction order): the same bits every time."""
+    g = torch.Generator(device="cuda").manual_seed(1)
+    x = torch.randn(2, 16, 40, 40, 48, device="cuda", generator=g)
+    gy = torch.randn(2, 16, 40, 40, 48, device="cuda", generator=g)
+    first = vc.conv3d_grad_weight(x, gy, (48, 3, 3, 3, 1), padding=1, groups=48)
+    for _ in range(3):
+        assert torch.equal(vc.conv3d_grad_weight(x, gy, (48, 3, 3, 3, 1), padding=1, groups=48), first)
+
+
+def test_transposed_and_general_depthwise_with_a_gpu_stream():
+    """Input-dilated problems (conv_transpose3d, strided grad_input) take the
+    dilated kernels; host arrays with a GPU stream are copied in and back."""
+    from reference_training import conv_transpose3d_reference
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 4, 5, 9, 6)).astype(np.float32)
+    w = rng.standard_normal((6, 3, 2, 3, 1)).astype(np.float32)
+    y = vc.conv_transpose3d(x, w, stride=(2, 1, 2), padding=1, groups=6, stream=vc.gpu)
+    assert isinstance(y, np.ndarray)
+    kw = dict(stride=(2, 1, 2), pad_lo=(1, 1, 1), pad_hi=(1, 1, 1), groups=6)
+    ref = conv_transpose3d_reference(x, w, **kw)
+    scale = conv_transpose3d_reference(np.abs(x), np.abs(w), **kw)
+    assert_close(y, ref, scale, "float32", "conv_transpose3d")
+
+
+def test_numpy_arrays_with_a_gpu_stream_come_back_as_numpy():
+    case = CASES[1]
+    x, w, _ = _operands(case, "float32")
+    s = vc.new_stream(vc.Device(vc.gpu, 0))
+    y = vc.conv3d(x.numpy(), w.numpy(), stream=s, **_kw(case))
+    assert isinstance(y, np.ndarray)
+    scale = conv3d_reference(np.abs(_np(x)), np.abs(_np(w)), **_ref_kw(case))
+    assert_close(y, conv3d_reference(_np(x), _np(w), **_ref_kw(case)), scale, "float32")
+
+
+def test_torch_current_stream_and_a_volconv_stream_are_ordered():
+    """Work runs on torch's current stream (a side stream here), or on a
+    volconv stream ordered after it: the input is produced on the side stream
+    behind a 50 ms sleep, so a call that did not wait for it would read
+    memory not yet written; torch then reads the result on that stream."""
+    case = CASES[0]
+    x, w, _ = _operands(case, "float32")
+    ref = conv3d_reference(_np(x) + 1, _np(w), **_ref_kw(case))
+    scale = conv3d_reference(np.abs(_np(x) + 1), np.abs(_np(w)), **_ref_kw(case))
+    base, wc = x.cuda(), w.cuda()
+    torch.cuda.synchronize()
+    side = torch.cuda.Stream()
+    vs = vc.new_stream(vc.gpu)
+    for stream in (None, vs):
+        with torch.cuda.stream(side):
+            torch.cuda._sleep(50_000_000)
+            xc = base + 1  # produced on the side stream after the sleep
+            y = vc.conv3d(xc, wc, stream=stream, **_kw(case))
+            y_host = y.cpu()
+        assert_close(_np(y_host), ref, scale, "float32", f"stream={stream}")
+
+
+def test_offsets_past_2_to_the_31():
+    """A strided view whose last item starts past 2^31 elements: 64-bit
+    offsets (n * stride itself passes 2^31 for n = 2)."""
+    base = torch.zeros(2**31 + 4096, dtype=torch.float16, device="cuda")
+    step = 2**30 + 8  # N stride
+    vals = torch.randn(3, 2, 3, 4, 8, dtype=torch.float16)
+    x = base.as_strided((3, 2, 3, 4, 8), (step, 96, 32, 8, 1))
+    x.copy_(vals.cuda())
+    w = torch.randn(8, 3, 3, 3, 1, dtype=torch.float16)
+    y = vc.conv3d(x, w.cuda(), padding=1, groups=8)
+    kw = dict(pad_lo=(1, 1, 1), pad_hi=(1, 1, 1), groups=8)
+    scale = conv3d_reference(np.abs(_np(vals)), np.abs(_np(w)), **kw)
+    assert_close(_np(y), conv3d_reference(_np(vals), _np(w), **kw), scale, "float16", "index64 forward")
+    gy = torch.randn(3, 2, 3, 4, 8, dtype=torch.float16)
+    dw = vc.conv3d_grad_weight(x, gy.cuda(), (8, 3, 3, 3, 1), padding=1, groups=8)
+    ref = conv3d_grad_weight_reference(_np(vals), _np(gy), (8, 3, 3, 3, 1), **kw)
+    scale = conv3d_grad_weight_reference(np.abs(_np(vals)), np.abs(_np(gy)), (8, 3, 3, 3, 1), **kw)
+    assert_close(_np(dw), ref, scale, "float16", "index64 grad_weight")
+    del base
+
+
+def test_devices_and_reasons():
+    assert vc.unavailable_reason(vc.gpu) == ""
+    assert vc.unavailable_reason(vc.Device(vc.gpu, torch.cuda.device_count())).startswith(
+        f"CUDA device {torch.cuda.device_count()} does not exist"
+    )
+    assert vc.default_stream(vc.gpu).device == vc.Device(vc.gpu, 0)
+    assert vc.default_device() == vc.cpu  # a CUDA GPU is never the automatic default
+
+
+def test_what_the_cuda_backend_cannot_run_is_refused_by_name():
+    x = torch.randn(1, 4, 4, 4, 8, device="cuda")
+    with pytest.raises(ValueError, match=r"^\[conv3d\] The CUDA backend runs only depthwise"):
+        vc.conv3d(x, torch.randn(8, 3, 3, 3, 8, device="cuda"))
+    with pytest.raises(ValueError, match=r"^\[conv3d_grad_weight\] The CUDA backend runs only depthwise"):
+        vc.conv3d_grad_weight(x, torch.randn(1, 2, 2, 2, 8, device="cuda"), (8, 3, 3, 3, 8))
+    with pytest.raises(ValueError, match=r"float32, float16 and bfloat16"):
+        vc.conv3d(x.double(), torch.randn(8, 3, 3, 3, 1, device="cuda", dtype=torch.float64), groups=8)
+    with pytest.raises(ValueError, match=r"both in CUDA memory"):
+        vc.conv3d(x, torch.randn(8, 3, 3, 3, 1), groups=8)
+    with pytest.raises(ValueError, match=r"must be a GPU stream"):
+        vc.conv3d(x, torch.randn(8, 3, 3, 3, 1, device="cuda"), groups=8, stream=vc.cpu)
+    with pytest.raises(ValueError, match=r"epilogue"):
+        vc.conv3d(x, torch.randn(8, 3, 3, 3, 1, device="cuda"), groups=8, activation="relu")
+
+
+def test_cupy_arrays_in_place():
+    cupy = pytest.importorskip("cupy")
+    case = CASES[0]
+    x, w, _ = _operands(case, "float32")
+    y = vc.conv3d(cupy.asarray(x.numpy()), cupy.asarray(w.numpy()), **_kw(case))
+    assert isinstance(y, cupy.ndarray)
+    scale = conv3d_reference(np.abs(_np(x)), np.abs(_np(w)), **_ref_kw(case))
+    assert_close(cupy.asnumpy(y), conv3d_reference(_np(x), _np(w), **_ref_kw(case)), scale, "float32", "cupy")
