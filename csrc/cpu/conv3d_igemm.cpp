@@ -337,19 +337,29 @@ void run_small_cin(const Problem& p, const IgemmKernel& k, const std::vector<flo
 
 }  // namespace
 
-void conv3d_igemm(const detail::ConvCall& call, const KernelTable& kt, const CpuPlan& plan) {
+void conv3d_igemm(const detail::ConvCall& call, const KernelTable& kt, const CpuPlan& plan,
+                  const PrepackedWeights* prepacked) {
   const EpilogueRun epi(call);
+  // A panel packed ahead for this plan (same kernel set, NR, layout) is used
+  // as it is; otherwise the weights are packed now, as always.
+  const bool held = prepacked && prepacked->igemm && prepacked->isa == kt.isa && prepacked->nr == plan.nr &&
+                    prepacked->bf16_pairs == plan.bf16_pairs;
+  if (!held) count_call_packing();
   if (plan.bf16_pairs) {
     Problem p = make_problem(call, kt, plan, plan.igemm);
     p.epi = &epi;
-    run_direct(p, pack_igemm_bf16_pairs(p.g, call.weight, plan.nr));
+    std::vector<std::uint16_t> local;
+    if (!held) local = pack_igemm_bf16_pairs(p.g, call.weight, plan.nr);
+    run_direct(p, held ? prepacked->bf16 : local);
     return;
   }
   // Small-cin runs an f32_gemm kernel (its MR may differ) with the NR and
   // packing of f32_igemm[tile]; p.k is the igemm kernel for blocks/panels.
   Problem p = make_problem(call, kt, plan, kt.f32_igemm[plan.tile]);
   p.epi = &epi;
-  const std::vector<float> packed = pack_igemm_f32(p.g, call.weight, plan.nr);
+  std::vector<float> local;
+  if (!held) local = pack_igemm_f32(p.g, call.weight, plan.nr);
+  const std::vector<float>& packed = held ? prepacked->f32 : local;
   switch (plan.path) {
     case CpuPath::igemm: return run_direct(p, packed);
     case CpuPath::fold_w: return run_direct(p, packed, true);

@@ -18,6 +18,7 @@
 
 #include "cpu_features.h"
 #include "dw_backward.h"
+#include "input_relayout.h"
 #include "wgrad_gemm.h"
 
 namespace volconv::cpu {
@@ -239,7 +240,9 @@ CpuPlan plan(const ConstTensorView& input, const ConstTensorView& weight, const 
   out.dtype = promote_types(input.dtype, weight.dtype);
   out.shape = g.output_shape();
   out.strides = contiguous_strides(out.shape);
-  return plan_conv3d(detail::ConvCall{g, input, weight, out}, active_kernels(), planning_caches());
+  ConstTensorView in = input;  // conv3d copies strided channels first (input_relayout.h)
+  if (needs_channel_relayout(in)) in.strides = contiguous_strides(in.shape);
+  return plan_conv3d(detail::ConvCall{g, in, weight, out}, active_kernels(), planning_caches());
 }
 
 ProblemPlan plan_problem(detail::ConvOp op, const detail::ConvProblemGeometry& lowered, const ConstTensorView& a,
