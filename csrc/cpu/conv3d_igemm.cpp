@@ -306,9 +306,9 @@ void run_small_cin(const Problem& p, const IgemmKernel& k, const std::vector<flo
           }
           // Rows [r_lo, r_hi) read inside the input along W; the rest are zero.
           const std::int64_t sw = cp.stride[2];
-          const std::int64_t r_lo = std::min<std::int64_t>(MR, iw0 >= 0 ? 0 : (-iw0 + sw - 1) / sw);
+          const std::int64_t r_lo = std::min<std::int64_t>(MR, iw0 >= 0 ? 0 : ceil_div_stride(-iw0, sw));
           const std::int64_t r_hi = std::max<std::int64_t>(
-              r_lo, std::min<std::int64_t>(rows.valid, g.in[2] > iw0 ? (g.in[2] - iw0 + sw - 1) / sw : 0));
+              r_lo, std::min<std::int64_t>(rows.valid, g.in[2] > iw0 ? ceil_div_stride(g.in[2] - iw0, sw) : 0));
           // Row r_lo's address: iw0 itself may lie before the row.
           const auto* src = r_hi > r_lo ? x + id * p.xs[1] + ih * p.xs[2] + (iw0 + r_lo * sw) * p.xs[3] : x;
           gather_kmajor<In, CIN>(dst, src, sw * p.xs[3], p.xs[4], p.cin, MR, r_lo, r_hi);

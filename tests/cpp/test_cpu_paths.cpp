@@ -58,7 +58,7 @@ std::vector<Template> templates(const std::string& isa) {
   // Gathered rows: fp16/bf16 inputs (odd C_in).
   for (DType tx : {f16, bf16}) t.push_back({"packed-a", geo("packed_a", {1, 3, 4, 7, 7}, 0, {3, 3, 3}), tx, tx});
   // f32 with strided channels: copied to contiguous first, then read in place.
-  t.push_back({"igemm", geo("strided_c_relaid", {1, 3, 4, 6, 6}, 0, {3, 2, 3}), f32, f32, Layout::padded});
+  t.push_back({"igemm", geo("strided_c_relaid", {1, 3, 4, 6, 8}, 0, {3, 2, 3}), f32, f32, Layout::padded});
   // Small C_in: taps folded into K, k-major tiles along W.
   for (DType tx : {f16, bf16}) t.push_back({"small-cin", geo("small_cin", {1, 3, 4, 11, 3}, 0, {3, 3, 3}), tx, tx});
   t.push_back({"small-cin", geo("small_cin_groups", {1, 3, 4, 10, 4}, 0, {3, 3, 3}, 2), f32, f32});
