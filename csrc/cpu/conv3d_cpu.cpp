@@ -1,5 +1,7 @@
 // The CPU backend's entry: plans the validated call (conv3d_plan.cpp says
 // which path takes which call) and runs the plan's driver.
+#include <memory>
+
 #include "../core/backend.h"
 #include "conv3d_igemm.h"
 #include "conv3d_plan.h"
@@ -14,7 +16,7 @@ void conv3d_direct(const detail::ConvCall& call);
 // Core returns before an empty output reaches a backend.
 void conv3d(const detail::ConvCall& call_in, const PrepackedWeights* prepacked) {
   // Strided channels: one blocked copy, then the contiguous input's path.
-  std::vector<unsigned char> relaid;
+  std::unique_ptr<unsigned char[]> relaid;
   detail::ConvCall call = call_in;
   if (needs_channel_relayout(call.input)) call.input = relayout_channels_last(call.input, relaid);
   const KernelTable& kt = active_kernels();  // once: a concurrent force_isa must not split plan and run

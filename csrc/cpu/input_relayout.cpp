@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "../core/workspace.h"
+#include "volconv/out_of_memory.h"
 #include "thread_pool.h"
 
 namespace volconv::cpu {
@@ -87,13 +87,18 @@ bool needs_channel_relayout(const ConstTensorView& input) {
   return input.shape[4] > 1 && input.strides[4] != 1 && numel(input.shape) > 0;
 }
 
-ConstTensorView relayout_channels_last(const ConstTensorView& input, std::vector<unsigned char>& buf) {
-  const std::size_t esize = dtype_size(input.dtype);
-  detail::workspace_resize(buf, std::size_t(numel(input.shape)) * esize + 64, "the relaid-out input",
-                           static_cast<unsigned char>(0));
+ConstTensorView relayout_channels_last(const ConstTensorView& input, std::unique_ptr<unsigned char[]>& buf) {
+  const std::size_t esize = dtype_size(input.dtype), bytes = std::size_t(numel(input.shape)) * esize + 64;
+  // Not zero-filled: the transpose writes every element, and its threads
+  // touch the fresh pages first (a serial fill cost more than the copy).
+  try {
+    buf.reset(new unsigned char[bytes]);
+  } catch (const std::bad_alloc&) {
+    throw OutOfMemory("", bytes, "the relaid-out input");  // the op's name is added by the front door
+  }
   // 64-byte aligned start: the kernels' loads then split no more lines than on a fresh array.
-  const auto addr = reinterpret_cast<std::uintptr_t>(buf.data());
-  void* dst = buf.data() + ((64 - addr % 64) % 64);
+  const auto addr = reinterpret_cast<std::uintptr_t>(buf.get());
+  void* dst = buf.get() + ((64 - addr % 64) % 64);
   const Layout l = layout_of(input);
   g_relayouts.fetch_add(1, std::memory_order_relaxed);
   switch (esize) {

@@ -6,7 +6,7 @@
 #pragma once
 
 #include <cstdint>
-#include <vector>
+#include <memory>
 
 #include "volconv/tensor.h"
 
@@ -16,10 +16,10 @@ namespace volconv::cpu {
 // channel stride other than 1): such a call is relaid out first.
 bool needs_channel_relayout(const ConstTensorView& input);
 
-// Copies input (any strides) into buf as contiguous NDHWC, element bits
-// unchanged, and returns the contiguous view of buf. buf is a workspace
-// (a failed allocation names "the relaid-out input").
-ConstTensorView relayout_channels_last(const ConstTensorView& input, std::vector<unsigned char>& buf);
+// Copies input (any strides) into a new buf as contiguous NDHWC, element
+// bits unchanged, and returns the contiguous view of buf (a failed
+// allocation throws OutOfMemory naming "the relaid-out input").
+ConstTensorView relayout_channels_last(const ConstTensorView& input, std::unique_ptr<unsigned char[]>& buf);
 
 namespace testing {
 // How many inputs were relaid out so far (test-only: checks the copy runs).
