@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 @overload
 def conv3d(
     input: np.ndarray,
-    weight: ArrayLike,
+    weight: ArrayLike | PackedConv3dWeights,
     /,
     stride: Int3 = 1,
     padding: Padding = 0,
@@ -39,7 +39,7 @@ def conv3d(
 @overload
 def conv3d(
     input: torch.Tensor,
-    weight: ArrayLike,
+    weight: ArrayLike | PackedConv3dWeights,
     /,
     stride: Int3 = 1,
     padding: Padding = 0,
@@ -55,7 +55,7 @@ def conv3d(
 @overload
 def conv3d(
     input: MLXArrayT,
-    weight: ArrayLike,
+    weight: ArrayLike | PackedConv3dWeights,
     /,
     stride: Int3 = 1,
     padding: Padding = 0,
@@ -71,7 +71,7 @@ def conv3d(
 @overload
 def conv3d(
     input: OtherArray,
-    weight: ArrayLike,
+    weight: ArrayLike | PackedConv3dWeights,
     /,
     stride: Int3 = 1,
     padding: Padding = 0,
