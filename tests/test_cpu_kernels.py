@@ -179,7 +179,7 @@ def tail_path(case: Case, dtype: str, isa: str) -> str:
     if case.groups > 1:
         return "dwconv" if dtype == "float32" else "small-cin"  # one channel per group
     if dtype == "float32":
-        return {8: "igemm", 6: "igemm", 3: "fold-w", 1: "cin1"}[cin]
+        return {8: "igemm", 6: "fold-w", 3: "fold-w", 1: "cin1"}[cin]  # W folded up to C_in 7
     if cin in (8, 6):
         return "igemm" if dtype == "bfloat16" and bf16_pairs(isa) else "packed-a"
     return "small-cin"
@@ -217,7 +217,7 @@ def test_fold_w(isa, case):
 # larger than the kernel, padding wider than the window, W narrower than it.
 INDIRECTION = [
     _c("runs_span_rows_batches", 3, 2, 3, 5, 8, 16, 3, p=1),
-    _c("runs_stride3_pad_wide", 1, 3, 4, 17, 6, 20, (2, 2, 3), s=(1, 2, 3), p=(1, 1, 4)),
+    _c("runs_stride3_pad_wide", 1, 3, 4, 17, 8, 20, (2, 2, 3), s=(1, 2, 3), p=(1, 1, 4)),
     _c("runs_dilated_w", 1, 4, 5, 13, 8, 33, 3, p=(1, 1, 5), dil=(1, 2, 4)),
     _c("runs_w_narrower", 2, 3, 3, 2, 10, 17, (1, 3, 5), p=(0, 1, 3)),
 ]

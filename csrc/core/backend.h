@@ -23,7 +23,9 @@ struct ConvCall {
 }  // namespace volconv::detail
 
 namespace volconv::cpu {
-void conv3d(const detail::ConvCall& call);
+struct PrepackedWeights;  // cpu/prepacked_weights.h
+// prepacked: weights packed ahead (volconv/packed_weights.h), or nullptr.
+void conv3d(const detail::ConvCall& call, const PrepackedWeights* prepacked = nullptr);
 }
 
 namespace volconv::metal {

@@ -19,6 +19,8 @@ namespace volconv {
 namespace detail {
 int gpu_queue_of(const Stream& stream);
 bool default_device_is_automatic();
+void conv3d_checked(const ConstTensorView& input, const ConstTensorView& weight, const TensorView& output,
+                    const ConvParams& params, const Stream& stream, const cpu::PrepackedWeights* prepacked);
 }
 
 namespace {
@@ -78,8 +80,11 @@ void check_epilogue(const Epilogue& e, const ConvGeometry& g, const TensorView& 
 
 }  // namespace
 
-void conv3d(const ConstTensorView& input, const ConstTensorView& weight, const TensorView& output,
-            const ConvParams& params, const Stream& stream) {
+// conv3d's checks and dispatch; prepacked (CPU only) carries weights packed
+// ahead (conv3d_packed.cpp), nullptr for a plain call.
+void detail::conv3d_checked(const ConstTensorView& input, const ConstTensorView& weight, const TensorView& output,
+                            const ConvParams& params, const Stream& stream,
+                            const cpu::PrepackedWeights* prepacked) {
   check_dtype(input.dtype, "input");
   check_dtype(weight.dtype, "weight");
   check_dtype(output.dtype, "output");
@@ -139,11 +144,16 @@ void conv3d(const ConstTensorView& input, const ConstTensorView& weight, const T
         fail("A view in a Metal buffer the CPU cannot read (private storage, or a build without Metal) "
              "cannot be used on the CPU.");
     }
-    detail::naming_allocation_failures("conv3d", [&] { cpu::conv3d(detail::ConvCall{g, in, wt, out}); });
+    detail::naming_allocation_failures("conv3d", [&] { cpu::conv3d(detail::ConvCall{g, in, wt, out}, prepacked); });
   } else {
     detail::naming_allocation_failures(
         "conv3d", [&] { detail::gpu_conv3d(detail::ConvCall{g, in, wt, out}, detail::gpu_queue_of(stream)); });
   }
+}
+
+void conv3d(const ConstTensorView& input, const ConstTensorView& weight, const TensorView& output,
+            const ConvParams& params, const Stream& stream) {
+  detail::conv3d_checked(input, weight, output, params, stream, nullptr);
 }
 
 // No stream: the default device's. A GPU that is only the automatic default

@@ -306,9 +306,9 @@ void run_small_cin(const Problem& p, const IgemmKernel& k, const std::vector<flo
           }
           // Rows [r_lo, r_hi) read inside the input along W; the rest are zero.
           const std::int64_t sw = cp.stride[2];
-          const std::int64_t r_lo = std::min<std::int64_t>(MR, iw0 >= 0 ? 0 : (-iw0 + sw - 1) / sw);
+          const std::int64_t r_lo = std::min<std::int64_t>(MR, iw0 >= 0 ? 0 : ceil_div_stride(-iw0, sw));
           const std::int64_t r_hi = std::max<std::int64_t>(
-              r_lo, std::min<std::int64_t>(rows.valid, g.in[2] > iw0 ? (g.in[2] - iw0 + sw - 1) / sw : 0));
+              r_lo, std::min<std::int64_t>(rows.valid, g.in[2] > iw0 ? ceil_div_stride(g.in[2] - iw0, sw) : 0));
           // Row r_lo's address: iw0 itself may lie before the row.
           const auto* src = r_hi > r_lo ? x + id * p.xs[1] + ih * p.xs[2] + (iw0 + r_lo * sw) * p.xs[3] : x;
           gather_kmajor<In, CIN>(dst, src, sw * p.xs[3], p.xs[4], p.cin, MR, r_lo, r_hi);
@@ -337,19 +337,29 @@ void run_small_cin(const Problem& p, const IgemmKernel& k, const std::vector<flo
 
 }  // namespace
 
-void conv3d_igemm(const detail::ConvCall& call, const KernelTable& kt, const CpuPlan& plan) {
+void conv3d_igemm(const detail::ConvCall& call, const KernelTable& kt, const CpuPlan& plan,
+                  const PrepackedWeights* prepacked) {
   const EpilogueRun epi(call);
+  // A panel packed ahead for this plan (same kernel set, NR, layout) is used
+  // as it is; otherwise the weights are packed now, as always.
+  const bool held = prepacked && prepacked->igemm && prepacked->isa == kt.isa && prepacked->nr == plan.nr &&
+                    prepacked->bf16_pairs == plan.bf16_pairs;
+  if (!held) count_call_packing();
   if (plan.bf16_pairs) {
     Problem p = make_problem(call, kt, plan, plan.igemm);
     p.epi = &epi;
-    run_direct(p, pack_igemm_bf16_pairs(p.g, call.weight, plan.nr));
+    std::vector<std::uint16_t> local;
+    if (!held) local = pack_igemm_bf16_pairs(p.g, call.weight, plan.nr);
+    run_direct(p, held ? prepacked->bf16 : local);
     return;
   }
   // Small-cin runs an f32_gemm kernel (its MR may differ) with the NR and
   // packing of f32_igemm[tile]; p.k is the igemm kernel for blocks/panels.
   Problem p = make_problem(call, kt, plan, kt.f32_igemm[plan.tile]);
   p.epi = &epi;
-  const std::vector<float> packed = pack_igemm_f32(p.g, call.weight, plan.nr);
+  std::vector<float> local;
+  if (!held) local = pack_igemm_f32(p.g, call.weight, plan.nr);
+  const std::vector<float>& packed = held ? prepacked->f32 : local;
   switch (plan.path) {
     case CpuPath::igemm: return run_direct(p, packed);
     case CpuPath::fold_w: return run_direct(p, packed, true);

@@ -4,12 +4,16 @@
 
 #include "../core/backend.h"
 #include "conv3d_plan.h"
+#include "prepacked_weights.h"
 #include "ukernels/ukernel.h"
 
 namespace volconv::cpu {
 
 // The igemm family: igemm (f32, or bf16 pairs), fold-w, small-cin, packed-a.
-void conv3d_igemm(const detail::ConvCall& call, const KernelTable& kt, const CpuPlan& plan);
+// prepacked: weights packed ahead (volconv/packed_weights.h), used when they
+// fit the plan; nullptr packs them per call.
+void conv3d_igemm(const detail::ConvCall& call, const KernelTable& kt, const CpuPlan& plan,
+                  const PrepackedWeights* prepacked = nullptr);
 
 // The row drivers: depthwise (groups == C_in == C_out, f32 input with
 // contiguous channels) and one input channel (groups 1, f32 input; the

@@ -18,6 +18,7 @@
 
 #include "cpu_features.h"
 #include "dw_backward.h"
+#include "input_relayout.h"
 #include "wgrad_rows.h"
 #include "wgrad_gemm.h"
 
@@ -30,6 +31,11 @@ constexpr std::int64_t kSmallCin = 4;
 // Folding the W window into K pays when a (kd, kh) run is long enough for
 // the direct kernel's per-tap cost (loading MR row pointers).
 constexpr std::int64_t kFoldWMinK = 8;
+// Fold W for C_in up to this too: at 5-7 channels a tap is still too short
+// for the row pointer loop (2x17x23x29, C_in 5 -> 7: the indirection was
+// about a third of the call). The kernel sums the same terms in the same
+// order from a +0 start either way, so results are bit-identical.
+constexpr std::int64_t kFoldWMaxCin = 7;
 // Outputs from this size on bypass the caches: well past the L2 of any core
 // and the share of L3 a convolution gets, so they would be evicted before
 // anyone reads them and every line written would first be read for nothing.
@@ -169,7 +175,7 @@ CpuPlan plan_conv3d(const detail::ConvCall& call, const KernelTable& kt, const p
     plan_direct_order(plan, g, b);
     return plan;
   }
-  const bool fold_w = cin <= kSmallCin && in == DType::float32 && g.groups == 1 && call.input.strides[4] == 1 &&
+  const bool fold_w = cin <= kFoldWMaxCin && in == DType::float32 && g.groups == 1 && call.input.strides[4] == 1 &&
                       call.input.strides[3] == cin && g.params.dilation[2] == 1 && g.kernel[2] * cin >= kFoldWMinK;
   if (g.in_channels == 1 && g.groups == 1 && in == DType::float32 && !fold_w) {
     plan.path = CpuPath::cin1;
@@ -252,7 +258,9 @@ CpuPlan plan(const ConstTensorView& input, const ConstTensorView& weight, const 
   out.dtype = promote_types(input.dtype, weight.dtype);
   out.shape = g.output_shape();
   out.strides = contiguous_strides(out.shape);
-  return plan_conv3d(detail::ConvCall{g, input, weight, out}, active_kernels(), planning_caches());
+  ConstTensorView in = input;  // conv3d copies strided channels first (input_relayout.h)
+  if (needs_channel_relayout(in)) in.strides = contiguous_strides(in.shape);
+  return plan_conv3d(detail::ConvCall{g, in, weight, out}, active_kernels(), planning_caches());
 }
 
 ProblemPlan plan_problem(detail::ConvOp op, const detail::ConvProblemGeometry& lowered, const ConstTensorView& a,

@@ -40,7 +40,7 @@ DimPhase plan_dim(const detail::ConvProblemGeometry& g, int i, std::int64_t r, s
 
 // conv3d's planned kernels without its NaN pass (nonfinite_weights.h): for
 // callers whose weights are finite.
-void conv3d_kernels(const detail::ConvCall& call);
+void conv3d_kernels(const detail::ConvCall& call, const PrepackedWeights* prepacked = nullptr);
 
 // Writes zeros to every element of a strided view.
 void fill_zero(const TensorView& view);

@@ -88,8 +88,8 @@ std::int64_t build_indirection(const ConvGeometry& g, const Shape5& xs, const Ti
           // Rows [lo, hi) of the run read inside the input along W.
           std::int64_t lo = 0, hi = 0;
           if (u.dh_ok) {
-            lo = std::min<std::int64_t>(n, iw >= 0 ? 0 : (-iw + sw - 1) / sw);
-            hi = std::max<std::int64_t>(lo, std::min<std::int64_t>(n, g.in[2] > iw ? (g.in[2] - iw + sw - 1) / sw : 0));
+            lo = std::min<std::int64_t>(n, iw >= 0 ? 0 : ceil_div_stride(-iw, sw));
+            hi = std::max<std::int64_t>(lo, std::min<std::int64_t>(n, g.in[2] > iw ? ceil_div_stride(g.in[2] - iw, sw) : 0));
           }
           const void** out = row + u.r0;
           // Rows in W padding: the zero row, or the element the mode names.
@@ -117,44 +117,69 @@ std::int64_t build_indirection_fold_w(const ConvGeometry& g, const Shape5& xs, c
   const PaddingMap pad(g);
   const bool w_reads = pad.reads(2);
   const std::int64_t KW = g.kernel[2], W = g.in[2], cin = g.in_channels, window = KW * cin * esize;
+  // Runs of consecutive rows of one output row (as in build_indirection)
+  // share the D/H source and its line address per (kd, kh); only a row
+  // whose window crosses the W border needs more than one add.
+  struct Run {
+    int r0, r1;
+  };
+  Run runs[kMaxMR];
+  int n_runs = 0;
+  for (int r = 0; r < rows.valid; ++r) {
+    if (n_runs > 0 && rows.x_off[r] == rows.x_off[r - 1] && rows.id0[r] == rows.id0[r - 1] &&
+        rows.ih0[r] == rows.ih0[r - 1]) {
+      runs[n_runs - 1].r1 = r + 1;
+      continue;
+    }
+    runs[n_runs++] = Run{r, r + 1};
+  }
+  const std::int64_t w_step = xs[3] * esize;
   std::int64_t ks = 0;
   for (std::int64_t kd = 0; kd < g.kernel[0]; ++kd)
     for (std::int64_t kh = 0; kh < g.kernel[1]; ++kh) {
       bool any = false;
       const void** row = a + ks * mr;
-      for (int r = 0; r < mr; ++r) {
-        const std::int64_t id = r < rows.valid ? pad.source(0, rows.id0[r] + kd * p.dilation[0]) : -1;
-        const std::int64_t ih = r < rows.valid ? pad.source(1, rows.ih0[r] + kh * p.dilation[1]) : -1;
-        const std::int64_t iw0 = r < rows.valid ? rows.iw0[r] : 0;
-        if (id < 0 || ih < 0 || (!w_reads && (iw0 + KW <= 0 || iw0 >= W))) {
-          row[r] = zero;
+      for (int r = rows.valid; r < mr; ++r) row[r] = zero;
+      for (int j = 0; j < n_runs; ++j) {
+        const Run& u = runs[j];
+        const std::int64_t id = pad.source(0, rows.id0[u.r0] + kd * p.dilation[0]);
+        const std::int64_t ih = pad.source(1, rows.ih0[u.r0] + kh * p.dilation[1]);
+        if (id < 0 || ih < 0) {
+          for (int r = u.r0; r < u.r1; ++r) row[r] = zero;
           continue;
         }
-        any = true;
-        // Taps [lo, hi) of the window read inside the input; its address is
-        // formed at tap lo (iw0 itself may lie before the row).
-        const std::int64_t lo = std::clamp<std::int64_t>(-iw0, 0, KW), hi = std::clamp<std::int64_t>(W - iw0, lo, KW);
-        const char* line = x + (rows.x_off[r] + id * xs[1] + ih * xs[2]) * esize;
-        if (lo == 0 && hi == KW) {
-          row[r] = line + iw0 * xs[3] * esize;
-          continue;
-        }
-        // Window across the W border: copy its inside part; the rest is zero
-        // or, for other padding modes, the elements the mode names.
-        char* buf = scratch + ((kd * g.kernel[1] + kh) * mr + r) * window;
-        const std::size_t tap_bytes = std::size_t(cin * esize);
-        for (std::int64_t j = 0; j < KW; ++j) {
-          if (j == lo && hi > lo) {
-            std::memcpy(buf + lo * tap_bytes, line + (iw0 + lo) * xs[3] * esize, std::size_t(hi - lo) * tap_bytes);
-            j = hi - 1;
+        const char* line = x + (rows.x_off[u.r0] + id * xs[1] + ih * xs[2]) * esize;
+        for (int r = u.r0; r < u.r1; ++r) {
+          const std::int64_t iw0 = rows.iw0[r];
+          if (iw0 >= 0 && iw0 + KW <= W) {  // the window lies inside the row
+            row[r] = line + iw0 * w_step;
+            any = true;
             continue;
           }
-          if (w_reads)
-            std::memcpy(buf + j * tap_bytes, line + pad.source(2, iw0 + j) * xs[3] * esize, tap_bytes);
-          else
-            std::memset(buf + j * tap_bytes, 0, tap_bytes);
+          if (!w_reads && (iw0 + KW <= 0 || iw0 >= W)) {
+            row[r] = zero;
+            continue;
+          }
+          any = true;
+          // Window across the W border: copy its inside part (taps [lo, hi),
+          // addressed from tap lo: iw0 itself may lie before the row); the
+          // rest is zero or, for other padding modes, the elements the mode names.
+          const std::int64_t lo = std::clamp<std::int64_t>(-iw0, 0, KW), hi = std::clamp<std::int64_t>(W - iw0, lo, KW);
+          char* buf = scratch + ((kd * g.kernel[1] + kh) * mr + r) * window;
+          const std::size_t tap_bytes = std::size_t(cin * esize);
+          for (std::int64_t t = 0; t < KW; ++t) {
+            if (t == lo && hi > lo) {
+              std::memcpy(buf + lo * tap_bytes, line + (iw0 + lo) * w_step, std::size_t(hi - lo) * tap_bytes);
+              t = hi - 1;
+              continue;
+            }
+            if (w_reads)
+              std::memcpy(buf + t * tap_bytes, line + pad.source(2, iw0 + t) * w_step, tap_bytes);
+            else
+              std::memset(buf + t * tap_bytes, 0, tap_bytes);
+          }
+          row[r] = buf;
         }
-        row[r] = buf;
       }
       if (any) tap[ks++] = kd * g.kernel[1] + kh;
     }

@@ -13,6 +13,11 @@ namespace volconv::cpu {
 
 constexpr int kMaxMR = 16;
 
+// ceil(a / s) for a >= 0 and s >= 1, without a division at the common stride
+// 1 (per tap and row run, a 64-bit division was most of the indirection's
+// time on tiny convolutions).
+inline std::int64_t ceil_div_stride(std::int64_t a, std::int64_t s) { return s == 1 ? a : (a + s - 1) / s; }
+
 // MR consecutive output positions of the flattened (N, Do, Ho, Wo) index.
 // A tile may span output rows; rows past the end (r >= valid) are padding.
 struct TileRows {

@@ -33,7 +33,8 @@ namespace nb = nanobind;
 using namespace volconv;
 
 void bind_training(nb::module_& m);  // training.cpp
-void bind_cuda(nb::module_& m);      // cuda_ops.cpp
+void bind_cuda(nb::module_& m);            // cuda_ops.cpp
+void bind_packed_weights(nb::module_& m);  // packed_weights.cpp
 
 using python::StridedArray;
 using python::storage_dtype;
@@ -58,12 +59,17 @@ ConstVectorView vector_view_of(const StridedArray& a, DType dtype, const char* w
   return ConstVectorView{a.data(), dtype, std::int64_t(a.shape(0)), std::int64_t(a.stride(0))};
 }
 
-nb::ndarray<nb::numpy> conv3d_py(const StridedArray& input, DType input_dtype, const StridedArray& weight,
-                                 DType weight_dtype, ConvParams params, const std::optional<Stream>& stream,
-                                 const std::optional<StridedArray>& bias, DType bias_dtype, Activation activation,
-                                 const std::optional<StridedArray>& residual, DType residual_dtype) {
+// packed: weights packed ahead (volconv/packed_weights.h), used instead of
+// weight (None then).
+nb::ndarray<nb::numpy> conv3d_py(const StridedArray& input, DType input_dtype,
+                                 const std::optional<StridedArray>& weight, DType weight_dtype, ConvParams params,
+                                 const std::optional<Stream>& stream, const std::optional<StridedArray>& bias,
+                                 DType bias_dtype, Activation activation, const std::optional<StridedArray>& residual,
+                                 DType residual_dtype, const PackedConv3dWeights* packed) {
   const ConstTensorView in = view_of(input, input_dtype, "input");
-  const ConstTensorView wt = view_of(weight, weight_dtype, "weight");
+  if (!packed && !weight) throw std::invalid_argument("[conv3d] Expected a weight array or packed weights.");
+  if (packed) weight_dtype = packed->weight_dtype();
+  const ConstTensorView wt = packed ? packed->weight() : view_of(*weight, weight_dtype, "weight");
   if (bias) params.epilogue.bias = vector_view_of(*bias, bias_dtype, "bias");
   params.epilogue.activation = activation;
   if (residual) params.epilogue.residual = view_of(*residual, residual_dtype, "residual");
@@ -88,7 +94,11 @@ nb::ndarray<nb::numpy> conv3d_py(const StridedArray& input, DType input_dtype, c
   const TensorView out = TensorView::contiguous(data, out_dtype, out_shape);
   {
     python::GilRelease release;
-    if (stream)
+    if (packed && stream)
+      conv3d(in, *packed, out, params, *stream);
+    else if (packed)
+      conv3d(in, *packed, out, params);  // always the cpu
+    else if (stream)
       conv3d(in, wt, out, params, *stream);
     else
       conv3d(in, wt, out, params);  // the default device, which may fall back to the CPU
@@ -196,10 +206,12 @@ NB_MODULE(_core, m) {
   }, nb::arg("params"), nb::arg("kernel"));
   bind_training(m);
   bind_cuda(m);
-  m.def("conv3d", &conv3d_py, nb::arg("input"), nb::arg("input_dtype"), nb::arg("weight"), nb::arg("weight_dtype"),
+  bind_packed_weights(m);
+  m.def("conv3d", &conv3d_py, nb::arg("input"), nb::arg("input_dtype"), nb::arg("weight").none(), nb::arg("weight_dtype"),
         nb::arg("params"), nb::arg("stream").none(), nb::arg("bias") = nb::none(),
         nb::arg("bias_dtype") = DType::float32, nb::arg("activation") = Activation::none,
-        nb::arg("residual") = nb::none(), nb::arg("residual_dtype") = DType::float32);
+        nb::arg("residual") = nb::none(), nb::arg("residual_dtype") = DType::float32,
+        nb::arg("packed").none() = nb::none());
 
   // CPU backend: thread count, and private hooks for tests and benchmarks.
   m.def("set_num_threads", &volconv::cpu::set_num_threads, nb::arg("n"),

@@ -16,6 +16,7 @@ from ._device import (
     synchronize,
     unavailable_reason,
 )
+from ._packed import PackedConv3dWeights, pack_conv3d_weights
 from ._threads import get_num_threads, set_num_threads
 from ._training import conv3d_grad_input, conv3d_grad_weight, conv_general, conv_transpose3d
 
@@ -25,6 +26,7 @@ __version__: str = _core.__version__
 
 __all__ = [
     "Device",
+    "PackedConv3dWeights",
     "DeviceType",
     "Stream",
     "__version__",
@@ -40,6 +42,7 @@ __all__ = [
     "gpu",
     "is_available",
     "new_stream",
+    "pack_conv3d_weights",
     "set_default_device",
     "set_num_threads",
     "stream",

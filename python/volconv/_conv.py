@@ -8,6 +8,7 @@ from . import _core
 from ._arrays import as_operand, to_kind
 from ._cuda import is_cuda_array
 from ._device import call_stream
+from ._packed import PackedConv3dWeights
 from ._params import conv_params
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 @overload
 def conv3d(
     input: np.ndarray,
-    weight: ArrayLike,
+    weight: ArrayLike | PackedConv3dWeights,
     /,
     stride: Int3 = 1,
     padding: Padding = 0,
@@ -39,7 +40,7 @@ def conv3d(
 @overload
 def conv3d(
     input: torch.Tensor,
-    weight: ArrayLike,
+    weight: ArrayLike | PackedConv3dWeights,
     /,
     stride: Int3 = 1,
     padding: Padding = 0,
@@ -55,7 +56,7 @@ def conv3d(
 @overload
 def conv3d(
     input: MLXArrayT,
-    weight: ArrayLike,
+    weight: ArrayLike | PackedConv3dWeights,
     /,
     stride: Int3 = 1,
     padding: Padding = 0,
@@ -71,7 +72,7 @@ def conv3d(
 @overload
 def conv3d(
     input: OtherArray,
-    weight: ArrayLike,
+    weight: ArrayLike | PackedConv3dWeights,
     /,
     stride: Int3 = 1,
     padding: Padding = 0,
@@ -104,7 +105,8 @@ def conv3d(
 
     Args:
       input: ``(N, D, H, W, C_in)`` array (numpy, mlx, torch, DLPack or buffer).
-      weight: ``(C_out, KD, KH, KW, C_in // groups)`` array.
+      weight: ``(C_out, KD, KH, KW, C_in // groups)`` array, or weights packed
+        ahead by :func:`pack_conv3d_weights` (CPU only).
       stride: int or ``(sd, sh, sw)``.
       padding: int, ``(pd, ph, pw)``, ``((lo_d, lo_h, lo_w), (hi_d, hi_h, hi_w))``,
         ``"valid"`` or ``"same"`` (stride 1 only).
@@ -138,24 +140,29 @@ def conv3d(
             input, weight, stride, padding, dilation, groups, stream, padding_mode, bias, activation, residual
         )
     x = as_operand(input, "conv3d", "input")
-    w = as_operand(weight, "conv3d", "weight")
+    packed = weight._core if isinstance(weight, PackedConv3dWeights) else None  # packed ahead (_packed.py)
+    w = None if packed else as_operand(weight, "conv3d", "weight")
     for what, a, layout in (("input", x, "(N, D, H, W, C_in)"), ("weight", w, "(C_out, KD, KH, KW, C_in)")):
-        if a.storage.ndim != 5:
+        if a is not None and a.storage.ndim != 5:
             raise ValueError(
                 f"[conv3d] Expected the {what} to have 5 dimensions {layout} but got an array of shape "
                 f"{tuple(a.storage.shape)} with {a.storage.ndim} dimensions."
             )
-    params = conv_params(padding, stride, dilation, groups, w.storage.shape[1:4], padding_mode=padding_mode)
+    w_shape = tuple(packed.weight_shape) if packed else tuple(w.storage.shape)
+    w_dtype = packed.weight_dtype if packed else w.dtype
+    params = conv_params(padding, stride, dilation, groups, w_shape[1:4], padding_mode=padding_mode)
     s = call_stream(stream)
     epilogue = _epilogue(bias, activation, residual)
     try:
-        out = _core.conv3d(x.storage, x.dtype, w.storage, w.dtype, params, s, **epilogue)
+        out = _core.conv3d(
+            x.storage, x.dtype, None if packed else w.storage, w_dtype, params, s, **epilogue, packed=packed
+        )
     except ValueError as e:
-        hint = _channels_first_hint(tuple(x.storage.shape), tuple(w.storage.shape), params.groups)
+        hint = _channels_first_hint(tuple(x.storage.shape), w_shape, params.groups)
         if hint:
             raise ValueError(f"{e} {hint}") from None
         raise
-    result = to_kind(out, _core.promote_types(x.dtype, w.dtype), x.kind)
+    result = to_kind(out, _core.promote_types(x.dtype, w_dtype), x.kind)
     if x.kind == "mlx":
         # MLX cannot differentiate through this call: warn if a gradient reaches it.
         from .mlx._guard import PLAIN_OP, guard

@@ -18,6 +18,9 @@ y = vc.conv3d(x, w, padding="same", stream=vc.default_stream(vc.Device(vc.cpu)))
 y = vc.conv3d(x, w, padding=1, padding_mode="reflect")
 y = vc.conv3d(x, w, padding=((2, 1, 1), (0, 1, 1)), padding_mode=("replicate", "zeros", "circular"))
 
+packed: vc.PackedConv3dWeights = vc.pack_conv3d_weights(w, padding=1, input_dtype="float32")
+y = vc.conv3d(x, packed, padding=1)
+
 t: torch.Tensor = vc.conv3d(torch.from_numpy(x), torch.from_numpy(w), stride=2)
 t = vc.conv3d(torch.from_numpy(x), w, padding="valid")
 

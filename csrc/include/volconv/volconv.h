@@ -8,6 +8,7 @@
 #include "volconv/dtype.h"
 #include "volconv/epilogue.h"
 #include "volconv/out_of_memory.h"
+#include "volconv/packed_weights.h"
 #include "volconv/padding_mode.h"
 #include "volconv/params.h"
 #include "volconv/tensor.h"
