@@ -258,3 +258,52 @@ def test_conv3d_grad_input_with_a_padding_mode_matches_torch(mode, stride, isa):
     gy_nd = np.ascontiguousarray(gy.transpose(0, 2, 3, 4, 1))
     ours = vc.conv3d_grad_input(gy_nd, w, x.shape, stride=stride, padding=1, padding_mode=mode)
     assert_same_placement(ours, ndhwc(xt.grad), "float64", mode)
+
+
+@pytest.mark.parametrize("poison", ["grad_output", "input", "both"])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_conv3d_grad_weight_matches_torch(case, poison, isa):
+    """conv3d's weight gradient multiplies the zero padding by grad_output
+    (torch sums over the padded input): a NaN or inf grad_output element
+    whose window reaches the padding makes its tap's weights NaN."""
+    w_shape = case.weight_shape()
+    for dtype in FLOAT_DTYPES:
+        rng = np.random.default_rng(7)
+        x = rng.uniform(-1, 1, (2, *case.size, case.cin))
+        gy = rng.uniform(-1, 1, (2, *case.y_size(), case.cout))
+        if poison in ("grad_output", "both"):
+            gy = poison_data(gy)
+        if poison in ("input", "both"):
+            x = poison_data(x)
+        x, gy = cast(x, dtype), cast(gy, dtype)
+        plan = cpu_problem_plan("conv3d_grad_weight", x, gy, w_shape, **case.kwargs())
+        ours = vc.conv3d_grad_weight(x, gy, w_shape, **case.kwargs())
+        ref = torch.ops.aten.convolution_backward(
+            ncdhw(gy),
+            ncdhw(x),
+            torch.zeros((case.cout, case.cin // case.g, case.k, case.k, case.k), dtype=torch.float64),
+            None,
+            [case.s] * 3,
+            [case.p] * 3,
+            [case.d] * 3,
+            False,
+            [0] * 3,
+            case.g,
+            [False, True, False],
+        )[1]
+        assert_same_placement(ours, ndhwc(ref), dtype, f"{dtype} {plan['name']}")
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_conv3d_grad_weight_with_a_padding_mode_matches_torch(mode, isa):
+    """A padding mode pads with input elements, so a NaN grad_output element
+    meets no zero there (torch's F.pad then conv3d, through autograd)."""
+    rng = np.random.default_rng(8)
+    x = rng.uniform(-1, 1, (1, 5, 5, 5, 4))
+    w = rng.uniform(-1, 1, (4, 3, 3, 3, 4))
+    wt = ncdhw(w).requires_grad_()
+    y = F.conv3d(F.pad(ncdhw(x), (1,) * 6, mode=mode), wt)
+    gy = poison_data(rng.uniform(-1, 1, tuple(y.shape)).transpose(0, 2, 3, 4, 1))
+    y.backward(ncdhw(gy))
+    ours = vc.conv3d_grad_weight(x, np.ascontiguousarray(gy), w.shape, padding=1, padding_mode=mode)
+    assert_same_placement(ours, ndhwc(wt.grad), "float64", mode)

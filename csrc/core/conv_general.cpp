@@ -130,9 +130,10 @@ detail::ZeroTaps mlx_zero_taps(const ConvGeneralParams& p) {
   return plain ? detail::ZeroTaps::multiplied : detail::ZeroTaps::skipped;
 }
 
-ConvProblem weight_grad_problem() {
+ConvProblem weight_grad_problem(detail::ZeroTaps zero_taps) {
   ConvProblem p;
   p.op = ConvOp::weight_grad;
+  p.zero_taps = zero_taps;
   return p;
 }
 
@@ -207,7 +208,8 @@ void conv3d_grad_weight(const ConstTensorView& input, const ConstTensorView& gra
   const Checker c{"conv3d_grad_weight"};
   const LoweredGeometry l =
       detail::lower_conv3d_grad_weight(c.op, input.shape, grad_output.shape, grad_weight.shape, params);
-  run(c, weight_grad_problem(), l, input, "input", grad_output, "grad_output", grad_weight, "grad_weight", stream);
+  run(c, weight_grad_problem(detail::ZeroTaps::multiplied), l, input, "input", grad_output, "grad_output", grad_weight,
+      "grad_weight", stream);
 }
 
 void conv3d_grad_weight(const ConstTensorView& input, const ConstTensorView& grad_output,
@@ -232,7 +234,8 @@ void conv_transpose3d_grad_weight(const ConstTensorView& input, const ConstTenso
   LoweredGeometry l = detail::lower_conv_transpose3d(c.op, input.shape, grad_weight.shape, params);
   detail::check_grad_output(c.op, grad_output.shape, l.result_shape);
   l.result_shape = grad_weight.shape;
-  run(c, weight_grad_problem(), l, input, "input", grad_output, "grad_output", grad_weight, "grad_weight", stream);
+  run(c, weight_grad_problem(detail::ZeroTaps::skipped), l, input, "input", grad_output, "grad_output", grad_weight,
+      "grad_weight", stream);
 }
 
 void conv_general_grad_weight(const ConstTensorView& input, const ConstTensorView& grad_output,
@@ -241,7 +244,8 @@ void conv_general_grad_weight(const ConstTensorView& input, const ConstTensorVie
   LoweredGeometry l = detail::lower_conv_general(c.op, input.shape, grad_weight.shape, params);
   detail::check_grad_output(c.op, grad_output.shape, l.result_shape);
   l.result_shape = grad_weight.shape;
-  run(c, weight_grad_problem(), l, input, "input", grad_output, "grad_output", grad_weight, "grad_weight", stream);
+  run(c, weight_grad_problem(detail::ZeroTaps::skipped), l, input, "input", grad_output, "grad_output", grad_weight,
+      "grad_weight", stream);
 }
 
 }  // namespace volconv

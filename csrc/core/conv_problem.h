@@ -93,7 +93,9 @@ struct ConvProblem {
   TensorView result;
   Epilogue epilogue;
   PaddingFold fold;  // data problems only
-  ZeroTaps zero_taps = ZeroTaps::multiplied;  // data problems only
+  // Data problems: a non-finite weight meets the zeros; weight gradients: a
+  // non-finite grad_output element does (multiplied: conv3d's, as torch).
+  ZeroTaps zero_taps = ZeroTaps::multiplied;
 };
 
 }  // namespace volconv::detail

@@ -5,6 +5,7 @@
 #include "conv_problem_cpu.h"
 #include "cpu_features.h"
 #include "dw_backward.h"
+#include "nonfinite_grad_output.h"
 #include "nonfinite_scatter.h"
 #include "wgrad_rows.h"
 
@@ -25,6 +26,9 @@ void run_problem(const detail::ConvProblem& problem) {
     case ProblemPath::dw_weight_grad: run_dw_weight_grad(problem); break;
     case ProblemPath::rows_wgrad: run_wgrad_rows(problem); break;
   }
+  // Every weight-gradient driver skips the padding, where conv3d's weight
+  // gradient multiplies zeros by grad_output (0 * NaN = NaN), as torch does.
+  if (problem.op == detail::ConvOp::weight_grad) propagate_nonfinite_grad_output(problem);
   // conv3d's input gradient with a padding mode: the padded positions'
   // gradients go back to the elements they read (padding_fold.cpp).
   if (problem.op == detail::ConvOp::data && problem.fold.active()) fold_padding(problem);
