@@ -5,6 +5,8 @@ macOS job selects it with `-m metal_gpu`."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -16,7 +18,8 @@ from cases import CASES  # noqa: E402
 from conftest import cast  # noqa: E402
 from reference import assert_conv_close  # noqa: E402
 
-_WHY_NO_GPU = vc.unavailable_reason(vc.gpu)
+# Metal only (a CUDA GPU is vc.gpu on NVIDIA machines: tests/test_cuda_depthwise.py).
+_WHY_NO_GPU = vc.unavailable_reason(vc.gpu) or (sys.platform != "darwin" and "the GPU here is not Metal")
 pytestmark = [pytest.mark.metal_gpu, pytest.mark.skipif(bool(_WHY_NO_GPU), reason=_WHY_NO_GPU)]
 GPU_DTYPES = ["float32", "float16", "bfloat16"]
 
