@@ -131,6 +131,15 @@ def torch_transpose_weight(w, groups):
     return torch.from_numpy(np.ascontiguousarray(w.reshape(groups * cig, cog, *k)))
 
 
+def torch_conv3d_backward(case, gy, x, w, which):
+    """torch's conv3d backward (float64, NCDHW): its input (which=0) or
+    weight (which=1) gradient for grad_output gy (NDHWC)."""
+    mask = [which == 0, which == 1, False]
+    return torch.ops.aten.convolution_backward(
+        ncdhw(gy), x, w, None, [case.s] * 3, [case.p] * 3, [case.d] * 3, False, [0] * 3, case.g, mask
+    )[which]
+
+
 def assert_same_placement(ours, ref, dtype, what):
     ours = np.asarray(ours, np.float64)
     assert ours.shape == ref.shape, what
@@ -186,19 +195,9 @@ def test_conv3d_grad_input_matches_torch(case, poison, isa):
         plan = cpu_problem_plan("conv3d_grad_input", gy, w, x_shape, **case.kwargs())
         assert plan["path"] == expected_path(case), plan
         ours = vc.conv3d_grad_input(gy, w, x_shape, **case.kwargs())
-        ref = torch.ops.aten.convolution_backward(
-            ncdhw(gy),
-            torch.zeros((2, case.cin, *case.size), dtype=torch.float64),
-            ncdhw(w),
-            None,
-            [case.s] * 3,
-            [case.p] * 3,
-            [case.d] * 3,
-            False,
-            [0] * 3,
-            case.g,
-            [True, False, False],
-        )[0]
+        ref = torch_conv3d_backward(
+            case, gy, torch.zeros((2, case.cin, *case.size), dtype=torch.float64), ncdhw(w), 0
+        )
         assert_same_placement(ours, ndhwc(ref), dtype, f"{dtype} {plan['name']}")
 
 
@@ -278,19 +277,8 @@ def test_conv3d_grad_weight_matches_torch(case, poison, isa):
         x, gy = cast(x, dtype), cast(gy, dtype)
         plan = cpu_problem_plan("conv3d_grad_weight", x, gy, w_shape, **case.kwargs())
         ours = vc.conv3d_grad_weight(x, gy, w_shape, **case.kwargs())
-        ref = torch.ops.aten.convolution_backward(
-            ncdhw(gy),
-            ncdhw(x),
-            torch.zeros((case.cout, case.cin // case.g, case.k, case.k, case.k), dtype=torch.float64),
-            None,
-            [case.s] * 3,
-            [case.p] * 3,
-            [case.d] * 3,
-            False,
-            [0] * 3,
-            case.g,
-            [False, True, False],
-        )[1]
+        w0 = torch.zeros((case.cout, case.cin // case.g, case.k, case.k, case.k), dtype=torch.float64)
+        ref = torch_conv3d_backward(case, gy, ncdhw(x), w0, 1)
         assert_same_placement(ours, ndhwc(ref), dtype, f"{dtype} {plan['name']}")
 
 
