@@ -48,6 +48,10 @@ def rank_main(rank: int, port: int, out_dir: str) -> None:
         F.mse_loss(ddp(x[part]), target[part]).backward()
         if rank == 0:
             torch.save({n: p.grad for n, p in model.named_parameters()}, Path(out_dir) / "ddp_grads.pt")
+        # Both ranks finish before either tears gloo down: a rank that destroyed
+        # its group while the other still ran was once seen to abort in CI
+        # ("terminate called without an active exception").
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
