@@ -269,6 +269,26 @@ def mutant_names() -> list[str]:
     return lines[::6]
 
 
+@pytest.mark.parametrize("mode", ["reflect", "mixed"])
+def test_input_gradient_with_a_mode_is_refused(emu, mode):
+    """conv3d's input gradient under a padding mode needs the border fold, which
+    the GPU has not: the portable planner (the Metal host plans through it)
+    refuses it with the op's name instead of running it as zeros."""
+    x_shape, w_shape, groups = WGRAD_FAMILIES["wgrad_gemm"]
+    y_shape = conv3d_reference(
+        np.zeros(x_shape), np.zeros(w_shape), pad_lo=CAUSAL[0], pad_hi=CAUSAL[1], groups=groups
+    ).shape
+    train = training_emulator.TrainingEmulator(emu)
+    params = {"pad_lo": CAUSAL[0], "pad_hi": CAUSAL[1], "groups": groups}
+    assert train.plan("conv3d_grad_input", y_shape, w_shape, "float32", x_shape, **params)["dispatches"]
+    with pytest.raises(
+        msl_emulator.EmulatorError, match=r"^\[conv3d_grad_input\] Padding modes other than 'zeros'"
+    ):
+        train.plan(
+            "conv3d_grad_input", y_shape, w_shape, "float32", x_shape, padding_mode=MODES[mode], **params
+        )
+
+
 def test_every_epilogue_mutant_has_a_case():
     assert set(mutant_names()) == set(MUTANT_CASES)
 

@@ -201,6 +201,10 @@ LoweredGeometry lower_conv3d_grad_weight(const char* op, const Shape5& input, co
                                          const Shape5& weight, const ConvParams& p) {
   const ConvGeometry f = conv3d_geometry(op, input, weight, p);
   check_grad_output(op, grad_output, f.output_shape());
+  return {forward_problem_geometry(f), weight};
+}
+
+ConvProblemGeometry forward_problem_geometry(const ConvGeometry& f) {
   ConvProblemGeometry g;
   g.batch = f.batch;
   g.in = f.in;
@@ -209,11 +213,21 @@ LoweredGeometry lower_conv3d_grad_weight(const char* op, const Shape5& input, co
   g.in_channels = f.in_channels;
   g.out_channels = f.out_channels;
   g.groups = f.groups;
-  g.stride = p.stride;
-  g.padding_lo = p.padding_lo;
-  g.kernel_dilation = p.dilation;
-  g.padding_mode = p.padding_mode;
-  return {g, weight};
+  g.stride = f.params.stride;
+  g.padding_lo = f.params.padding_lo;
+  g.kernel_dilation = f.params.dilation;
+  g.padding_mode = f.params.padding_mode;
+  return g;
+}
+
+ConvProblem forward_problem(const ConvCall& call) {
+  ConvProblem p;
+  p.op = ConvOp::data;
+  p.geometry = forward_problem_geometry(call.geometry);
+  p.input = call.input;
+  p.weight = call.weight;
+  p.result = call.output;
+  return p;
 }
 
 LoweredGeometry lower_conv_transpose3d_grad_input(const char* op, const Shape5& grad_output, const Shape5& weight,

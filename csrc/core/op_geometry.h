@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "backend.h"
 #include "conv_problem.h"
 #include "volconv/conv_general.h"
 
@@ -32,6 +33,13 @@ LoweredGeometry lower_conv3d_grad_weight(const char* op, const Shape5& input, co
 LoweredGeometry lower_conv_transpose3d_grad_input(const char* op, const Shape5& grad_output,
                                                   const Shape5& weight, const Shape5& input,
                                                   const ConvTransposeParams& p);
+
+// conv3d's validated geometry in the forward direction (input -> output):
+// what conv3d's weight gradient lowers to.
+ConvProblemGeometry forward_problem_geometry(const ConvGeometry& geometry);
+// conv3d's call as a data problem, for a backend that runs problems only
+// (csrc/cuda).
+ConvProblem forward_problem(const ConvCall& call);
 
 // result_shape of a weight gradient: the weight's shape, after checking that
 // `output` has the forward output's shape.

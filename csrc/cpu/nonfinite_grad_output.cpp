@@ -1,21 +1,20 @@
 #include "nonfinite_grad_output.h"
 
-#include <cstring>
 #include <limits>
 #include <vector>
 
 #include "nonfinite_weights.h"
+#include "problem_elements.h"
 
 namespace volconv::cpu {
 namespace {
 
 using detail::ConvProblemGeometry;
 
-// Whether axis i reads a padding zero at tap k for output position o.
+// Whether axis i reads a padding zero at tap k for output position o (input
+// dilation 1: the other modes read real elements).
 bool reads_zero(const ConvProblemGeometry& g, int i, std::int64_t o, std::int64_t k) {
-  if (g.padding_mode[i] != PaddingMode::zeros) return false;  // the other modes read real elements
-  const std::int64_t j = o * g.stride[i] - g.padding_lo[i] + k * g.kernel_dilation[i];
-  return j < 0 || j >= g.in[i];
+  return g.padding_mode[i] == PaddingMode::zeros && problem_source(g, i, o, k) < 0;
 }
 
 // Whether any output position reads a padding zero at some tap.
@@ -25,29 +24,6 @@ bool reads_any_zero(const ConvProblemGeometry& g) {
     if (reads_zero(g, i, 0, 0) || reads_zero(g, i, g.out[i] - 1, g.kernel[i] - 1)) return true;
   }
   return false;
-}
-
-void store_nan(DType dtype, char* p) {
-  switch (dtype) {
-    case DType::float16: {
-      const std::uint16_t bits = 0x7e00;
-      std::memcpy(p, &bits, sizeof bits);
-      return;
-    }
-    case DType::bfloat16: {
-      const std::uint16_t bits = 0x7fc0;
-      std::memcpy(p, &bits, sizeof bits);
-      return;
-    }
-    case DType::float32: {
-      const float v = std::numeric_limits<float>::quiet_NaN();
-      std::memcpy(p, &v, sizeof v);
-      return;
-    }
-    case DType::float64: break;
-  }
-  const double v = std::numeric_limits<double>::quiet_NaN();
-  std::memcpy(p, &v, sizeof v);
 }
 
 }  // namespace
@@ -86,7 +62,8 @@ void propagate_nonfinite_grad_output(const detail::ConvProblem& p) {
       if (!bad[std::size_t(co * taps + t)]) continue;
       const std::int64_t k0 = t / (K[1] * K[2]), k1 = t / K[2] % K[1], k2 = t % K[2];
       for (std::int64_t c = 0; c < g.in_channels_per_group(); ++c)
-        store_nan(p.result.dtype, r + (co * rs[0] + k0 * rs[1] + k1 * rs[2] + k2 * rs[3] + c * rs[4]) * res);
+        store_double(p.result.dtype, r + (co * rs[0] + k0 * rs[1] + k1 * rs[2] + k2 * rs[3] + c * rs[4]) * res,
+                     std::numeric_limits<double>::quiet_NaN());
     }
 }
 

@@ -6,6 +6,7 @@
 
 #include "../core/element.h"
 #include "nonfinite_weights.h"
+#include "problem_elements.h"
 #include "thread_pool.h"
 
 namespace volconv::cpu {
@@ -21,20 +22,6 @@ struct BadTap {
   std::vector<std::int64_t> ci;
   std::vector<double> w;
 };
-
-double load_double(DType dtype, const char* p) {
-  return visit_dtype(dtype, [&](auto e) {
-    using E = decltype(e);
-    return E::template load<double>(load_any(reinterpret_cast<const typename E::storage*>(p)));
-  });
-}
-
-void store_double(DType dtype, char* p, double v) {
-  visit_dtype(dtype, [&](auto e) {
-    using E = decltype(e);
-    store_any(reinterpret_cast<typename E::storage*>(p), E::template store<double>(v));
-  });
-}
 
 // The stored weight element of logical output channel co, stored tap s and
 // input channel c of its group.
@@ -73,14 +60,6 @@ std::vector<BadTap> nonfinite_taps(const ConvProblem& p) {
   return taps;
 }
 
-// The input index output o reads through tap k along dimension i, or -1
-// where it reads padding or an inserted zero (conv_problem.h's formula).
-std::int64_t source(const ConvProblemGeometry& g, int i, std::int64_t o, std::int64_t k) {
-  const std::int64_t j = o * g.stride[i] - g.padding_lo[i] + k * g.kernel_dilation[i];
-  if (j < 0 || j % g.input_dilation[i] != 0) return -1;
-  return j / g.input_dilation[i] < g.in[i] ? j / g.input_dilation[i] : -1;
-}
-
 const char* input_at(const ConvProblem& p, std::int64_t n, std::int64_t d, std::int64_t h, std::int64_t w,
                      std::int64_t c) {
   const Shape5& xs = p.input.strides;
@@ -100,7 +79,7 @@ double exact_output(const ConvProblem& p, std::int64_t n, const std::int64_t (&o
         std::int64_t src[3], s[3];
         bool real = true;
         for (int i = 0; i < 3; ++i) {
-          src[i] = source(g, i, o[i], k[i]);
+          src[i] = problem_source(g, i, o[i], k[i]);
           s[i] = g.flip ? g.kernel[i] - 1 - k[i] : k[i];
           real = real && src[i] >= 0;
         }
@@ -126,10 +105,10 @@ void add_nonfinite_weight_terms(const ConvProblem& p) {
     for (std::int64_t row = begin; row < end; ++row) {
       const std::int64_t oh = row % g.out[1], od = row / g.out[1] % g.out[0], n = row / g.out[1] / g.out[0];
       for (const BadTap& t : taps) {
-        const std::int64_t id = source(g, 0, od, t.k[0]), ih = source(g, 1, oh, t.k[1]);
+        const std::int64_t id = problem_source(g, 0, od, t.k[0]), ih = problem_source(g, 1, oh, t.k[1]);
         if (id < 0 || ih < 0) continue;
         for (std::int64_t ow = 0; ow < g.out[2]; ++ow) {
-          const std::int64_t iw = source(g, 2, ow, t.k[2]);
+          const std::int64_t iw = problem_source(g, 2, ow, t.k[2]);
           if (iw < 0) continue;
           char* y = static_cast<char*>(p.result.data) +
                     (n * ys[0] + od * ys[1] + oh * ys[2] + ow * ys[3] + t.co * ys[4]) * y_es;
@@ -164,9 +143,9 @@ void propagate_nonfinite_weights(const ConvProblem& p) {
     for (std::int64_t row = begin; row < end; ++row) {
       const std::int64_t oh = row % g.out[1], od = row / g.out[1] % g.out[0], n = row / g.out[1] / g.out[0];
       for (const BadTap& t : taps) {
-        const bool dh_pad = source(g, 0, od, t.k[0]) < 0 || source(g, 1, oh, t.k[1]) < 0;
+        const bool dh_pad = problem_source(g, 0, od, t.k[0]) < 0 || problem_source(g, 1, oh, t.k[1]) < 0;
         for (std::int64_t ow = 0; ow < g.out[2]; ++ow)
-          if (dh_pad || source(g, 2, ow, t.k[2]) < 0)
+          if (dh_pad || problem_source(g, 2, ow, t.k[2]) < 0)
             store_double(p.result.dtype,
                          static_cast<char*>(p.result.data) +
                              (n * ys[0] + od * ys[1] + oh * ys[2] + ow * ys[3] + t.co * ys[4]) * y_es,

@@ -9,6 +9,7 @@
 
 #include "../core/backend.h"
 #include "../core/conv_problem.h"
+#include "../core/op_geometry.h"
 #include "../core/view_checks.h"
 #include "depthwise_kernels.h"
 #include "depthwise_plan.h"
@@ -152,25 +153,7 @@ void run_problem(const detail::ConvProblem& problem, const char* op, int queue_i
 }
 
 void conv3d(const detail::ConvCall& call, int queue) {
-  const ConvGeometry& cg = call.geometry;
-  detail::ConvProblem p;
-  p.op = detail::ConvOp::data;
-  detail::ConvProblemGeometry& g = p.geometry;
-  g.batch = cg.batch;
-  g.in = cg.in;
-  g.kernel = cg.kernel;
-  g.out = cg.out;
-  g.in_channels = cg.in_channels;
-  g.out_channels = cg.out_channels;
-  g.groups = cg.groups;
-  g.stride = cg.params.stride;
-  g.padding_lo = cg.params.padding_lo;
-  g.kernel_dilation = cg.params.dilation;
-  g.padding_mode = cg.params.padding_mode;
-  p.input = call.input;
-  p.weight = call.weight;
-  p.result = call.output;
-  run_problem(p, "conv3d", queue);
+  run_problem(detail::forward_problem(call), "conv3d", queue);
 }
 
 }  // namespace volconv::cuda

@@ -16,18 +16,9 @@ namespace volconv::metal {
 
 void run_problem(const detail::ConvProblem& problem, const char* op, int queue_id) {
   Context& ctx = available_context();
-  // conv3d's input gradient under a padding mode needs the border fold
-  // (csrc/cpu/padding_fold.cpp), which the GPU does not have yet: refused.
-  if (problem.fold.active())
-    throw std::invalid_argument("[" + std::string(op) +
-                                "] Padding modes other than 'zeros' are not supported by the gpu input gradient "
-                                "yet (the weight gradient reads them); run it on the cpu.");
   const bool weight_grad = problem.op == detail::ConvOp::weight_grad;
-  const DType dtype = problem.result.dtype;
   const metal_plan::TrainingPlan plan =
-      weight_grad ? metal_plan::plan_weight_grad(op, problem.geometry, dtype, limits_of(ctx.device))
-                  : metal_plan::plan_data_problem(op, problem.geometry, problem.weight_layout, dtype,
-                                                  limits_of(ctx.device));
+      metal_plan::plan_problem(op, problem, problem.result.dtype, limits_of(ctx.device));
   id<MTLCommandQueue> queue = nil;
   {
     std::lock_guard<std::mutex> lock(ctx.mutex);

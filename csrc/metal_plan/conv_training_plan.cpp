@@ -283,6 +283,15 @@ int weight_grad_parts(std::int64_t positions, std::int64_t weight_elements) {
   return int(parts);
 }
 
+TrainingPlan plan_problem(const char* op, const detail::ConvProblem& problem, DType dtype,
+                          const DeviceLimits& limits, const TrainingPlanOptions& options) {
+  if (problem.fold.active())
+    Fail{op}("Padding modes other than 'zeros' are not supported by the gpu input gradient yet (the weight "
+             "gradient reads them); run it on the cpu.");
+  if (problem.op == detail::ConvOp::weight_grad) return plan_weight_grad(op, problem.geometry, dtype, limits, options);
+  return plan_data_problem(op, problem.geometry, problem.weight_layout, dtype, limits, options);
+}
+
 TrainingPlan plan_data_problem(const char* op, const ConvProblemGeometry& g, WeightLayout layout, DType dtype,
                                const DeviceLimits& limits, const TrainingPlanOptions& options) {
   const Fail fail{op};

@@ -68,6 +68,13 @@ TrainingPlan plan_data_problem(const char* op, const detail::ConvProblemGeometry
 TrainingPlan plan_weight_grad(const char* op, const detail::ConvProblemGeometry& geometry, DType dtype,
                               const DeviceLimits& limits = {}, const TrainingPlanOptions& options = {});
 
+// The plan of a validated problem in `dtype`: plan_weight_grad or
+// plan_data_problem. conv3d's input gradient under a padding mode
+// (problem.fold) is refused: the GPU has no border fold yet (padding_fold.cpp
+// is the CPU's).
+TrainingPlan plan_problem(const char* op, const detail::ConvProblem& problem, DType dtype,
+                          const DeviceLimits& limits = {}, const TrainingPlanOptions& options = {});
+
 // How many partial sums a weight gradient of `positions` output positions
 // and `weight_elements` weights takes: a function of the problem only.
 int weight_grad_parts(std::int64_t positions, std::int64_t weight_elements);

@@ -40,6 +40,7 @@ struct Lowered {
   detail::LoweredGeometry geometry;
   bool weight_grad = false;
   detail::WeightLayout layout = detail::WeightLayout::out_k_in;
+  detail::PaddingFold fold;  // conv3d_grad_input's padding modes, as conv_general.cpp sets it
 };
 
 Shape5 shape_of(const std::int64_t* s) { return {s[0], s[1], s[2], s[3], s[4]}; }
@@ -82,6 +83,7 @@ Lowered lower(int op, const std::int64_t* a, const std::int64_t* b, const std::i
     case conv3d_grad_input:
       l.geometry = detail::lower_conv3d_grad_input(name, shape_of(a), shape_of(b), shape_of(c), conv);
       l.layout = detail::WeightLayout::in_k_out;
+      l.fold = detail::PaddingFold{conv.padding_mode, conv.padding_lo, conv.padding_hi};
       break;
     case conv_transpose3d_grad_input:
       l.geometry = detail::lower_conv_transpose3d_grad_input(name, shape_of(a), shape_of(b), shape_of(c), transpose);
@@ -107,11 +109,13 @@ Lowered lower(int op, const std::int64_t* a, const std::int64_t* b, const std::i
 metal_plan::TrainingPlanOptions g_training_options;
 
 TrainingPlan plan_of(int op, const Lowered& l, int dtype, const metal_plan::DeviceLimits& limits) {
-  const char* name = kOpNames[op];
-  if (l.weight_grad)
-    return metal_plan::plan_weight_grad(name, l.geometry.geometry, DType(dtype), limits, g_training_options);
-  return metal_plan::plan_data_problem(name, l.geometry.geometry, l.layout, DType(dtype), limits,
-                                       g_training_options);
+  // The ConvProblem the host hands to metal::run_problem (conv_training.mm).
+  detail::ConvProblem problem;
+  problem.op = l.weight_grad ? detail::ConvOp::weight_grad : detail::ConvOp::data;
+  problem.geometry = l.geometry.geometry;
+  problem.weight_layout = l.layout;
+  problem.fold = l.fold;
+  return metal_plan::plan_problem(kOpNames[op], problem, DType(dtype), limits, g_training_options);
 }
 
 int write_text(const std::string& text, char* out, std::int64_t out_len) {
