@@ -112,7 +112,7 @@ def test_cases_low_precision(isa, case, dtype):
 
 
 # Tails: W_out not a multiple of any MR, C_out around every NR (4..64), for
-# the in-place igemm (C_in 8 and 6), C_in 1 and 3 (the C_in = 1 row kernel
+# the in-place igemm (C_in 8 and 6; C_out 1: small-C_out), C_in 1 and 3 (the C_in = 1 row kernel
 # and fold-W in float32, the small-C_in path in float16/bfloat16) and
 # depthwise.
 TAIL_CASES = (
@@ -179,6 +179,8 @@ def tail_path(case: Case, dtype: str, isa: str) -> str:
     if case.groups > 1:
         return "dwconv" if dtype == "float32" else "small-cin"  # one channel per group
     if dtype == "float32":
+        if cin == 8 and case.c_out == 1:
+            return "small-cout"  # one output channel: the reduction in the lanes
         return {8: "igemm", 6: "fold-w", 3: "fold-w", 1: "cin1"}[cin]  # W folded up to C_in 7
     if cin in (8, 6):
         return "igemm" if dtype == "bfloat16" and bf16_pairs(isa) else "packed-a"
@@ -261,6 +263,60 @@ def test_cin1_strided_view(isa):
     view = wide[:, :, :, ::2]
     y = volconv.conv3d(view, w, **case.api_kwargs())
     check_path(plan_of(view, w, case), "cin1", isa)
+    assert_conv_close(y, x, w, "float32", **case.params())
+
+
+# Few output channels (C_out per group 1-4, C_in per group >= 8): the row
+# kernel with the reduction in the lanes. Each C_out's kernel (MR differs);
+# the W window one contiguous run (dilation 1, channels then W contiguous)
+# and tap by tap (W dilation, W stride, a strided view); C_in tails (17, 9,
+# 33 against every vector width); W shorter than the tile and the window;
+# interiors of every tile size; groups; asymmetric padding; batches.
+SMALL_COUT = [
+    _c("small_cout1_unet_grad", 2, 3, 4, 21, 16, 1, 3, p=1),
+    _c("small_cout2_u1_like", 1, 4, 4, 32, 16, 2, 3, p=1),
+    _c("small_cout3_cin_tail", 1, 3, 5, 19, 17, 3, 3, p=1),
+    _c("small_cout4_cin33", 1, 3, 3, 23, 33, 4, 3, p=1),
+    _c("small_cout2_cin9_k5", 1, 3, 4, 14, 9, 2, (1, 3, 5), p=(0, 1, 2)),
+    _c("small_cout_dilated_w", 1, 5, 5, 17, 8, 2, 3, p=(1, 1, 4), dil=(1, 2, 3)),
+    _c("small_cout_strided", 2, 7, 6, 25, 12, 3, 3, s=(2, 1, 3), p=1),
+    _c("small_cout_narrow_w", 1, 3, 3, 2, 16, 4, 3, p=(1, 1, 2)),
+    _c("small_cout_groups", 1, 3, 4, 13, 32, 4, 3, p=1, g=2),
+    _c("small_cout_groups_c1", 1, 3, 4, 11, 24, 3, 3, p=1, g=3),
+    _c("small_cout_asym_pad", 1, 4, 5, 18, 16, 2, 3, p=((1, 0, 2), (0, 1, 1))),
+    _c("small_cout_pointwise", 2, 3, 4, 9, 20, 1, 1),
+]
+
+
+@pytest.mark.parametrize("case", SMALL_COUT, ids=lambda c: c.name)
+def test_small_cout(isa, case):
+    x, w, y, plan = run_case(case, seed=7)
+    check_path(plan, "small-cout", isa)
+    assert plan["kernel"].startswith(f"f32-conv-cout{case.c_out // case.groups}-"), plan
+    assert_conv_close(y, x, w, "float32", **case.params())
+
+
+def test_small_cout_strided_view(isa):
+    # W read with the input's stride (x_step 2 * C_in): the window is not one run.
+    case = _c("small_cout_view", 1, 3, 4, 21, 16, 2, 3, p=1)
+    x, w = case.inputs(8)
+    wide = np.zeros(x.shape[:3] + (2 * x.shape[3], 16), np.float32)
+    wide[:, :, :, ::2] = x
+    view = wide[:, :, :, ::2]
+    y = volconv.conv3d(view, w, **case.api_kwargs())
+    check_path(plan_of(view, w, case), "small-cout", isa)
+    assert_conv_close(y, x, w, "float32", **case.params())
+
+
+def test_small_cout_nan_neighbour_not_read(isa):
+    # A C_in tail is loaded partially: the next position's channels (NaN
+    # here, past the view's C_in) must never meet a zero weight lane.
+    case = _c("small_cout_tail_nan", 1, 2, 3, 12, 9, 2, 3, p=1)
+    x, w = case.inputs(9)
+    wide = np.full(x.shape[:4] + (16,), np.nan, np.float32)
+    wide[..., :9] = x
+    y = volconv.conv3d(wide[..., :9], w, **case.api_kwargs())
+    check_path(plan_of(wide[..., :9], w, case), "small-cout", isa)
     assert_conv_close(y, x, w, "float32", **case.params())
 
 

@@ -55,6 +55,10 @@ PATH_CASES = {
         "dwconv_s", 1, 3, 4, 12, 8, 8, (3, 3, 5), s=(1, 1, 2), p=((1, 1, 3), (1, 1, 2)), g=8
     ),
     "grouped": _c("grouped", 1, 3, 4, 5, 16, 18, 3, s=(1, 2, 1), p=1, g=2),
+    "small-cout": _c("small_cout", 1, 4, 5, 11, 16, 3, 3, p=((1, 2, 2), (1, 1, 2))),
+    "small-cout_strided": _c(
+        "small_cout_s", 1, 4, 5, 12, 18, 4, 3, s=(1, 1, 2), dil=(1, 1, 2), p=((1, 1, 3), (1, 1, 2)), g=2
+    ),
 }
 
 
@@ -138,7 +142,7 @@ def test_every_path_is_covered():
                     seen.add("bf16-pairs" if plan["kernel"].startswith("bf16-igemm") else plan["path"])
         finally:
             _core._cpu_force_isa("")
-    paths = {"igemm", "packed-a", "small-cin", "fold-w", "cin1", "dwconv", "direct"}
+    paths = {"igemm", "packed-a", "small-cin", "fold-w", "cin1", "small-cout", "dwconv", "direct"}
     if "avx512bf16" in ISAS:
         paths.add("bf16-pairs")
     assert seen >= paths, seen
@@ -182,7 +186,7 @@ def test_strided_channels():
     assert_within(y, ref, TOLERANCE["float32"] * scale + 1e-30, "float32", "strided channels")
 
 
-@pytest.mark.parametrize("name", ["igemm", "dwconv", "cin1", "small-cin"])
+@pytest.mark.parametrize("name", ["igemm", "dwconv", "cin1", "small-cin", "small-cout_strided"])
 def test_with_epilogue(name):
     """Padding modes combine with the fused epilogue: the row drivers add
     the W border's padded taps before the epilogue runs."""

@@ -1,9 +1,11 @@
-// The row drivers, depthwise and one input channel: work is split over
+// The row drivers, depthwise, one input channel and few output channels
+// (C_out per group <= 4, the reduction in the lanes): work is split over
 // output rows (n, od, oh); per row the (kd, kh) taps inside the input are
 // listed once (D/H padding then costs nothing), and the kernel runs the
 // whole W row per output channel block, writing the output in place
 // (through a row buffer when the output's channels are not contiguous).
-// Depthwise reads the block's channels of the input; C_in = 1 reads its one.
+// Depthwise reads the block's channels of the input; C_in = 1 reads its one;
+// small C_out runs one group per block and reads the group's C_in.
 // Padding modes other than zeros: D/H taps read the rows padding_map.h
 // names; along W the kernel sums the taps inside the input and the few
 // border positions add their padded taps in the row buffer (add_w_border).
@@ -26,10 +28,16 @@ namespace {
 // Adds to the row buffer (positions x C channels) what the kernel left out
 // at the W border: the taps whose iw lies in padding that reads the input.
 // Only positions whose window crosses the border have such taps.
-void add_w_border(const ConvGeometry& g, const PaddingMap& pad, bool depthwise, const float* const* xr,
-                  const float* const* wr, std::int64_t rows, std::int64_t x_step, std::int64_t c_pad, float* buf) {
+// Weights as the kernel reads them: depthwise / C_in 1 [kw][c_pad]; small
+// C_out [group][q][co][run_pad] with kw * C_in + ci in the run (w_group: a
+// group's stride, run_pad passed as c_pad).
+void add_w_border(const ConvGeometry& g, const PaddingMap& pad, CpuPath path, const float* const* xr,
+                  const float* const* wr, std::int64_t rows, std::int64_t x_step, std::int64_t c_pad,
+                  std::int64_t w_group, float* buf) {
   const ConvParams& cp = g.params;
   const std::int64_t Wo = g.out[2], KW = g.kernel[2], W = g.in[2], C = g.out_channels;
+  const std::int64_t cig = g.in_channels_per_group, cog = g.out_channels_per_group;
+  const bool depthwise = path == CpuPath::dwconv;
   const std::int64_t sw = cp.stride[2], dw = cp.dilation[2], lo = cp.padding_lo[2];
   // ow in [first, last) has every tap inside the input.
   const std::int64_t first = std::min(Wo, (lo + sw - 1) / sw);
@@ -45,6 +53,14 @@ void add_w_border(const ConvGeometry& g, const PaddingMap& pad, bool depthwise, 
       float* y = buf + ow * C;
       for (std::int64_t q = 0; q < rows; ++q) {
         const float* x = xr[q] + src;
+        if (path == CpuPath::small_cout) {
+          for (std::int64_t c = 0; c < C; ++c) {
+            const std::int64_t grp = c / cog;
+            const float* w = wr[q] + grp * w_group + (c % cog) * c_pad + kw * cig;
+            for (std::int64_t ci = 0; ci < cig; ++ci) y[c] += x[grp * cig + ci] * w[ci];
+          }
+          continue;
+        }
         const float* w = wr[q] + kw * c_pad;
         for (std::int64_t c = 0; c < C; ++c) y[c] += x[depthwise ? c : 0] * w[c];
       }
@@ -54,13 +70,21 @@ void add_w_border(const ConvGeometry& g, const PaddingMap& pad, bool depthwise, 
 
 void run_rows(const detail::ConvCall& call, const CpuPlan& plan) {
   const DwconvKernel& k = plan.rows;
-  const bool depthwise = plan.path == CpuPath::dwconv;
+  const bool depthwise = plan.path == CpuPath::dwconv, small_cout = plan.path == CpuPath::small_cout;
   const ConvGeometry& g = call.geometry;
   const ConvParams& cp = g.params;
-  const std::int64_t C = g.out_channels, NR = k.nr, blocks = (C + NR - 1) / NR, c_pad = blocks * NR;
   const std::int64_t KD = g.kernel[0], KH = g.kernel[1], KW = g.kernel[2];
+  const std::int64_t cig = g.in_channels_per_group;
+  // Blocks: NR channels (depthwise, C_in 1) or one group (small C_out, NR =
+  // its C_out); c_pad: the weights' channel stride, a run of KW * C_in
+  // (16-float aligned) for small C_out; w_block: a block's weight offset.
+  const std::int64_t C = g.out_channels, NR = k.nr, blocks = small_cout ? g.groups : (C + NR - 1) / NR;
+  const std::int64_t c_pad = small_cout ? (KW * cig + 15) / 16 * 16 : blocks * NR;
+  const std::int64_t w_block = small_cout ? KD * KH * NR * c_pad : NR, x_block = small_cout ? cig : depthwise ? NR : 0;
   const std::int64_t Do = g.out[0], Ho = g.out[1], Wo = g.out[2], out_rows = g.batch * Do * Ho;
-  const std::vector<float> packed = pack_dwconv_f32(g, call.weight, c_pad);
+  const std::vector<float> packed =
+      small_cout ? pack_small_cout_f32(g, call.weight, c_pad) : pack_dwconv_f32(g, call.weight, c_pad);
+  const std::int64_t w_row = small_cout ? NR * c_pad : KW * c_pad;  // per (kd, kh)
   const auto* x = static_cast<const float*>(call.input.data);
   auto* y = static_cast<float*>(call.output.data);
   const Shape5& xs = call.input.strides;
@@ -92,23 +116,24 @@ void run_rows(const detail::ConvCall& call, const CpuPlan& plan) {
           const std::int64_t ih = pad.source(1, oh * cp.stride[1] - cp.padding_lo[1] + kh * cp.dilation[1]);
           if (ih < 0) continue;
           xr[std::size_t(rows)] = x + n * xs[0] + id * xs[1] + ih * xs[2];
-          wr[std::size_t(rows++)] = packed.data() + (kd * KH + kh) * KW * c_pad;
+          wr[std::size_t(rows++)] = packed.data() + (kd * KH + kh) * w_row;
         }
       }
       float* yrow = direct_out ? y + n * ys[0] + od * ys[1] + oh * ys[2] : row_buf.data();
       const std::int64_t y_step = direct_out ? ys[3] : C;
       for (std::int64_t blk = 0; blk < blocks; ++blk) {
         const std::int64_t c0 = blk * NR;
-        // The kernel reads channels [c0, c0 + nc) of each row: shift the row
-        // pointers to c0 and back afterwards (the input's only if depthwise).
-        const std::int64_t xc0 = depthwise ? c0 : 0;
-        for (std::int64_t q = 0; q < rows; ++q) xr[std::size_t(q)] += xc0, wr[std::size_t(q)] += c0;
+        // The kernel reads block blk of each row: shift the row pointers to
+        // it and back afterwards (the input's only if depthwise or grouped).
+        const std::int64_t xc0 = blk * x_block, wc0 = blk * w_block;
+        for (std::int64_t q = 0; q < rows; ++q) xr[std::size_t(q)] += xc0, wr[std::size_t(q)] += wc0;
         k.fn(DwconvParams{rows, xr.data(), wr.data(), KW, cp.stride[2], cp.dilation[2], cp.padding_lo[2], g.in[2],
                           xs[3], c_pad, yrow + c0, Wo, y_step, int(std::min<std::int64_t>(NR, C - c0)),
-                          stream && direct_out});
-        for (std::int64_t q = 0; q < rows; ++q) xr[std::size_t(q)] -= xc0, wr[std::size_t(q)] -= c0;
+                          stream && direct_out, cig});
+        for (std::int64_t q = 0; q < rows; ++q) xr[std::size_t(q)] -= xc0, wr[std::size_t(q)] -= wc0;
       }
-      if (w_border) add_w_border(g, pad, depthwise, xr.data(), wr.data(), rows, xs[3], c_pad, row_buf.data());
+      if (w_border)
+        add_w_border(g, pad, plan.path, xr.data(), wr.data(), rows, xs[3], c_pad, w_block, row_buf.data());
       if (!direct_out) {
         float* yr = y + n * ys[0] + od * ys[1] + oh * ys[2];
         for (std::int64_t ow = 0; ow < Wo; ++ow) {

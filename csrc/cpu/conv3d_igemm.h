@@ -16,8 +16,9 @@ void conv3d_igemm(const detail::ConvCall& call, const KernelTable& kt, const Cpu
                   const PrepackedWeights* prepacked = nullptr);
 
 // The row drivers: depthwise (groups == C_in == C_out, f32 input with
-// contiguous channels) and one input channel (groups 1, f32 input; the
-// depthwise row driver with the output channels in the lanes, f32-conv-cin1.h).
+// contiguous channels), one input channel (groups 1, f32 input; the
+// depthwise row driver with the output channels in the lanes, f32-conv-cin1.h)
+// and few output channels per group (f32-conv-small-cout.h).
 void conv3d_rows(const detail::ConvCall& call, const CpuPlan& plan);
 
 }  // namespace volconv::cpu

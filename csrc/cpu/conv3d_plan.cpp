@@ -2,6 +2,7 @@
 //   float64 output               -> direct loop (true float64 accumulation)
 //   depthwise, f32 input         -> channel-vectorised dwconv kernel
 //   bf16 x bf16, even C_in/group -> vdpbf16ps igemm (CPUs with avx512_bf16)
+//   f32, C_out/group <= 4, C_in/group >= 8 -> direct row kernel, C_in in the lanes
 //   f32, C_in 1, groups 1, narrow W window -> direct row kernel, C_out in the lanes
 //   f32, C_in <= 4, groups 1     -> W window x C_in folded into K, read in place
 //   C_in/group <= 4              -> taps folded into K, k-major gathered tile
@@ -40,6 +41,11 @@ constexpr std::int64_t kFoldWMaxCin = 7;
 // and the share of L3 a convolution gets, so they would be evicted before
 // anyone reads them and every line written would first be read for nothing.
 constexpr std::int64_t kStreamMinBytes = std::int64_t(8) << 20;
+// C_out per group up to this takes the small-C_out row kernel (an NR-wide
+// tile would leave most lanes idle) when a position's reduction fills a
+// vector: C_in per group from kSmallCoutMinCin on.
+constexpr std::int64_t kSmallCoutMax = 4;
+constexpr std::int64_t kSmallCoutMinCin = 8;
 // Weight gradients with up to this many input channels per group run by
 // output rows (wgrad_rows.cpp), their vectors over C_out.
 constexpr std::int64_t kRowsWgradMaxCin = 32;
@@ -129,6 +135,7 @@ const char* path_name(CpuPath path) {
     case CpuPath::direct: return "direct";
     case CpuPath::dwconv: return "dwconv";
     case CpuPath::cin1: return "cin1";
+    case CpuPath::small_cout: return "small-cout";
     case CpuPath::igemm: return "igemm";
     case CpuPath::fold_w: return "fold-w";
     case CpuPath::small_cin: return "small-cin";
@@ -173,6 +180,12 @@ CpuPlan plan_conv3d(const detail::ConvCall& call, const KernelTable& kt, const p
     plan.tile = choose_tile(kt.bf16_igemm, kt.n_bf16_igemm, g.out_channels_per_group);
     set_igemm(plan, kt.bf16_igemm[plan.tile]);
     plan_direct_order(plan, g, b);
+    return plan;
+  }
+  const std::int64_t cout = g.out_channels_per_group;
+  if (cout <= kSmallCoutMax && cin >= kSmallCoutMinCin && in == DType::float32 && call.input.strides[4] == 1) {
+    plan.path = CpuPath::small_cout;
+    plan_rows(plan, g, kt.f32_conv_small_cout[cout - 1], b);
     return plan;
   }
   const bool fold_w = cin <= kFoldWMaxCin && in == DType::float32 && g.groups == 1 && call.input.strides[4] == 1 &&
@@ -282,6 +295,7 @@ std::vector<std::string> active_kernel_names() {
   for (int i = 0; i < kt.n_bf16_igemm; ++i) names.push_back(kt.bf16_igemm[i].name);
   names.push_back(kt.f32_dwconv.name);
   names.push_back(kt.f32_conv_cin1.name);
+  for (const DwconvKernel& k : kt.f32_conv_small_cout) names.push_back(k.name);
   return names;
 }
 

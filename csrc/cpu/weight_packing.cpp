@@ -65,4 +65,16 @@ std::vector<float> pack_dwconv_f32(const ConvGeometry& g, const ConstTensorView&
   return out;
 }
 
+std::vector<float> pack_small_cout_f32(const ConvGeometry& g, const ConstTensorView& w, std::int64_t run_pad) {
+  const std::int64_t cin = g.in_channels_per_group, cout = g.out_channels_per_group, KW = g.kernel[2];
+  const std::int64_t rows = g.kernel[0] * g.kernel[1];
+  std::vector<float> out =
+      detail::workspace(std::size_t(g.groups * rows * cout * run_pad), "the packed weights", 0.0f);
+  for_each_weight(g, w, [&](std::int64_t co, std::int64_t t, std::int64_t ci, float v) {
+    const std::int64_t grp = co / cout, c = co % cout, q = t / KW, kw = t % KW;
+    out[std::size_t(((grp * rows + q) * cout + c) * run_pad + kw * cin + ci)] = v;
+  });
+  return out;
+}
+
 }  // namespace volconv::cpu

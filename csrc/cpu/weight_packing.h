@@ -22,4 +22,8 @@ std::vector<std::uint16_t> pack_igemm_bf16_pairs(const ConvGeometry& g, const Co
 // Depthwise f32 [tap][channel], channels padded to c_pad.
 std::vector<float> pack_dwconv_f32(const ConvGeometry& g, const ConstTensorView& w, std::int64_t c_pad);
 
+// Small C_out per group (f32-conv-small-cout.h): f32 [group][kd][kh][co in
+// group][kw][ci], each channel's KW * C_in run padded with zeros to run_pad.
+std::vector<float> pack_small_cout_f32(const ConvGeometry& g, const ConstTensorView& w, std::int64_t run_pad);
+
 }  // namespace volconv::cpu

@@ -1,6 +1,7 @@
 // The portable kernel set: the same templates over 4-float vectors of the
 // compiler's vector extension. Runs on any CPU the baseline build targets.
 #include "f32-conv-cin1.h"
+#include "f32-conv-small-cout.h"
 #include "f32-dwconv.h"
 #include "fma-probe.h"
 #include "f32-igemm.h"
@@ -20,6 +21,10 @@ const KernelTable* kernels_generic() {
     t.f32_gemm[1] = {4, 8, f32_igemm<VecGeneric, 4, 2, 4>, "f32-gemm-4x8-generic"};
     t.f32_dwconv = {8, f32_dwconv<VecGeneric, 4, 2>, "f32-dwconv-4x8-generic"};
     t.f32_conv_cin1 = {8, f32_conv_cin1<VecGeneric, 4, 2>, "f32-conv-cin1-4x8-generic"};
+    t.f32_conv_small_cout[0] = {1, f32_conv_small_cout<VecGeneric, 8, 1>, "f32-conv-cout1-8x1-generic"};
+    t.f32_conv_small_cout[1] = {2, f32_conv_small_cout<VecGeneric, 6, 2>, "f32-conv-cout2-6x2-generic"};
+    t.f32_conv_small_cout[2] = {3, f32_conv_small_cout<VecGeneric, 4, 3>, "f32-conv-cout3-4x3-generic"};
+    t.f32_conv_small_cout[3] = {4, f32_conv_small_cout<VecGeneric, 3, 4>, "f32-conv-cout4-3x4-generic"};
     t.store_tile = store_tile<VecGeneric>;
     t.convert_row = convert_row<VecGeneric>;
     t.fma_probe = fma_probe<VecGeneric>;

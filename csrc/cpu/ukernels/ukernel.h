@@ -47,6 +47,9 @@ struct DwconvParams {
   std::int64_t wo, y_step;
   int nc;
   int stream;  // non-temporal stores where aligned (see TileStore::stream)
+  // Small-C_out kernels only: input channels per tap (x[q] and w[q] then
+  // start at the group's channel 0; w_step is each output channel's run).
+  std::int64_t cin;
 };
 using DwconvFn = void (*)(const DwconvParams&);
 
@@ -87,6 +90,7 @@ struct KernelTable {
   IgemmKernel bf16_igemm[4];
   DwconvKernel f32_dwconv;
   DwconvKernel f32_conv_cin1;  // one input channel, groups 1 (see f32-conv-cin1.h)
+  DwconvKernel f32_conv_small_cout[4];  // [nc - 1]: 1-4 output channels per group (f32-conv-small-cout.h)
   StoreTileFn store_tile;
   ConvertRowFn convert_row;
   // Peak probes for the benchmark: run `iters` rounds of independent FMA

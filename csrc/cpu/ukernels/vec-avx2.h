@@ -24,6 +24,11 @@ struct VecAvx2 {
   // into every FMA that uses it (one load per FMA instead of one per vector).
   static void keep(V& v) { asm volatile("" : "+v"(v)); }
   static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  // out[i] = the sum of v[i]'s lanes, i < 4 (one hadd tree for all four).
+  static void sum_lanes4(const V* v, float* out) {
+    const V u = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps(u, 1)));
+  }
   static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
   // Non-temporal store (p % 32 == 0); the thread pool fences once per chunk.
   static constexpr bool kHasStream = true;

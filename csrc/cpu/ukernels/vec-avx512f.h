@@ -28,6 +28,15 @@ struct VecAvx512f {
   // into every FMA that uses it (one load per FMA instead of one per vector).
   static void keep(V& v) { asm volatile("" : "+v"(v)); }
   static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  // out[i] = the sum of v[i]'s lanes, i < 4: halves folded to 256 bits, then one hadd tree.
+  static void sum_lanes4(const V* v, float* out) {
+    __m256 h[4];
+    for (int i = 0; i < 4; ++i)
+      h[i] = _mm256_add_ps(_mm512_castps512_ps256(v[i]),
+                           _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v[i]), 1)));
+    const __m256 u = _mm256_hadd_ps(_mm256_hadd_ps(h[0], h[1]), _mm256_hadd_ps(h[2], h[3]));
+    _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(u), _mm256_extractf128_ps(u, 1)));
+  }
   static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
   // Non-temporal store of one aligned cache line (p % 64 == 0); the thread
   // pool fences once per chunk.

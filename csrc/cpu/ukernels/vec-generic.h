@@ -36,6 +36,10 @@ struct VecGeneric {
   // See VecAvx512f::keep; the portable build leaves registers to the compiler.
   static void keep(V&) {}
   static V fma(V a, V b, V c) { return a * b + c; }
+  // out[i] = the sum of v[i]'s lanes, i < 4.
+  static void sum_lanes4(const V* v, float* out) {
+    for (int i = 0; i < 4; ++i) out[i] = (v[i][0] + v[i][1]) + (v[i][2] + v[i][3]);
+  }
   static void store(float* p, V v) {
     void* bytes = p;
     std::memcpy(bytes, &v, sizeof v);

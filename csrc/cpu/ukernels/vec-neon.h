@@ -25,6 +25,10 @@ struct VecNeon {
   // into every FMA that uses it (one load per FMA instead of one per vector).
   static void keep(V& v) { asm volatile("" : "+w"(v)); }
   static V fma(V a, V b, V c) { return vfmaq_f32(c, a, b); }
+  // out[i] = the sum of v[i]'s lanes, i < 4 (pairwise adds).
+  static void sum_lanes4(const V* v, float* out) {
+    vst1q_f32(out, vpaddq_f32(vpaddq_f32(v[0], v[1]), vpaddq_f32(v[2], v[3])));
+  }
   static void store(float* p, V v) { vst1q_f32(p, v); }
   static constexpr bool kHasStream = false;  // plain stores only
   static void stream(float* p, V v) { store(p, v); }
