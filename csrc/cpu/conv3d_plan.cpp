@@ -17,11 +17,13 @@
 #include <atomic>
 #include <stdexcept>
 
+#include "conv_problem_cpu.h"
 #include "cpu_features.h"
 #include "dw_backward.h"
 #include "input_relayout.h"
 #include "wgrad_rows.h"
 #include "wgrad_gemm.h"
+#include "volconv/cpu.h"
 
 namespace volconv::cpu {
 namespace {
@@ -224,13 +226,14 @@ const char* problem_path_name(ProblemPath path) {
 
 std::string ProblemPlan::describe() const {
   std::string s = problem_path_name(path);
+  if (concurrent) s += "+concurrent";
   return *kernel ? s + ":" + kernel : s;
 }
 
 // Depthwise problems take their own drivers (the phases' conv3d calls would
 // each be a small depthwise conv, and only f32 inputs have a depthwise
 // forward kernel); the rest lower to conv3d's paths or the GEMM.
-ProblemPlan plan_problem(const detail::ConvProblem& p, const KernelTable& kt) {
+ProblemPlan plan_problem(const detail::ConvProblem& p, const KernelTable& kt, int threads) {
   using detail::ConvProblemGeometry;
   ProblemPlan plan;
   if (p.op == detail::ConvOp::data) {
@@ -242,6 +245,8 @@ ProblemPlan plan_problem(const detail::ConvProblem& p, const KernelTable& kt) {
       plan.h_block = std::clamp<std::int64_t>(budget(planning_caches()).row_slab / row_bytes / g.kernel[0] -
                                                   (g.kernel[1] - 1),
                                               1, std::max<std::int64_t>(1, g.out[1]));
+    } else {
+      plan.concurrent = phases_concurrent(list_phases(p), threads);
     }
     return plan;
   }
@@ -284,7 +289,7 @@ ProblemPlan plan_problem(detail::ConvOp op, const detail::ConvProblemGeometry& l
   p.input = a;
   (op == detail::ConvOp::data ? p.weight : p.output) = b;
   p.result.dtype = promote_types(a.dtype, b.dtype);
-  return plan_problem(p, active_kernels());
+  return plan_problem(p, active_kernels(), get_num_threads());
 }
 
 std::vector<std::string> active_kernel_names() {

@@ -70,10 +70,12 @@ struct ProblemPlan {
   ProblemPath path = ProblemPath::phases;
   const char* kernel = "";  // dw_data: the row kernel ("f64-loops" for float64); weight gradients: the loops' ISA
   std::int64_t h_block = 0;  // dw_data: output rows along H per block (the KD input planes' slab stays in L2)
-  std::string describe() const;  // "dw-data:f32-dwconv-6x16-avx2"
+  bool concurrent = false;   // phases: all at once, one per thread (conv_phases.cpp)
+  std::string describe() const;  // "dw-data:f32-dwconv-6x16-avx2", "phases+concurrent"
 };
 
-ProblemPlan plan_problem(const detail::ConvProblem& problem, const KernelTable& kt);
+// threads: the pool's size the problem will run on.
+ProblemPlan plan_problem(const detail::ConvProblem& problem, const KernelTable& kt, int threads);
 
 // The cache sizes plans use: the detected ones, unless a test overrides them.
 platform::CacheSizes planning_caches();
@@ -87,7 +89,7 @@ namespace testing {
 // validates shapes and dtypes (the views need no data).
 CpuPlan plan(const ConstTensorView& input, const ConstTensorView& weight, const ConvParams& params);
 
-// The plan run_problem would run now for the problem of an op lowered to
+// The plan run_problem would run now (active ISA, get_num_threads()) for the problem of an op lowered to
 // `lowered` with operands a, b (views need no data): data problems read a as
 // the input and b as the weight, weight gradients a as the input and b as
 // the output gradient; the result is contiguous, of the promoted dtype.

@@ -6,8 +6,13 @@
 // its fast paths) of the input with that phase's sub-kernel (flipped and
 // channel-transposed into a small copy), writing a strided view of the
 // output. Phases without such a tap are zeros. No inserted zero is read.
+// Phases run one after another, each split over the threads by its own
+// driver, or, when there are enough of them to keep every thread busy, all
+// at once, one per thread (the planner says which: ProblemPlan::concurrent).
 #include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <functional>
 #include <numeric>
 #include <vector>
 
@@ -16,6 +21,8 @@
 #include "../core/workspace.h"
 #include "nonfinite_scatter.h"
 #include "nonfinite_weights.h"
+#include "thread_pool.h"
+#include "volconv/cpu.h"
 
 namespace volconv::cpu {
 namespace {
@@ -116,31 +123,89 @@ bool same_reads(const DimPhase& a, const DimPhase& b) {
 
 }  // namespace
 
-void run_data_problem(const ConvProblem& p) {
+std::vector<PhaseJob> list_phases(const ConvProblem& p) {
+  const ConvProblemGeometry& g = p.geometry;
+  std::int64_t P[3];
+  for (int i = 0; i < 3; ++i) P[i] = g.input_dilation[i] / std::gcd(g.stride[i], g.input_dilation[i]);
+  const bool may_merge = g.groups == 1 && P[2] > 1 && g.out[2] % P[2] == 0 && p.result.strides[4] == 1 &&
+                         p.result.strides[3] == g.out_channels;
+  // Multiply-adds of a phase: its outputs x its taps x C_in/group x C_out
+  // (a zero phase counts its outputs: a fill).
+  const auto work = [&](const PhaseJob& j) {
+    const double outs = double(g.batch) * j.ph[0].count * j.ph[1].count * j.ph[2].count * j.merge;
+    if (j.ph[0].zero || j.ph[1].zero || j.ph[2].zero) return outs * double(g.out_channels);
+    return outs * double(j.ph[0].taps * j.ph[1].taps * j.ph[2].taps) * double(g.in_channels_per_group()) *
+           double(g.out_channels);
+  };
+  std::vector<PhaseJob> jobs;
+  for (std::int64_t r0 = 0; r0 < std::min(P[0], g.out[0]); ++r0) {
+    const DimPhase d0 = plan_dim(g, 0, r0, P[0]);
+    for (std::int64_t r1 = 0; r1 < std::min(P[1], g.out[1]); ++r1) {
+      const DimPhase d1 = plan_dim(g, 1, r1, P[1]);
+      bool merge = may_merge && !d0.zero && !d1.zero;
+      const DimPhase first = plan_dim(g, 2, 0, P[2]);
+      for (std::int64_t r2 = 1; r2 < P[2] && merge; ++r2) merge = same_reads(first, plan_dim(g, 2, r2, P[2]));
+      if (merge) {
+        jobs.push_back(PhaseJob{{r0, r1, 0}, P[2], {d0, d1, first}, 0.0});
+        jobs.back().work = work(jobs.back());
+        continue;
+      }
+      for (std::int64_t r2 = 0; r2 < std::min(P[2], g.out[2]); ++r2) {
+        jobs.push_back(PhaseJob{{r0, r1, r2}, 1, {d0, d1, plan_dim(g, 2, r2, P[2])}, 0.0});
+        jobs.back().work = work(jobs.back());
+      }
+    }
+  }
+  return jobs;
+}
+
+// Largest first, each to the thread that frees up first (LPT): concurrent
+// when that keeps every thread busy for all but ~1/8 of the longest one's
+// time; otherwise each phase's own parallel_for splits it over the threads.
+bool phases_concurrent(const std::vector<PhaseJob>& jobs, int threads) {
+  if (threads < 2 || std::int64_t(jobs.size()) < threads) return false;
+  std::vector<double> w;
+  double total = 0.0;
+  for (const PhaseJob& j : jobs) w.push_back(j.work), total += j.work;
+  std::sort(w.begin(), w.end(), std::greater<double>());
+  std::vector<double> load(std::size_t(threads), 0.0);
+  for (double x : w) *std::min_element(load.begin(), load.end()) += x;
+  const double makespan = *std::max_element(load.begin(), load.end());
+  return total > 0.0 && makespan <= 1.125 * total / threads;
+}
+
+void run_data_problem(const ConvProblem& p, bool concurrent) {
   const ConvProblemGeometry& g = p.geometry;
   std::int64_t P[3];
   for (int i = 0; i < 3; ++i) P[i] = g.input_dilation[i] / std::gcd(g.stride[i], g.input_dilation[i]);
   const std::int64_t in_es = std::int64_t(dtype_size(p.input.dtype));
   const std::int64_t out_es = std::int64_t(dtype_size(p.result.dtype));
-  std::vector<char> sub_kernel, merged;
-  DimPhase ph[3];
   // Torch's transposed conv and input gradient scatter: a NaN or inf weight
   // meets only real input elements. The phases (forward convs, whose kernels
   // and NaN pass multiply the phase's padding) read such weights as 0; they
   // are added over the real elements at the end.
   const bool scatter_nonfinite = p.zero_taps == detail::ZeroTaps::skipped && any_nonfinite(p.weight);
-  // Runs the phases ph (W phases r2 .. r2 + merge - 1 stacked along C_out).
-  const auto run_phase = [&](std::int64_t r0, std::int64_t r1, std::int64_t r2, std::int64_t merge,
-                             const std::vector<char>& kernel, const Shape5& wshape) {
+  // Runs one job (W phases r[2] .. r[2] + merge - 1 stacked along C_out).
+  const auto run_job = [&](const PhaseJob& job) {
+    const DimPhase(&ph)[3] = job.ph;
     TensorView out = p.result;
     out.data = static_cast<char*>(p.result.data) +
-               (r0 * out.strides[1] + r1 * out.strides[2] + r2 * out.strides[3]) * out_es;
-    out.shape = {g.batch, ph[0].count, ph[1].count, ph[2].count, g.out_channels * merge};
+               (job.r[0] * out.strides[1] + job.r[1] * out.strides[2] + job.r[2] * out.strides[3]) * out_es;
+    out.shape = {g.batch, ph[0].count, ph[1].count, ph[2].count, g.out_channels * job.merge};
     for (int i = 0; i < 3; ++i) out.strides[i + 1] = p.result.strides[i + 1] * P[i];
     if (ph[0].zero || ph[1].zero || ph[2].zero) {
       fill_zero(out);
       return;
     }
+    // The sub-kernel(s): W phases of a merged job stacked along C_out.
+    std::vector<char> kernel, sub_kernel;
+    Shape5 wshape;
+    for (std::int64_t m = 0; m < job.merge; ++m) {
+      DimPhase phm[3] = {ph[0], ph[1], job.merge > 1 ? plan_dim(g, 2, m, P[2]) : ph[2]};
+      copy_sub_kernel(p, phm, scatter_nonfinite, job.merge > 1 ? sub_kernel : kernel, wshape);
+      if (job.merge > 1) kernel.insert(kernel.end(), sub_kernel.begin(), sub_kernel.end());
+    }
+    wshape[0] *= job.merge;
     ConstTensorView in = p.input;
     in.data = static_cast<const char*>(p.input.data) +
               (ph[0].in_begin * in.strides[1] + ph[1].in_begin * in.strides[2] + ph[2].in_begin * in.strides[3]) *
@@ -163,35 +228,18 @@ void run_data_problem(const ConvProblem& p) {
     else
       conv3d(detail::ConvCall{fg, in, w, out});
   };
-  const bool may_merge = g.groups == 1 && P[2] > 1 && g.out[2] % P[2] == 0 && p.result.strides[4] == 1 &&
-                         p.result.strides[3] == g.out_channels;
-  for (std::int64_t r0 = 0; r0 < std::min(P[0], g.out[0]); ++r0) {
-    ph[0] = plan_dim(g, 0, r0, P[0]);
-    for (std::int64_t r1 = 0; r1 < std::min(P[1], g.out[1]); ++r1) {
-      ph[1] = plan_dim(g, 1, r1, P[1]);
-      bool merge = may_merge && !ph[0].zero && !ph[1].zero;
-      const DimPhase first = plan_dim(g, 2, 0, P[2]);
-      for (std::int64_t r2 = 1; r2 < P[2] && merge; ++r2) merge = same_reads(first, plan_dim(g, 2, r2, P[2]));
-      if (merge) {
-        merged.clear();
-        Shape5 wshape;
-        for (std::int64_t r2 = 0; r2 < P[2]; ++r2) {
-          ph[2] = plan_dim(g, 2, r2, P[2]);
-          copy_sub_kernel(p, ph, scatter_nonfinite, sub_kernel, wshape);
-          merged.insert(merged.end(), sub_kernel.begin(), sub_kernel.end());
-        }
-        wshape[0] *= P[2];
-        ph[2] = first;
-        run_phase(r0, r1, 0, P[2], merged, wshape);
-        continue;
-      }
-      for (std::int64_t r2 = 0; r2 < std::min(P[2], g.out[2]); ++r2) {
-        ph[2] = plan_dim(g, 2, r2, P[2]);
-        Shape5 wshape{};
-        if (!(ph[0].zero || ph[1].zero || ph[2].zero)) copy_sub_kernel(p, ph, scatter_nonfinite, sub_kernel, wshape);
-        run_phase(r0, r1, r2, 1, sub_kernel, wshape);
-      }
-    }
+  std::vector<PhaseJob> jobs = list_phases(p);
+  if (concurrent) {
+    // Each job on one thread (its conv3d's parallel_for, nested, runs on the
+    // caller), largest first; a job's result never depends on which thread
+    // ran it or on the thread count, so neither does the output.
+    std::stable_sort(jobs.begin(), jobs.end(), [](const PhaseJob& a, const PhaseJob& b) { return a.work > b.work; });
+    std::atomic<std::size_t> next{0};
+    parallel_for(std::int64_t(get_num_threads()), [&](std::int64_t, std::int64_t) {
+      for (std::size_t i; (i = next.fetch_add(1)) < jobs.size();) run_job(jobs[i]);
+    });
+  } else {
+    for (const PhaseJob& job : jobs) run_job(job);
   }
   if (scatter_nonfinite) add_nonfinite_weight_terms(p);
 }

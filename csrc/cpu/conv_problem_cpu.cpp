@@ -8,14 +8,15 @@
 #include "nonfinite_grad_output.h"
 #include "nonfinite_scatter.h"
 #include "wgrad_rows.h"
+#include "volconv/cpu.h"
 
 namespace volconv::cpu {
 
 void run_problem(const detail::ConvProblem& problem) {
   const KernelTable& kt = active_kernels();  // once: a concurrent force_isa must not split plan and run
-  const ProblemPlan plan = plan_problem(problem, kt);
+  const ProblemPlan plan = plan_problem(problem, kt, get_num_threads());
   switch (plan.path) {
-    case ProblemPath::phases: run_data_problem(problem); break;
+    case ProblemPath::phases: run_data_problem(problem, plan.concurrent); break;
     case ProblemPath::dw_data:
       run_dw_data(problem, kt, plan.h_block);
       // dw-data skips the padding; a forward conv (conv_transpose3d's input

@@ -1,14 +1,12 @@
 // The CPU drivers of the general convolution (see csrc/core/conv_problem.h).
 #pragma once
 
+#include <vector>
+
 #include "../core/backend.h"
 #include "../core/conv_problem.h"
 
 namespace volconv::cpu {
-
-// A data problem (forward, transposed, input gradient), split by stride phase
-// into forward convolutions run by conv3d's paths: no inserted zero is read.
-void run_data_problem(const detail::ConvProblem& problem);
 
 // conv3d's input gradient with a padding mode (problem.fold active): adds
 // each padded position's gradient to the input element it read.
@@ -37,6 +35,25 @@ struct DimPhase {
 // (T = idil / gcd(kdil, idil)), and their input index is
 // b + q*(st / gcd(st, idil)) + t*(kdil / gcd(kdil, idil)).
 DimPhase plan_dim(const detail::ConvProblemGeometry& g, int i, std::int64_t r, std::int64_t P);
+
+// One forward conv of a data problem: the phase (r[0], r[1], r[2]), or with
+// merge > 1 the W phases r[2] .. r[2] + merge - 1 stacked along C_out (they
+// read the same input slice the same way); work: its multiply-adds.
+struct PhaseJob {
+  std::int64_t r[3];
+  std::int64_t merge;
+  DimPhase ph[3];  // ph[2]: the first W phase when merged
+  double work;
+};
+std::vector<PhaseJob> list_phases(const detail::ConvProblem& problem);
+
+// Whether the jobs run all at once, each on one thread, rather than one
+// after another each split over the threads (conv_phases.cpp says when).
+bool phases_concurrent(const std::vector<PhaseJob>& jobs, int threads);
+
+// A data problem (forward, transposed, input gradient), split by stride phase
+// into forward convolutions run by conv3d's paths: no inserted zero is read.
+void run_data_problem(const detail::ConvProblem& problem, bool concurrent);
 
 // conv3d's planned kernels without its NaN pass (nonfinite_weights.h): for
 // callers whose weights are finite.

@@ -14,6 +14,7 @@
 
 #include "../core/element.h"
 #include "conv_problem_cpu.h"
+#include "volconv/cpu.h"
 #include "padding_map.h"
 #include "thread_pool.h"
 
@@ -97,7 +98,7 @@ void fold_padding(const ConvProblem& p) {
     const Shape5 shape{g.batch, b.len[0], b.len[1], b.len[2], g.out_channels};
     buf.resize(std::size_t(numel(shape) * es));
     q.result = TensorView::contiguous(buf.data(), p.result.dtype, shape);
-    run_data_problem(q);
+    run_data_problem(q, phases_concurrent(list_phases(q), get_num_threads()));
     visit_dtype(p.result.dtype, [&](auto e) {
       using E = decltype(e);
       scatter_add<E>(p, b, reinterpret_cast<const typename E::storage*>(buf.data()));

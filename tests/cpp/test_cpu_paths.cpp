@@ -29,6 +29,8 @@ struct Template {
   Geometry g;        // c_out is swept to reach each tile of the path's family
   DType tx, tw;
   Layout lx = Layout::contiguous;
+  std::int64_t min_cout = 1;  // the sweep's C_out range (C_out <= 4 per group is small-cout's)
+  std::int64_t max_cout = 64;
 };
 
 cpu::CpuPlan plan_of(const Geometry& g, DType tx, DType tw, Layout lx) {
@@ -48,17 +50,27 @@ Geometry geo(const char* name, Shape5 input, std::int64_t c_out, Int3 k, std::in
 std::vector<Template> templates(const std::string& isa) {
   const DType f32 = DType::float32, f16 = DType::float16, bf16 = DType::bfloat16, f64 = DType::float64;
   std::vector<Template> t;
-  // In-place igemm: f32 input, C_in/group > 4, contiguous channels; weights of every dtype.
-  for (DType tw : {f32, f16, bf16}) t.push_back({"igemm", geo("igemm", {2, 3, 4, 7, 8}, 0, {3, 3, 3}), f32, tw});
+  // In-place igemm: f32 input, C_in/group > 4, contiguous channels, C_out/group > 4 (or C_in/group < 8);
+  // weights of every dtype.
+  const Layout c = Layout::contiguous;
+  for (DType tw : {f32, f16, bf16})
+    t.push_back({"igemm", geo("igemm", {2, 3, 4, 7, 8}, 0, {3, 3, 3}), f32, tw, c, 5});
   t.push_back({"igemm", geo("igemm_groups_strided", {1, 4, 5, 9, 12}, 0, {2, 3, 3}, 2, {1, 2, 2}), f32, f32});
-  t.push_back({"igemm", geo("pointwise", {2, 3, 3, 5, 24}, 0, {1, 1, 1}), f32, f32});
+  t.push_back({"igemm", geo("pointwise", {2, 3, 3, 5, 24}, 0, {1, 1, 1}), f32, f32, c, 5});
+  // Few output channels (1-4 per group), C_in/group >= 8: the row kernel with the reduction in the lanes;
+  // the W window one run (contiguous), tap by tap (W dilation), C_in tails, groups.
+  for (DType tw : {f32, f16, bf16})
+    t.push_back({"small-cout", geo("small_cout", {2, 3, 4, 15, 16}, 0, {3, 3, 3}), f32, tw, c, 1, 4});
+  t.push_back({"small-cout", geo("small_cout_dilated_w", {1, 3, 4, 14, 9}, 0, {3, 3, 3}, 1, {1, 1, 2}, {1, 1, 2}),
+               f32, f32, c, 1, 4});
+  t.push_back({"small-cout", geo("small_cout_groups", {1, 3, 4, 11, 27}, 0, {3, 3, 3}, 3), f32, f32, c, 1, 12});
   // bf16 x bf16 with an even C_in: vdpbf16ps where the ISA has it, else gathered rows.
   t.push_back({isa == "avx512bf16" ? "igemm" : "packed-a", geo("bf16_even", {1, 3, 4, 7, 8}, 0, {3, 3, 3}), bf16,
                bf16});
   // Gathered rows: fp16/bf16 inputs (odd C_in).
   for (DType tx : {f16, bf16}) t.push_back({"packed-a", geo("packed_a", {1, 3, 4, 7, 7}, 0, {3, 3, 3}), tx, tx});
   // f32 with strided channels: copied to contiguous first, then read in place.
-  t.push_back({"igemm", geo("strided_c_relaid", {1, 3, 4, 6, 8}, 0, {3, 2, 3}), f32, f32, Layout::padded});
+  t.push_back({"igemm", geo("strided_c_relaid", {1, 3, 4, 6, 8}, 0, {3, 2, 3}), f32, f32, Layout::padded, 5});
   // Small C_in: taps folded into K, k-major tiles along W.
   for (DType tx : {f16, bf16}) t.push_back({"small-cin", geo("small_cin", {1, 3, 4, 11, 3}, 0, {3, 3, 3}), tx, tx});
   t.push_back({"small-cin", geo("small_cin_groups", {1, 3, 4, 10, 4}, 0, {3, 3, 3}, 2), f32, f32});
@@ -92,7 +104,7 @@ void run_template(const std::string& isa, const Template& t, Reached& reached) {
   if (depthwise || std::string(t.path) == "direct") couts = {t.g.input[4]};
   std::map<std::string, std::vector<std::int64_t>> per_kernel;
   for (std::int64_t co : couts) {
-    if (co % t.g.groups != 0) continue;
+    if (co % t.g.groups != 0 || co < t.min_cout || co > t.max_cout) continue;
     Geometry g = t.g;
     g.c_out = co;
     const cpu::CpuPlan plan = plan_of(g, t.tx, t.tw, t.lx);
