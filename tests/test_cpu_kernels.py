@@ -179,7 +179,7 @@ def tail_path(case: Case, dtype: str, isa: str) -> str:
     if case.groups > 1:
         return "dwconv" if dtype == "float32" else "small-cin"  # one channel per group
     if dtype == "float32":
-        if cin == 8 and case.c_out == 1:
+        if cin > 1 and case.c_out == 1:
             return "small-cout"  # one output channel: the reduction in the lanes
         return {8: "igemm", 6: "fold-w", 3: "fold-w", 1: "cin1"}[cin]  # W folded up to C_in 7
     if cin in (8, 6):

@@ -2,7 +2,7 @@
 //   float64 output               -> direct loop (true float64 accumulation)
 //   depthwise, f32 input         -> channel-vectorised dwconv kernel
 //   bf16 x bf16, even C_in/group -> vdpbf16ps igemm (CPUs with avx512_bf16)
-//   f32, C_out/group <= 4, C_in/group >= 8 -> direct row kernel, C_in in the lanes
+//   f32, C_out/group <= 4, C_in/group >= 2 -> direct row kernel, C_in (x W window) in the lanes
 //   f32, C_in 1, groups 1, narrow W window -> direct row kernel, C_out in the lanes
 //   f32, C_in <= 4, groups 1     -> W window x C_in folded into K, read in place
 //   C_in/group <= 4              -> taps folded into K, k-major gathered tile
@@ -44,10 +44,11 @@ constexpr std::int64_t kFoldWMaxCin = 7;
 // anyone reads them and every line written would first be read for nothing.
 constexpr std::int64_t kStreamMinBytes = std::int64_t(8) << 20;
 // C_out per group up to this takes the small-C_out row kernel (an NR-wide
-// tile would leave most lanes idle) when a position's reduction fills a
-// vector: C_in per group from kSmallCoutMinCin on.
+// tile would leave most lanes idle), from 2 input channels per group on:
+// 3-7x the fold-W / small-C_in tiles at C_in 2-7, C_out 1-4 (2-core EPYC,
+// 1x16x32x32, k3); one channel keeps the C_in = 1 row kernel (as fast there).
 constexpr std::int64_t kSmallCoutMax = 4;
-constexpr std::int64_t kSmallCoutMinCin = 8;
+constexpr std::int64_t kSmallCoutMinCin = 2;
 // Weight gradients with up to this many input channels per group run by
 // output rows (wgrad_rows.cpp), their vectors over C_out.
 constexpr std::int64_t kRowsWgradMaxCin = 32;
