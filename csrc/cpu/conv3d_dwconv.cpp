@@ -1,9 +1,12 @@
-// The row drivers, depthwise and one input channel: work is split over
+// The row drivers, depthwise and few input channels: work is split over
 // output rows (n, od, oh); per row the (kd, kh) taps inside the input are
 // listed once (D/H padding then costs nothing), and the kernel runs the
 // whole W row per output channel block, writing the output in place
 // (through a row buffer when the output's channels are not contiguous).
-// Depthwise reads the block's channels of the input; C_in = 1 reads its one.
+// Depthwise reads the block's channels of the input; few-cin lists each
+// (kd, kh, ci) as a row of its own (the input row offset by ci, read with
+// the W stride), so C_in channels cost C_in x the taps of one, with no
+// gathered K panel.
 // Padding modes other than zeros: D/H taps read the rows padding_map.h
 // names; along W the kernel sums the taps inside the input and the few
 // border positions add their padded taps in the row buffer (add_w_border).
@@ -59,6 +62,7 @@ void run_rows(const detail::ConvCall& call, const CpuPlan& plan) {
   const ConvParams& cp = g.params;
   const std::int64_t C = g.out_channels, NR = k.nr, blocks = (C + NR - 1) / NR, c_pad = blocks * NR;
   const std::int64_t KD = g.kernel[0], KH = g.kernel[1], KW = g.kernel[2];
+  const std::int64_t cin = depthwise ? 1 : g.in_channels;
   const std::int64_t Do = g.out[0], Ho = g.out[1], Wo = g.out[2], out_rows = g.batch * Do * Ho;
   const std::vector<float> packed = pack_dwconv_f32(g, call.weight, c_pad);
   const auto* x = static_cast<const float*>(call.input.data);
@@ -77,7 +81,7 @@ void run_rows(const detail::ConvCall& call, const CpuPlan& plan) {
   // input is far larger than L2).
   const std::int64_t hb = plan.h_block;
   parallel_for(out_rows, [&](std::int64_t begin, std::int64_t end) {
-    std::vector<const float*> xr(std::size_t(KD * KH)), wr(std::size_t(KD * KH));
+    std::vector<const float*> xr(std::size_t(KD * KH * cin)), wr(std::size_t(KD * KH * cin));
     std::vector<float> row_buf(direct_out ? 0 : std::size_t(Wo * C));
     for (std::int64_t it = begin; it < end; ++it) {
       // it -> (n, H block, od, oh in block): see hb above.
@@ -91,8 +95,10 @@ void run_rows(const detail::ConvCall& call, const CpuPlan& plan) {
         for (std::int64_t kh = 0; kh < KH; ++kh) {
           const std::int64_t ih = pad.source(1, oh * cp.stride[1] - cp.padding_lo[1] + kh * cp.dilation[1]);
           if (ih < 0) continue;
-          xr[std::size_t(rows)] = x + n * xs[0] + id * xs[1] + ih * xs[2];
-          wr[std::size_t(rows++)] = packed.data() + (kd * KH + kh) * KW * c_pad;
+          for (std::int64_t ci = 0; ci < cin; ++ci) {
+            xr[std::size_t(rows)] = x + n * xs[0] + id * xs[1] + ih * xs[2] + ci * xs[4];
+            wr[std::size_t(rows++)] = packed.data() + ((kd * KH + kh) * cin + ci) * KW * c_pad;
+          }
         }
       }
       float* yrow = direct_out ? y + n * ys[0] + od * ys[1] + oh * ys[2] : row_buf.data();

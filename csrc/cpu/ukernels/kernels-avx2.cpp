@@ -19,7 +19,7 @@ const KernelTable* kernels_avx2() {
     t.f32_gemm[0] = {8, 8, f32_igemm<VecAvx2, 8, 1, 8>, "f32-gemm-8x8-avx2"};
     t.f32_gemm[1] = {6, 16, f32_igemm<VecAvx2, 6, 2, 6>, "f32-gemm-6x16-avx2"};
     t.f32_dwconv = {16, f32_dwconv<VecAvx2, 6, 2, 8>, "f32-dwconv-6x16-avx2"};
-    t.f32_conv_cin1 = {8, f32_conv_cin1<VecAvx2, 12, 1>, "f32-conv-cin1-12x8-avx2"};
+    t.f32_conv_cin1 = {16, f32_conv_cin1<VecAvx2, 6, 2>, "f32-conv-cin1-6x16-avx2"};
     t.store_tile = store_tile<VecAvx2>;
     t.convert_row = convert_row<VecAvx2>;
     t.fma_probe = fma_probe<VecAvx2>;
