@@ -181,7 +181,8 @@ def tail_path(case: Case, dtype: str, isa: str) -> str:
     if dtype == "float32":
         if cin > 1 and case.c_out == 1:
             return "small-cout"  # one output channel: the reduction in the lanes
-        return {8: "igemm", 6: "fold-w", 3: "fold-w", 1: "cin1"}[cin]  # W folded up to C_in 7
+        # C_in <= 4: the row kernel (a row per (kd, kh, ci)); W folded up to C_in 7
+        return {8: "igemm", 6: "fold-w", 3: "few-cin", 1: "few-cin"}[cin]
     if cin in (8, 6):
         return "igemm" if dtype == "bfloat16" and bf16_pairs(isa) else "packed-a"
     return "small-cin"
@@ -195,15 +196,16 @@ def test_tails(isa, case, dtype):
     assert_conv_close(y, x, w, dtype, **case.params())
 
 
-# The W window folded into K: windows across both W borders (pad larger
-# than the window overhang, asymmetric), strides, W narrower than the window,
-# several C_in, tiles spanning output rows and tails along C_out.
+# The W window folded into K (C_in 5-7; fewer channels take the row kernel,
+# below): windows across both W borders (pad larger than the window
+# overhang, asymmetric), strides, W narrower than the window, several C_in,
+# tiles spanning output rows and tails along C_out.
 FOLD_W = [
-    _c("fold_w_stem", 1, 3, 9, 23, 3, 20, (3, 7, 7), s=(1, 2, 2), p=(1, 3, 3)),
-    _c("fold_w_cin1_k9", 2, 3, 4, 13, 1, 17, (2, 3, 9), p=(0, 1, 4)),
-    _c("fold_w_asym", 1, 4, 5, 11, 2, 33, (3, 3, 5), s=(2, 1, 3), p=((1, 0, 4), (0, 2, 1))),
-    _c("fold_w_narrow", 1, 2, 3, 3, 4, 9, (1, 2, 5), p=(0, 1, 2)),
-    _c("fold_w_dil_dh", 1, 6, 6, 10, 3, 64, (2, 2, 3), p=1, dil=(2, 3, 1)),
+    _c("fold_w_stem", 1, 3, 9, 23, 5, 20, (3, 7, 7), s=(1, 2, 2), p=(1, 3, 3)),
+    _c("fold_w_k9", 2, 3, 4, 13, 6, 17, (2, 3, 9), p=(0, 1, 4)),
+    _c("fold_w_asym", 1, 4, 5, 11, 7, 33, (3, 3, 5), s=(2, 1, 3), p=((1, 0, 4), (0, 2, 1))),
+    _c("fold_w_narrow", 1, 2, 3, 3, 5, 9, (1, 2, 5), p=(0, 1, 2)),
+    _c("fold_w_dil_dh", 1, 6, 6, 10, 6, 64, (2, 2, 3), p=1, dil=(2, 3, 1)),
 ]
 
 
@@ -234,35 +236,45 @@ def test_indirection_runs(isa, case, dtype):
     assert_conv_close(y, x, w, dtype, **case.params())
 
 
-# One input channel (the direct row kernel, C_out in the lanes): W shorter
-# and longer than the register tile, tails along C_out, strides, dilation,
-# padding wider than the window, batches.
-CIN1 = [
+# Up to 4 input channels (the row kernel, C_out in the lanes, a row of taps
+# per (kd, kh, ci)): W shorter and longer than the register tile, tails
+# along C_out, strides, dilation, padding wider than the window (both W
+# borders, asymmetric), W narrower than the window, batches; C_in 1 to 4.
+FEW_CIN = [
     _c("cin1_d_like", 1, 6, 6, 33, 1, 16, 3, p=1),
     _c("cin1_cout_tails", 2, 3, 4, 29, 1, 37, 3, p=1),
     _c("cin1_narrow_w", 1, 3, 3, 2, 1, 5, 3, p=(1, 1, 2)),
     _c("cin1_strided_dilated", 1, 7, 8, 40, 1, 24, (3, 2, 3), s=(2, 1, 2), p=(1, 0, 3), dil=(1, 2, 2)),
     _c("cin1_wide_cout", 1, 3, 3, 20, 1, 70, 3, p=1),
     _c("cin1_asymmetric_pad", 1, 4, 5, 19, 1, 16, 3, p=((1, 0, 2), (0, 1, 1))),
+    _c("cin2_unet_first", 2, 5, 6, 21, 2, 16, 3, p=1),
+    _c("cin3_stem", 1, 3, 9, 23, 3, 20, (3, 7, 7), s=(1, 2, 2), p=(1, 3, 3)),
+    _c("cin1_k9", 2, 3, 4, 13, 1, 17, (2, 3, 9), p=(0, 1, 4)),
+    _c("cin2_asym", 1, 4, 5, 11, 2, 33, (3, 3, 5), s=(2, 1, 3), p=((1, 0, 4), (0, 2, 1))),
+    _c("cin4_narrow", 1, 2, 3, 3, 4, 9, (1, 2, 5), p=(0, 1, 2)),
+    _c("cin3_dil_dh", 1, 6, 6, 10, 3, 64, (2, 2, 3), p=1, dil=(2, 3, 1)),
+    _c("cin4_cout_tails", 2, 3, 4, 17, 4, 7, 3, s=(1, 1, 2), p=1, dil=(1, 1, 2)),
 ]
 
 
-@pytest.mark.parametrize("case", CIN1, ids=lambda c: c.name)
-def test_cin1(isa, case):
+@pytest.mark.parametrize("case", FEW_CIN, ids=lambda c: c.name)
+def test_few_cin(isa, case):
     x, w, y, plan = run_case(case, seed=4)
-    check_path(plan, "cin1", isa)
+    check_path(plan, "few-cin", isa)
     assert_conv_close(y, x, w, "float32", **case.params())
 
 
-def test_cin1_strided_view(isa):
-    # The row kernel reads W with the input's stride (x_step), not 1.
-    case = _c("cin1_view", 1, 3, 4, 21, 1, 16, 3, p=1)
+@pytest.mark.parametrize("cin", [1, 3])
+def test_few_cin_strided_view(isa, cin):
+    # The row kernel reads W with the input's stride (x_step), not C_in, and
+    # each channel at the channel stride.
+    case = _c("few_cin_view", 1, 3, 4, 21, cin, 16, 3, p=1)
     x, w = case.inputs(6)
-    wide = np.zeros(x.shape[:3] + (2 * x.shape[3], 1), np.float32)
-    wide[:, :, :, ::2] = x
-    view = wide[:, :, :, ::2]
+    wide = np.zeros(x.shape[:3] + (2 * x.shape[3], 2 * cin), np.float32)
+    wide[:, :, :, ::2, ::2] = x
+    view = wide[:, :, :, ::2, ::2]
     y = volconv.conv3d(view, w, **case.api_kwargs())
-    check_path(plan_of(view, w, case), "cin1", isa)
+    check_path(plan_of(view, w, case), "few-cin", isa)
     assert_conv_close(y, x, w, "float32", **case.params())
 
 
@@ -425,7 +437,7 @@ def test_panel_chunks(isa, threads, reference_caches, case, dtype, isas, n_threa
         (_c("stream_pw", 1, 8, 32, 33, 16, 264, 1), "igemm"),
         (_c("stream_k3", 1, 8, 32, 33, 8, 256, 3, p=1), "igemm"),
         (_c("stream_dw", 1, 8, 32, 33, 272, 272, 3, p=1, g=272), "dwconv"),
-        (_c("stream_cin1", 1, 8, 32, 33, 1, 272, 3, p=1), "cin1"),
+        (_c("stream_cin1", 1, 8, 32, 33, 1, 272, 3, p=1), "few-cin"),
     ],
     ids=lambda v: v.name if isinstance(v, Case) else v,
 )
@@ -489,7 +501,9 @@ def test_cache_override_is_restored():
 
 
 @pytest.mark.parametrize(
-    "case", [CASES[2], _c("big", 2, 6, 9, 13, 16, 40, 3, p=1), TAIL_CASES[-3], CIN1[1]], ids=str
+    "case",
+    [CASES[2], _c("big", 2, 6, 9, 13, 16, 40, 3, p=1), TAIL_CASES[-3], FEW_CIN[1], FEW_CIN[7]],
+    ids=str,
 )
 def test_bit_identical_across_runs_and_thread_counts(threads, case):
     x, w = case.inputs(5)

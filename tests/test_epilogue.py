@@ -42,9 +42,9 @@ def activate(v: np.ndarray, name: str | None) -> np.ndarray:
 PATH_CASES = {
     "igemm": _c("igemm", 1, 3, 4, 7, 8, 21, 3, p=1),
     "pointwise": _c("pointwise", 2, 2, 3, 5, 16, 19, 1),
-    "fold-w": _c("fold_w", 1, 3, 5, 9, 3, 13, 3, p=1),
-    "small-cin": _c("small_cin", 1, 3, 5, 9, 2, 11, 3, p=1),
-    "cin1": _c("cin1", 1, 4, 5, 11, 1, 19, 3, p=1),
+    "fold-w": _c("fold_w", 1, 3, 5, 9, 5, 13, 3, p=1),
+    "small-cin": _c("small_cin", 1, 3, 5, 9, 4, 12, 3, p=1, g=2),
+    "few-cin": _c("few_cin", 1, 4, 5, 11, 3, 19, 3, p=1),
     "dwconv": _c("dwconv", 1, 3, 4, 13, 20, 20, 3, p=1, g=20),
     "grouped": _c("grouped", 1, 3, 4, 5, 16, 18, 3, s=(1, 2, 1), p=1, g=2),
     "small-cout": _c("small_cout", 1, 3, 4, 13, 24, 6, 3, p=1, g=2),
@@ -162,7 +162,7 @@ def test_every_path_is_covered():
                     seen.add("bf16-pairs" if plan["kernel"].startswith("bf16-igemm") else plan["path"])
         finally:
             _core._cpu_force_isa("")
-    paths = {"igemm", "packed-a", "small-cin", "fold-w", "cin1", "small-cout", "dwconv", "direct"}
+    paths = {"igemm", "packed-a", "small-cin", "fold-w", "few-cin", "small-cout", "dwconv", "direct"}
     if "avx512bf16" in ISAS:
         paths.add("bf16-pairs")
     assert seen >= paths, seen
@@ -180,7 +180,7 @@ def test_plan_records_the_epilogue():
 
 
 @pytest.mark.parametrize("bias_step", [2, -1])
-@pytest.mark.parametrize("name", ["igemm", "dwconv", "cin1", "small-cout", "direct"])
+@pytest.mark.parametrize("name", ["igemm", "dwconv", "few-cin", "small-cout", "direct"])
 def test_strided_residual_and_bias(name, bias_step):
     """A residual and a bias with any strides (channels not contiguous,
     reversed) are read through their strides."""

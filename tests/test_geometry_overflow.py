@@ -36,7 +36,7 @@ WIDE_ROW = """
 """
 
 
-@pytest.mark.parametrize("channels,path", [(1, "cin1"), (2, "dwconv")])
+@pytest.mark.parametrize("channels,path", [(1, "few-cin"), (2, "dwconv")])
 def test_wide_broadcast_row_under_a_deep_kernel(channels, path):
     out = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(WIDE_ROW.format(channels=channels))],

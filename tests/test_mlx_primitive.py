@@ -10,11 +10,12 @@ import importlib.util
 import os
 import shutil
 
+import numpy as np
 import pytest
 
 mx = pytest.importorskip("mlx.core")
 
-from test_mlx_ops import assert_close, grads_of, rand, split_groups  # noqa: E402
+from test_mlx_ops import EPILOGUES, _mlx_epilogue, assert_close, grads_of, rand, split_groups  # noqa: E402
 
 import volconv.mlx as vcm  # noqa: E402
 from volconv.mlx import _native, _ops  # noqa: E402
@@ -86,6 +87,66 @@ def test_primitive_matches_mlx_and_the_python_route(
     monkeypatch.setattr(_ops, "primitive", lambda: None)  # the Python route: the same kernels
     for g, r, what in zip(grads_of(ours, (x, w, b), cot), got, ("input", "weight", "bias")):
         assert_close(g, r, 1e-6, f"d {what} vs the Python route")
+
+
+@pytest.mark.parametrize("has_bias, activation, has_residual", EPILOGUES + [(False, "silu", False)])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fused_epilogue_matches_mlx_and_the_python_route(
+    on, monkeypatch, has_bias, activation, has_residual, dtype
+):
+    """The epilogue runs inside the primitive (fused in the forward; the
+    backward recomputes the pre-activation and runs activation_backward):
+    every operand's gradient against MLX's own ops, groups split."""
+    dt = getattr(mx, dtype)
+    stride, padding, groups = 1, 1, 2
+    x, w = rand(1, 5, 6, 4, 4, dtype=dt), rand(6, 3, 3, 3, 2, dtype=dt)
+    mlx_conv = split_groups(lambda a, c: mx.conv3d(a, c, stride, padding), groups)
+    y_shape = mlx_conv(x, w).shape
+    b = rand(6, dtype=dt) if has_bias else None
+    r = rand(*y_shape, dtype=dt) if has_residual else None
+    arrays = [a for a in (x, w, b, r) if a is not None]
+
+    def unpack(a):
+        a = list(a)
+        return a[0], a[1], a.pop(2) if has_bias else None, a[-1] if has_residual else None
+
+    def ours(*a):
+        x, w, b, r = unpack(a)
+        return vcm.conv3d(x, w, stride, padding, 1, groups, bias=b, activation=activation, residual=r)
+
+    def reference(*a):
+        x, w, b, r = unpack(a)
+        return _mlx_epilogue(mlx_conv(x, w), b, activation, r)
+
+    tol = 3e-5  # MLX's own float64 conv3d is about float32-accurate on the CPU
+    y = ours(*arrays)
+    assert y.dtype == dt
+    assert_close(y, reference(*arrays), tol, "forward")
+    cot = rand(*y_shape, dtype=dt)
+    got = grads_of(ours, arrays, cot)
+    names = ["input", "weight"] + ["bias"] * has_bias + ["residual"] * has_residual
+    for name, g, want in zip(names, got, grads_of(reference, arrays, cot)):
+        assert g.dtype == want.dtype == dt, name
+        assert_close(g, want, tol, f"d {name} vs MLX")
+    monkeypatch.setattr(_ops, "primitive", lambda: None)
+    for name, g, want in zip(names, got, grads_of(ours, arrays, cot)):
+        assert_close(g, want, 1e-6 if dtype == "float32" else 1e-12, f"d {name} vs the Python route")
+
+
+def test_relu_passes_the_cotangent_where_the_pre_activation_is_nan(on, monkeypatch):
+    """Both routes follow torch's threshold_backward: a NaN pre-activation
+    (here from a NaN bias) passes the cotangent; a negative one gives 0."""
+    x, w = rand(1, 3, 3, 3, 2), rand(2, 1, 1, 1, 2)
+    b = mx.array([float("nan"), -1e6])
+    cot = rand(1, 3, 3, 3, 2)
+    results = []
+    for route in ("primitive", "python"):
+        if route == "python":
+            monkeypatch.setattr(_ops, "primitive", lambda: None)
+        db = mx.grad(lambda b: (vcm.conv3d(x, w, bias=b, activation="relu") * cot).sum())(b)
+        results.append(np.asarray(db))
+    for db in results:
+        assert db[0] == pytest.approx(float(np.asarray(cot)[..., 0].sum()), rel=1e-5) and db[1] == 0.0
 
 
 def test_transposed_primitive_matches_mlx_and_compiles(on):

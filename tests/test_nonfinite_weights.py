@@ -21,8 +21,8 @@ ISAS = [i for i in ("avx512f", "avx2", "neon", "generic") if i in _core._cpu_sup
 # (the comment), other dtypes reach the gathered paths and the float64 loop.
 SHAPES = {
     "depthwise": ((1, 5, 6, 7, 4), (4, 3, 3, 3, 1), 4, 1),
-    "cin1": ((1, 5, 6, 7, 1), (8, 3, 3, 3, 1), 1, 1),
-    "fold-w": ((1, 5, 6, 9, 2), (8, 3, 3, 5, 2), 1, 2),
+    "few-cin": ((1, 5, 6, 7, 1), (8, 3, 3, 3, 1), 1, 1),
+    "fold-w": ((1, 5, 6, 9, 5), (8, 3, 3, 5, 5), 1, 2),
     "small-cin": ((1, 5, 6, 7, 4), (10, 3, 3, 3, 2), 2, 1),
     "small-cout": ((1, 5, 6, 7, 12), (4, 3, 3, 3, 12), 1, 1),
     "igemm": ((2, 5, 6, 7, 8), (16, 3, 3, 3, 8), 1, 1),

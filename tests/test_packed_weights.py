@@ -12,18 +12,18 @@ from volconv import _core
 from conftest import FLOAT_DTYPES, cast
 from reference import assert_conv_close
 
-# (input shape, weight shape, groups, padding, stride): depthwise, cin1,
+# (input shape, weight shape, groups, padding, stride): depthwise, few-cin,
 # fold-w, small-cin, igemm, grouped + strided, pointwise.
 SHAPES = [
     ((1, 4, 5, 6, 4), (4, 3, 3, 3, 1), 4, 1, 1),
     ((1, 4, 5, 6, 1), (8, 3, 3, 3, 1), 1, 1, 1),
-    ((1, 4, 5, 9, 2), (8, 3, 3, 5, 2), 1, 2, 1),
+    ((1, 4, 5, 9, 5), (8, 3, 3, 5, 5), 1, 2, 1),
     ((1, 4, 5, 6, 4), (8, 3, 3, 3, 2), 2, 1, 1),
     ((2, 4, 5, 6, 8), (16, 3, 3, 3, 8), 1, 1, 1),
     ((1, 5, 6, 9, 12), (10, 2, 3, 3, 6), 2, 1, 2),
     ((2, 3, 3, 5, 24), (40, 1, 1, 1, 24), 1, 0, 1),
 ]
-IDS = ["depthwise", "cin1", "fold-w", "small-cin", "igemm", "grouped-strided", "pointwise"]
+IDS = ["depthwise", "few-cin", "fold-w", "small-cin", "igemm", "grouped-strided", "pointwise"]
 
 
 def operands(shape, dtype, seed=11):

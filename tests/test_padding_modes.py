@@ -42,14 +42,14 @@ PATH_CASES = {
         "igemm_s", 1, 5, 6, 9, 8, 12, 3, s=(1, 2, 2), dil=(1, 1, 2), p=((1, 2, 2), (1, 1, 2))
     ),
     "pointwise": _c("pointwise", 2, 2, 3, 5, 16, 19, 1, p=((1, 1, 1), (1, 0, 2))),
-    "fold-w": _c("fold_w", 1, 3, 5, 9, 3, 13, 3, p=((1, 1, 2), (1, 1, 1))),
-    "fold-w_strided": _c("fold_w_s", 1, 3, 5, 10, 3, 8, 3, s=(1, 1, 2), p=((1, 1, 1), (1, 1, 2))),
-    "small-cin": _c("small_cin", 1, 3, 5, 9, 2, 11, 3, p=((1, 1, 2), (1, 2, 1))),
+    "fold-w": _c("fold_w", 1, 3, 5, 9, 5, 13, 3, p=((1, 1, 2), (1, 1, 1))),
+    "fold-w_strided": _c("fold_w_s", 1, 3, 5, 10, 5, 8, 3, s=(1, 1, 2), p=((1, 1, 1), (1, 1, 2))),
+    "small-cin": _c("small_cin", 1, 3, 5, 9, 4, 12, 3, p=((1, 1, 2), (1, 2, 1)), g=2),
     "small-cin_strided": _c(
-        "small_cin_s", 1, 3, 5, 10, 2, 11, 3, s=(1, 1, 2), dil=(1, 1, 2), p=((1, 1, 2), (1, 1, 1))
+        "small_cin_s", 1, 3, 5, 10, 4, 12, 3, s=(1, 1, 2), dil=(1, 1, 2), p=((1, 1, 2), (1, 1, 1)), g=2
     ),
-    "cin1": _c("cin1", 1, 4, 5, 11, 1, 19, 3, p=((1, 2, 2), (1, 1, 2))),
-    "cin1_strided": _c("cin1_s", 1, 4, 5, 11, 1, 9, 3, s=(1, 1, 2), dil=(1, 1, 2), p=((1, 1, 3), (1, 1, 2))),
+    "few-cin": _c("few_cin", 1, 4, 5, 11, 1, 19, 3, p=((1, 2, 2), (1, 1, 2))),
+    "few-cin_strided": _c("few_cin_s", 1, 4, 5, 11, 3, 9, 3, s=(1, 1, 2), dil=(1, 1, 2), p=((1, 1, 3), (1, 1, 2))),
     "dwconv": _c("dwconv", 1, 3, 4, 13, 20, 20, 3, p=((2, 1, 2), (0, 1, 1)), g=20),
     "dwconv_strided": _c(
         "dwconv_s", 1, 3, 4, 12, 8, 8, (3, 3, 5), s=(1, 1, 2), p=((1, 1, 3), (1, 1, 2)), g=8
@@ -142,7 +142,7 @@ def test_every_path_is_covered():
                     seen.add("bf16-pairs" if plan["kernel"].startswith("bf16-igemm") else plan["path"])
         finally:
             _core._cpu_force_isa("")
-    paths = {"igemm", "packed-a", "small-cin", "fold-w", "cin1", "small-cout", "dwconv", "direct"}
+    paths = {"igemm", "packed-a", "small-cin", "fold-w", "few-cin", "small-cout", "dwconv", "direct"}
     if "avx512bf16" in ISAS:
         paths.add("bf16-pairs")
     assert seen >= paths, seen
@@ -186,7 +186,7 @@ def test_strided_channels():
     assert_within(y, ref, TOLERANCE["float32"] * scale + 1e-30, "float32", "strided channels")
 
 
-@pytest.mark.parametrize("name", ["igemm", "dwconv", "cin1", "small-cin", "small-cout_strided"])
+@pytest.mark.parametrize("name", ["igemm", "dwconv", "few-cin", "small-cin", "small-cout_strided"])
 def test_with_epilogue(name):
     """Padding modes combine with the fused epilogue: the row drivers add
     the W border's padded taps before the epilogue runs."""
@@ -254,7 +254,7 @@ def torch_grads(x, w, gy, case, mode):
 
 
 GRAD_CASES = {
-    k: PATH_CASES[k] for k in ("igemm", "igemm_strided", "pointwise", "small-cin", "cin1", "dwconv")
+    k: PATH_CASES[k] for k in ("igemm", "igemm_strided", "pointwise", "small-cin", "few-cin", "dwconv")
 }
 
 

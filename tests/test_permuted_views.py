@@ -12,17 +12,17 @@ from conftest import FLOAT_DTYPES, cast
 from reference import assert_conv_close
 
 # (input NDHWC shape, weight shape, groups, padding, stride): one per CPU path
-# (depthwise, cin1, fold-w, small-cin, igemm, packed-a through grouping), plus
+# (depthwise, few-cin, fold-w, small-cin, igemm, packed-a through grouping), plus
 # sizes that leave partial transpose blocks (C and D*H*W not multiples of 16).
 SHAPES = [
     ((1, 4, 5, 6, 4), (4, 3, 3, 3, 1), 4, 1, 1),
     ((1, 4, 5, 6, 1), (8, 3, 3, 3, 1), 1, 1, 1),
-    ((1, 4, 5, 9, 2), (8, 3, 3, 5, 2), 1, 2, 1),
+    ((1, 4, 5, 9, 5), (8, 3, 3, 5, 5), 1, 2, 1),
     ((1, 4, 5, 6, 4), (8, 3, 3, 3, 2), 2, 1, 1),
     ((2, 4, 5, 6, 8), (16, 3, 3, 3, 8), 1, 1, 1),
     ((2, 3, 7, 5, 19), (7, 3, 1, 3, 19), 1, 1, 2),
 ]
-IDS = ["depthwise", "cin1", "fold-w", "small-cin", "igemm", "odd-sizes"]
+IDS = ["depthwise", "few-cin", "fold-w", "small-cin", "igemm", "odd-sizes"]
 
 
 def channels_outermost(a: np.ndarray, order=(0, 4, 1, 2, 3)) -> np.ndarray:

@@ -66,6 +66,31 @@ __attribute__((always_inline)) inline void act_rows(float* v, std::int64_t n, co
     r ? act_loop<Gelu, false, true>(v, n, b, r) : act_loop<Gelu, false, false>(v, n, b, r);
 }
 
+// The backward: out = g * act'(z) for silu and gelu_tanh, with the same exp;
+// the formulas are torch's silu_backward / gelu_backward(approximate="tanh"),
+// so infinities give the same NaNs (1 - t * t, not 4e / (1 + e)^2).
+template <bool Gelu>
+__attribute__((always_inline)) inline void grad_loop(const float* z, const float* g, float* out, std::int64_t n) {
+  for (std::int64_t j = 0; j < n; ++j) {
+    const float x = z[j];
+    float d;
+    if constexpr (Gelu) {
+      const float k = 0.7978845608028654f;  // sqrt(2 / pi)
+      // tanh(u) = (1 - e) / (1 + e), e = exp(-2u) capped where it is already
+      // "infinite" beside 1 (so t is exactly -1 there, not inf / inf).
+      float a = -2.0f * k * (x + 0.044715f * x * x * x);
+      a = a > 88.0f ? 88.0f : a;
+      const float e = exp_approx(a);
+      const float t = (1.0f - e) / (1.0f + e);
+      d = 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * k * (1.0f + 3.0f * 0.044715f * x * x);
+    } else {
+      const float s = 1.0f / (1.0f + exp_approx(-x));
+      d = s * (1.0f + x * (1.0f - s));
+    }
+    out[j] = g[j] * d;
+  }
+}
+
 void activate_baseline(float* v, std::int64_t n, const float* b, const float* r, bool gelu) {
   gelu ? act_rows<true>(v, n, b, r) : act_rows<false>(v, n, b, r);
 }
@@ -76,9 +101,28 @@ __attribute__((target("avx2,fma"))) void activate_avx2(float* v, std::int64_t n,
                                                         bool gelu) {
   gelu ? act_rows<true>(v, n, b, r) : act_rows<false>(v, n, b, r);
 }
+__attribute__((target("avx2,fma"))) void grad_avx2(const float* z, const float* g, float* out, std::int64_t n,
+                                                    bool gelu) {
+  gelu ? grad_loop<true>(z, g, out, n) : grad_loop<false>(z, g, out, n);
+}
 #endif
 
+void grad_baseline(const float* z, const float* g, float* out, std::int64_t n, bool gelu) {
+  gelu ? grad_loop<true>(z, g, out, n) : grad_loop<false>(z, g, out, n);
+}
+
 }  // namespace
+
+void activation_grad_f32(const float* z, const float* g, float* out, std::int64_t n, Activation activation,
+                         bool avx2) {
+  const bool gelu = activation == Activation::gelu_tanh;
+#if defined(VOLCONV_ACTIVATION_AVX2)
+  if (avx2) return grad_avx2(z, g, out, n, gelu);
+#else
+  (void)avx2;
+#endif
+  grad_baseline(z, g, out, n, gelu);
+}
 
 void activate_f32(float* v, std::int64_t n, const float* b, const float* r, Activation activation, bool avx2) {
   const bool gelu = activation == Activation::gelu_tanh;

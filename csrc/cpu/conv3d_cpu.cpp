@@ -24,7 +24,7 @@ void conv3d_kernels(const detail::ConvCall& call_in, const PrepackedWeights* pre
   switch (plan.path) {
     case CpuPath::direct: conv3d_direct(call); break;
     case CpuPath::dwconv:
-    case CpuPath::cin1:
+    case CpuPath::few_cin:
     case CpuPath::small_cout: conv3d_rows(call, plan); break;
     default: conv3d_igemm(call, kt, plan, prepacked);
   }

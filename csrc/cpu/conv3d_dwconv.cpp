@@ -1,11 +1,14 @@
-// The row drivers, depthwise, one input channel and few output channels
+// The row drivers, depthwise, few input channels and few output channels
 // (C_out per group <= 4, the reduction in the lanes): work is split over
 // output rows (n, od, oh); per row the (kd, kh) taps inside the input are
 // listed once (D/H padding then costs nothing), and the kernel runs the
 // whole W row per output channel block, writing the output in place
 // (through a row buffer when the output's channels are not contiguous).
-// Depthwise reads the block's channels of the input; C_in = 1 reads its one;
-// small C_out runs one group per block and reads the group's C_in.
+// Depthwise reads the block's channels of the input; few-cin lists each
+// (kd, kh, ci) as a row of its own (the input row offset by ci, read with
+// the W stride), so C_in channels cost C_in x the taps of one, with no
+// gathered K panel.
+// Small C_out runs one group per block and reads the group's C_in.
 // Padding modes other than zeros: D/H taps read the rows padding_map.h
 // names; along W the kernel sums the taps inside the input and the few
 // border positions add their padded taps in the row buffer (add_w_border).
@@ -75,7 +78,9 @@ void run_rows(const detail::ConvCall& call, const CpuPlan& plan) {
   const ConvParams& cp = g.params;
   const std::int64_t KD = g.kernel[0], KH = g.kernel[1], KW = g.kernel[2];
   const std::int64_t cig = g.in_channels_per_group;
-  // Blocks: NR channels (depthwise, C_in 1) or one group (small C_out, NR =
+  // Rows per (kd, kh): few-cin lists one per input channel.
+  const std::int64_t cin = plan.path == CpuPath::few_cin ? g.in_channels : 1;
+  // Blocks: NR channels (depthwise, few-cin) or one group (small C_out, NR =
   // its C_out); c_pad: the weights' channel stride, a run of KW * C_in
   // (16-float aligned) for small C_out; w_block: a block's weight offset.
   const std::int64_t C = g.out_channels, NR = k.nr, blocks = small_cout ? g.groups : (C + NR - 1) / NR;
@@ -101,7 +106,7 @@ void run_rows(const detail::ConvCall& call, const CpuPlan& plan) {
   // input is far larger than L2).
   const std::int64_t hb = plan.h_block;
   parallel_for(out_rows, [&](std::int64_t begin, std::int64_t end) {
-    std::vector<const float*> xr(std::size_t(KD * KH)), wr(std::size_t(KD * KH));
+    std::vector<const float*> xr(std::size_t(KD * KH * cin)), wr(std::size_t(KD * KH * cin));
     std::vector<float> row_buf(direct_out ? 0 : std::size_t(Wo * C));
     for (std::int64_t it = begin; it < end; ++it) {
       // it -> (n, H block, od, oh in block): see hb above.
@@ -115,8 +120,10 @@ void run_rows(const detail::ConvCall& call, const CpuPlan& plan) {
         for (std::int64_t kh = 0; kh < KH; ++kh) {
           const std::int64_t ih = pad.source(1, oh * cp.stride[1] - cp.padding_lo[1] + kh * cp.dilation[1]);
           if (ih < 0) continue;
-          xr[std::size_t(rows)] = x + n * xs[0] + id * xs[1] + ih * xs[2];
-          wr[std::size_t(rows++)] = packed.data() + (kd * KH + kh) * w_row;
+          for (std::int64_t ci = 0; ci < cin; ++ci) {
+            xr[std::size_t(rows)] = x + n * xs[0] + id * xs[1] + ih * xs[2] + ci * xs[4];
+            wr[std::size_t(rows++)] = packed.data() + ((kd * KH + kh) * cin + ci) * w_row;
+          }
         }
       }
       float* yrow = direct_out ? y + n * ys[0] + od * ys[1] + oh * ys[2] : row_buf.data();

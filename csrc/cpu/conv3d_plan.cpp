@@ -3,8 +3,8 @@
 //   depthwise, f32 input         -> channel-vectorised dwconv kernel
 //   bf16 x bf16, even C_in/group -> vdpbf16ps igemm (CPUs with avx512_bf16)
 //   f32, C_out/group <= 4, C_in/group >= 2 -> direct row kernel, C_in (x W window) in the lanes
-//   f32, C_in 1, groups 1, narrow W window -> direct row kernel, C_out in the lanes
-//   f32, C_in <= 4, groups 1     -> W window x C_in folded into K, read in place
+//   f32, C_in <= 4, groups 1     -> direct row kernel, C_out in the lanes, a row per (kd, kh, ci)
+//   f32, C_in 5-7, groups 1      -> W window x C_in folded into K, read in place
 //   C_in/group <= 4              -> taps folded into K, k-major gathered tile
 //   f32 input                    -> f32 igemm reading the input in place
 //   everything else              -> igemm on gathered, f32-converted rows
@@ -39,6 +39,10 @@ constexpr std::int64_t kFoldWMinK = 8;
 // about a third of the call). The kernel sums the same terms in the same
 // order from a +0 start either way, so results are bit-identical.
 constexpr std::int64_t kFoldWMaxCin = 7;
+// Up to this many input channels (groups 1, f32, where fold-w does not
+// apply), the row kernel with a row per (kd, kh, ci) beats gathering a K of
+// taps x C_in: 2.3x at C_in 2 (2x32^3x2 -> 16, k3, AVX2, 2 threads).
+constexpr std::int64_t kRowsMaxCin = 4;
 // Outputs from this size on bypass the caches: well past the L2 of any core
 // and the share of L3 a convolution gets, so they would be evicted before
 // anyone reads them and every line written would first be read for nothing.
@@ -46,7 +50,7 @@ constexpr std::int64_t kStreamMinBytes = std::int64_t(8) << 20;
 // C_out per group up to this takes the small-C_out row kernel (an NR-wide
 // tile would leave most lanes idle), from 2 input channels per group on:
 // 3-7x the fold-W / small-C_in tiles at C_in 2-7, C_out 1-4 (2-core EPYC,
-// 1x16x32x32, k3); one channel keeps the C_in = 1 row kernel (as fast there).
+// 1x16x32x32, k3); one channel keeps the few-cin row kernel (as fast there).
 constexpr std::int64_t kSmallCoutMax = 4;
 constexpr std::int64_t kSmallCoutMinCin = 2;
 // Weight gradients with up to this many input channels per group run by
@@ -137,7 +141,7 @@ const char* path_name(CpuPath path) {
   switch (path) {
     case CpuPath::direct: return "direct";
     case CpuPath::dwconv: return "dwconv";
-    case CpuPath::cin1: return "cin1";
+    case CpuPath::few_cin: return "few-cin";
     case CpuPath::small_cout: return "small-cout";
     case CpuPath::igemm: return "igemm";
     case CpuPath::fold_w: return "fold-w";
@@ -193,8 +197,8 @@ CpuPlan plan_conv3d(const detail::ConvCall& call, const KernelTable& kt, const p
   }
   const bool fold_w = cin <= kFoldWMaxCin && in == DType::float32 && g.groups == 1 && call.input.strides[4] == 1 &&
                       call.input.strides[3] == cin && g.params.dilation[2] == 1 && g.kernel[2] * cin >= kFoldWMinK;
-  if (g.in_channels == 1 && g.groups == 1 && in == DType::float32 && !fold_w) {
-    plan.path = CpuPath::cin1;
+  if (g.in_channels <= kRowsMaxCin && g.groups == 1 && in == DType::float32) {
+    plan.path = CpuPath::few_cin;
     plan_rows(plan, g, kt.f32_conv_cin1, b);
     return plan;
   }

@@ -19,8 +19,8 @@ namespace volconv::cpu {
 enum class CpuPath {
   direct,     // float64: a plain loop accumulating in float64
   dwconv,     // depthwise, f32 input: channel-vectorised row kernel
-  cin1,       // C_in 1, groups 1, f32 input: row kernel with C_out in the lanes
-  small_cout, // C_out per group <= 4, f32 input: row kernel with the reduction in the lanes
+  few_cin,    // C_in <= 2, groups 1, f32 input: row kernel with C_out in the lanes, a row per (kd, kh, ci)
+  small_cout, // C_out per group <= 4, C_in per group >= 2, f32 input: row kernel with the reduction in the lanes
   igemm,      // implicit GEMM reading the input in place (f32; bf16 x bf16 on vdpbf16ps)
   fold_w,     // f32, groups 1, small C_in: the W window x C_in folded into K
   small_cin,  // C_in per group <= 4: taps folded into K, A gathered k-major
@@ -35,7 +35,7 @@ struct CpuPlan {
   IgemmKernel igemm{};
   int tile = 0;             // index in the kernel's family
   bool bf16_pairs = false;  // igemm on bf16 pairs (vdpbf16ps)
-  DwconvKernel rows{};      // dwconv / cin1 / small_cout: the row kernel
+  DwconvKernel rows{};      // dwconv / few-cin / small-cout: the row kernel
   const char* kernel = "";  // the kernel's name ("" for direct)
   int mr = 0, nr = 0;       // tile: output positions x output channels
   // K is split into k_chunks chunks of chunk_taps taps (1: one pass); each

@@ -24,7 +24,7 @@ PrepackedWeights prepack_conv3d(const detail::ConvCall& call) {
     case CpuPath::fold_w:
     case CpuPath::small_cin:
     case CpuPath::packed_a: break;
-    default: return w;  // direct, dwconv, cin1, small-cout: nothing held
+    default: return w;  // direct, dwconv, few-cin, small-cout: nothing held
   }
   w.igemm = true;
   w.bf16_pairs = plan.bf16_pairs;

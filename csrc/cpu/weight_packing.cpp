@@ -58,9 +58,10 @@ std::vector<std::uint16_t> pack_igemm_bf16_pairs(const ConvGeometry& g, const Co
 }
 
 std::vector<float> pack_dwconv_f32(const ConvGeometry& g, const ConstTensorView& w, std::int64_t c_pad) {
-  std::vector<float> out = detail::workspace(std::size_t(g.taps() * c_pad), "the packed weights", 0.0f);
-  for_each_weight(g, w, [&](std::int64_t co, std::int64_t t, std::int64_t, float v) {
-    out[std::size_t(t * c_pad + co)] = v;
+  const std::int64_t cin = g.in_channels_per_group, KW = g.kernel[2];
+  std::vector<float> out = detail::workspace(std::size_t(g.taps() * cin * c_pad), "the packed weights", 0.0f);
+  for_each_weight(g, w, [&](std::int64_t co, std::int64_t t, std::int64_t ci, float v) {
+    out[std::size_t(((t / KW * cin + ci) * KW + t % KW) * c_pad + co)] = v;
   });
   return out;
 }

@@ -19,7 +19,8 @@ std::vector<float> pack_igemm_f32(const ConvGeometry& g, const ConstTensorView& 
 // (cin_g even). Same tap offsets (in uint16 units) as the f32 layout.
 std::vector<std::uint16_t> pack_igemm_bf16_pairs(const ConvGeometry& g, const ConstTensorView& w, int nr);
 
-// Depthwise f32 [tap][channel], channels padded to c_pad.
+// The row drivers' f32 weights [kd][kh][ci][kw][channel], channels padded to
+// c_pad (depthwise and C_in 1: [tap][channel]).
 std::vector<float> pack_dwconv_f32(const ConvGeometry& g, const ConstTensorView& w, std::int64_t c_pad);
 
 // Small C_out per group (f32-conv-small-cout.h): f32 [group][kd][kh][co in

@@ -86,6 +86,15 @@ void bind_training(nb::module_& m) {
                        [&](const TensorView& out) { conv_transpose3d(a, b, out, p, s); });
   });
 
+  // The backward of conv3d's fused activation (volconv.mlx's Python route):
+  // grad * act'(pre), in grad's dtype.
+  m.def("_activation_backward", [](Activation act, const StridedArray& z, DType zt, const StridedArray& g,
+                                   DType gt) {
+    const char* op = "activation_backward";
+    const ConstTensorView pre = view_of(z, zt, op, "pre"), grad = view_of(g, gt, op, "grad");
+    return with_result(op, grad.shape, gt, [&](const TensorView& out) { activation_backward(act, pre, grad, out); });
+  });
+
   m.def("conv3d_grad_input", [](const StridedArray& gy, DType gt, const StridedArray& w, DType wt,
                                 const Shape5& input_shape, const ConvParams& p, const Stream& s) {
     const char* op = "conv3d_grad_input";

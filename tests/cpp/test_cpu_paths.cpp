@@ -50,14 +50,14 @@ Geometry geo(const char* name, Shape5 input, std::int64_t c_out, Int3 k, std::in
 std::vector<Template> templates(const std::string& isa) {
   const DType f32 = DType::float32, f16 = DType::float16, bf16 = DType::bfloat16, f64 = DType::float64;
   std::vector<Template> t;
-  // In-place igemm: f32 input, C_in/group > 4, contiguous channels, C_out/group > 4 (or C_in/group < 8);
+  // In-place igemm: f32 input, C_in/group > 4, contiguous channels, C_out/group > 4;
   // weights of every dtype.
   const Layout c = Layout::contiguous;
   for (DType tw : {f32, f16, bf16})
     t.push_back({"igemm", geo("igemm", {2, 3, 4, 7, 8}, 0, {3, 3, 3}), f32, tw, c, 5});
   t.push_back({"igemm", geo("igemm_groups_strided", {1, 4, 5, 9, 12}, 0, {2, 3, 3}, 2, {1, 2, 2}), f32, f32});
   t.push_back({"igemm", geo("pointwise", {2, 3, 3, 5, 24}, 0, {1, 1, 1}), f32, f32, c, 5});
-  // Few output channels (1-4 per group), C_in/group >= 8: the row kernel with the reduction in the lanes;
+  // Few output channels (1-4 per group), C_in/group >= 2: the row kernel with the reduction in the lanes;
   // the W window one run (contiguous), tap by tap (W dilation), C_in tails, groups.
   for (DType tw : {f32, f16, bf16})
     t.push_back({"small-cout", geo("small_cout", {2, 3, 4, 15, 16}, 0, {3, 3, 3}), f32, tw, c, 1, 4});
@@ -73,14 +73,16 @@ std::vector<Template> templates(const std::string& isa) {
   t.push_back({"igemm", geo("strided_c_relaid", {1, 3, 4, 6, 8}, 0, {3, 2, 3}), f32, f32, Layout::padded, 5});
   // Small C_in: taps folded into K, k-major tiles along W.
   for (DType tx : {f16, bf16}) t.push_back({"small-cin", geo("small_cin", {1, 3, 4, 11, 3}, 0, {3, 3, 3}), tx, tx});
-  t.push_back({"small-cin", geo("small_cin_groups", {1, 3, 4, 10, 4}, 0, {3, 3, 3}, 2), f32, f32});
-  t.push_back({"small-cin", geo("small_cin_dilated_w", {1, 3, 4, 12, 2}, 0, {3, 3, 3}, 1, {1, 1, 1}, {1, 1, 2}),
-               f32, f32});
+  t.push_back({"small-cin", geo("small_cin_groups", {1, 3, 4, 10, 4}, 0, {3, 3, 3}, 2), f32, f32, c, 10});
+  t.push_back({"small-cin", geo("small_cin_dilated_w", {1, 3, 4, 12, 4}, 0, {3, 3, 3}, 2, {1, 1, 1}, {1, 1, 2}),
+               f32, f32, c, 10});
   // The W window folded into K (KW * C_in >= 8).
   for (DType tw : {f32, f16, bf16})
-    t.push_back({"fold-w", geo("fold_w", {1, 3, 5, 13, 3}, 0, {3, 3, 3}, 1, {1, 2, 2}), f32, tw});
-  // One input channel: the row kernel with C_out in the lanes.
-  for (DType tw : {f32, f16, bf16}) t.push_back({"cin1", geo("cin1", {2, 3, 4, 15, 1}, 0, {3, 3, 3}), f32, tw});
+    t.push_back({"fold-w", geo("fold_w", {1, 3, 5, 13, 5}, 0, {3, 3, 3}, 1, {1, 2, 2}), f32, tw, c, 5});
+  // Up to 4 input channels: the row kernel with C_out in the lanes, a row per (kd, kh, ci).
+  for (DType tw : {f32, f16, bf16}) t.push_back({"few-cin", geo("cin1", {2, 3, 4, 15, 1}, 0, {3, 3, 3}), f32, tw});
+  t.push_back(
+      {"few-cin", geo("cin3_strided_w", {1, 3, 4, 15, 3}, 0, {3, 3, 3}, 1, {1, 1, 2}, {1, 1, 2}), f32, f32, c, 5});
   // Depthwise: groups == C_in == C_out (c_out 0 here means "C_in").
   for (DType tw : {f32, f16, bf16}) t.push_back({"dwconv", geo("dwconv", {1, 3, 4, 9, 20}, 0, {3, 3, 3}, 20), f32, tw});
   t.push_back({"dwconv", geo("dwconv_k5_strided", {1, 4, 5, 12, 9}, 0, {3, 3, 5}, 9, {1, 1, 2}), f32, f32});

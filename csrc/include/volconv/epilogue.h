@@ -44,4 +44,16 @@ struct Epilogue {
   bool empty() const { return !bias && activation == Activation::none && !residual; }
 };
 
+// The backward of the epilogue's activation, for frameworks that
+// differentiate conv3d's fused epilogue (recomputing the pre-activation `pre`
+// with conv3d and the bias alone): grad_pre = grad * activation'(pre),
+// elementwise over three 5-D views of one shape (any strides and float
+// dtypes; grad_pre may not overlap the others), computed in float32 (float64
+// when any view is float64) on the CPU's threads. The formulas are PyTorch's
+// (silu_backward, gelu_backward with approximate="tanh"); relu's is
+// threshold_backward's: 0 where pre <= 0, else grad (a NaN pre passes grad).
+// Activation::none copies grad. Invalid views throw std::invalid_argument.
+void activation_backward(Activation activation, const ConstTensorView& pre, const ConstTensorView& grad,
+                         const TensorView& grad_pre);
+
 }  // namespace volconv

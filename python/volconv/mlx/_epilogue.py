@@ -10,6 +10,9 @@ from typing import Any
 
 import mlx.core as mx
 
+from volconv import _core
+from volconv._arrays import as_operand, to_kind
+
 ACTIVATIONS = ("relu", "silu", "gelu_tanh")
 _GELU_C = math.sqrt(2.0 / math.pi)
 _GELU_A = 0.044715
@@ -41,17 +44,15 @@ def activate(activation: str, z: mx.array) -> mx.array:
 
 
 def activation_grad(activation: str, z: mx.array, cotangent: mx.array) -> mx.array:
-    """cotangent * activation'(z), in the cotangent's dtype."""
-    zc = z.astype(_compute_dtype(z))
-    if activation == "relu":
-        d = (zc > 0).astype(zc.dtype)
-    elif activation == "silu":
-        s = _sigmoid(zc)
-        d = s * (1.0 + zc * (1.0 - s))
-    else:
-        t = mx.tanh(_GELU_C * (zc + _GELU_A * zc * zc * zc))
-        d = 0.5 * (1.0 + t) + 0.5 * zc * (1.0 - t * t) * _GELU_C * (1.0 + 3.0 * _GELU_A * zc * zc)
-    return (cotangent.astype(d.dtype) * d).astype(cotangent.dtype)
+    """cotangent * activation'(z), in the cotangent's dtype: volconv's
+    activation_backward (one threaded pass, PyTorch's formulas) rather than a
+    chain of MLX's element-wise ops."""
+    op = "activation_backward"
+    pre, grad = as_operand(z, op, "pre"), as_operand(cotangent, op, "grad")
+    act = getattr(_core.Activation, activation)
+    return to_kind(
+        _core._activation_backward(act, pre.storage, pre.dtype, grad.storage, grad.dtype), grad.dtype, "mlx"
+    )
 
 
 def apply_epilogue(y: mx.array, bias: Any, activation: str | None, residual: Any, op: str) -> mx.array:

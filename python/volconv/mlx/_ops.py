@@ -100,8 +100,7 @@ def conv3d(
     with respect to input, weight, bias and residual, with any groups.
 
     ``activation(conv3d(input, weight) + bias) + residual`` is fused in the
-    forward kernel on the Python route (see volconv.conv3d); on the C++ route
-    (volconv.mlx.route() == "primitive") it follows as MLX ops. ``padding_mode``: "zeros",
+    forward kernel on both routes (see volconv.conv3d). ``padding_mode``: "zeros",
     "reflect", "replicate" or "circular" (PyTorch's modes)."""
     op = "conv3d"
     _check_arrays(op, input=input, weight=weight, bias=bias, residual=residual)
@@ -112,10 +111,21 @@ def conv3d(
         kw["padding_mode"] = mode
     native = _native()
     if native is not None and stream is None and "padding_mode" not in kw:
-        # The C++ route: a lazy MLX primitive; the epilogue follows as MLX ops.
+        # The C++ route: a lazy MLX primitive with the epilogue fused, as on the
+        # Python route (its vjp recomputes the pre-activation for silu / gelu_tanh).
         p = conv_params(kw["padding"], stride, dilation, groups, weight.shape[1:4], op)
-        y = native.conv3d(input, weight, p.stride, p.padding_lo, p.padding_hi, p.dilation, p.groups)
-        return apply_epilogue(y, bias, activation, residual, op)
+        return native.conv3d(
+            input,
+            weight,
+            p.stride,
+            p.padding_lo,
+            p.padding_hi,
+            p.dilation,
+            p.groups,
+            bias=bias,
+            activation=activation or "none",
+            residual=residual,
+        )
     has_bias, has_residual = bias is not None, residual is not None
 
     def unpack(arrays: tuple[mx.array, ...]) -> tuple[Any, Any, Any, Any]:
@@ -136,7 +146,8 @@ def conv3d(
         if activation is not None:
             if activation == "relu" and r is None:
                 # relu's output says where its input was positive: nothing to recompute.
-                dz = mx.where(output > 0, cotangent, mx.zeros_like(cotangent))
+                # (A NaN pre-activation passes the cotangent, as torch's threshold_backward.)
+                dz = mx.where(output <= 0, mx.zeros_like(cotangent), cotangent)
             else:
                 # The pre-activation is recomputed (one forward conv, bias fused) rather
                 # than saved: saving it would cost the output's size per layer and an

@@ -5,6 +5,7 @@
 // not stable): volconv.mlx uses it only when that version is the one imported.
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/array.h>
+#include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
@@ -16,6 +17,9 @@
 #include <mlx/version.h>
 
 #include <array>
+#include <memory>
+#include <optional>
+#include <type_traits>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -72,13 +76,29 @@ mx::Dtype promoted(const mx::array& a, const mx::array& b, const char* op) {
 
 const volconv::Stream kCpu{};  // volconv's CPU stream: runs inside MLX's CPU task
 
-enum class Direction { forward = 0, grad_input = 1, grad_weight = 2 };
+enum class Direction { forward = 0, grad_input = 1, grad_weight = 2, activation_grad = 3 };
+
+// conv3d's fused epilogue on the primitive: which optional inputs follow
+// (input, weight) -- the bias, then the residual -- and the activation.
+struct Epi {
+  bool bias = false, residual = false;
+  volconv::Activation activation = volconv::Activation::none;
+  bool operator==(const Epi& o) const {
+    return bias == o.bias && residual == o.residual && activation == o.activation;
+  }
+};
+
+// A 1-D view of an evaluated mlx array (the bias).
+volconv::ConstVectorView vector_view(const mx::array& a) {
+  return volconv::ConstVectorView{a.data<char>(), dtype_of(a.dtype(), "conv3d"), int64_t(a.shape(0)),
+                                  int64_t(a.strides()[0])};
+}
 
 // What differs between conv3d and conv_transpose3d: the params and the three kernels.
 struct Conv {
   using Params = volconv::ConvParams;
-  static constexpr const char* names[3] = {"VolconvConv3d", "VolconvConv3dGradInput",
-                                           "VolconvConv3dGradWeight"};
+  static constexpr const char* names[4] = {"VolconvConv3d", "VolconvConv3dGradInput", "VolconvConv3dGradWeight",
+                                           "VolconvConv3dActivationGrad"};
   static void run(Direction d, const volconv::ConstTensorView& a, const volconv::ConstTensorView& b,
                   const volconv::TensorView& o, const Params& p) {
     if (d == Direction::forward) volconv::conv3d(a, b, o, p, kCpu);
@@ -93,8 +113,8 @@ struct Conv {
 
 struct ConvTranspose {
   using Params = volconv::ConvTransposeParams;
-  static constexpr const char* names[3] = {"VolconvConvTranspose3d", "VolconvConvTranspose3dGradInput",
-                                           "VolconvConvTranspose3dGradWeight"};
+  static constexpr const char* names[4] = {"VolconvConvTranspose3d", "VolconvConvTranspose3dGradInput",
+                                           "VolconvConvTranspose3dGradWeight", "VolconvConvTranspose3dActivationGrad"};
   static void run(Direction d, const volconv::ConstTensorView& a, const volconv::ConstTensorView& b,
                   const volconv::TensorView& o, const Params& p) {
     if (d == Direction::forward) volconv::conv_transpose3d(a, b, o, p, kCpu);
@@ -107,43 +127,103 @@ struct ConvTranspose {
   }
 };
 
-// One direction of one op. Inputs: (input, weight) forward, (grad_output,
-// weight) for the input gradient, (input, grad_output) for the weight's.
+// One direction of one op. Inputs: (input, weight) forward, then conv3d's
+// epilogue operands (bias, residual) when it has them; (grad_output, weight)
+// for the input gradient; (input, grad_output) for the weight's; and
+// (input, weight, [bias], cotangent) for the activation's backward, which
+// recomputes the pre-activation conv3d(input, weight) + bias.
 template <class Op>
 class Kernel : public mx::UnaryPrimitive {
  public:
-  Kernel(mx::Stream s, Direction d, typename Op::Params p) : mx::UnaryPrimitive(s), d_(d), p_(p) {}
+  Kernel(mx::Stream s, Direction d, typename Op::Params p, Epi e = {})
+      : mx::UnaryPrimitive(s), d_(d), p_(p), e_(e) {}
 
   void eval_cpu(const std::vector<mx::array>& in, mx::array& out) override {
-    auto a = view(in[0]), b = view(in[1]);
     out.set_data(mx::allocator::malloc(out.nbytes()));
     auto o = volconv::TensorView::contiguous(out.data<char>(), dtype_of(out.dtype(), name()),
                                              shape5(out.shape()));
+    auto a = view(in[0]), b = view(in[1]);
+    typename Op::Params p = p_;
+    if constexpr (std::is_same_v<Op, Conv>) {
+      // The epilogue's operands, as conv3d reads them (its bias, in its order).
+      std::size_t next = 2;
+      if (e_.bias) p.epilogue.bias = vector_view(in[next++]);
+      if (d_ == Direction::forward) {
+        p.epilogue.activation = e_.activation;
+        if (e_.residual) p.epilogue.residual = view(in[next]);
+      }
+      if (d_ == Direction::activation_grad) {
+        // z = conv3d(x, w) + bias in conv3d's dtype, then grad * act'(z).
+        const auto g = view(in[next]);
+        const auto z_dtype = volconv::promote_types(a.dtype, b.dtype);
+        const auto z_shape = g.shape;
+        auto z = std::make_shared<std::vector<char>>(std::size_t(volconv::numel(z_shape)) *
+                                                     volconv::dtype_size(z_dtype));
+        auto zv = volconv::TensorView::contiguous(z->data(), z_dtype, z_shape);
+        const auto act = e_.activation;
+        mx::cpu::get_command_encoder(stream()).dispatch([a, b, g, o, zv, z, p, act]() {
+          volconv::conv3d(a, b, zv, p, kCpu);
+          volconv::activation_backward(act, zv, g, o);
+        });
+        return;
+      }
+    }
     // MLX keeps the inputs' and output's buffers alive until its CPU stream has run this task.
-    mx::cpu::get_command_encoder(stream()).dispatch([a, b, o, d = d_, p = p_]() { Op::run(d, a, b, o, p); });
+    mx::cpu::get_command_encoder(stream()).dispatch([a, b, o, d = d_, p]() { Op::run(d, a, b, o, p); });
   }
   void eval_gpu(const std::vector<mx::array>&, mx::array&) override {
     throw std::runtime_error(std::string("[") + name() + "] volconv's MLX primitives run on the CPU stream only.");
   }
   std::vector<mx::array> vjp(const std::vector<mx::array>& primals, const std::vector<mx::array>& cot,
-                             const std::vector<int>& argnums, const std::vector<mx::array>&) override {
+                             const std::vector<int>& argnums, const std::vector<mx::array>& outputs) override {
     if (d_ != Direction::forward) {
       throw std::runtime_error(std::string("[") + name() + "] volconv's gradients are differentiable once.");
     }
     const mx::array &x = primals[0], &w = primals[1], &g = cot[0];
+    const int bias_at = e_.bias ? 2 : -1, residual_at = e_.residual ? 2 + int(e_.bias) : -1;
+    // dz: the cotangent of the pre-activation conv3d(x, w) + bias.
+    mx::array dz = g;
+    if (e_.activation == volconv::Activation::relu && !e_.residual) {
+      // relu's output is positive exactly where its input is: nothing to recompute.
+      // (A NaN pre-activation passes the cotangent, as torch's threshold_backward.)
+      dz = mx::where(mx::less_equal(outputs[0], mx::array(0.0f, outputs[0].dtype()), stream()),
+                     mx::zeros_like(g, stream()), g, stream());
+    } else if (e_.activation != volconv::Activation::none) {
+      // The pre-activation is recomputed in the backward (one conv3d, bias
+      // fused, and one pass for the derivative) rather than saved: saving it
+      // would cost the output's size per layer.
+      std::vector<mx::array> in{x, w};
+      if (e_.bias) in.push_back(primals[bias_at]);
+      in.push_back(g);
+      Epi e = e_;
+      e.residual = false;
+      dz = mx::array(g.shape(), g.dtype(), std::make_shared<Kernel<Op>>(stream(), Direction::activation_grad, p_, e),
+                     std::move(in));
+    }
     std::vector<mx::array> grads;
     for (int i : argnums) {
-      mx::array grad = i == 0 ? make(Direction::grad_input, g, w, x.shape()) : make(Direction::grad_weight, x, g, w.shape());
-      grads.push_back(mx::astype(grad, primals[i].dtype(), stream()));
+      if (i == 0) {
+        grads.push_back(mx::astype(make(Direction::grad_input, dz, w, x.shape()), x.dtype(), stream()));
+      } else if (i == 1) {
+        grads.push_back(mx::astype(make(Direction::grad_weight, x, dz, w.shape()), w.dtype(), stream()));
+      } else if (i == bias_at) {
+        grads.push_back(mx::astype(mx::sum(dz, std::vector<int>{0, 1, 2, 3}, false, stream()),
+                                   primals[i].dtype(), stream()));
+      } else if (i == residual_at) {
+        grads.push_back(mx::astype(g, primals[i].dtype(), stream()));
+      } else {
+        throw std::runtime_error(std::string("[") + name() + "] No operand " + std::to_string(i) + ".");
+      }
     }
     return grads;
   }
   const char* name() const override { return Op::names[int(d_)]; }
   bool is_equivalent(const mx::Primitive& other) const override {
     auto& o = static_cast<const Kernel<Op>&>(other);
-    return d_ == o.d_ && Op::same(p_, o.p_);
+    return d_ == o.d_ && Op::same(p_, o.p_) && e_ == o.e_;
   }
 
+  // The gradient primitives take no epilogue.
   mx::array make(Direction d, const mx::array& a, const mx::array& b, const mx::Shape& shape) {
     return mx::array(shape, promoted(a, b, Op::names[int(d)]), std::make_shared<Kernel<Op>>(stream(), d, p_),
                      {a, b});
@@ -152,12 +232,32 @@ class Kernel : public mx::UnaryPrimitive {
  private:
   Direction d_;
   typename Op::Params p_;
+  Epi e_;
 };
 
 mx::Stream cpu_stream() { return mx::default_stream(mx::Device::cpu); }
 
+// "(1, 2, 3)", as Python prints a shape (a 1-tuple "(4,)").
+std::string tuple_text(const mx::Shape& s) {
+  std::string t = "(";
+  for (std::size_t i = 0; i < s.size(); ++i) t += (i ? ", " : "") + std::to_string(s[i]);
+  return t + (s.size() == 1 ? ",)" : ")");
+}
+
+volconv::Activation activation_of(const std::string& name) {
+  if (name == "none") return volconv::Activation::none;
+  if (name == "relu") return volconv::Activation::relu;
+  if (name == "silu") return volconv::Activation::silu;
+  if (name == "gelu_tanh") return volconv::Activation::gelu_tanh;
+  throw std::invalid_argument("[conv3d] Expected activation to be None, 'relu', 'silu' or 'gelu_tanh' but got '" +
+                              name + "'.");
+}
+
+// conv3d with its fused epilogue: activation(conv3d(x, w) + bias) + residual,
+// bias and residual optional (checked by volconv's own validation).
 mx::array conv3d(const mx::array& x, const mx::array& w, Int3 stride, Int3 pad_lo, Int3 pad_hi, Int3 dilation,
-                 int64_t groups) {
+                 int64_t groups, const std::optional<mx::array>& bias, const std::string& activation,
+                 const std::optional<mx::array>& residual) {
   volconv::ConvParams p;
   p.stride = stride;
   p.padding_lo = pad_lo;
@@ -165,7 +265,27 @@ mx::array conv3d(const mx::array& x, const mx::array& w, Int3 stride, Int3 pad_l
   p.dilation = dilation;
   p.groups = groups;
   auto shape = volconv::conv3d_output_shape(shape5(x.shape()), shape5(w.shape()), p);  // validates
-  return Kernel<Conv>(cpu_stream(), Direction::forward, p).make(Direction::forward, x, w, mlx_shape(shape));
+  Epi e;
+  e.activation = activation_of(activation);
+  std::vector<mx::array> in{x, w};
+  if (bias) {
+    if (bias->ndim() != 1 || bias->shape(0) != shape[4])
+      throw std::invalid_argument("[conv3d] Expected the bias to have shape (" + std::to_string(shape[4]) +
+                                  ",) (C_out) but got " + tuple_text(bias->shape()) + ".");
+    dtype_of(bias->dtype(), "conv3d");
+    e.bias = true;
+    in.push_back(*bias);
+  }
+  if (residual) {
+    if (residual->shape() != mlx_shape(shape))
+      throw std::invalid_argument("[conv3d] Expected the residual to have the output's shape " +
+                                  tuple_text(mlx_shape(shape)) + " but got " + tuple_text(residual->shape()) + ".");
+    dtype_of(residual->dtype(), "conv3d");
+    e.residual = true;
+    in.push_back(*residual);
+  }
+  return mx::array(mlx_shape(shape), promoted(x, w, "conv3d"),
+                   std::make_shared<Kernel<Conv>>(cpu_stream(), Direction::forward, p, e), std::move(in));
 }
 
 mx::array conv_transpose3d(const mx::array& x, const mx::array& w, Int3 stride, Int3 pad_lo, Int3 pad_hi,
@@ -191,7 +311,8 @@ NB_MODULE(_volconv_mlx_primitive, m) {
   m.def("set_num_threads", &volconv::cpu::set_num_threads);
   m.def("get_num_threads", &volconv::cpu::get_num_threads);
   m.def("conv3d", &conv3d, nb::arg("input"), nb::arg("weight"), nb::arg("stride"), nb::arg("padding_lo"),
-        nb::arg("padding_hi"), nb::arg("dilation"), nb::arg("groups"));
+        nb::arg("padding_hi"), nb::arg("dilation"), nb::arg("groups"), nb::arg("bias").none() = nb::none(),
+        nb::arg("activation") = "none", nb::arg("residual").none() = nb::none());
   m.def("conv_transpose3d", &conv_transpose3d, nb::arg("input"), nb::arg("weight"), nb::arg("stride"),
         nb::arg("padding_lo"), nb::arg("padding_hi"), nb::arg("dilation"), nb::arg("output_padding"),
         nb::arg("groups"));
