@@ -49,8 +49,9 @@ constexpr std::int64_t kRowsMaxCin = 4;
 constexpr std::int64_t kStreamMinBytes = std::int64_t(8) << 20;
 // C_out per group up to this takes the small-C_out row kernel (an NR-wide
 // tile would leave most lanes idle), from 2 input channels per group on:
-// 3-7x the fold-W / small-C_in tiles at C_in 2-7, C_out 1-4 (2-core EPYC,
-// 1x16x32x32, k3); one channel keeps the few-cin row kernel (as fast there).
+// 3-7x the fold-W / small-C_in tiles at C_in 2-7 and 1.3-3.4x few-cin's
+// rows at C_in 2-4, C_out 1-4 (2-core EPYC, 1x16x32x32, k3, one thread); one
+// channel keeps the few-cin row kernel (as fast there).
 constexpr std::int64_t kSmallCoutMax = 4;
 constexpr std::int64_t kSmallCoutMinCin = 2;
 // Weight gradients with up to this many input channels per group run by
