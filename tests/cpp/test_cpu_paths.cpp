@@ -55,7 +55,7 @@ std::vector<Template> templates(const std::string& isa) {
   const Layout c = Layout::contiguous;
   for (DType tw : {f32, f16, bf16})
     t.push_back({"igemm", geo("igemm", {2, 3, 4, 7, 8}, 0, {3, 3, 3}), f32, tw, c, 5});
-  t.push_back({"igemm", geo("igemm_groups_strided", {1, 4, 5, 9, 12}, 0, {2, 3, 3}, 2, {1, 2, 2}), f32, f32});
+  t.push_back({"igemm", geo("igemm_groups_strided", {1, 4, 5, 9, 12}, 0, {2, 3, 3}, 2, {1, 2, 2}), f32, f32, c, 10});
   t.push_back({"igemm", geo("pointwise", {2, 3, 3, 5, 24}, 0, {1, 1, 1}), f32, f32, c, 5});
   // Few output channels (1-4 per group), C_in/group >= 2: the row kernel with the reduction in the lanes;
   // the W window one run (contiguous), tap by tap (W dilation), C_in tails, groups.

@@ -236,9 +236,12 @@ std::vector<Case> cases() {
       geo("dwconv", {1, 3, 4, 13, 20}, 20, {3, 3, 3}, {2, 1, 2}, {0, 1, 1}, 20),
       geo("dwconv_strided", {1, 3, 4, 12, 8}, 8, {3, 3, 5}, {1, 1, 3}, {1, 1, 2}, 8, {1, 1, 2}),
       geo("grouped", {1, 3, 4, 5, 16}, 18, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, 2, {1, 2, 1}),
+      geo("small_cout", {1, 4, 5, 11, 16}, 3, {3, 3, 3}, {1, 2, 2}, {1, 1, 2}),
+      geo("small_cout_grouped_strided", {1, 4, 5, 12, 18}, 8, {3, 3, 3}, {1, 1, 3}, {1, 1, 2}, 2, {1, 1, 2},
+          {1, 1, 2}),
   };
-  const char* paths[] = {"igemm",     "igemm",     "igemm", "fold-w", "fold-w",  "small-cin",
-                         "small-cin", "few-cin",   "few-cin", "dwconv", "dwconv", "igemm"};
+  const char* paths[] = {"igemm",   "igemm",  "igemm",  "fold-w", "fold-w",     "small-cin",  "small-cin",
+                         "few-cin", "few-cin", "dwconv", "dwconv", "igemm", "small-cout", "small-cout"};
   std::vector<Case> out;
   for (std::size_t i = 0; i < sizeof(geos) / sizeof(geos[0]); ++i)
     for (const PaddingModes& m : mode_sets) out.push_back({paths[i], geos[i], m});
