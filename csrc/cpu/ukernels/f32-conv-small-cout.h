@@ -7,12 +7,15 @@
 // are the input row (at iw = 0, the group's first channel) and the packed
 // weights of the q-th (kd, kh) tap inside the input. Weights per q:
 // [c < NC][kw][ci], each channel's KW * cin run padded with zeros to w_step
-// floats (a multiple of L). When the W window is contiguous in the input
-// (dilation * x_step == cin), a position's KW taps are one run of KW * cin
-// floats and are summed as one; otherwise tap by tap.
+// floats. A position sums tap by tap, each tap's C_in from lane 0; when
+// the W window is contiguous (dilation * x_step == cin) and C_in is a
+// multiple of L, its KW taps are read as one run of KW * cin floats, which
+// adds the same lanes in the same order: a view's result is bit-identical to
+// its contiguous copy's.
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "row-window.h"
 #include "ukernel.h"
@@ -78,7 +81,7 @@ void f32_conv_small_cout_tile(const volconv::cpu::DwconvParams& p, std::int64_t 
                               std::int64_t kw1) {
   using Reg = typename V::V;
   const std::int64_t xs = p.x_step, cin = p.cin, sw = p.stride * xs, dw = p.dilation * xs;
-  const bool one_run = dw == cin;  // the window's taps are consecutive in memory
+  const bool one_run = dw == cin && cin % V::L == 0;  // the taps one run, lanes as tap by tap
   Reg acc[M][NC];
   zero_tile<V, M, NC>(acc);
   for (std::int64_t q = 0; q < p.rows; ++q) {
@@ -95,45 +98,41 @@ void f32_conv_small_cout_tile(const volconv::cpu::DwconvParams& p, std::int64_t 
 
 // One position, taps [kw0, kw1): NC accumulators alone would be one chain
 // of dependent FMAs each (a border position cost about a whole tile), so
-// consecutive vectors of the run go to 4 partial sums, added at the end.
+// consecutive taps go to 4 partial sums in turn, added at the end (tap by
+// tap whatever the layout: the same bits for a view and its copy).
 template <class V, int NC>
 void f32_conv_small_cout_single(const volconv::cpu::DwconvParams& p, std::int64_t ow, std::int64_t kw0,
                                 std::int64_t kw1) {
   using Reg = typename V::V;
   constexpr int L = V::L;
   const std::int64_t xs = p.x_step, cin = p.cin, dw = p.dilation * xs;
-  const bool one_run = dw == cin;
   Reg acc[4][NC];
   zero_tile<V, 4, NC>(acc);
-  auto run = [&](const float* x, const float* w, std::int64_t len) {
+  auto tap = [&](auto part, const float* x, const float* w) {
+    constexpr int j = decltype(part)::value;
     std::int64_t k = 0;
-    for (; k + 4 * L <= len; k += 4 * L)
+    for (; k + L <= cin; k += L)
 #pragma GCC unroll 4
-      for (int j = 0; j < 4; ++j)
-#pragma GCC unroll 4
-        for (int c = 0; c < NC; ++c)
-          acc[j][c] = V::fma(V::load(x + k + j * L), V::load(w + c * p.w_step + k + j * L), acc[j][c]);
-#pragma GCC unroll 4
-    for (int j = 0; j < 4 && k < len; ++j, k += L) {
-      if (len - k >= L) {
-#pragma GCC unroll 4
-        for (int c = 0; c < NC; ++c) acc[j][c] = V::fma(V::load(x + k), V::load(w + c * p.w_step + k), acc[j][c]);
-        continue;
-      }
-      const int n = int(len - k);
+      for (int c = 0; c < NC; ++c) acc[j][c] = V::fma(V::load(x + k), V::load(w + c * p.w_step + k), acc[j][c]);
+    if (k < cin) {
+      const int n = int(cin - k);
 #pragma GCC unroll 4
       for (int c = 0; c < NC; ++c)
         acc[j][c] = V::fma(V::load_partial(x + k, n), V::load_partial(w + c * p.w_step + k, n), acc[j][c]);
     }
   };
+  unsigned t = 0;
   for (std::int64_t q = 0; q < p.rows; ++q) {
     const float* x = p.x[q] + (ow * p.stride - p.pad + kw0 * p.dilation) * xs;
     const float* w = p.w[q] + kw0 * cin;
-    if (one_run) {
-      run(x, w, (kw1 - kw0) * cin);
-      continue;
+    for (std::int64_t kw = kw0; kw < kw1; ++kw, x += dw, w += cin) {
+      switch (t++ & 3u) {
+        case 0: tap(std::integral_constant<int, 0>{}, x, w); break;
+        case 1: tap(std::integral_constant<int, 1>{}, x, w); break;
+        case 2: tap(std::integral_constant<int, 2>{}, x, w); break;
+        default: tap(std::integral_constant<int, 3>{}, x, w);
+      }
     }
-    for (std::int64_t kw = kw0; kw < kw1; ++kw, x += dw, w += cin) run(x, w, cin);
   }
   // (every ISA's register type is a GCC/Clang vector: + adds lane-wise)
   Reg sum[1][NC];
