@@ -2,8 +2,8 @@
 //   float64 output               -> direct loop (true float64 accumulation)
 //   depthwise, f32 input         -> channel-vectorised dwconv kernel
 //   bf16 x bf16, even C_in/group -> vdpbf16ps igemm (CPUs with avx512_bf16)
-//   f32, C_out/group <= 4, C_in/group >= 2 -> direct row kernel, C_in (x W window) in the lanes
 //   f32, C_in <= 4, groups 1     -> direct row kernel, C_out in the lanes, a row per (kd, kh, ci)
+//   f32, C_out/group <= 4, C_in/group >= 2 -> direct row kernel, C_in (x W window) in the lanes
 //   f32, C_in 5-7, groups 1      -> W window x C_in folded into K, read in place
 //   C_in/group <= 4              -> taps folded into K, k-major gathered tile
 //   f32 input                    -> f32 igemm reading the input in place
@@ -48,10 +48,10 @@ constexpr std::int64_t kRowsMaxCin = 4;
 // anyone reads them and every line written would first be read for nothing.
 constexpr std::int64_t kStreamMinBytes = std::int64_t(8) << 20;
 // C_out per group up to this takes the small-C_out row kernel (an NR-wide
-// tile would leave most lanes idle), from 2 input channels per group on:
-// 3-7x the fold-W / small-C_in tiles at C_in 2-7 and 1.3-3.4x few-cin's
-// rows at C_in 2-4, C_out 1-4 (2-core EPYC, 1x16x32x32, k3, one thread); one
-// channel keeps the few-cin row kernel (as fast there).
+// tile would leave most lanes idle), from 2 input channels per group on,
+// where few-cin does not apply (groups 1, C_in <= 4: about as fast there):
+// 2-4x the fold-W tile at C_in 5-7, 3-7x the small-C_in tile at C_in 2-4 with
+// groups (2-core EPYC, 1x16x32x32, k3, C_out 1-4, one thread).
 constexpr std::int64_t kSmallCoutMax = 4;
 constexpr std::int64_t kSmallCoutMinCin = 2;
 // Weight gradients with up to this many input channels per group run by
@@ -190,17 +190,17 @@ CpuPlan plan_conv3d(const detail::ConvCall& call, const KernelTable& kt, const p
     plan_direct_order(plan, g, b);
     return plan;
   }
-  const std::int64_t cout = g.out_channels_per_group;
-  if (cout <= kSmallCoutMax && cin >= kSmallCoutMinCin && in == DType::float32 && call.input.strides[4] == 1) {
-    plan.path = CpuPath::small_cout;
-    plan_rows(plan, g, kt.f32_conv_small_cout[cout - 1], b);
-    return plan;
-  }
   const bool fold_w = cin <= kFoldWMaxCin && in == DType::float32 && g.groups == 1 && call.input.strides[4] == 1 &&
                       call.input.strides[3] == cin && g.params.dilation[2] == 1 && g.kernel[2] * cin >= kFoldWMinK;
   if (g.in_channels <= kRowsMaxCin && g.groups == 1 && in == DType::float32) {
     plan.path = CpuPath::few_cin;
     plan_rows(plan, g, kt.f32_conv_cin1, b);
+    return plan;
+  }
+  const std::int64_t cout = g.out_channels_per_group;
+  if (cout <= kSmallCoutMax && cin >= kSmallCoutMinCin && in == DType::float32 && call.input.strides[4] == 1) {
+    plan.path = CpuPath::small_cout;
+    plan_rows(plan, g, kt.f32_conv_small_cout[cout - 1], b);
     return plan;
   }
   plan.tile = choose_tile(kt.f32_igemm, kt.n_f32_igemm, g.out_channels_per_group);

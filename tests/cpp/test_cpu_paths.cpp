@@ -81,8 +81,7 @@ std::vector<Template> templates(const std::string& isa) {
     t.push_back({"fold-w", geo("fold_w", {1, 3, 5, 13, 5}, 0, {3, 3, 3}, 1, {1, 2, 2}), f32, tw, c, 5});
   // Up to 4 input channels: the row kernel with C_out in the lanes, a row per (kd, kh, ci).
   for (DType tw : {f32, f16, bf16}) t.push_back({"few-cin", geo("cin1", {2, 3, 4, 15, 1}, 0, {3, 3, 3}), f32, tw});
-  t.push_back(
-      {"few-cin", geo("cin3_strided_w", {1, 3, 4, 15, 3}, 0, {3, 3, 3}, 1, {1, 1, 2}, {1, 1, 2}), f32, f32, c, 5});
+  t.push_back({"few-cin", geo("cin3_strided_w", {1, 3, 4, 15, 3}, 0, {3, 3, 3}, 1, {1, 1, 2}, {1, 1, 2}), f32, f32});
   // Depthwise: groups == C_in == C_out (c_out 0 here means "C_in").
   for (DType tw : {f32, f16, bf16}) t.push_back({"dwconv", geo("dwconv", {1, 3, 4, 9, 20}, 0, {3, 3, 3}, 20), f32, tw});
   t.push_back({"dwconv", geo("dwconv_k5_strided", {1, 4, 5, 12, 9}, 0, {3, 3, 5}, 9, {1, 1, 2}), f32, f32});
