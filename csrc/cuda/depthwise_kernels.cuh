@@ -353,11 +353,33 @@ __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock)
         s);
 }
 
+}  // namespace
+}  // namespace volconv::cuda
+
+#include "depthwise_tiled.cuh"
+
+namespace volconv::cuda {
+namespace {
+
 dim3 grid_of(const cuda_plan::Launch& l) { return dim3(unsigned(l.grid[0]), unsigned(l.grid[1]), unsigned(l.grid[2])); }
 dim3 block_of(const cuda_plan::Launch& l) { return dim3(unsigned(l.block[0]), unsigned(l.block[1]), unsigned(l.block[2])); }
 
 template <class T, class I, bool Dilated>
 void launch(const cuda_plan::DepthwisePlan& plan, const DwArgs& a, float* partials, cudaStream_t s) {
+  if (plan.kernel == cuda_plan::DwKernel::tiled) {
+    if (plan.op == detail::ConvOp::data) {
+      dw_data_tiled<T, I><<<grid_of(plan.main), block_of(plan.main), 0, s>>>(a, plan.d_seg, plan.items);
+      return;
+    }
+    // Above 48 KB of shared memory a kernel must say so (per device; a
+    // failure shows as the launch's error).
+    if (plan.shared_bytes > 48 * 1024)
+      cudaFuncSetAttribute(dw_wgrad_tiled<T, I>, cudaFuncAttributeMaxDynamicSharedMemorySize, plan.shared_bytes);
+    dw_wgrad_tiled<T, I><<<grid_of(plan.main), block_of(plan.main), plan.shared_bytes, s>>>(
+        a, partials, plan.d_seg, plan.items, plan.chunks);
+    dw_wgrad_reduce<T, I><<<grid_of(plan.reduce), block_of(plan.reduce), 0, s>>>(a, partials, plan.chunks);
+    return;
+  }
   if (plan.kernel == cuda_plan::DwKernel::row3) {
     if (plan.op == detail::ConvOp::data) {
       const auto kernel = plan.vec == 4 ? dw_data_row3<T, 8, I, 4>

@@ -1,0 +1,264 @@
+// Tiled depthwise kernels for a 3x3x3 kernel at stride 1 without dilation
+// (the common case): a block owns a tile of kTileRows x kTileCols outputs
+// along (H, W) for 32 channels and marches along D. Each input slice of the
+// tile (plus its one-element halo) is copied once into shared memory with
+// cp.async (zeros outside the input) while earlier slices are computed,
+// so each input element is read from global memory about once instead of
+// once per output row that reads it. Lane = channel (each shared-memory read
+// of a position is one conflict-free row); warp = output row; each thread
+// keeps kTileCols outputs along W for the three depths in flight.
+// Included by depthwise_kernels.cuh (after its helpers).
+#pragma once
+
+namespace volconv::cuda {
+namespace {
+
+namespace tile {
+constexpr int kRows = cuda_plan::kTileRows, kCols = cuda_plan::kTileCols, kLanes = cuda_plan::kTileChannels;
+constexpr int kInRows = kRows + 2, kInCols = kCols + 2;  // the tile's inputs: one halo element per side
+static_assert(kRows * kLanes == cuda_plan::kThreadsPerBlock, "one warp per output row of the tile");
+// Blocks per SM the register budget must allow (85 registers a thread):
+// while one block waits on its copies, the others compute.
+constexpr int kMinBlocks = 3;
+constexpr int kSlice = kInRows * kInCols * kLanes;  // elements of one staged input slice
+}  // namespace tile
+
+__device__ __forceinline__ void copy16_async(void* smem, const void* gmem, bool valid) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  // src-size 0 writes 16 zero bytes and reads nothing (padding, the tile's overhang).
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(valid ? 16 : 0)
+               : "memory");
+}
+__device__ __forceinline__ void copies_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int Pending>
+__device__ __forceinline__ void copies_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending) : "memory");
+}
+
+// The spatial work item of a block: batch n, output depths [od0, od1), the
+// tile's first output row and column.
+struct TileItem {
+  std::int64_t n;
+  int od0, od1, oh0, ow0;
+};
+
+__device__ __forceinline__ TileItem tile_item(const DwArgs& a, std::int64_t item, int d_seg) {
+  const int w_tiles = (a.out[2] + tile::kCols - 1) / tile::kCols;
+  const int h_tiles = (a.out[1] + tile::kRows - 1) / tile::kRows;
+  const int segs = (a.out[0] + d_seg - 1) / d_seg;
+  TileItem t;
+  t.ow0 = int(item % w_tiles) * tile::kCols;
+  item /= w_tiles;
+  t.oh0 = int(item % h_tiles) * tile::kRows;
+  item /= h_tiles;
+  t.od0 = int(item % segs) * d_seg;
+  t.od1 = min(t.od0 + d_seg, a.out[0]);
+  t.n = item / segs;
+  return t;
+}
+
+// Queue the copy of input slice `id` of the tile (kInRows x kInCols positions
+// from (ih0, iw0), channels c0..c0+31) into `buf`, laid out [row][col][lane],
+// as 16-byte chunks; zeros outside the input or past the channels. The
+// caller commits. x is batch n's first element; its channel stride is 1.
+template <class T, class I>
+__device__ __forceinline__ void stage_slice(T* buf, const T* x, const DwArgs& a, int id, int ih0, int iw0,
+                                            std::int64_t c0) {
+  constexpr int kPer = 16 / int(sizeof(T));  // elements per chunk
+  constexpr int kChunksPerPos = tile::kLanes / kPer;
+  constexpr int kChunks = tile::kInRows * tile::kInCols * kChunksPerPos;
+  const bool slice_in = id >= 0 && id < a.in[0];
+  const int tid = threadIdx.y * blockDim.x + threadIdx.x;
+#pragma unroll
+  for (int k0 = 0; k0 < kChunks; k0 += cuda_plan::kThreadsPerBlock) {
+    const int k = k0 + tid;
+    if (k0 + cuda_plan::kThreadsPerBlock <= kChunks || k < kChunks) {
+      const int part = k % kChunksPerPos, pos = k / kChunksPerPos;
+      const int ih = ih0 + pos / tile::kInCols, iw = iw0 + pos % tile::kInCols;
+      const std::int64_t c = c0 + part * kPer;
+      const bool in = slice_in && ih >= 0 && ih < a.in[1] && iw >= 0 && iw < a.in[2] && c < a.channels;
+      const T* src = in ? x + I(id) * I(a.xs[1]) + I(ih) * I(a.xs[2]) + I(iw) * I(a.xs[3]) + I(c) : x;
+      copy16_async(buf + std::int64_t(k) * kPer, src, in);
+    }
+  }
+}
+
+// Row `row` of a staged slice, this lane's channel, as floats.
+template <class T>
+__device__ __forceinline__ void read_row(const T* buf, int row, float (&xr)[tile::kInCols]) {
+#pragma unroll
+  for (int j = 0; j < tile::kInCols; ++j) xr[j] = to_float(buf[(row * tile::kInCols + j) * tile::kLanes + threadIdx.x]);
+}
+
+// One input slice (step s of the march, phase P = s % 3, so the rotating
+// accumulator slots are compile-time indices): the slice's three rows feed
+// the outputs at depths od = id + pad - kd, kd = 0..2, then the output whose
+// last slice this was (kd = 2) is stored and its slot cleared for the depth
+// that starts next.
+template <int P, class T, class I>
+__device__ __forceinline__ void data_step(const DwArgs& a, const TileItem& t, int s, int steps, T* bufs,
+                                          const T* x, T* y, std::int64_t c, const float (&wr)[27],
+                                          float (&acc)[3][tile::kCols]) {
+  if (s >= steps) return;
+  constexpr int kSlice = tile::kSlice;
+  const int id = t.od0 - a.pad[0] + s;
+  // Three buffers, slice s in buffer s % 3 = P: two slices in flight while one is read.
+  __syncthreads();  // every thread is done with buffer (P + 2) % 3: it held slice s - 1
+  if (s + 2 < steps)
+    stage_slice<T, I>(bufs + (P + 2) % 3 * kSlice, x, a, id + 2, t.oh0 - a.pad[1], t.ow0 - a.pad[2],
+                      c - threadIdx.x);
+  copies_commit();
+  copies_wait<2>();
+  __syncthreads();  // slice s has landed, from every thread's copies
+  if (id >= 0 && id < a.in[0]) {
+    const T* buf = bufs + P * kSlice;
+#pragma unroll
+    for (int kh = 0; kh < 3; ++kh) {
+      float xr[tile::kInCols];
+      read_row(buf, threadIdx.y + kh, xr);
+#pragma unroll
+      for (int kd = 0; kd < 3; ++kd) {
+        const int od = id + a.pad[0] - kd;
+        if (od < t.od0 || od >= t.od1) continue;
+        constexpr int kSlots = 3;
+        float(&out)[tile::kCols] = acc[(P - kd + kSlots) % kSlots];
+        const float w0 = wr[(kd * 3 + kh) * 3], w1 = wr[(kd * 3 + kh) * 3 + 1], w2 = wr[(kd * 3 + kh) * 3 + 2];
+#pragma unroll
+        for (int j = 0; j < tile::kCols; ++j) out[j] += xr[j] * w0 + xr[j + 1] * w1 + xr[j + 2] * w2;
+      }
+    }
+  }
+  float(&done)[tile::kCols] = acc[(P + 1) % 3];
+  const int od = id + a.pad[0] - 2;
+  const int oh = t.oh0 + int(threadIdx.y);
+  if (od >= t.od0 && od < t.od1 && oh < a.out[1] && c < a.channels) {
+    T* row = y + I(od) * I(a.ys[1]) + I(oh) * I(a.ys[2]) + I(c) * I(a.ys[4]);
+#pragma unroll
+    for (int j = 0; j < tile::kCols; ++j)
+      if (t.ow0 + j < a.out[2]) store(row + I(t.ow0 + j) * I(a.ys[3]), done[j]);
+  }
+#pragma unroll
+  for (int j = 0; j < tile::kCols; ++j) done[j] = 0.f;
+}
+
+// Forward / input gradient, 3x3x3 at stride 1: block (spatial item, 32
+// channels); grid.x = items, each item a tile and d_seg output depths.
+template <class T, class I>
+__global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, 2)
+    dw_data_tiled(DwArgs a, int d_seg, std::int64_t items) {
+  __shared__ __align__(16) T bufs[3 * tile::kSlice];
+  if (blockIdx.x >= items) return;  // an empty problem still launches one block
+  const TileItem t = tile_item(a, blockIdx.x, d_seg);
+  const std::int64_t c = std::int64_t(blockIdx.y) * tile::kLanes + threadIdx.x;
+  // The 27 weights of this channel, flipped along every axis when asked.
+  float wr[27];
+#pragma unroll
+  for (int k = 0; k < 27; ++k) {
+    const int tap = a.flip ? 26 - k : k;
+    wr[k] = c < a.channels ? load(static_cast<const T*>(a.w) + I(c) * I(a.ws[0]) + I(tap / 9) * I(a.ws[1]) +
+                                  I(tap / 3 % 3) * I(a.ws[2]) + I(tap % 3) * I(a.ws[3]))
+                           : 0.f;
+  }
+  const T* x = static_cast<const T*>(a.x) + I(t.n) * I(a.xs[0]);
+  T* y = static_cast<T*>(a.y_out) + I(t.n) * I(a.ys[0]);
+  float acc[3][tile::kCols];
+#pragma unroll
+  for (int i = 0; i < 3; ++i)
+#pragma unroll
+    for (int j = 0; j < tile::kCols; ++j) acc[i][j] = 0.f;
+  // Slices od0 - pad .. od1 - 1 - pad + 2: two more than the outputs.
+  const int steps = t.od1 - t.od0 + 2;
+#pragma unroll
+  for (int q = 0; q < 2; ++q) {
+    stage_slice<T, I>(bufs + q * tile::kSlice, x, a, t.od0 - a.pad[0] + q, t.oh0 - a.pad[1], t.ow0 - a.pad[2],
+                      c - threadIdx.x);
+    copies_commit();
+  }
+  for (int s = 0; s < steps; s += 3) {
+    data_step<0, T, I>(a, t, s, steps, bufs, x, y, c, wr, acc);
+    data_step<1, T, I>(a, t, s + 1, steps, bufs, x, y, c, wr, acc);
+    data_step<2, T, I>(a, t, s + 2, steps, bufs, x, y, c, wr, acc);
+  }
+  copies_wait<0>();  // nothing left in flight at exit
+}
+
+// Weight gradient, 3x3x3 at stride 1: block (chunk, 32 channels) sums the
+// items chunk, chunk + chunks, ... (a fixed order); per item it marches
+// along the output depths with a ring of four staged input slices (the
+// three that depth reads and the next one in flight); each thread keeps the
+// 27 sums of its channel for its row of kTileCols outputs. At the end the
+// block's rows are added in row order into partials[chunk][tap][c].
+template <class T, class I>
+__global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, tile::kMinBlocks)
+    dw_wgrad_tiled(DwArgs a, float* partials, int d_seg, std::int64_t items, std::int64_t chunks) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  T* ring = reinterpret_cast<T*>(smem);
+  constexpr int kSlice = tile::kSlice;
+  const std::int64_t c = std::int64_t(blockIdx.y) * tile::kLanes + threadIdx.x;
+  float acc[27];
+#pragma unroll
+  for (int k = 0; k < 27; ++k) acc[k] = 0.f;
+  for (std::int64_t item = blockIdx.x; item < items; item += chunks) {
+    const TileItem t = tile_item(a, item, d_seg);
+    const T* x = static_cast<const T*>(a.x) + I(t.n) * I(a.xs[0]);
+    const int oh = t.oh0 + int(threadIdx.y);
+    const bool row_in = oh < a.out[1] && c < a.channels;
+    const T* g = static_cast<const T*>(a.y_in) + I(t.n) * I(a.ys[0]) + I(oh) * I(a.ys[2]) + I(c) * I(a.ys[4]);
+    const int id0 = t.od0 - a.pad[0], ih0 = t.oh0 - a.pad[1], iw0 = t.ow0 - a.pad[2];
+    const std::int64_t c0 = c - threadIdx.x;
+    // Slices q = 0, 1, 2 (input depth id0 + q) into ring slots q % 4.
+    __syncthreads();  // the previous item's last reads of the ring are done
+#pragma unroll
+    for (int q = 0; q < 3; ++q) {
+      stage_slice<T, I>(ring + q * kSlice, x, a, id0 + q, ih0, iw0, c0);
+      copies_commit();
+    }
+    for (int s = 0; s < t.od1 - t.od0; ++s) {
+      const int od = t.od0 + s;
+      float gr[tile::kCols];
+#pragma unroll
+      for (int j = 0; j < tile::kCols; ++j)
+        gr[j] = row_in && t.ow0 + j < a.out[2] ? load(g + I(od) * I(a.ys[1]) + I(t.ow0 + j) * I(a.ys[3])) : 0.f;
+      __syncthreads();  // slot (s + 3) % 4 held slice s - 1, last read at step s - 1
+      if (s + 1 < t.od1 - t.od0)  // the last depth reads slices up to s + 2
+        stage_slice<T, I>(ring + ((s + 3) & 3) * kSlice, x, a, id0 + s + 3, ih0, iw0, c0);
+      copies_commit();
+      copies_wait<1>();  // slices s, s + 1, s + 2 have landed
+      __syncthreads();
+#pragma unroll
+      for (int kd = 0; kd < 3; ++kd) {
+        const int id = id0 + s + kd;
+        if (id < 0 || id >= a.in[0]) continue;  // padding: those products are zero
+        const T* buf = ring + ((s + kd) & 3) * kSlice;
+#pragma unroll
+        for (int kh = 0; kh < 3; ++kh) {
+          float xr[tile::kInCols];
+          read_row(buf, threadIdx.y + kh, xr);
+#pragma unroll
+          for (int kw = 0; kw < 3; ++kw) {
+            float sum = 0.f;
+#pragma unroll
+            for (int j = 0; j < tile::kCols; ++j) sum += gr[j] * xr[j + kw];
+            acc[(kd * 3 + kh) * 3 + kw] += sum;
+          }
+        }
+      }
+    }
+  }
+  copies_wait<0>();
+  __syncthreads();  // the ring is free: it now holds every row's sums
+  float* rows = reinterpret_cast<float*>(smem);  // [27][kRows][kLanes]
+#pragma unroll
+  for (int k = 0; k < 27; ++k) rows[(k * tile::kRows + threadIdx.y) * tile::kLanes + threadIdx.x] = acc[k];
+  __syncthreads();
+  // 27 taps x 32 lanes sums, spread over the block's threads; rows in order.
+  for (int k = threadIdx.y; k < 27; k += tile::kRows) {
+    if (c >= a.channels) continue;
+    float sum = 0.f;
+    for (int r = 0; r < tile::kRows; ++r) sum += rows[(k * tile::kRows + r) * tile::kLanes + threadIdx.x];
+    partials[(std::int64_t(blockIdx.x) * 27 + k) * a.channels + c] = sum;
+  }
+}
+
+}  // namespace
+}  // namespace volconv::cuda
