@@ -9,6 +9,8 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <type_traits>
 
 #pragma once
 
@@ -364,19 +366,67 @@ namespace {
 dim3 grid_of(const cuda_plan::Launch& l) { return dim3(unsigned(l.grid[0]), unsigned(l.grid[1]), unsigned(l.grid[2])); }
 dim3 block_of(const cuda_plan::Launch& l) { return dim3(unsigned(l.block[0]), unsigned(l.block[1]), unsigned(l.block[2])); }
 
+// Above 48 KB of shared memory a kernel must say so (per device; a failure
+// shows as the launch's error).
+template <class Kernel>
+void allow_shared(Kernel kernel, int bytes) {
+  if (bytes > 48 * 1024) cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+}
+
+template <class T, class I, int Stages, bool WShared, int MinBlocks>
+void launch_data_variant(const cuda_plan::DepthwisePlan& plan, const DwArgs& a, cudaStream_t s) {
+  const auto kernel = dw_data_tiled<T, I, Stages, WShared, MinBlocks>;
+  constexpr int bytes = data_tiled_smem<T, Stages, WShared>();
+  allow_shared(kernel, bytes);
+  kernel<<<grid_of(plan.main), block_of(plan.main), bytes, s>>>(a, plan.d_seg, plan.items);
+}
+
+template <class T, class I, int Ring, int MinBlocks>
+void launch_wgrad_variant(const cuda_plan::DepthwisePlan& plan, const DwArgs& a, float* partials, cudaStream_t s) {
+  const auto kernel = dw_wgrad_tiled<T, I, Ring, MinBlocks>;
+  constexpr int bytes = wgrad_tiled_smem<T, Ring>();
+  allow_shared(kernel, bytes);
+  kernel<<<grid_of(plan.main), block_of(plan.main), bytes, s>>>(a, partials, plan.d_seg, plan.items, plan.chunks);
+}
+
+// TEMPORARY (tuning on the device): VOLCONV_TILED_DATA / VOLCONV_TILED_WGRAD pick a variant.
+inline int tiled_variant(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? std::atoi(v) : 0;
+}
+
+template <class T, class I>
+void launch_data_tiled(const cuda_plan::DepthwisePlan& plan, const DwArgs& a, cudaStream_t s) {
+  if (!std::is_same<I, std::int32_t>::value) return launch_data_variant<T, I, 3, false, 2>(plan, a, s);
+  else switch (tiled_variant("VOLCONV_TILED_DATA")) {
+    case 1: return launch_data_variant<T, I, 4, false, 2>(plan, a, s);
+    case 2: return launch_data_variant<T, I, 6, false, 2>(plan, a, s);
+    case 3: return launch_data_variant<T, I, 4, true, 3>(plan, a, s);
+    case 4: return launch_data_variant<T, I, 5, true, 3>(plan, a, s);
+    case 5: return launch_data_variant<T, I, 4, true, 4>(plan, a, s);
+    default: return launch_data_variant<T, I, 3, false, 2>(plan, a, s);
+  }
+}
+
+template <class T, class I>
+void launch_wgrad_tiled(const cuda_plan::DepthwisePlan& plan, const DwArgs& a, float* partials, cudaStream_t s) {
+  if (!std::is_same<I, std::int32_t>::value) return launch_wgrad_variant<T, I, 4, 3>(plan, a, partials, s);
+  switch (tiled_variant("VOLCONV_TILED_WGRAD")) {
+    case 1: return launch_wgrad_variant<T, I, 5, 3>(plan, a, partials, s);
+    case 2: return launch_wgrad_variant<T, I, 6, 2>(plan, a, partials, s);
+    case 3: return launch_wgrad_variant<T, I, 4, 4>(plan, a, partials, s);
+    default: return launch_wgrad_variant<T, I, 4, 3>(plan, a, partials, s);
+  }
+}
+
 template <class T, class I, bool Dilated>
 void launch(const cuda_plan::DepthwisePlan& plan, const DwArgs& a, float* partials, cudaStream_t s) {
   if (plan.kernel == cuda_plan::DwKernel::tiled) {
     if (plan.op == detail::ConvOp::data) {
-      dw_data_tiled<T, I><<<grid_of(plan.main), block_of(plan.main), 0, s>>>(a, plan.d_seg, plan.items);
+      launch_data_tiled<T, I>(plan, a, s);
       return;
     }
-    // Above 48 KB of shared memory a kernel must say so (per device; a
-    // failure shows as the launch's error).
-    if (plan.shared_bytes > 48 * 1024)
-      cudaFuncSetAttribute(dw_wgrad_tiled<T, I>, cudaFuncAttributeMaxDynamicSharedMemorySize, plan.shared_bytes);
-    dw_wgrad_tiled<T, I><<<grid_of(plan.main), block_of(plan.main), plan.shared_bytes, s>>>(
-        a, partials, plan.d_seg, plan.items, plan.chunks);
+    launch_wgrad_tiled<T, I>(plan, a, partials, s);
     dw_wgrad_reduce<T, I><<<grid_of(plan.reduce), block_of(plan.reduce), 0, s>>>(a, partials, plan.chunks);
     return;
   }

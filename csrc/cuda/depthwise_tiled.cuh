@@ -17,9 +17,6 @@ namespace tile {
 constexpr int kRows = cuda_plan::kTileRows, kCols = cuda_plan::kTileCols, kLanes = cuda_plan::kTileChannels;
 constexpr int kInRows = kRows + 2, kInCols = kCols + 2;  // the tile's inputs: one halo element per side
 static_assert(kRows * kLanes == cuda_plan::kThreadsPerBlock, "one warp per output row of the tile");
-// Blocks per SM the register budget must allow (85 registers a thread):
-// while one block waits on its copies, the others compute.
-constexpr int kMinBlocks = 3;
 constexpr int kSlice = kInRows * kInCols * kLanes;  // elements of one staged input slice
 }  // namespace tile
 
@@ -90,28 +87,37 @@ __device__ __forceinline__ void read_row(const T* buf, int row, float (&xr)[tile
   for (int j = 0; j < tile::kInCols; ++j) xr[j] = to_float(buf[(row * tile::kInCols + j) * tile::kLanes + threadIdx.x]);
 }
 
+// The 27 weights of this block's channels: in registers (wr), or in shared
+// memory [27][kLanes] (ws) when WShared, which frees 27 registers a thread.
+template <bool WShared>
+struct Weights {
+  float wr[27];
+  const float* ws;
+  __device__ __forceinline__ float operator[](int k) const { return WShared ? ws[k * tile::kLanes + threadIdx.x] : wr[k]; }
+};
+
 // One input slice (step s of the march, phase P = s % 3, so the rotating
 // accumulator slots are compile-time indices): the slice's three rows feed
 // the outputs at depths od = id + pad - kd, kd = 0..2, then the output whose
 // last slice this was (kd = 2) is stored and its slot cleared for the depth
-// that starts next.
-template <int P, class T, class I>
+// that starts next. Slice s is in buffer s % Stages; Stages - 1 slices are
+// in flight while one is read.
+template <int P, int Stages, bool WShared, class T, class I>
 __device__ __forceinline__ void data_step(const DwArgs& a, const TileItem& t, int s, int steps, T* bufs,
-                                          const T* x, T* y, std::int64_t c, const float (&wr)[27],
+                                          const T* x, T* y, std::int64_t c, const Weights<WShared>& w,
                                           float (&acc)[3][tile::kCols]) {
   if (s >= steps) return;
   constexpr int kSlice = tile::kSlice;
   const int id = t.od0 - a.pad[0] + s;
-  // Three buffers, slice s in buffer s % 3 = P: two slices in flight while one is read.
-  __syncthreads();  // every thread is done with buffer (P + 2) % 3: it held slice s - 1
-  if (s + 2 < steps)
-    stage_slice<T, I>(bufs + (P + 2) % 3 * kSlice, x, a, id + 2, t.oh0 - a.pad[1], t.ow0 - a.pad[2],
-                      c - threadIdx.x);
+  __syncthreads();  // every thread is done with the buffer of slice s - 1, where slice s + Stages - 1 goes
+  if (s + Stages - 1 < steps)
+    stage_slice<T, I>(bufs + (s + Stages - 1) % Stages * kSlice, x, a, id + Stages - 1, t.oh0 - a.pad[1],
+                      t.ow0 - a.pad[2], c - threadIdx.x);
   copies_commit();
-  copies_wait<2>();
+  copies_wait<Stages - 1>();
   __syncthreads();  // slice s has landed, from every thread's copies
   if (id >= 0 && id < a.in[0]) {
-    const T* buf = bufs + P * kSlice;
+    const T* buf = bufs + s % Stages * kSlice;
 #pragma unroll
     for (int kh = 0; kh < 3; ++kh) {
       float xr[tile::kInCols];
@@ -122,7 +128,7 @@ __device__ __forceinline__ void data_step(const DwArgs& a, const TileItem& t, in
         if (od < t.od0 || od >= t.od1) continue;
         constexpr int kSlots = 3;
         float(&out)[tile::kCols] = acc[(P - kd + kSlots) % kSlots];
-        const float w0 = wr[(kd * 3 + kh) * 3], w1 = wr[(kd * 3 + kh) * 3 + 1], w2 = wr[(kd * 3 + kh) * 3 + 2];
+        const float w0 = w[(kd * 3 + kh) * 3], w1 = w[(kd * 3 + kh) * 3 + 1], w2 = w[(kd * 3 + kh) * 3 + 2];
 #pragma unroll
         for (int j = 0; j < tile::kCols; ++j) out[j] += xr[j] * w0 + xr[j + 1] * w1 + xr[j + 2] * w2;
       }
@@ -141,23 +147,37 @@ __device__ __forceinline__ void data_step(const DwArgs& a, const TileItem& t, in
   for (int j = 0; j < tile::kCols; ++j) done[j] = 0.f;
 }
 
+// Shared memory of the forward kernel: Stages slices, then the weights.
+template <class T, int Stages, bool WShared>
+constexpr int data_tiled_smem() {
+  return Stages * tile::kSlice * int(sizeof(T)) + (WShared ? 27 * tile::kLanes * 4 : 0);
+}
+
 // Forward / input gradient, 3x3x3 at stride 1: block (spatial item, 32
 // channels); grid.x = items, each item a tile and d_seg output depths.
-template <class T, class I>
-__global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, 2)
+// Dynamic shared memory: data_tiled_smem<T, Stages, WShared>() bytes.
+template <class T, class I, int Stages, bool WShared, int MinBlocks>
+__global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, MinBlocks)
     dw_data_tiled(DwArgs a, int d_seg, std::int64_t items) {
-  __shared__ __align__(16) T bufs[3 * tile::kSlice];
+  extern __shared__ __align__(16) unsigned char smem[];
+  T* bufs = reinterpret_cast<T*>(smem);
   if (blockIdx.x >= items) return;  // an empty problem still launches one block
   const TileItem t = tile_item(a, blockIdx.x, d_seg);
   const std::int64_t c = std::int64_t(blockIdx.y) * tile::kLanes + threadIdx.x;
   // The 27 weights of this channel, flipped along every axis when asked.
-  float wr[27];
+  Weights<WShared> w;
+  float* ws = reinterpret_cast<float*>(smem + Stages * tile::kSlice * sizeof(T));
+  w.ws = ws;
 #pragma unroll
-  for (int k = 0; k < 27; ++k) {
+  for (int k = WShared ? int(threadIdx.y) : 0; k < 27; k += WShared ? tile::kRows : 1) {
     const int tap = a.flip ? 26 - k : k;
-    wr[k] = c < a.channels ? load(static_cast<const T*>(a.w) + I(c) * I(a.ws[0]) + I(tap / 9) * I(a.ws[1]) +
-                                  I(tap / 3 % 3) * I(a.ws[2]) + I(tap % 3) * I(a.ws[3]))
-                           : 0.f;
+    const float v = c < a.channels ? load(static_cast<const T*>(a.w) + I(c) * I(a.ws[0]) + I(tap / 9) * I(a.ws[1]) +
+                                          I(tap / 3 % 3) * I(a.ws[2]) + I(tap % 3) * I(a.ws[3]))
+                                   : 0.f;
+    if (WShared)
+      ws[k * tile::kLanes + threadIdx.x] = v;  // visible after the first step's barrier
+    else
+      w.wr[k] = v;
   }
   const T* x = static_cast<const T*>(a.x) + I(t.n) * I(a.xs[0]);
   T* y = static_cast<T*>(a.y_out) + I(t.n) * I(a.ys[0]);
@@ -169,27 +189,38 @@ __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, 2)
   // Slices od0 - pad .. od1 - 1 - pad + 2: two more than the outputs.
   const int steps = t.od1 - t.od0 + 2;
 #pragma unroll
-  for (int q = 0; q < 2; ++q) {
-    stage_slice<T, I>(bufs + q * tile::kSlice, x, a, t.od0 - a.pad[0] + q, t.oh0 - a.pad[1], t.ow0 - a.pad[2],
-                      c - threadIdx.x);
+  for (int q = 0; q < Stages - 1; ++q) {
+    if (q < steps)
+      stage_slice<T, I>(bufs + q * tile::kSlice, x, a, t.od0 - a.pad[0] + q, t.oh0 - a.pad[1], t.ow0 - a.pad[2],
+                        c - threadIdx.x);
     copies_commit();
   }
   for (int s = 0; s < steps; s += 3) {
-    data_step<0, T, I>(a, t, s, steps, bufs, x, y, c, wr, acc);
-    data_step<1, T, I>(a, t, s + 1, steps, bufs, x, y, c, wr, acc);
-    data_step<2, T, I>(a, t, s + 2, steps, bufs, x, y, c, wr, acc);
+    data_step<0, Stages, WShared, T, I>(a, t, s, steps, bufs, x, y, c, w, acc);
+    data_step<1, Stages, WShared, T, I>(a, t, s + 1, steps, bufs, x, y, c, w, acc);
+    data_step<2, Stages, WShared, T, I>(a, t, s + 2, steps, bufs, x, y, c, w, acc);
   }
   copies_wait<0>();  // nothing left in flight at exit
 }
 
+// Shared memory of the weight-gradient kernel: a ring of Ring slices, later
+// the rows' 27 sums per lane.
+template <class T, int Ring>
+constexpr int wgrad_tiled_smem() {
+  return Ring * tile::kSlice * int(sizeof(T)) > 27 * tile::kRows * tile::kLanes * 4
+             ? Ring * tile::kSlice * int(sizeof(T))
+             : 27 * tile::kRows * tile::kLanes * 4;
+}
+
 // Weight gradient, 3x3x3 at stride 1: block (chunk, 32 channels) sums the
 // items chunk, chunk + chunks, ... (a fixed order); per item it marches
-// along the output depths with a ring of four staged input slices (the
-// three that depth reads and the next one in flight); each thread keeps the
-// 27 sums of its channel for its row of kTileCols outputs. At the end the
-// block's rows are added in row order into partials[chunk][tap][c].
-template <class T, class I>
-__global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, tile::kMinBlocks)
+// along the output depths with a ring of Ring staged input slices (the
+// three that depth reads and Ring - 3 more in flight); each thread keeps the
+// 27 sums of its channel for its row of kTileCols outputs, and loads its
+// output-gradient row one depth ahead. At the end the block's rows are added
+// in row order into partials[chunk][tap][c].
+template <class T, class I, int Ring, int MinBlocks>
+__global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, MinBlocks)
     dw_wgrad_tiled(DwArgs a, float* partials, int d_seg, std::int64_t items, std::int64_t chunks) {
   extern __shared__ __align__(16) unsigned char smem[];
   T* ring = reinterpret_cast<T*>(smem);
@@ -206,30 +237,39 @@ __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, tile::kMinBlocks)
     const T* g = static_cast<const T*>(a.y_in) + I(t.n) * I(a.ys[0]) + I(oh) * I(a.ys[2]) + I(c) * I(a.ys[4]);
     const int id0 = t.od0 - a.pad[0], ih0 = t.oh0 - a.pad[1], iw0 = t.ow0 - a.pad[2];
     const std::int64_t c0 = c - threadIdx.x;
-    // Slices q = 0, 1, 2 (input depth id0 + q) into ring slots q % 4.
+    const int depths = t.od1 - t.od0;  // slices 0 .. depths + 1 are read
     __syncthreads();  // the previous item's last reads of the ring are done
 #pragma unroll
-    for (int q = 0; q < 3; ++q) {
-      stage_slice<T, I>(ring + q * kSlice, x, a, id0 + q, ih0, iw0, c0);
+    for (int q = 0; q < Ring - 1; ++q) {
+      if (q < depths + 2) stage_slice<T, I>(ring + q * kSlice, x, a, id0 + q, ih0, iw0, c0);
       copies_commit();
     }
-    for (int s = 0; s < t.od1 - t.od0; ++s) {
-      const int od = t.od0 + s;
+    float gn[tile::kCols];
+#pragma unroll
+    for (int j = 0; j < tile::kCols; ++j)
+      gn[j] = row_in && t.ow0 + j < a.out[2] ? load(g + I(t.od0) * I(a.ys[1]) + I(t.ow0 + j) * I(a.ys[3])) : 0.f;
+    for (int s = 0; s < depths; ++s) {
       float gr[tile::kCols];
 #pragma unroll
-      for (int j = 0; j < tile::kCols; ++j)
-        gr[j] = row_in && t.ow0 + j < a.out[2] ? load(g + I(od) * I(a.ys[1]) + I(t.ow0 + j) * I(a.ys[3])) : 0.f;
-      __syncthreads();  // slot (s + 3) % 4 held slice s - 1, last read at step s - 1
-      if (s + 1 < t.od1 - t.od0)  // the last depth reads slices up to s + 2
-        stage_slice<T, I>(ring + ((s + 3) & 3) * kSlice, x, a, id0 + s + 3, ih0, iw0, c0);
+      for (int j = 0; j < tile::kCols; ++j) gr[j] = gn[j];
+      if (s + 1 < depths) {
+#pragma unroll
+        for (int j = 0; j < tile::kCols; ++j)
+          gn[j] = row_in && t.ow0 + j < a.out[2]
+                      ? load(g + I(t.od0 + s + 1) * I(a.ys[1]) + I(t.ow0 + j) * I(a.ys[3]))
+                      : 0.f;
+      }
+      __syncthreads();  // the slot of slice s + Ring - 1 held slice s - 1, last read at step s - 1
+      if (s + Ring - 1 < depths + 2)
+        stage_slice<T, I>(ring + (s + Ring - 1) % Ring * kSlice, x, a, id0 + s + Ring - 1, ih0, iw0, c0);
       copies_commit();
-      copies_wait<1>();  // slices s, s + 1, s + 2 have landed
+      copies_wait<Ring - 3>();  // slices s, s + 1, s + 2 have landed
       __syncthreads();
 #pragma unroll
       for (int kd = 0; kd < 3; ++kd) {
         const int id = id0 + s + kd;
         if (id < 0 || id >= a.in[0]) continue;  // padding: those products are zero
-        const T* buf = ring + ((s + kd) & 3) * kSlice;
+        const T* buf = ring + (s + kd) % Ring * kSlice;
 #pragma unroll
         for (int kh = 0; kh < 3; ++kh) {
           float xr[tile::kInCols];
