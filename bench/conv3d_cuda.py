@@ -93,18 +93,19 @@ def overhead(profile_calls: int) -> None:
     # would pass (addresses, shapes, strides, params, stream) made once.
     from volconv._params import conv_params
 
-    x, wt = small
-    y = torch.empty_like(x)
-    raw = [(t.data_ptr(), tuple(t.shape), tuple(t.stride())) for t in (x, wt, y)]
     f32 = vc._core.DType.float32
-    params = conv_params(1, 1, 1, c, (3, 3, 3))
     stream = vc._core._gpu_external_stream(0, torch.cuda.current_stream().cuda_stream)
-    rows.append(
-        (
-            "volconv C++ entry only 1x16x56x56x64",
-            lambda: vc._core._cuda_conv3d(raw[0], f32, raw[1], f32, raw[2], f32, params, stream),
+    for name, (x, wt) in (("1x1x1x1x8", tiny), ("1x16x56x56x64", small)):
+        raw = [(t.data_ptr(), tuple(t.shape), tuple(t.stride())) for t in (x, wt, torch.empty_like(x))]
+        params = conv_params(1, 1, 1, x.shape[-1], (3, 3, 3))
+        rows.append(
+            (
+                f"volconv C++ entry only {name}",
+                lambda raw=raw, params=params: vc._core._cuda_conv3d(
+                    raw[0], f32, raw[1], f32, raw[2], f32, params, stream
+                ),
+            )
         )
-    )
     print("host time per call (back-to-back calls, float32, depthwise k3 padding 1):")
     for name, fn in rows:
         print(f"  {name:40} {host_us(fn):8.1f} us")

@@ -54,31 +54,53 @@ __device__ __forceinline__ TileItem tile_item(const DwArgs& a, std::int64_t item
   return t;
 }
 
-// Queue the copy of input slice `id` of the tile (kInRows x kInCols positions
-// from (ih0, iw0), channels c0..c0+31) into `buf`, laid out [row][col][lane],
-// as 16-byte chunks; zeros outside the input or past the channels. The
-// caller commits. x is batch n's first element; its channel stride is 1.
+// Copies the tile's input slices into shared memory, laid out
+// [row][col][lane]: kInRows x kInCols positions from (ih0, iw0), channels
+// c0..c0+31, as 16-byte chunks; zeros outside the input or past the
+// channels. Each thread's chunks and their offsets within a slice are
+// worked out once per item, so staging a slice costs a few instructions.
+// x is batch n's first element; its channel stride is 1.
 template <class T, class I>
-__device__ __forceinline__ void stage_slice(T* buf, const T* x, const DwArgs& a, int id, int ih0, int iw0,
-                                            std::int64_t c0) {
-  constexpr int kPer = 16 / int(sizeof(T));  // elements per chunk
-  constexpr int kChunksPerPos = tile::kLanes / kPer;
-  constexpr int kChunks = tile::kInRows * tile::kInCols * kChunksPerPos;
-  const bool slice_in = id >= 0 && id < a.in[0];
-  const int tid = threadIdx.y * blockDim.x + threadIdx.x;
+struct SliceStager {
+  static constexpr int kPer = 16 / int(sizeof(T));  // elements per chunk
+  static constexpr int kChunks = tile::kInRows * tile::kInCols * (tile::kLanes / kPer);
+  static constexpr int kIters = (kChunks + cuda_plan::kThreadsPerBlock - 1) / cuda_plan::kThreadsPerBlock;
+  I offset[kIters];     // of chunk i from the slice's first element
+  unsigned inside = 0;  // bit i: chunk i is inside the input along H and W and inside C
+  const T* x;
+  I slice_stride;
+  int depth;
+
+  __device__ __forceinline__ SliceStager(const DwArgs& a, const T* x_n, int ih0, int iw0, std::int64_t c0)
+      : x(x_n), slice_stride(I(a.xs[1])), depth(a.in[0]) {
+    const int tid = threadIdx.y * blockDim.x + threadIdx.x;
 #pragma unroll
-  for (int k0 = 0; k0 < kChunks; k0 += cuda_plan::kThreadsPerBlock) {
-    const int k = k0 + tid;
-    if (k0 + cuda_plan::kThreadsPerBlock <= kChunks || k < kChunks) {
-      const int part = k % kChunksPerPos, pos = k / kChunksPerPos;
+    for (int i = 0; i < kIters; ++i) {
+      const int k = i * cuda_plan::kThreadsPerBlock + tid;
+      const int pos = k / (tile::kLanes / kPer), part = k % (tile::kLanes / kPer);
       const int ih = ih0 + pos / tile::kInCols, iw = iw0 + pos % tile::kInCols;
       const std::int64_t c = c0 + part * kPer;
-      const bool in = slice_in && ih >= 0 && ih < a.in[1] && iw >= 0 && iw < a.in[2] && c < a.channels;
-      const T* src = in ? x + I(id) * I(a.xs[1]) + I(ih) * I(a.xs[2]) + I(iw) * I(a.xs[3]) + I(c) : x;
-      copy16_async(buf + std::int64_t(k) * kPer, src, in);
+      const bool in = k < kChunks && ih >= 0 && ih < a.in[1] && iw >= 0 && iw < a.in[2] && c < a.channels;
+      offset[i] = in ? I(ih) * I(a.xs[2]) + I(iw) * I(a.xs[3]) + I(c) : I(0);
+      inside |= unsigned(in) << i;
     }
   }
-}
+
+  // Queue the copies of input slice `id` into `buf`; the caller commits.
+  __device__ __forceinline__ void stage(T* buf, int id) const {
+    const bool slice_in = id >= 0 && id < depth;
+    const T* slice = x + I(slice_in ? id : 0) * slice_stride;
+    const int tid = threadIdx.y * blockDim.x + threadIdx.x;
+#pragma unroll
+    for (int i = 0; i < kIters; ++i) {
+      const int k = i * cuda_plan::kThreadsPerBlock + tid;
+      if (i + 1 < kIters || k < kChunks) {
+        const bool in = slice_in && (inside >> i & 1u);
+        copy16_async(buf + k * kPer, slice + offset[i], in);
+      }
+    }
+  }
+};
 
 // Row `row` of a staged slice, this lane's channel, as floats.
 template <class T>
@@ -104,15 +126,13 @@ struct Weights {
 // in flight while one is read.
 template <int P, int Stages, bool WShared, class T, class I>
 __device__ __forceinline__ void data_step(const DwArgs& a, const TileItem& t, int s, int steps, T* bufs,
-                                          const T* x, T* y, std::int64_t c, const Weights<WShared>& w,
-                                          float (&acc)[3][tile::kCols]) {
+                                          const SliceStager<T, I>& stager, T* y, std::int64_t c,
+                                          const Weights<WShared>& w, float (&acc)[3][tile::kCols]) {
   if (s >= steps) return;
   constexpr int kSlice = tile::kSlice;
   const int id = t.od0 - a.pad[0] + s;
   __syncthreads();  // every thread is done with the buffer of slice s - 1, where slice s + Stages - 1 goes
-  if (s + Stages - 1 < steps)
-    stage_slice<T, I>(bufs + (s + Stages - 1) % Stages * kSlice, x, a, id + Stages - 1, t.oh0 - a.pad[1],
-                      t.ow0 - a.pad[2], c - threadIdx.x);
+  if (s + Stages - 1 < steps) stager.stage(bufs + (s + Stages - 1) % Stages * kSlice, id + Stages - 1);
   copies_commit();
   copies_wait<Stages - 1>();
   __syncthreads();  // slice s has landed, from every thread's copies
@@ -130,7 +150,8 @@ __device__ __forceinline__ void data_step(const DwArgs& a, const TileItem& t, in
         float(&out)[tile::kCols] = acc[(P - kd + kSlots) % kSlots];
         const float w0 = w[(kd * 3 + kh) * 3], w1 = w[(kd * 3 + kh) * 3 + 1], w2 = w[(kd * 3 + kh) * 3 + 2];
 #pragma unroll
-        for (int j = 0; j < tile::kCols; ++j) out[j] += xr[j] * w0 + xr[j + 1] * w1 + xr[j + 2] * w2;
+        for (int j = 0; j < tile::kCols; ++j)  // three fused multiply-adds, no separate add
+          out[j] = fmaf(xr[j + 2], w2, fmaf(xr[j + 1], w1, fmaf(xr[j], w0, out[j])));
       }
     }
   }
@@ -179,7 +200,8 @@ __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, MinBlocks)
     else
       w.wr[k] = v;
   }
-  const T* x = static_cast<const T*>(a.x) + I(t.n) * I(a.xs[0]);
+  const SliceStager<T, I> stager(a, static_cast<const T*>(a.x) + I(t.n) * I(a.xs[0]), t.oh0 - a.pad[1],
+                                 t.ow0 - a.pad[2], c - threadIdx.x);
   T* y = static_cast<T*>(a.y_out) + I(t.n) * I(a.ys[0]);
   float acc[3][tile::kCols];
 #pragma unroll
@@ -190,15 +212,13 @@ __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, MinBlocks)
   const int steps = t.od1 - t.od0 + 2;
 #pragma unroll
   for (int q = 0; q < Stages - 1; ++q) {
-    if (q < steps)
-      stage_slice<T, I>(bufs + q * tile::kSlice, x, a, t.od0 - a.pad[0] + q, t.oh0 - a.pad[1], t.ow0 - a.pad[2],
-                        c - threadIdx.x);
+    if (q < steps) stager.stage(bufs + q * tile::kSlice, t.od0 - a.pad[0] + q);
     copies_commit();
   }
   for (int s = 0; s < steps; s += 3) {
-    data_step<0, Stages, WShared, T, I>(a, t, s, steps, bufs, x, y, c, w, acc);
-    data_step<1, Stages, WShared, T, I>(a, t, s + 1, steps, bufs, x, y, c, w, acc);
-    data_step<2, Stages, WShared, T, I>(a, t, s + 2, steps, bufs, x, y, c, w, acc);
+    data_step<0, Stages, WShared, T, I>(a, t, s, steps, bufs, stager, y, c, w, acc);
+    data_step<1, Stages, WShared, T, I>(a, t, s + 1, steps, bufs, stager, y, c, w, acc);
+    data_step<2, Stages, WShared, T, I>(a, t, s + 2, steps, bufs, stager, y, c, w, acc);
   }
   copies_wait<0>();  // nothing left in flight at exit
 }
@@ -231,17 +251,17 @@ __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, MinBlocks)
   for (int k = 0; k < 27; ++k) acc[k] = 0.f;
   for (std::int64_t item = blockIdx.x; item < items; item += chunks) {
     const TileItem t = tile_item(a, item, d_seg);
-    const T* x = static_cast<const T*>(a.x) + I(t.n) * I(a.xs[0]);
+    const int id0 = t.od0 - a.pad[0];
+    const SliceStager<T, I> stager(a, static_cast<const T*>(a.x) + I(t.n) * I(a.xs[0]), t.oh0 - a.pad[1],
+                                   t.ow0 - a.pad[2], c - threadIdx.x);
     const int oh = t.oh0 + int(threadIdx.y);
     const bool row_in = oh < a.out[1] && c < a.channels;
     const T* g = static_cast<const T*>(a.y_in) + I(t.n) * I(a.ys[0]) + I(oh) * I(a.ys[2]) + I(c) * I(a.ys[4]);
-    const int id0 = t.od0 - a.pad[0], ih0 = t.oh0 - a.pad[1], iw0 = t.ow0 - a.pad[2];
-    const std::int64_t c0 = c - threadIdx.x;
     const int depths = t.od1 - t.od0;  // slices 0 .. depths + 1 are read
     __syncthreads();  // the previous item's last reads of the ring are done
 #pragma unroll
     for (int q = 0; q < Ring - 1; ++q) {
-      if (q < depths + 2) stage_slice<T, I>(ring + q * kSlice, x, a, id0 + q, ih0, iw0, c0);
+      if (q < depths + 2) stager.stage(ring + q * kSlice, id0 + q);
       copies_commit();
     }
     float gn[tile::kCols];
@@ -260,8 +280,7 @@ __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, MinBlocks)
                       : 0.f;
       }
       __syncthreads();  // the slot of slice s + Ring - 1 held slice s - 1, last read at step s - 1
-      if (s + Ring - 1 < depths + 2)
-        stage_slice<T, I>(ring + (s + Ring - 1) % Ring * kSlice, x, a, id0 + s + Ring - 1, ih0, iw0, c0);
+      if (s + Ring - 1 < depths + 2) stager.stage(ring + (s + Ring - 1) % Ring * kSlice, id0 + s + Ring - 1);
       copies_commit();
       copies_wait<Ring - 3>();  // slices s, s + 1, s + 2 have landed
       __syncthreads();
@@ -276,10 +295,9 @@ __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, MinBlocks)
           read_row(buf, threadIdx.y + kh, xr);
 #pragma unroll
           for (int kw = 0; kw < 3; ++kw) {
-            float sum = 0.f;
+            float& sum = acc[(kd * 3 + kh) * 3 + kw];
 #pragma unroll
-            for (int j = 0; j < tile::kCols; ++j) sum += gr[j] * xr[j + kw];
-            acc[(kd * 3 + kh) * 3 + kw] += sum;
+            for (int j = 0; j < tile::kCols; ++j) sum = fmaf(gr[j], xr[j + kw], sum);
           }
         }
       }
