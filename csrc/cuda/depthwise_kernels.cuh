@@ -9,8 +9,6 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <cstdlib>
-#include <type_traits>
 
 #pragma once
 
@@ -373,50 +371,26 @@ void allow_shared(Kernel kernel, int bytes) {
   if (bytes > 48 * 1024) cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
 }
 
-template <class T, class I, int Stages, bool WShared, int MinBlocks>
-void launch_data_variant(const cuda_plan::DepthwisePlan& plan, const DwArgs& a, cudaStream_t s) {
-  const auto kernel = dw_data_tiled<T, I, Stages, WShared, MinBlocks>;
-  constexpr int bytes = data_tiled_smem<T, Stages, WShared>();
-  allow_shared(kernel, bytes);
-  kernel<<<grid_of(plan.main), block_of(plan.main), bytes, s>>>(a, plan.d_seg, plan.items);
-}
-
-template <class T, class I, int Ring, int MinBlocks>
-void launch_wgrad_variant(const cuda_plan::DepthwisePlan& plan, const DwArgs& a, float* partials, cudaStream_t s) {
-  const auto kernel = dw_wgrad_tiled<T, I, Ring, MinBlocks>;
-  constexpr int bytes = wgrad_tiled_smem<T, Ring>();
-  allow_shared(kernel, bytes);
-  kernel<<<grid_of(plan.main), block_of(plan.main), bytes, s>>>(a, partials, plan.d_seg, plan.items, plan.chunks);
-}
-
-// TEMPORARY (tuning on the device): VOLCONV_TILED_DATA / VOLCONV_TILED_WGRAD pick a variant.
-inline int tiled_variant(const char* name) {
-  const char* v = std::getenv(name);
-  return v ? std::atoi(v) : 0;
+// The tiled kernels' register budget: 64 a thread (four blocks an SM) with
+// 32-bit offsets; 80 (three) with 64-bit ones, which need more.
+template <class I>
+constexpr int tiled_min_blocks() {
+  return sizeof(I) == 4 ? 4 : 3;
 }
 
 template <class T, class I>
 void launch_data_tiled(const cuda_plan::DepthwisePlan& plan, const DwArgs& a, cudaStream_t s) {
-  if (!std::is_same<I, std::int32_t>::value) return launch_data_variant<T, I, 3, false, 2>(plan, a, s);
-  else switch (tiled_variant("VOLCONV_TILED_DATA")) {
-    case 1: return launch_data_variant<T, I, 4, false, 2>(plan, a, s);
-    case 2: return launch_data_variant<T, I, 6, false, 2>(plan, a, s);
-    case 3: return launch_data_variant<T, I, 4, true, 3>(plan, a, s);
-    case 4: return launch_data_variant<T, I, 5, true, 3>(plan, a, s);
-    case 5: return launch_data_variant<T, I, 4, true, 4>(plan, a, s);
-    default: return launch_data_variant<T, I, 3, false, 2>(plan, a, s);
-  }
+  const auto kernel = dw_data_tiled<T, I, cuda_plan::kTileStages, tiled_min_blocks<I>()>;
+  allow_shared(kernel, plan.shared_bytes);
+  kernel<<<grid_of(plan.main), block_of(plan.main), plan.shared_bytes, s>>>(a, plan.d_seg, plan.items);
 }
 
 template <class T, class I>
 void launch_wgrad_tiled(const cuda_plan::DepthwisePlan& plan, const DwArgs& a, float* partials, cudaStream_t s) {
-  if (!std::is_same<I, std::int32_t>::value) return launch_wgrad_variant<T, I, 4, 3>(plan, a, partials, s);
-  switch (tiled_variant("VOLCONV_TILED_WGRAD")) {
-    case 1: return launch_wgrad_variant<T, I, 5, 3>(plan, a, partials, s);
-    case 2: return launch_wgrad_variant<T, I, 6, 2>(plan, a, partials, s);
-    case 3: return launch_wgrad_variant<T, I, 4, 4>(plan, a, partials, s);
-    default: return launch_wgrad_variant<T, I, 4, 3>(plan, a, partials, s);
-  }
+  const auto kernel = dw_wgrad_tiled<T, I, cuda_plan::kTileRing, tiled_min_blocks<I>()>;
+  allow_shared(kernel, plan.shared_bytes);
+  kernel<<<grid_of(plan.main), block_of(plan.main), plan.shared_bytes, s>>>(a, partials, plan.d_seg, plan.items,
+                                                                              plan.chunks);
 }
 
 template <class T, class I, bool Dilated>

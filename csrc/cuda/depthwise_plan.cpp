@@ -41,8 +41,10 @@ void plan_tiled(DepthwisePlan& p, const detail::ConvProblemGeometry& g, int chun
   p.main.block[0] = kTileChannels;
   p.main.block[1] = kTileRows;
   p.main.grid[1] = channel_blocks;
+  const int slice = (kTileRows + 2) * (kTileCols + 2) * kTileChannels * (16 / chunk_elems);  // bytes
   if (p.op == detail::ConvOp::data) {
     p.main.grid[0] = std::max<std::int64_t>(1, p.items);
+    p.shared_bytes = kTileStages * slice + 27 * kTileChannels * int(sizeof(float));  // slices, weights
     return;
   }
   // Weight gradient: at most enough chunks to fill the GPU, so the second
@@ -51,9 +53,8 @@ void plan_tiled(DepthwisePlan& p, const detail::ConvProblemGeometry& g, int chun
   p.taps_per_pass = 27;
   p.workspace_bytes = p.chunks * 27 * g.out_channels * std::int64_t(sizeof(float));
   p.main.grid[0] = p.chunks;
-  // A ring of four staged slices, later the rows' 27 sums per lane.
-  const int slice = (kTileRows + 2) * (kTileCols + 2) * kTileChannels * (16 / chunk_elems);
-  p.shared_bytes = std::max(4 * slice, 27 * kTileRows * kTileChannels * int(sizeof(float)));
+  // The ring of staged slices, later the rows' 27 sums per lane.
+  p.shared_bytes = std::max(kTileRing * slice, 27 * kTileRows * kTileChannels * int(sizeof(float)));
   p.reduce.grid[0] = ceil_div(27 * g.out_channels, kThreadsPerBlock);
   p.reduce.block[0] = kThreadsPerBlock;
 }

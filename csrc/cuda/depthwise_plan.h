@@ -23,6 +23,10 @@ constexpr std::int64_t kMaxGridX = 2147483647, kMaxGridYZ = 65535;
 // The tiled kernels' block tile: kTileRows output rows (one warp each) by
 // kTileCols outputs along W (per thread), kTileChannels channels (one per lane).
 constexpr int kTileRows = 8, kTileCols = 8, kTileChannels = 32;
+// Staged input slices per block: the forward keeps kTileStages - 1 in flight
+// while it reads one; the weight gradient reads three and keeps
+// kTileRing - 3 in flight (measured on the H200: deeper rings gained nothing).
+constexpr int kTileStages = 4, kTileRing = 4;
 // Blocks that fill an H200 (132 SMs, up to 8 blocks of 256 threads each):
 // the tiled kernels cut D into segments until a launch has this many.
 constexpr std::int64_t kTargetBlocks = 1024;
@@ -67,7 +71,7 @@ struct DepthwisePlan {
   // channel slice, block b summing items b, b + chunks, ... in that order.
   int d_seg = 0;
   std::int64_t items = 0;
-  int shared_bytes = 0;  // dynamic shared memory per block
+  int shared_bytes = 0;  // tiled: dynamic shared memory per block
 
   // e.g. "dw_data_row3_w8_i32", "dw_data_tiled_d17_i32" or "dw_wgrad_chunks12_taps27_i32".
   std::string name() const;

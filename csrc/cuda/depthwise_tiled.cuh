@@ -109,25 +109,16 @@ __device__ __forceinline__ void read_row(const T* buf, int row, float (&xr)[tile
   for (int j = 0; j < tile::kInCols; ++j) xr[j] = to_float(buf[(row * tile::kInCols + j) * tile::kLanes + threadIdx.x]);
 }
 
-// The 27 weights of this block's channels: in registers (wr), or in shared
-// memory [27][kLanes] (ws) when WShared, which frees 27 registers a thread.
-template <bool WShared>
-struct Weights {
-  float wr[27];
-  const float* ws;
-  __device__ __forceinline__ float operator[](int k) const { return WShared ? ws[k * tile::kLanes + threadIdx.x] : wr[k]; }
-};
-
 // One input slice (step s of the march, phase P = s % 3, so the rotating
 // accumulator slots are compile-time indices): the slice's three rows feed
 // the outputs at depths od = id + pad - kd, kd = 0..2, then the output whose
 // last slice this was (kd = 2) is stored and its slot cleared for the depth
 // that starts next. Slice s is in buffer s % Stages; Stages - 1 slices are
 // in flight while one is read.
-template <int P, int Stages, bool WShared, class T, class I>
+template <int P, int Stages, class T, class I>
 __device__ __forceinline__ void data_step(const DwArgs& a, const TileItem& t, int s, int steps, T* bufs,
-                                          const SliceStager<T, I>& stager, T* y, std::int64_t c,
-                                          const Weights<WShared>& w, float (&acc)[3][tile::kCols]) {
+                                          const SliceStager<T, I>& stager, T* y, std::int64_t c, const float* w,
+                                          float (&acc)[3][tile::kCols]) {
   if (s >= steps) return;
   constexpr int kSlice = tile::kSlice;
   const int id = t.od0 - a.pad[0] + s;
@@ -148,7 +139,8 @@ __device__ __forceinline__ void data_step(const DwArgs& a, const TileItem& t, in
         if (od < t.od0 || od >= t.od1) continue;
         constexpr int kSlots = 3;
         float(&out)[tile::kCols] = acc[(P - kd + kSlots) % kSlots];
-        const float w0 = w[(kd * 3 + kh) * 3], w1 = w[(kd * 3 + kh) * 3 + 1], w2 = w[(kd * 3 + kh) * 3 + 2];
+        const float* wk = w + (kd * 3 + kh) * 3 * tile::kLanes;
+        const float w0 = wk[0], w1 = wk[tile::kLanes], w2 = wk[2 * tile::kLanes];
 #pragma unroll
         for (int j = 0; j < tile::kCols; ++j)  // three fused multiply-adds, no separate add
           out[j] = fmaf(xr[j + 2], w2, fmaf(xr[j + 1], w1, fmaf(xr[j], w0, out[j])));
@@ -168,16 +160,12 @@ __device__ __forceinline__ void data_step(const DwArgs& a, const TileItem& t, in
   for (int j = 0; j < tile::kCols; ++j) done[j] = 0.f;
 }
 
-// Shared memory of the forward kernel: Stages slices, then the weights.
-template <class T, int Stages, bool WShared>
-constexpr int data_tiled_smem() {
-  return Stages * tile::kSlice * int(sizeof(T)) + (WShared ? 27 * tile::kLanes * 4 : 0);
-}
-
 // Forward / input gradient, 3x3x3 at stride 1: block (spatial item, 32
 // channels); grid.x = items, each item a tile and d_seg output depths.
-// Dynamic shared memory: data_tiled_smem<T, Stages, WShared>() bytes.
-template <class T, class I, int Stages, bool WShared, int MinBlocks>
+// Dynamic shared memory (plan.shared_bytes): Stages slices, then the 27
+// weights of each lane's channel [27][kLanes] (in shared memory rather than
+// registers: 64 registers a thread let four blocks share an SM).
+template <class T, class I, int Stages, int MinBlocks>
 __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, MinBlocks)
     dw_data_tiled(DwArgs a, int d_seg, std::int64_t items) {
   extern __shared__ __align__(16) unsigned char smem[];
@@ -185,21 +173,17 @@ __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, MinBlocks)
   if (blockIdx.x >= items) return;  // an empty problem still launches one block
   const TileItem t = tile_item(a, blockIdx.x, d_seg);
   const std::int64_t c = std::int64_t(blockIdx.y) * tile::kLanes + threadIdx.x;
-  // The 27 weights of this channel, flipped along every axis when asked.
-  Weights<WShared> w;
+  // The weights, flipped along every axis when asked; visible to every
+  // thread after the first step's barrier.
   float* ws = reinterpret_cast<float*>(smem + Stages * tile::kSlice * sizeof(T));
-  w.ws = ws;
-#pragma unroll
-  for (int k = WShared ? int(threadIdx.y) : 0; k < 27; k += WShared ? tile::kRows : 1) {
+  for (int k = threadIdx.y; k < 27; k += tile::kRows) {
     const int tap = a.flip ? 26 - k : k;
-    const float v = c < a.channels ? load(static_cast<const T*>(a.w) + I(c) * I(a.ws[0]) + I(tap / 9) * I(a.ws[1]) +
-                                          I(tap / 3 % 3) * I(a.ws[2]) + I(tap % 3) * I(a.ws[3]))
-                                   : 0.f;
-    if (WShared)
-      ws[k * tile::kLanes + threadIdx.x] = v;  // visible after the first step's barrier
-    else
-      w.wr[k] = v;
+    ws[k * tile::kLanes + threadIdx.x] =
+        c < a.channels ? load(static_cast<const T*>(a.w) + I(c) * I(a.ws[0]) + I(tap / 9) * I(a.ws[1]) +
+                              I(tap / 3 % 3) * I(a.ws[2]) + I(tap % 3) * I(a.ws[3]))
+                       : 0.f;
   }
+  const float* w = ws + threadIdx.x;
   const SliceStager<T, I> stager(a, static_cast<const T*>(a.x) + I(t.n) * I(a.xs[0]), t.oh0 - a.pad[1],
                                  t.ow0 - a.pad[2], c - threadIdx.x);
   T* y = static_cast<T*>(a.y_out) + I(t.n) * I(a.ys[0]);
@@ -216,20 +200,11 @@ __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, MinBlocks)
     copies_commit();
   }
   for (int s = 0; s < steps; s += 3) {
-    data_step<0, Stages, WShared, T, I>(a, t, s, steps, bufs, stager, y, c, w, acc);
-    data_step<1, Stages, WShared, T, I>(a, t, s + 1, steps, bufs, stager, y, c, w, acc);
-    data_step<2, Stages, WShared, T, I>(a, t, s + 2, steps, bufs, stager, y, c, w, acc);
+    data_step<0, Stages, T, I>(a, t, s, steps, bufs, stager, y, c, w, acc);
+    data_step<1, Stages, T, I>(a, t, s + 1, steps, bufs, stager, y, c, w, acc);
+    data_step<2, Stages, T, I>(a, t, s + 2, steps, bufs, stager, y, c, w, acc);
   }
   copies_wait<0>();  // nothing left in flight at exit
-}
-
-// Shared memory of the weight-gradient kernel: a ring of Ring slices, later
-// the rows' 27 sums per lane.
-template <class T, int Ring>
-constexpr int wgrad_tiled_smem() {
-  return Ring * tile::kSlice * int(sizeof(T)) > 27 * tile::kRows * tile::kLanes * 4
-             ? Ring * tile::kSlice * int(sizeof(T))
-             : 27 * tile::kRows * tile::kLanes * 4;
 }
 
 // Weight gradient, 3x3x3 at stride 1: block (chunk, 32 channels) sums the
@@ -238,7 +213,8 @@ constexpr int wgrad_tiled_smem() {
 // three that depth reads and Ring - 3 more in flight); each thread keeps the
 // 27 sums of its channel for its row of kTileCols outputs, and loads its
 // output-gradient row one depth ahead. At the end the block's rows are added
-// in row order into partials[chunk][tap][c].
+// in row order into partials[chunk][tap][c]. Dynamic shared memory
+// (plan.shared_bytes): the ring, later the rows' 27 sums per lane.
 template <class T, class I, int Ring, int MinBlocks>
 __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, MinBlocks)
     dw_wgrad_tiled(DwArgs a, float* partials, int d_seg, std::int64_t items, std::int64_t chunks) {
