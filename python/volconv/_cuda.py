@@ -31,7 +31,7 @@ def _module_of(obj: Any) -> str:
 def is_cuda_array(obj: Any) -> bool:
     """True for a torch CUDA tensor or any DLPack array in CUDA memory."""
     if _module_of(obj) == "torch" and type(obj).__name__ in ("Tensor", "Parameter"):
-        return obj.device.type == "cuda"
+        return obj.is_cuda  # no device object made
     device = getattr(obj, "__dlpack_device__", None)
     if device is None or _module_of(obj) == "numpy":
         return False
