@@ -336,21 +336,43 @@ __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock)
   write_partials(acc, nt, t0, taps, c, a.channels, partials, rows);
 }
 
-// Weight gradient, pass 2: one thread per (tap, c) adds the chunks in order.
+// Weight gradient, pass 2: block (tap, 32 channels); row r of the block adds
+// its fixed range of chunks in order (eight loads in flight at a time), then
+// row 0 adds the rows' sums in row order: a fixed order, the same bits
+// every run.
 template <class T, class I>
 __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock)
     dw_wgrad_reduce(DwArgs a, const float* partials, std::int64_t chunks) {
+  __shared__ float sums[cuda_plan::kReduceGroups][32];
   const int taps = a.kernel[0] * a.kernel[1] * a.kernel[2];
-  const std::int64_t idx = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (idx >= taps * a.channels) return;
-  const int t = int(idx / a.channels);
-  const std::int64_t c = idx % a.channels;
+  const std::int64_t channel_blocks = (a.channels + 31) / 32;
+  const int t = int(blockIdx.x / channel_blocks);
+  const std::int64_t c = std::int64_t(blockIdx.x % channel_blocks) * 32 + threadIdx.x;
+  const std::int64_t per = (chunks + cuda_plan::kReduceGroups - 1) / cuda_plan::kReduceGroups;
+  const std::int64_t k0 = threadIdx.y * per, k1 = min(k0 + per, chunks);
   float s = 0.f;
-  for (std::int64_t k = 0; k < chunks; ++k) s += partials[(k * taps + t) * a.channels + c];
+  if (c < a.channels) {
+    const float* p = partials + std::int64_t(t) * a.channels + c;
+    const std::int64_t step = std::int64_t(taps) * a.channels;  // one chunk
+    std::int64_t k = k0;
+    for (; k + 8 <= k1; k += 8) {
+      float v[8];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) v[i] = p[(k + i) * step];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) s += v[i];
+    }
+    for (; k < k1; ++k) s += p[k * step];
+  }
+  sums[threadIdx.y][threadIdx.x] = s;
+  __syncthreads();
+  if (threadIdx.y != 0 || c >= a.channels) return;
+  float total = 0.f;
+  for (int r = 0; r < cuda_plan::kReduceGroups; ++r) total += sums[r][threadIdx.x];
   const int tap = a.flip ? taps - 1 - t : t;
   const int td = tap / (a.kernel[1] * a.kernel[2]), th = (tap / a.kernel[2]) % a.kernel[1], tw = tap % a.kernel[2];
   store(static_cast<T*>(a.w_out) + I(c) * I(a.ws[0]) + I(td) * I(a.ws[1]) + I(th) * I(a.ws[2]) + I(tw) * I(a.ws[3]),
-        s);
+        total);
 }
 
 }  // namespace

@@ -18,6 +18,14 @@ bool row3_along_w(const detail::ConvProblemGeometry& g) {
          g.input_dilation[1] == 1 && g.input_dilation[2] == 1;
 }
 
+// The weight gradient's second pass: one block per (tap, 32 channels),
+// kReduceGroups rows of 32 lanes.
+void plan_reduce(DepthwisePlan& p, std::int64_t taps, std::int64_t channels) {
+  p.reduce.grid[0] = taps * ceil_div(channels, 32);
+  p.reduce.block[0] = 32;
+  p.reduce.block[1] = kReduceGroups;
+}
+
 // 3x3x3 at stride 1 without any dilation (the tiled kernels' case).
 bool cube3_unit(const detail::ConvProblemGeometry& g) {
   for (int i = 0; i < 3; ++i)
@@ -55,8 +63,7 @@ void plan_tiled(DepthwisePlan& p, const detail::ConvProblemGeometry& g, int chun
   p.main.grid[0] = p.chunks;
   // The ring of staged slices, later the rows' 27 sums per lane.
   p.shared_bytes = std::max(kTileRing * slice, 27 * kTileRows * kTileChannels * int(sizeof(float)));
-  p.reduce.grid[0] = ceil_div(27 * g.out_channels, kThreadsPerBlock);
-  p.reduce.block[0] = kThreadsPerBlock;
+  plan_reduce(p, 27, g.out_channels);
 }
 
 }  // namespace
@@ -156,8 +163,7 @@ DepthwisePlan plan_depthwise(detail::ConvOp op, const detail::ConvProblemGeometr
   p.main.grid[2] = ceil_div(taps, p.taps_per_pass);
   p.main.block[0] = p.block_channels;
   p.main.block[1] = p.block_rows;
-  p.reduce.grid[0] = ceil_div(taps * g.out_channels, kThreadsPerBlock);
-  p.reduce.block[0] = kThreadsPerBlock;
+  plan_reduce(p, taps, g.out_channels);
   return p;
 }
 

@@ -27,6 +27,10 @@ constexpr int kTileRows = 8, kTileCols = 8, kTileChannels = 32;
 // while it reads one; the weight gradient reads three and keeps
 // kTileRing - 3 in flight (measured on the H200: deeper rings gained nothing).
 constexpr int kTileStages = 4, kTileRing = 4;
+// The weight gradient's second pass: the chunks are cut into kReduceGroups
+// fixed ranges, each added in order by its own thread, then the ranges' sums
+// in range order (a fixed order; many loads in flight instead of one chain).
+constexpr int kReduceGroups = 8;
 // Blocks that fill an H200 (132 SMs, up to 8 blocks of 256 threads each):
 // the tiled kernels cut D into segments until a launch has this many.
 constexpr std::int64_t kTargetBlocks = 1024;

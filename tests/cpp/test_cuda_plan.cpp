@@ -41,6 +41,15 @@ void check_limits(const cuda_plan::Launch& l, const std::string& what) {
     check::fail(__FILE__, __LINE__, what + ": grid outside the launch limits");
 }
 
+// The reduce pass: one block per (tap, 32 channels), kReduceGroups rows.
+void check_reduce(const cuda_plan::DepthwisePlan& p, std::int64_t taps, std::int64_t channels,
+                  const std::string& what) {
+  CHECK_EQ(p.reduce.block[0], 32);
+  CHECK_EQ(p.reduce.block[1], cuda_plan::kReduceGroups);
+  CHECK_EQ(p.reduce.grid[0], taps * ceil_div(channels, 32));
+  check_limits(p.reduce, what + " reduce");
+}
+
 // Threads along each axis cover it, and dropping the last block would not.
 void check_covers(std::int64_t blocks, std::int64_t per_block, std::int64_t needed, const std::string& what) {
   if (blocks * per_block < needed || (blocks - 1) * per_block >= needed)
@@ -107,7 +116,7 @@ void check_wgrad(const ConvProblemGeometry& g, bool vectors) {
     CHECK_EQ(p.lines_per_chunk, std::int64_t(0));
   }
   CHECK_EQ(p.workspace_bytes, p.chunks * taps * g.out_channels * std::int64_t(4));
-  check_covers(p.reduce.grid[0], p.reduce.block[0], taps * g.out_channels, what + " reduce");
+  check_reduce(p, taps, g.out_channels, what);
   // The chunking depends on the shape only: the same shape, the same order.
   CHECK_EQ(cuda_plan::plan_depthwise(ConvOp::weight_grad, g, false, vectors).name(), p.name());
 }
@@ -155,7 +164,7 @@ void check_tiled(ConvOp op, const ConvProblemGeometry& g, int chunk_elems) {
   CHECK_EQ(p.workspace_bytes, p.chunks * 27 * g.out_channels * std::int64_t(4));
   CHECK(p.shared_bytes >= cuda_plan::kTileRing * slice && p.shared_bytes >= 27 * 256 * 4);
   check_limits(p.reduce, what + " reduce");
-  check_covers(p.reduce.grid[0], p.reduce.block[0], 27 * g.out_channels, what + " reduce");
+  check_reduce(p, 27, g.out_channels, what);
 }
 
 }  // namespace
