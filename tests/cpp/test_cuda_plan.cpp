@@ -150,7 +150,8 @@ void check_tiled(ConvOp op, const ConvProblemGeometry& g, int chunk_elems) {
     CHECK_EQ(p.d_seg, int(std::max<std::int64_t>(1, g.out[0])));
   }
   // Four blocks of the 32-bit kernels share an SM (227 KB of shared memory).
-  const int slice = (cuda_plan::kTileRows + 2) * (cuda_plan::kTileCols + 2) * cuda_plan::kTileChannels * (16 / chunk_elems);
+  const int slice =
+      (cuda_plan::kTileRows + 2) * (cuda_plan::kTileCols + 2) * cuda_plan::kTileChannels * (16 / chunk_elems);
   CHECK(p.shared_bytes > 0 && 4 * p.shared_bytes <= 227 * 1024);
   if (op == ConvOp::data) {
     CHECK_EQ(p.main.grid[0], std::max<std::int64_t>(1, p.items));
