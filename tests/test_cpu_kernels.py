@@ -220,6 +220,11 @@ INDIRECTION = [
     _c("runs_stride3_pad_wide", 1, 3, 4, 17, 8, 20, (2, 2, 3), s=(1, 2, 3), p=(1, 1, 4)),
     _c("runs_dilated_w", 1, 4, 5, 13, 8, 33, 3, p=(1, 1, 5), dil=(1, 2, 4)),
     _c("runs_w_narrower", 2, 3, 3, 2, 10, 17, (1, 3, 5), p=(0, 1, 3)),
+    # Tiles whose every window lies inside the input take a shortcut (bases
+    # plus tap offsets): dilated and strided per axis, and windows that end
+    # exactly on the input's last element along each axis.
+    _c("inside_dilated_strided", 1, 11, 10, 14, 8, 16, 3, s=(2, 1, 1), p=(2, 1, 0), dil=(3, 2, 1)),
+    _c("inside_exact_fit", 2, 5, 6, 9, 8, 16, 3, dil=(2, 2, 1)),
 ]
 
 
