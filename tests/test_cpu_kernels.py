@@ -314,20 +314,35 @@ def test_odd_cin_bf16_uses_packed_rows():
 
 
 # The direct igemm runs every NR block per M tile when a group's panels fit
-# in L2 (small K x C_out), else the block is the outer loop; both with M
-# tails and a partial last block.
+# in L2 (small K x C_out), else groups of consecutive blocks that fit in L2
+# together (a partial last group, and one block per group when a panel alone
+# fills the budget), the group the outer loop; all with M tails and a partial
+# last block, on 1 and 3 threads (chunks that end inside a block group).
+@pytest.mark.parametrize("n_threads", [1, 3])
 @pytest.mark.parametrize(
-    "case,m_outer",
+    "case,order",
     [
-        (_c("m_outer", 2, 3, 5, 7, 24, 72, 3, p=1), True),
-        (_c("block_outer", 1, 3, 4, 5, 64, 200, 3, p=1), False),
+        (_c("m_outer", 2, 3, 5, 7, 24, 72, 3, p=1), "all"),
+        (_c("block_groups", 1, 3, 4, 5, 64, 200, 3, p=1), "some"),
+        (_c("block_groups_narrow", 1, 3, 4, 5, 16, 200, 3, p=1), "some"),
+        (_c("block_per_group", 1, 2, 3, 5, 192, 80, 3, p=1), "one"),
     ],
     ids=lambda v: v.name if isinstance(v, Case) else str(v),
 )
-def test_block_order(isa, reference_caches, case, m_outer):
+def test_block_order(isa, threads, reference_caches, case, order, n_threads):
+    volconv.set_num_threads(n_threads)
     x, w, y, plan = run_case(case)
     check_path(plan, "igemm", isa)
-    assert plan["m_outer"] == m_outer and plan["k_chunks"] == 1, plan
+    blocks = -(-case.c_out // plan["nr"])
+    group = plan["block_group"]
+    assert plan["m_outer"] == (order == "all"), plan
+    if order == "all":
+        assert group == blocks and plan["k_chunks"] == 1, plan
+    elif order == "one":
+        assert group == 1 < blocks, plan
+    else:
+        assert plan["k_chunks"] == 1 and group < blocks, plan
+        assert group > 1 or plan["nr"] >= 32, plan  # AVX-512's wide panels may fill the budget alone
     assert_conv_close(y, x, w, "float32", **case.params())
 
 

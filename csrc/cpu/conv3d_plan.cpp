@@ -98,10 +98,14 @@ void plan_direct_order(CpuPlan& plan, const ConvGeometry& g, const CacheBudget& 
   const std::int64_t taps = fold ? g.taps() / KW : g.taps(), kc = fold ? KW * cin : cin;
   const std::int64_t blocks = ceil_div(g.out_channels_per_group, plan.nr), panel = g.taps() * cin * plan.nr;
   plan.m_outer = blocks > 1 && esize * panel * blocks <= b.all_panels;
+  // Else groups of blocks within the same budget: each tile's indirection
+  // and each pass over the input serve the whole group.
+  plan.block_group = plan.m_outer ? blocks : std::clamp<std::int64_t>(b.all_panels / (esize * panel), 1, blocks);
   const std::int64_t chunk = std::max<std::int64_t>(1, b.panel_chunk / (esize * kc * plan.nr));
   if (!plan.m_outer && taps >= 2 * chunk) {
     plan.chunk_taps = chunk;
     plan.k_chunks = ceil_div(taps, chunk);
+    plan.block_group = 1;
   } else {
     plan.chunk_taps = taps;
   }
