@@ -324,8 +324,8 @@ def test_odd_cin_bf16_uses_packed_rows():
     [
         (_c("m_outer", 2, 3, 5, 7, 24, 72, 3, p=1), "all"),
         (_c("block_groups", 1, 3, 4, 5, 64, 200, 3, p=1), "some"),
-        (_c("block_groups_narrow", 1, 3, 4, 5, 16, 200, 3, p=1), "some"),
-        (_c("block_per_group", 1, 2, 3, 5, 192, 80, 3, p=1), "one"),
+        (_c("block_groups_narrow", 1, 3, 4, 5, 16, 400, 3, p=1), "some"),
+        (_c("block_per_group", 1, 2, 3, 5, 320, 80, 3, p=1), "one"),
     ],
     ids=lambda v: v.name if isinstance(v, Case) else str(v),
 )
