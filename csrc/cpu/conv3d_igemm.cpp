@@ -38,6 +38,9 @@ namespace {
 // A chunked panel (see run_direct_chunked) runs over strips of this many M
 // tiles while its chunk of taps sits in L2.
 constexpr std::int64_t kStripTiles = 32;
+// The direct igemm's M tiles are handed to threads in pieces of at least
+// this many (parallel_pieces): a few tens of microseconds of work.
+constexpr std::int64_t kMinPieceTiles = 16;
 
 struct Problem {
   const ConvGeometry& g;
@@ -165,24 +168,26 @@ void run_direct(const Problem& p, const std::vector<W>& packed, bool fold_w = fa
   const std::vector<char> zero(std::size_t(kc * p.x_esize + 64), 0);
   const std::int64_t group = std::clamp<std::int64_t>(p.plan.block_group, 1, p.blocks);
   const std::int64_t n_groups = (p.blocks + group - 1) / group;
-  parallel_for(p.g.groups * n_groups * p.n_mt, [&](std::int64_t begin, std::int64_t end) {
+  parallel_pieces(p.g.groups * n_groups * p.n_mt, kMinPieceTiles, [&](Pieces& pieces) {
     std::vector<const void*> a(std::size_t(taps * MR));
     std::vector<std::int64_t> tap(static_cast<std::size_t>(taps)), w_off(static_cast<std::size_t>(taps));
     std::vector<char> scratch(fold_w ? std::size_t(taps * MR * kc * p.x_esize) : 0);
     std::vector<float> c(std::size_t(MR * NR));
     TileRows rows;
-    for (std::int64_t it = begin; it < end; ++it) {
-      // it = (grp, block group, mt).
-      const std::int64_t mt = it % p.n_mt, gb = it / p.n_mt, grp = gb / n_groups;
-      const std::int64_t blk0 = gb % n_groups * group, blk1 = std::min(p.blocks, blk0 + group);
-      const std::int64_t ks =
-          index_tile(p, fold_w, kc, grp, mt, zero.data(), scratch.data(), rows, a.data(), tap.data(), w_off.data());
-      for (std::int64_t blk = blk0; blk < blk1; ++blk) {
-        p.k.fn(IgemmParams{ks, kc, a.data(), w_off.data(), packed.data() + (grp * p.blocks + blk) * p.panel, c.data(),
-                           0});
-        store_block(p, rows, grp, blk, c.data());
+    std::int64_t begin = 0, end = 0;
+    while (pieces.next(begin, end))
+      for (std::int64_t it = begin; it < end; ++it) {
+        // it = (grp, block group, mt).
+        const std::int64_t mt = it % p.n_mt, gb = it / p.n_mt, grp = gb / n_groups;
+        const std::int64_t blk0 = gb % n_groups * group, blk1 = std::min(p.blocks, blk0 + group);
+        const std::int64_t ks = index_tile(p, fold_w, kc, grp, mt, zero.data(), scratch.data(), rows, a.data(),
+                                           tap.data(), w_off.data());
+        for (std::int64_t blk = blk0; blk < blk1; ++blk) {
+          p.k.fn(IgemmParams{ks, kc, a.data(), w_off.data(), packed.data() + (grp * p.blocks + blk) * p.panel,
+                             c.data(), 0});
+          store_block(p, rows, grp, blk, c.data());
+        }
       }
-    }
   });
 }
 

@@ -302,6 +302,16 @@ void parallel_for(std::int64_t n, const std::function<void(std::int64_t, std::in
   pool().run(n, fn);
 }
 
+void parallel_pieces(std::int64_t n, std::int64_t min_piece, const std::function<void(Pieces&)>& body) {
+  if (n <= 0) return;
+  const std::int64_t most = (n + std::max<std::int64_t>(min_piece, 1) - 1) / std::max<std::int64_t>(min_piece, 1);
+  const int threads = int(std::min<std::int64_t>(pool().threads(), most));
+  Pieces pieces(n, threads, min_piece);
+  parallel_for(threads, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t t = begin; t < end; ++t) body(pieces);
+  });
+}
+
 void set_num_threads(int n) {
   Pool& p = pool();
   const int cap = thread_cap();
