@@ -50,9 +50,10 @@ class Pieces {
   std::atomic<std::int64_t> next_{0};
 };
 
-// Runs body(pieces) once on each of up to get_num_threads() threads (fewer
-// when n has fewer pieces of min_piece); each takes pieces of [0, n) until
-// none is left. The work an item does must not depend on which thread or
+// Runs body(pieces) once on each of min(get_num_threads(), n) threads; each
+// takes pieces of [0, n) until none is left. Pieces are at least min_piece
+// long, or shorter when n is small for the thread count (each thread still
+// gets about four). The work an item does must not depend on which thread or
 // piece runs it (then results are the same for any thread count and timing).
 void parallel_pieces(std::int64_t n, std::int64_t min_piece, const std::function<void(Pieces&)>& body);
 
