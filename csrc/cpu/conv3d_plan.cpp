@@ -53,8 +53,8 @@ struct CacheBudget {
   std::int64_t all_panels;   // a group's packed weights up to this stay in L2 across NR blocks
   // NR blocks whose panels together reach up to this run per M tile on one
   // indirection: streaming panels per tile costs less than another pass over
-  // the input (on the EPYC, shape h at 1 thread: 61 GFLOP/s with groups of 2
-  // blocks, 80 with 4).
+  // the input (on the EPYC, shape h at 1 thread, best of 5 interleaved
+  // runs: 73 GFLOP/s with groups of 2 blocks, 81 with 4).
   std::int64_t block_group;
   std::int64_t panel_chunk;  // a larger panel is walked in chunks of taps of about this size
   std::int64_t row_slab;     // row drivers: the KD input planes of an H block
