@@ -6,14 +6,21 @@ device-to-device copy bandwidth each reaches on its compulsory bytes, and
 the speed-up over cuDNN), and saves a bar chart beside this script (or
 where --plot says).
 
+Each timing is the median, over --repeats CUDA-event pairs, of the mean of
+--calls back-to-back calls (1: one call between the events, so the host's
+time per call shows in full). --overhead prints the host's time per call
+against an empty kernel; --profile N profiles N calls on the small shape.
+
     python bench/conv3d_cuda.py                    # the issue's three shapes, fp32/bf16/fp16
     python bench/conv3d_cuda.py --dtypes float32 --repeats 5
+    python bench/conv3d_cuda.py --overhead --profile 2000
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import time
 from pathlib import Path
 
 import torch
@@ -31,19 +38,89 @@ DIRECTIONS = ["fwd", "dgrad", "wgrad"]
 DEFAULT_PLOT = Path(__file__).resolve().with_suffix(".png")  # git-ignored
 
 
-def timed_ms(fn, repeats: int) -> float:
-    """Median of `repeats` timings by CUDA events, after 3 warm-up calls."""
+def timed_ms(fn, repeats: int, calls: int = 1) -> float:
+    """Median of `repeats` CUDA-event timings of `calls` back-to-back calls,
+    per call, after 3 warm-up calls."""
     for _ in range(3):
         fn()
     times = []
     for _ in range(repeats):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
-        fn()
+        for _ in range(calls):
+            fn()
         end.record()
         end.synchronize()
-        times.append(start.elapsed_time(end))
+        times.append(start.elapsed_time(end) / calls)
     return sorted(times)[len(times) // 2]
+
+
+def host_us(fn, calls: int = 2000) -> float:
+    """Wall-clock microseconds per call of `calls` back-to-back calls (one
+    synchronisation at the end): the host's time where the GPU's is shorter."""
+    for _ in range(20):
+        fn()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / calls * 1e6
+
+
+def overhead(profile_calls: int) -> None:
+    """The host's time per call: an empty kernel launched from Python
+    (torch.cuda._sleep(0)), volconv and torch on a one-element depthwise
+    problem and on the small bench shape; then, with profile_calls, where
+    volconv's time goes (cProfile, by own time)."""
+    tiny = torch.randn(1, 1, 1, 1, 8, device="cuda"), torch.randn(8, 3, 3, 3, 1, device="cuda")
+    n, d, h, w, c = SHAPES["1x16x56x56x64"]
+    small = torch.randn(n, d, h, w, c, device="cuda"), torch.randn(c, 3, 3, 3, 1, device="cuda")
+    rows = [("empty kernel (torch.cuda._sleep(0))", lambda: torch.cuda._sleep(0))]
+    for name, (x, wt) in (("1x1x1x1x8", tiny), ("1x16x56x56x64", small)):
+        ch = x.shape[-1]
+        xt, wtt = x.permute(0, 4, 1, 2, 3), wt.permute(0, 4, 1, 2, 3)
+        rows.append(
+            (f"volconv conv3d {name}", lambda x=x, wt=wt, ch=ch: vc.conv3d(x, wt, padding=1, groups=ch))
+        )
+        rows.append(
+            (
+                f"torch F.conv3d {name}",
+                lambda xt=xt, wtt=wtt, ch=ch: torch.nn.functional.conv3d(xt, wtt, None, 1, 1, 1, ch),
+            )
+        )
+    # The C++ part alone: the core's entry point with the arguments Python
+    # would pass (addresses, shapes, strides, params, stream) made once.
+    from volconv._params import conv_params
+
+    f32 = vc._core.DType.float32
+    stream = vc._core._gpu_external_stream(0, torch.cuda.current_stream().cuda_stream)
+    for name, (x, wt) in (("1x1x1x1x8", tiny), ("1x16x56x56x64", small)):
+        raw = [(t.data_ptr(), tuple(t.shape), tuple(t.stride())) for t in (x, wt, torch.empty_like(x))]
+        params = conv_params(1, 1, 1, x.shape[-1], (3, 3, 3))
+        rows.append(
+            (
+                f"volconv C++ entry only {name}",
+                lambda raw=raw, params=params: vc._core._cuda_conv3d(
+                    raw[0], f32, raw[1], f32, raw[2], f32, params, stream
+                ),
+            )
+        )
+    print("host time per call (back-to-back calls, float32, depthwise k3 padding 1):")
+    for name, fn in rows:
+        print(f"  {name:40} {host_us(fn):8.1f} us")
+    if profile_calls:
+        import cProfile
+        import pstats
+
+        x, wt = small
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(profile_calls):
+            vc.conv3d(x, wt, padding=1, groups=c)
+        prof.disable()
+        torch.cuda.synchronize()
+        pstats.Stats(prof).sort_stats("tottime").print_stats(18)
 
 
 def copy_bandwidth() -> float:
@@ -101,16 +178,23 @@ def main() -> None:
     ap.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated keys of SHAPES")
     ap.add_argument("--dtypes", default=",".join(DTYPES), help="comma-separated: float32,bfloat16,float16")
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--calls", type=int, default=10, help="back-to-back calls per timing")
+    ap.add_argument("--overhead", action="store_true", help="only the host's time per call")
+    ap.add_argument("--profile", type=int, default=0, help="with --overhead: profile this many calls")
     ap.add_argument("--plot", type=Path, default=DEFAULT_PLOT)
     args = ap.parse_args()
     if not torch.cuda.is_available() or vc._core._gpu_backend() != "cuda":
         raise SystemExit(f"No CUDA GPU for volconv here: {vc.unavailable_reason(vc.gpu)}")
     torch.backends.cudnn.benchmark = True
+    if args.overhead:
+        overhead(args.profile)
+        return
     bw = copy_bandwidth()
     print(
         f"# {torch.cuda.get_device_name()} | torch {torch.__version__} (cuDNN {torch.backends.cudnn.version()}) | "
         f"volconv {vc.__version__} | {platform.processor() or platform.machine()} | "
-        f"measured copy bandwidth {bw / 1e12:.2f} TB/s"
+        f"measured copy bandwidth {bw / 1e12:.2f} TB/s | ms per call: median of {args.repeats} timings of "
+        f"{args.calls} back-to-back calls"
     )
     header = f"{'shape':18} {'dtype':8} {'dir':5} | {'volconv ms':>10} {'TFLOP/s':>7} {'%bw':>5} | {'cuDNN ms':>9} {'TFLOP/s':>7} {'%bw':>5} | {'speed-up':>8}"
     print(header)
@@ -123,7 +207,10 @@ def main() -> None:
             # TF32 off: the float32 rows compare float32 arithmetic with float32.
             torch.backends.cudnn.allow_tf32 = False
             for direction, ours, theirs, nbytes in cases(shape, DTYPES[dname]):
-                ms_v, ms_t = timed_ms(ours, args.repeats), timed_ms(theirs, args.repeats)
+                ms_v, ms_t = (
+                    timed_ms(ours, args.repeats, args.calls),
+                    timed_ms(theirs, args.repeats, args.calls),
+                )
                 rows.append((key, dname, direction, ms_v, ms_t))
                 print(
                     f"{key:18} {dname:8} {direction:5} | {ms_v:10.3f} {flops / ms_v / 1e9:7.2f} "

@@ -1,7 +1,10 @@
 """Depthwise shapes the CUDA tests and the sanitizer driver share: each is
 (N, (D, H, W), C, kernel, stride, (pad_lo, pad_hi), dilation); together they
 reach both register tiles (W >= 8 and below), C below, at and above a warp,
-strides, dilations, asymmetric padding and negative-free crops."""
+strides, dilations, asymmetric padding and negative-free crops. The 3x3x3
+stride-1 cases take the tiled kernels (C a multiple of 8: 16-byte chunks in
+every dtype): the first within one tile, the last across H and W tiles,
+two D segments, a partial block of channels and padding 0 and 2."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ CASES = [
     (1, (6, 5, 4), 3, (1, 3, 5), (1, 2, 1), ((0, 1, 2), (0, 1, 2)), (1, 1, 1)),
     (2, (7, 9, 16), 64, (3, 2, 3), (1, 1, 1), ((2, 1, 2), (2, 1, 2)), (2, 1, 2)),
     (1, (3, 4, 10), 1, (2, 2, 2), (1, 1, 3), ((0, 0, 0), (0, 0, 0)), (1, 2, 1)),
+    (2, (9, 11, 17), 40, (3, 3, 3), (1, 1, 1), ((2, 0, 1), (0, 2, 1)), (1, 1, 1)),
 ]
 
 

@@ -224,6 +224,11 @@ INDIRECTION = [
     _c("runs_stride3_pad_wide", 1, 3, 4, 17, 8, 20, (2, 2, 3), s=(1, 2, 3), p=(1, 1, 4)),
     _c("runs_dilated_w", 1, 4, 5, 13, 8, 33, 3, p=(1, 1, 5), dil=(1, 2, 4)),
     _c("runs_w_narrower", 2, 3, 3, 2, 10, 17, (1, 3, 5), p=(0, 1, 3)),
+    # Tiles whose every window lies inside the input take a shortcut (bases
+    # plus tap offsets): dilated and strided per axis, and windows that end
+    # exactly on the input's last element along each axis.
+    _c("inside_dilated_strided", 1, 11, 10, 14, 8, 16, 3, s=(2, 1, 1), p=(2, 1, 0), dil=(3, 2, 1)),
+    _c("inside_exact_fit", 2, 5, 6, 9, 8, 16, 3, dil=(2, 2, 1)),
 ]
 
 
@@ -380,20 +385,35 @@ def test_odd_cin_bf16_uses_packed_rows():
 
 
 # The direct igemm runs every NR block per M tile when a group's panels fit
-# in L2 (small K x C_out), else the block is the outer loop; both with M
-# tails and a partial last block.
+# in L2 (small K x C_out), else groups of consecutive blocks that fit in L2
+# together (a partial last group, and one block per group when a panel alone
+# fills the budget), the group the outer loop; all with M tails and a partial
+# last block, on 1 and 3 threads (chunks that end inside a block group).
+@pytest.mark.parametrize("n_threads", [1, 3])
 @pytest.mark.parametrize(
-    "case,m_outer",
+    "case,order",
     [
-        (_c("m_outer", 2, 3, 5, 7, 24, 72, 3, p=1), True),
-        (_c("block_outer", 1, 3, 4, 5, 64, 200, 3, p=1), False),
+        (_c("m_outer", 2, 3, 5, 7, 24, 72, 3, p=1), "all"),
+        (_c("block_groups", 1, 3, 4, 5, 64, 200, 3, p=1), "some"),
+        (_c("block_groups_narrow", 1, 3, 4, 5, 16, 400, 3, p=1), "some"),
+        (_c("block_per_group", 1, 2, 3, 5, 320, 80, 3, p=1), "one"),
     ],
     ids=lambda v: v.name if isinstance(v, Case) else str(v),
 )
-def test_block_order(isa, reference_caches, case, m_outer):
+def test_block_order(isa, threads, reference_caches, case, order, n_threads):
+    volconv.set_num_threads(n_threads)
     x, w, y, plan = run_case(case)
     check_path(plan, "igemm", isa)
-    assert plan["m_outer"] == m_outer and plan["k_chunks"] == 1, plan
+    blocks = -(-case.c_out // plan["nr"])
+    group = plan["block_group"]
+    assert plan["m_outer"] == (order == "all"), plan
+    if order == "all":
+        assert group == blocks and plan["k_chunks"] == 1, plan
+    elif order == "one":
+        assert group == 1 < blocks, plan
+    else:
+        assert plan["k_chunks"] == 1 and group < blocks, plan
+        assert group > 1 or plan["nr"] >= 32, plan  # AVX-512's wide panels may fill the budget alone
     assert_conv_close(y, x, w, "float32", **case.params())
 
 

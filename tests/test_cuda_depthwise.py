@@ -130,6 +130,40 @@ def test_weight_gradient_is_bit_identical_run_to_run():
         assert torch.equal(vc.conv3d_grad_weight(x, gy, (48, 3, 3, 3, 1), padding=1, groups=48), first)
 
 
+def _torch_float64_directions(x, w, gy):
+    """torch's float64 CUDA depthwise conv (padding 1) of NDHWC tensors and
+    its autograd: (y, dx, dw), each back in volconv's layout."""
+    c = x.shape[-1]
+    x64 = x.double().permute(0, 4, 1, 2, 3).requires_grad_(True)
+    w64 = w.double().permute(0, 4, 1, 2, 3).requires_grad_(True)
+    y64 = F.conv3d(x64, w64, padding=1, groups=c)
+    dx64, dw64 = torch.autograd.grad(y64, (x64, w64), gy.double().permute(0, 4, 1, 2, 3))
+    return tuple(t.detach().permute(0, 2, 3, 4, 1) for t in (y64, dx64, dw64))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_tiled_kernels_against_torch_float64(dtype):
+    """The tiled 3x3x3 kernels where a weight-gradient block sums more than
+    one item (33 x 33 tiles of 8 x 8 for one block of channels: 1089 items
+    in 1024 chunks) and where D is cut in segments (8 depths: 2 segments),
+    against torch's float64 CUDA convolution and its autograd; the bound
+    per element is the same computation on absolute values."""
+    g = torch.Generator(device="cuda").manual_seed(7)
+    for n, size, c in ((1, (3, 264, 264), 32), (1, (8, 20, 20), 16)):
+        x = torch.randn(n, *size, c, device="cuda", generator=g).to(DTYPES[dtype])
+        w = torch.randn(c, 3, 3, 3, 1, device="cuda", generator=g).to(DTYPES[dtype])
+        gy = torch.randn(n, *size, c, device="cuda", generator=g).to(DTYPES[dtype])
+        refs = _torch_float64_directions(x, w, gy)
+        scales = _torch_float64_directions(x.abs(), w.abs(), gy.abs())
+        ours = (
+            vc.conv3d(x, w, padding=1, groups=c),
+            vc.conv3d_grad_input(gy, w, tuple(x.shape), padding=1, groups=c),
+            vc.conv3d_grad_weight(x, gy, tuple(w.shape), padding=1, groups=c),
+        )
+        for name, mine, ref, scale in zip(("forward", "grad_input", "grad_weight"), ours, refs, scales):
+            assert_close(_np(mine), _np(ref), _np(scale), dtype, f"tiled {name} {tuple(x.shape)}")
+
+
 def test_transposed_and_general_depthwise_with_a_gpu_stream():
     """Input-dilated problems (conv_transpose3d, strided grad_input) take the
     dilated kernels; host arrays with a GPU stream are copied in and back."""

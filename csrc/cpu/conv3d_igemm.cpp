@@ -2,10 +2,11 @@
 // K = taps x C_in per group; tiles of MR positions x NR channels.
 //  - direct: the kernel reads the input in place through an indirection of
 //    row pointers (zero row for padding); for f32 inputs, and for bf16 on
-//    vdpbf16ps. Work is split over (group, NR block, M tile), NR block outer
-//    (all NR blocks per M tile when a group's panels fit in L2 together), so
-//    a thread streams one packed weight panel through many tiles; a panel far
-//    larger than L2 is walked in chunks of taps over strips of tiles.
+//    vdpbf16ps. Work is split over (group, NR block group, M tile), the
+//    block group outer (as many NR blocks as fit in L2 together run per M
+//    tile on one indirection), so a thread streams its packed weight panels
+//    through many tiles; a panel far larger than L2 is walked in chunks of
+//    taps over strips of tiles.
 //  - packed A: the tile's input rows are gathered (and converted to f32)
 //    into a small buffer with taps x C_in folded into K, then every NR block
 //    runs on it. For fp16/bf16 inputs without a native kernel, and inputs
@@ -37,6 +38,9 @@ namespace {
 // A chunked panel (see run_direct_chunked) runs over strips of this many M
 // tiles while its chunk of taps sits in L2.
 constexpr std::int64_t kStripTiles = 32;
+// The direct igemm's M tiles are handed to threads in pieces of at least
+// this many (parallel_pieces): a few tens of microseconds of work.
+constexpr std::int64_t kMinPieceTiles = 16;
 
 struct Problem {
   const ConvGeometry& g;
@@ -149,38 +153,41 @@ void run_direct_chunked(const Problem& p, const std::vector<W>& packed, bool fol
 }
 
 // fold_w: a "tap" is a (kd, kh) pair and K per tap is the W window x C_in.
-// Work order: when a group's panels together fit in L2 (pointwise and other
-// short-K problems), each M tile runs every NR block on one indirection, so
-// the per-tile costs (row location, indirection) are paid once per tile;
-// otherwise the NR block is outer, so a thread streams one panel through
-// many tiles.
+// Work order: each M tile runs a group of consecutive NR blocks on one
+// indirection (plan.block_group: all of them when a group's panels fit in L2
+// together, as for pointwise and other short-K problems), so the per-tile
+// costs (row location, indirection) and each pass over the input serve the
+// whole block group; the group is the outer loop, so a thread streams its
+// panels through many tiles.
 template <class W>
 void run_direct(const Problem& p, const std::vector<W>& packed, bool fold_w = false) {
   const int MR = p.k.mr, NR = p.k.nr;
   const std::int64_t KW = p.g.kernel[2];
   const std::int64_t taps = fold_w ? p.taps / KW : p.taps, kc = fold_w ? KW * p.cin : p.cin;
-  const bool m_outer = p.plan.m_outer;
   if (p.plan.k_chunks > 1) return run_direct_chunked(p, packed, fold_w, taps, kc, p.plan.chunk_taps);
   const std::vector<char> zero(std::size_t(kc * p.x_esize + 64), 0);
-  const std::int64_t inner = m_outer ? p.blocks : 1;
-  parallel_for(p.g.groups * p.n_mt * p.blocks / inner, [&](std::int64_t begin, std::int64_t end) {
+  const std::int64_t group = std::clamp<std::int64_t>(p.plan.block_group, 1, p.blocks);
+  const std::int64_t n_groups = (p.blocks + group - 1) / group;
+  parallel_pieces(p.g.groups * n_groups * p.n_mt, kMinPieceTiles, [&](Pieces& pieces) {
     std::vector<const void*> a(std::size_t(taps * MR));
     std::vector<std::int64_t> tap(static_cast<std::size_t>(taps)), w_off(static_cast<std::size_t>(taps));
     std::vector<char> scratch(fold_w ? std::size_t(taps * MR * kc * p.x_esize) : 0);
     std::vector<float> c(std::size_t(MR * NR));
     TileRows rows;
-    for (std::int64_t it = begin; it < end; ++it) {
-      // m_outer: it = (grp, mt); else it = (grp, blk, mt).
-      const std::int64_t mt = it % p.n_mt, gb = it / p.n_mt;
-      const std::int64_t grp = m_outer ? gb : gb / p.blocks, blk0 = m_outer ? 0 : gb % p.blocks;
-      const std::int64_t ks =
-          index_tile(p, fold_w, kc, grp, mt, zero.data(), scratch.data(), rows, a.data(), tap.data(), w_off.data());
-      for (std::int64_t blk = blk0; blk < blk0 + inner; ++blk) {
-        p.k.fn(IgemmParams{ks, kc, a.data(), w_off.data(), packed.data() + (grp * p.blocks + blk) * p.panel, c.data(),
-                           0});
-        store_block(p, rows, grp, blk, c.data());
+    std::int64_t begin = 0, end = 0;
+    while (pieces.next(begin, end))
+      for (std::int64_t it = begin; it < end; ++it) {
+        // it = (grp, block group, mt).
+        const std::int64_t mt = it % p.n_mt, gb = it / p.n_mt, grp = gb / n_groups;
+        const std::int64_t blk0 = gb % n_groups * group, blk1 = std::min(p.blocks, blk0 + group);
+        const std::int64_t ks = index_tile(p, fold_w, kc, grp, mt, zero.data(), scratch.data(), rows, a.data(),
+                                           tap.data(), w_off.data());
+        for (std::int64_t blk = blk0; blk < blk1; ++blk) {
+          p.k.fn(IgemmParams{ks, kc, a.data(), w_off.data(), packed.data() + (grp * p.blocks + blk) * p.panel,
+                             c.data(), 0});
+          store_block(p, rows, grp, blk, c.data());
+        }
       }
-    }
   });
 }
 

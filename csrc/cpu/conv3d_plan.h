@@ -43,6 +43,9 @@ struct CpuPlan {
   // changes the order of a sum.
   std::int64_t k_chunks = 1, chunk_taps = 0;
   bool m_outer = false;     // direct igemm: every NR block per M tile (panels fit in L2)
+  // direct igemm: consecutive NR blocks run per M tile on one indirection
+  // (all of them when m_outer), as many as fit in L2 together.
+  std::int64_t block_group = 1;
   std::int64_t h_block = 0; // row drivers: output rows along H per block
   bool stream = false;      // non-temporal stores for the output
   // The fused epilogue the drivers apply at the tile (row) store.

@@ -35,9 +35,48 @@ void locate_rows(const ConvGeometry& g, const Shape5& xs, const Shape5& ys, std:
   }
 }
 
+namespace {
+
+// Every window of the tile inside the input, padding mode aside (most tiles
+// of a padded convolution): row r at tap t is row r's tap-0 address plus
+// t's fixed offset, and every tap is listed. The general walk below would
+// list the same taps and addresses, at several times the cost (it was ~10%
+// of a 32-channel forward). Returns -1 when some row's window leaves the input.
+std::int64_t build_indirection_inside(const ConvGeometry& g, const Shape5& xs, const TileRows& rows, int mr,
+                                      const char* x, std::int64_t esize, const void* zero, const void** a,
+                                      std::int64_t* tap) {
+  const ConvParams& p = g.params;
+  const std::int64_t KD = g.kernel[0], KH = g.kernel[1], KW = g.kernel[2];
+  const std::int64_t span_d = (KD - 1) * p.dilation[0], span_h = (KH - 1) * p.dilation[1],
+                     span_w = (KW - 1) * p.dilation[2];
+  const char* base[kMaxMR];
+  for (int r = 0; r < rows.valid; ++r) {
+    const std::int64_t id = rows.id0[r], ih = rows.ih0[r], iw = rows.iw0[r];
+    if (id < 0 || ih < 0 || iw < 0 || id + span_d >= g.in[0] || ih + span_h >= g.in[1] || iw + span_w >= g.in[2])
+      return -1;
+    base[r] = x + (rows.x_off[r] + id * xs[1] + ih * xs[2] + iw * xs[3]) * esize;
+  }
+  const std::int64_t step_d = p.dilation[0] * xs[1] * esize, step_h = p.dilation[1] * xs[2] * esize,
+                     step_w = p.dilation[2] * xs[3] * esize;
+  std::int64_t t = 0;
+  for (std::int64_t kd = 0; kd < KD; ++kd)
+    for (std::int64_t kh = 0; kh < KH; ++kh)
+      for (std::int64_t kw = 0; kw < KW; ++kw, ++t) {
+        const std::int64_t off = kd * step_d + kh * step_h + kw * step_w;
+        const void** row = a + t * mr;
+        for (int r = 0; r < rows.valid; ++r) row[r] = base[r] + off;
+        for (int r = rows.valid; r < mr; ++r) row[r] = zero;
+        tap[t] = t;
+      }
+  return t;
+}
+
+}  // namespace
+
 std::int64_t build_indirection(const ConvGeometry& g, const Shape5& xs, const TileRows& rows, int mr,
                                const char* x, std::int64_t esize, const void* zero, const void** a,
                                std::int64_t* tap) {
+  if (const std::int64_t ks = build_indirection_inside(g, xs, rows, mr, x, esize, zero, a, tap); ks >= 0) return ks;
   // The tile's rows split into runs of consecutive positions of one output
   // row (usually one or two runs). Within a run the D/H test and base address
   // are shared and, at each kw, the rows inside the input along W are one

@@ -302,6 +302,18 @@ void parallel_for(std::int64_t n, const std::function<void(std::int64_t, std::in
   pool().run(n, fn);
 }
 
+void parallel_pieces(std::int64_t n, std::int64_t min_piece, const std::function<void(Pieces&)>& body) {
+  if (n <= 0) return;
+  // Every thread gets work when there are at least as many items as threads:
+  // a few costly items (a small volume with wide channels) must not run on
+  // fewer threads because of min_piece.
+  const int threads = int(std::min<std::int64_t>(pool().threads(), n));
+  Pieces pieces(n, threads, std::clamp<std::int64_t>(n / (4 * std::int64_t(threads)), 1, std::max<std::int64_t>(min_piece, 1)));
+  parallel_for(threads, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t t = begin; t < end; ++t) body(pieces);
+  });
+}
+
 void set_num_threads(int n) {
   Pool& p = pool();
   const int cap = thread_cap();

@@ -336,28 +336,96 @@ __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock)
   write_partials(acc, nt, t0, taps, c, a.channels, partials, rows);
 }
 
-// Weight gradient, pass 2: one thread per (tap, c) adds the chunks in order.
+// Weight gradient, pass 2: block (tap, 32 channels); row r of the block adds
+// its fixed range of chunks in order (eight loads in flight at a time), then
+// row 0 adds the rows' sums in row order: a fixed order, the same bits
+// every run.
 template <class T, class I>
 __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock)
     dw_wgrad_reduce(DwArgs a, const float* partials, std::int64_t chunks) {
+  __shared__ float sums[cuda_plan::kReduceGroups][32];
   const int taps = a.kernel[0] * a.kernel[1] * a.kernel[2];
-  const std::int64_t idx = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (idx >= taps * a.channels) return;
-  const int t = int(idx / a.channels);
-  const std::int64_t c = idx % a.channels;
+  const std::int64_t channel_blocks = (a.channels + 31) / 32;
+  const int t = int(blockIdx.x / channel_blocks);
+  const std::int64_t c = std::int64_t(blockIdx.x % channel_blocks) * 32 + threadIdx.x;
+  const std::int64_t per = (chunks + cuda_plan::kReduceGroups - 1) / cuda_plan::kReduceGroups;
+  const std::int64_t k0 = threadIdx.y * per, k1 = min(k0 + per, chunks);
   float s = 0.f;
-  for (std::int64_t k = 0; k < chunks; ++k) s += partials[(k * taps + t) * a.channels + c];
+  if (c < a.channels) {
+    const float* p = partials + std::int64_t(t) * a.channels + c;
+    const std::int64_t step = std::int64_t(taps) * a.channels;  // one chunk
+    std::int64_t k = k0;
+    for (; k + 8 <= k1; k += 8) {
+      float v[8];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) v[i] = p[(k + i) * step];
+#pragma unroll
+      for (int i = 0; i < 8; ++i) s += v[i];
+    }
+    for (; k < k1; ++k) s += p[k * step];
+  }
+  sums[threadIdx.y][threadIdx.x] = s;
+  __syncthreads();
+  if (threadIdx.y != 0 || c >= a.channels) return;
+  float total = 0.f;
+  for (int r = 0; r < cuda_plan::kReduceGroups; ++r) total += sums[r][threadIdx.x];
   const int tap = a.flip ? taps - 1 - t : t;
   const int td = tap / (a.kernel[1] * a.kernel[2]), th = (tap / a.kernel[2]) % a.kernel[1], tw = tap % a.kernel[2];
   store(static_cast<T*>(a.w_out) + I(c) * I(a.ws[0]) + I(td) * I(a.ws[1]) + I(th) * I(a.ws[2]) + I(tw) * I(a.ws[3]),
-        s);
+        total);
 }
+
+}  // namespace
+}  // namespace volconv::cuda
+
+#include "depthwise_tiled.cuh"
+
+namespace volconv::cuda {
+namespace {
 
 dim3 grid_of(const cuda_plan::Launch& l) { return dim3(unsigned(l.grid[0]), unsigned(l.grid[1]), unsigned(l.grid[2])); }
 dim3 block_of(const cuda_plan::Launch& l) { return dim3(unsigned(l.block[0]), unsigned(l.block[1]), unsigned(l.block[2])); }
 
+// Above 48 KB of shared memory a kernel must say so (per device; a failure
+// shows as the launch's error).
+template <class Kernel>
+void allow_shared(Kernel kernel, int bytes) {
+  if (bytes > 48 * 1024) cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+}
+
+// The tiled kernels' register budget: 64 a thread (four blocks an SM) with
+// 32-bit offsets; 80 (three) with 64-bit ones, which need more.
+template <class I>
+constexpr int tiled_min_blocks() {
+  return sizeof(I) == 4 ? 4 : 3;
+}
+
+template <class T, class I>
+void launch_data_tiled(const cuda_plan::DepthwisePlan& plan, const DwArgs& a, cudaStream_t s) {
+  const auto kernel = dw_data_tiled<T, I, cuda_plan::kTileStages, tiled_min_blocks<I>()>;
+  allow_shared(kernel, plan.shared_bytes);
+  kernel<<<grid_of(plan.main), block_of(plan.main), plan.shared_bytes, s>>>(a, plan.d_seg, plan.items);
+}
+
+template <class T, class I>
+void launch_wgrad_tiled(const cuda_plan::DepthwisePlan& plan, const DwArgs& a, float* partials, cudaStream_t s) {
+  const auto kernel = dw_wgrad_tiled<T, I, cuda_plan::kTileRing, tiled_min_blocks<I>()>;
+  allow_shared(kernel, plan.shared_bytes);
+  kernel<<<grid_of(plan.main), block_of(plan.main), plan.shared_bytes, s>>>(a, partials, plan.d_seg, plan.items,
+                                                                              plan.chunks);
+}
+
 template <class T, class I, bool Dilated>
 void launch(const cuda_plan::DepthwisePlan& plan, const DwArgs& a, float* partials, cudaStream_t s) {
+  if (plan.kernel == cuda_plan::DwKernel::tiled) {
+    if (plan.op == detail::ConvOp::data) {
+      launch_data_tiled<T, I>(plan, a, s);
+      return;
+    }
+    launch_wgrad_tiled<T, I>(plan, a, partials, s);
+    dw_wgrad_reduce<T, I><<<grid_of(plan.reduce), block_of(plan.reduce), 0, s>>>(a, partials, plan.chunks);
+    return;
+  }
   if (plan.kernel == cuda_plan::DwKernel::row3) {
     if (plan.op == detail::ConvOp::data) {
       const auto kernel = plan.vec == 4 ? dw_data_row3<T, 8, I, 4>

@@ -18,12 +18,63 @@ bool row3_along_w(const detail::ConvProblemGeometry& g) {
          g.input_dilation[1] == 1 && g.input_dilation[2] == 1;
 }
 
+// The weight gradient's second pass: one block per (tap, 32 channels),
+// kReduceGroups rows of 32 lanes.
+void plan_reduce(DepthwisePlan& p, std::int64_t taps, std::int64_t channels) {
+  p.reduce.grid[0] = taps * ceil_div(channels, 32);
+  p.reduce.block[0] = 32;
+  p.reduce.block[1] = kReduceGroups;
+}
+
+// 3x3x3 at stride 1 without any dilation (the tiled kernels' case).
+bool cube3_unit(const detail::ConvProblemGeometry& g) {
+  for (int i = 0; i < 3; ++i)
+    if (g.kernel[i] != 3 || g.stride[i] != 1 || g.kernel_dilation[i] != 1 || g.input_dilation[i] != 1) return false;
+  return true;
+}
+
+// The tiled kernels' items: D is cut into segments (each re-reads a 2-slice
+// halo) only while the launch would have fewer than kTargetBlocks blocks,
+// and never below 4 output depths a segment.
+void plan_tiled(DepthwisePlan& p, const detail::ConvProblemGeometry& g, int chunk_elems) {
+  const std::int64_t channel_blocks = ceil_div(g.out_channels, kTileChannels);
+  const std::int64_t tiles = g.batch * ceil_div(g.out[1], kTileRows) * ceil_div(g.out[2], kTileCols);
+  const std::int64_t want = ceil_div(kTargetBlocks, std::max<std::int64_t>(1, tiles * channel_blocks));
+  const std::int64_t segs = std::max<std::int64_t>(1, std::min(want, g.out[0] / 4));
+  p.d_seg = int(std::max<std::int64_t>(1, ceil_div(g.out[0], segs)));
+  p.items = tiles * ceil_div(g.out[0], p.d_seg);
+  p.block_channels = kTileChannels;
+  p.block_rows = kTileRows;
+  p.w_tile = kTileCols;
+  p.main.block[0] = kTileChannels;
+  p.main.block[1] = kTileRows;
+  p.main.grid[1] = channel_blocks;
+  const int slice = (kTileRows + 2) * (kTileCols + 2) * kTileChannels * (16 / chunk_elems);  // bytes
+  if (p.op == detail::ConvOp::data) {
+    p.main.grid[0] = std::max<std::int64_t>(1, p.items);
+    p.shared_bytes = kTileStages * slice + 27 * kTileChannels * int(sizeof(float));  // slices, weights
+    return;
+  }
+  // Weight gradient: at most enough chunks to fill the GPU, so the second
+  // pass adds few partial sums; each block sums whole items.
+  p.chunks = std::max<std::int64_t>(1, std::min(p.items, ceil_div(kTargetBlocks, channel_blocks)));
+  p.taps_per_pass = 27;
+  p.workspace_bytes = p.chunks * 27 * g.out_channels * std::int64_t(sizeof(float));
+  p.main.grid[0] = p.chunks;
+  // The ring of staged slices, later the rows' 27 sums per lane.
+  p.shared_bytes = std::max(kTileRing * slice, 27 * kTileRows * kTileChannels * int(sizeof(float)));
+  plan_reduce(p, 27, g.out_channels);
+}
+
 }  // namespace
 
 std::string DepthwisePlan::name() const {
   const std::string idx = index64 ? "_i64" : "_i32";
   const std::string row3 = kernel == DwKernel::row3 ? "row3_" : "";
   const std::string v = vec > 1 ? "_v" + std::to_string(vec) : "";
+  if (kernel == DwKernel::tiled)
+    return std::string(op == detail::ConvOp::data ? "dw_data" : "dw_wgrad") + "_tiled_d" + std::to_string(d_seg) +
+           (op == detail::ConvOp::data ? "" : "_chunks" + std::to_string(chunks)) + idx;
   if (op == detail::ConvOp::data) return "dw_data_" + row3 + "w" + std::to_string(w_tile) + v + idx;
   return "dw_wgrad_" + row3 + "chunks" + std::to_string(chunks) + "_taps" + std::to_string(taps_per_pass) + v + idx;
 }
@@ -38,11 +89,11 @@ std::string unsupported_reason(const detail::ConvProblemGeometry& g) {
   return "";
 }
 
-bool vector_loads_fit(const void* address, const Shape5& shape, const Shape5& strides) {
+bool vector_loads_fit(const void* address, const Shape5& shape, const Shape5& strides, int multiple) {
   if (reinterpret_cast<std::uintptr_t>(address) % 16 != 0) return false;
   if (shape[4] > 1 && strides[4] != 1) return false;
   for (int i = 0; i < 4; ++i)
-    if (shape[i] > 1 && strides[i] % 4 != 0) return false;
+    if (shape[i] > 1 && strides[i] % multiple != 0) return false;
   return true;
 }
 
@@ -54,11 +105,17 @@ bool needs_index64(const Shape5& shape, const Shape5& strides) {
 }
 
 DepthwisePlan plan_depthwise(detail::ConvOp op, const detail::ConvProblemGeometry& g, bool index64,
-                             bool channel_vectors) {
+                             bool channel_vectors, int chunk_elems) {
   DepthwisePlan p;
   p.op = op;
   p.index64 = index64;
   const bool data = op == detail::ConvOp::data;
+  // Whole 16-byte chunks of channels: C a multiple of the chunk.
+  if (cube3_unit(g) && chunk_elems > 0 && g.out_channels % chunk_elems == 0) {
+    p.kernel = DwKernel::tiled;
+    plan_tiled(p, g, chunk_elems);
+    return p;
+  }
   const bool row3 = row3_along_w(g) && (data || (g.kernel[0] == 3 && g.kernel[1] == 3));
   if (row3) {
     p.kernel = DwKernel::row3;
@@ -106,8 +163,7 @@ DepthwisePlan plan_depthwise(detail::ConvOp op, const detail::ConvProblemGeometr
   p.main.grid[2] = ceil_div(taps, p.taps_per_pass);
   p.main.block[0] = p.block_channels;
   p.main.block[1] = p.block_rows;
-  p.reduce.grid[0] = ceil_div(taps * g.out_channels, kThreadsPerBlock);
-  p.reduce.block[0] = kThreadsPerBlock;
+  plan_reduce(p, taps, g.out_channels);
   return p;
 }
 

@@ -20,13 +20,30 @@ struct Launch {
 constexpr int kThreadsPerBlock = 256;
 constexpr int kMaxTapsPerPass = 32;  // weight-gradient accumulators per thread
 constexpr std::int64_t kMaxGridX = 2147483647, kMaxGridYZ = 65535;
+// The tiled kernels' block tile: kTileRows output rows (one warp each) by
+// kTileCols outputs along W (per thread), kTileChannels channels (one per lane).
+constexpr int kTileRows = 8, kTileCols = 8, kTileChannels = 32;
+// Staged input slices per block: the forward keeps kTileStages - 1 in flight
+// while it reads one; the weight gradient reads three and keeps
+// kTileRing - 3 in flight (measured on the H200: deeper rings gained nothing).
+constexpr int kTileStages = 4, kTileRing = 4;
+// The weight gradient's second pass: the chunks are cut into kReduceGroups
+// fixed ranges, each added in order by its own thread, then the ranges' sums
+// in range order (a fixed order; many loads in flight instead of one chain).
+constexpr int kReduceGroups = 8;
+// Blocks that fill an H200 (132 SMs, up to 8 blocks of 256 threads each):
+// the tiled kernels cut D into segments until a launch has this many.
+constexpr std::int64_t kTargetBlocks = 1024;
 
 // Which kernel runs. row3: a kernel 3 wide along W at stride 1, no dilation
 // along W and no input dilation: each thread keeps the w_tile + 2 inputs of
 // a row in registers and reuses each for three taps (for the weight
-// gradient, also 3x3x3 so the 27 sums stay in registers). generic: any
+// gradient, also 3x3x3 so the 27 sums stay in registers). tiled: a 3x3x3
+// kernel at stride 1 without dilation whose input can be copied in 16-byte
+// chunks: a block stages each input slice of its (H, W) tile in shared
+// memory once and marches along D (depthwise_tiled.cuh). generic: any
 // geometry, each tap's input read through the L1 cache.
-enum class DwKernel { generic, row3 };
+enum class DwKernel { generic, row3, tiled };
 
 struct DepthwisePlan {
   detail::ConvOp op = detail::ConvOp::data;
@@ -53,8 +70,14 @@ struct DepthwisePlan {
   int taps_per_pass = 0;
   std::int64_t workspace_bytes = 0;
   Launch reduce;
+  // tiled: the spatial items (batch x D segments of d_seg output depths x
+  // (H, W) tiles); data: one block per item; weight_grad: `chunks` blocks per
+  // channel slice, block b summing items b, b + chunks, ... in that order.
+  int d_seg = 0;
+  std::int64_t items = 0;
+  int shared_bytes = 0;  // tiled: dynamic shared memory per block
 
-  // e.g. "dw_data_row3_w8_i32" or "dw_wgrad_chunks12_taps27_i32".
+  // e.g. "dw_data_row3_w8_i32", "dw_data_tiled_d17_i32" or "dw_wgrad_chunks12_taps27_i32".
   std::string name() const;
 };
 
@@ -68,12 +91,15 @@ bool needs_index64(const Shape5& shape, const Shape5& strides);
 // The plan of a supported problem; index64 as needs_index64 said for any view;
 // channel_vectors when every view the kernels read with vector loads has
 // channel stride 1, its other strides multiples of 4 and a 16-byte aligned
-// start (vector_loads_fit).
+// start (vector_loads_fit); chunk_elems > 0 when the input view can be copied
+// in 16-byte chunks of chunk_elems elements (vector_loads_fit with that
+// multiple; the element size is 16 / chunk_elems bytes).
 DepthwisePlan plan_depthwise(detail::ConvOp op, const detail::ConvProblemGeometry& g, bool index64,
-                             bool channel_vectors = false);
+                             bool channel_vectors = false, int chunk_elems = 0);
 
 // True when a view of `shape` and `strides` starting at `address` can be
-// read 4 channels at a time.
-bool vector_loads_fit(const void* address, const Shape5& shape, const Shape5& strides);
+// read `multiple` channels at a time: a 16-byte aligned start, channel
+// stride 1 and the other strides multiples of `multiple`.
+bool vector_loads_fit(const void* address, const Shape5& shape, const Shape5& strides, int multiple = 4);
 
 }  // namespace volconv::cuda_plan

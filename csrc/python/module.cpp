@@ -244,6 +244,7 @@ NB_MODULE(_core, m) {
     d["k_chunks"] = plan.k_chunks;
     d["chunk_taps"] = plan.chunk_taps;
     d["m_outer"] = plan.m_outer;
+    d["block_group"] = plan.block_group;
     d["h_block"] = plan.h_block;
     d["stream"] = plan.stream;
     d["bias"] = plan.bias;

@@ -72,6 +72,27 @@ def padding_modes(value: Any, op: str) -> tuple[Any, Any, Any]:
     return (m, m, m)
 
 
+# conv_params results by their arguments, when those are plain ints and
+# strings (a bool, a float or a numpy integer may compare equal to an int but
+# be refused or read differently, so they are never looked up): a call with
+# the same arguments again costs a dictionary lookup (about a microsecond
+# against ten for building the params, on a GPU call's critical path).
+_PARAMS_CACHE: dict[tuple[Any, ...], ConvParams] = {}
+_PARAMS_CACHE_SIZE = 256
+
+
+def _plain(v: Any) -> bool:
+    t = type(v)
+    if t is int or t is str:
+        return True
+    if t is tuple:
+        for e in v:
+            if not _plain(e):
+                return False
+        return True
+    return False
+
+
 def conv_params(
     padding: Any,
     stride: Any,
@@ -80,6 +101,23 @@ def conv_params(
     kernel: Sequence[int],
     op: str = "conv3d",
     padding_mode: Any = "zeros",
+) -> ConvParams:
+    """The ConvParams of these arguments. The result may be shared with other
+    calls that passed the same arguments: never modify it."""
+    key = (padding, stride, dilation, groups, tuple(kernel), op, padding_mode)
+    if not _plain(key):
+        return _build_conv_params(padding, stride, dilation, groups, kernel, op, padding_mode)
+    p = _PARAMS_CACHE.get(key)
+    if p is None:
+        p = _build_conv_params(padding, stride, dilation, groups, kernel, op, padding_mode)
+        if len(_PARAMS_CACHE) >= _PARAMS_CACHE_SIZE:
+            _PARAMS_CACHE.clear()
+        _PARAMS_CACHE[key] = p
+    return p
+
+
+def _build_conv_params(
+    padding: Any, stride: Any, dilation: Any, groups: Any, kernel: Sequence[int], op: str, padding_mode: Any
 ) -> ConvParams:
     p = ConvParams()
     p.padding_mode = padding_modes(padding_mode, op)

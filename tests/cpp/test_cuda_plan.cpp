@@ -2,6 +2,7 @@
 // without a GPU: every launch covers every output (and the weight
 // gradient's chunks every position) exactly once over, stays inside the
 // launch limits, and picks 64-bit offsets exactly when a view reaches 2^31.
+#include <algorithm>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -16,6 +17,11 @@ using detail::ConvProblemGeometry;
 namespace {
 
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
+
+const void* buf_for_chunks() {
+  alignas(16) static float buf[64];
+  return buf;
+}
 
 ConvProblemGeometry depthwise(std::int64_t n, Int3 out, std::int64_t c, Int3 k) {
   ConvProblemGeometry g;
@@ -33,6 +39,15 @@ void check_limits(const cuda_plan::Launch& l, const std::string& what) {
   if (l.grid[0] < 1 || l.grid[0] > cuda_plan::kMaxGridX || l.grid[1] < 1 || l.grid[1] > cuda_plan::kMaxGridYZ ||
       l.grid[2] < 1 || l.grid[2] > cuda_plan::kMaxGridYZ)
     check::fail(__FILE__, __LINE__, what + ": grid outside the launch limits");
+}
+
+// The reduce pass: one block per (tap, 32 channels), kReduceGroups rows.
+void check_reduce(const cuda_plan::DepthwisePlan& p, std::int64_t taps, std::int64_t channels,
+                  const std::string& what) {
+  CHECK_EQ(p.reduce.block[0], 32);
+  CHECK_EQ(p.reduce.block[1], cuda_plan::kReduceGroups);
+  CHECK_EQ(p.reduce.grid[0], taps * ceil_div(channels, 32));
+  check_limits(p.reduce, what + " reduce");
 }
 
 // Threads along each axis cover it, and dropping the last block would not.
@@ -101,9 +116,56 @@ void check_wgrad(const ConvProblemGeometry& g, bool vectors) {
     CHECK_EQ(p.lines_per_chunk, std::int64_t(0));
   }
   CHECK_EQ(p.workspace_bytes, p.chunks * taps * g.out_channels * std::int64_t(4));
-  check_covers(p.reduce.grid[0], p.reduce.block[0], taps * g.out_channels, what + " reduce");
+  check_reduce(p, taps, g.out_channels, what);
   // The chunking depends on the shape only: the same shape, the same order.
   CHECK_EQ(cuda_plan::plan_depthwise(ConvOp::weight_grad, g, false, vectors).name(), p.name());
+}
+
+// The tiled kernels (16-byte chunks of chunk_elems channels): exactly for a
+// 3x3x3 kernel at stride 1 without dilation and C a multiple of the chunk;
+// the items cover every (n, D segment, H tile, W tile) once; D is cut only
+// while the launch is short of kTargetBlocks, never below 4 depths a
+// segment; the weight gradient's chunks and shared memory fit.
+void check_tiled(ConvOp op, const ConvProblemGeometry& g, int chunk_elems) {
+  const auto p = cuda_plan::plan_depthwise(op, g, false, true, chunk_elems);
+  const std::string what = p.name();
+  bool cube3 = g.out_channels % chunk_elems == 0;
+  for (int i = 0; i < 3; ++i)
+    cube3 = cube3 && g.kernel[i] == 3 && g.stride[i] == 1 && g.kernel_dilation[i] == 1 && g.input_dilation[i] == 1;
+  CHECK_EQ(p.kernel == cuda_plan::DwKernel::tiled, cube3);
+  if (!cube3) return;
+  check_limits(p.main, what);
+  CHECK_EQ(p.main.block[0], cuda_plan::kTileChannels);
+  CHECK_EQ(p.main.block[1], cuda_plan::kTileRows);
+  check_covers(p.main.grid[1], cuda_plan::kTileChannels, g.out_channels, what + " channels");
+  const std::int64_t tiles =
+      g.batch * ceil_div(g.out[1], cuda_plan::kTileRows) * ceil_div(g.out[2], cuda_plan::kTileCols);
+  CHECK(p.d_seg >= 1);
+  const std::int64_t segs = ceil_div(g.out[0], p.d_seg);
+  CHECK_EQ(p.items, tiles * segs);
+  if (segs > 1) {
+    CHECK(p.d_seg >= 4);
+    CHECK(tiles * (segs - 1) * p.main.grid[1] < cuda_plan::kTargetBlocks);  // one fewer would be short
+  } else {
+    CHECK_EQ(p.d_seg, int(std::max<std::int64_t>(1, g.out[0])));
+  }
+  // Four blocks of the 32-bit kernels share an SM (227 KB of shared memory).
+  const int slice =
+      (cuda_plan::kTileRows + 2) * (cuda_plan::kTileCols + 2) * cuda_plan::kTileChannels * (16 / chunk_elems);
+  CHECK(p.shared_bytes > 0 && 4 * p.shared_bytes <= 227 * 1024);
+  if (op == ConvOp::data) {
+    CHECK_EQ(p.main.grid[0], std::max<std::int64_t>(1, p.items));
+    CHECK_EQ(p.workspace_bytes, std::int64_t(0));
+    CHECK_EQ(p.shared_bytes, cuda_plan::kTileStages * slice + 27 * cuda_plan::kTileChannels * 4);
+    return;
+  }
+  CHECK_EQ(p.main.grid[0], p.chunks);
+  CHECK(p.chunks >= 1 && (p.chunks <= p.items || p.items == 0));
+  CHECK(p.chunks * p.main.grid[1] <= cuda_plan::kTargetBlocks + p.main.grid[1]);
+  CHECK_EQ(p.workspace_bytes, p.chunks * 27 * g.out_channels * std::int64_t(4));
+  CHECK(p.shared_bytes >= cuda_plan::kTileRing * slice && p.shared_bytes >= 27 * 256 * 4);
+  check_limits(p.reduce, what + " reduce");
+  check_reduce(p, 27, g.out_channels, what);
 }
 
 }  // namespace
@@ -133,7 +195,25 @@ int main() {
     if (i % 11 == 3) g.input_dilation[pick(0, 2)] = 2;
     check_data(g, i % 2 == 0);
     check_wgrad(g, i % 2 == 0);
+    if (i % 3 == 0 && i % 2 == 0) g.out_channels = g.in_channels = g.groups = 8 * pick(1, 80);  // chunks fit
+    for (ConvOp op : {ConvOp::data, ConvOp::weight_grad}) check_tiled(op, g, i % 2 == 0 ? 4 : 8);
   }
+  for (const auto& g : shapes)
+    for (int chunk : {4, 8})
+      for (ConvOp op : {ConvOp::data, ConvOp::weight_grad}) check_tiled(op, g, chunk);
+  // The bench's shapes: one D segment where the tiles fill the GPU, four
+  // for the small shape (98 tiles x 2 channel blocks).
+  CHECK_EQ(cuda_plan::plan_depthwise(ConvOp::data, shapes[1], false, true, 4).name(),
+           std::string("dw_data_tiled_d17_i32"));
+  CHECK_EQ(cuda_plan::plan_depthwise(ConvOp::data, shapes[0], false, true, 8).name(),
+           std::string("dw_data_tiled_d4_i32"));
+  CHECK_EQ(cuda_plan::plan_depthwise(ConvOp::weight_grad, shapes[2], false, true, 8).name(),
+           std::string("dw_wgrad_tiled_d16_chunks256_i32"));
+  // No chunk copies (a view the copies cannot read): the row3 kernels.
+  CHECK_EQ(cuda_plan::plan_depthwise(ConvOp::data, shapes[1], false, true, 0).kernel, cuda_plan::DwKernel::row3);
+  // The chunk multiple: strides of 8 elements fit 16-bit chunks, 4 do not.
+  CHECK(cuda_plan::vector_loads_fit(buf_for_chunks(), {1, 2, 2, 2, 8}, {64, 32, 16, 8, 1}, 8));
+  CHECK(!cuda_plan::vector_loads_fit(buf_for_chunks(), {1, 2, 2, 2, 4}, {32, 16, 8, 4, 1}, 8));
   // The big shape: row3, eight outputs per thread, two warps of channels;
   // a stride along W takes the generic kernel.
   const auto big = cuda_plan::plan_depthwise(ConvOp::data, shapes[1], false);

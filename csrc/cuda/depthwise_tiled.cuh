@@ -1,0 +1,298 @@
+// Tiled depthwise kernels for a 3x3x3 kernel at stride 1 without dilation
+// (the common case): a block owns a tile of kTileRows x kTileCols outputs
+// along (H, W) for 32 channels and marches along D. Each input slice of the
+// tile (plus its one-element halo) is copied once into shared memory with
+// cp.async (zeros outside the input) while earlier slices are computed,
+// so each input element is read from global memory about once instead of
+// once per output row that reads it. Lane = channel (each shared-memory read
+// of a position is one conflict-free row); warp = output row; each thread
+// keeps kTileCols outputs along W for the three depths in flight.
+// Included by depthwise_kernels.cuh (after its helpers).
+#pragma once
+
+namespace volconv::cuda {
+namespace {
+
+namespace tile {
+constexpr int kRows = cuda_plan::kTileRows, kCols = cuda_plan::kTileCols, kLanes = cuda_plan::kTileChannels;
+constexpr int kInRows = kRows + 2, kInCols = kCols + 2;  // the tile's inputs: one halo element per side
+static_assert(kRows * kLanes == cuda_plan::kThreadsPerBlock, "one warp per output row of the tile");
+constexpr int kSlice = kInRows * kInCols * kLanes;  // elements of one staged input slice
+}  // namespace tile
+
+__device__ __forceinline__ void copy16_async(void* smem, const void* gmem, bool valid) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  // src-size 0 writes 16 zero bytes and reads nothing (padding, the tile's overhang).
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(valid ? 16 : 0)
+               : "memory");
+}
+__device__ __forceinline__ void copies_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int Pending>
+__device__ __forceinline__ void copies_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending) : "memory");
+}
+
+// The spatial work item of a block: batch n, output depths [od0, od1), the
+// tile's first output row and column.
+struct TileItem {
+  std::int64_t n;
+  int od0, od1, oh0, ow0;
+};
+
+__device__ __forceinline__ TileItem tile_item(const DwArgs& a, std::int64_t item, int d_seg) {
+  const int w_tiles = (a.out[2] + tile::kCols - 1) / tile::kCols;
+  const int h_tiles = (a.out[1] + tile::kRows - 1) / tile::kRows;
+  const int segs = (a.out[0] + d_seg - 1) / d_seg;
+  TileItem t;
+  t.ow0 = int(item % w_tiles) * tile::kCols;
+  item /= w_tiles;
+  t.oh0 = int(item % h_tiles) * tile::kRows;
+  item /= h_tiles;
+  t.od0 = int(item % segs) * d_seg;
+  t.od1 = min(t.od0 + d_seg, a.out[0]);
+  t.n = item / segs;
+  return t;
+}
+
+// Copies the tile's input slices into shared memory, laid out
+// [row][col][lane]: kInRows x kInCols positions from (ih0, iw0), channels
+// c0..c0+31, as 16-byte chunks; zeros outside the input or past the
+// channels. Each thread's chunks and their offsets within a slice are
+// worked out once per item, so staging a slice costs a few instructions.
+// x is batch n's first element; its channel stride is 1.
+template <class T, class I>
+struct SliceStager {
+  static constexpr int kPer = 16 / int(sizeof(T));  // elements per chunk
+  static constexpr int kChunks = tile::kInRows * tile::kInCols * (tile::kLanes / kPer);
+  static constexpr int kIters = (kChunks + cuda_plan::kThreadsPerBlock - 1) / cuda_plan::kThreadsPerBlock;
+  I offset[kIters];     // of chunk i from the slice's first element
+  unsigned inside = 0;  // bit i: chunk i is inside the input along H and W and inside C
+  const T* x;
+  I slice_stride;
+  int depth;
+
+  __device__ __forceinline__ SliceStager(const DwArgs& a, const T* x_n, int ih0, int iw0, std::int64_t c0)
+      : x(x_n), slice_stride(I(a.xs[1])), depth(a.in[0]) {
+    const int tid = threadIdx.y * blockDim.x + threadIdx.x;
+#pragma unroll
+    for (int i = 0; i < kIters; ++i) {
+      const int k = i * cuda_plan::kThreadsPerBlock + tid;
+      const int pos = k / (tile::kLanes / kPer), part = k % (tile::kLanes / kPer);
+      const int ih = ih0 + pos / tile::kInCols, iw = iw0 + pos % tile::kInCols;
+      const std::int64_t c = c0 + part * kPer;
+      const bool in = k < kChunks && ih >= 0 && ih < a.in[1] && iw >= 0 && iw < a.in[2] && c < a.channels;
+      offset[i] = in ? I(ih) * I(a.xs[2]) + I(iw) * I(a.xs[3]) + I(c) : I(0);
+      inside |= unsigned(in) << i;
+    }
+  }
+
+  // Queue the copies of input slice `id` into `buf`; the caller commits.
+  __device__ __forceinline__ void stage(T* buf, int id) const {
+    const bool slice_in = id >= 0 && id < depth;
+    const T* slice = x + I(slice_in ? id : 0) * slice_stride;
+    const int tid = threadIdx.y * blockDim.x + threadIdx.x;
+#pragma unroll
+    for (int i = 0; i < kIters; ++i) {
+      const int k = i * cuda_plan::kThreadsPerBlock + tid;
+      if (i + 1 < kIters || k < kChunks) {
+        const bool in = slice_in && (inside >> i & 1u);
+        copy16_async(buf + k * kPer, slice + offset[i], in);
+      }
+    }
+  }
+};
+
+// Row `row` of a staged slice, this lane's channel, as floats.
+template <class T>
+__device__ __forceinline__ void read_row(const T* buf, int row, float (&xr)[tile::kInCols]) {
+#pragma unroll
+  for (int j = 0; j < tile::kInCols; ++j) xr[j] = to_float(buf[(row * tile::kInCols + j) * tile::kLanes + threadIdx.x]);
+}
+
+// One input slice (step s of the march, phase P = s % 3, so the rotating
+// accumulator slots are compile-time indices): the slice's three rows feed
+// the outputs at depths od = id + pad - kd, kd = 0..2, then the output whose
+// last slice this was (kd = 2) is stored and its slot cleared for the depth
+// that starts next. Slice s is in buffer s % Stages; Stages - 1 slices are
+// in flight while one is read.
+template <int P, int Stages, class T, class I>
+__device__ __forceinline__ void data_step(const DwArgs& a, const TileItem& t, int s, int steps, T* bufs,
+                                          const SliceStager<T, I>& stager, T* y, std::int64_t c, const float* w,
+                                          float (&acc)[3][tile::kCols]) {
+  if (s >= steps) return;
+  constexpr int kSlice = tile::kSlice;
+  const int id = t.od0 - a.pad[0] + s;
+  __syncthreads();  // every thread is done with the buffer of slice s - 1, where slice s + Stages - 1 goes
+  if (s + Stages - 1 < steps) stager.stage(bufs + (s + Stages - 1) % Stages * kSlice, id + Stages - 1);
+  copies_commit();
+  copies_wait<Stages - 1>();
+  __syncthreads();  // slice s has landed, from every thread's copies
+  if (id >= 0 && id < a.in[0]) {
+    const T* buf = bufs + s % Stages * kSlice;
+#pragma unroll
+    for (int kh = 0; kh < 3; ++kh) {
+      float xr[tile::kInCols];
+      read_row(buf, threadIdx.y + kh, xr);
+#pragma unroll
+      for (int kd = 0; kd < 3; ++kd) {
+        const int od = id + a.pad[0] - kd;
+        if (od < t.od0 || od >= t.od1) continue;
+        constexpr int kSlots = 3;
+        float(&out)[tile::kCols] = acc[(P - kd + kSlots) % kSlots];
+        const float* wk = w + (kd * 3 + kh) * 3 * tile::kLanes;
+        const float w0 = wk[0], w1 = wk[tile::kLanes], w2 = wk[2 * tile::kLanes];
+#pragma unroll
+        for (int j = 0; j < tile::kCols; ++j)  // three fused multiply-adds, no separate add
+          out[j] = fmaf(xr[j + 2], w2, fmaf(xr[j + 1], w1, fmaf(xr[j], w0, out[j])));
+      }
+    }
+  }
+  float(&done)[tile::kCols] = acc[(P + 1) % 3];
+  const int od = id + a.pad[0] - 2;
+  const int oh = t.oh0 + int(threadIdx.y);
+  if (od >= t.od0 && od < t.od1 && oh < a.out[1] && c < a.channels) {
+    T* row = y + I(od) * I(a.ys[1]) + I(oh) * I(a.ys[2]) + I(c) * I(a.ys[4]);
+#pragma unroll
+    for (int j = 0; j < tile::kCols; ++j)
+      if (t.ow0 + j < a.out[2]) store(row + I(t.ow0 + j) * I(a.ys[3]), done[j]);
+  }
+#pragma unroll
+  for (int j = 0; j < tile::kCols; ++j) done[j] = 0.f;
+}
+
+// Forward / input gradient, 3x3x3 at stride 1: block (spatial item, 32
+// channels); grid.x = items, each item a tile and d_seg output depths.
+// Dynamic shared memory (plan.shared_bytes): Stages slices, then the 27
+// weights of each lane's channel [27][kLanes] (in shared memory rather than
+// registers: 64 registers a thread let four blocks share an SM).
+template <class T, class I, int Stages, int MinBlocks>
+__global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, MinBlocks)
+    dw_data_tiled(DwArgs a, int d_seg, std::int64_t items) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  T* bufs = reinterpret_cast<T*>(smem);
+  if (blockIdx.x >= items) return;  // an empty problem still launches one block
+  const TileItem t = tile_item(a, blockIdx.x, d_seg);
+  const std::int64_t c = std::int64_t(blockIdx.y) * tile::kLanes + threadIdx.x;
+  // The weights, flipped along every axis when asked; visible to every
+  // thread after the first step's barrier.
+  float* ws = reinterpret_cast<float*>(smem + Stages * tile::kSlice * sizeof(T));
+  for (int k = threadIdx.y; k < 27; k += tile::kRows) {
+    const int tap = a.flip ? 26 - k : k;
+    ws[k * tile::kLanes + threadIdx.x] =
+        c < a.channels ? load(static_cast<const T*>(a.w) + I(c) * I(a.ws[0]) + I(tap / 9) * I(a.ws[1]) +
+                              I(tap / 3 % 3) * I(a.ws[2]) + I(tap % 3) * I(a.ws[3]))
+                       : 0.f;
+  }
+  const float* w = ws + threadIdx.x;
+  const SliceStager<T, I> stager(a, static_cast<const T*>(a.x) + I(t.n) * I(a.xs[0]), t.oh0 - a.pad[1],
+                                 t.ow0 - a.pad[2], c - threadIdx.x);
+  T* y = static_cast<T*>(a.y_out) + I(t.n) * I(a.ys[0]);
+  float acc[3][tile::kCols];
+#pragma unroll
+  for (int i = 0; i < 3; ++i)
+#pragma unroll
+    for (int j = 0; j < tile::kCols; ++j) acc[i][j] = 0.f;
+  // Slices od0 - pad .. od1 - 1 - pad + 2: two more than the outputs.
+  const int steps = t.od1 - t.od0 + 2;
+#pragma unroll
+  for (int q = 0; q < Stages - 1; ++q) {
+    if (q < steps) stager.stage(bufs + q * tile::kSlice, t.od0 - a.pad[0] + q);
+    copies_commit();
+  }
+  for (int s = 0; s < steps; s += 3) {
+    data_step<0, Stages, T, I>(a, t, s, steps, bufs, stager, y, c, w, acc);
+    data_step<1, Stages, T, I>(a, t, s + 1, steps, bufs, stager, y, c, w, acc);
+    data_step<2, Stages, T, I>(a, t, s + 2, steps, bufs, stager, y, c, w, acc);
+  }
+  copies_wait<0>();  // nothing left in flight at exit
+}
+
+// Weight gradient, 3x3x3 at stride 1: block (chunk, 32 channels) sums the
+// items chunk, chunk + chunks, ... (a fixed order); per item it marches
+// along the output depths with a ring of Ring staged input slices (the
+// three that depth reads and Ring - 3 more in flight); each thread keeps the
+// 27 sums of its channel for its row of kTileCols outputs, and loads its
+// output-gradient row one depth ahead. At the end the block's rows are added
+// in row order into partials[chunk][tap][c]. Dynamic shared memory
+// (plan.shared_bytes): the ring, later the rows' 27 sums per lane.
+template <class T, class I, int Ring, int MinBlocks>
+__global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, MinBlocks)
+    dw_wgrad_tiled(DwArgs a, float* partials, int d_seg, std::int64_t items, std::int64_t chunks) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  T* ring = reinterpret_cast<T*>(smem);
+  constexpr int kSlice = tile::kSlice;
+  const std::int64_t c = std::int64_t(blockIdx.y) * tile::kLanes + threadIdx.x;
+  float acc[27];
+#pragma unroll
+  for (int k = 0; k < 27; ++k) acc[k] = 0.f;
+  for (std::int64_t item = blockIdx.x; item < items; item += chunks) {
+    const TileItem t = tile_item(a, item, d_seg);
+    const int id0 = t.od0 - a.pad[0];
+    const SliceStager<T, I> stager(a, static_cast<const T*>(a.x) + I(t.n) * I(a.xs[0]), t.oh0 - a.pad[1],
+                                   t.ow0 - a.pad[2], c - threadIdx.x);
+    const int oh = t.oh0 + int(threadIdx.y);
+    const bool row_in = oh < a.out[1] && c < a.channels;
+    const T* g = static_cast<const T*>(a.y_in) + I(t.n) * I(a.ys[0]) + I(oh) * I(a.ys[2]) + I(c) * I(a.ys[4]);
+    const int depths = t.od1 - t.od0;  // slices 0 .. depths + 1 are read
+    __syncthreads();  // the previous item's last reads of the ring are done
+#pragma unroll
+    for (int q = 0; q < Ring - 1; ++q) {
+      if (q < depths + 2) stager.stage(ring + q * kSlice, id0 + q);
+      copies_commit();
+    }
+    float gn[tile::kCols];
+#pragma unroll
+    for (int j = 0; j < tile::kCols; ++j)
+      gn[j] = row_in && t.ow0 + j < a.out[2] ? load(g + I(t.od0) * I(a.ys[1]) + I(t.ow0 + j) * I(a.ys[3])) : 0.f;
+    for (int s = 0; s < depths; ++s) {
+      float gr[tile::kCols];
+#pragma unroll
+      for (int j = 0; j < tile::kCols; ++j) gr[j] = gn[j];
+      if (s + 1 < depths) {
+#pragma unroll
+        for (int j = 0; j < tile::kCols; ++j)
+          gn[j] = row_in && t.ow0 + j < a.out[2]
+                      ? load(g + I(t.od0 + s + 1) * I(a.ys[1]) + I(t.ow0 + j) * I(a.ys[3]))
+                      : 0.f;
+      }
+      __syncthreads();  // the slot of slice s + Ring - 1 held slice s - 1, last read at step s - 1
+      if (s + Ring - 1 < depths + 2) stager.stage(ring + (s + Ring - 1) % Ring * kSlice, id0 + s + Ring - 1);
+      copies_commit();
+      copies_wait<Ring - 3>();  // slices s, s + 1, s + 2 have landed
+      __syncthreads();
+#pragma unroll
+      for (int kd = 0; kd < 3; ++kd) {
+        const int id = id0 + s + kd;
+        if (id < 0 || id >= a.in[0]) continue;  // padding: those products are zero
+        const T* buf = ring + (s + kd) % Ring * kSlice;
+#pragma unroll
+        for (int kh = 0; kh < 3; ++kh) {
+          float xr[tile::kInCols];
+          read_row(buf, threadIdx.y + kh, xr);
+#pragma unroll
+          for (int kw = 0; kw < 3; ++kw) {
+            float& sum = acc[(kd * 3 + kh) * 3 + kw];
+#pragma unroll
+            for (int j = 0; j < tile::kCols; ++j) sum = fmaf(gr[j], xr[j + kw], sum);
+          }
+        }
+      }
+    }
+  }
+  copies_wait<0>();
+  __syncthreads();  // the ring is free: it now holds every row's sums
+  float* rows = reinterpret_cast<float*>(smem);  // [27][kRows][kLanes]
+#pragma unroll
+  for (int k = 0; k < 27; ++k) rows[(k * tile::kRows + threadIdx.y) * tile::kLanes + threadIdx.x] = acc[k];
+  __syncthreads();
+  // 27 taps x 32 lanes sums, spread over the block's threads; rows in order.
+  for (int k = threadIdx.y; k < 27; k += tile::kRows) {
+    if (c >= a.channels) continue;
+    float sum = 0.f;
+    for (int r = 0; r < tile::kRows; ++r) sum += rows[(k * tile::kRows + r) * tile::kLanes + threadIdx.x];
+    partials[(std::int64_t(blockIdx.x) * 27 + k) * a.channels + c] = sum;
+  }
+}
+
+}  // namespace
+}  // namespace volconv::cuda
