@@ -104,3 +104,61 @@ def test_mismatched_shapes_are_refused():
         ValueError, match=r"\[activation_backward\] Expected pre, grad and grad_pre of one shape"
     ):
         ours("silu", values((1, 2, 3, 4, 5)), values((1, 2, 3, 4, 6)))
+
+
+def ours_forward(act: str, pre, residual=None):
+    op = "activation_forward"
+    p = as_operand(pre, op, "pre")
+    r = as_operand(residual, op, "residual") if residual is not None else None
+    out = _core._activation_forward(
+        getattr(_core.Activation, act),
+        p.storage,
+        p.dtype,
+        r.storage if r else None,
+        r.dtype if r else p.dtype,
+    )
+    return np.asarray(out).view(pre.dtype)
+
+
+TORCH_FORWARD = {
+    "relu": lambda t: torch.relu(t),
+    "silu": lambda t: torch.nn.functional.silu(t),
+    "gelu_tanh": lambda t: torch.nn.functional.gelu(t, approximate="tanh"),
+}
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("with_residual", [False, True])
+def test_forward_matches_torch(act, dtype, with_residual):
+    """activation_forward (the primitive's pass after a conv3d that keeps its
+    pre-activation): act(pre) + residual against torch in float64, the
+    specials included (NaN, +-inf, the exp range's ends)."""
+    specials = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 100.0, -100.0, -1000.0], np.float32)
+    pre = np.resize(np.concatenate([specials, values((2, 3, 4, 5, 7)).ravel()]), (2, 3, 4, 5, 9)).astype(
+        dtype
+    )
+    residual = values(pre.shape, 1.0).astype(dtype) if with_residual else None
+    got = ours_forward(act, pre, residual)
+    want = TORCH_FORWARD[act](torch.from_numpy(pre.astype(np.float64))).numpy()
+    if with_residual:
+        want = want + residual.astype(np.float64)
+    assert got.dtype == np.dtype(dtype)
+    assert np.array_equal(np.isnan(got), np.isnan(want)) and np.array_equal(np.isinf(got), np.isinf(want))
+    finite = np.isfinite(want)
+    np.testing.assert_allclose(
+        got[finite], want[finite], rtol=3e-6 if dtype == "float32" else 1e-13, atol=1e-6
+    )
+
+
+def test_forward_with_a_strided_16_bit_residual():
+    import ml_dtypes
+
+    pre = values((1, 2, 3, 4, 6))
+    base = values((1, 2, 3, 4, 12), 1.0).astype(ml_dtypes.bfloat16)
+    residual = base[..., ::2]  # strided channels, another dtype: the general path
+    got = ours_forward("silu", pre, residual)
+    want = torch.nn.functional.silu(torch.from_numpy(pre.astype(np.float64))).numpy() + residual.astype(
+        np.float64
+    )
+    np.testing.assert_allclose(got, want, rtol=3e-6, atol=1e-6)

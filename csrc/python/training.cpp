@@ -2,6 +2,7 @@
 // volconv/conv_general.h): each takes arrays already parsed in Python,
 // allocates the result and calls the C++ op with the GIL released.
 #include <nanobind/nanobind.h>
+#include <nanobind/stl/optional.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/array.h>
 #include <nanobind/stl/string.h>
@@ -94,6 +95,16 @@ void bind_training(nb::module_& m) {
     const ConstTensorView pre = view_of(z, zt, op, "pre"), grad = view_of(g, gt, op, "grad");
     return with_result(op, grad.shape, gt, [&](const TensorView& out) { activation_backward(act, pre, grad, out); });
   });
+
+  // Its forward, act(pre) + residual, in pre's dtype (tests).
+  m.def("_activation_forward", [](Activation act, const StridedArray& z, DType zt,
+                                  const std::optional<StridedArray>& r, DType rt) {
+    const char* op = "activation_forward";
+    const ConstTensorView pre = view_of(z, zt, op, "pre");
+    std::optional<ConstTensorView> residual;
+    if (r) residual = view_of(*r, rt, op, "residual");
+    return with_result(op, pre.shape, zt, [&](const TensorView& out) { activation_forward(act, pre, residual, out); });
+  }, nb::arg("activation"), nb::arg("pre"), nb::arg("pre_dtype"), nb::arg("residual").none(), nb::arg("residual_dtype"));
 
   m.def("conv3d_grad_input", [](const StridedArray& gy, DType gt, const StridedArray& w, DType wt,
                                 const Shape5& input_shape, const ConvParams& p, const Stream& s) {

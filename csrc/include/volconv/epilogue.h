@@ -56,4 +56,11 @@ struct Epilogue {
 void activation_backward(Activation activation, const ConstTensorView& pre, const ConstTensorView& grad,
                          const TensorView& grad_pre);
 
+// Its forward: out = activation(pre) + residual (residual optional), as the
+// fused epilogue computes it (float32, float64 when any view is float64),
+// for frameworks that keep the pre-activation (conv3d with the bias alone)
+// for the backward instead of recomputing it. Same view rules.
+void activation_forward(Activation activation, const ConstTensorView& pre,
+                        const std::optional<ConstTensorView>& residual, const TensorView& out);
+
 }  // namespace volconv

@@ -76,7 +76,7 @@ mx::Dtype promoted(const mx::array& a, const mx::array& b, const char* op) {
 
 const volconv::Stream kCpu{};  // volconv's CPU stream: runs inside MLX's CPU task
 
-enum class Direction { forward = 0, grad_input = 1, grad_weight = 2, activation_grad = 3 };
+enum class Direction { forward = 0, grad_input = 1, grad_weight = 2 };
 
 // conv3d's fused epilogue on the primitive: which optional inputs follow
 // (input, weight) -- the bias, then the residual -- and the activation.
@@ -97,8 +97,7 @@ volconv::ConstVectorView vector_view(const mx::array& a) {
 // What differs between conv3d and conv_transpose3d: the params and the three kernels.
 struct Conv {
   using Params = volconv::ConvParams;
-  static constexpr const char* names[4] = {"VolconvConv3d", "VolconvConv3dGradInput", "VolconvConv3dGradWeight",
-                                           "VolconvConv3dActivationGrad"};
+  static constexpr const char* names[3] = {"VolconvConv3d", "VolconvConv3dGradInput", "VolconvConv3dGradWeight"};
   static void run(Direction d, const volconv::ConstTensorView& a, const volconv::ConstTensorView& b,
                   const volconv::TensorView& o, const Params& p) {
     if (d == Direction::forward) volconv::conv3d(a, b, o, p, kCpu);
@@ -113,8 +112,8 @@ struct Conv {
 
 struct ConvTranspose {
   using Params = volconv::ConvTransposeParams;
-  static constexpr const char* names[4] = {"VolconvConvTranspose3d", "VolconvConvTranspose3dGradInput",
-                                           "VolconvConvTranspose3dGradWeight", "VolconvConvTranspose3dActivationGrad"};
+  static constexpr const char* names[3] = {"VolconvConvTranspose3d", "VolconvConvTranspose3dGradInput",
+                                           "VolconvConvTranspose3dGradWeight"};
   static void run(Direction d, const volconv::ConstTensorView& a, const volconv::ConstTensorView& b,
                   const volconv::TensorView& o, const Params& p) {
     if (d == Direction::forward) volconv::conv_transpose3d(a, b, o, p, kCpu);
@@ -129,9 +128,7 @@ struct ConvTranspose {
 
 // One direction of one op. Inputs: (input, weight) forward, then conv3d's
 // epilogue operands (bias, residual) when it has them; (grad_output, weight)
-// for the input gradient; (input, grad_output) for the weight's; and
-// (input, weight, [bias], cotangent) for the activation's backward, which
-// recomputes the pre-activation conv3d(input, weight) + bias.
+// for the input gradient; (input, grad_output) for the weight's.
 template <class Op>
 class Kernel : public mx::UnaryPrimitive {
  public:
@@ -148,25 +145,8 @@ class Kernel : public mx::UnaryPrimitive {
       // The epilogue's operands, as conv3d reads them (its bias, in its order).
       std::size_t next = 2;
       if (e_.bias) p.epilogue.bias = vector_view(in[next++]);
-      if (d_ == Direction::forward) {
-        p.epilogue.activation = e_.activation;
-        if (e_.residual) p.epilogue.residual = view(in[next]);
-      }
-      if (d_ == Direction::activation_grad) {
-        // z = conv3d(x, w) + bias in conv3d's dtype, then grad * act'(z).
-        const auto g = view(in[next]);
-        const auto z_dtype = volconv::promote_types(a.dtype, b.dtype);
-        const auto z_shape = g.shape;
-        auto z = std::make_shared<std::vector<char>>(std::size_t(volconv::numel(z_shape)) *
-                                                     volconv::dtype_size(z_dtype));
-        auto zv = volconv::TensorView::contiguous(z->data(), z_dtype, z_shape);
-        const auto act = e_.activation;
-        mx::cpu::get_command_encoder(stream()).dispatch([a, b, g, o, zv, z, p, act]() {
-          volconv::conv3d(a, b, zv, p, kCpu);
-          volconv::activation_backward(act, zv, g, o);
-        });
-        return;
-      }
+      p.epilogue.activation = e_.activation;
+      if (e_.residual) p.epilogue.residual = view(in[next]);
     }
     // MLX keeps the inputs' and output's buffers alive until its CPU stream has run this task.
     mx::cpu::get_command_encoder(stream()).dispatch([a, b, o, d = d_, p]() { Op::run(d, a, b, o, p); });
@@ -181,24 +161,15 @@ class Kernel : public mx::UnaryPrimitive {
     }
     const mx::array &x = primals[0], &w = primals[1], &g = cot[0];
     const int bias_at = e_.bias ? 2 : -1, residual_at = e_.residual ? 2 + int(e_.bias) : -1;
-    // dz: the cotangent of the pre-activation conv3d(x, w) + bias.
+    // dz: the cotangent of the pre-activation conv3d(x, w) + bias. Only relu
+    // (without a residual) is fused here; silu and gelu_tanh keep their
+    // pre-activation in an Activation primitive of their own (see conv3d).
     mx::array dz = g;
-    if (e_.activation == volconv::Activation::relu && !e_.residual) {
-      // relu's output is positive exactly where its input is: nothing to recompute.
+    if (e_.activation == volconv::Activation::relu) {
+      // relu's output is positive exactly where its input is: nothing to keep.
       // (A NaN pre-activation passes the cotangent, as torch's threshold_backward.)
       dz = mx::where(mx::less_equal(outputs[0], mx::array(0.0f, outputs[0].dtype()), stream()),
                      mx::zeros_like(g, stream()), g, stream());
-    } else if (e_.activation != volconv::Activation::none) {
-      // The pre-activation is recomputed in the backward (one conv3d, bias
-      // fused, and one pass for the derivative) rather than saved: saving it
-      // would cost the output's size per layer.
-      std::vector<mx::array> in{x, w};
-      if (e_.bias) in.push_back(primals[bias_at]);
-      in.push_back(g);
-      Epi e = e_;
-      e.residual = false;
-      dz = mx::array(g.shape(), g.dtype(), std::make_shared<Kernel<Op>>(stream(), Direction::activation_grad, p_, e),
-                     std::move(in));
     }
     std::vector<mx::array> grads;
     for (int i : argnums) {
@@ -233,6 +204,58 @@ class Kernel : public mx::UnaryPrimitive {
   Direction d_;
   typename Op::Params p_;
   Epi e_;
+};
+
+// activation(pre) + residual (Forward) and grad * activation'(pre) (Grad):
+// silu and gelu_tanh after a conv3d whose output is the pre-activation
+// (bias fused), so the backward reads the kept pre-activation instead of
+// recomputing the convolution. Inputs: (pre[, residual]) / (pre, grad).
+class ActivationPass : public mx::UnaryPrimitive {
+ public:
+  ActivationPass(mx::Stream s, volconv::Activation a, bool grad, bool residual)
+      : mx::UnaryPrimitive(s), a_(a), grad_(grad), residual_(residual) {}
+
+  void eval_cpu(const std::vector<mx::array>& in, mx::array& out) override {
+    out.set_data(mx::allocator::malloc(out.nbytes()));
+    auto o = volconv::TensorView::contiguous(out.data<char>(), dtype_of(out.dtype(), name()), shape5(out.shape()));
+    auto z = view(in[0]);
+    std::optional<volconv::ConstTensorView> second;
+    if (in.size() > 1) second = view(in[1]);
+    mx::cpu::get_command_encoder(stream()).dispatch([z, second, o, a = a_, grad = grad_]() {
+      if (grad)
+        volconv::activation_backward(a, z, *second, o);
+      else
+        volconv::activation_forward(a, z, second, o);
+    });
+  }
+  void eval_gpu(const std::vector<mx::array>&, mx::array&) override {
+    throw std::runtime_error(std::string("[") + name() + "] volconv's MLX primitives run on the CPU stream only.");
+  }
+  std::vector<mx::array> vjp(const std::vector<mx::array>& primals, const std::vector<mx::array>& cot,
+                             const std::vector<int>& argnums, const std::vector<mx::array>&) override {
+    if (grad_) throw std::runtime_error(std::string("[") + name() + "] volconv's gradients are differentiable once.");
+    const mx::array &z = primals[0], &g = cot[0];
+    std::vector<mx::array> grads;
+    for (int i : argnums) {
+      if (i == 0)
+        grads.push_back(mx::astype(mx::array(g.shape(), g.dtype(),
+                                             std::make_shared<ActivationPass>(stream(), a_, true, false),
+                                             {z, g}),
+                                   z.dtype(), stream()));
+      else
+        grads.push_back(mx::astype(g, primals[i].dtype(), stream()));
+    }
+    return grads;
+  }
+  const char* name() const override { return grad_ ? "VolconvActivationGrad" : "VolconvActivation"; }
+  bool is_equivalent(const mx::Primitive& other) const override {
+    auto& o = static_cast<const ActivationPass&>(other);
+    return a_ == o.a_ && grad_ == o.grad_ && residual_ == o.residual_;
+  }
+
+ private:
+  volconv::Activation a_;
+  bool grad_, residual_;
 };
 
 mx::Stream cpu_stream() { return mx::default_stream(mx::Device::cpu); }
@@ -284,8 +307,24 @@ mx::array conv3d(const mx::array& x, const mx::array& w, Int3 stride, Int3 pad_l
     e.residual = true;
     in.push_back(*residual);
   }
-  return mx::array(mlx_shape(shape), promoted(x, w, "conv3d"),
-                   std::make_shared<Kernel<Conv>>(cpu_stream(), Direction::forward, p, e), std::move(in));
+  const bool keep_pre = e.activation == volconv::Activation::silu || e.activation == volconv::Activation::gelu_tanh ||
+                        (e.activation == volconv::Activation::relu && e.residual);
+  if (!keep_pre)  // all fused: relu's backward needs only the output
+    return mx::array(mlx_shape(shape), promoted(x, w, "conv3d"),
+                     std::make_shared<Kernel<Conv>>(cpu_stream(), Direction::forward, p, e), std::move(in));
+  // The pre-activation conv3d(x, w) + bias (bias fused), kept for the
+  // backward: one output-sized array per layer instead of a second
+  // convolution in the backward; then activation + residual in one pass.
+  Epi conv_e;
+  conv_e.bias = e.bias;
+  std::vector<mx::array> conv_in(in.begin(), in.begin() + (e.bias ? 3 : 2));
+  mx::array pre(mlx_shape(shape), promoted(x, w, "conv3d"),
+                std::make_shared<Kernel<Conv>>(cpu_stream(), Direction::forward, p, conv_e), std::move(conv_in));
+  std::vector<mx::array> act_in{pre};
+  if (e.residual) act_in.push_back(*residual);
+  const auto dtype = pre.dtype();
+  return mx::array(mlx_shape(shape), dtype,
+                   std::make_shared<ActivationPass>(cpu_stream(), e.activation, false, e.residual), std::move(act_in));
 }
 
 mx::array conv_transpose3d(const mx::array& x, const mx::array& w, Int3 stride, Int3 pad_lo, Int3 pad_hi,
