@@ -173,6 +173,20 @@ def _mlx_epilogue(y, b, activation, r):
     return y if r is None else y + r
 
 
+def epilogue_operands(x, w, y_shape, has_bias, has_residual):
+    """[x, w, bias?, residual?] (random, in x's dtype) and the function that
+    splits such a list back into (x, w, bias or None, residual or None)."""
+    b = rand(w.shape[0], dtype=x.dtype) if has_bias else None
+    r = rand(*y_shape, dtype=x.dtype) if has_residual else None
+    arrays = [a for a in (x, w, b, r) if a is not None]
+
+    def unpack(a):
+        a = list(a)
+        return a[0], a[1], a.pop(2) if has_bias else None, a[-1] if has_residual else None
+
+    return arrays, unpack
+
+
 EPILOGUES = [
     (True, "relu", False),
     (True, "relu", True),
@@ -189,13 +203,7 @@ def test_epilogue_gradients_match_mlx(op, has_bias, activation, has_residual):
     kw = dict(stride=2, padding=1)
     base = getattr(mx, op)
     y_shape = base(x, w, **kw).shape
-    b = rand(4) if has_bias else None
-    r = rand(*y_shape) if has_residual else None
-    arrays = [a for a in (x, w, b, r) if a is not None]
-
-    def unpack(a):
-        a = list(a)
-        return a[0], a[1], a.pop(2) if has_bias else None, a[-1] if has_residual else None
+    arrays, unpack = epilogue_operands(x, w, y_shape, has_bias, has_residual)
 
     def ours(*a):
         x, w, b, r = unpack(a)

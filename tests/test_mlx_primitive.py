@@ -15,7 +15,15 @@ import pytest
 
 mx = pytest.importorskip("mlx.core")
 
-from test_mlx_ops import EPILOGUES, _mlx_epilogue, assert_close, grads_of, rand, split_groups  # noqa: E402
+from test_mlx_ops import (  # noqa: E402
+    EPILOGUES,
+    _mlx_epilogue,
+    assert_close,
+    epilogue_operands,
+    grads_of,
+    rand,
+    split_groups,
+)
 
 import volconv.mlx as vcm  # noqa: E402
 from volconv.mlx import _native, _ops  # noqa: E402
@@ -102,13 +110,7 @@ def test_fused_epilogue_matches_mlx_and_the_python_route(
     x, w = rand(1, 5, 6, 4, 4, dtype=dt), rand(6, 3, 3, 3, 2, dtype=dt)
     mlx_conv = split_groups(lambda a, c: mx.conv3d(a, c, stride, padding), groups)
     y_shape = mlx_conv(x, w).shape
-    b = rand(6, dtype=dt) if has_bias else None
-    r = rand(*y_shape, dtype=dt) if has_residual else None
-    arrays = [a for a in (x, w, b, r) if a is not None]
-
-    def unpack(a):
-        a = list(a)
-        return a[0], a[1], a.pop(2) if has_bias else None, a[-1] if has_residual else None
+    arrays, unpack = epilogue_operands(x, w, y_shape, has_bias, has_residual)
 
     def ours(*a):
         x, w, b, r = unpack(a)
