@@ -37,7 +37,12 @@ inline __attribute__((always_inline)) void store_sums(typename V::V (&acc)[M][NC
 #pragma GCC unroll 16
   for (int r = 0; r < M; ++r)
 #pragma GCC unroll 4
-    for (int c = 0; c < NC; ++c) y[r * y_step + c] = s[r * NC + c];
+    for (int c = 0; c < NC; ++c) {
+      // The output may sit off float alignment (a caller's view): bytes are
+      // copied through an untyped pointer (UBSan checks a typed one).
+      void* dst = y + r * y_step + c;
+      __builtin_memcpy(dst, s + r * NC + c, sizeof(float));
+    }
 }
 
 // acc[r][c] += x_r[0..len) . w_c[0..len) for M positions (x_r = x + r * xr)
