@@ -14,6 +14,7 @@
 #include "../core/format.h"
 #include "../core/view_checks.h"
 #include "activation_f32.h"
+#include "activation_math.h"
 #include "thread_pool.h"
 #include "volconv/epilogue.h"
 
@@ -22,13 +23,14 @@ namespace {
 
 constexpr std::int64_t kBlock = 1024;  // values converted and computed per step
 
-// pre, second (grad, or the residual) and out: one shape, valid views, out
-// writing each element once and overlapping neither.
+// pre, the second view (the backward's grad, the forward's residual) and
+// out: one shape, valid views, out writing each element once and
+// overlapping neither.
 void check_views(Activation activation, const ConstTensorView& pre, const ConstTensorView& grad,
-                 const TensorView& out, const char* second) {
-  const bool fwd = std::string(second) == "residual";
-  const std::string op = fwd ? "[activation_forward] " : "[activation_backward] ";
-  const char* out_name = fwd ? "out" : "grad_pre";
+                 const TensorView& out, bool forward) {
+  const std::string op = forward ? "[activation_forward] " : "[activation_backward] ";
+  const char* second = forward ? "residual" : "grad";
+  const char* out_name = forward ? "out" : "grad_pre";
   if (activation != Activation::none && activation != Activation::relu && activation != Activation::silu &&
       activation != Activation::gelu_tanh)
     throw std::invalid_argument(op + "Expected activation none, relu, silu or gelu_tanh but got " +
@@ -196,21 +198,6 @@ void elementwise(const ConstTensorView& a, const ConstTensorView* b, const Tenso
   });
 }
 
-// The epilogue's definitions (volconv/epilogue.h), as its float64 loop
-// computes them; float32 runs activate_f32, the fused epilogue's own loop.
-template <class T> T activate(Activation act, T x) {
-  switch (act) {
-    case Activation::none: return x;
-    case Activation::relu: return x < T(0) ? T(0) : x;  // NaN stays NaN
-    case Activation::silu: return x / (T(1) + std::exp(-x));
-    case Activation::gelu_tanh: {
-      const T u = T(0.7978845608028654) * (x + T(0.044715) * x * x * x);
-      return x / (T(1) + std::exp(T(-2) * u));
-    }
-  }
-  return x;
-}
-
 template <class T>
 void forward_values(Activation act, const T* z, const T* r, T* out, std::int64_t n, bool avx2) {
   if constexpr (std::is_same_v<T, float>) {
@@ -219,14 +206,14 @@ void forward_values(Activation act, const T* z, const T* r, T* out, std::int64_t
       return cpu::activate_f32(out, n, nullptr, r, act, avx2);
     }
   }
-  for (std::int64_t j = 0; j < n; ++j) out[j] = activate(act, z[j]) + (r ? r[j] : T(0));
+  for (std::int64_t j = 0; j < n; ++j) out[j] = cpu::activate(act, z[j]) + (r ? r[j] : T(0));
 }
 
 }  // namespace
 
 void activation_forward(Activation activation, const ConstTensorView& pre,
                         const std::optional<ConstTensorView>& residual, const TensorView& out) {
-  check_views(activation, pre, residual ? *residual : pre, out, "residual");
+  check_views(activation, pre, residual ? *residual : pre, out, true);
   if (numel(out.shape) == 0) return;
   const bool avx2 = cpu::activation_avx2();
   const bool f64 = pre.dtype == DType::float64 || out.dtype == DType::float64 ||
@@ -243,7 +230,7 @@ void activation_forward(Activation activation, const ConstTensorView& pre,
 
 void activation_backward(Activation activation, const ConstTensorView& pre, const ConstTensorView& grad,
                          const TensorView& grad_pre) {
-  check_views(activation, pre, grad, grad_pre, "grad");
+  check_views(activation, pre, grad, grad_pre, false);
   if (numel(grad.shape) == 0) return;
   const bool avx2 = cpu::activation_avx2();
   const bool f64 = pre.dtype == DType::float64 || grad.dtype == DType::float64 || grad_pre.dtype == DType::float64;

@@ -39,9 +39,10 @@ constexpr std::int64_t kFoldWMinK = 8;
 // about a third of the call). The kernel sums the same terms in the same
 // order from a +0 start either way, so results are bit-identical.
 constexpr std::int64_t kFoldWMaxCin = 7;
-// Up to this many input channels (groups 1, f32, where fold-w does not
-// apply), the row kernel with a row per (kd, kh, ci) beats gathering a K of
-// taps x C_in: 2.3x at C_in 2 (2x32^3x2 -> 16, k3, AVX2, 2 threads).
+// Up to this many input channels (groups 1, f32) the row kernel with a row
+// per (kd, kh, ci) beats gathering a K of taps x C_in (small-cin) and the
+// folded W window (fold-w): 2x32^3 -> 16, k3, AVX2: C_in 2 7.8 -> 2.0 ms at
+// 2 threads; C_in 3 / 4 7.7 -> 3.0 / 9.0 -> 3.7 ms of CPU at 1 thread.
 constexpr std::int64_t kRowsMaxCin = 4;
 // Outputs from this size on bypass the caches: well past the L2 of any core
 // and the share of L3 a convolution gets, so they would be evicted before

@@ -5,6 +5,7 @@
 
 #include "../core/element.h"
 #include "activation_f32.h"
+#include "activation_math.h"
 #include "conv_tile.h"
 
 namespace volconv::cpu {
@@ -39,16 +40,6 @@ EpilogueRun::EpilogueRun(const detail::ConvCall& call) {
 }
 
 namespace {
-
-// Written from the definitions (volconv/epilogue.h); T is float or double.
-template <class T> T silu(T x) { return x / (T(1) + std::exp(-x)); }
-// 0.5 x (1 + tanh(u)) = x * sigmoid(2u): one exp instead of a tanh (several
-// times cheaper in libm); exp overflowing to inf gives the limit -0.
-template <class T> T gelu_tanh(T x) {
-  const T k = T(0.7978845608028654);  // sqrt(2 / pi)
-  const T u = k * (x + T(0.044715) * x * x * x);
-  return x / (T(1) + std::exp(T(-2) * u));
-}
 
 // One pass per value: v = act(v + b) + r, the bias (B) and a residual of the
 // accumulator's own type with contiguous channels (R) chosen at compile time.
@@ -90,7 +81,7 @@ void EpilogueRun::apply_typed(T* v, std::int64_t n, std::int64_t chan0, std::int
   if (!vectorised) {
     switch (act_) {
       case Activation::none: fused(v, n, b, r, [](T x) { return x; }); break;
-      case Activation::relu: fused(v, n, b, r, [](T x) { return x < T(0) ? T(0) : x; }); break;  // NaN stays NaN
+      case Activation::relu: fused(v, n, b, r, [](T x) { return relu(x); }); break;
       case Activation::silu: fused(v, n, b, r, [](T x) { return silu(x); }); break;
       case Activation::gelu_tanh: fused(v, n, b, r, [](T x) { return gelu_tanh(x); }); break;
     }
