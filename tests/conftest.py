@@ -14,6 +14,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 FLOAT_DTYPES = ["float32", "float16", "bfloat16", "float64"]
 
 
+@pytest.fixture
+def no_winograd():
+    """CPU plans skip the winograd path for the test: for tests written for
+    the igemm's blocking or chunking on 3x3x3 shapes winograd would take."""
+    from volconv import _core
+
+    _core._cpu_set_winograd(False)
+    yield
+    _core._cpu_set_winograd(True)
+
+
 def numpy_dtype(name: str):
     if name == "bfloat16":
         ml_dtypes = pytest.importorskip("ml_dtypes")

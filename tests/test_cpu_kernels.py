@@ -400,7 +400,7 @@ def test_odd_cin_bf16_uses_packed_rows():
     ],
     ids=lambda v: v.name if isinstance(v, Case) else str(v),
 )
-def test_block_order(isa, threads, reference_caches, case, order, n_threads):
+def test_block_order(isa, threads, reference_caches, no_winograd, case, order, n_threads):
     volconv.set_num_threads(n_threads)
     x, w, y, plan = run_case(case)
     check_path(plan, "igemm", isa)
@@ -440,7 +440,7 @@ PANEL_CHUNKED = [
 @pytest.mark.parametrize(
     "case,dtype,isas", PANEL_CHUNKED, ids=lambda v: v.name if isinstance(v, Case) else str(v)[:8]
 )
-def test_panel_chunks(isa, threads, reference_caches, case, dtype, isas, n_threads):
+def test_panel_chunks(isa, threads, reference_caches, no_winograd, case, dtype, isas, n_threads):
     if isa not in isas:
         pytest.skip(f"{isa}'s tiles keep this panel under the chunk size (see the comment above)")
     volconv.set_num_threads(n_threads)

@@ -160,7 +160,7 @@ CHUNKED = [
 
 
 @pytest.mark.parametrize("case,dtype,path", CHUNKED, ids=lambda v: getattr(v, "name", str(v)))
-def test_chunked_k(case, dtype, path):
+def test_chunked_k(no_winograd, case, dtype, path):
     x, w = operands(case, dtype, seed=3)
     mode = ("replicate", "reflect", "circular")
     _core._cpu_override_caches(32 << 10, 1 << 20, 8 << 20)

@@ -5,6 +5,7 @@
 #include "../core/backend.h"
 #include "conv3d_igemm.h"
 #include "conv3d_plan.h"
+#include "conv3d_winograd.h"
 #include "conv_problem_cpu.h"
 #include "cpu_features.h"
 #include "input_relayout.h"
@@ -20,7 +21,12 @@ void conv3d_kernels(const detail::ConvCall& call_in, const PrepackedWeights* pre
   detail::ConvCall call = call_in;
   if (needs_channel_relayout(call.input)) call.input = relayout_channels_last(call.input, relaid);
   const KernelTable& kt = active_kernels();  // once: a concurrent force_isa must not split plan and run
-  const CpuPlan plan = plan_conv3d(call, kt, planning_caches());
+  CpuPlan plan = plan_conv3d(call, kt, planning_caches());
+  // An inf or NaN: the direct plan places them as torch (see conv3d_winograd.h).
+  if (plan.path == CpuPath::winograd) {
+    if (conv3d_winograd(call, kt, plan)) return;
+    plan = plan_conv3d(call, kt, planning_caches(), false);
+  }
   switch (plan.path) {
     case CpuPath::direct: conv3d_direct(call); break;
     case CpuPath::dwconv:

@@ -18,6 +18,7 @@
 #include <stdexcept>
 
 #include "conv_problem_cpu.h"
+#include "conv3d_winograd.h"
 #include "cpu_features.h"
 #include "dw_backward.h"
 #include "input_relayout.h"
@@ -58,6 +59,14 @@ constexpr std::int64_t kSmallCoutMinCin = 2;
 // Weight gradients with up to this many input channels per group run by
 // output rows (wgrad_rows.cpp), their vectors over C_out.
 constexpr std::int64_t kRowsWgradMaxCin = 32;
+// Winograd F(2x2x2, 3x3x3) from these channel counts per group on: below,
+// each tile's transforms and its 64 short GEMMs cost more than they save.
+constexpr std::int64_t kWinogradMinCin = 16;
+constexpr std::int64_t kWinogradMinCout = 16;
+// ... and when at least this share of its 2x2x2 tiles' outputs exist (a
+// one-deep output along an axis halves it): 64 multiplies per tile against
+// 27 per output leave a margin for the transforms.
+constexpr double kWinogradMinFill = 0.45;
 
 // Sizes derived from one core's L2, as fractions of it: at 1 MiB they are
 // the values the kernels were tuned with (Zen 4), and a smaller L2 counts as
@@ -73,12 +82,13 @@ struct CacheBudget {
   std::int64_t block_group;
   std::int64_t panel_chunk;  // a larger panel is walked in chunks of taps of about this size
   std::int64_t row_slab;     // row drivers: the KD input planes of an H block
+  std::int64_t winograd_u;   // winograd: a work unit's transformed input
 };
 
 CacheBudget budget(const platform::CacheSizes& caches) {
   const std::int64_t l2 = std::clamp<std::int64_t>(caches.l2 > 0 ? caches.l2 : platform::kFallbackCaches.l2,
                                                    1 << 20, 16 << 20);
-  return CacheBudget{l2 * 3 / 32, l2 / 4, l2 / 2, l2 / 4, l2 / 2};
+  return CacheBudget{l2 * 3 / 32, l2 / 4, l2 / 2, l2 / 4, l2 / 2, l2 / 4};
 }
 
 // The kernel whose NR wastes the fewest padded channels; the wider on ties
@@ -145,6 +155,21 @@ void plan_rows(CpuPlan& plan, const ConvGeometry& g, const DwconvKernel& k, cons
 }
 
 std::atomic<std::int64_t> g_l1d{0}, g_l2{0}, g_l3{0};
+std::atomic<bool> g_winograd{true};
+
+bool winograd_applies(const detail::ConvCall& call, const KernelTable& kt) {
+  const ConvGeometry& g = call.geometry;
+  const ConvParams& p = g.params;
+  if (!g_winograd.load() || !kt.winograd_input || call.input.dtype != DType::float32 || call.input.strides[4] != 1)
+    return false;
+  if (g.in_channels_per_group < kWinogradMinCin || g.out_channels_per_group < kWinogradMinCout) return false;
+  double fill = 1.0;
+  for (int i = 0; i < 3; ++i) {
+    if (g.kernel[i] != 3 || p.stride[i] != 1 || p.dilation[i] != 1) return false;
+    fill *= double(g.out[i]) / double((g.out[i] + 1) / 2 * 2);
+  }
+  return fill >= kWinogradMinFill;
+}
 
 }  // namespace
 
@@ -158,6 +183,7 @@ const char* path_name(CpuPath path) {
     case CpuPath::fold_w: return "fold-w";
     case CpuPath::small_cin: return "small-cin";
     case CpuPath::packed_a: return "packed-a";
+    case CpuPath::winograd: return "winograd";
   }
   return "?";
 }
@@ -170,7 +196,8 @@ std::string CpuPlan::describe() const {
   return s;
 }
 
-CpuPlan plan_conv3d(const detail::ConvCall& call, const KernelTable& kt, const platform::CacheSizes& caches) {
+CpuPlan plan_conv3d(const detail::ConvCall& call, const KernelTable& kt, const platform::CacheSizes& caches,
+                    bool allow_winograd) {
   const ConvGeometry& g = call.geometry;
   const CacheBudget b = budget(caches);
   CpuPlan plan;
@@ -215,6 +242,11 @@ CpuPlan plan_conv3d(const detail::ConvCall& call, const KernelTable& kt, const p
   }
   plan.tile = choose_tile(kt.f32_igemm, kt.n_f32_igemm, g.out_channels_per_group);
   set_igemm(plan, kt.f32_igemm[plan.tile]);
+  if (allow_winograd && winograd_applies(call, kt)) {
+    plan.path = CpuPath::winograd;
+    plan.unit_tiles = winograd_unit_tiles(cin, plan.mr, b.winograd_u);
+    return plan;
+  }
   if (fold_w || (cin > kSmallCin && in == DType::float32 && channels_contiguous)) {
     plan.path = fold_w ? CpuPath::fold_w : CpuPath::igemm;
     plan_direct_order(plan, g, b);
@@ -319,6 +351,9 @@ std::vector<std::string> active_kernel_names() {
   for (const DwconvKernel& k : kt.f32_conv_small_cout) names.push_back(k.name);
   return names;
 }
+
+void set_winograd_enabled(bool enabled) { g_winograd.store(enabled); }
+bool winograd_enabled() { return g_winograd.load(); }
 
 void override_caches(const platform::CacheSizes& caches) {
   g_l1d.store(caches.l1d);

@@ -25,6 +25,7 @@ enum class CpuPath {
   fold_w,     // f32, groups 1, small C_in: the W window x C_in folded into K
   small_cin,  // C_in per group <= 4: taps folded into K, A gathered k-major
   packed_a,   // anything else: rows gathered and converted to f32 per tile
+  winograd,   // f32, 3x3x3, stride and dilation 1, wide channels: F(2x2x2, 3x3x3) with igemm GEMMs
 };
 const char* path_name(CpuPath path);
 
@@ -47,6 +48,7 @@ struct CpuPlan {
   // (all of them when m_outer), as many as fit in L2 together.
   std::int64_t block_group = 1;
   std::int64_t h_block = 0; // row drivers: output rows along H per block
+  std::int64_t unit_tiles = 0;  // winograd: 2x2x2 output tiles per work unit
   bool stream = false;      // non-temporal stores for the output
   // The fused epilogue the drivers apply at the tile (row) store.
   bool bias = false, residual = false;
@@ -56,7 +58,10 @@ struct CpuPlan {
   std::string describe() const;
 };
 
-CpuPlan plan_conv3d(const detail::ConvCall& call, const KernelTable& kt, const platform::CacheSizes& caches);
+// allow_winograd false: the plan the call gets without the winograd path
+// (conv3d's fallback when an inf or NaN turns up, see conv3d_winograd.h).
+CpuPlan plan_conv3d(const detail::ConvCall& call, const KernelTable& kt, const platform::CacheSizes& caches,
+                    bool allow_winograd = true);
 
 // The general convolution's problems (csrc/core/conv_problem.h): which
 // driver runs a data problem or a weight gradient.
@@ -107,6 +112,11 @@ std::vector<std::string> active_kernel_names();
 // ones, so a test of chunking does not depend on the machine; all zero
 // restores detection.
 void override_caches(const platform::CacheSizes& caches);
+
+// Whether plans may choose the winograd path (default true): tests and the
+// benchmark compare it with the path the call gets without it.
+void set_winograd_enabled(bool enabled);
+bool winograd_enabled();
 
 }  // namespace testing
 }  // namespace volconv::cpu

@@ -27,4 +27,11 @@ std::vector<float> pack_dwconv_f32(const ConvGeometry& g, const ConstTensorView&
 // group][kw][ci], each channel's KW * C_in run padded with zeros to run_pad.
 std::vector<float> pack_small_cout_f32(const ConvGeometry& g, const ConstTensorView& w, std::int64_t run_pad);
 
+// Winograd F(2x2x2, 3x3x3) weights (3x3x3 kernels): G g G^T per (co, ci),
+// computed in float64 and rounded once, as f32 [group][NR block][p][ci][NR]
+// for the 64 transformed positions p = (a * 4 + b) * 4 + c. `finite` is
+// false when any transformed weight is not finite (the driver then runs
+// another path: a transformed inf or NaN would spread across a tile).
+std::vector<float> pack_winograd_f32(const ConvGeometry& g, const ConstTensorView& w, int nr, bool& finite);
+
 }  // namespace volconv::cpu

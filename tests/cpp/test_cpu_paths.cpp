@@ -57,6 +57,11 @@ std::vector<Template> templates(const std::string& isa) {
     t.push_back({"igemm", geo("igemm", {2, 3, 4, 7, 8}, 0, {3, 3, 3}), f32, tw, c, 5});
   t.push_back({"igemm", geo("igemm_groups_strided", {1, 4, 5, 9, 12}, 0, {2, 3, 3}, 2, {1, 2, 2}), f32, f32, c, 10});
   t.push_back({"igemm", geo("pointwise", {2, 3, 3, 5, 24}, 0, {1, 1, 1}), f32, f32, c, 5});
+  // Winograd F(2x2x2, 3x3x3): f32 input, 3x3x3 at stride and dilation 1, 16+ channels per group;
+  // odd output sizes (partial tiles), asymmetric padding, groups.
+  for (DType tw : {f32, f16, bf16})
+    t.push_back({"winograd", geo("winograd", {2, 5, 4, 7, 16}, 0, {3, 3, 3}), f32, tw, c, 16});
+  t.push_back({"winograd", geo("winograd_groups", {1, 4, 5, 6, 34}, 0, {3, 3, 3}, 2), f32, f32, c, 32});
   // Few output channels (1-4 per group), C_in/group >= 2: the row kernel with the reduction in the lanes;
   // the W window one run (contiguous), tap by tap (W dilation), C_in tails, groups.
   for (DType tw : {f32, f16, bf16})
@@ -151,6 +156,7 @@ struct OrderCase {
 
 void run_orders(const std::string& isa) {
   cpu::testing::override_caches(kReferenceCaches);
+  cpu::testing::set_winograd_enabled(false);  // the 3x3x3 cases are written for the igemm's orders
   const OrderCase cases[] = {
       {"packed-a, K in chunks", geo("packed_a_chunks", {1, 3, 3, 5, 256}, 20, {3, 3, 3}), DType::float16,
        [](const cpu::CpuPlan& p) { return p.path == cpu::CpuPath::packed_a && p.k_chunks > 1; }},
@@ -172,6 +178,7 @@ void run_orders(const std::string& isa) {
     run_case(c.g, c.dtype, c.dtype, Layout::contiguous, Layout::contiguous, Layout::contiguous, false, 11);
     std::printf("  %s: %s, %lld K chunks\n", c.what, plan.describe().c_str(), (long long)plan.k_chunks);
   }
+  cpu::testing::set_winograd_enabled(true);
   cpu::testing::override_caches({});
 }
 
@@ -182,6 +189,7 @@ void check_cache_independence(const std::string& isa) {
   const Geometry g = geo("cache_independent", {1, 2, 3, 5, 640}, 24, {3, 3, 3});
   std::vector<std::vector<unsigned char>> results;
   std::vector<std::int64_t> chunks;
+  cpu::testing::set_winograd_enabled(false);  // the igemm's chunking (winograd: tests/test_winograd.py)
   for (std::int64_t l2 : {std::int64_t(1) << 20, std::int64_t(16) << 20}) {
     cpu::testing::override_caches({32 << 10, l2, 8 << 20});
     for (DType t : {DType::float32, DType::float16}) {
@@ -202,6 +210,7 @@ void check_cache_independence(const std::string& isa) {
     }
   }
   cpu::testing::override_caches({});
+  cpu::testing::set_winograd_enabled(true);
   // The 1 MiB L2 must really chunk what 16 MiB does not, or this checks nothing.
   CHECK(chunks[0] > chunks[2] && chunks[1] > chunks[3]);
   if (results[0] != results[2] || results[1] != results[3])

@@ -5,6 +5,7 @@
 #include "f32-dwconv.h"
 #include "fma-probe.h"
 #include "f32-igemm.h"
+#include "f32-winograd.h"
 #include "tile-io.h"
 #include "vec-avx2.h"
 
@@ -25,6 +26,8 @@ const KernelTable* kernels_avx2() {
     t.f32_conv_small_cout[1] = {2, f32_conv_small_cout<VecAvx2, 6, 2>, "f32-conv-cout2-6x2-avx2"};
     t.f32_conv_small_cout[2] = {3, f32_conv_small_cout<VecAvx2, 4, 3>, "f32-conv-cout3-4x3-avx2"};
     t.f32_conv_small_cout[3] = {4, f32_conv_small_cout<VecAvx2, 3, 4>, "f32-conv-cout4-3x4-avx2"};
+    t.winograd_input = f32_winograd_input<VecAvx2>;
+    t.winograd_output = f32_winograd_output<VecAvx2>;
     t.store_tile = store_tile<VecAvx2>;
     t.convert_row = convert_row<VecAvx2>;
     t.fma_probe = fma_probe<VecAvx2>;

@@ -7,6 +7,7 @@
 #include "f32-dwconv.h"
 #include "fma-probe.h"
 #include "f32-igemm.h"
+#include "f32-winograd.h"
 #include "tile-io.h"
 #include "vec-avx512f.h"
 
@@ -31,6 +32,8 @@ const KernelTable* kernels_avx512f() {
     t.f32_conv_small_cout[1] = {2, f32_conv_small_cout<VecAvx512f, 8, 2>, "f32-conv-cout2-8x2-avx512f"};
     t.f32_conv_small_cout[2] = {3, f32_conv_small_cout<VecAvx512f, 8, 3>, "f32-conv-cout3-8x3-avx512f"};
     t.f32_conv_small_cout[3] = {4, f32_conv_small_cout<VecAvx512f, 6, 4>, "f32-conv-cout4-6x4-avx512f"};
+    t.winograd_input = f32_winograd_input<VecAvx512f>;
+    t.winograd_output = f32_winograd_output<VecAvx512f>;
     t.store_tile = store_tile<VecAvx512f>;
     t.convert_row = convert_row<VecAvx512f>;
     t.fma_probe = fma_probe<VecAvx512f, 24>;

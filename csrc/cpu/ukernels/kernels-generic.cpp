@@ -5,6 +5,7 @@
 #include "f32-dwconv.h"
 #include "fma-probe.h"
 #include "f32-igemm.h"
+#include "f32-winograd.h"
 #include "tile-io.h"
 #include "vec-generic.h"
 
@@ -25,6 +26,8 @@ const KernelTable* kernels_generic() {
     t.f32_conv_small_cout[1] = {2, f32_conv_small_cout<VecGeneric, 6, 2>, "f32-conv-cout2-6x2-generic"};
     t.f32_conv_small_cout[2] = {3, f32_conv_small_cout<VecGeneric, 4, 3>, "f32-conv-cout3-4x3-generic"};
     t.f32_conv_small_cout[3] = {4, f32_conv_small_cout<VecGeneric, 3, 4>, "f32-conv-cout4-3x4-generic"};
+    t.winograd_input = f32_winograd_input<VecGeneric>;
+    t.winograd_output = f32_winograd_output<VecGeneric>;
     t.store_tile = store_tile<VecGeneric>;
     t.convert_row = convert_row<VecGeneric>;
     t.fma_probe = fma_probe<VecGeneric>;

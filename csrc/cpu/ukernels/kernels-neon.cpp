@@ -9,6 +9,7 @@
 #include "f32-dwconv.h"
 #include "fma-probe.h"
 #include "f32-igemm.h"
+#include "f32-winograd.h"
 #include "tile-io.h"
 #include "vec-neon.h"
 
@@ -31,6 +32,8 @@ const KernelTable* kernels_neon() {
     t.f32_conv_small_cout[1] = {2, f32_conv_small_cout<VecNeon, 8, 2>, "f32-conv-cout2-8x2-neon"};
     t.f32_conv_small_cout[2] = {3, f32_conv_small_cout<VecNeon, 8, 3>, "f32-conv-cout3-8x3-neon"};
     t.f32_conv_small_cout[3] = {4, f32_conv_small_cout<VecNeon, 6, 4>, "f32-conv-cout4-6x4-neon"};
+    t.winograd_input = f32_winograd_input<VecNeon>;
+    t.winograd_output = f32_winograd_output<VecNeon>;
     t.store_tile = store_tile<VecNeon>;
     t.convert_row = convert_row<VecNeon>;
     t.fma_probe = fma_probe<VecNeon, 24>;

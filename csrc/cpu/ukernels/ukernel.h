@@ -59,6 +59,29 @@ struct DwconvKernel {
   const char* name;
 };
 
+// Winograd F(2x2x2, 3x3x3) (f32-winograd.h). Input transform: x[i], i =
+// (a * 4 + b) * 4 + c, is the 4x4x4 patch's input row at (D, H, W) offset
+// (a, b, c) (a zero row in the padding), cin floats; transformed row p goes
+// to u + p * u_step.
+struct WinogradInputParams {
+  const float* const* x;
+  std::int64_t cin;
+  float* u;
+  std::int64_t u_step;
+};
+// Output transform: the 64 GEMM results m + p * m_step (nr floats each, nr a
+// multiple of the vector length) -> outputs (z, y, x) at y + ((z * 2 + y) *
+// 2 + x) * nr.
+struct WinogradOutputParams {
+  const float* m;
+  std::int64_t m_step;
+  int nr;
+  float* y;
+};
+// Both return 0 when every value they wrote is finite, else NaN.
+using WinogradInputFn = float (*)(const WinogradInputParams&);
+using WinogradOutputFn = float (*)(const WinogradOutputParams&);
+
 // Storage codes shared by the store / convert helpers below.
 enum StorageCode : int { kF32 = 0, kF16 = 1, kBF16 = 2 };
 
@@ -91,6 +114,8 @@ struct KernelTable {
   DwconvKernel f32_dwconv;
   DwconvKernel f32_conv_cin1;  // one input channel, groups 1 (see f32-conv-cin1.h)
   DwconvKernel f32_conv_small_cout[4];  // [nc - 1]: 1-4 output channels per group (f32-conv-small-cout.h)
+  WinogradInputFn winograd_input;    // f32-winograd.h
+  WinogradOutputFn winograd_output;
   StoreTileFn store_tile;
   ConvertRowFn convert_row;
   // Peak probes for the benchmark: run `iters` rounds of independent FMA

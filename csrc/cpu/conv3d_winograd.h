@@ -1,0 +1,22 @@
+// The Winograd F(2x2x2, 3x3x3) driver (conv3d_winograd.cpp), for plans with
+// path winograd.
+#pragma once
+
+#include <cstdint>
+
+#include "../core/backend.h"
+#include "conv3d_plan.h"
+#include "ukernels/ukernel.h"
+
+namespace volconv::cpu {
+
+// Runs the plan; false when an inf or NaN turned up (in the input, the
+// transformed weights or a result) before the output was complete: the
+// caller then runs the call on a direct path, which places them as torch.
+bool conv3d_winograd(const detail::ConvCall& call, const KernelTable& kt, const CpuPlan& plan);
+
+// Output tiles per work unit for C_in channels per group and MR-row kernels,
+// its transformed input within u_bytes (the planner gives a quarter of L2).
+std::int64_t winograd_unit_tiles(std::int64_t cin, int mr, std::int64_t u_bytes);
+
+}  // namespace volconv::cpu
