@@ -215,8 +215,12 @@ def main():
     ap.add_argument("--no-mlx", action="store_true")
     ap.add_argument("--mlx-repeats", type=int, default=2, help="timed MLX calls (at most --repeats)")
     ap.add_argument("--plot", default=os.path.join(os.path.dirname(__file__), "conv3d_block_cpu.png"))
+    ap.add_argument(
+        "--no-winograd", action="store_true", help="volconv's CPU plans skip the winograd path (to compare)"
+    )
     ap.add_argument("--memory-of", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    volconv._core._cpu_set_winograd(not args.no_winograd)
     try:
         import mlx.core  # noqa: F401
 

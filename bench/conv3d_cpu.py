@@ -257,6 +257,9 @@ def parse_args(argv=None):
         help="volconv's threads: auto (the OpenMP team torch loaded, else its pool) or pool (always its own, "
         "to compare)",
     )
+    ap.add_argument(
+        "--no-winograd", action="store_true", help="volconv's CPU plans skip the winograd path (to compare)"
+    )
     ap.add_argument("--plot", default=str(DEFAULT_PLOT), help=f"where the PNG goes (default {DEFAULT_PLOT})")
     ap.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)  # one mode, in this process
     ap.add_argument("--json", help=argparse.SUPPRESS)  # where a worker writes its rows
@@ -331,6 +334,7 @@ def run_worker(args, jobs):
         jobs = [(k, d) for k, d in jobs if d == "float32"]
     volconv.set_num_threads(args.threads)
     _core._cpu_allow_openmp(args.route == "auto")
+    _core._cpu_set_winograd(not args.no_winograd)
     peak = PeakProbe()
     peak.measure()
     print(f"[{args.worker}] {len(jobs)} runs ...", file=sys.stderr, flush=True)
