@@ -128,13 +128,19 @@ def test_not_planned_where_it_cannot_run():
     assert cpu_plan(x[:, :, :3, :3], w, padding=((1, 0, 0), (1, 0, 0)))["path"] == "igemm"  # Ho = Wo = 1
 
 
-def test_unit_tiles_fit_l2_share():
+def test_unit_tiles(threads):
+    """A work unit's transformed input fits a quarter of L2, and small
+    problems are cut into about four units per thread."""
     x = np.zeros((1, 8, 8, 8, 64), np.float32)
-    plan = cpu_plan(x, np.zeros((64, 3, 3, 3, 64), np.float32), padding=1)
+    w = np.zeros((64, 3, 3, 3, 64), np.float32)
     l2 = _core._cpu_cache_sizes()[1]
-    tiles = plan["unit_tiles"]
-    assert tiles % plan["mr"] == 0 and tiles >= plan["mr"]
-    assert tiles == plan["mr"] or tiles * 64 * 64 * 4 <= max(l2, 1 << 20) // 4
+    for n in (1, 2, 16):
+        volconv.set_num_threads(n)
+        plan = cpu_plan(x, w, padding=1)
+        tiles, mr = plan["unit_tiles"], plan["mr"]
+        assert tiles % mr == 0 and tiles >= mr
+        assert tiles == mr or tiles * 64 * 64 * 4 <= max(l2, 1 << 20) // 4
+        assert tiles == mr or 64 // tiles >= 4 * n, (n, tiles)  # 4x4x4 tiles
 
 
 def test_same_bits_for_any_thread_count(threads):
@@ -188,12 +194,13 @@ def test_nonfinite_goes_to_the_direct_path(isa, where):
     assert np.array_equal(np.isinf(y), np.isinf(ref))
 
 
-def test_same_bits_for_any_unit_size():
-    """The L2 size sets how many tiles a work unit holds; each output's sums
-    do not depend on it."""
-    case = _c("units", 1, 8, 8, 10, 48, 24, 3, p=1)
+def test_same_bits_for_any_unit_size(threads):
+    """The L2 size (and the thread count) set how many tiles a work unit
+    holds; each output's sums do not depend on it."""
+    case = _c("units", 1, 16, 16, 16, 48, 24, 3, p=1)
     x, w = operands(case, seed=6)
     results, tiles = [], []
+    volconv.set_num_threads(1)
     try:
         for l2 in (1 << 20, 16 << 20):
             _core._cpu_override_caches(32 << 10, l2, 8 << 20)

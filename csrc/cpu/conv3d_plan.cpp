@@ -244,7 +244,7 @@ CpuPlan plan_conv3d(const detail::ConvCall& call, const KernelTable& kt, const p
   set_igemm(plan, kt.f32_igemm[plan.tile]);
   if (allow_winograd && winograd_applies(call, kt)) {
     plan.path = CpuPath::winograd;
-    plan.unit_tiles = winograd_unit_tiles(cin, plan.mr, b.winograd_u);
+    plan.unit_tiles = winograd_unit_tiles(g, plan.mr, b.winograd_u, get_num_threads());
     return plan;
   }
   if (fold_w || (cin > kSmallCin && in == DType::float32 && channels_contiguous)) {

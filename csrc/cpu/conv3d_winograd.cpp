@@ -56,10 +56,16 @@ std::int64_t patch_source(const ConvGeometry& g, const PaddingMap& pad, int axis
 
 }  // namespace
 
-std::int64_t winograd_unit_tiles(std::int64_t cin, int mr, std::int64_t u_bytes) {
+std::int64_t winograd_unit_tiles(const ConvGeometry& g, int mr, std::int64_t u_bytes, int threads) {
   // U holds 64 rows of C_in floats per tile; whole MR groups, 1 to 8 of them.
-  const std::int64_t tiles = u_bytes / (64 * cin * 4);
-  return std::clamp<std::int64_t>(tiles / mr, 1, 8) * mr;
+  const std::int64_t cin = g.in_channels_per_group;
+  std::int64_t groups_of_mr = std::clamp<std::int64_t>(u_bytes / (64 * cin * 4) / mr, 1, 8);
+  // At least about four units per thread where the problem has the tiles
+  // (8x8^3 x 64 on 16 Xeon threads: 22 units of 24 tiles left the last
+  // round a third full).
+  const std::int64_t tiles = g.groups * tile_grid(g).total, want = 4 * std::int64_t(std::max(threads, 1));
+  while (groups_of_mr > 1 && tiles / (groups_of_mr * mr) < want) --groups_of_mr;
+  return groups_of_mr * mr;
 }
 
 bool conv3d_winograd(const detail::ConvCall& call, const KernelTable& kt, const CpuPlan& plan) {

@@ -15,8 +15,9 @@ namespace volconv::cpu {
 // caller then runs the call on a direct path, which places them as torch.
 bool conv3d_winograd(const detail::ConvCall& call, const KernelTable& kt, const CpuPlan& plan);
 
-// Output tiles per work unit for C_in channels per group and MR-row kernels,
-// its transformed input within u_bytes (the planner gives a quarter of L2).
-std::int64_t winograd_unit_tiles(std::int64_t cin, int mr, std::int64_t u_bytes);
+// 2x2x2 output tiles per work unit for MR-row kernels: its transformed input
+// within u_bytes (the planner gives a quarter of L2), and small enough to
+// give each of `threads` about four units.
+std::int64_t winograd_unit_tiles(const ConvGeometry& g, int mr, std::int64_t u_bytes, int threads);
 
 }  // namespace volconv::cpu
