@@ -220,7 +220,7 @@ def main():
     )
     ap.add_argument("--memory-of", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    volconv._core._cpu_set_winograd(not args.no_winograd)
+    volconv.set_cpu_winograd(not args.no_winograd)
     try:
         import mlx.core  # noqa: F401
 

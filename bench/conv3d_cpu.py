@@ -334,7 +334,7 @@ def run_worker(args, jobs):
         jobs = [(k, d) for k, d in jobs if d == "float32"]
     volconv.set_num_threads(args.threads)
     _core._cpu_allow_openmp(args.route == "auto")
-    _core._cpu_set_winograd(not args.no_winograd)
+    volconv.set_cpu_winograd(not args.no_winograd)
     peak = PeakProbe()
     peak.measure()
     print(f"[{args.worker}] {len(jobs)} runs ...", file=sys.stderr, flush=True)

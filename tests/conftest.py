@@ -18,11 +18,11 @@ FLOAT_DTYPES = ["float32", "float16", "bfloat16", "float64"]
 def no_winograd():
     """CPU plans skip the winograd path for the test: for tests written for
     the igemm's blocking or chunking on 3x3x3 shapes winograd would take."""
-    from volconv import _core
+    import volconv
 
-    _core._cpu_set_winograd(False)
+    volconv.set_cpu_winograd(False)
     yield
-    _core._cpu_set_winograd(True)
+    volconv.set_cpu_winograd(True)
 
 
 def numpy_dtype(name: str):

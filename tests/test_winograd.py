@@ -154,11 +154,11 @@ def test_same_bits_for_any_thread_count(threads):
 
 
 def direct_result(x, w, **kw):
-    _core._cpu_set_winograd(False)
+    volconv.set_cpu_winograd(False)
     try:
         return np.asarray(volconv.conv3d(x, w, **kw))
     finally:
-        _core._cpu_set_winograd(True)
+        volconv.set_cpu_winograd(True)
 
 
 @pytest.mark.parametrize(
@@ -210,3 +210,9 @@ def test_same_bits_for_any_unit_size(threads):
         _core._cpu_override_caches(0, 0, 0)
     assert tiles[0] < tiles[1], tiles  # or this checks nothing
     assert np.array_equal(results[0], results[1])
+
+
+def test_switch_takes_only_a_bool():
+    with pytest.raises(TypeError, match=r"\[set_cpu_winograd\] Expected enabled to be a bool, got int"):
+        volconv.set_cpu_winograd(1)
+    assert volconv.cpu_winograd_enabled() is True

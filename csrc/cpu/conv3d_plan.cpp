@@ -311,6 +311,9 @@ ProblemPlan plan_problem(const detail::ConvProblem& p, const KernelTable& kt, in
   return plan;
 }
 
+void set_winograd(bool enabled) { g_winograd.store(enabled); }
+bool winograd_enabled() { return g_winograd.load(); }
+
 platform::CacheSizes planning_caches() {
   const platform::CacheSizes forced{g_l1d.load(), g_l2.load(), g_l3.load()};
   return forced.l2 > 0 ? forced : platform::cache_sizes();
@@ -351,9 +354,6 @@ std::vector<std::string> active_kernel_names() {
   for (const DwconvKernel& k : kt.f32_conv_small_cout) names.push_back(k.name);
   return names;
 }
-
-void set_winograd_enabled(bool enabled) { g_winograd.store(enabled); }
-bool winograd_enabled() { return g_winograd.load(); }
 
 void override_caches(const platform::CacheSizes& caches) {
   g_l1d.store(caches.l1d);

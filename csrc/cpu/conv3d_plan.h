@@ -113,10 +113,5 @@ std::vector<std::string> active_kernel_names();
 // restores detection.
 void override_caches(const platform::CacheSizes& caches);
 
-// Whether plans may choose the winograd path (default true): tests and the
-// benchmark compare it with the path the call gets without it.
-void set_winograd_enabled(bool enabled);
-bool winograd_enabled();
-
 }  // namespace testing
 }  // namespace volconv::cpu

@@ -258,9 +258,8 @@ NB_MODULE(_core, m) {
   m.def("_cpu_override_caches", [](std::int64_t l1d, std::int64_t l2, std::int64_t l3) {
     cpu::testing::override_caches({l1d, l2, l3});
   }, nb::arg("l1d"), nb::arg("l2"), nb::arg("l3"), "Test-only: plans use these cache sizes; zeros restore detection.");
-  m.def("_cpu_set_winograd", &cpu::testing::set_winograd_enabled, nb::arg("enabled"),
-        "Test / benchmark only: whether CPU plans may take the winograd path (default True).");
-  m.def("_cpu_winograd_enabled", &cpu::testing::winograd_enabled);
+  m.def("set_cpu_winograd", &cpu::set_winograd, nb::arg("enabled"));
+  m.def("cpu_winograd_enabled", &cpu::winograd_enabled);
   m.def("_cpu_cache_sizes", [] {
     const cpu::platform::CacheSizes c = cpu::planning_caches();
     return std::array<std::int64_t, 3>{c.l1d, c.l2, c.l3};

@@ -4,6 +4,7 @@ and CPUs, with the semantics of mlx.core.conv3d."""
 from . import _core
 from ._conv import conv3d
 from ._core import Device, DeviceType, Stream
+from ._cpu_options import cpu_winograd_enabled, set_cpu_winograd
 from ._device import (
     cpu,
     default_device,
@@ -36,6 +37,7 @@ __all__ = [
     "conv_general",
     "conv_transpose3d",
     "cpu",
+    "cpu_winograd_enabled",
     "default_device",
     "default_stream",
     "get_num_threads",
@@ -43,6 +45,7 @@ __all__ = [
     "is_available",
     "new_stream",
     "pack_conv3d_weights",
+    "set_cpu_winograd",
     "set_default_device",
     "set_num_threads",
     "stream",

@@ -156,7 +156,7 @@ struct OrderCase {
 
 void run_orders(const std::string& isa) {
   cpu::testing::override_caches(kReferenceCaches);
-  cpu::testing::set_winograd_enabled(false);  // the 3x3x3 cases are written for the igemm's orders
+  cpu::set_winograd(false);  // the 3x3x3 cases are written for the igemm's orders
   const OrderCase cases[] = {
       {"packed-a, K in chunks", geo("packed_a_chunks", {1, 3, 3, 5, 256}, 20, {3, 3, 3}), DType::float16,
        [](const cpu::CpuPlan& p) { return p.path == cpu::CpuPath::packed_a && p.k_chunks > 1; }},
@@ -178,7 +178,7 @@ void run_orders(const std::string& isa) {
     run_case(c.g, c.dtype, c.dtype, Layout::contiguous, Layout::contiguous, Layout::contiguous, false, 11);
     std::printf("  %s: %s, %lld K chunks\n", c.what, plan.describe().c_str(), (long long)plan.k_chunks);
   }
-  cpu::testing::set_winograd_enabled(true);
+  cpu::set_winograd(true);
   cpu::testing::override_caches({});
 }
 
@@ -189,7 +189,7 @@ void check_cache_independence(const std::string& isa) {
   const Geometry g = geo("cache_independent", {1, 2, 3, 5, 640}, 24, {3, 3, 3});
   std::vector<std::vector<unsigned char>> results;
   std::vector<std::int64_t> chunks;
-  cpu::testing::set_winograd_enabled(false);  // the igemm's chunking (winograd: tests/test_winograd.py)
+  cpu::set_winograd(false);  // the igemm's chunking (winograd: tests/test_winograd.py)
   for (std::int64_t l2 : {std::int64_t(1) << 20, std::int64_t(16) << 20}) {
     cpu::testing::override_caches({32 << 10, l2, 8 << 20});
     for (DType t : {DType::float32, DType::float16}) {
@@ -210,7 +210,7 @@ void check_cache_independence(const std::string& isa) {
     }
   }
   cpu::testing::override_caches({});
-  cpu::testing::set_winograd_enabled(true);
+  cpu::set_winograd(true);
   // The 1 MiB L2 must really chunk what 16 MiB does not, or this checks nothing.
   CHECK(chunks[0] > chunks[2] && chunks[1] > chunks[3]);
   if (results[0] != results[2] || results[1] != results[3])

@@ -28,6 +28,14 @@ int get_num_threads();
 using ParallelExecutor = std::function<void(int chunks, const std::function<void(int)>& run)>;
 void set_parallel_executor(ParallelExecutor executor);
 
+// Whether a float32 3x3x3 convolution at stride and dilation 1 with 16+
+// channels per group may run Winograd F(2x2x2, 3x3x3) (default true): about
+// 2x faster, its rounding a different sum of the same products (README,
+// "Winograd for 3x3x3 convolutions"). Process-wide; false gives the direct
+// paths' results.
+void set_winograd(bool enabled);
+bool winograd_enabled();
+
 // Kernel sets this CPU can run, best first ("avx512bf16", "avx512f", "avx2",
 // "neon", "generic"), and the one in use. force_isa("") restores automatic
 // choice (also settable through VOLCONV_CPU_ISA); an ISA the CPU lacks throws
