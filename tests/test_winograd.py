@@ -216,3 +216,24 @@ def test_switch_takes_only_a_bool():
     with pytest.raises(TypeError, match=r"\[set_cpu_winograd\] Expected enabled to be a bool, got int"):
         volconv.set_cpu_winograd(1)
     assert volconv.cpu_winograd_enabled() is True
+
+
+def test_packed_handle_holds_the_transformed_weights():
+    """A handle packed for a winograd call holds its transformed weights and
+    the igemm panel: neither a winograd call nor a poorly filled one (igemm)
+    packs per call, and both give the plain weight's bits. A NaN weight in
+    the handle still sends the call to the direct plan."""
+    case = _c("packed", 2, 5, 6, 7, 16, 24, 3, p=1)
+    x, w = operands(case, seed=8)
+    packed = volconv.pack_conv3d_weights(w, padding=1)
+    small = x[:, :1, :1, :2]  # 1x1x2 outputs: too few per 2x2x2 tile
+    assert plan_of(x, w, case)["path"] == "winograd"
+    assert cpu_plan(small, w, padding=1)["path"] == "igemm"
+    before = _core._cpu_call_packing_count()
+    for xi in (x, small):
+        np.testing.assert_array_equal(volconv.conv3d(xi, packed, padding=1), volconv.conv3d(xi, w, padding=1))
+    assert _core._cpu_call_packing_count() == before + 2  # the two plain calls only
+    w[1, 0, 2, 1, 3] = np.nan
+    packed_nan = volconv.pack_conv3d_weights(w, padding=1)
+    y = np.asarray(volconv.conv3d(x, packed_nan, padding=1))
+    assert np.array_equal(y, direct_result(x, w, padding=1), equal_nan=True)

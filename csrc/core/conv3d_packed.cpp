@@ -90,7 +90,8 @@ const ConvParams& PackedConv3dWeights::params() const { return state_->params; }
 const std::string& PackedConv3dWeights::isa() const { return state_->prepacked.isa; }
 ConstTensorView PackedConv3dWeights::weight() const { return state_->weight(); }
 std::size_t PackedConv3dWeights::packed_bytes() const {
-  return state_->prepacked.f32.size() * sizeof(float) + state_->prepacked.bf16.size() * sizeof(std::uint16_t);
+  const cpu::PrepackedWeights& p = state_->prepacked;
+  return (p.f32.size() + p.winograd_f32.size()) * sizeof(float) + p.bf16.size() * sizeof(std::uint16_t);
 }
 
 PackedConv3dWeights pack_conv3d_weights(const ConstTensorView& weight, DType input_dtype, const ConvParams& params) {

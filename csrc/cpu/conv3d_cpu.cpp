@@ -24,7 +24,7 @@ void conv3d_kernels(const detail::ConvCall& call_in, const PrepackedWeights* pre
   CpuPlan plan = plan_conv3d(call, kt, planning_caches());
   // An inf or NaN: the direct plan places them as torch (see conv3d_winograd.h).
   if (plan.path == CpuPath::winograd) {
-    if (conv3d_winograd(call, kt, plan)) return;
+    if (conv3d_winograd(call, kt, plan, prepacked)) return;
     plan = plan_conv3d(call, kt, planning_caches(), false);
   }
   switch (plan.path) {

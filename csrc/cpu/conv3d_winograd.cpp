@@ -68,15 +68,22 @@ std::int64_t winograd_unit_tiles(const ConvGeometry& g, int mr, std::int64_t u_b
   return groups_of_mr * mr;
 }
 
-bool conv3d_winograd(const detail::ConvCall& call, const KernelTable& kt, const CpuPlan& plan) {
+bool conv3d_winograd(const detail::ConvCall& call, const KernelTable& kt, const CpuPlan& plan,
+                     const PrepackedWeights* prepacked) {
   const ConvGeometry& g = call.geometry;
   const IgemmKernel k = plan.igemm;
   const int MR = k.mr, NR = k.nr;
   const std::int64_t cin = g.in_channels_per_group, cout = g.out_channels_per_group;
   const std::int64_t blocks = (cout + NR - 1) / NR, panel = 64 * cin * NR;
-  bool finite = true;
-  const std::vector<float> V = pack_winograd_f32(g, call.weight, NR, finite);
+  const bool held = prepacked && prepacked->winograd && prepacked->isa == kt.isa && prepacked->nr == NR;
+  bool finite = held ? prepacked->winograd_finite : true;
+  std::vector<float> local;
+  if (!held) {
+    count_call_packing();
+    local = pack_winograd_f32(g, call.weight, NR, finite);
+  }
   if (!finite) return false;
+  const std::vector<float>& V = held ? prepacked->winograd_f32 : local;
 
   const EpilogueRun epi(call);
   const OutputTarget out{static_cast<char*>(call.output.data), call.output.dtype,

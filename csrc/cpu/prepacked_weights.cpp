@@ -19,7 +19,15 @@ PrepackedWeights prepack_conv3d(const detail::ConvCall& call) {
   const CpuPlan plan = plan_conv3d(call, kt, planning_caches());
   PrepackedWeights w;
   w.isa = kt.isa;
+  // A winograd plan also holds the igemm panel of the same NR: calls whose
+  // outputs fill the 2x2x2 tiles poorly (and calls meeting an inf or NaN)
+  // run the igemm with the same handle.
+  if (plan.path == CpuPath::winograd) {
+    w.winograd = true;
+    w.winograd_f32 = pack_winograd_f32(call.geometry, call.weight, plan.nr, w.winograd_finite);
+  }
   switch (plan.path) {
+    case CpuPath::winograd:
     case CpuPath::igemm:
     case CpuPath::fold_w:
     case CpuPath::small_cin:
