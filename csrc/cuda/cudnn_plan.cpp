@@ -1,0 +1,108 @@
+#include "cudnn_plan.h"
+
+#include <algorithm>
+
+#include "depthwise_plan.h"
+
+namespace volconv::cuda_plan {
+namespace {
+
+using detail::ConvOp;
+using detail::ConvProblemGeometry;
+using detail::WeightLayout;
+
+const char* const kOnCpu = "; run it on the cpu (stream=volconv.cpu)";
+
+bool all_one(const Int3& v) { return v[0] == 1 && v[1] == 1 && v[2] == 1; }
+
+// Fills pad, offset and out_full of `c` (in, out, kernel, stride, dilation
+// set) for a forward conv whose low padding is `lo`: the symmetric padding
+// max(lo, the high padding the last output needs); our first output is then
+// output `offset` of cuDNN's, which must be a whole number of strides.
+// Returns "" or why it cannot be expressed.
+std::string fit(CudnnConv& c, const Int3& lo) {
+  for (int i = 0; i < 3; ++i) {
+    if (lo[i] < 0) return "The CUDA backend's cuDNN route cannot crop the input (negative padding)";
+    const std::int64_t reach = c.dilation[i] * (c.kernel[i] - 1);  // the last tap's offset
+    // The last output reads up to (out-1)*stride - lo + reach.
+    const std::int64_t hi = (c.out[i] - 1) * c.stride[i] - lo[i] + reach - (c.in[i] - 1);
+    const std::int64_t p = std::max(lo[i], hi);
+    if ((p - lo[i]) % c.stride[i] != 0)
+      return "cuDNN pads both ends of an axis alike, and this padding (low " + std::to_string(lo[i]) + ", high " +
+             std::to_string(hi) + " on axis " + std::to_string(i + 1) + ", stride " + std::to_string(c.stride[i]) +
+             ") cannot be expressed that way";
+    c.pad[i] = p;
+    c.offset[i] = (p - lo[i]) / c.stride[i];
+    c.out_full[i] = (c.in[i] + 2 * p - reach - 1) / c.stride[i] + 1;
+  }
+  return "";
+}
+
+// cuDNN's descriptors hold int sizes and strides: every tensor under 2^31 elements.
+bool fits_int(const CudnnConv& c) {
+  const std::int64_t lim = std::int64_t(1) << 31;
+  auto vol = [](const Int3& s) { return s[0] * s[1] * s[2]; };
+  const std::int64_t x = c.batch * vol(c.in), y = c.batch * vol(c.out_full), w = vol(c.kernel);
+  return x < lim / std::max<std::int64_t>(1, c.in_channels) && y < lim / std::max<std::int64_t>(1, c.out_channels) &&
+         w < lim / std::max<std::int64_t>(1, c.out_channels * (c.in_channels / c.groups));
+}
+
+}  // namespace
+
+CudaRouteChoice choose_route(ConvOp op, const ConvProblemGeometry& g, WeightLayout layout, bool fold_active) {
+  CudaRouteChoice r;
+  for (PaddingMode m : g.padding_mode)
+    if (m != PaddingMode::zeros) fold_active = true;
+  if (fold_active) {
+    r.refused = std::string("The CUDA backend pads with zeros only for now") + kOnCpu;
+    return r;
+  }
+  if (unsupported_reason(g).empty()) {
+    r.route = CudaRoute::depthwise;
+    return r;
+  }
+  CudnnConv& c = r.conv;
+  c.batch = g.batch;
+  c.groups = g.groups;
+  c.kernel = g.kernel;
+  c.dilation = g.kernel_dilation;
+  const bool plain = all_one(g.input_dilation) && !g.flip;
+  std::string why;
+  if (plain && (op == ConvOp::weight_grad || layout == WeightLayout::out_k_in)) {
+    // conv3d's forward or weight gradient: the problem is the forward conv.
+    r.route = op == ConvOp::data ? CudaRoute::cudnn_forward : CudaRoute::cudnn_backward_filter;
+    c.in = g.in;
+    c.out = g.out;
+    c.in_channels = g.in_channels;
+    c.out_channels = g.out_channels;
+    c.stride = g.stride;
+    why = fit(c, g.padding_lo);
+  } else if (op == ConvOp::data && layout == WeightLayout::in_k_out && g.flip && all_one(g.stride)) {
+    // conv3d's input gradient: the forward conv ran result -> input with
+    // stride = the input dilation and low padding = reach - our padding_lo.
+    r.route = CudaRoute::cudnn_backward_data;
+    c.in = g.out;
+    c.out = g.in;
+    c.in_channels = g.out_channels;
+    c.out_channels = g.in_channels;
+    c.stride = g.input_dilation;
+    Int3 lo{};
+    for (int i = 0; i < 3; ++i) lo[i] = g.kernel_dilation[i] * (g.kernel[i] - 1) - g.padding_lo[i];
+    why = fit(c, lo);
+  } else {
+    r.refused =
+        "The CUDA backend runs conv3d and its gradients (on cuDNN where not depthwise), but not yet this problem "
+        "(conv_transpose3d or conv_general with input dilation, a flip or a transposed weight)" +
+        std::string(kOnCpu);
+    return r;
+  }
+  if (why.empty() && !fits_int(c))
+    why = "cuDNN's descriptors count elements in 32-bit ints, and a tensor here has 2^31 or more";
+  if (!why.empty()) {
+    r.route = CudaRoute::refused;
+    r.refused = why + kOnCpu;
+  }
+  return r;
+}
+
+}  // namespace volconv::cuda_plan
