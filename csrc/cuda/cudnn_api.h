@@ -68,6 +68,12 @@ struct Api {
                                                    int requested, int* returned, AlgoPerf* perf);
   Status (*GetConvolutionBackwardFilterAlgorithm_v7)(Handle, TensorDesc x, TensorDesc dy, ConvDesc, FilterDesc dw,
                                                      int requested, int* returned, AlgoPerf* perf);
+  Status (*GetConvolutionForwardWorkspaceSize)(Handle, TensorDesc x, FilterDesc w, ConvDesc, TensorDesc y, int algo,
+                                               std::size_t* bytes);
+  Status (*GetConvolutionBackwardDataWorkspaceSize)(Handle, FilterDesc w, TensorDesc dy, ConvDesc, TensorDesc dx,
+                                                    int algo, std::size_t* bytes);
+  Status (*GetConvolutionBackwardFilterWorkspaceSize)(Handle, TensorDesc x, TensorDesc dy, ConvDesc, FilterDesc dw,
+                                                      int algo, std::size_t* bytes);
   Status (*FindConvolutionForwardAlgorithmEx)(Handle, TensorDesc x, const void* xp, FilterDesc w, const void* wp,
                                               ConvDesc, TensorDesc y, void* yp, int requested, int* returned,
                                               AlgoPerf* perf, void* workspace, std::size_t workspace_bytes);

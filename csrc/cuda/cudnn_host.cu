@@ -3,9 +3,11 @@
 // is not (other strides, or a cuDNN output window larger than ours, see
 // cudnn_plan.h) is staged through a packed scratch copy with
 // cudnnTransformTensor. The algorithm is measured once per problem value
-// (cudnnFind*Ex), deterministic ones preferred, and kept in a bounded cache.
+// (cudnnFind*Ex), deterministic ones preferred, and kept in a bounded cache;
+// the run asks cuDNN for that algorithm's workspace with its math type set.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <iterator>
@@ -125,7 +127,8 @@ struct Conv {
 // The algorithm measured for a problem value, and its workspace.
 struct Algo {
   int algo = 0;
-  std::size_t workspace = 0;
+  std::size_t workspace = 0;  // as measured; the run asks cuDNN again
+  int math = cudnn::kFmaMath;
 };
 
 using AlgoKey = std::array<std::int64_t, 28>;
@@ -158,15 +161,16 @@ AlgoCache& algo_cache() {
 // The largest workspace an algorithm may take while it is measured.
 constexpr std::size_t kMaxWorkspace = std::size_t(1) << 30;
 
-// From cudnnFind*Ex's results (fastest first): the fastest deterministic
-// one that ran, else the fastest that ran.
-Algo pick(const cudnn::AlgoPerf* perf, int n, const char* op, const char* what) {
+// cudnnFind*Ex's results that ran, fastest first, deterministic ones before
+// the others. float32 keeps FMA math (no TF32); 16-bit takes the math each
+// result was measured with (cuDNN asks that it be set before the run).
+std::vector<Algo> ranked(const cudnn::AlgoPerf* perf, int n, DType dt) {
+  std::vector<Algo> out;
   for (int pass = 0; pass < 2; ++pass)
     for (int i = 0; i < n; ++i)
-      if (perf[i].status == cudnn::kSuccess && (pass == 1 || perf[i].determinism == cudnn::kDeterministic))
-        return {perf[i].algo, perf[i].memory};
-  throw std::invalid_argument(std::string("[") + op + "] cuDNN has no algorithm for this " + what +
-                              " (none of its candidates ran); run it on the cpu (stream=volconv.cpu).");
+      if (perf[i].status == cudnn::kSuccess && (perf[i].determinism == cudnn::kDeterministic) == (pass == 0))
+        out.push_back({perf[i].algo, perf[i].memory, dt == DType::float32 ? cudnn::kFmaMath : perf[i].math_type});
+  return out;
 }
 
 std::size_t workspace_bound(const cudnn::AlgoPerf* perf, int n) {
@@ -269,28 +273,45 @@ void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteCho
   int n = 0;
   AlgoCache& cache = algo_cache();
   const AlgoKey key = key_of(route.route, dt, device, c);
-  Algo algo;
-  bool known = false;
+  std::vector<Algo> candidates;
   {
     std::lock_guard<std::mutex> lock(cache.mutex);
     const auto it = cache.entries.find(key);
-    if (it != cache.entries.end()) {
-      algo = it->second.first;
-      known = true;
-    }
+    if (it != cache.entries.end()) candidates.push_back(it->second.first);
   }
-  // A measured algorithm's workspace, or the one to measure them in.
+  const bool known = !candidates.empty();
   auto workspace = [&](std::size_t bytes) {
     return bytes == 0 ? nullptr : staged.device_alloc(bytes, "cuDNN's workspace");
   };
-  auto remember = [&] {
+  auto remember = [&](const Algo& a) {
     std::lock_guard<std::mutex> lock(cache.mutex);
     if (cache.entries.size() >= kMaxAlgos) {
       const std::uint64_t cut = cache.next - kMaxAlgos / 2;
       for (auto it = cache.entries.begin(); it != cache.entries.end();)
         it = it->second.second < cut ? cache.entries.erase(it) : std::next(it);
     }
-    cache.entries[key] = {algo, cache.next++};
+    cache.entries[key] = {a, cache.next++};
+  };
+  // Runs the first candidate cuDNN accepts (a measured algorithm may still
+  // refuse the run, e.g. its math type with these sizes) and remembers it.
+  // run(algo, workspace bytes) -> status; size(algo, &bytes) -> status.
+  auto run_first = [&](const char* what, auto&& size, auto&& run) {
+    cudnn::Status last = cudnn::kSuccess;
+    for (const Algo& a : candidates) {
+      ok(api, api.SetConvolutionMathType(conv.d, a.math), op, "cudnnSetConvolutionMathType");
+      std::size_t bytes = 0;
+      last = size(a.algo, &bytes);
+      if (last != cudnn::kSuccess) continue;
+      bytes = std::max(bytes, a.workspace);
+      last = run(a.algo, workspace(bytes), bytes);
+      if (last == cudnn::kSuccess) {
+        if (!known) remember(a);
+        return;
+      }
+    }
+    if (last != cudnn::kSuccess) ok(api, last, op, what);
+    throw std::invalid_argument(std::string("[") + op + "] cuDNN has no algorithm for this problem (" + what +
+                                ": none of its candidates ran); run it on the cpu (stream=volconv.cpu).");
   };
 
   if (route.route == CudaRoute::cudnn_forward) {
@@ -306,12 +327,17 @@ void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteCho
       ok(api, api.FindConvolutionForwardAlgorithmEx(h, x_desc.d, x, w_desc.d, w, conv.d, y_desc.d, y.packed,
                                                     kCandidates, &n, perf, workspace(bound), bound),
          op, "cudnnFindConvolutionForwardAlgorithmEx");
-      algo = pick(perf, n, op, "convolution");
-      remember();
+      candidates = ranked(perf, n, dt);
     }
-    ok(api, api.ConvolutionForward(h, &one, x_desc.d, x, w_desc.d, w, conv.d, algo.algo, workspace(algo.workspace),
-                                   algo.workspace, &zero, y_desc.d, y.packed),
-       op, "cudnnConvolutionForward");
+    run_first(
+        "cudnnConvolutionForward",
+        [&](int a, std::size_t* bytes) {
+          return api.GetConvolutionForwardWorkspaceSize(h, x_desc.d, w_desc.d, conv.d, y_desc.d, a, bytes);
+        },
+        [&](int a, void* ws, std::size_t bytes) {
+          return api.ConvolutionForward(h, &one, x_desc.d, x, w_desc.d, w, conv.d, a, ws, bytes, &zero, y_desc.d,
+                                        y.packed);
+        });
     finish(api, h, staged, y, res, result);
   } else if (route.route == CudaRoute::cudnn_backward_data) {
     const void* dy = packed_in(api, h, staged, problem.input, staged.in(problem.input, "the output gradient"), y_full,
@@ -327,12 +353,17 @@ void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteCho
       ok(api, api.FindConvolutionBackwardDataAlgorithmEx(h, w_desc.d, w, y_desc.d, dy, conv.d, x_desc.d, dx.packed,
                                                          kCandidates, &n, perf, workspace(bound), bound),
          op, "cudnnFindConvolutionBackwardDataAlgorithmEx");
-      algo = pick(perf, n, op, "input gradient");
-      remember();
+      candidates = ranked(perf, n, dt);
     }
-    ok(api, api.ConvolutionBackwardData(h, &one, w_desc.d, w, y_desc.d, dy, conv.d, algo.algo,
-                                        workspace(algo.workspace), algo.workspace, &zero, x_desc.d, dx.packed),
-       op, "cudnnConvolutionBackwardData");
+    run_first(
+        "cudnnConvolutionBackwardData",
+        [&](int a, std::size_t* bytes) {
+          return api.GetConvolutionBackwardDataWorkspaceSize(h, w_desc.d, y_desc.d, conv.d, x_desc.d, a, bytes);
+        },
+        [&](int a, void* ws, std::size_t bytes) {
+          return api.ConvolutionBackwardData(h, &one, w_desc.d, w, y_desc.d, dy, conv.d, a, ws, bytes, &zero,
+                                             x_desc.d, dx.packed);
+        });
     finish(api, h, staged, dx, res, result);
   } else {
     const PackedOut dw = packed_out(staged, res, result, w_shape, none);
@@ -349,12 +380,17 @@ void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteCho
                                                            dw.packed, kCandidates, &n, perf, workspace(bound),
                                                            bound),
          op, "cudnnFindConvolutionBackwardFilterAlgorithmEx");
-      algo = pick(perf, n, op, "weight gradient");
-      remember();
+      candidates = ranked(perf, n, dt);
     }
-    ok(api, api.ConvolutionBackwardFilter(h, &one, x_desc.d, x, y_desc.d, dy, conv.d, algo.algo,
-                                          workspace(algo.workspace), algo.workspace, &zero, w_desc.d, dw.packed),
-       op, "cudnnConvolutionBackwardFilter");
+    run_first(
+        "cudnnConvolutionBackwardFilter",
+        [&](int a, std::size_t* bytes) {
+          return api.GetConvolutionBackwardFilterWorkspaceSize(h, x_desc.d, y_desc.d, conv.d, w_desc.d, a, bytes);
+        },
+        [&](int a, void* ws, std::size_t bytes) {
+          return api.ConvolutionBackwardFilter(h, &one, x_desc.d, x, y_desc.d, dy, conv.d, a, ws, bytes, &zero,
+                                               w_desc.d, dw.packed);
+        });
     finish(api, h, staged, dw, res, result);
   }
   if (result_on_host) staged.back(res, result);

@@ -119,6 +119,10 @@ std::string resolve(void* handle, Api& a) {
   load(handle, "cudnnGetConvolutionBackwardDataAlgorithm_v7", a.GetConvolutionBackwardDataAlgorithm_v7, missing);
   load(handle, "cudnnGetConvolutionBackwardFilterAlgorithm_v7", a.GetConvolutionBackwardFilterAlgorithm_v7,
        missing);
+  load(handle, "cudnnGetConvolutionForwardWorkspaceSize", a.GetConvolutionForwardWorkspaceSize, missing);
+  load(handle, "cudnnGetConvolutionBackwardDataWorkspaceSize", a.GetConvolutionBackwardDataWorkspaceSize, missing);
+  load(handle, "cudnnGetConvolutionBackwardFilterWorkspaceSize", a.GetConvolutionBackwardFilterWorkspaceSize,
+       missing);
   load(handle, "cudnnFindConvolutionForwardAlgorithmEx", a.FindConvolutionForwardAlgorithmEx, missing);
   load(handle, "cudnnFindConvolutionBackwardDataAlgorithmEx", a.FindConvolutionBackwardDataAlgorithmEx, missing);
   load(handle, "cudnnFindConvolutionBackwardFilterAlgorithmEx", a.FindConvolutionBackwardFilterAlgorithmEx,

@@ -53,7 +53,8 @@ class CudaOperand(NamedTuple):
 
 
 def _module_of(obj: Any) -> str:
-    return type(obj).__module__.split(".")[0]
+    module = type(obj).__module__
+    return module if module == "torch" else module.split(".")[0]  # torch.Tensor's is "torch"
 
 
 def is_cuda_array(obj: Any) -> bool:
@@ -157,10 +158,8 @@ def run(
     stream) on the two operands, both in CUDA memory on one device, and
     returns the result (a new array of the first operand's kind).
     result_shape(a, b, params) gives its shape."""
-    a, b = (
-        _operand(obj, op, what, with_stream=i == 0) if is_cuda_array(obj) else None
-        for i, (what, obj) in enumerate((first, second))
-    )
+    a = _operand(first[1], op, first[0]) if is_cuda_array(first[1]) else None
+    b = _operand(second[1], op, second[0], with_stream=False) if is_cuda_array(second[1]) else None
     if a is None or b is None:
         cpu_what = first[0] if a is None else second[0]
         raise ValueError(
