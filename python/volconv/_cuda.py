@@ -93,6 +93,21 @@ def _torch_dtypes() -> dict[Any, DType]:
     return _TORCH_DTYPES
 
 
+# (device, cudaStream_t) -> the volconv Stream that wraps it: the core's
+# registry never forgets a wrapped stream, so the answer never changes; kept
+# here it costs a dict lookup instead of a locked search in C++.
+_EXTERNAL_STREAMS: dict[tuple[int, int], Stream] = {}
+
+
+def _external_stream(device: int, handle: int) -> Stream:
+    s = _EXTERNAL_STREAMS.get((device, handle))
+    if s is None:
+        if len(_EXTERNAL_STREAMS) >= 256:
+            _EXTERNAL_STREAMS.clear()
+        s = _EXTERNAL_STREAMS[(device, handle)] = _core._gpu_external_stream(device, handle)
+    return s
+
+
 def _operand(obj: Any, op: str, what: str, with_stream: bool = True) -> CudaOperand:
     """The operand as the core reads it; its current stream only when
     with_stream (the call is ordered on the first operand's stream)."""
@@ -170,14 +185,14 @@ def run(
         raise ValueError(
             f"[{op}] Expected the {first[0]} and the {second[0]} on one GPU but got cuda:{a.device} and cuda:{b.device}."
         )
-    for what, x in ((first[0], a), (second[0], b)):
-        if x.array.ndim != 5:
-            raise ValueError(
-                f"[{op}] Expected the {what} to have 5 dimensions but got an array of shape {tuple(x.array.shape)}."
-            )
+    if a.array.ndim != 5 or b.array.ndim != 5:
+        what, x = (first[0], a) if a.array.ndim != 5 else (second[0], b)
+        raise ValueError(
+            f"[{op}] Expected the {what} to have 5 dimensions but got an array of shape {tuple(x.array.shape)}."
+        )
     p = params(a, b)
     shape = tuple(result_shape(a, b, p))
-    producer = _core._gpu_external_stream(a.device, a.stream)
+    producer = _external_stream(a.device, a.stream)
     given: Stream | None = call_stream(stream, op)
     if given is not None and (given.device.type != DeviceType.gpu or given.device.index != a.device):
         raise ValueError(
@@ -185,13 +200,15 @@ def run(
             f"{a.device}, but got {given!r}."
         )
     s = producer if given is None else given
-    out_dtype = _core.promote_types(a.dtype, b.dtype)
+    out_dtype = a.dtype if a.dtype is b.dtype else _core.promote_types(a.dtype, b.dtype)
     out = _empty_like_kind(a, shape, out_dtype)
-    if s != producer:  # the given stream starts after the arrays' producer, which then waits for it
+    # A given stream starts after the arrays' producer, which then waits for
+    # it (a wait of a stream on itself does nothing).
+    if given is not None:
         _core._gpu_stream_wait(s, producer)
     core_op(
         _raw(a.array, a.kind), a.dtype, _raw(b.array, b.kind), b.dtype, _raw(out, a.kind), out_dtype, p, s
     )
-    if s != producer:
+    if given is not None:
         _core._gpu_stream_wait(producer, s)
     return out
