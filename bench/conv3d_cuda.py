@@ -1,4 +1,4 @@
-"""CUDA depthwise conv3d benchmark: volconv's kernels vs torch/cuDNN
+"""CUDA conv3d benchmark: volconv's depthwise kernels (and its cuDNN route, dense rows) vs torch/cuDNN
 (channels_last_3d, cudnn.benchmark = True, TF32 off for the float32 rows),
 per direction (forward, input gradient, weight gradient), on the same
 device tensors. Prints a table (ms, TFLOP/s, the fraction of the measured
@@ -33,6 +33,9 @@ SHAPES = {
     "1x17x128x128x256": (1, 17, 128, 128, 256),
     "2x32x64x64x128": (2, 32, 64, 64, 128),
 }
+# Dense rows (groups 1, C_in = C_out = C, kernel 3, padding 1): volconv runs them on cuDNN, so
+# the row shows what volconv's route costs over torch's own cuDNN call.
+DENSE_SHAPES = {"dense 2x16x32x32x64": (2, 16, 32, 32, 64)}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DIRECTIONS = ["fwd", "dgrad", "wgrad"]
 DEFAULT_PLOT = Path(__file__).resolve().with_suffix(".png")  # git-ignored
@@ -131,23 +134,33 @@ def copy_bandwidth() -> float:
     return 2 * a.numel() * 4 / (ms * 1e-3)
 
 
-def cases(shape, dtype):
+def cases(shape, dtype, groups):
     """The three directions for volconv and cuDNN on one shape: (name, volconv fn, torch fn, bytes)."""
     n, d, h, w, c = shape
     g = torch.Generator(device="cuda").manual_seed(0)
     x = torch.randn(n, d, h, w, c, device="cuda", generator=g).to(dtype)
-    wt = torch.randn(c, 3, 3, 3, 1, device="cuda", generator=g).to(dtype)
+    wt = torch.randn(c, 3, 3, 3, c // groups, device="cuda", generator=g).to(dtype)
     gy = torch.randn(n, d, h, w, c, device="cuda", generator=g).to(dtype)
     # torch's NCDHW views of the same memory: channels_last_3d, no copy.
     xt, wtt, gyt = x.permute(0, 4, 1, 2, 3), wt.permute(0, 4, 1, 2, 3), gy.permute(0, 4, 1, 2, 3)
     conv = dict(
         stride=[1, 1, 1], padding=[1, 1, 1], dilation=[1, 1, 1], transposed=False, output_padding=[0, 0, 0]
     )
-    kw = dict(padding=1, groups=c)
+    kw = dict(padding=1, groups=groups)
 
     def torch_backward(mask):
         return lambda: torch.ops.aten.convolution_backward(
-            gyt, xt, wtt, None, conv["stride"], conv["padding"], conv["dilation"], False, [0, 0, 0], c, mask
+            gyt,
+            xt,
+            wtt,
+            None,
+            conv["stride"],
+            conv["padding"],
+            conv["dilation"],
+            False,
+            [0, 0, 0],
+            groups,
+            mask,
         )
 
     act = x.numel() * x.element_size()
@@ -155,7 +168,7 @@ def cases(shape, dtype):
         (
             "fwd",
             lambda: vc.conv3d(x, wt, **kw),
-            lambda: torch.nn.functional.conv3d(xt, wtt, None, 1, 1, 1, c),
+            lambda: torch.nn.functional.conv3d(xt, wtt, None, 1, 1, 1, groups),
             2 * act,
         ),
         (
@@ -175,7 +188,11 @@ def cases(shape, dtype):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated keys of SHAPES")
+    ap.add_argument(
+        "--shapes",
+        default=",".join([*SHAPES, *DENSE_SHAPES]),
+        help="comma-separated keys of SHAPES, DENSE_SHAPES",
+    )
     ap.add_argument("--dtypes", default=",".join(DTYPES), help="comma-separated: float32,bfloat16,float16")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--calls", type=int, default=10, help="back-to-back calls per timing")
@@ -196,24 +213,25 @@ def main() -> None:
         f"measured copy bandwidth {bw / 1e12:.2f} TB/s | ms per call: median of {args.repeats} timings of "
         f"{args.calls} back-to-back calls"
     )
-    header = f"{'shape':18} {'dtype':8} {'dir':5} | {'volconv ms':>10} {'TFLOP/s':>7} {'%bw':>5} | {'cuDNN ms':>9} {'TFLOP/s':>7} {'%bw':>5} | {'speed-up':>8}"
+    header = f"{'shape':19} {'dtype':8} {'dir':5} | {'volconv ms':>10} {'TFLOP/s':>7} {'%bw':>5} | {'cuDNN ms':>9} {'TFLOP/s':>7} {'%bw':>5} | {'speed-up':>8}"
     print(header)
     print("-" * len(header))
     rows = []
     for key in args.shapes.split(","):
-        shape = SHAPES[key]
-        flops = 2 * shape[0] * shape[1] * shape[2] * shape[3] * shape[4] * 27
+        shape = SHAPES[key] if key in SHAPES else DENSE_SHAPES[key]
+        groups = shape[4] if key in SHAPES else 1
+        flops = 2 * shape[0] * shape[1] * shape[2] * shape[3] * shape[4] * 27 * (shape[4] // groups)
         for dname in args.dtypes.split(","):
             # TF32 off: the float32 rows compare float32 arithmetic with float32.
             torch.backends.cudnn.allow_tf32 = False
-            for direction, ours, theirs, nbytes in cases(shape, DTYPES[dname]):
+            for direction, ours, theirs, nbytes in cases(shape, DTYPES[dname], groups):
                 ms_v, ms_t = (
                     timed_ms(ours, args.repeats, args.calls),
                     timed_ms(theirs, args.repeats, args.calls),
                 )
                 rows.append((key, dname, direction, ms_v, ms_t))
                 print(
-                    f"{key:18} {dname:8} {direction:5} | {ms_v:10.3f} {flops / ms_v / 1e9:7.2f} "
+                    f"{key:19} {dname:8} {direction:5} | {ms_v:10.3f} {flops / ms_v / 1e9:7.2f} "
                     f"{100 * nbytes / (ms_v * 1e-3) / bw:4.0f}% | {ms_t:9.3f} {flops / ms_t / 1e9:7.2f} "
                     f"{100 * nbytes / (ms_t * 1e-3) / bw:4.0f}% | {ms_t / ms_v:7.1f}x"
                 )
@@ -234,7 +252,7 @@ def main() -> None:
     ax.set_yscale("log")
     ax.set_ylabel("ms (log)")
     ax.set_xticks(list(pos), labels, rotation=90, fontsize=6)
-    ax.set_title(f"Depthwise conv3d k3 on {torch.cuda.get_device_name()}")
+    ax.set_title(f"conv3d k3 (depthwise; dense on cuDNN in both) on {torch.cuda.get_device_name()}")
     ax.legend()
     fig.tight_layout()
     fig.savefig(args.plot, dpi=120)

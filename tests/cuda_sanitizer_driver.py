@@ -2,6 +2,8 @@
 GPU stream, so no other library's kernels run), for compute-sanitizer:
   compute-sanitizer --tool memcheck --error-exitcode 1 python tests/cuda_sanitizer_driver.py
   compute-sanitizer --tool racecheck --error-exitcode 1 python tests/cuda_sanitizer_driver.py
+With --cudnn it runs the cuDNN route instead (dense and grouped problems,
+symmetric and asymmetric padding: cuDNN's kernels and the packed copies).
 Each result is also checked against the float64 reference, so a silent
 wrong answer under the sanitizer fails too."""
 
@@ -33,18 +35,26 @@ except ImportError:  # bfloat16 then runs in the pytest suite only
     print("cuda_sanitizer_driver: no ml_dtypes, bfloat16 left out")
 
 
-def main() -> None:
+# The cuDNN route's cases: (N, size, C_in, C_out, groups, kernel, stride, (lo, hi), dilation).
+CUDNN_CASES = [
+    (1, (4, 5, 6), 8, 16, 1, (3, 3, 3), (1, 1, 1), ((1, 1, 1), (1, 1, 1)), (1, 1, 1)),
+    (2, (5, 6, 7), 6, 4, 2, (3, 2, 3), (2, 1, 2), ((1, 0, 2), (0, 1, 1)), (1, 2, 1)),
+]
+
+
+def main(cudnn: bool) -> None:
     rng = np.random.default_rng(0)
     s = vc.default_stream(vc.gpu)
     runs = 0
-    for case in CASES:
-        n, size, c, k, st, (lo, hi), d = case
-        kw = dict(stride=st, padding=(lo, hi), dilation=d, groups=c)
-        rk = dict(stride=st, pad_lo=lo, pad_hi=hi, dilation=d, groups=c)
+    cases = CUDNN_CASES if cudnn else [(n, sz, c, c, c, k, st, p, d) for n, sz, c, k, st, p, d in CASES]
+    for case in cases:
+        n, size, c, co, g, k, st, (lo, hi), d = case
+        kw = dict(stride=st, padding=(lo, hi), dilation=d, groups=g)
+        rk = dict(stride=st, pad_lo=lo, pad_hi=hi, dilation=d, groups=g)
         for name, dt in DTYPES.items():
             x = rng.standard_normal((n, *size, c)).astype(dt)
-            w = rng.standard_normal((c, *k, 1)).astype(dt)
-            gy = rng.standard_normal((n, *output_size(size, k, st, lo, hi, d), c)).astype(dt)
+            w = rng.standard_normal((co, *k, c // g)).astype(dt)
+            gy = rng.standard_normal((n, *output_size(size, k, st, lo, hi, d), co)).astype(dt)
             x64, w64, g64 = (a.astype(np.float64) for a in (x, w, gy))
             y = vc.conv3d(x, w, stream=s, **kw)
             assert_close(
@@ -58,8 +68,8 @@ def main() -> None:
             assert_close(dw, ref, conv3d_grad_weight_reference(abs(x64), abs(g64), w.shape, **rk), name)
             runs += 3
     vc.synchronize(s)
-    print(f"cuda_sanitizer_driver: {runs} kernel runs checked")
+    print(f"cuda_sanitizer_driver: {runs} {'cuDNN' if cudnn else 'kernel'} runs checked")
 
 
 if __name__ == "__main__":
-    main()
+    main("--cudnn" in sys.argv[1:])

@@ -11,26 +11,26 @@ using detail::ConvOp;
 using detail::ConvProblemGeometry;
 using detail::WeightLayout;
 
-const char* kOnCpu = "; run it on the cpu (stream=volconv.cpu)";
+const char* const kOnCpu = "; run it on the cpu (stream=volconv.cpu)";
 
 bool all_one(const Int3& v) { return v[0] == 1 && v[1] == 1 && v[2] == 1; }
 
-// The forward convolution x (in) -> y (out) with padding_lo lo along each
-// axis, as cuDNN runs it: the symmetric padding max(lo, the high padding the
-// last output needs), and the offset of our first output in cuDNN's. An
-// offset that is not a whole number of strides cannot be expressed: "".
+// Fills pad, offset and out_full of `c` (in, out, kernel, stride, dilation
+// set) for a forward conv whose low padding is `lo`: the symmetric padding
+// max(lo, the high padding the last output needs); our first output is then
+// output `offset` of cuDNN's, which must be a whole number of strides.
+// Returns "" or why it cannot be expressed.
 std::string fit(CudnnConv& c, const Int3& lo) {
   for (int i = 0; i < 3; ++i) {
     if (lo[i] < 0) return "The CUDA backend's cuDNN route cannot crop the input (negative padding)";
-    const std::int64_t reach = c.dilation[i] * (c.kernel[i] - 1);  // last tap's offset
-    // The last output reads up to (out-1)*stride - lo + reach; padding
-    // beyond in-1 is what the high side needs.
+    const std::int64_t reach = c.dilation[i] * (c.kernel[i] - 1);  // the last tap's offset
+    // The last output reads up to (out-1)*stride - lo + reach.
     const std::int64_t hi = (c.out[i] - 1) * c.stride[i] - lo[i] + reach - (c.in[i] - 1);
     const std::int64_t p = std::max(lo[i], hi);
     if ((p - lo[i]) % c.stride[i] != 0)
-      return "cuDNN pads both ends of an axis alike, and this padding (low " + std::to_string(lo[i]) +
-             ", high " + std::to_string(hi) + " on axis " + std::to_string(i + 1) + ", stride " +
-             std::to_string(c.stride[i]) + ") cannot be expressed that way";
+      return "cuDNN pads both ends of an axis alike, and this padding (low " + std::to_string(lo[i]) + ", high " +
+             std::to_string(hi) + " on axis " + std::to_string(i + 1) + ", stride " + std::to_string(c.stride[i]) +
+             ") cannot be expressed that way";
     c.pad[i] = p;
     c.offset[i] = (p - lo[i]) / c.stride[i];
     c.out_full[i] = (c.in[i] + 2 * p - reach - 1) / c.stride[i] + 1;
@@ -38,29 +38,16 @@ std::string fit(CudnnConv& c, const Int3& lo) {
   return "";
 }
 
-// cuDNN's descriptors hold int sizes and counts: every tensor under 2^31 elements.
+// cuDNN's descriptors hold int sizes and strides: every tensor under 2^31 elements.
 bool fits_int(const CudnnConv& c) {
   const std::int64_t lim = std::int64_t(1) << 31;
   auto vol = [](const Int3& s) { return s[0] * s[1] * s[2]; };
   const std::int64_t x = c.batch * vol(c.in), y = c.batch * vol(c.out_full), w = vol(c.kernel);
-  if (x <= 0 || y <= 0) return true;  // empty: nothing is described
-  return x < lim / c.in_channels && y < lim / c.out_channels &&
-         w < lim / std::max<std::int64_t>(1, c.out_channels * (c.in_channels / c.groups)) &&
-         c.pad[0] < lim && c.pad[1] < lim && c.pad[2] < lim;
+  return x < lim / std::max<std::int64_t>(1, c.in_channels) && y < lim / std::max<std::int64_t>(1, c.out_channels) &&
+         w < lim / std::max<std::int64_t>(1, c.out_channels * (c.in_channels / c.groups));
 }
 
 }  // namespace
-
-const char* route_name(CudaRoute r) {
-  switch (r) {
-    case CudaRoute::depthwise: return "depthwise";
-    case CudaRoute::cudnn_forward: return "cudnn_forward";
-    case CudaRoute::cudnn_backward_data: return "cudnn_backward_data";
-    case CudaRoute::cudnn_backward_filter: return "cudnn_backward_filter";
-    case CudaRoute::refused: break;
-  }
-  return "refused";
-}
 
 CudaRouteChoice choose_route(ConvOp op, const ConvProblemGeometry& g, WeightLayout layout, bool fold_active) {
   CudaRouteChoice r;
@@ -92,7 +79,7 @@ CudaRouteChoice choose_route(ConvOp op, const ConvProblemGeometry& g, WeightLayo
     why = fit(c, g.padding_lo);
   } else if (op == ConvOp::data && layout == WeightLayout::in_k_out && g.flip && all_one(g.stride)) {
     // conv3d's input gradient: the forward conv ran result -> input with
-    // stride = the input dilation and padding_lo = reach - our padding_lo.
+    // stride = the input dilation and low padding = reach - our padding_lo.
     r.route = CudaRoute::cudnn_backward_data;
     c.in = g.out;
     c.out = g.in;
@@ -103,14 +90,14 @@ CudaRouteChoice choose_route(ConvOp op, const ConvProblemGeometry& g, WeightLayo
     for (int i = 0; i < 3; ++i) lo[i] = g.kernel_dilation[i] * (g.kernel[i] - 1) - g.padding_lo[i];
     why = fit(c, lo);
   } else {
-    r.route = CudaRoute::refused;
     r.refused =
-        "The CUDA backend runs conv3d and its gradients (on cuDNN where not depthwise), but this problem "
-        "(conv_transpose3d or conv_general with input dilation, flip or a transposed weight) is not one of them yet" +
+        "The CUDA backend runs conv3d and its gradients (on cuDNN where not depthwise), but not yet this problem "
+        "(conv_transpose3d or conv_general with input dilation, a flip or a transposed weight)" +
         std::string(kOnCpu);
     return r;
   }
-  if (why.empty() && !fits_int(c)) why = "cuDNN's descriptors count elements in 32-bit ints, and a tensor here has 2^31 or more";
+  if (why.empty() && !fits_int(c))
+    why = "cuDNN's descriptors count elements in 32-bit ints, and a tensor here has 2^31 or more";
   if (!why.empty()) {
     r.route = CudaRoute::refused;
     r.refused = why + kOnCpu;

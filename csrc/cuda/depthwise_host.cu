@@ -1,6 +1,8 @@
-// Running a depthwise problem on a CUDA queue: what the kernels cannot do is
-// refused naming the op; views in device memory are used in place, views in
-// host memory are copied in (and the result back); then the plan's kernels.
+// Running a problem on a CUDA queue: the route (cudnn_plan.h) sends depthwise
+// problems to the kernels here and conv3d's other problems to cuDNN
+// (cudnn_host.cu); what neither runs is refused naming the op. Views in
+// device memory are used in place, views in host memory are copied in (and
+// the result back).
 #include <cuda_runtime.h>
 
 #include <stdexcept>
@@ -13,6 +15,9 @@
 #include "../core/view_checks.h"
 #include "depthwise_kernels.h"
 #include "depthwise_plan.h"
+#include "cudnn_host.h"
+#include "cudnn_plan.h"
+#include "staging.h"
 #include "streams.h"
 #include "volconv/out_of_memory.h"
 
@@ -22,48 +27,6 @@ namespace {
 [[noreturn]] void refuse(const char* op, const std::string& why) {
   throw std::invalid_argument(std::string("[") + op + "] " + why + ".");
 }
-
-bool in_device_memory(const void* p) {
-  cudaPointerAttributes attr{};
-  if (cudaPointerGetAttributes(&attr, p) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  return attr.type == cudaMemoryTypeDevice || attr.type == cudaMemoryTypeManaged;
-}
-
-// A view's memory as the kernels see it: the caller's device memory, or a
-// device copy of the bytes a host view spans (same strides).
-struct Staged {
-  const char* op;
-  cudaStream_t stream;
-  std::vector<void*> allocations;
-  ~Staged() {
-    for (void* p : allocations) cudaFreeAsync(p, stream);
-  }
-
-  void* device_alloc(std::size_t bytes, const char* what) {
-    void* p = nullptr;
-    const cudaError_t err = cudaMallocAsync(&p, bytes, stream);
-    if (err == cudaErrorMemoryAllocation) {
-      cudaGetLastError();
-      throw OutOfMemory(op, bytes, what);
-    }
-    check(err, op, "cudaMallocAsync");
-    allocations.push_back(p);
-    return p;
-  }
-
-  // Device address of element 0 of `v`; copies a host view's span in.
-  const void* in(const ConstTensorView& v, const char* what) {
-    if (numel(v.shape) == 0 || in_device_memory(v.data)) return v.data;  // an empty view is never read
-    const detail::ByteRange r = detail::byte_range(v.data, v.dtype, v.shape, v.strides);
-    char* d = static_cast<char*>(device_alloc(r.hi - r.lo + 1, what));
-    check(cudaMemcpyAsync(d, reinterpret_cast<const void*>(r.lo), r.hi - r.lo + 1, cudaMemcpyHostToDevice, stream),
-          op, "the copy to the GPU");
-    return d + (reinterpret_cast<std::uintptr_t>(v.data) - r.lo);
-  }
-};
 
 Elem elem_of(DType d) {
   return d == DType::float16 ? Elem::f16 : d == DType::bfloat16 ? Elem::bf16 : Elem::f32;
@@ -77,10 +40,9 @@ void copy_strides(const Shape5& from, std::int64_t* to) {
 
 void run_problem(const detail::ConvProblem& problem, const char* op, int queue_id) {
   const detail::ConvProblemGeometry& g = problem.geometry;
-  const std::string why = cuda_plan::unsupported_reason(g);
-  if (!why.empty()) refuse(op, why + "; run it on the cpu (stream=volconv.cpu)");
-  if (problem.fold.active())
-    refuse(op, "The CUDA backend pads with zeros only for now; run it on the cpu (stream=volconv.cpu)");
+  const cuda_plan::CudaRouteChoice route =
+      cuda_plan::choose_route(problem.op, g, problem.weight_layout, problem.fold.active());
+  if (route.route == cuda_plan::CudaRoute::refused) refuse(op, route.refused);
   const bool data = problem.op == detail::ConvOp::data;
   const ConstTensorView& second = data ? problem.weight : problem.output;
   const DType dt = problem.input.dtype;
@@ -95,7 +57,11 @@ void run_problem(const detail::ConvProblem& problem, const char* op, int queue_i
   const QueueHandle q = queue(queue_id);
   const DeviceGuard on_device(q.device, op);
   const auto stream = static_cast<cudaStream_t>(q.stream);
-  Staged staged{op, stream, {}};
+  Staged staged(op, stream);
+  if (route.route != cuda_plan::CudaRoute::depthwise) {
+    run_cudnn(problem, route, op, q.device, staged);
+    return;
+  }
 
   DwArgs a;
   a.batch = g.batch;
@@ -147,13 +113,7 @@ void run_problem(const detail::ConvProblem& problem, const char* op, int queue_i
     partials = static_cast<float*>(staged.device_alloc(std::size_t(plan.workspace_bytes), "the partial sums"));
   check(cudaError_t(launch_depthwise(plan, a, elem_of(dt), partials, stream)), op, plan.name().c_str());
 
-  if (result_on_host) {
-    const detail::ByteRange r = detail::byte_range(res.data, res.dtype, res.shape, res.strides);
-    const char* d = static_cast<const char*>(result) - (reinterpret_cast<std::uintptr_t>(res.data) - r.lo);
-    check(cudaMemcpyAsync(reinterpret_cast<void*>(r.lo), d, r.hi - r.lo + 1, cudaMemcpyDeviceToHost, stream), op,
-          "the copy from the GPU");
-    check(cudaStreamSynchronize(stream), op, "cudaStreamSynchronize");
-  }
+  if (result_on_host) staged.back(res, result);
 }
 
 void conv3d(const detail::ConvCall& call, int queue) {

@@ -5,7 +5,9 @@
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/array.h>
+#include <nanobind/stl/string.h>
 #include <nanobind/stl/tuple.h>
+#include <nanobind/stl/vector.h>
 
 #include <cstdint>
 #include <stdexcept>
@@ -13,6 +15,7 @@
 #include <tuple>
 
 #include "../core/gpu_backend.h"
+#include "../cuda/cudnn_loader.h"
 #include "gil_release.h"
 #include "volconv/conv_general.h"
 #include "volconv/volconv.h"
@@ -82,6 +85,17 @@ void bind_cuda(nb::module_& m) {
     return detail::external_gpu_stream(Device{DeviceType::gpu, index}, handle);
   }, nb::arg("index"), nb::arg("handle"));
   m.def("_gpu_stream_wait", &detail::gpu_stream_wait, nb::arg("waiter"), nb::arg("waited"));
+  // Where cuDNN is looked for (volconv/_cuda.py, before the first CUDA call).
+  m.def("_cudnn_set_search", &cudnn::set_search, nb::arg("dirs"), nb::arg("system_loader"));
+  // What an op would raise if cuDNN were looked for only there ("" when it
+  // is found): the missing-cuDNN message, testable without a GPU.
+  m.def("_cudnn_probe", [](const std::string& op, const std::vector<std::string>& dirs, bool system_loader) {
+    const cudnn::Opened o = cudnn::open_library(dirs, system_loader);
+    if (o.handle == nullptr) return cudnn::missing_message(op.c_str(), o.tried);
+    cudnn::Api api{};
+    const std::string why = cudnn::resolve(o.handle, api);
+    return why.empty() ? std::string() : cudnn::missing_message(op.c_str(), o.path + " (" + why + ")");
+  }, nb::arg("op"), nb::arg("dirs"), nb::arg("system_loader"));
   m.def("_gpu_backend", [] {
     switch (detail::gpu_kind()) {
       case detail::GpuKind::metal: return "metal";

@@ -2,10 +2,15 @@
 in place by the CUDA backend, ordered on the array's own current stream
 (torch.cuda.current_stream, CuPy's current stream) unless a volconv GPU
 stream is given, and returned as a new array of the input's kind on its
-device. Depthwise problems only for now (the core says so for others)."""
+device. Depthwise problems run on volconv's kernels, conv3d's other problems
+on cuDNN, opened at run time from the directories cudnn_search_dirs() names
+(the nvidia-cudnn wheel torch uses) or the system loader."""
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import sys
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -14,6 +19,29 @@ from ._core import DeviceType, DType, Stream
 from ._device import call_stream
 
 _DLPACK_CUDA = 2  # kDLCUDA
+
+
+def cudnn_search_dirs() -> list[str]:
+    """The directories that may hold libcudnn.so.9, as torch finds it: the
+    nvidia-cudnn wheel's lib/ (nvidia.cudnn's package directory), then
+    nvidia/cudnn/lib under each sys.path entry. Only existing ones."""
+    found: list[str] = []
+    try:
+        spec = importlib.util.find_spec("nvidia.cudnn")
+    except (ImportError, ValueError):
+        spec = None
+    roots = list(spec.submodule_search_locations or ()) if spec is not None else []
+    roots += [os.path.join(p, "nvidia", "cudnn") for p in sys.path if p]
+    for root in roots:
+        lib = os.path.join(root, "lib")
+        if lib not in found and os.path.isdir(lib):
+            found.append(lib)
+    return found
+
+
+# Set once at import: only strings are stored; cuDNN is opened at the first
+# call that needs it (never for depthwise problems).
+_core._cudnn_set_search(cudnn_search_dirs(), True)
 
 
 class CudaOperand(NamedTuple):
@@ -25,7 +53,8 @@ class CudaOperand(NamedTuple):
 
 
 def _module_of(obj: Any) -> str:
-    return type(obj).__module__.split(".")[0]
+    module = type(obj).__module__
+    return module if module == "torch" else module.split(".")[0]  # torch.Tensor's is "torch"
 
 
 def is_cuda_array(obj: Any) -> bool:
@@ -49,23 +78,50 @@ def _torch_current_stream(torch: Any, index: int) -> int:
     return raw(index) if raw is not None else torch.cuda.current_stream(index).cuda_stream
 
 
+_TORCH_DTYPES: dict[Any, DType] = {}
+
+
+def _torch_dtypes() -> dict[Any, DType]:
+    """torch dtype -> DType, made once (a dict per call cost a microsecond)."""
+    if not _TORCH_DTYPES:
+        import torch
+
+        _TORCH_DTYPES.update(
+            {torch.float16: DType.float16, torch.bfloat16: DType.bfloat16, torch.float32: DType.float32}
+        )
+        _TORCH_DTYPES[torch.float64] = DType.float64
+    return _TORCH_DTYPES
+
+
+# (device, cudaStream_t) -> the volconv Stream that wraps it: the core's
+# registry never forgets a wrapped stream, so the answer never changes; kept
+# here it costs a dict lookup instead of a locked search in C++.
+_EXTERNAL_STREAMS: dict[tuple[int, int], Stream] = {}
+
+
+def _external_stream(device: int, handle: int) -> Stream:
+    s = _EXTERNAL_STREAMS.get((device, handle))
+    if s is None:
+        if len(_EXTERNAL_STREAMS) >= 256:
+            _EXTERNAL_STREAMS.clear()
+        s = _EXTERNAL_STREAMS[(device, handle)] = _core._gpu_external_stream(device, handle)
+    return s
+
+
 def _operand(obj: Any, op: str, what: str, with_stream: bool = True) -> CudaOperand:
     """The operand as the core reads it; its current stream only when
     with_stream (the call is ordered on the first operand's stream)."""
     module = _module_of(obj)
     if module == "torch":
-        import torch
-
         t = obj  # read through data_ptr(): no detached view needed
-        dtypes = {torch.float16: DType.float16, torch.bfloat16: DType.bfloat16, torch.float32: DType.float32}
-        dtypes[torch.float64] = DType.float64
-        if t.dtype not in dtypes:
+        dtype = _torch_dtypes().get(t.dtype)
+        if dtype is None:
             raise ValueError(
                 f"[{op}] Expected the {what} to have a floating-point dtype but got {str(t.dtype).replace('torch.', '')}."
             )
-        index = t.device.index if t.device.index is not None else torch.cuda.current_device()
-        stream = _torch_current_stream(torch, index) if with_stream else 0
-        return CudaOperand(t, dtypes[t.dtype], "torch", index, stream)
+        index = t.get_device()  # an int: no device object made
+        stream = _torch_current_stream(sys.modules["torch"], index) if with_stream else 0
+        return CudaOperand(t, dtype, "torch", index, stream)
     if module == "cupy":
         import cupy
 
@@ -94,11 +150,10 @@ def _raw(array: Any, kind: str) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
 
 def _empty_like_kind(a: CudaOperand, shape: tuple[int, ...], dtype: DType) -> Any:
     if a.kind == "torch":
-        import torch
-
-        names = {DType.float16: torch.float16, DType.bfloat16: torch.bfloat16, DType.float32: torch.float32}
-        names[DType.float64] = torch.float64
-        return torch.empty(shape, dtype=names[dtype], device=a.array.device)
+        if dtype == a.dtype:  # same dtype and device: no torch.device object made
+            return a.array.new_empty(shape)
+        names = {v: k for k, v in _torch_dtypes().items()}
+        return a.array.new_empty(shape, dtype=names[dtype])
     import cupy
 
     with a.array.device:
@@ -118,10 +173,8 @@ def run(
     stream) on the two operands, both in CUDA memory on one device, and
     returns the result (a new array of the first operand's kind).
     result_shape(a, b, params) gives its shape."""
-    a, b = (
-        _operand(obj, op, what, with_stream=i == 0) if is_cuda_array(obj) else None
-        for i, (what, obj) in enumerate((first, second))
-    )
+    a = _operand(first[1], op, first[0]) if is_cuda_array(first[1]) else None
+    b = _operand(second[1], op, second[0], with_stream=False) if is_cuda_array(second[1]) else None
     if a is None or b is None:
         cpu_what = first[0] if a is None else second[0]
         raise ValueError(
@@ -132,14 +185,14 @@ def run(
         raise ValueError(
             f"[{op}] Expected the {first[0]} and the {second[0]} on one GPU but got cuda:{a.device} and cuda:{b.device}."
         )
-    for what, x in ((first[0], a), (second[0], b)):
-        if x.array.ndim != 5:
-            raise ValueError(
-                f"[{op}] Expected the {what} to have 5 dimensions but got an array of shape {tuple(x.array.shape)}."
-            )
+    if a.array.ndim != 5 or b.array.ndim != 5:
+        what, x = (first[0], a) if a.array.ndim != 5 else (second[0], b)
+        raise ValueError(
+            f"[{op}] Expected the {what} to have 5 dimensions but got an array of shape {tuple(x.array.shape)}."
+        )
     p = params(a, b)
     shape = tuple(result_shape(a, b, p))
-    producer = _core._gpu_external_stream(a.device, a.stream)
+    producer = _external_stream(a.device, a.stream)
     given: Stream | None = call_stream(stream, op)
     if given is not None and (given.device.type != DeviceType.gpu or given.device.index != a.device):
         raise ValueError(
@@ -147,13 +200,15 @@ def run(
             f"{a.device}, but got {given!r}."
         )
     s = producer if given is None else given
-    out_dtype = _core.promote_types(a.dtype, b.dtype)
+    out_dtype = a.dtype if a.dtype is b.dtype else _core.promote_types(a.dtype, b.dtype)
     out = _empty_like_kind(a, shape, out_dtype)
-    if s != producer:  # the given stream starts after the arrays' producer, which then waits for it
+    # A given stream starts after the arrays' producer, which then waits for
+    # it (a wait of a stream on itself does nothing).
+    if given is not None:
         _core._gpu_stream_wait(s, producer)
     core_op(
         _raw(a.array, a.kind), a.dtype, _raw(b.array, b.kind), b.dtype, _raw(out, a.kind), out_dtype, p, s
     )
-    if s != producer:
+    if given is not None:
         _core._gpu_stream_wait(producer, s)
     return out

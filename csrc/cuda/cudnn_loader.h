@@ -1,0 +1,45 @@
+// Finding and opening cuDNN at run time, as torch does: the nvidia-cudnn
+// wheel's lib directory (the Python layer passes the candidates), else the
+// system loader. Plain C++ (dlopen), built on every platform, so the
+// message for a missing cuDNN is tested without a GPU.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "cudnn_api.h"
+
+namespace volconv::cudnn {
+
+// The library's file name (cuDNN 9).
+constexpr const char* kLibraryName = "libcudnn.so.9";
+
+struct Opened {
+  void* handle = nullptr;  // dlopen handle, or nullptr
+  std::string path;        // where it was found
+  std::string tried;       // when not found: each place tried and why it failed
+};
+
+// A copy already in the process (torch loaded it) first, then
+// dir/libcudnn.so.9 for each of `dirs`, then the system loader by name when
+// system_loader; the sub-libraries beside it are opened with it.
+Opened open_library(const std::vector<std::string>& dirs, bool system_loader);
+
+// The message an op raises when cuDNN could not be opened (or lacks a
+// function, or is older than 9): names the op, where it was looked for and
+// how to install it.
+std::string missing_message(const char* op, const std::string& tried);
+
+// Where the process looks (set by volconv/_cuda.py before the first CUDA
+// call; tests point it elsewhere).
+void set_search(const std::vector<std::string>& dirs, bool system_loader);
+
+// The process's cuDNN functions, opened at the first call; throws
+// std::invalid_argument(missing_message(op, ...)) when it cannot be.
+const Api& api(const char* op);
+
+// "" when the library at `handle` has every function of Api (filled in) and
+// is cuDNN 9 or newer; else what is missing.
+std::string resolve(void* handle, Api& api);
+
+}  // namespace volconv::cudnn

@@ -1,0 +1,248 @@
+// The CUDA route (csrc/cuda/cudnn_plan.h), without a GPU: which problems go
+// to the depthwise kernels, which to cuDNN and which are refused; and that
+// cuDNN's convolution with its symmetric padding, cropped or fed a
+// zero-padded gradient as the route says, computes exactly our problem.
+// Each axis is checked on its own with integer 1-D convolutions written
+// from the definitions (conv_problem.h for ours, cuDNN's documented forward,
+// backward-data and backward-filter sums for theirs).
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "../../csrc/cuda/cudnn_plan.h"
+#include "check.h"
+
+using namespace volconv;
+using cuda_plan::CudaRoute;
+using detail::ConvOp;
+using detail::ConvProblemGeometry;
+using detail::WeightLayout;
+using Vec = std::vector<std::int64_t>;
+
+namespace {
+
+// One axis of a problem, as conv_problem.h defines it.
+struct Axis {
+  std::int64_t in, kernel, out, stride, lo, kdil, idil;
+  bool flip;
+};
+
+std::int64_t dilated(const Vec& x, std::int64_t j, std::int64_t idil) {
+  if (j < 0 || j % idil != 0 || j / idil >= std::int64_t(x.size())) return 0;
+  return x[std::size_t(j / idil)];
+}
+
+// out[o] = sum_k in_dilated[o*stride - lo + k*kdil] * w[flip ? K-1-k : k]
+Vec ours_data(const Axis& a, const Vec& x, const Vec& w) {
+  Vec y(std::size_t(a.out), 0);
+  for (std::int64_t o = 0; o < a.out; ++o)
+    for (std::int64_t k = 0; k < a.kernel; ++k)
+      y[std::size_t(o)] += dilated(x, o * a.stride - a.lo + k * a.kdil, a.idil) *
+                           w[std::size_t(a.flip ? a.kernel - 1 - k : k)];
+  return y;
+}
+
+// w[k] = sum_o in_dilated[o*stride - lo + k*kdil] * out[o]
+Vec ours_wgrad(const Axis& a, const Vec& x, const Vec& dy) {
+  Vec dw(std::size_t(a.kernel), 0);
+  for (std::int64_t o = 0; o < a.out; ++o)
+    for (std::int64_t k = 0; k < a.kernel; ++k)
+      dw[std::size_t(k)] += dilated(x, o * a.stride - a.lo + k * a.kdil, a.idil) * dy[std::size_t(o)];
+  return dw;
+}
+
+// cuDNN's forward along one axis of `c`: y[o] = sum_k x[o*s - pad + k*d] * w[k].
+Vec cudnn_forward(const cuda_plan::CudnnConv& c, int i, const Vec& x, const Vec& w) {
+  Vec y(std::size_t(c.out_full[i]), 0);
+  for (std::int64_t o = 0; o < c.out_full[i]; ++o)
+    for (std::int64_t k = 0; k < c.kernel[i]; ++k)
+      y[std::size_t(o)] += dilated(x, o * c.stride[i] - c.pad[i] + k * c.dilation[i], 1) * w[std::size_t(k)];
+  return y;
+}
+
+// dy of our output size placed at the route's offset in a zero y of cuDNN's size.
+Vec widen(const cuda_plan::CudnnConv& c, int i, const Vec& dy) {
+  Vec full(std::size_t(c.out_full[i]), 0);
+  for (std::size_t o = 0; o < dy.size(); ++o) full[std::size_t(c.offset[i]) + o] = dy[o];
+  return full;
+}
+
+// cuDNN's backward data: dx[j] = sum over (o, k) with o*s - pad + k*d == j of dy[o] * w[k].
+Vec cudnn_backward_data(const cuda_plan::CudnnConv& c, int i, const Vec& dy_full, const Vec& w) {
+  Vec dx(std::size_t(c.in[i]), 0);
+  for (std::int64_t o = 0; o < c.out_full[i]; ++o)
+    for (std::int64_t k = 0; k < c.kernel[i]; ++k) {
+      const std::int64_t j = o * c.stride[i] - c.pad[i] + k * c.dilation[i];
+      if (j >= 0 && j < c.in[i]) dx[std::size_t(j)] += dy_full[std::size_t(o)] * w[std::size_t(k)];
+    }
+  return dx;
+}
+
+// cuDNN's backward filter: dw[k] = sum_o x[o*s - pad + k*d] * dy[o].
+Vec cudnn_backward_filter(const cuda_plan::CudnnConv& c, int i, const Vec& x, const Vec& dy_full) {
+  Vec dw(std::size_t(c.kernel[i]), 0);
+  for (std::int64_t o = 0; o < c.out_full[i]; ++o)
+    for (std::int64_t k = 0; k < c.kernel[i]; ++k)
+      dw[std::size_t(k)] += dilated(x, o * c.stride[i] - c.pad[i] + k * c.dilation[i], 1) * dy_full[std::size_t(o)];
+  return dw;
+}
+
+Vec random_vec(std::mt19937& rng, std::int64_t n) {
+  Vec v(static_cast<std::size_t>(n));
+  for (auto& e : v) e = std::int64_t(rng() % 19) - 9;
+  return v;
+}
+
+// A random forward conv axis: (in, kernel, stride, dilation, lo, hi) with out >= 1.
+Axis random_forward(std::mt19937& rng) {
+  for (;;) {
+    Axis a{};
+    a.in = 1 + rng() % 9;
+    a.kernel = 1 + rng() % 4;
+    a.stride = 1 + rng() % 3;
+    a.kdil = 1 + rng() % 3;
+    a.lo = rng() % 5;
+    const std::int64_t hi = rng() % 5;
+    a.idil = 1;
+    a.flip = false;
+    const std::int64_t span = a.in + a.lo + hi - a.kdil * (a.kernel - 1) - 1;
+    if (span < 0) continue;
+    a.out = span / a.stride + 1;
+    return a;
+  }
+}
+
+ConvProblemGeometry geometry_of(const Axis (&axes)[3], std::int64_t cin, std::int64_t cout, std::int64_t groups) {
+  ConvProblemGeometry g;
+  g.batch = 2;
+  g.in_channels = cin;
+  g.out_channels = cout;
+  g.groups = groups;
+  for (int i = 0; i < 3; ++i) {
+    g.in[i] = axes[i].in;
+    g.kernel[i] = axes[i].kernel;
+    g.out[i] = axes[i].out;
+    g.stride[i] = axes[i].stride;
+    g.padding_lo[i] = axes[i].lo;
+    g.kernel_dilation[i] = axes[i].kdil;
+    g.input_dilation[i] = axes[i].idil;
+  }
+  g.flip = axes[0].flip;
+  return g;
+}
+
+void check_equal(const Vec& a, const Vec& b, const std::string& what) {
+  if (a != b) check::fail(__FILE__, __LINE__, what);
+}
+
+// conv3d's forward and weight gradient: the forward problem itself.
+void check_forward_and_wgrad(std::mt19937& rng, int& expressed, int& refused) {
+  Axis f[3];
+  for (auto& a : f) a = random_forward(rng);
+  const ConvProblemGeometry g = geometry_of(f, 4, 6, 2);
+  for (ConvOp op : {ConvOp::data, ConvOp::weight_grad}) {
+    const auto r = cuda_plan::choose_route(op, g, WeightLayout::out_k_in, false);
+    if (r.route == CudaRoute::refused) {
+      // Only an offset that is not a whole number of strides is refused.
+      CHECK(r.refused.find("cannot be expressed") != std::string::npos);
+      ++refused;
+      continue;
+    }
+    ++expressed;
+    CHECK(r.route == (op == ConvOp::data ? CudaRoute::cudnn_forward : CudaRoute::cudnn_backward_filter));
+    for (int i = 0; i < 3; ++i) {
+      const Vec x = random_vec(rng, f[i].in), w = random_vec(rng, f[i].kernel), dy = random_vec(rng, f[i].out);
+      const std::string what = std::string(op == ConvOp::data ? "forward" : "wgrad") + " axis " + std::to_string(i);
+      if (r.conv.offset[i] + f[i].out > r.conv.out_full[i]) {  // cuDNN's output would not hold ours
+        check::fail(__FILE__, __LINE__, what + ": window past cuDNN's output");
+        continue;
+      }
+      if (op == ConvOp::data) {
+        const Vec full = cudnn_forward(r.conv, i, x, w);
+        check_equal(Vec(full.begin() + r.conv.offset[i], full.begin() + r.conv.offset[i] + f[i].out),
+                    ours_data(f[i], x, w), what);
+      } else {
+        check_equal(cudnn_backward_filter(r.conv, i, x, widen(r.conv, i, dy)), ours_wgrad(f[i], x, dy), what);
+      }
+    }
+  }
+}
+
+// conv3d's input gradient as it is lowered (op_geometry.cpp): a data
+// problem over grad_output, flipped, input-dilated by the stride.
+void check_grad_input(std::mt19937& rng, int& expressed, int& refused) {
+  Axis f[3], g3[3];
+  for (int i = 0; i < 3; ++i) {
+    f[i] = random_forward(rng);
+    g3[i] = {f[i].out, f[i].kernel, f[i].in, 1, f[i].kdil * (f[i].kernel - 1) - f[i].lo, f[i].kdil, f[i].stride,
+             true};
+  }
+  const ConvProblemGeometry g = geometry_of(g3, 6, 4, 2);
+  const auto r = cuda_plan::choose_route(ConvOp::data, g, WeightLayout::in_k_out, false);
+  if (r.route == CudaRoute::refused) {
+    CHECK(r.refused.find("cannot be expressed") != std::string::npos);
+    ++refused;
+    return;
+  }
+  ++expressed;
+  CHECK(r.route == CudaRoute::cudnn_backward_data);
+  CHECK_EQ(r.conv.in_channels, std::int64_t(4));
+  CHECK_EQ(r.conv.out_channels, std::int64_t(6));
+  for (int i = 0; i < 3; ++i) {
+    const Vec dy = random_vec(rng, g3[i].in), w = random_vec(rng, g3[i].kernel);
+    if (r.conv.offset[i] + g3[i].in > r.conv.out_full[i]) {
+      check::fail(__FILE__, __LINE__, "grad_input: window past cuDNN's output");
+      continue;
+    }
+    check_equal(cudnn_backward_data(r.conv, i, widen(r.conv, i, dy), w), ours_data(g3[i], dy, w),
+                "grad_input axis " + std::to_string(i));
+  }
+}
+
+}  // namespace
+
+int main() {
+  std::mt19937 rng(20);
+  int expressed = 0, refused = 0;
+  for (int t = 0; t < 400; ++t) {
+    check_forward_and_wgrad(rng, expressed, refused);
+    check_grad_input(rng, expressed, refused);
+  }
+  // Most random problems are expressed; the sweep reaches both outcomes.
+  CHECK(expressed > 600);
+  CHECK(refused > 0);
+
+  // Depthwise problems stay on the kernels; dense ones go to cuDNN uncropped
+  // when the padding is symmetric.
+  Axis a{8, 3, 8, 1, 1, 1, 1, false};
+  const Axis same[3] = {a, a, a};
+  const ConvProblemGeometry dw = geometry_of(same, 8, 8, 8);
+  CHECK(cuda_plan::choose_route(ConvOp::data, dw, WeightLayout::out_k_in, false).route == CudaRoute::depthwise);
+  CHECK(cuda_plan::choose_route(ConvOp::weight_grad, dw, WeightLayout::out_k_in, false).route ==
+        CudaRoute::depthwise);
+  const ConvProblemGeometry dense = geometry_of(same, 8, 16, 1);
+  const auto fwd = cuda_plan::choose_route(ConvOp::data, dense, WeightLayout::out_k_in, false);
+  CHECK(fwd.route == CudaRoute::cudnn_forward);
+  CHECK(!fwd.conv.cropped());
+  CHECK_EQ(fwd.conv.pad[1], std::int64_t(1));
+  // Padding modes other than zeros, and the input gradient's padding fold: refused.
+  ConvProblemGeometry reflect = dense;
+  reflect.padding_mode[2] = PaddingMode::reflect;
+  CHECK(cuda_plan::choose_route(ConvOp::data, reflect, WeightLayout::out_k_in, false).refused.find(
+            "pads with zeros only") != std::string::npos);
+  CHECK(cuda_plan::choose_route(ConvOp::data, dense, WeightLayout::in_k_out, true).route == CudaRoute::refused);
+  // conv_transpose3d's forward (input-dilated, flipped, the weight as stored): refused by name.
+  Axis t{4, 3, 9, 1, 2, 1, 2, true};
+  const Axis tr[3] = {t, t, t};
+  const auto transposed =
+      cuda_plan::choose_route(ConvOp::data, geometry_of(tr, 8, 16, 1), WeightLayout::out_k_in, false);
+  CHECK(transposed.route == CudaRoute::refused);
+  CHECK(transposed.refused.find("conv_transpose3d") != std::string::npos);
+  // A tensor of 2^31 elements does not fit cuDNN's ints.
+  ConvProblemGeometry huge = dense;
+  huge.batch = (std::int64_t(1) << 31) / (8 * 8 * 8 * 8) + 1;
+  CHECK(cuda_plan::choose_route(ConvOp::data, huge, WeightLayout::out_k_in, false).refused.find("2^31") !=
+        std::string::npos);
+  return check::result("test_cuda_route");
+}
