@@ -14,6 +14,30 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 FLOAT_DTYPES = ["float32", "float16", "bfloat16", "float64"]
 
 
+ALL_ISAS = ["avx512bf16", "avx512f", "avx2", "neon", "generic"]
+
+
+@pytest.fixture(params=ALL_ISAS)
+def every_isa(request):
+    """Each CPU kernel set in turn, forced (skipped where this CPU lacks it)."""
+    from volconv import _core
+
+    if request.param not in _core._cpu_supported_isas():
+        pytest.skip(f"this CPU cannot run the {request.param} kernels")
+    _core._cpu_force_isa(request.param)
+    yield request.param
+    _core._cpu_force_isa("")
+
+
+@pytest.fixture
+def threads():
+    """Restores the default thread count after a test that changes it."""
+    import volconv
+
+    yield
+    volconv.set_num_threads(0)
+
+
 @pytest.fixture
 def no_winograd():
     """CPU plans skip the winograd path for the test: for tests written for

@@ -22,27 +22,15 @@ import volconv
 from volconv import _core
 
 from cases import CASES, Case, _c
-from conftest import cast, cpu_plan, numpy_dtype
+from conftest import ALL_ISAS, cast, cpu_plan, numpy_dtype
 from reference import assert_conv_close
 
-ALL_ISAS = ["avx512bf16", "avx512f", "avx2", "neon", "generic"]
 SUPPORTED = _core._cpu_supported_isas()
 
 
-@pytest.fixture(params=ALL_ISAS)
-def isa(request):
-    if request.param not in SUPPORTED:
-        pytest.skip(f"this CPU cannot run the {request.param} kernels")
-    _core._cpu_force_isa(request.param)
-    yield request.param
-    _core._cpu_force_isa("")
-
-
 @pytest.fixture
-def threads():
-    """Restores the default thread count after a test that changes it."""
-    yield
-    volconv.set_num_threads(0)
+def isa(every_isa):
+    return every_isa
 
 
 @pytest.fixture

@@ -19,23 +19,10 @@ from cases import _c
 from conftest import cpu_plan
 from reference import TOLERANCE, assert_within, conv3d_reference
 
-ALL_ISAS = ["avx512bf16", "avx512f", "avx2", "neon", "generic"]
-SUPPORTED = _core._cpu_supported_isas()
-
-
-@pytest.fixture(params=ALL_ISAS)
-def isa(request):
-    if request.param not in SUPPORTED:
-        pytest.skip(f"this CPU cannot run the {request.param} kernels")
-    _core._cpu_force_isa(request.param)
-    yield request.param
-    _core._cpu_force_isa("")
-
 
 @pytest.fixture
-def threads():
-    yield
-    volconv.set_num_threads(0)
+def isa(every_isa):
+    return every_isa
 
 
 def operands(case, seed=0):
