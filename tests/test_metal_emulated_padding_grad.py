@@ -209,7 +209,9 @@ def test_plan_boxes_tile_the_shell(emu, name):
             for h in range(b[1], b[1] + n[1])
             for w in range(b[2], b[2] + n[2])
         ]
-    inside = {(d, h, w) for d in range(case.size[0]) for h in range(case.size[1]) for w in range(case.size[2])}
+    inside = {
+        (d, h, w) for d in range(case.size[0]) for h in range(case.size[1]) for w in range(case.size[2])
+    }
     assert len(cells) == len(set(cells)) and set(cells) == _padded_cells(case) - inside
     largest = max(int(np.prod(box["len"])) for box in plan["fold_boxes"])
     assert plan["scratch_bytes"] == case.n * largest * case.cin * 4
@@ -219,7 +221,11 @@ def test_plan_boxes_tile_the_shell(emu, name):
     main = [d for d in plan["dispatches"][:first_fold] if d["buffers"][2] == "result"]
     assert main and all(d["buffers"] == ["input", "weight", "result"] for d in main)
     for d in plan["dispatches"][len(main) :]:
-        want = ["scratch", "scratch", "result"] if d["family"] == "padding_fold" else ["input", "weight", "scratch"]
+        want = (
+            ["scratch", "scratch", "result"]
+            if d["family"] == "padding_fold"
+            else ["input", "weight", "scratch"]
+        )
         assert d["buffers"] == want
     assert families[-1] == "padding_fold"
 
