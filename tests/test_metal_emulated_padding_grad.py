@@ -168,17 +168,38 @@ def test_parity_low_precision(emu, name, dtype):
     run_case(emu, BY_NAME[name], dtype)
 
 
-@pytest.mark.parametrize(
-    "name,index64,family,tile",
-    [("mixed", True, -1, 1), ("depthwise_mult2", False, 0, -1), ("depthwise_mult2", True, 1, -1)],
-)
-def test_parity_forced_plans(emu, forced, name, index64, family, tile):
-    """The boxes take the same forced kernels as the main dispatches: every
-    phase family and both index widths of the fold."""
+# (case, dtype, index64, family, tile): every phase family and every fold
+# kernel (each dtype, both index widths) with the test_parity_* runs.
+FORCED = [
+    ("mixed", "float32", True, -1, 1),
+    ("depthwise_mult2", "float32", False, 0, -1),
+    ("depthwise_mult2", "float16", True, 1, -1),
+    ("causal_replicate", "bfloat16", True, -1, -1),
+]
+
+
+@pytest.mark.parametrize("name,dtype,index64,family,tile", FORCED)
+def test_parity_forced_plans(emu, forced, name, dtype, index64, family, tile):
+    """The boxes take the same forced kernels as the main dispatches."""
     forced(index64, family, tile)
-    plan = run_case(emu, BY_NAME[name], "float32")
+    plan = run_case(emu, BY_NAME[name], dtype)
     folds = [d for d in plan["dispatches"] if d["family"] == "padding_fold"]
     assert folds and all(d["kernel"].endswith("_large") == index64 for d in plan["dispatches"])
+
+
+def test_every_fold_kernel_is_exercised(emu, forced):
+    """The parity runs above plan every padding_fold instantiation."""
+    runs = [(c.name, "float32", False, -1, -1) for c in CASES]
+    runs += [(n, d, False, -1, -1) for n in LOW_PRECISION for d in ("float16", "bfloat16")] + FORCED
+    used = set()
+    for name, dtype, index64, family, tile in runs:
+        forced(index64, family, tile)
+        case = BY_NAME[name]
+        _, w, gy = _operands(case, dtype)
+        plan = emu.plan("conv3d_grad_input", gy.shape, w.shape, dtype, case.x_shape(), **case.params())
+        used |= {d["kernel"] for d in plan["dispatches"]}
+    fold_kernels = {k for k in emu.kernel_names() if "_padding_fold_" in k}
+    assert len(fold_kernels) == 6 and fold_kernels - used == set()  # 3 dtypes x 2 index widths
 
 
 def _padded_cells(case):
