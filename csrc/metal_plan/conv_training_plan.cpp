@@ -334,7 +334,8 @@ void append_padding_fold(TrainingPlan& plan, const char* op, const detail::ConvP
     p.box_stride_h = b.len[2] * C;
     p.box_stride_d = b.len[1] * p.box_stride_h;
     p.box_stride_n = b.len[0] * p.box_stride_d;
-    const std::int64_t limit = std::numeric_limits<std::int32_t>::max();
+    // The thread index runs a threadgroup past the count.
+    const std::int64_t limit = std::numeric_limits<std::int32_t>::max() - TrainingTile::FOLD_THREADS;
     const bool large = options.force_64bit_index || g.batch * p.result_stride_n > limit || box_elements > limit;
     set_untiled(d, find_kernel(TrainingFamily::padding_fold, type, Tile{}, large), TrainingTile::FOLD_THREADS, large);
     d.grid = {grid_dim(ceil_div(p.count, TrainingTile::FOLD_THREADS), "the fold's result elements", fail), 1, 1};
