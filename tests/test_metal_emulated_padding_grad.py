@@ -261,6 +261,22 @@ def test_no_fold_without_mode_padding(emu):
         assert all(d["family"] != "padding_fold" for d in plan["dispatches"])
 
 
+def test_fold_takes_64bit_kernels_past_2_pow_31(emu):
+    """A fold whose result passes 2^31 elements takes the "_large" kernel,
+    even though its box (one W column) is small; 2^4 times smaller stays
+    32-bit (planning only)."""
+
+    def fold_kernels(d):
+        x_shape, gy_shape = (1, 2**d, 2**10, 2**10, 2), (1, 2**d, 2**10, 2**10, 1)
+        plan = emu.plan("conv3d_grad_input", gy_shape, (1, 1, 1, 3, 2), "float16", x_shape,
+                        pad_lo=(0, 0, 1), pad_hi=(0, 0, 1), padding_mode=("zeros", "zeros", "reflect"))  # fmt: skip
+        return [d["kernel"] for d in plan["dispatches"] if d["family"] == "padding_fold"]
+
+    big, small = fold_kernels(10), fold_kernels(6)
+    assert len(big) == len(small) == 2
+    assert all(k.endswith("_large") for k in big) and not any(k.endswith("_large") for k in small)
+
+
 # ---------------------------------------------------------------- mutants
 
 # tests/emulator/mutants/fold/MUTANTS: each mutant and the case whose parity
