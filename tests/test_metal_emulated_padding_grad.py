@@ -126,7 +126,18 @@ def _forward_padded(case, x, w):
 
 
 def torch_grad_input(case, gy, w):
-    """d/dx <conv3d(F.pad(x, mode per axis), w), gy> by torch.autograd, float64, NDHWC."""
+    """d/dx <conv3d(F.pad(x, mode per axis), w), gy> by torch.autograd, float64, NDHWC.
+    On one thread: the sizes are tiny, and ThreadSanitizer (run_sanitizers.sh)
+    cannot see libgomp's synchronisation."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _torch_grad_input(case, gy, w)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _torch_grad_input(case, gy, w):
     x = torch.zeros(case.x_shape(), dtype=torch.float64).permute(0, 4, 1, 2, 3).requires_grad_()
     xp = x
     for axis, mode in enumerate(case.modes):
