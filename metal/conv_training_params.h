@@ -36,6 +36,7 @@
 #define VOLCONV_FAMILY_wgrad_gemm 8
 #define VOLCONV_FAMILY_wgrad_depthwise 9
 #define VOLCONV_FAMILY_wgrad_reduce 10
+#define VOLCONV_FAMILY_padding_fold 11
 
 namespace volconv {
 
@@ -46,6 +47,7 @@ struct TrainingTile {
   VOLCONV_CONST int ROWS_PER_THREAD = 4;     // phase depthwise: output rows per thread
   VOLCONV_CONST int REDUCE_THREADS = 256;    // wgrad_reduce: one weight element per thread
   VOLCONV_CONST int MAX_PARTS = 16;          // partial sums of the weight gradient, at most
+  VOLCONV_CONST int FOLD_THREADS = 256;      // padding_fold: one result element per thread
 };
 
 struct ConvTrainParams {
@@ -84,6 +86,23 @@ struct ConvTrainParams {
   // problems (their planner refuses the rest).
   int32_t pad_mode[3];
   int32_t reserved;  // keeps the size a multiple of 8 under both compilers
+};
+
+// One dispatch of convtrain_padding_fold (conv_training_fold.metal): adds a
+// box of padded positions' gradients (the box, computed by the box's phase
+// dispatches into the scratch buffer) into the input gradient, through the
+// padding mode's index map. The planner's box list says which boxes exist.
+struct PaddingFoldParams {
+  int64_t count;  // threads that do work: batch * target_len product * channels
+  int64_t result_stride_n, result_stride_d, result_stride_h;  // (N, size..., C), contiguous
+  int64_t box_stride_n, box_stride_d, box_stride_h;           // (N, box_len..., C), contiguous
+  int32_t batch, channels;
+  int32_t size[3];          // the result's spatial size (the forward input's)
+  int32_t mode[3];          // PadModeCode per axis (the forward padding)
+  int32_t box_begin[3];     // the padded coordinate of the box's first position (< 0: low side)
+  int32_t box_len[3];
+  int32_t target_begin[3];  // the result positions the box reads, per axis: a range that
+  int32_t target_len[3];    // holds every image of the box's coordinates
 };
 
 }  // namespace volconv

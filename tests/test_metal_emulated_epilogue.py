@@ -184,7 +184,7 @@ def test_activation_limits_are_finite(emu):
 # ---------------------------------------------------------------- the weight gradient
 
 # conv3d's weight gradient reads the input through the forward pass's padding
-# modes (its input gradient with a mode needs the border fold: refused).
+# modes (its input gradient with a mode: test_metal_emulated_padding_grad.py).
 WGRAD_FAMILIES = {
     "wgrad_gemm": ((1, 3, 4, 5, 8), (12, 3, 3, 3, 8), 1),
     "wgrad_depthwise": ((1, 3, 4, 5, 8), (8, 3, 3, 3, 1), 8),
@@ -267,26 +267,6 @@ def mutant_names() -> list[str]:
     text = (Path(__file__).resolve().parent / "emulator" / "mutants" / "epilogue" / "MUTANTS").read_text()
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]
     return lines[::6]
-
-
-@pytest.mark.parametrize("mode", ["reflect", "mixed"])
-def test_input_gradient_with_a_mode_is_refused(emu, mode):
-    """conv3d's input gradient under a padding mode needs the border fold, which
-    the GPU has not: the portable planner (the Metal host plans through it)
-    refuses it with the op's name instead of running it as zeros."""
-    x_shape, w_shape, groups = WGRAD_FAMILIES["wgrad_gemm"]
-    y_shape = conv3d_reference(
-        np.zeros(x_shape), np.zeros(w_shape), pad_lo=CAUSAL[0], pad_hi=CAUSAL[1], groups=groups
-    ).shape
-    train = training_emulator.TrainingEmulator(emu)
-    params = {"pad_lo": CAUSAL[0], "pad_hi": CAUSAL[1], "groups": groups}
-    assert train.plan("conv3d_grad_input", y_shape, w_shape, "float32", x_shape, **params)["dispatches"]
-    with pytest.raises(
-        msl_emulator.EmulatorError, match=r"^\[conv3d_grad_input\] Padding modes other than 'zeros'"
-    ):
-        train.plan(
-            "conv3d_grad_input", y_shape, w_shape, "float32", x_shape, padding_mode=MODES[mode], **params
-        )
 
 
 def test_every_epilogue_mutant_has_a_case():

@@ -286,7 +286,8 @@ def test_every_training_kernel_is_exercised(emu, forced):
             plan = emu.plan(case.op, a.shape, b.shape, dtype, c_shape, **case.params())
             used |= {d["kernel"] for d in plan["dispatches"]}
         forced()
-    assert set(emu.kernel_names()) - used == set()
+    # The padding fold's kernels: test_metal_emulated_padding_grad.py.
+    assert {k for k in emu.kernel_names() if "_padding_fold_" not in k} - used == set()
 
 
 # ---------------------------------------------------------------- adjoint identities

@@ -97,3 +97,21 @@ def test_mlx_arrays_on_the_gpu():
     y = vc.conv3d(mx.array(x), mx.array(w), padding=1, stream=mx.gpu)
     assert isinstance(y, mx.array)
     assert_conv_close(np.array(y), x, w, "float32", pad_lo=(1, 1, 1), pad_hi=(1, 1, 1))
+
+
+@pytest.mark.parametrize(
+    "padding,mode",
+    [(((2, 1, 1), (0, 1, 1)), "replicate"), (1, ("reflect", "circular", "replicate"))],
+    ids=["causal_replicate", "mixed"],
+)
+def test_input_gradient_with_a_padding_mode(padding, mode):
+    """The GPU's border fold (conv_training_fold.metal) gives the CPU's input
+    gradient (itself checked against torch in tests/test_padding_modes.py)."""
+    rng = np.random.default_rng(3)
+    x_shape, w = (2, 4, 5, 6, 3), rng.uniform(-1, 1, (5, 3, 3, 3, 3)).astype(np.float32)
+    y = vc.conv3d(np.zeros(x_shape, np.float32), w, padding=padding, padding_mode=mode)
+    gy = rng.uniform(-1, 1, np.asarray(y).shape).astype(np.float32)
+    kw = dict(padding=padding, padding_mode=mode)
+    gpu = vc.conv3d_grad_input(gy, w, x_shape, **kw, stream=vc.gpu)
+    cpu = vc.conv3d_grad_input(gy, w, x_shape, **kw, stream=vc.cpu)
+    np.testing.assert_allclose(np.asarray(gpu), np.asarray(cpu), rtol=1e-5, atol=1e-5)

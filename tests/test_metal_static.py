@@ -28,12 +28,13 @@ UNITS = [
     ("conv3d_gemm.metal", "pointwise", 2, "conv3d_gemm"),
     ("conv3d_small_cin.metal", "small_cin", 3, "conv3d_small_cin"),
     ("conv3d_depthwise.metal", "depthwise", 4, "conv3d_depthwise"),
-    # The training kernels (conv_training_params.h's families 6-10).
+    # The training kernels (conv_training_params.h's families 6-11).
     ("conv_training_phase.metal", "phase_gemm", 6, "convtrain_phase_gemm"),
     ("conv_training_phase.metal", "phase_depthwise", 7, "convtrain_phase_depthwise"),
     ("conv_training_wgrad.metal", "wgrad_gemm", 8, "convtrain_wgrad_gemm"),
     ("conv_training_wgrad.metal", "wgrad_depthwise", 9, "convtrain_wgrad_depthwise"),
     ("conv_training_wgrad.metal", "wgrad_reduce", 10, "convtrain_wgrad_reduce"),
+    ("conv_training_fold.metal", "padding_fold", 11, "convtrain_padding_fold"),
 ]
 DTYPES = {"float": 1, "half": 2, "bfloat": 3}
 DIVISION_64 = re.compile(r"= (?:sdiv|udiv|srem|urem)(?: exact)? i64 ")
@@ -190,6 +191,7 @@ def test_every_kernel_declares_its_threadgroup_size():
         "convtrain_wgrad_gemm": "WM * WN * 32",
         "convtrain_wgrad_depthwise": "TrainingTile::THREADS",
         "convtrain_wgrad_reduce": "TrainingTile::REDUCE_THREADS",
+        "convtrain_padding_fold": "TrainingTile::FOLD_THREADS",
     }
     kernels = _kernel_declarations()
     assert {k for _, _, k in kernels} == set(expected)

@@ -1,7 +1,7 @@
 // The training ops on the GPU: the training planner (csrc/metal_plan/
 // conv_training_plan.h) decides the dispatches; this file binds the arrays
-// (binding.h), allocates the float32 partial sums a weight gradient needs,
-// encodes every dispatch of the plan in order on the stream's queue (one
+// (binding.h), allocates the float32 partial sums a weight gradient needs
+// and the scratch of a padding fold's boxes, encodes every dispatch of the plan in order on the stream's queue (one
 // command buffer: Metal runs a compute encoder's dispatches in order, each
 // seeing the writes of the ones before), commits and waits.
 #import <Foundation/Foundation.h>
@@ -41,7 +41,8 @@ void run_problem(const detail::ConvProblem& problem, const char* op, int queue_i
         states.push_back(state);
       }
       // The roles of metal_plan::TrainingBuffer: the op's two arrays, the
-      // result, and the partial sums (float32, never seen by the caller).
+      // result, the partial sums (float32) and the fold boxes' scratch (the
+      // plan's dtype), the last two never seen by the caller.
       const ConstTensorView second = weight_grad ? problem.output : problem.weight;
       const Bound input = bind(ctx, problem.input, plan.dtype, op, "input", true);
       const Bound operand = bind(ctx, second, plan.dtype, op, weight_grad ? "grad_output" : "weight", true);
@@ -52,12 +53,15 @@ void run_problem(const detail::ConvProblem& problem, const char* op, int queue_i
                                     std::string(dtype_name(plan.dtype)) + ": the result cannot be copied into it.");
       const Bound partials{plan.partials_bytes ? new_staging_buffer(ctx, plan.partials_bytes, "partial sums") : nil,
                            0, true};
+      const Bound scratch{plan.scratch_bytes ? new_staging_buffer(ctx, plan.scratch_bytes, "padding fold boxes") : nil,
+                          0, true};
       const auto bound = [&](metal_plan::TrainingBuffer role) -> const Bound& {
         switch (role) {
           case metal_plan::TrainingBuffer::input: return input;
           case metal_plan::TrainingBuffer::weight:
           case metal_plan::TrainingBuffer::output: return operand;
           case metal_plan::TrainingBuffer::partials: return partials;
+          case metal_plan::TrainingBuffer::scratch: return scratch;
           case metal_plan::TrainingBuffer::result: break;
         }
         return result;
@@ -77,7 +81,10 @@ void run_problem(const detail::ConvProblem& problem, const char* op, int queue_i
         [encoder setBuffer:b0.buffer offset:b0.offset atIndex:0];
         [encoder setBuffer:b1.buffer offset:b1.offset atIndex:1];
         [encoder setBuffer:b2.buffer offset:b2.offset atIndex:2];
-        [encoder setBytes:&d.params length:sizeof(d.params) atIndex:3];
+        if (d.family == metal_plan::TrainingFamily::padding_fold)
+          [encoder setBytes:&d.fold length:sizeof(d.fold) atIndex:3];
+        else
+          [encoder setBytes:&d.params length:sizeof(d.params) atIndex:3];
         [encoder setThreadgroupMemoryLength:metal_plan::threadgroup_memory_length(d) atIndex:0];
         if (d.grid.x && d.grid.y && d.grid.z)
           [encoder dispatchThreadgroups:MTLSizeMake(d.grid.x, d.grid.y, d.grid.z)

@@ -3,7 +3,9 @@
 // r, r + P, ... read only the taps landing on real input elements), one
 // dispatch per phase, each with its own index map in ConvTrainParams; the
 // kernels read the stored weight in place. Weight gradients: a fixed number
-// of partial sums, then the ordered reduction.
+// of partial sums, then the ordered reduction. A padding mode's border fold
+// (conv3d's input gradient): boxes of the padded shell, each computed by the
+// data problem cropped to it and folded into the result.
 #include "conv_training_plan.h"
 
 #include <algorithm>
@@ -13,10 +15,13 @@
 #include <stdexcept>
 #include <type_traits>
 
+#include "../cpu/padding_map.h"  // padded_source: the modes' index rule (header only)
+
 namespace volconv::metal_plan {
 namespace {
 
 static_assert(sizeof(ConvTrainParams) == 11 * 8 + 64 * 4, "ConvTrainParams must match the MSL layout: no padding");
+static_assert(sizeof(PaddingFoldParams) == 7 * 8 + 20 * 4, "PaddingFoldParams must match the MSL layout: no padding");
 // The problem's epilogue slot is empty (no training op takes a bias or an
 // activation yet): whoever fills it must make these kernels apply it, or the
 // planner refuse it, before this compiles again.
@@ -65,15 +70,20 @@ struct Kernel {
 #define VOLCONV_REDUCE_ENTRY(T, IDX)                                                                          \
   Kernel{VOLCONV_TRAINING_KERNEL_NAME(wgrad_reduce, T, IDX), TrainingFamily::wgrad_reduce, #T, Tile{},      \
          VOLCONV_IS_LARGE(IDX)},
+#define VOLCONV_FOLD_ENTRY(T, IDX)                                                                           \
+  Kernel{VOLCONV_TRAINING_KERNEL_NAME(padding_fold, T, IDX), TrainingFamily::padding_fold, #T, Tile{},       \
+         VOLCONV_IS_LARGE(IDX)},
 #define VOLCONV_TRAINING_KERNELS_OF(T)                                    \
   VOLCONV_PHASE_GEMM_KERNELS(VOLCONV_PHASE_ENTRY, T)                      \
   VOLCONV_WGRAD_GEMM_KERNELS(VOLCONV_WGRAD_ENTRY, T)                      \
   VOLCONV_TRAINING_UNTILED_KERNELS(VOLCONV_PHASE_DW_ENTRY, T)             \
   VOLCONV_TRAINING_UNTILED_KERNELS(VOLCONV_WGRAD_DW_ENTRY, T)             \
-  VOLCONV_TRAINING_UNTILED_KERNELS(VOLCONV_REDUCE_ENTRY, T)
+  VOLCONV_TRAINING_UNTILED_KERNELS(VOLCONV_REDUCE_ENTRY, T)               \
+  VOLCONV_TRAINING_UNTILED_KERNELS(VOLCONV_FOLD_ENTRY, T)
 const Kernel kKernels[] = {VOLCONV_TRAINING_KERNELS_OF(float) VOLCONV_TRAINING_KERNELS_OF(half)
                                VOLCONV_TRAINING_KERNELS_OF(bfloat)};
 #undef VOLCONV_TRAINING_KERNELS_OF
+#undef VOLCONV_FOLD_ENTRY
 #undef VOLCONV_REDUCE_ENTRY
 #undef VOLCONV_WGRAD_DW_ENTRY
 #undef VOLCONV_PHASE_DW_ENTRY
@@ -245,6 +255,99 @@ DimPhase plan_dim(const ConvProblemGeometry& g, int i, std::int64_t r, std::int6
   return ph;
 }
 
+// The padded shell as disjoint boxes (padding_fold.cpp's rule): for each
+// folding axis a, its low and high slabs, spanning the unpadded range along
+// the axes before a and the padded range along the folding axes after it.
+std::vector<FoldBox> shell_boxes(const detail::PaddingFold& f, const Int3& n) {
+  bool folds[3];
+  for (int i = 0; i < 3; ++i) folds[i] = f.mode[i] != PaddingMode::zeros && (f.lo[i] > 0 || f.hi[i] > 0);
+  std::vector<FoldBox> boxes;
+  for (int a = 0; a < 3; ++a) {
+    if (!folds[a]) continue;
+    for (int side = 0; side < 2; ++side) {
+      FoldBox b;
+      for (int i = 0; i < 3; ++i) {
+        const bool padded = i > a && folds[i];
+        b.begin[i] = padded ? -f.lo[i] : 0;
+        b.len[i] = padded ? n[i] + f.lo[i] + f.hi[i] : n[i];
+      }
+      b.begin[a] = side == 0 ? -f.lo[a] : n[a];
+      b.len[a] = side == 0 ? f.lo[a] : f.hi[a];
+      if (b.len[0] > 0 && b.len[1] > 0 && b.len[2] > 0) boxes.push_back(b);
+    }
+  }
+  return boxes;
+}
+
+// Appends, per shell box, the data problem cropped to the box (its phases,
+// into the scratch) and the box's fold into the result. Deterministic without
+// atomics: the boxes run one after another (the encoder's dispatches run in
+// order), and within a fold each result element is one thread's, which adds
+// its box sources in a fixed order.
+void append_padding_fold(TrainingPlan& plan, const char* op, const detail::ConvProblem& problem, DType dtype,
+                         const DeviceLimits& limits, const TrainingPlanOptions& options) {
+  const Fail fail{op};
+  const ConvProblemGeometry& g = problem.geometry;
+  const detail::PaddingFold& f = problem.fold;
+  const char* type = msl_type(dtype, fail);
+  const std::int64_t esize = std::int64_t(dtype_size(dtype)), C = g.out_channels;
+  for (const FoldBox& b : shell_boxes(f, g.out)) {
+    ConvProblemGeometry q = g;  // out[j] of the box is out[begin + j] of the problem
+    for (int i = 0; i < 3; ++i) {
+      q.out[i] = b.len[i];
+      q.padding_lo[i] = g.padding_lo[i] - b.begin[i] * g.stride[i];
+    }
+    TrainingPlan box_plan = plan_data_problem(op, q, problem.weight_layout, dtype, limits, options);
+    for (TrainingDispatch& d : box_plan.dispatches) {
+      d.buffers[2] = TrainingBuffer::scratch;
+      plan.dispatches.push_back(d);
+    }
+    const std::int64_t box_elements = g.batch * b.len[0] * b.len[1] * b.len[2] * C;
+    plan.scratch_bytes = std::max(plan.scratch_bytes, std::uint64_t(box_elements * esize));
+
+    TrainingDispatch d;
+    PaddingFoldParams& p = d.fold;
+    std::int64_t targets = 1;
+    for (int i = 0; i < 3; ++i) {
+      // The result positions the box's coordinates read: their hull.
+      std::int64_t lo = g.out[i], hi = -1;
+      for (std::int64_t c = b.begin[i]; c < b.begin[i] + b.len[i]; ++c) {
+        const std::int64_t t = cpu::padded_source(f.mode[i], g.out[i], c);
+        lo = std::min(lo, t);
+        hi = std::max(hi, t);
+      }
+      if (lo < 0) fail("internal: a fold box reads outside the input.");
+      p.size[i] = narrow(g.out[i], "each input spatial size", fail);
+      p.mode[i] = std::int32_t(f.mode[i]);
+      p.box_begin[i] = narrow(b.begin[i], "each fold box coordinate", fail, true);
+      p.box_len[i] = narrow(b.len[i], "each fold box size", fail);
+      p.target_begin[i] = std::int32_t(lo);
+      p.target_len[i] = std::int32_t(hi - lo + 1);
+      targets *= hi - lo + 1;
+    }
+    p.batch = narrow(g.batch, "the batch size", fail);
+    p.channels = narrow(C, "C_in", fail);
+    p.count = g.batch * targets * C;
+    p.result_stride_h = g.out[2] * C;
+    p.result_stride_d = g.out[1] * p.result_stride_h;
+    p.result_stride_n = g.out[0] * p.result_stride_d;
+    p.box_stride_h = b.len[2] * C;
+    p.box_stride_d = b.len[1] * p.box_stride_h;
+    p.box_stride_n = b.len[0] * p.box_stride_d;
+    // The thread index runs a threadgroup past the count.
+    const std::int64_t limit = std::numeric_limits<std::int32_t>::max() - TrainingTile::FOLD_THREADS;
+    const bool large = options.force_64bit_index || g.batch * p.result_stride_n > limit || box_elements > limit;
+    set_untiled(d, find_kernel(TrainingFamily::padding_fold, type, Tile{}, large), TrainingTile::FOLD_THREADS, large);
+    d.grid = {grid_dim(ceil_div(p.count, TrainingTile::FOLD_THREADS), "the fold's result elements", fail), 1, 1};
+    d.buffers[0] = TrainingBuffer::scratch;
+    d.buffers[1] = TrainingBuffer::scratch;
+    d.buffers[2] = TrainingBuffer::result;
+    plan.dispatches.push_back(d);
+    plan.fold_boxes.push_back(b);
+    if (box_plan.index_bits == 64 || large) plan.index_bits = 64;
+  }
+}
+
 }  // namespace
 
 const char* family_name(TrainingFamily family) {
@@ -254,6 +357,7 @@ const char* family_name(TrainingFamily family) {
     case TrainingFamily::wgrad_gemm: return "wgrad_gemm";
     case TrainingFamily::wgrad_depthwise: return "wgrad_depthwise";
     case TrainingFamily::wgrad_reduce: return "wgrad_reduce";
+    case TrainingFamily::padding_fold: return "padding_fold";
   }
   return "?";
 }
@@ -265,6 +369,7 @@ const char* buffer_name(TrainingBuffer buffer) {
     case TrainingBuffer::output: return "output";
     case TrainingBuffer::partials: return "partials";
     case TrainingBuffer::result: return "result";
+    case TrainingBuffer::scratch: return "scratch";
   }
   return "?";
 }
@@ -285,11 +390,10 @@ int weight_grad_parts(std::int64_t positions, std::int64_t weight_elements) {
 
 TrainingPlan plan_problem(const char* op, const detail::ConvProblem& problem, DType dtype,
                           const DeviceLimits& limits, const TrainingPlanOptions& options) {
-  if (problem.fold.active())
-    Fail{op}("Padding modes other than 'zeros' are not supported by the gpu input gradient yet (the weight "
-             "gradient reads them); run it on the cpu.");
   if (problem.op == detail::ConvOp::weight_grad) return plan_weight_grad(op, problem.geometry, dtype, limits, options);
-  return plan_data_problem(op, problem.geometry, problem.weight_layout, dtype, limits, options);
+  TrainingPlan plan = plan_data_problem(op, problem.geometry, problem.weight_layout, dtype, limits, options);
+  if (problem.fold.active()) append_padding_fold(plan, op, problem, dtype, limits, options);
+  return plan;
 }
 
 TrainingPlan plan_data_problem(const char* op, const ConvProblemGeometry& g, WeightLayout layout, DType dtype,
@@ -301,7 +405,8 @@ TrainingPlan plan_data_problem(const char* op, const ConvProblemGeometry& g, Wei
          std::to_string(limits.simd_width) + ".");
   ConvTrainParams base = common_params(g, fail);
   // Only the weight gradient reads through a padding mode (wgrad_source); the
-  // phase kernels read zeros, so a mode here is refused, never ignored.
+  // phase kernels read zeros, so a mode here is refused, never ignored (an
+  // input gradient's modes arrive as problem.fold: plan_problem).
   for (PaddingMode m : g.padding_mode)
     if (m != PaddingMode::zeros)
       fail(std::string("Padding mode '") + padding_mode_name(m) +
@@ -467,6 +572,7 @@ LibraryUnit library_unit(TrainingFamily family, DType dtype) {
     case TrainingFamily::wgrad_gemm: f = VOLCONV_FAMILY_wgrad_gemm; break;
     case TrainingFamily::wgrad_depthwise: f = VOLCONV_FAMILY_wgrad_depthwise; break;
     case TrainingFamily::wgrad_reduce: f = VOLCONV_FAMILY_wgrad_reduce; break;
+    case TrainingFamily::padding_fold: f = VOLCONV_FAMILY_padding_fold; break;
   }
   const Fail fail{"volconv"};
   switch (dtype) {

@@ -2,7 +2,8 @@
 // geometry (csrc/core/conv_problem.h) to the Metal dispatches that compute it,
 // in order. Data problems (conv_transpose3d, the input gradients,
 // conv_general) get one dispatch per stride phase; a weight gradient gets its
-// partial sums and then the reduction. The Metal host encodes exactly these
+// partial sums and then the reduction; conv3d's input gradient under a padding
+// mode also gets, per box of the padded shell, the box's phases and its fold. The Metal host encodes exactly these
 // dispatches; the MSL emulator runs exactly these (tests/emulator).
 #pragma once
 
@@ -17,7 +18,7 @@
 
 namespace volconv::metal_plan {
 
-enum class TrainingFamily { phase_gemm, phase_depthwise, wgrad_gemm, wgrad_depthwise, wgrad_reduce };
+enum class TrainingFamily { phase_gemm, phase_depthwise, wgrad_gemm, wgrad_depthwise, wgrad_reduce, padding_fold };
 const char* family_name(TrainingFamily family);
 
 // What a dispatch binds at [[buffer(0)]], [[buffer(1)]], [[buffer(2)]]; the
@@ -25,9 +26,13 @@ const char* family_name(TrainingFamily family);
 //  phase_*:  input (N, in..., C_in), weight (stored), result (N, out..., C_out)
 //  wgrad_gemm / wgrad_depthwise: input, output (grad_output), partials
 //  wgrad_reduce: partials, partials, result (the weight gradient)
+//  a box's phase_*: input, weight, scratch (the box's gradient, N x box x C)
+//  padding_fold: scratch, scratch, result
 // All C-contiguous, of the plan's dtype, except partials: float32, of
-// partials_bytes, which the host allocates for the call.
-enum class TrainingBuffer { input, weight, output, partials, result };
+// partials_bytes, which the host allocates for the call. The scratch (of
+// scratch_bytes, the plan's dtype) is allocated by the host too; the boxes
+// reuse it one after another.
+enum class TrainingBuffer { input, weight, output, partials, result, scratch };
 const char* buffer_name(TrainingBuffer buffer);
 
 struct TrainingDispatch {
@@ -39,7 +44,14 @@ struct TrainingDispatch {
   Size3 threadgroup;                            // threads per threadgroup
   Size3 grid;                                   // threadgroups per grid
   std::uint64_t threadgroup_memory_bytes = 0;   // a multiple of 16, at least 16
-  ConvTrainParams params{};
+  ConvTrainParams params{};  // at [[buffer(3)]] for every family but padding_fold
+  PaddingFoldParams fold{};  // at [[buffer(3)]] for padding_fold
+};
+
+// One box of the padded shell of conv3d's input gradient (padded
+// coordinates: begin < 0 on the low side, >= the input size on the high).
+struct FoldBox {
+  std::int64_t begin[3] = {0, 0, 0}, len[3] = {0, 0, 0};
 };
 
 struct TrainingPlan {
@@ -47,6 +59,8 @@ struct TrainingPlan {
   int index_bits = 32;  // 64: the "_large" kernels (some offset passes 2^31 - 1)
   int parts = 0;        // weight gradient: partial sums (fixed by the problem, not the grid)
   std::uint64_t partials_bytes = 0;  // float32 scratch the dispatches share (0: none)
+  std::uint64_t scratch_bytes = 0;   // the largest fold box, in the plan's dtype (0: none)
+  std::vector<FoldBox> fold_boxes;   // in the order their dispatches run
   std::vector<TrainingDispatch> dispatches;  // encoded in this order on one queue
 };
 
@@ -70,8 +84,10 @@ TrainingPlan plan_weight_grad(const char* op, const detail::ConvProblemGeometry&
 
 // The plan of a validated problem in `dtype`: plan_weight_grad or
 // plan_data_problem. conv3d's input gradient under a padding mode
-// (problem.fold) is refused: the GPU has no border fold yet (padding_fold.cpp
-// is the CPU's).
+// (problem.fold): the data problem's dispatches (the unpadded positions, as
+// zero padding), then per shell box the same problem cropped to the box into
+// the scratch, and the box's padding_fold (the GPU form of
+// csrc/cpu/padding_fold.cpp).
 TrainingPlan plan_problem(const char* op, const detail::ConvProblem& problem, DType dtype,
                           const DeviceLimits& limits = {}, const TrainingPlanOptions& options = {});
 

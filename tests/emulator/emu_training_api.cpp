@@ -1,7 +1,8 @@
 // The emulator's C ABI for the training ops: lower a call with the core's
 // own lowering (csrc/core/op_geometry.cpp), plan it with the real training
 // planner, and run exactly that plan's dispatches in order on the emulated
-// GPU, with the float32 partial-sum buffer the Metal host would allocate.
+// GPU, with the float32 partial-sum buffer and the fold boxes' scratch the
+// Metal host would allocate.
 // Functions return 0 on success, else 1 with a message in the text buffer.
 #include <cmath>
 #include <cstdio>
@@ -134,7 +135,12 @@ std::string plan_json(const TrainingPlan& plan, const Lowered& l) {
   std::ostringstream s;
   const Shape5& r = l.geometry.result_shape;
   s << "{\"index_bits\": " << plan.index_bits << ", \"parts\": " << plan.parts
-    << ", \"partials_bytes\": " << plan.partials_bytes << ", \"result_shape\": [" << r[0] << ", " << r[1] << ", "
+    << ", \"partials_bytes\": " << plan.partials_bytes << ", \"scratch_bytes\": " << plan.scratch_bytes
+    << ", \"fold_boxes\": [";
+  for (std::size_t i = 0; i < plan.fold_boxes.size(); ++i)
+    s << (i ? ", " : "") << "{\"begin\": " << list(plan.fold_boxes[i].begin)
+      << ", \"len\": " << list(plan.fold_boxes[i].len) << "}";
+  s << "], \"result_shape\": [" << r[0] << ", " << r[1] << ", "
     << r[2] << ", " << r[3] << ", " << r[4] << "], \"dispatches\": [";
   for (std::size_t i = 0; i < plan.dispatches.size(); ++i) {
     const auto& d = plan.dispatches[i];
@@ -150,7 +156,9 @@ std::string plan_json(const TrainingPlan& plan, const Lowered& l) {
       << ", \"part_len\": " << p.part_len << ", \"weight_elements\": " << p.weight_elements
       << ", \"taps\": " << p.taps << ", \"row_count\": " << list(p.row_count)
       << ", \"out_first\": " << list(p.out_first) << ", \"out_step\": " << list(p.out_step)
-      << ", \"phase_taps\": " << list(p.phase_taps) << "}";
+      << ", \"phase_taps\": " << list(p.phase_taps) << ", \"fold_count\": " << d.fold.count
+      << ", \"target_begin\": " << list(d.fold.target_begin) << ", \"target_len\": " << list(d.fold.target_len)
+      << "}";
   }
   s << "]}";
   return s.str();
@@ -197,8 +205,8 @@ int emu_training_plan_json(int op, const std::int64_t* a, const std::int64_t* b,
 
 // Runs the plan on contiguous arrays of the dtype (16-bit types as raw bits):
 // x, y the op's two arrays in argument order, result of the plan's
-// result_shape. The partial sums start as NaN, so a partial no kernel writes
-// shows in the result. counters: bytes read, bytes written, threadgroups run,
+// result_shape. The partial sums and the scratch start as NaN, so a partial
+// or a box element no kernel writes shows in the result. counters: bytes read, bytes written, threadgroups run,
 // dispatches.
 int emu_training_run(int op, const std::int64_t* a, const std::int64_t* b, const std::int64_t* c,
                      const std::int64_t* params, int dtype, const void* x, const void* y, void* result,
@@ -208,12 +216,15 @@ int emu_training_run(int op, const std::int64_t* a, const std::int64_t* b, const
     const TrainingPlan plan = plan_of(op, l, dtype, {});
     const std::uint64_t esize = dtype_size(DType(dtype));
     std::vector<float> partials(plan.partials_bytes / 4, std::numeric_limits<float>::quiet_NaN());
+    // All-ones bytes: NaN in float, half and bfloat alike.
+    std::vector<unsigned char> scratch(plan.scratch_bytes, 0xFF);
     const auto pointer = [&](TrainingBuffer role) -> void* {
       switch (role) {
         case TrainingBuffer::input: return const_cast<void*>(x);
         case TrainingBuffer::weight:
         case TrainingBuffer::output: return const_cast<void*>(y);
         case TrainingBuffer::partials: return partials.data();
+        case TrainingBuffer::scratch: return scratch.data();
         case TrainingBuffer::result: return result;
       }
       return nullptr;
@@ -224,6 +235,7 @@ int emu_training_run(int op, const std::int64_t* a, const std::int64_t* b, const
         case TrainingBuffer::weight:
         case TrainingBuffer::output: return elements(shape_of(b)) * esize;
         case TrainingBuffer::partials: return plan.partials_bytes;
+        case TrainingBuffer::scratch: return plan.scratch_bytes;
         case TrainingBuffer::result: return elements(l.geometry.result_shape) * esize;
       }
       return 0;
@@ -235,7 +247,10 @@ int emu_training_run(int op, const std::int64_t* a, const std::int64_t* b, const
                                metal_plan::threadgroup_memory_length(d), 1};
       const emu::BufferSizes sizes{bytes(d.buffers[0]), bytes(d.buffers[1]), bytes(d.buffers[2])};
       const emu::Counters n = emu::dispatch(
-          d.kernel_name, launch, {pointer(d.buffers[0]), pointer(d.buffers[1]), pointer(d.buffers[2]), &d.params, nullptr},
+          d.kernel_name, launch,
+          {pointer(d.buffers[0]), pointer(d.buffers[1]), pointer(d.buffers[2]),
+           d.family == metal_plan::TrainingFamily::padding_fold ? static_cast<const void*>(&d.fold) : &d.params,
+           nullptr},
           sizes);
       totals[0] += n.bytes_read;
       totals[1] += n.bytes_written;

@@ -31,6 +31,10 @@ TRAINING_SUBSET="$TRAINING_SUBSET or (test_parity and float16 and gw_many_parts)
 EPILOGUE_SUBSET="(test_mode_and_full_epilogue and mixed) or (test_weight_gradient and mixed) or large_index \
 or activation_limits"
 
+# conv3d's input gradient under a padding mode: the box phases and the fold,
+# every phase family, every dtype, both index widths.
+PADDING_GRAD_SUBSET="(test_parity_float32 and mixed) or test_parity_forced_plans"
+
 for sanitizer in ${VOLCONV_SANITIZERS:-thread address undefined}; do
   build_dir=build/emulator-$sanitizer
   echo "=== $sanitizer sanitizer: building $build_dir"
@@ -61,5 +65,8 @@ for sanitizer in ${VOLCONV_SANITIZERS:-thread address undefined}; do
   echo "=== $sanitizer sanitizer: padding modes and the epilogue"
   LD_PRELOAD=$runtime VOLCONV_EMU_LIB=$build_dir/libmsl_emulator.so VOLCONV_EMU_SANITIZER=$sanitizer \
     python3 -m pytest -q -p no:cacheprovider tests/test_metal_emulated_epilogue.py -k "$EPILOGUE_SUBSET" "$@"
+  echo "=== $sanitizer sanitizer: the input gradient's padding fold"
+  LD_PRELOAD=$runtime VOLCONV_EMU_LIB=$build_dir/libmsl_emulator.so VOLCONV_EMU_SANITIZER=$sanitizer \
+    python3 -m pytest -q -p no:cacheprovider tests/test_metal_emulated_padding_grad.py -k "$PADDING_GRAD_SUBSET" "$@"
 done
 echo "=== sanitizers: clean"
