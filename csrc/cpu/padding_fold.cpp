@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "../core/element.h"
+#include "../core/padding_shell.h"
 #include "conv_problem_cpu.h"
 #include "volconv/cpu.h"
 #include "padding_map.h"
@@ -23,33 +24,7 @@ namespace {
 
 using detail::ConvProblem;
 
-struct Box {
-  std::int64_t begin[3], len[3];
-};
-
-// The shell as disjoint boxes: for each folding axis a, its low and high
-// slabs, spanning the unpadded range along the axes before a and the padded
-// range along the axes after it.
-std::vector<Box> shell_boxes(const detail::PaddingFold& f, const Int3& n) {
-  bool folds[3];
-  for (int i = 0; i < 3; ++i) folds[i] = f.mode[i] != PaddingMode::zeros && (f.lo[i] > 0 || f.hi[i] > 0);
-  std::vector<Box> boxes;
-  for (int a = 0; a < 3; ++a) {
-    if (!folds[a]) continue;
-    for (int side = 0; side < 2; ++side) {
-      Box b{};
-      for (int i = 0; i < 3; ++i) {
-        const bool padded = i > a && folds[i];
-        b.begin[i] = padded ? -f.lo[i] : 0;
-        b.len[i] = padded ? n[i] + f.lo[i] + f.hi[i] : n[i];
-      }
-      b.begin[a] = side == 0 ? -f.lo[a] : n[a];
-      b.len[a] = side == 0 ? f.lo[a] : f.hi[a];
-      if (b.len[0] > 0 && b.len[1] > 0 && b.len[2] > 0) boxes.push_back(b);
-    }
-  }
-  return boxes;
-}
+using Box = detail::PaddingShellBox;
 
 // result[n, source(box position)] += box values, per batch element in a
 // fixed order (bit-identical for any thread count).
@@ -87,7 +62,7 @@ void fold_padding(const ConvProblem& p) {
   const detail::ConvProblemGeometry& g = p.geometry;
   const std::int64_t es = std::int64_t(dtype_size(p.result.dtype));
   std::vector<char> buf;
-  for (const Box& b : shell_boxes(p.fold, g.out)) {
+  for (const Box& b : detail::padding_shell_boxes(p.fold, g.out)) {
     // The same problem with the box as its output: out[j] for j = begin + j'.
     ConvProblem q = p;
     q.fold = {};

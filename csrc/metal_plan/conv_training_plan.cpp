@@ -255,30 +255,6 @@ DimPhase plan_dim(const ConvProblemGeometry& g, int i, std::int64_t r, std::int6
   return ph;
 }
 
-// The padded shell as disjoint boxes (padding_fold.cpp's rule): for each
-// folding axis a, its low and high slabs, spanning the unpadded range along
-// the axes before a and the padded range along the folding axes after it.
-std::vector<FoldBox> shell_boxes(const detail::PaddingFold& f, const Int3& n) {
-  bool folds[3];
-  for (int i = 0; i < 3; ++i) folds[i] = f.mode[i] != PaddingMode::zeros && (f.lo[i] > 0 || f.hi[i] > 0);
-  std::vector<FoldBox> boxes;
-  for (int a = 0; a < 3; ++a) {
-    if (!folds[a]) continue;
-    for (int side = 0; side < 2; ++side) {
-      FoldBox b;
-      for (int i = 0; i < 3; ++i) {
-        const bool padded = i > a && folds[i];
-        b.begin[i] = padded ? -f.lo[i] : 0;
-        b.len[i] = padded ? n[i] + f.lo[i] + f.hi[i] : n[i];
-      }
-      b.begin[a] = side == 0 ? -f.lo[a] : n[a];
-      b.len[a] = side == 0 ? f.lo[a] : f.hi[a];
-      if (b.len[0] > 0 && b.len[1] > 0 && b.len[2] > 0) boxes.push_back(b);
-    }
-  }
-  return boxes;
-}
-
 // Appends, per shell box, the data problem cropped to the box (its phases,
 // into the scratch) and the box's fold into the result. Deterministic without
 // atomics: the boxes run one after another (the encoder's dispatches run in
@@ -291,7 +267,7 @@ void append_padding_fold(TrainingPlan& plan, const char* op, const detail::ConvP
   const detail::PaddingFold& f = problem.fold;
   const char* type = msl_type(dtype, fail);
   const std::int64_t esize = std::int64_t(dtype_size(dtype)), C = g.out_channels;
-  for (const FoldBox& b : shell_boxes(f, g.out)) {
+  for (const FoldBox& b : detail::padding_shell_boxes(f, g.out)) {
     ConvProblemGeometry q = g;  // out[j] of the box is out[begin + j] of the problem
     for (int i = 0; i < 3; ++i) {
       q.out[i] = b.len[i];

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "../core/conv_problem.h"
+#include "../core/padding_shell.h"
 #include "conv3d_plan.h"  // DeviceLimits, Size3, PipelineFacts, LibraryUnit
 #include "conv_training_params.h"  // metal/: the params struct the kernels read
 #include "volconv/dtype.h"
@@ -48,11 +49,8 @@ struct TrainingDispatch {
   PaddingFoldParams fold{};  // at [[buffer(3)]] for padding_fold
 };
 
-// One box of the padded shell of conv3d's input gradient (padded
-// coordinates: begin < 0 on the low side, >= the input size on the high).
-struct FoldBox {
-  std::int64_t begin[3] = {0, 0, 0}, len[3] = {0, 0, 0};
-};
+// One box of the padded shell of conv3d's input gradient (core/padding_shell.h).
+using FoldBox = detail::PaddingShellBox;
 
 struct TrainingPlan {
   DType dtype = DType::float32;
