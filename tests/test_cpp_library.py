@@ -67,10 +67,12 @@ def cmake_build(source: Path, build: Path, *defines: str) -> Path:
 
 @pytest.fixture(scope="module")
 def core_build(tmp_path_factory) -> Path:
-    """The pure-CMake build (no Python) with the C++ tests."""
-    return cmake_build(
-        ROOT, tmp_path_factory.mktemp("core-build"), "-DVOLCONV_PYTHON=OFF", "-DVOLCONV_TESTS=ON"
-    )
+    """The pure-CMake build (no Python) with the C++ tests. VOLCONV_CPP_BUILD_DIR
+    names a build tree to reuse (CI's own pure-CMake step): it is configured
+    and built again here with these options, which costs only what changed."""
+    reuse = os.environ.get("VOLCONV_CPP_BUILD_DIR")
+    build = Path(reuse).resolve() if reuse else tmp_path_factory.mktemp("core-build")
+    return cmake_build(ROOT, build, "-DVOLCONV_PYTHON=OFF", "-DVOLCONV_TESTS=ON")
 
 
 @pytest.fixture(scope="module")
