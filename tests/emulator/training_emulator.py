@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import ctypes
 import json
+from pathlib import Path
 
+import msl_emulator
 import numpy as np
 from msl_emulator import DTYPE_CODES, EmulatorError, from_device, to_device
 
@@ -107,3 +109,16 @@ class TrainingEmulator:
         out = ctypes.create_string_buffer(1 << 16)
         self.lib.emu_training_kernel_names(out, len(out))
         return out.value.decode().split()
+
+
+def mutant_names(family: str) -> set[str]:
+    """The mutants tests/emulator/mutants/<family>/MUTANTS lists (four lines
+    each, the name first), as tests/emulator/CMakeLists.txt reads them."""
+    text = (Path(__file__).resolve().parent / "mutants" / family / "MUTANTS").read_text()
+    return set([line for line in text.splitlines() if line and not line.startswith("#")][::4])
+
+
+def mutant_emulator(family: str, name: str) -> TrainingEmulator:
+    """A training emulator on the library built from that mutant."""
+    library = msl_emulator.library_path(f"msl_emulator_{family}_mutant_{name}")
+    return TrainingEmulator(msl_emulator.Emulator(library))
