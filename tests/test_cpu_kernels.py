@@ -257,6 +257,29 @@ def test_few_cin(isa, case):
     assert_conv_close(y, x, w, "float32", **case.params())
 
 
+# 5-8 input channels with 5-8 output channels: the row kernel with one vector
+# of output channels where the ISA has it (AVX2's 12x8), else W folded into
+# K (the in-place igemm at C_in 8 or a W dilation). The m-like shape, W tails of every tile size, row counts not a multiple
+# of the border positions' 4 partial sums (C_in 5 and 7 x 9 taps), strided
+# W (the stride-addressed tile), dilation, asymmetric padding, batches.
+FEW_CIN_NARROW = [
+    _c("cin5_cout7_m_like", 2, 5, 6, 29, 5, 7, 3, p=1),
+    _c("cin6_cout5_short_w", 1, 3, 4, 3, 6, 5, 3, p=(1, 1, 2)),
+    _c("cin7_cout8_strided", 1, 4, 5, 31, 7, 8, 3, s=(1, 2, 2), p=((1, 0, 1), (1, 1, 2))),
+    _c("cin8_cout6_dilated", 2, 5, 4, 23, 8, 6, (3, 2, 3), p=(1, 1, 2), dil=(1, 2, 2)),
+]
+
+
+@pytest.mark.parametrize("case", FEW_CIN_NARROW, ids=lambda c: c.name)
+def test_few_cin_narrow(isa, case):
+    x, w, y, plan = run_case(case, seed=5)
+    folds_w = case.input[4] <= 7 and case.dilation[2] == 1
+    check_path(plan, "few-cin" if isa == "avx2" else "fold-w" if folds_w else "igemm", isa)
+    if isa == "avx2":
+        assert plan["nr"] == 8, plan  # the narrow kernel, not the 6x16 one
+    assert_conv_close(y, x, w, "float32", **case.params())
+
+
 @pytest.mark.parametrize("cin", [1, 3])
 def test_few_cin_strided_view(isa, cin):
     # The row kernel reads W with the input's stride (x_step), not C_in, and

@@ -45,6 +45,10 @@ constexpr std::int64_t kFoldWMaxCin = 7;
 // folded W window (fold-w): 2x32^3 -> 16, k3, AVX2: C_in 2 7.8 -> 2.0 ms at
 // 2 threads; C_in 3 / 4 7.7 -> 3.0 / 9.0 -> 3.7 ms of CPU at 1 thread.
 constexpr std::int64_t kRowsMaxCin = 4;
+// With one vector of output channels (the narrow row kernel) up to this many:
+// 2x17x23x29, C_in 5 -> 7, AVX2, 1 thread: 1.6 ms folding W, 1.15 ms by rows.
+// At C_out 16 and more, folding W stayed ahead.
+constexpr std::int64_t kRowsNarrowMaxCin = 8;
 // Outputs from this size on bypass the caches: well past the L2 of any core
 // and the share of L3 a convolution gets, so they would be evicted before
 // anyone reads them and every line written would first be read for nothing.
@@ -171,6 +175,18 @@ bool winograd_applies(const detail::ConvCall& call, const KernelTable& kt) {
   return fill >= kWinogradMinFill;
 }
 
+// The few-cin row path's kernel, or null where it does not apply: groups 1,
+// f32 input, a few input channels (more when 5+ output channels fit the
+// narrow kernel's one vector).
+const DwconvKernel* few_cin_kernel(const ConvGeometry& g, const KernelTable& kt, DType in) {
+  if (g.groups != 1 || in != DType::float32) return nullptr;
+  const bool narrow = kt.f32_conv_cin1_narrow.nr > 0 && g.out_channels <= kt.f32_conv_cin1_narrow.nr;
+  if (g.in_channels > (narrow ? kRowsNarrowMaxCin : kRowsMaxCin)) return nullptr;
+  // Past kRowsMaxCin, up to 4 output channels keep the small-C_out kernel.
+  if (g.in_channels > kRowsMaxCin && g.out_channels <= kSmallCoutMax) return nullptr;
+  return narrow ? &kt.f32_conv_cin1_narrow : &kt.f32_conv_cin1;
+}
+
 }  // namespace
 
 const char* path_name(CpuPath path) {
@@ -229,9 +245,9 @@ CpuPlan plan_conv3d(const detail::ConvCall& call, const KernelTable& kt, const p
   }
   const bool fold_w = cin <= kFoldWMaxCin && in == DType::float32 && g.groups == 1 && call.input.strides[4] == 1 &&
                       call.input.strides[3] == cin && g.params.dilation[2] == 1 && g.kernel[2] * cin >= kFoldWMinK;
-  if (g.in_channels <= kRowsMaxCin && g.groups == 1 && in == DType::float32) {
+  if (const DwconvKernel* rows = few_cin_kernel(g, kt, in)) {
     plan.path = CpuPath::few_cin;
-    plan_rows(plan, g, kt.f32_conv_cin1, b);
+    plan_rows(plan, g, *rows, b);
     return plan;
   }
   const std::int64_t cout = g.out_channels_per_group;
@@ -351,6 +367,7 @@ std::vector<std::string> active_kernel_names() {
   for (int i = 0; i < kt.n_bf16_igemm; ++i) names.push_back(kt.bf16_igemm[i].name);
   names.push_back(kt.f32_dwconv.name);
   names.push_back(kt.f32_conv_cin1.name);
+  if (kt.f32_conv_cin1_narrow.nr > 0) names.push_back(kt.f32_conv_cin1_narrow.name);
   for (const DwconvKernel& k : kt.f32_conv_small_cout) names.push_back(k.name);
   return names;
 }

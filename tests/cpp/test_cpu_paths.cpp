@@ -50,11 +50,12 @@ Geometry geo(const char* name, Shape5 input, std::int64_t c_out, Int3 k, std::in
 std::vector<Template> templates(const std::string& isa) {
   const DType f32 = DType::float32, f16 = DType::float16, bf16 = DType::bfloat16, f64 = DType::float64;
   std::vector<Template> t;
-  // In-place igemm: f32 input, C_in/group > 4, contiguous channels, C_out/group > 4;
+  // In-place igemm: f32 input, C_in/group > 4 (> 8 here: few-cin takes up to 8 at C_out <= 8 on AVX2),
+  // contiguous channels, C_out/group > 4;
   // weights of every dtype.
   const Layout c = Layout::contiguous;
   for (DType tw : {f32, f16, bf16})
-    t.push_back({"igemm", geo("igemm", {2, 3, 4, 7, 8}, 0, {3, 3, 3}), f32, tw, c, 5});
+    t.push_back({"igemm", geo("igemm", {2, 3, 4, 7, 9}, 0, {3, 3, 3}), f32, tw, c, 5});
   t.push_back({"igemm", geo("igemm_groups_strided", {1, 4, 5, 9, 12}, 0, {2, 3, 3}, 2, {1, 2, 2}), f32, f32, c, 10});
   t.push_back({"igemm", geo("pointwise", {2, 3, 3, 5, 24}, 0, {1, 1, 1}), f32, f32, c, 5});
   // Winograd F(2x2x2, 3x3x3): f32 input, 3x3x3 at stride and dilation 1, 16+ channels per group;
@@ -75,18 +76,25 @@ std::vector<Template> templates(const std::string& isa) {
   // Gathered rows: fp16/bf16 inputs (odd C_in).
   for (DType tx : {f16, bf16}) t.push_back({"packed-a", geo("packed_a", {1, 3, 4, 7, 7}, 0, {3, 3, 3}), tx, tx});
   // f32 with strided channels: copied to contiguous first, then read in place.
-  t.push_back({"igemm", geo("strided_c_relaid", {1, 3, 4, 6, 8}, 0, {3, 2, 3}), f32, f32, Layout::padded, 5});
+  t.push_back({"igemm", geo("strided_c_relaid", {1, 3, 4, 6, 9}, 0, {3, 2, 3}), f32, f32, Layout::padded, 5});
   // Small C_in: taps folded into K, k-major tiles along W.
   for (DType tx : {f16, bf16}) t.push_back({"small-cin", geo("small_cin", {1, 3, 4, 11, 3}, 0, {3, 3, 3}), tx, tx});
   t.push_back({"small-cin", geo("small_cin_groups", {1, 3, 4, 10, 4}, 0, {3, 3, 3}, 2), f32, f32, c, 10});
   t.push_back({"small-cin", geo("small_cin_dilated_w", {1, 3, 4, 12, 4}, 0, {3, 3, 3}, 2, {1, 1, 1}, {1, 1, 2}),
                f32, f32, c, 10});
   // The W window folded into K (KW * C_in >= 8).
+  // C_out 5-8 there: few-cin where the ISA has a narrow row kernel (below).
   for (DType tw : {f32, f16, bf16})
-    t.push_back({"fold-w", geo("fold_w", {1, 3, 5, 13, 5}, 0, {3, 3, 3}, 1, {1, 2, 2}), f32, tw, c, 5});
+    t.push_back({"fold-w", geo("fold_w", {1, 3, 5, 13, 5}, 0, {3, 3, 3}, 1, {1, 2, 2}), f32, tw, c, 9});
   // Up to 4 input channels: the row kernel with C_out in the lanes, a row per (kd, kh, ci).
   for (DType tw : {f32, f16, bf16}) t.push_back({"few-cin", geo("cin1", {2, 3, 4, 15, 1}, 0, {3, 3, 3}), f32, tw});
   t.push_back({"few-cin", geo("cin3_strided_w", {1, 3, 4, 15, 3}, 0, {3, 3, 3}, 1, {1, 1, 2}, {1, 1, 2}), f32, f32});
+  // 5-8 input channels, C_out 5-8: the narrow row kernel where the ISA has one, else W folded into K.
+  const char* narrow_path = isa == "avx2" ? "few-cin" : "fold-w";
+  for (DType tw : {f32, bf16})
+    t.push_back({narrow_path, geo("cin5_narrow", {2, 3, 4, 17, 5}, 0, {3, 3, 3}, 1, {1, 1, 1}, {1, 1, 1}), f32, tw, c,
+                 5, 8});
+  t.push_back({narrow_path, geo("cin7_narrow_strided", {1, 3, 4, 16, 7}, 0, {3, 3, 3}, 1, {1, 1, 2}), f32, f32, c, 5, 8});
   // Depthwise: groups == C_in == C_out (c_out 0 here means "C_in").
   for (DType tw : {f32, f16, bf16}) t.push_back({"dwconv", geo("dwconv", {1, 3, 4, 9, 20}, 0, {3, 3, 3}, 20), f32, tw});
   t.push_back({"dwconv", geo("dwconv_k5_strided", {1, 4, 5, 12, 9}, 0, {3, 3, 5}, 9, {1, 1, 2}), f32, f32});

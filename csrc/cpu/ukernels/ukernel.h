@@ -112,7 +112,10 @@ struct KernelTable {
   int n_bf16_igemm;  // vdpbf16ps kernels (avx512bf16 only)
   IgemmKernel bf16_igemm[4];
   DwconvKernel f32_dwconv;
-  DwconvKernel f32_conv_cin1;  // one input channel, groups 1 (see f32-conv-cin1.h)
+  DwconvKernel f32_conv_cin1;  // few input channels, groups 1 (see f32-conv-cin1.h)
+  // The same with one vector of output channels, for C_out <= its NR (nr 0:
+  // none): the wide tile's second vector would multiply zero weights.
+  DwconvKernel f32_conv_cin1_narrow;
   DwconvKernel f32_conv_small_cout[4];  // [nc - 1]: 1-4 output channels per group (f32-conv-small-cout.h)
   WinogradInputFn winograd_input;    // f32-winograd.h
   WinogradOutputFn winograd_output;
