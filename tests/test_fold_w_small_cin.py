@@ -14,11 +14,13 @@ import volconv
 from conftest import cpu_plan
 from reference import assert_conv_close
 
-CASES = [  # (input shape, C_out, kernel, stride, padding)
+# (input shape, C_out, kernel, stride, padding); C_out > 8 (<= 4 is
+# small-cout's, 5-8 few-cin's on AVX2)
+CASES = [
     ((2, 5, 6, 9, 5), 11, (3, 3, 3), 1, 1),
     ((1, 4, 5, 11, 6), 9, (3, 3, 5), (1, 2, 2), (1, 1, 2)),
     ((1, 3, 4, 7, 7), 16, (2, 3, 2), 1, 0),
-    ((1, 3, 6, 13, 5), 9, (1, 3, 3), (1, 1, 3), (0, 1, 1)),  # C_out > 8 (<= 4: small-cout; 5-8 on AVX2: few-cin)
+    ((1, 3, 6, 13, 5), 9, (1, 3, 3), (1, 1, 3), (0, 1, 1)),
 ]
 
 
