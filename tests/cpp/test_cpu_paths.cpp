@@ -94,7 +94,8 @@ std::vector<Template> templates(const std::string& isa) {
   for (DType tw : {f32, bf16})
     t.push_back({narrow_path, geo("cin5_narrow", {2, 3, 4, 17, 5}, 0, {3, 3, 3}, 1, {1, 1, 1}, {1, 1, 1}), f32, tw, c,
                  5, 8});
-  t.push_back({narrow_path, geo("cin7_narrow_strided", {1, 3, 4, 16, 7}, 0, {3, 3, 3}, 1, {1, 1, 2}), f32, f32, c, 5, 8});
+  t.push_back(
+      {narrow_path, geo("cin7_narrow_strided", {1, 3, 4, 16, 7}, 0, {3, 3, 3}, 1, {1, 1, 2}), f32, f32, c, 5, 8});
   // Depthwise: groups == C_in == C_out (c_out 0 here means "C_in").
   for (DType tw : {f32, f16, bf16}) t.push_back({"dwconv", geo("dwconv", {1, 3, 4, 9, 20}, 0, {3, 3, 3}, 20), f32, tw});
   t.push_back({"dwconv", geo("dwconv_k5_strided", {1, 4, 5, 12, 9}, 0, {3, 3, 5}, 9, {1, 1, 2}), f32, f32});

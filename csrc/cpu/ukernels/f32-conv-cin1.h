@@ -100,7 +100,8 @@ void f32_conv_cin1(const volconv::cpu::DwconvParams& p) {
     const float one = 1.0f;
     const Reg ones = V::broadcast(&one);  // a + b as fma(a, 1, b): one rounding, as an add
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) acc[0][v] = V::fma(V::fma(acc[3][v], ones, acc[2][v]), ones, V::fma(acc[1][v], ones, acc[0][v]));
+    for (int v = 0; v < NV; ++v)
+      acc[0][v] = V::fma(V::fma(acc[3][v], ones, acc[2][v]), ones, V::fma(acc[1][v], ones, acc[0][v]));
     float* y = p.y + ow * p.y_step;
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) {
