@@ -20,6 +20,7 @@
 #include "cudnn_api.h"
 #include "cudnn_host.h"
 #include "cudnn_loader.h"
+#include "filter_transform.h"
 
 namespace volconv::cuda {
 namespace {
@@ -234,6 +235,27 @@ void finish(const cudnn::Api& api, cudnn::Handle h, Staged& staged, const Packed
      staged.op, "cudnnTransformTensor");
 }
 
+// Writes the filter of `dst_shape` at `dst` from the one at `src` as `m`
+// maps them (cudnn_plan.h's FilterMap; both in device memory).
+void transform_filter(Staged& staged, const cuda_plan::FilterMap& m, std::int64_t groups, DType dt,
+                      const void* src, const Shape5& src_strides, void* dst, const Shape5& dst_shape,
+                      const Shape5& dst_strides) {
+  FilterTransform t;
+  t.groups = groups;
+  t.b = dst_shape[0] / groups;
+  t.a = dst_shape[4];
+  for (int i = 0; i < 3; ++i) t.kernel[i] = dst_shape[1 + i];
+  t.swap_channels = m.swap_channels;
+  t.reverse_taps = m.reverse_taps;
+  std::int64_t ss[5], ds[5];
+  for (int i = 0; i < 5; ++i) {
+    ss[i] = src_strides[i];
+    ds[i] = dst_strides[i];
+  }
+  check(launch_filter_transform(t, src, ss, dst, ds, int(dtype_size(dt)), staged.stream), staged.op,
+        "the filter transform");
+}
+
 }  // namespace
 
 void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteChoice& route, const char* op,
@@ -256,8 +278,8 @@ void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteCho
   if (route.route == CudaRoute::cudnn_backward_filter &&
       (numel(problem.input.shape) == 0 || numel(problem.output.shape) == 0)) {
     // No positions: the weight gradient is zero.
-    const PackedOut dw = packed_out(staged, res, result, w_shape, none);
-    check(cudaMemsetAsync(dw.packed, 0, std::size_t(numel(w_shape)) * dtype_size(dt), staged.stream), op,
+    const PackedOut dw = packed_out(staged, res, result, res.shape, none);
+    check(cudaMemsetAsync(dw.packed, 0, std::size_t(numel(res.shape)) * dtype_size(dt), staged.stream), op,
           "cudaMemsetAsync");
     finish(api, h, staged, dw, res, result);
     if (result_on_host) staged.back(res, result);
@@ -267,6 +289,17 @@ void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteCho
   const Tensor x_desc(api, op, dt, x_shape, xp), y_desc(api, op, dt, y_full, yp);
   const Filter w_desc(api, op, dt, w_shape);
   const Conv conv(api, op, c, dt);
+  // cuDNN's filter from the stored weight: packed as it is, or rewritten
+  // (transposed within groups, taps reversed) as the route's map says.
+  auto filter_in = [&]() -> const void* {
+    const void* stored = staged.in(problem.weight, "the weight");
+    if (!route.filter.any())
+      return packed_in(api, h, staged, problem.weight, stored, w_shape, none, "a packed copy of the weight");
+    void* p = staged.device_alloc(std::size_t(numel(w_shape)) * dtype_size(dt), "cuDNN's layout of the weight");
+    transform_filter(staged, route.filter, c.groups, dt, stored, problem.weight.strides, p, w_shape,
+                     packed_strides(w_shape));
+    return p;
+  };
   const float one = 1.0f, zero = 0.0f;
   constexpr int kCandidates = 16;
   cudnn::AlgoPerf perf[kCandidates];
@@ -317,8 +350,7 @@ void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteCho
   if (route.route == CudaRoute::cudnn_forward) {
     const void* x = packed_in(api, h, staged, problem.input, staged.in(problem.input, "the input"), x_shape, none,
                               "a packed copy of the input");
-    const void* w = packed_in(api, h, staged, problem.weight, staged.in(problem.weight, "the weight"), w_shape, none,
-                              "a packed copy of the weight");
+    const void* w = filter_in();
     const PackedOut y = packed_out(staged, res, result, y_full, c.offset);
     if (!known) {
       ok(api, api.GetConvolutionForwardAlgorithm_v7(h, x_desc.d, w_desc.d, conv.d, y_desc.d, kCandidates, &n, perf),
@@ -342,8 +374,7 @@ void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteCho
   } else if (route.route == CudaRoute::cudnn_backward_data) {
     const void* dy = packed_in(api, h, staged, problem.input, staged.in(problem.input, "the output gradient"), y_full,
                                c.offset, "a packed copy of the output gradient");
-    const void* w = packed_in(api, h, staged, problem.weight, staged.in(problem.weight, "the weight"), w_shape, none,
-                              "a packed copy of the weight");
+    const void* w = filter_in();
     const PackedOut dx = packed_out(staged, res, result, x_shape, none);
     if (!known) {
       ok(api, api.GetConvolutionBackwardDataAlgorithm_v7(h, w_desc.d, y_desc.d, conv.d, x_desc.d, kCandidates, &n,
@@ -366,11 +397,22 @@ void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteCho
         });
     finish(api, h, staged, dx, res, result);
   } else {
-    const PackedOut dw = packed_out(staged, res, result, w_shape, none);
-    const void* x = packed_in(api, h, staged, problem.input, staged.in(problem.input, "the input"), x_shape, none,
-                              "a packed copy of the input");
-    const void* dy = packed_in(api, h, staged, problem.output, staged.in(problem.output, "the output gradient"),
-                               y_full, c.offset, "a packed copy of the output gradient");
+    // cuDNN's filter gradient: the result itself, or scratch that finish()
+    // copies into it, or (a filter map) scratch rewritten into it.
+    PackedOut dw;
+    if (route.filter.any()) {
+      dw.direct = false;
+      dw.packed = staged.device_alloc(std::size_t(numel(w_shape)) * dtype_size(dt), "cuDNN's filter gradient");
+    } else {
+      dw = packed_out(staged, res, result, w_shape, none);
+    }
+    // A transposed conv's weight gradient: its output gradient is cuDNN's x.
+    const ConstTensorView& xv = route.swap_operands ? problem.output : problem.input;
+    const ConstTensorView& dyv = route.swap_operands ? problem.input : problem.output;
+    const void* x =
+        packed_in(api, h, staged, xv, staged.in(xv, "cuDNN's x"), x_shape, none, "a packed copy of cuDNN's x");
+    const void* dy = packed_in(api, h, staged, dyv, staged.in(dyv, "cuDNN's dy"), y_full, c.offset,
+                               "a packed copy of cuDNN's dy");
     if (!known) {
       ok(api, api.GetConvolutionBackwardFilterAlgorithm_v7(h, x_desc.d, y_desc.d, conv.d, w_desc.d, kCandidates,
                                                            &n, perf),
@@ -391,7 +433,11 @@ void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteCho
           return api.ConvolutionBackwardFilter(h, &one, x_desc.d, x, y_desc.d, dy, conv.d, a, ws, bytes, &zero,
                                                w_desc.d, dw.packed);
         });
-    finish(api, h, staged, dw, res, result);
+    if (route.filter.any())
+      transform_filter(staged, route.filter, c.groups, dt, dw.packed, packed_strides(w_shape), result, res.shape,
+                       res.strides);
+    else
+      finish(api, h, staged, dw, res, result);
   }
   if (result_on_host) staged.back(res, result);
 }

@@ -49,6 +49,21 @@ Stream gpu_stream(const Stream& s, const char* op) {
   return s;
 }
 
+// Binds `name` to op(a, b, result, params, stream) for arrays in CUDA memory.
+template <class Params>
+void def_two_operand(nb::module_& m, const char* name, const char* op,
+                     void (*fn)(const ConstTensorView&, const ConstTensorView&, const TensorView&, const Params&,
+                                const Stream&)) {
+  m.def(name, [op, fn](const Raw& x, DType xt, const Raw& w, DType wt, const Raw& y, DType yt, const Params& p,
+                       const Stream& s) {
+    const auto a = view_of<ConstTensorView>(x, xt);
+    const auto b = view_of<ConstTensorView>(w, wt);
+    const auto out = view_of<TensorView>(y, yt);
+    python::GilRelease release;
+    fn(a, b, out, p, gpu_stream(s, op));
+  });
+}
+
 }  // namespace
 
 void bind_cuda(nb::module_& m) {
@@ -81,6 +96,19 @@ void bind_cuda(nb::module_& m) {
     python::GilRelease release;
     conv3d_grad_weight(a, b, out, p, gpu_stream(s, op));
   });
+  // conv_transpose3d, conv_general and the gradients that make them differentiable.
+  m.def("_conv_transpose3d_output_shape", &conv_transpose3d_output_shape, nb::arg("input_shape"),
+        nb::arg("weight_shape"), nb::arg("params"));
+  m.def("_conv_general_output_shape", &conv_general_output_shape, nb::arg("input_shape"), nb::arg("weight_shape"),
+        nb::arg("params"));
+  def_two_operand<ConvTransposeParams>(m, "_cuda_conv_transpose3d", "conv_transpose3d", &conv_transpose3d);
+  def_two_operand<ConvGeneralParams>(m, "_cuda_conv_general", "conv_general", &conv_general);
+  def_two_operand<ConvTransposeParams>(m, "_cuda_conv_transpose3d_grad_input", "conv_transpose3d_grad_input",
+                                       &conv_transpose3d_grad_input);
+  def_two_operand<ConvTransposeParams>(m, "_cuda_conv_transpose3d_grad_weight", "conv_transpose3d_grad_weight",
+                                       &conv_transpose3d_grad_weight);
+  def_two_operand<ConvGeneralParams>(m, "_cuda_conv_general_grad_weight", "conv_general_grad_weight",
+                                     &conv_general_grad_weight);
   m.def("_gpu_external_stream", [](int index, std::uintptr_t handle) {
     return detail::external_gpu_stream(Device{DeviceType::gpu, index}, handle);
   }, nb::arg("index"), nb::arg("handle"));
