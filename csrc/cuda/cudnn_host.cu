@@ -1,8 +1,10 @@
-// conv3d's problems other than depthwise on cuDNN 9 (opened at run time:
-// cudnn_loader.h). Every operand is described NDHWC and packed: a view that
-// is not (other strides, or a cuDNN output window larger than ours, see
-// cudnn_plan.h) is staged through a packed scratch copy with
-// cudnnTransformTensor. The algorithm is measured once per problem value
+// Problems other than depthwise on cuDNN 9 (opened at run time:
+// cudnn_loader.h), as the route (cudnn_plan.h) maps them to cuDNN's forward,
+// backward data or backward filter. Every operand is described NDHWC and
+// packed: a view that is not (other strides, or a cuDNN output window larger
+// than ours) is staged through a packed scratch copy with
+// cudnnTransformTensor; a filter the route maps (transposed within groups,
+// taps reversed) goes through filter_transform.h. The algorithm is measured once per problem value
 // (cudnnFind*Ex), deterministic ones preferred, and kept in a bounded cache;
 // the run asks cuDNN for that algorithm's workspace with its math type set.
 #include <cuda_runtime.h>
