@@ -5,7 +5,7 @@ t0=$(date +%s)
 python3 -m pip install --no-build-isolation --no-deps -q . 2>&1 | tail -3
 echo "== build $(($(date +%s) - t0)) s"
 python3 -c "import volconv as vc; print(vc._core._gpu_backend(), vc.unavailable_reason(vc.gpu))"
-timeout 100 python3 -m pytest -q --maxfail=4 -p no:cacheprovider tests/test_cuda_cudnn_transpose.py tests/test_cuda_cudnn.py 2>&1 | tail -40
+timeout 100 python3 -m pytest -q -x -p no:cacheprovider tests/test_cuda_cudnn_transpose.py tests/test_cuda_cudnn.py 2>&1 | tail -25
 timeout 30 python3 tests/cuda_sanitizer_driver.py --cudnn 2>&1 | tail -3
 echo "== tests $(($(date +%s) - t0)) s"
 timeout 60 python3 bench/_diag_dense.py --profile float16 bfloat16 2>&1
