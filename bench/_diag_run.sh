@@ -5,13 +5,12 @@ t0=$(date +%s)
 python3 -m pip install --no-build-isolation --no-deps -q . 2>&1 | tail -3
 echo "== build $(($(date +%s) - t0)) s"
 python3 -c "import volconv as vc; print(vc._core._gpu_backend(), vc.unavailable_reason(vc.gpu))"
-timeout 100 python3 -m pytest -q -x -p no:cacheprovider tests/test_cuda_cudnn_transpose.py tests/test_cuda_cudnn.py 2>&1 | tail -25
-timeout 30 python3 tests/cuda_sanitizer_driver.py --cudnn 2>&1 | tail -3
+timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_cuda_cudnn_transpose.py tests/test_cuda_cudnn.py 2>&1 | tail -25
 echo "== tests $(($(date +%s) - t0)) s"
-timeout 60 python3 bench/_diag_dense.py --profile float16 bfloat16 2>&1
-for e in 1 2 4; do
+timeout 60 python3 bench/_diag_dense.py --profile float16 bfloat16 float32 2>&1
+for e in 8 1 2 4 5; do
   echo "== VOLCONV_CUDNN_EXP=$e"
-  VOLCONV_CUDNN_EXP=$e timeout 40 python3 bench/_diag_dense.py float16 2>&1 | grep -v "^EXP"
+  VOLCONV_CUDNN_EXP=$e timeout 40 python3 bench/_diag_dense.py float16 bfloat16 2>&1 | grep -v "^EXP" 
 done
 VOLCONV_CUDNN_EXP=8 timeout 40 python3 bench/_diag_dense.py float16 2>&1 | grep "^EXP" | sort | uniq -c | sort -rn | head -12
 echo "== diag $(($(date +%s) - t0)) s"
