@@ -11,9 +11,6 @@
 
 #include <algorithm>
 #include <array>
-#include <chrono>
-#include <cstdio>
-#include <cstdlib>
 #include <cstdint>
 #include <iterator>
 #include <map>
@@ -130,30 +127,6 @@ struct Conv {
   Conv& operator=(const Conv&) = delete;
 };
 
-// EXPERIMENT (diagnosis call only, removed after): VOLCONV_CUDNN_EXP bits.
-// 1: rank Find's results by time only; 2: workspace from a kept buffer;
-// 4: heuristics (Get*_v7) instead of Find; 8: per-call phase times to stderr.
-int exp_bits() {
-  static const int bits = [] {
-    const char* e = std::getenv("VOLCONV_CUDNN_EXP");
-    return e ? std::atoi(e) : 0;
-  }();
-  return bits;
-}
-double now_us() {
-  return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-void* kept_workspace(std::size_t bytes) {
-  static void* p = nullptr;
-  static std::size_t have = 0;
-  if (bytes > have) {
-    if (p) cudaFree(p);
-    cudaMalloc(&p, bytes);
-    have = bytes;
-  }
-  return p;
-}
-
 // The algorithm measured for a problem value, and its workspace.
 struct Algo {
   int algo = 0;
@@ -198,8 +171,7 @@ std::vector<Algo> ranked(const cudnn::AlgoPerf* perf, int n, DType dt) {
   std::vector<Algo> out;
   for (int pass = 0; pass < 2; ++pass)
     for (int i = 0; i < n; ++i)
-      if (perf[i].status == cudnn::kSuccess &&
-          ((exp_bits() & 1) ? pass == 0 : (perf[i].determinism == cudnn::kDeterministic) == (pass == 0)))
+      if (perf[i].status == cudnn::kSuccess && (perf[i].determinism == cudnn::kDeterministic) == (pass == 0))
         out.push_back({perf[i].algo, perf[i].memory, dt == DType::float32 ? cudnn::kFmaMath : perf[i].math_type});
   return out;
 }
@@ -290,7 +262,6 @@ void transform_filter(Staged& staged, const cuda_plan::FilterMap& m, std::int64_
 
 void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteChoice& route, const char* op,
                int device, Staged& staged) {
-  const double t0 = now_us();
   const cudnn::Api& api = cudnn::api(op);
   const cudnn::Handle h = handle_for(api, device, op);
   ok(api, api.SetStream(h, staged.stream), op, "cudnnSetStream");
@@ -344,10 +315,7 @@ void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteCho
     if (it != cache.entries.end()) candidates.push_back(it->second.first);
   }
   const bool known = !candidates.empty();
-  const double t1 = now_us();
-  double t_run = 0;
   auto workspace = [&](std::size_t bytes) {
-    if (bytes != 0 && known && (exp_bits() & 2)) return kept_workspace(bytes);
     return bytes == 0 ? nullptr : staged.device_alloc(bytes, "cuDNN's workspace");
   };
   auto remember = [&](const Algo& a) {
@@ -370,16 +338,7 @@ void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteCho
       last = size(a.algo, &bytes);
       if (last != cudnn::kSuccess) continue;
       bytes = std::max(bytes, a.workspace);
-      void* ws = workspace(bytes);
-      const double tr = now_us();
-      last = run(a.algo, ws, bytes);
-      t_run = now_us() - tr;
-      if (exp_bits() & 8) {
-        static int printed = 0;
-        if (printed++ < 40)
-          std::fprintf(stderr, "EXP route %d dt %d algo %d math %d ws %zu setup %.1f us run-call %.1f us known %d\n",
-                       int(route.route), int(dt), a.algo, a.math, bytes, t1 - t0, t_run, int(known));
-      }
+      last = run(a.algo, workspace(bytes), bytes);
       if (last == cudnn::kSuccess) {
         if (!known) remember(a);
         return;
@@ -399,7 +358,7 @@ void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteCho
       ok(api, api.GetConvolutionForwardAlgorithm_v7(h, x_desc.d, w_desc.d, conv.d, y_desc.d, kCandidates, &n, perf),
          op, "cudnnGetConvolutionForwardAlgorithm_v7");
       const std::size_t bound = workspace_bound(perf, n);
-      if (!(exp_bits() & 4)) ok(api, api.FindConvolutionForwardAlgorithmEx(h, x_desc.d, x, w_desc.d, w, conv.d, y_desc.d, y.packed,
+      ok(api, api.FindConvolutionForwardAlgorithmEx(h, x_desc.d, x, w_desc.d, w, conv.d, y_desc.d, y.packed,
                                                     kCandidates, &n, perf, workspace(bound), bound),
          op, "cudnnFindConvolutionForwardAlgorithmEx");
       candidates = ranked(perf, n, dt);
@@ -424,7 +383,7 @@ void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteCho
                                                          perf),
          op, "cudnnGetConvolutionBackwardDataAlgorithm_v7");
       const std::size_t bound = workspace_bound(perf, n);
-      if (!(exp_bits() & 4)) ok(api, api.FindConvolutionBackwardDataAlgorithmEx(h, w_desc.d, w, y_desc.d, dy, conv.d, x_desc.d, dx.packed,
+      ok(api, api.FindConvolutionBackwardDataAlgorithmEx(h, w_desc.d, w, y_desc.d, dy, conv.d, x_desc.d, dx.packed,
                                                          kCandidates, &n, perf, workspace(bound), bound),
          op, "cudnnFindConvolutionBackwardDataAlgorithmEx");
       candidates = ranked(perf, n, dt);
@@ -461,7 +420,7 @@ void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteCho
                                                            &n, perf),
          op, "cudnnGetConvolutionBackwardFilterAlgorithm_v7");
       const std::size_t bound = workspace_bound(perf, n);
-      if (!(exp_bits() & 4)) ok(api, api.FindConvolutionBackwardFilterAlgorithmEx(h, x_desc.d, x, y_desc.d, dy, conv.d, w_desc.d,
+      ok(api, api.FindConvolutionBackwardFilterAlgorithmEx(h, x_desc.d, x, y_desc.d, dy, conv.d, w_desc.d,
                                                            dw.packed, kCandidates, &n, perf, workspace(bound),
                                                            bound),
          op, "cudnnFindConvolutionBackwardFilterAlgorithmEx");
