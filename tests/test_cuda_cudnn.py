@@ -137,10 +137,19 @@ def _agree(mine, theirs, scale, dtype, what):
     assert_close(_np(mine), _np(theirs), 2 * scale, dtype, f"{what} vs torch")
 
 
+@pytest.fixture(params=["graph", "legacy"])
+def cudnn_api(request):
+    """Runs a test through cuDNN's graph API (kept execution plans, the
+    default) and again through its legacy calls (the fallback)."""
+    vc._core._cudnn_use_graph(request.param == "graph")
+    yield request.param
+    vc._core._cudnn_use_graph(True)
+
+
 @gpu
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", CASES, ids=case_id)
-def test_every_direction_against_float64_and_torch(case, dtype):
+def test_every_direction_against_float64_and_torch(case, dtype, cudnn_api):
     x, w, gy = _operands(case, dtype)
     xc, wc, gyc = x.cuda(), w.cuda(), gy.cuda()
     rk = _ref_kw(case)
@@ -202,8 +211,37 @@ def test_views_of_any_strides_and_host_arrays():
 
 
 @gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_the_graph_api_runs_each_direction_with_one_kept_plan(dtype):
+    """Each direction of a new problem builds one execution plan, and calling
+    it again builds none (the plan is kept); with the graph API off, none."""
+    g = torch.Generator(device="cuda").manual_seed(2)
+    x = torch.randn(1, 6, 7, 9, 24, device="cuda", generator=g).to(DTYPES[dtype])
+    w = torch.randn(40, 3, 3, 3, 24, device="cuda", generator=g).to(DTYPES[dtype])
+    gy = torch.randn(1, 6, 7, 9, 40, device="cuda", generator=g).to(DTYPES[dtype])
+
+    def directions():
+        vc.conv3d(x, w, padding=1)
+        vc.conv3d_grad_input(gy, w, tuple(x.shape), padding=1)
+        vc.conv3d_grad_weight(x, gy, tuple(w.shape), padding=1)
+
+    before = vc._core._cudnn_graph_plans_built()
+    directions()
+    assert vc._core._cudnn_graph_plans_built() == before + 3
+    directions()
+    assert vc._core._cudnn_graph_plans_built() == before + 3
+    vc._core._cudnn_use_graph(False)
+    try:
+        x2 = x[:, :5].contiguous()  # a new problem value: the legacy calls build no plan
+        vc.conv3d(x2, w, padding=1)
+        assert vc._core._cudnn_graph_plans_built() == before + 3
+    finally:
+        vc._core._cudnn_use_graph(True)
+
+
+@gpu
 def test_dense_weight_gradient_is_bit_identical_run_to_run():
-    """Deterministic algorithms are preferred: the same bits every time."""
+    """Deterministic engines are preferred: the same bits every time."""
     g = torch.Generator(device="cuda").manual_seed(1)
     x = torch.randn(2, 16, 24, 24, 32, device="cuda", generator=g)
     gy = torch.randn(2, 16, 24, 24, 48, device="cuda", generator=g)

@@ -15,11 +15,13 @@
 #include <iterator>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "cudnn_api.h"
+#include "cudnn_graph.h"
 #include "cudnn_host.h"
 #include "cudnn_loader.h"
 #include "filter_transform.h"
@@ -125,6 +127,19 @@ struct Conv {
   ~Conv() { api.DestroyConvolutionDescriptor(d); }
   Conv(const Conv&) = delete;
   Conv& operator=(const Conv&) = delete;
+};
+
+// The legacy API's view of the route's convolution: packed NDHWC x and y, the filter, the conv.
+struct LegacyDescs {
+  Tensor x, y;
+  Filter w;
+  Conv conv;
+  LegacyDescs(const cudnn::Api& api, const char* op, DType dt, const Shape5& x_shape, const Shape5& y_shape,
+              const Shape5& w_shape, const CudnnConv& c)
+      : x(api, op, dt, x_shape, packed_strides(x_shape)),
+        y(api, op, dt, y_shape, packed_strides(y_shape)),
+        w(api, op, dt, w_shape),
+        conv(api, op, c, dt) {}
 };
 
 // The algorithm measured for a problem value, and its workspace.
@@ -287,10 +302,12 @@ void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteCho
     if (result_on_host) staged.back(res, result);
     return;
   }
-  const Shape5 xp = packed_strides(x_shape), yp = packed_strides(y_full);
-  const Tensor x_desc(api, op, dt, x_shape, xp), y_desc(api, op, dt, y_full, yp);
-  const Filter w_desc(api, op, dt, w_shape);
-  const Conv conv(api, op, c, dt);
+  // The legacy API's descriptors, made only when the graph API declines.
+  std::optional<LegacyDescs> legacy_descs;
+  auto L = [&]() -> const LegacyDescs& {
+    if (!legacy_descs) legacy_descs.emplace(api, op, dt, x_shape, y_full, w_shape, c);
+    return *legacy_descs;
+  };
   // cuDNN's filter from the stored weight: packed as it is, or rewritten
   // (transposed within groups, taps reversed) as the route's map says.
   auto filter_in = [&]() -> const void* {
@@ -333,7 +350,7 @@ void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteCho
   auto run_first = [&](const char* what, auto&& size, auto&& run) {
     cudnn::Status last = cudnn::kSuccess;
     for (const Algo& a : candidates) {
-      ok(api, api.SetConvolutionMathType(conv.d, a.math), op, "cudnnSetConvolutionMathType");
+      ok(api, api.SetConvolutionMathType(L().conv.d, a.math), op, "cudnnSetConvolutionMathType");
       std::size_t bytes = 0;
       last = size(a.algo, &bytes);
       if (last != cudnn::kSuccess) continue;
@@ -354,49 +371,53 @@ void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteCho
                               "a packed copy of the input");
     const void* w = filter_in();
     const PackedOut y = packed_out(staged, res, result, y_full, c.offset);
-    if (!known) {
-      ok(api, api.GetConvolutionForwardAlgorithm_v7(h, x_desc.d, w_desc.d, conv.d, y_desc.d, kCandidates, &n, perf),
-         op, "cudnnGetConvolutionForwardAlgorithm_v7");
-      const std::size_t bound = workspace_bound(perf, n);
-      ok(api, api.FindConvolutionForwardAlgorithmEx(h, x_desc.d, x, w_desc.d, w, conv.d, y_desc.d, y.packed,
-                                                    kCandidates, &n, perf, workspace(bound), bound),
-         op, "cudnnFindConvolutionForwardAlgorithmEx");
-      candidates = ranked(perf, n, dt);
+    if (!run_graph(api, h, route.route, dt, device, c, x, w, y.packed, staged)) {
+      if (!known) {
+        ok(api, api.GetConvolutionForwardAlgorithm_v7(h, L().x.d, L().w.d, L().conv.d, L().y.d, kCandidates, &n, perf),
+           op, "cudnnGetConvolutionForwardAlgorithm_v7");
+        const std::size_t bound = workspace_bound(perf, n);
+        ok(api, api.FindConvolutionForwardAlgorithmEx(h, L().x.d, x, L().w.d, w, L().conv.d, L().y.d, y.packed,
+                                                      kCandidates, &n, perf, workspace(bound), bound),
+           op, "cudnnFindConvolutionForwardAlgorithmEx");
+        candidates = ranked(perf, n, dt);
+      }
+      run_first(
+          "cudnnConvolutionForward",
+          [&](int a, std::size_t* bytes) {
+            return api.GetConvolutionForwardWorkspaceSize(h, L().x.d, L().w.d, L().conv.d, L().y.d, a, bytes);
+          },
+          [&](int a, void* ws, std::size_t bytes) {
+            return api.ConvolutionForward(h, &one, L().x.d, x, L().w.d, w, L().conv.d, a, ws, bytes, &zero, L().y.d,
+                                          y.packed);
+          });
     }
-    run_first(
-        "cudnnConvolutionForward",
-        [&](int a, std::size_t* bytes) {
-          return api.GetConvolutionForwardWorkspaceSize(h, x_desc.d, w_desc.d, conv.d, y_desc.d, a, bytes);
-        },
-        [&](int a, void* ws, std::size_t bytes) {
-          return api.ConvolutionForward(h, &one, x_desc.d, x, w_desc.d, w, conv.d, a, ws, bytes, &zero, y_desc.d,
-                                        y.packed);
-        });
     finish(api, h, staged, y, res, result);
   } else if (route.route == CudaRoute::cudnn_backward_data) {
     const void* dy = packed_in(api, h, staged, problem.input, staged.in(problem.input, "the output gradient"), y_full,
                                c.offset, "a packed copy of the output gradient");
     const void* w = filter_in();
     const PackedOut dx = packed_out(staged, res, result, x_shape, none);
-    if (!known) {
-      ok(api, api.GetConvolutionBackwardDataAlgorithm_v7(h, w_desc.d, y_desc.d, conv.d, x_desc.d, kCandidates, &n,
-                                                         perf),
-         op, "cudnnGetConvolutionBackwardDataAlgorithm_v7");
-      const std::size_t bound = workspace_bound(perf, n);
-      ok(api, api.FindConvolutionBackwardDataAlgorithmEx(h, w_desc.d, w, y_desc.d, dy, conv.d, x_desc.d, dx.packed,
-                                                         kCandidates, &n, perf, workspace(bound), bound),
-         op, "cudnnFindConvolutionBackwardDataAlgorithmEx");
-      candidates = ranked(perf, n, dt);
+    if (!run_graph(api, h, route.route, dt, device, c, dx.packed, w, dy, staged)) {
+      if (!known) {
+        ok(api, api.GetConvolutionBackwardDataAlgorithm_v7(h, L().w.d, L().y.d, L().conv.d, L().x.d, kCandidates, &n,
+                                                           perf),
+           op, "cudnnGetConvolutionBackwardDataAlgorithm_v7");
+        const std::size_t bound = workspace_bound(perf, n);
+        ok(api, api.FindConvolutionBackwardDataAlgorithmEx(h, L().w.d, w, L().y.d, dy, L().conv.d, L().x.d, dx.packed,
+                                                           kCandidates, &n, perf, workspace(bound), bound),
+           op, "cudnnFindConvolutionBackwardDataAlgorithmEx");
+        candidates = ranked(perf, n, dt);
+      }
+      run_first(
+          "cudnnConvolutionBackwardData",
+          [&](int a, std::size_t* bytes) {
+            return api.GetConvolutionBackwardDataWorkspaceSize(h, L().w.d, L().y.d, L().conv.d, L().x.d, a, bytes);
+          },
+          [&](int a, void* ws, std::size_t bytes) {
+            return api.ConvolutionBackwardData(h, &one, L().w.d, w, L().y.d, dy, L().conv.d, a, ws, bytes, &zero,
+                                               L().x.d, dx.packed);
+          });
     }
-    run_first(
-        "cudnnConvolutionBackwardData",
-        [&](int a, std::size_t* bytes) {
-          return api.GetConvolutionBackwardDataWorkspaceSize(h, w_desc.d, y_desc.d, conv.d, x_desc.d, a, bytes);
-        },
-        [&](int a, void* ws, std::size_t bytes) {
-          return api.ConvolutionBackwardData(h, &one, w_desc.d, w, y_desc.d, dy, conv.d, a, ws, bytes, &zero,
-                                             x_desc.d, dx.packed);
-        });
     finish(api, h, staged, dx, res, result);
   } else {
     // cuDNN's filter gradient: the result itself, or scratch that finish()
@@ -415,26 +436,28 @@ void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteCho
         packed_in(api, h, staged, xv, staged.in(xv, "cuDNN's x"), x_shape, none, "a packed copy of cuDNN's x");
     const void* dy = packed_in(api, h, staged, dyv, staged.in(dyv, "cuDNN's dy"), y_full, c.offset,
                                "a packed copy of cuDNN's dy");
-    if (!known) {
-      ok(api, api.GetConvolutionBackwardFilterAlgorithm_v7(h, x_desc.d, y_desc.d, conv.d, w_desc.d, kCandidates,
-                                                           &n, perf),
-         op, "cudnnGetConvolutionBackwardFilterAlgorithm_v7");
-      const std::size_t bound = workspace_bound(perf, n);
-      ok(api, api.FindConvolutionBackwardFilterAlgorithmEx(h, x_desc.d, x, y_desc.d, dy, conv.d, w_desc.d,
-                                                           dw.packed, kCandidates, &n, perf, workspace(bound),
-                                                           bound),
-         op, "cudnnFindConvolutionBackwardFilterAlgorithmEx");
-      candidates = ranked(perf, n, dt);
+    if (!run_graph(api, h, route.route, dt, device, c, x, dw.packed, dy, staged)) {
+      if (!known) {
+        ok(api, api.GetConvolutionBackwardFilterAlgorithm_v7(h, L().x.d, L().y.d, L().conv.d, L().w.d, kCandidates,
+                                                             &n, perf),
+           op, "cudnnGetConvolutionBackwardFilterAlgorithm_v7");
+        const std::size_t bound = workspace_bound(perf, n);
+        ok(api, api.FindConvolutionBackwardFilterAlgorithmEx(h, L().x.d, x, L().y.d, dy, L().conv.d, L().w.d,
+                                                             dw.packed, kCandidates, &n, perf, workspace(bound),
+                                                             bound),
+           op, "cudnnFindConvolutionBackwardFilterAlgorithmEx");
+        candidates = ranked(perf, n, dt);
+      }
+      run_first(
+          "cudnnConvolutionBackwardFilter",
+          [&](int a, std::size_t* bytes) {
+            return api.GetConvolutionBackwardFilterWorkspaceSize(h, L().x.d, L().y.d, L().conv.d, L().w.d, a, bytes);
+          },
+          [&](int a, void* ws, std::size_t bytes) {
+            return api.ConvolutionBackwardFilter(h, &one, L().x.d, x, L().y.d, dy, L().conv.d, a, ws, bytes, &zero,
+                                                 L().w.d, dw.packed);
+          });
     }
-    run_first(
-        "cudnnConvolutionBackwardFilter",
-        [&](int a, std::size_t* bytes) {
-          return api.GetConvolutionBackwardFilterWorkspaceSize(h, x_desc.d, y_desc.d, conv.d, w_desc.d, a, bytes);
-        },
-        [&](int a, void* ws, std::size_t bytes) {
-          return api.ConvolutionBackwardFilter(h, &one, x_desc.d, x, y_desc.d, dy, conv.d, a, ws, bytes, &zero,
-                                               w_desc.d, dw.packed);
-        });
     if (route.filter.any())
       transform_filter(staged, route.filter, c.groups, dt, dw.packed, packed_strides(w_shape), result, res.shape,
                        res.strides);

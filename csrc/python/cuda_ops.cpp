@@ -115,6 +115,9 @@ void bind_cuda(nb::module_& m) {
   m.def("_gpu_stream_wait", &detail::gpu_stream_wait, nb::arg("waiter"), nb::arg("waited"));
   // Where cuDNN is looked for (volconv/_cuda.py, before the first CUDA call).
   m.def("_cudnn_set_search", &cudnn::set_search, nb::arg("dirs"), nb::arg("system_loader"));
+  // Whether cuDNN's graph API runs the convolutions (else its legacy calls): tests run both.
+  m.def("_cudnn_use_graph", &cudnn::set_graph_enabled, nb::arg("enabled"));
+  m.def("_cudnn_graph_plans_built", &cudnn::graph_plans_built);
   // What an op would raise if cuDNN were looked for only there ("" when it
   // is found): the missing-cuDNN message, testable without a GPU.
   m.def("_cudnn_probe", [](const std::string& op, const std::vector<std::string>& dirs, bool system_loader) {
