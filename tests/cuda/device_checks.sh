@@ -24,7 +24,7 @@ if [[ " $* " != *" --no-sanitizer "* ]]; then
   logs=$(mktemp -d)
   for tool in memcheck racecheck; do
     for flag in kernels --cudnn; do
-      (timeout 150 compute-sanitizer --tool "$tool" --error-exitcode 1 python3 tests/cuda_sanitizer_driver.py \
+      (timeout "${SANITIZER_TIMEOUT:-150}" compute-sanitizer --tool "$tool" --error-exitcode 1 python3 tests/cuda_sanitizer_driver.py \
         ${flag/kernels/} >"$logs/$tool$flag" 2>&1; echo "exit $?" >>"$logs/$tool$flag") &
     done
   done
@@ -36,6 +36,6 @@ if [[ " $* " != *" --no-sanitizer "* ]]; then
   stamp sanitizer
 fi
 if [[ " $* " != *" --no-bench "* ]]; then
-  timeout 150 python3 bench/conv3d_cuda.py --repeats 10 2>&1 | tail -45
+  timeout "${BENCH_TIMEOUT:-150}" python3 bench/conv3d_cuda.py --repeats 10 2>&1 | tail -45
   stamp bench
 fi
