@@ -1,8 +1,10 @@
 """The CUDA backend's cuDNN route (csrc/cuda/cudnn_*): conv3d's forward,
 input gradient and weight gradient that are not depthwise, on the device
-tool's H200, against the float64 reference and torch's own CUDA conv and
-autograd, over groups, strides, dilations, asymmetric padding, strided
-views and every dtype; a bit-identical weight gradient; what it refuses.
+tool's H200, through cuDNN's graph API and its legacy calls, against the
+float64 reference and torch's own CUDA conv and autograd, over groups,
+strides, dilations, asymmetric padding, strided views and every dtype; one
+kept graph plan per direction; a bit-identical weight gradient; what it
+refuses.
 The loader's message for a missing cuDNN runs everywhere (no GPU needed):
 a subprocess points the search at a bad directory."""
 
