@@ -4,9 +4,11 @@
 // packed: a view that is not (other strides, or a cuDNN output window larger
 // than ours) is staged through a packed scratch copy with
 // cudnnTransformTensor; a filter the route maps (transposed within groups,
-// taps reversed) goes through filter_transform.h. The algorithm is measured once per problem value
-// (cudnnFind*Ex), deterministic ones preferred, and kept in a bounded cache;
-// the run asks cuDNN for that algorithm's workspace with its math type set.
+// taps reversed) goes through filter_transform.h. The convolution runs on
+// the graph API's kept plan (cudnn_graph.h); where that declines, on the
+// legacy calls: the algorithm measured once per problem value
+// (cudnnFind*Ex), deterministic ones preferred, kept in a bounded cache; the
+// run asks cuDNN for that algorithm's workspace with its math type set.
 #include <cuda_runtime.h>
 
 #include <algorithm>

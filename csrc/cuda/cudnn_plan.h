@@ -57,8 +57,9 @@ struct CudaRouteChoice {
 // stride 1: conv3d's input gradient, conv_transpose3d, conv_general) a data
 // problem is the backward data of the forward conv from its output space to
 // its input space, and a weight gradient that conv's backward filter with
-// the operands swapped. The filter map says how the stored weight reads.
-// Input dilation with a stride, padding modes other than zeros, crops cuDNN
+// the operands swapped (where both apply, the form that reads the weight as
+// stored; either, where the other cannot be expressed). The filter map says
+// how the stored weight reads. Input dilation with a stride, padding modes other than zeros, crops cuDNN
 // cannot express and sizes past its 32-bit ints are refused.
 CudaRouteChoice choose_route(detail::ConvOp op, const detail::ConvProblemGeometry& g, detail::WeightLayout layout,
                              bool fold_active);
