@@ -33,8 +33,9 @@ SHAPES = {
     "1x17x128x128x256": (1, 17, 128, 128, 256),
     "2x32x64x64x128": (2, 32, 64, 64, 128),
 }
-# Dense rows (groups 1, C_in = C_out = C, kernel 3, padding 1): volconv runs them on cuDNN, so
-# the row shows what volconv's route costs over torch's own cuDNN call.
+# Dense rows (groups 1, C_in = C_out = C, kernel 3, padding 1; and tconv: conv_transpose3d kernel 2
+# stride 2): volconv runs them on cuDNN, so the rows show what volconv's route costs over torch's
+# own cuDNN call.
 DENSE_SHAPES = {"dense 2x16x32x32x64": (2, 16, 32, 32, 64)}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DIRECTIONS = ["fwd", "dgrad", "wgrad"]
@@ -134,8 +135,10 @@ def copy_bandwidth() -> float:
     return 2 * a.numel() * 4 / (ms * 1e-3)
 
 
-def cases(shape, dtype, groups):
-    """The three directions for volconv and cuDNN on one shape: (name, volconv fn, torch fn, bytes)."""
+def cases(shape, dtype, groups, transpose=False):
+    """The three directions for volconv and cuDNN on one shape: (name, volconv fn, torch fn, bytes,
+    flops); with transpose, a fourth: conv_transpose3d kernel 2 stride 2 (the upsampling layer,
+    C -> C, output 8x the input's positions)."""
     n, d, h, w, c = shape
     g = torch.Generator(device="cuda").manual_seed(0)
     x = torch.randn(n, d, h, w, c, device="cuda", generator=g).to(dtype)
@@ -164,26 +167,45 @@ def cases(shape, dtype, groups):
         )
 
     act = x.numel() * x.element_size()
-    return [
+    flops = 2 * n * d * h * w * c * 27 * (c // groups)
+    rows = [
         (
             "fwd",
             lambda: vc.conv3d(x, wt, **kw),
             lambda: torch.nn.functional.conv3d(xt, wtt, None, 1, 1, 1, groups),
             2 * act,
+            flops,
         ),
         (
             "dgrad",
             lambda: vc.conv3d_grad_input(gy, wt, x.shape, **kw),
             torch_backward([True, False, False]),
             2 * act,
+            flops,
         ),
         (
             "wgrad",
             lambda: vc.conv3d_grad_weight(x, gy, wt.shape, **kw),
             torch_backward([False, True, False]),
             2 * act,
+            flops,
         ),
     ]
+    if transpose:
+        # volconv's weight (C_out, 2, 2, 2, C_in/g); torch's (C_in, C_out/g, 2, 2, 2) holds the
+        # same numbers (groups 1: the channels swapped).
+        w2 = torch.randn(c, 2, 2, 2, c, device="cuda", generator=g).to(dtype)
+        w2t = w2.permute(4, 0, 1, 2, 3).contiguous(memory_format=torch.channels_last_3d)
+        rows.append(
+            (
+                "tconv",
+                lambda: vc.conv_transpose3d(x, w2, stride=2),
+                lambda: torch.nn.functional.conv_transpose3d(xt, w2t, None, 2),
+                9 * act,
+                2 * n * d * h * w * c * 8 * c,
+            )
+        )
+    return rows
 
 
 def main() -> None:
@@ -220,11 +242,12 @@ def main() -> None:
     for key in args.shapes.split(","):
         shape = SHAPES[key] if key in SHAPES else DENSE_SHAPES[key]
         groups = shape[4] if key in SHAPES else 1
-        flops = 2 * shape[0] * shape[1] * shape[2] * shape[3] * shape[4] * 27 * (shape[4] // groups)
         for dname in args.dtypes.split(","):
             # TF32 off: the float32 rows compare float32 arithmetic with float32.
             torch.backends.cudnn.allow_tf32 = False
-            for direction, ours, theirs, nbytes in cases(shape, DTYPES[dname], groups):
+            for direction, ours, theirs, nbytes, flops in cases(
+                shape, DTYPES[dname], groups, transpose=key in DENSE_SHAPES
+            ):
                 ms_v, ms_t = (
                     timed_ms(ours, args.repeats, args.calls),
                     timed_ms(theirs, args.repeats, args.calls),

@@ -3,7 +3,8 @@ GPU stream, so no other library's kernels run), for compute-sanitizer:
   compute-sanitizer --tool memcheck --error-exitcode 1 python tests/cuda_sanitizer_driver.py
   compute-sanitizer --tool racecheck --error-exitcode 1 python tests/cuda_sanitizer_driver.py
 With --cudnn it runs the cuDNN route instead (dense and grouped problems,
-symmetric and asymmetric padding: cuDNN's kernels and the packed copies).
+symmetric and asymmetric padding: cuDNN's kernels and the packed copies;
+conv_transpose3d and its gradients: the filter transform).
 Each result is also checked against the float64 reference, so a silent
 wrong answer under the sanitizer fails too."""
 
@@ -16,10 +17,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from cuda_cases import CASES, output_size  # noqa: E402
+from cuda_transpose_cases import CASES as TRANSPOSE_CASES  # noqa: E402
+from cuda_transpose_cases import grad_input_reference, grad_weight_reference  # noqa: E402
+from cuda_transpose_cases import output_size as transposed_size  # noqa: E402
 from reference_training import (  # noqa: E402
     assert_close,
     conv3d_grad_input_reference,
     conv3d_grad_weight_reference,
+    conv_transpose3d_reference,
 )
 
 import volconv as vc  # noqa: E402
@@ -67,8 +72,38 @@ def main(cudnn: bool) -> None:
             ref = conv3d_grad_weight_reference(x64, g64, w.shape, **rk)
             assert_close(dw, ref, conv3d_grad_weight_reference(abs(x64), abs(g64), w.shape, **rk), name)
             runs += 3
+    if cudnn:
+        runs += transposes(rng, s)
     vc.synchronize(s)
     print(f"cuda_sanitizer_driver: {runs} {'cuDNN' if cudnn else 'kernel'} runs checked")
+
+
+def transposes(rng, s) -> int:
+    """conv_transpose3d and its two gradients on a grouped strided case (the
+    transposed form) and a stride-1 one (the forward form, taps reversed)."""
+    from volconv import _training
+
+    runs = 0
+    for case in (TRANSPOSE_CASES[2], TRANSPOSE_CASES[0]):
+        n, size, ci, co, g, k, st, p, op, d = case
+        kw = dict(stride=st, padding=p, dilation=d, output_padding=op, groups=g)
+        gk = dict(stride=st, padding=p, dilation=d, groups=g)
+        for name, dt in DTYPES.items():
+            x = rng.standard_normal((n, *size, ci)).astype(dt)
+            w = rng.standard_normal((co, *k, ci // g)).astype(dt)
+            gy = rng.standard_normal((n, *transposed_size(size, k, st, p, op, d), co)).astype(dt)
+            x64, w64, g64 = (a.astype(np.float64) for a in (x, w, gy))
+            y = vc.conv_transpose3d(x, w, stream=s, **kw)
+            ref = conv_transpose3d_reference(x64, w64, st, p, p, d, op, g)
+            assert_close(y, ref, conv_transpose3d_reference(abs(x64), abs(w64), st, p, p, d, op, g), name)
+            dx = _training._conv_transpose3d_grad_input(gy, w, x.shape, stream=s, **kw)
+            ref = grad_input_reference(g64, w64, x.shape, **gk)
+            assert_close(dx, ref, grad_input_reference(abs(g64), abs(w64), x.shape, **gk), name)
+            dw = _training._conv_transpose3d_grad_weight(x, gy, w.shape, stream=s, **kw)
+            ref = grad_weight_reference(x64, g64, w.shape, **gk)
+            assert_close(dw, ref, grad_weight_reference(abs(x64), abs(g64), w.shape, **gk), name)
+            runs += 3
+    return runs
 
 
 if __name__ == "__main__":

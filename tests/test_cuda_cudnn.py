@@ -1,8 +1,10 @@
 """The CUDA backend's cuDNN route (csrc/cuda/cudnn_*): conv3d's forward,
 input gradient and weight gradient that are not depthwise, on the device
-tool's H200, against the float64 reference and torch's own CUDA conv and
-autograd, over groups, strides, dilations, asymmetric padding, strided
-views and every dtype; a bit-identical weight gradient; what it refuses.
+tool's H200, through cuDNN's graph API and its legacy calls, against the
+float64 reference and torch's own CUDA conv and autograd, over groups,
+strides, dilations, asymmetric padding, strided views and every dtype; one
+kept graph plan per direction; a bit-identical weight gradient; what it
+refuses.
 The loader's message for a missing cuDNN runs everywhere (no GPU needed):
 a subprocess points the search at a bad directory."""
 
@@ -137,10 +139,19 @@ def _agree(mine, theirs, scale, dtype, what):
     assert_close(_np(mine), _np(theirs), 2 * scale, dtype, f"{what} vs torch")
 
 
+@pytest.fixture(params=["graph", "legacy"])
+def cudnn_api(request):
+    """Runs a test through cuDNN's graph API (kept execution plans, the
+    default) and again through its legacy calls (the fallback)."""
+    vc._core._cudnn_use_graph(request.param == "graph")
+    yield request.param
+    vc._core._cudnn_use_graph(True)
+
+
 @gpu
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", CASES, ids=case_id)
-def test_every_direction_against_float64_and_torch(case, dtype):
+def test_every_direction_against_float64_and_torch(case, dtype, cudnn_api):
     x, w, gy = _operands(case, dtype)
     xc, wc, gyc = x.cuda(), w.cuda(), gy.cuda()
     rk = _ref_kw(case)
@@ -202,8 +213,37 @@ def test_views_of_any_strides_and_host_arrays():
 
 
 @gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_the_graph_api_runs_each_direction_with_one_kept_plan(dtype):
+    """Each direction of a new problem builds one execution plan, and calling
+    it again builds none (the plan is kept); with the graph API off, none."""
+    g = torch.Generator(device="cuda").manual_seed(2)
+    x = torch.randn(1, 6, 7, 9, 24, device="cuda", generator=g).to(DTYPES[dtype])
+    w = torch.randn(40, 3, 3, 3, 24, device="cuda", generator=g).to(DTYPES[dtype])
+    gy = torch.randn(1, 6, 7, 9, 40, device="cuda", generator=g).to(DTYPES[dtype])
+
+    def directions():
+        vc.conv3d(x, w, padding=1)
+        vc.conv3d_grad_input(gy, w, tuple(x.shape), padding=1)
+        vc.conv3d_grad_weight(x, gy, tuple(w.shape), padding=1)
+
+    before = vc._core._cudnn_graph_plans_built()
+    directions()
+    assert vc._core._cudnn_graph_plans_built() == before + 3
+    directions()
+    assert vc._core._cudnn_graph_plans_built() == before + 3
+    vc._core._cudnn_use_graph(False)
+    try:
+        x2 = x[:, :5].contiguous()  # a new problem value: the legacy calls build no plan
+        vc.conv3d(x2, w, padding=1)
+        assert vc._core._cudnn_graph_plans_built() == before + 3
+    finally:
+        vc._core._cudnn_use_graph(True)
+
+
+@gpu
 def test_dense_weight_gradient_is_bit_identical_run_to_run():
-    """Deterministic algorithms are preferred: the same bits every time."""
+    """Deterministic engines are preferred: the same bits every time."""
     g = torch.Generator(device="cuda").manual_seed(1)
     x = torch.randn(2, 16, 24, 24, 32, device="cuda", generator=g)
     gy = torch.randn(2, 16, 24, 24, 48, device="cuda", generator=g)
@@ -223,11 +263,6 @@ def test_what_the_cudnn_route_cannot_run_is_refused_by_name():
         ValueError, match=r"^\[conv3d\] cuDNN pads both ends of an axis alike.*stream=volconv.cpu"
     ):
         vc.conv3d(x, w, stride=2, padding=((0, 0, 0), (1, 1, 1)))
-    xh = np.zeros((1, 5, 5, 5, 4), np.float32)
-    with pytest.raises(
-        ValueError, match=r"^\[conv_transpose3d\] The CUDA backend runs conv3d and its gradients"
-    ):
-        vc.conv_transpose3d(xh, np.zeros((8, 2, 2, 2, 4), np.float32), stride=2, stream=vc.gpu)
 
 
 @gpu

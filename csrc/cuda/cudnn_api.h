@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 struct cudnnContext;
 struct cudnnTensorStruct;
@@ -33,6 +34,37 @@ constexpr int kCrossCorrelation = 1;
 constexpr int kTensorOpMath = 1, kFmaMath = 3;
 // cudnnDeterminism_t
 constexpr int kDeterministic = 1;
+
+// The graph (backend) API: cudnnBackendDescriptor_t is a void*.
+using BackendDesc = void*;
+// cudnnBackendDescriptorType_t
+constexpr int kBackendConvolution = 1, kBackendEngine = 2, kBackendEngineCfg = 3, kBackendEngineHeur = 4,
+              kBackendExecutionPlan = 5, kBackendOpConvForward = 10, kBackendOpConvBackwardFilter = 11,
+              kBackendOpConvBackwardData = 12, kBackendOperationGraph = 15, kBackendVariantPack = 16,
+              kBackendTensor = 17;
+// cudnnBackendAttributeType_t
+constexpr int kTypeHandle = 0, kTypeDataType = 1, kTypeInt64 = 3, kTypeFloat = 4, kTypeVoidPtr = 6,
+              kTypeConvolutionMode = 7, kTypeHeurMode = 8, kTypeNumericalNote = 11, kTypeBackendDescriptor = 15;
+// cudnnBackendAttributeName_t
+constexpr int kAttrConvCompType = 100, kAttrConvMode = 101, kAttrConvDilations = 102, kAttrConvFilterStrides = 103,
+              kAttrConvPostPaddings = 104, kAttrConvPrePaddings = 105, kAttrConvSpatialDims = 106;
+constexpr int kAttrEngineHeurMode = 200, kAttrEngineHeurOperationGraph = 201, kAttrEngineHeurResults = 202;
+constexpr int kAttrEngineCfgEngine = 300;
+constexpr int kAttrExecutionPlanHandle = 400, kAttrExecutionPlanEngineConfig = 401,
+              kAttrExecutionPlanWorkspaceSize = 402;
+// Forward: alpha, beta, conv, w, x, y; backward data: alpha, beta, conv,
+// w, dx, dy; backward filter: alpha, beta, conv, dw, x, dy.
+constexpr int kAttrConvForwardAlpha = 700, kAttrConvBackwardDataAlpha = 706, kAttrConvBackwardFilterAlpha = 712;
+constexpr int kAttrOperationGraphHandle = 800, kAttrOperationGraphOps = 801;
+constexpr int kAttrTensorByteAlignment = 900, kAttrTensorDataType = 901, kAttrTensorDimensions = 902,
+              kAttrTensorStrides = 903, kAttrTensorUniqueId = 906;
+constexpr int kAttrVariantPackUniqueIds = 1000, kAttrVariantPackDataPointers = 1001, kAttrVariantPackWorkspace = 1003;
+constexpr int kAttrEngineNumericalNote = 1303;
+// cudnnBackendHeurMode_t
+constexpr int kHeurInstant = 0, kHeurFallback = 2;
+// cudnnBackendNumericalNote_t
+constexpr int kNoteTensorCore = 0, kNoteDownConvertInputs = 1, kNoteReducedPrecisionReduction = 2,
+              kNoteNondeterministic = 4, kNoteTypeCount = 10;
 
 // cudnnConvolution{Fwd,BwdData,BwdFilter}AlgoPerf_t share this layout.
 struct AlgoPerf {
@@ -96,6 +128,15 @@ struct Api {
                                       std::size_t workspace_bytes, const void* beta, FilterDesc dw, void* dwp);
   Status (*TransformTensor)(Handle, const void* alpha, TensorDesc x, const void* xp, const void* beta, TensorDesc y,
                             void* yp);
+  // The graph API (cudnn_graph.h); all null when this library lacks one.
+  Status (*BackendCreateDescriptor)(int type, BackendDesc* desc);
+  Status (*BackendDestroyDescriptor)(BackendDesc);
+  Status (*BackendFinalize)(BackendDesc);
+  Status (*BackendSetAttribute)(BackendDesc, int name, int type, std::int64_t count, const void* elements);
+  Status (*BackendGetAttribute)(BackendDesc, int name, int type, std::int64_t requested, std::int64_t* count,
+                                void* elements);
+  Status (*BackendExecute)(Handle, BackendDesc plan, BackendDesc variant_pack);
+  bool has_graph() const { return BackendExecute != nullptr; }
 };
 
 }  // namespace volconv::cudnn

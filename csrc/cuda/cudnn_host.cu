@@ -1,10 +1,14 @@
-// conv3d's problems other than depthwise on cuDNN 9 (opened at run time:
-// cudnn_loader.h). Every operand is described NDHWC and packed: a view that
-// is not (other strides, or a cuDNN output window larger than ours, see
-// cudnn_plan.h) is staged through a packed scratch copy with
-// cudnnTransformTensor. The algorithm is measured once per problem value
-// (cudnnFind*Ex), deterministic ones preferred, and kept in a bounded cache;
-// the run asks cuDNN for that algorithm's workspace with its math type set.
+// Problems other than depthwise on cuDNN 9 (opened at run time:
+// cudnn_loader.h), as the route (cudnn_plan.h) maps them to cuDNN's forward,
+// backward data or backward filter. Every operand is described NDHWC and
+// packed: a view that is not (other strides, or a cuDNN output window larger
+// than ours) is staged through a packed scratch copy with
+// cudnnTransformTensor; a filter the route maps (transposed within groups,
+// taps reversed) goes through filter_transform.h. The convolution runs on
+// the graph API's kept plan (cudnn_graph.h); where that declines, on the
+// legacy calls: the algorithm measured once per problem value
+// (cudnnFind*Ex), deterministic ones preferred, kept in a bounded cache; the
+// run asks cuDNN for that algorithm's workspace with its math type set.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -13,13 +17,16 @@
 #include <iterator>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "cudnn_api.h"
+#include "cudnn_graph.h"
 #include "cudnn_host.h"
 #include "cudnn_loader.h"
+#include "filter_transform.h"
 
 namespace volconv::cuda {
 namespace {
@@ -122,6 +129,19 @@ struct Conv {
   ~Conv() { api.DestroyConvolutionDescriptor(d); }
   Conv(const Conv&) = delete;
   Conv& operator=(const Conv&) = delete;
+};
+
+// The legacy API's view of the route's convolution: packed NDHWC x and y, the filter, the conv.
+struct LegacyDescs {
+  Tensor x, y;
+  Filter w;
+  Conv conv;
+  LegacyDescs(const cudnn::Api& api, const char* op, DType dt, const Shape5& x_shape, const Shape5& y_shape,
+              const Shape5& w_shape, const CudnnConv& c)
+      : x(api, op, dt, x_shape, packed_strides(x_shape)),
+        y(api, op, dt, y_shape, packed_strides(y_shape)),
+        w(api, op, dt, w_shape),
+        conv(api, op, c, dt) {}
 };
 
 // The algorithm measured for a problem value, and its workspace.
@@ -234,6 +254,27 @@ void finish(const cudnn::Api& api, cudnn::Handle h, Staged& staged, const Packed
      staged.op, "cudnnTransformTensor");
 }
 
+// Writes the filter of `dst_shape` at `dst` from the one at `src` as `m`
+// maps them (cudnn_plan.h's FilterMap; both in device memory).
+void transform_filter(Staged& staged, const cuda_plan::FilterMap& m, std::int64_t groups, DType dt,
+                      const void* src, const Shape5& src_strides, void* dst, const Shape5& dst_shape,
+                      const Shape5& dst_strides) {
+  FilterTransform t;
+  t.groups = groups;
+  t.b = dst_shape[0] / groups;
+  t.a = dst_shape[4];
+  for (int i = 0; i < 3; ++i) t.kernel[i] = dst_shape[1 + i];
+  t.swap_channels = m.swap_channels;
+  t.reverse_taps = m.reverse_taps;
+  std::int64_t ss[5], ds[5];
+  for (int i = 0; i < 5; ++i) {
+    ss[i] = src_strides[i];
+    ds[i] = dst_strides[i];
+  }
+  check(launch_filter_transform(t, src, ss, dst, ds, int(dtype_size(dt)), staged.stream), staged.op,
+        "the filter transform");
+}
+
 }  // namespace
 
 void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteChoice& route, const char* op,
@@ -256,17 +297,30 @@ void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteCho
   if (route.route == CudaRoute::cudnn_backward_filter &&
       (numel(problem.input.shape) == 0 || numel(problem.output.shape) == 0)) {
     // No positions: the weight gradient is zero.
-    const PackedOut dw = packed_out(staged, res, result, w_shape, none);
-    check(cudaMemsetAsync(dw.packed, 0, std::size_t(numel(w_shape)) * dtype_size(dt), staged.stream), op,
+    const PackedOut dw = packed_out(staged, res, result, res.shape, none);
+    check(cudaMemsetAsync(dw.packed, 0, std::size_t(numel(res.shape)) * dtype_size(dt), staged.stream), op,
           "cudaMemsetAsync");
     finish(api, h, staged, dw, res, result);
     if (result_on_host) staged.back(res, result);
     return;
   }
-  const Shape5 xp = packed_strides(x_shape), yp = packed_strides(y_full);
-  const Tensor x_desc(api, op, dt, x_shape, xp), y_desc(api, op, dt, y_full, yp);
-  const Filter w_desc(api, op, dt, w_shape);
-  const Conv conv(api, op, c, dt);
+  // The legacy API's descriptors, made only when the graph API declines.
+  std::optional<LegacyDescs> legacy_descs;
+  auto L = [&]() -> const LegacyDescs& {
+    if (!legacy_descs) legacy_descs.emplace(api, op, dt, x_shape, y_full, w_shape, c);
+    return *legacy_descs;
+  };
+  // cuDNN's filter from the stored weight: packed as it is, or rewritten
+  // (transposed within groups, taps reversed) as the route's map says.
+  auto filter_in = [&]() -> const void* {
+    const void* stored = staged.in(problem.weight, "the weight");
+    if (!route.filter.any())
+      return packed_in(api, h, staged, problem.weight, stored, w_shape, none, "a packed copy of the weight");
+    void* p = staged.device_alloc(std::size_t(numel(w_shape)) * dtype_size(dt), "cuDNN's layout of the weight");
+    transform_filter(staged, route.filter, c.groups, dt, stored, problem.weight.strides, p, w_shape,
+                     packed_strides(w_shape));
+    return p;
+  };
   const float one = 1.0f, zero = 0.0f;
   constexpr int kCandidates = 16;
   cudnn::AlgoPerf perf[kCandidates];
@@ -298,7 +352,7 @@ void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteCho
   auto run_first = [&](const char* what, auto&& size, auto&& run) {
     cudnn::Status last = cudnn::kSuccess;
     for (const Algo& a : candidates) {
-      ok(api, api.SetConvolutionMathType(conv.d, a.math), op, "cudnnSetConvolutionMathType");
+      ok(api, api.SetConvolutionMathType(L().conv.d, a.math), op, "cudnnSetConvolutionMathType");
       std::size_t bytes = 0;
       last = size(a.algo, &bytes);
       if (last != cudnn::kSuccess) continue;
@@ -317,81 +371,100 @@ void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteCho
   if (route.route == CudaRoute::cudnn_forward) {
     const void* x = packed_in(api, h, staged, problem.input, staged.in(problem.input, "the input"), x_shape, none,
                               "a packed copy of the input");
-    const void* w = packed_in(api, h, staged, problem.weight, staged.in(problem.weight, "the weight"), w_shape, none,
-                              "a packed copy of the weight");
+    const void* w = filter_in();
     const PackedOut y = packed_out(staged, res, result, y_full, c.offset);
-    if (!known) {
-      ok(api, api.GetConvolutionForwardAlgorithm_v7(h, x_desc.d, w_desc.d, conv.d, y_desc.d, kCandidates, &n, perf),
-         op, "cudnnGetConvolutionForwardAlgorithm_v7");
-      const std::size_t bound = workspace_bound(perf, n);
-      ok(api, api.FindConvolutionForwardAlgorithmEx(h, x_desc.d, x, w_desc.d, w, conv.d, y_desc.d, y.packed,
-                                                    kCandidates, &n, perf, workspace(bound), bound),
-         op, "cudnnFindConvolutionForwardAlgorithmEx");
-      candidates = ranked(perf, n, dt);
+    if (!run_graph(api, h, route.route, dt, device, c, x, w, y.packed, staged)) {
+      if (!known) {
+        ok(api, api.GetConvolutionForwardAlgorithm_v7(h, L().x.d, L().w.d, L().conv.d, L().y.d, kCandidates, &n, perf),
+           op, "cudnnGetConvolutionForwardAlgorithm_v7");
+        const std::size_t bound = workspace_bound(perf, n);
+        ok(api, api.FindConvolutionForwardAlgorithmEx(h, L().x.d, x, L().w.d, w, L().conv.d, L().y.d, y.packed,
+                                                      kCandidates, &n, perf, workspace(bound), bound),
+           op, "cudnnFindConvolutionForwardAlgorithmEx");
+        candidates = ranked(perf, n, dt);
+      }
+      run_first(
+          "cudnnConvolutionForward",
+          [&](int a, std::size_t* bytes) {
+            return api.GetConvolutionForwardWorkspaceSize(h, L().x.d, L().w.d, L().conv.d, L().y.d, a, bytes);
+          },
+          [&](int a, void* ws, std::size_t bytes) {
+            return api.ConvolutionForward(h, &one, L().x.d, x, L().w.d, w, L().conv.d, a, ws, bytes, &zero, L().y.d,
+                                          y.packed);
+          });
     }
-    run_first(
-        "cudnnConvolutionForward",
-        [&](int a, std::size_t* bytes) {
-          return api.GetConvolutionForwardWorkspaceSize(h, x_desc.d, w_desc.d, conv.d, y_desc.d, a, bytes);
-        },
-        [&](int a, void* ws, std::size_t bytes) {
-          return api.ConvolutionForward(h, &one, x_desc.d, x, w_desc.d, w, conv.d, a, ws, bytes, &zero, y_desc.d,
-                                        y.packed);
-        });
     finish(api, h, staged, y, res, result);
   } else if (route.route == CudaRoute::cudnn_backward_data) {
     const void* dy = packed_in(api, h, staged, problem.input, staged.in(problem.input, "the output gradient"), y_full,
                                c.offset, "a packed copy of the output gradient");
-    const void* w = packed_in(api, h, staged, problem.weight, staged.in(problem.weight, "the weight"), w_shape, none,
-                              "a packed copy of the weight");
+    const void* w = filter_in();
     const PackedOut dx = packed_out(staged, res, result, x_shape, none);
-    if (!known) {
-      ok(api, api.GetConvolutionBackwardDataAlgorithm_v7(h, w_desc.d, y_desc.d, conv.d, x_desc.d, kCandidates, &n,
-                                                         perf),
-         op, "cudnnGetConvolutionBackwardDataAlgorithm_v7");
-      const std::size_t bound = workspace_bound(perf, n);
-      ok(api, api.FindConvolutionBackwardDataAlgorithmEx(h, w_desc.d, w, y_desc.d, dy, conv.d, x_desc.d, dx.packed,
-                                                         kCandidates, &n, perf, workspace(bound), bound),
-         op, "cudnnFindConvolutionBackwardDataAlgorithmEx");
-      candidates = ranked(perf, n, dt);
+    if (!run_graph(api, h, route.route, dt, device, c, dx.packed, w, dy, staged)) {
+      if (!known) {
+        ok(api, api.GetConvolutionBackwardDataAlgorithm_v7(h, L().w.d, L().y.d, L().conv.d, L().x.d, kCandidates, &n,
+                                                           perf),
+           op, "cudnnGetConvolutionBackwardDataAlgorithm_v7");
+        const std::size_t bound = workspace_bound(perf, n);
+        ok(api, api.FindConvolutionBackwardDataAlgorithmEx(h, L().w.d, w, L().y.d, dy, L().conv.d, L().x.d, dx.packed,
+                                                           kCandidates, &n, perf, workspace(bound), bound),
+           op, "cudnnFindConvolutionBackwardDataAlgorithmEx");
+        candidates = ranked(perf, n, dt);
+      }
+      run_first(
+          "cudnnConvolutionBackwardData",
+          [&](int a, std::size_t* bytes) {
+            return api.GetConvolutionBackwardDataWorkspaceSize(h, L().w.d, L().y.d, L().conv.d, L().x.d, a, bytes);
+          },
+          [&](int a, void* ws, std::size_t bytes) {
+            return api.ConvolutionBackwardData(h, &one, L().w.d, w, L().y.d, dy, L().conv.d, a, ws, bytes, &zero,
+                                               L().x.d, dx.packed);
+          });
     }
-    run_first(
-        "cudnnConvolutionBackwardData",
-        [&](int a, std::size_t* bytes) {
-          return api.GetConvolutionBackwardDataWorkspaceSize(h, w_desc.d, y_desc.d, conv.d, x_desc.d, a, bytes);
-        },
-        [&](int a, void* ws, std::size_t bytes) {
-          return api.ConvolutionBackwardData(h, &one, w_desc.d, w, y_desc.d, dy, conv.d, a, ws, bytes, &zero,
-                                             x_desc.d, dx.packed);
-        });
     finish(api, h, staged, dx, res, result);
   } else {
-    const PackedOut dw = packed_out(staged, res, result, w_shape, none);
-    const void* x = packed_in(api, h, staged, problem.input, staged.in(problem.input, "the input"), x_shape, none,
-                              "a packed copy of the input");
-    const void* dy = packed_in(api, h, staged, problem.output, staged.in(problem.output, "the output gradient"),
-                               y_full, c.offset, "a packed copy of the output gradient");
-    if (!known) {
-      ok(api, api.GetConvolutionBackwardFilterAlgorithm_v7(h, x_desc.d, y_desc.d, conv.d, w_desc.d, kCandidates,
-                                                           &n, perf),
-         op, "cudnnGetConvolutionBackwardFilterAlgorithm_v7");
-      const std::size_t bound = workspace_bound(perf, n);
-      ok(api, api.FindConvolutionBackwardFilterAlgorithmEx(h, x_desc.d, x, y_desc.d, dy, conv.d, w_desc.d,
-                                                           dw.packed, kCandidates, &n, perf, workspace(bound),
-                                                           bound),
-         op, "cudnnFindConvolutionBackwardFilterAlgorithmEx");
-      candidates = ranked(perf, n, dt);
+    // cuDNN's filter gradient: the result itself, or scratch that finish()
+    // copies into it, or (a filter map) scratch rewritten into it.
+    PackedOut dw;
+    if (route.filter.any()) {
+      dw.direct = false;
+      dw.packed = staged.device_alloc(std::size_t(numel(w_shape)) * dtype_size(dt), "cuDNN's filter gradient");
+    } else {
+      dw = packed_out(staged, res, result, w_shape, none);
     }
-    run_first(
-        "cudnnConvolutionBackwardFilter",
-        [&](int a, std::size_t* bytes) {
-          return api.GetConvolutionBackwardFilterWorkspaceSize(h, x_desc.d, y_desc.d, conv.d, w_desc.d, a, bytes);
-        },
-        [&](int a, void* ws, std::size_t bytes) {
-          return api.ConvolutionBackwardFilter(h, &one, x_desc.d, x, y_desc.d, dy, conv.d, a, ws, bytes, &zero,
-                                               w_desc.d, dw.packed);
-        });
-    finish(api, h, staged, dw, res, result);
+    // A transposed conv's weight gradient: its output gradient is cuDNN's x.
+    const ConstTensorView& xv = route.swap_operands ? problem.output : problem.input;
+    const ConstTensorView& dyv = route.swap_operands ? problem.input : problem.output;
+    const void* x =
+        packed_in(api, h, staged, xv, staged.in(xv, "cuDNN's x"), x_shape, none, "a packed copy of cuDNN's x");
+    const void* dy = packed_in(api, h, staged, dyv, staged.in(dyv, "cuDNN's dy"), y_full, c.offset,
+                               "a packed copy of cuDNN's dy");
+    if (!run_graph(api, h, route.route, dt, device, c, x, dw.packed, dy, staged)) {
+      if (!known) {
+        ok(api, api.GetConvolutionBackwardFilterAlgorithm_v7(h, L().x.d, L().y.d, L().conv.d, L().w.d, kCandidates,
+                                                             &n, perf),
+           op, "cudnnGetConvolutionBackwardFilterAlgorithm_v7");
+        const std::size_t bound = workspace_bound(perf, n);
+        ok(api, api.FindConvolutionBackwardFilterAlgorithmEx(h, L().x.d, x, L().y.d, dy, L().conv.d, L().w.d,
+                                                             dw.packed, kCandidates, &n, perf, workspace(bound),
+                                                             bound),
+           op, "cudnnFindConvolutionBackwardFilterAlgorithmEx");
+        candidates = ranked(perf, n, dt);
+      }
+      run_first(
+          "cudnnConvolutionBackwardFilter",
+          [&](int a, std::size_t* bytes) {
+            return api.GetConvolutionBackwardFilterWorkspaceSize(h, L().x.d, L().y.d, L().conv.d, L().w.d, a, bytes);
+          },
+          [&](int a, void* ws, std::size_t bytes) {
+            return api.ConvolutionBackwardFilter(h, &one, L().x.d, x, L().y.d, dy, L().conv.d, a, ws, bytes, &zero,
+                                                 L().w.d, dw.packed);
+          });
+    }
+    if (route.filter.any())
+      transform_filter(staged, route.filter, c.groups, dt, dw.packed, packed_strides(w_shape), result, res.shape,
+                       res.strides);
+    else
+      finish(api, h, staged, dw, res, result);
   }
   if (result_on_host) staged.back(res, result);
 }

@@ -1,5 +1,5 @@
-// Running conv3d's forward, input gradient and weight gradient on cuDNN
-// (cudnn_host.cu): the route cudnn_plan.h chose, on the caller's stream.
+// Running a problem the route sends to cuDNN (forward, backward data or backward
+// filter; cudnn_host.cu): the route cudnn_plan.h chose, on the caller's stream.
 #pragma once
 
 #include "../core/conv_problem.h"

@@ -1,5 +1,6 @@
 #include "cudnn_loader.h"
 
+#include <atomic>
 #include <mutex>
 #include <stdexcept>
 
@@ -132,10 +133,29 @@ std::string resolve(void* handle, Api& a) {
   load(handle, "cudnnConvolutionBackwardFilter", a.ConvolutionBackwardFilter, missing);
   load(handle, "cudnnTransformTensor", a.TransformTensor, missing);
   if (!missing.empty()) return "it has no " + missing;
+  // The graph API is optional: without all of it the legacy calls run.
+  std::string no_graph;
+  load(handle, "cudnnBackendCreateDescriptor", a.BackendCreateDescriptor, no_graph);
+  load(handle, "cudnnBackendDestroyDescriptor", a.BackendDestroyDescriptor, no_graph);
+  load(handle, "cudnnBackendFinalize", a.BackendFinalize, no_graph);
+  load(handle, "cudnnBackendSetAttribute", a.BackendSetAttribute, no_graph);
+  load(handle, "cudnnBackendGetAttribute", a.BackendGetAttribute, no_graph);
+  load(handle, "cudnnBackendExecute", a.BackendExecute, no_graph);
+  if (!no_graph.empty()) a.BackendExecute = nullptr;
   const std::size_t version = a.GetVersion();
   if (version < 90000) return "it is version " + std::to_string(version) + ", older than 9";
   return "";
 }
+
+namespace {
+std::atomic<bool> g_graph_enabled{true};
+std::atomic<std::int64_t> g_graph_plans{0};
+}  // namespace
+
+void set_graph_enabled(bool enabled) { g_graph_enabled.store(enabled); }
+bool graph_enabled() { return g_graph_enabled.load(); }
+void note_graph_plan() { g_graph_plans.fetch_add(1); }
+std::int64_t graph_plans_built() { return g_graph_plans.load(); }
 
 void set_search(const std::vector<std::string>& dirs, bool system_loader) {
   Process& p = process();

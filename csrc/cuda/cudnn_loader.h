@@ -4,6 +4,7 @@
 // message for a missing cuDNN is tested without a GPU.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,16 @@ std::string missing_message(const char* op, const std::string& tried);
 // Where the process looks (set by volconv/_cuda.py before the first CUDA
 // call; tests point it elsewhere).
 void set_search(const std::vector<std::string>& dirs, bool system_loader);
+
+// Whether the graph API runs the convolutions when the library has it (on
+// by default); off, the legacy calls run them (volconv._core._cudnn_use_graph,
+// so the tests reach both).
+void set_graph_enabled(bool enabled);
+bool graph_enabled();
+// How many graph-API execution plans the process has built (each kept for
+// its problem value): tests see which API ran.
+void note_graph_plan();
+std::int64_t graph_plans_built();
 
 // The process's cuDNN functions, opened at the first call; throws
 // std::invalid_argument(missing_message(op, ...)) when it cannot be.

@@ -15,6 +15,10 @@ const char* const kOnCpu = "; run it on the cpu (stream=volconv.cpu)";
 
 bool all_one(const Int3& v) { return v[0] == 1 && v[1] == 1 && v[2] == 1; }
 
+std::string triple(const Int3& v) {
+  return "(" + std::to_string(v[0]) + ", " + std::to_string(v[1]) + ", " + std::to_string(v[2]) + ")";
+}
+
 // Fills pad, offset and out_full of `c` (in, out, kernel, stride, dilation
 // set) for a forward conv whose low padding is `lo`: the symmetric padding
 // max(lo, the high padding the last output needs); our first output is then
@@ -47,6 +51,59 @@ bool fits_int(const CudnnConv& c) {
          w < lim / std::max<std::int64_t>(1, c.out_channels * (c.in_channels / c.groups));
 }
 
+// What both forms of a problem share.
+CudnnConv common(const ConvProblemGeometry& g) {
+  CudnnConv c;
+  c.batch = g.batch;
+  c.groups = g.groups;
+  c.kernel = g.kernel;
+  c.dilation = g.kernel_dilation;
+  return c;
+}
+
+// The problem as cuDNN's forward conv (data) or its backward filter (weight
+// gradient), without input dilation: the stored taps reversed when we flip,
+// an in_k_out weight transposed within groups. route stays refused and
+// `refused` says why when it cannot be expressed.
+CudaRouteChoice as_forward(ConvOp op, const ConvProblemGeometry& g, WeightLayout layout) {
+  CudaRouteChoice r;
+  CudnnConv& c = r.conv = common(g);
+  c.in = g.in;
+  c.out = g.out;
+  c.in_channels = g.in_channels;
+  c.out_channels = g.out_channels;
+  c.stride = g.stride;
+  r.filter.swap_channels = op == ConvOp::data && layout == WeightLayout::in_k_out;
+  r.filter.reverse_taps = g.flip;
+  r.refused = fit(c, g.padding_lo);
+  if (r.refused.empty()) r.route = op == ConvOp::data ? CudaRoute::cudnn_forward : CudaRoute::cudnn_backward_filter;
+  return r;
+}
+
+// The problem as the transpose of cuDNN's forward conv from its output space
+// to its input space (stride = our input dilation, low padding = reach - our
+// padding_lo), at stride 1: backward data (data), or backward filter with
+// the operands swapped (weight gradient). The taps in reverse order unless
+// we flip; the weight transposed within groups unless stored so (in_k_out).
+CudaRouteChoice as_transposed(ConvOp op, const ConvProblemGeometry& g, WeightLayout layout) {
+  CudaRouteChoice r;
+  CudnnConv& c = r.conv = common(g);
+  c.in = g.out;
+  c.out = g.in;
+  c.in_channels = g.out_channels;
+  c.out_channels = g.in_channels;
+  c.stride = g.input_dilation;
+  r.swap_operands = op == ConvOp::weight_grad;
+  r.filter.swap_channels = op == ConvOp::weight_grad || layout == WeightLayout::out_k_in;
+  r.filter.reverse_taps = !g.flip;
+  Int3 lo{};
+  for (int i = 0; i < 3; ++i) lo[i] = g.kernel_dilation[i] * (g.kernel[i] - 1) - g.padding_lo[i];
+  r.refused = fit(c, lo);
+  if (r.refused.empty())
+    r.route = op == ConvOp::data ? CudaRoute::cudnn_backward_data : CudaRoute::cudnn_backward_filter;
+  return r;
+}
+
 }  // namespace
 
 CudaRouteChoice choose_route(ConvOp op, const ConvProblemGeometry& g, WeightLayout layout, bool fold_active) {
@@ -61,47 +118,28 @@ CudaRouteChoice choose_route(ConvOp op, const ConvProblemGeometry& g, WeightLayo
     r.route = CudaRoute::depthwise;
     return r;
   }
-  CudnnConv& c = r.conv;
-  c.batch = g.batch;
-  c.groups = g.groups;
-  c.kernel = g.kernel;
-  c.dilation = g.kernel_dilation;
-  const bool plain = all_one(g.input_dilation) && !g.flip;
-  std::string why;
-  if (plain && (op == ConvOp::weight_grad || layout == WeightLayout::out_k_in)) {
-    // conv3d's forward or weight gradient: the problem is the forward conv.
-    r.route = op == ConvOp::data ? CudaRoute::cudnn_forward : CudaRoute::cudnn_backward_filter;
-    c.in = g.in;
-    c.out = g.out;
-    c.in_channels = g.in_channels;
-    c.out_channels = g.out_channels;
-    c.stride = g.stride;
-    why = fit(c, g.padding_lo);
-  } else if (op == ConvOp::data && layout == WeightLayout::in_k_out && g.flip && all_one(g.stride)) {
-    // conv3d's input gradient: the forward conv ran result -> input with
-    // stride = the input dilation and low padding = reach - our padding_lo.
-    r.route = CudaRoute::cudnn_backward_data;
-    c.in = g.out;
-    c.out = g.in;
-    c.in_channels = g.out_channels;
-    c.out_channels = g.in_channels;
-    c.stride = g.input_dilation;
-    Int3 lo{};
-    for (int i = 0; i < 3; ++i) lo[i] = g.kernel_dilation[i] * (g.kernel[i] - 1) - g.padding_lo[i];
-    why = fit(c, lo);
-  } else {
-    r.refused =
-        "The CUDA backend runs conv3d and its gradients (on cuDNN where not depthwise), but not yet this problem "
-        "(conv_transpose3d or conv_general with input dilation, a flip or a transposed weight)" +
-        std::string(kOnCpu);
+  // Without input dilation the problem is a forward conv; at stride 1 it is
+  // the transpose of one; both at stride 1 without input dilation: the form
+  // that reads the weight as stored (conv3d's input gradient: backward
+  // data), else the forward one; either when the other cannot be expressed.
+  const bool forward_form = all_one(g.input_dilation), transposed_form = all_one(g.stride);
+  if (!forward_form && !transposed_form) {
+    r.refused = "cuDNN runs a convolution with input dilation (conv_transpose3d, conv_general) only at stride 1, "
+                "but got stride " +
+                triple(g.stride) + " with input dilation " + triple(g.input_dilation) + kOnCpu;
     return r;
   }
-  if (why.empty() && !fits_int(c))
-    why = "cuDNN's descriptors count elements in 32-bit ints, and a tensor here has 2^31 or more";
-  if (!why.empty()) {
-    r.route = CudaRoute::refused;
-    r.refused = why + kOnCpu;
+  if (forward_form) r = as_forward(op, g, layout);
+  if (transposed_form) {
+    CudaRouteChoice t = as_transposed(op, g, layout);
+    const bool better = r.route == CudaRoute::refused || (r.filter.any() && !t.filter.any());
+    if (!forward_form || (t.route != CudaRoute::refused && better)) r = std::move(t);
   }
+  if (r.route != CudaRoute::refused && !fits_int(r.conv)) {
+    r.route = CudaRoute::refused;
+    r.refused = "cuDNN's descriptors count elements in 32-bit ints, and a tensor here has 2^31 or more";
+  }
+  if (r.route == CudaRoute::refused) r.refused += kOnCpu;
   return r;
 }
 

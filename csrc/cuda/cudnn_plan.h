@@ -27,19 +27,40 @@ struct CudnnConv {
   bool cropped() const { return out_full != out; }
 };
 
+// How the stored weight (a data problem's operand, or a weight gradient's
+// result) holds cuDNN's filter wF (C_out_F, K..., C_in_F/groups); the host
+// rewrites one into the other (filter_transform.h) when either is set.
+struct FilterMap {
+  // Transposed within each group: stored[g*B + b, k, a] = wF[g*A + a, k, b]
+  // (a transposed conv's weight is the weight of the forward conv whose
+  // input gradient it is, read channels-swapped).
+  bool swap_channels = false;
+  bool reverse_taps = false;  // stored tap k is wF's tap K-1-k on every axis
+  bool any() const { return swap_channels || reverse_taps; }
+};
+
 struct CudaRouteChoice {
   CudaRoute route = CudaRoute::refused;
   CudnnConv conv;       // cudnn_* routes only
+  FilterMap filter;     // cudnn_* routes only
+  // cudnn_backward_filter: the problem's output is cuDNN's x and its input
+  // cuDNN's dy (the weight gradient of a transposed conv).
+  bool swap_operands = false;
   std::string refused;  // refused: why, ending in where to run it instead
 };
 
 // The route of a problem: op, geometry and how the stored weight is read;
 // fold_active when conv3d's input gradient must fold a padding mode other
-// than zeros (ConvProblem::fold). Depthwise problems take the kernels;
-// conv3d's forward, input gradient and weight gradient go to cuDNN (the
-// input gradient is recognised as the flipped, input-dilated problem it
-// lowers to); anything else, padding modes other than zeros, and sizes past
-// cuDNN's 32-bit ints are refused.
+// than zeros (ConvProblem::fold). Depthwise problems take the kernels; the
+// others go to cuDNN: without input dilation a data problem is a forward conv
+// and a weight gradient that conv's backward filter; with input dilation (at
+// stride 1: conv3d's input gradient, conv_transpose3d, conv_general) a data
+// problem is the backward data of the forward conv from its output space to
+// its input space, and a weight gradient that conv's backward filter with
+// the operands swapped (where both apply, the form that reads the weight as
+// stored; either, where the other cannot be expressed). The filter map says
+// how the stored weight reads. Input dilation with a stride, padding modes other than zeros, crops cuDNN
+// cannot express and sizes past its 32-bit ints are refused.
 CudaRouteChoice choose_route(detail::ConvOp op, const detail::ConvProblemGeometry& g, detail::WeightLayout layout,
                              bool fold_active);
 

@@ -49,6 +49,21 @@ Stream gpu_stream(const Stream& s, const char* op) {
   return s;
 }
 
+// Binds `name` to op(a, b, result, params, stream) for arrays in CUDA memory.
+template <class Params>
+void def_two_operand(nb::module_& m, const char* name, const char* op,
+                     void (*fn)(const ConstTensorView&, const ConstTensorView&, const TensorView&, const Params&,
+                                const Stream&)) {
+  m.def(name, [op, fn](const Raw& x, DType xt, const Raw& w, DType wt, const Raw& y, DType yt, const Params& p,
+                       const Stream& s) {
+    const auto a = view_of<ConstTensorView>(x, xt);
+    const auto b = view_of<ConstTensorView>(w, wt);
+    const auto out = view_of<TensorView>(y, yt);
+    python::GilRelease release;
+    fn(a, b, out, p, gpu_stream(s, op));
+  });
+}
+
 }  // namespace
 
 void bind_cuda(nb::module_& m) {
@@ -81,12 +96,28 @@ void bind_cuda(nb::module_& m) {
     python::GilRelease release;
     conv3d_grad_weight(a, b, out, p, gpu_stream(s, op));
   });
+  // conv_transpose3d, conv_general and the gradients that make them differentiable.
+  m.def("_conv_transpose3d_output_shape", &conv_transpose3d_output_shape, nb::arg("input_shape"),
+        nb::arg("weight_shape"), nb::arg("params"));
+  m.def("_conv_general_output_shape", &conv_general_output_shape, nb::arg("input_shape"), nb::arg("weight_shape"),
+        nb::arg("params"));
+  def_two_operand<ConvTransposeParams>(m, "_cuda_conv_transpose3d", "conv_transpose3d", &conv_transpose3d);
+  def_two_operand<ConvGeneralParams>(m, "_cuda_conv_general", "conv_general", &conv_general);
+  def_two_operand<ConvTransposeParams>(m, "_cuda_conv_transpose3d_grad_input", "conv_transpose3d_grad_input",
+                                       &conv_transpose3d_grad_input);
+  def_two_operand<ConvTransposeParams>(m, "_cuda_conv_transpose3d_grad_weight", "conv_transpose3d_grad_weight",
+                                       &conv_transpose3d_grad_weight);
+  def_two_operand<ConvGeneralParams>(m, "_cuda_conv_general_grad_weight", "conv_general_grad_weight",
+                                     &conv_general_grad_weight);
   m.def("_gpu_external_stream", [](int index, std::uintptr_t handle) {
     return detail::external_gpu_stream(Device{DeviceType::gpu, index}, handle);
   }, nb::arg("index"), nb::arg("handle"));
   m.def("_gpu_stream_wait", &detail::gpu_stream_wait, nb::arg("waiter"), nb::arg("waited"));
   // Where cuDNN is looked for (volconv/_cuda.py, before the first CUDA call).
   m.def("_cudnn_set_search", &cudnn::set_search, nb::arg("dirs"), nb::arg("system_loader"));
+  // Whether cuDNN's graph API runs the convolutions (else its legacy calls): tests run both.
+  m.def("_cudnn_use_graph", &cudnn::set_graph_enabled, nb::arg("enabled"));
+  m.def("_cudnn_graph_plans_built", &cudnn::graph_plans_built);
   // What an op would raise if cuDNN were looked for only there ("" when it
   // is found): the missing-cuDNN message, testable without a GPU.
   m.def("_cudnn_probe", [](const std::string& op, const std::vector<std::string>& dirs, bool system_loader) {

@@ -2,8 +2,8 @@
 in place by the CUDA backend, ordered on the array's own current stream
 (torch.cuda.current_stream, CuPy's current stream) unless a volconv GPU
 stream is given, and returned as a new array of the input's kind on its
-device. Depthwise problems run on volconv's kernels, conv3d's other problems
-on cuDNN, opened at run time from the directories cudnn_search_dirs() names
+device. Depthwise problems run on volconv's kernels; the others (conv3d,
+conv_transpose3d, conv_general and their gradients) on cuDNN, opened at run time from the directories cudnn_search_dirs() names
 (the nvidia-cudnn wheel torch uses) or the system loader."""
 
 from __future__ import annotations

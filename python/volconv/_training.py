@@ -121,6 +121,16 @@ def conv_transpose3d(
       - pad_lo - pad_hi + dilation * (KD - 1) + output_padding + 1``.
     """
     op = "conv_transpose3d"
+    if is_cuda_array(input) or is_cuda_array(weight):
+        return _two_operands_cuda(
+            op,
+            _core._cuda_conv_transpose3d,
+            _core._conv_transpose3d_output_shape,
+            input,
+            weight,
+            lambda: _transpose_params(op, stride, padding, dilation, output_padding, groups),
+            stream,
+        )
     x, w = _operands(op, ("input", input), ("weight", weight))
     p = _transpose_params(op, stride, padding, dilation, output_padding, groups)
     out = _core.conv_transpose3d(x.storage, x.dtype, w.storage, w.dtype, p, _stream_for(stream, op))
@@ -144,10 +154,35 @@ def conv_general(
     dilated, then padded (int, triple or a (lo, hi) pair of triples), then
     correlated with the dilated kernel (convolved when ``flip``)."""
     op = "conv_general"
+    if is_cuda_array(input) or is_cuda_array(weight):
+        return _two_operands_cuda(
+            op,
+            _core._cuda_conv_general,
+            _core._conv_general_output_shape,
+            input,
+            weight,
+            lambda: _general_params(op, stride, padding, kernel_dilation, input_dilation, groups, flip),
+            stream,
+        )
     x, w = _operands(op, ("input", input), ("weight", weight))
     p = _general_params(op, stride, padding, kernel_dilation, input_dilation, groups, flip)
     out = _core.conv_general(x.storage, x.dtype, w.storage, w.dtype, p, _stream_for(stream, op))
     return to_kind(out, _core.promote_types(x.dtype, w.dtype), x.kind)
+
+
+def _two_operands_cuda(op, core_op, output_shape, input, weight, make_params, stream):
+    """conv_transpose3d / conv_general of arrays in CUDA memory (volconv/_cuda.py)."""
+    from . import _cuda
+
+    return _cuda.run(
+        op,
+        core_op,
+        ("input", input),
+        ("weight", weight),
+        lambda x, w, p: output_shape(tuple(x.array.shape), tuple(w.array.shape), p),
+        lambda x, w: make_params(),
+        stream,
+    )
 
 
 def _with_result_shape(op, core_op, first, second, shape_name, shape, make_params, stream):
@@ -164,17 +199,16 @@ def _with_result_shape(op, core_op, first, second, shape_name, shape, make_param
 
 
 def _with_result_shape_cuda(op, first, second, shape_name, shape, make_params, stream):
-    """_with_result_shape for arrays in CUDA memory (conv3d's gradients only)."""
+    """_with_result_shape for arrays in CUDA memory."""
     from . import _cuda
 
     core_ops = {
         "conv3d_grad_input": _core._cuda_conv3d_grad_input,
         "conv3d_grad_weight": _core._cuda_conv3d_grad_weight,
+        "conv_transpose3d_grad_input": _core._cuda_conv_transpose3d_grad_input,
+        "conv_transpose3d_grad_weight": _core._cuda_conv_transpose3d_grad_weight,
+        "conv_general_grad_weight": _core._cuda_conv_general_grad_weight,
     }
-    if op not in core_ops:
-        raise ValueError(
-            f"[{op}] Arrays in CUDA memory are supported by conv3d and its gradients only for now."
-        )
     result_shape = _shape5(shape, op, shape_name)
 
     def params(a, b):

@@ -5,6 +5,7 @@
 // Each axis is checked on its own with integer 1-D convolutions written
 // from the definitions (conv_problem.h for ours, cuDNN's documented forward,
 // backward-data and backward-filter sums for theirs).
+#include <algorithm>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -43,12 +44,14 @@ Vec ours_data(const Axis& a, const Vec& x, const Vec& w) {
   return y;
 }
 
-// w[k] = sum_o in_dilated[o*stride - lo + k*kdil] * out[o]
+// The gradient of sum_o out[o] * dy[o] with respect to w:
+// w[flip ? K-1-k : k] = sum_o in_dilated[o*stride - lo + k*kdil] * dy[o]
 Vec ours_wgrad(const Axis& a, const Vec& x, const Vec& dy) {
   Vec dw(std::size_t(a.kernel), 0);
   for (std::int64_t o = 0; o < a.out; ++o)
     for (std::int64_t k = 0; k < a.kernel; ++k)
-      dw[std::size_t(k)] += dilated(x, o * a.stride - a.lo + k * a.kdil, a.idil) * dy[std::size_t(o)];
+      dw[std::size_t(a.flip ? a.kernel - 1 - k : k)] +=
+          dilated(x, o * a.stride - a.lo + k * a.kdil, a.idil) * dy[std::size_t(o)];
   return dw;
 }
 
@@ -132,6 +135,8 @@ ConvProblemGeometry geometry_of(const Axis (&axes)[3], std::int64_t cin, std::in
   return g;
 }
 
+bool all_one_test(const Int3& v) { return v[0] == 1 && v[1] == 1 && v[2] == 1; }
+
 void check_equal(const Vec& a, const Vec& b, const std::string& what) {
   if (a != b) check::fail(__FILE__, __LINE__, what);
 }
@@ -200,6 +205,151 @@ void check_grad_input(std::mt19937& rng, int& expressed, int& refused) {
   }
 }
 
+Vec reversed(Vec v, bool reverse) {
+  if (reverse) std::reverse(v.begin(), v.end());
+  return v;
+}
+
+// Any problem along one axis of `r`'s cuDNN convolution, as the route maps
+// it: the stored taps reversed when the filter map says so, a transposed
+// conv's weight gradient with the operands swapped. `x` is the problem's
+// input; `w_or_dy` its weight (data) or output gradient (weight gradient).
+Vec through_cudnn(const cuda_plan::CudaRouteChoice& r, int i, std::int64_t out, const Vec& x, const Vec& w_or_dy) {
+  const cuda_plan::CudnnConv& c = r.conv;
+  const bool rev = r.filter.reverse_taps;
+  switch (r.route) {
+    case CudaRoute::cudnn_forward: {
+      const Vec full = cudnn_forward(c, i, x, reversed(w_or_dy, rev));
+      return Vec(full.begin() + c.offset[i], full.begin() + c.offset[i] + out);
+    }
+    case CudaRoute::cudnn_backward_data:
+      return cudnn_backward_data(c, i, widen(c, i, x), reversed(w_or_dy, rev));
+    case CudaRoute::cudnn_backward_filter:
+      return reversed(r.swap_operands ? cudnn_backward_filter(c, i, w_or_dy, widen(c, i, x))
+                                      : cudnn_backward_filter(c, i, x, widen(c, i, w_or_dy)),
+                      rev);
+    default:
+      return {};
+  }
+}
+
+// A random general problem (conv_general's model; conv_transpose3d and the
+// input gradients are instances): input dilation and stride, one of them 1
+// mostly, padding either side of zero (negative low padding: a crop),
+// flipped or not. Both ops, each weight layout a data problem can have.
+void check_general(std::mt19937& rng, int (&expressed)[3], int& refused) {
+  Axis f[3];
+  const int mode = int(rng() % 4);  // 0, 1: input dilation only; 2: stride only; 3: both
+  const bool flip = rng() % 2 == 0;
+  for (auto& a : f) {
+    for (;;) {
+      a.in = 1 + rng() % 8;
+      a.kernel = 1 + rng() % 4;
+      a.kdil = 1 + rng() % 3;
+      a.idil = mode == 2 ? 1 : 1 + rng() % 3;
+      a.stride = mode < 2 ? 1 : 1 + rng() % 3;
+      a.lo = std::int64_t(rng() % 8) - 3;
+      const std::int64_t hi = std::int64_t(rng() % 8) - 3;
+      a.flip = flip;
+      const std::int64_t span = (a.in - 1) * a.idil + 1 + a.lo + hi - a.kdil * (a.kernel - 1) - 1;
+      if (span < 0) continue;
+      a.out = span / a.stride + 1;
+      break;
+    }
+  }
+  const ConvProblemGeometry g = geometry_of(f, 6, 4, 2);
+  for (ConvOp op : {ConvOp::data, ConvOp::weight_grad})
+    for (WeightLayout layout : {WeightLayout::out_k_in, WeightLayout::in_k_out}) {
+      if (op == ConvOp::weight_grad && layout == WeightLayout::in_k_out) continue;  // results are stored out_k_in
+      const auto r = cuda_plan::choose_route(op, g, layout, false);
+      if (r.route == CudaRoute::refused) {
+        CHECK(r.refused.find("cannot be expressed") != std::string::npos ||
+              r.refused.find("cannot crop") != std::string::npos ||
+              r.refused.find("only at stride 1") != std::string::npos);
+        ++refused;
+        continue;
+      }
+      CHECK(mode != 3 || all_one_test(g.stride) || all_one_test(g.input_dilation));
+      ++expressed[int(r.route) - 1];
+      // Input dilation needs the transposed form. The channels: swapped
+      // within groups exactly when cuDNN's filter is the other conv's
+      // (transposed form) or an in_k_out weight is read forward.
+      const bool transposed = r.route == CudaRoute::cudnn_backward_data || r.swap_operands;
+      CHECK(transposed || all_one_test(g.input_dilation));
+      CHECK_EQ(r.filter.swap_channels, transposed ? (op == ConvOp::weight_grad || layout == WeightLayout::out_k_in)
+                                                  : (op == ConvOp::data && layout == WeightLayout::in_k_out));
+      CHECK_EQ(r.conv.in_channels, transposed ? std::int64_t(4) : std::int64_t(6));
+      for (int i = 0; i < 3; ++i) {
+        const Vec x = random_vec(rng, f[i].in);
+        const Vec second = random_vec(rng, op == ConvOp::data ? f[i].kernel : f[i].out);
+        const std::int64_t window = transposed ? f[i].in : f[i].out;
+        if (r.conv.offset[i] + window > r.conv.out_full[i]) {
+          check::fail(__FILE__, __LINE__, "general: window past cuDNN's output");
+          continue;
+        }
+        const Vec ours = op == ConvOp::data ? ours_data(f[i], x, second) : ours_wgrad(f[i], x, second);
+        check_equal(through_cudnn(r, i, f[i].out, x, second), ours,
+                    "general mode " + std::to_string(mode) + " route " + std::to_string(int(r.route)) + " axis " +
+                        std::to_string(i));
+      }
+    }
+}
+
+// torch's conv_transpose3d (symmetric padding, output_padding below
+// max(stride, dilation)) as lowered (op_geometry.cpp) is always expressed.
+void check_torch_transposes() {
+  for (std::int64_t s = 1; s <= 3; ++s)
+    for (std::int64_t d = 1; d <= 2; ++d)
+      for (std::int64_t k = 1; k <= 4; ++k)
+        for (std::int64_t p = 0; p <= 3; ++p)
+          for (std::int64_t op = 0; op < std::max(s, d); ++op) {
+            const std::int64_t in = 5, reach = d * (k - 1);
+            const std::int64_t out = (in - 1) * s - 2 * p + reach + op + 1;
+            if (out < 1) continue;
+            const Axis a{in, k, out, 1, reach - p, d, s, true};
+            const Axis axes[3] = {a, a, a};
+            const ConvProblemGeometry g = geometry_of(axes, 8, 6, 2);
+            const auto fwd = cuda_plan::choose_route(ConvOp::data, g, WeightLayout::out_k_in, false);
+            const auto wgrad = cuda_plan::choose_route(ConvOp::weight_grad, g, WeightLayout::out_k_in, false);
+            // At stride 1 there is no input dilation: the forward form (taps
+            // reversed) unless a padding past the reach crops, then the other.
+            const bool forward = s == 1 && p <= reach;
+            const CudaRoute data_route = forward ? CudaRoute::cudnn_forward : CudaRoute::cudnn_backward_data;
+            if (fwd.route != data_route || wgrad.route != CudaRoute::cudnn_backward_filter) {
+              check::fail(__FILE__, __LINE__,
+                          "torch transpose refused: s " + std::to_string(s) + " d " + std::to_string(d) + " k " +
+                              std::to_string(k) + " p " + std::to_string(p) + " op " + std::to_string(op) + ": " +
+                              fwd.refused + wgrad.refused);
+              continue;
+            }
+            if (forward) {
+              CHECK(!fwd.filter.swap_channels && fwd.filter.reverse_taps);
+              CHECK(!wgrad.filter.swap_channels && wgrad.filter.reverse_taps && !wgrad.swap_operands);
+            } else {
+              CHECK(fwd.filter.swap_channels && !fwd.filter.reverse_taps && !fwd.swap_operands);
+              CHECK(wgrad.filter.swap_channels && !wgrad.filter.reverse_taps && wgrad.swap_operands);
+              CHECK_EQ(fwd.conv.pad[0], p);
+              CHECK_EQ(fwd.conv.stride[0], s);
+            }
+            // Its input gradient: the forward conv with the weight swapped.
+            ConvProblemGeometry gi;
+            gi.batch = 2;
+            gi.in_channels = 6;
+            gi.out_channels = 8;
+            gi.groups = 2;
+            for (int i = 0; i < 3; ++i) {
+              gi.in[i] = out;
+              gi.out[i] = in;
+              gi.kernel[i] = k;
+              gi.stride[i] = s;
+              gi.padding_lo[i] = p;
+              gi.kernel_dilation[i] = d;
+            }
+            const auto gin = cuda_plan::choose_route(ConvOp::data, gi, WeightLayout::in_k_out, false);
+            CHECK(gin.route == CudaRoute::cudnn_forward && gin.filter.swap_channels && !gin.filter.reverse_taps);
+          }
+}
+
 }  // namespace
 
 int main() {
@@ -212,6 +362,15 @@ int main() {
   // Most random problems are expressed; the sweep reaches both outcomes.
   CHECK(expressed > 600);
   CHECK(refused > 0);
+  int general[3] = {0, 0, 0}, general_refused = 0;
+  for (int t = 0; t < 600; ++t) check_general(rng, general, general_refused);
+  // Every cuDNN route is reached, and some problems are refused.
+  if (!(general[0] > 50 && general[1] > 50 && general[2] > 50))
+    check::fail(__FILE__, __LINE__,
+                "routes reached: " + std::to_string(general[0]) + ", " + std::to_string(general[1]) + ", " +
+                    std::to_string(general[2]));
+  CHECK(general_refused > 0);
+  check_torch_transposes();
 
   // Depthwise problems stay on the kernels; dense ones go to cuDNN uncropped
   // when the padding is symmetric.
@@ -232,13 +391,13 @@ int main() {
   CHECK(cuda_plan::choose_route(ConvOp::data, reflect, WeightLayout::out_k_in, false).refused.find(
             "pads with zeros only") != std::string::npos);
   CHECK(cuda_plan::choose_route(ConvOp::data, dense, WeightLayout::in_k_out, true).route == CudaRoute::refused);
-  // conv_transpose3d's forward (input-dilated, flipped, the weight as stored): refused by name.
-  Axis t{4, 3, 9, 1, 2, 1, 2, true};
+  // Input dilation together with a stride: refused by name.
+  Axis t{4, 3, 4, 2, 2, 1, 2, true};
   const Axis tr[3] = {t, t, t};
-  const auto transposed =
-      cuda_plan::choose_route(ConvOp::data, geometry_of(tr, 8, 16, 1), WeightLayout::out_k_in, false);
-  CHECK(transposed.route == CudaRoute::refused);
-  CHECK(transposed.refused.find("conv_transpose3d") != std::string::npos);
+  const auto both = cuda_plan::choose_route(ConvOp::data, geometry_of(tr, 8, 16, 1), WeightLayout::out_k_in, false);
+  CHECK(both.route == CudaRoute::refused);
+  CHECK(both.refused.find("only at stride 1, but got stride (2, 2, 2) with input dilation (2, 2, 2)") !=
+        std::string::npos);
   // A tensor of 2^31 elements does not fit cuDNN's ints.
   ConvProblemGeometry huge = dense;
   huge.batch = (std::int64_t(1) << 31) / (8 * 8 * 8 * 8) + 1;

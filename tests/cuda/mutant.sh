@@ -1,0 +1,20 @@
+#!/bin/bash
+# One deliberate bug on the device: replaces the first OLD with NEW in FILE,
+# rebuilds and installs, runs pytest with the remaining arguments (which
+# should now fail), then restores FILE (rebuild before trusting results).
+#   bash tests/cuda/mutant.sh csrc/cuda/x.cu 'old text' 'new text' tests/test_x.py -k name
+cd "$(dirname "$0")/../.." || exit 1
+file=$1 old=$2 new=$3
+shift 3
+cp "$file" "$file.orig"
+python3 - "$file" "$old" "$new" <<'PY' || { mv "$file.orig" "$file"; exit 2; }
+import sys
+path, old, new = sys.argv[1:4]
+text = open(path).read()
+assert old in text, f"mutation text not found in {path}"
+open(path, "w").write(text.replace(old, new, 1))
+PY
+echo "== mutant: $file: '$old' -> '$new'"
+python3 -m pip install --no-build-isolation --no-deps -q . 2>&1 | tail -2
+timeout 90 python3 -m pytest -q -p no:cacheprovider "$@" 2>&1 | tail -3
+mv "$file.orig" "$file"
