@@ -60,11 +60,11 @@ def run_case(case: Case, dtype: str = "float32", seed: int = 0):
 def check_isa(plan: dict, isa: str) -> None:
     """The forced ISA's kernels run (avx512bf16 runs avx512f's kernels for
     everything but its vdpbf16ps igemm)."""
-    kernel = plan["kernel"]
+    kernel, unit = plan["kernel"], isa.split("-")[0]  # "-2fma": another tile set of the unit
     assert (
         plan["path"] == "direct"
-        or kernel.endswith(isa)
-        or (isa == "avx512bf16" and kernel.endswith("avx512f"))
+        or kernel.endswith(unit)
+        or (unit == "avx512bf16" and kernel.endswith("avx512f"))
     ), plan
 
 
@@ -77,7 +77,7 @@ def check_path(plan: dict, intended: str, isa: str) -> None:
 
 def bf16_pairs(isa: str) -> bool:
     """Whether the ISA has the vdpbf16ps igemm (bf16 x bf16, even C_in)."""
-    return any(k.startswith("bf16-igemm") for k in _core._cpu_kernel_names()) and isa == "avx512bf16"
+    return any(k.startswith("bf16-igemm") for k in _core._cpu_kernel_names()) and isa.startswith("avx512bf16")
 
 
 # ---------------------------------------------------------------- every ISA
@@ -413,14 +413,15 @@ def test_block_order(isa, threads, reference_caches, no_winograd, case, order, n
 # bf16 on vdpbf16ps (256 channels per group). C_out 64: with the 64-wide
 # tiles of AVX-512, 128+ channels x 27 taps span several chunks; the
 # narrower tiles of the other ISAs need 640 channels (panel_chunks_narrow).
-WIDE_TILES = ("avx512f", "avx512bf16")
+WIDE_TILES = ("avx512f", "avx512bf16", "avx512f-2fma", "avx512bf16-2fma")
+BF16_TILES = ("avx512bf16", "avx512bf16-2fma")
 PANEL_CHUNKED = [
     (_c("panel_chunks_strips", 1, 4, 6, 9, 128, 64, 3, p=1), "float32", WIDE_TILES),
     (_c("panel_chunks_padding", 1, 1, 8, 9, 128, 64, 3, p=((3, 1, 0), (3, 2, 1))), "float32", WIDE_TILES),
     (_c("panel_chunks_groups", 1, 2, 3, 5, 512, 128, 3, p=1, g=2), "float32", WIDE_TILES),
-    (_c("panel_chunks_groups", 1, 2, 3, 5, 512, 128, 3, p=1, g=2), "bfloat16", ("avx512bf16",)),
+    (_c("panel_chunks_groups", 1, 2, 3, 5, 512, 128, 3, p=1, g=2), "bfloat16", BF16_TILES),
     (_c("panel_chunks_narrow", 1, 2, 2, 4, 640, 64, 3, p=1), "float32", tuple(ALL_ISAS)),
-    (_c("panel_chunks_narrow", 1, 2, 2, 4, 640, 64, 3, p=1), "bfloat16", ("avx512bf16",)),
+    (_c("panel_chunks_narrow", 1, 2, 2, 4, 640, 64, 3, p=1), "bfloat16", BF16_TILES),
 ]
 
 

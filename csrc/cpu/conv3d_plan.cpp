@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <atomic>
 #include <stdexcept>
+#include <string_view>
 
 #include "conv_problem_cpu.h"
 #include "conv3d_winograd.h"
@@ -67,6 +68,17 @@ constexpr std::int64_t kWinogradMinCout = 16;
 // one-deep output along an axis halves it): 64 multiplies per tile against
 // 27 per output leave a margin for the transforms.
 constexpr double kWinogradMinFill = 0.45;
+// On AVX-512, Winograd also needs this many direct multiply-adds per CPU of
+// the machine: at 16 Xeon threads the igemm beat it on 8x8^3 x 64 (28M per
+// CPU: 0.84x) and 1x8x32x32x128 in 4 groups (57M: 0.90x), lost on 2x32^3 x 32
+// (113M: 1.21x). Wide vectors shrink the multiplies Winograd saves while its
+// transforms and short per-point GEMMs stay; a problem split thin over many
+// cores has too few tiles per thread to hide them. The machine's CPUs, not
+// the call's thread count: a path that changed with the thread count would
+// change the result's bits.
+constexpr double kWinogradMinMacsPerCpu = 80e6;
+// ... on machines of at least this many CPUs (on 2, both shapes above won).
+constexpr int kWinogradManyCpus = 8;
 
 // Sizes derived from one core's L2, as fractions of it: at 1 MiB they are
 // the values the kernels were tuned with (Zen 4), and a smaller L2 counts as
@@ -155,6 +167,7 @@ void plan_rows(CpuPlan& plan, const ConvGeometry& g, const DwconvKernel& k, cons
 }
 
 std::atomic<std::int64_t> g_l1d{0}, g_l2{0}, g_l3{0};
+std::atomic<int> g_cpus{0};
 std::atomic<bool> g_winograd{true};
 
 bool winograd_applies(const detail::ConvCall& call, const KernelTable& kt) {
@@ -168,7 +181,7 @@ bool winograd_applies(const detail::ConvCall& call, const KernelTable& kt) {
     if (g.kernel[i] != 3 || p.stride[i] != 1 || p.dilation[i] != 1) return false;
     fill *= double(g.out[i]) / double((g.out[i] + 1) / 2 * 2);
   }
-  return fill >= kWinogradMinFill;
+  return fill >= kWinogradMinFill && winograd_pays(g, kt, planning_cpus());
 }
 
 }  // namespace
@@ -311,6 +324,17 @@ ProblemPlan plan_problem(const detail::ConvProblem& p, const KernelTable& kt, in
   return plan;
 }
 
+bool winograd_pays(const ConvGeometry& g, const KernelTable& kt, int cpus) {
+  if (std::string_view(kt.isa).substr(0, 6) != "avx512" || cpus < kWinogradManyCpus) return true;
+  const double macs = double(numel(g.output_shape())) * double(g.taps()) * double(g.in_channels_per_group);
+  return macs / double(std::max(cpus, 1)) >= kWinogradMinMacsPerCpu;
+}
+
+int planning_cpus() {
+  const int forced = g_cpus.load();
+  return forced > 0 ? forced : platform::available_cpus();
+}
+
 void set_winograd(bool enabled) { g_winograd.store(enabled); }
 bool winograd_enabled() { return g_winograd.load(); }
 
@@ -354,6 +378,8 @@ std::vector<std::string> active_kernel_names() {
   for (const DwconvKernel& k : kt.f32_conv_small_cout) names.push_back(k.name);
   return names;
 }
+
+void override_cpus(int cpus) { g_cpus.store(std::max(cpus, 0)); }
 
 void override_caches(const platform::CacheSizes& caches) {
   g_l1d.store(caches.l1d);

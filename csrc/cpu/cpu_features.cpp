@@ -33,6 +33,11 @@ struct Candidate {
   const KernelTable* (*table)();
   const char* features;                // nullptr: the table getter itself says (nullptr when absent)
   const char* (*compiled_features)();  // x86 sets: what the compiler enabled for the unit
+  // Another tile set of the set named `base` (same unit, same features):
+  // supported where the base is; picked by default only when two_fma is set
+  // and the machine's FMA rates ask for it (prefers_two_fma_tiles).
+  const char* base = nullptr;
+  bool two_fma = false;
 };
 
 // One feature word of the list; a word without a check here is never
@@ -73,23 +78,54 @@ const Candidate kCandidates[] = {
 #include "isa_table.inc"
     {"neon", kernels_neon, nullptr, nullptr},
     {"generic", kernels_generic, "", nullptr},
+    {"avx512bf16-2fma", kernels_avx512bf16_2fma, nullptr, nullptr, "avx512bf16", true},
+    {"avx512f-2fma", kernels_avx512f_2fma, nullptr, nullptr, "avx512f", true},
+    // DEV: candidate tile sets for the measurement, forced by name only.
+    {"avx512f-c2", [] { return kernels_avx512f_dev(2); }, nullptr, nullptr, "avx512f"},
+    {"avx512f-c3", [] { return kernels_avx512f_dev(3); }, nullptr, nullptr, "avx512f"},
+    {"avx512f-c4", [] { return kernels_avx512f_dev(4); }, nullptr, nullptr, "avx512f"},
 };
 #undef VOLCONV_X86_ISA
 
+const Candidate* named(std::string_view name) {
+  for (const Candidate& c : kCandidates)
+    if (name == c.name) return &c;
+  return nullptr;
+}
+
 bool supported(const Candidate& c) {
+  if (c.base != nullptr) {
+    const Candidate* base = named(c.base);
+    return base != nullptr && supported(*base) && c.table() != nullptr;
+  }
   if (c.features == nullptr) return c.table() != nullptr;
   return cpu_has_all(c.features) && c.table() != nullptr;
 }
 
 const Candidate* find(const std::string& name) {
-  for (const Candidate& c : kCandidates)
-    if (name == c.name && supported(c)) return &c;
-  return nullptr;
+  const Candidate* c = named(name);
+  return c != nullptr && supported(*c) ? c : nullptr;
 }
 
+// Measured once, and only on a CPU with AVX-512 (the probe's unit needs it).
+const FmaRates& machine_rates() {
+  static const FmaRates rates = [] {
+    const Candidate* avx512f = named("avx512f");
+    return avx512f != nullptr && supported(*avx512f) ? measure_fma_rates_avx512f() : FmaRates{0.0, 0.0};
+  }();
+  return rates;
+}
+
+// The best kernel set the CPU runs, in the tile set its FMA pipes ask for.
 const Candidate* best() {
-  for (const Candidate& c : kCandidates)
-    if (supported(c)) return &c;
+  for (const Candidate& c : kCandidates) {
+    if (c.base != nullptr || !supported(c)) continue;
+    for (const Candidate& v : kCandidates)
+      if (v.two_fma && v.base != nullptr && std::string_view(v.base) == c.name && supported(v) &&
+          prefers_two_fma_tiles(machine_rates()))
+        return &v;
+    return &c;
+  }
   return &kCandidates[std::size(kCandidates) - 1];
 }
 
@@ -141,7 +177,13 @@ void force_isa(const std::string& name) {
   g_active.store(c->table());
 }
 
+bool prefers_two_fma_tiles(const FmaRates& rates) {
+  return rates.narrow_gflops > 0.0 && rates.wide_gflops >= kTwoFmaMinRatio * rates.narrow_gflops;
+}
+
 namespace testing {
+FmaRates machine_fma_rates() { return machine_rates(); }
+
 std::vector<IsaEntry> isa_table() {
   std::vector<IsaEntry> out;
   for (const Candidate& c : kCandidates)

@@ -1,14 +1,25 @@
-// The AVX-512F kernel set (compiled with -mavx512f -mavx512bw -mavx512vl
-// -mfma -mf16c). Tiles: NR = 16/32/48/64 channels; MR is as large as the 32
-// zmm registers allow (MR x NV accumulators + NV weights + 1 broadcast) while
-// the MR row pointers still fit the 15 general-purpose registers.
+// The AVX-512F kernel sets (compiled with -mavx512f -mavx512bw -mavx512vl
+// -mavx512dq -mfma -mf16c). Tiles: NR = 16/32/48/64 channels; MR is as large
+// as the 32 zmm registers allow (MR x NV accumulators + NV weights + 1
+// broadcast) while the MR row pointers still fit the 15 general-purpose
+// registers.
+//
+// Two tile sets. "avx512f" was tuned on Zen 4: one 512-bit FMA per cycle, so
+// every tile whose FMAs outnumber its loads runs at the FMA limit. "avx512f-
+// 2fma" is for cores with two 512-bit FMA pipes (Intel server cores): at two
+// FMAs and two loads per cycle an NV = 1 tile (MR broadcasts + 1 weight load
+// per MR FMAs) is bound by its loads, and MR x NV accumulators must cover 2 x
+// the FMA latency, so its tiles are taller (see kTwoFmaTiles' comment).
+// cpu_features.cpp picks the set from the measured FMA rates (fma-rates.h).
 #include "f32-conv-cin1.h"
 #include "f32-conv-small-cout.h"
 #include "f32-dwconv.h"
-#include "fma-probe.h"
 #include "f32-igemm.h"
 #include "f32-winograd.h"
+#include "fma-probe.h"
+#include "fma-rates.h"
 #include "tile-io.h"
+#include "vec-avx2.h"
 #include "vec-avx512f.h"
 
 namespace volconv::cpu {
@@ -41,5 +52,50 @@ const KernelTable* kernels_avx512f() {
   }();
   return &table;
 }
+
+// DEV (measurement only, removed before the final commit): candidate tile sets.
+static KernelTable dev_set(int which) {
+  KernelTable t = *kernels_avx512f();
+  switch (which) {
+    case 1:
+      t.isa = "avx512f-2fma";
+      t.f32_igemm[0] = {12, 16, f32_igemm<VecAvx512f, 12, 1>, "f32-igemm-12x16-avx512f"};
+      t.f32_igemm[1] = {12, 32, f32_igemm<VecAvx512f, 12, 2>, "f32-igemm-12x32-avx512f"};
+      t.f32_conv_cin1 = {32, f32_conv_cin1<VecAvx512f, 12, 2>, "f32-conv-cin1-12x32-avx512f"};
+      break;
+    case 2:
+      t.isa = "avx512f-c2";
+      t.n_f32_igemm = 2;
+      t.f32_igemm[0] = {12, 16, f32_igemm<VecAvx512f, 12, 1>, "f32-igemm-12x16-avx512f"};
+      t.f32_igemm[1] = {12, 32, f32_igemm<VecAvx512f, 12, 2>, "f32-igemm-12x32-avx512f"};
+      t.f32_conv_cin1 = {64, f32_conv_cin1<VecAvx512f, 6, 4>, "f32-conv-cin1-6x64-avx512f"};
+      break;
+    case 3:
+      t.isa = "avx512f-c3";
+      t.n_f32_igemm = 2;
+      t.f32_igemm[0] = {14, 16, f32_igemm<VecAvx512f, 14, 1>, "f32-igemm-14x16-avx512f"};
+      t.f32_igemm[1] = {14, 32, f32_igemm<VecAvx512f, 14, 2>, "f32-igemm-14x32-avx512f"};
+      t.f32_gemm[1] = {14, 32, f32_igemm<VecAvx512f, 14, 2, 14>, "f32-gemm-14x32-avx512f"};
+      t.f32_conv_cin1 = {32, f32_conv_cin1<VecAvx512f, 8, 2>, "f32-conv-cin1-8x32-avx512f"};
+      break;
+    default:
+      t.isa = "avx512f-c4";
+      t.f32_igemm[0] = {10, 16, f32_igemm<VecAvx512f, 10, 1>, "f32-igemm-10x16-avx512f"};
+      t.f32_igemm[1] = {10, 32, f32_igemm<VecAvx512f, 10, 2>, "f32-igemm-10x32-avx512f"};
+      t.f32_igemm[2] = {9, 48, f32_igemm<VecAvx512f, 9, 3>, "f32-igemm-9x48-avx512f"};
+      t.f32_conv_cin1 = {32, f32_conv_cin1<VecAvx512f, 14, 2>, "f32-conv-cin1-14x32-avx512f"};
+      break;
+  }
+  return t;
+}
+const KernelTable* kernels_avx512f_dev(int which) {
+  static const KernelTable t1 = dev_set(1), t2 = dev_set(2), t3 = dev_set(3), t4 = dev_set(4);
+  const KernelTable* all[] = {&t1, &t2, &t3, &t4};
+  return all[which - 1];
+}
+
+const KernelTable* kernels_avx512f_2fma() { return kernels_avx512f_dev(1); }
+
+FmaRates measure_fma_rates_avx512f() { return measure_fma_rates(fma_probe<VecAvx512f, 24>, fma_probe<VecAvx2, 12>); }
 
 }  // namespace volconv::cpu

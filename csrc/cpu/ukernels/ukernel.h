@@ -131,5 +131,16 @@ const KernelTable* kernels_avx2();
 const KernelTable* kernels_avx512f();
 const KernelTable* kernels_avx512bf16();
 const KernelTable* kernels_neon();
+// The AVX-512 sets' tiles for cores with two 512-bit FMA pipes (kernels-avx512f.cpp).
+const KernelTable* kernels_avx512f_2fma();
+const KernelTable* kernels_avx512bf16_2fma();
+const KernelTable* kernels_avx512f_dev(int which);  // DEV: candidate tile sets 1-4
+
+// One thread's FMA throughput at 512 and at 256 bits (fma-rates.h), GFLOP/s;
+// zeros where AVX-512 was not compiled in.
+struct FmaRates {
+  double wide_gflops, narrow_gflops;
+};
+FmaRates measure_fma_rates_avx512f();
 
 }  // namespace volconv::cpu
