@@ -69,15 +69,17 @@ constexpr std::int64_t kWinogradMinCout = 16;
 // 27 per output leave a margin for the transforms.
 constexpr double kWinogradMinFill = 0.45;
 // On AVX-512, Winograd also needs this many direct multiply-adds per CPU of
-// the machine: at 16 Xeon threads the igemm beat it on 8x8^3 x 64 (28M per
-// CPU: 0.84x) and 1x8x32x32x128 in 4 groups (57M: 0.90x), lost on 2x32^3 x 32
-// (113M: 1.21x). Wide vectors shrink the multiplies Winograd saves while its
-// transforms and short per-point GEMMs stay; a problem split thin over many
-// cores has too few tiles per thread to hide them. The machine's CPUs, not
-// the call's thread count: a path that changed with the thread count would
-// change the result's bits.
+// the machine. 16-core Xeon, 16 threads, Winograd's time / the igemm's
+// (isolated, median of 5): below, 8x8^3 x 64 (28M per CPU) 1.03, 1x16x32^3 x
+// 32 (28M) 1.36, 1x8x28^2 x 64 (43M) 1.11, 1x8x32^2 x 128 in 4 groups (57M)
+// 1.02, 1x32^3 x 32 (57M) 1.04 (but 16x8^3 x 64, 57M: 0.89); above, 113M
+// and up, 0.55-0.98. Wide vectors shrink the multiplies Winograd saves while
+// its transforms stay, and a problem split thin over many cores has too few
+// tiles per thread to hide them. The machine's CPUs, not the call's thread
+// count: a path that changed with the thread count would change the bits.
 constexpr double kWinogradMinMacsPerCpu = 80e6;
-// ... on machines of at least this many CPUs (on 2, both shapes above won).
+// ... on machines of at least this many CPUs: at 2 threads Winograd won on
+// every shape above (8x8^3 x 64: 0.77), so a small machine keeps it.
 constexpr int kWinogradManyCpus = 8;
 
 // Sizes derived from one core's L2, as fractions of it: at 1 MiB they are
@@ -114,6 +116,26 @@ int choose_tile(const IgemmKernel* kernels, int n, std::int64_t cout) {
     if (eff >= best_eff - 1e-9) best = i, best_eff = std::max(best_eff, eff);
   }
   return best;
+}
+
+// Winograd's GEMM tile on sets with winograd_tall_tiles: of the kernels
+// wasting the fewest padded channels, the one with the most rows.
+int choose_winograd_tile(const IgemmKernel* kernels, int n, std::int64_t cout) {
+  int best = 0;
+  double best_eff = -1.0;
+  for (int i = 0; i < n; ++i) {
+    const std::int64_t nr = kernels[i].nr;
+    const double eff = double(cout) / double((cout + nr - 1) / nr * nr);
+    if (eff > best_eff + 1e-9 || (eff >= best_eff - 1e-9 && kernels[i].mr > kernels[best].mr))
+      best = i, best_eff = std::max(best_eff, eff);
+  }
+  return best;
+}
+
+// The one-input-channel row kernel: the set's wide one past the narrow one's NR.
+const DwconvKernel& choose_cin1(const KernelTable& kt, std::int64_t cout) {
+  return kt.f32_conv_cin1_wide.fn != nullptr && cout > kt.f32_conv_cin1.nr ? kt.f32_conv_cin1_wide
+                                                                           : kt.f32_conv_cin1;
 }
 
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
@@ -244,7 +266,7 @@ CpuPlan plan_conv3d(const detail::ConvCall& call, const KernelTable& kt, const p
                       call.input.strides[3] == cin && g.params.dilation[2] == 1 && g.kernel[2] * cin >= kFoldWMinK;
   if (g.in_channels <= kRowsMaxCin && g.groups == 1 && in == DType::float32) {
     plan.path = CpuPath::few_cin;
-    plan_rows(plan, g, kt.f32_conv_cin1, b);
+    plan_rows(plan, g, choose_cin1(kt, g.out_channels), b);
     return plan;
   }
   const std::int64_t cout = g.out_channels_per_group;
@@ -257,6 +279,10 @@ CpuPlan plan_conv3d(const detail::ConvCall& call, const KernelTable& kt, const p
   set_igemm(plan, kt.f32_igemm[plan.tile]);
   if (allow_winograd && winograd_applies(call, kt)) {
     plan.path = CpuPath::winograd;
+    if (kt.winograd_tall_tiles) {
+      plan.tile = choose_winograd_tile(kt.f32_igemm, kt.n_f32_igemm, g.out_channels_per_group);
+      set_igemm(plan, kt.f32_igemm[plan.tile]);
+    }
     plan.unit_tiles = winograd_unit_tiles(g, plan.mr, b.winograd_u, get_num_threads());
     return plan;
   }
@@ -375,6 +401,7 @@ std::vector<std::string> active_kernel_names() {
   for (int i = 0; i < kt.n_bf16_igemm; ++i) names.push_back(kt.bf16_igemm[i].name);
   names.push_back(kt.f32_dwconv.name);
   names.push_back(kt.f32_conv_cin1.name);
+  if (kt.f32_conv_cin1_wide.fn != nullptr) names.push_back(kt.f32_conv_cin1_wide.name);
   for (const DwconvKernel& k : kt.f32_conv_small_cout) names.push_back(k.name);
   return names;
 }

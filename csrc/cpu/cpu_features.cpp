@@ -80,10 +80,6 @@ const Candidate kCandidates[] = {
     {"generic", kernels_generic, "", nullptr},
     {"avx512bf16-2fma", kernels_avx512bf16_2fma, nullptr, nullptr, "avx512bf16", true},
     {"avx512f-2fma", kernels_avx512f_2fma, nullptr, nullptr, "avx512f", true},
-    // DEV: candidate tile sets for the measurement, forced by name only.
-    {"avx512f-c2", [] { return kernels_avx512f_dev(2); }, nullptr, nullptr, "avx512f"},
-    {"avx512f-c3", [] { return kernels_avx512f_dev(3); }, nullptr, nullptr, "avx512f"},
-    {"avx512f-c4", [] { return kernels_avx512f_dev(4); }, nullptr, nullptr, "avx512f"},
 };
 #undef VOLCONV_X86_ISA
 
@@ -116,17 +112,26 @@ const FmaRates& machine_rates() {
   return rates;
 }
 
-// The best kernel set the CPU runs, in the tile set its FMA pipes ask for.
-const Candidate* best() {
+// The sets the CPU runs, best first: each unit's two tile sets together, the
+// one its FMA pipes ask for first.
+std::vector<const Candidate*> ranked() {
+  std::vector<const Candidate*> out;
   for (const Candidate& c : kCandidates) {
     if (c.base != nullptr || !supported(c)) continue;
+    const Candidate* two = nullptr;
     for (const Candidate& v : kCandidates)
-      if (v.two_fma && v.base != nullptr && std::string_view(v.base) == c.name && supported(v) &&
-          prefers_two_fma_tiles(machine_rates()))
-        return &v;
-    return &c;
+      if (v.two_fma && v.base != nullptr && std::string_view(v.base) == c.name && supported(v)) two = &v;
+    const bool two_first = two != nullptr && prefers_two_fma_tiles(machine_rates());
+    if (two_first) out.push_back(two);
+    out.push_back(&c);
+    if (two != nullptr && !two_first) out.push_back(two);
   }
-  return &kCandidates[std::size(kCandidates) - 1];
+  return out;
+}
+
+const Candidate* best() {
+  const std::vector<const Candidate*> r = ranked();
+  return r.empty() ? named("generic") : r.front();
 }
 
 std::atomic<const KernelTable*> g_active{nullptr};
@@ -159,8 +164,7 @@ const KernelTable& active_kernels() {
 
 std::vector<std::string> supported_isas() {
   std::vector<std::string> out;
-  for (const Candidate& c : kCandidates)
-    if (supported(c)) out.push_back(c.name);
+  for (const Candidate* c : ranked()) out.push_back(c->name);
   return out;
 }
 

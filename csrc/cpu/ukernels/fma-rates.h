@@ -1,10 +1,11 @@
-// One thread's FMA rate at two vector widths, for picking a tile set: a core
-// with two 512-bit FMA pipes does twice the flops per cycle at 512 bits as
-// at 256; a core that splits a 512-bit FMA over its 256-bit pipes (Zen 4), or fuses two
-// 256-bit pipes into one 512-bit one (Intel parts with one 512-bit FMA
-// unit), does the same flops at both widths. The probes alternate, best of
-// several rounds, so a preempted round or the first 512-bit instructions'
-// slow start (Intel powers the upper lanes up on first use) do not count.
+// One thread's FMA rate at two vector widths, for picking a tile set: a
+// core with two 512-bit FMA pipes does twice the flops per cycle at 512 bits
+// as at 256; a core that splits a 512-bit FMA over its 256-bit pipes (Zen 4),
+// or fuses two 256-bit pipes into one 512-bit one (Intel parts with one
+// 512-bit unit), does the same flops at both widths. The probes alternate,
+// best of several rounds, so a preempted round or the first 512-bit
+// instructions' slow start (Intel powers the upper lanes up on first use) do
+// not count.
 #pragma once
 
 #include <algorithm>

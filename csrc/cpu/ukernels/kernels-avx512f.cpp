@@ -9,7 +9,7 @@
 // 2fma" is for cores with two 512-bit FMA pipes (Intel server cores): at two
 // FMAs and two loads per cycle an NV = 1 tile (MR broadcasts + 1 weight load
 // per MR FMAs) is bound by its loads, and MR x NV accumulators must cover 2 x
-// the FMA latency, so its tiles are taller (see kTwoFmaTiles' comment).
+// the FMA latency, so its tiles are taller (kernels_avx512f_2fma says which).
 // cpu_features.cpp picks the set from the measured FMA rates (fma-rates.h).
 #include "f32-conv-cin1.h"
 #include "f32-conv-small-cout.h"
@@ -53,48 +53,27 @@ const KernelTable* kernels_avx512f() {
   return &table;
 }
 
-// DEV (measurement only, removed before the final commit): candidate tile sets.
-static KernelTable dev_set(int which) {
-  KernelTable t = *kernels_avx512f();
-  switch (which) {
-    case 1:
-      t.isa = "avx512f-2fma";
-      t.f32_igemm[0] = {12, 16, f32_igemm<VecAvx512f, 12, 1>, "f32-igemm-12x16-avx512f"};
-      t.f32_igemm[1] = {12, 32, f32_igemm<VecAvx512f, 12, 2>, "f32-igemm-12x32-avx512f"};
-      t.f32_conv_cin1 = {32, f32_conv_cin1<VecAvx512f, 12, 2>, "f32-conv-cin1-12x32-avx512f"};
-      break;
-    case 2:
-      t.isa = "avx512f-c2";
-      t.n_f32_igemm = 2;
-      t.f32_igemm[0] = {12, 16, f32_igemm<VecAvx512f, 12, 1>, "f32-igemm-12x16-avx512f"};
-      t.f32_igemm[1] = {12, 32, f32_igemm<VecAvx512f, 12, 2>, "f32-igemm-12x32-avx512f"};
-      t.f32_conv_cin1 = {64, f32_conv_cin1<VecAvx512f, 6, 4>, "f32-conv-cin1-6x64-avx512f"};
-      break;
-    case 3:
-      t.isa = "avx512f-c3";
-      t.n_f32_igemm = 2;
-      t.f32_igemm[0] = {14, 16, f32_igemm<VecAvx512f, 14, 1>, "f32-igemm-14x16-avx512f"};
-      t.f32_igemm[1] = {14, 32, f32_igemm<VecAvx512f, 14, 2>, "f32-igemm-14x32-avx512f"};
-      t.f32_gemm[1] = {14, 32, f32_igemm<VecAvx512f, 14, 2, 14>, "f32-gemm-14x32-avx512f"};
-      t.f32_conv_cin1 = {32, f32_conv_cin1<VecAvx512f, 8, 2>, "f32-conv-cin1-8x32-avx512f"};
-      break;
-    default:
-      t.isa = "avx512f-c4";
-      t.f32_igemm[0] = {10, 16, f32_igemm<VecAvx512f, 10, 1>, "f32-igemm-10x16-avx512f"};
-      t.f32_igemm[1] = {10, 32, f32_igemm<VecAvx512f, 10, 2>, "f32-igemm-10x32-avx512f"};
-      t.f32_igemm[2] = {9, 48, f32_igemm<VecAvx512f, 9, 3>, "f32-igemm-9x48-avx512f"};
-      t.f32_conv_cin1 = {32, f32_conv_cin1<VecAvx512f, 14, 2>, "f32-conv-cin1-14x32-avx512f"};
-      break;
-  }
-  return t;
+// Intel server cores (two 512-bit FMA pipes; chosen on a 16-core Xeon with
+// AVX-512 and AMX, bench shapes at 1, 2 and 16 threads, against 10x, 12x,
+// 14x and 8x tiles of each NR): NR 16 and 32 taller (12 and 14 rows: 12 and
+// 28 accumulators, fewer broadcasts per FMA), NR 48 and 64 as on Zen 4 (6x64
+// stayed the best direct tile for the strided and dilated shapes). The
+// 14x32 tile also serves Winograd's GEMMs at any channel count
+// (winograd_tall_tiles): 4x8x28x28 x 256 -> 256 1.2x over 6x64's time at 16
+// threads. A 14x32 one-input-channel kernel for C_out > 16: the stem conv
+// (C_in 3 -> 64, 3x7x7, stride 2) 1.3-1.55x over 16x16's time.
+const KernelTable* kernels_avx512f_2fma() {
+  static const KernelTable table = [] {
+    KernelTable t = *kernels_avx512f();
+    t.isa = "avx512f-2fma";
+    t.f32_igemm[0] = {12, 16, f32_igemm<VecAvx512f, 12, 1>, "f32-igemm-12x16-avx512f"};
+    t.f32_igemm[1] = {14, 32, f32_igemm<VecAvx512f, 14, 2>, "f32-igemm-14x32-avx512f"};
+    t.f32_conv_cin1_wide = {32, f32_conv_cin1<VecAvx512f, 14, 2>, "f32-conv-cin1-14x32-avx512f"};
+    t.winograd_tall_tiles = 1;
+    return t;
+  }();
+  return &table;
 }
-const KernelTable* kernels_avx512f_dev(int which) {
-  static const KernelTable t1 = dev_set(1), t2 = dev_set(2), t3 = dev_set(3), t4 = dev_set(4);
-  const KernelTable* all[] = {&t1, &t2, &t3, &t4};
-  return all[which - 1];
-}
-
-const KernelTable* kernels_avx512f_2fma() { return kernels_avx512f_dev(1); }
 
 FmaRates measure_fma_rates_avx512f() { return measure_fma_rates(fma_probe<VecAvx512f, 24>, fma_probe<VecAvx2, 12>); }
 

@@ -113,8 +113,13 @@ struct KernelTable {
   IgemmKernel bf16_igemm[4];
   DwconvKernel f32_dwconv;
   DwconvKernel f32_conv_cin1;  // one input channel, groups 1 (see f32-conv-cin1.h)
+  DwconvKernel f32_conv_cin1_wide;  // the same for C_out > f32_conv_cin1.nr where a set has one (fn null if not)
   DwconvKernel f32_conv_small_cout[4];  // [nc - 1]: 1-4 output channels per group (f32-conv-small-cout.h)
   WinogradInputFn winograd_input;    // f32-winograd.h
+  // Winograd's GEMMs take the tallest f32_igemm tile of those wasting the
+  // fewest channels (not the widest): its weights are streamed once per
+  // point and unit, so rows per weight load count most (the -2fma sets).
+  int winograd_tall_tiles;
   WinogradOutputFn winograd_output;
   StoreTileFn store_tile;
   ConvertRowFn convert_row;
@@ -134,7 +139,6 @@ const KernelTable* kernels_neon();
 // The AVX-512 sets' tiles for cores with two 512-bit FMA pipes (kernels-avx512f.cpp).
 const KernelTable* kernels_avx512f_2fma();
 const KernelTable* kernels_avx512bf16_2fma();
-const KernelTable* kernels_avx512f_dev(int which);  // DEV: candidate tile sets 1-4
 
 // One thread's FMA throughput at 512 and at 256 bits (fma-rates.h), GFLOP/s;
 // zeros where AVX-512 was not compiled in.
