@@ -135,3 +135,18 @@ def test_ratio_panel_is_linear_and_shows_ten_percent(figure):
     heights = sorted(round(p.get_height(), 3) for p in ratio.patches if p.get_height() > 0)
     assert 1.05 in heights and 1.6 in heights  # torch_cl 5% slower, torch 60% slower: both readable
     assert "90x" in [t.get_text() for t in ratio.texts]  # MLX's ratio, off the panel, written on its bar
+
+
+def test_scaling_bench_runs_the_bench_shapes_at_each_thread_count():
+    # bench/conv3d_cpu_scaling.py takes the shape list of bench/conv3d_cpu.py.
+    def run(*args: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, str(BENCH / "conv3d_cpu_scaling.py"), *args, "--dry-run"]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+    proc = run("--shapes", "a,n", "--threads", "1,16")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:4] == ["a 1", "a 16", "n 1", "n 16"]
+    proc = run("--shapes", "a,z")
+    assert proc.returncode == 2 and "unknown shape(s) z; the shapes are a,b,c" in proc.stderr
+    proc = run("--threads", "0")
+    assert proc.returncode == 2 and "expected thread counts" in proc.stderr

@@ -60,11 +60,11 @@ def run_case(case: Case, dtype: str = "float32", seed: int = 0):
 def check_isa(plan: dict, isa: str) -> None:
     """The forced ISA's kernels run (avx512bf16 runs avx512f's kernels for
     everything but its vdpbf16ps igemm)."""
-    kernel = plan["kernel"]
+    kernel, unit = plan["kernel"], isa.split("-")[0]  # "-2fma": another tile set of the unit
     assert (
         plan["path"] == "direct"
-        or kernel.endswith(isa)
-        or (isa == "avx512bf16" and kernel.endswith("avx512f"))
+        or kernel.endswith(unit)
+        or (unit == "avx512bf16" and kernel.endswith("avx512f"))
     ), plan
 
 
@@ -77,7 +77,7 @@ def check_path(plan: dict, intended: str, isa: str) -> None:
 
 def bf16_pairs(isa: str) -> bool:
     """Whether the ISA has the vdpbf16ps igemm (bf16 x bf16, even C_in)."""
-    return any(k.startswith("bf16-igemm") for k in _core._cpu_kernel_names()) and isa == "avx512bf16"
+    return any(k.startswith("bf16-igemm") for k in _core._cpu_kernel_names()) and isa.startswith("avx512bf16")
 
 
 # ---------------------------------------------------------------- every ISA
@@ -258,10 +258,15 @@ def test_few_cin(isa, case):
 
 
 # 5-8 input channels with 5-8 output channels: the row kernel with one vector
-# of output channels where the ISA has it (AVX2's 12x8), else W folded into
+# of output channels where the ISA has it (x86: 12x8), else W folded into
 # K (the in-place igemm at C_in 8 or a W dilation). The m-like shape, W tails of every tile size, row counts not a multiple
 # of the border positions' 4 partial sums (C_in 5 and 7 x 9 taps), strided
 # W (the stride-addressed tile), dilation, asymmetric padding, batches.
+def has_narrow_rows(isa: str) -> bool:
+    """Whether the ISA's kernel set has the one-vector row kernel (x86)."""
+    return isa.startswith(("avx2", "avx512"))
+
+
 FEW_CIN_NARROW = [
     _c("cin5_cout7_m_like", 2, 5, 6, 29, 5, 7, 3, p=1),
     _c("cin6_cout5_short_w", 1, 3, 4, 3, 6, 5, 3, p=(1, 1, 2)),
@@ -273,10 +278,11 @@ FEW_CIN_NARROW = [
 @pytest.mark.parametrize("case", FEW_CIN_NARROW, ids=lambda c: c.name)
 def test_few_cin_narrow(isa, case):
     x, w, y, plan = run_case(case, seed=5)
+    narrow = has_narrow_rows(isa)
     folds_w = case.input[4] <= 7 and case.dilation[2] == 1
-    check_path(plan, "few-cin" if isa == "avx2" else "fold-w" if folds_w else "igemm", isa)
-    if isa == "avx2":
-        assert plan["nr"] == 8, plan  # the narrow kernel, not the 6x16 one
+    check_path(plan, "few-cin" if narrow else "fold-w" if folds_w else "igemm", isa)
+    if narrow:
+        assert plan["nr"] == 8, plan  # the narrow kernel, not the set's own one
     assert_conv_close(y, x, w, "float32", **case.params())
 
 
@@ -436,14 +442,15 @@ def test_block_order(isa, threads, reference_caches, no_winograd, case, order, n
 # bf16 on vdpbf16ps (256 channels per group). C_out 64: with the 64-wide
 # tiles of AVX-512, 128+ channels x 27 taps span several chunks; the
 # narrower tiles of the other ISAs need 640 channels (panel_chunks_narrow).
-WIDE_TILES = ("avx512f", "avx512bf16")
+WIDE_TILES = ("avx512f", "avx512bf16", "avx512f-2fma", "avx512bf16-2fma")
+BF16_TILES = ("avx512bf16", "avx512bf16-2fma")
 PANEL_CHUNKED = [
     (_c("panel_chunks_strips", 1, 4, 6, 9, 128, 64, 3, p=1), "float32", WIDE_TILES),
     (_c("panel_chunks_padding", 1, 1, 8, 9, 128, 64, 3, p=((3, 1, 0), (3, 2, 1))), "float32", WIDE_TILES),
     (_c("panel_chunks_groups", 1, 2, 3, 5, 512, 128, 3, p=1, g=2), "float32", WIDE_TILES),
-    (_c("panel_chunks_groups", 1, 2, 3, 5, 512, 128, 3, p=1, g=2), "bfloat16", ("avx512bf16",)),
+    (_c("panel_chunks_groups", 1, 2, 3, 5, 512, 128, 3, p=1, g=2), "bfloat16", BF16_TILES),
     (_c("panel_chunks_narrow", 1, 2, 2, 4, 640, 64, 3, p=1), "float32", tuple(ALL_ISAS)),
-    (_c("panel_chunks_narrow", 1, 2, 2, 4, 640, 64, 3, p=1), "bfloat16", ("avx512bf16",)),
+    (_c("panel_chunks_narrow", 1, 2, 2, 4, 640, 64, 3, p=1), "bfloat16", BF16_TILES),
 ]
 
 
@@ -589,6 +596,7 @@ def test_force_unsupported_isa_raises():
     missing = [i for i in ALL_ISAS if i not in SUPPORTED]
     if not missing:
         pytest.skip("this CPU runs every kernel set")
+    default = _core._cpu_isa()
     with pytest.raises(ValueError, match="cannot run"):
         _core._cpu_force_isa(missing[0])
-    assert _core._cpu_isa() == SUPPORTED[0]
+    assert _core._cpu_isa() == default

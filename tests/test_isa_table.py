@@ -6,6 +6,7 @@ kernel's view of the CPU (/proc/cpuinfo)."""
 
 from __future__ import annotations
 
+import os
 import platform
 
 import pytest
@@ -53,5 +54,37 @@ def test_the_sets_picked_are_those_whose_features_the_cpu_has():
         for name, (required, _) in table().items()
         if all(CPUINFO_NAME.get(f, f) in flags for f in required)
     ]
-    supported = [isa for isa in _core._cpu_supported_isas() if isa != "generic"]
+    # "-2fma" names are tile sets of a unit (below), not units of the list.
+    supported = [isa for isa in _core._cpu_supported_isas() if isa != "generic" and "-" not in isa]
     assert supported == expected
+
+
+# The AVX-512 units' second tile set, for cores with two 512-bit FMA pipes
+# (kernels-avx512f.cpp): offered exactly where its unit is, and picked by
+# default exactly when this machine's measured FMA rates ask for it. The
+# rates' rule itself is tested with given rates in tests/cpp/test_cpu_tile_pick.cpp.
+TWO_FMA = {"avx512bf16-2fma": "avx512bf16", "avx512f-2fma": "avx512f"}
+
+
+def test_two_fma_sets_are_offered_with_their_unit():
+    supported = _core._cpu_supported_isas()
+    for variant, unit in TWO_FMA.items():
+        assert (variant in supported) == (unit in supported), supported
+
+
+def test_the_default_tile_set_follows_the_fma_rates():
+    if os.environ.get("VOLCONV_CPU_ISA"):
+        pytest.skip("VOLCONV_CPU_ISA picks the set")
+    wide, narrow, two_fma = _core._cpu_fma_rates()
+    supported = _core._cpu_supported_isas()
+    _core._cpu_force_isa("")
+    active = _core._cpu_isa()
+    assert active == supported[0]  # best first
+    if "avx512f" not in supported:
+        assert (wide, narrow, two_fma) == (0.0, 0.0, False)
+        assert not active.endswith("-2fma")
+        return
+    assert wide > 0 and narrow > 0
+    assert two_fma == (wide >= 1.5 * narrow), (wide, narrow)
+    best_unit = next(isa for isa in supported if "-" not in isa)
+    assert active == (best_unit + "-2fma" if two_fma else best_unit), (active, wide, narrow)

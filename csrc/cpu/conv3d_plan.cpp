@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <atomic>
 #include <stdexcept>
+#include <string_view>
 
 #include "conv_problem_cpu.h"
 #include "conv3d_winograd.h"
@@ -71,6 +72,19 @@ constexpr std::int64_t kWinogradMinCout = 16;
 // one-deep output along an axis halves it): 64 multiplies per tile against
 // 27 per output leave a margin for the transforms.
 constexpr double kWinogradMinFill = 0.45;
+// On AVX-512, Winograd also needs this many direct multiply-adds per CPU of
+// the machine. 16-core Xeon, 16 threads, Winograd's time / the igemm's
+// (isolated, median of 5): below, 8x8^3 x 64 (28M per CPU) 1.03, 1x16x32^3 x
+// 32 (28M) 1.36, 1x8x28^2 x 64 (43M) 1.11, 1x8x32^2 x 128 in 4 groups (57M)
+// 1.02, 1x32^3 x 32 (57M) 1.04 (but 16x8^3 x 64, 57M: 0.89); above, 113M
+// and up, 0.55-0.98. Wide vectors shrink the multiplies Winograd saves while
+// its transforms stay, and a problem split thin over many cores has too few
+// tiles per thread to hide them. The machine's CPUs, not the call's thread
+// count: a path that changed with the thread count would change the bits.
+constexpr double kWinogradMinMacsPerCpu = 80e6;
+// ... on machines of at least this many CPUs: at 2 threads Winograd won on
+// every shape above (8x8^3 x 64: 0.77), so a small machine keeps it.
+constexpr int kWinogradManyCpus = 8;
 
 // Sizes derived from one core's L2, as fractions of it: at 1 MiB they are
 // the values the kernels were tuned with (Zen 4), and a smaller L2 counts as
@@ -106,6 +120,28 @@ int choose_tile(const IgemmKernel* kernels, int n, std::int64_t cout) {
     if (eff >= best_eff - 1e-9) best = i, best_eff = std::max(best_eff, eff);
   }
   return best;
+}
+
+// Winograd's GEMM tile on sets with winograd_tall_tiles: of the kernels
+// wasting the fewest padded channels, the one with the most rows.
+int choose_winograd_tile(const IgemmKernel* kernels, int n, std::int64_t cout) {
+  int best = 0;
+  double best_eff = -1.0;
+  for (int i = 0; i < n; ++i) {
+    const std::int64_t nr = kernels[i].nr;
+    const double eff = double(cout) / double((cout + nr - 1) / nr * nr);
+    if (eff > best_eff + 1e-9 || (eff >= best_eff - 1e-9 && kernels[i].mr > kernels[best].mr))
+      best = i, best_eff = std::max(best_eff, eff);
+  }
+  return best;
+}
+
+// The few-input-channel row kernel for C_out channels: the set's narrow one
+// up to its NR, its wide one past the own kernel's NR, where the set has them.
+const DwconvKernel& choose_cin1(const KernelTable& kt, std::int64_t cout) {
+  if (kt.f32_conv_cin1_narrow.fn != nullptr && cout <= kt.f32_conv_cin1_narrow.nr) return kt.f32_conv_cin1_narrow;
+  if (kt.f32_conv_cin1_wide.fn != nullptr && cout > kt.f32_conv_cin1.nr) return kt.f32_conv_cin1_wide;
+  return kt.f32_conv_cin1;
 }
 
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
@@ -159,6 +195,7 @@ void plan_rows(CpuPlan& plan, const ConvGeometry& g, const DwconvKernel& k, cons
 }
 
 std::atomic<std::int64_t> g_l1d{0}, g_l2{0}, g_l3{0};
+std::atomic<int> g_cpus{0};
 std::atomic<bool> g_winograd{true};
 
 bool winograd_applies(const detail::ConvCall& call, const KernelTable& kt) {
@@ -172,7 +209,7 @@ bool winograd_applies(const detail::ConvCall& call, const KernelTable& kt) {
     if (g.kernel[i] != 3 || p.stride[i] != 1 || p.dilation[i] != 1) return false;
     fill *= double(g.out[i]) / double((g.out[i] + 1) / 2 * 2);
   }
-  return fill >= kWinogradMinFill;
+  return fill >= kWinogradMinFill && winograd_pays(g, kt, planning_cpus());
 }
 
 // The few-cin row path's kernel, or null where it does not apply: groups 1,
@@ -180,11 +217,12 @@ bool winograd_applies(const detail::ConvCall& call, const KernelTable& kt) {
 // narrow kernel's one vector).
 const DwconvKernel* few_cin_kernel(const ConvGeometry& g, const KernelTable& kt, DType in) {
   if (g.groups != 1 || in != DType::float32) return nullptr;
-  const bool narrow = kt.f32_conv_cin1_narrow.nr > 0 && g.out_channels <= kt.f32_conv_cin1_narrow.nr;
+  const DwconvKernel& k = choose_cin1(kt, g.out_channels);
+  const bool narrow = &k == &kt.f32_conv_cin1_narrow;
   if (g.in_channels > (narrow ? kRowsNarrowMaxCin : kRowsMaxCin)) return nullptr;
   // Past kRowsMaxCin, up to 4 output channels keep the small-C_out kernel.
   if (g.in_channels > kRowsMaxCin && g.out_channels <= kSmallCoutMax) return nullptr;
-  return narrow ? &kt.f32_conv_cin1_narrow : &kt.f32_conv_cin1;
+  return &k;
 }
 
 }  // namespace
@@ -260,6 +298,10 @@ CpuPlan plan_conv3d(const detail::ConvCall& call, const KernelTable& kt, const p
   set_igemm(plan, kt.f32_igemm[plan.tile]);
   if (allow_winograd && winograd_applies(call, kt)) {
     plan.path = CpuPath::winograd;
+    if (kt.winograd_tall_tiles) {
+      plan.tile = choose_winograd_tile(kt.f32_igemm, kt.n_f32_igemm, g.out_channels_per_group);
+      set_igemm(plan, kt.f32_igemm[plan.tile]);
+    }
     plan.unit_tiles = winograd_unit_tiles(g, plan.mr, b.winograd_u, get_num_threads());
     return plan;
   }
@@ -327,6 +369,17 @@ ProblemPlan plan_problem(const detail::ConvProblem& p, const KernelTable& kt, in
   return plan;
 }
 
+bool winograd_pays(const ConvGeometry& g, const KernelTable& kt, int cpus) {
+  if (std::string_view(kt.isa).substr(0, 6) != "avx512" || cpus < kWinogradManyCpus) return true;
+  const double macs = double(numel(g.output_shape())) * double(g.taps()) * double(g.in_channels_per_group);
+  return macs / double(std::max(cpus, 1)) >= kWinogradMinMacsPerCpu;
+}
+
+int planning_cpus() {
+  const int forced = g_cpus.load();
+  return forced > 0 ? forced : platform::available_cpus();
+}
+
 void set_winograd(bool enabled) { g_winograd.store(enabled); }
 bool winograd_enabled() { return g_winograd.load(); }
 
@@ -367,10 +420,13 @@ std::vector<std::string> active_kernel_names() {
   for (int i = 0; i < kt.n_bf16_igemm; ++i) names.push_back(kt.bf16_igemm[i].name);
   names.push_back(kt.f32_dwconv.name);
   names.push_back(kt.f32_conv_cin1.name);
-  if (kt.f32_conv_cin1_narrow.nr > 0) names.push_back(kt.f32_conv_cin1_narrow.name);
+  if (kt.f32_conv_cin1_narrow.fn != nullptr) names.push_back(kt.f32_conv_cin1_narrow.name);
+  if (kt.f32_conv_cin1_wide.fn != nullptr) names.push_back(kt.f32_conv_cin1_wide.name);
   for (const DwconvKernel& k : kt.f32_conv_small_cout) names.push_back(k.name);
   return names;
 }
+
+void override_cpus(int cpus) { g_cpus.store(std::max(cpus, 0)); }
 
 void override_caches(const platform::CacheSizes& caches) {
   g_l1d.store(caches.l1d);

@@ -88,6 +88,16 @@ ProblemPlan plan_problem(const detail::ConvProblem& problem, const KernelTable& 
 // The cache sizes plans use: the detected ones, unless a test overrides them.
 platform::CacheSizes planning_caches();
 
+// The machine's CPUs plans use (platform::available_cpus(), unless a test
+// overrides them); never the call's thread count, which must not change a path.
+int planning_cpus();
+
+// Whether Winograd's savings outweigh its transforms for this problem with
+// kernel set kt on a machine of `cpus` CPUs (besides winograd's shape rules):
+// on AVX-512 machines of many CPUs, only with enough multiply-adds per CPU
+// (conv3d_plan.cpp).
+bool winograd_pays(const ConvGeometry& g, const KernelTable& kt, int cpus);
+
 // Test-only interface (C++ tests, and volconv._core._cpu_plan for Python
 // tests); not part of the public API.
 namespace testing {
@@ -112,6 +122,10 @@ std::vector<std::string> active_kernel_names();
 // ones, so a test of chunking does not depend on the machine; all zero
 // restores detection.
 void override_caches(const platform::CacheSizes& caches);
+
+// Plans take the machine to have this many CPUs (0 restores detection), so a
+// test of a path does not depend on the machine's size.
+void override_cpus(int cpus);
 
 }  // namespace testing
 }  // namespace volconv::cpu

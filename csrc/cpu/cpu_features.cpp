@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
-#include <iterator>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -33,6 +32,11 @@ struct Candidate {
   const KernelTable* (*table)();
   const char* features;                // nullptr: the table getter itself says (nullptr when absent)
   const char* (*compiled_features)();  // x86 sets: what the compiler enabled for the unit
+  // Another tile set of the set named `base` (same unit, same features):
+  // supported where the base is; picked by default only when two_fma is set
+  // and the machine's FMA rates ask for it (prefers_two_fma_tiles).
+  const char* base = nullptr;
+  bool two_fma = false;
 };
 
 // One feature word of the list; a word without a check here is never
@@ -73,24 +77,60 @@ const Candidate kCandidates[] = {
 #include "isa_table.inc"
     {"neon", kernels_neon, nullptr, nullptr},
     {"generic", kernels_generic, "", nullptr},
+    {"avx512bf16-2fma", kernels_avx512bf16_2fma, nullptr, nullptr, "avx512bf16", true},
+    {"avx512f-2fma", kernels_avx512f_2fma, nullptr, nullptr, "avx512f", true},
 };
 #undef VOLCONV_X86_ISA
 
+const Candidate* named(std::string_view name) {
+  for (const Candidate& c : kCandidates)
+    if (name == c.name) return &c;
+  return nullptr;
+}
+
 bool supported(const Candidate& c) {
+  if (c.base != nullptr) {
+    const Candidate* base = named(c.base);
+    return base != nullptr && supported(*base) && c.table() != nullptr;
+  }
   if (c.features == nullptr) return c.table() != nullptr;
   return cpu_has_all(c.features) && c.table() != nullptr;
 }
 
 const Candidate* find(const std::string& name) {
-  for (const Candidate& c : kCandidates)
-    if (name == c.name && supported(c)) return &c;
-  return nullptr;
+  const Candidate* c = named(name);
+  return c != nullptr && supported(*c) ? c : nullptr;
+}
+
+// Measured once, and only on a CPU with AVX-512 (the probe's unit needs it).
+const FmaRates& machine_rates() {
+  static const FmaRates rates = [] {
+    const Candidate* avx512f = named("avx512f");
+    return avx512f != nullptr && supported(*avx512f) ? measure_fma_rates_avx512f() : FmaRates{0.0, 0.0};
+  }();
+  return rates;
+}
+
+// The sets the CPU runs, best first: each unit's two tile sets together, the
+// one its FMA pipes ask for first.
+std::vector<const Candidate*> ranked() {
+  std::vector<const Candidate*> out;
+  for (const Candidate& c : kCandidates) {
+    if (c.base != nullptr || !supported(c)) continue;
+    const Candidate* two = nullptr;
+    for (const Candidate& v : kCandidates)
+      if (v.two_fma && v.base != nullptr && std::string_view(v.base) == c.name && supported(v)) two = &v;
+    const bool two_first = two != nullptr && prefers_two_fma_tiles(machine_rates());
+    if (two_first) out.push_back(two);
+    out.push_back(&c);
+    if (two != nullptr && !two_first) out.push_back(two);
+  }
+  return out;
 }
 
 const Candidate* best() {
-  for (const Candidate& c : kCandidates)
-    if (supported(c)) return &c;
-  return &kCandidates[std::size(kCandidates) - 1];
+  const std::vector<const Candidate*> r = ranked();
+  return r.empty() ? named("generic") : r.front();
 }
 
 std::atomic<const KernelTable*> g_active{nullptr};
@@ -123,8 +163,7 @@ const KernelTable& active_kernels() {
 
 std::vector<std::string> supported_isas() {
   std::vector<std::string> out;
-  for (const Candidate& c : kCandidates)
-    if (supported(c)) out.push_back(c.name);
+  for (const Candidate* c : ranked()) out.push_back(c->name);
   return out;
 }
 
@@ -141,7 +180,13 @@ void force_isa(const std::string& name) {
   g_active.store(c->table());
 }
 
+bool prefers_two_fma_tiles(const FmaRates& rates) {
+  return rates.narrow_gflops > 0.0 && rates.wide_gflops >= kTwoFmaMinRatio * rates.narrow_gflops;
+}
+
 namespace testing {
+FmaRates machine_fma_rates() { return machine_rates(); }
+
 std::vector<IsaEntry> isa_table() {
   std::vector<IsaEntry> out;
   for (const Candidate& c : kCandidates)

@@ -226,6 +226,12 @@ NB_MODULE(_core, m) {
   m.def("_cpu_supported_isas", &volconv::cpu::supported_isas);
   m.def("_cpu_isa", &volconv::cpu::active_isa);
   m.def("_cpu_force_isa", &volconv::cpu::force_isa, nb::arg("name"));
+  // Test-only: one thread's FMA GFLOP/s at 512 and 256 bits (zeros without
+  // AVX-512), and the tile set they pick (cpu_features.h).
+  m.def("_cpu_fma_rates", [] {
+    const cpu::FmaRates r = cpu::testing::machine_fma_rates();
+    return nb::make_tuple(r.wide_gflops, r.narrow_gflops, cpu::prefers_two_fma_tiles(r));
+  });
   // Test-only: the plan the CPU backend would run for this call (no work done).
   m.def("_cpu_plan", [](const StridedArray& input, DType input_dtype, const StridedArray& weight, DType weight_dtype,
                         ConvParams params, bool bias, Activation activation, bool residual) {
@@ -258,6 +264,8 @@ NB_MODULE(_core, m) {
   m.def("_cpu_override_caches", [](std::int64_t l1d, std::int64_t l2, std::int64_t l3) {
     cpu::testing::override_caches({l1d, l2, l3});
   }, nb::arg("l1d"), nb::arg("l2"), nb::arg("l3"), "Test-only: plans use these cache sizes; zeros restore detection.");
+  m.def("_cpu_override_cpus", &cpu::testing::override_cpus, nb::arg("cpus"),
+        "Test-only: plans take the machine to have this many CPUs; 0 restores detection.");
   m.def("set_cpu_winograd", &cpu::set_winograd, nb::arg("enabled"));
   m.def("cpu_winograd_enabled", &cpu::winograd_enabled);
   m.def("_cpu_cache_sizes", [] {

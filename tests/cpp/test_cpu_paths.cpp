@@ -71,7 +71,7 @@ std::vector<Template> templates(const std::string& isa) {
                f32, f32, c, 1, 4});
   t.push_back({"small-cout", geo("small_cout_groups", {1, 3, 4, 11, 27}, 0, {3, 3, 3}, 3), f32, f32, c, 1, 12});
   // bf16 x bf16 with an even C_in: vdpbf16ps where the ISA has it, else gathered rows.
-  t.push_back({isa == "avx512bf16" ? "igemm" : "packed-a", geo("bf16_even", {1, 3, 4, 7, 8}, 0, {3, 3, 3}), bf16,
+  t.push_back({isa.rfind("avx512bf16", 0) == 0 ? "igemm" : "packed-a", geo("bf16_even", {1, 3, 4, 7, 8}, 0, {3, 3, 3}), bf16,
                bf16});
   // Gathered rows: fp16/bf16 inputs (odd C_in).
   for (DType tx : {f16, bf16}) t.push_back({"packed-a", geo("packed_a", {1, 3, 4, 7, 7}, 0, {3, 3, 3}), tx, tx});
@@ -89,8 +89,8 @@ std::vector<Template> templates(const std::string& isa) {
   // Up to 4 input channels: the row kernel with C_out in the lanes, a row per (kd, kh, ci).
   for (DType tw : {f32, f16, bf16}) t.push_back({"few-cin", geo("cin1", {2, 3, 4, 15, 1}, 0, {3, 3, 3}), f32, tw});
   t.push_back({"few-cin", geo("cin3_strided_w", {1, 3, 4, 15, 3}, 0, {3, 3, 3}, 1, {1, 1, 2}, {1, 1, 2}), f32, f32});
-  // 5-8 input channels, C_out 5-8: the narrow row kernel where the ISA has one, else W folded into K.
-  const char* narrow_path = isa == "avx2" ? "few-cin" : "fold-w";
+  // 5-8 input channels, C_out 5-8: the narrow row kernel where the ISA has one (x86), else W folded into K.
+  const char* narrow_path = isa == "neon" || isa == "generic" ? "fold-w" : "few-cin";
   for (DType tw : {f32, bf16})
     t.push_back({narrow_path, geo("cin5_narrow", {2, 3, 4, 17, 5}, 0, {3, 3, 3}, 1, {1, 1, 1}, {1, 1, 1}), f32, tw, c,
                  5, 8});
@@ -131,10 +131,12 @@ void run_template(const std::string& isa, const Template& t, Reached& reached) {
       return;
     }
     const std::string kernel = plan.kernel;
-    // The forced ISA's kernels run (avx512bf16 shares avx512f's f32 kernels).
-    const bool own = got == "direct" || kernel.size() >= isa.size() &&
-                                            (kernel.compare(kernel.size() - isa.size(), isa.size(), isa) == 0 ||
-                                             (isa == "avx512bf16" && kernel.find("avx512f") != std::string::npos));
+    // The forced ISA's kernels run (avx512bf16 shares avx512f's f32 kernels;
+    // a "-2fma" tile set is its ISA's, by the ISA's kernels' names).
+    const std::string unit = isa.substr(0, isa.find('-'));
+    const bool own = got == "direct" || kernel.size() >= unit.size() &&
+                                            (kernel.compare(kernel.size() - unit.size(), unit.size(), unit) == 0 ||
+                                             (unit == "avx512bf16" && kernel.find("avx512f") != std::string::npos));
     if (!own) check::fail(__FILE__, __LINE__, isa + ": planned kernel " + kernel + " of another ISA");
     per_kernel[kernel].push_back(co);
   }
@@ -229,6 +231,9 @@ void check_cache_independence(const std::string& isa) {
 }  // namespace
 
 int main() {
+  // Plans as on a 2-CPU machine: the cases' paths must not depend on the
+  // machine's size (Winograd's many-CPU rule, conv3d_plan.cpp).
+  cpu::testing::override_cpus(2);
   for (const std::string& isa : cpu::supported_isas()) {
     cpu::force_isa(isa);
     Reached reached;
@@ -245,5 +250,6 @@ int main() {
     check_cache_independence(isa);
   }
   cpu::force_isa("");
+  cpu::testing::override_cpus(0);
   return check::result("test_cpu_paths");
 }

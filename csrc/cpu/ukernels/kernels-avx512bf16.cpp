@@ -42,23 +42,30 @@ double bf16_probe(std::int64_t iters) {
   return double(iters) * kChains * 16 * 4.0;
 }
 
+// The f32 kernels are those of an AVX-512F set (either tile set); this set
+// adds the vdpbf16ps kernels and the rounding bf16 store.
+KernelTable with_bf16(const KernelTable& f32, const char* isa) {
+  KernelTable t = f32;
+  t.isa = isa;
+  t.n_bf16_igemm = 4;
+  t.bf16_igemm[0] = {8, 16, bf16_igemm_dpbf16<8, 1>, "bf16-igemm-8x16-avx512bf16"};
+  t.bf16_igemm[1] = {12, 32, bf16_igemm_dpbf16<12, 2>, "bf16-igemm-12x32-avx512bf16"};
+  t.bf16_igemm[2] = {8, 48, bf16_igemm_dpbf16<8, 3>, "bf16-igemm-8x48-avx512bf16"};
+  t.bf16_igemm[3] = {6, 64, bf16_igemm_dpbf16<6, 4>, "bf16-igemm-6x64-avx512bf16"};
+  t.store_tile = store_tile_bf16;
+  t.bf16_probe = bf16_probe;
+  return t;
+}
+
 }  // namespace
 
 const KernelTable* kernels_avx512bf16() {
-  static const KernelTable table = [] {
-    // The f32 kernels are the AVX-512F set's; this set adds the vdpbf16ps
-    // kernels and the rounding bf16 store.
-    KernelTable t = *kernels_avx512f();
-    t.isa = "avx512bf16";
-    t.n_bf16_igemm = 4;
-    t.bf16_igemm[0] = {8, 16, bf16_igemm_dpbf16<8, 1>, "bf16-igemm-8x16-avx512bf16"};
-    t.bf16_igemm[1] = {12, 32, bf16_igemm_dpbf16<12, 2>, "bf16-igemm-12x32-avx512bf16"};
-    t.bf16_igemm[2] = {8, 48, bf16_igemm_dpbf16<8, 3>, "bf16-igemm-8x48-avx512bf16"};
-    t.bf16_igemm[3] = {6, 64, bf16_igemm_dpbf16<6, 4>, "bf16-igemm-6x64-avx512bf16"};
-    t.store_tile = store_tile_bf16;
-    t.bf16_probe = bf16_probe;
-    return t;
-  }();
+  static const KernelTable table = with_bf16(*kernels_avx512f(), "avx512bf16");
+  return &table;
+}
+
+const KernelTable* kernels_avx512bf16_2fma() {
+  static const KernelTable table = with_bf16(*kernels_avx512f_2fma(), "avx512bf16-2fma");
   return &table;
 }
 

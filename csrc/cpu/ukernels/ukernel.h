@@ -112,12 +112,19 @@ struct KernelTable {
   int n_bf16_igemm;  // vdpbf16ps kernels (avx512bf16 only)
   IgemmKernel bf16_igemm[4];
   DwconvKernel f32_dwconv;
-  DwconvKernel f32_conv_cin1;  // few input channels, groups 1 (see f32-conv-cin1.h)
-  // The same with one vector of output channels, for C_out <= its NR (nr 0:
-  // none): the wide tile's second vector would multiply zero weights.
+  // The few-input-channel row kernels (groups 1, f32-conv-cin1.h): the set's
+  // own, and optionally (fn null if not) a narrow one for C_out <= its NR (the
+  // own tile's second vector would multiply zero weights) and a wide one for
+  // C_out > the own NR. choose_cin1 (conv3d_plan.cpp) picks.
+  DwconvKernel f32_conv_cin1;
   DwconvKernel f32_conv_cin1_narrow;
+  DwconvKernel f32_conv_cin1_wide;
   DwconvKernel f32_conv_small_cout[4];  // [nc - 1]: 1-4 output channels per group (f32-conv-small-cout.h)
   WinogradInputFn winograd_input;    // f32-winograd.h
+  // Winograd's GEMMs take the tallest f32_igemm tile of those wasting the
+  // fewest channels (not the widest): its weights are streamed once per
+  // point and unit, so rows per weight load count most (the -2fma sets).
+  int winograd_tall_tiles;
   WinogradOutputFn winograd_output;
   StoreTileFn store_tile;
   ConvertRowFn convert_row;
@@ -134,5 +141,15 @@ const KernelTable* kernels_avx2();
 const KernelTable* kernels_avx512f();
 const KernelTable* kernels_avx512bf16();
 const KernelTable* kernels_neon();
+// The AVX-512 sets' tiles for cores with two 512-bit FMA pipes (kernels-avx512f.cpp).
+const KernelTable* kernels_avx512f_2fma();
+const KernelTable* kernels_avx512bf16_2fma();
+
+// One thread's FMA throughput at 512 and at 256 bits (fma-rates.h), GFLOP/s;
+// zeros where AVX-512 was not compiled in.
+struct FmaRates {
+  double wide_gflops, narrow_gflops;
+};
+FmaRates measure_fma_rates_avx512f();
 
 }  // namespace volconv::cpu

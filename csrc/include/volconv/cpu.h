@@ -37,7 +37,9 @@ void set_winograd(bool enabled);
 bool winograd_enabled();
 
 // Kernel sets this CPU can run, best first ("avx512bf16", "avx512f", "avx2",
-// "neon", "generic"), and the one in use. force_isa("") restores automatic
+// "neon", "generic"; each AVX-512 set also as "<set>-2fma", its tiles for
+// cores with two 512-bit FMA pipes, first where the CPU has them), and the
+// one in use. force_isa("") restores automatic
 // choice (also settable through VOLCONV_CPU_ISA); an ISA the CPU lacks throws
 // std::invalid_argument. Meant for tests and benchmarks.
 std::vector<std::string> supported_isas();
