@@ -13,6 +13,7 @@
 #include "../core/op_geometry.h"
 #include "../core/output_blocks.h"
 #include "../cpu/conv3d_plan.h"
+#include "../cpu/wgrad_bf16_dot.h"
 #include "volconv/conv_general.h"
 #include "arrays.h"
 #include "gil_release.h"
@@ -174,6 +175,24 @@ void bind_training(nb::module_& m) {
     throw std::invalid_argument("[_cpu_plan_problem] Unknown op " + op + ".");
   }, nb::arg("op"), nb::arg("a"), nb::arg("a_dtype"), nb::arg("b"), nb::arg("b_dtype"), nb::arg("shape"),
      nb::arg("params"));
+  // Test-only: the inner loops the last gathered or row-path weight gradient ran.
+  m.def("_cpu_last_wgrad_kernel", [] { return std::string(cpu::testing::last_wgrad_kernel()); });
+  // Test-only: c[:m, :n] += the bf16 dot GEMM of pair words g (pairs x ldg)
+  // and x (pairs x ldx) (wgrad_bf16_dot.h); False where the active kernel
+  // set has none.
+  using PairWords = nb::ndarray<const std::uint32_t, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
+  m.def("_cpu_wgrad_bf16_dot", [](PairWords g, PairWords x,
+                                  nb::ndarray<float, nb::ndim<2>, nb::c_contig, nb::device::cpu> c, std::int64_t m,
+                                  std::int64_t n) {
+    const cpu::WgradBf16Kernel* k = cpu::wgrad_bf16_dot_active();
+    if (k == nullptr) return false;
+    const auto dim = [](const auto& a, int i) { return std::int64_t(a.shape(i)); };
+    if (dim(g, 0) != dim(x, 0) || m < 0 || n < 0 || m > dim(g, 1) || n > dim(x, 1) || m > dim(c, 0) ||
+        n > dim(c, 1))
+      throw std::invalid_argument("[_cpu_wgrad_bf16_dot] The operands' shapes do not fit m and n.");
+    k->gemm(dim(g, 0), m, n, g.data(), dim(g, 1), x.data(), dim(x, 1), c.data(), dim(c, 1));
+    return true;
+  }, nb::arg("g"), nb::arg("x"), nb::arg("c"), nb::arg("m"), nb::arg("n"));
   m.def("_cpu_plan_problem", [plan_dict](const std::string& op, const StridedArray& a, DType at,
                                          const StridedArray& b, DType bt, const ConvTransposeParams& p) {
     if (op != "conv_transpose3d") throw std::invalid_argument("[_cpu_plan_problem] Unknown op " + op + ".");
