@@ -10,9 +10,12 @@ Tolerances, from the rounding (u = 2^-24, float32's unit roundoff):
   denormals as zero: the data here has none), so c0 + a sum of K products
   is within K * u * (|c0| + sum |products|) of the exact value;
 - a weight gradient: K positions plus the 8 partial sums' additions, then
-  one rounding to bf16 (2^-9 relative): |r - ref| <= 2^-9 |ref| +
-  (1 + 2^-9) (K + 8) u S, S the reference on absolute values. torch's
-  bf16 result has the same bound; the two may differ by the sum of both."""
+  one rounding to bf16 (2^-8 relative): |r - ref| <= 2^-8 |ref| +
+  (1 + 2^-8) (K + 8) u S, S the reference on absolute values.
+- against torch: torch's bf16 CPU convolution keeps bf16 partial sums on
+  some paths (2.5e-3 S off the float64 reference on a Zen 4 without AMX),
+  so it is held to the suite's bf16 tolerance (reference_training's
+  assert_close, twice 8e-3 S); the float64 reference is the tight check."""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ import math
 
 import numpy as np
 import pytest
-from reference_training import conv3d_grad_weight_reference
+from reference_training import assert_close, conv3d_grad_weight_reference
 from training_checks import data, f64
 
 import volconv as vc
@@ -145,7 +148,7 @@ def run_case(case, seed):
 
 
 def bound(ref, scale, positions):
-    return 2.0**-9 * np.abs(ref) + (1 + 2.0**-9) * (positions + PARTS) * U * scale + 1e-30
+    return 2.0**-8 * np.abs(ref) + (1 + 2.0**-8) * (positions + PARTS) * U * scale + 1e-30
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c[0])
@@ -205,9 +208,7 @@ def test_bf16_grad_weight_matches_torch_autograd(case):
     y = F.conv3d(xt, wt, stride=kw.get("stride", 1), padding=kw.get("padding", 0), groups=kw.get("groups", 1))
     y.backward(to_torch(gy).permute(0, 4, 1, 2, 3))
     theirs = f64(wt.grad.permute(0, 2, 3, 4, 1).float().numpy())
-    assert_within(
-        gw, theirs, 2 * bound(ref, scale, positions), "bfloat16", f"bf16 grad_weight vs torch {name}"
-    )
+    assert_close(gw, theirs, 2 * scale, "bfloat16", f"bf16 grad_weight vs torch {name} ({ran})")
 
 
 @pytest.mark.parametrize("case", [CASES[0], CASES[2], CASES[5]], ids=lambda c: c[0])

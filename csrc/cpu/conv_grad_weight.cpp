@@ -141,11 +141,13 @@ void weight_grad_typed(const ConvProblem& p, const WgradBf16Kernel* dot) {
           }
         }
         if (rows == 0) continue;
-        if (dot) {  // an odd count's last pair is half zeros (load_pair_row)
-          for (std::int64_t grp = 0; grp < groups; ++grp)
-            dot->gemm((rows + 1) / 2, cog, cig, gpair.data() + grp * cog, cout, xpair.data() + grp * cig, cin,
-                      dst + grp * cog * taps * cig, taps * cig);
-          continue;
+        if constexpr (kBf16Pairs<A, EX, EY>) {
+          if (dot) {  // an odd count's last pair is half zeros (load_pair_row)
+            for (std::int64_t grp = 0; grp < groups; ++grp)
+              dot->gemm((rows + 1) / 2, cog, cig, gpair.data() + grp * cog, cout, xpair.data() + grp * cig, cin,
+                        dst + grp * cog * taps * cig, taps * cig);
+            continue;
+          }
         }
         if (depthwise) {
           depthwise_acc(rows, cout, gbuf.data(), xbuf.data(), dw_acc.data());
