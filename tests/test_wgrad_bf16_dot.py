@@ -2,7 +2,10 @@
 GEMM alone against float64 on pair words packed here, and the weight
 gradients of bf16 operands that take the gathered GEMM against the float64
 reference (reference_training.py) and torch's bf16 autograd; which loops
-ran; bits independent of the thread count.
+ran; bits independent of the thread count. Each runs on the vdpbf16ps
+kernel (skipped without avx512_bf16) and on its portable emulation (same
+sums, same order), so a CPU without AVX512_BF16 still tests the driver's
+pair packing.
 
 Tolerances, from the rounding (u = 2^-24, float32's unit roundoff):
 - the GEMM: each product of two bf16 values is exact in float32 and
@@ -37,11 +40,27 @@ ml_dtypes = pytest.importorskip("ml_dtypes")
 U = 2.0**-24
 PARTS = 8  # kWeightGradParts (csrc/cpu/conv_problem_cpu.h)
 DOT_KERNEL = "bf16-wgrad-dot-6x64-avx512bf16"
+EMULATED = "bf16-wgrad-dot-emulated"
 NO_BF16 = "this CPU has no avx512_bf16: the vdpbf16ps GEMM cannot run here"
 
 
 def has_bf16_dot():
     return "avx512bf16" in _core._cpu_supported_isas()
+
+
+@pytest.fixture(params=["vdpbf16ps", "emulated"])
+def dot_kernel(request):
+    """The dot GEMM's name, active for the test: the avx512bf16 kernel set
+    (skipped without it) or the emulation on this CPU's own set."""
+    if request.param == "vdpbf16ps":
+        if not has_bf16_dot():
+            pytest.skip(NO_BF16)
+        _core._cpu_force_isa("avx512bf16")
+    else:
+        _core._cpu_emulate_wgrad_bf16_dot(True)
+    yield DOT_KERNEL if request.param == "vdpbf16ps" else EMULATED
+    _core._cpu_force_isa("")
+    _core._cpu_emulate_wgrad_bf16_dot(False)
 
 
 def bf16_bits(a):
@@ -71,20 +90,14 @@ GEMM_CASES = [
 
 
 @pytest.mark.parametrize("case", GEMM_CASES, ids=lambda c: "p{}_m{}_n{}_pad{}".format(*c))
-def test_dot_gemm_matches_float64(case):
-    if not has_bf16_dot():
-        pytest.skip(NO_BF16)
+def test_dot_gemm_matches_float64(case, dot_kernel):
     npos, m, n, extra = case
     rng = np.random.default_rng(npos * 1000 + m * 10 + n)
     g = bf16_bits(rng.standard_normal((npos, m + extra)))
     x = bf16_bits(rng.standard_normal((npos, n + extra)))
     c = rng.standard_normal((m + extra, n + extra)).astype(np.float32)
     before = c.copy()
-    _core._cpu_force_isa("avx512bf16")
-    try:
-        assert _core._cpu_wgrad_bf16_dot(pair_words(g), pair_words(x), c, m, n)
-    finally:
-        _core._cpu_force_isa("")
+    assert _core._cpu_wgrad_bf16_dot(pair_words(g), pair_words(x), c, m, n)
     gv = f64(g.view(ml_dtypes.bfloat16))[:, :m]
     xv = f64(x.view(ml_dtypes.bfloat16))[:, :n]
     ref = f64(before[:m, :n]) + gv.T @ xv
@@ -152,12 +165,10 @@ def bound(ref, scale, positions):
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c[0])
-def test_bf16_grad_weight_matches_float64(case):
+def test_bf16_grad_weight_matches_float64(case, dot_kernel):
     x, gy, gw, ran, ref, scale, positions = run_case(case, 100)
     assert gw.dtype == ml_dtypes.bfloat16
-    # the vdpbf16ps GEMM exactly where the active kernel set has it
-    expected = DOT_KERNEL if _core._cpu_isa() == "avx512bf16" else "wgrad-"
-    assert ran.startswith(expected), (ran, _core._cpu_isa())
+    assert ran == dot_kernel
     assert_within(gw, ref, bound(ref, scale, positions), "bfloat16", f"bf16 grad_weight {case[0]} ({ran})")
 
 
@@ -173,13 +184,17 @@ def test_conv3d_cases_take_the_gathered_gemm():
 
 def test_other_dtypes_keep_the_float_loops():
     """Only bf16 with bf16 takes the dot GEMM: float32 and a bf16 / float32
-    mix keep the float32 loops; so do forced kernel sets without avx512_bf16."""
+    mix keep the float32 loops; so does a forced kernel set without
+    avx512_bf16, while the default set on a CPU with it takes the dot."""
     x = data((1, 3, 3, 4, 40), 5, "bfloat16")
     gy = data((1, 3, 3, 4, 6), 6, "bfloat16")
     vc.conv3d_grad_weight(x, gy.astype(np.float32), (6, 1, 1, 1, 40))
     assert _core._cpu_last_wgrad_kernel().startswith("wgrad-")
     vc.conv3d_grad_weight(x.astype(np.float32), gy.astype(np.float32), (6, 1, 1, 1, 40))
     assert _core._cpu_last_wgrad_kernel().startswith("wgrad-")
+    vc.conv3d_grad_weight(x, gy, (6, 1, 1, 1, 40))
+    expected = DOT_KERNEL if _core._cpu_isa() == "avx512bf16" else "wgrad-" + _core._cpu_isa()
+    assert _core._cpu_last_wgrad_kernel() == expected
     if not has_bf16_dot():
         pytest.skip(NO_BF16)
     _core._cpu_force_isa("avx512f")
@@ -188,15 +203,14 @@ def test_other_dtypes_keep_the_float_loops():
         assert _core._cpu_last_wgrad_kernel() == "wgrad-avx512f"
     finally:
         _core._cpu_force_isa("")
-    vc.conv3d_grad_weight(x, gy, (6, 1, 1, 1, 40))
-    assert _core._cpu_last_wgrad_kernel() == DOT_KERNEL
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if "input_dilation" not in c[4]], ids=lambda c: c[0])
-def test_bf16_grad_weight_matches_torch_autograd(case):
+def test_bf16_grad_weight_matches_torch_autograd(case, dot_kernel):
     torch = pytest.importorskip("torch")
     F = torch.nn.functional
     x, gy, gw, ran, ref, scale, positions = run_case(case, 200)
+    assert ran == dot_kernel
     name, shape, cout, k, kw = case
     w = data((cout, *t3(k), shape[4] // kw.get("groups", 1)), 201, "bfloat16")
 
@@ -212,10 +226,11 @@ def test_bf16_grad_weight_matches_torch_autograd(case):
 
 
 @pytest.mark.parametrize("case", [CASES[0], CASES[2], CASES[5]], ids=lambda c: c[0])
-def test_bf16_grad_weight_bits_independent_of_threads(case, threads):
+def test_bf16_grad_weight_bits_independent_of_threads(case, dot_kernel, threads):
     results = []
     for n in (1, 2, 3, 16):
         vc.set_num_threads(n)
         _, _, gw, ran, *_ = run_case(case, 300)
         results.append((gw.tobytes(), ran))
+    assert results[0][1] == dot_kernel
     assert all(r == results[0] for r in results[1:]), [r[1] for r in results]

@@ -86,6 +86,7 @@ void weight_grad_typed(const ConvProblem& p, const WgradBf16Kernel* dot) {
     // bf16 pairs of positions (wgrad_bf16_dot.h): a word per two rows' values
     const std::size_t pair_rows = dot ? std::size_t((block + 1) / 2) : 0;
     std::vector<std::uint32_t> gpair(pair_rows * std::size_t(cout)), xpair(pair_rows * std::size_t(cin));
+    std::int64_t first_y = 0, first_x = 0;  // the first row of the pair being gathered
     std::vector<A> dw_acc(depthwise ? std::size_t(cout) : 0);
     for (std::int64_t item = item_begin; item < item_end; ++item) {
       const std::int64_t part = item / taps, tap = item % taps;
@@ -124,8 +125,13 @@ void weight_grad_typed(const ConvProblem& p, const WgradBf16Kernel* dot) {
               load_row<EY>(y + yoff, ys[4], cout, gbuf.data() + rows * cout);
               load_row<EX>(x + xoff, xs[4], cin, xbuf.data() + rows * cin);
             } else if constexpr (kBf16Pairs<A, EX, EY>) {
-              load_pair_row(y + yoff, ys[4], cout, gpair.data() + rows / 2 * cout, rows % 2 == 1);
-              load_pair_row(x + xoff, xs[4], cin, xpair.data() + rows / 2 * cin, rows % 2 == 1);
+              if (rows % 2 == 0) {  // packed when its second row comes (or at the block's end)
+                first_y = yoff;
+                first_x = xoff;
+              } else {
+                pack_pair_rows(y + first_y, y + yoff, ys[4], cout, gpair.data() + rows / 2 * cout);
+                pack_pair_rows(x + first_x, x + xoff, xs[4], cin, xpair.data() + rows / 2 * cin);
+              }
             }
             ++rows;
           }
@@ -142,7 +148,11 @@ void weight_grad_typed(const ConvProblem& p, const WgradBf16Kernel* dot) {
         }
         if (rows == 0) continue;
         if constexpr (kBf16Pairs<A, EX, EY>) {
-          if (dot) {  // an odd count's last pair is half zeros (load_pair_row)
+          if (dot) {
+            if (rows % 2 == 1) {  // an odd count's last row: a pair with zeros
+              pack_pair_rows(y + first_y, nullptr, ys[4], cout, gpair.data() + rows / 2 * cout);
+              pack_pair_rows(x + first_x, nullptr, xs[4], cin, xpair.data() + rows / 2 * cin);
+            }
             for (std::int64_t grp = 0; grp < groups; ++grp)
               dot->gemm((rows + 1) / 2, cog, cig, gpair.data() + grp * cog, cout, xpair.data() + grp * cig, cin,
                         dst + grp * cog * taps * cig, taps * cig);
@@ -216,7 +226,12 @@ const WgradKernels& wgrad_kernels_active() {
   return wgrad_kernels_generic();
 }
 
+namespace {
+std::atomic<bool> g_emulate_bf16_dot{false};
+}
+
 const WgradBf16Kernel* wgrad_bf16_dot_active() {
+  if (g_emulate_bf16_dot.load()) return &wgrad_bf16_dot_emulated();
 #if defined(VOLCONV_WGRAD_AVX512BF16)
   if (active_isa() == "avx512bf16") return &wgrad_bf16_dot_avx512bf16();
 #endif
@@ -229,6 +244,7 @@ std::atomic<const char*> g_last_wgrad_kernel{""};
 }
 const char* last_wgrad_kernel() { return g_last_wgrad_kernel.load(); }
 void set_last_wgrad_kernel(const char* name) { g_last_wgrad_kernel.store(name); }
+void emulate_bf16_dot(bool on) { g_emulate_bf16_dot.store(on); }
 }  // namespace testing
 
 void run_weight_grad(const ConvProblem& p) {

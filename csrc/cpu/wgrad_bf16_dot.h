@@ -29,19 +29,28 @@ struct WgradBf16Kernel {
 // Only in x86-64 builds (VOLCONV_WGRAD_AVX512BF16); the CPU must have avx512_bf16.
 const WgradBf16Kernel& wgrad_bf16_dot_avx512bf16();
 
+// The same sums in portable scalar code, in vdpbf16ps's order (each word's
+// high half first, one float32 rounding per add, bf16 denormals read as
+// zero; denormal sums are kept): lets a CPU without AVX512_BF16 test the
+// pair packing of the driver (testing::emulate_bf16_dot).
+const WgradBf16Kernel& wgrad_bf16_dot_emulated();
+
 // The bf16 dot GEMM when the active kernel set is avx512bf16 (force_isa
-// included), else nullptr: then bf16 operands take the float32 loops.
+// included) or the emulation is on, else nullptr: then bf16 operands take the
+// float32 loops.
 const WgradBf16Kernel* wgrad_bf16_dot_active();
 
-// Writes n values of a bf16 row (`stride` elements apart) into one half of
-// n pair words: the low half (clearing the high one) for the first position
-// of a pair, the high half for the second.
-inline void load_pair_row(const std::uint16_t* src, std::int64_t stride, std::int64_t n, std::uint32_t* dst,
-                          bool second) {
-  if (!second) {
-    for (std::int64_t c = 0; c < n; ++c) dst[c] = src[c * stride];
+// Packs n values of two bf16 rows (`stride` elements apart) into n pair
+// words: first's in the low halves, second's in the high halves; second
+// nullptr: zero high halves (the last row of an odd count).
+inline void pack_pair_rows(const std::uint16_t* first, const std::uint16_t* second, std::int64_t stride,
+                           std::int64_t n, std::uint32_t* dst) {
+  if (second == nullptr) {
+    for (std::int64_t c = 0; c < n; ++c) dst[c] = first[c * stride];
+  } else if (stride == 1) {  // a loop the compiler vectorises (interleaving 16-bit lanes)
+    for (std::int64_t c = 0; c < n; ++c) dst[c] = first[c] | std::uint32_t(second[c]) << 16;
   } else {
-    for (std::int64_t c = 0; c < n; ++c) dst[c] |= std::uint32_t(src[c * stride]) << 16;
+    for (std::int64_t c = 0; c < n; ++c) dst[c] = first[c * stride] | std::uint32_t(second[c * stride]) << 16;
   }
 }
 
@@ -50,6 +59,8 @@ namespace testing {
 // WgradKernels name ("wgrad-avx512f") or a WgradBf16Kernel name.
 const char* last_wgrad_kernel();
 void set_last_wgrad_kernel(const char* name);
+// On: wgrad_bf16_dot_active() is the emulation, on any CPU (tests only).
+void emulate_bf16_dot(bool on);
 }  // namespace testing
 
 }  // namespace volconv::cpu

@@ -177,6 +177,8 @@ void bind_training(nb::module_& m) {
      nb::arg("params"));
   // Test-only: the inner loops the last gathered or row-path weight gradient ran.
   m.def("_cpu_last_wgrad_kernel", [] { return std::string(cpu::testing::last_wgrad_kernel()); });
+  // Test-only: bf16 weight gradients on the portable emulation of the dot GEMM.
+  m.def("_cpu_emulate_wgrad_bf16_dot", &cpu::testing::emulate_bf16_dot, nb::arg("on"));
   // Test-only: c[:m, :n] += the bf16 dot GEMM of pair words g (pairs x ldg)
   // and x (pairs x ldx) (wgrad_bf16_dot.h); False where the active kernel
   // set has none.
