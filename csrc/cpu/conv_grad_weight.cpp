@@ -13,7 +13,6 @@
 //    pairs of positions and multiplied on vdpbf16ps (wgrad_bf16_dot.h).
 // float32 accumulation for float16/bfloat16/float32, float64 for float64.
 #include <algorithm>
-#include <atomic>
 #include <type_traits>
 #include <vector>
 
@@ -225,27 +224,6 @@ const WgradKernels& wgrad_kernels_active() {
 #endif
   return wgrad_kernels_generic();
 }
-
-namespace {
-std::atomic<bool> g_emulate_bf16_dot{false};
-}
-
-const WgradBf16Kernel* wgrad_bf16_dot_active() {
-  if (g_emulate_bf16_dot.load()) return &wgrad_bf16_dot_emulated();
-#if defined(VOLCONV_WGRAD_AVX512BF16)
-  if (active_isa() == "avx512bf16") return &wgrad_bf16_dot_avx512bf16();
-#endif
-  return nullptr;
-}
-
-namespace testing {
-namespace {
-std::atomic<const char*> g_last_wgrad_kernel{""};
-}
-const char* last_wgrad_kernel() { return g_last_wgrad_kernel.load(); }
-void set_last_wgrad_kernel(const char* name) { g_last_wgrad_kernel.store(name); }
-void emulate_bf16_dot(bool on) { g_emulate_bf16_dot.store(on); }
-}  // namespace testing
 
 void run_weight_grad(const ConvProblem& p) {
   const bool f64 = p.result.dtype == DType::float64;

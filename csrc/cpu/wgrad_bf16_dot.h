@@ -32,13 +32,18 @@ const WgradBf16Kernel& wgrad_bf16_dot_avx512bf16();
 // The same sums in portable scalar code, in vdpbf16ps's order (each word's
 // high half first, one float32 rounding per add, bf16 denormals read as
 // zero; denormal sums are kept): lets a CPU without AVX512_BF16 test the
-// pair packing of the driver (testing::emulate_bf16_dot).
+// pair packing of the driver (testing::set_bf16_dot_mode).
 const WgradBf16Kernel& wgrad_bf16_dot_emulated();
 
 // The bf16 dot GEMM when the active kernel set is avx512bf16 (force_isa
-// included) or the emulation is on, else nullptr: then bf16 operands take the
-// float32 loops.
+// included) and vdpbf16ps outruns float32 FMAs on this CPU
+// (bf16_dot_speed_ratio), else nullptr: then bf16 operands take the float32
+// loops (wgrad_bf16_choice.cpp).
 const WgradBf16Kernel* wgrad_bf16_dot_active();
+
+// vdpbf16ps's flops per second over float32 FMAs' on this CPU, measured once
+// per process on the calling thread; 0 where the active set has no vdpbf16ps.
+double bf16_dot_speed_ratio();
 
 // Packs n values of two bf16 rows (`stride` elements apart) into n pair
 // words: first's in the low halves, second's in the high halves; second
@@ -59,8 +64,11 @@ namespace testing {
 // WgradKernels name ("wgrad-avx512f") or a WgradBf16Kernel name.
 const char* last_wgrad_kernel();
 void set_last_wgrad_kernel(const char* name);
-// On: wgrad_bf16_dot_active() is the emulation, on any CPU (tests only).
-void emulate_bf16_dot(bool on);
+// Which dot GEMM wgrad_bf16_dot_active() returns: as measured (automatic),
+// the vdpbf16ps kernel wherever the active set is avx512bf16 (hardware), or
+// the emulation on any CPU (emulated). Tests only.
+enum class Bf16DotMode { automatic, hardware, emulated };
+void set_bf16_dot_mode(Bf16DotMode mode);
 }  // namespace testing
 
 }  // namespace volconv::cpu

@@ -177,8 +177,15 @@ void bind_training(nb::module_& m) {
      nb::arg("params"));
   // Test-only: the inner loops the last gathered or row-path weight gradient ran.
   m.def("_cpu_last_wgrad_kernel", [] { return std::string(cpu::testing::last_wgrad_kernel()); });
-  // Test-only: bf16 weight gradients on the portable emulation of the dot GEMM.
-  m.def("_cpu_emulate_wgrad_bf16_dot", &cpu::testing::emulate_bf16_dot, nb::arg("on"));
+  // Test-only: which dot GEMM bf16 weight gradients take ("auto": as measured,
+  // "vdpbf16ps": wherever the set is avx512bf16, "emulated": the portable one).
+  m.def("_cpu_wgrad_bf16_dot_mode", [](const std::string& mode) {
+    using M = cpu::testing::Bf16DotMode;
+    if (mode != "auto" && mode != "vdpbf16ps" && mode != "emulated")
+      throw std::invalid_argument("[_cpu_wgrad_bf16_dot_mode] Expected auto, vdpbf16ps or emulated, got " + mode + ".");
+    cpu::testing::set_bf16_dot_mode(mode == "auto" ? M::automatic : mode == "emulated" ? M::emulated : M::hardware);
+  }, nb::arg("mode"));
+  m.def("_cpu_wgrad_bf16_dot_speed_ratio", &cpu::bf16_dot_speed_ratio);
   // Test-only: c[:m, :n] += the bf16 dot GEMM of pair words g (pairs x ldg)
   // and x (pairs x ldx) (wgrad_bf16_dot.h); False where the active kernel
   // set has none.
