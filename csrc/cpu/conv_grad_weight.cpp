@@ -9,8 +9,9 @@
 //    to the accumulator type) only the rows whose tap lands on a real input
 //    element (not padding, not an inserted zero of input dilation), and
 //    multiplies them in a register-tiled loop (wgrad_gemm.h) for the ISA.
-//  - Both operands bf16 on an avx512bf16 CPU: the rows are gathered as bf16
-//    pairs of positions and multiplied on vdpbf16ps (wgrad_bf16_dot.h).
+//  - Both operands bf16 on an avx512bf16 CPU where vdpbf16ps outruns FMA
+//    (wgrad_bf16_choice.cpp): the rows are gathered as bf16 pairs of
+//    positions and multiplied on vdpbf16ps (wgrad_bf16_dot.h).
 // float32 accumulation for float16/bfloat16/float32, float64 for float64.
 #include <algorithm>
 #include <type_traits>
@@ -40,8 +41,9 @@ template <class A> WgradDepthwise<A> depthwise_of(const WgradKernels& k);
 template <> WgradDepthwise<float> depthwise_of<float>(const WgradKernels& k) { return k.depthwise_f32; }
 template <> WgradDepthwise<double> depthwise_of<double>(const WgradKernels& k) { return k.depthwise_f64; }
 
-// Both operands bf16, float32 sums: the vdpbf16ps GEMM takes them, except
-// depthwise problems (their channel loop has no GEMM to pair).
+// Both operands bf16, float32 sums: the vdpbf16ps GEMM may take them (where
+// it is the active choice), except depthwise problems (their channel loop
+// has no GEMM to pair).
 template <class A, class EX, class EY>
 constexpr bool kBf16Pairs = std::is_same_v<A, float> && std::is_same_v<EX, Element<DType::bfloat16>> &&
                             std::is_same_v<EY, Element<DType::bfloat16>>;
