@@ -9,8 +9,12 @@
 //    to the accumulator type) only the rows whose tap lands on a real input
 //    element (not padding, not an inserted zero of input dilation), and
 //    multiplies them in a register-tiled loop (wgrad_gemm.h) for the ISA.
+//  - Both operands bf16 on an avx512bf16 CPU where vdpbf16ps outruns FMA
+//    (wgrad_bf16_choice.cpp): the rows are gathered as bf16 pairs of
+//    positions and multiplied on vdpbf16ps (wgrad_bf16_dot.h).
 // float32 accumulation for float16/bfloat16/float32, float64 for float64.
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "../core/element.h"
@@ -18,6 +22,7 @@
 #include "padding_map.h"
 #include "thread_pool.h"
 #include "volconv/cpu.h"
+#include "wgrad_bf16_dot.h"
 #include "wgrad_common.h"
 #include "wgrad_gemm.h"
 #include "../core/workspace.h"
@@ -36,8 +41,26 @@ template <class A> WgradDepthwise<A> depthwise_of(const WgradKernels& k);
 template <> WgradDepthwise<float> depthwise_of<float>(const WgradKernels& k) { return k.depthwise_f32; }
 template <> WgradDepthwise<double> depthwise_of<double>(const WgradKernels& k) { return k.depthwise_f64; }
 
+// Both operands bf16, float32 sums: the vdpbf16ps GEMM may take them (where
+// it is the active choice), except depthwise problems (their channel loop
+// has no GEMM to pair).
 template <class A, class EX, class EY>
-void weight_grad_typed(const ConvProblem& p) {
+constexpr bool kBf16Pairs = std::is_same_v<A, float> && std::is_same_v<EX, Element<DType::bfloat16>> &&
+                            std::is_same_v<EY, Element<DType::bfloat16>>;
+
+template <class A, class EX, class EY>
+const WgradBf16Kernel* bf16_dot_for(const ConvProblem& p) {
+  if constexpr (kBf16Pairs<A, EX, EY>) {
+    const ConvProblemGeometry& g = p.geometry;
+    const bool depthwise = g.in_channels_per_group() == 1 && g.out_channels_per_group() == 1;
+    return depthwise ? nullptr : wgrad_bf16_dot_active();
+  }
+  (void)p;
+  return nullptr;
+}
+
+template <class A, class EX, class EY>
+void weight_grad_typed(const ConvProblem& p, const WgradBf16Kernel* dot) {
   using SX = typename EX::storage;
   using SY = typename EY::storage;
   const ConvProblemGeometry& g = p.geometry;
@@ -60,7 +83,11 @@ void weight_grad_typed(const ConvProblem& p) {
   const Shape5& ys = p.output.strides;
 
   parallel_for(kWeightGradParts * taps, [&](std::int64_t item_begin, std::int64_t item_end) {
-    std::vector<A> gbuf(std::size_t(block * cout)), xbuf(std::size_t(block * cin));
+    std::vector<A> gbuf(dot ? 0 : std::size_t(block * cout)), xbuf(dot ? 0 : std::size_t(block * cin));
+    // bf16 pairs of positions (wgrad_bf16_dot.h): a word per two rows' values
+    const std::size_t pair_rows = dot ? std::size_t((block + 1) / 2) : 0;
+    std::vector<std::uint32_t> gpair(pair_rows * std::size_t(cout)), xpair(pair_rows * std::size_t(cin));
+    std::int64_t first_y = 0, first_x = 0;  // the first row of the pair being gathered
     std::vector<A> dw_acc(depthwise ? std::size_t(cout) : 0);
     for (std::int64_t item = item_begin; item < item_end; ++item) {
       const std::int64_t part = item / taps, tap = item % taps;
@@ -95,8 +122,18 @@ void weight_grad_typed(const ConvProblem& p) {
           }
           if (real) {
             const std::int64_t yoff = n * ys[0] + o[0] * ys[1] + o[1] * ys[2] + o[2] * ys[3];
-            load_row<EY>(y + yoff, ys[4], cout, gbuf.data() + rows * cout);
-            load_row<EX>(x + xoff, xs[4], cin, xbuf.data() + rows * cin);
+            if (!dot) {
+              load_row<EY>(y + yoff, ys[4], cout, gbuf.data() + rows * cout);
+              load_row<EX>(x + xoff, xs[4], cin, xbuf.data() + rows * cin);
+            } else if constexpr (kBf16Pairs<A, EX, EY>) {
+              if (rows % 2 == 0) {  // packed when its second row comes (or at the block's end)
+                first_y = yoff;
+                first_x = xoff;
+              } else {
+                pack_pair_rows(y + first_y, y + yoff, ys[4], cout, gpair.data() + rows / 2 * cout);
+                pack_pair_rows(x + first_x, x + xoff, xs[4], cin, xpair.data() + rows / 2 * cin);
+              }
+            }
             ++rows;
           }
           if (++o[2] == g.out[2]) {
@@ -111,6 +148,18 @@ void weight_grad_typed(const ConvProblem& p) {
           }
         }
         if (rows == 0) continue;
+        if constexpr (kBf16Pairs<A, EX, EY>) {
+          if (dot) {
+            if (rows % 2 == 1) {  // an odd count's last row: a pair with zeros
+              pack_pair_rows(y + first_y, nullptr, ys[4], cout, gpair.data() + rows / 2 * cout);
+              pack_pair_rows(x + first_x, nullptr, xs[4], cin, xpair.data() + rows / 2 * cin);
+            }
+            for (std::int64_t grp = 0; grp < groups; ++grp)
+              dot->gemm((rows + 1) / 2, cog, cig, gpair.data() + grp * cog, cout, xpair.data() + grp * cig, cin,
+                        dst + grp * cog * taps * cig, taps * cig);
+            continue;
+          }
+        }
         if (depthwise) {
           depthwise_acc(rows, cout, gbuf.data(), xbuf.data(), dw_acc.data());
           continue;
@@ -182,10 +231,16 @@ void run_weight_grad(const ConvProblem& p) {
   const bool f64 = p.result.dtype == DType::float64;
   visit_dtype(p.input.dtype, [&](auto ex) {
     visit_dtype(p.output.dtype, [&](auto ey) {
-      if (f64)
-        weight_grad_typed<double, decltype(ex), decltype(ey)>(p);
-      else
-        weight_grad_typed<float, decltype(ex), decltype(ey)>(p);
+      using EX = decltype(ex);
+      using EY = decltype(ey);
+      if (f64) {
+        testing::set_last_wgrad_kernel(wgrad_kernels_active().name);
+        weight_grad_typed<double, EX, EY>(p, nullptr);
+      } else {
+        const WgradBf16Kernel* dot = bf16_dot_for<float, EX, EY>(p);
+        testing::set_last_wgrad_kernel(dot ? dot->name : wgrad_kernels_active().name);
+        weight_grad_typed<float, EX, EY>(p, dot);
+      }
     });
   });
 }

@@ -3,7 +3,8 @@
 // compiled per ISA (wgrad_gemm_generic.cpp at the baseline,
 // wgrad_gemm_avx2.cpp with AVX2+FMA) so the register tile fits each ISA's
 // register file; wgrad_gemm_avx512.cpp with AVX-512F, wgrad_gemm_neon.cpp on
-// aarch64. A bf16 dot kernel (vdpbf16ps) is still to come.
+// aarch64. bf16 operands on AVX512_BF16 take the vdpbf16ps GEMM of
+// wgrad_bf16_dot.h in the gathered GEMM.
 #pragma once
 
 #include <cstdint>

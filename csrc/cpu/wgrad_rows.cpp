@@ -23,6 +23,7 @@
 #include "conv_problem_cpu.h"
 #include "padding_map.h"
 #include "thread_pool.h"
+#include "wgrad_bf16_dot.h"
 #include "wgrad_common.h"
 #include "wgrad_gemm.h"
 
@@ -225,6 +226,7 @@ bool wgrad_rows_applies(const ConvProblem& p) {
 }
 
 void run_wgrad_rows(const ConvProblem& p) {
+  testing::set_last_wgrad_kernel(wgrad_kernels_active().name);  // bf16 too: float32 loops
   const bool f64 = p.result.dtype == DType::float64;
   visit_dtype(p.input.dtype, [&](auto ex) {
     visit_dtype(p.output.dtype, [&](auto ey) {

@@ -13,6 +13,7 @@
 #include "../core/op_geometry.h"
 #include "../core/output_blocks.h"
 #include "../cpu/conv3d_plan.h"
+#include "../cpu/wgrad_bf16_dot.h"
 #include "volconv/conv_general.h"
 #include "arrays.h"
 #include "gil_release.h"
@@ -174,6 +175,33 @@ void bind_training(nb::module_& m) {
     throw std::invalid_argument("[_cpu_plan_problem] Unknown op " + op + ".");
   }, nb::arg("op"), nb::arg("a"), nb::arg("a_dtype"), nb::arg("b"), nb::arg("b_dtype"), nb::arg("shape"),
      nb::arg("params"));
+  // Test-only: the inner loops the last gathered or row-path weight gradient ran.
+  m.def("_cpu_last_wgrad_kernel", [] { return std::string(cpu::testing::last_wgrad_kernel()); });
+  // Test-only: which dot GEMM bf16 weight gradients take ("auto": as measured,
+  // "vdpbf16ps": wherever the set is avx512bf16, "emulated": the portable one).
+  m.def("_cpu_wgrad_bf16_dot_mode", [](const std::string& mode) {
+    using M = cpu::testing::Bf16DotMode;
+    if (mode != "auto" && mode != "vdpbf16ps" && mode != "emulated")
+      throw std::invalid_argument("[_cpu_wgrad_bf16_dot_mode] Expected auto, vdpbf16ps or emulated, got " + mode + ".");
+    cpu::testing::set_bf16_dot_mode(mode == "auto" ? M::automatic : mode == "emulated" ? M::emulated : M::hardware);
+  }, nb::arg("mode"));
+  m.def("_cpu_wgrad_bf16_dot_speed_ratio", &cpu::bf16_dot_speed_ratio);
+  // Test-only: c[:m, :n] += the bf16 dot GEMM of pair words g (pairs x ldg)
+  // and x (pairs x ldx) (wgrad_bf16_dot.h); False where the active kernel
+  // set has none.
+  using PairWords = nb::ndarray<const std::uint32_t, nb::ndim<2>, nb::c_contig, nb::device::cpu>;
+  m.def("_cpu_wgrad_bf16_dot", [](PairWords g, PairWords x,
+                                  nb::ndarray<float, nb::ndim<2>, nb::c_contig, nb::device::cpu> c, std::int64_t m,
+                                  std::int64_t n) {
+    const cpu::WgradBf16Kernel* k = cpu::wgrad_bf16_dot_active();
+    if (k == nullptr) return false;
+    const auto dim = [](const auto& a, int i) { return std::int64_t(a.shape(i)); };
+    if (dim(g, 0) != dim(x, 0) || m < 0 || n < 0 || m > dim(g, 1) || n > dim(x, 1) || m > dim(c, 0) ||
+        n > dim(c, 1))
+      throw std::invalid_argument("[_cpu_wgrad_bf16_dot] The operands' shapes do not fit m and n.");
+    k->gemm(dim(g, 0), m, n, g.data(), dim(g, 1), x.data(), dim(x, 1), c.data(), dim(c, 1));
+    return true;
+  }, nb::arg("g"), nb::arg("x"), nb::arg("c"), nb::arg("m"), nb::arg("n"));
   m.def("_cpu_plan_problem", [plan_dict](const std::string& op, const StridedArray& a, DType at,
                                          const StridedArray& b, DType bt, const ConvTransposeParams& p) {
     if (op != "conv_transpose3d") throw std::invalid_argument("[_cpu_plan_problem] Unknown op " + op + ".");
