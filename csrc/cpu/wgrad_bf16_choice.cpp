@@ -43,10 +43,13 @@ double measure_ratio(const KernelTable& kt) {
   return fma > 0.0 ? dot / fma : 0.0;
 }
 
+// The active set is one of the avx512bf16 unit's (its own tiles or -2fma).
+bool bf16_unit_active() { return active_isa().rfind("avx512bf16", 0) == 0; }
+
 }  // namespace
 
 double bf16_dot_speed_ratio() {
-  if (active_isa() != "avx512bf16") return 0.0;
+  if (!bf16_unit_active()) return 0.0;
   static const double ratio = measure_ratio(active_kernels());
   return ratio;
 }
@@ -55,7 +58,7 @@ const WgradBf16Kernel* wgrad_bf16_dot_active() {
   const testing::Bf16DotMode mode = g_mode.load();
   if (mode == testing::Bf16DotMode::emulated) return &wgrad_bf16_dot_emulated();
 #if defined(VOLCONV_WGRAD_AVX512BF16)
-  if (active_isa() == "avx512bf16" &&
+  if (bf16_unit_active() &&
       (mode == testing::Bf16DotMode::hardware || bf16_dot_speed_ratio() >= kDotMinSpeedRatio))
     return &wgrad_bf16_dot_avx512bf16();
 #endif
