@@ -264,20 +264,12 @@ std::unique_ptr<Plan> build(const c9::Api& api, c9::Handle h, CudaRoute route, D
   return p;
 }
 
-using Key = std::array<std::int64_t, 31>;
+using Key = std::array<std::int64_t, cuda_plan::kConvKeyFields + 3>;  // + the alignments
 
 
 Key key_of(CudaRoute route, DType dt, int device, const CudnnConv& c, const std::array<std::int64_t, 3>& align) {
-  Key k{std::int64_t(route), std::int64_t(dt), device, c.batch, c.in_channels, c.out_channels, c.groups};
-  for (int i = 0; i < 3; ++i) {
-    k[std::size_t(7 + i)] = c.in[i];
-    k[std::size_t(10 + i)] = c.kernel[i];
-    k[std::size_t(13 + i)] = c.out_full[i];
-    k[std::size_t(16 + i)] = c.pad[i];
-    k[std::size_t(19 + i)] = c.stride[i];
-    k[std::size_t(22 + i)] = c.dilation[i];
-    k[std::size_t(25 + i)] = align[std::size_t(i)];
-  }
+  Key k = cuda_plan::conv_key<std::tuple_size<Key>::value>(route, dt, device, c);
+  for (int i = 0; i < 3; ++i) k[cuda_plan::kConvKeyFields + std::size_t(i)] = align[std::size_t(i)];
   return k;
 }
 

@@ -151,19 +151,10 @@ struct Algo {
   int math = cudnn::kFmaMath;
 };
 
-using AlgoKey = std::array<std::int64_t, 28>;
+using AlgoKey = std::array<std::int64_t, cuda_plan::kConvKeyFields>;
 
 AlgoKey key_of(CudaRoute route, DType dt, int device, const CudnnConv& c) {
-  AlgoKey k{std::int64_t(route), std::int64_t(dt), device, c.batch, c.in_channels, c.out_channels, c.groups};
-  for (int i = 0; i < 3; ++i) {
-    k[std::size_t(7 + i)] = c.in[i];
-    k[std::size_t(10 + i)] = c.kernel[i];
-    k[std::size_t(13 + i)] = c.out_full[i];
-    k[std::size_t(16 + i)] = c.pad[i];
-    k[std::size_t(19 + i)] = c.stride[i];
-    k[std::size_t(22 + i)] = c.dilation[i];
-  }
-  return k;
+  return cuda_plan::conv_key<std::tuple_size<AlgoKey>::value>(route, dt, device, c);
 }
 
 // Bounded: at most kMaxAlgos problem values; the oldest half goes when full.

@@ -5,6 +5,7 @@
 // (tests/cpp/test_cuda_route.cpp).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 
@@ -26,6 +27,26 @@ struct CudnnConv {
   Int3 pad{}, stride{1, 1, 1}, dilation{1, 1, 1};
   bool cropped() const { return out_full != out; }
 };
+
+// A cuDNN call's cache key by value: route, dtype, device and the conv's
+// sizes in the first kConvKeyFields entries; a caller with more to tell
+// problems apart (the graph API's alignments) fills the entries after them.
+constexpr std::size_t kConvKeyFields = 25;
+template <std::size_t N>
+std::array<std::int64_t, N> conv_key(CudaRoute route, DType dt, int device, const CudnnConv& c) {
+  static_assert(N >= kConvKeyFields, "the key holds the conv's sizes");
+  std::array<std::int64_t, N> k{std::int64_t(route), std::int64_t(dt), device, c.batch, c.in_channels,
+                                c.out_channels, c.groups};
+  for (int i = 0; i < 3; ++i) {
+    k[std::size_t(7 + i)] = c.in[i];
+    k[std::size_t(10 + i)] = c.kernel[i];
+    k[std::size_t(13 + i)] = c.out_full[i];
+    k[std::size_t(16 + i)] = c.pad[i];
+    k[std::size_t(19 + i)] = c.stride[i];
+    k[std::size_t(22 + i)] = c.dilation[i];
+  }
+  return k;
+}
 
 // How the stored weight (a data problem's operand, or a weight gradient's
 // result) holds cuDNN's filter wF (C_out_F, K..., C_in_F/groups); the host
