@@ -172,14 +172,24 @@ def test_bf16_grad_weight_matches_float64(case, dot_kernel):
     assert_within(gw, ref, bound(ref, scale, positions), "bfloat16", f"bf16 grad_weight {case[0]} ({ran})")
 
 
-def test_conv3d_cases_take_the_gathered_gemm():
+def test_conv3d_cases_take_the_gathered_gemm(dot_kernel):
+    """The planner reports the dot GEMM the call runs."""
     for name, shape, cout, k, kw in CASES:
         if "input_dilation" in kw:
             continue  # conv_general's plan is not asked for; the loops' name says it
         wshape = (cout, *t3(k), shape[4] // kw.get("groups", 1))
         x = data(shape, 1, "bfloat16")
         gy = data(vc.conv3d(x, data(wshape, 2, "bfloat16"), **kw).shape, 3, "bfloat16")
-        assert cpu_problem_plan("conv3d_grad_weight", x, gy, wshape, **kw)["path"] == "gemm-wgrad", name
+        plan = cpu_problem_plan("conv3d_grad_weight", x, gy, wshape, **kw)
+        assert (plan["path"], plan["kernel"]) == ("gemm-wgrad", dot_kernel), name
+        vc.conv3d_grad_weight(x, gy, wshape, **kw)
+        assert _core._cpu_last_wgrad_kernel() == plan["kernel"], name
+    # float32 operands, or a depthwise problem, keep the float32 loops in both
+    x = data((1, 3, 4, 9, 8), 4, "bfloat16")
+    for xs, ws, groups in [(x.astype(np.float32), (8, 3, 3, 3, 8), 1), (x, (8, 3, 3, 3, 1), 8)]:
+        gy = data((1, 3, 4, 9, 8), 5, "bfloat16")
+        plan = cpu_problem_plan("conv3d_grad_weight", xs, gy, ws, padding=1, groups=groups)
+        assert plan["kernel"].startswith("wgrad-"), plan
 
 
 def test_other_dtypes_keep_the_float_loops():

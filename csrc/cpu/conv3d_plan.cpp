@@ -23,6 +23,7 @@
 #include "cpu_features.h"
 #include "dw_backward.h"
 #include "input_relayout.h"
+#include "wgrad_bf16_dot.h"
 #include "wgrad_rows.h"
 #include "wgrad_gemm.h"
 #include "volconv/cpu.h"
@@ -365,7 +366,8 @@ ProblemPlan plan_problem(const detail::ConvProblem& p, const KernelTable& kt, in
   if (plan.path == ProblemPath::gemm_wgrad && wgrad_rows_applies(p) && cig <= kRowsWgradMaxCin &&
       !(cig == 1 && cog == 1))
     plan.path = ProblemPath::rows_wgrad;
-  plan.kernel = wgrad_kernels_active().name;
+  const WgradBf16Kernel* dot = plan.path == ProblemPath::gemm_wgrad ? wgrad_bf16_dot_for(p) : nullptr;
+  plan.kernel = dot ? dot->name : wgrad_kernels_active().name;
   return plan;
 }
 

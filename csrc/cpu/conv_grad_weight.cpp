@@ -41,23 +41,11 @@ template <class A> WgradDepthwise<A> depthwise_of(const WgradKernels& k);
 template <> WgradDepthwise<float> depthwise_of<float>(const WgradKernels& k) { return k.depthwise_f32; }
 template <> WgradDepthwise<double> depthwise_of<double>(const WgradKernels& k) { return k.depthwise_f64; }
 
-// Both operands bf16, float32 sums: the vdpbf16ps GEMM may take them (where
-// it is the active choice), except depthwise problems (their channel loop
-// has no GEMM to pair).
+// Only bf16 with bf16 and float32 sums can take the dot GEMM
+// (wgrad_bf16_dot_for says where it does).
 template <class A, class EX, class EY>
 constexpr bool kBf16Pairs = std::is_same_v<A, float> && std::is_same_v<EX, Element<DType::bfloat16>> &&
                             std::is_same_v<EY, Element<DType::bfloat16>>;
-
-template <class A, class EX, class EY>
-const WgradBf16Kernel* bf16_dot_for(const ConvProblem& p) {
-  if constexpr (kBf16Pairs<A, EX, EY>) {
-    const ConvProblemGeometry& g = p.geometry;
-    const bool depthwise = g.in_channels_per_group() == 1 && g.out_channels_per_group() == 1;
-    return depthwise ? nullptr : wgrad_bf16_dot_active();
-  }
-  (void)p;
-  return nullptr;
-}
 
 template <class A, class EX, class EY>
 void weight_grad_typed(const ConvProblem& p, const WgradBf16Kernel* dot) {
@@ -227,6 +215,14 @@ const WgradKernels& wgrad_kernels_active() {
   return wgrad_kernels_generic();
 }
 
+const WgradBf16Kernel* wgrad_bf16_dot_for(const ConvProblem& p) {
+  const ConvProblemGeometry& g = p.geometry;
+  const bool depthwise = g.in_channels_per_group() == 1 && g.out_channels_per_group() == 1;
+  const bool pairs = p.input.dtype == DType::bfloat16 && p.output.dtype == DType::bfloat16 &&
+                     p.result.dtype != DType::float64;
+  return pairs && !depthwise ? wgrad_bf16_dot_active() : nullptr;
+}
+
 void run_weight_grad(const ConvProblem& p) {
   const bool f64 = p.result.dtype == DType::float64;
   visit_dtype(p.input.dtype, [&](auto ex) {
@@ -237,7 +233,7 @@ void run_weight_grad(const ConvProblem& p) {
         testing::set_last_wgrad_kernel(wgrad_kernels_active().name);
         weight_grad_typed<double, EX, EY>(p, nullptr);
       } else {
-        const WgradBf16Kernel* dot = bf16_dot_for<float, EX, EY>(p);
+        const WgradBf16Kernel* dot = kBf16Pairs<float, EX, EY> ? wgrad_bf16_dot_for(p) : nullptr;
         testing::set_last_wgrad_kernel(dot ? dot->name : wgrad_kernels_active().name);
         weight_grad_typed<float, EX, EY>(p, dot);
       }

@@ -13,6 +13,10 @@
 
 #include <cstdint>
 
+namespace volconv::detail {
+struct ConvProblem;
+}
+
 namespace volconv::cpu {
 
 // c[i][j] (i < m, j < n, rows ldc floats apart) += the sum over the word rows
@@ -40,6 +44,12 @@ const WgradBf16Kernel& wgrad_bf16_dot_emulated();
 // (bf16_dot_speed_ratio), else nullptr: then bf16 operands take the float32
 // loops (wgrad_bf16_choice.cpp).
 const WgradBf16Kernel* wgrad_bf16_dot_active();
+
+// The dot GEMM weight-gradient problem p runs on the gathered path, or null:
+// both operands bf16 with float32 sums, not depthwise (one channel per group
+// on each side has no GEMM to pair), where the dot is the active choice.
+// conv_grad_weight.cpp runs it; the planner reports it.
+const WgradBf16Kernel* wgrad_bf16_dot_for(const detail::ConvProblem& p);
 
 // vdpbf16ps's flops per second over float32 FMAs' on this CPU, measured once
 // per process on the calling thread; 0 where the active set has no vdpbf16ps.
