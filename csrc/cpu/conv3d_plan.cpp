@@ -3,7 +3,9 @@
 //   depthwise, f32 input         -> channel-vectorised dwconv kernel
 //   bf16 x bf16, even C_in/group -> vdpbf16ps igemm (CPUs with avx512_bf16)
 //   f32, C_in <= 4, groups 1     -> direct row kernel, C_out in the lanes, a row per (kd, kh, ci)
+//     (C_in <= 8 at C_out 5-8 where the set has a narrow one-vector row kernel)
 //   f32, C_out/group <= 4, C_in/group >= 2 -> direct row kernel, C_in (x W window) in the lanes
+//   f32, 3x3x3, stride 1, 16+ channels per group -> Winograd F(2x2x2, 3x3x3) (winograd_applies)
 //   f32, C_in 5-7, groups 1      -> W window x C_in folded into K, read in place
 //   C_in/group <= 4              -> taps folded into K, k-major gathered tile
 //   f32 input                    -> f32 igemm reading the input in place

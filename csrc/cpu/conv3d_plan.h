@@ -19,7 +19,8 @@ namespace volconv::cpu {
 enum class CpuPath {
   direct,     // float64: a plain loop accumulating in float64
   dwconv,     // depthwise, f32 input: channel-vectorised row kernel
-  few_cin,    // C_in <= 2, groups 1, f32 input: row kernel with C_out in the lanes, a row per (kd, kh, ci)
+  few_cin,    // C_in <= 4 (<= 8 at C_out 5-8 with a narrow kernel), groups 1, f32 input: row kernel with
+              // C_out in the lanes, a row per (kd, kh, ci)
   small_cout, // C_out per group <= 4, C_in per group >= 2, f32 input: row kernel with the reduction in the lanes
   igemm,      // implicit GEMM reading the input in place (f32; bf16 x bf16 on vdpbf16ps)
   fold_w,     // f32, groups 1, small C_in: the W window x C_in folded into K
