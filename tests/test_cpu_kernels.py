@@ -374,6 +374,37 @@ def test_k_chunks(isa, reference_caches, case, path):
     assert_conv_close(y, x, w, "float16", **case.params())
 
 
+# Weights of 2^15 elements and more are packed by every thread, in slices of
+# one (group, NR block, tap) each: groups, a partial last NR block, and a
+# weight view whose C_in is not its innermost stride (the slices read it
+# through its strides) must land where the kernels look.
+LARGE_WEIGHTS = [
+    _c("grouped_cout_tail", 1, 3, 4, 6, 128, 2 * 44, (3, 3, 2), p=1, g=2),
+    _c("strided_k_tail", 2, 4, 5, 5, 48, 52, (3, 3, 5), s=(1, 2, 1), p=(1, 1, 2)),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("case", LARGE_WEIGHTS, ids=lambda c: c.name)
+def test_large_weights_packed_on_threads(isa, case, dtype):
+    assert np.prod(case.weight_shape) >= 1 << 15  # the threaded packing
+    x, w = case.inputs(5)
+    x, w = cast(x, dtype), cast(w, dtype)
+    # The same weights with C_in outermost in memory (as a permuted view).
+    w_view = np.moveaxis(np.ascontiguousarray(np.moveaxis(w, 4, 0)), 0, 4)
+    assert not w_view.flags.c_contiguous
+    for weight in (w, w_view):
+        for threads in (1, 2):
+            volconv.set_num_threads(threads)
+            try:
+                y = volconv.conv3d(x, weight, **case.api_kwargs())
+            finally:
+                volconv.set_num_threads(0)
+            assert_conv_close(y, x, w, dtype, **case.params())
+    in_place = dtype == "float32" or bf16_pairs(isa)
+    check_path(plan_of(x, w, case), "igemm" if in_place else "packed-a", isa)
+
+
 # --------------------------------------------------------- special paths
 
 
