@@ -38,15 +38,19 @@ def _check_float(dtype_name: str, op: str, what: str) -> None:
 
 
 def _from_numpy(a: np.ndarray, op: str, what: str, kind: str) -> Operand:
-    if a.dtype.name == "bfloat16":  # ml_dtypes.bfloat16
-        return Operand(_addressable(a.view(np.uint16)), DType.bfloat16, kind)
-    if a.dtype.kind == "f" and not a.dtype.isnative:
-        # Big-endian (non-native) floats: the kernels read native order, so
-        # the array is converted once.
-        a = a.astype(a.dtype.newbyteorder("="))
+    # Native float16/32/64 first: one dict lookup (numpy's dtype.name is
+    # Python code, a few microseconds of every small call).
     dtype = _NUMPY_DTYPES.get(a.dtype)
     if dtype is None:
-        _check_float(str(a.dtype), op, what)
+        if a.dtype.name == "bfloat16":  # ml_dtypes.bfloat16
+            return Operand(_addressable(a.view(np.uint16)), DType.bfloat16, kind)
+        if a.dtype.kind == "f" and not a.dtype.isnative:
+            # Big-endian (non-native) floats: the kernels read native order, so
+            # the array is converted once.
+            a = a.astype(a.dtype.newbyteorder("="))
+        dtype = _NUMPY_DTYPES.get(a.dtype)
+        if dtype is None:
+            _check_float(str(a.dtype), op, what)
     return Operand(_addressable(a), dtype, kind)
 
 
@@ -108,9 +112,25 @@ def _from_torch(t: Any, op: str, what: str) -> Operand:
     t = t.detach().resolve_neg()
     if t.dtype == torch.bfloat16:
         return Operand(t.view(torch.int16).numpy().view(np.uint16), DType.bfloat16, "torch")
-    if t.dtype not in (torch.float16, torch.float32, torch.float64):
+    dtype = _TORCH_DTYPES.get(t.dtype)
+    if dtype is None:
+        dtype = _torch_dtypes().get(t.dtype)
+    if dtype is None:
         _check_float(str(t.dtype).replace("torch.", ""), op, what)
-    return Operand(t.numpy(), _NUMPY_DTYPES[np.dtype(str(t.dtype).replace("torch.", ""))], "torch")
+    return Operand(t.numpy(), dtype, "torch")
+
+
+_TORCH_DTYPES: dict = {}  # torch dtype -> DType, filled once torch is imported
+
+
+def _torch_dtypes() -> dict:
+    import torch
+
+    if not _TORCH_DTYPES:
+        _TORCH_DTYPES.update(
+            {torch.float16: DType.float16, torch.float32: DType.float32, torch.float64: DType.float64}
+        )
+    return _TORCH_DTYPES
 
 
 def _from_mlx(a: Any, op: str, what: str) -> Operand:

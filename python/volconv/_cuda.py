@@ -14,6 +14,8 @@ import sys
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from . import _core
 from ._core import DeviceType, DType, Stream
 from ._device import call_stream
@@ -59,6 +61,8 @@ def _module_of(obj: Any) -> str:
 
 def is_cuda_array(obj: Any) -> bool:
     """True for a torch CUDA tensor or any DLPack array in CUDA memory."""
+    if type(obj) is np.ndarray:  # the common case, first: every call asks twice
+        return False
     if _module_of(obj) == "torch" and type(obj).__name__ in ("Tensor", "Parameter"):
         return obj.is_cuda  # no device object made
     device = getattr(obj, "__dlpack_device__", None)
