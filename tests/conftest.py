@@ -125,6 +125,20 @@ def cpu_plan(x, w, *, stride=1, padding=0, dilation=1, groups=1, padding_mode="z
     return _core._cpu_plan(xo.storage, xo.dtype, wo.storage, wo.dtype, params)
 
 
+def path_for_16bit_input(path: str, cin_per_group: int, dtype: str, isa: str) -> str:
+    """The CPU path a float16 / bfloat16 input reaches where float32 reaches
+    `path`: the row paths (depthwise, few C_in, small C_out) convert 16-bit
+    rows to float32 and keep it; the GEMM paths gather rows (small-cin up to
+    4 channels per group, else packed-a) or, bf16 x bf16 with an even C_in
+    on avx512bf16, run vdpbf16ps."""
+    if path in ("dwconv", "few-cin", "small-cout"):
+        return path
+    if cin_per_group <= 4:
+        return "small-cin"
+    bf16_pairs = dtype == "bfloat16" and isa == "avx512bf16" and cin_per_group % 2 == 0
+    return "igemm" if bf16_pairs else "packed-a"
+
+
 def cpu_problem_plan(
     op, a, b, shape=None, *, stride=1, padding=0, dilation=1, groups=1, output_padding=0
 ) -> dict:

@@ -100,9 +100,8 @@ def test_cases_low_precision(isa, case, dtype):
 
 
 # Tails: W_out not a multiple of any MR, C_out around every NR (4..64), for
-# the in-place igemm (C_in 8 and 6; C_out 1: small-C_out), C_in 1 and 3 (the C_in = 1 row kernel
-# and fold-W in float32, the small-C_in path in float16/bfloat16) and
-# depthwise.
+# the in-place igemm (C_in 8 and 6; C_out 1: small-C_out), C_in 1 and 3 (the
+# few-C_in row kernel, in every dtype) and depthwise.
 TAIL_CASES = (
     [
         _c(f"tail_w{wo}_co{co}_ci{ci}", 1, 2, 2, wo, ci, co, 3, p=1)
@@ -165,15 +164,14 @@ def tail_path(case: Case, dtype: str, isa: str) -> str:
     """What each tail case was written for (see the comment above)."""
     cin = case.input[4]
     if case.groups > 1:
-        return "dwconv" if dtype == "float32" else "small-cin"  # one channel per group
+        return "dwconv"  # one channel per group (16-bit inputs converted a row at a time)
+    if cin > 4 and case.c_out == 1:
+        return "small-cout"  # one output channel: the reduction in the lanes
+    if cin <= 4:
+        return "few-cin"  # the row kernel, a row per (kd, kh, ci)
     if dtype == "float32":
-        if cin > 4 and case.c_out == 1:
-            return "small-cout"  # one output channel: the reduction in the lanes
-        # C_in <= 4: the row kernel (a row per (kd, kh, ci)); W folded up to C_in 7
-        return {8: "igemm", 6: "fold-w", 3: "few-cin", 1: "few-cin"}[cin]
-    if cin in (8, 6):
-        return "igemm" if dtype == "bfloat16" and bf16_pairs(isa) else "packed-a"
-    return "small-cin"
+        return {8: "igemm", 6: "fold-w"}[cin]  # W folded up to C_in 7
+    return "igemm" if dtype == "bfloat16" and bf16_pairs(isa) else "packed-a"
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
@@ -357,12 +355,51 @@ def test_small_cout_nan_neighbour_not_read(isa):
     assert_conv_close(y, x, w, "float32", **case.params())
 
 
+# The row paths with float16 / bfloat16 inputs read float32 rows, converted
+# once per thread (float_rows.h). The input here is a channel slice of a
+# wider array, so its positions lie further apart than its channels; the
+# result is 16-bit (the row buffer rounded once at the store) or, with a
+# float32 weight, float32.
+ROWS_16BIT = [
+    (_c("few_cin_16bit", 1, 4, 5, 13, 3, 9, 3, s=(1, 1, 2), p=1), "few-cin"),
+    (_c("small_cout_16bit", 2, 3, 4, 11, 16, 3, 3, p=((1, 0, 2), (0, 1, 1))), "small-cout"),
+    (_c("dwconv_16bit", 1, 3, 4, 12, 24, 24, 3, s=(1, 2, 1), p=1, g=24), "dwconv"),
+]
+
+
+@pytest.mark.parametrize("weight_dtype", ["same", "float32"])
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("case,path", ROWS_16BIT, ids=lambda v: v.name if isinstance(v, Case) else v)
+def test_row_paths_16bit_inputs(isa, case, path, dtype, weight_dtype):
+    x, w = case.inputs(7)
+    wide = np.concatenate([x, -x[..., :5]], axis=-1)
+    view = cast(wide, dtype)[..., : case.input[4]]
+    assert view.strides[3] > view.strides[4] * case.input[4]
+    w = cast(w, dtype if weight_dtype == "same" else "float32")
+    check_path(plan_of(view, w, case), path, isa)
+    y = volconv.conv3d(view, w, **case.api_kwargs())
+    result = dtype if weight_dtype == "same" else "float32"
+    assert y.dtype == numpy_dtype(result)
+    assert_conv_close(y, view, w, result, **case.params())
+
+
+def test_16bit_rows_only_where_the_row_cache_is_small():
+    """A 16-bit input takes a row path only while a thread's cache of
+    2 x KD x KH + 1 converted rows (W x C_in floats each) stays within 8 MiB;
+    past it, the gathering path, whose buffers do not grow with W."""
+    limit_w = (8 << 20) // (4 * (2 * 3 * 3 + 1))  # C_in 1, a 3x3x3 kernel
+    w = np.ones((4, 3, 3, 3, 1), np.float16)
+    for width, path in ((limit_w, "few-cin"), (limit_w + 1, "small-cin")):
+        x = np.zeros((1, 3, 3, width, 1), np.float16)
+        assert cpu_plan(x, w)["path"] == path, width
+
+
 # K split into chunks (accumulate into the tile): a packed-A tile with more
 # taps x C_in than its buffer holds, and a small-C_in tile likewise (1728
 # taps: more than one chunk for every ISA's MR).
 CHUNKED = [
     (_c("packed_a_chunks", 1, 4, 4, 5, 256, 20, 3, p=1), "packed-a"),
-    (_c("small_cin_chunks", 1, 13, 13, 14, 4, 18, 12), "small-cin"),
+    (_c("small_cin_chunks", 1, 13, 13, 14, 8, 18, 12, g=2), "small-cin"),
 ]
 
 

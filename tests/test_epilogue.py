@@ -16,7 +16,7 @@ from volconv._arrays import as_operand
 from volconv._params import conv_params
 
 from cases import Case, _c
-from conftest import FLOAT_DTYPES, cast
+from conftest import FLOAT_DTYPES, cast, path_for_16bit_input
 from reference import TOLERANCE, conv3d_reference
 
 SUPPORTED = _core._cpu_supported_isas()
@@ -115,11 +115,7 @@ def expected_path(name: str, dtype: str, isa: str) -> str:
     if dtype == "float32":
         return {"pointwise": "igemm", "grouped": "igemm"}.get(name, name)
     case = PATH_CASES[name]
-    cin = case.input[4] // case.groups
-    if cin <= 4:
-        return "small-cin"
-    # bf16 x bf16 with an even C_in runs the vdpbf16ps igemm where it exists.
-    return "igemm" if dtype == "bfloat16" and isa == "avx512bf16" and cin % 2 == 0 else "packed-a"
+    return path_for_16bit_input(name, case.input[4] // case.groups, dtype, isa)
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)

@@ -16,7 +16,7 @@ import volconv
 from volconv import _core
 
 from cases import _c
-from conftest import FLOAT_DTYPES, cast, cpu_plan
+from conftest import FLOAT_DTYPES, cast, cpu_plan, path_for_16bit_input
 from reference import TOLERANCE, assert_within, conv3d_reference
 
 SUPPORTED = _core._cpu_supported_isas()
@@ -105,11 +105,10 @@ def expected_path(name: str, dtype: str, isa: str) -> str:
         if name == "few-cin_narrow" and isa in ("neon", "generic"):
             return "fold-w"  # no narrow row kernel: W folded into K
         return {"pointwise": "igemm", "grouped": "igemm"}.get(base, base)
+    if name == "few-cin_narrow" and isa in ("neon", "generic"):
+        return "packed-a"  # no narrow row kernel; fold-W reads float32 only
     case = PATH_CASES[name]
-    cin = case.input[4] // case.groups
-    if cin <= 4:
-        return "small-cin"
-    return "igemm" if dtype == "bfloat16" and isa == "avx512bf16" and cin % 2 == 0 else "packed-a"
+    return path_for_16bit_input(base, case.input[4] // case.groups, dtype, isa)
 
 
 @pytest.fixture(params=ISAS)

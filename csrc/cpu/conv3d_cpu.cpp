@@ -31,7 +31,7 @@ void conv3d_kernels(const detail::ConvCall& call_in, const PrepackedWeights* pre
     case CpuPath::direct: conv3d_direct(call); break;
     case CpuPath::dwconv:
     case CpuPath::few_cin:
-    case CpuPath::small_cout: conv3d_rows(call, plan); break;
+    case CpuPath::small_cout: conv3d_rows(call, kt, plan); break;
     default: conv3d_igemm(call, kt, plan, prepacked);
   }
 }

@@ -20,6 +20,7 @@
 #include "conv3d_igemm.h"
 #include "conv_tile.h"
 #include "epilogue.h"
+#include "float_rows.h"
 #include "padding_map.h"
 #include "thread_pool.h"
 #include "weight_packing.h"
@@ -71,7 +72,12 @@ void add_w_border(const ConvGeometry& g, const PaddingMap& pad, CpuPath path, co
   }
 }
 
-void run_rows(const detail::ConvCall& call, const CpuPlan& plan) {
+// EX: the input's element type. Other than float32, or float32 with strided
+// channels (not planned here), input rows are converted to fp32 rows once
+// per thread (float_rows.h); a result other than float32 is written through
+// the row buffer, rounded once.
+template <class EX>
+void run_rows(const detail::ConvCall& call, const KernelTable& kt, const CpuPlan& plan) {
   const DwconvKernel& k = plan.rows;
   const bool depthwise = plan.path == CpuPath::dwconv, small_cout = plan.path == CpuPath::small_cout;
   const ConvGeometry& g = call.geometry;
@@ -90,8 +96,7 @@ void run_rows(const detail::ConvCall& call, const CpuPlan& plan) {
   const std::vector<float> packed =
       small_cout ? pack_small_cout_f32(g, call.weight, c_pad) : pack_dwconv_f32(g, call.weight, c_pad);
   const std::int64_t w_row = small_cout ? NR * c_pad : KW * c_pad;  // per (kd, kh)
-  const auto* x = static_cast<const float*>(call.input.data);
-  auto* y = static_cast<float*>(call.output.data);
+  auto* y = static_cast<float*>(call.output.data);  // read only when the result is float32
   const Shape5& xs = call.input.strides;
   const Shape5& ys = call.output.strides;
   // With an epilogue the kernel writes a row buffer (in L1/L2), and the
@@ -99,7 +104,8 @@ void run_rows(const detail::ConvCall& call, const CpuPlan& plan) {
   const EpilogueRun epi(call);
   const PaddingMap pad(g);
   const bool w_border = pad.reads(2) && (cp.padding_lo[2] > 0 || cp.padding_hi[2] > 0);
-  const bool direct_out = ys[4] == 1 && !epi.active() && !w_border, stream = plan.stream;
+  const bool f32_out = call.output.dtype == DType::float32;
+  const bool direct_out = f32_out && ys[4] == 1 && !epi.active() && !w_border, stream = plan.stream;
   // Rows run in blocks of hb output rows along H, od inside: the KD input
   // planes' slab of a block stays in L2 while od advances, so each input row
   // comes from memory about once instead of once per kd (a plane of a large
@@ -108,20 +114,25 @@ void run_rows(const detail::ConvCall& call, const CpuPlan& plan) {
   parallel_for(out_rows, [&](std::int64_t begin, std::int64_t end) {
     std::vector<const float*> xr(std::size_t(KD * KH * cin)), wr(std::size_t(KD * KH * cin));
     std::vector<float> row_buf(direct_out ? 0 : std::size_t(Wo * C));
+    std::vector<void*> ptrs(f32_out ? 0 : std::size_t(Wo));
+    InputRows<EX> in(call.input, g, kt, 2 * KD * KH + 1);  // > the rows of one output row
+    const std::int64_t x_step = in.step();
     for (std::int64_t it = begin; it < end; ++it) {
       // it -> (n, H block, od, oh in block): see hb above.
       const std::int64_t n = it / (Do * Ho), rest = it % (Do * Ho), hb0 = rest / (Do * hb) * hb;
       const std::int64_t rows_hb = std::min(hb, Ho - hb0), in_hb = rest - hb0 * Do;
       const std::int64_t od = in_hb / rows_hb, oh = hb0 + in_hb % rows_hb;
       std::int64_t rows = 0;
+      in.cache.begin_row();
       for (std::int64_t kd = 0; kd < KD; ++kd) {
         const std::int64_t id = pad.source(0, od * cp.stride[0] - cp.padding_lo[0] + kd * cp.dilation[0]);
         if (id < 0) continue;
         for (std::int64_t kh = 0; kh < KH; ++kh) {
           const std::int64_t ih = pad.source(1, oh * cp.stride[1] - cp.padding_lo[1] + kh * cp.dilation[1]);
           if (ih < 0) continue;
+          const float* x_row = in.row(n, id, ih);
           for (std::int64_t ci = 0; ci < cin; ++ci) {
-            xr[std::size_t(rows)] = x + n * xs[0] + id * xs[1] + ih * xs[2] + ci * xs[4];
+            xr[std::size_t(rows)] = x_row + ci * (in.in_place ? xs[4] : 1);
             wr[std::size_t(rows++)] = packed.data() + ((kd * KH + kh) * cin + ci) * w_row;
           }
         }
@@ -135,13 +146,18 @@ void run_rows(const detail::ConvCall& call, const CpuPlan& plan) {
         const std::int64_t xc0 = blk * x_block, wc0 = blk * w_block;
         for (std::int64_t q = 0; q < rows; ++q) xr[std::size_t(q)] += xc0, wr[std::size_t(q)] += wc0;
         k.fn(DwconvParams{rows, xr.data(), wr.data(), KW, cp.stride[2], cp.dilation[2], cp.padding_lo[2], g.in[2],
-                          xs[3], c_pad, yrow + c0, Wo, y_step, int(std::min<std::int64_t>(NR, C - c0)),
+                          x_step, c_pad, yrow + c0, Wo, y_step, int(std::min<std::int64_t>(NR, C - c0)),
                           stream && direct_out, cig});
         for (std::int64_t q = 0; q < rows; ++q) xr[std::size_t(q)] -= xc0, wr[std::size_t(q)] -= wc0;
       }
       if (w_border)
-        add_w_border(g, pad, plan.path, xr.data(), wr.data(), rows, xs[3], c_pad, w_block, row_buf.data());
-      if (!direct_out) {
+        add_w_border(g, pad, plan.path, xr.data(), wr.data(), rows, x_step, c_pad, w_block, row_buf.data());
+      if (!f32_out) {
+        if (epi.active())
+          for (std::int64_t ow = 0; ow < Wo; ++ow)
+            epi.apply(row_buf.data() + ow * C, C, 0, epi.residual_offset(n, od, oh, ow));
+        store_row(call.output, kt, n, od, oh, row_buf.data(), Wo, C, ptrs);
+      } else if (!direct_out) {
         float* yr = y + n * ys[0] + od * ys[1] + oh * ys[2];
         for (std::int64_t ow = 0; ow < Wo; ++ow) {
           float* v = row_buf.data() + ow * C;
@@ -159,6 +175,13 @@ void run_rows(const detail::ConvCall& call, const CpuPlan& plan) {
 
 }  // namespace
 
-void conv3d_rows(const detail::ConvCall& call, const CpuPlan& plan) { run_rows(call, plan); }
+void conv3d_rows(const detail::ConvCall& call, const KernelTable& kt, const CpuPlan& plan) {
+  // float64 results run the direct loops (plan_conv3d), so inputs are 16- or 32-bit here.
+  switch (call.input.dtype) {
+    case DType::float16: return run_rows<Element<DType::float16>>(call, kt, plan);
+    case DType::bfloat16: return run_rows<Element<DType::bfloat16>>(call, kt, plan);
+    default: return run_rows<Element<DType::float32>>(call, kt, plan);
+  }
+}
 
 }  // namespace volconv::cpu

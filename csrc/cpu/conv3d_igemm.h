@@ -19,6 +19,6 @@ void conv3d_igemm(const detail::ConvCall& call, const KernelTable& kt, const Cpu
 // contiguous channels), one input channel (groups 1, f32 input; the
 // depthwise row driver with the output channels in the lanes, f32-conv-cin1.h)
 // and few output channels per group (f32-conv-small-cout.h).
-void conv3d_rows(const detail::ConvCall& call, const CpuPlan& plan);
+void conv3d_rows(const detail::ConvCall& call, const KernelTable& kt, const CpuPlan& plan);
 
 }  // namespace volconv::cpu

@@ -57,6 +57,11 @@ constexpr std::int64_t kRowsNarrowMaxCin = 8;
 // and the share of L3 a convolution gets, so they would be evicted before
 // anyone reads them and every line written would first be read for nothing.
 constexpr std::int64_t kStreamMinBytes = std::int64_t(8) << 20;
+// float16 / bfloat16 inputs on the row paths: each thread converts whole
+// input rows (W x C_in) into a cache of 2 x KD x KH + 1 rows (float_rows.h).
+// Past this many bytes per thread (a very long or wide row) they keep the
+// gathering paths, whose buffers do not grow with the row.
+constexpr double kRowCacheMaxBytes = 8 << 20;
 // C_out per group up to this takes the small-C_out row kernel (an NR-wide
 // tile would leave most lanes idle), from 2 input channels per group on,
 // where few-cin does not apply (groups 1, C_in <= 4: about as fast there):
@@ -216,10 +221,10 @@ bool winograd_applies(const detail::ConvCall& call, const KernelTable& kt) {
 }
 
 // The few-cin row path's kernel, or null where it does not apply: groups 1,
-// f32 input, a few input channels (more when 5+ output channels fit the
+// an input the row paths read (row_input), a few input channels (more when 5+ output channels fit the
 // narrow kernel's one vector).
-const DwconvKernel* few_cin_kernel(const ConvGeometry& g, const KernelTable& kt, DType in) {
-  if (g.groups != 1 || in != DType::float32) return nullptr;
+const DwconvKernel* few_cin_kernel(const ConvGeometry& g, const KernelTable& kt, bool row_input) {
+  if (g.groups != 1 || !row_input) return nullptr;
   const DwconvKernel& k = choose_cin1(kt, g.out_channels);
   const bool narrow = &k == &kt.f32_conv_cin1_narrow;
   if (g.in_channels > (narrow ? kRowsNarrowMaxCin : kRowsMaxCin)) return nullptr;
@@ -269,12 +274,33 @@ CpuPlan plan_conv3d(const detail::ConvCall& call, const KernelTable& kt, const p
   const DType in = call.input.dtype, wt = call.weight.dtype;
   const bool channels_contiguous = call.input.strides[4] == 1 || g.in_channels == 1;
   const std::int64_t cin = g.in_channels_per_group;
-  if (g.groups == g.in_channels && g.out_channels == g.in_channels && g.groups > 1 && in == DType::float32 &&
-      channels_contiguous) {
+  // The row paths read fp32 rows: float16 / bfloat16 inputs are converted a
+  // row at a time (float_rows.h), far cheaper than the GEMM paths' tiles,
+  // which these channel counts fill poorly. float64 results never get here.
+  const double row_cache_rows = 2.0 * double(g.kernel[0]) * double(g.kernel[1]) + 1.0;
+  const bool row_cache_fits = row_cache_rows * double(g.in[2]) * double(g.in_channels) * 4.0 <= kRowCacheMaxBytes;
+  const bool row_input = (in == DType::float32 && channels_contiguous) ||
+                         ((in == DType::float16 || in == DType::bfloat16) && row_cache_fits);
+  if (g.groups == g.in_channels && g.out_channels == g.in_channels && g.groups > 1 && row_input) {
     plan.path = CpuPath::dwconv;
     plan_rows(plan, g, kt.f32_dwconv, b);
     return plan;
   }
+  const bool fold_w = cin <= kFoldWMaxCin && in == DType::float32 && g.groups == 1 && call.input.strides[4] == 1 &&
+                      call.input.strides[3] == cin && g.params.dilation[2] == 1 && g.kernel[2] * cin >= kFoldWMinK;
+  if (const DwconvKernel* rows = few_cin_kernel(g, kt, row_input)) {
+    plan.path = CpuPath::few_cin;
+    plan_rows(plan, g, *rows, b);
+    return plan;
+  }
+  const std::int64_t cout = g.out_channels_per_group;
+  if (cout <= kSmallCoutMax && cin >= kSmallCoutMinCin && row_input && call.input.strides[4] == 1) {
+    plan.path = CpuPath::small_cout;
+    plan_rows(plan, g, kt.f32_conv_small_cout[cout - 1], b);
+    return plan;
+  }
+  // vdpbf16ps past the row paths: at their channel counts its tiles (NR 64)
+  // would be mostly idle lanes.
   if (in == DType::bfloat16 && wt == DType::bfloat16 && kt.n_bf16_igemm > 0 && cin % 2 == 0 && cin > kSmallCin &&
       channels_contiguous) {
     plan.path = CpuPath::igemm;
@@ -282,19 +308,6 @@ CpuPlan plan_conv3d(const detail::ConvCall& call, const KernelTable& kt, const p
     plan.tile = choose_tile(kt.bf16_igemm, kt.n_bf16_igemm, g.out_channels_per_group);
     set_igemm(plan, kt.bf16_igemm[plan.tile]);
     plan_direct_order(plan, g, b);
-    return plan;
-  }
-  const bool fold_w = cin <= kFoldWMaxCin && in == DType::float32 && g.groups == 1 && call.input.strides[4] == 1 &&
-                      call.input.strides[3] == cin && g.params.dilation[2] == 1 && g.kernel[2] * cin >= kFoldWMinK;
-  if (const DwconvKernel* rows = few_cin_kernel(g, kt, in)) {
-    plan.path = CpuPath::few_cin;
-    plan_rows(plan, g, *rows, b);
-    return plan;
-  }
-  const std::int64_t cout = g.out_channels_per_group;
-  if (cout <= kSmallCoutMax && cin >= kSmallCoutMinCin && in == DType::float32 && call.input.strides[4] == 1) {
-    plan.path = CpuPath::small_cout;
-    plan_rows(plan, g, kt.f32_conv_small_cout[cout - 1], b);
     return plan;
   }
   plan.tile = choose_tile(kt.f32_igemm, kt.n_f32_igemm, g.out_channels_per_group);

@@ -22,7 +22,7 @@
 #include "conv_problem_cpu.h"
 #include "conv_tile.h"
 #include "dw_backward.h"
-#include "dw_row_cache.h"
+#include "float_rows.h"
 #include "thread_pool.h"
 #include "ukernels/ukernel.h"
 
@@ -75,63 +75,6 @@ void list_taps(const ConvProblemGeometry& g, std::int64_t od, std::int64_t oh, R
       t.tap[std::size_t(t.count++)] = kd * g.kernel[1] + kh;
     }
   }
-}
-
-// Whole input rows (all W, all C) as fp32, [w][c]: in place when they are
-// fp32 with contiguous channels, else converted into a per-thread cache
-// keyed by the row (consecutive output rows reuse most of their rows).
-template <class EX>
-struct InputRows {
-  using S = typename EX::storage;
-  const S* base;
-  Shape5 s;
-  std::int64_t width, channels, rows0, rows1;
-  bool in_place;
-  const KernelTable* kt;
-  DwRowCache<float> cache;
-
-  InputRows(const ConstTensorView& v, const ConvProblemGeometry& g, const KernelTable& table, std::int64_t n_slots)
-      : base(static_cast<const S*>(v.data)), s(v.strides), width(g.in[2]), channels(g.in_channels),
-        rows0(g.in[0]), rows1(g.in[1]), in_place(std::is_same_v<S, float> && v.strides[4] == 1), kt(&table),
-        cache(in_place ? 1 : n_slots, in_place ? 0 : width * channels) {}
-  std::int64_t step() const { return in_place ? s[3] : channels; }
-
-  const float* row(std::int64_t n, std::int64_t d, std::int64_t h) {
-    const S* src = base + n * s[0] + d * s[1] + h * s[2];
-    if (in_place) return reinterpret_cast<const float*>(src);
-    bool hit = false;
-    float* dst = cache.slot((n * rows0 + d) * rows1 + h, hit);
-    if (hit) return dst;
-    for (std::int64_t w = 0; w < width; ++w) {
-      const S* at = src + w * s[3];
-      float* to = dst + w * channels;
-      if (s[4] == 1 && kt->convert_row(to, at, channels, storage_code(EX::dtype))) continue;
-      for (std::int64_t c = 0; c < channels; ++c) to[c] = EX::template load<float>(load_any(at + c * s[4]));
-    }
-    return dst;
-  }
-};
-
-// Writes one output row of fp32 values [w][c] to the result (any dtype and
-// strides), rounding once.
-void store_row(const TensorView& r, const KernelTable& kt, std::int64_t n, std::int64_t od, std::int64_t oh,
-               const float* v, std::int64_t wo, std::int64_t C, std::vector<void*>& ptrs) {
-  const Shape5& s = r.strides;
-  const std::int64_t es = std::int64_t(dtype_size(r.dtype));
-  char* row = static_cast<char*>(r.data) + (n * s[0] + od * s[1] + oh * s[2]) * es;
-  if (s[4] == 1 && r.dtype != DType::float64) {
-    for (std::int64_t w = 0; w < wo; ++w) ptrs[std::size_t(w)] = row + w * s[3] * es;
-    // (TileStore's counts are ints: a row wider than that goes element-wise)
-    if (wo <= (1 << 20) && C <= (1 << 20) &&
-        kt.store_tile(TileStore{v, int(C), int(wo), int(C), ptrs.data(), storage_code(r.dtype), 0}))
-      return;
-  }
-  visit_dtype(r.dtype, [&](auto e) {
-    using E = decltype(e);
-    auto* y = reinterpret_cast<typename E::storage*>(row);
-    for (std::int64_t w = 0; w < wo; ++w)
-      for (std::int64_t c = 0; c < C; ++c) store_any(y + w * s[3] + c * s[4], E::template store<float>(v[w * C + c]));
-  });
 }
 
 // Output row `it` of the work order: (n, H block, od, oh in the block), so

@@ -70,15 +70,27 @@ std::vector<Template> templates(const std::string& isa) {
   t.push_back({"small-cout", geo("small_cout_dilated_w", {1, 3, 4, 14, 9}, 0, {3, 3, 3}, 1, {1, 1, 2}, {1, 1, 2}),
                f32, f32, c, 1, 4});
   t.push_back({"small-cout", geo("small_cout_groups", {1, 3, 4, 11, 27}, 0, {3, 3, 3}, 3), f32, f32, c, 1, 12});
-  // bf16 x bf16 with an even C_in: vdpbf16ps where the ISA has it, else gathered rows.
+  // bf16 x bf16 with an even C_in: vdpbf16ps where the ISA has it, else gathered rows (C_out 9+: up to 8
+  // the row paths below take 16-bit inputs too).
   t.push_back({isa.rfind("avx512bf16", 0) == 0 ? "igemm" : "packed-a", geo("bf16_even", {1, 3, 4, 7, 8}, 0, {3, 3, 3}), bf16,
-               bf16});
+               bf16, c, 9});
   // Gathered rows: fp16/bf16 inputs (odd C_in).
-  for (DType tx : {f16, bf16}) t.push_back({"packed-a", geo("packed_a", {1, 3, 4, 7, 7}, 0, {3, 3, 3}), tx, tx});
+  for (DType tx : {f16, bf16}) t.push_back({"packed-a", geo("packed_a", {1, 3, 4, 7, 7}, 0, {3, 3, 3}), tx, tx, c, 9});
+  // The row paths with 16-bit inputs, converted to fp32 rows once per thread: float16 / bfloat16 results
+  // (rounded once at the store) and float32 ones (16-bit input, f32 weight).
+  for (DType tw : {f16, bf16, f32}) {
+    const DType tx = tw == f32 ? bf16 : tw;
+    t.push_back({"small-cout", geo("small_cout_16bit", {2, 3, 4, 15, 16}, 0, {3, 3, 3}), tx, tw, c, 1, 4});
+    t.push_back({"few-cin", geo("cin3_16bit", {1, 3, 4, 15, 3}, 0, {3, 3, 3}, 1, {1, 1, 2}), tx, tw});
+    t.push_back({"dwconv", geo("dwconv_16bit", {1, 3, 4, 9, 20}, 0, {3, 3, 3}, 20), tx, tw});
+  }
+  t.push_back({"small-cout", geo("small_cout_16bit_groups", {1, 3, 4, 11, 27}, 0, {3, 3, 3}, 3), f16, f16, c, 1, 12});
   // f32 with strided channels: copied to contiguous first, then read in place.
   t.push_back({"igemm", geo("strided_c_relaid", {1, 3, 4, 6, 9}, 0, {3, 2, 3}), f32, f32, Layout::padded, 5});
   // Small C_in: taps folded into K, k-major tiles along W.
-  for (DType tx : {f16, bf16}) t.push_back({"small-cin", geo("small_cin", {1, 3, 4, 11, 3}, 0, {3, 3, 3}), tx, tx});
+  // (16-bit inputs with groups 1 and C_in <= 4 take few-cin's rows: groups 2 here.)
+  for (DType tx : {f16, bf16})
+    t.push_back({"small-cin", geo("small_cin", {1, 3, 4, 11, 4}, 0, {3, 3, 3}, 2), tx, tx, c, 10});
   t.push_back({"small-cin", geo("small_cin_groups", {1, 3, 4, 10, 4}, 0, {3, 3, 3}, 2), f32, f32, c, 10});
   t.push_back({"small-cin", geo("small_cin_dilated_w", {1, 3, 4, 12, 4}, 0, {3, 3, 3}, 2, {1, 1, 1}, {1, 1, 2}),
                f32, f32, c, 10});
@@ -96,6 +108,9 @@ std::vector<Template> templates(const std::string& isa) {
                  5, 8});
   t.push_back(
       {narrow_path, geo("cin7_narrow_strided", {1, 3, 4, 16, 7}, 0, {3, 3, 3}, 1, {1, 1, 2}), f32, f32, c, 5, 8});
+  // 16-bit inputs: rows where the ISA has the narrow kernel, else gathered rows (fold-W reads f32 in place).
+  t.push_back({narrow_path == std::string("fold-w") ? "packed-a" : "few-cin",
+               geo("cin6_narrow_16bit", {1, 3, 4, 17, 6}, 0, {3, 3, 3}), f16, f16, c, 5, 8});
   // Depthwise: groups == C_in == C_out (c_out 0 here means "C_in").
   for (DType tw : {f32, f16, bf16}) t.push_back({"dwconv", geo("dwconv", {1, 3, 4, 9, 20}, 0, {3, 3, 3}, 20), f32, tw});
   t.push_back({"dwconv", geo("dwconv_k5_strided", {1, 4, 5, 12, 9}, 0, {3, 3, 5}, 9, {1, 1, 2}), f32, f32});
@@ -171,7 +186,7 @@ void run_orders(const std::string& isa) {
   const OrderCase cases[] = {
       {"packed-a, K in chunks", geo("packed_a_chunks", {1, 3, 3, 5, 256}, 20, {3, 3, 3}), DType::float16,
        [](const cpu::CpuPlan& p) { return p.path == cpu::CpuPath::packed_a && p.k_chunks > 1; }},
-      {"small-cin, K in chunks", geo("small_cin_chunks", {1, 13, 13, 14, 4}, 18, {12, 12, 12}), DType::bfloat16,
+      {"small-cin, K in chunks", geo("small_cin_chunks", {1, 13, 13, 14, 8}, 18, {12, 12, 12}, 2), DType::bfloat16,
        [](const cpu::CpuPlan& p) { return p.path == cpu::CpuPath::small_cin && p.k_chunks > 1; }},
       {"igemm, panel in chunks over strips", geo("panel_chunks", {1, 2, 2, 4, 640}, 64, {3, 3, 3}), DType::float32,
        [](const cpu::CpuPlan& p) { return p.path == cpu::CpuPath::igemm && p.k_chunks > 1 && !p.m_outer; }},
