@@ -1,12 +1,14 @@
 // Tiled depthwise kernels for a 3x3x3 kernel at stride 1 without dilation
 // (the common case): a block owns a tile of kTileRows x kTileCols outputs
-// along (H, W) for 32 channels and marches along D. Each input slice of the
-// tile (plus its one-element halo) is copied once into shared memory with
-// cp.async (zeros outside the input) while earlier slices are computed,
-// so each input element is read from global memory about once instead of
-// once per output row that reads it. Lane = channel (each shared-memory read
-// of a position is one conflict-free row); warp = output row; each thread
-// keeps kTileCols outputs along W for the three depths in flight.
+// along (H, W) for 32 x Cpl channels and marches along D. Each input slice
+// of the tile (plus its one-element halo) is copied once into shared memory
+// with cp.async (zeros outside the input) while earlier slices are
+// computed, so each input element is read from global memory about once
+// instead of once per output row that reads it. Lane = Cpl adjacent
+// channels (one shared-memory read of a position is one conflict-free row:
+// in 16-bit storage Cpl = 2, so a lane's read is one 32-bit word and feeds
+// twice the multiply-adds); warp = output row; each thread keeps kTileCols
+// outputs along W for the three depths in flight.
 // Included by depthwise_kernels.cuh (after its helpers).
 #pragma once
 
@@ -14,10 +16,14 @@ namespace volconv::cuda {
 namespace {
 
 namespace tile {
-constexpr int kRows = cuda_plan::kTileRows, kCols = cuda_plan::kTileCols, kLanes = cuda_plan::kTileChannels;
+constexpr int kRows = cuda_plan::kTileRows, kCols = cuda_plan::kTileCols, kLanes = 32;
 constexpr int kInRows = kRows + 2, kInCols = kCols + 2;  // the tile's inputs: one halo element per side
 static_assert(kRows * kLanes == cuda_plan::kThreadsPerBlock, "one warp per output row of the tile");
-constexpr int kSlice = kInRows * kInCols * kLanes;  // elements of one staged input slice
+// Elements of one staged input slice, Cpl channels a lane.
+template <int Cpl>
+__host__ __device__ constexpr int slice_elems() {
+  return kInRows * kInCols * kLanes * Cpl;
+}
 }  // namespace tile
 
 __device__ __forceinline__ void copy16_async(void* smem, const void* gmem, bool valid) {
@@ -55,16 +61,18 @@ __device__ __forceinline__ TileItem tile_item(const DwArgs& a, std::int64_t item
 }
 
 // Copies the tile's input slices into shared memory, laid out
-// [row][col][lane]: kInRows x kInCols positions from (ih0, iw0), channels
-// c0..c0+31, as 16-byte chunks; zeros outside the input or past the
-// channels. Each thread's chunks and their offsets within a slice are
-// worked out once per item, so staging a slice costs a few instructions.
-// x is batch n's first element; its channel stride is 1.
-template <class T, class I>
+// [row][col][channel]: kInRows x kInCols positions from (ih0, iw0),
+// channels c0..c0 + 32 * Cpl - 1, as 16-byte chunks; zeros outside the input
+// or past the channels. Each thread's chunks and their offsets within a
+// slice are worked out once per item, so staging a slice costs a few
+// instructions. x is batch n's first element; its channel stride is 1.
+template <class T, class I, int Cpl>
 struct SliceStager {
   static constexpr int kPer = 16 / int(sizeof(T));  // elements per chunk
-  static constexpr int kChunks = tile::kInRows * tile::kInCols * (tile::kLanes / kPer);
+  static constexpr int kPerPos = tile::kLanes * Cpl / kPer;  // chunks per position
+  static constexpr int kChunks = tile::kInRows * tile::kInCols * kPerPos;
   static constexpr int kIters = (kChunks + cuda_plan::kThreadsPerBlock - 1) / cuda_plan::kThreadsPerBlock;
+  static_assert(kIters <= 32, "one bit per chunk of a thread");
   I offset[kIters];     // of chunk i from the slice's first element
   unsigned inside = 0;  // bit i: chunk i is inside the input along H and W and inside C
   const T* x;
@@ -77,7 +85,7 @@ struct SliceStager {
 #pragma unroll
     for (int i = 0; i < kIters; ++i) {
       const int k = i * cuda_plan::kThreadsPerBlock + tid;
-      const int pos = k / (tile::kLanes / kPer), part = k % (tile::kLanes / kPer);
+      const int pos = k / kPerPos, part = k % kPerPos;
       const int ih = ih0 + pos / tile::kInCols, iw = iw0 + pos % tile::kInCols;
       const std::int64_t c = c0 + part * kPer;
       const bool in = k < kChunks && ih >= 0 && ih < a.in[1] && iw >= 0 && iw < a.in[2] && c < a.channels;
@@ -102,12 +110,72 @@ struct SliceStager {
   }
 };
 
-// Row `row` of a staged slice, this lane's channel, as floats.
-template <class T>
-__device__ __forceinline__ void read_row(const T* buf, int row, float (&xr)[tile::kInCols]) {
+// Row `row` of a staged slice, this lane's Cpl channels, as floats (`buf`
+// already points at the lane's first channel; Cpl elements are one load).
+template <int Cpl, class T>
+__device__ __forceinline__ void read_row(const T* buf, int row, float (&xr)[tile::kInCols][Cpl]) {
 #pragma unroll
-  for (int j = 0; j < tile::kInCols; ++j) xr[j] = to_float(buf[(row * tile::kInCols + j) * tile::kLanes + threadIdx.x]);
+  for (int j = 0; j < tile::kInCols; ++j)
+    load_channels<Cpl>(buf + (row * tile::kInCols + j) * tile::kLanes * Cpl, xr[j]);
 }
+
+// The Cpl channels of a lane from c on, each stored where inside the channels.
+template <int Cpl, class T, class I>
+__device__ __forceinline__ void store_lane(T* p, I channel_stride, std::int64_t c, std::int64_t channels,
+                                           const float (&v)[Cpl]) {
+#pragma unroll
+  for (int k = 0; k < Cpl; ++k)
+    if (c + k < channels) store(p + I(k) * channel_stride, v[k]);
+}
+
+// The 27 weights of a lane's Cpl channels, flipped along every axis when
+// asked: in registers (WReg) or in shared memory, [27][32 * Cpl] floats at
+// ws (visible to every thread after the first step's barrier).
+template <int Cpl, bool WReg>
+struct TileWeights;
+
+template <int Cpl>
+struct TileWeights<Cpl, true> {
+  float w[27][Cpl];
+  template <class T, class I>
+  __device__ __forceinline__ void init(const DwArgs& a, std::int64_t c, float*) {
+#pragma unroll
+    for (int k = 0; k < 27; ++k) {
+      const int tap = a.flip ? 26 - k : k;
+#pragma unroll
+      for (int v = 0; v < Cpl; ++v)
+        w[k][v] = c + v < a.channels ? load(static_cast<const T*>(a.w) + I(c + v) * I(a.ws[0]) +
+                                            I(tap / 9) * I(a.ws[1]) + I(tap / 3 % 3) * I(a.ws[2]) +
+                                            I(tap % 3) * I(a.ws[3]))
+                                     : 0.f;
+    }
+  }
+  __device__ __forceinline__ void get(int k, float (&out)[Cpl]) const {
+#pragma unroll
+    for (int v = 0; v < Cpl; ++v) out[v] = w[k][v];
+  }
+};
+
+template <int Cpl>
+struct TileWeights<Cpl, false> {
+  const float* w;  // this lane's first weight
+  template <class T, class I>
+  __device__ __forceinline__ void init(const DwArgs& a, std::int64_t c, float* ws) {
+    for (int k = threadIdx.y; k < 27; k += tile::kRows) {
+      const int tap = a.flip ? 26 - k : k;
+#pragma unroll
+      for (int v = 0; v < Cpl; ++v)
+        ws[(k * tile::kLanes + threadIdx.x) * Cpl + v] =
+            c + v < a.channels ? load(static_cast<const T*>(a.w) + I(c + v) * I(a.ws[0]) + I(tap / 9) * I(a.ws[1]) +
+                                      I(tap / 3 % 3) * I(a.ws[2]) + I(tap % 3) * I(a.ws[3]))
+                               : 0.f;
+    }
+    w = ws + threadIdx.x * Cpl;
+  }
+  __device__ __forceinline__ void get(int k, float (&out)[Cpl]) const {
+    load_channels<Cpl>(w + k * tile::kLanes * Cpl, out);
+  }
+};
 
 // One input slice (step s of the march, phase P = s % 3, so the rotating
 // accumulator slots are compile-time indices): the slice's three rows feed
@@ -115,12 +183,12 @@ __device__ __forceinline__ void read_row(const T* buf, int row, float (&xr)[tile
 // last slice this was (kd = 2) is stored and its slot cleared for the depth
 // that starts next. Slice s is in buffer s % Stages; Stages - 1 slices are
 // in flight while one is read.
-template <int P, int Stages, class T, class I>
+template <int P, int Stages, int Cpl, class W, class T, class I>
 __device__ __forceinline__ void data_step(const DwArgs& a, const TileItem& t, int s, int steps, T* bufs,
-                                          const SliceStager<T, I>& stager, T* y, std::int64_t c, const float* w,
-                                          float (&acc)[3][tile::kCols]) {
+                                          const SliceStager<T, I, Cpl>& stager, T* y, std::int64_t c, const W& w,
+                                          float (&acc)[3][tile::kCols][Cpl]) {
   if (s >= steps) return;
-  constexpr int kSlice = tile::kSlice;
+  constexpr int kSlice = tile::slice_elems<Cpl>();
   const int id = t.od0 - a.pad[0] + s;
   __syncthreads();  // every thread is done with the buffer of slice s - 1, where slice s + Stages - 1 goes
   if (s + Stages - 1 < steps) stager.stage(bufs + (s + Stages - 1) % Stages * kSlice, id + Stages - 1);
@@ -128,169 +196,190 @@ __device__ __forceinline__ void data_step(const DwArgs& a, const TileItem& t, in
   copies_wait<Stages - 1>();
   __syncthreads();  // slice s has landed, from every thread's copies
   if (id >= 0 && id < a.in[0]) {
-    const T* buf = bufs + s % Stages * kSlice;
+    const T* buf = bufs + s % Stages * kSlice + threadIdx.x * Cpl;
 #pragma unroll
     for (int kh = 0; kh < 3; ++kh) {
-      float xr[tile::kInCols];
-      read_row(buf, threadIdx.y + kh, xr);
+      float xr[tile::kInCols][Cpl];
+      read_row<Cpl>(buf, threadIdx.y + kh, xr);
 #pragma unroll
       for (int kd = 0; kd < 3; ++kd) {
         const int od = id + a.pad[0] - kd;
         if (od < t.od0 || od >= t.od1) continue;
         constexpr int kSlots = 3;
-        float(&out)[tile::kCols] = acc[(P - kd + kSlots) % kSlots];
-        const float* wk = w + (kd * 3 + kh) * 3 * tile::kLanes;
-        const float w0 = wk[0], w1 = wk[tile::kLanes], w2 = wk[2 * tile::kLanes];
+        float(&out)[tile::kCols][Cpl] = acc[(P - kd + kSlots) % kSlots];
+        float w0[Cpl], w1[Cpl], w2[Cpl];
+        w.get((kd * 3 + kh) * 3, w0);
+        w.get((kd * 3 + kh) * 3 + 1, w1);
+        w.get((kd * 3 + kh) * 3 + 2, w2);
 #pragma unroll
         for (int j = 0; j < tile::kCols; ++j)  // three fused multiply-adds, no separate add
-          out[j] = fmaf(xr[j + 2], w2, fmaf(xr[j + 1], w1, fmaf(xr[j], w0, out[j])));
+#pragma unroll
+          for (int v = 0; v < Cpl; ++v)
+            out[j][v] = fmaf(xr[j + 2][v], w2[v], fmaf(xr[j + 1][v], w1[v], fmaf(xr[j][v], w0[v], out[j][v])));
       }
     }
   }
-  float(&done)[tile::kCols] = acc[(P + 1) % 3];
+  float(&done)[tile::kCols][Cpl] = acc[(P + 1) % 3];
   const int od = id + a.pad[0] - 2;
   const int oh = t.oh0 + int(threadIdx.y);
   if (od >= t.od0 && od < t.od1 && oh < a.out[1] && c < a.channels) {
     T* row = y + I(od) * I(a.ys[1]) + I(oh) * I(a.ys[2]) + I(c) * I(a.ys[4]);
 #pragma unroll
     for (int j = 0; j < tile::kCols; ++j)
-      if (t.ow0 + j < a.out[2]) store(row + I(t.ow0 + j) * I(a.ys[3]), done[j]);
+      if (t.ow0 + j < a.out[2]) store_lane<Cpl>(row + I(t.ow0 + j) * I(a.ys[3]), I(a.ys[4]), c, a.channels, done[j]);
   }
 #pragma unroll
-  for (int j = 0; j < tile::kCols; ++j) done[j] = 0.f;
+  for (int j = 0; j < tile::kCols; ++j)
+#pragma unroll
+    for (int v = 0; v < Cpl; ++v) done[j][v] = 0.f;
 }
 
-// Forward / input gradient, 3x3x3 at stride 1: block (spatial item, 32
+// Forward / input gradient, 3x3x3 at stride 1: block (spatial item, 32 x Cpl
 // channels); grid.x = items, each item a tile and d_seg output depths.
-// Dynamic shared memory (plan.shared_bytes): Stages slices, then the 27
-// weights of each lane's channel [27][kLanes] (in shared memory rather than
-// registers: 64 registers a thread let four blocks share an SM).
-template <class T, class I, int Stages, int MinBlocks>
+// Dynamic shared memory (plan.shared_bytes): Stages slices, then (unless
+// WReg keeps them in registers) the 27 weights of each lane's channels.
+template <class T, class I, int Stages, int Cpl, bool WReg, int MinBlocks>
 __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, MinBlocks)
     dw_data_tiled(DwArgs a, int d_seg, std::int64_t items) {
   extern __shared__ __align__(16) unsigned char smem[];
+  constexpr int kSlice = tile::slice_elems<Cpl>();
   T* bufs = reinterpret_cast<T*>(smem);
   if (blockIdx.x >= items) return;  // an empty problem still launches one block
   const TileItem t = tile_item(a, blockIdx.x, d_seg);
-  const std::int64_t c = std::int64_t(blockIdx.y) * tile::kLanes + threadIdx.x;
-  // The weights, flipped along every axis when asked; visible to every
-  // thread after the first step's barrier.
-  float* ws = reinterpret_cast<float*>(smem + Stages * tile::kSlice * sizeof(T));
-  for (int k = threadIdx.y; k < 27; k += tile::kRows) {
-    const int tap = a.flip ? 26 - k : k;
-    ws[k * tile::kLanes + threadIdx.x] =
-        c < a.channels ? load(static_cast<const T*>(a.w) + I(c) * I(a.ws[0]) + I(tap / 9) * I(a.ws[1]) +
-                              I(tap / 3 % 3) * I(a.ws[2]) + I(tap % 3) * I(a.ws[3]))
-                       : 0.f;
-  }
-  const float* w = ws + threadIdx.x;
-  const SliceStager<T, I> stager(a, static_cast<const T*>(a.x) + I(t.n) * I(a.xs[0]), t.oh0 - a.pad[1],
-                                 t.ow0 - a.pad[2], c - threadIdx.x);
+  const std::int64_t c0 = std::int64_t(blockIdx.y) * tile::kLanes * Cpl, c = c0 + threadIdx.x * Cpl;
+  TileWeights<Cpl, WReg> w;
+  w.template init<T, I>(a, c, reinterpret_cast<float*>(smem + Stages * kSlice * sizeof(T)));
+  const SliceStager<T, I, Cpl> stager(a, static_cast<const T*>(a.x) + I(t.n) * I(a.xs[0]), t.oh0 - a.pad[1],
+                                      t.ow0 - a.pad[2], c0);
   T* y = static_cast<T*>(a.y_out) + I(t.n) * I(a.ys[0]);
-  float acc[3][tile::kCols];
+  float acc[3][tile::kCols][Cpl];
 #pragma unroll
   for (int i = 0; i < 3; ++i)
 #pragma unroll
-    for (int j = 0; j < tile::kCols; ++j) acc[i][j] = 0.f;
+    for (int j = 0; j < tile::kCols; ++j)
+#pragma unroll
+      for (int v = 0; v < Cpl; ++v) acc[i][j][v] = 0.f;
   // Slices od0 - pad .. od1 - 1 - pad + 2: two more than the outputs.
   const int steps = t.od1 - t.od0 + 2;
 #pragma unroll
   for (int q = 0; q < Stages - 1; ++q) {
-    if (q < steps) stager.stage(bufs + q * tile::kSlice, t.od0 - a.pad[0] + q);
+    if (q < steps) stager.stage(bufs + q * kSlice, t.od0 - a.pad[0] + q);
     copies_commit();
   }
   for (int s = 0; s < steps; s += 3) {
-    data_step<0, Stages, T, I>(a, t, s, steps, bufs, stager, y, c, w, acc);
-    data_step<1, Stages, T, I>(a, t, s + 1, steps, bufs, stager, y, c, w, acc);
-    data_step<2, Stages, T, I>(a, t, s + 2, steps, bufs, stager, y, c, w, acc);
+    data_step<0, Stages, Cpl>(a, t, s, steps, bufs, stager, y, c, w, acc);
+    data_step<1, Stages, Cpl>(a, t, s + 1, steps, bufs, stager, y, c, w, acc);
+    data_step<2, Stages, Cpl>(a, t, s + 2, steps, bufs, stager, y, c, w, acc);
   }
   copies_wait<0>();  // nothing left in flight at exit
 }
 
-// Weight gradient, 3x3x3 at stride 1: block (chunk, 32 channels) sums the
-// items chunk, chunk + chunks, ... (a fixed order); per item it marches
-// along the output depths with a ring of Ring staged input slices (the
-// three that depth reads and Ring - 3 more in flight); each thread keeps the
-// 27 sums of its channel for its row of kTileCols outputs, and loads its
-// output-gradient row one depth ahead. At the end the block's rows are added
-// in row order into partials[chunk][tap][c]. Dynamic shared memory
-// (plan.shared_bytes): the ring, later the rows' 27 sums per lane.
-template <class T, class I, int Ring, int MinBlocks>
+// Weight gradient, pass 1, 3x3x3 at stride 1: block (chunk, 32 x Cpl
+// channels) sums the items chunk, chunk + chunks, ... (a fixed order). Per
+// item it marches along the input slices as the forward does (Stages - 1
+// in flight): each staged row feeds the three output depths that read it,
+// whose output-gradient rows stay in registers (three rotating slots, a
+// row loaded when its depth starts). Each thread keeps the 27 sums of its
+// channels for its row of kTileCols outputs; a tap's sum still runs over the
+// output depths in order, then along W. At the end the block's rows are
+// added in row order into partials[chunk][tap][c]. Dynamic shared memory
+// (plan.shared_bytes): the slices, later the rows' 27 sums per channel.
+template <int P, int Stages, int Cpl, class T, class I>
+__device__ __forceinline__ void wgrad_step(const DwArgs& a, const TileItem& t, int s, int steps, T* bufs,
+                                           const SliceStager<T, I, Cpl>& stager, const T* g, bool row_in,
+                                           std::int64_t c, float (&gr)[3][tile::kCols][Cpl],
+                                           float (&acc)[27][Cpl]) {
+  if (s >= steps) return;
+  constexpr int kSlice = tile::slice_elems<Cpl>();
+  const int id = t.od0 - a.pad[0] + s;
+  // The output depth od0 + s starts at this slice (its tap kd = 0).
+  float(&fresh)[tile::kCols][Cpl] = gr[P];
+  const int od_new = t.od0 + s;
+#pragma unroll
+  for (int j = 0; j < tile::kCols; ++j)
+#pragma unroll
+    for (int v = 0; v < Cpl; ++v)
+      fresh[j][v] = row_in && od_new < t.od1 && t.ow0 + j < a.out[2] && c + v < a.channels
+                        ? load(g + I(od_new) * I(a.ys[1]) + I(t.ow0 + j) * I(a.ys[3]) + I(v) * I(a.ys[4]))
+                        : 0.f;
+  __syncthreads();  // every thread is done with the buffer of slice s - 1, where slice s + Stages - 1 goes
+  if (s + Stages - 1 < steps) stager.stage(bufs + (s + Stages - 1) % Stages * kSlice, id + Stages - 1);
+  copies_commit();
+  copies_wait<Stages - 1>();
+  __syncthreads();  // slice s has landed, from every thread's copies
+  if (id < 0 || id >= a.in[0]) return;  // padding: those products are zero
+  const T* buf = bufs + s % Stages * kSlice + threadIdx.x * Cpl;
+#pragma unroll
+  for (int kh = 0; kh < 3; ++kh) {
+    float xr[tile::kInCols][Cpl];
+    read_row<Cpl>(buf, threadIdx.y + kh, xr);
+#pragma unroll
+    for (int kd = 0; kd < 3; ++kd) {
+      const int od = id + a.pad[0] - kd;
+      if (od < t.od0 || od >= t.od1) continue;
+      const float(&gk)[tile::kCols][Cpl] = gr[(P - kd + 3) % 3];
+#pragma unroll
+      for (int kw = 0; kw < 3; ++kw)
+#pragma unroll
+        for (int v = 0; v < Cpl; ++v) {
+          float& sum = acc[(kd * 3 + kh) * 3 + kw][v];
+#pragma unroll
+          for (int j = 0; j < tile::kCols; ++j) sum = fmaf(gk[j][v], xr[j + kw][v], sum);
+        }
+    }
+  }
+}
+
+template <class T, class I, int Stages, int Cpl, int MinBlocks>
 __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, MinBlocks)
     dw_wgrad_tiled(DwArgs a, float* partials, int d_seg, std::int64_t items, std::int64_t chunks) {
   extern __shared__ __align__(16) unsigned char smem[];
-  T* ring = reinterpret_cast<T*>(smem);
-  constexpr int kSlice = tile::kSlice;
-  const std::int64_t c = std::int64_t(blockIdx.y) * tile::kLanes + threadIdx.x;
-  float acc[27];
+  T* bufs = reinterpret_cast<T*>(smem);
+  constexpr int kSlice = tile::slice_elems<Cpl>();
+  const std::int64_t c0 = std::int64_t(blockIdx.y) * tile::kLanes * Cpl, c = c0 + threadIdx.x * Cpl;
+  float acc[27][Cpl];
 #pragma unroll
-  for (int k = 0; k < 27; ++k) acc[k] = 0.f;
+  for (int k = 0; k < 27; ++k)
+#pragma unroll
+    for (int v = 0; v < Cpl; ++v) acc[k][v] = 0.f;
   for (std::int64_t item = blockIdx.x; item < items; item += chunks) {
     const TileItem t = tile_item(a, item, d_seg);
-    const int id0 = t.od0 - a.pad[0];
-    const SliceStager<T, I> stager(a, static_cast<const T*>(a.x) + I(t.n) * I(a.xs[0]), t.oh0 - a.pad[1],
-                                   t.ow0 - a.pad[2], c - threadIdx.x);
+    const SliceStager<T, I, Cpl> stager(a, static_cast<const T*>(a.x) + I(t.n) * I(a.xs[0]), t.oh0 - a.pad[1],
+                                        t.ow0 - a.pad[2], c0);
     const int oh = t.oh0 + int(threadIdx.y);
-    const bool row_in = oh < a.out[1] && c < a.channels;
-    const T* g = static_cast<const T*>(a.y_in) + I(t.n) * I(a.ys[0]) + I(oh) * I(a.ys[2]) + I(c) * I(a.ys[4]);
-    const int depths = t.od1 - t.od0;  // slices 0 .. depths + 1 are read
-    __syncthreads();  // the previous item's last reads of the ring are done
+    const bool row_in = oh < a.out[1];
+    const T* g = static_cast<const T*>(a.y_in) + I(t.n) * I(a.ys[0]) + I(row_in ? oh : 0) * I(a.ys[2]) +
+                 I(c < a.channels ? c : 0) * I(a.ys[4]);
+    const int steps = t.od1 - t.od0 + 2;  // input slices od0 - pad .. od1 - 1 - pad + 2
+    __syncthreads();  // the previous item's last reads of the slices are done
 #pragma unroll
-    for (int q = 0; q < Ring - 1; ++q) {
-      if (q < depths + 2) stager.stage(ring + q * kSlice, id0 + q);
+    for (int q = 0; q < Stages - 1; ++q) {
+      if (q < steps) stager.stage(bufs + q * kSlice, t.od0 - a.pad[0] + q);
       copies_commit();
     }
-    float gn[tile::kCols];
-#pragma unroll
-    for (int j = 0; j < tile::kCols; ++j)
-      gn[j] = row_in && t.ow0 + j < a.out[2] ? load(g + I(t.od0) * I(a.ys[1]) + I(t.ow0 + j) * I(a.ys[3])) : 0.f;
-    for (int s = 0; s < depths; ++s) {
-      float gr[tile::kCols];
-#pragma unroll
-      for (int j = 0; j < tile::kCols; ++j) gr[j] = gn[j];
-      if (s + 1 < depths) {
-#pragma unroll
-        for (int j = 0; j < tile::kCols; ++j)
-          gn[j] = row_in && t.ow0 + j < a.out[2]
-                      ? load(g + I(t.od0 + s + 1) * I(a.ys[1]) + I(t.ow0 + j) * I(a.ys[3]))
-                      : 0.f;
-      }
-      __syncthreads();  // the slot of slice s + Ring - 1 held slice s - 1, last read at step s - 1
-      if (s + Ring - 1 < depths + 2) stager.stage(ring + (s + Ring - 1) % Ring * kSlice, id0 + s + Ring - 1);
-      copies_commit();
-      copies_wait<Ring - 3>();  // slices s, s + 1, s + 2 have landed
-      __syncthreads();
-#pragma unroll
-      for (int kd = 0; kd < 3; ++kd) {
-        const int id = id0 + s + kd;
-        if (id < 0 || id >= a.in[0]) continue;  // padding: those products are zero
-        const T* buf = ring + (s + kd) % Ring * kSlice;
-#pragma unroll
-        for (int kh = 0; kh < 3; ++kh) {
-          float xr[tile::kInCols];
-          read_row(buf, threadIdx.y + kh, xr);
-#pragma unroll
-          for (int kw = 0; kw < 3; ++kw) {
-            float& sum = acc[(kd * 3 + kh) * 3 + kw];
-#pragma unroll
-            for (int j = 0; j < tile::kCols; ++j) sum = fmaf(gr[j], xr[j + kw], sum);
-          }
-        }
-      }
+    float gr[3][tile::kCols][Cpl];
+    for (int s = 0; s < steps; s += 3) {
+      wgrad_step<0, Stages, Cpl>(a, t, s, steps, bufs, stager, g, row_in, c, gr, acc);
+      wgrad_step<1, Stages, Cpl>(a, t, s + 1, steps, bufs, stager, g, row_in, c, gr, acc);
+      wgrad_step<2, Stages, Cpl>(a, t, s + 2, steps, bufs, stager, g, row_in, c, gr, acc);
     }
   }
   copies_wait<0>();
-  __syncthreads();  // the ring is free: it now holds every row's sums
-  float* rows = reinterpret_cast<float*>(smem);  // [27][kRows][kLanes]
+  __syncthreads();  // the slices are free: they now hold every row's sums
+  constexpr int kBlockC = tile::kLanes * Cpl;
+  float* rows = reinterpret_cast<float*>(smem);  // [27][kRows][kBlockC]
 #pragma unroll
-  for (int k = 0; k < 27; ++k) rows[(k * tile::kRows + threadIdx.y) * tile::kLanes + threadIdx.x] = acc[k];
+  for (int k = 0; k < 27; ++k)
+#pragma unroll
+    for (int v = 0; v < Cpl; ++v) rows[(k * tile::kRows + threadIdx.y) * kBlockC + threadIdx.x * Cpl + v] = acc[k][v];
   __syncthreads();
-  // 27 taps x 32 lanes sums, spread over the block's threads; rows in order.
-  for (int k = threadIdx.y; k < 27; k += tile::kRows) {
-    if (c >= a.channels) continue;
+  // 27 taps x kBlockC sums, spread over the block's threads; rows in order.
+  for (int i = threadIdx.y * tile::kLanes + threadIdx.x; i < 27 * kBlockC; i += cuda_plan::kThreadsPerBlock) {
+    const int k = i / kBlockC, cc = i % kBlockC;
+    if (c0 + cc >= a.channels) continue;
     float sum = 0.f;
-    for (int r = 0; r < tile::kRows; ++r) sum += rows[(k * tile::kRows + r) * tile::kLanes + threadIdx.x];
-    partials[(std::int64_t(blockIdx.x) * 27 + k) * a.channels + c] = sum;
+    for (int r = 0; r < tile::kRows; ++r) sum += rows[(k * tile::kRows + r) * kBlockC + cc];
+    partials[(std::int64_t(blockIdx.x) * 27 + k) * a.channels + c0 + cc] = sum;
   }
 }
 
