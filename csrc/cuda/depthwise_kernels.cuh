@@ -393,58 +393,41 @@ void allow_shared(Kernel kernel, int bytes) {
   if (bytes > 48 * 1024) cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
 }
 
-// The tiled kernels' shapes per offset width I and channels per lane Cpl:
-// the blocks an SM must hold (the register budget: 64 a thread for four,
-// 80 for three, 128 for two) and where the forward keeps its weights.
-template <class I, int Cpl>
-struct TiledShape {
-  static constexpr int data_blocks = Cpl == 1 ? (sizeof(I) == 4 ? 4 : 3) : 2;
-  static constexpr bool data_weights_in_registers = false;
-  static constexpr int wgrad_blocks = Cpl == 1 ? 3 : 2;
-};
+// The tiled kernels' register budget: 64 a thread (four blocks an SM) for
+// the forward with 32-bit offsets; 80 (three) with 64-bit ones, which need
+// more, and for the weight gradient (27 sums, three gradient rows and an
+// input row per thread; measured on the H200: four blocks spilled and ran
+// 25% slower, two ran 10% slower).
+template <class I>
+constexpr int tiled_min_blocks() {
+  return sizeof(I) == 4 ? 4 : 3;
+}
+constexpr int kWgradTiledMinBlocks = 3;
 
-template <class T, class I, int Cpl>
+template <class T, class I>
 void launch_data_tiled(const cuda_plan::DepthwisePlan& plan, const DwArgs& a, cudaStream_t s) {
-  using S = TiledShape<I, Cpl>;
-  const auto kernel = dw_data_tiled<T, I, cuda_plan::kTileStages, Cpl, S::data_weights_in_registers, S::data_blocks>;
+  const auto kernel = dw_data_tiled<T, I, cuda_plan::kTileStages, tiled_min_blocks<I>()>;
   allow_shared(kernel, plan.shared_bytes);
   kernel<<<grid_of(plan.main), block_of(plan.main), plan.shared_bytes, s>>>(a, plan.d_seg, plan.items);
 }
 
-template <class T, class I, int Cpl>
+template <class T, class I>
 void launch_wgrad_tiled(const cuda_plan::DepthwisePlan& plan, const DwArgs& a, float* partials, cudaStream_t s) {
-  const auto kernel = dw_wgrad_tiled<T, I, cuda_plan::kTileStages, Cpl, TiledShape<I, Cpl>::wgrad_blocks>;
+  const auto kernel = dw_wgrad_tiled<T, I, cuda_plan::kTileGradStages, kWgradTiledMinBlocks>;
   allow_shared(kernel, plan.shared_bytes);
   kernel<<<grid_of(plan.main), block_of(plan.main), plan.shared_bytes, s>>>(a, partials, plan.d_seg, plan.items,
                                                                               plan.chunks);
 }
 
-template <class T, class I, int Cpl>
-void launch_tiled_with(const cuda_plan::DepthwisePlan& plan, const DwArgs& a, float* partials, cudaStream_t s) {
-  if (plan.op == detail::ConvOp::data) {
-    launch_data_tiled<T, I, Cpl>(plan, a, s);
-    return;
-  }
-  launch_wgrad_tiled<T, I, Cpl>(plan, a, partials, s);
-  dw_wgrad_reduce<T, I><<<grid_of(plan.reduce), block_of(plan.reduce), 0, s>>>(a, partials, plan.chunks);
-}
-
-// Two channels a lane in 16-bit storage only (the planner's rule).
-template <class T, class I>
-void launch_tiled(const cuda_plan::DepthwisePlan& plan, const DwArgs& a, float* partials, cudaStream_t s) {
-  if constexpr (sizeof(T) == 2) {
-    if (plan.lane_channels == 2) {
-      launch_tiled_with<T, I, 2>(plan, a, partials, s);
-      return;
-    }
-  }
-  launch_tiled_with<T, I, 1>(plan, a, partials, s);
-}
-
 template <class T, class I, bool Dilated>
 void launch(const cuda_plan::DepthwisePlan& plan, const DwArgs& a, float* partials, cudaStream_t s) {
   if (plan.kernel == cuda_plan::DwKernel::tiled) {
-    launch_tiled<T, I>(plan, a, partials, s);
+    if (plan.op == detail::ConvOp::data) {
+      launch_data_tiled<T, I>(plan, a, s);
+      return;
+    }
+    launch_wgrad_tiled<T, I>(plan, a, partials, s);
+    dw_wgrad_reduce<T, I><<<grid_of(plan.reduce), block_of(plan.reduce), 0, s>>>(a, partials, plan.chunks);
     return;
   }
   if (plan.kernel == cuda_plan::DwKernel::row3) {

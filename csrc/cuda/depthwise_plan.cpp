@@ -36,26 +36,23 @@ bool cube3_unit(const detail::ConvProblemGeometry& g) {
 // The tiled kernels' items: D is cut into segments (each re-reads a 2-slice
 // halo) only while the launch would have fewer than kTargetBlocks blocks,
 // and never below 4 output depths a segment.
-void fill_tiled(DepthwisePlan& p, const detail::ConvProblemGeometry& g, int chunk_elems, int lane_channels) {
-  const int block_c = kTileLanes * lane_channels;
-  const std::int64_t channel_blocks = ceil_div(g.out_channels, block_c);
+void plan_tiled(DepthwisePlan& p, const detail::ConvProblemGeometry& g, int chunk_elems) {
+  const std::int64_t channel_blocks = ceil_div(g.out_channels, kTileChannels);
   const std::int64_t tiles = g.batch * ceil_div(g.out[1], kTileRows) * ceil_div(g.out[2], kTileCols);
   const std::int64_t want = ceil_div(kTargetBlocks, std::max<std::int64_t>(1, tiles * channel_blocks));
   const std::int64_t segs = std::max<std::int64_t>(1, std::min(want, g.out[0] / 4));
-  p.kernel = DwKernel::tiled;
-  p.lane_channels = lane_channels;
   p.d_seg = int(std::max<std::int64_t>(1, ceil_div(g.out[0], segs)));
   p.items = tiles * ceil_div(g.out[0], p.d_seg);
-  p.block_channels = block_c;
+  p.block_channels = kTileChannels;
   p.block_rows = kTileRows;
   p.w_tile = kTileCols;
-  p.main.block[0] = kTileLanes;
+  p.main.block[0] = kTileChannels;
   p.main.block[1] = kTileRows;
   p.main.grid[1] = channel_blocks;
-  const int slice = (kTileRows + 2) * (kTileCols + 2) * block_c * (16 / chunk_elems);  // bytes
+  const int slice = (kTileRows + 2) * (kTileCols + 2) * kTileChannels * (16 / chunk_elems);  // bytes
   if (p.op == detail::ConvOp::data) {
     p.main.grid[0] = std::max<std::int64_t>(1, p.items);
-    p.shared_bytes = kTileStages * slice + 27 * block_c * int(sizeof(float));  // slices, weights
+    p.shared_bytes = kTileStages * slice + 27 * kTileChannels * int(sizeof(float));  // slices, weights
     return;
   }
   // Weight gradient: at most enough chunks to fill the GPU, so the second
@@ -64,8 +61,10 @@ void fill_tiled(DepthwisePlan& p, const detail::ConvProblemGeometry& g, int chun
   p.taps_per_pass = 27;
   p.workspace_bytes = p.chunks * 27 * g.out_channels * std::int64_t(sizeof(float));
   p.main.grid[0] = p.chunks;
-  // The staged slices, later the rows' 27 sums per channel.
-  p.shared_bytes = std::max(kTileStages * slice, 27 * kTileRows * block_c * int(sizeof(float)));
+  // The staged slices and output-gradient tiles, later the rows' 27 sums per lane.
+  const int grad_tile = kTileRows * kTileCols * kTileChannels * (16 / chunk_elems);  // bytes
+  p.shared_bytes =
+      std::max(kTileGradStages * (slice + grad_tile), 27 * kTileRows * kTileChannels * int(sizeof(float)));
   plan_reduce(p, 27, g.out_channels);
 }
 
@@ -76,8 +75,7 @@ std::string DepthwisePlan::name() const {
   const std::string row3 = kernel == DwKernel::row3 ? "row3_" : "";
   const std::string v = vec > 1 ? "_v" + std::to_string(vec) : "";
   if (kernel == DwKernel::tiled)
-    return std::string(op == detail::ConvOp::data ? "dw_data" : "dw_wgrad") + "_tiled" +
-           (lane_channels > 1 ? "_c" + std::to_string(lane_channels) : "") + "_d" + std::to_string(d_seg) +
+    return std::string(op == detail::ConvOp::data ? "dw_data" : "dw_wgrad") + "_tiled_d" + std::to_string(d_seg) +
            (op == detail::ConvOp::data ? "" : "_chunks" + std::to_string(chunks)) + idx;
   if (op == detail::ConvOp::data) return "dw_data_" + row3 + "w" + std::to_string(w_tile) + v + idx;
   return "dw_wgrad_" + row3 + "chunks" + std::to_string(chunks) + "_taps" + std::to_string(taps_per_pass) + v + idx;
@@ -91,15 +89,6 @@ std::string unsupported_reason(const detail::ConvProblemGeometry& g) {
   for (PaddingMode m : g.padding_mode)
     if (m != PaddingMode::zeros) return "The CUDA backend pads with zeros only for now";
   return "";
-}
-
-DepthwisePlan plan_tiled(detail::ConvOp op, const detail::ConvProblemGeometry& g, bool index64, int chunk_elems,
-                         int lane_channels) {
-  DepthwisePlan p;
-  p.op = op;
-  p.index64 = index64;
-  fill_tiled(p, g, chunk_elems, lane_channels);
-  return p;
 }
 
 bool vector_loads_fit(const void* address, const Shape5& shape, const Shape5& strides, int multiple) {
@@ -124,8 +113,11 @@ DepthwisePlan plan_depthwise(detail::ConvOp op, const detail::ConvProblemGeometr
   p.index64 = index64;
   const bool data = op == detail::ConvOp::data;
   // Whole 16-byte chunks of channels: C a multiple of the chunk.
-  if (cube3_unit(g) && chunk_elems > 0 && g.out_channels % chunk_elems == 0)
-    return plan_tiled(op, g, index64, chunk_elems, chunk_elems == 8 ? 2 : 1);
+  if (cube3_unit(g) && chunk_elems > 0 && g.out_channels % chunk_elems == 0) {
+    p.kernel = DwKernel::tiled;
+    plan_tiled(p, g, chunk_elems);
+    return p;
+  }
   const bool row3 = row3_along_w(g) && (data || (g.kernel[0] == 3 && g.kernel[1] == 3));
   if (row3) {
     p.kernel = DwKernel::row3;

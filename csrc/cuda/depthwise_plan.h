@@ -21,11 +21,13 @@ constexpr int kThreadsPerBlock = 256;
 constexpr int kMaxTapsPerPass = 32;  // weight-gradient accumulators per thread
 constexpr std::int64_t kMaxGridX = 2147483647, kMaxGridYZ = 65535;
 // The tiled kernels' block tile: kTileRows output rows (one warp each) by
-// kTileCols outputs along W (per thread), kTileLanes lanes of lane_channels
-// adjacent channels each.
-constexpr int kTileRows = 8, kTileCols = 8, kTileLanes = 32;
-// Staged input slices per block: kTileStages - 1 in flight while one is read.
-constexpr int kTileStages = 4;
+// kTileCols outputs along W (per thread), kTileChannels channels (one per lane).
+constexpr int kTileRows = 8, kTileCols = 8, kTileChannels = 32;
+// Staged input slices per block: the forward keeps kTileStages - 1 in flight
+// while it reads one; the weight gradient stages kTileGradStages input
+// slices and as many output-gradient tiles (kTileRows x kTileCols outputs),
+// two of each in flight, so three float32 blocks share an SM.
+constexpr int kTileStages = 4, kTileGradStages = 3;
 // The weight gradient's second pass: the chunks are cut into kReduceGroups
 // fixed ranges, each added in order by its own thread, then the ranges' sums
 // in range order (a fixed order; many loads in flight instead of one chain).
@@ -75,9 +77,6 @@ struct DepthwisePlan {
   int d_seg = 0;
   std::int64_t items = 0;
   int shared_bytes = 0;  // tiled: dynamic shared memory per block
-  // tiled: adjacent channels per lane, read from shared memory as one word:
-  // 2 in 16-bit storage (half the reads and barriers per multiply-add), else 1.
-  int lane_channels = 1;
 
   // e.g. "dw_data_row3_w8_i32", "dw_data_tiled_d17_i32" or "dw_wgrad_chunks12_taps27_i32".
   std::string name() const;
@@ -93,17 +92,12 @@ bool needs_index64(const Shape5& shape, const Shape5& strides);
 // The plan of a supported problem; index64 as needs_index64 said for any view;
 // channel_vectors when every view the kernels read with vector loads has
 // channel stride 1, its other strides multiples of 4 and a 16-byte aligned
-// start (vector_loads_fit); chunk_elems > 0 when the input view can be copied
-// in 16-byte chunks of chunk_elems elements (vector_loads_fit with that
-// multiple; the element size is 16 / chunk_elems bytes).
+// start (vector_loads_fit); chunk_elems > 0 when the views the tiled kernels
+// copy (the input; for the weight gradient also the output gradient) can be
+// copied in 16-byte chunks of chunk_elems elements (vector_loads_fit with
+// that multiple; the element size is 16 / chunk_elems bytes).
 DepthwisePlan plan_depthwise(detail::ConvOp op, const detail::ConvProblemGeometry& g, bool index64,
                              bool channel_vectors = false, int chunk_elems = 0);
-
-// The tiled plan (a problem plan_depthwise gives the tiled kernel) with
-// `lane_channels` channels per lane (1 or 2) instead of plan_depthwise's
-// choice: what the bench compares.
-DepthwisePlan plan_tiled(detail::ConvOp op, const detail::ConvProblemGeometry& g, bool index64, int chunk_elems,
-                         int lane_channels);
 
 // True when a view of `shape` and `strides` starting at `address` can be
 // read `multiple` channels at a time: a 16-byte aligned start, channel

@@ -1,14 +1,12 @@
 // Tiled depthwise kernels for a 3x3x3 kernel at stride 1 without dilation
 // (the common case): a block owns a tile of kTileRows x kTileCols outputs
-// along (H, W) for 32 x Cpl channels and marches along D. Each input slice
-// of the tile (plus its one-element halo) is copied once into shared memory
-// with cp.async (zeros outside the input) while earlier slices are
-// computed, so each input element is read from global memory about once
-// instead of once per output row that reads it. Lane = Cpl adjacent
-// channels (one shared-memory read of a position is one conflict-free row:
-// in 16-bit storage Cpl = 2, so a lane's read is one 32-bit word and feeds
-// twice the multiply-adds); warp = output row; each thread keeps kTileCols
-// outputs along W for the three depths in flight.
+// along (H, W) for 32 channels and marches along D. Each input slice of the
+// tile (plus its one-element halo) is copied once into shared memory with
+// cp.async (zeros outside the input) while earlier slices are computed,
+// so each input element is read from global memory about once instead of
+// once per output row that reads it. Lane = channel (each shared-memory read
+// of a position is one conflict-free row); warp = output row; each thread
+// keeps kTileCols outputs along W for the three depths in flight.
 // Included by depthwise_kernels.cuh (after its helpers).
 #pragma once
 
@@ -16,14 +14,10 @@ namespace volconv::cuda {
 namespace {
 
 namespace tile {
-constexpr int kRows = cuda_plan::kTileRows, kCols = cuda_plan::kTileCols, kLanes = 32;
+constexpr int kRows = cuda_plan::kTileRows, kCols = cuda_plan::kTileCols, kLanes = cuda_plan::kTileChannels;
 constexpr int kInRows = kRows + 2, kInCols = kCols + 2;  // the tile's inputs: one halo element per side
 static_assert(kRows * kLanes == cuda_plan::kThreadsPerBlock, "one warp per output row of the tile");
-// Elements of one staged input slice, Cpl channels a lane.
-template <int Cpl>
-__host__ __device__ constexpr int slice_elems() {
-  return kInRows * kInCols * kLanes * Cpl;
-}
+constexpr int kSlice = kInRows * kInCols * kLanes;  // elements of one staged input slice
 }  // namespace tile
 
 __device__ __forceinline__ void copy16_async(void* smem, const void* gmem, bool valid) {
@@ -60,44 +54,50 @@ __device__ __forceinline__ TileItem tile_item(const DwArgs& a, std::int64_t item
   return t;
 }
 
-// Copies the tile's input slices into shared memory, laid out
-// [row][col][channel]: kInRows x kInCols positions from (ih0, iw0),
-// channels c0..c0 + 32 * Cpl - 1, as 16-byte chunks; zeros outside the input
-// or past the channels. Each thread's chunks and their offsets within a
-// slice are worked out once per item, so staging a slice costs a few
-// instructions. x is batch n's first element; its channel stride is 1.
-template <class T, class I, int Cpl>
+// Copies Rows x Cols positions of one depth of a view into shared memory,
+// laid out [row][col][lane]: positions from (h0, w0), channels c0..c0+31,
+// as 16-byte chunks; zeros outside the view (h_size x w_size) or past the
+// channels. The input slices of a tile (with their halo) and the weight
+// gradient's output-gradient tiles both go through it. Each thread's chunks
+// and their offsets within a depth are worked out once per item, so staging
+// a depth costs a few instructions. `base` is batch n's first element; its
+// channel stride is 1 (the planner's chunk rule).
+template <class T, class I, int Rows = tile::kInRows, int Cols = tile::kInCols>
 struct SliceStager {
   static constexpr int kPer = 16 / int(sizeof(T));  // elements per chunk
-  static constexpr int kPerPos = tile::kLanes * Cpl / kPer;  // chunks per position
-  static constexpr int kChunks = tile::kInRows * tile::kInCols * kPerPos;
+  static constexpr int kChunks = Rows * Cols * (tile::kLanes / kPer);
   static constexpr int kIters = (kChunks + cuda_plan::kThreadsPerBlock - 1) / cuda_plan::kThreadsPerBlock;
-  static_assert(kIters <= 32, "one bit per chunk of a thread");
-  I offset[kIters];     // of chunk i from the slice's first element
-  unsigned inside = 0;  // bit i: chunk i is inside the input along H and W and inside C
+  I offset[kIters];     // of chunk i from the depth's first element
+  unsigned inside = 0;  // bit i: chunk i is inside the view along H and W and inside C
   const T* x;
-  I slice_stride;
-  int depth;
+  I depth_stride;
+  int depths;
 
-  __device__ __forceinline__ SliceStager(const DwArgs& a, const T* x_n, int ih0, int iw0, std::int64_t c0)
-      : x(x_n), slice_stride(I(a.xs[1])), depth(a.in[0]) {
+  __device__ __forceinline__ SliceStager(const T* base, I d_stride, int d_size, int h0, int w0, int h_size,
+                                         int w_size, I h_stride, I w_stride, std::int64_t c0,
+                                         std::int64_t channels)
+      : x(base), depth_stride(d_stride), depths(d_size) {
     const int tid = threadIdx.y * blockDim.x + threadIdx.x;
 #pragma unroll
     for (int i = 0; i < kIters; ++i) {
       const int k = i * cuda_plan::kThreadsPerBlock + tid;
-      const int pos = k / kPerPos, part = k % kPerPos;
-      const int ih = ih0 + pos / tile::kInCols, iw = iw0 + pos % tile::kInCols;
+      const int pos = k / (tile::kLanes / kPer), part = k % (tile::kLanes / kPer);
+      const int h = h0 + pos / Cols, w = w0 + pos % Cols;
       const std::int64_t c = c0 + part * kPer;
-      const bool in = k < kChunks && ih >= 0 && ih < a.in[1] && iw >= 0 && iw < a.in[2] && c < a.channels;
-      offset[i] = in ? I(ih) * I(a.xs[2]) + I(iw) * I(a.xs[3]) + I(c) : I(0);
+      const bool in = k < kChunks && h >= 0 && h < h_size && w >= 0 && w < w_size && c < channels;
+      offset[i] = in ? I(h) * h_stride + I(w) * w_stride + I(c) : I(0);
       inside |= unsigned(in) << i;
     }
   }
 
-  // Queue the copies of input slice `id` into `buf`; the caller commits.
+  // The tile's input slices: (Rows x Cols) from (ih0, iw0) of the input.
+  __device__ __forceinline__ SliceStager(const DwArgs& a, const T* x_n, int ih0, int iw0, std::int64_t c0)
+      : SliceStager(x_n, I(a.xs[1]), a.in[0], ih0, iw0, a.in[1], a.in[2], I(a.xs[2]), I(a.xs[3]), c0, a.channels) {}
+
+  // Queue the copies of depth `id` into `buf`; the caller commits.
   __device__ __forceinline__ void stage(T* buf, int id) const {
-    const bool slice_in = id >= 0 && id < depth;
-    const T* slice = x + I(slice_in ? id : 0) * slice_stride;
+    const bool slice_in = id >= 0 && id < depths;
+    const T* slice = x + I(slice_in ? id : 0) * depth_stride;
     const int tid = threadIdx.y * blockDim.x + threadIdx.x;
 #pragma unroll
     for (int i = 0; i < kIters; ++i) {
@@ -110,72 +110,12 @@ struct SliceStager {
   }
 };
 
-// Row `row` of a staged slice, this lane's Cpl channels, as floats (`buf`
-// already points at the lane's first channel; Cpl elements are one load).
-template <int Cpl, class T>
-__device__ __forceinline__ void read_row(const T* buf, int row, float (&xr)[tile::kInCols][Cpl]) {
+// Row `row` of a staged slice, this lane's channel, as floats.
+template <class T>
+__device__ __forceinline__ void read_row(const T* buf, int row, float (&xr)[tile::kInCols]) {
 #pragma unroll
-  for (int j = 0; j < tile::kInCols; ++j)
-    load_channels<Cpl>(buf + (row * tile::kInCols + j) * tile::kLanes * Cpl, xr[j]);
+  for (int j = 0; j < tile::kInCols; ++j) xr[j] = to_float(buf[(row * tile::kInCols + j) * tile::kLanes + threadIdx.x]);
 }
-
-// The Cpl channels of a lane from c on, each stored where inside the channels.
-template <int Cpl, class T, class I>
-__device__ __forceinline__ void store_lane(T* p, I channel_stride, std::int64_t c, std::int64_t channels,
-                                           const float (&v)[Cpl]) {
-#pragma unroll
-  for (int k = 0; k < Cpl; ++k)
-    if (c + k < channels) store(p + I(k) * channel_stride, v[k]);
-}
-
-// The 27 weights of a lane's Cpl channels, flipped along every axis when
-// asked: in registers (WReg) or in shared memory, [27][32 * Cpl] floats at
-// ws (visible to every thread after the first step's barrier).
-template <int Cpl, bool WReg>
-struct TileWeights;
-
-template <int Cpl>
-struct TileWeights<Cpl, true> {
-  float w[27][Cpl];
-  template <class T, class I>
-  __device__ __forceinline__ void init(const DwArgs& a, std::int64_t c, float*) {
-#pragma unroll
-    for (int k = 0; k < 27; ++k) {
-      const int tap = a.flip ? 26 - k : k;
-#pragma unroll
-      for (int v = 0; v < Cpl; ++v)
-        w[k][v] = c + v < a.channels ? load(static_cast<const T*>(a.w) + I(c + v) * I(a.ws[0]) +
-                                            I(tap / 9) * I(a.ws[1]) + I(tap / 3 % 3) * I(a.ws[2]) +
-                                            I(tap % 3) * I(a.ws[3]))
-                                     : 0.f;
-    }
-  }
-  __device__ __forceinline__ void get(int k, float (&out)[Cpl]) const {
-#pragma unroll
-    for (int v = 0; v < Cpl; ++v) out[v] = w[k][v];
-  }
-};
-
-template <int Cpl>
-struct TileWeights<Cpl, false> {
-  const float* w;  // this lane's first weight
-  template <class T, class I>
-  __device__ __forceinline__ void init(const DwArgs& a, std::int64_t c, float* ws) {
-    for (int k = threadIdx.y; k < 27; k += tile::kRows) {
-      const int tap = a.flip ? 26 - k : k;
-#pragma unroll
-      for (int v = 0; v < Cpl; ++v)
-        ws[(k * tile::kLanes + threadIdx.x) * Cpl + v] =
-            c + v < a.channels ? load(static_cast<const T*>(a.w) + I(c + v) * I(a.ws[0]) + I(tap / 9) * I(a.ws[1]) +
-                                      I(tap / 3 % 3) * I(a.ws[2]) + I(tap % 3) * I(a.ws[3]))
-                               : 0.f;
-    }
-    w = ws + threadIdx.x * Cpl;
-  }
-  __device__ __forceinline__ void get(int k, float (&out)[Cpl]) const {
-    load_channels<Cpl>(w + k * tile::kLanes * Cpl, out);
-  }
-};
 
 // One input slice (step s of the march, phase P = s % 3, so the rotating
 // accumulator slots are compile-time indices): the slice's three rows feed
@@ -183,12 +123,12 @@ struct TileWeights<Cpl, false> {
 // last slice this was (kd = 2) is stored and its slot cleared for the depth
 // that starts next. Slice s is in buffer s % Stages; Stages - 1 slices are
 // in flight while one is read.
-template <int P, int Stages, int Cpl, class W, class T, class I>
+template <int P, int Stages, class T, class I>
 __device__ __forceinline__ void data_step(const DwArgs& a, const TileItem& t, int s, int steps, T* bufs,
-                                          const SliceStager<T, I, Cpl>& stager, T* y, std::int64_t c, const W& w,
-                                          float (&acc)[3][tile::kCols][Cpl]) {
+                                          const SliceStager<T, I>& stager, T* y, std::int64_t c, const float* w,
+                                          float (&acc)[3][tile::kCols]) {
   if (s >= steps) return;
-  constexpr int kSlice = tile::slice_elems<Cpl>();
+  constexpr int kSlice = tile::kSlice;
   const int id = t.od0 - a.pad[0] + s;
   __syncthreads();  // every thread is done with the buffer of slice s - 1, where slice s + Stages - 1 goes
   if (s + Stages - 1 < steps) stager.stage(bufs + (s + Stages - 1) % Stages * kSlice, id + Stages - 1);
@@ -196,190 +136,189 @@ __device__ __forceinline__ void data_step(const DwArgs& a, const TileItem& t, in
   copies_wait<Stages - 1>();
   __syncthreads();  // slice s has landed, from every thread's copies
   if (id >= 0 && id < a.in[0]) {
-    const T* buf = bufs + s % Stages * kSlice + threadIdx.x * Cpl;
+    const T* buf = bufs + s % Stages * kSlice;
 #pragma unroll
     for (int kh = 0; kh < 3; ++kh) {
-      float xr[tile::kInCols][Cpl];
-      read_row<Cpl>(buf, threadIdx.y + kh, xr);
+      float xr[tile::kInCols];
+      read_row(buf, threadIdx.y + kh, xr);
 #pragma unroll
       for (int kd = 0; kd < 3; ++kd) {
         const int od = id + a.pad[0] - kd;
         if (od < t.od0 || od >= t.od1) continue;
         constexpr int kSlots = 3;
-        float(&out)[tile::kCols][Cpl] = acc[(P - kd + kSlots) % kSlots];
-        float w0[Cpl], w1[Cpl], w2[Cpl];
-        w.get((kd * 3 + kh) * 3, w0);
-        w.get((kd * 3 + kh) * 3 + 1, w1);
-        w.get((kd * 3 + kh) * 3 + 2, w2);
+        float(&out)[tile::kCols] = acc[(P - kd + kSlots) % kSlots];
+        const float* wk = w + (kd * 3 + kh) * 3 * tile::kLanes;
+        const float w0 = wk[0], w1 = wk[tile::kLanes], w2 = wk[2 * tile::kLanes];
 #pragma unroll
         for (int j = 0; j < tile::kCols; ++j)  // three fused multiply-adds, no separate add
-#pragma unroll
-          for (int v = 0; v < Cpl; ++v)
-            out[j][v] = fmaf(xr[j + 2][v], w2[v], fmaf(xr[j + 1][v], w1[v], fmaf(xr[j][v], w0[v], out[j][v])));
+          out[j] = fmaf(xr[j + 2], w2, fmaf(xr[j + 1], w1, fmaf(xr[j], w0, out[j])));
       }
     }
   }
-  float(&done)[tile::kCols][Cpl] = acc[(P + 1) % 3];
+  float(&done)[tile::kCols] = acc[(P + 1) % 3];
   const int od = id + a.pad[0] - 2;
   const int oh = t.oh0 + int(threadIdx.y);
   if (od >= t.od0 && od < t.od1 && oh < a.out[1] && c < a.channels) {
     T* row = y + I(od) * I(a.ys[1]) + I(oh) * I(a.ys[2]) + I(c) * I(a.ys[4]);
 #pragma unroll
     for (int j = 0; j < tile::kCols; ++j)
-      if (t.ow0 + j < a.out[2]) store_lane<Cpl>(row + I(t.ow0 + j) * I(a.ys[3]), I(a.ys[4]), c, a.channels, done[j]);
+      if (t.ow0 + j < a.out[2]) store(row + I(t.ow0 + j) * I(a.ys[3]), done[j]);
   }
 #pragma unroll
-  for (int j = 0; j < tile::kCols; ++j)
-#pragma unroll
-    for (int v = 0; v < Cpl; ++v) done[j][v] = 0.f;
+  for (int j = 0; j < tile::kCols; ++j) done[j] = 0.f;
 }
 
-// Forward / input gradient, 3x3x3 at stride 1: block (spatial item, 32 x Cpl
+// Forward / input gradient, 3x3x3 at stride 1: block (spatial item, 32
 // channels); grid.x = items, each item a tile and d_seg output depths.
-// Dynamic shared memory (plan.shared_bytes): Stages slices, then (unless
-// WReg keeps them in registers) the 27 weights of each lane's channels.
-template <class T, class I, int Stages, int Cpl, bool WReg, int MinBlocks>
+// Dynamic shared memory (plan.shared_bytes): Stages slices, then the 27
+// weights of each lane's channel [27][kLanes] (in shared memory rather than
+// registers: 64 registers a thread let four blocks share an SM).
+template <class T, class I, int Stages, int MinBlocks>
 __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, MinBlocks)
     dw_data_tiled(DwArgs a, int d_seg, std::int64_t items) {
   extern __shared__ __align__(16) unsigned char smem[];
-  constexpr int kSlice = tile::slice_elems<Cpl>();
   T* bufs = reinterpret_cast<T*>(smem);
   if (blockIdx.x >= items) return;  // an empty problem still launches one block
   const TileItem t = tile_item(a, blockIdx.x, d_seg);
-  const std::int64_t c0 = std::int64_t(blockIdx.y) * tile::kLanes * Cpl, c = c0 + threadIdx.x * Cpl;
-  TileWeights<Cpl, WReg> w;
-  w.template init<T, I>(a, c, reinterpret_cast<float*>(smem + Stages * kSlice * sizeof(T)));
-  const SliceStager<T, I, Cpl> stager(a, static_cast<const T*>(a.x) + I(t.n) * I(a.xs[0]), t.oh0 - a.pad[1],
-                                      t.ow0 - a.pad[2], c0);
+  const std::int64_t c = std::int64_t(blockIdx.y) * tile::kLanes + threadIdx.x;
+  // The weights, flipped along every axis when asked; visible to every
+  // thread after the first step's barrier.
+  float* ws = reinterpret_cast<float*>(smem + Stages * tile::kSlice * sizeof(T));
+  for (int k = threadIdx.y; k < 27; k += tile::kRows) {
+    const int tap = a.flip ? 26 - k : k;
+    ws[k * tile::kLanes + threadIdx.x] =
+        c < a.channels ? load(static_cast<const T*>(a.w) + I(c) * I(a.ws[0]) + I(tap / 9) * I(a.ws[1]) +
+                              I(tap / 3 % 3) * I(a.ws[2]) + I(tap % 3) * I(a.ws[3]))
+                       : 0.f;
+  }
+  const float* w = ws + threadIdx.x;
+  const SliceStager<T, I> stager(a, static_cast<const T*>(a.x) + I(t.n) * I(a.xs[0]), t.oh0 - a.pad[1],
+                                 t.ow0 - a.pad[2], c - threadIdx.x);
   T* y = static_cast<T*>(a.y_out) + I(t.n) * I(a.ys[0]);
-  float acc[3][tile::kCols][Cpl];
+  float acc[3][tile::kCols];
 #pragma unroll
   for (int i = 0; i < 3; ++i)
 #pragma unroll
-    for (int j = 0; j < tile::kCols; ++j)
-#pragma unroll
-      for (int v = 0; v < Cpl; ++v) acc[i][j][v] = 0.f;
+    for (int j = 0; j < tile::kCols; ++j) acc[i][j] = 0.f;
   // Slices od0 - pad .. od1 - 1 - pad + 2: two more than the outputs.
   const int steps = t.od1 - t.od0 + 2;
 #pragma unroll
   for (int q = 0; q < Stages - 1; ++q) {
-    if (q < steps) stager.stage(bufs + q * kSlice, t.od0 - a.pad[0] + q);
+    if (q < steps) stager.stage(bufs + q * tile::kSlice, t.od0 - a.pad[0] + q);
     copies_commit();
   }
   for (int s = 0; s < steps; s += 3) {
-    data_step<0, Stages, Cpl>(a, t, s, steps, bufs, stager, y, c, w, acc);
-    data_step<1, Stages, Cpl>(a, t, s + 1, steps, bufs, stager, y, c, w, acc);
-    data_step<2, Stages, Cpl>(a, t, s + 2, steps, bufs, stager, y, c, w, acc);
+    data_step<0, Stages, T, I>(a, t, s, steps, bufs, stager, y, c, w, acc);
+    data_step<1, Stages, T, I>(a, t, s + 1, steps, bufs, stager, y, c, w, acc);
+    data_step<2, Stages, T, I>(a, t, s + 2, steps, bufs, stager, y, c, w, acc);
   }
   copies_wait<0>();  // nothing left in flight at exit
 }
 
-// Weight gradient, pass 1, 3x3x3 at stride 1: block (chunk, 32 x Cpl
-// channels) sums the items chunk, chunk + chunks, ... (a fixed order). Per
-// item it marches along the input slices as the forward does (Stages - 1
-// in flight): each staged row feeds the three output depths that read it,
-// whose output-gradient rows stay in registers (three rotating slots, a
-// row loaded when its depth starts). Each thread keeps the 27 sums of its
-// channels for its row of kTileCols outputs; a tap's sum still runs over the
-// output depths in order, then along W. At the end the block's rows are
-// added in row order into partials[chunk][tap][c]. Dynamic shared memory
-// (plan.shared_bytes): the slices, later the rows' 27 sums per channel.
-template <int P, int Stages, int Cpl, class T, class I>
-__device__ __forceinline__ void wgrad_step(const DwArgs& a, const TileItem& t, int s, int steps, T* bufs,
-                                           const SliceStager<T, I, Cpl>& stager, const T* g, bool row_in,
-                                           std::int64_t c, float (&gr)[3][tile::kCols][Cpl],
-                                           float (&acc)[27][Cpl]) {
+// Weight gradient, one input slice (step s of the march, phase P = s % 3):
+// the output-gradient row of depth od0 + s (whose first slice this is)
+// comes out of shared memory into the rotating slot P, then each of the
+// slice's three rows feeds the 3 x 3 taps of the output depths that read
+// it (od = id + pad - kd), from the gradient rows held in registers. A tap's
+// sum still runs over the output depths in order, then along W. Slice s and
+// gradient tile s are in buffer s % Stages; Stages - 1 of each in flight.
+template <int P, int Stages, class T, class I>
+__device__ __forceinline__ void wgrad_step(const DwArgs& a, const TileItem& t, int s, int steps, T* slices,
+                                           T* grads, const SliceStager<T, I>& x_stager,
+                                           const SliceStager<T, I, tile::kRows, tile::kCols>& g_stager,
+                                           float (&gr)[3][tile::kCols], float (&acc)[27]) {
   if (s >= steps) return;
-  constexpr int kSlice = tile::slice_elems<Cpl>();
-  const int id = t.od0 - a.pad[0] + s;
-  // The output depth od0 + s starts at this slice (its tap kd = 0).
-  float(&fresh)[tile::kCols][Cpl] = gr[P];
-  const int od_new = t.od0 + s;
-#pragma unroll
-  for (int j = 0; j < tile::kCols; ++j)
-#pragma unroll
-    for (int v = 0; v < Cpl; ++v)
-      fresh[j][v] = row_in && od_new < t.od1 && t.ow0 + j < a.out[2] && c + v < a.channels
-                        ? load(g + I(od_new) * I(a.ys[1]) + I(t.ow0 + j) * I(a.ys[3]) + I(v) * I(a.ys[4]))
-                        : 0.f;
-  __syncthreads();  // every thread is done with the buffer of slice s - 1, where slice s + Stages - 1 goes
-  if (s + Stages - 1 < steps) stager.stage(bufs + (s + Stages - 1) % Stages * kSlice, id + Stages - 1);
+  constexpr int kSlice = tile::kSlice, kGrad = tile::kRows * tile::kCols * tile::kLanes;
+  const int id0 = t.od0 - a.pad[0], id = id0 + s, depths = t.od1 - t.od0;
+  __syncthreads();  // every thread is done with the buffers of step s - 1, where step s + Stages - 1 goes
+  const int q = s + Stages - 1;
+  if (q < steps) {
+    x_stager.stage(slices + q % Stages * kSlice, id0 + q);
+    if (q < depths) g_stager.stage(grads + q % Stages * kGrad, t.od0 + q);
+  }
   copies_commit();
   copies_wait<Stages - 1>();
-  __syncthreads();  // slice s has landed, from every thread's copies
+  __syncthreads();  // slice s and gradient tile s have landed, from every thread's copies
+  if (s < depths) {
+    const T* g = grads + s % Stages * kGrad + threadIdx.y * tile::kCols * tile::kLanes + threadIdx.x;
+#pragma unroll
+    for (int j = 0; j < tile::kCols; ++j) gr[P][j] = to_float(g[j * tile::kLanes]);
+  }
   if (id < 0 || id >= a.in[0]) return;  // padding: those products are zero
-  const T* buf = bufs + s % Stages * kSlice + threadIdx.x * Cpl;
+  const T* buf = slices + s % Stages * kSlice;
 #pragma unroll
   for (int kh = 0; kh < 3; ++kh) {
-    float xr[tile::kInCols][Cpl];
-    read_row<Cpl>(buf, threadIdx.y + kh, xr);
+    float xr[tile::kInCols];
+    read_row(buf, threadIdx.y + kh, xr);
 #pragma unroll
     for (int kd = 0; kd < 3; ++kd) {
-      const int od = id + a.pad[0] - kd;
-      if (od < t.od0 || od >= t.od1) continue;
-      const float(&gk)[tile::kCols][Cpl] = gr[(P - kd + 3) % 3];
+      if (s < kd || s - kd >= depths) continue;  // output depth od0 + s - kd outside the item
+      const float(&gk)[tile::kCols] = gr[(P - kd + 3) % 3];
 #pragma unroll
-      for (int kw = 0; kw < 3; ++kw)
+      for (int kw = 0; kw < 3; ++kw) {
+        float& sum = acc[(kd * 3 + kh) * 3 + kw];
 #pragma unroll
-        for (int v = 0; v < Cpl; ++v) {
-          float& sum = acc[(kd * 3 + kh) * 3 + kw][v];
-#pragma unroll
-          for (int j = 0; j < tile::kCols; ++j) sum = fmaf(gk[j][v], xr[j + kw][v], sum);
-        }
+        for (int j = 0; j < tile::kCols; ++j) sum = fmaf(gk[j], xr[j + kw], sum);
+      }
     }
   }
 }
 
-template <class T, class I, int Stages, int Cpl, int MinBlocks>
+// Weight gradient, 3x3x3 at stride 1: block (chunk, 32 channels) sums the
+// items chunk, chunk + chunks, ... (a fixed order). Per item it marches along
+// the input slices as the forward does: each staged input row feeds the
+// three output depths that read it, so it is read from shared memory once
+// (not once per output depth), and the output-gradient tiles are staged
+// alongside (cp.async) and held three depths at a time in registers. Each
+// thread keeps the 27 sums of its channel for its row of kTileCols outputs;
+// at the end the block's rows are added in row order into
+// partials[chunk][tap][c]. Dynamic shared memory (plan.shared_bytes): Stages
+// input slices and Stages gradient tiles, later the rows' 27 sums per lane.
+template <class T, class I, int Stages, int MinBlocks>
 __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, MinBlocks)
     dw_wgrad_tiled(DwArgs a, float* partials, int d_seg, std::int64_t items, std::int64_t chunks) {
   extern __shared__ __align__(16) unsigned char smem[];
-  T* bufs = reinterpret_cast<T*>(smem);
-  constexpr int kSlice = tile::slice_elems<Cpl>();
-  const std::int64_t c0 = std::int64_t(blockIdx.y) * tile::kLanes * Cpl, c = c0 + threadIdx.x * Cpl;
-  float acc[27][Cpl];
+  constexpr int kSlice = tile::kSlice, kGrad = tile::kRows * tile::kCols * tile::kLanes;
+  T* slices = reinterpret_cast<T*>(smem);
+  T* grads = slices + Stages * kSlice;
+  const std::int64_t c0 = std::int64_t(blockIdx.y) * tile::kLanes, c = c0 + threadIdx.x;
+  float acc[27];
 #pragma unroll
-  for (int k = 0; k < 27; ++k)
-#pragma unroll
-    for (int v = 0; v < Cpl; ++v) acc[k][v] = 0.f;
+  for (int k = 0; k < 27; ++k) acc[k] = 0.f;
   for (std::int64_t item = blockIdx.x; item < items; item += chunks) {
     const TileItem t = tile_item(a, item, d_seg);
-    const SliceStager<T, I, Cpl> stager(a, static_cast<const T*>(a.x) + I(t.n) * I(a.xs[0]), t.oh0 - a.pad[1],
-                                        t.ow0 - a.pad[2], c0);
-    const int oh = t.oh0 + int(threadIdx.y);
-    const bool row_in = oh < a.out[1];
-    const T* g = static_cast<const T*>(a.y_in) + I(t.n) * I(a.ys[0]) + I(row_in ? oh : 0) * I(a.ys[2]) +
-                 I(c < a.channels ? c : 0) * I(a.ys[4]);
+    const SliceStager<T, I> x_stager(a, static_cast<const T*>(a.x) + I(t.n) * I(a.xs[0]), t.oh0 - a.pad[1],
+                                     t.ow0 - a.pad[2], c0);
+    const SliceStager<T, I, tile::kRows, tile::kCols> g_stager(
+        static_cast<const T*>(a.y_in) + I(t.n) * I(a.ys[0]), I(a.ys[1]), a.out[0], t.oh0, t.ow0, a.out[1], a.out[2],
+        I(a.ys[2]), I(a.ys[3]), c0, a.channels);
     const int steps = t.od1 - t.od0 + 2;  // input slices od0 - pad .. od1 - 1 - pad + 2
-    __syncthreads();  // the previous item's last reads of the slices are done
+    __syncthreads();  // the previous item's last reads of the buffers are done
 #pragma unroll
     for (int q = 0; q < Stages - 1; ++q) {
-      if (q < steps) stager.stage(bufs + q * kSlice, t.od0 - a.pad[0] + q);
+      if (q < steps) x_stager.stage(slices + q * kSlice, t.od0 - a.pad[0] + q);
+      if (q < t.od1 - t.od0) g_stager.stage(grads + q * kGrad, t.od0 + q);
       copies_commit();
     }
-    float gr[3][tile::kCols][Cpl];
+    float gr[3][tile::kCols];
     for (int s = 0; s < steps; s += 3) {
-      wgrad_step<0, Stages, Cpl>(a, t, s, steps, bufs, stager, g, row_in, c, gr, acc);
-      wgrad_step<1, Stages, Cpl>(a, t, s + 1, steps, bufs, stager, g, row_in, c, gr, acc);
-      wgrad_step<2, Stages, Cpl>(a, t, s + 2, steps, bufs, stager, g, row_in, c, gr, acc);
+      wgrad_step<0, Stages>(a, t, s, steps, slices, grads, x_stager, g_stager, gr, acc);
+      wgrad_step<1, Stages>(a, t, s + 1, steps, slices, grads, x_stager, g_stager, gr, acc);
+      wgrad_step<2, Stages>(a, t, s + 2, steps, slices, grads, x_stager, g_stager, gr, acc);
     }
   }
   copies_wait<0>();
-  __syncthreads();  // the slices are free: they now hold every row's sums
-  constexpr int kBlockC = tile::kLanes * Cpl;
-  float* rows = reinterpret_cast<float*>(smem);  // [27][kRows][kBlockC]
+  __syncthreads();  // the buffers are free: they now hold every row's sums
+  float* rows = reinterpret_cast<float*>(smem);  // [27][kRows][kLanes]
 #pragma unroll
-  for (int k = 0; k < 27; ++k)
-#pragma unroll
-    for (int v = 0; v < Cpl; ++v) rows[(k * tile::kRows + threadIdx.y) * kBlockC + threadIdx.x * Cpl + v] = acc[k][v];
+  for (int k = 0; k < 27; ++k) rows[(k * tile::kRows + threadIdx.y) * tile::kLanes + threadIdx.x] = acc[k];
   __syncthreads();
-  // 27 taps x kBlockC sums, spread over the block's threads; rows in order.
-  for (int i = threadIdx.y * tile::kLanes + threadIdx.x; i < 27 * kBlockC; i += cuda_plan::kThreadsPerBlock) {
-    const int k = i / kBlockC, cc = i % kBlockC;
-    if (c0 + cc >= a.channels) continue;
+  // 27 taps x 32 lanes sums, spread over the block's threads; rows in order.
+  for (int k = threadIdx.y; k < 27; k += tile::kRows) {
+    if (c >= a.channels) continue;
     float sum = 0.f;
-    for (int r = 0; r < tile::kRows; ++r) sum += rows[(k * tile::kRows + r) * kBlockC + cc];
-    partials[(std::int64_t(blockIdx.x) * 27 + k) * a.channels + c0 + cc] = sum;
+    for (int r = 0; r < tile::kRows; ++r) sum += rows[(k * tile::kRows + r) * tile::kLanes + threadIdx.x];
+    partials[(std::int64_t(blockIdx.x) * 27 + k) * a.channels + c] = sum;
   }
 }
 
