@@ -110,7 +110,17 @@ def overhead(profile_calls: int) -> None:
                 ),
             )
         )
-    print("host time per call (back-to-back calls, float32, depthwise k3 padding 1):")
+    # The weight gradient (two kernels and a workspace) and 16-bit, on the small shape.
+    xb, gb = small[0].bfloat16(), small[0].bfloat16()
+    for name, x, gy in (("float32", small[0], small[0]), ("bfloat16", xb, gb)):
+        rows.append(
+            (
+                f"volconv conv3d_grad_weight {name}",
+                lambda x=x, gy=gy: vc.conv3d_grad_weight(x, gy, (c, 3, 3, 3, 1), padding=1, groups=c),
+            )
+        )
+    rows.append(("volconv conv3d bfloat16", lambda: vc.conv3d(xb, small[1].bfloat16(), padding=1, groups=c)))
+    print("host time per call (back-to-back calls, float32 unless named, depthwise k3 padding 1):")
     for name, fn in rows:
         print(f"  {name:40} {host_us(fn):8.1f} us")
     if profile_calls:
@@ -118,13 +128,18 @@ def overhead(profile_calls: int) -> None:
         import pstats
 
         x, wt = small
-        prof = cProfile.Profile()
-        prof.enable()
-        for _ in range(profile_calls):
-            vc.conv3d(x, wt, padding=1, groups=c)
-        prof.disable()
-        torch.cuda.synchronize()
-        pstats.Stats(prof).sort_stats("tottime").print_stats(18)
+        for what, fn in (
+            ("conv3d", lambda: vc.conv3d(x, wt, padding=1, groups=c)),
+            ("conv3d_grad_weight", lambda: vc.conv3d_grad_weight(x, x, (c, 3, 3, 3, 1), padding=1, groups=c)),
+        ):
+            prof = cProfile.Profile()
+            prof.enable()
+            for _ in range(profile_calls):
+                fn()
+            prof.disable()
+            torch.cuda.synchronize()
+            print(f"cProfile of {profile_calls} calls of {what} 1x16x56x56x64 float32:")
+            pstats.Stats(prof).sort_stats("tottime").print_stats(14)
 
 
 def copy_bandwidth() -> float:

@@ -164,6 +164,25 @@ def test_tiled_kernels_against_torch_float64(dtype):
             assert_close(_np(mine), _np(ref), _np(scale), dtype, f"tiled {name} {tuple(x.shape)}")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_weight_gradient_of_a_gradient_view_the_tiled_copies_cannot_read(dtype):
+    """The tiled weight gradient copies the output gradient in 16-byte chunks
+    of channels: a gradient view one element past a 16-byte boundary (every
+    stride odd) must take another kernel, against torch's float64 autograd."""
+    g = torch.Generator(device="cuda").manual_seed(11)
+    c = 16
+    x = torch.randn(1, 5, 12, 12, c, device="cuda", generator=g).to(DTYPES[dtype])
+    wide = torch.randn(1, 5, 12, 12, c + 1, device="cuda", generator=g).to(DTYPES[dtype])
+    gy = wide[..., 1:]  # starts 2 or 4 bytes past the allocation's 16-byte alignment
+    w = torch.zeros(c, 3, 3, 3, 1, device="cuda", dtype=DTYPES[dtype])
+    (_, _, ref), (_, _, scale) = (
+        _torch_float64_directions(x, w, gy),
+        _torch_float64_directions(x.abs(), w, gy.abs()),
+    )
+    mine = vc.conv3d_grad_weight(x, gy, tuple(w.shape), padding=1, groups=c)
+    assert_close(_np(mine), _np(ref), _np(scale), dtype, "grad_weight of an unaligned gradient view")
+
+
 def test_transposed_and_general_depthwise_with_a_gpu_stream():
     """Input-dilated problems (conv_transpose3d, strided grad_input) take the
     dilated kernels; host arrays with a GPU stream are copied in and back."""

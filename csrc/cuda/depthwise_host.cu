@@ -57,7 +57,7 @@ void run_problem(const detail::ConvProblem& problem, const char* op, int queue_i
   const QueueHandle q = queue(queue_id);
   const DeviceGuard on_device(q.device, op);
   const auto stream = static_cast<cudaStream_t>(q.stream);
-  Staged staged(op, stream);
+  Staged staged(op, stream, q.device);
   if (route.route != cuda_plan::CudaRoute::depthwise) {
     run_cudnn(problem, route, op, q.device, staged);
     return;
@@ -103,9 +103,12 @@ void run_problem(const detail::ConvProblem& problem, const char* op, int queue_i
   const bool vectors = cuda_plan::vector_loads_fit(a.x, problem.input.shape, problem.input.strides) &&
                        (data ? cuda_plan::vector_loads_fit(result, res.shape, res.strides)
                              : cuda_plan::vector_loads_fit(a.y_in, problem.output.shape, problem.output.strides));
-  // The tiled kernels copy the input in 16-byte chunks of channels.
+  // The tiled kernels copy the input (and the weight gradient the output
+  // gradient) in 16-byte chunks of channels.
   const int chunk = 16 / int(dtype_size(dt));
-  const bool chunks = cuda_plan::vector_loads_fit(a.x, problem.input.shape, problem.input.strides, chunk);
+  const bool chunks =
+      cuda_plan::vector_loads_fit(a.x, problem.input.shape, problem.input.strides, chunk) &&
+      (data || cuda_plan::vector_loads_fit(a.y_in, problem.output.shape, problem.output.strides, chunk));
   const cuda_plan::DepthwisePlan plan =
       cuda_plan::plan_depthwise(problem.op, g, index64, vectors, chunks ? chunk : 0);
   float* partials = nullptr;

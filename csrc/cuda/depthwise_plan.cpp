@@ -61,8 +61,10 @@ void plan_tiled(DepthwisePlan& p, const detail::ConvProblemGeometry& g, int chun
   p.taps_per_pass = 27;
   p.workspace_bytes = p.chunks * 27 * g.out_channels * std::int64_t(sizeof(float));
   p.main.grid[0] = p.chunks;
-  // The ring of staged slices, later the rows' 27 sums per lane.
-  p.shared_bytes = std::max(kTileRing * slice, 27 * kTileRows * kTileChannels * int(sizeof(float)));
+  // The staged slices and output-gradient tiles, later the rows' 27 sums per lane.
+  const int grad_tile = kTileRows * kTileCols * kTileChannels * (16 / chunk_elems);  // bytes
+  p.shared_bytes =
+      std::max(kTileGradStages * (slice + grad_tile), 27 * kTileRows * kTileChannels * int(sizeof(float)));
   plan_reduce(p, 27, g.out_channels);
 }
 

@@ -24,9 +24,10 @@ constexpr std::int64_t kMaxGridX = 2147483647, kMaxGridYZ = 65535;
 // kTileCols outputs along W (per thread), kTileChannels channels (one per lane).
 constexpr int kTileRows = 8, kTileCols = 8, kTileChannels = 32;
 // Staged input slices per block: the forward keeps kTileStages - 1 in flight
-// while it reads one; the weight gradient reads three and keeps
-// kTileRing - 3 in flight (measured on the H200: deeper rings gained nothing).
-constexpr int kTileStages = 4, kTileRing = 4;
+// while it reads one; the weight gradient stages kTileGradStages input
+// slices and as many output-gradient tiles (kTileRows x kTileCols outputs),
+// two of each in flight, so three float32 blocks share an SM.
+constexpr int kTileStages = 4, kTileGradStages = 3;
 // The weight gradient's second pass: the chunks are cut into kReduceGroups
 // fixed ranges, each added in order by its own thread, then the ranges' sums
 // in range order (a fixed order; many loads in flight instead of one chain).
@@ -91,9 +92,10 @@ bool needs_index64(const Shape5& shape, const Shape5& strides);
 // The plan of a supported problem; index64 as needs_index64 said for any view;
 // channel_vectors when every view the kernels read with vector loads has
 // channel stride 1, its other strides multiples of 4 and a 16-byte aligned
-// start (vector_loads_fit); chunk_elems > 0 when the input view can be copied
-// in 16-byte chunks of chunk_elems elements (vector_loads_fit with that
-// multiple; the element size is 16 / chunk_elems bytes).
+// start (vector_loads_fit); chunk_elems > 0 when the views the tiled kernels
+// copy (the input; for the weight gradient also the output gradient) can be
+// copied in 16-byte chunks of chunk_elems elements (vector_loads_fit with
+// that multiple; the element size is 16 / chunk_elems bytes).
 DepthwisePlan plan_depthwise(detail::ConvOp op, const detail::ConvProblemGeometry& g, bool index64,
                              bool channel_vectors = false, int chunk_elems = 0);
 

@@ -54,42 +54,50 @@ __device__ __forceinline__ TileItem tile_item(const DwArgs& a, std::int64_t item
   return t;
 }
 
-// Copies the tile's input slices into shared memory, laid out
-// [row][col][lane]: kInRows x kInCols positions from (ih0, iw0), channels
-// c0..c0+31, as 16-byte chunks; zeros outside the input or past the
-// channels. Each thread's chunks and their offsets within a slice are
-// worked out once per item, so staging a slice costs a few instructions.
-// x is batch n's first element; its channel stride is 1.
-template <class T, class I>
+// Copies Rows x Cols positions of one depth of a view into shared memory,
+// laid out [row][col][lane]: positions from (h0, w0), channels c0..c0+31,
+// as 16-byte chunks; zeros outside the view (h_size x w_size) or past the
+// channels. The input slices of a tile (with their halo) and the weight
+// gradient's output-gradient tiles both go through it. Each thread's chunks
+// and their offsets within a depth are worked out once per item, so staging
+// a depth costs a few instructions. `base` is batch n's first element; its
+// channel stride is 1 (the planner's chunk rule).
+template <class T, class I, int Rows = tile::kInRows, int Cols = tile::kInCols>
 struct SliceStager {
   static constexpr int kPer = 16 / int(sizeof(T));  // elements per chunk
-  static constexpr int kChunks = tile::kInRows * tile::kInCols * (tile::kLanes / kPer);
+  static constexpr int kChunks = Rows * Cols * (tile::kLanes / kPer);
   static constexpr int kIters = (kChunks + cuda_plan::kThreadsPerBlock - 1) / cuda_plan::kThreadsPerBlock;
-  I offset[kIters];     // of chunk i from the slice's first element
-  unsigned inside = 0;  // bit i: chunk i is inside the input along H and W and inside C
+  I offset[kIters];     // of chunk i from the depth's first element
+  unsigned inside = 0;  // bit i: chunk i is inside the view along H and W and inside C
   const T* x;
-  I slice_stride;
-  int depth;
+  I depth_stride;
+  int depths;
 
-  __device__ __forceinline__ SliceStager(const DwArgs& a, const T* x_n, int ih0, int iw0, std::int64_t c0)
-      : x(x_n), slice_stride(I(a.xs[1])), depth(a.in[0]) {
+  __device__ __forceinline__ SliceStager(const T* base, I d_stride, int d_size, int h0, int w0, int h_size,
+                                         int w_size, I h_stride, I w_stride, std::int64_t c0,
+                                         std::int64_t channels)
+      : x(base), depth_stride(d_stride), depths(d_size) {
     const int tid = threadIdx.y * blockDim.x + threadIdx.x;
 #pragma unroll
     for (int i = 0; i < kIters; ++i) {
       const int k = i * cuda_plan::kThreadsPerBlock + tid;
       const int pos = k / (tile::kLanes / kPer), part = k % (tile::kLanes / kPer);
-      const int ih = ih0 + pos / tile::kInCols, iw = iw0 + pos % tile::kInCols;
+      const int h = h0 + pos / Cols, w = w0 + pos % Cols;
       const std::int64_t c = c0 + part * kPer;
-      const bool in = k < kChunks && ih >= 0 && ih < a.in[1] && iw >= 0 && iw < a.in[2] && c < a.channels;
-      offset[i] = in ? I(ih) * I(a.xs[2]) + I(iw) * I(a.xs[3]) + I(c) : I(0);
+      const bool in = k < kChunks && h >= 0 && h < h_size && w >= 0 && w < w_size && c < channels;
+      offset[i] = in ? I(h) * h_stride + I(w) * w_stride + I(c) : I(0);
       inside |= unsigned(in) << i;
     }
   }
 
-  // Queue the copies of input slice `id` into `buf`; the caller commits.
+  // The tile's input slices: (Rows x Cols) from (ih0, iw0) of the input.
+  __device__ __forceinline__ SliceStager(const DwArgs& a, const T* x_n, int ih0, int iw0, std::int64_t c0)
+      : SliceStager(x_n, I(a.xs[1]), a.in[0], ih0, iw0, a.in[1], a.in[2], I(a.xs[2]), I(a.xs[3]), c0, a.channels) {}
+
+  // Queue the copies of depth `id` into `buf`; the caller commits.
   __device__ __forceinline__ void stage(T* buf, int id) const {
-    const bool slice_in = id >= 0 && id < depth;
-    const T* slice = x + I(slice_in ? id : 0) * slice_stride;
+    const bool slice_in = id >= 0 && id < depths;
+    const T* slice = x + I(slice_in ? id : 0) * depth_stride;
     const int tid = threadIdx.y * blockDim.x + threadIdx.x;
 #pragma unroll
     for (int i = 0; i < kIters; ++i) {
@@ -207,80 +215,100 @@ __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, MinBlocks)
   copies_wait<0>();  // nothing left in flight at exit
 }
 
+// Weight gradient, one input slice (step s of the march, phase P = s % 3):
+// the output-gradient row of depth od0 + s (whose first slice this is)
+// comes out of shared memory into the rotating slot P, then each of the
+// slice's three rows feeds the 3 x 3 taps of the output depths that read
+// it (od = id + pad - kd), from the gradient rows held in registers. A tap's
+// sum still runs over the output depths in order, then along W. Slice s and
+// gradient tile s are in buffer s % Stages; Stages - 1 of each in flight.
+template <int P, int Stages, class T, class I>
+__device__ __forceinline__ void wgrad_step(const DwArgs& a, const TileItem& t, int s, int steps, T* slices,
+                                           T* grads, const SliceStager<T, I>& x_stager,
+                                           const SliceStager<T, I, tile::kRows, tile::kCols>& g_stager,
+                                           float (&gr)[3][tile::kCols], float (&acc)[27]) {
+  if (s >= steps) return;
+  constexpr int kSlice = tile::kSlice, kGrad = tile::kRows * tile::kCols * tile::kLanes;
+  const int id0 = t.od0 - a.pad[0], id = id0 + s, depths = t.od1 - t.od0;
+  __syncthreads();  // every thread is done with the buffers of step s - 1, where step s + Stages - 1 goes
+  const int q = s + Stages - 1;
+  if (q < steps) {
+    x_stager.stage(slices + q % Stages * kSlice, id0 + q);
+    if (q < depths) g_stager.stage(grads + q % Stages * kGrad, t.od0 + q);
+  }
+  copies_commit();
+  copies_wait<Stages - 1>();
+  __syncthreads();  // slice s and gradient tile s have landed, from every thread's copies
+  if (s < depths) {
+    const T* g = grads + s % Stages * kGrad + threadIdx.y * tile::kCols * tile::kLanes + threadIdx.x;
+#pragma unroll
+    for (int j = 0; j < tile::kCols; ++j) gr[P][j] = to_float(g[j * tile::kLanes]);
+  }
+  if (id < 0 || id >= a.in[0]) return;  // padding: those products are zero
+  const T* buf = slices + s % Stages * kSlice;
+#pragma unroll
+  for (int kh = 0; kh < 3; ++kh) {
+    float xr[tile::kInCols];
+    read_row(buf, threadIdx.y + kh, xr);
+#pragma unroll
+    for (int kd = 0; kd < 3; ++kd) {
+      if (s < kd || s - kd >= depths) continue;  // output depth od0 + s - kd outside the item
+      const float(&gk)[tile::kCols] = gr[(P - kd + 3) % 3];
+#pragma unroll
+      for (int kw = 0; kw < 3; ++kw) {
+        float& sum = acc[(kd * 3 + kh) * 3 + kw];
+#pragma unroll
+        for (int j = 0; j < tile::kCols; ++j) sum = fmaf(gk[j], xr[j + kw], sum);
+      }
+    }
+  }
+}
+
 // Weight gradient, 3x3x3 at stride 1: block (chunk, 32 channels) sums the
-// items chunk, chunk + chunks, ... (a fixed order); per item it marches
-// along the output depths with a ring of Ring staged input slices (the
-// three that depth reads and Ring - 3 more in flight); each thread keeps the
-// 27 sums of its channel for its row of kTileCols outputs, and loads its
-// output-gradient row one depth ahead. At the end the block's rows are added
-// in row order into partials[chunk][tap][c]. Dynamic shared memory
-// (plan.shared_bytes): the ring, later the rows' 27 sums per lane.
-template <class T, class I, int Ring, int MinBlocks>
+// items chunk, chunk + chunks, ... (a fixed order). Per item it marches along
+// the input slices as the forward does: each staged input row feeds the
+// three output depths that read it, so it is read from shared memory once
+// (not once per output depth), and the output-gradient tiles are staged
+// alongside (cp.async) and held three depths at a time in registers. Each
+// thread keeps the 27 sums of its channel for its row of kTileCols outputs;
+// at the end the block's rows are added in row order into
+// partials[chunk][tap][c]. Dynamic shared memory (plan.shared_bytes): Stages
+// input slices and Stages gradient tiles, later the rows' 27 sums per lane.
+template <class T, class I, int Stages, int MinBlocks>
 __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, MinBlocks)
     dw_wgrad_tiled(DwArgs a, float* partials, int d_seg, std::int64_t items, std::int64_t chunks) {
   extern __shared__ __align__(16) unsigned char smem[];
-  T* ring = reinterpret_cast<T*>(smem);
-  constexpr int kSlice = tile::kSlice;
-  const std::int64_t c = std::int64_t(blockIdx.y) * tile::kLanes + threadIdx.x;
+  constexpr int kSlice = tile::kSlice, kGrad = tile::kRows * tile::kCols * tile::kLanes;
+  T* slices = reinterpret_cast<T*>(smem);
+  T* grads = slices + Stages * kSlice;
+  const std::int64_t c0 = std::int64_t(blockIdx.y) * tile::kLanes, c = c0 + threadIdx.x;
   float acc[27];
 #pragma unroll
   for (int k = 0; k < 27; ++k) acc[k] = 0.f;
   for (std::int64_t item = blockIdx.x; item < items; item += chunks) {
     const TileItem t = tile_item(a, item, d_seg);
-    const int id0 = t.od0 - a.pad[0];
-    const SliceStager<T, I> stager(a, static_cast<const T*>(a.x) + I(t.n) * I(a.xs[0]), t.oh0 - a.pad[1],
-                                   t.ow0 - a.pad[2], c - threadIdx.x);
-    const int oh = t.oh0 + int(threadIdx.y);
-    const bool row_in = oh < a.out[1] && c < a.channels;
-    const T* g = static_cast<const T*>(a.y_in) + I(t.n) * I(a.ys[0]) + I(oh) * I(a.ys[2]) + I(c) * I(a.ys[4]);
-    const int depths = t.od1 - t.od0;  // slices 0 .. depths + 1 are read
-    __syncthreads();  // the previous item's last reads of the ring are done
+    const SliceStager<T, I> x_stager(a, static_cast<const T*>(a.x) + I(t.n) * I(a.xs[0]), t.oh0 - a.pad[1],
+                                     t.ow0 - a.pad[2], c0);
+    const SliceStager<T, I, tile::kRows, tile::kCols> g_stager(
+        static_cast<const T*>(a.y_in) + I(t.n) * I(a.ys[0]), I(a.ys[1]), a.out[0], t.oh0, t.ow0, a.out[1], a.out[2],
+        I(a.ys[2]), I(a.ys[3]), c0, a.channels);
+    const int steps = t.od1 - t.od0 + 2;  // input slices od0 - pad .. od1 - 1 - pad + 2
+    __syncthreads();  // the previous item's last reads of the buffers are done
 #pragma unroll
-    for (int q = 0; q < Ring - 1; ++q) {
-      if (q < depths + 2) stager.stage(ring + q * kSlice, id0 + q);
+    for (int q = 0; q < Stages - 1; ++q) {
+      if (q < steps) x_stager.stage(slices + q * kSlice, t.od0 - a.pad[0] + q);
+      if (q < t.od1 - t.od0) g_stager.stage(grads + q * kGrad, t.od0 + q);
       copies_commit();
     }
-    float gn[tile::kCols];
-#pragma unroll
-    for (int j = 0; j < tile::kCols; ++j)
-      gn[j] = row_in && t.ow0 + j < a.out[2] ? load(g + I(t.od0) * I(a.ys[1]) + I(t.ow0 + j) * I(a.ys[3])) : 0.f;
-    for (int s = 0; s < depths; ++s) {
-      float gr[tile::kCols];
-#pragma unroll
-      for (int j = 0; j < tile::kCols; ++j) gr[j] = gn[j];
-      if (s + 1 < depths) {
-#pragma unroll
-        for (int j = 0; j < tile::kCols; ++j)
-          gn[j] = row_in && t.ow0 + j < a.out[2]
-                      ? load(g + I(t.od0 + s + 1) * I(a.ys[1]) + I(t.ow0 + j) * I(a.ys[3]))
-                      : 0.f;
-      }
-      __syncthreads();  // the slot of slice s + Ring - 1 held slice s - 1, last read at step s - 1
-      if (s + Ring - 1 < depths + 2) stager.stage(ring + (s + Ring - 1) % Ring * kSlice, id0 + s + Ring - 1);
-      copies_commit();
-      copies_wait<Ring - 3>();  // slices s, s + 1, s + 2 have landed
-      __syncthreads();
-#pragma unroll
-      for (int kd = 0; kd < 3; ++kd) {
-        const int id = id0 + s + kd;
-        if (id < 0 || id >= a.in[0]) continue;  // padding: those products are zero
-        const T* buf = ring + (s + kd) % Ring * kSlice;
-#pragma unroll
-        for (int kh = 0; kh < 3; ++kh) {
-          float xr[tile::kInCols];
-          read_row(buf, threadIdx.y + kh, xr);
-#pragma unroll
-          for (int kw = 0; kw < 3; ++kw) {
-            float& sum = acc[(kd * 3 + kh) * 3 + kw];
-#pragma unroll
-            for (int j = 0; j < tile::kCols; ++j) sum = fmaf(gr[j], xr[j + kw], sum);
-          }
-        }
-      }
+    float gr[3][tile::kCols];
+    for (int s = 0; s < steps; s += 3) {
+      wgrad_step<0, Stages>(a, t, s, steps, slices, grads, x_stager, g_stager, gr, acc);
+      wgrad_step<1, Stages>(a, t, s + 1, steps, slices, grads, x_stager, g_stager, gr, acc);
+      wgrad_step<2, Stages>(a, t, s + 2, steps, slices, grads, x_stager, g_stager, gr, acc);
     }
   }
   copies_wait<0>();
-  __syncthreads();  // the ring is free: it now holds every row's sums
+  __syncthreads();  // the buffers are free: they now hold every row's sums
   float* rows = reinterpret_cast<float*>(smem);  // [27][kRows][kLanes]
 #pragma unroll
   for (int k = 0; k < 27; ++k) rows[(k * tile::kRows + threadIdx.y) * tile::kLanes + threadIdx.x] = acc[k];

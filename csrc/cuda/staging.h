@@ -1,6 +1,7 @@
 // Device memory for one call on a CUDA stream: views in host memory copied
 // in (same strides) and scratch allocations, all freed on the stream when
-// the call's work is queued (the stream-ordered allocator reuses them).
+// the call's work is queued (volconv's scratch pool on the device keeps
+// them for the next call: streams.h).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -27,8 +28,9 @@ inline bool in_device_memory(const void* p) {
 struct Staged {
   const char* op;
   cudaStream_t stream;
+  cudaMemPool_t pool;  // nullptr: the device's default pool
   std::vector<void*> allocations;
-  Staged(const char* o, cudaStream_t s) : op(o), stream(s) {}
+  Staged(const char* o, cudaStream_t s, int device) : op(o), stream(s), pool(scratch_pool(device)) {}
   Staged(const Staged&) = delete;
   Staged& operator=(const Staged&) = delete;
   ~Staged() {
@@ -37,7 +39,8 @@ struct Staged {
 
   void* device_alloc(std::size_t bytes, const char* what) {
     void* p = nullptr;
-    const cudaError_t err = cudaMallocAsync(&p, bytes, stream);
+    const cudaError_t err =
+        pool != nullptr ? cudaMallocFromPoolAsync(&p, bytes, pool, stream) : cudaMallocAsync(&p, bytes, stream);
     if (err == cudaErrorMemoryAllocation) {
       cudaGetLastError();
       throw OutOfMemory(op, bytes, what);

@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include <mutex>
+#include <utility>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -31,6 +32,30 @@ std::vector<Queue>& queues() {
 constexpr int kMinMajor = 9;
 
 }  // namespace
+
+cudaMemPool_t scratch_pool(int device) {
+  static std::mutex mutex;
+  static auto* pools = new std::vector<std::pair<bool, cudaMemPool_t>>;  // (tried, pool); never destroyed
+  std::lock_guard<std::mutex> lock(mutex);
+  if (device < 0) return nullptr;
+  if (device >= int(pools->size())) pools->resize(std::size_t(device) + 1, {false, nullptr});
+  auto& [tried, pool] = (*pools)[std::size_t(device)];
+  if (!tried) {
+    tried = true;
+    cudaMemPoolProps props{};
+    props.allocType = cudaMemAllocationTypePinned;
+    props.location.type = cudaMemLocationTypeDevice;
+    props.location.id = device;
+    if (cudaMemPoolCreate(&pool, &props) != cudaSuccess) {
+      cudaGetLastError();
+      pool = nullptr;
+    } else {
+      unsigned long long keep = kScratchKeepBytes;
+      cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
+    }
+  }
+  return pool;
+}
 
 void check(cudaError_t err, const char* op, const char* what) {
   if (err == cudaSuccess) return;

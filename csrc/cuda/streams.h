@@ -17,6 +17,16 @@ QueueHandle queue(int id);
 // for an allocation failure) unless err is cudaSuccess.
 void check(cudaError_t err, const char* op, const char* what);
 
+// Device memory for the calls' scratch (the weight gradient's partial sums,
+// cuDNN's workspace, host views copied in): volconv's own stream-ordered
+// pool on `device`, which keeps up to kScratchKeepBytes of freed memory
+// across synchronisations. The device's default pool returns freed memory
+// to the driver at every synchronisation, so the first call after one
+// mapped fresh memory again. nullptr where the pool could not be made (the
+// caller then uses the default pool).
+constexpr unsigned long long kScratchKeepBytes = 64ull << 20;
+cudaMemPool_t scratch_pool(int device);
+
 // The calling thread's current device, restored on the way out (torch and
 // CuPy keep their own notion of it).
 struct DeviceGuard {

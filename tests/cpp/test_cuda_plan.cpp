@@ -149,11 +149,12 @@ void check_tiled(ConvOp op, const ConvProblemGeometry& g, int chunk_elems) {
   } else {
     CHECK_EQ(p.d_seg, int(std::max<std::int64_t>(1, g.out[0])));
   }
-  // Four blocks of the 32-bit kernels share an SM (227 KB of shared memory).
   const int slice =
       (cuda_plan::kTileRows + 2) * (cuda_plan::kTileCols + 2) * cuda_plan::kTileChannels * (16 / chunk_elems);
-  CHECK(p.shared_bytes > 0 && 4 * p.shared_bytes <= 227 * 1024);
+  CHECK(p.shared_bytes > 0);
   if (op == ConvOp::data) {
+    // Four blocks of the 32-bit forward share an SM (227 KB of shared memory).
+    CHECK(4 * p.shared_bytes <= 227 * 1024);
     CHECK_EQ(p.main.grid[0], std::max<std::int64_t>(1, p.items));
     CHECK_EQ(p.workspace_bytes, std::int64_t(0));
     CHECK_EQ(p.shared_bytes, cuda_plan::kTileStages * slice + 27 * cuda_plan::kTileChannels * 4);
@@ -163,7 +164,11 @@ void check_tiled(ConvOp op, const ConvProblemGeometry& g, int chunk_elems) {
   CHECK(p.chunks >= 1 && (p.chunks <= p.items || p.items == 0));
   CHECK(p.chunks * p.main.grid[1] <= cuda_plan::kTargetBlocks + p.main.grid[1]);
   CHECK_EQ(p.workspace_bytes, p.chunks * 27 * g.out_channels * std::int64_t(4));
-  CHECK(p.shared_bytes >= cuda_plan::kTileRing * slice && p.shared_bytes >= 27 * 256 * 4);
+  // The staged input slices and output-gradient tiles, later the rows' sums;
+  // three blocks share an SM (each also holds 1 KB the driver reserves).
+  const int grad_tile = cuda_plan::kTileRows * cuda_plan::kTileCols * cuda_plan::kTileChannels * (16 / chunk_elems);
+  CHECK(p.shared_bytes >= cuda_plan::kTileGradStages * (slice + grad_tile) && p.shared_bytes >= 27 * 256 * 4);
+  CHECK(3 * (p.shared_bytes + 1024) <= 227 * 1024);
   check_limits(p.reduce, what + " reduce");
   check_reduce(p, 27, g.out_channels, what);
 }
