@@ -27,10 +27,11 @@ template <> inline WgradGemm<double> gemm_of<double>(const WgradKernels& k) { re
 // Reads n channel values of a view, `stride` elements apart, as A.
 template <class E, class A>
 void load_row(const typename E::storage* src, std::int64_t stride, std::int64_t n, A* dst) {
-  if constexpr (std::is_same_v<A, float> && (E::dtype == DType::float16 || E::dtype == DType::bfloat16)) {
-    // The active kernel set's vector conversion (F16C for float16: the scalar
-    // one was most of a float16 weight gradient's time). Exact either way.
-    if (stride == 1 && active_kernels().convert_row(dst, src, n, storage_code(E::dtype))) return;
+  if constexpr (std::is_same_v<A, float> && E::dtype == DType::float16) {
+    // A row of a vector or more: the active kernel set's conversion (F16C;
+    // the scalar one was most of a float16 weight gradient's time). Exact
+    // either way. (bfloat16 is a shift: inline is faster at any length.)
+    if (stride == 1 && n >= 8 && active_kernels().convert_row(dst, src, n, storage_code(E::dtype))) return;
   }
   if (stride == 1) {
     for (std::int64_t c = 0; c < n; ++c) dst[c] = E::template load<A>(src[c]);
