@@ -16,7 +16,7 @@ bool store_tile(const volconv::cpu::TileStore& t) {
   using volconv::cpu::kF32;
   constexpr int L = V::L;
   if (t.storage == kF16 && !V::kHasF16) return false;
-  if (t.storage == kBF16) return false;  // needs rounding; only tables with a native instruction override this
+  if (t.storage == kBF16 && !V::kHasBF16Store) return false;  // the caller rounds element by element
   for (int r = 0; r < t.mr; ++r) {
     const float* src = t.c + std::int64_t(r) * t.ldc;
     int j = 0;
@@ -28,6 +28,10 @@ bool store_tile(const volconv::cpu::TileStore& t) {
       }
       for (; j + L <= t.nc; j += L) V::store(dst + j, V::load(src + j));
       if (j < t.nc) V::store_partial(dst + j, V::load_partial(src + j, t.nc - j), t.nc - j);
+    } else if (t.storage == kBF16) {
+      std::uint16_t* dst = static_cast<std::uint16_t*>(t.rows[r]);
+      for (; j + L <= t.nc; j += L) V::store_bf16(dst + j, V::load(src + j));
+      if (j < t.nc) V::store_bf16_partial(dst + j, V::load_partial(src + j, t.nc - j), t.nc - j);
     } else {
       std::uint16_t* dst = static_cast<std::uint16_t*>(t.rows[r]);
       for (; j + L <= t.nc; j += L) V::store_f16(dst + j, V::load(src + j));

@@ -56,6 +56,25 @@ struct VecAvx2 {
   static V load_bf16(const std::uint16_t* p) {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)p)), 16));
   }
+  // f32 -> bf16 as detail::float_to_bf16: round to nearest even, NaNs quieted
+  // (bit 6 of the upper half set), in integer lanes (no native instruction).
+  static constexpr bool kHasBF16Store = true;
+  static __m128i to_bf16(V v) {
+    const __m256i u = _mm256_castps_si256(v), hi = _mm256_srli_epi32(u, 16);
+    const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff)),
+                                           _mm256_set1_epi32(0x7f800000));
+    const __m256i bias = _mm256_add_epi32(_mm256_set1_epi32(0x7fff), _mm256_and_si256(hi, _mm256_set1_epi32(1)));
+    const __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(u, bias), 16);
+    const __m256i r = _mm256_blendv_epi8(rounded, _mm256_or_si256(hi, _mm256_set1_epi32(0x40)), nan);
+    return _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));  // lanes < 2^16
+  }
+  static void store_bf16(std::uint16_t* p, V v) { _mm_storeu_si128((__m128i*)p, to_bf16(v)); }
+  static void store_bf16_partial(std::uint16_t* p, V v, int n) {
+    std::uint16_t t[8];
+    store_bf16(t, v);
+    void* bytes = p;
+    std::memcpy(bytes, t, std::size_t(n) * 2);
+  }
   static V load_bf16_partial(const std::uint16_t* p, int n) {
     std::uint16_t t[8] = {};
     const void* bytes = p;  // may be unaligned (a numpy view): copied untyped

@@ -63,6 +63,19 @@ struct VecAvx512f {
   static V load_bf16_partial(const std::uint16_t* p, int n) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mask(n), p)), 16));
   }
+  // f32 -> bf16 as detail::float_to_bf16 (round to nearest even, NaNs
+  // quieted) in integer lanes, for CPUs without AVX512_BF16's instruction.
+  static constexpr bool kHasBF16Store = true;
+  static __m256i to_bf16(V v) {
+    const __m512i u = _mm512_castps_si512(v), hi = _mm512_srli_epi32(u, 16);
+    const __mmask16 nan =
+        _mm512_cmpgt_epi32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+    const __m512i bias = _mm512_add_epi32(_mm512_set1_epi32(0x7fff), _mm512_and_si512(hi, _mm512_set1_epi32(1)));
+    const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(u, bias), 16);
+    return _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(nan, rounded, _mm512_or_si512(hi, _mm512_set1_epi32(0x40))));
+  }
+  static void store_bf16(std::uint16_t* p, V v) { _mm256_storeu_si256((__m256i*)p, to_bf16(v)); }
+  static void store_bf16_partial(std::uint16_t* p, V v, int n) { _mm256_mask_storeu_epi16(p, mask(n), to_bf16(v)); }
 };
 
 }  // namespace

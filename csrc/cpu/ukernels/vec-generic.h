@@ -56,6 +56,9 @@ struct VecGeneric {
   static V load_f16_partial(const std::uint16_t*, int) { return zero(); }
   static void store_f16(std::uint16_t*, V) {}
   static void store_f16_partial(std::uint16_t*, V, int) {}
+  static constexpr bool kHasBF16Store = false;  // the scalar float_to_bf16 (store_tile declines)
+  static void store_bf16(std::uint16_t*, V) {}
+  static void store_bf16_partial(std::uint16_t*, V, int) {}
   static constexpr bool kHasBF16Load = false;
   static V load_bf16(const std::uint16_t*) { return zero(); }
   static V load_bf16_partial(const std::uint16_t*, int) { return zero(); }

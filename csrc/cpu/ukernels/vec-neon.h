@@ -52,6 +52,9 @@ struct VecNeon {
     store_f16(t, v);
     std::memcpy(p, t, std::size_t(n) * 2);
   }
+  static constexpr bool kHasBF16Store = false;  // the scalar float_to_bf16 (store_tile declines)
+  static void store_bf16(std::uint16_t*, V) {}
+  static void store_bf16_partial(std::uint16_t*, V, int) {}
   static constexpr bool kHasBF16Load = true;
   static V load_bf16(const std::uint16_t* p) { return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16)); }
   static V load_bf16_partial(const std::uint16_t* p, int n) {
