@@ -96,7 +96,7 @@ void run_rows(const detail::ConvCall& call, const KernelTable& kt, const CpuPlan
   const std::vector<float> packed =
       small_cout ? pack_small_cout_f32(g, call.weight, c_pad) : pack_dwconv_f32(g, call.weight, c_pad);
   const std::int64_t w_row = small_cout ? NR * c_pad : KW * c_pad;  // per (kd, kh)
-  auto* y = static_cast<float*>(call.output.data);  // read only when the result is float32
+  auto* y = static_cast<float*>(call.output.data);  // written through only when the result is float32
   const Shape5& xs = call.input.strides;
   const Shape5& ys = call.output.strides;
   // With an epilogue the kernel writes a row buffer (in L1/L2), and the
