@@ -30,3 +30,21 @@ def test_values_equal_to_a_cached_int_are_still_checked(kwargs, match):
     conv_params(**plain, kernel=(3, 3, 3))  # cached
     with pytest.raises((ValueError, TypeError), match=match):
         conv_params(**{**plain, **kwargs}, kernel=(3, 3, 3))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(groups=True), "groups to be an int but got bool"),
+        (dict(stride=1.0), "stride"),
+        (dict(dilation=True), "dilation"),
+        (dict(padding=True), "padding"),
+        (dict(padding_mode=("zeros", "zeros")), "padding_mode"),
+    ],
+)
+def test_scalar_arguments_equal_to_a_cached_int_are_still_checked(kwargs, match):
+    # All-scalar ints take conv_params' quick plainness check.
+    plain = dict(padding=1, stride=1, dilation=1, groups=1)
+    conv_params(**plain, kernel=(3, 3, 3))  # cached
+    with pytest.raises((ValueError, TypeError), match=match):
+        conv_params(**{**plain, **kwargs}, kernel=(3, 3, 3))

@@ -385,6 +385,26 @@ BAD = [
         lambda: vc.conv3d_grad_input(np.zeros((1, 3, 3, 3, 2)), np.zeros((2, 3, 3, 3, 2)), (1, 5, 5, 5)),
         r"\[conv3d_grad_input\] Expected input_shape to be a sequence of 5 ints",
     ),
+    # The shape's fast path (plain ints) still checks the int64 range and
+    # leaves bools and floats to the full check.
+    (
+        lambda: vc.conv3d_grad_weight(
+            np.zeros((1, 5, 5, 5, 2)), np.zeros((1, 3, 3, 3, 2)), (2, 3, 3, 3, 2**63)
+        ),
+        r"\[conv3d_grad_weight\] Expected weight_shape to be between",
+    ),
+    (
+        lambda: vc.conv3d_grad_weight(
+            np.zeros((1, 5, 5, 5, 2)), np.zeros((1, 3, 3, 3, 2)), (2, 3, 3, 3, -(2**63))
+        ),
+        r"\[conv3d_grad_weight\] Expected weight_shape to be between",
+    ),
+    (
+        lambda: vc.conv3d_grad_input(
+            np.zeros((1, 3, 3, 3, 2)), np.zeros((2, 3, 3, 3, 2)), (1, 5, 5, 5, True)
+        ),
+        r"\[conv3d_grad_input\] Expected input_shape to be an int but got bool",
+    ),
     (
         lambda: vc.conv3d_grad_weight(
             np.zeros((1, 5, 5, 5, 2)), np.zeros((1, 3, 3, 3, 2)), (2, 3, 3, 3, 2), stride=0

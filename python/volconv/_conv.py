@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, overload
 
-from . import _core
+from . import _core, _cuda
 from ._arrays import as_operand, to_kind
 from ._cuda import is_cuda_array
 from ._device import call_stream
@@ -175,8 +175,6 @@ def _conv3d_cuda(
     input, weight, stride, padding, dilation, groups, stream, padding_mode, bias, activation, residual
 ):
     """conv3d of arrays in CUDA memory (volconv/_cuda.py), without an epilogue for now."""
-    from . import _cuda
-
     if bias is not None or activation is not None or residual is not None:
         raise ValueError(
             "[conv3d] A fused epilogue (bias, activation, residual) is not supported on the gpu yet; apply it "

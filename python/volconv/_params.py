@@ -105,7 +105,11 @@ def conv_params(
     """The ConvParams of these arguments. The result may be shared with other
     calls that passed the same arguments: never modify it."""
     key = (padding, stride, dilation, groups, tuple(kernel), op, padding_mode)
-    if not _plain(key):
+    # Scalar int arguments (the usual call) are plain at a glance; `kernel`
+    # comes from an array's shape and `op` from volconv, so only the
+    # caller's values are checked.
+    scalars = type(stride) is int and type(dilation) is int and type(groups) is int
+    if not (scalars and type(padding) is int and type(padding_mode) is str) and not _plain(key):
         return _build_conv_params(padding, stride, dilation, groups, kernel, op, padding_mode)
     p = _PARAMS_CACHE.get(key)
     if p is None:

@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from . import _core
+from . import _core, _cuda
 from ._arrays import Operand, as_operand, to_kind
 from ._core import DeviceType
 from ._cuda import is_cuda_array
 from ._device import call_stream, resolve_stream
-from ._params import _int, conv_params, triple
+from ._params import _INT64_MAX, _int, conv_params, triple
 
 _LAYOUTS = {
     "input": "(N, D, H, W, C_in)",
@@ -46,6 +46,14 @@ def _operands(op: str, *named: tuple[str, Any]) -> list[Operand]:
 
 
 def _shape5(value: Any, op: str, name: str) -> tuple[int, ...]:
+    # The common case first (a tuple or torch.Size of ints that fit int64:
+    # what _int would return unchanged), without a call per element: the
+    # framework wrappers pass a shape on every backward call.
+    if isinstance(value, tuple) and len(value) == 5:
+        a, b, c, d, e = value
+        if type(a) is int and type(b) is int and type(c) is int and type(d) is int and type(e) is int:
+            if -_INT64_MAX <= min(value) and max(value) <= _INT64_MAX:
+                return (a, b, c, d, e)
     if not isinstance(value, Sequence) or isinstance(value, (str, bytes)) or len(value) != 5:
         raise ValueError(
             f"[{op}] Expected {name} to be a sequence of 5 ints (N, D, H, W, C) but got {value!r}."
@@ -172,8 +180,6 @@ def conv_general(
 
 def _two_operands_cuda(op, core_op, output_shape, input, weight, make_params, stream):
     """conv_transpose3d / conv_general of arrays in CUDA memory (volconv/_cuda.py)."""
-    from . import _cuda
-
     return _cuda.run(
         op,
         core_op,
@@ -198,24 +204,26 @@ def _with_result_shape(op, core_op, first, second, shape_name, shape, make_param
     return to_kind(out, _core.promote_types(a.dtype, b.dtype), a.kind)
 
 
+_CUDA_RESULT_SHAPE_OPS = {
+    "conv3d_grad_input": _core._cuda_conv3d_grad_input,
+    "conv3d_grad_weight": _core._cuda_conv3d_grad_weight,
+    "conv_transpose3d_grad_input": _core._cuda_conv_transpose3d_grad_input,
+    "conv_transpose3d_grad_weight": _core._cuda_conv_transpose3d_grad_weight,
+    "conv_general_grad_weight": _core._cuda_conv_general_grad_weight,
+}
+
+
 def _with_result_shape_cuda(op, first, second, shape_name, shape, make_params, stream):
     """_with_result_shape for arrays in CUDA memory."""
-    from . import _cuda
-
-    core_ops = {
-        "conv3d_grad_input": _core._cuda_conv3d_grad_input,
-        "conv3d_grad_weight": _core._cuda_conv3d_grad_weight,
-        "conv_transpose3d_grad_input": _core._cuda_conv_transpose3d_grad_input,
-        "conv_transpose3d_grad_weight": _core._cuda_conv_transpose3d_grad_weight,
-        "conv_general_grad_weight": _core._cuda_conv_general_grad_weight,
-    }
     result_shape = _shape5(shape, op, shape_name)
 
     def params(a, b):
         view = Operand(a.array, a.dtype, a.kind), Operand(b.array, b.dtype, b.kind)
         return make_params(*view, result_shape)
 
-    return _cuda.run(op, core_ops[op], first, second, lambda a, b, p: result_shape, params, stream)
+    return _cuda.run(
+        op, _CUDA_RESULT_SHAPE_OPS[op], first, second, lambda a, b, p: result_shape, params, stream
+    )
 
 
 def conv3d_grad_input(
