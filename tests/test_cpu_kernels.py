@@ -284,6 +284,68 @@ def test_few_cin_narrow(isa, case):
     assert_conv_close(y, x, w, "float32", **case.params())
 
 
+# The pairs kernel (two W positions a vector on channel-planar rows, W stride
+# 1): up to 4 output channels on the x86 sets, up to 8 on the -2fma sets.
+# W out around its tiles (16, the last of 8) and odd (a last position without
+# its pair); W dilation; padding wider than the window (positions reading
+# only zeros) and asymmetric; W narrower than the window; KW 1 and 7; D/H
+# strides (W stride 2 keeps the narrow kernel); batches; C_in up to 8.
+def pairs_nr(isa: str) -> int:
+    """The output channels the ISA's pairs kernel takes (0: none)."""
+    if isa.endswith("-2fma"):
+        return 8
+    return 4 if isa.startswith(("avx2", "avx512")) else 0
+
+
+FEW_CIN_PAIRS = [
+    _c("pairs_wo1", 1, 2, 3, 1, 2, 3, 3, p=1),
+    _c("pairs_wo2_k1", 2, 2, 3, 2, 1, 4, (3, 3, 1), p=(1, 1, 0)),
+    _c("pairs_wo7", 1, 3, 3, 7, 3, 2, 3, p=1),
+    _c("pairs_wo8", 1, 3, 2, 8, 4, 1, 3, p=1),
+    _c("pairs_wo9", 2, 2, 3, 9, 2, 4, 3, p=1),
+    _c("pairs_wo15_k7", 1, 2, 2, 15, 3, 3, (1, 3, 7), p=(0, 1, 3)),
+    _c("pairs_wo16", 1, 2, 3, 16, 1, 4, 3, p=1),
+    _c("pairs_wo17", 1, 2, 3, 17, 4, 2, 3, p=1),
+    _c("pairs_m_like", 2, 5, 6, 29, 5, 7, 3, p=1),
+    _c("pairs_cout8", 1, 3, 4, 33, 6, 8, 3, p=1),
+    _c("pairs_cout5_dil", 1, 4, 5, 23, 8, 5, 3, p=(1, 1, 4), dil=(1, 2, 3)),
+    _c("pairs_wide_pad", 1, 3, 3, 5, 2, 3, 3, p=((1, 0, 5), (0, 2, 4))),
+    _c("pairs_narrow_w", 1, 3, 3, 2, 3, 4, 3, p=(1, 1, 2)),
+    _c("pairs_strided_dh", 2, 7, 8, 19, 3, 4, 3, s=(2, 3, 1), p=1),
+    _c("pairs_w_stride2", 1, 3, 4, 21, 2, 3, 3, s=(1, 1, 2), p=1),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+@pytest.mark.parametrize("case", FEW_CIN_PAIRS, ids=lambda c: c.name)
+def test_few_cin_pairs(isa, case, dtype):
+    x, w, y, plan = run_case(case, dtype, seed=7)
+    cin, cout = case.input[4], case.c_out
+    takes_pairs = cout <= pairs_nr(isa) and case.stride[2] == 1 and (cin <= 4 or cout > 4)
+    if takes_pairs:
+        check_path(plan, "few-cin", isa)
+        assert "pairs" in plan["kernel"], plan
+    else:
+        assert "pairs" not in plan["kernel"], plan
+    assert_conv_close(y, x, w, dtype, **case.params())
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_few_cin_pairs_strided_view(isa, dtype):
+    # The planar copy reads the input with its W and channel strides.
+    case = _c("pairs_view", 2, 3, 4, 21, 3, 4, 3, p=1)
+    x, w = case.inputs(8)
+    x, w = cast(x, dtype), cast(w, dtype)
+    wide = np.zeros(x.shape[:3] + (2 * x.shape[3], 2 * x.shape[4]), x.dtype)
+    wide[:, :, :, ::2, ::2] = x
+    view = wide[:, :, :, ::2, ::2]
+    y = volconv.conv3d(view, w, **case.api_kwargs())
+    plan = plan_of(view, w, case)
+    if pairs_nr(isa) and dtype == "bfloat16":  # a float32 view with strided channels keeps the gathering paths
+        assert "pairs" in plan["kernel"], plan
+    assert_conv_close(y, x, w, dtype, **case.params())
+
+
 @pytest.mark.parametrize("cin", [1, 3])
 def test_few_cin_strided_view(isa, cin):
     # The row kernel reads W with the input's stride (x_step), not C_in, and

@@ -97,7 +97,6 @@ void run_rows(const detail::ConvCall& call, const KernelTable& kt, const CpuPlan
       small_cout ? pack_small_cout_f32(g, call.weight, c_pad) : pack_dwconv_f32(g, call.weight, c_pad);
   const std::int64_t w_row = small_cout ? NR * c_pad : KW * c_pad;  // per (kd, kh)
   auto* y = static_cast<float*>(call.output.data);  // written through only when the result is float32
-  const Shape5& xs = call.input.strides;
   const Shape5& ys = call.output.strides;
   // With an epilogue the kernel writes a row buffer (in L1/L2), and the
   // epilogue runs on it as it is copied out: the output is written once.
@@ -115,8 +114,10 @@ void run_rows(const detail::ConvCall& call, const KernelTable& kt, const CpuPlan
     std::vector<const float*> xr(std::size_t(KD * KH * cin)), wr(std::size_t(KD * KH * cin));
     std::vector<float> row_buf(direct_out ? 0 : std::size_t(Wo * C));
     std::vector<void*> ptrs(f32_out ? 0 : std::size_t(Wo));
-    InputRows<EX> in(call.input, g, kt, 2 * KD * KH + 1);  // > the rows of one output row
-    const std::int64_t x_step = in.step();
+    // Channel-planar rows for the pairs kernel.
+    const bool planar = plan.planar_row > 0;
+    InputRows<EX> in(call.input, g, kt, plan.row_slots, plan.planar_row, cp.padding_lo[2]);
+    const std::int64_t x_step = in.step(), x_channel = in.channel_step();
     for (std::int64_t it = begin; it < end; ++it) {
       // it -> (n, H block, od, oh in block): see hb above.
       const std::int64_t n = it / (Do * Ho), rest = it % (Do * Ho), hb0 = rest / (Do * hb) * hb;
@@ -132,7 +133,7 @@ void run_rows(const detail::ConvCall& call, const KernelTable& kt, const CpuPlan
           if (ih < 0) continue;
           const float* x_row = in.row(n, id, ih);
           for (std::int64_t ci = 0; ci < cin; ++ci) {
-            xr[std::size_t(rows)] = x_row + ci * (in.in_place ? xs[4] : 1);
+            xr[std::size_t(rows)] = x_row + ci * x_channel;
             wr[std::size_t(rows++)] = packed.data() + ((kd * KH + kh) * cin + ci) * w_row;
           }
         }
@@ -145,9 +146,10 @@ void run_rows(const detail::ConvCall& call, const KernelTable& kt, const CpuPlan
         // it and back afterwards (the input's only if depthwise or grouped).
         const std::int64_t xc0 = blk * x_block, wc0 = blk * w_block;
         for (std::int64_t q = 0; q < rows; ++q) xr[std::size_t(q)] += xc0, wr[std::size_t(q)] += wc0;
-        k.fn(DwconvParams{rows, xr.data(), wr.data(), KW, cp.stride[2], cp.dilation[2], cp.padding_lo[2], g.in[2],
-                          x_step, c_pad, yrow + c0, Wo, y_step, int(std::min<std::int64_t>(NR, C - c0)),
-                          stream && direct_out, cig});
+        // Planar rows start at iw = -padding_lo and hold the padding: no pad, width the row's length.
+        k.fn(DwconvParams{rows, xr.data(), wr.data(), KW, cp.stride[2], cp.dilation[2],
+                          planar ? 0 : cp.padding_lo[2], planar ? plan.planar_row : g.in[2], x_step, c_pad,
+                          yrow + c0, Wo, y_step, int(std::min<std::int64_t>(NR, C - c0)), stream && direct_out, cig});
         for (std::int64_t q = 0; q < rows; ++q) xr[std::size_t(q)] -= xc0, wr[std::size_t(q)] -= wc0;
       }
       if (w_border)

@@ -154,6 +154,17 @@ const DwconvKernel& choose_cin1(const KernelTable& kt, std::int64_t cout) {
 
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
 
+}  // namespace
+
+std::int64_t cin1_pairs_row_length(const ConvGeometry& g) {
+  // The kernel computes positions below round_up(wo, 16) and reads a pair
+  // (two floats) at each tap: round_up(wo, 16) + (KW - 1) * dilation floats,
+  // which covers the padded input (wo + (KW - 1) * dilation at stride 1).
+  return ceil_div(g.out[2], 16) * 16 + (g.kernel[2] - 1) * g.params.dilation[2];
+}
+
+namespace {
+
 void set_igemm(CpuPlan& plan, const IgemmKernel& k) {
   plan.igemm = k;
   plan.kernel = k.name;
@@ -200,6 +211,13 @@ void plan_rows(CpuPlan& plan, const ConvGeometry& g, const DwconvKernel& k, cons
   // (a / b / c == a / (b * c), and b * c may not fit in int64: a 2^46-wide
   // broadcast row times KD = 2^16 wrapped to 0, a division by zero)
   plan.h_block = std::clamp<std::int64_t>(b.row_slab / row_bytes / KD - (KH - 1), 1, g.out[1]);
+  // Converted rows (16-bit inputs, planar rows) kept per thread: the rows of
+  // one od's pass over the block and one more, so the next od, which reads
+  // KD - 1 of the same planes, converts only its new plane (with the rows of
+  // two output rows only, every row was converted about KD times: a quarter
+  // of a call at 3 input channels). Never fewer than twice one output row's.
+  const std::int64_t span = (plan.h_block - 1) * g.params.stride[1] + (KH - 1) * g.params.dilation[1] + 1;
+  plan.row_slots = std::max(2 * KD * KH + 1, KD * span + 1);
 }
 
 std::atomic<std::int64_t> g_l1d{0}, g_l2{0}, g_l3{0};
@@ -222,14 +240,29 @@ bool winograd_applies(const detail::ConvCall& call, const KernelTable& kt) {
 
 // The few-cin row path's kernel, or null where it does not apply: groups 1,
 // an input the row paths read (row_input), a few input channels (more when 5+ output channels fit the
-// narrow kernel's one vector).
-const DwconvKernel* few_cin_kernel(const ConvGeometry& g, const KernelTable& kt, bool row_input) {
+// narrow kernel's one vector). Where the pairs kernel replaces the narrow
+// one, *planar_row is its rows' length (else 0).
+const DwconvKernel* few_cin_kernel(const ConvGeometry& g, const KernelTable& kt, bool row_input,
+                                   std::int64_t* planar_row) {
+  *planar_row = 0;
   if (g.groups != 1 || !row_input) return nullptr;
   const DwconvKernel& k = choose_cin1(kt, g.out_channels);
   const bool narrow = &k == &kt.f32_conv_cin1_narrow;
   if (g.in_channels > (narrow ? kRowsNarrowMaxCin : kRowsMaxCin)) return nullptr;
   // Past kRowsMaxCin, up to 4 output channels keep the small-C_out kernel.
   if (g.in_channels > kRowsMaxCin && g.out_channels <= kSmallCoutMax) return nullptr;
+  const DwconvKernel& pairs = kt.f32_conv_cin1_pairs;
+  if (narrow && pairs.fn != nullptr && g.out_channels <= pairs.nr && g.params.stride[2] == 1 &&
+      g.params.padding_mode[2] == PaddingMode::zeros) {
+    // The planar copy's cache, as the 16-bit rows' (in double: a row of 2^62
+    // floats must not wrap before it is refused).
+    const double row = double(g.out[2]) + 16.0 + double(g.kernel[2] - 1) * double(g.params.dilation[2]);
+    const double cache = (2.0 * double(g.kernel[0]) * double(g.kernel[1]) + 1.0) * row * double(g.in_channels);
+    if (cache * 4.0 <= kRowCacheMaxBytes) {
+      *planar_row = cin1_pairs_row_length(g);
+      return &pairs;
+    }
+  }
   return &k;
 }
 
@@ -288,9 +321,11 @@ CpuPlan plan_conv3d(const detail::ConvCall& call, const KernelTable& kt, const p
   }
   const bool fold_w = cin <= kFoldWMaxCin && in == DType::float32 && g.groups == 1 && call.input.strides[4] == 1 &&
                       call.input.strides[3] == cin && g.params.dilation[2] == 1 && g.kernel[2] * cin >= kFoldWMinK;
-  if (const DwconvKernel* rows = few_cin_kernel(g, kt, row_input)) {
+  std::int64_t planar_row = 0;
+  if (const DwconvKernel* rows = few_cin_kernel(g, kt, row_input, &planar_row)) {
     plan.path = CpuPath::few_cin;
     plan_rows(plan, g, *rows, b);
+    plan.planar_row = planar_row;
     return plan;
   }
   const std::int64_t cout = g.out_channels_per_group;
@@ -439,6 +474,7 @@ std::vector<std::string> active_kernel_names() {
   names.push_back(kt.f32_conv_cin1.name);
   if (kt.f32_conv_cin1_narrow.fn != nullptr) names.push_back(kt.f32_conv_cin1_narrow.name);
   if (kt.f32_conv_cin1_wide.fn != nullptr) names.push_back(kt.f32_conv_cin1_wide.name);
+  if (kt.f32_conv_cin1_pairs.fn != nullptr) names.push_back(kt.f32_conv_cin1_pairs.name);
   for (const DwconvKernel& k : kt.f32_conv_small_cout) names.push_back(k.name);
   return names;
 }

@@ -49,6 +49,10 @@ struct CpuPlan {
   // (all of them when m_outer), as many as fit in L2 together.
   std::int64_t block_group = 1;
   std::int64_t h_block = 0; // row drivers: output rows along H per block
+  std::int64_t row_slots = 0;  // row drivers: converted input rows each thread keeps (float_rows.h)
+  // few-cin on the pairs kernel: the length of its channel-planar input rows
+  // (cin1_pairs_row_length; 0: the rows are read as they are)
+  std::int64_t planar_row = 0;
   std::int64_t unit_tiles = 0;  // winograd: 2x2x2 output tiles per work unit
   bool stream = false;      // non-temporal stores for the output
   // The fused epilogue the drivers apply at the tile (row) store.
@@ -85,6 +89,10 @@ struct ProblemPlan {
 
 // threads: the pool's size the problem will run on.
 ProblemPlan plan_problem(const detail::ConvProblem& problem, const KernelTable& kt, int threads);
+
+// The channel-planar rows of the pairs kernel (f32-conv-cin1-pairs.h): W
+// padding and slack included, in floats per input channel.
+std::int64_t cin1_pairs_row_length(const ConvGeometry& g);
 
 // The cache sizes plans use: the detected ones, unless a test overrides them.
 platform::CacheSizes planning_caches();

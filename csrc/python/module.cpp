@@ -252,6 +252,8 @@ NB_MODULE(_core, m) {
     d["m_outer"] = plan.m_outer;
     d["block_group"] = plan.block_group;
     d["h_block"] = plan.h_block;
+    d["row_slots"] = plan.row_slots;
+    d["planar_row"] = plan.planar_row;
     d["unit_tiles"] = plan.unit_tiles;
     d["stream"] = plan.stream;
     d["bias"] = plan.bias;

@@ -1,5 +1,6 @@
 // The AVX2 + FMA + F16C kernel set (16 ymm registers: 6x16 keeps 12
 // accumulators + 2 weights + 1 broadcast).
+#include "f32-conv-cin1-pairs.h"
 #include "f32-conv-cin1.h"
 #include "f32-conv-small-cout.h"
 #include "f32-dwconv.h"
@@ -23,6 +24,7 @@ const KernelTable* kernels_avx2() {
     t.f32_dwconv = {16, f32_dwconv<VecAvx2, 6, 2, 8>, "f32-dwconv-6x16-avx2"};
     t.f32_conv_cin1 = {16, f32_conv_cin1<VecAvx2, 6, 2>, "f32-conv-cin1-6x16-avx2"};
     t.f32_conv_cin1_narrow = {8, f32_conv_cin1<VecAvx2, 12, 1>, "f32-conv-cin1-12x8-avx2"};
+    t.f32_conv_cin1_pairs = {4, f32_conv_cin1_pairs<VecAvx2, 16>, "f32-conv-cin1-pairs-16x4-avx2"};
     t.f32_conv_small_cout[0] = {1, f32_conv_small_cout<VecAvx2, 8, 1>, "f32-conv-cout1-8x1-avx2"};
     t.f32_conv_small_cout[1] = {2, f32_conv_small_cout<VecAvx2, 6, 2>, "f32-conv-cout2-6x2-avx2"};
     t.f32_conv_small_cout[2] = {3, f32_conv_small_cout<VecAvx2, 4, 3>, "f32-conv-cout3-4x3-avx2"};

@@ -11,6 +11,7 @@
 // per MR FMAs) is bound by its loads, and MR x NV accumulators must cover 2 x
 // the FMA latency, so its tiles are taller (kernels_avx512f_2fma says which).
 // cpu_features.cpp picks the set from the measured FMA rates (fma-rates.h).
+#include "f32-conv-cin1-pairs.h"
 #include "f32-conv-cin1.h"
 #include "f32-conv-small-cout.h"
 #include "f32-dwconv.h"
@@ -42,6 +43,9 @@ const KernelTable* kernels_avx512f() {
     // Up to 8 output channels a 16-lane tile leaves half its lanes idle: AVX2's
     // one-vector 12x8 row kernel, in 256-bit registers (the -2fma sets too).
     t.f32_conv_cin1_narrow = {8, f32_conv_cin1<VecAvx2, 12, 1>, "f32-conv-cin1-12x8-avx512f"};
+    // Up to 4 output channels, two positions a ymm (at one 512-bit FMA a
+    // cycle a zmm does no more work than a ymm).
+    t.f32_conv_cin1_pairs = {4, f32_conv_cin1_pairs<VecAvx2, 16>, "f32-conv-cin1-pairs-16x4-avx512f"};
     t.f32_conv_small_cout[0] = {1, f32_conv_small_cout<VecAvx512f, 8, 1>, "f32-conv-cout1-8x1-avx512f"};
     t.f32_conv_small_cout[1] = {2, f32_conv_small_cout<VecAvx512f, 8, 2>, "f32-conv-cout2-8x2-avx512f"};
     t.f32_conv_small_cout[2] = {3, f32_conv_small_cout<VecAvx512f, 8, 3>, "f32-conv-cout3-8x3-avx512f"};
@@ -72,6 +76,9 @@ const KernelTable* kernels_avx512f_2fma() {
     t.f32_igemm[0] = {12, 16, f32_igemm<VecAvx512f, 12, 1>, "f32-igemm-12x16-avx512f"};
     t.f32_igemm[1] = {14, 32, f32_igemm<VecAvx512f, 14, 2>, "f32-igemm-14x32-avx512f"};
     t.f32_conv_cin1_wide = {32, f32_conv_cin1<VecAvx512f, 14, 2>, "f32-conv-cin1-14x32-avx512f"};
+    // Up to 8 output channels, two positions a zmm: the narrow kernel's ymm
+    // runs at half these cores' 512-bit FMA rate.
+    t.f32_conv_cin1_pairs = {8, f32_conv_cin1_pairs<VecAvx512f, 16>, "f32-conv-cin1-pairs-16x8-avx512f"};
     t.winograd_tall_tiles = 1;
     return t;
   }();

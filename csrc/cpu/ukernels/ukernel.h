@@ -119,6 +119,10 @@ struct KernelTable {
   DwconvKernel f32_conv_cin1;
   DwconvKernel f32_conv_cin1_narrow;
   DwconvKernel f32_conv_cin1_wide;
+  // Optional (fn null if not): up to nr output channels at W stride 1, two
+  // positions a vector on channel-planar rows (f32-conv-cin1-pairs.h); the
+  // planner prefers it to the narrow kernel where it applies.
+  DwconvKernel f32_conv_cin1_pairs;
   DwconvKernel f32_conv_small_cout[4];  // [nc - 1]: 1-4 output channels per group (f32-conv-small-cout.h)
   WinogradInputFn winograd_input;    // f32-winograd.h
   // Winograd's GEMMs take the tallest f32_igemm tile of those wasting the

@@ -24,6 +24,26 @@ struct VecAvx2 {
   // into every FMA that uses it (one load per FMA instead of one per vector).
   static void keep(V& v) { asm volatile("" : "+v"(v)); }
   static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  // Two adjacent positions in one vector (f32-conv-cin1-pairs.h): lanes 2c
+  // and 2c + 1 are channel c of positions p and p + 1.
+  // [p[0], p[1]] in every lane pair: one 8-byte broadcast, a load-port uop only.
+  static V broadcast_pair(const float* p) {
+    const void* bytes = p;  // any 4-byte alignment
+    double d;
+    std::memcpy(&d, bytes, 8);
+    return _mm256_castpd_ps(_mm256_set1_pd(d));
+  }
+  // [w0, w0, w1, w1, ..., w3, w3] from L / 2 floats.
+  static V dup_pairs(const float* w) {
+    return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(w)), _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
+  }
+  // Even lanes to y0[0..n), odd lanes to y1[0..n) (y1 null: none), n <= L / 2.
+  static void store_pairs(float* y0, float* y1, V v, int n) {
+    const V u = _mm256_permutevar8x32_ps(v, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
+    const __m128i m = _mm256_castsi256_si128(mask(n));
+    _mm_maskstore_ps(y0, m, _mm256_castps256_ps128(u));
+    if (y1 != nullptr) _mm_maskstore_ps(y1, m, _mm256_extractf128_ps(u, 1));
+  }
   // out[i] = the sum of v[i]'s lanes, i < 4 (one hadd tree for all four).
   static void sum_lanes4(const V* v, float* out) {
     const V u = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));

@@ -28,6 +28,28 @@ struct VecAvx512f {
   // into every FMA that uses it (one load per FMA instead of one per vector).
   static void keep(V& v) { asm volatile("" : "+v"(v)); }
   static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  // Two adjacent positions in one vector (f32-conv-cin1-pairs.h): lanes 2c
+  // and 2c + 1 are channel c of positions p and p + 1.
+  // [p[0], p[1]] in every lane pair: one 8-byte broadcast, a load-port uop only.
+  static V broadcast_pair(const float* p) {
+    const void* bytes = p;  // any 4-byte alignment
+    double d;
+    std::memcpy(&d, bytes, 8);
+    return _mm512_castpd_ps(_mm512_set1_pd(d));
+  }
+  // [w0, w0, w1, w1, ..., w7, w7] from L / 2 floats.
+  static V dup_pairs(const float* w) {
+    const __m512i idx = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    return _mm512_permutexvar_ps(idx, _mm512_castps256_ps512(_mm256_loadu_ps(w)));
+  }
+  // Even lanes to y0[0..n), odd lanes to y1[0..n) (y1 null: none), n <= L / 2.
+  static void store_pairs(float* y0, float* y1, V v, int n) {
+    const __m512i idx = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+    const V u = _mm512_permutexvar_ps(idx, v);
+    const __mmask8 m = __mmask8((1u << n) - 1u);
+    _mm256_mask_storeu_ps(y0, m, _mm512_castps512_ps256(u));
+    if (y1 != nullptr) _mm256_mask_storeu_ps(y1, m, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(u), 1)));
+  }
   // out[i] = the sum of v[i]'s lanes, i < 4: halves folded to 256 bits, then one hadd tree.
   static void sum_lanes4(const V* v, float* out) {
     __m256 h[4];
