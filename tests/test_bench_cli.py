@@ -150,3 +150,29 @@ def test_scaling_bench_runs_the_bench_shapes_at_each_thread_count():
     assert proc.returncode == 2 and "unknown shape(s) z; the shapes are a,b,c" in proc.stderr
     proc = run("--threads", "0")
     assert proc.returncode == 2 and "expected thread counts" in proc.stderr
+
+
+def test_call_overhead_bench_prints_every_row_and_saves_its_plot(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("matplotlib")
+    plot = tmp_path / "overhead.png"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "call_overhead_cpu.py"),
+            "--rounds",
+            "1",
+            "--calls",
+            "2",
+            "--plot",
+            str(plot),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith(("volconv ", "torch "))]
+    assert len(rows) == 7, proc.stdout
+    assert all(float(r.split()[-1]) > 0 for r in rows), rows
+    assert plot.stat().st_size > 0

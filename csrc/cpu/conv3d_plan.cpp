@@ -215,9 +215,11 @@ void plan_rows(CpuPlan& plan, const ConvGeometry& g, const DwconvKernel& k, cons
   // one od's pass over the block and one more, so the next od, which reads
   // KD - 1 of the same planes, converts only its new plane (with the rows of
   // two output rows only, every row was converted about KD times: a quarter
-  // of a call at 3 input channels). Never fewer than twice one output row's.
+  // of a call at 3 input channels). Never fewer than twice one output row's,
+  // never more than the 16-bit rows' memory bound allows beyond that.
   const std::int64_t span = (plan.h_block - 1) * g.params.stride[1] + (KH - 1) * g.params.dilation[1] + 1;
-  plan.row_slots = std::max(2 * KD * KH + 1, KD * span + 1);
+  const std::int64_t cap = std::int64_t(kRowCacheMaxBytes) / row_bytes;
+  plan.row_slots = std::max(2 * KD * KH + 1, std::min(KD * span + 1, cap));
 }
 
 std::atomic<std::int64_t> g_l1d{0}, g_l2{0}, g_l3{0};
