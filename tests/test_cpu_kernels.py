@@ -341,7 +341,9 @@ def test_few_cin_pairs_strided_view(isa, dtype):
     view = wide[:, :, :, ::2, ::2]
     y = volconv.conv3d(view, w, **case.api_kwargs())
     plan = plan_of(view, w, case)
-    if pairs_nr(isa) and dtype == "bfloat16":  # a float32 view with strided channels keeps the gathering paths
+    if (
+        pairs_nr(isa) and dtype == "bfloat16"
+    ):  # a float32 view with strided channels keeps the gathering paths
         assert "pairs" in plan["kernel"], plan
     assert_conv_close(y, x, w, dtype, **case.params())
 
