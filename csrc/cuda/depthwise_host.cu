@@ -104,11 +104,13 @@ void run_problem(const detail::ConvProblem& problem, const char* op, int queue_i
                        (data ? cuda_plan::vector_loads_fit(result, res.shape, res.strides)
                              : cuda_plan::vector_loads_fit(a.y_in, problem.output.shape, problem.output.strides));
   // The tiled kernels copy the input (and the weight gradient the output
-  // gradient) in 16-byte chunks of channels.
+  // gradient) in 16-byte chunks of channels; the forward stores 16-bit
+  // results in such chunks too.
   const int chunk = 16 / int(dtype_size(dt));
   const bool chunks =
       cuda_plan::vector_loads_fit(a.x, problem.input.shape, problem.input.strides, chunk) &&
-      (data || cuda_plan::vector_loads_fit(a.y_in, problem.output.shape, problem.output.strides, chunk));
+      (data ? chunk != 8 || cuda_plan::vector_loads_fit(result, res.shape, res.strides, chunk)
+            : cuda_plan::vector_loads_fit(a.y_in, problem.output.shape, problem.output.strides, chunk));
   const cuda_plan::DepthwisePlan plan =
       cuda_plan::plan_depthwise(problem.op, g, index64, vectors, chunks ? chunk : 0);
   float* partials = nullptr;

@@ -52,7 +52,9 @@ void plan_tiled(DepthwisePlan& p, const detail::ConvProblemGeometry& g, int chun
   const int slice = (kTileRows + 2) * (kTileCols + 2) * kTileChannels * (16 / chunk_elems);  // bytes
   if (p.op == detail::ConvOp::data) {
     p.main.grid[0] = std::max<std::int64_t>(1, p.items);
-    p.shared_bytes = kTileStages * slice + 27 * kTileChannels * int(sizeof(float));  // slices, weights
+    // The slices, the weights, and for 16-bit outputs each warp's row of outputs.
+    const int out_rows = chunk_elems == 8 ? kTileRows * kTileCols * kTileChannels * 2 : 0;
+    p.shared_bytes = kTileStages * slice + kTileWeightSlots * kTileChannels * int(sizeof(float)) + out_rows;
     return;
   }
   // Weight gradient: at most enough chunks to fill the GPU, so the second

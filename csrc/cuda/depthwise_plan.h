@@ -28,6 +28,9 @@ constexpr int kTileRows = 8, kTileCols = 8, kTileChannels = 32;
 // slices and as many output-gradient tiles (kTileRows x kTileCols outputs),
 // two of each in flight, so three float32 blocks share an SM.
 constexpr int kTileStages = 4, kTileGradStages = 3;
+// The forward's weights in shared memory: kTileWeightSlots floats a lane
+// (three rows of nine taps, each padded to 12), read four at a time.
+constexpr int kTileWeightSlots = 36;
 // The weight gradient's second pass: the chunks are cut into kReduceGroups
 // fixed ranges, each added in order by its own thread, then the ranges' sums
 // in range order (a fixed order; many loads in flight instead of one chain).
@@ -93,7 +96,8 @@ bool needs_index64(const Shape5& shape, const Shape5& strides);
 // channel_vectors when every view the kernels read with vector loads has
 // channel stride 1, its other strides multiples of 4 and a 16-byte aligned
 // start (vector_loads_fit); chunk_elems > 0 when the views the tiled kernels
-// copy (the input; for the weight gradient also the output gradient) can be
+// copy (the input; for the weight gradient also the output gradient; for a
+// 16-bit forward also the result, which it stores in chunks) can be
 // copied in 16-byte chunks of chunk_elems elements (vector_loads_fit with
 // that multiple; the element size is 16 / chunk_elems bytes).
 DepthwisePlan plan_depthwise(detail::ConvOp op, const detail::ConvProblemGeometry& g, bool index64,

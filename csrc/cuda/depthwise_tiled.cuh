@@ -94,7 +94,9 @@ struct SliceStager {
   __device__ __forceinline__ SliceStager(const DwArgs& a, const T* x_n, int ih0, int iw0, std::int64_t c0)
       : SliceStager(x_n, I(a.xs[1]), a.in[0], ih0, iw0, a.in[1], a.in[2], I(a.xs[2]), I(a.xs[3]), c0, a.channels) {}
 
-  // Queue the copies of depth `id` into `buf`; the caller commits.
+  // Queue the copies of depth `id` into `buf`; the caller commits. The
+  // offsets are never negative: as unsigned, each chunk's address is one
+  // wide multiply-add from the depth's first element.
   __device__ __forceinline__ void stage(T* buf, int id) const {
     const bool slice_in = id >= 0 && id < depths;
     const T* slice = x + I(slice_in ? id : 0) * depth_stride;
@@ -104,7 +106,7 @@ struct SliceStager {
       const int k = i * cuda_plan::kThreadsPerBlock + tid;
       if (i + 1 < kIters || k < kChunks) {
         const bool in = slice_in && (inside >> i & 1u);
-        copy16_async(buf + k * kPer, slice + offset[i], in);
+        copy16_async(buf + k * kPer, slice + static_cast<std::make_unsigned_t<I>>(offset[i]), in);
       }
     }
   }
@@ -117,38 +119,111 @@ __device__ __forceinline__ void read_row(const T* buf, int row, float (&xr)[tile
   for (int j = 0; j < tile::kInCols; ++j) xr[j] = to_float(buf[(row * tile::kInCols + j) * tile::kLanes + threadIdx.x]);
 }
 
+// The forward's 27 weights of each lane's channel in shared memory,
+// [lane][kh][kWeightRow] in the order the slice step reads them ((kd, kw)
+// within a row kh, then three zeros), so a row's nine taps are three 16-byte
+// reads (the 36-float lane stride keeps each quarter warp's reads on
+// distinct banks).
+constexpr int kWeightSlots = cuda_plan::kTileWeightSlots, kWeightRow = kWeightSlots / 3;
+static_assert(kWeightRow % 4 == 0 && kWeightRow >= 9, "whole 16-byte groups of taps");
+
+// Where one thread's row of outputs goes: the output element of (depth 0,
+// its row, the tile's first column, its channel), the W step and how many of
+// its kTileCols columns are inside the output (none past the channels).
+template <class T, class I>
+struct RowStore {
+  T* first;
+  I depth_step, col_step;
+  int cols;
+  __device__ __forceinline__ RowStore(const DwArgs& a, const TileItem& t, std::int64_t c, T*) {
+    const int oh = t.oh0 + int(threadIdx.y);
+    first = static_cast<T*>(a.y_out) + I(t.n) * I(a.ys[0]) + I(oh) * I(a.ys[2]) + I(t.ow0) * I(a.ys[3]) +
+            I(c) * I(a.ys[4]);
+    depth_step = I(a.ys[1]);
+    col_step = I(a.ys[3]);
+    cols = oh < a.out[1] && c < a.channels ? min(tile::kCols, a.out[2] - t.ow0) : 0;
+  }
+  // The outputs of depth `od`, from float32 (the step's last slice).
+  __device__ __forceinline__ void put(int od, const float (&v)[tile::kCols]) const {
+    T* p = first + I(od) * depth_step;
+#pragma unroll
+    for (int j = 0; j < tile::kCols; ++j) {
+      if (j < cols) store(p, v[j]);
+      p += col_step;
+    }
+  }
+};
+
+// 16-bit outputs leave as 16-byte chunks: the warp's row (kTileCols columns
+// x 32 channels, 512 bytes) goes through its own patch of shared memory, and
+// each lane then stores one chunk (column lane / 4, channels 8 (lane % 4)
+// on), where 8 scattered 2-byte stores a lane cost 8 address computations.
+// Needs the output's channels in 16-byte chunks (the planner's rule).
+template <class T, class I>
+struct ChunkStore {
+  static_assert(sizeof(T) == 2 && tile::kCols * tile::kLanes * sizeof(T) == 32 * 16, "one chunk a lane");
+  T* patch;       // the warp's [kTileCols][kLanes] in shared memory
+  T* chunk;       // this lane's chunk at depth 0
+  I depth_step;
+  bool inside;    // the chunk's column, row and channels are inside the output
+  __device__ __forceinline__ ChunkStore(const DwArgs& a, const TileItem& t, std::int64_t lane_c, T* patches) {
+    patch = patches + threadIdx.y * tile::kCols * tile::kLanes;
+    const int oh = t.oh0 + int(threadIdx.y), ow = t.ow0 + int(threadIdx.x) / 4;
+    const std::int64_t c = lane_c - threadIdx.x + threadIdx.x % 4 * 8;
+    inside = oh < a.out[1] && ow < a.out[2] && c < a.channels;
+    chunk = static_cast<T*>(a.y_out) + I(t.n) * I(a.ys[0]) + I(inside ? oh : 0) * I(a.ys[2]) +
+            I(inside ? ow : 0) * I(a.ys[3]) + I(inside ? c : 0);
+    depth_step = I(a.ys[1]);
+  }
+  __device__ __forceinline__ void put(int od, const float (&v)[tile::kCols]) const {
+#pragma unroll
+    for (int j = 0; j < tile::kCols; ++j) store(patch + j * tile::kLanes + threadIdx.x, v[j]);
+    __syncwarp();
+    const uint4 q = reinterpret_cast<const uint4*>(patch)[threadIdx.x];
+    if (inside) *reinterpret_cast<uint4*>(chunk + I(od) * depth_step) = q;
+    __syncwarp();  // every lane has read the patch before the next row is written
+  }
+};
+
 // One input slice (step s of the march, phase P = s % 3, so the rotating
 // accumulator slots are compile-time indices): the slice's three rows feed
 // the outputs at depths od = id + pad - kd, kd = 0..2, then the output whose
 // last slice this was (kd = 2) is stored and its slot cleared for the depth
-// that starts next. Slice s is in buffer s % Stages; Stages - 1 slices are
-// in flight while one is read.
-template <int P, int Stages, class T, class I>
+// that starts next. Slice s is in buffer s % Stages; one barrier a step: it
+// says slice s has landed and that every thread is done with slice s - 1,
+// whose buffer then takes slice s + Stages - 1 (Stages - 1 in flight).
+template <int P, int Stages, class T, class I, class Out>
 __device__ __forceinline__ void data_step(const DwArgs& a, const TileItem& t, int s, int steps, T* bufs,
-                                          const SliceStager<T, I>& stager, T* y, std::int64_t c, const float* w,
-                                          float (&acc)[3][tile::kCols]) {
+                                          const SliceStager<T, I>& stager, const Out& out_row,
+                                          const float* w, float (&acc)[3][tile::kCols]) {
   if (s >= steps) return;
   constexpr int kSlice = tile::kSlice;
   const int id = t.od0 - a.pad[0] + s;
-  __syncthreads();  // every thread is done with the buffer of slice s - 1, where slice s + Stages - 1 goes
+  copies_wait<Stages - 2>();  // this thread's copies of slice s have landed
+  __syncthreads();
   if (s + Stages - 1 < steps) stager.stage(bufs + (s + Stages - 1) % Stages * kSlice, id + Stages - 1);
-  copies_commit();
-  copies_wait<Stages - 1>();
-  __syncthreads();  // slice s has landed, from every thread's copies
-  if (id >= 0 && id < a.in[0]) {
+  copies_commit();  // a group every step (maybe empty), so the wait's count holds
+  const bool slice_in = id >= 0 && id < a.in[0];  // else padding: no products (a zero slice is staged)
+  {
     const T* buf = bufs + s % Stages * kSlice;
 #pragma unroll
     for (int kh = 0; kh < 3; ++kh) {
       float xr[tile::kInCols];
       read_row(buf, threadIdx.y + kh, xr);
+      float wv[kWeightRow];  // row kh's taps (kd, kw)
+#pragma unroll
+      for (int g = 0; g < kWeightRow / 4; ++g) {
+        const float4 q = reinterpret_cast<const float4*>(w + kh * kWeightRow)[g];
+        wv[4 * g] = q.x, wv[4 * g + 1] = q.y, wv[4 * g + 2] = q.z, wv[4 * g + 3] = q.w;
+      }
 #pragma unroll
       for (int kd = 0; kd < 3; ++kd) {
         const int od = id + a.pad[0] - kd;
-        if (od < t.od0 || od >= t.od1) continue;
+        if (!slice_in || od < t.od0 || od >= t.od1) continue;
         constexpr int kSlots = 3;
         float(&out)[tile::kCols] = acc[(P - kd + kSlots) % kSlots];
-        const float* wk = w + (kd * 3 + kh) * 3 * tile::kLanes;
-        const float w0 = wk[0], w1 = wk[tile::kLanes], w2 = wk[2 * tile::kLanes];
+        const float* wk = wv + kd * 3;
+        const float w0 = wk[0], w1 = wk[1], w2 = wk[2];
 #pragma unroll
         for (int j = 0; j < tile::kCols; ++j)  // three fused multiply-adds, no separate add
           out[j] = fmaf(xr[j + 2], w2, fmaf(xr[j + 1], w1, fmaf(xr[j], w0, out[j])));
@@ -157,25 +232,20 @@ __device__ __forceinline__ void data_step(const DwArgs& a, const TileItem& t, in
   }
   float(&done)[tile::kCols] = acc[(P + 1) % 3];
   const int od = id + a.pad[0] - 2;
-  const int oh = t.oh0 + int(threadIdx.y);
-  if (od >= t.od0 && od < t.od1 && oh < a.out[1] && c < a.channels) {
-    T* row = y + I(od) * I(a.ys[1]) + I(oh) * I(a.ys[2]) + I(c) * I(a.ys[4]);
-#pragma unroll
-    for (int j = 0; j < tile::kCols; ++j)
-      if (t.ow0 + j < a.out[2]) store(row + I(t.ow0 + j) * I(a.ys[3]), done[j]);
-  }
+  if (od >= t.od0 && od < t.od1) out_row.put(od, done);
 #pragma unroll
   for (int j = 0; j < tile::kCols; ++j) done[j] = 0.f;
 }
 
 // Forward / input gradient, 3x3x3 at stride 1: block (spatial item, 32
 // channels); grid.x = items, each item a tile and d_seg output depths.
-// Dynamic shared memory (plan.shared_bytes): Stages slices, then the 27
-// weights of each lane's channel [27][kLanes] (in shared memory rather than
+// Dynamic shared memory (plan.shared_bytes): Stages slices, then the
+// weights [kTileChannels][kWeightSlots] (in shared memory rather than
 // registers: 64 registers a thread let four blocks share an SM).
 template <class T, class I, int Stages, int MinBlocks>
 __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, MinBlocks)
     dw_data_tiled(DwArgs a, int d_seg, std::int64_t items) {
+  static_assert(Stages >= 3, "one barrier a step needs two slices in flight beside the one read");
   extern __shared__ __align__(16) unsigned char smem[];
   T* bufs = reinterpret_cast<T*>(smem);
   if (blockIdx.x >= items) return;  // an empty problem still launches one block
@@ -184,17 +254,22 @@ __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, MinBlocks)
   // The weights, flipped along every axis when asked; visible to every
   // thread after the first step's barrier.
   float* ws = reinterpret_cast<float*>(smem + Stages * tile::kSlice * sizeof(T));
-  for (int k = threadIdx.y; k < 27; k += tile::kRows) {
-    const int tap = a.flip ? 26 - k : k;
-    ws[k * tile::kLanes + threadIdx.x] =
-        c < a.channels ? load(static_cast<const T*>(a.w) + I(c) * I(a.ws[0]) + I(tap / 9) * I(a.ws[1]) +
-                              I(tap / 3 % 3) * I(a.ws[2]) + I(tap % 3) * I(a.ws[3]))
-                       : 0.f;
+  for (int k = threadIdx.y; k < kWeightSlots; k += tile::kRows) {
+    const int kh = k / kWeightRow, kd = k % kWeightRow / 3, kw = k % 3;  // slot k's tap
+    const int tap = a.flip ? 26 - (kd * 9 + kh * 3 + kw) : kd * 9 + kh * 3 + kw;
+    ws[threadIdx.x * kWeightSlots + k] =
+        c < a.channels && kd < 3
+            ? load(static_cast<const T*>(a.w) + I(c) * I(a.ws[0]) + I(tap / 9) * I(a.ws[1]) +
+                   I(tap / 3 % 3) * I(a.ws[2]) + I(tap % 3) * I(a.ws[3]))
+            : 0.f;
   }
-  const float* w = ws + threadIdx.x;
+  const float* w = ws + threadIdx.x * kWeightSlots;
   const SliceStager<T, I> stager(a, static_cast<const T*>(a.x) + I(t.n) * I(a.xs[0]), t.oh0 - a.pad[1],
                                  t.ow0 - a.pad[2], c - threadIdx.x);
-  T* y = static_cast<T*>(a.y_out) + I(t.n) * I(a.ys[0]);
+  // 16-bit outputs through shared memory (after the weights), float32 ones directly.
+  using Out = std::conditional_t<sizeof(T) == 2, ChunkStore<T, I>, RowStore<T, I>>;
+  T* patches = reinterpret_cast<T*>(ws + tile::kLanes * kWeightSlots);
+  const Out out_row(a, t, c, patches);
   float acc[3][tile::kCols];
 #pragma unroll
   for (int i = 0; i < 3; ++i)
@@ -208,9 +283,9 @@ __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, MinBlocks)
     copies_commit();
   }
   for (int s = 0; s < steps; s += 3) {
-    data_step<0, Stages, T, I>(a, t, s, steps, bufs, stager, y, c, w, acc);
-    data_step<1, Stages, T, I>(a, t, s + 1, steps, bufs, stager, y, c, w, acc);
-    data_step<2, Stages, T, I>(a, t, s + 2, steps, bufs, stager, y, c, w, acc);
+    data_step<0, Stages, T, I, Out>(a, t, s, steps, bufs, stager, out_row, w, acc);
+    data_step<1, Stages, T, I, Out>(a, t, s + 1, steps, bufs, stager, out_row, w, acc);
+    data_step<2, Stages, T, I, Out>(a, t, s + 2, steps, bufs, stager, out_row, w, acc);
   }
   copies_wait<0>();  // nothing left in flight at exit
 }
@@ -221,7 +296,8 @@ __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, MinBlocks)
 // slice's three rows feeds the 3 x 3 taps of the output depths that read
 // it (od = id + pad - kd), from the gradient rows held in registers. A tap's
 // sum still runs over the output depths in order, then along W. Slice s and
-// gradient tile s are in buffer s % Stages; Stages - 1 of each in flight.
+// gradient tile s are in buffer s % Stages; Stages - 1 of each in flight;
+// one barrier a step, as in the forward's step.
 template <int P, int Stages, class T, class I>
 __device__ __forceinline__ void wgrad_step(const DwArgs& a, const TileItem& t, int s, int steps, T* slices,
                                            T* grads, const SliceStager<T, I>& x_stager,
@@ -230,15 +306,14 @@ __device__ __forceinline__ void wgrad_step(const DwArgs& a, const TileItem& t, i
   if (s >= steps) return;
   constexpr int kSlice = tile::kSlice, kGrad = tile::kRows * tile::kCols * tile::kLanes;
   const int id0 = t.od0 - a.pad[0], id = id0 + s, depths = t.od1 - t.od0;
-  __syncthreads();  // every thread is done with the buffers of step s - 1, where step s + Stages - 1 goes
+  copies_wait<Stages - 2>();  // this thread's copies of slice s and gradient tile s have landed
+  __syncthreads();            // ... everyone's; and everyone is done with step s - 1's buffers
   const int q = s + Stages - 1;
   if (q < steps) {
     x_stager.stage(slices + q % Stages * kSlice, id0 + q);
     if (q < depths) g_stager.stage(grads + q % Stages * kGrad, t.od0 + q);
   }
   copies_commit();
-  copies_wait<Stages - 1>();
-  __syncthreads();  // slice s and gradient tile s have landed, from every thread's copies
   if (s < depths) {
     const T* g = grads + s % Stages * kGrad + threadIdx.y * tile::kCols * tile::kLanes + threadIdx.x;
 #pragma unroll
@@ -277,6 +352,7 @@ __device__ __forceinline__ void wgrad_step(const DwArgs& a, const TileItem& t, i
 template <class T, class I, int Stages, int MinBlocks>
 __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, MinBlocks)
     dw_wgrad_tiled(DwArgs a, float* partials, int d_seg, std::int64_t items, std::int64_t chunks) {
+  static_assert(Stages >= 3, "one barrier a step needs two steps in flight beside the one read");
   extern __shared__ __align__(16) unsigned char smem[];
   constexpr int kSlice = tile::kSlice, kGrad = tile::kRows * tile::kCols * tile::kLanes;
   T* slices = reinterpret_cast<T*>(smem);

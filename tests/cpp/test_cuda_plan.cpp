@@ -157,7 +157,10 @@ void check_tiled(ConvOp op, const ConvProblemGeometry& g, int chunk_elems) {
     CHECK(4 * p.shared_bytes <= 227 * 1024);
     CHECK_EQ(p.main.grid[0], std::max<std::int64_t>(1, p.items));
     CHECK_EQ(p.workspace_bytes, std::int64_t(0));
-    CHECK_EQ(p.shared_bytes, cuda_plan::kTileStages * slice + 27 * cuda_plan::kTileChannels * 4);
+    // The slices, the weights, and for 16-bit outputs each warp's row of outputs.
+    const int out_rows = chunk_elems == 8 ? cuda_plan::kTileRows * cuda_plan::kTileCols * cuda_plan::kTileChannels * 2 : 0;
+    CHECK_EQ(p.shared_bytes,
+             cuda_plan::kTileStages * slice + cuda_plan::kTileWeightSlots * cuda_plan::kTileChannels * 4 + out_rows);
     return;
   }
   CHECK_EQ(p.main.grid[0], p.chunks);
