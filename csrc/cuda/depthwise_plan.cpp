@@ -38,22 +38,24 @@ bool cube3_unit(const detail::ConvProblemGeometry& g) {
 // and never below 4 output depths a segment.
 void plan_tiled(DepthwisePlan& p, const detail::ConvProblemGeometry& g, int chunk_elems) {
   const std::int64_t channel_blocks = ceil_div(g.out_channels, kTileChannels);
-  const std::int64_t tiles = g.batch * ceil_div(g.out[1], kTileRows) * ceil_div(g.out[2], kTileCols);
+  const bool data = p.op == detail::ConvOp::data;
+  const int cols = data ? kDataTileCols : kTileCols;
+  const std::int64_t tiles = g.batch * ceil_div(g.out[1], kTileRows) * ceil_div(g.out[2], cols);
   const std::int64_t want = ceil_div(kTargetBlocks, std::max<std::int64_t>(1, tiles * channel_blocks));
   const std::int64_t segs = std::max<std::int64_t>(1, std::min(want, g.out[0] / 4));
   p.d_seg = int(std::max<std::int64_t>(1, ceil_div(g.out[0], segs)));
   p.items = tiles * ceil_div(g.out[0], p.d_seg);
   p.block_channels = kTileChannels;
   p.block_rows = kTileRows;
-  p.w_tile = kTileCols;
+  p.w_tile = cols;
   p.main.block[0] = kTileChannels;
   p.main.block[1] = kTileRows;
   p.main.grid[1] = channel_blocks;
-  const int slice = (kTileRows + 2) * (kTileCols + 2) * kTileChannels * (16 / chunk_elems);  // bytes
-  if (p.op == detail::ConvOp::data) {
+  const int slice = (kTileRows + 2) * (cols + 2) * kTileChannels * (16 / chunk_elems);  // bytes
+  if (data) {
     p.main.grid[0] = std::max<std::int64_t>(1, p.items);
     // The slices, the weights, and for 16-bit outputs each warp's row of outputs.
-    const int out_rows = chunk_elems == 8 ? kTileRows * kTileCols * kTileChannels * 2 : 0;
+    const int out_rows = chunk_elems == 8 ? kTileRows * cols * kTileChannels * 2 : 0;
     p.shared_bytes = kTileStages * slice + kTileWeightSlots * kTileChannels * int(sizeof(float)) + out_rows;
     return;
   }

@@ -23,6 +23,15 @@ constexpr std::int64_t kMaxGridX = 2147483647, kMaxGridYZ = 65535;
 // The tiled kernels' block tile: kTileRows output rows (one warp each) by
 // kTileCols outputs along W (per thread), kTileChannels channels (one per lane).
 constexpr int kTileRows = 8, kTileCols = 8, kTileChannels = 32;
+// The forward's tile is kDataTileCols wide; kDataTileBlocks of its blocks
+// share an SM (its register budget: 65536 / (256 kDataTileBlocks) a thread).
+#ifndef VOLCONV_DATA_TILE_COLS
+#define VOLCONV_DATA_TILE_COLS 16
+#endif
+#ifndef VOLCONV_DATA_TILE_BLOCKS
+#define VOLCONV_DATA_TILE_BLOCKS 2
+#endif
+constexpr int kDataTileCols = VOLCONV_DATA_TILE_COLS, kDataTileBlocks = VOLCONV_DATA_TILE_BLOCKS;
 // Staged input slices per block: the forward keeps kTileStages - 1 in flight
 // while it reads one; the weight gradient stages kTileGradStages input
 // slices and as many output-gradient tiles (kTileRows x kTileCols outputs),

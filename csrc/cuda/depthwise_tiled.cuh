@@ -18,6 +18,9 @@ constexpr int kRows = cuda_plan::kTileRows, kCols = cuda_plan::kTileCols, kLanes
 constexpr int kInRows = kRows + 2, kInCols = kCols + 2;  // the tile's inputs: one halo element per side
 static_assert(kRows * kLanes == cuda_plan::kThreadsPerBlock, "one warp per output row of the tile");
 constexpr int kSlice = kInRows * kInCols * kLanes;  // elements of one staged input slice
+// The forward's tile is kDataCols wide (the weight gradient's kCols).
+constexpr int kDataCols = cuda_plan::kDataTileCols, kDataInCols = kDataCols + 2;
+constexpr int kDataSlice = kInRows * kDataInCols * kLanes;
 }  // namespace tile
 
 __device__ __forceinline__ void copy16_async(void* smem, const void* gmem, bool valid) {
@@ -39,12 +42,13 @@ struct TileItem {
   int od0, od1, oh0, ow0;
 };
 
+template <int Cols>
 __device__ __forceinline__ TileItem tile_item(const DwArgs& a, std::int64_t item, int d_seg) {
-  const int w_tiles = (a.out[2] + tile::kCols - 1) / tile::kCols;
+  const int w_tiles = (a.out[2] + Cols - 1) / Cols;
   const int h_tiles = (a.out[1] + tile::kRows - 1) / tile::kRows;
   const int segs = (a.out[0] + d_seg - 1) / d_seg;
   TileItem t;
-  t.ow0 = int(item % w_tiles) * tile::kCols;
+  t.ow0 = int(item % w_tiles) * Cols;
   item /= w_tiles;
   t.oh0 = int(item % h_tiles) * tile::kRows;
   item /= h_tiles;
@@ -113,11 +117,15 @@ struct SliceStager {
 };
 
 // Row `row` of a staged slice, this lane's channel, as floats.
-template <class T>
-__device__ __forceinline__ void read_row(const T* buf, int row, float (&xr)[tile::kInCols]) {
+template <class T, int InCols>
+__device__ __forceinline__ void read_row(const T* buf, int row, float (&xr)[InCols]) {
 #pragma unroll
-  for (int j = 0; j < tile::kInCols; ++j) xr[j] = to_float(buf[(row * tile::kInCols + j) * tile::kLanes + threadIdx.x]);
+  for (int j = 0; j < InCols; ++j) xr[j] = to_float(buf[(row * InCols + j) * tile::kLanes + threadIdx.x]);
 }
+
+// The forward's input slices.
+template <class T, class I>
+using DataStager = SliceStager<T, I, tile::kInRows, tile::kDataInCols>;
 
 // The forward's 27 weights of each lane's channel in shared memory,
 // [lane][kh][kWeightRow] in the order the slice step reads them ((kd, kw)
@@ -141,46 +149,55 @@ struct RowStore {
             I(c) * I(a.ys[4]);
     depth_step = I(a.ys[1]);
     col_step = I(a.ys[3]);
-    cols = oh < a.out[1] && c < a.channels ? min(tile::kCols, a.out[2] - t.ow0) : 0;
+    cols = oh < a.out[1] && c < a.channels ? min(tile::kDataCols, a.out[2] - t.ow0) : 0;
   }
   // The outputs of depth `od`, from float32 (the step's last slice).
-  __device__ __forceinline__ void put(int od, const float (&v)[tile::kCols]) const {
+  __device__ __forceinline__ void put(int od, const float (&v)[tile::kDataCols]) const {
     T* p = first + I(od) * depth_step;
 #pragma unroll
-    for (int j = 0; j < tile::kCols; ++j) {
+    for (int j = 0; j < tile::kDataCols; ++j) {
       if (j < cols) store(p, v[j]);
       p += col_step;
     }
   }
 };
 
-// 16-bit outputs leave as 16-byte chunks: the warp's row (kTileCols columns
-// x 32 channels, 512 bytes) goes through its own patch of shared memory, and
-// each lane then stores one chunk (column lane / 4, channels 8 (lane % 4)
-// on), where 8 scattered 2-byte stores a lane cost 8 address computations.
-// Needs the output's channels in 16-byte chunks (the planner's rule).
+// 16-bit outputs leave as 16-byte chunks: the warp's row (kDataCols columns
+// x 32 channels) goes through its own patch of shared memory, and each lane
+// then stores kPer chunks (chunk k = lane + 32 i: column k / 4, channels
+// 8 (k % 4) on), where kDataCols scattered 2-byte stores a lane cost as many
+// address computations. Needs the output's channels in 16-byte chunks (the
+// planner's rule).
 template <class T, class I>
 struct ChunkStore {
-  static_assert(sizeof(T) == 2 && tile::kCols * tile::kLanes * sizeof(T) == 32 * 16, "one chunk a lane");
-  T* patch;       // the warp's [kTileCols][kLanes] in shared memory
-  T* chunk;       // this lane's chunk at depth 0
-  I depth_step;
-  bool inside;    // the chunk's column, row and channels are inside the output
+  static constexpr int kPer = tile::kDataCols / 8;  // chunks a lane
+  static_assert(sizeof(T) == 2 && tile::kLanes == 32 && tile::kDataCols % 8 == 0, "whole chunks a lane");
+  T* patch;       // the warp's [kDataCols][kLanes] in shared memory
+  T* chunk;       // this lane's first chunk at depth 0
+  I depth_step, col_step;
+  unsigned inside = 0;  // bit i: chunk i's column, row and channels are inside the output
   __device__ __forceinline__ ChunkStore(const DwArgs& a, const TileItem& t, std::int64_t lane_c, T* patches) {
-    patch = patches + threadIdx.y * tile::kCols * tile::kLanes;
+    patch = patches + threadIdx.y * tile::kDataCols * tile::kLanes;
     const int oh = t.oh0 + int(threadIdx.y), ow = t.ow0 + int(threadIdx.x) / 4;
     const std::int64_t c = lane_c - threadIdx.x + threadIdx.x % 4 * 8;
-    inside = oh < a.out[1] && ow < a.out[2] && c < a.channels;
+#pragma unroll
+    for (int i = 0; i < kPer; ++i)
+      inside |= unsigned(oh < a.out[1] && ow + 8 * i < a.out[2] && c < a.channels) << i;
     chunk = static_cast<T*>(a.y_out) + I(t.n) * I(a.ys[0]) + I(inside ? oh : 0) * I(a.ys[2]) +
             I(inside ? ow : 0) * I(a.ys[3]) + I(inside ? c : 0);
     depth_step = I(a.ys[1]);
+    col_step = I(a.ys[3]);
   }
-  __device__ __forceinline__ void put(int od, const float (&v)[tile::kCols]) const {
+  __device__ __forceinline__ void put(int od, const float (&v)[tile::kDataCols]) const {
 #pragma unroll
-    for (int j = 0; j < tile::kCols; ++j) store(patch + j * tile::kLanes + threadIdx.x, v[j]);
+    for (int j = 0; j < tile::kDataCols; ++j) store(patch + j * tile::kLanes + threadIdx.x, v[j]);
     __syncwarp();
-    const uint4 q = reinterpret_cast<const uint4*>(patch)[threadIdx.x];
-    if (inside) *reinterpret_cast<uint4*>(chunk + I(od) * depth_step) = q;
+    T* p = chunk + I(od) * depth_step;
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) {
+      const uint4 q = reinterpret_cast<const uint4*>(patch)[threadIdx.x + 32 * i];
+      if (inside >> i & 1u) *reinterpret_cast<uint4*>(p + I(8 * i) * col_step) = q;
+    }
     __syncwarp();  // every lane has read the patch before the next row is written
   }
 };
@@ -194,10 +211,10 @@ struct ChunkStore {
 // whose buffer then takes slice s + Stages - 1 (Stages - 1 in flight).
 template <int P, int Stages, class T, class I, class Out>
 __device__ __forceinline__ void data_step(const DwArgs& a, const TileItem& t, int s, int steps, T* bufs,
-                                          const SliceStager<T, I>& stager, const Out& out_row,
-                                          const float* w, float (&acc)[3][tile::kCols]) {
+                                          const DataStager<T, I>& stager, const Out& out_row,
+                                          const float* w, float (&acc)[3][tile::kDataCols]) {
   if (s >= steps) return;
-  constexpr int kSlice = tile::kSlice;
+  constexpr int kSlice = tile::kDataSlice;
   const int id = t.od0 - a.pad[0] + s;
   copies_wait<Stages - 2>();  // this thread's copies of slice s have landed
   __syncthreads();
@@ -208,7 +225,7 @@ __device__ __forceinline__ void data_step(const DwArgs& a, const TileItem& t, in
     const T* buf = bufs + s % Stages * kSlice;
 #pragma unroll
     for (int kh = 0; kh < 3; ++kh) {
-      float xr[tile::kInCols];
+      float xr[tile::kDataInCols];
       read_row(buf, threadIdx.y + kh, xr);
       float wv[kWeightRow];  // row kh's taps (kd, kw)
 #pragma unroll
@@ -221,20 +238,20 @@ __device__ __forceinline__ void data_step(const DwArgs& a, const TileItem& t, in
         const int od = id + a.pad[0] - kd;
         if (!slice_in || od < t.od0 || od >= t.od1) continue;
         constexpr int kSlots = 3;
-        float(&out)[tile::kCols] = acc[(P - kd + kSlots) % kSlots];
+        float(&out)[tile::kDataCols] = acc[(P - kd + kSlots) % kSlots];
         const float* wk = wv + kd * 3;
         const float w0 = wk[0], w1 = wk[1], w2 = wk[2];
 #pragma unroll
-        for (int j = 0; j < tile::kCols; ++j)  // three fused multiply-adds, no separate add
+        for (int j = 0; j < tile::kDataCols; ++j)  // three fused multiply-adds, no separate add
           out[j] = fmaf(xr[j + 2], w2, fmaf(xr[j + 1], w1, fmaf(xr[j], w0, out[j])));
       }
     }
   }
-  float(&done)[tile::kCols] = acc[(P + 1) % 3];
+  float(&done)[tile::kDataCols] = acc[(P + 1) % 3];
   const int od = id + a.pad[0] - 2;
   if (od >= t.od0 && od < t.od1) out_row.put(od, done);
 #pragma unroll
-  for (int j = 0; j < tile::kCols; ++j) done[j] = 0.f;
+  for (int j = 0; j < tile::kDataCols; ++j) done[j] = 0.f;
 }
 
 // Forward / input gradient, 3x3x3 at stride 1: block (spatial item, 32
@@ -249,11 +266,11 @@ __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, MinBlocks)
   extern __shared__ __align__(16) unsigned char smem[];
   T* bufs = reinterpret_cast<T*>(smem);
   if (blockIdx.x >= items) return;  // an empty problem still launches one block
-  const TileItem t = tile_item(a, blockIdx.x, d_seg);
+  const TileItem t = tile_item<tile::kDataCols>(a, blockIdx.x, d_seg);
   const std::int64_t c = std::int64_t(blockIdx.y) * tile::kLanes + threadIdx.x;
   // The weights, flipped along every axis when asked; visible to every
   // thread after the first step's barrier.
-  float* ws = reinterpret_cast<float*>(smem + Stages * tile::kSlice * sizeof(T));
+  float* ws = reinterpret_cast<float*>(smem + Stages * tile::kDataSlice * sizeof(T));
   for (int k = threadIdx.y; k < kWeightSlots; k += tile::kRows) {
     const int kh = k / kWeightRow, kd = k % kWeightRow / 3, kw = k % 3;  // slot k's tap
     const int tap = a.flip ? 26 - (kd * 9 + kh * 3 + kw) : kd * 9 + kh * 3 + kw;
@@ -264,22 +281,22 @@ __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, MinBlocks)
             : 0.f;
   }
   const float* w = ws + threadIdx.x * kWeightSlots;
-  const SliceStager<T, I> stager(a, static_cast<const T*>(a.x) + I(t.n) * I(a.xs[0]), t.oh0 - a.pad[1],
+  const DataStager<T, I> stager(a, static_cast<const T*>(a.x) + I(t.n) * I(a.xs[0]), t.oh0 - a.pad[1],
                                  t.ow0 - a.pad[2], c - threadIdx.x);
   // 16-bit outputs through shared memory (after the weights), float32 ones directly.
   using Out = std::conditional_t<sizeof(T) == 2, ChunkStore<T, I>, RowStore<T, I>>;
   T* patches = reinterpret_cast<T*>(ws + tile::kLanes * kWeightSlots);
   const Out out_row(a, t, c, patches);
-  float acc[3][tile::kCols];
+  float acc[3][tile::kDataCols];
 #pragma unroll
   for (int i = 0; i < 3; ++i)
 #pragma unroll
-    for (int j = 0; j < tile::kCols; ++j) acc[i][j] = 0.f;
+    for (int j = 0; j < tile::kDataCols; ++j) acc[i][j] = 0.f;
   // Slices od0 - pad .. od1 - 1 - pad + 2: two more than the outputs.
   const int steps = t.od1 - t.od0 + 2;
 #pragma unroll
   for (int q = 0; q < Stages - 1; ++q) {
-    if (q < steps) stager.stage(bufs + q * tile::kSlice, t.od0 - a.pad[0] + q);
+    if (q < steps) stager.stage(bufs + q * tile::kDataSlice, t.od0 - a.pad[0] + q);
     copies_commit();
   }
   for (int s = 0; s < steps; s += 3) {
@@ -362,7 +379,7 @@ __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, MinBlocks)
 #pragma unroll
   for (int k = 0; k < 27; ++k) acc[k] = 0.f;
   for (std::int64_t item = blockIdx.x; item < items; item += chunks) {
-    const TileItem t = tile_item(a, item, d_seg);
+    const TileItem t = tile_item<tile::kCols>(a, item, d_seg);
     const SliceStager<T, I> x_stager(a, static_cast<const T*>(a.x) + I(t.n) * I(a.xs[0]), t.oh0 - a.pad[1],
                                      t.ow0 - a.pad[2], c0);
     const SliceStager<T, I, tile::kRows, tile::kCols> g_stager(

@@ -138,8 +138,10 @@ void check_tiled(ConvOp op, const ConvProblemGeometry& g, int chunk_elems) {
   CHECK_EQ(p.main.block[0], cuda_plan::kTileChannels);
   CHECK_EQ(p.main.block[1], cuda_plan::kTileRows);
   check_covers(p.main.grid[1], cuda_plan::kTileChannels, g.out_channels, what + " channels");
-  const std::int64_t tiles =
-      g.batch * ceil_div(g.out[1], cuda_plan::kTileRows) * ceil_div(g.out[2], cuda_plan::kTileCols);
+  // The forward's tile is kDataTileCols wide, the weight gradient's kTileCols.
+  const int cols = op == ConvOp::data ? cuda_plan::kDataTileCols : cuda_plan::kTileCols;
+  CHECK_EQ(p.w_tile, cols);
+  const std::int64_t tiles = g.batch * ceil_div(g.out[1], cuda_plan::kTileRows) * ceil_div(g.out[2], cols);
   CHECK(p.d_seg >= 1);
   const std::int64_t segs = ceil_div(g.out[0], p.d_seg);
   CHECK_EQ(p.items, tiles * segs);
@@ -149,16 +151,16 @@ void check_tiled(ConvOp op, const ConvProblemGeometry& g, int chunk_elems) {
   } else {
     CHECK_EQ(p.d_seg, int(std::max<std::int64_t>(1, g.out[0])));
   }
-  const int slice =
-      (cuda_plan::kTileRows + 2) * (cuda_plan::kTileCols + 2) * cuda_plan::kTileChannels * (16 / chunk_elems);
+  const int slice = (cuda_plan::kTileRows + 2) * (cols + 2) * cuda_plan::kTileChannels * (16 / chunk_elems);
   CHECK(p.shared_bytes > 0);
   if (op == ConvOp::data) {
-    // Four blocks of the 32-bit forward share an SM (227 KB of shared memory).
-    CHECK(4 * p.shared_bytes <= 227 * 1024);
+    // kDataTileBlocks blocks of the forward share an SM (227 KB of shared
+    // memory, each block also holding 1 KB the driver reserves).
+    CHECK(cuda_plan::kDataTileBlocks * (p.shared_bytes + 1024) <= 227 * 1024);
     CHECK_EQ(p.main.grid[0], std::max<std::int64_t>(1, p.items));
     CHECK_EQ(p.workspace_bytes, std::int64_t(0));
     // The slices, the weights, and for 16-bit outputs each warp's row of outputs.
-    const int out_rows = chunk_elems == 8 ? cuda_plan::kTileRows * cuda_plan::kTileCols * cuda_plan::kTileChannels * 2 : 0;
+    const int out_rows = chunk_elems == 8 ? cuda_plan::kTileRows * cols * cuda_plan::kTileChannels * 2 : 0;
     CHECK_EQ(p.shared_bytes,
              cuda_plan::kTileStages * slice + cuda_plan::kTileWeightSlots * cuda_plan::kTileChannels * 4 + out_rows);
     return;
@@ -169,7 +171,7 @@ void check_tiled(ConvOp op, const ConvProblemGeometry& g, int chunk_elems) {
   CHECK_EQ(p.workspace_bytes, p.chunks * 27 * g.out_channels * std::int64_t(4));
   // The staged input slices and output-gradient tiles, later the rows' sums;
   // three blocks share an SM (each also holds 1 KB the driver reserves).
-  const int grad_tile = cuda_plan::kTileRows * cuda_plan::kTileCols * cuda_plan::kTileChannels * (16 / chunk_elems);
+  const int grad_tile = cuda_plan::kTileRows * cols * cuda_plan::kTileChannels * (16 / chunk_elems);
   CHECK(p.shared_bytes >= cuda_plan::kTileGradStages * (slice + grad_tile) && p.shared_bytes >= 27 * 256 * 4);
   CHECK(3 * (p.shared_bytes + 1024) <= 227 * 1024);
   check_limits(p.reduce, what + " reduce");

@@ -3,7 +3,8 @@
 # large shape in bfloat16, each kernel once: `bench profile`), as CSV on
 # stdout: time, warp instructions issued, the FMA share, issue and pipe
 # utilisation, shared-memory wavefronts and the main stall reasons.
-# Run after run.sh has built ./bench:  bash tests/cuda/tiled_bench/profile.sh
+# Run after run.sh has built ./bench (or give another build of bench.cu):
+#   bash tests/cuda/tiled_bench/profile.sh [BINARY]
 cd "$(dirname "$0")" || exit 1
 stall=smsp__average_warps_issue_stalled
 m=gpu__time_duration.sum,smsp__inst_executed.sum,smsp__sass_thread_inst_executed_op_ffma_pred_on.sum
@@ -15,4 +16,4 @@ for r in barrier short_scoreboard long_scoreboard mio_throttle math_pipe_throttl
   dispatch_stall no_instruction selected; do
   m+=,${stall}_${r}_per_issue_active.ratio
 done
-ncu --csv --metrics "$m" -k regex:tiled ./bench profile
+ncu --csv --metrics "$m" -k regex:tiled "${1:-./bench}" profile
