@@ -8,6 +8,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 
@@ -401,7 +402,9 @@ constexpr int kWgradTiledMinBlocks = 3;
 
 template <class T, class I>
 void launch_data_tiled(const cuda_plan::DepthwisePlan& plan, const DwArgs& a, cudaStream_t s) {
-  const auto kernel = dw_data_tiled<T, I, cuda_plan::kTileStages, cuda_plan::kDataTileBlocks>;
+  // 64-bit offsets need more registers: at most three blocks an SM.
+  constexpr int blocks = sizeof(I) == 4 ? cuda_plan::kDataTileBlocks : std::min(cuda_plan::kDataTileBlocks, 3);
+  const auto kernel = dw_data_tiled<T, I, cuda_plan::kTileStages, blocks>;
   allow_shared(kernel, plan.shared_bytes);
   kernel<<<grid_of(plan.main), block_of(plan.main), plan.shared_bytes, s>>>(a, plan.d_seg, plan.items);
 }

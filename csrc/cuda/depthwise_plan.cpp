@@ -103,6 +103,13 @@ bool vector_loads_fit(const void* address, const Shape5& shape, const Shape5& st
   return true;
 }
 
+int tiled_chunk_elems(detail::ConvOp op, int elem_bytes, const ChunkView& input, const ChunkView& second) {
+  const int chunk = 16 / elem_bytes;
+  const auto fits = [chunk](const ChunkView& v) { return vector_loads_fit(v.address, v.shape, v.strides, chunk); };
+  const bool second_in_chunks = op == detail::ConvOp::weight_grad || elem_bytes == 2;
+  return fits(input) && (!second_in_chunks || fits(second)) ? chunk : 0;
+}
+
 bool needs_index64(const Shape5& shape, const Shape5& strides) {
   std::int64_t reach = 0;
   for (int i = 0; i < 5; ++i)

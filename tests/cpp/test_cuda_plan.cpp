@@ -247,6 +247,22 @@ int main() {
   CHECK(!cuda_plan::vector_loads_fit(buf, shape, {64, 32, 16, 6, 1}));
   CHECK(cuda_plan::vector_loads_fit(buf, {1, 1, 1, 1, 8}, {7, 7, 7, 7, 1}));  // size-1 axes: any stride
 
+  // The views that decide the tiled kernels' chunks: always the input; the
+  // output gradient of a weight gradient (copied in chunks); the result of a
+  // 16-bit forward (stored in chunks), not of a float32 one (stored by element).
+  {
+    alignas(16) static std::uint16_t elems[256];
+    const Shape5 s8{1, 2, 2, 2, 8}, p8{64, 32, 16, 8, 1};
+    const cuda_plan::ChunkView fit{elems, s8, p8}, off{elems + 1, s8, p8};  // 2 bytes past a 16-byte boundary
+    for (ConvOp op : {ConvOp::data, ConvOp::weight_grad})
+      for (int bytes : {2, 4}) {
+        CHECK_EQ(cuda_plan::tiled_chunk_elems(op, bytes, fit, fit), 16 / bytes);
+        CHECK_EQ(cuda_plan::tiled_chunk_elems(op, bytes, off, fit), 0);
+        const bool second_in_chunks = op == ConvOp::weight_grad || bytes == 2;
+        CHECK_EQ(cuda_plan::tiled_chunk_elems(op, bytes, fit, off), second_in_chunks ? 0 : 16 / bytes);
+      }
+  }
+
   // 64-bit offsets exactly from a reach of 2^31 elements on.
   const std::int64_t two31 = std::int64_t(1) << 31;
   CHECK(!cuda_plan::needs_index64({1, 1, 1, 1, two31}, {0, 0, 0, 0, 1}));
