@@ -1,6 +1,6 @@
 // Tiled depthwise kernels for a 3x3x3 kernel at stride 1 without dilation
 // (the common case): a block owns a tile of kTileRows x kTileCols outputs
-// along (H, W) for 32 channels and marches along D. Each input slice of the
+// (the forward: kDataTileCols) along (H, W) for 32 channels and marches along D. Each input slice of the
 // tile (plus its one-element halo) is copied once into shared memory with
 // cp.async (zeros outside the input) while earlier slices are computed,
 // so each input element is read from global memory about once instead of
@@ -137,7 +137,7 @@ static_assert(kWeightRow % 4 == 0 && kWeightRow >= 9, "whole 16-byte groups of t
 
 // Where one thread's row of outputs goes: the output element of (depth 0,
 // its row, the tile's first column, its channel), the W step and how many of
-// its kTileCols columns are inside the output (none past the channels).
+// its kDataCols columns are inside the output (none past the channels).
 template <class T, class I>
 struct RowStore {
   T* first;
@@ -261,7 +261,8 @@ __device__ __forceinline__ void data_step(const DwArgs& a, const TileItem& t, in
 // channels); grid.x = items, each item a tile and d_seg output depths.
 // Dynamic shared memory (plan.shared_bytes): Stages slices, then the
 // weights [kTileChannels][kWeightSlots] (in shared memory rather than
-// registers: 64 registers a thread let four blocks share an SM).
+// registers: 64 registers a thread let four blocks share an SM), then for
+// 16-bit outputs each warp's patch (ChunkStore).
 template <class T, class I, int Stages, int MinBlocks>
 __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, MinBlocks)
     dw_data_tiled(DwArgs a, int d_seg, std::int64_t items) {
