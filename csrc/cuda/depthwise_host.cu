@@ -103,14 +103,14 @@ void run_problem(const detail::ConvProblem& problem, const char* op, int queue_i
   const bool vectors = cuda_plan::vector_loads_fit(a.x, problem.input.shape, problem.input.strides) &&
                        (data ? cuda_plan::vector_loads_fit(result, res.shape, res.strides)
                              : cuda_plan::vector_loads_fit(a.y_in, problem.output.shape, problem.output.strides));
-  // The tiled kernels copy the input (and the weight gradient the output
-  // gradient) in 16-byte chunks of channels.
-  const int chunk = 16 / int(dtype_size(dt));
-  const bool chunks =
-      cuda_plan::vector_loads_fit(a.x, problem.input.shape, problem.input.strides, chunk) &&
-      (data || cuda_plan::vector_loads_fit(a.y_in, problem.output.shape, problem.output.strides, chunk));
+  // The tiled kernels access the input, and the output gradient or a 16-bit
+  // result, in 16-byte chunks of channels.
+  const int chunk = cuda_plan::tiled_chunk_elems(
+      problem.op, int(dtype_size(dt)), {a.x, problem.input.shape, problem.input.strides},
+      data ? cuda_plan::ChunkView{result, res.shape, res.strides}
+           : cuda_plan::ChunkView{a.y_in, problem.output.shape, problem.output.strides});
   const cuda_plan::DepthwisePlan plan =
-      cuda_plan::plan_depthwise(problem.op, g, index64, vectors, chunks ? chunk : 0);
+      cuda_plan::plan_depthwise(problem.op, g, index64, vectors, chunk);
   float* partials = nullptr;
   if (plan.workspace_bytes > 0)
     partials = static_cast<float*>(staged.device_alloc(std::size_t(plan.workspace_bytes), "the partial sums"));

@@ -8,7 +8,9 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #pragma once
 
@@ -393,20 +395,16 @@ void allow_shared(Kernel kernel, int bytes) {
   if (bytes > 48 * 1024) cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
 }
 
-// The tiled kernels' register budget: 64 a thread (four blocks an SM) for
-// the forward with 32-bit offsets; 80 (three) with 64-bit ones, which need
-// more, and for the weight gradient (27 sums, three gradient rows and an
-// input row per thread; measured on the H200: four blocks spilled and ran
-// 25% slower, two ran 10% slower).
-template <class I>
-constexpr int tiled_min_blocks() {
-  return sizeof(I) == 4 ? 4 : 3;
-}
+// The tiled weight gradient's register budget: 80 a thread (three blocks an
+// SM: 27 sums, three gradient rows and an input row per thread; measured on
+// the H200: four blocks spilled and ran 25% slower, two ran 10% slower).
 constexpr int kWgradTiledMinBlocks = 3;
 
 template <class T, class I>
 void launch_data_tiled(const cuda_plan::DepthwisePlan& plan, const DwArgs& a, cudaStream_t s) {
-  const auto kernel = dw_data_tiled<T, I, cuda_plan::kTileStages, tiled_min_blocks<I>()>;
+  // 64-bit offsets need more registers: at most three blocks an SM.
+  constexpr int blocks = sizeof(I) == 4 ? cuda_plan::kDataTileBlocks : std::min(cuda_plan::kDataTileBlocks, 3);
+  const auto kernel = dw_data_tiled<T, I, cuda_plan::kTileStages, blocks>;
   allow_shared(kernel, plan.shared_bytes);
   kernel<<<grid_of(plan.main), block_of(plan.main), plan.shared_bytes, s>>>(a, plan.d_seg, plan.items);
 }

@@ -38,21 +38,25 @@ bool cube3_unit(const detail::ConvProblemGeometry& g) {
 // and never below 4 output depths a segment.
 void plan_tiled(DepthwisePlan& p, const detail::ConvProblemGeometry& g, int chunk_elems) {
   const std::int64_t channel_blocks = ceil_div(g.out_channels, kTileChannels);
-  const std::int64_t tiles = g.batch * ceil_div(g.out[1], kTileRows) * ceil_div(g.out[2], kTileCols);
+  const bool data = p.op == detail::ConvOp::data;
+  const int cols = data ? kDataTileCols : kTileCols;
+  const std::int64_t tiles = g.batch * ceil_div(g.out[1], kTileRows) * ceil_div(g.out[2], cols);
   const std::int64_t want = ceil_div(kTargetBlocks, std::max<std::int64_t>(1, tiles * channel_blocks));
   const std::int64_t segs = std::max<std::int64_t>(1, std::min(want, g.out[0] / 4));
   p.d_seg = int(std::max<std::int64_t>(1, ceil_div(g.out[0], segs)));
   p.items = tiles * ceil_div(g.out[0], p.d_seg);
   p.block_channels = kTileChannels;
   p.block_rows = kTileRows;
-  p.w_tile = kTileCols;
+  p.w_tile = cols;
   p.main.block[0] = kTileChannels;
   p.main.block[1] = kTileRows;
   p.main.grid[1] = channel_blocks;
-  const int slice = (kTileRows + 2) * (kTileCols + 2) * kTileChannels * (16 / chunk_elems);  // bytes
-  if (p.op == detail::ConvOp::data) {
+  const int slice = (kTileRows + 2) * (cols + 2) * kTileChannels * (16 / chunk_elems);  // bytes
+  if (data) {
     p.main.grid[0] = std::max<std::int64_t>(1, p.items);
-    p.shared_bytes = kTileStages * slice + 27 * kTileChannels * int(sizeof(float));  // slices, weights
+    // The slices, the weights, and for 16-bit outputs each warp's row of outputs.
+    const int out_rows = chunk_elems == 8 ? kTileRows * cols * kTileChannels * 2 : 0;
+    p.shared_bytes = kTileStages * slice + kTileWeightSlots * kTileChannels * int(sizeof(float)) + out_rows;
     return;
   }
   // Weight gradient: at most enough chunks to fill the GPU, so the second
@@ -97,6 +101,13 @@ bool vector_loads_fit(const void* address, const Shape5& shape, const Shape5& st
   for (int i = 0; i < 4; ++i)
     if (shape[i] > 1 && strides[i] % multiple != 0) return false;
   return true;
+}
+
+int tiled_chunk_elems(detail::ConvOp op, int elem_bytes, const ChunkView& input, const ChunkView& second) {
+  const int chunk = 16 / elem_bytes;
+  const auto fits = [chunk](const ChunkView& v) { return vector_loads_fit(v.address, v.shape, v.strides, chunk); };
+  const bool second_in_chunks = op == detail::ConvOp::weight_grad || elem_bytes == 2;
+  return fits(input) && (!second_in_chunks || fits(second)) ? chunk : 0;
 }
 
 bool needs_index64(const Shape5& shape, const Shape5& strides) {

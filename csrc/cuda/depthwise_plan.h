@@ -23,11 +23,28 @@ constexpr std::int64_t kMaxGridX = 2147483647, kMaxGridYZ = 65535;
 // The tiled kernels' block tile: kTileRows output rows (one warp each) by
 // kTileCols outputs along W (per thread), kTileChannels channels (one per lane).
 constexpr int kTileRows = 8, kTileCols = 8, kTileChannels = 32;
+// The forward's tile is kDataTileCols wide; kDataTileBlocks of its blocks
+// share an SM (its register budget: 65536 / (256 kDataTileBlocks) a thread).
+// Measured on the H200 (tests/cuda/tiled_bench/variants.sh "8 4" "16 2"):
+// 16 columns and two blocks ran the 16-bit forward 2.5% faster on
+// 1x17x128x128x256 but 6% slower on 2x32x64x64x128 and 12% slower on
+// 1x16x56x56x64 (half the warps an SM to hide the waits). The -D overrides
+// are for that script.
+#ifndef VOLCONV_DATA_TILE_COLS
+#define VOLCONV_DATA_TILE_COLS 8
+#endif
+#ifndef VOLCONV_DATA_TILE_BLOCKS
+#define VOLCONV_DATA_TILE_BLOCKS 4
+#endif
+constexpr int kDataTileCols = VOLCONV_DATA_TILE_COLS, kDataTileBlocks = VOLCONV_DATA_TILE_BLOCKS;
 // Staged input slices per block: the forward keeps kTileStages - 1 in flight
 // while it reads one; the weight gradient stages kTileGradStages input
 // slices and as many output-gradient tiles (kTileRows x kTileCols outputs),
 // two of each in flight, so three float32 blocks share an SM.
 constexpr int kTileStages = 4, kTileGradStages = 3;
+// The forward's weights in shared memory: kTileWeightSlots floats a lane
+// (three rows of nine taps, each padded to 12), read four at a time.
+constexpr int kTileWeightSlots = 36;
 // The weight gradient's second pass: the chunks are cut into kReduceGroups
 // fixed ranges, each added in order by its own thread, then the ranges' sums
 // in range order (a fixed order; many loads in flight instead of one chain).
@@ -93,7 +110,8 @@ bool needs_index64(const Shape5& shape, const Shape5& strides);
 // channel_vectors when every view the kernels read with vector loads has
 // channel stride 1, its other strides multiples of 4 and a 16-byte aligned
 // start (vector_loads_fit); chunk_elems > 0 when the views the tiled kernels
-// copy (the input; for the weight gradient also the output gradient) can be
+// copy (the input; for the weight gradient also the output gradient; for a
+// 16-bit forward also the result, which it stores in chunks) can be
 // copied in 16-byte chunks of chunk_elems elements (vector_loads_fit with
 // that multiple; the element size is 16 / chunk_elems bytes).
 DepthwisePlan plan_depthwise(detail::ConvOp op, const detail::ConvProblemGeometry& g, bool index64,
@@ -103,5 +121,19 @@ DepthwisePlan plan_depthwise(detail::ConvOp op, const detail::ConvProblemGeometr
 // read `multiple` channels at a time: a 16-byte aligned start, channel
 // stride 1 and the other strides multiples of `multiple`.
 bool vector_loads_fit(const void* address, const Shape5& shape, const Shape5& strides, int multiple = 4);
+
+// A view's address, shape and strides (elements), for tiled_chunk_elems.
+struct ChunkView {
+  const void* address = nullptr;
+  Shape5 shape{}, strides{};
+};
+
+// plan_depthwise's chunk_elems for elements of `elem_bytes`: 16 / elem_bytes
+// when every view the tiled kernels access in 16-byte chunks of channels
+// fits (vector_loads_fit with that multiple): the input, and `second`,
+// which is the output gradient of a weight gradient (copied in chunks) or
+// the result of a 16-bit forward (stored in chunks; a float32 forward
+// stores element by element); else 0.
+int tiled_chunk_elems(detail::ConvOp op, int elem_bytes, const ChunkView& input, const ChunkView& second);
 
 }  // namespace volconv::cuda_plan

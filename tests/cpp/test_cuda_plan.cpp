@@ -138,8 +138,10 @@ void check_tiled(ConvOp op, const ConvProblemGeometry& g, int chunk_elems) {
   CHECK_EQ(p.main.block[0], cuda_plan::kTileChannels);
   CHECK_EQ(p.main.block[1], cuda_plan::kTileRows);
   check_covers(p.main.grid[1], cuda_plan::kTileChannels, g.out_channels, what + " channels");
-  const std::int64_t tiles =
-      g.batch * ceil_div(g.out[1], cuda_plan::kTileRows) * ceil_div(g.out[2], cuda_plan::kTileCols);
+  // The forward's tile is kDataTileCols wide, the weight gradient's kTileCols.
+  const int cols = op == ConvOp::data ? cuda_plan::kDataTileCols : cuda_plan::kTileCols;
+  CHECK_EQ(p.w_tile, cols);
+  const std::int64_t tiles = g.batch * ceil_div(g.out[1], cuda_plan::kTileRows) * ceil_div(g.out[2], cols);
   CHECK(p.d_seg >= 1);
   const std::int64_t segs = ceil_div(g.out[0], p.d_seg);
   CHECK_EQ(p.items, tiles * segs);
@@ -149,15 +151,18 @@ void check_tiled(ConvOp op, const ConvProblemGeometry& g, int chunk_elems) {
   } else {
     CHECK_EQ(p.d_seg, int(std::max<std::int64_t>(1, g.out[0])));
   }
-  const int slice =
-      (cuda_plan::kTileRows + 2) * (cuda_plan::kTileCols + 2) * cuda_plan::kTileChannels * (16 / chunk_elems);
+  const int slice = (cuda_plan::kTileRows + 2) * (cols + 2) * cuda_plan::kTileChannels * (16 / chunk_elems);
   CHECK(p.shared_bytes > 0);
   if (op == ConvOp::data) {
-    // Four blocks of the 32-bit forward share an SM (227 KB of shared memory).
-    CHECK(4 * p.shared_bytes <= 227 * 1024);
+    // kDataTileBlocks blocks of the forward share an SM (227 KB of shared
+    // memory, each block also holding 1 KB the driver reserves).
+    CHECK(cuda_plan::kDataTileBlocks * (p.shared_bytes + 1024) <= 227 * 1024);
     CHECK_EQ(p.main.grid[0], std::max<std::int64_t>(1, p.items));
     CHECK_EQ(p.workspace_bytes, std::int64_t(0));
-    CHECK_EQ(p.shared_bytes, cuda_plan::kTileStages * slice + 27 * cuda_plan::kTileChannels * 4);
+    // The slices, the weights, and for 16-bit outputs each warp's row of outputs.
+    const int out_rows = chunk_elems == 8 ? cuda_plan::kTileRows * cols * cuda_plan::kTileChannels * 2 : 0;
+    CHECK_EQ(p.shared_bytes,
+             cuda_plan::kTileStages * slice + cuda_plan::kTileWeightSlots * cuda_plan::kTileChannels * 4 + out_rows);
     return;
   }
   CHECK_EQ(p.main.grid[0], p.chunks);
@@ -166,7 +171,7 @@ void check_tiled(ConvOp op, const ConvProblemGeometry& g, int chunk_elems) {
   CHECK_EQ(p.workspace_bytes, p.chunks * 27 * g.out_channels * std::int64_t(4));
   // The staged input slices and output-gradient tiles, later the rows' sums;
   // three blocks share an SM (each also holds 1 KB the driver reserves).
-  const int grad_tile = cuda_plan::kTileRows * cuda_plan::kTileCols * cuda_plan::kTileChannels * (16 / chunk_elems);
+  const int grad_tile = cuda_plan::kTileRows * cols * cuda_plan::kTileChannels * (16 / chunk_elems);
   CHECK(p.shared_bytes >= cuda_plan::kTileGradStages * (slice + grad_tile) && p.shared_bytes >= 27 * 256 * 4);
   CHECK(3 * (p.shared_bytes + 1024) <= 227 * 1024);
   check_limits(p.reduce, what + " reduce");
@@ -241,6 +246,22 @@ int main() {
   CHECK(!cuda_plan::vector_loads_fit(buf, shape, {64, 32, 16, 8, 2}));
   CHECK(!cuda_plan::vector_loads_fit(buf, shape, {64, 32, 16, 6, 1}));
   CHECK(cuda_plan::vector_loads_fit(buf, {1, 1, 1, 1, 8}, {7, 7, 7, 7, 1}));  // size-1 axes: any stride
+
+  // The views that decide the tiled kernels' chunks: always the input; the
+  // output gradient of a weight gradient (copied in chunks); the result of a
+  // 16-bit forward (stored in chunks), not of a float32 one (stored by element).
+  {
+    alignas(16) static std::uint16_t elems[256];
+    const Shape5 s8{1, 2, 2, 2, 8}, p8{64, 32, 16, 8, 1};
+    const cuda_plan::ChunkView fit{elems, s8, p8}, off{elems + 1, s8, p8};  // 2 bytes past a 16-byte boundary
+    for (ConvOp op : {ConvOp::data, ConvOp::weight_grad})
+      for (int bytes : {2, 4}) {
+        CHECK_EQ(cuda_plan::tiled_chunk_elems(op, bytes, fit, fit), 16 / bytes);
+        CHECK_EQ(cuda_plan::tiled_chunk_elems(op, bytes, off, fit), 0);
+        const bool second_in_chunks = op == ConvOp::weight_grad || bytes == 2;
+        CHECK_EQ(cuda_plan::tiled_chunk_elems(op, bytes, fit, off), second_in_chunks ? 0 : 16 / bytes);
+      }
+  }
 
   // 64-bit offsets exactly from a reach of 2^31 elements on.
   const std::int64_t two31 = std::int64_t(1) << 31;
