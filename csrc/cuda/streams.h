@@ -29,13 +29,21 @@ cudaMemPool_t scratch_pool(int device);
 
 // The calling thread's current device, restored on the way out (torch and
 // CuPy keep their own notion of it).
+// Switches only when the device differs: two cudaSetDevice calls per call
+// were host time on every small GPU call.
 struct DeviceGuard {
   int previous = 0;
+  bool switched = false;
   DeviceGuard(int device, const char* op) {
     check(cudaGetDevice(&previous), op, "cudaGetDevice");
-    check(cudaSetDevice(device), op, "cudaSetDevice");
+    if (previous != device) {
+      check(cudaSetDevice(device), op, "cudaSetDevice");
+      switched = true;
+    }
   }
-  ~DeviceGuard() { cudaSetDevice(previous); }
+  ~DeviceGuard() {
+    if (switched) cudaSetDevice(previous);
+  }
 };
 
 }  // namespace volconv::cuda

@@ -53,6 +53,11 @@ class CudaOperand(NamedTuple):
     device: int  # CUDA device index
     stream: int  # the producer's current stream (a cudaStream_t as int; 0 where not asked for)
 
+    @property
+    def storage(self) -> Any:
+        """The array, under Operand's name: the params builders read shapes through it."""
+        return self.array
+
 
 def _module_of(obj: Any) -> str:
     module = type(obj).__module__

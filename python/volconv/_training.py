@@ -216,13 +216,15 @@ _CUDA_RESULT_SHAPE_OPS = {
 def _with_result_shape_cuda(op, first, second, shape_name, shape, make_params, stream):
     """_with_result_shape for arrays in CUDA memory."""
     result_shape = _shape5(shape, op, shape_name)
-
-    def params(a, b):
-        view = Operand(a.array, a.dtype, a.kind), Operand(b.array, b.dtype, b.kind)
-        return make_params(*view, result_shape)
-
+    # CudaOperand reads as an Operand (its .storage is the array) for make_params.
     return _cuda.run(
-        op, _CUDA_RESULT_SHAPE_OPS[op], first, second, lambda a, b, p: result_shape, params, stream
+        op,
+        _CUDA_RESULT_SHAPE_OPS[op],
+        first,
+        second,
+        lambda a, b, p: result_shape,
+        lambda a, b: make_params(a, b, result_shape),
+        stream,
     )
 
 
