@@ -325,6 +325,10 @@ def test_few_cin_pairs(isa, case, dtype):
     if takes_pairs:
         check_path(plan, "few-cin", isa)
         assert "pairs" in plan["kernel"], plan
+        # The kernel's contract: its last tile (positions below round_up(W_out, 16)) reads inside the row.
+        wo = y.shape[3]
+        assert plan["planar_row"] >= -(-wo // 16) * 16 + (case.kernel[2] - 1) * case.dilation[2], plan
+        assert plan["row_slots"] >= 2 * case.kernel[0] * case.kernel[1] + 1, plan
     else:
         assert "pairs" not in plan["kernel"], plan
     assert_conv_close(y, x, w, dtype, **case.params())
