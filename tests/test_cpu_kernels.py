@@ -345,11 +345,25 @@ def test_few_cin_pairs_strided_view(isa, dtype):
     view = wide[:, :, :, ::2, ::2]
     y = volconv.conv3d(view, w, **case.api_kwargs())
     plan = plan_of(view, w, case)
-    if (
-        pairs_nr(isa) and dtype == "bfloat16"
-    ):  # a float32 view with strided channels keeps the gathering paths
+    # (A float32 view with strided channels keeps the gathering paths.)
+    if pairs_nr(isa) and dtype == "bfloat16":
         assert "pairs" in plan["kernel"], plan
     assert_conv_close(y, x, w, dtype, **case.params())
+
+
+def test_pairs_row_cache_within_the_row_memory_bound(isa):
+    """The planar rows are longer than the input's (W padding, the last
+    tile's slack): a one-position-wide, very tall input keeps whole H
+    blocks of them, so the cache's bound must count the planar length, not
+    W x C_in (counting W x C_in, it came to 9.4 MB a thread here)."""
+    if not pairs_nr(isa):
+        pytest.skip("no pairs kernel in this kernel set")
+    x = np.zeros((1, 3, 200_000, 1, 1), np.float32)
+    w = np.zeros((4, 3, 3, 3, 1), np.float32)
+    plan = cpu_plan(x, w, padding=1)
+    assert "pairs" in plan["kernel"], plan
+    cache_bytes = plan["row_slots"] * plan["planar_row"] * 1 * 4
+    assert cache_bytes <= 8 << 20, plan
 
 
 @pytest.mark.parametrize("cin", [1, 3])

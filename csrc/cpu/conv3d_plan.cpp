@@ -58,9 +58,10 @@ constexpr std::int64_t kRowsNarrowMaxCin = 8;
 // anyone reads them and every line written would first be read for nothing.
 constexpr std::int64_t kStreamMinBytes = std::int64_t(8) << 20;
 // float16 / bfloat16 inputs on the row paths: each thread converts whole
-// input rows (W x C_in) into a cache of 2 x KD x KH + 1 rows (float_rows.h).
-// Past this many bytes per thread (a very long or wide row) they keep the
-// gathering paths, whose buffers do not grow with the row.
+// input rows (W x C_in) into a cache of at least 2 x KD x KH + 1 rows
+// (float_rows.h; plan_rows sizes it). Past this many bytes per thread for
+// those rows (a very long or wide row) they keep the gathering paths, whose
+// buffers do not grow with the row; a larger cache is capped at this size.
 constexpr double kRowCacheMaxBytes = 8 << 20;
 // C_out per group up to this takes the small-C_out row kernel (an NR-wide
 // tile would leave most lanes idle), from 2 input channels per group on,
@@ -202,10 +203,13 @@ void plan_direct_order(CpuPlan& plan, const ConvGeometry& g, const CacheBudget& 
 
 // Row drivers: blocks of output rows along H whose KD input planes' slab
 // stays in L2 while od advances.
-void plan_rows(CpuPlan& plan, const ConvGeometry& g, const DwconvKernel& k, const CacheBudget& b) {
+// planar_row: the pairs kernel's planar row length (0: rows as they are).
+void plan_rows(CpuPlan& plan, const ConvGeometry& g, const DwconvKernel& k, const CacheBudget& b,
+               std::int64_t planar_row = 0) {
   plan.rows = k;
   plan.kernel = k.name;
   plan.nr = k.nr;
+  plan.planar_row = planar_row;
   const std::int64_t KD = g.kernel[0], KH = g.kernel[1];
   const std::int64_t row_bytes = std::max<std::int64_t>(1, g.in[2] * g.in_channels * 4);
   // (a / b / c == a / (b * c), and b * c may not fit in int64: a 2^46-wide
@@ -216,9 +220,11 @@ void plan_rows(CpuPlan& plan, const ConvGeometry& g, const DwconvKernel& k, cons
   // KD - 1 of the same planes, converts only its new plane (with the rows of
   // two output rows only, every row was converted about KD times: a quarter
   // of a call at 3 input channels). Never fewer than twice one output row's,
-  // never more than the 16-bit rows' memory bound allows beyond that.
+  // never more than the 16-bit rows' memory bound allows beyond that (a
+  // planar row is longer than the input's: W padding and the last tile's slack).
   const std::int64_t span = (plan.h_block - 1) * g.params.stride[1] + (KH - 1) * g.params.dilation[1] + 1;
-  const std::int64_t cap = std::int64_t(kRowCacheMaxBytes) / row_bytes;
+  const std::int64_t cached_row_bytes = planar_row > 0 ? planar_row * g.in_channels * 4 : row_bytes;
+  const std::int64_t cap = std::int64_t(kRowCacheMaxBytes) / cached_row_bytes;
   plan.row_slots = std::max(2 * KD * KH + 1, std::min(KD * span + 1, cap));
 }
 
@@ -326,8 +332,7 @@ CpuPlan plan_conv3d(const detail::ConvCall& call, const KernelTable& kt, const p
   std::int64_t planar_row = 0;
   if (const DwconvKernel* rows = few_cin_kernel(g, kt, row_input, &planar_row)) {
     plan.path = CpuPath::few_cin;
-    plan_rows(plan, g, *rows, b);
-    plan.planar_row = planar_row;
+    plan_rows(plan, g, *rows, b, planar_row);
     return plan;
   }
   const std::int64_t cout = g.out_channels_per_group;

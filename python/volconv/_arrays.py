@@ -118,25 +118,30 @@ def _from_torch(t: Any, op: str, what: str) -> Operand:
     # lazily; numpy cannot see the bit, so the value is made real once.
     if t.is_neg():
         t = t.resolve_neg()
-    dtype = _TORCH_DTYPES.get(t.dtype)
+    dtype = torch_dtypes().get(t.dtype)
     if dtype is None:
-        if t.dtype == torch.bfloat16:
-            return Operand(t.view(torch.int16).numpy().view(np.uint16), DType.bfloat16, "torch")
-        dtype = _torch_dtypes().get(t.dtype)
-        if dtype is None:
-            _check_float(str(t.dtype).replace("torch.", ""), op, what)
+        _check_float(str(t.dtype).replace("torch.", ""), op, what)
+    if dtype == DType.bfloat16:  # numpy has no bfloat16: its bits as uint16
+        return Operand(t.view(torch.int16).numpy().view(np.uint16), dtype, "torch")
     return Operand(t.numpy(), dtype, "torch")
 
 
-_TORCH_DTYPES: dict = {}  # torch dtype -> DType, filled once torch is imported
+_TORCH_DTYPES: dict = {}
 
 
-def _torch_dtypes() -> dict:
-    import torch
-
+def torch_dtypes() -> dict:
+    """torch dtype -> DType for the floating dtypes volconv reads, made once
+    (a dict per call cost a microsecond); CPU and CUDA operands share it."""
     if not _TORCH_DTYPES:
+        import torch
+
         _TORCH_DTYPES.update(
-            {torch.float16: DType.float16, torch.float32: DType.float32, torch.float64: DType.float64}
+            {
+                torch.float16: DType.float16,
+                torch.bfloat16: DType.bfloat16,
+                torch.float32: DType.float32,
+                torch.float64: DType.float64,
+            }
         )
     return _TORCH_DTYPES
 

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import _core
+from ._arrays import torch_dtypes
 from ._core import DeviceType, DType, Stream
 from ._device import call_stream
 
@@ -87,21 +88,6 @@ def _torch_current_stream(torch: Any, index: int) -> int:
     return raw(index) if raw is not None else torch.cuda.current_stream(index).cuda_stream
 
 
-_TORCH_DTYPES: dict[Any, DType] = {}
-
-
-def _torch_dtypes() -> dict[Any, DType]:
-    """torch dtype -> DType, made once (a dict per call cost a microsecond)."""
-    if not _TORCH_DTYPES:
-        import torch
-
-        _TORCH_DTYPES.update(
-            {torch.float16: DType.float16, torch.bfloat16: DType.bfloat16, torch.float32: DType.float32}
-        )
-        _TORCH_DTYPES[torch.float64] = DType.float64
-    return _TORCH_DTYPES
-
-
 # (device, cudaStream_t) -> the volconv Stream that wraps it: the core's
 # registry never forgets a wrapped stream, so the answer never changes; kept
 # here it costs a dict lookup instead of a locked search in C++.
@@ -123,7 +109,7 @@ def _operand(obj: Any, op: str, what: str, with_stream: bool = True) -> CudaOper
     module = _module_of(obj)
     if module == "torch":
         t = obj  # read through data_ptr(): no detached view needed
-        dtype = _torch_dtypes().get(t.dtype)
+        dtype = torch_dtypes().get(t.dtype)
         if dtype is None:
             raise ValueError(
                 f"[{op}] Expected the {what} to have a floating-point dtype but got {str(t.dtype).replace('torch.', '')}."
@@ -161,7 +147,7 @@ def _empty_like_kind(a: CudaOperand, shape: tuple[int, ...], dtype: DType) -> An
     if a.kind == "torch":
         if dtype == a.dtype:  # same dtype and device: no torch.device object made
             return a.array.new_empty(shape)
-        names = {v: k for k, v in _torch_dtypes().items()}
+        names = {v: k for k, v in torch_dtypes().items()}
         return a.array.new_empty(shape, dtype=names[dtype])
     import cupy
 
