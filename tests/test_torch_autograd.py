@@ -221,18 +221,34 @@ def test_inductor_compiled_model_matches_torch_nn():
         torch.testing.assert_close(p.grad, p_ref.grad, rtol=1e-4, atol=1e-4, msg=name)
 
 
-def test_autocast_cpu_follows_torch_conv():
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_cpu_follows_torch_conv(dtype):
+    # The context's dtype, whichever it is (a registration with one fixed
+    # dtype gave bfloat16 under float16 autocast: this test caught it).
     x, w, b = (
         rand(1, 4, 5, 5, 5, dtype=torch.float32, grad=False),
         rand(6, 4, 3, 3, 3, dtype=torch.float32),
         None,
     )
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast("cpu", dtype=dtype):
         y = vt.conv3d(x, w, b, padding=1)
         ref = F.conv3d(x, w, b, padding=1)
         yt = vt.conv_transpose3d(x, rand(4, 2, 2, 2, 2, dtype=torch.float32), stride=2)
-    assert y.dtype == ref.dtype == torch.bfloat16
-    assert yt.dtype == torch.bfloat16
+        yt_ref = F.conv_transpose3d(x, rand(4, 2, 2, 2, 2, dtype=torch.float32), stride=2)
+    assert y.dtype == ref.dtype == dtype
+    assert yt.dtype == yt_ref.dtype == dtype
     torch.testing.assert_close(y.float(), ref.float(), rtol=2e-2, atol=6e-2)
     y.float().sum().backward()
     assert w.grad.dtype == torch.float32  # the gradient reaches the float32 parameter
+
+
+def test_compiled_model_under_autocast_follows_the_context():
+    # torch.compile traces the autocast kernel: each context's dtype, as eager.
+    model = torch.nn.Sequential(vt.nn.Conv3d(4, 6, 3, padding=1), torch.nn.ReLU())
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    x = rand(1, 4, 5, 5, 5, dtype=torch.float32, grad=False)
+    for dtype in (torch.bfloat16, torch.float16):
+        with torch.autocast("cpu", dtype=dtype):
+            got, eager = compiled(x), model(x)
+        assert got.dtype == eager.dtype == dtype
+        torch.testing.assert_close(got, eager, rtol=0, atol=0)

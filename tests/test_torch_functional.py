@@ -180,6 +180,22 @@ def test_other_devices_are_refused_clearly():
     from volconv.torch._backends import run
 
     with pytest.raises(
-        ValueError, match=r"\[volconv.torch.conv3d\] Expected CPU tensors but got tensors on mps"
+        ValueError, match=r"\[volconv.torch.conv3d\] Expected CPU or CUDA tensors but got tensors on mps"
     ):
         run("conv3d", "volconv.torch.conv3d", torch.device("mps"))
+
+
+@pytest.mark.parametrize("activation", [None, "relu", "silu", "gelu_tanh"])
+def test_cuda_backend_epilogue_equals_the_fused_one(activation):
+    # The CUDA backend applies bias, activation and residual as torch ops
+    # after the conv; its composition runs here on CPU tensors (the plain
+    # ops take them too) against the CPU kernels' fused epilogue.
+    from volconv.torch import _backends
+
+    x, w = rand(1, 5, 4, 5, 6).permute(0, 2, 3, 4, 1), rand(6, 5, 3, 3, 3, seed=1).permute(0, 2, 3, 4, 1)
+    b, r = rand(6, seed=2), rand(1, 4, 5, 6, 6, seed=3)
+    args = (x, w, (1, 1, 1), ((1, 1, 1), (1, 1, 1)), (1, 1, 1), 1)
+    kw = dict(bias=b, activation=activation, residual=r, padding_mode="zeros")
+    got = _backends._cuda("conv3d", *args, **kw)
+    want = _backends._cpu("conv3d", *args, **kw)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)

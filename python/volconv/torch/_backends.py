@@ -1,12 +1,13 @@
 """Which kernels run a tensor's op: one function per device type. A backend
 takes an op name of the volconv API (channels-last arrays, MLX weight
 layout) and its arguments, and returns a channels-last tensor on the same
-device. MPS (through the Metal backend) and CUDA each slot in as one more
-entry in _BACKENDS."""
+device. MPS (through the Metal backend) slots in as one more entry in
+_BACKENDS."""
 
 from typing import Any, Callable
 
 import torch
+import torch.nn.functional as F
 
 import volconv
 from volconv import _training
@@ -34,7 +35,37 @@ def _cpu(op: str, *args: Any, **kwargs: Any) -> torch.Tensor:
     return _OPS[op](*args, stream=volconv.cpu, **kwargs)
 
 
-_BACKENDS: "dict[str, Callable[..., torch.Tensor]]" = {"cpu": _cpu}
+# The epilogue where the kernels have none (the CUDA backend): torch's own
+# ops on the conv's fresh result (in place where torch has the op), in the
+# result's dtype, as a torch.nn model computes it.
+_ACTIVATIONS_IN_PLACE: "dict[str, Callable[[torch.Tensor], torch.Tensor]]" = {
+    "relu": lambda y: y.relu_(),
+    "silu": lambda y: F.silu(y, inplace=True),
+    "gelu_tanh": lambda y: F.gelu(y, approximate="tanh"),
+}
+
+
+def _cuda(op: str, *args: Any, **kwargs: Any) -> torch.Tensor:
+    """CUDA tensors: volconv's CUDA backend (depthwise kernels, cuDNN for the
+    rest), ordered on the tensors' current stream. It pads with zeros only
+    (functional.conv3d pads other modes with F.pad first) and has no fused
+    epilogue, so bias, activation and residual follow as torch ops."""
+    args = tuple(_detached(a) for a in args)
+    kwargs = {k: _detached(v) for k, v in kwargs.items()}
+    bias = kwargs.pop("bias", None)
+    activation = kwargs.pop("activation", None)
+    residual = kwargs.pop("residual", None)
+    y = _OPS[op](*args, **kwargs)
+    if bias is not None:
+        y += bias  # NDHWC: the bias broadcasts over C, last
+    if activation is not None:
+        y = _ACTIVATIONS_IN_PLACE[activation](y)
+    if residual is not None:
+        y += residual
+    return y
+
+
+_BACKENDS: "dict[str, Callable[..., torch.Tensor]]" = {"cpu": _cpu, "cuda": _cuda}
 
 
 def run(op: str, public_name: str, device: torch.device, *args: Any, **kwargs: Any) -> torch.Tensor:
@@ -42,7 +73,7 @@ def run(op: str, public_name: str, device: torch.device, *args: Any, **kwargs: A
     backend = _BACKENDS.get(device.type)
     if backend is None:
         raise ValueError(
-            f"[{public_name}] Expected CPU tensors but got tensors on {device}: volconv.torch runs on the "
-            "CPU only for now (MPS and CUDA tensors are not supported yet); move them with .cpu()."
+            f"[{public_name}] Expected CPU or CUDA tensors but got tensors on {device}: volconv.torch runs on "
+            "the CPU and on NVIDIA GPUs for now (MPS tensors are not supported yet); move them with .cpu()."
         )
     return backend(op, *args, **kwargs)

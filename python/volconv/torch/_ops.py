@@ -51,14 +51,16 @@ def _transposed_out_size(
     return (size - 1) * stride - lo - hi + dilation * (k - 1) + out_pad + 1
 
 
-def _check_dtypes(op: str, *tensors: Optional[Tensor]) -> None:
-    # F.conv3d's rule (autocast casts before the kernel, so this sees the cast tensors).
-    dtypes = [t.dtype for t in tensors if t is not None]
-    if any(d != dtypes[0] for d in dtypes):
-        names = ", ".join(str(d).replace("torch.", "") for d in dtypes)
-        raise ValueError(
-            f"[volconv.torch.{op}] Expected input, weight, bias and residual to have one dtype but got {names}."
-        )
+def _check_one_dtype_and_device(op: str, *tensors: Optional[Tensor]) -> None:
+    # F.conv3d's rules (autocast casts before the kernel, so this sees the
+    # cast tensors): one dtype, one device.
+    given = [t for t in tensors if t is not None]
+    for what, of in (("dtype", lambda t: t.dtype), ("device", lambda t: t.device)):
+        if any(of(t) != of(given[0]) for t in given):
+            names = ", ".join(str(of(t)).replace("torch.", "") for t in given)
+            raise ValueError(
+                f"[volconv.torch.{op}] Expected input, weight, bias and residual to have one {what} but got {names}."
+            )
 
 
 def _like_parameter(grad: Tensor, param: Tensor) -> Tensor:
@@ -121,7 +123,7 @@ def conv3d_op(
     activation: Optional[str],
     padding_mode: str = "zeros",
 ) -> Tensor:
-    _check_dtypes("conv3d", input, weight, bias, residual)
+    _check_one_dtype_and_device("conv3d", input, weight, bias, residual)
     y = run(
         "conv3d",
         "volconv.torch.conv3d",
@@ -154,7 +156,7 @@ def _(
     activation,
     padding_mode="zeros",
 ):
-    _check_dtypes("conv3d", input, weight, bias, residual)
+    _check_one_dtype_and_device("conv3d", input, weight, bias, residual)
     spatial = [
         _out_size(
             input.shape[2 + i], weight.shape[2 + i], stride[i], padding_lo[i], padding_hi[i], dilation[i]
@@ -286,7 +288,7 @@ def conv_transpose3d_op(
     dilation: list[int],
     groups: int,
 ) -> Tensor:
-    _check_dtypes("conv_transpose3d", input, weight, bias)
+    _check_one_dtype_and_device("conv_transpose3d", input, weight, bias)
     y = run(
         "conv_transpose3d",
         "volconv.torch.conv_transpose3d",
@@ -306,7 +308,7 @@ def conv_transpose3d_op(
 
 @conv_transpose3d_op.register_fake
 def _(input, weight, bias, stride, padding_lo, padding_hi, output_padding, dilation, groups):
-    _check_dtypes("conv_transpose3d", input, weight, bias)
+    _check_one_dtype_and_device("conv_transpose3d", input, weight, bias)
     spatial = [
         _transposed_out_size(
             input.shape[2 + i],
@@ -422,9 +424,44 @@ for _op, _name in (
 ):
     _op.register_autograd(_no_double_backward(_name))
 
-# torch's own conv rule under CPU autocast: every float argument in the
-# lower-precision dtype (bfloat16, CPU autocast's default). torch 2.4 lacks
-# register_autocast: there autocast leaves these ops alone.
-if hasattr(torch.library, "register_autocast"):
-    for _op in (conv3d_op, conv_transpose3d_op):
-        torch.library.register_autocast(_op, "cpu", torch.bfloat16)
+# Autocast as for torch's own conv: under torch.autocast(device_type), the
+# floating tensors on that device (float64 aside) are cast to the context's
+# dtype, then the op runs with autocast off. torch.library.register_autocast
+# would fix one dtype when registered (bfloat16 where the context asks for
+# float16, say), so the kernel reads the context's dtype at each call.
+_AUTOCAST_KEYS = {"cpu": "AutocastCPU", "cuda": "AutocastCUDA"}
+_LIB = torch.library.Library("volconv", "IMPL")
+
+
+def _autocast_dtype(device_type: str) -> torch.dtype:
+    if hasattr(torch, "get_autocast_dtype"):
+        return torch.get_autocast_dtype(device_type)
+    return torch.get_autocast_cpu_dtype() if device_type == "cpu" else torch.get_autocast_gpu_dtype()
+
+
+def _autocast_kernel(overload, device_type: str):
+    def kernel(keyset, *args):
+        dtype = _autocast_dtype(device_type)
+        cast = [
+            a.to(dtype)
+            if isinstance(a, Tensor)
+            and a.is_floating_point()
+            and a.device.type == device_type
+            and a.dtype is not torch.float64
+            else a
+            for a in args
+        ]
+        with torch.autocast(device_type, enabled=False):
+            return overload(*cast)
+
+    return kernel
+
+
+for _name in ("conv3d", "conv_transpose3d"):
+    for _device, _key in _AUTOCAST_KEYS.items():
+        _LIB.impl(
+            _name,
+            _autocast_kernel(getattr(torch.ops.volconv, _name).default, _device),
+            _key,
+            with_keyset=True,
+        )

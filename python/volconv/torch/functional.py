@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from volconv._params import _int, triple
+from volconv import _core
+from volconv._params import _int, conv_params, triple
 from volconv.torch._ops import conv3d_op, conv_transpose3d_op
 from volconv.torch._padding import PADDING_MODES
 
@@ -125,6 +126,20 @@ def conv3d(
     if unbatched:
         input = input.unsqueeze(0)
         residual = None if residual is None else residual.unsqueeze(0)
+    if padding_mode != "zeros" and input.device.type == "cuda":
+        # The CUDA backend pads with zeros only: the other modes pad a copy
+        # first, as torch.nn.Conv3d does (autograd differentiates F.pad),
+        # after the checks the kernels' own padding gets (same messages).
+        n, c, d, h, w = input.shape
+        params = conv_params(
+            (lo, hi), stride_, dilation_, groups, tuple(weight.shape[2:]), padding_mode=padding_mode
+        )
+        _core._conv3d_output_shape(
+            (n, d, h, w, c), (weight.shape[0], *weight.shape[2:], weight.shape[1]), params
+        )
+        input = F.pad(input, (lo[2], hi[2], lo[1], hi[1], lo[0], hi[0]), mode=padding_mode)
+        lo = hi = (0, 0, 0)
+        padding_mode = "zeros"
     # A permuted NCDHW-contiguous input is read 3x slower than one copy costs.
     x = input.contiguous(memory_format=torch.channels_last_3d)
     if residual is not None:
