@@ -252,3 +252,22 @@ def test_compiled_model_under_autocast_follows_the_context():
             got, eager = compiled(x), model(x)
         assert got.dtype == eager.dtype == dtype
         torch.testing.assert_close(got, eager, rtol=0, atol=0)
+
+
+def test_eager_path_only_where_the_dispatcher_adds_nothing():
+    # Plain eager calls take the autograd.Functions (no custom-op dispatch);
+    # autocast, subclasses (fake tensors) and compilation keep the ops.
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from volconv.torch import _eager
+
+    x, w = rand(1, 2, 3, 3, 3), rand(2, 2, 1, 1, 1)
+    assert _eager.eager(x, w, None)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not _eager.eager(x, w, None)
+    with FakeTensorMode():
+        fake = torch.empty(1, 2, 3, 3, 3)
+    assert not _eager.eager(fake, w, None)
+    seen = []
+    torch.compile(lambda t: seen.append(_eager.eager(t)) or t + 1, fullgraph=False, backend="eager")(x)
+    assert seen == [False]

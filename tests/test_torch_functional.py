@@ -199,3 +199,47 @@ def test_cuda_backend_epilogue_equals_the_fused_one(activation):
     got = _backends._cuda("conv3d", *args, **kw)
     want = _backends._cpu("conv3d", *args, **kw)
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("groups", [1, 2, 8])
+def test_cuda_padding_rewrites_equal_asymmetric_padding(groups):
+    # What the CUDA route does where cuDNN pads both ends alike (an F.pad of
+    # the difference for conv3d, a crop for the transpose), on CPU tensors
+    # against the CPU kernels' own asymmetric padding. Depthwise (groups 8)
+    # is left as it is: volconv's CUDA kernels pad any way.
+    from volconv.torch._padding import cuda_conv3d_padding, cuda_transpose_padding
+
+    lo, hi = (0, 2, 1), (1, 0, 1)
+    x, w = rand(1, 8, 4, 5, 6), rand(8, 8 // groups, 3, 3, 3, seed=1)
+    px, plo, phi, mode = cuda_conv3d_padding(x, w, lo, hi, (2, 1, 1), (1, 1, 1), groups, "zeros")
+    assert mode == "zeros" and (plo == phi or groups == 8)
+    got = vt.conv3d(px, w, None, (2, 1, 1), (plo, phi), 1, groups)
+    torch.testing.assert_close(
+        got, vt.conv3d(x, w, None, (2, 1, 1), (lo, hi), 1, groups), rtol=1e-12, atol=1e-12
+    )
+
+    wt = rand(8, 8 // groups, 3, 3, 3, seed=2)
+    tlo, thi, crop = cuda_transpose_padding(wt, lo, hi, groups)
+    assert (crop is None) == (groups == 8)
+    y = vt.conv_transpose3d(x, wt, None, 2, (tlo, thi), 1, groups)
+    want = vt.conv_transpose3d(x, wt, None, 2, (lo, hi), 1, groups)
+    got = y if crop is None else crop(y)
+    assert got.shape == want.shape and got.is_contiguous(memory_format=CL3D)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_cuda_padding_modes_pad_a_copy_as_torch_nn(mode):
+    from volconv.torch._padding import cuda_conv3d_padding
+
+    x, w = rand(1, 4, 4, 5, 6), rand(4, 1, 3, 3, 3, seed=1)
+    px, plo, phi, m = cuda_conv3d_padding(x, w, (1, 2, 1), (1, 2, 1), (1, 1, 1), (1, 1, 1), 4, mode)
+    assert m == "zeros" and plo == phi == (0, 0, 0)
+    torch.testing.assert_close(
+        vt.conv3d(px, w, groups=4),
+        vt.conv3d(x, w, None, 1, (1, 2, 1), groups=4, padding_mode=mode),
+        rtol=0,
+        atol=1e-12,
+    )
+    with pytest.raises(ValueError, match="Padding mode 'reflect' needs padding smaller than the input size"):
+        cuda_conv3d_padding(x, w, (4, 0, 0), (4, 0, 0), (1, 1, 1), (1, 1, 1), 4, "reflect")

@@ -54,12 +54,19 @@ def _transposed_out_size(
 def _check_one_dtype_and_device(op: str, *tensors: Optional[Tensor]) -> None:
     # F.conv3d's rules (autocast casts before the kernel, so this sees the
     # cast tensors): one dtype, one device.
-    given = [t for t in tensors if t is not None]
-    for what, of in (("dtype", lambda t: t.dtype), ("device", lambda t: t.device)):
-        if any(of(t) != of(given[0]) for t in given):
-            names = ", ".join(str(of(t)).replace("torch.", "") for t in given)
+    dtype, device = tensors[0].dtype, tensors[0].device
+    for t in tensors:
+        if t is not None and (t.dtype != dtype or t.device != device):
+            given = [t for t in tensors if t is not None]
+            what, names = (
+                ("dtype", [str(t.dtype) for t in given])
+                if any(t.dtype != dtype for t in given)
+                else ("device", [str(t.device) for t in given])
+            )
             raise ValueError(
-                f"[volconv.torch.{op}] Expected input, weight, bias and residual to have one {what} but got {names}."
+                f"[volconv.torch.{op}] Expected input, weight, bias and residual to have one {what} but got "
+                + ", ".join(n.replace("torch.", "") for n in names)
+                + "."
             )
 
 
@@ -109,8 +116,7 @@ def _no_double_backward(name: str):
 # ---- conv3d ---------------------------------------------------------------
 
 
-@torch.library.custom_op("volconv::conv3d", mutates_args=())
-def conv3d_op(
+def _conv3d_impl(
     input: Tensor,
     weight: Tensor,
     bias: Optional[Tensor],
@@ -130,9 +136,9 @@ def conv3d_op(
         input.device,
         _ndhwc(input),
         _ndhwc(weight),
-        stride,
-        (padding_lo, padding_hi),
-        dilation,
+        tuple(stride),
+        (tuple(padding_lo), tuple(padding_hi)),
+        tuple(dilation),
         groups,
         bias=bias,
         activation=activation,
@@ -140,6 +146,9 @@ def conv3d_op(
         padding_mode=padding_mode,
     )
     return _ncdhw(y)
+
+
+conv3d_op = torch.library.custom_op("volconv::conv3d", mutates_args=())(_conv3d_impl)
 
 
 @conv3d_op.register_fake
@@ -175,27 +184,29 @@ def _conv3d_setup(ctx, inputs, output):
 
 
 def _conv3d_backward(ctx, grad):
+    return _conv3d_vjp(ctx, grad, conv3d_op, conv3d_grad_input_op, conv3d_grad_weight_op)
+
+
+def _conv3d_vjp(ctx, grad, conv3d, grad_input, grad_weight):
+    """conv3d's backward on the given functions: the ops (what autograd and
+    torch.compile see) or their implementations (eager, _eager.py)."""
     input, weight, bias = ctx.saved_tensors
     stride, lo, hi, dilation, groups = ctx.params
     grad = grad.contiguous(memory_format=_CL3D)  # the kernels' fast layout
     if ctx.activation is not None:
         # Only a direct call of the op with an activation in grad mode gets
         # here: functional.conv3d saves the pre-activation instead (see there).
-        pre = conv3d_op(input, weight, bias, None, stride, lo, hi, dilation, groups, None, ctx.padding_mode)
+        pre = conv3d(input, weight, bias, None, stride, lo, hi, dilation, groups, None, ctx.padding_mode)
         grad = _activation_grad(grad, pre, ctx.activation)
     need_x, need_w, need_b, need_r = ctx.needs_input_grad[:4]
     gx = (
-        conv3d_grad_input_op(
-            grad, weight, list(input.shape), stride, lo, hi, dilation, groups, ctx.padding_mode
-        )
+        grad_input(grad, weight, list(input.shape), stride, lo, hi, dilation, groups, ctx.padding_mode)
         if need_x
         else None
     )
     gw = None
     if need_w:
-        gw = conv3d_grad_weight_op(
-            input, grad, list(weight.shape), stride, lo, hi, dilation, groups, ctx.padding_mode
-        )
+        gw = grad_weight(input, grad, list(weight.shape), stride, lo, hi, dilation, groups, ctx.padding_mode)
         gw = _like_parameter(gw, weight)
     gb = grad.sum((0, 2, 3, 4)) if need_b else None
     gr = grad if need_r else None
@@ -205,8 +216,7 @@ def _conv3d_backward(ctx, grad):
 conv3d_op.register_autograd(_conv3d_backward, setup_context=_conv3d_setup)
 
 
-@torch.library.custom_op("volconv::conv3d_grad_input", mutates_args=())
-def conv3d_grad_input_op(
+def _conv3d_grad_input_impl(
     grad: Tensor,
     weight: Tensor,
     input_size: list[int],
@@ -225,13 +235,18 @@ def conv3d_grad_input_op(
         _ndhwc(grad),
         _ndhwc(weight),
         (n, d, h, w, c),
-        stride,
-        (padding_lo, padding_hi),
-        dilation,
+        tuple(stride),
+        (tuple(padding_lo), tuple(padding_hi)),
+        tuple(dilation),
         groups,
         padding_mode=padding_mode,
     )
     return _ncdhw(y)
+
+
+conv3d_grad_input_op = torch.library.custom_op("volconv::conv3d_grad_input", mutates_args=())(
+    _conv3d_grad_input_impl
+)
 
 
 @conv3d_grad_input_op.register_fake
@@ -239,8 +254,7 @@ def _(grad, weight, input_size, stride, padding_lo, padding_hi, dilation, groups
     return _empty_cl3d(list(input_size), grad)
 
 
-@torch.library.custom_op("volconv::conv3d_grad_weight", mutates_args=())
-def conv3d_grad_weight_op(
+def _conv3d_grad_weight_impl(
     input: Tensor,
     grad: Tensor,
     weight_size: list[int],
@@ -259,13 +273,18 @@ def conv3d_grad_weight_op(
         _ndhwc(input),
         _ndhwc(grad),
         (c_out, kd, kh, kw, c_in_g),
-        stride,
-        (padding_lo, padding_hi),
-        dilation,
+        tuple(stride),
+        (tuple(padding_lo), tuple(padding_hi)),
+        tuple(dilation),
         groups,
         padding_mode=padding_mode,
     )
     return _ncdhw(y)
+
+
+conv3d_grad_weight_op = torch.library.custom_op("volconv::conv3d_grad_weight", mutates_args=())(
+    _conv3d_grad_weight_impl
+)
 
 
 @conv3d_grad_weight_op.register_fake
@@ -276,8 +295,7 @@ def _(input, grad, weight_size, stride, padding_lo, padding_hi, dilation, groups
 # ---- conv_transpose3d -----------------------------------------------------
 
 
-@torch.library.custom_op("volconv::conv_transpose3d", mutates_args=())
-def conv_transpose3d_op(
+def _conv_transpose3d_impl(
     input: Tensor,
     weight: Tensor,
     bias: Optional[Tensor],
@@ -295,15 +313,20 @@ def conv_transpose3d_op(
         input.device,
         _ndhwc(input),
         _transposed_weight_to_volconv(weight, groups),
-        stride,
-        (padding_lo, padding_hi),
-        dilation,
-        output_padding,
+        tuple(stride),
+        (tuple(padding_lo), tuple(padding_hi)),
+        tuple(dilation),
+        tuple(output_padding),
         groups,
     )
     if bias is not None:
         y += bias  # y is the kernel's fresh NDHWC result: bias broadcasts over C, last
     return _ncdhw(y)
+
+
+conv_transpose3d_op = torch.library.custom_op("volconv::conv_transpose3d", mutates_args=())(
+    _conv_transpose3d_impl
+)
 
 
 @conv_transpose3d_op.register_fake
@@ -331,14 +354,19 @@ def _conv_transpose3d_setup(ctx, inputs, output):
 
 
 def _conv_transpose3d_backward(ctx, grad):
+    return _conv_transpose3d_vjp(ctx, grad, conv_transpose3d_grad_input_op, conv_transpose3d_grad_weight_op)
+
+
+def _conv_transpose3d_vjp(ctx, grad, grad_input, grad_weight):
+    """conv_transpose3d's backward on the ops or their implementations."""
     input, weight = ctx.saved_tensors
     params = ctx.params
     grad = grad.contiguous(memory_format=_CL3D)
     need_x, need_w, need_b = ctx.needs_input_grad[:3]
-    gx = conv_transpose3d_grad_input_op(grad, weight, list(input.shape), *params) if need_x else None
+    gx = grad_input(grad, weight, list(input.shape), *params) if need_x else None
     gw = None
     if need_w:
-        gw = conv_transpose3d_grad_weight_op(input, grad, list(weight.shape), *params)
+        gw = grad_weight(input, grad, list(weight.shape), *params)
         gw = _like_parameter(gw, weight)
     gb = grad.sum((0, 2, 3, 4)) if need_b else None
     return gx, gw, gb, None, None, None, None, None, None
@@ -347,8 +375,7 @@ def _conv_transpose3d_backward(ctx, grad):
 conv_transpose3d_op.register_autograd(_conv_transpose3d_backward, setup_context=_conv_transpose3d_setup)
 
 
-@torch.library.custom_op("volconv::conv_transpose3d_grad_input", mutates_args=())
-def conv_transpose3d_grad_input_op(
+def _conv_transpose3d_grad_input_impl(
     grad: Tensor,
     weight: Tensor,
     input_size: list[int],
@@ -367,13 +394,18 @@ def conv_transpose3d_grad_input_op(
         _ndhwc(grad),
         _transposed_weight_to_volconv(weight, groups),
         (n, d, h, w, c),
-        stride,
-        (padding_lo, padding_hi),
-        dilation,
-        output_padding,
+        tuple(stride),
+        (tuple(padding_lo), tuple(padding_hi)),
+        tuple(dilation),
+        tuple(output_padding),
         groups,
     )
     return _ncdhw(y)
+
+
+conv_transpose3d_grad_input_op = torch.library.custom_op(
+    "volconv::conv_transpose3d_grad_input", mutates_args=()
+)(_conv_transpose3d_grad_input_impl)
 
 
 @conv_transpose3d_grad_input_op.register_fake
@@ -381,8 +413,7 @@ def _(grad, weight, input_size, stride, padding_lo, padding_hi, output_padding, 
     return _empty_cl3d(list(input_size), grad)
 
 
-@torch.library.custom_op("volconv::conv_transpose3d_grad_weight", mutates_args=())
-def conv_transpose3d_grad_weight_op(
+def _conv_transpose3d_grad_weight_impl(
     input: Tensor,
     grad: Tensor,
     weight_size: list[int],
@@ -401,14 +432,19 @@ def conv_transpose3d_grad_weight_op(
         _ndhwc(input),
         _ndhwc(grad),
         (c_out_g * groups, kd, kh, kw, c_in // groups),
-        stride,
-        (padding_lo, padding_hi),
-        dilation,
-        output_padding,
+        tuple(stride),
+        (tuple(padding_lo), tuple(padding_hi)),
+        tuple(dilation),
+        tuple(output_padding),
         groups,
     )
     # Regrouped into torch's (C_in, C_out / groups, k...); channels_last_3d as the fake says.
     return _transposed_weight_from_volconv(y, groups).contiguous(memory_format=_CL3D)
+
+
+conv_transpose3d_grad_weight_op = torch.library.custom_op(
+    "volconv::conv_transpose3d_grad_weight", mutates_args=()
+)(_conv_transpose3d_grad_weight_impl)
 
 
 @conv_transpose3d_grad_weight_op.register_fake

@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from volconv import _core
-from volconv._params import _int, conv_params, triple
+from volconv._params import _int, triple
+from volconv.torch import _eager
 from volconv.torch._ops import conv3d_op, conv_transpose3d_op
-from volconv.torch._padding import PADDING_MODES
+from volconv.torch._padding import PADDING_MODES, cuda_conv3d_padding, cuda_transpose_padding
 
 _ACTIVATIONS = {"relu": F.relu, "silu": F.silu, "gelu_tanh": lambda x: F.gelu(x, approximate="tanh")}
 
@@ -126,34 +126,25 @@ def conv3d(
     if unbatched:
         input = input.unsqueeze(0)
         residual = None if residual is None else residual.unsqueeze(0)
-    if padding_mode != "zeros" and input.device.type == "cuda":
-        # The CUDA backend pads with zeros only: the other modes pad a copy
-        # first, as torch.nn.Conv3d does (autograd differentiates F.pad),
-        # after the checks the kernels' own padding gets (same messages).
-        n, c, d, h, w = input.shape
-        params = conv_params(
-            (lo, hi), stride_, dilation_, groups, tuple(weight.shape[2:]), padding_mode=padding_mode
+    if input.device.type == "cuda":
+        input, lo, hi, padding_mode = cuda_conv3d_padding(
+            input, weight, lo, hi, stride_, dilation_, groups, padding_mode
         )
-        _core._conv3d_output_shape(
-            (n, d, h, w, c), (weight.shape[0], *weight.shape[2:], weight.shape[1]), params
-        )
-        input = F.pad(input, (lo[2], hi[2], lo[1], hi[1], lo[0], hi[0]), mode=padding_mode)
-        lo = hi = (0, 0, 0)
-        padding_mode = "zeros"
     # A permuted NCDHW-contiguous input is read 3x slower than one copy costs.
     x = input.contiguous(memory_format=torch.channels_last_3d)
     if residual is not None:
         residual = residual.contiguous(memory_format=torch.channels_last_3d)
     args = (list(stride_), list(lo), list(hi), list(dilation_), groups)
+    conv = _eager.Conv3d.apply if _eager.eager(x, weight, bias, residual) else conv3d_op
     if activation is not None and _needs_grad(input, weight, bias, residual):
         # Training: the activation's derivative needs its input. Saving the
         # pre-activation (as torch's own activation does) costs one output's
         # memory; recomputing it in backward would cost a whole convolution.
-        y = _ACTIVATIONS[activation](conv3d_op(x, weight, bias, None, *args, None, padding_mode))
+        y = _ACTIVATIONS[activation](conv(x, weight, bias, None, *args, None, padding_mode))
         if residual is not None:
             y = y + residual
     else:
-        y = conv3d_op(x, weight, bias, residual, *args, activation, padding_mode)
+        y = conv(x, weight, bias, residual, *args, activation, padding_mode)
     return y.squeeze(0) if unbatched else y
 
 
@@ -188,7 +179,11 @@ def conv_transpose3d(
     if unbatched:
         input = input.unsqueeze(0)
     x = input.contiguous(memory_format=torch.channels_last_3d)
-    y = conv_transpose3d_op(
+    crop = None
+    if x.device.type == "cuda":
+        lo, hi, crop = cuda_transpose_padding(weight, lo, hi, groups)
+    conv = _eager.ConvTranspose3d.apply if _eager.eager(x, weight, bias) else conv_transpose3d_op
+    y = conv(
         x,
         weight,
         bias,
@@ -199,4 +194,6 @@ def conv_transpose3d(
         list(dilation_),
         groups,
     )
+    if crop is not None:
+        y = crop(y)
     return y.squeeze(0) if unbatched else y
