@@ -52,6 +52,17 @@ def close(got, want, dtype, what):
     torch.testing.assert_close(got.detach().double().cpu(), want.detach(), rtol=0, atol=tol, msg=what)
 
 
+def backward_and_compare(y, ref, dtype, **leaves):
+    """Backward of one random output gradient through both; each leaf's
+    gradient (on the GPU, in dtype) against the reference's."""
+    gy, gyr = on_gpu(rand(*ref.shape, seed=9), dtype, grad=False)
+    y.backward(gy)
+    ref.backward(gyr)
+    for what, (leaf, leaf_ref) in leaves.items():
+        assert leaf.grad.device == leaf.device and leaf.grad.dtype == dtype
+        close(leaf.grad, leaf_ref.grad, dtype, f"{what} gradient")
+
+
 # (input shape, weight shape, stride, padding, dilation, groups): depthwise
 # 3x3x3 (volconv's tiled kernel), depthwise strided and dilated (its general
 # kernel), dense and grouped with asymmetric padding (cuDNN).
@@ -83,16 +94,7 @@ def test_conv3d_forward_and_gradients(case, dtype):
     ref = F.conv3d(xp, wr, br, stride, p, dilation, groups)
     assert y.device == x.device and y.dtype == dtype and y.is_contiguous(memory_format=CL3D)
     close(y, ref, dtype, "output")
-    gy, gyr = on_gpu(rand(*ref.shape, seed=9), dtype, grad=False)
-    y.backward(gy)
-    ref.backward(gyr)
-    for got, want, what in (
-        (x.grad, xr.grad, "input"),
-        (w.grad, wr.grad, "weight"),
-        (b.grad, br.grad, "bias"),
-    ):
-        assert got.device == x.device and got.dtype == dtype
-        close(got, want, dtype, f"{what} gradient")
+    backward_and_compare(y, ref, dtype, input=(x, xr), weight=(w, wr), bias=(b, br))
     assert w.grad.stride() == w.stride()
 
 
@@ -171,15 +173,7 @@ def test_conv_transpose3d_forward_and_gradients(case, dtype):
     y = vt.conv_transpose3d(x, w, b, stride, padding, output_padding, groups)
     ref = torch_transpose(xr, wr, br, stride, padding, output_padding, groups)
     close(y, ref, dtype, "output")
-    gy, gyr = on_gpu(rand(*ref.shape, seed=9), dtype, grad=False)
-    y.backward(gy)
-    ref.backward(gyr)
-    for got, want, what in (
-        (x.grad, xr.grad, "input"),
-        (w.grad, wr.grad, "weight"),
-        (b.grad, br.grad, "bias"),
-    ):
-        close(got, want, dtype, f"{what} gradient")
+    backward_and_compare(y, ref, dtype, input=(x, xr), weight=(w, wr), bias=(b, br))
 
 
 def test_nn_layers_load_torch_weights_and_train_as_torch():
