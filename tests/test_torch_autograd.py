@@ -268,6 +268,9 @@ def test_eager_path_only_where_the_dispatcher_adds_nothing():
     with FakeTensorMode():
         fake = torch.empty(1, 2, 3, 3, 3)
     assert not _eager.eager(fake, w, None)
+    meta = x.to("meta")
+    assert not _eager.eager(meta, w.to("meta"), None)
+    assert vt.conv3d(meta, w.to("meta"), padding=1).shape == (1, 2, 5, 5, 5)  # the fake kernel
     seen = []
     torch.compile(lambda t: seen.append(_eager.eager(t)) or t + 1, fullgraph=False, backend="eager")(x)
     assert seen == [False]

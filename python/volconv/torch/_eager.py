@@ -17,6 +17,7 @@ from torch import Tensor
 from volconv.torch import _ops
 
 _PLAIN = (Tensor, torch.nn.Parameter)
+_DEVICES = ("cpu", "cuda")  # where the ops' implementations run (_backends.py)
 
 
 def _autocast_enabled(device_type: str) -> bool:
@@ -28,8 +29,9 @@ def _autocast_enabled(device_type: str) -> bool:
 
 def eager(*tensors: Tensor | None) -> bool:
     """True where the Functions below may stand in for the ops."""
-    if torch.compiler.is_compiling() or _autocast_enabled(tensors[0].device.type):
-        return False
+    device = tensors[0].device.type
+    if device not in _DEVICES or torch.compiler.is_compiling() or _autocast_enabled(device):
+        return False  # meta tensors, say, take the ops' fake kernels
     return all(t is None or type(t) in _PLAIN for t in tensors)
 
 
