@@ -19,6 +19,8 @@ def _int(
     """`value` as an int in [lo, hi]. Values inside that range are validated
     in C++; `least` (the smallest valid value, when known) only words the
     message for one outside it, e.g. padding=-2**63 is "negative"."""
+    if type(value) is int and lo <= value <= hi:  # the common case (bool is not int here)
+        return value
     if isinstance(value, bool):
         raise TypeError(f"[{op}] Expected {name} to be an int but got bool.")
     try:
@@ -40,7 +42,12 @@ def triple(value: Any, op: str, name: str, least: int) -> tuple[int, int, int]:
                 f"[{op}] Expected {name} to be an int or a tuple of 3 ints (D, H, W) but got "
                 f"{tuple(value)!r} of length {len(value)}."
             )
-        return tuple(_int(v, op, name, least=least) for v in value)  # type: ignore[return-value]
+        a, b, c = value
+        return (
+            _int(a, op, name, least=least),
+            _int(b, op, name, least=least),
+            _int(c, op, name, least=least),
+        )
     v = _int(value, op, name, least=least)
     return (v, v, v)
 
@@ -83,14 +90,13 @@ _PARAMS_CACHE_SIZE = 256
 
 def _plain(v: Any) -> bool:
     t = type(v)
-    if t is int or t is str:
-        return True
     if t is tuple:
-        for e in v:
-            if not _plain(e):
+        for e in v:  # ints and strings inline: a call each was most of the cost
+            te = type(e)
+            if te is not int and te is not str and (te is not tuple or not _plain(e)):
                 return False
         return True
-    return False
+    return t is int or t is str
 
 
 def conv_params(

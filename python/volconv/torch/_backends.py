@@ -26,12 +26,15 @@ _OPS: "dict[str, Callable[..., Any]]" = {
 def _detached(a: Any) -> Any:
     # The custom op's autograd formula owns differentiation: the kernels see
     # plain data (and the plain API's requires-grad warning never fires here).
-    return a.detach() if isinstance(a, torch.Tensor) else a
+    return a.detach() if isinstance(a, torch.Tensor) and a.requires_grad else a
+
+
+def _plain_data(args: tuple, kwargs: dict) -> tuple[list, dict]:
+    return [_detached(a) for a in args], {k: _detached(v) for k, v in kwargs.items()}
 
 
 def _cpu(op: str, *args: Any, **kwargs: Any) -> torch.Tensor:
-    args = tuple(_detached(a) for a in args)
-    kwargs = {k: _detached(v) for k, v in kwargs.items()}
+    args, kwargs = _plain_data(args, kwargs)
     return _OPS[op](*args, stream=volconv.cpu, **kwargs)
 
 
@@ -50,8 +53,7 @@ def _cuda(op: str, *args: Any, **kwargs: Any) -> torch.Tensor:
     rest), ordered on the tensors' current stream. It pads with zeros only
     (functional.conv3d pads other modes with F.pad first) and has no fused
     epilogue, so bias, activation and residual follow as torch ops."""
-    args = tuple(_detached(a) for a in args)
-    kwargs = {k: _detached(v) for k, v in kwargs.items()}
+    args, kwargs = _plain_data(args, kwargs)
     bias = kwargs.pop("bias", None)
     activation = kwargs.pop("activation", None)
     residual = kwargs.pop("residual", None)
