@@ -4,10 +4,14 @@ channels_last_3d, cudnn.benchmark on, TF32 off:
 
 - convnext: a 3D ConvNeXt-style block, depthwise 3x3x3 (C) -> pointwise
   C -> 4C -> GELU -> pointwise 4C -> C, plus the identity;
-- separable: three depthwise 3x3x3 convs with bias and SiLU.
+- separable: three depthwise 3x3x3 convs with bias and SiLU;
+- unet: examples/unet3d_torch.py (width 32), every conv volconv's: dense
+  and strided 3x3x3 convs with SiLU, transposed k2 s2 convs up, a 1x1x1
+  head. On CUDA volconv.torch runs these dense problems on torch's own
+  cuDNN calls, so this one shows what its layers cost around them.
 
-Only the depthwise layers differ (vt.nn.Conv3d against torch.nn.Conv3d);
-the pointwise ones are torch.nn's in both models. A step is forward, a
+In the first two only the depthwise layers differ (vt.nn.Conv3d against
+torch.nn.Conv3d); the pointwise ones are torch.nn's in both models. A step is forward, a
 mean-square loss and backward into freshly zeroed gradients (no optimizer).
 Prints the median step time over CUDA events, the speed-up over torch and
 the peak GPU memory of a step; saves a plot beside this script.
@@ -30,6 +34,7 @@ import volconv
 import volconv.torch as vt
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "examples"))
 CL3D = torch.channels_last_3d
 IMPLS = ("torch", "volconv")
 
@@ -56,14 +61,25 @@ class Separable(torch.nn.Module):
         return x
 
 
-WORKLOADS = {"convnext": ConvNeXtBlock, "separable": Separable}
+def _unet(c: int, use_volconv: bool) -> torch.nn.Module:
+    from unet3d_torch import UNet3d
+
+    return UNet3d(c_in=c, width=32, use_volconv=use_volconv)
+
+
+# Each builds the model from (channels, whether volconv's layers stand in).
+WORKLOADS = {
+    "convnext": lambda c, v: ConvNeXtBlock(c, vt.nn.Conv3d if v else torch.nn.Conv3d),
+    "separable": lambda c, v: Separable(c, vt.nn.Conv3d if v else torch.nn.Conv3d),
+    "unet": _unet,
+}
 
 
 def make_step(workload: str, impl: str, shape: tuple[int, ...], dtype: torch.dtype):
     torch.manual_seed(0)
     build = WORKLOADS[workload]
-    ref = build(shape[1], torch.nn.Conv3d)
-    model = build(shape[1], vt.nn.Conv3d if impl == "volconv" else torch.nn.Conv3d)
+    ref = build(shape[1], False)
+    model = build(shape[1], impl == "volconv")
     model.load_state_dict(ref.state_dict())
     model = model.to(device="cuda", dtype=dtype, memory_format=CL3D)
     x = torch.randn(shape, generator=torch.Generator().manual_seed(1)).to("cuda", dtype)

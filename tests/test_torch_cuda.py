@@ -246,12 +246,58 @@ def test_side_stream_orders_forward_and_backward():
     torch.testing.assert_close(x.grad.double(), g_ref, rtol=1e-5, atol=1e-4)
 
 
-def test_float64_and_mixed_devices_are_refused_clearly():
+def test_float64_gradcheck_on_torch_cudnn():
+    # float64 runs on torch's calls (volconv's kernels take 32 and 16 bits),
+    # depthwise too: gradcheck through the padding rewrites (asymmetric,
+    # reflect) and the transposed crop, on the GPU.
+    def leaf(*shape):
+        return torch.randn(*shape, device="cuda", dtype=torch.float64, requires_grad=True)
+
+    x, w, wd, wt = leaf(1, 4, 3, 4, 3), leaf(6, 2, 2, 3, 2), leaf(4, 1, 3, 3, 3), leaf(4, 3, 2, 3, 2)
+    lo_hi = ((0, 1, 2), (1, 0, 1))
+    checks = [
+        (lambda x, w: vt.conv3d(x, w, None, (2, 1, 1), lo_hi, 1, 2), (x, w)),
+        (lambda x, w: vt.conv3d(x, w, None, 1, (1, 2, 1), 1, 4, padding_mode="reflect"), (x, wd)),
+        (lambda x, w: vt.conv_transpose3d(x, w, None, 2, lo_hi, 1, 2), (x, wt)),
+    ]
+    for fn, inputs in checks:
+        assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-7, rtol=1e-5, fast_mode=True)
+
+
+def test_mixed_devices_are_refused_clearly():
     x, w = torch.randn(1, 4, 5, 5, 5, device="cuda"), torch.randn(4, 1, 3, 3, 3, device="cuda")
-    with pytest.raises(ValueError, match=r"\[conv3d\] The CUDA backend runs float32, float16 and bfloat16"):
-        vt.conv3d(x.double(), w.double(), groups=4)
     one_device = r"\[volconv.torch.conv3d\] Expected input, weight, bias and residual to have one device"
     with pytest.raises(ValueError, match=one_device):
         vt.conv3d(x, w, torch.zeros(4), groups=4)
     with pytest.raises(ValueError, match=one_device):
         vt.conv3d(x, w.cpu(), groups=4)
+
+
+def test_dense_problems_run_on_torch_cudnn_and_depthwise_on_volconv(monkeypatch):
+    # Which kernels run: volconv's CUDA route is called for depthwise
+    # problems only (forward and both gradients), torch's own cuDNN calls
+    # for the rest (dense, grouped, transposed).
+    from volconv.torch import _backends
+
+    calls = []
+    for name, fn in list(_backends._OPS.items()):
+        monkeypatch.setitem(
+            _backends._OPS, name, lambda *a, _n=name, _f=fn, **k: calls.append(_n) or _f(*a, **k)
+        )
+    x = torch.randn(1, 8, 4, 6, 6, device="cuda", requires_grad=True)
+    for w, groups in ((torch.randn(16, 8, 3, 3, 3), 1), (torch.randn(8, 4, 3, 3, 3), 2)):
+        vt.conv3d(x, w.cuda().requires_grad_(), padding=1, groups=groups).sum().backward()
+    vt.conv_transpose3d(
+        x, torch.randn(8, 4, 2, 2, 2, device="cuda", requires_grad=True), stride=2
+    ).sum().backward()
+    assert calls == []
+    vt.conv3d(
+        x, torch.randn(8, 1, 3, 3, 3, device="cuda", requires_grad=True), padding=1, groups=8
+    ).sum().backward()
+    vt.conv_transpose3d(
+        x, torch.randn(8, 1, 3, 3, 3, device="cuda", requires_grad=True), groups=8
+    ).sum().backward()
+    assert sorted(calls) == sorted(
+        ["conv3d", "conv3d_grad_input", "conv3d_grad_weight"]
+        + ["conv_transpose3d", "conv_transpose3d_grad_input", "conv_transpose3d_grad_weight"]
+    )

@@ -206,13 +206,13 @@ def test_cuda_padding_rewrites_equal_asymmetric_padding(groups):
     # What the CUDA route does where cuDNN pads both ends alike (an F.pad of
     # the difference for conv3d, a crop for the transpose), on CPU tensors
     # against the CPU kernels' own asymmetric padding. Depthwise (groups 8)
-    # is left as it is: volconv's CUDA kernels pad any way.
+    # in 32 bits is left as it is: volconv's CUDA kernels pad any way.
     from volconv.torch._padding import cuda_conv3d_padding, cuda_transpose_padding
 
     lo, hi = (0, 2, 1), (1, 0, 1)
     x, w = rand(1, 8, 4, 5, 6), rand(8, 8 // groups, 3, 3, 3, seed=1)
     px, plo, phi, mode = cuda_conv3d_padding(x, w, lo, hi, (2, 1, 1), (1, 1, 1), groups, "zeros")
-    assert mode == "zeros" and (plo == phi or groups == 8)
+    assert mode == "zeros" and plo == phi  # float64 runs on torch's calls even when depthwise
     got = vt.conv3d(px, w, None, (2, 1, 1), (plo, phi), 1, groups)
     torch.testing.assert_close(
         got, vt.conv3d(x, w, None, (2, 1, 1), (lo, hi), 1, groups), rtol=1e-12, atol=1e-12
@@ -220,7 +220,10 @@ def test_cuda_padding_rewrites_equal_asymmetric_padding(groups):
 
     wt = rand(8, 8 // groups, 3, 3, 3, seed=2)
     tlo, thi, crop = cuda_transpose_padding(wt, lo, hi, groups)
-    assert (crop is None) == (groups == 8)
+    assert crop is not None
+    if groups == 8:  # depthwise in 32 bits: volconv's kernels, which pad any way
+        f32 = cuda_conv3d_padding(x.float(), w.float(), lo, hi, (2, 1, 1), (1, 1, 1), 8, "zeros")
+        assert f32[1:3] == (lo, hi) and cuda_transpose_padding(wt.float(), lo, hi, 8)[2] is None
     y = vt.conv_transpose3d(x, wt, None, 2, (tlo, thi), 1, groups)
     want = vt.conv_transpose3d(x, wt, None, 2, (lo, hi), 1, groups)
     got = y if crop is None else crop(y)
@@ -243,3 +246,51 @@ def test_cuda_padding_modes_pad_a_copy_as_torch_nn(mode):
     )
     with pytest.raises(ValueError, match="Padding mode 'reflect' needs padding smaller than the input size"):
         cuda_conv3d_padding(x, w, (4, 0, 0), (4, 0, 0), (1, 1, 1), (1, 1, 1), 4, "reflect")
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_torch_cudnn_calls_equal_volconv_on_cpu_tensors(groups):
+    # The calls that run dense CUDA problems (torch's own convolution ops)
+    # take the ops' arguments in the ops' order: on CPU tensors each equals
+    # the op implementation on volconv's CPU kernels.
+    from volconv.torch import _cudnn_torch as tc
+    from volconv.torch import _ops
+
+    x, w = rand(2, 4, 5, 6, 7), rand(6, 4 // groups, 3, 2, 3, seed=1)
+    args = ([2, 1, 2], [1, 0, 1], [1, 0, 1], [1, 2, 1], groups)
+    y = _ops._conv3d_impl(x, w, None, None, *args, None, "zeros")
+    torch.testing.assert_close(tc.conv3d(x, w, None, *args, "zeros"), y, rtol=1e-12, atol=1e-12)
+    g = rand(*y.shape, seed=2)
+    for ours, theirs in (
+        (
+            _ops._conv3d_grad_input_impl(g, w, list(x.shape), *args),
+            tc.conv3d_grad_input(g, w, list(x.shape), *args, "zeros"),
+        ),
+        (
+            _ops._conv3d_grad_weight_impl(x, g, list(w.shape), *args),
+            tc.conv3d_grad_weight(x, g, list(w.shape), *args, "zeros"),
+        ),
+    ):
+        assert theirs.is_contiguous(memory_format=CL3D)
+        torch.testing.assert_close(theirs, ours, rtol=1e-12, atol=1e-12)
+
+    wt = rand(4, 6 // groups, 2, 3, 2, seed=3)
+    targs = ([2, 1, 2], [1, 0, 1], [1, 0, 1], [1, 0, 1], [1, 2, 1], groups)  # + output_padding
+    yt = _ops._conv_transpose3d_impl(x, wt, None, *targs)
+    torch.testing.assert_close(tc.conv_transpose3d(x, wt, None, *targs), yt, rtol=1e-12, atol=1e-12)
+    gt = rand(*yt.shape, seed=4)
+    for ours, theirs in (
+        (
+            _ops._conv_transpose3d_grad_input_impl(gt, wt, list(x.shape), *targs),
+            tc.conv_transpose3d_grad_input(gt, wt, list(x.shape), *targs),
+        ),
+        (
+            _ops._conv_transpose3d_grad_weight_impl(x, gt, list(wt.shape), *targs),
+            tc.conv_transpose3d_grad_weight(x, gt, list(wt.shape), *targs),
+        ),
+    ):
+        torch.testing.assert_close(theirs, ours, rtol=1e-12, atol=1e-12)
+    with pytest.raises(
+        ValueError, match=r"\[volconv.torch.conv3d\] On CUDA a convolution that is not depthwise"
+    ):
+        tc.conv3d(x, w, None, [1] * 3, [1, 0, 1], [0, 0, 1], [1] * 3, groups, "zeros")

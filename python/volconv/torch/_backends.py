@@ -60,6 +60,13 @@ def _cuda(op: str, *args: Any, **kwargs: Any) -> torch.Tensor:
     y = _OPS[op](*args, **kwargs)
     if bias is not None:
         y += bias  # NDHWC: the bias broadcasts over C, last
+    return activate_and_add(y, activation, residual)
+
+
+def activate_and_add(
+    y: torch.Tensor, activation: "str | None", residual: "torch.Tensor | None"
+) -> torch.Tensor:
+    """The epilogue's activation, then the residual, on a fresh conv result."""
     if activation is not None:
         y = _ACTIVATIONS_IN_PLACE[activation](y)
     if residual is not None:

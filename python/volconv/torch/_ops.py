@@ -14,7 +14,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from volconv.torch._backends import run
+from volconv.torch import _cudnn_torch
+from volconv.torch._backends import activate_and_add, run
 
 _CL3D = torch.channels_last_3d
 
@@ -130,6 +131,13 @@ def _conv3d_impl(
     padding_mode: str = "zeros",
 ) -> Tensor:
     _check_one_dtype_and_device("conv3d", input, weight, bias, residual)
+    if input.is_cuda and not _cudnn_torch.on_volconv_kernels(
+        groups, input.shape[1], weight.shape[0], input.dtype
+    ):
+        y = _cudnn_torch.conv3d(
+            input, weight, bias, stride, padding_lo, padding_hi, dilation, groups, padding_mode
+        )
+        return activate_and_add(y, activation, residual)
     y = run(
         "conv3d",
         "volconv.torch.conv3d",
@@ -228,6 +236,10 @@ def _conv3d_grad_input_impl(
     padding_mode: str = "zeros",
 ) -> Tensor:
     n, c, d, h, w = input_size
+    if grad.is_cuda and not _cudnn_torch.on_volconv_kernels(groups, c, weight.shape[0], grad.dtype):
+        return _cudnn_torch.conv3d_grad_input(
+            grad, weight, input_size, stride, padding_lo, padding_hi, dilation, groups, padding_mode
+        )
     y = run(
         "conv3d_grad_input",
         "volconv.torch.conv3d",
@@ -266,6 +278,10 @@ def _conv3d_grad_weight_impl(
     padding_mode: str = "zeros",
 ) -> Tensor:
     c_out, c_in_g, kd, kh, kw = weight_size
+    if input.is_cuda and not _cudnn_torch.on_volconv_kernels(groups, input.shape[1], c_out, input.dtype):
+        return _cudnn_torch.conv3d_grad_weight(
+            input, grad, weight_size, stride, padding_lo, padding_hi, dilation, groups, padding_mode
+        )
     y = run(
         "conv3d_grad_weight",
         "volconv.torch.conv3d",
@@ -307,6 +323,12 @@ def _conv_transpose3d_impl(
     groups: int,
 ) -> Tensor:
     _check_one_dtype_and_device("conv_transpose3d", input, weight, bias)
+    if input.is_cuda and not _cudnn_torch.on_volconv_kernels(
+        groups, weight.shape[0], weight.shape[1] * groups, weight.dtype
+    ):
+        return _cudnn_torch.conv_transpose3d(
+            input, weight, bias, stride, padding_lo, padding_hi, output_padding, dilation, groups
+        )
     y = run(
         "conv_transpose3d",
         "volconv.torch.conv_transpose3d",
@@ -387,6 +409,12 @@ def _conv_transpose3d_grad_input_impl(
     groups: int,
 ) -> Tensor:
     n, c, d, h, w = input_size
+    if grad.is_cuda and not _cudnn_torch.on_volconv_kernels(
+        groups, weight.shape[0], weight.shape[1] * groups, weight.dtype
+    ):
+        return _cudnn_torch.conv_transpose3d_grad_input(
+            grad, weight, input_size, stride, padding_lo, padding_hi, output_padding, dilation, groups
+        )
     y = run(
         "conv_transpose3d_grad_input",
         "volconv.torch.conv_transpose3d",
@@ -425,6 +453,10 @@ def _conv_transpose3d_grad_weight_impl(
     groups: int,
 ) -> Tensor:
     c_in, c_out_g, kd, kh, kw = weight_size
+    if input.is_cuda and not _cudnn_torch.on_volconv_kernels(groups, c_in, c_out_g * groups, input.dtype):
+        return _cudnn_torch.conv_transpose3d_grad_weight(
+            input, grad, weight_size, stride, padding_lo, padding_hi, output_padding, dilation, groups
+        )
     y = run(
         "conv_transpose3d_grad_weight",
         "volconv.torch.conv_transpose3d",

@@ -1,10 +1,10 @@
 """The padding modes volconv.torch takes, as torch.nn.Conv3d names them.
 The CPU kernels read the border themselves (volconv.conv3d's and its
 gradients' `padding_mode=`): no padded copy of the input. The CUDA backend
-pads with zeros only, and cuDNN (every problem but a depthwise one) both
-ends of an axis alike, so on CUDA tensors what they cannot express becomes
-an F.pad of the input (autograd differentiates it) or a crop of the
-transposed conv's output."""
+pads with zeros only (volconv's kernels: depthwise problems), and torch's
+cuDNN calls (the rest, _cudnn_torch.py) both ends of an axis alike, so on
+CUDA tensors what they cannot express becomes an F.pad of the input
+(autograd differentiates it) or a crop of the transposed conv's output."""
 
 from __future__ import annotations
 
@@ -16,13 +16,9 @@ from torch import Tensor
 
 from volconv import _core
 from volconv._params import conv_params
+from volconv.torch._cudnn_torch import on_volconv_kernels
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
-
-
-def _depthwise(weight: Tensor, groups: int, c_in: int, c_out: int) -> bool:
-    """volconv's own CUDA kernels: any padding, zeros."""
-    return groups == c_in == c_out
 
 
 def cuda_conv3d_padding(
@@ -42,7 +38,7 @@ def cuda_conv3d_padding(
         )
         padded = F.pad(input, (lo[2], hi[2], lo[1], hi[1], lo[0], hi[0]), mode=padding_mode)
         return padded, (0, 0, 0), (0, 0, 0), "zeros"
-    if tuple(lo) == tuple(hi) or _depthwise(weight, groups, input.shape[1], weight.shape[0]):
+    if tuple(lo) == tuple(hi) or on_volconv_kernels(groups, input.shape[1], weight.shape[0], input.dtype):
         return input, lo, hi, padding_mode
     both = tuple(min(a, b) for a, b in zip(lo, hi))
     extra_lo = [a - m for a, m in zip(lo, both)]
@@ -58,7 +54,7 @@ def cuda_transpose_padding(
     crops its output, so asymmetric padding for cuDNN is the symmetric part
     and then a crop of the rest (None: nothing to crop)."""
     c_in, c_out = weight.shape[0], weight.shape[1] * groups
-    if tuple(lo) == tuple(hi) or _depthwise(weight, groups, c_in, c_out):
+    if tuple(lo) == tuple(hi) or on_volconv_kernels(groups, c_in, c_out, weight.dtype):
         return lo, hi, None
     both = tuple(min(a, b) for a, b in zip(lo, hi))
 

@@ -1,0 +1,94 @@
+"""CUDA problems volconv's own kernels do not cover (all but depthwise) run
+on torch's own cuDNN calls, not on volconv's cuDNN route: the same library,
+but torch's engine search (cudnn.benchmark, every candidate) and its host
+path, so a vt.nn layer on a dense problem costs what the torch.nn layer
+costs. (volconv's route keeps six deterministic candidates and measured
+0.3x torch on the dense transposed conv and 0.4-0.9x in 16 bits.) Each
+function has the signature of the op implementation it stands in for, in
+torch's layouts (NCDHW, torch's weights); padding is symmetric here
+(functional.py pads the rest first) and zeros."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+_CL3D = torch.channels_last_3d
+_BACKWARD = torch.ops.aten.convolution_backward.default
+
+
+def on_volconv_kernels(groups: int, c_in: int, c_out: int, dtype: torch.dtype) -> bool:
+    """Depthwise problems run on volconv's CUDA kernels; the rest here, float64
+    too (volconv's kernels run float32, float16 and bfloat16)."""
+    return groups == c_in == c_out and dtype != torch.float64
+
+
+def _symmetric(op: str, lo: list[int], hi: list[int], padding_mode: str) -> list[int]:
+    if list(lo) != list(hi) or padding_mode != "zeros":
+        raise ValueError(
+            f"[volconv.torch.{op}] On CUDA a convolution that is not depthwise runs on torch's cuDNN calls, "
+            f"which pad both ends alike with zeros, but got padding low {tuple(lo)}, high {tuple(hi)} and "
+            f"padding_mode {padding_mode!r}; volconv.torch.{op} pads a copy for you."
+        )
+    return list(lo)
+
+
+def _cl3d(t: Tensor) -> Tensor:
+    return t.contiguous(memory_format=_CL3D)
+
+
+def conv3d(input, weight, bias, stride, lo, hi, dilation, groups, padding_mode) -> Tensor:
+    pad = _symmetric("conv3d", lo, hi, padding_mode)
+    return _cl3d(F.conv3d(input, weight, bias, stride, pad, dilation, groups))
+
+
+def conv3d_grad_input(grad, weight, input_size, stride, lo, hi, dilation, groups, padding_mode) -> Tensor:
+    pad = _symmetric("conv3d", lo, hi, padding_mode)
+    # As torch.nn.grad.conv3d_input: the input's shape from an expanded dummy (never read).
+    dummy = grad.new_empty(1).expand(list(input_size))
+    return _cl3d(
+        _BACKWARD(
+            grad, dummy, weight, None, stride, pad, dilation, False, [0, 0, 0], groups, [True, False, False]
+        )[0]
+    )
+
+
+def conv3d_grad_weight(input, grad, weight_size, stride, lo, hi, dilation, groups, padding_mode) -> Tensor:
+    pad = _symmetric("conv3d", lo, hi, padding_mode)
+    dummy = grad.new_empty(1).expand(list(weight_size))
+    return _cl3d(
+        _BACKWARD(
+            grad, input, dummy, None, stride, pad, dilation, False, [0, 0, 0], groups, [False, True, False]
+        )[1]
+    )
+
+
+def conv_transpose3d(input, weight, bias, stride, lo, hi, output_padding, dilation, groups) -> Tensor:
+    pad = _symmetric("conv_transpose3d", lo, hi, "zeros")
+    return _cl3d(F.conv_transpose3d(input, weight, bias, stride, pad, output_padding, groups, dilation))
+
+
+def conv_transpose3d_grad_input(grad, weight, input_size, stride, lo, hi, output_padding, dilation, groups):
+    pad = _symmetric("conv_transpose3d", lo, hi, "zeros")
+    return _cl3d(F.conv3d(grad, weight, None, stride, pad, dilation, groups))
+
+
+def conv_transpose3d_grad_weight(input, grad, weight_size, stride, lo, hi, output_padding, dilation, groups):
+    pad = _symmetric("conv_transpose3d", lo, hi, "zeros")
+    dummy = grad.new_empty(1).expand(list(weight_size))
+    return _cl3d(
+        _BACKWARD(
+            grad,
+            input,
+            dummy,
+            None,
+            stride,
+            pad,
+            dilation,
+            True,
+            output_padding,
+            groups,
+            [False, True, False],
+        )[1]
+    )
