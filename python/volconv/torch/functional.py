@@ -10,6 +10,7 @@ from torch import Tensor
 
 from volconv._params import _int, triple
 from volconv.torch import _eager
+from volconv.torch._cudnn_torch import on_volconv_kernels
 from volconv.torch._ops import conv3d_op, conv_transpose3d_op
 from volconv.torch._padding import PADDING_MODES, cuda_conv3d_padding, cuda_transpose_padding
 
@@ -130,6 +131,13 @@ def conv3d(
         input, lo, hi, padding_mode = cuda_conv3d_padding(
             input, weight, lo, hi, stride_, dilation_, groups, padding_mode
         )
+        if not on_volconv_kernels(groups, input.shape[1], weight.shape[0], input.dtype):
+            # torch's own conv and autograd: the ops' torch route (_cudnn_torch.py)
+            # would run the same kernels with copies around its separate gradients.
+            y = F.conv3d(input, weight, bias, stride_, lo, dilation_, groups)
+            y = y if activation is None else _ACTIVATIONS[activation](y)
+            y = y if residual is None else y + residual
+            return y.squeeze(0) if unbatched else y
     # A permuted NCDHW-contiguous input is read 3x slower than one copy costs.
     x = input.contiguous(memory_format=torch.channels_last_3d)
     if residual is not None:
@@ -182,6 +190,10 @@ def conv_transpose3d(
     crop = None
     if x.device.type == "cuda":
         lo, hi, crop = cuda_transpose_padding(weight, lo, hi, groups)
+        if not on_volconv_kernels(groups, weight.shape[0], weight.shape[1] * groups, weight.dtype):
+            y = F.conv_transpose3d(x, weight, bias, stride_, lo, output_padding_, groups, dilation_)
+            y = y if crop is None else crop(y)
+            return y.squeeze(0) if unbatched else y
     conv = _eager.ConvTranspose3d.apply if _eager.eager(x, weight, bias) else conv_transpose3d_op
     y = conv(
         x,
