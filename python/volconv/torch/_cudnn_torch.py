@@ -43,24 +43,32 @@ def conv3d(input, weight, bias, stride, lo, hi, dilation, groups, padding_mode) 
     return _cl3d(F.conv3d(input, weight, bias, stride, pad, dilation, groups))
 
 
+def _shape_only(like: Tensor, size) -> Tensor:
+    """An operand convolution_backward needs only for its shape (never
+    read), as torch.nn.grad passes it: one element, expanded."""
+    return like.new_empty(1).expand(list(size))
+
+
+def _gradient(which: int, grad, input, weight, stride, pad, dilation, transposed, output_padding, groups):
+    """convolution_backward's input (0) or weight (1) gradient, channels_last_3d."""
+    mask = [which == 0, which == 1, False]
+    out = _BACKWARD(
+        grad, input, weight, None, stride, pad, dilation, transposed, output_padding, groups, mask
+    )
+    return _cl3d(out[which])
+
+
 def conv3d_grad_input(grad, weight, input_size, stride, lo, hi, dilation, groups, padding_mode) -> Tensor:
     pad = _symmetric("conv3d", lo, hi, padding_mode)
-    # As torch.nn.grad.conv3d_input: the input's shape from an expanded dummy (never read).
-    dummy = grad.new_empty(1).expand(list(input_size))
-    return _cl3d(
-        _BACKWARD(
-            grad, dummy, weight, None, stride, pad, dilation, False, [0, 0, 0], groups, [True, False, False]
-        )[0]
+    return _gradient(
+        0, grad, _shape_only(grad, input_size), weight, stride, pad, dilation, False, [0] * 3, groups
     )
 
 
 def conv3d_grad_weight(input, grad, weight_size, stride, lo, hi, dilation, groups, padding_mode) -> Tensor:
     pad = _symmetric("conv3d", lo, hi, padding_mode)
-    dummy = grad.new_empty(1).expand(list(weight_size))
-    return _cl3d(
-        _BACKWARD(
-            grad, input, dummy, None, stride, pad, dilation, False, [0, 0, 0], groups, [False, True, False]
-        )[1]
+    return _gradient(
+        1, grad, input, _shape_only(grad, weight_size), stride, pad, dilation, False, [0] * 3, groups
     )
 
 
@@ -76,19 +84,5 @@ def conv_transpose3d_grad_input(grad, weight, input_size, stride, lo, hi, output
 
 def conv_transpose3d_grad_weight(input, grad, weight_size, stride, lo, hi, output_padding, dilation, groups):
     pad = _symmetric("conv_transpose3d", lo, hi, "zeros")
-    dummy = grad.new_empty(1).expand(list(weight_size))
-    return _cl3d(
-        _BACKWARD(
-            grad,
-            input,
-            dummy,
-            None,
-            stride,
-            pad,
-            dilation,
-            True,
-            output_padding,
-            groups,
-            [False, True, False],
-        )[1]
-    )
+    dummy = _shape_only(grad, weight_size)
+    return _gradient(1, grad, input, dummy, stride, pad, dilation, True, output_padding, groups)
