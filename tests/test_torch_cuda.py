@@ -274,6 +274,13 @@ def test_mixed_devices_are_refused_clearly():
         vt.conv3d(x, w, torch.zeros(4), groups=4)
     with pytest.raises(ValueError, match=one_device):
         vt.conv3d(x, w.cpu(), groups=4)
+    with pytest.raises(ValueError, match=one_device):  # dense: before torch's own call
+        vt.conv3d(x, torch.randn(8, 4, 3, 3, 3))
+    with pytest.raises(
+        ValueError,
+        match=r"\[volconv.torch.conv_transpose3d\] Expected input, weight, bias and residual to have one dtype",
+    ):
+        vt.conv_transpose3d(x, torch.randn(4, 2, 2, 2, 2, device="cuda", dtype=torch.float16))
 
 
 def test_dense_problems_run_on_torch_cudnn_and_depthwise_on_volconv(monkeypatch):

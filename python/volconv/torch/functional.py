@@ -11,7 +11,7 @@ from torch import Tensor
 from volconv._params import _int, triple
 from volconv.torch import _eager
 from volconv.torch._cudnn_torch import on_volconv_kernels
-from volconv.torch._ops import conv3d_op, conv_transpose3d_op
+from volconv.torch._ops import _check_one_dtype_and_device, conv3d_op, conv_transpose3d_op
 from volconv.torch._padding import PADDING_MODES, cuda_conv3d_padding, cuda_transpose_padding
 
 _ACTIVATIONS = {"relu": F.relu, "silu": F.silu, "gelu_tanh": lambda x: F.gelu(x, approximate="tanh")}
@@ -128,6 +128,7 @@ def conv3d(
         input = input.unsqueeze(0)
         residual = None if residual is None else residual.unsqueeze(0)
     if input.device.type == "cuda":
+        _check_one_dtype_and_device(op, input, weight, bias, residual)  # before torch's calls, as in the ops
         input, lo, hi, padding_mode = cuda_conv3d_padding(
             input, weight, lo, hi, stride_, dilation_, groups, padding_mode
         )
@@ -189,6 +190,7 @@ def conv_transpose3d(
     x = input.contiguous(memory_format=torch.channels_last_3d)
     crop = None
     if x.device.type == "cuda":
+        _check_one_dtype_and_device(op, x, weight, bias)
         lo, hi, crop = cuda_transpose_padding(weight, lo, hi, groups)
         if not on_volconv_kernels(groups, weight.shape[0], weight.shape[1] * groups, weight.dtype):
             y = F.conv_transpose3d(x, weight, bias, stride_, lo, output_padding_, groups, dilation_)
