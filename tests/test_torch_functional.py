@@ -294,3 +294,19 @@ def test_torch_cudnn_calls_equal_volconv_on_cpu_tensors(groups):
         ValueError, match=r"\[volconv.torch.conv3d\] On CUDA a convolution that is not depthwise"
     ):
         tc.conv3d(x, w, None, [1] * 3, [1, 0, 1], [0, 0, 1], [1] * 3, groups, "zeros")
+
+
+def test_cuda_routing_follows_the_cuda_planner():
+    # Which CUDA problems stay on volconv's kernels is the C++ planner's rule
+    # (asked here without a GPU); volconv.torch writes it out for
+    # torch.compile, and float64 always goes to torch's calls.
+    from volconv import _core
+    from volconv.torch._cudnn_torch import on_volconv_kernels
+
+    for groups, c_in, c_out in [(8, 8, 8), (3, 3, 3), (1, 1, 1), (8, 8, 16), (1, 8, 8), (2, 8, 8), (4, 8, 4)]:
+        for dtype in (torch.float32, torch.float16, torch.bfloat16):
+            assert on_volconv_kernels(groups, c_in, c_out, dtype) == _core._cuda_kernels_run(
+                groups, c_in, c_out
+            )
+        assert not on_volconv_kernels(groups, c_in, c_out, torch.float64)
+    assert _core._cuda_kernels_run(8, 8, 8) and not _core._cuda_kernels_run(8, 8, 16)

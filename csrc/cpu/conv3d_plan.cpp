@@ -246,6 +246,14 @@ bool winograd_applies(const detail::ConvCall& call, const KernelTable& kt) {
   return fill >= kWinogradMinFill && winograd_pays(g, kt, planning_cpus());
 }
 
+// Whether the row paths' smallest cache of converted rows (2 x KD x KH + 1
+// rows of row_floats x C_in floats, float_rows.h) fits kRowCacheMaxBytes;
+// in double: sizes near 2^63 must not wrap before they are refused.
+bool row_cache_fits(const ConvGeometry& g, double row_floats) {
+  const double rows = 2.0 * double(g.kernel[0]) * double(g.kernel[1]) + 1.0;
+  return rows * row_floats * double(g.in_channels) * 4.0 <= kRowCacheMaxBytes;
+}
+
 // The few-cin row path's kernel, or null where it does not apply: groups 1,
 // an input the row paths read (row_input), a few input channels (more when 5+ output channels fit the
 // narrow kernel's one vector). Where the pairs kernel replaces the narrow
@@ -262,11 +270,10 @@ const DwconvKernel* few_cin_kernel(const ConvGeometry& g, const KernelTable& kt,
   const DwconvKernel& pairs = kt.f32_conv_cin1_pairs;
   if (narrow && pairs.fn != nullptr && g.out_channels <= pairs.nr && g.params.stride[2] == 1 &&
       g.params.padding_mode[2] == PaddingMode::zeros) {
-    // The planar copy's cache, as the 16-bit rows' (in double: a row of 2^62
-    // floats must not wrap before it is refused).
+    // The planar copy's cache, as the 16-bit rows' (a bound on
+    // cin1_pairs_row_length, in double so that a huge row cannot wrap).
     const double row = double(g.out[2]) + 16.0 + double(g.kernel[2] - 1) * double(g.params.dilation[2]);
-    const double cache = (2.0 * double(g.kernel[0]) * double(g.kernel[1]) + 1.0) * row * double(g.in_channels);
-    if (cache * 4.0 <= kRowCacheMaxBytes) {
+    if (row_cache_fits(g, row)) {
       *planar_row = cin1_pairs_row_length(g);
       return &pairs;
     }
@@ -318,10 +325,8 @@ CpuPlan plan_conv3d(const detail::ConvCall& call, const KernelTable& kt, const p
   // The row paths read fp32 rows: float16 / bfloat16 inputs are converted a
   // row at a time (float_rows.h), far cheaper than the GEMM paths' tiles,
   // which these channel counts fill poorly. float64 results never get here.
-  const double row_cache_rows = 2.0 * double(g.kernel[0]) * double(g.kernel[1]) + 1.0;
-  const bool row_cache_fits = row_cache_rows * double(g.in[2]) * double(g.in_channels) * 4.0 <= kRowCacheMaxBytes;
   const bool row_input = (in == DType::float32 && channels_contiguous) ||
-                         ((in == DType::float16 || in == DType::bfloat16) && row_cache_fits);
+                         ((in == DType::float16 || in == DType::bfloat16) && row_cache_fits(g, double(g.in[2])));
   if (g.groups == g.in_channels && g.out_channels == g.in_channels && g.groups > 1 && row_input) {
     plan.path = CpuPath::dwconv;
     plan_rows(plan, g, kt.f32_dwconv, b);

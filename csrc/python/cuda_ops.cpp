@@ -15,7 +15,9 @@
 #include <tuple>
 
 #include "../core/gpu_backend.h"
+#include "../core/conv_problem.h"
 #include "../cuda/cudnn_loader.h"
+#include "../cuda/depthwise_plan.h"
 #include "gil_release.h"
 #include "volconv/conv_general.h"
 #include "volconv/volconv.h"
@@ -67,6 +69,17 @@ void def_two_operand(nb::module_& m, const char* name, const char* op,
 }  // namespace
 
 void bind_cuda(nb::module_& m) {
+  // The CUDA planner's own rule for which problems its kernels run (zero
+  // padding: volconv.torch pads other modes first), for framework layers that
+  // send the rest elsewhere (volconv/torch/_cudnn_torch.py). Plain C++: built
+  // and asked without CUDA too.
+  m.def("_cuda_kernels_run", [](std::int64_t groups, std::int64_t in_channels, std::int64_t out_channels) {
+    detail::ConvProblemGeometry g;
+    g.groups = groups;
+    g.in_channels = in_channels;
+    g.out_channels = out_channels;
+    return cuda_plan::unsupported_reason(g).empty();
+  });
   m.def("_conv3d_output_shape", &conv3d_output_shape, nb::arg("input_shape"), nb::arg("weight_shape"),
         nb::arg("params"));
   m.def("_cuda_conv3d", [](const Raw& x, DType xt, const Raw& w, DType wt, const Raw& y, DType yt, const ConvParams& p,

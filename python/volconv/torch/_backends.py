@@ -49,10 +49,11 @@ _ACTIVATIONS_IN_PLACE: "dict[str, Callable[[torch.Tensor], torch.Tensor]]" = {
 
 
 def _cuda(op: str, *args: Any, **kwargs: Any) -> torch.Tensor:
-    """CUDA tensors: volconv's CUDA backend (depthwise kernels, cuDNN for the
-    rest), ordered on the tensors' current stream. It pads with zeros only
-    (functional.conv3d pads other modes with F.pad first) and has no fused
-    epilogue, so bias, activation and residual follow as torch ops."""
+    """CUDA tensors: volconv's CUDA kernels (the problems _ops.py keeps off
+    torch's own calls: _cudnn_torch.on_volconv_kernels), ordered on the
+    tensors' current stream. They pad with zeros only (functional.conv3d pads
+    other modes with F.pad first) and have no fused epilogue, so bias,
+    activation and residual follow as torch ops."""
     args, kwargs = _plain_data(args, kwargs)
     bias = kwargs.pop("bias", None)
     activation = kwargs.pop("activation", None)

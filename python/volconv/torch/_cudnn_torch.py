@@ -19,8 +19,11 @@ _BACKWARD = torch.ops.aten.convolution_backward.default
 
 
 def on_volconv_kernels(groups: int, c_in: int, c_out: int, dtype: torch.dtype) -> bool:
-    """Depthwise problems run on volconv's CUDA kernels; the rest here, float64
-    too (volconv's kernels run float32, float16 and bfloat16)."""
+    """What volconv's CUDA planner runs on its kernels (depthwise with channel
+    multiplier 1: cuda_plan::unsupported_reason) in float32, float16 or
+    bfloat16; the rest here, float64 included. Written out rather than asked
+    of the planner (`_core._cuda_kernels_run`) because torch.compile traces
+    this and cannot call into the extension; a test holds the two equal."""
     return groups == c_in == c_out and dtype != torch.float64
 
 
