@@ -82,12 +82,33 @@ def test_weight_gradient_in_the_parameters_memory_format(fmt):
         vt.nn.Conv3d(4, 6, 3, padding=1),
         vt.nn.Conv3d(4, 1, 1),
         vt.nn.ConvTranspose3d(4, 6, 3, groups=2),
+        vt.nn.Conv3d(4, 4, 3, padding=1, groups=4),  # depthwise: a size-1 dimension, relabelled (below)
     )
     for layer in layers:
         layer.weight.data = layer.weight.data.contiguous(memory_format=fmt)
         layer(torch.randn(1, 4, 5, 5, 5)).sum().backward()
         assert layer.weight.grad.is_contiguous(memory_format=fmt)
         assert layer.weight.grad.stride() == layer.weight.stride()
+
+
+def test_weight_gradient_relabelled_where_only_size_one_strides_differ():
+    # A depthwise weight (C, 1, k, k, k) in either memory format differs only
+    # in the stride of its size-1 dimension, which addresses nothing: the
+    # kernel's result is taken as the parameter's strides without a copy (a
+    # copy is an allocation and a kernel launch a step on CUDA).
+    param = torch.randn(8, 1, 3, 3, 3)
+    grad = torch.empty_strided((8, 1, 3, 3, 3), (27, 1, 9, 3, 1)).copy_(
+        torch.randn(8, 1, 3, 3, 3)
+    )  # as the kernels give it
+    assert grad.stride() != param.stride()
+    got = _ops._like_parameter(grad, param)
+    assert got.stride() == param.stride() and torch.equal(got, grad)
+    assert got.data_ptr() == grad.data_ptr()
+    # Real layout differences are still copied into the parameter's format.
+    param, grad = torch.randn(6, 4, 3, 3, 3), torch.randn(6, 4, 3, 3, 3).contiguous(memory_format=CL3D)
+    got = _ops._like_parameter(grad, param)
+    assert got.stride() == param.stride() and torch.equal(got, grad)
+    assert got.data_ptr() != grad.data_ptr()
 
 
 @pytest.mark.parametrize(

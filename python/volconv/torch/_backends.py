@@ -54,7 +54,9 @@ def _cuda(op: str, *args: Any, **kwargs: Any) -> torch.Tensor:
     tensors' current stream. They pad with zeros only (functional.conv3d pads
     other modes with F.pad first) and have no fused epilogue, so bias,
     activation and residual follow as torch ops."""
-    args, kwargs = _plain_data(args, kwargs)
+    # No detaching: the CUDA route reads the tensors through data_ptr(), and
+    # the epilogue below runs where autograd records nothing (inside a
+    # Function's forward, or below the custom op's autograd key).
     bias = kwargs.pop("bias", None)
     activation = kwargs.pop("activation", None)
     residual = kwargs.pop("residual", None)

@@ -52,6 +52,19 @@ def _transposed_out_size(
     return (size - 1) * stride - lo - hi + dilation * (k - 1) + out_pad + 1
 
 
+def _one_or_three(v: list[int]) -> "int | tuple[int, int, int]":
+    a, b, c = v
+    return a if a == b == c else (a, b, c)
+
+
+def _api_geometry(stride: list[int], lo: list[int], hi: list[int], dilation: list[int]) -> tuple:
+    """stride, padding and dilation as the volconv API takes them, each an int
+    where its three values agree: the params cache's fast path for plain ints
+    (nested tuples cost about 5 us more a call, on a GPU call's critical path)."""
+    padding = _one_or_three(lo) if lo == hi else (tuple(lo), tuple(hi))
+    return _one_or_three(stride), padding, _one_or_three(dilation)
+
+
 def _check_one_dtype_and_device(op: str, *tensors: Optional[Tensor]) -> None:
     # F.conv3d's rules (autocast casts before the kernel, so this sees the
     # cast tensors): one dtype, one device.
@@ -74,8 +87,14 @@ def _check_one_dtype_and_device(op: str, *tensors: Optional[Tensor]) -> None:
 def _like_parameter(grad: Tensor, param: Tensor) -> Tensor:
     """`grad` with exactly the parameter's strides (its own memory format),
     as autograd's layout contract and DDP's gradient buckets expect."""
-    if grad.stride() == param.stride():
+    param_strides = param.stride()
+    if grad.stride() == param_strides:
         return grad
+    if all(a == b for n, a, b in zip(param.shape, grad.stride(), param_strides) if n != 1):
+        # Only the strides of size-1 dimensions differ (a depthwise weight's
+        # C_in / groups, in either memory format), and those address nothing:
+        # the same elements at the same places, relabelled without a copy.
+        return grad.as_strided(param.shape, param_strides)
     return torch.empty_like(param).copy_(grad)
 
 
@@ -144,9 +163,7 @@ def _conv3d_impl(
         input.device,
         _ndhwc(input),
         _ndhwc(weight),
-        tuple(stride),
-        (tuple(padding_lo), tuple(padding_hi)),
-        tuple(dilation),
+        *_api_geometry(stride, padding_lo, padding_hi, dilation),
         groups,
         bias=bias,
         activation=activation,
@@ -247,9 +264,7 @@ def _conv3d_grad_input_impl(
         _ndhwc(grad),
         _ndhwc(weight),
         (n, d, h, w, c),
-        tuple(stride),
-        (tuple(padding_lo), tuple(padding_hi)),
-        tuple(dilation),
+        *_api_geometry(stride, padding_lo, padding_hi, dilation),
         groups,
         padding_mode=padding_mode,
     )
@@ -289,9 +304,7 @@ def _conv3d_grad_weight_impl(
         _ndhwc(input),
         _ndhwc(grad),
         (c_out, kd, kh, kw, c_in_g),
-        tuple(stride),
-        (tuple(padding_lo), tuple(padding_hi)),
-        tuple(dilation),
+        *_api_geometry(stride, padding_lo, padding_hi, dilation),
         groups,
         padding_mode=padding_mode,
     )
@@ -335,10 +348,8 @@ def _conv_transpose3d_impl(
         input.device,
         _ndhwc(input),
         _transposed_weight_to_volconv(weight, groups),
-        tuple(stride),
-        (tuple(padding_lo), tuple(padding_hi)),
-        tuple(dilation),
-        tuple(output_padding),
+        *_api_geometry(stride, padding_lo, padding_hi, dilation),
+        _one_or_three(output_padding),
         groups,
     )
     if bias is not None:
@@ -422,10 +433,8 @@ def _conv_transpose3d_grad_input_impl(
         _ndhwc(grad),
         _transposed_weight_to_volconv(weight, groups),
         (n, d, h, w, c),
-        tuple(stride),
-        (tuple(padding_lo), tuple(padding_hi)),
-        tuple(dilation),
-        tuple(output_padding),
+        *_api_geometry(stride, padding_lo, padding_hi, dilation),
+        _one_or_three(output_padding),
         groups,
     )
     return _ncdhw(y)
@@ -464,10 +473,8 @@ def _conv_transpose3d_grad_weight_impl(
         _ndhwc(input),
         _ndhwc(grad),
         (c_out_g * groups, kd, kh, kw, c_in // groups),
-        tuple(stride),
-        (tuple(padding_lo), tuple(padding_hi)),
-        tuple(dilation),
-        tuple(output_padding),
+        *_api_geometry(stride, padding_lo, padding_hi, dilation),
+        _one_or_three(output_padding),
         groups,
     )
     # Regrouped into torch's (C_in, C_out / groups, k...); channels_last_3d as the fake says.
