@@ -56,3 +56,25 @@ def test_without_a_gpu_the_reason_names_both_backends():
     x, w = np.zeros((1, 3, 3, 3, 2), np.float32), np.zeros((2, 3, 3, 3, 1), np.float32)
     with pytest.raises(ValueError, match=r"Device gpu\(0\) is not available: no GPU backend can run here"):
         vc.conv3d(x, w, groups=2, stream=vc.gpu)
+
+
+@pytest.mark.skipif(vc._core._gpu_backend() != "none", reason="a GPU backend runs here")
+def test_a_dlpack_producer_in_cuda_memory_without_a_cuda_backend_is_refused_clearly():
+    """Any DLPack producer whose array says it is in CUDA memory (JAX, say)
+    takes the CUDA route: without a CUDA backend, the reason, before its
+    data is exported."""
+
+    class InCudaMemory:
+        exported = False
+
+        def __dlpack__(self, **kwargs):
+            InCudaMemory.exported = True
+            raise AssertionError("exported")
+
+        def __dlpack_device__(self):
+            return (2, 0)  # kDLCUDA, device 0
+
+    w = np.zeros((2, 3, 3, 3, 1), np.float32)
+    with pytest.raises(ValueError, match=r"Device gpu\(0\) is not available: no GPU backend can run here"):
+        vc.conv3d(InCudaMemory(), w, groups=2)
+    assert not InCudaMemory.exported

@@ -3,6 +3,7 @@
 // csrc/metal/no_metal.cpp instead of the host.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -56,6 +57,14 @@ int wrap_queue(int device, std::uintptr_t handle);
 // Work queued on `waiter` from now on starts after what `waited` has queued.
 void queue_wait(int waiter, int waited);
 void synchronize(int queue);
+// The cudaStream_t behind a queue: what a DLPack producer is asked to order
+// its data on.
+std::uintptr_t queue_handle(int queue);
+// Device memory on `device` for a result handed out through DLPack (to
+// JAX and other producers whose allocator volconv cannot call), released
+// by free_device.
+void* alloc_device(int device, std::size_t bytes);
+void free_device(int device, void* p);  // never throws: called from a DLPack deleter
 // Queue the call on `queue` (device pointers are used in place, host memory
 // is copied in and the result copied back before returning).
 void conv3d(const detail::ConvCall& call, int queue);

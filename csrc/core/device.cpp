@@ -136,6 +136,21 @@ Stream external_gpu_stream(const Device& device, std::uintptr_t handle) {
   return s;
 }
 
+std::uintptr_t gpu_stream_handle(const Stream& stream) {
+  if (stream.device.type != DeviceType::gpu || gpu_kind() != GpuKind::cuda)
+    throw std::invalid_argument("[volconv] Only a CUDA GPU stream has a cudaStream_t.");
+  return cuda::queue_handle(gpu_queue_of(stream));
+}
+
+void* gpu_alloc(const Device& device, std::size_t bytes) {
+  if (device.type != DeviceType::gpu || gpu_kind() != GpuKind::cuda)
+    throw std::invalid_argument("[volconv] Only a CUDA GPU allocates results for DLPack.");
+  require_available(device);
+  return cuda::alloc_device(device.index, bytes);
+}
+
+void gpu_free(const Device& device, void* p) noexcept { cuda::free_device(device.index, p); }
+
 void gpu_stream_wait(const Stream& waiter, const Stream& waited) {
   if (gpu_kind() != GpuKind::cuda) return;  // Metal calls wait for their work before returning
   cuda::queue_wait(gpu_queue_of(waiter), gpu_queue_of(waited));

@@ -28,4 +28,11 @@ void gpu_run_problem(const ConvProblem& problem, const char* op, int queue);
 Stream external_gpu_stream(const Device& device, std::uintptr_t handle);
 void gpu_stream_wait(const Stream& waiter, const Stream& waited);
 
+// CUDA only, for arrays exchanged through DLPack with producers volconv has
+// no allocator of (JAX): the cudaStream_t of a GPU stream, and device memory
+// for a result (freed by gpu_free).
+std::uintptr_t gpu_stream_handle(const Stream& stream);
+void* gpu_alloc(const Device& device, std::size_t bytes);
+void gpu_free(const Device& device, void* p) noexcept;
+
 }  // namespace volconv::detail

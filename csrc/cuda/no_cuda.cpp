@@ -24,6 +24,9 @@ int new_queue(int) { unavailable(); }
 int wrap_queue(int, std::uintptr_t) { unavailable(); }
 void queue_wait(int, int) { unavailable(); }
 void synchronize(int) {}
+std::uintptr_t queue_handle(int) { unavailable(); }
+void* alloc_device(int, std::size_t) { unavailable(); }
+void free_device(int, void*) {}
 void conv3d(const detail::ConvCall&, int) { unavailable(); }
 void run_problem(const detail::ConvProblem&, const char*, int) { unavailable(); }
 

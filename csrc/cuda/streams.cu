@@ -129,6 +129,23 @@ void synchronize(int id) {
   check(cudaStreamSynchronize(static_cast<cudaStream_t>(q.stream)), "synchronize", "cudaStreamSynchronize");
 }
 
+std::uintptr_t queue_handle(int id) { return reinterpret_cast<std::uintptr_t>(queue(id).stream); }
+
+void* alloc_device(int device, std::size_t bytes) {
+  const DeviceGuard on_device(device, "volconv");
+  void* p = nullptr;
+  check(cudaMalloc(&p, bytes == 0 ? 1 : bytes), "volconv", "the result");
+  return p;
+}
+
+void free_device(int device, void* p) {
+  int previous = 0;
+  if (cudaGetDevice(&previous) != cudaSuccess) return;
+  if (previous != device) cudaSetDevice(device);
+  cudaFree(p);
+  if (previous != device) cudaSetDevice(previous);
+}
+
 void queue_wait(int waiter, int waited) {
   const QueueHandle a = queue(waiter), b = queue(waited);
   if (a.stream == b.stream) return;

@@ -34,6 +34,7 @@ using namespace volconv;
 
 void bind_training(nb::module_& m);  // training.cpp
 void bind_cuda(nb::module_& m);            // cuda_ops.cpp
+void bind_dlpack_cuda(nb::module_& m);     // dlpack_cuda.cpp
 void bind_packed_weights(nb::module_& m);  // packed_weights.cpp
 
 using python::StridedArray;
@@ -206,6 +207,7 @@ NB_MODULE(_core, m) {
   }, nb::arg("params"), nb::arg("kernel"));
   bind_training(m);
   bind_cuda(m);
+  bind_dlpack_cuda(m);
   bind_packed_weights(m);
   m.def("conv3d", &conv3d_py, nb::arg("input"), nb::arg("input_dtype"), nb::arg("weight").none(), nb::arg("weight_dtype"),
         nb::arg("params"), nb::arg("stream").none(), nb::arg("bias") = nb::none(),

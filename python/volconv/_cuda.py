@@ -1,8 +1,9 @@
-"""Arrays in CUDA memory (torch CUDA tensors, CuPy arrays): read and written
-in place by the CUDA backend, ordered on the array's own current stream
-(torch.cuda.current_stream, CuPy's current stream) unless a volconv GPU
-stream is given, and returned as a new array of the input's kind on its
-device. Depthwise problems run on volconv's kernels; the others (conv3d,
+"""Arrays in CUDA memory (torch CUDA tensors, CuPy arrays, and other DLPack
+producers such as JAX: _cuda_dlpack.py): read and written in place by the
+CUDA backend, ordered on the array's own current stream
+(torch.cuda.current_stream, CuPy's current stream; for other producers the
+DLPack stream handshake) unless a volconv GPU stream is given, and returned
+as a new array of the input's kind on its device. Depthwise problems run on volconv's kernels; the others (conv3d,
 conv_transpose3d, conv_general and their gradients) on cuDNN, opened at run time from the directories cudnn_search_dirs() names
 (the nvidia-cudnn wheel torch uses) or the system loader."""
 
@@ -16,7 +17,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import _core
+from . import _core, _cuda_dlpack
 from ._arrays import torch_dtypes
 from ._core import DeviceType, DType, Stream
 from ._device import call_stream
@@ -50,7 +51,7 @@ _core._cudnn_set_search(cudnn_search_dirs(), True)
 class CudaOperand(NamedTuple):
     array: Any  # the caller's tensor (torch) or array (cupy), read in place
     dtype: DType
-    kind: str  # "torch" or "cupy"
+    kind: str  # "torch", "cupy" or "dlpack" (any other producer: _cuda_dlpack.py)
     device: int  # CUDA device index
     stream: int  # the producer's current stream (a cudaStream_t as int; 0 where not asked for)
 
@@ -103,9 +104,11 @@ def _external_stream(device: int, handle: int) -> Stream:
     return s
 
 
-def _operand(obj: Any, op: str, what: str, with_stream: bool = True) -> CudaOperand:
+def _operand(obj: Any, op: str, what: str, given: Stream | None, with_stream: bool = True) -> CudaOperand:
     """The operand as the core reads it; its current stream only when
-    with_stream (the call is ordered on the first operand's stream)."""
+    with_stream (the call is ordered on the first operand's stream). Other
+    DLPack producers export their arrays ready on the stream the call runs
+    on (`given`, else volconv's default stream of the array's GPU)."""
     module = _module_of(obj)
     if module == "torch":
         t = obj  # read through data_ptr(): no detached view needed
@@ -130,16 +133,27 @@ def _operand(obj: Any, op: str, what: str, with_stream: bool = True) -> CudaOper
             with obj.device:
                 stream = cupy.cuda.get_current_stream().ptr
         return CudaOperand(obj, names[obj.dtype.name], "cupy", obj.device.id, stream)
-    raise TypeError(
-        f"[{op}] Expected the {what} in CUDA memory to be a torch tensor or a CuPy array but got "
-        f"{type(obj).__name__} (other DLPack producers are not supported yet)."
-    )
+    index = int(obj.__dlpack_device__()[1])
+    _check_given_stream(given, index, op, what)
+    consumer = _cuda_dlpack.consumer_stream(index, given)
+    array, dtype = _cuda_dlpack.import_array(obj, op, what, consumer)
+    return CudaOperand(array, dtype, "dlpack", index, _core._gpu_stream_handle(consumer))
+
+
+def _check_given_stream(given: Stream | None, device: int, op: str, what: str) -> None:
+    if given is not None and (given.device.type != DeviceType.gpu or given.device.index != device):
+        raise ValueError(
+            f"[{op}] The {what} is on cuda:{device}, so the stream must be a GPU stream of device "
+            f"{device}, but got {given!r}."
+        )
 
 
 def _raw(array: Any, kind: str) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
     """(address of element 0, shape, strides in elements): what the core reads."""
     if kind == "torch":
         return array.data_ptr(), tuple(array.shape), tuple(array.stride())
+    if kind == "dlpack":
+        return array.ptr, array.shape, array.strides
     return array.data.ptr, tuple(array.shape), tuple(s // array.itemsize for s in array.strides)
 
 
@@ -149,6 +163,8 @@ def _empty_like_kind(a: CudaOperand, shape: tuple[int, ...], dtype: DType) -> An
             return a.array.new_empty(shape)
         names = {v: k for k, v in torch_dtypes().items()}
         return a.array.new_empty(shape, dtype=names[dtype])
+    if a.kind == "dlpack":
+        return _cuda_dlpack.new_result(a.array, a.device, shape, dtype)
     import cupy
 
     with a.array.device:
@@ -168,8 +184,9 @@ def run(
     stream) on the two operands, both in CUDA memory on one device, and
     returns the result (a new array of the first operand's kind).
     result_shape(a, b, params) gives its shape."""
-    a = _operand(first[1], op, first[0]) if is_cuda_array(first[1]) else None
-    b = _operand(second[1], op, second[0], with_stream=False) if is_cuda_array(second[1]) else None
+    given: Stream | None = call_stream(stream, op)
+    a = _operand(first[1], op, first[0], given) if is_cuda_array(first[1]) else None
+    b = _operand(second[1], op, second[0], given, with_stream=False) if is_cuda_array(second[1]) else None
     if a is None or b is None:
         cpu_what = first[0] if a is None else second[0]
         raise ValueError(
@@ -188,12 +205,7 @@ def run(
     p = params(a, b)
     shape = tuple(result_shape(a, b, p))
     producer = _external_stream(a.device, a.stream)
-    given: Stream | None = call_stream(stream, op)
-    if given is not None and (given.device.type != DeviceType.gpu or given.device.index != a.device):
-        raise ValueError(
-            f"[{op}] The {first[0]} is on cuda:{a.device}, so the stream must be a GPU stream of device "
-            f"{a.device}, but got {given!r}."
-        )
+    _check_given_stream(given, a.device, op, first[0])
     s = producer if given is None else given
     out_dtype = a.dtype if a.dtype is b.dtype else _core.promote_types(a.dtype, b.dtype)
     out = _empty_like_kind(a, shape, out_dtype)
@@ -206,4 +218,7 @@ def run(
     )
     if given is not None:
         _core._gpu_stream_wait(producer, s)
+    if a.kind == "dlpack":  # no allocator of the producer's orders the result: wait (_cuda_dlpack.py)
+        _core.synchronize(s)
+        return _cuda_dlpack.as_producer_kind(out)
     return out
