@@ -39,11 +39,11 @@ std::string dtype_name(const nb::dlpack::dtype& t) {
 }
 
 // What the producer's `__dlpack__` gave, as the CUDA route reads it:
-// (the imported array, which keeps the producer's memory alive while it is
-// referenced; the address of element 0; shape; strides in elements; dtype
-// name, "" if volconv has no such dtype; the CUDA device).
-std::tuple<View, std::uintptr_t, std::vector<std::int64_t>, std::vector<std::int64_t>, std::string, int> view_of(
-    const View& a, const std::string& op, const std::string& what) {
+// (a holder that keeps the producer's memory alive while it is referenced;
+// the address of element 0; shape; strides in elements; dtype name, "" if
+// volconv has no such dtype; the CUDA device).
+std::tuple<nb::capsule, std::uintptr_t, std::vector<std::int64_t>, std::vector<std::int64_t>, std::string, int>
+view_of(const View& a, const std::string& op, const std::string& what) {
   if (a.device_type() != nb::device::cuda::value)
     throw std::invalid_argument("[" + op + "] Expected the " + what +
                                 " to be in CUDA memory, as its __dlpack_device__ said, but its DLPack export is "
@@ -54,7 +54,10 @@ std::tuple<View, std::uintptr_t, std::vector<std::int64_t>, std::vector<std::int
     shape.push_back(std::int64_t(a.shape(i)));
     strides.push_back(std::int64_t(a.stride(i)));
   }
-  return {a, reinterpret_cast<std::uintptr_t>(a.data()), shape, strides, dtype_name(a.dtype()), a.device_id()};
+  // The import itself, held (nanobind returns an imported array to Python
+  // only as a copy): its last reference releases the producer's export.
+  nb::capsule holder(new View(a), [](void* p) noexcept { delete static_cast<View*>(p); });
+  return {holder, reinterpret_cast<std::uintptr_t>(a.data()), shape, strides, dtype_name(a.dtype()), a.device_id()};
 }
 
 nb::dlpack::dtype dlpack_dtype(DType t) {
@@ -71,7 +74,7 @@ nb::dlpack::dtype dlpack_dtype(DType t) {
 // the returned array frees when the last holder (the consumer's import
 // included) lets go: (the array, which has __dlpack__ and
 // __dlpack_device__; the address of element 0).
-std::tuple<nb::ndarray<>, std::uintptr_t> result(int device, const std::vector<std::int64_t>& shape, DType dtype) {
+std::tuple<nb::ndarray<nb::array_api>, std::uintptr_t> result(int device, const std::vector<std::int64_t>& shape, DType dtype) {
   std::size_t count = 1;
   for (std::int64_t n : shape) {
     if (n < 0) throw std::invalid_argument("[volconv] a result shape is negative");
@@ -90,7 +93,7 @@ std::tuple<nb::ndarray<>, std::uintptr_t> result(int device, const std::vector<s
     delete owned;
   });
   std::vector<std::size_t> dims(shape.begin(), shape.end());
-  nb::ndarray<> array(p, dims.size(), dims.data(), owner, nullptr, dlpack_dtype(dtype), nb::device::cuda::value,
+  nb::ndarray<nb::array_api> array(p, dims.size(), dims.data(), owner, nullptr, dlpack_dtype(dtype), nb::device::cuda::value,
                       device);
   return {array, reinterpret_cast<std::uintptr_t>(p)};
 }
