@@ -156,7 +156,8 @@ emu.run_kernel({kernel!r}, x, x, threadgroup_memory={smem})
     "sanitizer,kernel,smem,report", SANITIZER_MUTANTS, ids=[m[1] for m in SANITIZER_MUTANTS]
 )
 def test_sanitizer_reports_mutant(sanitizer, kernel, smem, report):
-    if sanitizer not in os.environ.get("VOLCONV_EMU_SANITIZER", "").split(","):  # "address,undefined": one build
+    # "address,undefined": one build, both sanitizers.
+    if sanitizer not in os.environ.get("VOLCONV_EMU_SANITIZER", "").split(","):
         pytest.skip(f"runs under tests/emulator/run_sanitizers.sh ({sanitizer} sanitizer)")
     code = CHILD.format(emulator=str(EMULATOR), kernel=kernel, smem=smem)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

@@ -274,6 +274,21 @@ def test_float64_gradcheck_on_torch_cudnn():
             )
 
 
+def test_ops_called_directly_with_two_dtypes_are_refused():
+    # The ops' own entry (a graph of them calls it, with no functional checks
+    # in front): volconv's CUDA kernels are told each operand's dtype, and
+    # refuse two (the float16 result is not their promotion), rather than
+    # read one as the other.
+    grad = torch.randn(1, 8, 4, 5, 6, device="cuda", dtype=torch.float16).contiguous(memory_format=CL3D)
+    w = torch.randn(8, 1, 3, 3, 3, device="cuda")
+    one = [1, 1, 1]
+    with pytest.raises(
+        ValueError,
+        match=r"\[conv3d_grad_input\] Expected the .* dtype to be float32 \(the promotion of float16 and float32\)",
+    ):
+        torch.ops.volconv.conv3d_grad_input(grad, w, [1, 8, 4, 5, 6], one, one, one, one, 8)
+
+
 def test_mixed_devices_are_refused_clearly():
     x, w = torch.randn(1, 4, 5, 5, 5, device="cuda"), torch.randn(4, 1, 3, 3, 3, device="cuda")
     one_device = r"\[volconv.torch.conv3d\] Expected input, weight, bias and residual to have one device"
@@ -294,12 +309,12 @@ def test_dense_problems_run_on_torch_cudnn_and_depthwise_on_volconv(monkeypatch)
     # Which kernels run: volconv's CUDA route is called for depthwise
     # problems only (forward and both gradients), torch's own cuDNN calls
     # for the rest (dense, grouped, transposed).
-    from volconv.torch import _backends
+    from volconv.torch import _cuda_kernels
 
     calls = []
-    for name, fn in list(_backends._OPS.items()):
+    for name, fn in list(_cuda_kernels.CORE_OPS.items()):
         monkeypatch.setitem(
-            _backends._OPS, name, lambda *a, _n=name, _f=fn, **k: calls.append(_n) or _f(*a, **k)
+            _cuda_kernels.CORE_OPS, name, lambda *a, _n=name, _f=fn, **k: calls.append(_n) or _f(*a, **k)
         )
     x = torch.randn(1, 8, 4, 6, 6, device="cuda", requires_grad=True)
     for w, groups in ((torch.randn(16, 8, 3, 3, 3), 1), (torch.randn(8, 4, 3, 3, 3), 2)):

@@ -186,18 +186,20 @@ def test_other_devices_are_refused_clearly():
 
 
 @pytest.mark.parametrize("activation", [None, "relu", "silu", "gelu_tanh"])
-def test_cuda_backend_epilogue_equals_the_fused_one(activation):
-    # The CUDA backend applies bias, activation and residual as torch ops
-    # after the conv; its composition runs here on CPU tensors (the plain
-    # ops take them too) against the CPU kernels' fused epilogue.
-    from volconv.torch import _backends
+def test_cuda_epilogue_equals_the_fused_one(activation):
+    # On CUDA, bias, activation and residual follow the conv as torch ops
+    # (_epilogue.epilogue, on the NCDHW result _cuda_kernels.conv3d makes);
+    # that composition runs here on a CPU conv without an epilogue, against
+    # the CPU kernels' fused epilogue.
+    from volconv.torch._epilogue import epilogue
+    from volconv.torch._ops import _conv3d_impl
 
-    x, w = rand(1, 5, 4, 5, 6).permute(0, 2, 3, 4, 1), rand(6, 5, 3, 3, 3, seed=1).permute(0, 2, 3, 4, 1)
-    b, r = rand(6, seed=2), rand(1, 4, 5, 6, 6, seed=3)
-    args = (x, w, (1, 1, 1), ((1, 1, 1), (1, 1, 1)), (1, 1, 1), 1)
-    kw = dict(bias=b, activation=activation, residual=r, padding_mode="zeros")
-    got = _backends._cuda("conv3d", *args, **kw)
-    want = _backends._cpu("conv3d", *args, **kw)
+    x, w = rand(1, 5, 4, 5, 6).contiguous(memory_format=CL3D), rand(6, 5, 3, 3, 3, seed=1)
+    b, r = rand(6, seed=2), rand(1, 6, 4, 5, 6, seed=3).contiguous(memory_format=CL3D)
+    one = [1, 1, 1]
+    plain = _conv3d_impl(x, w, None, None, one, one, one, one, 1, None, "zeros")
+    got = epilogue(plain, b, activation, r)
+    want = _conv3d_impl(x, w, b, r, one, one, one, one, 1, activation, "zeros")
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 

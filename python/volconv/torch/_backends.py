@@ -1,13 +1,14 @@
-"""Which kernels run a tensor's op: one function per device type. A backend
-takes an op name of the volconv API (channels-last arrays, MLX weight
-layout) and its arguments, and returns a channels-last tensor on the same
-device. MPS (through the Metal backend) slots in as one more entry in
-_BACKENDS."""
+"""Which kernels run a tensor's op through the plain volconv API: one
+function per device type. A backend takes an op name of the volconv API
+(channels-last arrays, MLX weight layout) and its arguments, and returns a
+channels-last tensor on the same device. CUDA tensors do not come here: the
+ops call volconv's CUDA kernels on torch's tensors directly
+(_cuda_kernels.py) or torch's own cuDNN calls (_cudnn_torch.py). MPS
+(through the Metal backend) slots in as one more entry in _BACKENDS."""
 
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 
 import volconv
 from volconv import _training
@@ -38,46 +39,7 @@ def _cpu(op: str, *args: Any, **kwargs: Any) -> torch.Tensor:
     return _OPS[op](*args, stream=volconv.cpu, **kwargs)
 
 
-# The epilogue where the kernels have none (the CUDA backend): torch's own
-# ops on the conv's fresh result (in place where torch has the op), in the
-# result's dtype, as a torch.nn model computes it.
-_ACTIVATIONS_IN_PLACE: "dict[str, Callable[[torch.Tensor], torch.Tensor]]" = {
-    "relu": lambda y: y.relu_(),
-    "silu": lambda y: F.silu(y, inplace=True),
-    "gelu_tanh": lambda y: F.gelu(y, approximate="tanh"),
-}
-
-
-def _cuda(op: str, *args: Any, **kwargs: Any) -> torch.Tensor:
-    """CUDA tensors: volconv's CUDA kernels (the problems _ops.py keeps off
-    torch's own calls: _cudnn_torch.on_volconv_kernels), ordered on the
-    tensors' current stream. They pad with zeros only (functional.conv3d pads
-    other modes with F.pad first) and have no fused epilogue, so bias,
-    activation and residual follow as torch ops."""
-    # No detaching: the CUDA route reads the tensors through data_ptr(), and
-    # the epilogue below runs where autograd records nothing (inside a
-    # Function's forward, or below the custom op's autograd key).
-    bias = kwargs.pop("bias", None)
-    activation = kwargs.pop("activation", None)
-    residual = kwargs.pop("residual", None)
-    y = _OPS[op](*args, **kwargs)
-    if bias is not None:
-        y += bias  # NDHWC: the bias broadcasts over C, last
-    return activate_and_add(y, activation, residual)
-
-
-def activate_and_add(
-    y: torch.Tensor, activation: "str | None", residual: "torch.Tensor | None"
-) -> torch.Tensor:
-    """The epilogue's activation, then the residual, on a fresh conv result."""
-    if activation is not None:
-        y = _ACTIVATIONS_IN_PLACE[activation](y)
-    if residual is not None:
-        y += residual
-    return y
-
-
-_BACKENDS: "dict[str, Callable[..., torch.Tensor]]" = {"cpu": _cpu, "cuda": _cuda}
+_BACKENDS: "dict[str, Callable[..., torch.Tensor]]" = {"cpu": _cpu}
 
 
 def run(op: str, public_name: str, device: torch.device, *args: Any, **kwargs: Any) -> torch.Tensor:

@@ -14,8 +14,10 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from volconv.torch import _cudnn_torch
-from volconv.torch._backends import activate_and_add, run
+from volconv._params import compact_geometry, one_or_three
+from volconv.torch import _cuda_kernels, _cudnn_torch
+from volconv.torch._backends import run
+from volconv.torch._epilogue import activate_and_add
 
 _CL3D = torch.channels_last_3d
 
@@ -50,19 +52,6 @@ def _transposed_out_size(
     size: int, k: int, stride: int, lo: int, hi: int, dilation: int, out_pad: int
 ) -> int:
     return (size - 1) * stride - lo - hi + dilation * (k - 1) + out_pad + 1
-
-
-def _one_or_three(v: list[int]) -> "int | tuple[int, int, int]":
-    a, b, c = v
-    return a if a == b == c else (a, b, c)
-
-
-def _api_geometry(stride: list[int], lo: list[int], hi: list[int], dilation: list[int]) -> tuple:
-    """stride, padding and dilation as the volconv API takes them, each an int
-    where its three values agree: the params cache's fast path for plain ints
-    (nested tuples cost about 5 us more a call, on a GPU call's critical path)."""
-    padding = _one_or_three(lo) if lo == hi else (tuple(lo), tuple(hi))
-    return _one_or_three(stride), padding, _one_or_three(dilation)
 
 
 def _check_one_dtype_and_device(op: str, *tensors: Optional[Tensor]) -> None:
@@ -150,9 +139,21 @@ def _conv3d_impl(
     padding_mode: str = "zeros",
 ) -> Tensor:
     _check_one_dtype_and_device("conv3d", input, weight, bias, residual)
-    if input.is_cuda and not _cudnn_torch.on_volconv_kernels(
-        groups, input.shape[1], weight.shape[0], input.dtype
-    ):
+    if input.is_cuda:
+        if _cudnn_torch.on_volconv_kernels(groups, input.shape[1], weight.shape[0], input.dtype):
+            return _cuda_kernels.conv3d(
+                input,
+                weight,
+                bias,
+                residual,
+                stride,
+                padding_lo,
+                padding_hi,
+                dilation,
+                groups,
+                activation,
+                padding_mode,
+            )
         y = _cudnn_torch.conv3d(
             input, weight, bias, stride, padding_lo, padding_hi, dilation, groups, padding_mode
         )
@@ -163,7 +164,7 @@ def _conv3d_impl(
         input.device,
         _ndhwc(input),
         _ndhwc(weight),
-        *_api_geometry(stride, padding_lo, padding_hi, dilation),
+        *compact_geometry(stride, padding_lo, padding_hi, dilation),
         groups,
         bias=bias,
         activation=activation,
@@ -253,7 +254,11 @@ def _conv3d_grad_input_impl(
     padding_mode: str = "zeros",
 ) -> Tensor:
     n, c, d, h, w = input_size
-    if grad.is_cuda and not _cudnn_torch.on_volconv_kernels(groups, c, weight.shape[0], grad.dtype):
+    if grad.is_cuda:
+        if _cudnn_torch.on_volconv_kernels(groups, c, weight.shape[0], grad.dtype):
+            return _cuda_kernels.conv3d_grad_input(
+                grad, weight, input_size, stride, padding_lo, padding_hi, dilation, groups, padding_mode
+            )
         return _cudnn_torch.conv3d_grad_input(
             grad, weight, input_size, stride, padding_lo, padding_hi, dilation, groups, padding_mode
         )
@@ -264,7 +269,7 @@ def _conv3d_grad_input_impl(
         _ndhwc(grad),
         _ndhwc(weight),
         (n, d, h, w, c),
-        *_api_geometry(stride, padding_lo, padding_hi, dilation),
+        *compact_geometry(stride, padding_lo, padding_hi, dilation),
         groups,
         padding_mode=padding_mode,
     )
@@ -293,7 +298,11 @@ def _conv3d_grad_weight_impl(
     padding_mode: str = "zeros",
 ) -> Tensor:
     c_out, c_in_g, kd, kh, kw = weight_size
-    if input.is_cuda and not _cudnn_torch.on_volconv_kernels(groups, input.shape[1], c_out, input.dtype):
+    if input.is_cuda:
+        if _cudnn_torch.on_volconv_kernels(groups, input.shape[1], c_out, input.dtype):
+            return _cuda_kernels.conv3d_grad_weight(
+                input, grad, weight_size, stride, padding_lo, padding_hi, dilation, groups, padding_mode
+            )
         return _cudnn_torch.conv3d_grad_weight(
             input, grad, weight_size, stride, padding_lo, padding_hi, dilation, groups, padding_mode
         )
@@ -304,7 +313,7 @@ def _conv3d_grad_weight_impl(
         _ndhwc(input),
         _ndhwc(grad),
         (c_out, kd, kh, kw, c_in_g),
-        *_api_geometry(stride, padding_lo, padding_hi, dilation),
+        *compact_geometry(stride, padding_lo, padding_hi, dilation),
         groups,
         padding_mode=padding_mode,
     )
@@ -336,9 +345,11 @@ def _conv_transpose3d_impl(
     groups: int,
 ) -> Tensor:
     _check_one_dtype_and_device("conv_transpose3d", input, weight, bias)
-    if input.is_cuda and not _cudnn_torch.on_volconv_kernels(
-        groups, weight.shape[0], weight.shape[1] * groups, weight.dtype
-    ):
+    if input.is_cuda:
+        if _cudnn_torch.on_volconv_kernels(groups, weight.shape[0], weight.shape[1] * groups, weight.dtype):
+            return _cuda_kernels.conv_transpose3d(
+                input, weight, bias, stride, padding_lo, padding_hi, output_padding, dilation, groups
+            )
         return _cudnn_torch.conv_transpose3d(
             input, weight, bias, stride, padding_lo, padding_hi, output_padding, dilation, groups
         )
@@ -348,8 +359,8 @@ def _conv_transpose3d_impl(
         input.device,
         _ndhwc(input),
         _transposed_weight_to_volconv(weight, groups),
-        *_api_geometry(stride, padding_lo, padding_hi, dilation),
-        _one_or_three(output_padding),
+        *compact_geometry(stride, padding_lo, padding_hi, dilation),
+        one_or_three(output_padding),
         groups,
     )
     if bias is not None:
@@ -420,9 +431,11 @@ def _conv_transpose3d_grad_input_impl(
     groups: int,
 ) -> Tensor:
     n, c, d, h, w = input_size
-    if grad.is_cuda and not _cudnn_torch.on_volconv_kernels(
-        groups, weight.shape[0], weight.shape[1] * groups, weight.dtype
-    ):
+    if grad.is_cuda:
+        if _cudnn_torch.on_volconv_kernels(groups, weight.shape[0], weight.shape[1] * groups, weight.dtype):
+            return _cuda_kernels.conv_transpose3d_grad_input(
+                grad, weight, input_size, stride, padding_lo, padding_hi, output_padding, dilation, groups
+            )
         return _cudnn_torch.conv_transpose3d_grad_input(
             grad, weight, input_size, stride, padding_lo, padding_hi, output_padding, dilation, groups
         )
@@ -433,8 +446,8 @@ def _conv_transpose3d_grad_input_impl(
         _ndhwc(grad),
         _transposed_weight_to_volconv(weight, groups),
         (n, d, h, w, c),
-        *_api_geometry(stride, padding_lo, padding_hi, dilation),
-        _one_or_three(output_padding),
+        *compact_geometry(stride, padding_lo, padding_hi, dilation),
+        one_or_three(output_padding),
         groups,
     )
     return _ncdhw(y)
@@ -462,7 +475,11 @@ def _conv_transpose3d_grad_weight_impl(
     groups: int,
 ) -> Tensor:
     c_in, c_out_g, kd, kh, kw = weight_size
-    if input.is_cuda and not _cudnn_torch.on_volconv_kernels(groups, c_in, c_out_g * groups, input.dtype):
+    if input.is_cuda:
+        if _cudnn_torch.on_volconv_kernels(groups, c_in, c_out_g * groups, input.dtype):
+            return _cuda_kernels.conv_transpose3d_grad_weight(
+                input, grad, weight_size, stride, padding_lo, padding_hi, output_padding, dilation, groups
+            )
         return _cudnn_torch.conv_transpose3d_grad_weight(
             input, grad, weight_size, stride, padding_lo, padding_hi, output_padding, dilation, groups
         )
@@ -473,8 +490,8 @@ def _conv_transpose3d_grad_weight_impl(
         _ndhwc(input),
         _ndhwc(grad),
         (c_out_g * groups, kd, kh, kw, c_in // groups),
-        *_api_geometry(stride, padding_lo, padding_hi, dilation),
-        _one_or_three(output_padding),
+        *compact_geometry(stride, padding_lo, padding_hi, dilation),
+        one_or_three(output_padding),
         groups,
     )
     # Regrouped into torch's (C_in, C_out / groups, k...); channels_last_3d as the fake says.
