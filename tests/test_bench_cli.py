@@ -176,3 +176,29 @@ def test_call_overhead_bench_prints_every_row_and_saves_its_plot(tmp_path):
     assert len(rows) == 7, proc.stdout
     assert all(float(r.split()[-1]) > 0 for r in rows), rows
     assert plot.stat().st_size > 0
+
+
+def test_torch_host_time_bench_prints_every_row_and_saves_its_plot(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("matplotlib")
+    plot = tmp_path / "host.png"
+    cmd = [
+        sys.executable,
+        str(BENCH / "torch_host_time.py"),
+        "--device",
+        "cpu",
+        "--rounds",
+        "1",
+        "--calls",
+        "2",
+    ]
+    proc = subprocess.run([*cmd, "--plot", str(plot)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = [
+        line
+        for line in proc.stdout.splitlines()
+        if line.split() and line.split()[-1].replace(".", "").isdigit()
+    ]
+    assert len(rows) == 12, proc.stdout
+    assert all(float(r.split()[-1]) > 0 for r in rows), rows
+    assert plot.stat().st_size > 0
