@@ -77,6 +77,21 @@ def test_conv3d_of_a_dlpack_producer(dtype, groups):
     assert px.streams == [handle] and pw.streams == [handle]
 
 
+def test_a_dlpack_weight_beside_a_torch_input_is_ready_on_the_tensors_stream():
+    # The call runs on the torch input's current stream (a side stream
+    # here), so that is the stream the weight's producer is asked for.
+    x = torch.randn(1, 4, 5, 6, 8, device="cuda")
+    pw = Producer(torch.randn(8, 3, 3, 3, 1, device="cuda"))
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        y = vc.conv3d(x, pw, padding=1, groups=8)
+    assert isinstance(y, torch.Tensor)  # the first operand's kind
+    assert pw.streams == [side.cuda_stream]
+    side.synchronize()
+    _check_conv(y, x, pw.t, "float32", groups=8, **PAD1)
+
+
 def test_weight_gradient_of_a_dlpack_producer():
     g = torch.Generator().manual_seed(2)
     x = torch.randn(1, 6, 7, 8, 16, generator=g).cuda()

@@ -1,10 +1,12 @@
 """Arrays in CUDA memory (torch CUDA tensors, CuPy arrays, and other DLPack
 producers such as JAX: _cuda_dlpack.py): read and written in place by the
 CUDA backend, ordered on the array's own current stream
-(torch.cuda.current_stream, CuPy's current stream; for other producers the
-DLPack stream handshake) unless a volconv GPU stream is given, and returned
-as a new array of the input's kind on its device. Depthwise problems run on volconv's kernels; the others (conv3d,
-conv_transpose3d, conv_general and their gradients) on cuDNN, opened at run time from the directories cudnn_search_dirs() names
+(torch.cuda.current_stream, CuPy's current stream; other producers make
+their data ready on the call's stream through DLPack's stream handshake)
+unless a volconv GPU stream is given, and returned as a new array of the
+input's kind on its device. Depthwise problems run on volconv's kernels;
+the others (conv3d, conv_transpose3d, conv_general and their gradients) on
+cuDNN, opened at run time from the directories cudnn_search_dirs() names
 (the nvidia-cudnn wheel torch uses) or the system loader."""
 
 from __future__ import annotations
@@ -104,11 +106,12 @@ def _external_stream(device: int, handle: int) -> Stream:
     return s
 
 
-def _operand(obj: Any, op: str, what: str, given: Stream | None, with_stream: bool = True) -> CudaOperand:
+def _operand(obj: Any, op: str, what: str, call: Stream | None, with_stream: bool = True) -> CudaOperand:
     """The operand as the core reads it; its current stream only when
     with_stream (the call is ordered on the first operand's stream). Other
     DLPack producers export their arrays ready on the stream the call runs
-    on (`given`, else volconv's default stream of the array's GPU)."""
+    on: `call` where that is known already (a given stream, or the first
+    operand's), else volconv's default stream of the array's GPU."""
     module = _module_of(obj)
     if module == "torch":
         t = obj  # read through data_ptr(): no detached view needed
@@ -134,8 +137,8 @@ def _operand(obj: Any, op: str, what: str, given: Stream | None, with_stream: bo
                 stream = cupy.cuda.get_current_stream().ptr
         return CudaOperand(obj, names[obj.dtype.name], "cupy", obj.device.id, stream)
     index = int(obj.__dlpack_device__()[1])
-    _check_given_stream(given, index, op, what)
-    consumer = _cuda_dlpack.consumer_stream(index, given)
+    _check_given_stream(call, index, op, what)
+    consumer = call if call is not None else _cuda_dlpack.default_stream(index)
     array, dtype = _cuda_dlpack.import_array(obj, op, what, consumer)
     return CudaOperand(array, dtype, "dlpack", index, _core._gpu_stream_handle(consumer))
 
@@ -186,7 +189,9 @@ def run(
     result_shape(a, b, params) gives its shape."""
     given: Stream | None = call_stream(stream, op)
     a = _operand(first[1], op, first[0], given) if is_cuda_array(first[1]) else None
-    b = _operand(second[1], op, second[0], given, with_stream=False) if is_cuda_array(second[1]) else None
+    # The stream the call runs on, for a second operand that is asked for one.
+    call = given if given is not None or a is None else _external_stream(a.device, a.stream)
+    b = _operand(second[1], op, second[0], call, with_stream=False) if is_cuda_array(second[1]) else None
     if a is None or b is None:
         cpu_what = first[0] if a is None else second[0]
         raise ValueError(

@@ -33,10 +33,10 @@ class DLPackArray(NamedTuple):
         return len(self.shape)
 
 
-def consumer_stream(device: int, given: Stream | None) -> Stream:
-    """The stream a call on GPU `device` runs on: the one given, else
-    volconv's default stream of that GPU."""
-    return given if given is not None else _core.default_stream(Device(DeviceType.gpu, device))
+def default_stream(device: int) -> Stream:
+    """volconv's default stream of GPU `device`: where a call whose first
+    operand comes from such a producer runs, unless it is given a stream."""
+    return _core.default_stream(Device(DeviceType.gpu, device))
 
 
 def import_array(obj: Any, op: str, what: str, stream: Stream) -> tuple[DLPackArray, DType]:
