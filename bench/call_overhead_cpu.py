@@ -45,16 +45,24 @@ def cases(torch):
     }
 
 
-def measure(fns: dict, rounds: int, calls: int) -> dict:
+def measure(fns: dict, rounds: int, calls: int, sync=None) -> dict:
+    """Microseconds a call of each function: the best of `rounds`
+    interleaved rounds of `calls` back-to-back calls. `sync` (for GPU work,
+    also bench/torch_host_time.py) runs before each round's clock starts
+    and after it stops."""
     best = {k: float("inf") for k in fns}
     for f in fns.values():  # warm-up
         f()
     for _ in range(rounds):
         for k, f in fns.items():
+            if sync is not None:
+                sync()
             t = time.perf_counter()
             for _ in range(calls):
                 f()
             best[k] = min(best[k], (time.perf_counter() - t) / calls)
+            if sync is not None:
+                sync()
     return {k: v * 1e6 for k, v in best.items()}
 
 

@@ -7,8 +7,8 @@ all rows interleaved; a synchronize around each round on CUDA.
 Rows: the plain op (`vc.conv3d` on NDHWC views), the ops' implementations
 (`_ops._conv3d_impl` etc.: what the autograd Functions call), the eager
 autograd.Function, `vt.conv3d` and its forward + backward, and torch's.
-"trivial Function" is an autograd.Function that launches nothing: the
-floor torch's Python autograd sets. Prints the table and saves a plot.
+"an empty autograd.Function" launches nothing: the floor torch's Python
+autograd sets. Timing and plot are bench/call_overhead_cpu.py's. Prints the table and saves a plot.
 
     python bench/torch_host_time.py                 # CUDA if present, else CPU
     python bench/torch_host_time.py --device cpu
@@ -17,10 +17,10 @@ floor torch's Python autograd sets. Prints the table and saves a plot.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import torch
+from call_overhead_cpu import measure, plot  # the same best-of-interleaved-rounds timing and bar chart
 
 import volconv as vc
 import volconv.torch as vt
@@ -70,46 +70,14 @@ def rows(dev: str) -> dict:
         "vt.conv3d forward + backward": lambda: torch.autograd.grad(
             vt.conv3d(x, w, None, 1, 1, 1, 8), (x, w), g
         ),
-        "trivial Function forward + backward": lambda: torch.autograd.grad(Trivial.apply(x, w), (x, w), g),
-        "F.conv3d": lambda: torch.nn.functional.conv3d(x, w, None, 1, 1, 1, 8),
-        "F.conv3d forward + backward": lambda: torch.autograd.grad(
+        "torch: an empty autograd.Function, forward + backward": lambda: torch.autograd.grad(
+            Trivial.apply(x, w), (x, w), g
+        ),
+        "torch F.conv3d": lambda: torch.nn.functional.conv3d(x, w, None, 1, 1, 1, 8),
+        "torch F.conv3d forward + backward": lambda: torch.autograd.grad(
             torch.nn.functional.conv3d(x, w, None, 1, 1, 1, 8), (x, w), g
         ),
     }
-
-
-def measure(fns: dict, dev: str, rounds: int, calls: int) -> dict:
-    sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
-    best = dict.fromkeys(fns, float("inf"))
-    for f in fns.values():
-        for _ in range(20):
-            f()
-    for _ in range(rounds):
-        for name, f in fns.items():
-            sync()
-            t0 = time.perf_counter()
-            for _ in range(calls):
-                f()
-            best[name] = min(best[name], (time.perf_counter() - t0) / calls * 1e6)
-            sync()
-    return best
-
-
-def plot(best: dict, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5))
-    names = list(best)
-    ax.barh(range(len(names)), [best[n] for n in names])
-    ax.set_yticks(range(len(names)), names, fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel("host time per call, us (best round)")
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
 
 
 def main() -> None:
@@ -121,13 +89,14 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=100)
     ap.add_argument("--plot", type=Path, default=HERE / "torch_host_time.png")
     args = ap.parse_args()
-    best = measure(rows(args.device), args.device, args.rounds, args.calls)
-    print(f"{'call':40s} {'us':>8s}")
+    sync = torch.cuda.synchronize if args.device == "cuda" else None
+    best = measure(rows(args.device), args.rounds, args.calls, sync)
+    title = f"volconv.torch host time, tiny depthwise conv, {args.device} (volconv {vc.__version__}, torch {torch.__version__})"
+    print(title)
+    print(f"{'call':54s} {'us':>8s}")
     for name, us in best.items():
-        print(f"{name:40s} {us:8.1f}")
-    title = f"volconv.torch host time, tiny depthwise conv, {args.device} (torch {torch.__version__})"
+        print(f"{name:54s} {us:8.1f}")
     plot(best, args.plot, title)
-    print(f"\nplot: {args.plot}")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 // their results with their own allocators).
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
+#include <nanobind/stl/array.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
@@ -18,6 +19,7 @@
 #include "../core/gpu_backend.h"
 #include "volconv/device.h"
 #include "volconv/dtype.h"
+#include "volconv/tensor.h"
 
 namespace nb = nanobind;
 using namespace volconv;
@@ -26,24 +28,30 @@ namespace {
 
 using View = nb::ndarray<nb::ro>;
 
-// DLPack's (code, bits) as volconv's dtype name; "" for anything else.
-std::string dtype_name(const nb::dlpack::dtype& t) {
-  if (t.lanes != 1) return "";
-  if (t.code == std::uint8_t(nb::dlpack::dtype_code::Float)) {
-    if (t.bits == 16) return "float16";
-    if (t.bits == 32) return "float32";
-    if (t.bits == 64) return "float64";
+// A DLPack dtype's name as numpy spells it ("float32", "bfloat16", "int8",
+// ...): Python takes the names volconv has as its DTypes and refuses the
+// rest naming them.
+std::string dlpack_dtype_name(const nb::dlpack::dtype& t) {
+  using Code = nb::dlpack::dtype_code;
+  const char* kind = "unknown";
+  switch (Code(t.code)) {
+    case Code::Int: kind = "int"; break;
+    case Code::UInt: kind = "uint"; break;
+    case Code::Float: kind = "float"; break;
+    case Code::Bfloat: kind = "bfloat"; break;
+    case Code::Complex: kind = "complex"; break;
+    case Code::Bool: return "bool";
+    default: break;
   }
-  if (t.code == std::uint8_t(nb::dlpack::dtype_code::Bfloat) && t.bits == 16) return "bfloat16";
-  return "";
+  std::string name = kind + std::to_string(t.bits);
+  return t.lanes == 1 ? name : name + "x" + std::to_string(t.lanes);
 }
 
 // What the producer's `__dlpack__` gave, as the CUDA route reads it:
 // (a holder that keeps the producer's memory alive while it is referenced;
-// the address of element 0; shape; strides in elements; dtype name, "" if
-// volconv has no such dtype; the CUDA device).
-std::tuple<nb::capsule, std::uintptr_t, std::vector<std::int64_t>, std::vector<std::int64_t>, std::string, int>
-view_of(const View& a, const std::string& op, const std::string& what) {
+// the address of element 0; shape; strides in elements; dtype name).
+std::tuple<nb::capsule, std::uintptr_t, std::vector<std::int64_t>, std::vector<std::int64_t>, std::string> view_of(
+    const View& a, const std::string& op, const std::string& what) {
   if (a.device_type() != nb::device::cuda::value)
     throw std::invalid_argument("[" + op + "] Expected the " + what +
                                 " to be in CUDA memory, as its __dlpack_device__ said, but its DLPack export is "
@@ -57,7 +65,7 @@ view_of(const View& a, const std::string& op, const std::string& what) {
   // The import itself, held (nanobind returns an imported array to Python
   // only as a copy): its last reference releases the producer's export.
   nb::capsule holder(new View(a), [](void* p) noexcept { delete static_cast<View*>(p); });
-  return {holder, reinterpret_cast<std::uintptr_t>(a.data()), shape, strides, dtype_name(a.dtype()), a.device_id()};
+  return {holder, reinterpret_cast<std::uintptr_t>(a.data()), shape, strides, dlpack_dtype_name(a.dtype())};
 }
 
 nb::dlpack::dtype dlpack_dtype(DType t) {
@@ -73,8 +81,10 @@ nb::dlpack::dtype dlpack_dtype(DType t) {
 // A C-contiguous result of `shape` on GPU `device`, in memory of its own that
 // the returned array frees when the last holder (the consumer's import
 // included) lets go: (the array, which has __dlpack__ and
-// __dlpack_device__; the address of element 0).
-std::tuple<nb::ndarray<nb::array_api>, std::uintptr_t> result(int device, const std::vector<std::int64_t>& shape, DType dtype) {
+// __dlpack_device__; the address of element 0; its strides in elements).
+// The shape is checked here because it is allocated before the op checks it
+// (a gradient's shape comes from the caller).
+std::tuple<nb::ndarray<nb::array_api>, std::uintptr_t, Shape5> result(int device, const Shape5& shape, DType dtype) {
   std::size_t count = 1;
   for (std::int64_t n : shape) {
     if (n < 0) throw std::invalid_argument("[volconv] a result shape is negative");
@@ -95,7 +105,7 @@ std::tuple<nb::ndarray<nb::array_api>, std::uintptr_t> result(int device, const 
   std::vector<std::size_t> dims(shape.begin(), shape.end());
   nb::ndarray<nb::array_api> array(p, dims.size(), dims.data(), owner, nullptr, dlpack_dtype(dtype), nb::device::cuda::value,
                       device);
-  return {array, reinterpret_cast<std::uintptr_t>(p)};
+  return {array, reinterpret_cast<std::uintptr_t>(p), contiguous_strides(shape)};
 }
 
 }  // namespace

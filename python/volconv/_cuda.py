@@ -21,7 +21,7 @@ import numpy as np
 
 from . import _core, _cuda_dlpack
 from ._arrays import torch_dtypes
-from ._core import DeviceType, DType, Stream
+from ._core import Device, DeviceType, DType, Stream
 from ._device import call_stream
 
 _DLPACK_CUDA = 2  # kDLCUDA
@@ -138,7 +138,7 @@ def _operand(obj: Any, op: str, what: str, call: Stream | None, with_stream: boo
         return CudaOperand(obj, names[obj.dtype.name], "cupy", obj.device.id, stream)
     index = int(obj.__dlpack_device__()[1])
     _check_given_stream(call, index, op, what)
-    consumer = call if call is not None else _cuda_dlpack.default_stream(index)
+    consumer = call if call is not None else _core.default_stream(Device(DeviceType.gpu, index))
     array, dtype = _cuda_dlpack.import_array(obj, op, what, consumer)
     return CudaOperand(array, dtype, "dlpack", index, _core._gpu_stream_handle(consumer))
 

@@ -16,7 +16,8 @@ import sys
 from typing import Any, NamedTuple
 
 from . import _core
-from ._core import Device, DeviceType, DType, Stream
+from ._arrays import _check_float, _module_of
+from ._core import DType, Stream
 
 
 class DLPackArray(NamedTuple):
@@ -33,12 +34,6 @@ class DLPackArray(NamedTuple):
         return len(self.shape)
 
 
-def default_stream(device: int) -> Stream:
-    """volconv's default stream of GPU `device`: where a call whose first
-    operand comes from such a producer runs, unless it is given a stream."""
-    return _core.default_stream(Device(DeviceType.gpu, device))
-
-
 def import_array(obj: Any, op: str, what: str, stream: Stream) -> tuple[DLPackArray, DType]:
     """`obj` exported by its producer ready on `stream` (dtype checked)."""
     handle = _core._gpu_stream_handle(stream)
@@ -46,24 +41,17 @@ def import_array(obj: Any, op: str, what: str, stream: Stream) -> tuple[DLPackAr
         capsule = obj.__dlpack__(stream=handle)
     except TypeError:  # a producer from before the stream keyword: its data is ready on any stream
         capsule = obj.__dlpack__()
-    holder, ptr, shape, strides, dtype, _ = _core._dlpack_view(capsule, op, what)
-    if not dtype:
-        raise ValueError(
-            f"[{op}] Expected the {what} to have a floating-point dtype (float16, bfloat16, float32 or float64) "
-            f"but its DLPack dtype is not one of them."
-        )
-    module = type(obj).__module__.split(".")[0]
-    return DLPackArray(holder, ptr, tuple(shape), tuple(strides), module), getattr(DType, dtype)
+    holder, ptr, shape, strides, dtype_name = _core._dlpack_view(capsule, op, what)
+    dtype = getattr(DType, dtype_name, None)
+    if dtype is None:
+        _check_float(dtype_name, op, what)
+    return DLPackArray(holder, ptr, tuple(shape), tuple(strides), _module_of(obj)), dtype
 
 
 def new_result(like: DLPackArray, device: int, shape: tuple[int, ...], dtype: DType) -> DLPackArray:
     """A C-contiguous result on GPU `device`, freed when its last holder lets go."""
-    holder, ptr = _core._dlpack_result(device, list(shape), dtype)
-    strides, step = [], 1
-    for n in reversed(shape):
-        strides.append(step)
-        step *= n
-    return DLPackArray(holder, ptr, tuple(shape), tuple(reversed(strides)), like.module)
+    holder, ptr, strides = _core._dlpack_result(device, shape, dtype)
+    return DLPackArray(holder, ptr, tuple(shape), tuple(strides), like.module)
 
 
 def as_producer_kind(result: DLPackArray) -> Any:

@@ -30,12 +30,9 @@ def _detached(a: Any) -> Any:
     return a.detach() if isinstance(a, torch.Tensor) and a.requires_grad else a
 
 
-def _plain_data(args: tuple, kwargs: dict) -> tuple[list, dict]:
-    return [_detached(a) for a in args], {k: _detached(v) for k, v in kwargs.items()}
-
-
 def _cpu(op: str, *args: Any, **kwargs: Any) -> torch.Tensor:
-    args, kwargs = _plain_data(args, kwargs)
+    args = tuple(_detached(a) for a in args)
+    kwargs = {k: _detached(v) for k, v in kwargs.items()}
     return _OPS[op](*args, stream=volconv.cpu, **kwargs)
 
 

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from volconv import _core, _cuda
-from volconv._arrays import torch_dtypes
+from volconv._arrays import _check_float, torch_dtypes
 from volconv._params import compact_geometry, conv_params
 from volconv._training import _transpose_params
 from volconv.torch._epilogue import epilogue
@@ -35,7 +35,7 @@ CORE_OPS = {
 }
 
 
-def _ndhwc(t: Tensor) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
+def _raw_ndhwc(t: Tensor) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
     """t's NDHWC view as the core reads it: torch's (N, C, D, H, W) with C
     moved last. The same move turns a conv3d weight (C_out, C_in / groups,
     k...) into volconv's (C_out, k..., C_in / groups), and a depthwise
@@ -51,15 +51,13 @@ def _run(op: str, a: Tensor, b: Tensor, result_shape: list[int] | tuple[int, ...
     core refuses what its kernels do not run (float64, two dtypes)."""
     dtypes = torch_dtypes()
     da, db = dtypes.get(a.dtype), dtypes.get(b.dtype)
-    if da is None or db is None:
-        raise ValueError(
-            f"[{op}] Expected floating-point tensors but got {str(a.dtype).replace('torch.', '')} and "
-            f"{str(b.dtype).replace('torch.', '')}."
-        )
+    for t, what, dt in ((a, "first operand", da), (b, "second operand", db)):
+        if dt is None:
+            _check_float(str(t.dtype).replace("torch.", ""), op, what)
     index = a.get_device()
     stream = _cuda._external_stream(index, _cuda._torch_current_stream(torch, index))
     out = torch.empty(result_shape, dtype=a.dtype, device=a.device, memory_format=_CL3D)
-    CORE_OPS[op](_ndhwc(a), da, _ndhwc(b), db, _ndhwc(out), da, params, stream)
+    CORE_OPS[op](_raw_ndhwc(a), da, _raw_ndhwc(b), db, _raw_ndhwc(out), da, params, stream)
     return out
 
 
@@ -89,7 +87,7 @@ def conv3d(
     p = _params(
         "conv3d", stride, padding_lo, padding_hi, dilation, groups, tuple(weight.shape[2:]), padding_mode
     )
-    shape = _core._conv3d_output_shape(_ndhwc(input)[1], _ndhwc(weight)[1], p)
+    shape = _core._conv3d_output_shape(_raw_ndhwc(input)[1], _raw_ndhwc(weight)[1], p)
     y = _run("conv3d", input, weight, _torch_order(shape), p)
     return epilogue(y, bias, activation, residual)
 
@@ -139,7 +137,7 @@ def conv_transpose3d(
 ) -> Tensor:
     op = "conv_transpose3d"
     p = _transpose_params(op, stride, (padding_lo, padding_hi), dilation, output_padding, groups)
-    shape = _core._conv_transpose3d_output_shape(_ndhwc(input)[1], _ndhwc(weight)[1], p)
+    shape = _core._conv_transpose3d_output_shape(_raw_ndhwc(input)[1], _raw_ndhwc(weight)[1], p)
     y = _run(op, input, weight, _torch_order(shape), p)
     return epilogue(y, bias, None, None)
 

@@ -17,7 +17,9 @@ from torch import Tensor
 from volconv.torch import _ops
 
 _PLAIN = (Tensor, torch.nn.Parameter)
-_DEVICES = ("cpu", "cuda")  # where the ops' implementations run (_backends.py)
+# Where the ops' implementations run: the CPU (_backends.py), CUDA
+# (_cuda_kernels.py, _cudnn_torch.py).
+_DEVICES = ("cpu", "cuda")
 
 
 def _autocast_enabled(device_type: str) -> bool:
