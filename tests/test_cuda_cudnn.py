@@ -3,8 +3,8 @@ input gradient and weight gradient that are not depthwise, on the device
 tool's H200, through cuDNN's graph API and its legacy calls, against the
 float64 reference and torch's own CUDA conv and autograd, over groups,
 strides, dilations, asymmetric padding, strided views and every dtype; one
-kept graph plan per direction; a bit-identical weight gradient; what it
-refuses.
+kept graph plan per direction; a bit-identical weight gradient; the
+deterministic switch; what it refuses.
 The loader's message for a missing cuDNN runs everywhere (no GPU needed):
 a subprocess points the search at a bad directory."""
 
@@ -17,7 +17,12 @@ import textwrap
 
 import numpy as np
 import pytest
-from reference_training import assert_close, conv3d_grad_input_reference, conv3d_grad_weight_reference
+from reference_training import (
+    assert_close,
+    conv3d_grad_input_reference,
+    conv3d_grad_weight_reference,
+    conv_transpose3d_reference,
+)
 
 import volconv as vc
 
@@ -68,6 +73,19 @@ def test_search_dirs_are_the_wheels_lib_directories(tmp_path):
     dirs = json.loads(out)
     assert str(lib) in dirs
     assert not any(d.startswith(str(tmp_path / "empty")) for d in dirs)
+
+
+def test_set_cuda_deterministic_takes_a_bool_and_is_read_back():
+    """Off by default (torch's cudnn.deterministic); a bool only, by name."""
+    assert vc.cuda_deterministic() is False
+    with pytest.raises(TypeError, match=r"\[set_cuda_deterministic\] Expected enabled to be a bool, got int"):
+        vc.set_cuda_deterministic(1)
+    vc.set_cuda_deterministic(True)
+    try:
+        assert vc.cuda_deterministic() is True
+    finally:
+        vc.set_cuda_deterministic(False)
+    assert vc.cuda_deterministic() is False
 
 
 torch = pytest.importorskip("torch")
@@ -250,6 +268,37 @@ def test_dense_weight_gradient_is_bit_identical_run_to_run():
     first = vc.conv3d_grad_weight(x, gy, (48, 3, 3, 3, 16), padding=1, groups=2)
     for _ in range(3):
         assert torch.equal(vc.conv3d_grad_weight(x, gy, (48, 3, 3, 3, 16), padding=1, groups=2), first)
+
+
+@gpu
+def test_set_cuda_deterministic_keeps_deterministic_engines_only():
+    """The dense float32 conv_transpose3d (k2 s2): by default cuDNN's fastest
+    engine, on the H200 one noted nondeterministic (0.28 against 0.80 ms);
+    with set_cuda_deterministic(True) a new plan on a deterministic engine,
+    the same bits every run, equal to the float64 reference as closely."""
+    g = torch.Generator(device="cuda").manual_seed(3)
+    x = torch.randn(2, 16, 32, 32, 64, device="cuda", generator=g)
+    w = torch.randn(64, 2, 2, 2, 64, device="cuda", generator=g)
+    x64, w64 = x.double().cpu().numpy(), w.double().cpu().numpy()
+    ref = conv_transpose3d_reference(x64, w64, (2, 2, 2), (0, 0, 0), (0, 0, 0), (1, 1, 1), (0, 0, 0), 1)
+    scale = conv_transpose3d_reference(
+        abs(x64), abs(w64), (2, 2, 2), (0, 0, 0), (0, 0, 0), (1, 1, 1), (0, 0, 0), 1
+    )
+    plans, loose = vc._core._cudnn_graph_plans_built(), vc._core._cudnn_nondeterministic_plans_built()
+    fast = vc.conv_transpose3d(x, w, stride=2)
+    assert vc._core._cudnn_graph_plans_built() == plans + 1
+    assert vc._core._cudnn_nondeterministic_plans_built() == loose + 1
+    assert_close(fast.cpu().numpy(), ref, scale, "float32", "torch")
+    vc.set_cuda_deterministic(True)
+    try:
+        first = vc.conv_transpose3d(x, w, stride=2)
+        assert vc._core._cudnn_graph_plans_built() == plans + 2  # a plan of its own, not the fast one
+        assert vc._core._cudnn_nondeterministic_plans_built() == loose + 1
+        for _ in range(3):
+            assert torch.equal(vc.conv_transpose3d(x, w, stride=2), first)
+        assert_close(first.cpu().numpy(), ref, scale, "float32", "torch")
+    finally:
+        vc.set_cuda_deterministic(False)
 
 
 @gpu

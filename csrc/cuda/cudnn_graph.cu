@@ -54,6 +54,7 @@ struct Builder {
 struct Plan {
   Desc x, w, y, conv, op, graph, cfg, plan;
   std::int64_t workspace = 0;
+  bool nondeterministic = false;  // the kept engine's numerical notes say so
 };
 
 int data_type(DType d) { return d == DType::float16 ? c9::kHalf : d == DType::bfloat16 ? c9::kBfloat16 : c9::kFloat; }
@@ -118,9 +119,11 @@ float time_plan(const c9::Api& api, c9::Handle h, const Desc& plan, const void* 
 }
 
 // Builds the plan, or returns null when no engine passes the filters. The
-// candidates (at most kTimed, deterministic ones if any) are timed on the
-// operands, as torch's cudnn.benchmark does, and the fastest kept.
-std::unique_ptr<Plan> build(const c9::Api& api, c9::Handle h, CudaRoute route, DType dt, const CudnnConv& c,
+// candidates (at most kTimed; with `deterministic`, deterministic ones if
+// any) are timed on the operands, as torch's cudnn.benchmark does, and the
+// fastest kept.
+std::unique_ptr<Plan> build(const c9::Api& api, c9::Handle h, CudaRoute route, DType dt, bool deterministic,
+                            const CudnnConv& c,
                             const std::array<std::int64_t, 3>& align, const void* const (&ptrs)[3], Staged& staged) {
   auto p = std::make_unique<Plan>();
   Builder b{api};
@@ -212,10 +215,10 @@ std::unique_ptr<Plan> build(const c9::Api& api, c9::Handle h, CudaRoute route, D
       continue;
     for (std::int64_t i = 0; i < filled && i < n; ++i) cfgs.push_back(std::move(got[std::size_t(i)]));
   }
-  // Deterministic engines first; never one that computes in less than
-  // float32 or (float32 data) on tensor cores.
+  // Deterministic engines first when asked; never one that computes in less
+  // than float32 or (float32 data) on tensor cores.
   constexpr std::int64_t kMaxWorkspace = std::int64_t(1) << 30;
-  constexpr std::size_t kTimed = 6;
+  constexpr std::size_t kTimed = 12;
   struct Candidate {
     Desc cfg, plan;
     std::int64_t workspace;
@@ -227,7 +230,7 @@ std::unique_ptr<Plan> build(const c9::Api& api, c9::Handle h, CudaRoute route, D
       if (cfg.d == nullptr || has_note(api, cfg, c9::kNoteDownConvertInputs) ||
           has_note(api, cfg, c9::kNoteReducedPrecisionReduction) ||
           (dt == DType::float32 && has_note(api, cfg, c9::kNoteTensorCore)) ||
-          (pass == 0 && has_note(api, cfg, c9::kNoteNondeterministic)))
+          (deterministic && pass == 0 && has_note(api, cfg, c9::kNoteNondeterministic)))
         continue;
       Builder pb{api};
       Desc plan(api, c9::kBackendExecutionPlan);
@@ -261,22 +264,24 @@ std::unique_ptr<Plan> build(const c9::Api& api, c9::Handle h, CudaRoute route, D
   p->cfg = std::move(found[best].cfg);
   p->plan = std::move(found[best].plan);
   p->workspace = found[best].workspace;
+  p->nondeterministic = has_note(api, p->cfg, c9::kNoteNondeterministic);
   return p;
 }
 
 using Key = std::array<std::int64_t, cuda_plan::kConvKeyFields + 3>;  // + the alignments
 
 
-Key key_of(CudaRoute route, DType dt, int device, const CudnnConv& c, const std::array<std::int64_t, 3>& align) {
-  Key k = cuda_plan::conv_key<std::tuple_size<Key>::value>(route, dt, device, c);
+Key key_of(CudaRoute route, DType dt, bool deterministic, int device, const CudnnConv& c,
+           const std::array<std::int64_t, 3>& align) {
+  Key k = cuda_plan::conv_key<std::tuple_size<Key>::value>(route, dt, device, c, deterministic);
   for (int i = 0; i < 3; ++i) k[cuda_plan::kConvKeyFields + std::size_t(i)] = align[std::size_t(i)];
   return k;
 }
 
 }  // namespace
 
-bool run_graph(const c9::Api& api, c9::Handle h, CudaRoute route, DType dt, int device, const CudnnConv& c,
-               const void* x, const void* w, const void* y, Staged& staged) {
+bool run_graph(const c9::Api& api, c9::Handle h, CudaRoute route, DType dt, bool deterministic, int device,
+               const CudnnConv& c, const void* x, const void* w, const void* y, Staged& staged) {
   if (!api.has_graph() || !cudnn::graph_enabled()) return false;
   const std::array<std::int64_t, 3> align{alignment(x), alignment(w), alignment(y)};
   const void* const ptrs[3] = {x, w, y};
@@ -285,12 +290,12 @@ bool run_graph(const c9::Api& api, c9::Handle h, CudaRoute route, DType dt, int 
   // Never destroyed (safe at exit, as the handles).
   constexpr std::size_t kMaxPlans = 256;
   thread_local auto& plans = *new std::map<Key, std::unique_ptr<Plan>>;
-  const Key key = key_of(route, dt, device, c, align);
+  const Key key = key_of(route, dt, deterministic, device, c, align);
   auto it = plans.find(key);
   const bool fresh = it == plans.end();
   if (fresh) {
     if (plans.size() >= kMaxPlans) plans.clear();
-    it = plans.emplace(key, build(api, h, route, dt, c, align, ptrs, staged)).first;
+    it = plans.emplace(key, build(api, h, route, dt, deterministic, c, align, ptrs, staged)).first;
   }
   const Plan* plan = it->second.get();
   if (plan == nullptr) return false;
@@ -307,7 +312,7 @@ bool run_graph(const c9::Api& api, c9::Handle h, CudaRoute route, DType dt, int 
                              (s == c9::Status(-1) ? "the variant pack could not be made" : api.GetErrorString(s)) +
                              ".");
   }
-  if (fresh) cudnn::note_graph_plan();
+  if (fresh) cudnn::note_graph_plan(plan->nondeterministic);
   return true;
 }
 

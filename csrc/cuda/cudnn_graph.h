@@ -16,9 +16,11 @@ namespace volconv::cuda {
 // Queues route's convolution on the handle's stream with cuDNN's packed
 // NDHWC operands x (N, in..., C_in), w (C_out, K..., C_in/groups) and
 // y (N, out_full..., C_out); the route says which of them is written.
+// With `deterministic`, deterministic engines are taken where there are any.
 // False, with nothing queued, when this cuDNN has no graph API or no engine
 // for the problem: the caller then runs the legacy calls.
-bool run_graph(const cudnn::Api& api, cudnn::Handle h, cuda_plan::CudaRoute route, DType dt, int device,
+bool run_graph(const cudnn::Api& api, cudnn::Handle h, cuda_plan::CudaRoute route, DType dt, bool deterministic,
+               int device,
                const cuda_plan::CudnnConv& c, const void* x, const void* w, const void* y, Staged& staged);
 
 }  // namespace volconv::cuda

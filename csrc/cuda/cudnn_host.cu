@@ -7,7 +7,8 @@
 // taps reversed) goes through filter_transform.h. The convolution runs on
 // the graph API's kept plan (cudnn_graph.h); where that declines, on the
 // legacy calls: the algorithm measured once per problem value
-// (cudnnFind*Ex), deterministic ones preferred, kept in a bounded cache; the
+// (cudnnFind*Ex; deterministic ones preferred where
+// cuda_plan::deterministic_engines says), kept in a bounded cache; the
 // run asks cuDNN for that algorithm's workspace with its math type set.
 #include <cuda_runtime.h>
 
@@ -153,8 +154,8 @@ struct Algo {
 
 using AlgoKey = std::array<std::int64_t, cuda_plan::kConvKeyFields>;
 
-AlgoKey key_of(CudaRoute route, DType dt, int device, const CudnnConv& c) {
-  return cuda_plan::conv_key<std::tuple_size<AlgoKey>::value>(route, dt, device, c);
+AlgoKey key_of(CudaRoute route, DType dt, int device, const CudnnConv& c, bool deterministic) {
+  return cuda_plan::conv_key<std::tuple_size<AlgoKey>::value>(route, dt, device, c, deterministic);
 }
 
 // Bounded: at most kMaxAlgos problem values; the oldest half goes when full.
@@ -172,14 +173,15 @@ AlgoCache& algo_cache() {
 // The largest workspace an algorithm may take while it is measured.
 constexpr std::size_t kMaxWorkspace = std::size_t(1) << 30;
 
-// cudnnFind*Ex's results that ran, fastest first, deterministic ones before
-// the others. float32 keeps FMA math (no TF32); 16-bit takes the math each
+// cudnnFind*Ex's results that ran, fastest first (with `deterministic`,
+// deterministic ones before the others). float32 keeps FMA math (no TF32); 16-bit takes the math each
 // result was measured with (cuDNN asks that it be set before the run).
-std::vector<Algo> ranked(const cudnn::AlgoPerf* perf, int n, DType dt) {
+std::vector<Algo> ranked(const cudnn::AlgoPerf* perf, int n, DType dt, bool deterministic) {
   std::vector<Algo> out;
-  for (int pass = 0; pass < 2; ++pass)
+  for (int pass = 0; pass < (deterministic ? 2 : 1); ++pass)
     for (int i = 0; i < n; ++i)
-      if (perf[i].status == cudnn::kSuccess && (perf[i].determinism == cudnn::kDeterministic) == (pass == 0))
+      if (perf[i].status == cudnn::kSuccess &&
+          (!deterministic || (perf[i].determinism == cudnn::kDeterministic) == (pass == 0)))
         out.push_back({perf[i].algo, perf[i].memory, dt == DType::float32 ? cudnn::kFmaMath : perf[i].math_type});
   return out;
 }
@@ -317,7 +319,8 @@ void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteCho
   cudnn::AlgoPerf perf[kCandidates];
   int n = 0;
   AlgoCache& cache = algo_cache();
-  const AlgoKey key = key_of(route.route, dt, device, c);
+  const bool deterministic = cuda_plan::deterministic_engines(route.route, cudnn::deterministic());
+  const AlgoKey key = key_of(route.route, dt, device, c, deterministic);
   std::vector<Algo> candidates;
   {
     std::lock_guard<std::mutex> lock(cache.mutex);
@@ -364,7 +367,7 @@ void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteCho
                               "a packed copy of the input");
     const void* w = filter_in();
     const PackedOut y = packed_out(staged, res, result, y_full, c.offset);
-    if (!run_graph(api, h, route.route, dt, device, c, x, w, y.packed, staged)) {
+    if (!run_graph(api, h, route.route, dt, deterministic, device, c, x, w, y.packed, staged)) {
       if (!known) {
         ok(api, api.GetConvolutionForwardAlgorithm_v7(h, L().x.d, L().w.d, L().conv.d, L().y.d, kCandidates, &n, perf),
            op, "cudnnGetConvolutionForwardAlgorithm_v7");
@@ -372,7 +375,7 @@ void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteCho
         ok(api, api.FindConvolutionForwardAlgorithmEx(h, L().x.d, x, L().w.d, w, L().conv.d, L().y.d, y.packed,
                                                       kCandidates, &n, perf, workspace(bound), bound),
            op, "cudnnFindConvolutionForwardAlgorithmEx");
-        candidates = ranked(perf, n, dt);
+        candidates = ranked(perf, n, dt, deterministic);
       }
       run_first(
           "cudnnConvolutionForward",
@@ -390,7 +393,7 @@ void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteCho
                                c.offset, "a packed copy of the output gradient");
     const void* w = filter_in();
     const PackedOut dx = packed_out(staged, res, result, x_shape, none);
-    if (!run_graph(api, h, route.route, dt, device, c, dx.packed, w, dy, staged)) {
+    if (!run_graph(api, h, route.route, dt, deterministic, device, c, dx.packed, w, dy, staged)) {
       if (!known) {
         ok(api, api.GetConvolutionBackwardDataAlgorithm_v7(h, L().w.d, L().y.d, L().conv.d, L().x.d, kCandidates, &n,
                                                            perf),
@@ -399,7 +402,7 @@ void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteCho
         ok(api, api.FindConvolutionBackwardDataAlgorithmEx(h, L().w.d, w, L().y.d, dy, L().conv.d, L().x.d, dx.packed,
                                                            kCandidates, &n, perf, workspace(bound), bound),
            op, "cudnnFindConvolutionBackwardDataAlgorithmEx");
-        candidates = ranked(perf, n, dt);
+        candidates = ranked(perf, n, dt, deterministic);
       }
       run_first(
           "cudnnConvolutionBackwardData",
@@ -429,7 +432,7 @@ void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteCho
         packed_in(api, h, staged, xv, staged.in(xv, "cuDNN's x"), x_shape, none, "a packed copy of cuDNN's x");
     const void* dy = packed_in(api, h, staged, dyv, staged.in(dyv, "cuDNN's dy"), y_full, c.offset,
                                "a packed copy of cuDNN's dy");
-    if (!run_graph(api, h, route.route, dt, device, c, x, dw.packed, dy, staged)) {
+    if (!run_graph(api, h, route.route, dt, deterministic, device, c, x, dw.packed, dy, staged)) {
       if (!known) {
         ok(api, api.GetConvolutionBackwardFilterAlgorithm_v7(h, L().x.d, L().y.d, L().conv.d, L().w.d, kCandidates,
                                                              &n, perf),
@@ -439,7 +442,7 @@ void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteCho
                                                              dw.packed, kCandidates, &n, perf, workspace(bound),
                                                              bound),
            op, "cudnnFindConvolutionBackwardFilterAlgorithmEx");
-        candidates = ranked(perf, n, dt);
+        candidates = ranked(perf, n, dt, deterministic);
       }
       run_first(
           "cudnnConvolutionBackwardFilter",

@@ -149,13 +149,22 @@ std::string resolve(void* handle, Api& a) {
 
 namespace {
 std::atomic<bool> g_graph_enabled{true};
+std::atomic<bool> g_deterministic{false};
 std::atomic<std::int64_t> g_graph_plans{0};
+std::atomic<std::int64_t> g_nondeterministic_plans{0};
 }  // namespace
+
+void set_deterministic(bool enabled) { g_deterministic.store(enabled); }
+bool deterministic() { return g_deterministic.load(); }
 
 void set_graph_enabled(bool enabled) { g_graph_enabled.store(enabled); }
 bool graph_enabled() { return g_graph_enabled.load(); }
-void note_graph_plan() { g_graph_plans.fetch_add(1); }
+void note_graph_plan(bool nondeterministic) {
+  g_graph_plans.fetch_add(1);
+  if (nondeterministic) g_nondeterministic_plans.fetch_add(1);
+}
 std::int64_t graph_plans_built() { return g_graph_plans.load(); }
+std::int64_t nondeterministic_plans_built() { return g_nondeterministic_plans.load(); }
 
 void set_search(const std::vector<std::string>& dirs, bool system_loader) {
   Process& p = process();

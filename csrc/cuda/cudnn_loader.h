@@ -40,10 +40,18 @@ void set_search(const std::vector<std::string>& dirs, bool system_loader);
 // so the tests reach both).
 void set_graph_enabled(bool enabled);
 bool graph_enabled();
+// Whether every cuDNN call prefers deterministic engines (off by default:
+// forward and input-gradient calls then run the fastest engine, as torch's
+// cudnn.deterministic = False does; weight gradients prefer deterministic
+// engines either way: cuda_plan::deterministic_engines).
+void set_deterministic(bool enabled);
+bool deterministic();
 // How many graph-API execution plans the process has built (each kept for
-// its problem value): tests see which API ran.
-void note_graph_plan();
+// its problem value), and how many of them on an engine cuDNN notes as
+// nondeterministic: tests see which API ran and what set_deterministic did.
+void note_graph_plan(bool nondeterministic);
 std::int64_t graph_plans_built();
+std::int64_t nondeterministic_plans_built();
 
 // The process's cuDNN functions, opened at the first call; throws
 // std::invalid_argument(missing_message(op, ...)) when it cannot be.

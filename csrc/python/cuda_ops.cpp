@@ -131,6 +131,10 @@ void bind_cuda(nb::module_& m) {
   // Whether cuDNN's graph API runs the convolutions (else its legacy calls): tests run both.
   m.def("_cudnn_use_graph", &cudnn::set_graph_enabled, nb::arg("enabled"));
   m.def("_cudnn_graph_plans_built", &cudnn::graph_plans_built);
+  // volconv.set_cuda_deterministic (volconv/_cuda_options.py).
+  m.def("_cudnn_set_deterministic", &cudnn::set_deterministic, nb::arg("enabled"));
+  m.def("_cudnn_deterministic", &cudnn::deterministic);
+  m.def("_cudnn_nondeterministic_plans_built", &cudnn::nondeterministic_plans_built);
   // What an op would raise if cuDNN were looked for only there ("" when it
   // is found): the missing-cuDNN message, testable without a GPU.
   m.def("_cudnn_probe", [](const std::string& op, const std::vector<std::string>& dirs, bool system_loader) {

@@ -5,6 +5,7 @@ from . import _core
 from ._conv import conv3d
 from ._core import Device, DeviceType, Stream
 from ._cpu_options import cpu_winograd_enabled, set_cpu_winograd
+from ._cuda_options import cuda_deterministic, set_cuda_deterministic
 from ._device import (
     cpu,
     default_device,
@@ -38,6 +39,7 @@ __all__ = [
     "conv_transpose3d",
     "cpu",
     "cpu_winograd_enabled",
+    "cuda_deterministic",
     "default_device",
     "default_stream",
     "get_num_threads",
@@ -46,6 +48,7 @@ __all__ = [
     "new_stream",
     "pack_conv3d_weights",
     "set_cpu_winograd",
+    "set_cuda_deterministic",
     "set_default_device",
     "set_num_threads",
     "stream",

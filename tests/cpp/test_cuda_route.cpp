@@ -6,6 +6,7 @@
 // from the definitions (conv_problem.h for ours, cuDNN's documented forward,
 // backward-data and backward-filter sums for theirs).
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -384,6 +385,17 @@ int main() {
   const auto fwd = cuda_plan::choose_route(ConvOp::data, dense, WeightLayout::out_k_in, false);
   CHECK(fwd.route == CudaRoute::cudnn_forward);
   CHECK(!fwd.conv.cropped());
+  // Deterministic engines: always for a weight gradient, for the others only
+  // when asked; and a plan made one way is never looked up for the other.
+  CHECK(cuda_plan::deterministic_engines(CudaRoute::cudnn_backward_filter, false));
+  CHECK(!cuda_plan::deterministic_engines(CudaRoute::cudnn_forward, false));
+  CHECK(!cuda_plan::deterministic_engines(CudaRoute::cudnn_backward_data, false));
+  CHECK(cuda_plan::deterministic_engines(CudaRoute::cudnn_forward, true));
+  CHECK(cuda_plan::deterministic_engines(CudaRoute::cudnn_backward_data, true));
+  using Key = std::array<std::int64_t, cuda_plan::kConvKeyFields>;
+  const Key loose = cuda_plan::conv_key<cuda_plan::kConvKeyFields>(fwd.route, DType::float32, 0, fwd.conv, false);
+  CHECK(loose != cuda_plan::conv_key<cuda_plan::kConvKeyFields>(fwd.route, DType::float32, 0, fwd.conv, true));
+  CHECK(loose == cuda_plan::conv_key<cuda_plan::kConvKeyFields>(fwd.route, DType::float32, 0, fwd.conv, false));
   CHECK_EQ(fwd.conv.pad[1], std::int64_t(1));
   // Padding modes other than zeros, and the input gradient's padding fold: refused.
   ConvProblemGeometry reflect = dense;
