@@ -1,7 +1,8 @@
 #!/bin/bash
 # One deliberate bug on the device: replaces the first OLD with NEW in FILE,
 # rebuilds and installs, runs pytest with the remaining arguments (which
-# should now fail), then restores FILE (rebuild before trusting results).
+# should now fail), then restores FILE with a fresh time stamp (rebuild
+# before trusting results).
 #   bash tests/cuda/mutant.sh csrc/cuda/x.cu 'old text' 'new text' tests/test_x.py -k name
 cd "$(dirname "$0")/../.." || exit 1
 file=$1 old=$2 new=$3
@@ -18,3 +19,6 @@ echo "== mutant: $file: '$old' -> '$new'"
 python3 -m pip install --no-build-isolation --no-deps -q . 2>&1 | tail -2
 timeout 90 python3 -m pytest -q -p no:cacheprovider "$@" 2>&1 | tail -3
 mv "$file.orig" "$file"
+# The restored file keeps the copy's older time stamp, which the mutant's
+# objects postdate: without a fresh one the next build would keep the mutant.
+touch "$file"
