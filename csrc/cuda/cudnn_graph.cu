@@ -123,8 +123,8 @@ float time_plan(const c9::Api& api, c9::Handle h, const Desc& plan, const void* 
 // any) are timed on the operands, as torch's cudnn.benchmark does, and the
 // fastest kept.
 std::unique_ptr<Plan> build(const c9::Api& api, c9::Handle h, CudaRoute route, DType dt, bool deterministic,
-                            const CudnnConv& c,
-                            const std::array<std::int64_t, 3>& align, const void* const (&ptrs)[3], Staged& staged) {
+                            const CudnnConv& c, const std::array<std::int64_t, 3>& align,
+                            const void* const (&ptrs)[3], Staged& staged) {
   auto p = std::make_unique<Plan>();
   Builder b{api};
   const int type = data_type(dt);

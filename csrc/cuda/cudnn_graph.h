@@ -20,7 +20,7 @@ namespace volconv::cuda {
 // False, with nothing queued, when this cuDNN has no graph API or no engine
 // for the problem: the caller then runs the legacy calls.
 bool run_graph(const cudnn::Api& api, cudnn::Handle h, cuda_plan::CudaRoute route, DType dt, bool deterministic,
-               int device,
-               const cuda_plan::CudnnConv& c, const void* x, const void* w, const void* y, Staged& staged);
+               int device, const cuda_plan::CudnnConv& c, const void* x, const void* w, const void* y,
+               Staged& staged);
 
 }  // namespace volconv::cuda

@@ -174,8 +174,9 @@ AlgoCache& algo_cache() {
 constexpr std::size_t kMaxWorkspace = std::size_t(1) << 30;
 
 // cudnnFind*Ex's results that ran, fastest first (with `deterministic`,
-// deterministic ones before the others). float32 keeps FMA math (no TF32); 16-bit takes the math each
-// result was measured with (cuDNN asks that it be set before the run).
+// deterministic ones before the others). float32 keeps FMA math (no TF32);
+// 16-bit takes the math each result was measured with (cuDNN asks that it
+// be set before the run).
 std::vector<Algo> ranked(const cudnn::AlgoPerf* perf, int n, DType dt, bool deterministic) {
   std::vector<Algo> out;
   for (int pass = 0; pass < (deterministic ? 2 : 1); ++pass)

@@ -34,7 +34,7 @@ struct CudnnConv {
 // it (volconv.set_cuda_deterministic). Otherwise the fastest engine wins, as
 // in torch with cudnn.deterministic off: on the H200 the dense float32
 // conv_transpose3d (k2 s2) ran 0.80 ms on the fastest deterministic engine
-// against 0.28 ms on torch's, whose output is accumulated with atomics.
+// against 0.28 ms on torch's, an engine cuDNN notes as nondeterministic.
 constexpr bool deterministic_engines(CudaRoute route, bool asked) {
   return asked || route == CudaRoute::cudnn_backward_filter;
 }
