@@ -268,6 +268,8 @@ def test_what_the_cuda_backend_cannot_run_is_refused_by_name():
         vc.conv3d(x, torch.randn(8, 3, 3, 3, 1, device="cuda"), groups=8, padding=1, padding_mode="replicate")
     with pytest.raises(ValueError, match=r"float32, float16 and bfloat16"):
         vc.conv3d(x.double(), torch.randn(8, 3, 3, 3, 1, device="cuda", dtype=torch.float64), groups=8)
+    with pytest.raises(ValueError, match=r"one dtype, but got float32 and bfloat16"):
+        vc.conv3d(x, torch.randn(8, 3, 3, 3, 1, device="cuda", dtype=torch.bfloat16), groups=8)
     with pytest.raises(ValueError, match=r"both in CUDA memory"):
         vc.conv3d(x, torch.randn(8, 3, 3, 3, 1), groups=8)
     with pytest.raises(ValueError, match=r"must be a GPU stream"):
