@@ -182,6 +182,28 @@ def test_tails(isa, case, dtype):
     assert_conv_close(y, x, w, dtype, **case.params())
 
 
+def test_depthwise_rows_take_up_to_64_channels_a_call(isa):
+    """The W-blocked depthwise rows (stride 1 along W, window 3 or 5, no
+    dilation) run up to 64 channels a kernel call, at least the kernel's NR
+    (the tail cases above check the results: 80, 96 and 130 channels run
+    as blocks of 64 and a remainder); other windows keep the kernel's NR."""
+
+    def plan(ch, k=3, s=1, dil=1):
+        x = np.zeros((1, 3, 4, 12, ch), np.float32)
+        w = np.zeros((ch, 3, 3, k, 1), np.float32)
+        return cpu_plan(
+            x, w, stride=(1, 1, s), padding=(1, 1, dil * (k // 2)), dilation=(1, 1, dil), groups=ch
+        )
+
+    kernel_nr = plan(8, s=2)["nr"]
+    assert plan(8, s=2)["path"] == "dwconv" and kernel_nr in (4, 8, 16, 64)
+    for ch in (8, 21, 40, 64, 65, 130):
+        assert plan(ch)["nr"] == min(-(-ch // kernel_nr) * kernel_nr, max(kernel_nr, 64)), ch
+        assert plan(ch, k=5)["nr"] == plan(ch)["nr"]
+    for other in (dict(k=7), dict(s=2), dict(dil=2)):
+        assert plan(130, **other)["nr"] == kernel_nr, other
+
+
 # The W window folded into K (C_in 5-7; fewer channels take the row kernel,
 # below): windows across both W borders (pad larger than the window
 # overhang, asymmetric), strides, W narrower than the window, several C_in,

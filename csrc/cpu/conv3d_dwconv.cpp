@@ -86,10 +86,11 @@ void run_rows(const detail::ConvCall& call, const KernelTable& kt, const CpuPlan
   const std::int64_t cig = g.in_channels_per_group;
   // Rows per (kd, kh): few-cin lists one per input channel.
   const std::int64_t cin = plan.path == CpuPath::few_cin ? g.in_channels : 1;
-  // Blocks: NR channels (depthwise, few-cin) or one group (small C_out, NR =
+  // Blocks: NR channels (depthwise: the planner's block, up to 64 for the
+  // W-blocked tiles; few-cin: the kernel's) or one group (small C_out, NR =
   // its C_out); c_pad: the weights' channel stride, a run of KW * C_in
   // (16-float aligned) for small C_out; w_block: a block's weight offset.
-  const std::int64_t C = g.out_channels, NR = k.nr, blocks = small_cout ? g.groups : (C + NR - 1) / NR;
+  const std::int64_t C = g.out_channels, NR = plan.nr, blocks = small_cout ? g.groups : (C + NR - 1) / NR;
   const std::int64_t c_pad = small_cout ? (KW * cig + 15) / 16 * 16 : blocks * NR;
   const std::int64_t w_block = small_cout ? KD * KH * NR * c_pad : NR, x_block = small_cout ? cig : depthwise ? NR : 0;
   const std::int64_t Do = g.out[0], Ho = g.out[1], Wo = g.out[2], out_rows = g.batch * Do * Ho;
