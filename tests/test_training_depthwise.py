@@ -69,8 +69,9 @@ def D(name, n, size, c, k=3, s=1, lo=0, hi=None, d=1, op=0):
 
 
 # Strides 1-3, dilation, asymmetric padding, channels 1 / 3 / 17 (17: a full
-# vector block and a masked tail on every ISA), N > 1, kernels of 3 along W
-# (the register-blocked kernel) and of other widths (the span loops).
+# vector block and a masked tail on every ISA) and 130 (the W-blocked rows'
+# 64-channel calls, then a tail call), N > 1, kernels of 3 along W (the
+# register-blocked kernel) and of other widths (the span loops).
 CASES = [
     D("s1p1_c17", 2, (4, 5, 9), 17, lo=1),
     D("s2p1_c3", 1, (5, 6, 8), 3, s=2, lo=1, op=1),
@@ -78,6 +79,7 @@ CASES = [
     D("dil2_c1", 1, (6, 7, 9), 1, d=(2, 1, 2), lo=2, op=(1, 0, 1)),
     D("k5w_s2_c17", 1, (4, 4, 11), 17, k=(1, 2, 5), s=(1, 2, 2), lo=(0, 1, 2), hi=(1, 0, 3), op=(0, 1, 1)),
     D("wide_c20", 2, (3, 4, 19), 20, k=(2, 2, 3), lo=(1, 0, 1), hi=(0, 1, 0)),
+    D("s1p1_c130", 1, (3, 4, 10), 130, lo=1),
 ]
 
 

@@ -159,6 +159,20 @@ std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; 
 
 }  // namespace
 
+std::int64_t dwconv_block(std::int64_t kernel_nr, std::int64_t channels, std::int64_t stride, std::int64_t dilation,
+                          std::int64_t window) {
+  // Where 16-channel calls each swept the nine input rows with a 256-byte
+  // stride, a 64-channel call walks whole 256-byte runs. On the EPYC (AVX2;
+  // conv3d k3 padding 1 with either block in turn in one process, 25
+  // rounds) the calls' median time fell 19-22% at 32 channels (1x16x56x56),
+  // 13% at 64 and 30% at 96 (1x8x28x28), at one thread and at two; in a
+  // scratch loop over the driver's order, 128 channels a call were no
+  // faster than 16. conv3d_grad_input's depthwise rows (dw_data.cpp), the
+  // same way: -12% at 64 channels, -15 to -24% at 32, -33% at 96.
+  if (stride != 1 || dilation != 1 || (window != 3 && window != 5)) return kernel_nr;
+  return std::min(ceil_div(channels, kernel_nr) * kernel_nr, std::max(kernel_nr, kDwconvMaxBlock));
+}
+
 std::int64_t cin1_pairs_row_length(const ConvGeometry& g) {
   // The kernel computes positions below round_up(wo, 16) and reads a pair
   // (two floats) at each tap: round_up(wo, 16) + (KW - 1) * dilation floats,
@@ -211,20 +225,8 @@ void plan_rows(CpuPlan& plan, const ConvGeometry& g, const DwconvKernel& k, cons
   plan.rows = k;
   plan.kernel = k.name;
   plan.nr = k.nr;
-  // Depthwise rows the W-blocked tiles run (stride 1, a window 3 or 5 wide,
-  // no dilation) take up to 64 channels a kernel call: each ow tile then
-  // walks all of a position's channels (whole 256-byte runs of the input)
-  // before the next tile, where 16-channel calls each swept the nine input
-  // rows with a 256-byte stride. On the EPYC (AVX2; the two blocks in turn
-  // in one process, 25 rounds, k3 padding 1) the calls' time fell by a
-  // median 19-22% at 32 channels (1x16x56x56), 13% at 64 and 30% at 96
-  // (1x8x28x28), at one thread and at two; in a scratch loop over this
-  // driver's order, 128 channels as one call were no faster than 16 at a
-  // time. Other windows keep k.nr: their tile needs exactly nr channels.
-  const ConvParams& cp = g.params;
-  if (plan.path == CpuPath::dwconv && cp.stride[2] == 1 && cp.dilation[2] == 1 &&
-      (g.kernel[2] == 3 || g.kernel[2] == 5))
-    plan.nr = int(std::min<std::int64_t>(ceil_div(g.out_channels, k.nr) * k.nr, std::max<std::int64_t>(k.nr, kDwconvMaxBlock)));
+  if (plan.path == CpuPath::dwconv)
+    plan.nr = int(dwconv_block(k.nr, g.out_channels, g.params.stride[2], g.params.dilation[2], g.kernel[2]));
   plan.planar_row = planar_row;
   const std::int64_t KD = g.kernel[0], KH = g.kernel[1];
   const std::int64_t row_bytes = std::max<std::int64_t>(1, g.in[2] * g.in_channels * 4);

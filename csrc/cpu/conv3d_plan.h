@@ -90,6 +90,14 @@ struct ProblemPlan {
 // threads: the pool's size the problem will run on.
 ProblemPlan plan_problem(const detail::ConvProblem& problem, const KernelTable& kt, int threads);
 
+// Channels a depthwise row kernel call takes (f32-dwconv.h) along a W axis
+// of this stride, dilation and window: up to 64, at least the kernel's
+// kernel_nr, where its W-blocked tiles run (stride 1, no dilation, a window
+// 3 or 5 wide), so each tile walks a position's whole channel run; else
+// kernel_nr (the other tiles need exactly that many).
+std::int64_t dwconv_block(std::int64_t kernel_nr, std::int64_t channels, std::int64_t stride, std::int64_t dilation,
+                          std::int64_t window);
+
 // The channel-planar rows of the pairs kernel (f32-conv-cin1-pairs.h): W
 // padding and slack included, in floats per input channel.
 std::int64_t cin1_pairs_row_length(const ConvGeometry& g);

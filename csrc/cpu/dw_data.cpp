@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "../core/element.h"
+#include "conv3d_plan.h"
 #include "conv_problem_cpu.h"
 #include "conv_tile.h"
 #include "dw_backward.h"
@@ -92,13 +93,19 @@ template <class EX>
 void dw_data_f32(const ConvProblem& p, const KernelTable& kt, std::int64_t hb) {
   const ConvProblemGeometry& g = p.geometry;
   const DwconvKernel& k = kt.f32_dwconv;
-  const std::int64_t C = g.out_channels, NR = k.nr, blocks = (C + NR - 1) / NR, c_pad = blocks * NR;
   const std::int64_t KH = g.kernel[1], KW = g.kernel[2];
   const std::int64_t Do = g.out[0], Ho = g.out[1], Wo = g.out[2];
-  const std::vector<float> packed = pack_weight<float>(p, c_pad);
   const std::int64_t P = g.input_dilation[2] / std::gcd(g.stride[2], g.input_dilation[2]);
   std::vector<DimPhase> phases;
   for (std::int64_t r = 0; r < std::min(P, Wo); ++r) phases.push_back(plan_dim(g, 2, r, P));
+  // Channels a kernel call: the forward's rule (dwconv_block), where every W
+  // phase that reads the input takes the W-blocked tiles.
+  const std::int64_t C = g.out_channels;
+  std::int64_t NR = dwconv_block(k.nr, C, 1, 1, 3);
+  for (const DimPhase& ph : phases)
+    if (!ph.zero) NR = std::min(NR, dwconv_block(k.nr, C, ph.stride, ph.dilation, ph.taps));
+  const std::int64_t blocks = (C + NR - 1) / NR, c_pad = blocks * NR;
+  const std::vector<float> packed = pack_weight<float>(p, c_pad);
   const TensorView& res = p.result;
   const bool direct = res.dtype == DType::float32 && res.strides[4] == 1;
   const std::int64_t taps_dh = g.kernel[0] * KH;
