@@ -220,9 +220,11 @@ def test_depthwise_bits_independent_of_threads(dtype):
     gy = data(_forward_shape(case), 19, dtype)
     before = vc.get_num_threads()
     try:
-        results = []
+        results, blocks = [], []
         for n in (1, 2, 3, 5):
             vc.set_num_threads(n)
+            plan = cpu_problem_plan("conv3d_grad_weight", x, gy, w.shape, **case.kwargs())
+            blocks.append(plan["channel_block"] if vc.get_num_threads() == n else 16)
             results.append(
                 (
                     vc.conv3d_grad_weight(x, gy, w.shape, **case.kwargs()),
@@ -231,9 +233,39 @@ def test_depthwise_bits_independent_of_threads(dtype):
             )
     finally:
         vc.set_num_threads(before)
+    # The weight gradient's work items took 32 channels at 1-3 threads and 16
+    # at 5 (two items a thread; where the machine grants 5): the bits must not follow.
+    assert blocks[:3] == [32, 32, 32] and blocks[3] in (16, 32), blocks
     for r in results[1:]:
         for a, b in zip(results[0], r):
             assert a.tobytes() == b.tobytes()
+
+
+def test_depthwise_weight_gradient_channel_blocks():
+    """Work items of 64 or 32 channels where the 8 parts x blocks still give
+    each thread two, else 16; never past the channels rounded up to 16."""
+    before = vc.get_num_threads()
+    expected = {
+        (8, 1): 16,
+        (17, 1): 32,
+        (40, 2): 48,
+        (64, 2): 64,
+        (64, 4): 64,
+        (64, 8): 32,
+        (300, 8): 64,
+        (20, 8): 16,
+    }
+    try:
+        for (channels, threads), block in expected.items():
+            vc.set_num_threads(threads)
+            x = np.zeros((1, 3, 4, 5, channels), np.float32)
+            plan = cpu_problem_plan(
+                "conv3d_grad_weight", x, x, (channels, 3, 3, 3, 1), padding=1, groups=channels
+            )
+            assert plan["path"] == "dw-weight-grad"
+            assert plan["channel_block"] == block, (channels, threads, plan)
+    finally:
+        vc.set_num_threads(before)
 
 
 @pytest.mark.parametrize("isa", ["generic", "avx2", "avx512f", "avx512bf16"])

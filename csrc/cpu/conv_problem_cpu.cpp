@@ -24,7 +24,7 @@ void run_problem(const detail::ConvProblem& problem) {
       if (problem.zero_taps == detail::ZeroTaps::multiplied) propagate_nonfinite_weights(problem);
       break;
     case ProblemPath::gemm_wgrad: run_weight_grad(problem); break;
-    case ProblemPath::dw_weight_grad: run_dw_weight_grad(problem); break;
+    case ProblemPath::dw_weight_grad: run_dw_weight_grad(problem, plan.channel_block); break;
     case ProblemPath::rows_wgrad: run_wgrad_rows(problem); break;
   }
   // Every weight-gradient driver skips the padding, where conv3d's weight

@@ -18,8 +18,9 @@ bool dw_data_applies(const detail::ConvProblem& problem);
 // Output rows run in blocks of h_block rows along H, od inside (CpuPlan::h_block).
 void run_dw_data(const detail::ConvProblem& problem, const KernelTable& kt, std::int64_t h_block);
 
-// A depthwise weight gradient whose input is not dilated along W.
+// A depthwise weight gradient whose input is not dilated along W; `block`
+// channels a work item (ProblemPlan::channel_block).
 bool dw_weight_grad_applies(const detail::ConvProblem& problem);
-void run_dw_weight_grad(const detail::ConvProblem& problem);
+void run_dw_weight_grad(const detail::ConvProblem& problem, std::int64_t block);
 
 }  // namespace volconv::cpu

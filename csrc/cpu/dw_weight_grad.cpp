@@ -31,9 +31,6 @@ namespace {
 using detail::ConvProblem;
 using detail::ConvProblemGeometry;
 
-// Channels per work item: 16 floats are one 64-byte line of a row, so two
-// items never share the line of a position (and 16 fills two AVX2 vectors).
-constexpr std::int64_t kBlock = 16;
 
 template <class A> DwWgradRowFn<A> row_kernel();
 template <> DwWgradRowFn<float> row_kernel<float>() { return wgrad_kernels_active().dw_row_f32; }
@@ -49,20 +46,21 @@ struct RowReader {
   std::int64_t width;
   bool in_place;
   const KernelTable* kt;
+  std::int64_t block;  // channels a work item reads: the position stride of converted rows
 
-  RowReader(const ConstTensorView& v, std::int64_t w)
+  RowReader(const ConstTensorView& v, std::int64_t w, std::int64_t blk)
       : base(static_cast<const S*>(v.data)), s(v.strides), width(w),
-        in_place(std::is_same_v<S, A> && v.strides[4] == 1), kt(&active_kernels()) {}
+        in_place(std::is_same_v<S, A> && v.strides[4] == 1), kt(&active_kernels()), block(blk) {}
 
   // Position stride of what read() returns.
-  std::int64_t step() const { return in_place ? s[3] : kBlock; }
+  std::int64_t step() const { return in_place ? s[3] : block; }
 
   const A* read(std::int64_t n, std::int64_t d, std::int64_t h, std::int64_t c0, int nc, A* buf) const {
     const S* row = base + n * s[0] + d * s[1] + h * s[2] + c0 * s[4];
     if (in_place) return reinterpret_cast<const A*>(row);
     for (std::int64_t w = 0; w < width; ++w) {
       const S* src = row + w * s[3];
-      A* dst = buf + w * kBlock;
+      A* dst = buf + w * block;
       if constexpr (std::is_same_v<A, float>) {
         if (s[4] == 1 && kt->convert_row(dst, src, nc, storage_code(E::dtype))) continue;
       }
@@ -73,27 +71,27 @@ struct RowReader {
 };
 
 template <class A, class EX, class EY>
-void dw_weight_grad_typed(const ConvProblem& p) {
+void dw_weight_grad_typed(const ConvProblem& p, const std::int64_t block) {
   const ConvProblemGeometry& g = p.geometry;
   const std::int64_t C = g.out_channels, KD = g.kernel[0], KH = g.kernel[1], KW = g.kernel[2];
-  const std::int64_t taps = KD * KH * KW, blocks = (C + kBlock - 1) / kBlock;
+  const std::int64_t taps = KD * KH * KW, blocks = (C + block - 1) / block;
   const std::int64_t Do = g.out[0], Ho = g.out[1], rows_total = g.batch * Do * Ho;
-  const std::int64_t part_size = blocks * taps * kBlock;  // one part: [block][tap][kBlock]
+  const std::int64_t part_size = blocks * taps * block;  // one part: [block index][tap][channel in the block]
   std::vector<A> partial(std::size_t(kWeightGradParts * part_size), A(0));
   const DwWgradRowFn<A> row_fn = row_kernel<A>();
-  const RowReader<A, EX> xr(p.input, g.in[2]);
-  const RowReader<A, EY> gr(p.output, g.out[2]);
+  const RowReader<A, EX> xr(p.input, g.in[2], block);
+  const RowReader<A, EY> gr(p.output, g.out[2], block);
   const std::int64_t cache_rows = 2 * KD * KH + 1;  // > the KD x KH rows of one output row
 
   parallel_for(kWeightGradParts * blocks, [&](std::int64_t item_begin, std::int64_t item_end) {
     std::vector<const A*> x(std::size_t(KD * KH));
     std::vector<A*> acc(std::size_t(KD * KH));
-    std::vector<A> gbuf(gr.in_place ? 0 : std::size_t(g.out[2] * kBlock));
-    DwRowCache<A> cache(xr.in_place ? 1 : cache_rows, xr.in_place ? 0 : g.in[2] * kBlock);
+    std::vector<A> gbuf(gr.in_place ? 0 : std::size_t(g.out[2] * block));
+    DwRowCache<A> cache(xr.in_place ? 1 : cache_rows, xr.in_place ? 0 : g.in[2] * block);
     for (std::int64_t item = item_begin; item < item_end; ++item) {
-      const std::int64_t part = item / blocks, blk = item % blocks, c0 = blk * kBlock;
-      const int nc = int(std::min(kBlock, C - c0));
-      A* part_acc = partial.data() + part * part_size + blk * taps * kBlock;
+      const std::int64_t part = item / blocks, blk = item % blocks, c0 = blk * block;
+      const int nc = int(std::min(block, C - c0));
+      A* part_acc = partial.data() + part * part_size + blk * taps * block;
       cache.clear();  // a new block of channels
       const std::int64_t r_begin = rows_total * part / kWeightGradParts;
       const std::int64_t r_end = rows_total * (part + 1) / kWeightGradParts;
@@ -114,13 +112,13 @@ void dw_weight_grad_typed(const ConvProblem& p) {
               A* buf = cache.slot((n * g.in[0] + id) * g.in[1] + ih, hit);
               x[std::size_t(rows)] = hit ? buf : xr.read(n, id, ih, c0, nc, buf);
             }
-            acc[std::size_t(rows++)] = part_acc + (kd * KH + kh) * KW * kBlock;
+            acc[std::size_t(rows++)] = part_acc + (kd * KH + kh) * KW * block;
           }
         }
         if (rows == 0) continue;
         const A* grow = gr.read(n, od, oh, c0, nc, gbuf.data());
         row_fn(DwWgradRow<A>{rows, x.data(), grow, acc.data(), KW, g.stride[2], g.kernel_dilation[2],
-                             g.padding_lo[2], g.in[2], g.out[2], xr.step(), gr.step(), kBlock, nc});
+                             g.padding_lo[2], g.in[2], g.out[2], xr.step(), gr.step(), block, nc});
       }
     }
   });
@@ -132,12 +130,12 @@ void dw_weight_grad_typed(const ConvProblem& p) {
     using ER = decltype(e);
     auto* r = static_cast<typename ER::storage*>(p.result.data);
     for (std::int64_t c = 0; c < C; ++c) {
-      const std::int64_t blk = c / kBlock, lane = c % kBlock;
+      const std::int64_t blk = c / block, lane = c % block;
       for (std::int64_t t = 0; t < taps; ++t) {
         const std::int64_t k[3] = {t / (KH * KW), t / KW % KH, t % KW};
         std::int64_t off = c * rs[0];
         for (int i = 0; i < 3; ++i) off += (g.flip ? g.kernel[i] - 1 - k[i] : k[i]) * rs[i + 1];
-        const std::int64_t at = (blk * taps + t) * kBlock + lane;
+        const std::int64_t at = (blk * taps + t) * block + lane;
         A sum = partial[std::size_t(at)];
         for (std::int64_t part = 1; part < kWeightGradParts; ++part) sum += partial[std::size_t(part * part_size + at)];
         store_any(r + off, ER::template store<A>(sum));
@@ -158,14 +156,14 @@ bool dw_weight_grad_applies(const ConvProblem& p) {
          g.out_channels == g.groups && g.input_dilation[2] == 1;
 }
 
-void run_dw_weight_grad(const ConvProblem& p) {
+void run_dw_weight_grad(const ConvProblem& p, std::int64_t block) {
   const bool f64 = p.result.dtype == DType::float64;
   visit_dtype(p.input.dtype, [&](auto ex) {
     visit_dtype(p.output.dtype, [&](auto ey) {
       if (f64)
-        dw_weight_grad_typed<double, decltype(ex), decltype(ey)>(p);
+        dw_weight_grad_typed<double, decltype(ex), decltype(ey)>(p, block);
       else
-        dw_weight_grad_typed<float, decltype(ex), decltype(ey)>(p);
+        dw_weight_grad_typed<float, decltype(ex), decltype(ey)>(p, block);
     });
   });
 }

@@ -159,6 +159,7 @@ void bind_training(nb::module_& m) {
     d["path"] = cpu::problem_path_name(plan.path);
     d["kernel"] = plan.kernel;
     d["name"] = plan.describe();
+    d["channel_block"] = plan.channel_block;
     return d;
   };
   m.def("_cpu_plan_problem", [plan_dict](const std::string& op, const StridedArray& a, DType at,
