@@ -173,7 +173,7 @@ std::int64_t dwconv_block(std::int64_t kernel_nr, std::int64_t channels, std::in
   return std::min(ceil_div(channels, kernel_nr) * kernel_nr, std::max(kernel_nr, kDwconvMaxBlock));
 }
 
-std::int64_t dw_wgrad_block(std::int64_t channels, int threads) {
+std::int64_t dw_wgrad_channel_block(std::int64_t channels, int threads) {
   // A block's rows are read as whole channel runs (16 channels were a
   // 64-byte piece of each position's 256 bytes at 64 channels). On the EPYC
   // (conv3d_grad_weight, k3 padding 1, the blocks in turn in one process, 10-15
@@ -451,7 +451,8 @@ ProblemPlan plan_problem(const detail::ConvProblem& p, const KernelTable& kt, in
     return plan;
   }
   plan.path = dw_weight_grad_applies(p) ? ProblemPath::dw_weight_grad : ProblemPath::gemm_wgrad;
-  if (plan.path == ProblemPath::dw_weight_grad) plan.channel_block = dw_wgrad_block(p.geometry.out_channels, threads);
+  if (plan.path == ProblemPath::dw_weight_grad)
+    plan.channel_block = dw_wgrad_channel_block(p.geometry.out_channels, threads);
   // Up to 32 input channels per group the row path's vectors over C_out win
   // (C_in 2 -> 16: 7x; 32 -> 32: 1.4x, the 2-core EPYC); above, both run at
   // the tile's speed and the gathered GEMM stays. Depthwise padding modes

@@ -83,7 +83,7 @@ struct ProblemPlan {
   ProblemPath path = ProblemPath::phases;
   const char* kernel = "";  // dw_data: the row kernel ("f64-loops" for float64); weight gradients: the loops' ISA
   std::int64_t h_block = 0;  // dw_data: output rows along H per block (the KD input planes' slab stays in L2)
-  std::int64_t channel_block = 0;  // dw_weight_grad: channels a work item takes (dw_wgrad_block)
+  std::int64_t channel_block = 0;  // dw_weight_grad: channels a work item takes (dw_wgrad_channel_block)
   bool concurrent = false;   // phases: all at once, one per thread (conv_phases.cpp)
   std::string describe() const;  // "dw-data:f32-dwconv-6x16-avx2", "phases+concurrent"
 };
@@ -103,7 +103,7 @@ std::int64_t dwconv_block(std::int64_t kernel_nr, std::int64_t channels, std::in
 // kWeightGradParts x blocks items still give every one of `threads` threads
 // two, else 16; never more than the channels rounded up to 16. The bits do
 // not depend on it (each channel's sums keep their order).
-std::int64_t dw_wgrad_block(std::int64_t channels, int threads);
+std::int64_t dw_wgrad_channel_block(std::int64_t channels, int threads);
 
 // The channel-planar rows of the pairs kernel (f32-conv-cin1-pairs.h): W
 // padding and slack included, in floats per input channel.
