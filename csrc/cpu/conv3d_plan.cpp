@@ -63,13 +63,13 @@ constexpr std::int64_t kStreamMinBytes = std::int64_t(8) << 20;
 // those rows (a very long or wide row) they keep the gathering paths, whose
 // buffers do not grow with the row; a larger cache is capped at this size.
 constexpr double kRowCacheMaxBytes = 8 << 20;
+// The most channels a depthwise row kernel call takes (dwconv_block).
+constexpr std::int64_t kDwconvMaxBlock = 64;
 // C_out per group up to this takes the small-C_out row kernel (an NR-wide
 // tile would leave most lanes idle), from 2 input channels per group on,
 // where few-cin does not apply (groups 1, C_in <= 4: about as fast there):
 // 2-4x the fold-W tile at C_in 5-7, 3-7x the small-C_in tile at C_in 2-4 with
 // groups (2-core EPYC, 1x16x32x32, k3, C_out 1-4, one thread).
-// The most channels a depthwise row kernel call takes (plan_rows).
-constexpr std::int64_t kDwconvMaxBlock = 64;
 constexpr std::int64_t kSmallCoutMax = 4;
 constexpr std::int64_t kSmallCoutMinCin = 2;
 // Weight gradients with up to this many input channels per group run by
@@ -168,7 +168,7 @@ std::int64_t dwconv_block(std::int64_t kernel_nr, std::int64_t channels, std::in
   // 13% at 64 and 30% at 96 (1x8x28x28), at one thread and at two; in a
   // scratch loop over the driver's order, 128 channels a call were no
   // faster than 16. conv3d_grad_input's depthwise rows (dw_data.cpp), the
-  // same way: -12% at 64 channels, -15 to -24% at 32, -33% at 96.
+  // same way: -12 to -18% at 64 channels, -15 to -24% at 32, -33% at 96.
   if (stride != 1 || dilation != 1 || (window != 3 && window != 5)) return kernel_nr;
   return std::min(ceil_div(channels, kernel_nr) * kernel_nr, std::max(kernel_nr, kDwconvMaxBlock));
 }
@@ -440,6 +440,7 @@ ProblemPlan plan_problem(const detail::ConvProblem& p, const KernelTable& kt, in
     if (dw_data_applies(p)) {
       plan.path = ProblemPath::dw_data;
       plan.kernel = p.result.dtype == DType::float64 ? "f64-loops" : kt.f32_dwconv.name;
+      plan.channel_block = dw_data_channel_block(p, kt.f32_dwconv.nr);
       const ConvProblemGeometry& g = p.geometry;
       const std::int64_t row_bytes = std::max<std::int64_t>(1, g.in[2] * g.in_channels * 4);
       plan.h_block = std::clamp<std::int64_t>(budget(planning_caches()).row_slab / row_bytes / g.kernel[0] -

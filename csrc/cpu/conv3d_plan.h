@@ -83,7 +83,9 @@ struct ProblemPlan {
   ProblemPath path = ProblemPath::phases;
   const char* kernel = "";  // dw_data: the row kernel ("f64-loops" for float64); weight gradients: the loops' ISA
   std::int64_t h_block = 0;  // dw_data: output rows along H per block (the KD input planes' slab stays in L2)
-  std::int64_t channel_block = 0;  // dw_weight_grad: channels a work item takes (dw_wgrad_channel_block)
+  // dw_data: channels a row-kernel call takes (dw_data_channel_block);
+  // dw_weight_grad: channels a work item takes (dw_wgrad_channel_block).
+  std::int64_t channel_block = 0;
   bool concurrent = false;   // phases: all at once, one per thread (conv_phases.cpp)
   std::string describe() const;  // "dw-data:f32-dwconv-6x16-avx2", "phases+concurrent"
 };

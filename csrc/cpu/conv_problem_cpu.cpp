@@ -18,7 +18,7 @@ void run_problem(const detail::ConvProblem& problem) {
   switch (plan.path) {
     case ProblemPath::phases: run_data_problem(problem, plan.concurrent); break;
     case ProblemPath::dw_data:
-      run_dw_data(problem, kt, plan.h_block);
+      run_dw_data(problem, kt, plan.h_block, plan.channel_block);
       // dw-data skips the padding; a forward conv (conv_transpose3d's input
       // gradient) multiplies it, as torch does: 0 * NaN = NaN.
       if (problem.zero_taps == detail::ZeroTaps::multiplied) propagate_nonfinite_weights(problem);

@@ -89,22 +89,25 @@ RowIndex row_of(std::int64_t it, std::int64_t Do, std::int64_t Ho, std::int64_t 
   return {n, in_block / rows, hb0 + in_block % rows};
 }
 
+// The W phases of the problem: outputs r, r + P, ... read their own taps
+// (P = the input dilation over its gcd with the stride).
+std::vector<DimPhase> w_phases(const ConvProblemGeometry& g) {
+  const std::int64_t P = g.input_dilation[2] / std::gcd(g.stride[2], g.input_dilation[2]);
+  std::vector<DimPhase> phases;
+  for (std::int64_t r = 0; r < std::min(P, g.out[2]); ++r) phases.push_back(plan_dim(g, 2, r, P));
+  return phases;
+}
+
+// NR: channels a kernel call (ProblemPlan::channel_block).
 template <class EX>
-void dw_data_f32(const ConvProblem& p, const KernelTable& kt, std::int64_t hb) {
+void dw_data_f32(const ConvProblem& p, const KernelTable& kt, std::int64_t hb, std::int64_t NR) {
   const ConvProblemGeometry& g = p.geometry;
   const DwconvKernel& k = kt.f32_dwconv;
   const std::int64_t KH = g.kernel[1], KW = g.kernel[2];
   const std::int64_t Do = g.out[0], Ho = g.out[1], Wo = g.out[2];
   const std::int64_t P = g.input_dilation[2] / std::gcd(g.stride[2], g.input_dilation[2]);
-  std::vector<DimPhase> phases;
-  for (std::int64_t r = 0; r < std::min(P, Wo); ++r) phases.push_back(plan_dim(g, 2, r, P));
-  // Channels a kernel call: the forward's rule (dwconv_block), where every W
-  // phase that reads the input takes the W-blocked tiles.
-  const std::int64_t C = g.out_channels;
-  std::int64_t NR = dwconv_block(k.nr, C, 1, 1, 3);
-  for (const DimPhase& ph : phases)
-    if (!ph.zero) NR = std::min(NR, dwconv_block(k.nr, C, ph.stride, ph.dilation, ph.taps));
-  const std::int64_t blocks = (C + NR - 1) / NR, c_pad = blocks * NR;
+  const std::vector<DimPhase> phases = w_phases(g);
+  const std::int64_t C = g.out_channels, blocks = (C + NR - 1) / NR, c_pad = blocks * NR;
   const std::vector<float> packed = pack_weight<float>(p, c_pad);
   const TensorView& res = p.result;
   const bool direct = res.dtype == DType::float32 && res.strides[4] == 1;
@@ -198,12 +201,24 @@ bool dw_data_applies(const ConvProblem& p) {
   return p.op == detail::ConvOp::data && g.in_channels == g.groups && g.out_channels == g.groups;
 }
 
-void run_dw_data(const ConvProblem& p, const KernelTable& kt, std::int64_t h_block) {
+std::int64_t dw_data_channel_block(const ConvProblem& p, std::int64_t kernel_nr) {
+  // The forward's rule (dwconv_block) where every W phase that reads the
+  // input runs the W-blocked tiles; the kernel's own NR otherwise.
+  std::int64_t block = 0;
+  for (const DimPhase& ph : w_phases(p.geometry)) {
+    if (ph.zero) continue;
+    const std::int64_t b = dwconv_block(kernel_nr, p.geometry.out_channels, ph.stride, ph.dilation, ph.taps);
+    block = block == 0 ? b : std::min(block, b);
+  }
+  return block == 0 ? kernel_nr : block;
+}
+
+void run_dw_data(const ConvProblem& p, const KernelTable& kt, std::int64_t h_block, std::int64_t channel_block) {
   visit_dtype(p.input.dtype, [&](auto ex) {
     if (p.result.dtype == DType::float64)
       dw_data_f64<decltype(ex)>(p);
     else
-      dw_data_f32<decltype(ex)>(p, kt, std::max<std::int64_t>(1, h_block));
+      dw_data_f32<decltype(ex)>(p, kt, std::max<std::int64_t>(1, h_block), channel_block);
   });
 }
 

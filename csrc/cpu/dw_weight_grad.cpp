@@ -31,7 +31,6 @@ namespace {
 using detail::ConvProblem;
 using detail::ConvProblemGeometry;
 
-
 template <class A> DwWgradRowFn<A> row_kernel();
 template <> DwWgradRowFn<float> row_kernel<float>() { return wgrad_kernels_active().dw_row_f32; }
 template <> DwWgradRowFn<double> row_kernel<double>() { return wgrad_kernels_active().dw_row_f64; }

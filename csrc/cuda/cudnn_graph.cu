@@ -218,6 +218,8 @@ std::unique_ptr<Plan> build(const c9::Api& api, c9::Handle h, CudaRoute route, D
   // Deterministic engines first when asked; never one that computes in less
   // than float32 or (float32 data) on tensor cores.
   constexpr std::int64_t kMaxWorkspace = std::int64_t(1) << 30;
+  // Twelve (six until the fastest engines were allowed): a guess at a
+  // first-call cost bound, not a measured optimum; torch times them all.
   constexpr std::size_t kTimed = 12;
   struct Candidate {
     Desc cfg, plan;
