@@ -164,6 +164,44 @@ def test_tiled_kernels_against_torch_float64(dtype):
             assert_close(_np(mine), _np(ref), _np(scale), dtype, f"tiled {name} {tuple(x.shape)}")
 
 
+def _same_nonfinite(mine, theirs, what):
+    mine, theirs = _np(mine), _np(theirs)
+    for name, mask in (("NaN", np.isnan), ("+inf", np.isposinf), ("-inf", np.isneginf)):
+        diff = mask(mine) != mask(theirs)
+        assert not diff.any(), f"{what}: {int(diff.sum())} elements where only one side is {name}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_tiled_kernels_put_nonfinite_inputs_where_torch_does(dtype):
+    """An inf, a -inf and a NaN in three channels of the input (and of the
+    output gradient): the same NaN and inf elements as torch's CUDA conv,
+    the finite ones close. The 16-bit tiled forward runs on tensor cores with
+    each filter as a diagonal, so a non-finite input times the diagonal's
+    zeros would be NaN in the seven other channels of its 8-channel chunk
+    unless the block falls back to its fused multiply-adds."""
+    g = torch.Generator(device="cuda").manual_seed(11)
+    c = 32
+    x = torch.randn(1, 6, 12, 12, c, device="cuda", generator=g).to(DTYPES[dtype])
+    w = torch.randn(c, 3, 3, 3, 1, device="cuda", generator=g).to(DTYPES[dtype])
+    x[0, 2, 5, 5, 5] = float("inf")
+    x[0, 4, 0, 11, 17] = float("-inf")
+    x[0, 0, 9, 3, 30] = float("nan")
+    y = vc.conv3d(x, w, padding=1, groups=c)
+    dx = vc.conv3d_grad_input(x, w, tuple(x.shape), padding=1, groups=c)
+    xt, wt = x.permute(0, 4, 1, 2, 3), w.permute(0, 4, 1, 2, 3)
+    theirs = F.conv3d(xt, wt, padding=1, groups=c).permute(0, 2, 3, 4, 1)
+    # The input gradient of a stride-1 3x3x3 conv is the conv with the filter
+    # flipped; torch's forward (its float16 dgrad spreads NaNs further).
+    theirs_dx = F.conv3d(xt, wt.flip(2, 3, 4), padding=1, groups=c).permute(0, 2, 3, 4, 1)
+    xa, wa = xt.abs().nan_to_num(0, 0, 0).double(), wt.abs().double()
+    scales = (F.conv3d(xa, wa, padding=1, groups=c), F.conv3d(xa, wa.flip(2, 3, 4), padding=1, groups=c))
+    for what, mine, ref, scale in (("forward", y, theirs, scales[0]), ("grad_input", dx, theirs_dx, scales[1])):
+        _same_nonfinite(mine, ref, f"{dtype} {what}")
+        assert np.isnan(_np(mine)).sum() + np.isinf(_np(mine)).sum() >= 27, "the non-finite inputs reach the outputs"
+        finite = torch.isfinite(ref)
+        _agree(mine[finite], ref[finite], _np(scale.permute(0, 2, 3, 4, 1)[finite]), dtype)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_weight_gradient_of_a_gradient_view_the_tiled_copies_cannot_read(dtype):
     """The tiled weight gradient copies the output gradient in 16-byte chunks
