@@ -175,10 +175,10 @@ def _same_nonfinite(mine, theirs, what):
 def test_tiled_kernels_put_nonfinite_inputs_where_torch_does(dtype):
     """An inf, a -inf and a NaN in three channels of the input (and of the
     output gradient): the same NaN and inf elements as torch's CUDA conv,
-    the finite ones close. The 16-bit tiled forward runs on tensor cores with
-    each filter as a diagonal, so a non-finite input times the diagonal's
-    zeros would be NaN in the seven other channels of its 8-channel chunk
-    unless the block falls back to its fused multiply-adds."""
+    the finite ones close. A kernel that mixes channels or positions before
+    the products (a filter as a diagonal on tensor cores: 0 * inf = NaN in
+    the other channels of a chunk; Winograd's transforms) fails it: commit
+    946d6a4's tensor-core forward without its fallback leaked 399 NaNs."""
     g = torch.Generator(device="cuda").manual_seed(11)
     c = 32
     x = torch.randn(1, 6, 12, 12, c, device="cuda", generator=g).to(DTYPES[dtype])

@@ -381,7 +381,6 @@ __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock)
 }  // namespace volconv::cuda
 
 #include "depthwise_tiled.cuh"
-#include "depthwise_tiled_mma.cuh"
 
 namespace volconv::cuda {
 namespace {
@@ -405,14 +404,7 @@ template <class T, class I>
 void launch_data_tiled(const cuda_plan::DepthwisePlan& plan, const DwArgs& a, cudaStream_t s) {
   // 64-bit offsets need more registers: at most three blocks an SM.
   constexpr int blocks = sizeof(I) == 4 ? cuda_plan::kDataTileBlocks : std::min(cuda_plan::kDataTileBlocks, 3);
-  // 16-bit storage on tensor cores (depthwise_tiled_mma.cuh).
-  constexpr int tc_blocks = cuda_plan::kTcDataTileBlocks;
-  const auto kernel = [] {
-    if constexpr (sizeof(T) == 2)
-      return dw_data_tiled_mma<T, I, cuda_plan::kTileStages, tc_blocks>;
-    else
-      return dw_data_tiled<T, I, cuda_plan::kTileStages, blocks>;
-  }();
+  const auto kernel = dw_data_tiled<T, I, cuda_plan::kTileStages, blocks>;
   allow_shared(kernel, plan.shared_bytes);
   kernel<<<grid_of(plan.main), block_of(plan.main), plan.shared_bytes, s>>>(a, plan.d_seg, plan.items);
 }

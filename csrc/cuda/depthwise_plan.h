@@ -37,11 +37,6 @@ constexpr int kTileRows = 8, kTileCols = 8, kTileChannels = 32;
 #define VOLCONV_DATA_TILE_BLOCKS 4
 #endif
 constexpr int kDataTileCols = VOLCONV_DATA_TILE_COLS, kDataTileBlocks = VOLCONV_DATA_TILE_BLOCKS;
-// The 16-bit forward's tensor-core kernel (depthwise_tiled_mma.cuh): blocks an SM.
-#ifndef VOLCONV_TC_TILE_BLOCKS
-#define VOLCONV_TC_TILE_BLOCKS 3
-#endif
-constexpr int kTcDataTileBlocks = VOLCONV_TC_TILE_BLOCKS;
 // Staged input slices per block: the forward keeps kTileStages - 1 in flight
 // while it reads one; the weight gradient stages kTileGradStages input
 // slices and as many output-gradient tiles (kTileRows x kTileCols outputs),

@@ -65,20 +65,14 @@ __device__ __forceinline__ TileItem tile_item(const DwArgs& a, std::int64_t item
 // gradient's output-gradient tiles both go through it. Each thread's chunks
 // and their offsets within a depth are worked out once per item, so staging
 // a depth costs a few instructions. `base` is batch n's first element; its
-// channel stride is 1 (the planner's chunk rule). Swizzled (16-bit only, four
-// chunks a position): chunk `part` of column `col` lands in slot
-// part ^ (col / 2 % 4) of its position, so the eight consecutive positions an
-// ldmatrix reads (one 16-byte row each, 64 bytes apart) fall on eight
-// distinct bank groups instead of two (swizzled_slot).
-template <class T, class I, int Rows = tile::kInRows, int Cols = tile::kInCols, bool Swizzle = false>
+// channel stride is 1 (the planner's chunk rule).
+template <class T, class I, int Rows = tile::kInRows, int Cols = tile::kInCols>
 struct SliceStager {
   static constexpr int kPer = 16 / int(sizeof(T));  // elements per chunk
   static constexpr int kChunks = Rows * Cols * (tile::kLanes / kPer);
   static constexpr int kIters = (kChunks + cuda_plan::kThreadsPerBlock - 1) / cuda_plan::kThreadsPerBlock;
-  static_assert(!Swizzle || tile::kLanes / kPer == 4, "the swizzle permutes four chunks a position");
   I offset[kIters];     // of chunk i from the depth's first element
   unsigned inside = 0;  // bit i: chunk i is inside the view along H and W and inside C
-  unsigned swz = 0;     // bits 2i, 2i + 1: chunk i's slot XOR (Swizzle)
   const T* x;
   I depth_stride;
   int depths;
@@ -97,14 +91,7 @@ struct SliceStager {
       const bool in = k < kChunks && h >= 0 && h < h_size && w >= 0 && w < w_size && c < channels;
       offset[i] = in ? I(h) * h_stride + I(w) * w_stride + I(c) : I(0);
       inside |= unsigned(in) << i;
-      if (Swizzle) swz |= unsigned(pos % Cols / 2 % 4) << 2 * i;
     }
-  }
-
-  // Where chunk i (this thread's) lands in a slice, in chunks.
-  __device__ __forceinline__ int slot(int i) const {
-    const int k = i * cuda_plan::kThreadsPerBlock + int(threadIdx.y * blockDim.x + threadIdx.x);
-    return Swizzle ? k ^ int(swz >> 2 * i & 3u) : k;
   }
 
   // The tile's input slices: (Rows x Cols) from (ih0, iw0) of the input.
@@ -123,7 +110,7 @@ struct SliceStager {
       const int k = i * cuda_plan::kThreadsPerBlock + tid;
       if (i + 1 < kIters || k < kChunks) {
         const bool in = slice_in && (inside >> i & 1u);
-        copy16_async(buf + slot(i) * kPer, slice + static_cast<std::make_unsigned_t<I>>(offset[i]), in);
+        copy16_async(buf + k * kPer, slice + static_cast<std::make_unsigned_t<I>>(offset[i]), in);
       }
     }
   }
@@ -270,17 +257,23 @@ __device__ __forceinline__ void data_step(const DwArgs& a, const TileItem& t, in
   for (int j = 0; j < tile::kDataCols; ++j) done[j] = 0.f;
 }
 
-// The forward's march over one item (spatial tile t, 32 channels from
-// blockIdx.y's): the weights, flipped along every axis when asked, into
-// shared memory after the slices, then the slices staged Stages - 1 ahead.
-// dw_data_tiled runs it; the tensor-core forward falls back to it for an
-// item whose input holds a non-finite value (depthwise_tiled_mma.cuh).
-template <class T, class I, int Stages>
-__device__ __forceinline__ void data_tiled_item(const DwArgs& a, const TileItem& t, unsigned char* smem) {
+// Forward / input gradient, 3x3x3 at stride 1: block (spatial item, 32
+// channels); grid.x = items, each item a tile and d_seg output depths.
+// Dynamic shared memory (plan.shared_bytes): Stages slices, then the
+// weights [kTileChannels][kWeightSlots] (in shared memory rather than
+// registers: 64 registers a thread let four blocks share an SM), then for
+// 16-bit outputs each warp's patch (ChunkStore).
+template <class T, class I, int Stages, int MinBlocks>
+__global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, MinBlocks)
+    dw_data_tiled(DwArgs a, int d_seg, std::int64_t items) {
   static_assert(Stages >= 3, "one barrier a step needs two slices in flight beside the one read");
+  extern __shared__ __align__(16) unsigned char smem[];
   T* bufs = reinterpret_cast<T*>(smem);
+  if (blockIdx.x >= items) return;  // an empty problem still launches one block
+  const TileItem t = tile_item<tile::kDataCols>(a, blockIdx.x, d_seg);
   const std::int64_t c = std::int64_t(blockIdx.y) * tile::kLanes + threadIdx.x;
-  // Visible to every thread after the first step's barrier.
+  // The weights, flipped along every axis when asked; visible to every
+  // thread after the first step's barrier.
   float* ws = reinterpret_cast<float*>(smem + Stages * tile::kDataSlice * sizeof(T));
   for (int k = threadIdx.y; k < kWeightSlots; k += tile::kRows) {
     const int kh = k / kWeightRow, kd = k % kWeightRow / 3, kw = k % 3;  // slot k's tap
@@ -316,20 +309,6 @@ __device__ __forceinline__ void data_tiled_item(const DwArgs& a, const TileItem&
     data_step<2, Stages, T, I, Out>(a, t, s + 2, steps, bufs, stager, out_row, w, acc);
   }
   copies_wait<0>();  // nothing left in flight at exit
-}
-
-// Forward / input gradient, 3x3x3 at stride 1, with fused multiply-adds:
-// block (spatial item, 32 channels); grid.x = items, each item a tile and
-// d_seg output depths. Dynamic shared memory (plan.shared_bytes): Stages
-// slices, then the weights [kTileChannels][kWeightSlots] (in shared memory
-// rather than registers: 64 registers a thread let four blocks share an
-// SM), then for 16-bit outputs each warp's patch (ChunkStore).
-template <class T, class I, int Stages, int MinBlocks>
-__global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, MinBlocks)
-    dw_data_tiled(DwArgs a, int d_seg, std::int64_t items) {
-  extern __shared__ __align__(16) unsigned char smem[];
-  if (blockIdx.x >= items) return;  // an empty problem still launches one block
-  data_tiled_item<T, I, Stages>(a, tile_item<tile::kDataCols>(a, blockIdx.x, d_seg), smem);
 }
 
 // Weight gradient, one input slice (step s of the march, phase P = s % 3):
