@@ -195,9 +195,14 @@ def test_tiled_kernels_put_nonfinite_inputs_where_torch_does(dtype):
     theirs_dx = F.conv3d(xt, wt.flip(2, 3, 4), padding=1, groups=c).permute(0, 2, 3, 4, 1)
     xa, wa = xt.abs().nan_to_num(0, 0, 0).double(), wt.abs().double()
     scales = (F.conv3d(xa, wa, padding=1, groups=c), F.conv3d(xa, wa.flip(2, 3, 4), padding=1, groups=c))
-    for what, mine, ref, scale in (("forward", y, theirs, scales[0]), ("grad_input", dx, theirs_dx, scales[1])):
+    for what, mine, ref, scale in (
+        ("forward", y, theirs, scales[0]),
+        ("grad_input", dx, theirs_dx, scales[1]),
+    ):
         _same_nonfinite(mine, ref, f"{dtype} {what}")
-        assert np.isnan(_np(mine)).sum() + np.isinf(_np(mine)).sum() >= 27, "the non-finite inputs reach the outputs"
+        assert np.isnan(_np(mine)).sum() + np.isinf(_np(mine)).sum() >= 27, (
+            "the non-finite inputs reach the outputs"
+        )
         finite = torch.isfinite(ref)
         _agree(mine[finite], ref[finite], _np(scale.permute(0, 2, 3, 4, 1)[finite]), dtype)
 
