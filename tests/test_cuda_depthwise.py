@@ -174,8 +174,8 @@ def _same_nonfinite(mine, theirs, what):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_tiled_kernels_put_nonfinite_inputs_where_torch_does(dtype):
     """An inf, a -inf and a NaN in three channels of the input (and of the
-    output gradient): the same NaN and inf elements as torch's CUDA conv,
-    the finite ones close. A kernel that mixes channels or positions before
+    output gradient): the same NaN and inf elements as torch's CUDA conv and
+    as float64, the finite ones close to torch's. A kernel that mixes channels or positions before
     the products (a filter as a diagonal on tensor cores: 0 * inf = NaN in
     the other channels of a chunk; Winograd's transforms) fails it: commit
     946d6a4's tensor-core forward without its fallback leaked 399 NaNs."""
@@ -191,8 +191,15 @@ def test_tiled_kernels_put_nonfinite_inputs_where_torch_does(dtype):
     xt, wt = x.permute(0, 4, 1, 2, 3), w.permute(0, 4, 1, 2, 3)
     theirs = F.conv3d(xt, wt, padding=1, groups=c).permute(0, 2, 3, 4, 1)
     # The input gradient of a stride-1 3x3x3 conv is the conv with the filter
-    # flipped; torch's forward (its float16 dgrad spreads NaNs further).
+    # flipped: torch's forward (torch's own 16-bit dgrad puts NaN in 189
+    # elements where float64 has 18 on the H200).
     theirs_dx = F.conv3d(xt, wt.flip(2, 3, 4), padding=1, groups=c).permute(0, 2, 3, 4, 1)
+    f64 = (
+        F.conv3d(xt.double(), wt.double(), padding=1, groups=c).permute(0, 2, 3, 4, 1),
+        F.conv3d(xt.double(), wt.double().flip(2, 3, 4), padding=1, groups=c).permute(0, 2, 3, 4, 1),
+    )
+    _same_nonfinite(y, f64[0], f"{dtype} forward against float64")
+    _same_nonfinite(dx, f64[1], f"{dtype} grad_input against float64")
     xa, wa = xt.abs().nan_to_num(0, 0, 0).double(), wt.abs().double()
     scales = (F.conv3d(xa, wa, padding=1, groups=c), F.conv3d(xa, wa.flip(2, 3, 4), padding=1, groups=c))
     for what, mine, ref, scale in (
