@@ -149,3 +149,15 @@ def assert_close(y, ref, scale, dtype_name, what=""):
     # float16 results below 2^-14 are subnormal: rounded to a step of 2^-24.
     bound = TOLERANCE[dtype_name] * scale + (2.0**-24 if dtype_name == "float16" else 1e-30)
     assert_within(y, ref, bound, dtype_name, what)
+
+
+def assert_same_nonfinite(ours, ref, what=""):
+    """NaN, +inf and -inf at the same elements of ours as of ref."""
+    ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
+    for name, mask in (("NaN", np.isnan), ("+inf", np.isposinf), ("-inf", np.isneginf)):
+        wrong = mask(ours) != mask(ref)
+        assert not wrong.any(), (
+            f"{what}: {name} at {int(wrong.sum())} outputs differs from the reference "
+            f"(ours {int(mask(ours).sum())}, reference {int(mask(ref).sum())}), first at "
+            f"{tuple(int(i) for i in np.argwhere(wrong)[0])}"
+        )

@@ -10,7 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from cuda_cases import CASES, case_id, output_size
-from reference_training import assert_close, conv3d_grad_input_reference, conv3d_grad_weight_reference
+from reference_training import (
+    assert_close,
+    assert_same_nonfinite,
+    conv3d_grad_input_reference,
+    conv3d_grad_weight_reference,
+)
 
 import volconv as vc
 
@@ -164,21 +169,15 @@ def test_tiled_kernels_against_torch_float64(dtype):
             assert_close(_np(mine), _np(ref), _np(scale), dtype, f"tiled {name} {tuple(x.shape)}")
 
 
-def _same_nonfinite(mine, theirs, what):
-    mine, theirs = _np(mine), _np(theirs)
-    for name, mask in (("NaN", np.isnan), ("+inf", np.isposinf), ("-inf", np.isneginf)):
-        diff = mask(mine) != mask(theirs)
-        assert not diff.any(), f"{what}: {int(diff.sum())} elements where only one side is {name}"
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_tiled_kernels_put_nonfinite_inputs_where_torch_does(dtype):
     """An inf, a -inf and a NaN in three channels of the input (and of the
     output gradient): the same NaN and inf elements as torch's CUDA conv and
-    as float64, the finite ones close to torch's. A kernel that mixes channels or positions before
-    the products (a filter as a diagonal on tensor cores: 0 * inf = NaN in
-    the other channels of a chunk; Winograd's transforms) fails it: commit
-    946d6a4's tensor-core forward without its fallback leaked 399 NaNs."""
+    as float64, the finite ones close to torch's. A kernel that mixes
+    channels or positions before the products (a filter as a diagonal on
+    tensor cores: 0 * inf = NaN in the other channels of a chunk; Winograd's
+    transforms) fails it: commit 946d6a4's tensor-core forward without its
+    fallback leaked 399 NaNs."""
     g = torch.Generator(device="cuda").manual_seed(11)
     c = 32
     x = torch.randn(1, 6, 12, 12, c, device="cuda", generator=g).to(DTYPES[dtype])
@@ -198,15 +197,15 @@ def test_tiled_kernels_put_nonfinite_inputs_where_torch_does(dtype):
         F.conv3d(xt.double(), wt.double(), padding=1, groups=c).permute(0, 2, 3, 4, 1),
         F.conv3d(xt.double(), wt.double().flip(2, 3, 4), padding=1, groups=c).permute(0, 2, 3, 4, 1),
     )
-    _same_nonfinite(y, f64[0], f"{dtype} forward against float64")
-    _same_nonfinite(dx, f64[1], f"{dtype} grad_input against float64")
+    assert_same_nonfinite(_np(y), _np(f64[0]), f"{dtype} forward against float64")
+    assert_same_nonfinite(_np(dx), _np(f64[1]), f"{dtype} grad_input against float64")
     xa, wa = xt.abs().nan_to_num(0, 0, 0).double(), wt.abs().double()
     scales = (F.conv3d(xa, wa, padding=1, groups=c), F.conv3d(xa, wa.flip(2, 3, 4), padding=1, groups=c))
     for what, mine, ref, scale in (
         ("forward", y, theirs, scales[0]),
         ("grad_input", dx, theirs_dx, scales[1]),
     ):
-        _same_nonfinite(mine, ref, f"{dtype} {what}")
+        assert_same_nonfinite(_np(mine), _np(ref), f"{dtype} {what}")
         assert np.isnan(_np(mine)).sum() + np.isinf(_np(mine)).sum() >= 27, (
             "the non-finite inputs reach the outputs"
         )

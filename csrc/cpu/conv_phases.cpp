@@ -32,6 +32,10 @@ using detail::ConvProblemGeometry;
 
 }  // namespace
 
+std::int64_t phase_period(const ConvProblemGeometry& g, int i) {
+  return g.input_dilation[i] / std::gcd(g.stride[i], g.input_dilation[i]);
+}
+
 DimPhase plan_dim(const ConvProblemGeometry& g, int i, std::int64_t r, std::int64_t P) {
   DimPhase ph;
   const std::int64_t out = g.out[i], K = g.kernel[i], st = g.stride[i], kdil = g.kernel_dilation[i];
@@ -126,7 +130,7 @@ bool same_reads(const DimPhase& a, const DimPhase& b) {
 std::vector<PhaseJob> list_phases(const ConvProblem& p) {
   const ConvProblemGeometry& g = p.geometry;
   std::int64_t P[3];
-  for (int i = 0; i < 3; ++i) P[i] = g.input_dilation[i] / std::gcd(g.stride[i], g.input_dilation[i]);
+  for (int i = 0; i < 3; ++i) P[i] = phase_period(g, i);
   const bool may_merge = g.groups == 1 && P[2] > 1 && g.out[2] % P[2] == 0 && p.result.strides[4] == 1 &&
                          p.result.strides[3] == g.out_channels;
   // Multiply-adds of a phase: its outputs x its taps x C_in/group x C_out
@@ -177,7 +181,7 @@ bool phases_concurrent(const std::vector<PhaseJob>& jobs, int threads) {
 void run_data_problem(const ConvProblem& p, bool concurrent) {
   const ConvProblemGeometry& g = p.geometry;
   std::int64_t P[3];
-  for (int i = 0; i < 3; ++i) P[i] = g.input_dilation[i] / std::gcd(g.stride[i], g.input_dilation[i]);
+  for (int i = 0; i < 3; ++i) P[i] = phase_period(g, i);
   const std::int64_t in_es = std::int64_t(dtype_size(p.input.dtype));
   const std::int64_t out_es = std::int64_t(dtype_size(p.result.dtype));
   // Torch's transposed conv and input gradient scatter: a NaN or inf weight

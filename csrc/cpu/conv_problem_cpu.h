@@ -35,6 +35,8 @@ struct DimPhase {
 // (T = idil / gcd(kdil, idil)), and their input index is
 // b + q*(st / gcd(st, idil)) + t*(kdil / gcd(kdil, idil)).
 DimPhase plan_dim(const detail::ConvProblemGeometry& g, int i, std::int64_t r, std::int64_t P);
+// The number of phases P along dimension i: idil / gcd(st, idil).
+std::int64_t phase_period(const detail::ConvProblemGeometry& g, int i);
 
 // One forward conv of a data problem: the phase (r[0], r[1], r[2]), or with
 // merge > 1 the W phases r[2] .. r[2] + merge - 1 stacked along C_out (they

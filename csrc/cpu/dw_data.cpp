@@ -14,7 +14,6 @@
 // are rounded once at the store; float64 results accumulate in double.
 #include <algorithm>
 #include <cstring>
-#include <numeric>
 #include <type_traits>
 #include <vector>
 
@@ -90,9 +89,9 @@ RowIndex row_of(std::int64_t it, std::int64_t Do, std::int64_t Ho, std::int64_t 
 }
 
 // The W phases of the problem: outputs r, r + P, ... read their own taps
-// (P = the input dilation over its gcd with the stride).
+// (P = phase_period along W), r = 0 .. min(P, Wo) - 1.
 std::vector<DimPhase> w_phases(const ConvProblemGeometry& g) {
-  const std::int64_t P = g.input_dilation[2] / std::gcd(g.stride[2], g.input_dilation[2]);
+  const std::int64_t P = phase_period(g, 2);
   std::vector<DimPhase> phases;
   for (std::int64_t r = 0; r < std::min(P, g.out[2]); ++r) phases.push_back(plan_dim(g, 2, r, P));
   return phases;
@@ -105,7 +104,7 @@ void dw_data_f32(const ConvProblem& p, const KernelTable& kt, std::int64_t hb, s
   const DwconvKernel& k = kt.f32_dwconv;
   const std::int64_t KH = g.kernel[1], KW = g.kernel[2];
   const std::int64_t Do = g.out[0], Ho = g.out[1], Wo = g.out[2];
-  const std::int64_t P = g.input_dilation[2] / std::gcd(g.stride[2], g.input_dilation[2]);
+  const std::int64_t P = phase_period(g, 2);
   const std::vector<DimPhase> phases = w_phases(g);
   const std::int64_t C = g.out_channels, blocks = (C + NR - 1) / NR, c_pad = blocks * NR;
   const std::vector<float> packed = pack_weight<float>(p, c_pad);
