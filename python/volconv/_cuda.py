@@ -143,6 +143,16 @@ def _operand(obj: Any, op: str, what: str, call: Stream | None, with_stream: boo
     return CudaOperand(array, dtype, "dlpack", index, _core._gpu_stream_handle(consumer))
 
 
+def _gpu_index(obj: Any) -> int:
+    """The CUDA device of an array is_cuda_array accepts."""
+    module = _module_of(obj)
+    if module == "torch":
+        return obj.get_device()
+    if module == "cupy":
+        return obj.device.id
+    return int(obj.__dlpack_device__()[1])
+
+
 def _check_given_stream(given: Stream | None, device: int, op: str, what: str) -> None:
     if given is not None and (given.device.type != DeviceType.gpu or given.device.index != device):
         raise ValueError(
@@ -191,16 +201,20 @@ def run(
     a = _operand(first[1], op, first[0], given) if is_cuda_array(first[1]) else None
     # The stream the call runs on, for a second operand that is asked for one.
     call = given if given is not None or a is None else _external_stream(a.device, a.stream)
-    b = _operand(second[1], op, second[0], call, with_stream=False) if is_cuda_array(second[1]) else None
+    second_on_gpu = is_cuda_array(second[1])
+    if a is not None and second_on_gpu and _gpu_index(second[1]) != a.device:
+        # Before b is imported: a DLPack producer would be asked for its data
+        # on a stream of the other GPU.
+        raise ValueError(
+            f"[{op}] Expected the {first[0]} and the {second[0]} on one GPU but got cuda:{a.device} and "
+            f"cuda:{_gpu_index(second[1])}."
+        )
+    b = _operand(second[1], op, second[0], call, with_stream=False) if second_on_gpu else None
     if a is None or b is None:
         cpu_what = first[0] if a is None else second[0]
         raise ValueError(
             f"[{op}] Expected the {first[0]} and the {second[0]} both in CUDA memory, but the {cpu_what} is not; "
             "move it to the same GPU first."
-        )
-    if a.device != b.device:
-        raise ValueError(
-            f"[{op}] Expected the {first[0]} and the {second[0]} on one GPU but got cuda:{a.device} and cuda:{b.device}."
         )
     if a.array.ndim != 5 or b.array.ndim != 5:
         what, x = (first[0], a) if a.array.ndim != 5 else (second[0], b)
