@@ -178,3 +178,37 @@ def test_operands_on_two_gpus_or_a_stream_of_the_other_gpu_are_refused():
         vc.conv3d(x1, w1, padding=1, groups=16, stream=vc.Device(vc.gpu, 0))
     with pytest.raises(ValueError, match=r"CUDA device 2 does not exist \(2 found\)"):
         vc.conv3d(x1.cpu().numpy(), w1.cpu().numpy(), padding=1, groups=16, stream=vc.Device(vc.gpu, 2))
+
+
+def test_volconv_torch_layers_train_on_the_second_gpu():
+    # volconv.torch's layers on cuda:1 with GPU 0 current: the forward on
+    # the caller's thread, the backward on autograd's thread for GPU 1; the
+    # depthwise layer's kernels (volconv's) run on GPU 1 in both.
+    vt = pytest.importorskip("volconv.torch")
+    torch.manual_seed(0)
+    ref = torch.nn.Sequential(
+        torch.nn.Conv3d(4, 16, 3, padding=1),
+        torch.nn.Conv3d(16, 16, 3, padding=1, groups=16),
+        torch.nn.ConvTranspose3d(16, 8, 2, stride=2),
+    ).to("cuda:1")
+    ours = torch.nn.Sequential(
+        vt.nn.Conv3d(4, 16, 3, padding=1),
+        vt.nn.Conv3d(16, 16, 3, padding=1, groups=16),
+        vt.nn.ConvTranspose3d(16, 8, 2, stride=2),
+    ).to("cuda:1")
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 4, 6, 7, 8, device="cuda:1")
+
+    def step():
+        y = ours(x)
+        y.square().sum().backward()
+        return y
+
+    y, devices = _kernel_devices(step)
+    assert devices == {1} and y.device == torch.device("cuda:1")
+    y_ref = ref(x)
+    y_ref.square().sum().backward()
+    torch.testing.assert_close(y, y_ref, rtol=1e-4, atol=1e-4)
+    for (name, p), p_ref in zip(ours.named_parameters(), ref.parameters()):
+        assert p.grad.device == torch.device("cuda:1")
+        torch.testing.assert_close(p.grad, p_ref.grad, rtol=1e-4, atol=1e-3, msg=name)
