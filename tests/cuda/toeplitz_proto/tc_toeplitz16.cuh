@@ -18,9 +18,10 @@ using volconv::cuda::DwArgs;
 constexpr int TH = 16, TW = 8, CB = 16, IR = TH + 2, IC = TW + 2, PITCH = 24;
 constexpr int PLANE = IR * PITCH, TSLICE = CB * PLANE;
 constexpr int POS = IR * IC, CHUNKS = 2 * POS, TASKS = 2 * IR * (IC / 2);
-constexpr int S = 4, THREADS = 256;
+constexpr int THREADS = 256;
 constexpr int OPITCH = 8, OPLANE = TH * OPITCH, OSLICE = CB * OPLANE;
-constexpr int SMEM = S * POS * 32 + 2 * TSLICE * 2 + 2 * OSLICE * 2 + CB * 32 * 2;
+// Shared memory with S raw slices (S - 1 in flight while one is transposed).
+constexpr int smem_bytes(int S) { return S * POS * 32 + 2 * TSLICE * 2 + 2 * OSLICE * 2 + CB * 32 * 2; }
 static_assert(CHUNKS <= 2 * THREADS && TASKS <= THREADS && TH * TW * 2 == THREADS, "one pass");
 
 template <class T>
@@ -83,7 +84,7 @@ __device__ __forceinline__ void store_out(const Ctx<T>& c, int obuf, int od) {
   *reinterpret_cast<uint4*>(c.ypos + od * c.ys1) = q;
 }
 
-template <int P, class T>
+template <int P, int S, class T>
 __device__ __forceinline__ void step(const Ctx<T>& c, int s, int steps, const unsigned (&B)[2][9][2],
                                      float (&acc)[2][3][4], unsigned& nf, unsigned& bad, int skip) {
   if (s >= steps) return;
@@ -130,7 +131,7 @@ __device__ __forceinline__ void step(const Ctx<T>& c, int s, int steps, const un
     for (int e = 0; e < 4; ++e) acc[ch][(P + 1) % 3][e] = 0.f;
 }
 
-template <class T, int MinBlocks>
+template <class T, int MinBlocks, int S>
 __global__ void __launch_bounds__(THREADS, MinBlocks) dw_tc16(DwArgs a, int d_seg, int skip) {
   extern __shared__ __align__(16) unsigned char smem[];
   const int w_tiles = (a.out[2] + TW - 1) / TW, h_tiles = (a.out[1] + TH - 1) / TH;
@@ -224,9 +225,9 @@ __global__ void __launch_bounds__(THREADS, MinBlocks) dw_tc16(DwArgs a, int d_se
   __syncthreads();
   unsigned nf = transpose(c, 0, 0), bad = 0;
   for (int s = 0; s < steps; s += 3) {
-    step<0>(c, s, steps, B, acc, nf, bad, skip);
-    step<1>(c, s + 1, steps, B, acc, nf, bad, skip);
-    step<2>(c, s + 2, steps, B, acc, nf, bad, skip);
+    step<0, S>(c, s, steps, B, acc, nf, bad, skip);
+    step<1, S>(c, s + 1, steps, B, acc, nf, bad, skip);
+    step<2, S>(c, s + 2, steps, B, acc, nf, bad, skip);
   }
   wait<0>();
   bad |= unsigned(__syncthreads_or(int(nf)));
@@ -255,7 +256,7 @@ __global__ void __launch_bounds__(THREADS, MinBlocks) dw_tc16(DwArgs a, int d_se
   }
 }
 
-template <class T, int MinBlocks = 3>
+template <class T, int MinBlocks = 3, int S = 4>
 void launch(const DwArgs& a, cudaStream_t st, int skip = 0) {
   const int h_tiles = (a.out[1] + TH - 1) / TH, w_tiles = (a.out[2] + TW - 1) / TW;
   const int cblocks = int(a.channels / CB);
@@ -264,10 +265,10 @@ void launch(const DwArgs& a, cudaStream_t st, int skip = 0) {
   while (items(d_seg) * cblocks < 1024 && d_seg > 4) d_seg = (d_seg + 1) / 2;
   static bool set = false;
   if (!set) {
-    cudaFuncSetAttribute(dw_tc16<T, MinBlocks>, cudaFuncAttributeMaxDynamicSharedMemorySize, SMEM);
+    cudaFuncSetAttribute(dw_tc16<T, MinBlocks, S>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_bytes(S));
     set = true;
   }
-  dw_tc16<T, MinBlocks><<<unsigned(items(d_seg) * cblocks), THREADS, SMEM, st>>>(a, d_seg, skip);
+  dw_tc16<T, MinBlocks, S><<<unsigned(items(d_seg) * cblocks), THREADS, smem_bytes(S), st>>>(a, d_seg, skip);
 }
 
 }  // namespace tct16
