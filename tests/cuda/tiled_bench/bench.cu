@@ -19,19 +19,12 @@
 #include "../../../csrc/cuda/depthwise_plan.cpp"
 #include "../../../csrc/cuda/depthwise_kernels.cuh"
 #include "../../../csrc/cuda/streams.cu"
+#include "../depthwise_k3_args.h"
+#include "../event_timing.h"
 #include "common.h"
 
 using namespace volconv;
 using cuda::DwArgs;
-
-#define CK(x)                                                                        \
-  do {                                                                               \
-    cudaError_t e = (x);                                                             \
-    if (e != cudaSuccess) {                                                          \
-      printf("CUDA error %s at %s:%d\n", cudaGetErrorString(e), __FILE__, __LINE__); \
-      exit(1);                                                                       \
-    }                                                                                \
-  } while (0)
 
 static double g_bw = 4.22e12;
 static int g_reps = 20;
@@ -43,23 +36,7 @@ float time_ms(const std::function<void()>& f) {
     CK(cudaDeviceSynchronize());
     return 1.f;
   }
-  for (int i = 0; i < 3; ++i) f();
-  cudaEvent_t a, b;
-  cudaEventCreate(&a);
-  cudaEventCreate(&b);
-  std::vector<float> ts;
-  for (int r = 0; r < 5; ++r) {
-    cudaEventRecord(a);
-    for (int i = 0; i < g_reps; ++i) f();
-    cudaEventRecord(b);
-    cudaEventSynchronize(b);
-    float ms;
-    cudaEventElapsedTime(&ms, a, b);
-    ts.push_back(ms / g_reps);
-  }
-  CK(cudaGetLastError());
-  std::sort(ts.begin(), ts.end());
-  return ts[2];
+  return median_ms(f, g_reps);
 }
 
 template <class T>
@@ -102,23 +79,7 @@ struct Bufs {
 };
 
 DwArgs data_args(const Prob& p, const Bufs& b, bool flip, void* out) {
-  DwArgs a;
-  a.batch = p.n;
-  a.channels = p.c;
-  const int in[3] = {p.d, p.h, p.w};
-  for (int i = 0; i < 3; ++i) {
-    a.in[i] = a.out[i] = in[i];
-    a.kernel[i] = 3;
-    a.stride[i] = 1;
-    a.pad[i] = 1;
-    a.kdil[i] = 1;
-    a.idil[i] = 1;
-  }
-  a.flip = flip;
-  std::int64_t s[5] = {std::int64_t(p.d) * p.h * p.w * p.c, std::int64_t(p.h) * p.w * p.c, std::int64_t(p.w) * p.c, p.c, 1};
-  for (int i = 0; i < 5; ++i) a.xs[i] = a.ys[i] = s[i];
-  std::int64_t ws[5] = {27, 9, 3, 1, 1};
-  for (int i = 0; i < 5; ++i) a.ws[i] = ws[i];
+  DwArgs a = depthwise_k3_args(p.n, p.d, p.h, p.w, p.c, flip);
   a.x = flip ? b.gy : b.x;
   a.w = b.w;
   a.y_out = out;
