@@ -151,6 +151,14 @@ def assert_close(y, ref, scale, dtype_name, what=""):
     assert_within(y, ref, bound, dtype_name, what)
 
 
+def assert_conv3d_close(y, x, w, dtype_name, what="", **params):
+    """A conv3d result against the float64 reference of the (already rounded)
+    x and w, per element within assert_close's bound."""
+    x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
+    scale = conv3d_reference(np.abs(x), np.abs(w), **params)
+    assert_close(y, conv3d_reference(x, w, **params), scale, dtype_name, what)
+
+
 def assert_same_nonfinite(ours, ref, what=""):
     """NaN, +inf and -inf at the same elements of ours as of ref."""
     ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)

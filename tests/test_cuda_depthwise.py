@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from cuda_cases import CASES, case_id, output_size
+from cuda_torch import torch_on_cuda
 from reference_training import (
     assert_close,
     assert_same_nonfinite,
@@ -21,12 +22,7 @@ import volconv as vc
 
 from reference import TOLERANCE, conv3d_reference
 
-torch = pytest.importorskip("torch")
-if not torch.cuda.is_available() or vc._core._gpu_backend() != "cuda":
-    pytest.skip(
-        f"no CUDA GPU for volconv here: {vc.unavailable_reason(vc.gpu) or 'torch sees no CUDA device'}",
-        allow_module_level=True,
-    )
+torch = torch_on_cuda()
 import torch.nn.functional as F  # noqa: E402
 
 # torch's float32 convolutions in float32 (TF32 would round the inputs to 10 bits).

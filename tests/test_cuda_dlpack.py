@@ -9,37 +9,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from reference_training import assert_close, conv3d_grad_weight_reference
+from cuda_torch import torch_on_cuda
+from dlpack_producer import Producer
+from reference_training import assert_close, assert_conv3d_close, conv3d_grad_weight_reference
 
 import volconv as vc
 
-from reference import conv3d_reference
-
-torch = pytest.importorskip("torch")
-if not torch.cuda.is_available() or vc._core._gpu_backend() != "cuda":
-    pytest.skip(
-        f"no CUDA GPU for volconv here: {vc.unavailable_reason(vc.gpu) or 'torch sees no CUDA device'}",
-        allow_module_level=True,
-    )
+torch = torch_on_cuda()
 
 torch.backends.cudnn.allow_tf32 = False
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-class Producer:
-    """A DLPack producer volconv knows nothing else of; it records the
-    streams it was asked to make its data ready on."""
-
-    def __init__(self, t):
-        self.t = t
-        self.streams = []
-
-    def __dlpack__(self, *, stream=None, **kwargs):
-        self.streams.append(stream)
-        return self.t.__dlpack__(stream=stream)
-
-    def __dlpack_device__(self):
-        return self.t.__dlpack_device__()
 
 
 def _np(t):
@@ -47,10 +26,7 @@ def _np(t):
 
 
 def _check_conv(y, x, w, dtype, **kw):
-    """y against the float64 reference, per element within the dtype's
-    tolerance of the sum of |terms|."""
-    scale = conv3d_reference(np.abs(_np(x)), np.abs(_np(w)), **kw)
-    assert_close(_np(y), conv3d_reference(_np(x), _np(w), **kw), scale, dtype)
+    assert_conv3d_close(_np(y), _np(x), _np(w), dtype, **kw)
 
 
 PAD1 = dict(pad_lo=(1, 1, 1), pad_hi=(1, 1, 1))

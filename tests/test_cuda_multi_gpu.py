@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from reference_training import assert_close, conv3d_grad_input_reference, conv3d_grad_weight_reference
+from cuda_torch import torch_on_cuda
+from dlpack_producer import Producer
+from reference_training import (
+    assert_close,
+    assert_conv3d_close,
+    conv3d_grad_input_reference,
+    conv3d_grad_weight_reference,
+)
 
 import volconv as vc
 
-from reference import conv3d_reference
-
-torch = pytest.importorskip("torch")
-if not torch.cuda.is_available() or vc._core._gpu_backend() != "cuda":
-    pytest.skip(
-        f"no CUDA GPU for volconv here: {vc.unavailable_reason(vc.gpu) or 'torch sees no CUDA device'}",
-        allow_module_level=True,
-    )
+torch = torch_on_cuda()
 if torch.cuda.device_count() < 2:
     pytest.skip(
         f"one CUDA GPU here ({torch.cuda.get_device_name(0)}): these tests need two", allow_module_level=True
@@ -62,9 +62,7 @@ def _kernel_devices(fn):
 
 
 def _check_forward(y, x, w, groups, dtype="float32"):
-    kw = dict(groups=groups, **PAD1)
-    scale = conv3d_reference(np.abs(_np(x)), np.abs(_np(w)), **kw)
-    assert_close(_np(y), conv3d_reference(_np(x), _np(w), **kw), scale, dtype)
+    assert_conv3d_close(_np(y), _np(x), _np(w), dtype, groups=groups, **PAD1)
 
 
 @pytest.mark.parametrize("groups", [16, 1], ids=["depthwise", "dense"])  # volconv's kernels, cuDNN
@@ -148,19 +146,6 @@ def test_cupy_arrays_on_the_second_gpu():
     _check_forward(torch.from_numpy(cupy.asnumpy(y)), x, w, 16)
 
 
-class _Producer:
-    """A DLPack producer that is neither torch nor CuPy (as JAX is to volconv)."""
-
-    def __init__(self, t):
-        self.t = t
-
-    def __dlpack__(self, *, stream=None, **kwargs):
-        return self.t.__dlpack__(stream=stream)
-
-    def __dlpack_device__(self):
-        return self.t.__dlpack_device__()
-
-
 def test_operands_on_two_gpus_or_a_stream_of_the_other_gpu_are_refused():
     x0, w0, _ = _operands("cuda:0", 16)
     x1, w1, _ = _operands("cuda:1", 16)
@@ -168,9 +153,9 @@ def test_operands_on_two_gpus_or_a_stream_of_the_other_gpu_are_refused():
     with pytest.raises(ValueError, match=one_gpu):
         vc.conv3d(x0, w1, padding=1, groups=16)
     with pytest.raises(ValueError, match=one_gpu):
-        vc.conv3d(x0, _Producer(w1), padding=1, groups=16)
+        vc.conv3d(x0, Producer(w1), padding=1, groups=16)
     with pytest.raises(ValueError, match=one_gpu):
-        vc.conv3d(_Producer(x0), _Producer(w1), padding=1, groups=16)
+        vc.conv3d(Producer(x0), Producer(w1), padding=1, groups=16)
     with pytest.raises(
         ValueError,
         match=r"^\[conv3d\] The input is on cuda:1, so the stream must be a GPU stream of device 1",

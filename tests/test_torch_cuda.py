@@ -8,15 +8,9 @@ and the errors. Skipped, with the reason, where there is no CUDA GPU."""
 from __future__ import annotations
 
 import pytest
+from cuda_torch import torch_on_cuda
 
-import volconv as vc
-
-torch = pytest.importorskip("torch")
-if not torch.cuda.is_available() or vc._core._gpu_backend() != "cuda":
-    pytest.skip(
-        f"no CUDA GPU for volconv here: {vc.unavailable_reason(vc.gpu) or 'torch sees no CUDA device'}",
-        allow_module_level=True,
-    )
+torch = torch_on_cuda()
 import torch.nn.functional as F  # noqa: E402
 
 import volconv.torch as vt  # noqa: E402

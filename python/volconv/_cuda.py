@@ -106,6 +106,15 @@ def _external_stream(device: int, handle: int) -> Stream:
     return s
 
 
+def _gpu_index(obj: Any, module: str) -> int:
+    """The CUDA device of an array is_cuda_array accepts (`module`: _module_of(obj))."""
+    if module == "torch":
+        return obj.get_device()  # an int: no device object made
+    if module == "cupy":
+        return obj.device.id
+    return int(obj.__dlpack_device__()[1])
+
+
 def _operand(obj: Any, op: str, what: str, call: Stream | None, with_stream: bool = True) -> CudaOperand:
     """The operand as the core reads it; its current stream only when
     with_stream (the call is ordered on the first operand's stream). Other
@@ -113,6 +122,7 @@ def _operand(obj: Any, op: str, what: str, call: Stream | None, with_stream: boo
     on: `call` where that is known already (a given stream, or the first
     operand's), else volconv's default stream of the array's GPU."""
     module = _module_of(obj)
+    index = _gpu_index(obj, module)
     if module == "torch":
         t = obj  # read through data_ptr(): no detached view needed
         dtype = torch_dtypes().get(t.dtype)
@@ -120,7 +130,6 @@ def _operand(obj: Any, op: str, what: str, call: Stream | None, with_stream: boo
             raise ValueError(
                 f"[{op}] Expected the {what} to have a floating-point dtype but got {str(t.dtype).replace('torch.', '')}."
             )
-        index = t.get_device()  # an int: no device object made
         stream = _torch_current_stream(sys.modules["torch"], index) if with_stream else 0
         return CudaOperand(t, dtype, "torch", index, stream)
     if module == "cupy":
@@ -135,22 +144,11 @@ def _operand(obj: Any, op: str, what: str, call: Stream | None, with_stream: boo
         if with_stream:
             with obj.device:
                 stream = cupy.cuda.get_current_stream().ptr
-        return CudaOperand(obj, names[obj.dtype.name], "cupy", obj.device.id, stream)
-    index = int(obj.__dlpack_device__()[1])
+        return CudaOperand(obj, names[obj.dtype.name], "cupy", index, stream)
     _check_given_stream(call, index, op, what)
     consumer = call if call is not None else _core.default_stream(Device(DeviceType.gpu, index))
     array, dtype = _cuda_dlpack.import_array(obj, op, what, consumer)
     return CudaOperand(array, dtype, "dlpack", index, _core._gpu_stream_handle(consumer))
-
-
-def _gpu_index(obj: Any) -> int:
-    """The CUDA device of an array is_cuda_array accepts."""
-    module = _module_of(obj)
-    if module == "torch":
-        return obj.get_device()
-    if module == "cupy":
-        return obj.device.id
-    return int(obj.__dlpack_device__()[1])
 
 
 def _check_given_stream(given: Stream | None, device: int, op: str, what: str) -> None:
@@ -202,12 +200,13 @@ def run(
     # The stream the call runs on, for a second operand that is asked for one.
     call = given if given is not None or a is None else _external_stream(a.device, a.stream)
     second_on_gpu = is_cuda_array(second[1])
-    if a is not None and second_on_gpu and _gpu_index(second[1]) != a.device:
+    b_index = _gpu_index(second[1], _module_of(second[1])) if second_on_gpu else None
+    if a is not None and b_index is not None and b_index != a.device:
         # Before b is imported: a DLPack producer would be asked for its data
         # on a stream of the other GPU.
         raise ValueError(
             f"[{op}] Expected the {first[0]} and the {second[0]} on one GPU but got cuda:{a.device} and "
-            f"cuda:{_gpu_index(second[1])}."
+            f"cuda:{b_index}."
         )
     b = _operand(second[1], op, second[0], call, with_stream=False) if second_on_gpu else None
     if a is None or b is None:

@@ -117,13 +117,7 @@ void run_shape(const Prob& p, int elem, const char* tname, bool only_big) {
   CK(cudaMemcpy(b.x, hx.data(), n * sizeof(T), cudaMemcpyHostToDevice));
   CK(cudaMemcpy(b.gy, hg.data(), n * sizeof(T), cudaMemcpyHostToDevice));
   CK(cudaMemcpy(b.w, hw.data(), nw * sizeof(T), cudaMemcpyHostToDevice));
-  const auto g = detail::ConvProblemGeometry{};
-  detail::ConvProblemGeometry geo = g;
-  geo.batch = p.n;
-  geo.in = geo.out = {p.d, p.h, p.w};
-  geo.kernel = {3, 3, 3};
-  geo.in_channels = geo.out_channels = geo.groups = p.c;
-  geo.padding_lo = {1, 1, 1};
+  const detail::ConvProblemGeometry geo = depthwise_k3_geometry(p.n, p.d, p.h, p.w, p.c);
   const int chunk = 16 / int(sizeof(T));
   const double bytes = 2.0 * n * sizeof(T);
   char shape[64];

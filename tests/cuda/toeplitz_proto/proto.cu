@@ -100,12 +100,7 @@ void run(int N, int D, int H, int W, int C, const char* tname, Config k) {
   CK(cudaMalloc(&y, n * sizeof(T)));
   CK(cudaMemcpy(x, hx.data(), n * sizeof(T), cudaMemcpyHostToDevice));
   CK(cudaMemcpy(w, hw.data(), nw * sizeof(T), cudaMemcpyHostToDevice));
-  detail::ConvProblemGeometry geo{};
-  geo.batch = N;
-  geo.in = geo.out = {D, H, W};
-  geo.kernel = {3, 3, 3};
-  geo.in_channels = geo.out_channels = geo.groups = C;
-  geo.padding_lo = {1, 1, 1};
+  const detail::ConvProblemGeometry geo = depthwise_k3_geometry(N, D, H, W, C);
   const auto pl = cuda_plan::plan_depthwise(detail::ConvOp::data, geo, false, true, 8);
   const double bytes = 2.0 * n * sizeof(T);
   char shape[64];
