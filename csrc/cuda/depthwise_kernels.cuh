@@ -380,6 +380,7 @@ __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock)
 }  // namespace
 }  // namespace volconv::cuda
 
+#include "tma.cuh"
 #include "depthwise_tiled.cuh"
 
 namespace volconv::cuda {
@@ -404,9 +405,16 @@ template <class T, class I>
 void launch_data_tiled(const cuda_plan::DepthwisePlan& plan, const DwArgs& a, cudaStream_t s) {
   // 64-bit offsets need more registers: at most three blocks an SM.
   constexpr int blocks = sizeof(I) == 4 ? cuda_plan::kDataTileBlocks : std::min(cuda_plan::kDataTileBlocks, 3);
-  const auto kernel = dw_data_tiled<T, I, cuda_plan::kTileStages, blocks>;
+  // The input as a tensor map for bulk copies of its slices, where the
+  // view allows one; else the cp.async kernel (the map then unused).
+  CUtensorMap x_map{};
+  const int dims[5] = {int(a.batch), a.in[0], a.in[1], a.in[2], int(a.channels)};
+  const bool tma = ndhwc_box_map<T>(x_map, a.x, dims, a.xs, cuda_plan::kTileChannels, cuda_plan::kDataTileCols + 2,
+                                    cuda_plan::kTileRows + 2);
+  const auto kernel = tma ? dw_data_tiled<T, I, cuda_plan::kTileStages, blocks, true>
+                          : dw_data_tiled<T, I, cuda_plan::kTileStages, blocks, false>;
   allow_shared(kernel, plan.shared_bytes);
-  kernel<<<grid_of(plan.main), block_of(plan.main), plan.shared_bytes, s>>>(a, plan.d_seg, plan.items);
+  kernel<<<grid_of(plan.main), block_of(plan.main), plan.shared_bytes, s>>>(a, plan.d_seg, plan.items, x_map);
 }
 
 template <class T, class I>

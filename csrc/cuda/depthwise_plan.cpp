@@ -56,7 +56,8 @@ void plan_tiled(DepthwisePlan& p, const detail::ConvProblemGeometry& g, int chun
     p.main.grid[0] = std::max<std::int64_t>(1, p.items);
     // The slices, the weights, and for 16-bit outputs each warp's row of outputs.
     const int out_rows = chunk_elems == 8 ? kTileRows * cols * kTileChannels * 2 : 0;
-    p.shared_bytes = kTileStages * slice + kTileWeightSlots * kTileChannels * int(sizeof(float)) + out_rows;
+    p.shared_bytes = kTileStages * slice + kTileWeightSlots * kTileChannels * int(sizeof(float)) + out_rows +
+                     kTileStages * 8;  // the bulk copies' mbarriers
     return;
   }
   // Weight gradient: at most enough chunks to fill the GPU, so the second
