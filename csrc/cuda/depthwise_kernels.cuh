@@ -382,6 +382,10 @@ __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock)
 
 #include "tma.cuh"
 #include "depthwise_tiled.cuh"
+#ifndef VOLCONV_PAIRS_BLOCKS
+#define VOLCONV_PAIRS_BLOCKS 3
+#endif
+#include "depthwise_pairs.cuh"
 
 namespace volconv::cuda {
 namespace {
@@ -409,6 +413,20 @@ void launch_data_tiled(const cuda_plan::DepthwisePlan& plan, const DwArgs& a, cu
   // view allows one; else the cp.async kernel (the map then unused).
   CUtensorMap x_map{};
   const int dims[5] = {int(a.batch), a.in[0], a.in[1], a.in[2], int(a.channels)};
+  if constexpr (sizeof(T) == 2) {
+    if (ndhwc_box_map<T>(x_map, a.x, dims, a.xs, pairs::kChannels, cuda_plan::kDataTileCols + 2,
+                         cuda_plan::kTileRows + 2)) {
+      constexpr int kStages = cuda_plan::kTileStages;
+      const int shared = kStages * pairs::kSlice * 2 + pairs::kLanes * pairs::kWeightStride * 4 +
+                         cuda_plan::kTileRows * pairs::kCols * pairs::kLanes * 4 + kStages * 8;
+      const auto kernel = dw_data_pairs<T, I, kStages, VOLCONV_PAIRS_BLOCKS>;
+      allow_shared(kernel, shared);
+      dim3 grid = grid_of(plan.main);
+      grid.y = unsigned((a.channels + pairs::kChannels - 1) / pairs::kChannels);
+      kernel<<<grid, block_of(plan.main), shared, s>>>(a, plan.d_seg, plan.items, x_map);
+      return;
+    }
+  }
   const bool tma = ndhwc_box_map<T>(x_map, a.x, dims, a.xs, cuda_plan::kTileChannels, cuda_plan::kDataTileCols + 2,
                                     cuda_plan::kTileRows + 2);
   const auto kernel = tma ? dw_data_tiled<T, I, cuda_plan::kTileStages, blocks, true>

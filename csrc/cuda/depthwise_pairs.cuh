@@ -1,0 +1,215 @@
+// The 16-bit forward / input gradient of the tiled case (3x3x3, stride 1)
+// with two adjacent channels a lane: a block owns 64 channels of a tile of
+// kTileRows x kDataTileCols outputs, so every position it reads or writes is
+// 128 contiguous bytes (a whole cache line; 32 channels of 16-bit were half
+// lines, which the H200's memory served at a lower rate), and each 32-bit
+// shared-memory read brings a lane both of its channels. The input slices
+// arrive by bulk tensor copies (tma.cuh), which leave the threads no staging
+// work and no staging registers, so the 48 accumulators of two channels fit.
+// Each output's sum runs in the same order as dw_data_tiled's (slices in
+// order, kh, then the three kw of a row in one fused chain), so the two
+// kernels' results are bit for bit the same.
+// Included by depthwise_kernels.cuh after depthwise_tiled.cuh.
+#pragma once
+
+namespace volconv::cuda {
+namespace {
+
+namespace pairs {
+constexpr int kLanes = 32, kChannels = 2 * kLanes;
+constexpr int kRows = tile::kRows, kCols = tile::kDataCols, kInCols = tile::kDataInCols;
+constexpr int kSlice = tile::kInRows * kInCols * kChannels;  // 16-bit elements of a staged slice
+// A lane's weights: [kh][kd][channel][4] (three taps and a zero), one
+// 16-byte read per (kh, kd, channel); 76 floats a lane (72 used) keep each
+// quarter warp's 16-byte reads on distinct banks.
+constexpr int kWeightSlots = 72, kWeightStride = 76;
+constexpr int kPatch = kCols * kChannels;  // a warp's row of outputs, 16-bit elements
+}  // namespace pairs
+
+// One channel of a lane's 32-bit pair as float32 (the low half is the lower channel).
+template <class T, int Ch>
+__device__ __forceinline__ float pair_half(unsigned v) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) return __uint_as_float(Ch == 0 ? v << 16 : v & 0xffff0000u);
+  else return __half2float(__ushort_as_half(static_cast<unsigned short>(Ch == 0 ? v & 0xffffu : v >> 16)));
+}
+template <class T>
+__device__ __forceinline__ unsigned pack_pair(float lo, float hi) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    const __nv_bfloat162 p = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<const unsigned*>(&p);
+  } else {
+    const __half2 p = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<const unsigned*>(&p);
+  }
+}
+
+// A warp's row of outputs (kCols positions x 64 channels) leaves through its
+// patch of shared memory as 16-byte chunks: chunk k = lane + 32 i is column
+// k / 8, channels 8 (k % 8) on.
+template <class T, class I>
+struct PairStore {
+  static constexpr int kPer = pairs::kPatch / 8 / 32;  // chunks a lane
+  unsigned* patch;  // the warp's [kCols][kLanes] pairs
+  T* chunk;         // this lane's first chunk at depth 0
+  I depth_step, col_step;
+  unsigned inside = 0;  // bit i: chunk i is inside the output
+  __device__ __forceinline__ PairStore(const DwArgs& a, const TileItem& t, std::int64_t c0, unsigned* patches) {
+    patch = patches + threadIdx.y * pairs::kCols * pairs::kLanes;
+    const int oh = t.oh0 + int(threadIdx.y);
+    const std::int64_t c = c0 + threadIdx.x % 8 * 8;
+    const int ow = t.ow0 + int(threadIdx.x) / 8;
+#pragma unroll
+    for (int i = 0; i < kPer; ++i)
+      inside |= unsigned(oh < a.out[1] && ow + 4 * i < a.out[2] && c < a.channels) << i;
+    chunk = static_cast<T*>(a.y_out) + I(t.n) * I(a.ys[0]) + I(inside ? oh : 0) * I(a.ys[2]) +
+            I(inside ? ow : 0) * I(a.ys[3]) + I(inside ? c : 0);
+    depth_step = I(a.ys[1]);
+    col_step = I(a.ys[3]);
+  }
+  __device__ __forceinline__ void put(int od, const float (&v)[2][pairs::kCols]) const {
+#pragma unroll
+    for (int j = 0; j < pairs::kCols; ++j) patch[j * pairs::kLanes + threadIdx.x] = pack_pair<T>(v[0][j], v[1][j]);
+    __syncwarp();
+    T* p = chunk + I(od) * depth_step;
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) {
+      const uint4 q = reinterpret_cast<const uint4*>(patch)[threadIdx.x + 32 * i];
+      if (inside >> i & 1u) *reinterpret_cast<uint4*>(p + I(4 * i) * col_step) = q;
+    }
+    __syncwarp();  // every lane has read the patch before the next row is written
+  }
+};
+
+// The slices of the pairs kernel: one bulk tensor copy (boxes of 64
+// channels) a slice, as TmaSlices.
+template <class T, int Stages>
+struct PairSlices {
+  const CUtensorMap* map;
+  T* bufs;
+  std::uint64_t* full;
+  int c0, w0, h0, n;
+  __device__ __forceinline__ static bool issuer() { return threadIdx.x == 0 && threadIdx.y == 0; }
+  __device__ __forceinline__ void issue(int q, int id) const {
+    std::uint64_t* bar = full + q % Stages;
+    mbarrier_expect_bytes(bar, pairs::kSlice * unsigned(sizeof(T)));
+    tensor_copy_5d(bufs + q % Stages * pairs::kSlice, *map, bar, c0, w0, h0, id, n);
+  }
+  __device__ __forceinline__ void start(int steps, int id0) const {
+    if (!issuer()) return;
+#pragma unroll
+    for (int q = 0; q < Stages - 1; ++q)
+      if (q < steps) issue(q, id0 + q);
+  }
+  __device__ __forceinline__ void advance(int s, int steps, int id) const {
+    mbarrier_wait(full + s % Stages, unsigned(s / Stages) & 1u);
+    __syncthreads();
+    if (issuer() && s + Stages - 1 < steps) issue(s + Stages - 1, id + Stages - 1);
+  }
+};
+
+// One channel's products of a staged row: the three output depths that read
+// the slice (rotating slots, phase P).
+template <int P, int Ch, class T>
+__device__ __forceinline__ void pair_row(const unsigned (&xp)[pairs::kInCols], const float* w, int kh, unsigned kds,
+                                         float (&acc)[3][2][pairs::kCols]) {
+  float xr[pairs::kInCols];
+#pragma unroll
+  for (int j = 0; j < pairs::kInCols; ++j) xr[j] = pair_half<T, Ch>(xp[j]);
+#pragma unroll
+  for (int kd = 0; kd < 3; ++kd) {
+    if (!(kds >> kd & 1u)) continue;
+    const float4 q = reinterpret_cast<const float4*>(w)[(kh * 3 + kd) * 2 + Ch];
+    float(&out)[pairs::kCols] = acc[(P - kd + 3) % 3][Ch];
+#pragma unroll
+    for (int j = 0; j < pairs::kCols; ++j) out[j] = fmaf(xr[j + 2], q.z, fmaf(xr[j + 1], q.y, fmaf(xr[j], q.x, out[j])));
+  }
+}
+
+template <int P, int Stages, class T, class I>
+__device__ __forceinline__ void pair_step(const DwArgs& a, const TileItem& t, int s, int steps, const T* bufs,
+                                          const PairSlices<T, Stages>& slices, const PairStore<T, I>& out_row,
+                                          const float* w, float (&acc)[3][2][pairs::kCols]) {
+  if (s >= steps) return;
+  const int id = t.od0 - a.pad[0] + s;
+  slices.advance(s, steps, id);
+  // kd's bit: output depth id + pad - kd is one of the item's (none for a padding slice).
+  unsigned kds = 0;
+  if (id >= 0 && id < a.in[0]) {
+#pragma unroll
+    for (int kd = 0; kd < 3; ++kd) {
+      const int od = id + a.pad[0] - kd;
+      kds |= unsigned(od >= t.od0 && od < t.od1) << kd;
+    }
+  }
+  const unsigned* buf = reinterpret_cast<const unsigned*>(bufs + s % Stages * pairs::kSlice);
+#pragma unroll
+  for (int kh = 0; kh < 3; ++kh) {
+    unsigned xp[pairs::kInCols];
+#pragma unroll
+    for (int j = 0; j < pairs::kInCols; ++j)
+      xp[j] = buf[((threadIdx.y + kh) * pairs::kInCols + j) * pairs::kLanes + threadIdx.x];
+    pair_row<P, 0, T>(xp, w, kh, kds, acc);
+    pair_row<P, 1, T>(xp, w, kh, kds, acc);
+  }
+  float(&done)[2][pairs::kCols] = acc[(P + 1) % 3];
+  const int od = id + a.pad[0] - 2;
+  if (od >= t.od0 && od < t.od1) out_row.put(od, done);
+#pragma unroll
+  for (int ch = 0; ch < 2; ++ch)
+#pragma unroll
+    for (int j = 0; j < pairs::kCols; ++j) done[ch][j] = 0.f;
+}
+
+// Block (spatial item, 64 channels); grid.x = items. Dynamic shared memory:
+// Stages slices, the weights [kLanes][kWeightStride], the warps' patches,
+// then the slices' mbarriers (cuda_plan::pairs_shared_bytes).
+template <class T, class I, int Stages, int MinBlocks>
+__global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, MinBlocks)
+    dw_data_pairs(DwArgs a, int d_seg, std::int64_t items, const __grid_constant__ CUtensorMap x_map) {
+  static_assert(sizeof(T) == 2, "two 16-bit channels a lane");
+  static_assert(Stages >= 3, "one barrier a step needs two slices in flight beside the one read");
+  extern __shared__ __align__(128) unsigned char smem[];
+  T* bufs = reinterpret_cast<T*>(smem);
+  if (blockIdx.x >= items) return;  // an empty problem still launches one block
+  const TileItem t = tile_item<tile::kDataCols>(a, blockIdx.x, d_seg);
+  const std::int64_t c0 = std::int64_t(blockIdx.y) * pairs::kChannels;
+  float* ws = reinterpret_cast<float*>(smem + Stages * pairs::kSlice * sizeof(T));
+  // The weights, flipped along every axis when asked.
+  for (int k = threadIdx.y; k < pairs::kWeightSlots; k += tile::kRows) {
+    const int kw = k % 4, ch = k / 4 % 2, kd = k / 8 % 3, kh = k / 24;  // slot k's tap
+    const std::int64_t c = c0 + 2 * threadIdx.x + ch;
+    const int tap = a.flip ? 26 - (kd * 9 + kh * 3 + kw) : kd * 9 + kh * 3 + kw;
+    ws[threadIdx.x * pairs::kWeightStride + k] =
+        c < a.channels && kw < 3
+            ? load(static_cast<const T*>(a.w) + I(c) * I(a.ws[0]) + I(tap / 9) * I(a.ws[1]) +
+                   I(tap / 3 % 3) * I(a.ws[2]) + I(tap % 3) * I(a.ws[3]))
+            : 0.f;
+  }
+  unsigned* patches = reinterpret_cast<unsigned*>(ws + pairs::kLanes * pairs::kWeightStride);
+  std::uint64_t* full = reinterpret_cast<std::uint64_t*>(patches + tile::kRows * pairs::kCols * pairs::kLanes);
+  if (PairSlices<T, Stages>::issuer()) {
+    for (int b = 0; b < Stages; ++b) mbarrier_init(full + b, 1);
+    mbarrier_init_fence();
+  }
+  __syncthreads();  // the weights and the barriers are set up
+  const PairSlices<T, Stages> slices{&x_map, bufs, full, int(c0), t.ow0 - a.pad[2], t.oh0 - a.pad[1], int(t.n)};
+  const PairStore<T, I> out_row(a, t, c0, patches);
+  const float* w = ws + threadIdx.x * pairs::kWeightStride;
+  float acc[3][2][pairs::kCols];
+#pragma unroll
+  for (int i = 0; i < 3; ++i)
+#pragma unroll
+    for (int ch = 0; ch < 2; ++ch)
+#pragma unroll
+      for (int j = 0; j < pairs::kCols; ++j) acc[i][ch][j] = 0.f;
+  const int steps = t.od1 - t.od0 + 2;
+  slices.start(steps, t.od0 - a.pad[0]);
+  for (int s = 0; s < steps; s += 3) {
+    pair_step<0, Stages>(a, t, s, steps, bufs, slices, out_row, w, acc);
+    pair_step<1, Stages>(a, t, s + 1, steps, bufs, slices, out_row, w, acc);
+    pair_step<2, Stages>(a, t, s + 2, steps, bufs, slices, out_row, w, acc);
+  }
+}
+
+}  // namespace
+}  // namespace volconv::cuda
