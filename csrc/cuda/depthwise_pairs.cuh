@@ -114,7 +114,12 @@ __device__ __forceinline__ void pair_row(const unsigned (&xp)[pairs::kInCols], c
                                          float (&acc)[3][2][pairs::kCols]) {
   float xr[pairs::kInCols];
 #pragma unroll
-  for (int j = 0; j < pairs::kInCols; ++j) xr[j] = pair_half<T, Ch>(xp[j]);
+  for (int j = 0; j < pairs::kInCols; ++j) {
+    xr[j] = pair_half<T, Ch>(xp[j]);
+    // Pinned here: otherwise the compiler converts again inside each kd's
+    // branch below (three conversions an element instead of one).
+    asm volatile("" : "+f"(xr[j]));
+  }
 #pragma unroll
   for (int kd = 0; kd < 3; ++kd) {
     if (!(kds >> kd & 1u)) continue;
