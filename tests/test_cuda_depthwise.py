@@ -209,6 +209,49 @@ def test_tiled_kernels_put_nonfinite_inputs_where_torch_does(dtype):
         _agree(mine[finite], ref[finite], _np(scale.permute(0, 2, 3, 4, 1)[finite]), dtype)
 
 
+def _volconv_kernels(fn):
+    """fn's result and the names of the volconv kernels it ran (torch's profiler)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        result = fn()
+        torch.cuda.synchronize()
+    return result, {e.name for e in prof.events() if "volconv" in e.name and e.device_type.name == "CUDA"}
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_pairs_kernel_against_float64_with_nonfinite_inputs(dtype):
+    """The 16-bit forward and input gradient with two channels a lane (the
+    pairs kernel, which the planner takes where its launch has 1024 blocks of
+    64 channels: 17 x 17 tiles x 4 blocks here; torch's profiler says it
+    ran), on a shape whose tiles and last block of channels overhang (130 =
+    16 x 8 + 2, 200 = 3 x 64 + 8), with an inf, a -inf and a NaN in the
+    input, one of them in the upper channel of a lane's pair and one in the
+    last channel: the same non-finite elements as float64, the others within
+    the bound of the same computation on absolute values."""
+    g = torch.Generator(device="cuda").manual_seed(13)
+    c = 200
+    x = torch.randn(1, 4, 130, 130, c, device="cuda", generator=g).to(DTYPES[dtype])
+    w = torch.randn(c, 3, 3, 3, 1, device="cuda", generator=g).to(DTYPES[dtype])
+    x[0, 1, 64, 129, 199] = float("inf")
+    x[0, 3, 0, 0, 0] = float("-inf")
+    x[0, 2, 77, 5, 63] = float("nan")
+    y, names = _volconv_kernels(lambda: vc.conv3d(x, w, padding=1, groups=c))
+    dx, names_dx = _volconv_kernels(lambda: vc.conv3d_grad_input(x, w, tuple(x.shape), padding=1, groups=c))
+    assert any("dw_data_pairs" in n for n in names) and any("dw_data_pairs" in n for n in names_dx), names
+    xt, wt = x.permute(0, 4, 1, 2, 3).double(), w.permute(0, 4, 1, 2, 3).double()
+    xa, wa = xt.abs().nan_to_num(0, 0, 0), wt.abs()
+    for what, mine, wk, wak in (
+        ("forward", y, wt, wa),
+        ("grad_input", dx, wt.flip(2, 3, 4), wa.flip(2, 3, 4)),
+    ):
+        ref = _np(F.conv3d(xt, wk, padding=1, groups=c).permute(0, 2, 3, 4, 1))
+        scale = _np(F.conv3d(xa, wak, padding=1, groups=c).permute(0, 2, 3, 4, 1))
+        got = _np(mine)
+        assert_same_nonfinite(got, ref, f"{dtype} pairs {what}")
+        assert (~np.isfinite(got)).sum() >= 3 * 8, "each non-finite input reaches its outputs"
+        finite = np.isfinite(ref)
+        assert_close(np.where(finite, got, 0), np.where(finite, ref, 0), scale, dtype, f"pairs {what}")
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_weight_gradient_of_a_gradient_view_the_tiled_copies_cannot_read(dtype):
     """The tiled weight gradient copies the output gradient in 16-byte chunks

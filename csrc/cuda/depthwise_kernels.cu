@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include "depthwise_kernels.h"
+#include "tma.cuh"
 
 namespace volconv::cuda {
 
@@ -15,5 +16,7 @@ int launch_depthwise(const cuda_plan::DepthwisePlan& plan, const DwArgs& args, E
   }
   return int(cudaGetLastError());
 }
+
+bool bulk_copies_available() { return tensor_map_encoder() != nullptr; }
 
 }  // namespace volconv::cuda

@@ -382,9 +382,6 @@ __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock)
 
 #include "tma.cuh"
 #include "depthwise_tiled.cuh"
-#ifndef VOLCONV_PAIRS_BLOCKS
-#define VOLCONV_PAIRS_BLOCKS 3
-#endif
 #include "depthwise_pairs.cuh"
 
 namespace volconv::cuda {
@@ -409,28 +406,28 @@ template <class T, class I>
 void launch_data_tiled(const cuda_plan::DepthwisePlan& plan, const DwArgs& a, cudaStream_t s) {
   // 64-bit offsets need more registers: at most three blocks an SM.
   constexpr int blocks = sizeof(I) == 4 ? cuda_plan::kDataTileBlocks : std::min(cuda_plan::kDataTileBlocks, 3);
-  // The input as a tensor map for bulk copies of its slices, where the
-  // view allows one; else the cp.async kernel (the map then unused).
+  const auto kernel = dw_data_tiled<T, I, cuda_plan::kTileStages, blocks>;
+  allow_shared(kernel, plan.shared_bytes);
+  kernel<<<grid_of(plan.main), block_of(plan.main), plan.shared_bytes, s>>>(a, plan.d_seg, plan.items);
+}
+
+// The pairs kernel, with the input as a tensor map whose boxes are its
+// staged slices. Should the map be refused (the planner's chunk rule keeps
+// the views inside the copy engine's rules, so it is not expected), the
+// tiled kernel runs the problem instead, on its own grid.
+template <class T, class I>
+void launch_data_pairs(const cuda_plan::DepthwisePlan& plan, const DwArgs& a, cudaStream_t s) {
   CUtensorMap x_map{};
   const int dims[5] = {int(a.batch), a.in[0], a.in[1], a.in[2], int(a.channels)};
-  if constexpr (sizeof(T) == 2) {
-    if (ndhwc_box_map<T>(x_map, a.x, dims, a.xs, pairs::kChannels, cuda_plan::kDataTileCols + 2,
-                         cuda_plan::kTileRows + 2)) {
-      constexpr int kStages = cuda_plan::kTileStages;
-      const int shared = kStages * pairs::kSlice * 2 + pairs::kLanes * pairs::kWeightStride * 4 +
-                         cuda_plan::kTileRows * pairs::kCols * pairs::kLanes * 4 + kStages * 8;
-      const auto kernel = dw_data_pairs<T, I, kStages, VOLCONV_PAIRS_BLOCKS>;
-      allow_shared(kernel, shared);
-      dim3 grid = grid_of(plan.main);
-      grid.y = unsigned((a.channels + pairs::kChannels - 1) / pairs::kChannels);
-      kernel<<<grid, block_of(plan.main), shared, s>>>(a, plan.d_seg, plan.items, x_map);
-      return;
-    }
+  if (!ndhwc_box_map<T>(x_map, a.x, dims, a.xs, pairs::kChannels, tile::kDataInCols, tile::kInRows)) {
+    cuda_plan::DepthwisePlan tiled = plan;
+    tiled.kernel = cuda_plan::DwKernel::tiled;
+    tiled.main.grid[1] = (a.channels + cuda_plan::kTileChannels - 1) / cuda_plan::kTileChannels;
+    tiled.shared_bytes = cuda_plan::tiled_data_shared_bytes(8);
+    launch_data_tiled<T, I>(tiled, a, s);
+    return;
   }
-  const bool tma = ndhwc_box_map<T>(x_map, a.x, dims, a.xs, cuda_plan::kTileChannels, cuda_plan::kDataTileCols + 2,
-                                    cuda_plan::kTileRows + 2);
-  const auto kernel = tma ? dw_data_tiled<T, I, cuda_plan::kTileStages, blocks, true>
-                          : dw_data_tiled<T, I, cuda_plan::kTileStages, blocks, false>;
+  const auto kernel = dw_data_pairs<T, I, cuda_plan::kTileStages, cuda_plan::kPairBlocks>;
   allow_shared(kernel, plan.shared_bytes);
   kernel<<<grid_of(plan.main), block_of(plan.main), plan.shared_bytes, s>>>(a, plan.d_seg, plan.items, x_map);
 }
@@ -445,6 +442,10 @@ void launch_wgrad_tiled(const cuda_plan::DepthwisePlan& plan, const DwArgs& a, f
 
 template <class T, class I, bool Dilated>
 void launch(const cuda_plan::DepthwisePlan& plan, const DwArgs& a, float* partials, cudaStream_t s) {
+  if (plan.kernel == cuda_plan::DwKernel::pairs) {
+    if constexpr (sizeof(T) == 2) launch_data_pairs<T, I>(plan, a, s);  // the planner picks it for 16-bit only
+    return;
+  }
   if (plan.kernel == cuda_plan::DwKernel::tiled) {
     if (plan.op == detail::ConvOp::data) {
       launch_data_tiled<T, I>(plan, a, s);

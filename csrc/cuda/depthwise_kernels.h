@@ -40,4 +40,8 @@ void launch_bf16(const cuda_plan::DepthwisePlan& plan, const DwArgs& args, float
 int launch_depthwise(const cuda_plan::DepthwisePlan& plan, const DwArgs& args, Elem elem, float* partials,
                      void* stream);
 
+// Whether the driver makes tensor maps for the GPU's bulk copies (the
+// planner's bulk_copies).
+bool bulk_copies_available();
+
 }  // namespace volconv::cuda

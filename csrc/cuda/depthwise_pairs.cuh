@@ -16,13 +16,15 @@ namespace volconv::cuda {
 namespace {
 
 namespace pairs {
-constexpr int kLanes = 32, kChannels = 2 * kLanes;
+constexpr int kLanes = 32, kChannels = cuda_plan::kPairChannels;
+static_assert(kChannels == 2 * kLanes && cuda_plan::kTileChannels == kLanes, "two channels a lane");
 constexpr int kRows = tile::kRows, kCols = tile::kDataCols, kInCols = tile::kDataInCols;
 constexpr int kSlice = tile::kInRows * kInCols * kChannels;  // 16-bit elements of a staged slice
 // A lane's weights: [kh][kd][channel][4] (three taps and a zero), one
 // 16-byte read per (kh, kd, channel); 76 floats a lane (72 used) keep each
 // quarter warp's 16-byte reads on distinct banks.
-constexpr int kWeightSlots = 72, kWeightStride = 76;
+constexpr int kWeightSlots = cuda_plan::kPairWeightSlots, kWeightStride = cuda_plan::kPairWeightStride;
+static_assert(kWeightSlots == 3 * 3 * 2 * 4 && kWeightStride % 4 == 0 && kWeightStride >= kWeightSlots, "the slots");
 constexpr int kPatch = kCols * kChannels;  // a warp's row of outputs, 16-bit elements
 }  // namespace pairs
 

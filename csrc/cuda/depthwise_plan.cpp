@@ -36,7 +36,7 @@ bool cube3_unit(const detail::ConvProblemGeometry& g) {
 // The tiled kernels' items: D is cut into segments (each re-reads a 2-slice
 // halo) only while the launch would have fewer than kTargetBlocks blocks,
 // and never below 4 output depths a segment.
-void plan_tiled(DepthwisePlan& p, const detail::ConvProblemGeometry& g, int chunk_elems) {
+void plan_tiled(DepthwisePlan& p, const detail::ConvProblemGeometry& g, int chunk_elems, bool bulk_copies) {
   const std::int64_t channel_blocks = ceil_div(g.out_channels, kTileChannels);
   const bool data = p.op == detail::ConvOp::data;
   const int cols = data ? kDataTileCols : kTileCols;
@@ -51,13 +51,15 @@ void plan_tiled(DepthwisePlan& p, const detail::ConvProblemGeometry& g, int chun
   p.main.block[0] = kTileChannels;
   p.main.block[1] = kTileRows;
   p.main.grid[1] = channel_blocks;
-  const int slice = (kTileRows + 2) * (cols + 2) * kTileChannels * (16 / chunk_elems);  // bytes
   if (data) {
     p.main.grid[0] = std::max<std::int64_t>(1, p.items);
-    // The slices, the weights, and for 16-bit outputs each warp's row of outputs.
-    const int out_rows = chunk_elems == 8 ? kTileRows * cols * kTileChannels * 2 : 0;
-    p.shared_bytes = kTileStages * slice + kTileWeightSlots * kTileChannels * int(sizeof(float)) + out_rows +
-                     kTileStages * 8;  // the bulk copies' mbarriers
+    p.shared_bytes = tiled_data_shared_bytes(chunk_elems);
+    const std::int64_t pair_blocks = p.items * ceil_div(g.out_channels, kPairChannels);
+    if (chunk_elems == 8 && bulk_copies && pair_blocks >= kTargetBlocks) {
+      p.kernel = DwKernel::pairs;
+      p.main.grid[1] = ceil_div(g.out_channels, kPairChannels);
+      p.shared_bytes = pairs_shared_bytes();
+    }
     return;
   }
   // Weight gradient: at most enough chunks to fill the GPU, so the second
@@ -67,6 +69,7 @@ void plan_tiled(DepthwisePlan& p, const detail::ConvProblemGeometry& g, int chun
   p.workspace_bytes = p.chunks * 27 * g.out_channels * std::int64_t(sizeof(float));
   p.main.grid[0] = p.chunks;
   // The staged slices and output-gradient tiles, later the rows' 27 sums per lane.
+  const int slice = (kTileRows + 2) * (cols + 2) * kTileChannels * (16 / chunk_elems);  // bytes
   const int grad_tile = kTileRows * kTileCols * kTileChannels * (16 / chunk_elems);  // bytes
   p.shared_bytes =
       std::max(kTileGradStages * (slice + grad_tile), 27 * kTileRows * kTileChannels * int(sizeof(float)));
@@ -79,6 +82,7 @@ std::string DepthwisePlan::name() const {
   const std::string idx = index64 ? "_i64" : "_i32";
   const std::string row3 = kernel == DwKernel::row3 ? "row3_" : "";
   const std::string v = vec > 1 ? "_v" + std::to_string(vec) : "";
+  if (kernel == DwKernel::pairs) return "dw_data_pairs_d" + std::to_string(d_seg) + idx;
   if (kernel == DwKernel::tiled)
     return std::string(op == detail::ConvOp::data ? "dw_data" : "dw_wgrad") + "_tiled_d" + std::to_string(d_seg) +
            (op == detail::ConvOp::data ? "" : "_chunks" + std::to_string(chunks)) + idx;
@@ -118,8 +122,22 @@ bool needs_index64(const Shape5& shape, const Shape5& strides) {
   return reach >= (std::int64_t(1) << 31);
 }
 
+int tiled_data_shared_bytes(int chunk_elems) {
+  const int slice = (kTileRows + 2) * (kDataTileCols + 2) * kTileChannels * (16 / chunk_elems);  // bytes
+  // The slices, the weights, and for 16-bit outputs each warp's row of outputs.
+  const int out_rows = chunk_elems == 8 ? kTileRows * kDataTileCols * kTileChannels * 2 : 0;
+  return kTileStages * slice + kTileWeightSlots * kTileChannels * int(sizeof(float)) + out_rows;
+}
+
+int pairs_shared_bytes() {
+  const int slice = (kTileRows + 2) * (kDataTileCols + 2) * kPairChannels * 2;  // bytes
+  // The slices, the weights, each warp's row of outputs, the slices' mbarriers.
+  return kTileStages * slice + kTileChannels * kPairWeightStride * int(sizeof(float)) +
+         kTileRows * kDataTileCols * kPairChannels * 2 + kTileStages * 8;
+}
+
 DepthwisePlan plan_depthwise(detail::ConvOp op, const detail::ConvProblemGeometry& g, bool index64,
-                             bool channel_vectors, int chunk_elems) {
+                             bool channel_vectors, int chunk_elems, bool bulk_copies) {
   DepthwisePlan p;
   p.op = op;
   p.index64 = index64;
@@ -127,7 +145,7 @@ DepthwisePlan plan_depthwise(detail::ConvOp op, const detail::ConvProblemGeometr
   // Whole 16-byte chunks of channels: C a multiple of the chunk.
   if (cube3_unit(g) && chunk_elems > 0 && g.out_channels % chunk_elems == 0) {
     p.kernel = DwKernel::tiled;
-    plan_tiled(p, g, chunk_elems);
+    plan_tiled(p, g, chunk_elems, bulk_copies);
     return p;
   }
   const bool row3 = row3_along_w(g) && (data || (g.kernel[0] == 3 && g.kernel[1] == 3));

@@ -45,6 +45,14 @@ constexpr int kTileStages = 4, kTileGradStages = 3;
 // The forward's weights in shared memory: kTileWeightSlots floats a lane
 // (three rows of nine taps, each padded to 12), read four at a time.
 constexpr int kTileWeightSlots = 36;
+// The pairs kernel (a 16-bit forward with two channels a lane: 64 channels a
+// block): its weights take kPairWeightStride floats a lane (kPairWeightSlots
+// used), kPairBlocks blocks share an SM (80 registers a thread), and it runs
+// where its launch has at least kTargetBlocks blocks: on the H200 it took the
+// bfloat16 forward of 1x17x128x128x256 from 0.1533 to 0.1410 ms but was
+// even on 2x32x64x64x128 (512 of its blocks) and 20% slower on
+// 1x16x56x56x64 (196 blocks).
+constexpr int kPairChannels = 64, kPairWeightSlots = 72, kPairWeightStride = 76, kPairBlocks = 3;
 // The weight gradient's second pass: the chunks are cut into kReduceGroups
 // fixed ranges, each added in order by its own thread, then the ranges' sums
 // in range order (a fixed order; many loads in flight instead of one chain).
@@ -59,9 +67,11 @@ constexpr std::int64_t kTargetBlocks = 1024;
 // gradient, also 3x3x3 so the 27 sums stay in registers). tiled: a 3x3x3
 // kernel at stride 1 without dilation whose input can be copied in 16-byte
 // chunks: a block stages each input slice of its (H, W) tile in shared
-// memory once and marches along D (depthwise_tiled.cuh). generic: any
+// memory once and marches along D (depthwise_tiled.cuh). pairs: the tiled
+// forward of 16-bit data with two channels a lane and its input slices
+// copied by the GPU's bulk tensor copies (depthwise_pairs.cuh). generic: any
 // geometry, each tap's input read through the L1 cache.
-enum class DwKernel { generic, row3, tiled };
+enum class DwKernel { generic, row3, tiled, pairs };
 
 struct DepthwisePlan {
   detail::ConvOp op = detail::ConvOp::data;
@@ -107,6 +117,8 @@ std::string unsupported_reason(const detail::ConvProblemGeometry& g);
 bool needs_index64(const Shape5& shape, const Shape5& strides);
 
 // The plan of a supported problem; index64 as needs_index64 said for any view;
+// bulk_copies when the device can make tensor maps for bulk copies (the
+// pairs kernel needs them);
 // channel_vectors when every view the kernels read with vector loads has
 // channel stride 1, its other strides multiples of 4 and a 16-byte aligned
 // start (vector_loads_fit); chunk_elems > 0 when the views the tiled kernels
@@ -115,7 +127,12 @@ bool needs_index64(const Shape5& shape, const Shape5& strides);
 // copied in 16-byte chunks of chunk_elems elements (vector_loads_fit with
 // that multiple; the element size is 16 / chunk_elems bytes).
 DepthwisePlan plan_depthwise(detail::ConvOp op, const detail::ConvProblemGeometry& g, bool index64,
-                             bool channel_vectors = false, int chunk_elems = 0);
+                             bool channel_vectors = false, int chunk_elems = 0, bool bulk_copies = false);
+
+// Dynamic shared memory of a forward block of the tiled kernel (elements of
+// 16 / chunk_elems bytes) and of the pairs kernel.
+int tiled_data_shared_bytes(int chunk_elems);
+int pairs_shared_bytes();
 
 // True when a view of `shape` and `strides` starting at `address` can be
 // read `multiple` channels at a time: a 16-byte aligned start, channel

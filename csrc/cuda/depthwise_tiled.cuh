@@ -127,61 +127,6 @@ __device__ __forceinline__ void read_row(const T* buf, int row, float (&xr)[InCo
 template <class T, class I>
 using DataStager = SliceStager<T, I, tile::kInRows, tile::kDataInCols>;
 
-// How the forward's input slices reach shared memory: slice q of the march
-// (input depth id0 + q) goes to buffer q % Stages, Stages - 1 of them in
-// flight. start() queues the first Stages - 1; advance(s) comes before step s
-// reads its slice: slice s has landed for every thread and every thread is
-// done with slice s - 1, whose buffer then takes slice s + Stages - 1 (one
-// barrier a step). Per-thread 16-byte cp.async copies (zeros outside the
-// input):
-template <class T, class I, int Stages>
-struct AsyncSlices {
-  DataStager<T, I> stager;
-  T* bufs;
-  __device__ __forceinline__ void start(int steps, int id0) const {
-#pragma unroll
-    for (int q = 0; q < Stages - 1; ++q) {
-      if (q < steps) stager.stage(bufs + q * tile::kDataSlice, id0 + q);
-      copies_commit();
-    }
-  }
-  __device__ __forceinline__ void advance(int s, int steps, int id) const {
-    copies_wait<Stages - 2>();  // this thread's copies of slice s have landed
-    __syncthreads();
-    if (s + Stages - 1 < steps) stager.stage(bufs + (s + Stages - 1) % Stages * tile::kDataSlice, id + Stages - 1);
-    copies_commit();  // a group every step (maybe empty), so the wait's count holds
-  }
-  __device__ __forceinline__ void finish() const { copies_wait<0>(); }  // nothing in flight at exit
-};
-
-// ... or one bulk tensor copy a slice (tma.cuh), issued by thread 0, whose
-// bytes complete a phase of the buffer's mbarrier full[q % Stages].
-template <class T, int Stages>
-struct TmaSlices {
-  const CUtensorMap* map;
-  T* bufs;
-  std::uint64_t* full;
-  int c0, w0, h0, n;
-  __device__ __forceinline__ static bool issuer() { return threadIdx.x == 0 && threadIdx.y == 0; }
-  __device__ __forceinline__ void issue(int q, int id) const {
-    std::uint64_t* bar = full + q % Stages;
-    mbarrier_expect_bytes(bar, tile::kDataSlice * unsigned(sizeof(T)));
-    tensor_copy_5d(bufs + q % Stages * tile::kDataSlice, *map, bar, c0, w0, h0, id, n);
-  }
-  __device__ __forceinline__ void start(int steps, int id0) const {
-    if (!issuer()) return;
-#pragma unroll
-    for (int q = 0; q < Stages - 1; ++q)
-      if (q < steps) issue(q, id0 + q);
-  }
-  __device__ __forceinline__ void advance(int s, int steps, int id) const {
-    mbarrier_wait(full + s % Stages, unsigned(s / Stages) & 1u);
-    __syncthreads();
-    if (issuer() && s + Stages - 1 < steps) issue(s + Stages - 1, id + Stages - 1);
-  }
-  __device__ __forceinline__ void finish() const {}
-};
-
 // The forward's 27 weights of each lane's channel in shared memory,
 // [lane][kh][kWeightRow] in the order the slice step reads them ((kd, kw)
 // within a row kh, then three zeros), so a row's nine taps are three 16-byte
@@ -261,18 +206,23 @@ struct ChunkStore {
 // accumulator slots are compile-time indices): the slice's three rows feed
 // the outputs at depths od = id + pad - kd, kd = 0..2, then the output whose
 // last slice this was (kd = 2) is stored and its slot cleared for the depth
-// that starts next. Slice s is in buffer s % Stages (the feed's advance(),
-// one barrier a step). Measured on the H200, the float32 forward with two
+// that starts next. Slice s is in buffer s % Stages; one barrier a step: it
+// says slice s has landed and that every thread is done with slice s - 1,
+// whose buffer then takes slice s + Stages - 1 (Stages - 1 in flight while
+// slice s is read). Measured on the H200, the float32 forward with two
 // barriers a step (the next copies queued before the wait, as before) ran
 // 2% slower than with one on 1x17x128x128x256 (0.1873 against 0.1833 ms).
-template <int P, int Stages, class T, class Slices, class Out>
-__device__ __forceinline__ void data_step(const DwArgs& a, const TileItem& t, int s, int steps, const T* bufs,
-                                          const Slices& slices, const Out& out_row, const float* w,
-                                          float (&acc)[3][tile::kDataCols]) {
+template <int P, int Stages, class T, class I, class Out>
+__device__ __forceinline__ void data_step(const DwArgs& a, const TileItem& t, int s, int steps, T* bufs,
+                                          const DataStager<T, I>& stager, const Out& out_row,
+                                          const float* w, float (&acc)[3][tile::kDataCols]) {
   if (s >= steps) return;
   constexpr int kSlice = tile::kDataSlice;
   const int id = t.od0 - a.pad[0] + s;
-  slices.advance(s, steps, id);
+  copies_wait<Stages - 2>();  // this thread's copies of slice s have landed
+  __syncthreads();
+  if (s + Stages - 1 < steps) stager.stage(bufs + (s + Stages - 1) % Stages * kSlice, id + Stages - 1);
+  copies_commit();  // a group every step (maybe empty), so the wait's count holds
   const bool slice_in = id >= 0 && id < a.in[0];  // else padding: no products (a zero slice is staged)
   {
     const T* buf = bufs + s % Stages * kSlice;
@@ -307,37 +257,15 @@ __device__ __forceinline__ void data_step(const DwArgs& a, const TileItem& t, in
   for (int j = 0; j < tile::kDataCols; ++j) done[j] = 0.f;
 }
 
-// The march of a forward block along its item's input slices.
-template <int Stages, class T, class Slices, class Out>
-__device__ __forceinline__ void data_march(const DwArgs& a, const TileItem& t, const T* bufs, const Slices& slices,
-                                           const Out& out_row, const float* w) {
-  float acc[3][tile::kDataCols];
-#pragma unroll
-  for (int i = 0; i < 3; ++i)
-#pragma unroll
-    for (int j = 0; j < tile::kDataCols; ++j) acc[i][j] = 0.f;
-  // Slices od0 - pad .. od1 - 1 - pad + 2: two more than the outputs.
-  const int steps = t.od1 - t.od0 + 2;
-  slices.start(steps, t.od0 - a.pad[0]);
-  for (int s = 0; s < steps; s += 3) {
-    data_step<0, Stages>(a, t, s, steps, bufs, slices, out_row, w, acc);
-    data_step<1, Stages>(a, t, s + 1, steps, bufs, slices, out_row, w, acc);
-    data_step<2, Stages>(a, t, s + 2, steps, bufs, slices, out_row, w, acc);
-  }
-  slices.finish();
-}
-
 // Forward / input gradient, 3x3x3 at stride 1: block (spatial item, 32
 // channels); grid.x = items, each item a tile and d_seg output depths.
 // Dynamic shared memory (plan.shared_bytes): Stages slices, then the
 // weights [kTileChannels][kWeightSlots] (in shared memory rather than
 // registers: 64 registers a thread let four blocks share an SM), then for
-// 16-bit outputs each warp's patch (ChunkStore), then with Tma the slices'
-// mbarriers. Tma: the slices come by bulk tensor copies of x_map (the
-// input's tensor map, boxes of one slice), else by cp.async.
-template <class T, class I, int Stages, int MinBlocks, bool Tma>
+// 16-bit outputs each warp's patch (ChunkStore).
+template <class T, class I, int Stages, int MinBlocks>
 __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, MinBlocks)
-    dw_data_tiled(DwArgs a, int d_seg, std::int64_t items, const __grid_constant__ CUtensorMap x_map) {
+    dw_data_tiled(DwArgs a, int d_seg, std::int64_t items) {
   static_assert(Stages >= 3, "one barrier a step needs two slices in flight beside the one read");
   extern __shared__ __align__(128) unsigned char smem[];
   T* bufs = reinterpret_cast<T*>(smem);
@@ -357,28 +285,30 @@ __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, MinBlocks)
             : 0.f;
   }
   const float* w = ws + threadIdx.x * kWeightSlots;
+  const DataStager<T, I> stager(a, static_cast<const T*>(a.x) + I(t.n) * I(a.xs[0]), t.oh0 - a.pad[1],
+                                 t.ow0 - a.pad[2], c - threadIdx.x);
   // 16-bit outputs through shared memory (after the weights), float32 ones directly.
   using Out = std::conditional_t<sizeof(T) == 2, ChunkStore<T, I>, RowStore<T, I>>;
   T* patches = reinterpret_cast<T*>(ws + tile::kLanes * kWeightSlots);
   const Out out_row(a, t, c, patches);
-  if constexpr (Tma) {
-    constexpr int kPatches = sizeof(T) == 2 ? tile::kRows * tile::kDataCols * tile::kLanes : 0;
-    std::uint64_t* full = reinterpret_cast<std::uint64_t*>(patches + kPatches);
-    if (TmaSlices<T, Stages>::issuer()) {
-      for (int b = 0; b < Stages; ++b) mbarrier_init(full + b, 1);
-      mbarrier_init_fence();
-    }
-    __syncthreads();  // the barriers are set up before anyone waits on them
-    const TmaSlices<T, Stages> slices{&x_map, bufs, full, int(c - threadIdx.x), t.ow0 - a.pad[2],
-                                      t.oh0 - a.pad[1], int(t.n)};
-    data_march<Stages>(a, t, bufs, slices, out_row, w);
-  } else {
-    const AsyncSlices<T, I, Stages> slices{
-        DataStager<T, I>(a, static_cast<const T*>(a.x) + I(t.n) * I(a.xs[0]), t.oh0 - a.pad[1], t.ow0 - a.pad[2],
-                         c - threadIdx.x),
-        bufs};
-    data_march<Stages>(a, t, bufs, slices, out_row, w);
+  float acc[3][tile::kDataCols];
+#pragma unroll
+  for (int i = 0; i < 3; ++i)
+#pragma unroll
+    for (int j = 0; j < tile::kDataCols; ++j) acc[i][j] = 0.f;
+  // Slices od0 - pad .. od1 - 1 - pad + 2: two more than the outputs.
+  const int steps = t.od1 - t.od0 + 2;
+#pragma unroll
+  for (int q = 0; q < Stages - 1; ++q) {
+    if (q < steps) stager.stage(bufs + q * tile::kDataSlice, t.od0 - a.pad[0] + q);
+    copies_commit();
   }
+  for (int s = 0; s < steps; s += 3) {
+    data_step<0, Stages, T, I, Out>(a, t, s, steps, bufs, stager, out_row, w, acc);
+    data_step<1, Stages, T, I, Out>(a, t, s + 1, steps, bufs, stager, out_row, w, acc);
+    data_step<2, Stages, T, I, Out>(a, t, s + 2, steps, bufs, stager, out_row, w, acc);
+  }
+  copies_wait<0>();  // nothing left in flight at exit
 }
 
 // Weight gradient, one input slice (step s of the march, phase P = s % 3):

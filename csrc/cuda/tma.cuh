@@ -8,10 +8,12 @@
 #pragma once
 
 #include <cuda.h>
+#include <cuda_fp16.h>
 #include <cudaTypedefs.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
 namespace volconv::cuda {
 namespace {
@@ -86,7 +88,7 @@ constexpr CUtensorMapDataType tensor_map_type() {
 // elements, channel stride 1) whose box is (box_c channels, box_w, box_h, one
 // depth, one batch), zeros outside the view. False when the view breaks the
 // copy engine's rules (a 16-byte aligned start, strides multiples of 16
-// bytes below 2^40) or no encoder is found.
+// bytes below 2^40, dimensions of size 1 aside) or no encoder is found.
 template <class T>
 bool ndhwc_box_map(CUtensorMap& map, const void* base, const int (&dims)[5], const std::int64_t (&strides)[5],
                    int box_c, int box_w, int box_h) {
@@ -94,10 +96,16 @@ bool ndhwc_box_map(CUtensorMap& map, const void* base, const int (&dims)[5], con
   if (encode == nullptr || strides[4] != 1 || reinterpret_cast<std::uintptr_t>(base) % 16 != 0) return false;
   cuuint64_t size[5], stride[4];
   for (int i = 0; i < 5; ++i) size[i] = cuuint64_t(dims[4 - i]);  // innermost first
+  // A dimension of size 1 is never stepped along, so its stride may be
+  // anything in the view: it gets a legal one (the packed stride).
+  std::int64_t packed = std::int64_t(dims[4]) * std::int64_t(sizeof(T));
   for (int i = 0; i < 4; ++i) {
-    const std::int64_t bytes = strides[3 - i] * std::int64_t(sizeof(T));
+    const int dim = 3 - i;  // W, H, D, N
+    const std::int64_t bytes =
+        dims[dim] == 1 ? (packed + 15) / 16 * 16 : strides[dim] * std::int64_t(sizeof(T));
     if (bytes <= 0 || bytes % 16 != 0 || bytes >= (std::int64_t(1) << 40)) return false;
     stride[i] = cuuint64_t(bytes);
+    packed = bytes * dims[dim];
   }
   const cuuint32_t box[5] = {cuuint32_t(box_c), cuuint32_t(box_w), cuuint32_t(box_h), 1, 1};
   const cuuint32_t step[5] = {1, 1, 1, 1, 1};

@@ -178,6 +178,37 @@ void check_tiled(ConvOp op, const ConvProblemGeometry& g, int chunk_elems) {
   check_reduce(p, 27, g.out_channels, what);
 }
 
+// The pairs kernel (16-bit forward, two channels a lane): planned only when
+// the device makes bulk copies, for 16-bit chunks of a tiled forward whose
+// launch at 64 channels a block has kTargetBlocks blocks; then it keeps the
+// tiled plan's items and D segments on a grid of 64-channel blocks, and three
+// of its blocks fit an SM's shared memory. Anything else plans as without
+// bulk copies.
+void check_pairs(const ConvProblemGeometry& g, int chunk_elems) {
+  const auto without = cuda_plan::plan_depthwise(ConvOp::data, g, false, true, chunk_elems, false);
+  const auto p = cuda_plan::plan_depthwise(ConvOp::data, g, false, true, chunk_elems, true);
+  const std::int64_t pair_blocks = without.items * ceil_div(g.out_channels, cuda_plan::kPairChannels);
+  const bool pairs = without.kernel == cuda_plan::DwKernel::tiled && chunk_elems == 8 &&
+                     pair_blocks >= cuda_plan::kTargetBlocks;
+  CHECK_EQ(p.kernel == cuda_plan::DwKernel::pairs, pairs);
+  if (!pairs) {
+    CHECK_EQ(p.name(), without.name());
+    CHECK_EQ(p.main.grid[1], without.main.grid[1]);
+    CHECK_EQ(p.shared_bytes, without.shared_bytes);
+    return;
+  }
+  CHECK_EQ(p.name(), "dw_data_pairs_d" + std::to_string(without.d_seg) + "_i32");
+  CHECK_EQ(p.items, without.items);
+  CHECK_EQ(p.main.grid[0], without.main.grid[0]);
+  check_covers(p.main.grid[1], cuda_plan::kPairChannels, g.out_channels, p.name() + " channels");
+  CHECK_EQ(p.main.block[0], 32);
+  CHECK_EQ(p.main.block[1], cuda_plan::kTileRows);
+  // Four staged slices of 10 x 10 positions x 64 channels, 32 lanes' weights,
+  // the warps' rows of outputs, four 8-byte barriers.
+  CHECK_EQ(p.shared_bytes, 4 * 10 * 10 * 64 * 2 + 32 * cuda_plan::kPairWeightStride * 4 + 8 * 8 * 64 * 2 + 4 * 8);
+  CHECK(cuda_plan::kPairBlocks * (p.shared_bytes + 1024) <= 227 * 1024);
+}
+
 }  // namespace
 
 int main() {
@@ -207,6 +238,8 @@ int main() {
     check_wgrad(g, i % 2 == 0);
     if (i % 3 == 0 && i % 2 == 0) g.out_channels = g.in_channels = g.groups = 8 * pick(1, 80);  // chunks fit
     for (ConvOp op : {ConvOp::data, ConvOp::weight_grad}) check_tiled(op, g, i % 2 == 0 ? 4 : 8);
+    check_pairs(g, i % 2 == 0 ? 4 : 8);
+    check_pairs(g, 8);
   }
   for (const auto& g : shapes)
     for (int chunk : {4, 8})
@@ -219,6 +252,18 @@ int main() {
            std::string("dw_data_tiled_d4_i32"));
   CHECK_EQ(cuda_plan::plan_depthwise(ConvOp::weight_grad, shapes[2], false, true, 8).name(),
            std::string("dw_wgrad_tiled_d16_chunks256_i32"));
+  // With bulk copies, the large shape's 16-bit forward takes the pairs
+  // kernel (256 items x 4 blocks of 64 channels); 2x32x64x64x128 (256 items x
+  // 2), the small shape and float32 keep the tiled kernel.
+  for (const auto& g : shapes) check_pairs(g, 8);
+  CHECK_EQ(cuda_plan::plan_depthwise(ConvOp::data, shapes[1], false, true, 8, true).name(),
+           std::string("dw_data_pairs_d17_i32"));
+  CHECK_EQ(cuda_plan::plan_depthwise(ConvOp::data, shapes[2], false, true, 8, true).name(),
+           std::string("dw_data_tiled_d16_i32"));
+  CHECK_EQ(cuda_plan::plan_depthwise(ConvOp::data, shapes[0], false, true, 8, true).name(),
+           std::string("dw_data_tiled_d4_i32"));
+  CHECK_EQ(cuda_plan::plan_depthwise(ConvOp::data, shapes[1], false, true, 4, true).name(),
+           std::string("dw_data_tiled_d17_i32"));
   // No chunk copies (a view the copies cannot read): the row3 kernels.
   CHECK_EQ(cuda_plan::plan_depthwise(ConvOp::data, shapes[1], false, true, 0).kernel, cuda_plan::DwKernel::row3);
   // The chunk multiple: strides of 8 elements fit 16-bit chunks, 4 do not.

@@ -135,7 +135,9 @@ void run_shape(const Prob& p, int elem, const char* tname, bool only_big) {
     const float t_old = time_ms([&] { name = base_run(0, p, elem, &ar, st); });
     report(dir, "base " + name, t_old, "");
     DwArgs av = data_args(p, b, flip, b.y);
-    const auto pl = cuda_plan::plan_depthwise(detail::ConvOp::data, geo, false, true, chunk);
+    // The kernel the library plans (the pairs kernel where the device makes bulk copies).
+    const auto pl = cuda_plan::plan_depthwise(detail::ConvOp::data, geo, false, true, chunk,
+                                              cuda::tensor_map_encoder() != nullptr);
     CK(cudaMemset(b.y, 0xff, n * sizeof(T)));
     cuda::launch_typed<T>(pl, av, nullptr, st);
     CK(cudaDeviceSynchronize());
