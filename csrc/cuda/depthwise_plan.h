@@ -50,8 +50,8 @@ constexpr int kTileWeightSlots = 36;
 // used), kPairBlocks blocks share an SM (80 registers a thread), and it runs
 // where its launch has at least kTargetBlocks blocks: on the H200 it took the
 // bfloat16 forward of 1x17x128x128x256 from 0.1533 to 0.1410 ms but was
-// even on 2x32x64x64x128 (512 of its blocks) and 20% slower on
-// 1x16x56x56x64 (196 blocks).
+// even on 2x32x64x64x128 (512 of its blocks; with D cut into segments of 8
+// for 1024 blocks, 2% slower) and 20% slower on 1x16x56x56x64 (196 blocks).
 constexpr int kPairChannels = 64, kPairWeightSlots = 72, kPairWeightStride = 76, kPairBlocks = 3;
 // The weight gradient's second pass: the chunks are cut into kReduceGroups
 // fixed ranges, each added in order by its own thread, then the ranges' sums
