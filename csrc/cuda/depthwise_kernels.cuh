@@ -418,7 +418,7 @@ void launch_data_tiled(const cuda_plan::DepthwisePlan& plan, const DwArgs& a, cu
 template <class T, class I>
 void launch_data_pairs(const cuda_plan::DepthwisePlan& plan, const DwArgs& a, cudaStream_t s) {
   CUtensorMap x_map{};
-  const int dims[5] = {int(a.batch), a.in[0], a.in[1], a.in[2], int(a.channels)};
+  const std::int64_t dims[5] = {a.batch, a.in[0], a.in[1], a.in[2], a.channels};
   if (!ndhwc_box_map<T>(x_map, a.x, dims, a.xs, pairs::kChannels, tile::kDataInCols, tile::kInRows)) {
     cuda_plan::DepthwisePlan tiled = plan;
     tiled.kernel = cuda_plan::DwKernel::tiled;

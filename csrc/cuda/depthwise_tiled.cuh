@@ -267,6 +267,8 @@ template <class T, class I, int Stages, int MinBlocks>
 __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, MinBlocks)
     dw_data_tiled(DwArgs a, int d_seg, std::int64_t items) {
   static_assert(Stages >= 3, "one barrier a step needs two slices in flight beside the one read");
+  // (Every kernel of the file declares the one dynamic array alike: 128-byte
+  // alignment for the pairs kernel's bulk copies.)
   extern __shared__ __align__(128) unsigned char smem[];
   T* bufs = reinterpret_cast<T*>(smem);
   if (blockIdx.x >= items) return;  // an empty problem still launches one block

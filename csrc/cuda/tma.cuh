@@ -88,14 +88,19 @@ constexpr CUtensorMapDataType tensor_map_type() {
 // elements, channel stride 1) whose box is (box_c channels, box_w, box_h, one
 // depth, one batch), zeros outside the view. False when the view breaks the
 // copy engine's rules (a 16-byte aligned start, strides multiples of 16
-// bytes below 2^40, dimensions of size 1 aside) or no encoder is found.
+// bytes below 2^40, dimensions of size 1 aside; sizes below 2^31) or no
+// encoder is found.
 template <class T>
-bool ndhwc_box_map(CUtensorMap& map, const void* base, const int (&dims)[5], const std::int64_t (&strides)[5],
-                   int box_c, int box_w, int box_h) {
+bool ndhwc_box_map(CUtensorMap& map, const void* base, const std::int64_t (&dims)[5],
+                   const std::int64_t (&strides)[5], int box_c, int box_w, int box_h) {
   const PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encoder();
   if (encode == nullptr || strides[4] != 1 || reinterpret_cast<std::uintptr_t>(base) % 16 != 0) return false;
   cuuint64_t size[5], stride[4];
-  for (int i = 0; i < 5; ++i) size[i] = cuuint64_t(dims[4 - i]);  // innermost first
+  for (int i = 0; i < 5; ++i) {
+    // Box coordinates are signed 32-bit.
+    if (dims[4 - i] < 1 || dims[4 - i] >= (std::int64_t(1) << 31)) return false;
+    size[i] = cuuint64_t(dims[4 - i]);  // innermost first
+  }
   // A dimension of size 1 is never stepped along, so its stride may be
   // anything in the view: it gets a legal one (the packed stride).
   std::int64_t packed = std::int64_t(dims[4]) * std::int64_t(sizeof(T));
