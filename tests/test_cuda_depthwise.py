@@ -167,6 +167,17 @@ def test_tiled_kernels_against_torch_float64(dtype):
             assert_close(_np(mine), _np(ref), _np(scale), dtype, f"tiled {name} {tuple(x.shape)}")
 
 
+def _nonfinite_operands(size, c, spots, dtype, seed):
+    """x (1, *size, c) and w (c, 3, 3, 3, 1) of dtype on the GPU, x holding
+    an inf, a -inf and a NaN at the three (d, h, w, channel) spots."""
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    x = torch.randn(1, *size, c, device="cuda", generator=g).to(DTYPES[dtype])
+    w = torch.randn(c, 3, 3, 3, 1, device="cuda", generator=g).to(DTYPES[dtype])
+    for spot, value in zip(spots, ("inf", "-inf", "nan")):
+        x[(0, *spot)] = float(value)
+    return x, w
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_tiled_kernels_put_nonfinite_inputs_where_torch_does(dtype):
     """An inf, a -inf and a NaN in three channels of the input (and of the
@@ -176,13 +187,8 @@ def test_tiled_kernels_put_nonfinite_inputs_where_torch_does(dtype):
     tensor cores: 0 * inf = NaN in the other channels of a chunk; Winograd's
     transforms) fails it: commit 946d6a4's tensor-core forward without its
     fallback leaked 399 NaNs."""
-    g = torch.Generator(device="cuda").manual_seed(11)
     c = 32
-    x = torch.randn(1, 6, 12, 12, c, device="cuda", generator=g).to(DTYPES[dtype])
-    w = torch.randn(c, 3, 3, 3, 1, device="cuda", generator=g).to(DTYPES[dtype])
-    x[0, 2, 5, 5, 5] = float("inf")
-    x[0, 4, 0, 11, 17] = float("-inf")
-    x[0, 0, 9, 3, 30] = float("nan")
+    x, w = _nonfinite_operands((6, 12, 12), c, ((2, 5, 5, 5), (4, 0, 11, 17), (0, 9, 3, 30)), dtype, seed=11)
     y = vc.conv3d(x, w, padding=1, groups=c)
     dx = vc.conv3d_grad_input(x, w, tuple(x.shape), padding=1, groups=c)
     xt, wt = x.permute(0, 4, 1, 2, 3), w.permute(0, 4, 1, 2, 3)
@@ -229,13 +235,10 @@ def test_pairs_kernel_against_float64_with_nonfinite_inputs(dtype):
     input, one of them in the upper channel of a lane's pair and one in the
     last channel: the same non-finite elements as float64, the others within
     the bound of the same computation on absolute values."""
-    g = torch.Generator(device="cuda").manual_seed(13)
     c = 200
-    x = torch.randn(1, 4, 130, 130, c, device="cuda", generator=g).to(DTYPES[dtype])
-    w = torch.randn(c, 3, 3, 3, 1, device="cuda", generator=g).to(DTYPES[dtype])
-    x[0, 1, 64, 129, 199] = float("inf")
-    x[0, 3, 0, 0, 0] = float("-inf")
-    x[0, 2, 77, 5, 63] = float("nan")
+    x, w = _nonfinite_operands(
+        (4, 130, 130), c, ((1, 64, 129, 199), (3, 0, 0, 0), (2, 77, 5, 63)), dtype, seed=13
+    )
     y, names = _volconv_kernels(lambda: vc.conv3d(x, w, padding=1, groups=c))
     dx, names_dx = _volconv_kernels(lambda: vc.conv3d_grad_input(x, w, tuple(x.shape), padding=1, groups=c))
     assert any("dw_data_pairs" in n for n in names) and any("dw_data_pairs" in n for n in names_dx), names

@@ -25,7 +25,6 @@ constexpr int kSlice = tile::kInRows * kInCols * kChannels;  // 16-bit elements 
 // quarter warp's 16-byte reads on distinct banks.
 constexpr int kWeightSlots = cuda_plan::kPairWeightSlots, kWeightStride = cuda_plan::kPairWeightStride;
 static_assert(kWeightSlots == 3 * 3 * 2 * 4 && kWeightStride % 4 == 0 && kWeightStride >= kWeightSlots, "the slots");
-constexpr int kPatch = kCols * kChannels;  // a warp's row of outputs, 16-bit elements
 }  // namespace pairs
 
 // One channel of a lane's 32-bit pair as float32 (the low half is the lower channel).
@@ -45,45 +44,28 @@ __device__ __forceinline__ unsigned pack_pair(float lo, float hi) {
   }
 }
 
-// A warp's row of outputs (kCols positions x 64 channels) leaves through its
-// patch of shared memory as 16-byte chunks: chunk k = lane + 32 i is column
-// k / 8, channels 8 (k % 8) on.
+// The pairs kernel's outputs: a lane's two channels, one 32-bit pair a
+// column, into the warp's patch; out as PatchChunks.
 template <class T, class I>
 struct PairStore {
-  static constexpr int kPer = pairs::kPatch / 8 / 32;  // chunks a lane
   unsigned* patch;  // the warp's [kCols][kLanes] pairs
-  T* chunk;         // this lane's first chunk at depth 0
-  I depth_step, col_step;
-  unsigned inside = 0;  // bit i: chunk i is inside the output
-  __device__ __forceinline__ PairStore(const DwArgs& a, const TileItem& t, std::int64_t c0, unsigned* patches) {
-    patch = patches + threadIdx.y * pairs::kCols * pairs::kLanes;
-    const int oh = t.oh0 + int(threadIdx.y);
-    const std::int64_t c = c0 + threadIdx.x % 8 * 8;
-    const int ow = t.ow0 + int(threadIdx.x) / 8;
-#pragma unroll
-    for (int i = 0; i < kPer; ++i)
-      inside |= unsigned(oh < a.out[1] && ow + 4 * i < a.out[2] && c < a.channels) << i;
-    chunk = static_cast<T*>(a.y_out) + I(t.n) * I(a.ys[0]) + I(inside ? oh : 0) * I(a.ys[2]) +
-            I(inside ? ow : 0) * I(a.ys[3]) + I(inside ? c : 0);
-    depth_step = I(a.ys[1]);
-    col_step = I(a.ys[3]);
-  }
+  PatchChunks<T, I, pairs::kChannels> out;
+  __device__ __forceinline__ PairStore(const DwArgs& a, const TileItem& t, std::int64_t c0, unsigned* patches)
+      : patch(patches + threadIdx.y * pairs::kCols * pairs::kLanes), out(a, t, c0) {}
   __device__ __forceinline__ void put(int od, const float (&v)[2][pairs::kCols]) const {
 #pragma unroll
     for (int j = 0; j < pairs::kCols; ++j) patch[j * pairs::kLanes + threadIdx.x] = pack_pair<T>(v[0][j], v[1][j]);
-    __syncwarp();
-    T* p = chunk + I(od) * depth_step;
-#pragma unroll
-    for (int i = 0; i < kPer; ++i) {
-      const uint4 q = reinterpret_cast<const uint4*>(patch)[threadIdx.x + 32 * i];
-      if (inside >> i & 1u) *reinterpret_cast<uint4*>(p + I(4 * i) * col_step) = q;
-    }
-    __syncwarp();  // every lane has read the patch before the next row is written
+    out.flush(patch, od);
   }
 };
 
-// The slices of the pairs kernel: one bulk tensor copy (boxes of 64
-// channels) a slice, as TmaSlices.
+// The slices of the pairs kernel (slice q of the march in buffer q %
+// Stages, Stages - 1 in flight): one bulk tensor copy (a box of 64 channels)
+// a slice, issued by thread 0, whose bytes complete a phase of the buffer's
+// mbarrier full[q % Stages]. start() queues the first Stages - 1; advance(s)
+// comes before step s reads its slice: it has landed, and after the block's
+// barrier every thread is done with slice s - 1, whose buffer then takes
+// slice s + Stages - 1 (one barrier a step).
 template <class T, int Stages>
 struct PairSlices {
   const CUtensorMap* map;

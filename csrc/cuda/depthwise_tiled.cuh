@@ -162,43 +162,59 @@ struct RowStore {
   }
 };
 
-// 16-bit outputs leave as 16-byte chunks: the warp's row (kDataCols columns
-// x 32 channels) goes through its own patch of shared memory, and each lane
-// then stores kPer chunks (chunk k = lane + 32 i: column k / 4, channels
-// 8 (k % 4) on), where kDataCols scattered 2-byte stores a lane cost as many
-// address computations. Needs the output's channels in 16-byte chunks (the
-// planner's rule).
-template <class T, class I>
-struct ChunkStore {
-  static constexpr int kPer = tile::kDataCols / 8;  // chunks a lane
-  static_assert(sizeof(T) == 2 && tile::kLanes == 32 && tile::kDataCols % 8 == 0, "whole chunks a lane");
-  T* patch;       // the warp's [kDataCols][kLanes] in shared memory
-  T* chunk;       // this lane's first chunk at depth 0
+// A warp's row of 16-bit outputs (kDataCols columns x Channels channels),
+// written into its patch of shared memory, leaves as 16-byte chunks: chunk
+// k = lane + 32 i is column k / (Channels / 8), channels 8 (k % (Channels /
+// 8)) on, where per-element stores a lane would cost an address computation
+// each. Needs the output's channels in 16-byte chunks (the planner's rule).
+// ChunkStore (32 channels) and the pairs kernel's PairStore (64) fill the
+// patch, then flush() it.
+template <class T, class I, int Channels>
+struct PatchChunks {
+  static constexpr int kPerColumn = Channels / 8, kColumnsAWarp = 32 / kPerColumn;
+  static constexpr int kPer = tile::kDataCols / kColumnsAWarp;  // chunks a lane
+  static_assert(sizeof(T) == 2 && 32 % kPerColumn == 0 && tile::kDataCols % kColumnsAWarp == 0,
+                "whole chunks a lane");
+  T* chunk;  // this lane's first chunk at depth 0
   I depth_step, col_step;
   unsigned inside = 0;  // bit i: chunk i's column, row and channels are inside the output
-  __device__ __forceinline__ ChunkStore(const DwArgs& a, const TileItem& t, std::int64_t lane_c, T* patches) {
-    patch = patches + threadIdx.y * tile::kDataCols * tile::kLanes;
-    const int oh = t.oh0 + int(threadIdx.y), ow = t.ow0 + int(threadIdx.x) / 4;
-    const std::int64_t c = lane_c - threadIdx.x + threadIdx.x % 4 * 8;
+  // c0: the block's first channel.
+  __device__ __forceinline__ PatchChunks(const DwArgs& a, const TileItem& t, std::int64_t c0) {
+    const int oh = t.oh0 + int(threadIdx.y), ow = t.ow0 + int(threadIdx.x) / kPerColumn;
+    const std::int64_t c = c0 + threadIdx.x % kPerColumn * 8;
 #pragma unroll
     for (int i = 0; i < kPer; ++i)
-      inside |= unsigned(oh < a.out[1] && ow + 8 * i < a.out[2] && c < a.channels) << i;
+      inside |= unsigned(oh < a.out[1] && ow + kColumnsAWarp * i < a.out[2] && c < a.channels) << i;
     chunk = static_cast<T*>(a.y_out) + I(t.n) * I(a.ys[0]) + I(inside ? oh : 0) * I(a.ys[2]) +
             I(inside ? ow : 0) * I(a.ys[3]) + I(inside ? c : 0);
     depth_step = I(a.ys[1]);
     col_step = I(a.ys[3]);
   }
-  __device__ __forceinline__ void put(int od, const float (&v)[tile::kDataCols]) const {
-#pragma unroll
-    for (int j = 0; j < tile::kDataCols; ++j) store(patch + j * tile::kLanes + threadIdx.x, v[j]);
+  // The patch (written by every lane of the warp) to depth od.
+  __device__ __forceinline__ void flush(const void* patch, int od) const {
     __syncwarp();
     T* p = chunk + I(od) * depth_step;
 #pragma unroll
     for (int i = 0; i < kPer; ++i) {
-      const uint4 q = reinterpret_cast<const uint4*>(patch)[threadIdx.x + 32 * i];
-      if (inside >> i & 1u) *reinterpret_cast<uint4*>(p + I(8 * i) * col_step) = q;
+      const uint4 q = static_cast<const uint4*>(patch)[threadIdx.x + 32 * i];
+      if (inside >> i & 1u) *reinterpret_cast<uint4*>(p + I(kColumnsAWarp * i) * col_step) = q;
     }
     __syncwarp();  // every lane has read the patch before the next row is written
+  }
+};
+
+// The tiled forward's 16-bit outputs: a lane's channel, one element a column.
+template <class T, class I>
+struct ChunkStore {
+  static_assert(tile::kLanes == 32, "a lane a channel");
+  T* patch;  // the warp's [kDataCols][kLanes] in shared memory
+  PatchChunks<T, I, tile::kLanes> out;
+  __device__ __forceinline__ ChunkStore(const DwArgs& a, const TileItem& t, std::int64_t lane_c, T* patches)
+      : patch(patches + threadIdx.y * tile::kDataCols * tile::kLanes), out(a, t, lane_c - threadIdx.x) {}
+  __device__ __forceinline__ void put(int od, const float (&v)[tile::kDataCols]) const {
+#pragma unroll
+    for (int j = 0; j < tile::kDataCols; ++j) store(patch + j * tile::kLanes + threadIdx.x, v[j]);
+    out.flush(patch, od);
   }
 };
 
