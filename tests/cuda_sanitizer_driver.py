@@ -2,7 +2,9 @@
 GPU stream, so no other library's kernels run), for compute-sanitizer:
   compute-sanitizer --tool memcheck --error-exitcode 1 python tests/cuda_sanitizer_driver.py
   compute-sanitizer --tool racecheck --error-exitcode 1 python tests/cuda_sanitizer_driver.py
-With --cudnn it runs the cuDNN route instead (dense and grouped problems,
+With --pairs it runs the 16-bit pairs kernel instead (a problem large
+enough for the planner to pick it: 1024 blocks of 64 channels), with --cudnn
+the cuDNN route (dense and grouped problems,
 symmetric and asymmetric padding: cuDNN's kernels and the packed copies;
 conv_transpose3d and its gradients: the filter transform).
 Each result is also checked against the float64 reference, so a silent
@@ -47,16 +49,25 @@ CUDNN_CASES = [
 ]
 
 
-def main(cudnn: bool) -> None:
+# The pairs kernel's problem: 4 x 17 x 17 tiles x one block of 64 channels
+# (its forward and input gradient; the weight gradient runs the tiled kernel).
+PAIRS_CASE = (4, (1, 130, 130), 64, 64, 64, (3, 3, 3), (1, 1, 1), ((1, 1, 1), (1, 1, 1)), (1, 1, 1))
+
+
+def main(cudnn: bool, pairs: bool = False) -> None:
     rng = np.random.default_rng(0)
     s = vc.default_stream(vc.gpu)
     runs = 0
     cases = CUDNN_CASES if cudnn else [(n, sz, c, c, c, k, st, p, d) for n, sz, c, k, st, p, d in CASES]
+    if pairs:
+        cases = [PAIRS_CASE]
     for case in cases:
         n, size, c, co, g, k, st, (lo, hi), d = case
         kw = dict(stride=st, padding=(lo, hi), dilation=d, groups=g)
         rk = dict(stride=st, pad_lo=lo, pad_hi=hi, dilation=d, groups=g)
         for name, dt in DTYPES.items():
+            if pairs and name == "float32":  # the pairs kernel is 16-bit only
+                continue
             x = rng.standard_normal((n, *size, c)).astype(dt)
             w = rng.standard_normal((co, *k, c // g)).astype(dt)
             gy = rng.standard_normal((n, *output_size(size, k, st, lo, hi, d), co)).astype(dt)
@@ -107,4 +118,4 @@ def transposes(rng, s) -> int:
 
 
 if __name__ == "__main__":
-    main("--cudnn" in sys.argv[1:])
+    main("--cudnn" in sys.argv[1:], "--pairs" in sys.argv[1:])

@@ -20,10 +20,10 @@ timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_cuda_cudnn.py te
   tests/test_cuda_depthwise.py tests/test_params_cache.py 2>&1 | tail -8
 stamp pytest
 if [[ " $* " != *" --no-sanitizer "* ]]; then
-  # The four runs at once (each is mostly start-up and slowed kernels).
+  # The six runs at once (each is mostly start-up and slowed kernels).
   logs=$(mktemp -d)
   for tool in memcheck racecheck; do
-    for flag in kernels --cudnn; do
+    for flag in kernels --cudnn --pairs; do
       (timeout "${SANITIZER_TIMEOUT:-150}" compute-sanitizer --tool "$tool" --error-exitcode 1 python3 tests/cuda_sanitizer_driver.py \
         ${flag/kernels/} >"$logs/$tool$flag" 2>&1; echo "exit $?" >>"$logs/$tool$flag") &
     done
