@@ -420,11 +420,7 @@ void launch_data_pairs(const cuda_plan::DepthwisePlan& plan, const DwArgs& a, cu
   CUtensorMap x_map{};
   const std::int64_t dims[5] = {a.batch, a.in[0], a.in[1], a.in[2], a.channels};
   if (!ndhwc_box_map<T>(x_map, a.x, dims, a.xs, pairs::kChannels, tile::kDataInCols, tile::kInRows)) {
-    cuda_plan::DepthwisePlan tiled = plan;
-    tiled.kernel = cuda_plan::DwKernel::tiled;
-    tiled.main.grid[1] = (a.channels + cuda_plan::kTileChannels - 1) / cuda_plan::kTileChannels;
-    tiled.shared_bytes = cuda_plan::tiled_data_shared_bytes(8);
-    launch_data_tiled<T, I>(tiled, a, s);
+    launch_data_tiled<T, I>(cuda_plan::tiled_instead_of_pairs(plan, a.channels), a, s);
     return;
   }
   const auto kernel = dw_data_pairs<T, I, cuda_plan::kTileStages, cuda_plan::kPairBlocks>;

@@ -165,14 +165,9 @@ __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, MinBlocks)
   float* ws = reinterpret_cast<float*>(smem + Stages * pairs::kSlice * sizeof(T));
   // The weights, flipped along every axis when asked.
   for (int k = threadIdx.y; k < pairs::kWeightSlots; k += tile::kRows) {
-    const int kw = k % 4, ch = k / 4 % 2, kd = k / 8 % 3, kh = k / 24;  // slot k's tap
+    const int kw = k % 4, ch = k / 4 % 2, kd = k / 8 % 3, kh = k / 24;  // slot k's tap (kw 3: padding)
     const std::int64_t c = c0 + 2 * threadIdx.x + ch;
-    const int tap = a.flip ? 26 - (kd * 9 + kh * 3 + kw) : kd * 9 + kh * 3 + kw;
-    ws[threadIdx.x * pairs::kWeightStride + k] =
-        c < a.channels && kw < 3
-            ? load(static_cast<const T*>(a.w) + I(c) * I(a.ws[0]) + I(tap / 9) * I(a.ws[1]) +
-                   I(tap / 3 % 3) * I(a.ws[2]) + I(tap % 3) * I(a.ws[3]))
-            : 0.f;
+    ws[threadIdx.x * pairs::kWeightStride + k] = kw < 3 ? tap_weight<T, I>(a, c, kd, kh, kw) : 0.f;
   }
   unsigned* patches = reinterpret_cast<unsigned*>(ws + pairs::kLanes * pairs::kWeightStride);
   std::uint64_t* full = reinterpret_cast<std::uint64_t*>(patches + tile::kRows * pairs::kCols * pairs::kLanes);

@@ -136,6 +136,14 @@ int pairs_shared_bytes() {
          kTileRows * kDataTileCols * kPairChannels * 2 + kTileStages * 8;
 }
 
+DepthwisePlan tiled_instead_of_pairs(const DepthwisePlan& pairs, std::int64_t channels) {
+  DepthwisePlan p = pairs;  // the same items and D segments
+  p.kernel = DwKernel::tiled;
+  p.main.grid[1] = ceil_div(channels, kTileChannels);
+  p.shared_bytes = tiled_data_shared_bytes(8);
+  return p;
+}
+
 DepthwisePlan plan_depthwise(detail::ConvOp op, const detail::ConvProblemGeometry& g, bool index64,
                              bool channel_vectors, int chunk_elems, bool bulk_copies) {
   DepthwisePlan p;

@@ -134,6 +134,11 @@ DepthwisePlan plan_depthwise(detail::ConvOp op, const detail::ConvProblemGeometr
 int tiled_data_shared_bytes(int chunk_elems);
 int pairs_shared_bytes();
 
+// The tiled kernel's plan of the problem a pairs plan is for (C channels):
+// what the launcher runs should the device refuse the input's tensor map.
+// It is the plan made without bulk copies.
+DepthwisePlan tiled_instead_of_pairs(const DepthwisePlan& pairs, std::int64_t channels);
+
 // True when a view of `shape` and `strides` starting at `address` can be
 // read `multiple` channels at a time: a 16-byte aligned start, channel
 // stride 1 and the other strides multiples of `multiple`.

@@ -135,6 +135,17 @@ using DataStager = SliceStager<T, I, tile::kInRows, tile::kDataInCols>;
 constexpr int kWeightSlots = cuda_plan::kTileWeightSlots, kWeightRow = kWeightSlots / 3;
 static_assert(kWeightRow % 4 == 0 && kWeightRow >= 9, "whole 16-byte groups of taps");
 
+// Channel c's weight at tap (kd, kh, kw) as the 3x3x3 forward reads it
+// (every axis reversed when a.flip), in float32; 0 past the channels. The
+// tiled and pairs kernels' shared-memory copies of the weights.
+template <class T, class I>
+__device__ __forceinline__ float tap_weight(const DwArgs& a, std::int64_t c, int kd, int kh, int kw) {
+  if (c >= a.channels) return 0.f;
+  const int tap = a.flip ? 26 - (kd * 9 + kh * 3 + kw) : kd * 9 + kh * 3 + kw;
+  return load(static_cast<const T*>(a.w) + I(c) * I(a.ws[0]) + I(tap / 9) * I(a.ws[1]) + I(tap / 3 % 3) * I(a.ws[2]) +
+              I(tap % 3) * I(a.ws[3]));
+}
+
 // Where one thread's row of outputs goes: the output element of (depth 0,
 // its row, the tile's first column, its channel), the W step and how many of
 // its kDataCols columns are inside the output (none past the channels).
@@ -294,13 +305,8 @@ __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, MinBlocks)
   // thread after the first step's barrier.
   float* ws = reinterpret_cast<float*>(smem + Stages * tile::kDataSlice * sizeof(T));
   for (int k = threadIdx.y; k < kWeightSlots; k += tile::kRows) {
-    const int kh = k / kWeightRow, kd = k % kWeightRow / 3, kw = k % 3;  // slot k's tap
-    const int tap = a.flip ? 26 - (kd * 9 + kh * 3 + kw) : kd * 9 + kh * 3 + kw;
-    ws[threadIdx.x * kWeightSlots + k] =
-        c < a.channels && kd < 3
-            ? load(static_cast<const T*>(a.w) + I(c) * I(a.ws[0]) + I(tap / 9) * I(a.ws[1]) +
-                   I(tap / 3 % 3) * I(a.ws[2]) + I(tap % 3) * I(a.ws[3]))
-            : 0.f;
+    const int kh = k / kWeightRow, kd = k % kWeightRow / 3, kw = k % 3;  // slot k's tap (kd 3: padding)
+    ws[threadIdx.x * kWeightSlots + k] = kd < 3 ? tap_weight<T, I>(a, c, kd, kh, kw) : 0.f;
   }
   const float* w = ws + threadIdx.x * kWeightSlots;
   const DataStager<T, I> stager(a, static_cast<const T*>(a.x) + I(t.n) * I(a.xs[0]), t.oh0 - a.pad[1],

@@ -1,4 +1,4 @@
-// Hopper's bulk tensor copies (TMA) for the tiled kernels: a tensor map of
+// Hopper's bulk tensor copies (TMA) for the pairs kernel: a tensor map of
 // an NDHWC view, made on the host, lets one thread copy a whole box of it
 // (a tile's input slice) into shared memory with one instruction; elements
 // outside the view arrive as zeros (the padding), and the copy's bytes
@@ -61,7 +61,7 @@ __device__ __forceinline__ void tensor_copy_5d(void* dst, const CUtensorMap& map
 }
 
 // The driver's tensor-map encoder, looked up once (nullptr when the driver
-// has none: the callers then keep the cp.async kernels).
+// has none: the planner then keeps the cp.async kernels).
 inline PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
   static const PFN_cuTensorMapEncodeTiled_v12000 encoder = [] {
     void* fn = nullptr;
@@ -79,9 +79,8 @@ inline PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
 
 template <class T>
 constexpr CUtensorMapDataType tensor_map_type() {
-  if constexpr (sizeof(T) == 4) return CU_TENSOR_MAP_DATA_TYPE_FLOAT32;
-  else if constexpr (std::is_same_v<T, __half>) return CU_TENSOR_MAP_DATA_TYPE_FLOAT16;
-  else return CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+  static_assert(sizeof(T) == 2, "the 16-bit storage types");
+  return std::is_same_v<T, __half> ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
 }
 
 // A tensor map of the NDHWC view at `base` (dims n, d, h, w, c; strides in

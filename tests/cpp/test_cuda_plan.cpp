@@ -207,6 +207,16 @@ void check_pairs(const ConvProblemGeometry& g, int chunk_elems) {
   // the warps' rows of outputs, four 8-byte barriers.
   CHECK_EQ(p.shared_bytes, 4 * 10 * 10 * 64 * 2 + 32 * cuda_plan::kPairWeightStride * 4 + 8 * 8 * 64 * 2 + 4 * 8);
   CHECK(cuda_plan::kPairBlocks * (p.shared_bytes + 1024) <= 227 * 1024);
+  // The launcher's fallback (a refused tensor map) is the plan without bulk copies.
+  const auto instead = cuda_plan::tiled_instead_of_pairs(p, g.out_channels);
+  CHECK(instead.kernel == cuda_plan::DwKernel::tiled);
+  CHECK_EQ(instead.name(), without.name());
+  CHECK_EQ(instead.items, without.items);
+  for (int i = 0; i < 3; ++i) {
+    CHECK_EQ(instead.main.grid[i], without.main.grid[i]);
+    CHECK_EQ(instead.main.block[i], without.main.block[i]);
+  }
+  CHECK_EQ(instead.shared_bytes, without.shared_bytes);
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
 #!/bin/bash
-# ncu counters of the tiled kernels (this checkout's and the base's, the
+# ncu counters of the tiled and pairs kernels (this checkout's and the base's, the
 # large shape in bfloat16, each kernel once: `bench profile`), as CSV on
 # stdout: time, warp instructions issued, the FMA share, issue and pipe
 # utilisation, shared-memory wavefronts and the main stall reasons.
@@ -16,4 +16,4 @@ for r in barrier short_scoreboard long_scoreboard mio_throttle math_pipe_throttl
   dispatch_stall no_instruction selected; do
   m+=,${stall}_${r}_per_issue_active.ratio
 done
-ncu --csv --metrics "$m" -k regex:tiled "${1:-./bench}" profile
+ncu --csv --metrics "$m" -k regex:"tiled|pairs" "${1:-./bench}" profile
