@@ -3,7 +3,7 @@ GPU stream, so no other library's kernels run), for compute-sanitizer:
   compute-sanitizer --tool memcheck --error-exitcode 1 python tests/cuda_sanitizer_driver.py
   compute-sanitizer --tool racecheck --error-exitcode 1 python tests/cuda_sanitizer_driver.py
 With --pairs it runs the 16-bit pairs kernel instead (a problem large
-enough for the planner to pick it: 1024 blocks of 64 channels), with --cudnn
+enough for the planner to pick it: at least 512 blocks of 64 channels), with --cudnn
 the cuDNN route (dense and grouped problems,
 symmetric and asymmetric padding: cuDNN's kernels and the packed copies;
 conv_transpose3d and its gradients: the filter transform).

@@ -228,7 +228,7 @@ def _volconv_kernels(fn):
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_pairs_kernel_against_float64_with_nonfinite_inputs(dtype):
     """The 16-bit forward and input gradient with two channels a lane (the
-    pairs kernel, which the planner takes where its launch has 1024 blocks of
+    pairs kernel, which the planner takes where its launch has 512 blocks of
     64 channels: 17 x 17 tiles x 4 blocks here; torch's profiler says it
     ran), on a shape whose tiles and last block of channels overhang (130 =
     16 x 8 + 2, 200 = 3 x 64 + 8), with an inf, a -inf and a NaN in the

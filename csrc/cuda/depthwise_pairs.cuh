@@ -5,7 +5,9 @@
 // lines, which the H200's memory served at a lower rate), and each 32-bit
 // shared-memory read brings a lane both of its channels. The input slices
 // arrive by bulk tensor copies (tma.cuh), which leave the threads no staging
-// work and no staging registers, so the 48 accumulators of two channels fit.
+// work and no staging registers, so the 48 accumulators of two channels fit,
+// and no block barrier a step: the last warp done with a slice queues the
+// copy that refills its buffer, so warps wait only for bytes.
 // Each output's sum runs in the same order as dw_data_tiled's (slices in
 // order, kh, then the three kw of a row in one fused chain), so the two
 // kernels' results are bit for bit the same.
@@ -60,17 +62,22 @@ struct PairStore {
 };
 
 // The slices of the pairs kernel (slice q of the march in buffer q %
-// Stages, Stages - 1 in flight): one bulk tensor copy (a box of 64 channels)
-// a slice, issued by thread 0, whose bytes complete a phase of the buffer's
-// mbarrier full[q % Stages]. start() queues the first Stages - 1; advance(s)
-// comes before step s reads its slice: it has landed, and after the block's
-// barrier every thread is done with slice s - 1, whose buffer then takes
-// slice s + Stages - 1 (one barrier a step).
+// Stages): one bulk tensor copy (a box of 64 channels) a slice, whose bytes
+// complete a phase of the buffer's mbarrier full[q % Stages]. Thread 0
+// queues the first Stages; wait(s) comes before step s reads its slice;
+// release(s) after the warp's last read of it: the warps count themselves
+// done on the buffer's counter, and the last one queues slice s + Stages
+// there. So no warp waits for the others at a block barrier (on the H200
+// that barrier's stalls were a sixth of the issue slots lost); a warp can
+// run at most Stages slices ahead of the slowest, whose slice's buffer it
+// needs next, so a buffer's mbarrier is never more than one phase ahead of
+// any waiting warp and the parity wait stays unambiguous.
 template <class T, int Stages>
 struct PairSlices {
   const CUtensorMap* map;
   T* bufs;
   std::uint64_t* full;
+  unsigned* done;  // per buffer: warps done with its slices so far
   int c0, w0, h0, n;
   __device__ __forceinline__ static bool issuer() { return threadIdx.x == 0 && threadIdx.y == 0; }
   __device__ __forceinline__ void issue(int q, int id) const {
@@ -81,13 +88,22 @@ struct PairSlices {
   __device__ __forceinline__ void start(int steps, int id0) const {
     if (!issuer()) return;
 #pragma unroll
-    for (int q = 0; q < Stages - 1; ++q)
+    for (int q = 0; q < Stages; ++q)
       if (q < steps) issue(q, id0 + q);
   }
-  __device__ __forceinline__ void advance(int s, int steps, int id) const {
-    mbarrier_wait(full + s % Stages, unsigned(s / Stages) & 1u);
-    __syncthreads();
-    if (issuer() && s + Stages - 1 < steps) issue(s + Stages - 1, id + Stages - 1);
+  __device__ __forceinline__ void wait(int s) const { mbarrier_wait(full + s % Stages, unsigned(s / Stages) & 1u); }
+  // id: slice s's input depth. The fences order every lane's reads of the
+  // buffer (through __syncwarp and the counter) before the copy that the
+  // last warp then issues into it.
+  __device__ __forceinline__ void release(int s, int steps, int id) const {
+    __syncwarp();
+    if (threadIdx.x == 0) {
+      __threadfence_block();
+      const unsigned before = atomicAdd(done + s % Stages, 1u);
+      __threadfence_block();
+      const bool last = before == unsigned(tile::kRows * (s / Stages + 1) - 1);
+      if (last && s + Stages < steps) issue(s + Stages, id + Stages);
+    }
   }
 };
 
@@ -120,7 +136,7 @@ __device__ __forceinline__ void pair_step(const DwArgs& a, const TileItem& t, in
                                           const float* w, float (&acc)[3][2][pairs::kCols]) {
   if (s >= steps) return;
   const int id = t.od0 - a.pad[0] + s;
-  slices.advance(s, steps, id);
+  slices.wait(s);
   // kd's bit: output depth id + pad - kd is one of the item's (none for a padding slice).
   unsigned kds = 0;
   if (id >= 0 && id < a.in[0]) {
@@ -131,6 +147,13 @@ __device__ __forceinline__ void pair_step(const DwArgs& a, const TileItem& t, in
     }
   }
   const unsigned* buf = reinterpret_cast<const unsigned*>(bufs + s % Stages * pairs::kSlice);
+  // Slot P takes its first products now (kd = 0). Zeroed here rather than
+  // after the previous step's store: there the compiler copied the finished
+  // sums to other registers first (~25 more instructions a step).
+#pragma unroll
+  for (int ch = 0; ch < 2; ++ch)
+#pragma unroll
+    for (int j = 0; j < pairs::kCols; ++j) acc[P][ch][j] = 0.f;
 #pragma unroll
   for (int kh = 0; kh < 3; ++kh) {
     unsigned xp[pairs::kInCols];
@@ -140,23 +163,19 @@ __device__ __forceinline__ void pair_step(const DwArgs& a, const TileItem& t, in
     pair_row<P, 0, T>(xp, w, kh, kds, acc);
     pair_row<P, 1, T>(xp, w, kh, kds, acc);
   }
-  float(&done)[2][pairs::kCols] = acc[(P + 1) % 3];
+  slices.release(s, steps, id);
   const int od = id + a.pad[0] - 2;
-  if (od >= t.od0 && od < t.od1) out_row.put(od, done);
-#pragma unroll
-  for (int ch = 0; ch < 2; ++ch)
-#pragma unroll
-    for (int j = 0; j < pairs::kCols; ++j) done[ch][j] = 0.f;
+  if (od >= t.od0 && od < t.od1) out_row.put(od, acc[(P + 1) % 3]);
 }
 
 // Block (spatial item, 64 channels); grid.x = items. Dynamic shared memory:
 // Stages slices, the weights [kLanes][kWeightStride], the warps' patches,
-// then the slices' mbarriers (cuda_plan::pairs_shared_bytes).
+// then the slices' mbarriers and counters (cuda_plan::pairs_shared_bytes).
 template <class T, class I, int Stages, int MinBlocks>
 __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, MinBlocks)
     dw_data_pairs(DwArgs a, int d_seg, std::int64_t items, const __grid_constant__ CUtensorMap x_map) {
   static_assert(sizeof(T) == 2, "two 16-bit channels a lane");
-  static_assert(Stages >= 3, "one barrier a step needs two slices in flight beside the one read");
+  static_assert(Stages >= 2, "a slice in flight beside the one read");
   extern __shared__ __align__(128) unsigned char smem[];
   T* bufs = reinterpret_cast<T*>(smem);
   if (blockIdx.x >= items) return;  // an empty problem still launches one block
@@ -171,12 +190,16 @@ __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, MinBlocks)
   }
   unsigned* patches = reinterpret_cast<unsigned*>(ws + pairs::kLanes * pairs::kWeightStride);
   std::uint64_t* full = reinterpret_cast<std::uint64_t*>(patches + tile::kRows * pairs::kCols * pairs::kLanes);
+  unsigned* done = reinterpret_cast<unsigned*>(full + Stages);
   if (PairSlices<T, Stages>::issuer()) {
-    for (int b = 0; b < Stages; ++b) mbarrier_init(full + b, 1);
+    for (int b = 0; b < Stages; ++b) {
+      mbarrier_init(full + b, 1);
+      done[b] = 0;
+    }
     mbarrier_init_fence();
   }
   __syncthreads();  // the weights and the barriers are set up
-  const PairSlices<T, Stages> slices{&x_map, bufs, full, int(c0), t.ow0 - a.pad[2], t.oh0 - a.pad[1], int(t.n)};
+  const PairSlices<T, Stages> slices{&x_map, bufs, full, done, int(c0), t.ow0 - a.pad[2], t.oh0 - a.pad[1], int(t.n)};
   const PairStore<T, I> out_row(a, t, c0, patches);
   const float* w = ws + threadIdx.x * pairs::kWeightStride;
   float acc[3][2][pairs::kCols];

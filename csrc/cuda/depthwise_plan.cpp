@@ -55,7 +55,7 @@ void plan_tiled(DepthwisePlan& p, const detail::ConvProblemGeometry& g, int chun
     p.main.grid[0] = std::max<std::int64_t>(1, p.items);
     p.shared_bytes = tiled_data_shared_bytes(chunk_elems);
     const std::int64_t pair_blocks = p.items * ceil_div(g.out_channels, kPairChannels);
-    if (chunk_elems == 8 && bulk_copies && pair_blocks >= kTargetBlocks) {
+    if (chunk_elems == 8 && bulk_copies && pair_blocks >= kPairMinBlocks) {
       p.kernel = DwKernel::pairs;
       p.main.grid[1] = ceil_div(g.out_channels, kPairChannels);
       p.shared_bytes = pairs_shared_bytes();
@@ -131,9 +131,9 @@ int tiled_data_shared_bytes(int chunk_elems) {
 
 int pairs_shared_bytes() {
   const int slice = (kTileRows + 2) * (kDataTileCols + 2) * kPairChannels * 2;  // bytes
-  // The slices, the weights, each warp's row of outputs, the slices' mbarriers.
+  // The slices, the weights, each warp's row of outputs, the slices' mbarriers and counters.
   return kTileStages * slice + kTileChannels * kPairWeightStride * int(sizeof(float)) +
-         kTileRows * kDataTileCols * kPairChannels * 2 + kTileStages * 8;
+         kTileRows * kDataTileCols * kPairChannels * 2 + kTileStages * (8 + 4);
 }
 
 DepthwisePlan tiled_instead_of_pairs(const DepthwisePlan& pairs, std::int64_t channels) {

@@ -48,11 +48,13 @@ constexpr int kTileWeightSlots = 36;
 // The pairs kernel (a 16-bit forward with two channels a lane: 64 channels a
 // block): its weights take kPairWeightStride floats a lane (kPairWeightSlots
 // used), kPairBlocks blocks share an SM (80 registers a thread), and it runs
-// where its launch has at least kTargetBlocks blocks: on the H200 it took the
-// bfloat16 forward of 1x17x128x128x256 from 0.1533 to 0.1410 ms but was
-// even on 2x32x64x64x128 (512 of its blocks; with D cut into segments of 8
-// for 1024 blocks, 2% slower) and 20% slower on 1x16x56x56x64 (196 blocks).
+// where its launch has at least kPairMinBlocks blocks. On the H200 (bfloat16
+// forward, ms, the tiled kernel -> pairs): 1x17x128x128x256 0.1533 -> 0.1348,
+// 2x32x64x64x128 (512 of its blocks) 0.0767 -> 0.0729; 1x16x56x56x64 (196
+// blocks) was 20% slower (0.0128 -> 0.0153, measured with the per-step block
+// barrier the kernel had then).
 constexpr int kPairChannels = 64, kPairWeightSlots = 72, kPairWeightStride = 76, kPairBlocks = 3;
+constexpr std::int64_t kPairMinBlocks = 512;
 // The weight gradient's second pass: the chunks are cut into kReduceGroups
 // fixed ranges, each added in order by its own thread, then the ranges' sums
 // in range order (a fixed order; many loads in flight instead of one chain).

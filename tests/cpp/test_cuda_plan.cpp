@@ -180,7 +180,7 @@ void check_tiled(ConvOp op, const ConvProblemGeometry& g, int chunk_elems) {
 
 // The pairs kernel (16-bit forward, two channels a lane): planned only when
 // the device makes bulk copies, for 16-bit chunks of a tiled forward whose
-// launch at 64 channels a block has kTargetBlocks blocks; then it keeps the
+// launch at 64 channels a block has at least 512 blocks; then it keeps the
 // tiled plan's items and D segments on a grid of 64-channel blocks, and three
 // of its blocks fit an SM's shared memory. Anything else plans as without
 // bulk copies.
@@ -189,7 +189,7 @@ void check_pairs(const ConvProblemGeometry& g, int chunk_elems) {
   const auto p = cuda_plan::plan_depthwise(ConvOp::data, g, false, true, chunk_elems, true);
   const std::int64_t pair_blocks = without.items * ceil_div(g.out_channels, cuda_plan::kPairChannels);
   const bool pairs = without.kernel == cuda_plan::DwKernel::tiled && chunk_elems == 8 &&
-                     pair_blocks >= cuda_plan::kTargetBlocks;
+                     pair_blocks >= 512;
   CHECK_EQ(p.kernel == cuda_plan::DwKernel::pairs, pairs);
   if (!pairs) {
     CHECK_EQ(p.name(), without.name());
@@ -204,8 +204,8 @@ void check_pairs(const ConvProblemGeometry& g, int chunk_elems) {
   CHECK_EQ(p.main.block[0], 32);
   CHECK_EQ(p.main.block[1], cuda_plan::kTileRows);
   // Four staged slices of 10 x 10 positions x 64 channels, 32 lanes' weights,
-  // the warps' rows of outputs, four 8-byte barriers.
-  CHECK_EQ(p.shared_bytes, 4 * 10 * 10 * 64 * 2 + 32 * cuda_plan::kPairWeightStride * 4 + 8 * 8 * 64 * 2 + 4 * 8);
+  // the warps' rows of outputs, four 8-byte barriers and four 4-byte counters.
+  CHECK_EQ(p.shared_bytes, 4 * 10 * 10 * 64 * 2 + 32 * cuda_plan::kPairWeightStride * 4 + 8 * 8 * 64 * 2 + 4 * 8 + 4 * 4);
   CHECK(cuda_plan::kPairBlocks * (p.shared_bytes + 1024) <= 227 * 1024);
   // The launcher's fallback (a refused tensor map) is the plan without bulk copies.
   const auto instead = cuda_plan::tiled_instead_of_pairs(p, g.out_channels);
@@ -263,13 +263,13 @@ int main() {
   CHECK_EQ(cuda_plan::plan_depthwise(ConvOp::weight_grad, shapes[2], false, true, 8).name(),
            std::string("dw_wgrad_tiled_d16_chunks256_i32"));
   // With bulk copies, the large shape's 16-bit forward takes the pairs
-  // kernel (256 items x 4 blocks of 64 channels); 2x32x64x64x128 (256 items x
-  // 2), the small shape and float32 keep the tiled kernel.
+  // kernel (256 items x 4 blocks of 64 channels), and so does 2x32x64x64x128
+  // (256 items x 2); the small shape (196 x 1) and float32 keep the tiled kernel.
   for (const auto& g : shapes) check_pairs(g, 8);
   CHECK_EQ(cuda_plan::plan_depthwise(ConvOp::data, shapes[1], false, true, 8, true).name(),
            std::string("dw_data_pairs_d17_i32"));
   CHECK_EQ(cuda_plan::plan_depthwise(ConvOp::data, shapes[2], false, true, 8, true).name(),
-           std::string("dw_data_tiled_d16_i32"));
+           std::string("dw_data_pairs_d16_i32"));
   CHECK_EQ(cuda_plan::plan_depthwise(ConvOp::data, shapes[0], false, true, 8, true).name(),
            std::string("dw_data_tiled_d4_i32"));
   CHECK_EQ(cuda_plan::plan_depthwise(ConvOp::data, shapes[1], false, true, 4, true).name(),
