@@ -67,11 +67,12 @@ struct PairStore {
 // queues the first Stages; wait(s) comes before step s reads its slice;
 // release(s) after the warp's last read of it: the warps count themselves
 // done on the buffer's counter, and the last one queues slice s + Stages
-// there. So no warp waits for the others at a block barrier (on the H200
-// that barrier's stalls were a sixth of the issue slots lost); a warp can
-// run at most Stages slices ahead of the slowest, whose slice's buffer it
-// needs next, so a buffer's mbarrier is never more than one phase ahead of
-// any waiting warp and the parity wait stays unambiguous.
+// there. So no warp waits for the others at a block barrier (on the H200,
+// large shape: barrier stalls 0.50 -> 0.13 an issued instruction, the kernel
+// 1.7% faster). Slice s is queued only once every warp is done with slice
+// s - Stages, so while a warp waits for slice s, slice s + Stages cannot
+// land: the buffer's mbarrier is at most at the phase the warp waits for,
+// and the parity wait stays unambiguous.
 template <class T, int Stages>
 struct PairSlices {
   const CUtensorMap* map;
