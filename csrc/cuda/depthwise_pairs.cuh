@@ -68,8 +68,8 @@ struct PairStore {
 // release(s) after the warp's last read of it: the warps count themselves
 // done on the buffer's counter, and the last one queues slice s + Stages
 // there. So no warp waits for the others at a block barrier (on the H200,
-// large shape: barrier stalls 0.50 -> 0.13 an issued instruction, the kernel
-// 1.7% faster). Slice s is queued only once every warp is done with slice
+// large shape: barrier stalls 0.50 -> 0.13 an issued instruction; bfloat16
+// input gradient 0.1371 -> 0.1348 ms, float16 forward 0.1347 -> 0.1327). Slice s is queued only once every warp is done with slice
 // s - Stages, so while a warp waits for slice s, slice s + Stages cannot
 // land: the buffer's mbarrier is at most at the phase the warp waits for,
 // and the parity wait stays unambiguous.

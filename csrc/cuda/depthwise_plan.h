@@ -49,10 +49,9 @@ constexpr int kTileWeightSlots = 36;
 // block): its weights take kPairWeightStride floats a lane (kPairWeightSlots
 // used), kPairBlocks blocks share an SM (80 registers a thread), and it runs
 // where its launch has at least kPairMinBlocks blocks. On the H200 (bfloat16
-// forward, ms, the tiled kernel -> pairs): 1x17x128x128x256 0.1533 -> 0.1348,
-// 2x32x64x64x128 (512 of its blocks) 0.0767 -> 0.0729; 1x16x56x56x64 (196
-// blocks) was 20% slower (0.0128 -> 0.0153, measured with the per-step block
-// barrier the kernel had then).
+// forward, ms, the tiled kernel -> pairs, session 19's kernel):
+// 1x17x128x128x256 0.1532 -> 0.1353, 2x32x64x64x128 (512 of its blocks)
+// 0.0765 -> 0.0738; 1x16x56x56x64 (196 blocks) 0.0127 -> 0.0151, so not there.
 constexpr int kPairChannels = 64, kPairWeightSlots = 72, kPairWeightStride = 76, kPairBlocks = 3;
 constexpr std::int64_t kPairMinBlocks = 512;
 // The weight gradient's second pass: the chunks are cut into kReduceGroups
