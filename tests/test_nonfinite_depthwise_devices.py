@@ -52,10 +52,10 @@ KERNELS = {
     "generic": ("dw_data<", "dw_data<", "dw_wgrad_partial"),
 }
 DIRECTIONS = ("forward", "grad_input", "grad_weight")
-# (case, direction) pairs whose CUDA kernel breaks the rule (read from the
-# kernels, session 19; not yet run): the generic input gradient skips the
-# padding everywhere, which is the rule there, so it alone passes.
-CUDA_BREAKS_RULE = {(c, d) for c in CASES for d in DIRECTIONS} - {("generic", "grad_input")}
+# (case, direction) pairs whose CUDA kernel still breaks the rule: the tiled
+# and pairs forward and input gradient (depthwise_nonfinite.cuh says why).
+# Branch i20-nonfinite-padding, not yet run on a GPU.
+CUDA_BREAKS_RULE = {(c, d) for c in ("tiled", "pairs") for d in ("forward", "grad_input")}
 
 
 def _operands(size, c, stride, seed=3):

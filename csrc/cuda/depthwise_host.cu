@@ -76,6 +76,7 @@ void run_problem(const detail::ConvProblem& problem, const char* op, int queue_i
     a.idil[i] = int(g.input_dilation[i]);
   }
   a.flip = g.flip;
+  a.multiply_padding = problem.zero_taps == detail::ZeroTaps::multiplied;
   a.x = staged.in(problem.input, "the input");
   copy_strides(problem.input.strides, a.xs);
   const TensorView& res = problem.result;

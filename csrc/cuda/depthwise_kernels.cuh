@@ -39,6 +39,14 @@ __device__ __forceinline__ int source(int o, int k, int stride, int pad, int kdi
   return j < in ? j : -1;
 }
 
+}  // namespace
+}  // namespace volconv::cuda
+
+#include "depthwise_nonfinite.cuh"
+
+namespace volconv::cuda {
+namespace {
+
 // One thread: WT consecutive outputs along W of one channel.
 template <class T, int WT, class I, bool Dilated>
 __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock) dw_data(DwArgs a) {
@@ -59,13 +67,15 @@ __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock) dw_data(DwArgs a)
   float acc[WT];
 #pragma unroll
   for (int t = 0; t < WT; ++t) acc[t] = 0.f;
+  // A tap outside the input is left out, or multiplies a zero (0 * NaN =
+  // NaN) when the problem's rule says so (depthwise_nonfinite.cuh).
   for (int kd = 0; kd < a.kernel[0]; ++kd) {
     const int id = source<Dilated>(od, kd, a.stride[0], a.pad[0], a.kdil[0], a.idil[0], a.in[0]);
-    if (id < 0) continue;
+    if (id < 0 && !a.multiply_padding) continue;
     for (int kh = 0; kh < a.kernel[1]; ++kh) {
       const int ih = source<Dilated>(oh, kh, a.stride[1], a.pad[1], a.kdil[1], a.idil[1], a.in[1]);
-      if (ih < 0) continue;
-      const T* row = x + I(id) * I(a.xs[1]) + I(ih) * I(a.xs[2]);
+      if (ih < 0 && !a.multiply_padding) continue;
+      const T* row = id >= 0 && ih >= 0 ? x + I(id) * I(a.xs[1]) + I(ih) * I(a.xs[2]) : nullptr;
       for (int kw = 0; kw < a.kernel[2]; ++kw) {
         int tap = (kd * a.kernel[1] + kh) * a.kernel[2] + kw;
         if (a.flip) tap = taps - 1 - tap;  // flipping all three axes reverses the flat tap index
@@ -75,7 +85,9 @@ __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock) dw_data(DwArgs a)
 #pragma unroll
         for (int t = 0; t < WT; ++t) {
           const int iw = source<Dilated>(ow0 + t, kw, a.stride[2], a.pad[2], a.kdil[2], a.idil[2], a.in[2]);
-          if (ow0 + t < a.out[2] && iw >= 0) acc[t] += load(row + I(iw) * I(a.xs[3])) * wv;
+          if (ow0 + t >= a.out[2]) continue;
+          if (row != nullptr && iw >= 0) acc[t] += load(row + I(iw) * I(a.xs[3])) * wv;
+          else if (a.multiply_padding) acc[t] += 0.f * wv;
         }
       }
     }
@@ -184,6 +196,19 @@ __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock) dw_data_row3(DwAr
 #pragma unroll
   for (int t = 0; t < WT; ++t)
     if (ow0 + t < a.out[2]) store_channels<V>(y + I(ow0 + t) * I(a.ys[3]), acc[t]);
+  // Rows outside the input along D and H were skipped, zeros along W
+  // multiplied: where this thread's channels hold a non-finite weight, its
+  // outputs whose window leaves the input are redone by the rule. Along W
+  // only the line's first and last outputs can reach furthest (stride 1).
+  const int last = min(ow0 + WT, a.out[2]) - 1;
+  if (window_leaves_input(a, od, oh, ow0) || window_leaves_input(a, od, oh, last)) {
+    bool bad = false;
+    for (int v = 0; v < V; ++v) bad |= weights_nonfinite<T, I>(a, c + v);
+    if (bad)
+      for (int ow = ow0; ow <= last; ++ow)
+        if (window_leaves_input(a, od, oh, ow))
+          for (int v = 0; v < V; ++v) store_exact_output<T, I>(a, n, od, oh, ow, c + v);
+  }
 }
 
 // The rows of a block hold partial sums of the same (tap, channel) slice:
@@ -257,10 +282,20 @@ __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock)
         for (int kd = 0; kd < 3; ++kd) {
 #pragma unroll
           for (int kh = 0; kh < 3; ++kh) {
-            if (id[kd] < 0 || ih[kh] < 0) continue;
+            // A row outside the input along D or H: zeros, which the rule
+            // may multiply (conv3d's weight gradient: 0 * NaN = NaN).
+            const bool row_in = id[kd] >= 0 && ih[kh] >= 0;
+            if (!row_in && !a.multiply_padding) continue;
             float xr[WT + 2][V];
-            load_row<WT, V>(xn + I(id[kd]) * I(a.xs[1]) + I(ih[kh]) * I(a.xs[2]), ow0 - a.pad[2], a.in[2],
-                            I(a.xs[3]), xr);
+            if (row_in) {
+              load_row<WT, V>(xn + I(id[kd]) * I(a.xs[1]) + I(ih[kh]) * I(a.xs[2]), ow0 - a.pad[2], a.in[2],
+                              I(a.xs[3]), xr);
+            } else {
+#pragma unroll
+              for (int j = 0; j < WT + 2; ++j)
+#pragma unroll
+                for (int v = 0; v < V; ++v) xr[j][v] = 0.f;
+            }
 #pragma unroll
             for (int kw = 0; kw < 3; ++kw)
 #pragma unroll
@@ -318,6 +353,8 @@ __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock)
           const int iw = source<Dilated>(ow, kw, a.stride[2], a.pad[2], a.kdil[2], a.idil[2], a.in[2]);
           if (id >= 0 && ih >= 0 && iw >= 0)
             acc[i][0] += load(xn + I(id) * I(a.xs[1]) + I(ih) * I(a.xs[2]) + I(iw) * I(a.xs[3])) * g;
+          else if (a.multiply_padding)  // the rule: 0 * NaN = NaN (conv3d's weight gradient)
+            acc[i][0] += 0.f * g;
           if (++kw == a.kernel[2]) {
             kw = 0;
             if (++kh == a.kernel[1]) kh = 0, ++kd;

@@ -364,7 +364,26 @@ __device__ __forceinline__ void wgrad_step(const DwArgs& a, const TileItem& t, i
 #pragma unroll
     for (int j = 0; j < tile::kCols; ++j) gr[P][j] = to_float(g[j * tile::kLanes]);
   }
-  if (id < 0 || id >= a.in[0]) return;  // padding: those products are zero
+  if (id < 0 || id >= a.in[0]) {  // padding: those products are zero...
+    // ... unless an output-gradient element is not finite and the rule
+    // multiplies the padding (conv3d's weight gradient: 0 * NaN = NaN, as
+    // torch): then that kd's nine taps take the zero slice's products.
+    if (!a.multiply_padding) return;
+#pragma unroll
+    for (int kd = 0; kd < 3; ++kd) {
+      if (s < kd || s - kd >= depths) continue;
+      const float(&gk)[tile::kCols] = gr[(P - kd + 3) % 3];
+      bool finite = true;
+#pragma unroll
+      for (int j = 0; j < tile::kCols; ++j) finite &= isfinite(gk[j]) != 0;
+      if (finite) continue;
+#pragma unroll
+      for (int k = 0; k < 9; ++k)
+#pragma unroll
+        for (int j = 0; j < tile::kCols; ++j) acc[kd * 9 + k] = fmaf(gk[j], 0.f, acc[kd * 9 + k]);
+    }
+    return;
+  }
   const T* buf = slices + s % Stages * kSlice;
 #pragma unroll
   for (int kh = 0; kh < 3; ++kh) {
