@@ -196,19 +196,6 @@ __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock) dw_data_row3(DwAr
 #pragma unroll
   for (int t = 0; t < WT; ++t)
     if (ow0 + t < a.out[2]) store_channels<V>(y + I(ow0 + t) * I(a.ys[3]), acc[t]);
-  // Rows outside the input along D and H were skipped, zeros along W
-  // multiplied: where this thread's channels hold a non-finite weight, its
-  // outputs whose window leaves the input are redone by the rule. Along W
-  // only the line's first and last outputs can reach furthest (stride 1).
-  const int last = min(ow0 + WT, a.out[2]) - 1;
-  if (window_leaves_input(a, od, oh, ow0) || window_leaves_input(a, od, oh, last)) {
-    bool bad = false;
-    for (int v = 0; v < V; ++v) bad |= weights_nonfinite<T, I>(a, c + v);
-    if (bad)
-      for (int ow = ow0; ow <= last; ++ow)
-        if (window_leaves_input(a, od, oh, ow))
-          for (int v = 0; v < V; ++v) store_exact_output<T, I>(a, n, od, oh, ow, c + v);
-  }
 }
 
 // The rows of a block hold partial sums of the same (tap, channel) slice:
@@ -282,20 +269,27 @@ __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock)
         for (int kd = 0; kd < 3; ++kd) {
 #pragma unroll
           for (int kh = 0; kh < 3; ++kh) {
-            // A row outside the input along D or H: zeros, which the rule
-            // may multiply (conv3d's weight gradient: 0 * NaN = NaN).
-            const bool row_in = id[kd] >= 0 && ih[kh] >= 0;
-            if (!row_in && !a.multiply_padding) continue;
-            float xr[WT + 2][V];
-            if (row_in) {
-              load_row<WT, V>(xn + I(id[kd]) * I(a.xs[1]) + I(ih[kh]) * I(a.xs[2]), ow0 - a.pad[2], a.in[2],
-                              I(a.xs[3]), xr);
-            } else {
+            if (id[kd] < 0 || ih[kh] < 0) {
+              // A row outside the input along D or H: zeros, which the rule
+              // may multiply (conv3d's weight gradient: 0 * NaN = NaN).
+              // Only a non-finite gradient value makes those products other
+              // than zero: NaN (0 * inf, 0 * NaN), and so the taps' sums.
+              if (a.multiply_padding) {
 #pragma unroll
-              for (int j = 0; j < WT + 2; ++j)
+                for (int v = 0; v < V; ++v) {
+                  bool finite = true;
 #pragma unroll
-                for (int v = 0; v < V; ++v) xr[j][v] = 0.f;
+                  for (int t = 0; t < WT; ++t) finite &= isfinite(g[t][v]) != 0;
+                  if (!finite)
+#pragma unroll
+                    for (int kw = 0; kw < 3; ++kw) acc[(kd * 3 + kh) * 3 + kw][v] = __int_as_float(0x7fffffff);
+                }
+              }
+              continue;
             }
+            float xr[WT + 2][V];
+            load_row<WT, V>(xn + I(id[kd]) * I(a.xs[1]) + I(ih[kh]) * I(a.xs[2]), ow0 - a.pad[2], a.in[2],
+                            I(a.xs[3]), xr);
 #pragma unroll
             for (int kw = 0; kw < 3; ++kw)
 #pragma unroll
@@ -473,15 +467,33 @@ void launch_wgrad_tiled(const cuda_plan::DepthwisePlan& plan, const DwArgs& a, f
                                                                               plan.chunks);
 }
 
+// After the row3, tiled and pairs forward / input gradient (their march
+// skips the padding along some axes and multiplies the zeros along others):
+// the outputs of channels with a non-finite weight whose window leaves the
+// input, by the rule (depthwise_nonfinite.cuh). Not launched when no window
+// leaves the input (no padding). One block a 32 channels; a block whose
+// weights are finite, nearly all, returns after reading them.
+template <class T, class I>
+void launch_nonfinite_fix(const DwArgs& a, cudaStream_t s) {
+  bool leaves = false;
+  for (int i = 0; i < 3; ++i)
+    leaves |= a.pad[i] > 0 || (a.out[i] - 1) * a.stride[i] - a.pad[i] + (a.kernel[i] - 1) * a.kdil[i] >= a.in[i];
+  if (!leaves || a.batch * a.out[0] * a.out[1] * std::int64_t(a.out[2]) == 0) return;
+  const std::int64_t blocks = (a.channels + 31) / 32;
+  dw_data_nonfinite_fix<T, I><<<dim3(unsigned(blocks)), dim3(32, 8), 0, s>>>(a);
+}
+
 template <class T, class I, bool Dilated>
 void launch(const cuda_plan::DepthwisePlan& plan, const DwArgs& a, float* partials, cudaStream_t s) {
   if (plan.kernel == cuda_plan::DwKernel::pairs) {
     if constexpr (sizeof(T) == 2) launch_data_pairs<T, I>(plan, a, s);  // the planner picks it for 16-bit only
+    launch_nonfinite_fix<T, I>(a, s);
     return;
   }
   if (plan.kernel == cuda_plan::DwKernel::tiled) {
     if (plan.op == detail::ConvOp::data) {
       launch_data_tiled<T, I>(plan, a, s);
+      launch_nonfinite_fix<T, I>(a, s);
       return;
     }
     launch_wgrad_tiled<T, I>(plan, a, partials, s);
@@ -494,6 +506,7 @@ void launch(const cuda_plan::DepthwisePlan& plan, const DwArgs& a, float* partia
                           : plan.vec == 2 ? dw_data_row3<T, 8, I, 2>
                                           : dw_data_row3<T, 8, I, 1>;
       kernel<<<grid_of(plan.main), block_of(plan.main), 0, s>>>(a);
+      launch_nonfinite_fix<T, I>(a, s);
       return;
     }
     // Two channels per thread: four outputs at a time, so the 54 sums, the

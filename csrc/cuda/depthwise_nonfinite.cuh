@@ -5,29 +5,18 @@
 // gradient and the transposed conv leave them out (torch's scatter). The
 // fast paths skip the padding along some axes and multiply the zeros along
 // others (generic: skips; row3: skips D and H; tiled and pairs: skip D).
-// The generic kernel follows the rule directly; row3, where its channels
-// hold a non-finite weight, recomputes the outputs whose window reaches
-// outside the input, one by one, by the rule. With finite weights both ways
-// give the same sums (0 * w = 0), so nothing else changes. NOT YET for the
-// tiled and pairs kernels: every in-kernel form tried (session 19, SASS
-// only) made their march's step 1-10% longer (ptxas allocates the whole
-// kernel at once), so they still break the rule (the strict xfails of
-// tests/test_nonfinite_depthwise_devices.py). Included by depthwise_kernels.cuh after source(), load()
+// The generic kernel follows the rule directly. After the others a small
+// kernel (dw_data_nonfinite_fix) recomputes, for channels holding a
+// non-finite weight, the outputs whose window reaches outside the input, one
+// by one, by the rule; with finite weights both ways give the same sums
+// (0 * w = 0), so nothing else changes. A separate kernel, not code in
+// theirs: every in-kernel form tried (session 19, SASS only) made the tiled
+// and pairs kernels' step 1-10% longer (ptxas allocates a kernel at once). Included by depthwise_kernels.cuh after source(), load()
 // and store().
 #pragma once
 
 namespace volconv::cuda {
 namespace {
-
-// Whether output (od, oh, ow) reads outside the input (padding or an
-// inserted zero of the input dilation) at some tap.
-__device__ __forceinline__ bool window_leaves_input(const DwArgs& a, int od, int oh, int ow) {
-  const int o[3] = {od, oh, ow};
-  for (int i = 0; i < 3; ++i)
-    for (int k = 0; k < a.kernel[i]; ++k)
-      if (source<true>(o[i], k, a.stride[i], a.pad[i], a.kdil[i], a.idil[i], a.in[i]) < 0) return true;
-  return false;
-}
 
 // Output (n, od, oh, ow) of channel c by the rule, every tap in order.
 template <class T, class I>
@@ -75,6 +64,46 @@ __device__ bool weights_nonfinite(const DwArgs& a, std::int64_t c) {
       for (int kw = 0; kw < a.kernel[2]; ++kw)
         bad |= !isfinite(load(w + I(kd) * I(a.ws[1]) + I(kh) * I(a.ws[2]) + I(kw) * I(a.ws[3])));
   return bad;
+}
+
+// The first output index >= lo of a band of one axis whose windows stay
+// inside the input (input dilation 1): outputs [0, first) read below it,
+// [last, out) above it.
+__device__ __forceinline__ void inside_band(int out, int in, int k, int stride, int pad, int kdil, int& first,
+                                            int& last) {
+  first = min(out, (pad + stride - 1) / stride);
+  // The last tap of output o reads o * stride - pad + (k - 1) * kdil < in.
+  const int reach = in + pad - (k - 1) * kdil;  // o * stride < reach
+  last = max(first, min(out, reach <= 0 ? 0 : (reach + stride - 1) / stride));
+}
+
+// Block: 32 channels (lanes) x 8 rows; grid.x = channel blocks. See
+// launch_nonfinite_fix (depthwise_kernels.cuh). Input dilation 1 (the row3,
+// tiled and pairs kernels' problems).
+template <class T, class I>
+__global__ void __launch_bounds__(256) dw_data_nonfinite_fix(DwArgs a) {
+  const std::int64_t c = std::int64_t(blockIdx.x) * 32 + threadIdx.x;
+  const bool bad = threadIdx.y == 0 && weights_nonfinite<T, I>(a, c);
+  __shared__ bool lane_bad[32];
+  if (threadIdx.y == 0) lane_bad[threadIdx.x] = bad;
+  if (!__syncthreads_or(bad)) return;
+  if (!lane_bad[threadIdx.x]) return;  // (no barrier below)
+  int first[3], last[3];
+  for (int i = 0; i < 3; ++i)
+    inside_band(a.out[i], a.in[i], a.kernel[i], a.stride[i], a.pad[i], a.kdil[i], first[i], last[i]);
+  const std::int64_t lines = a.batch * a.out[0] * a.out[1];
+  for (std::int64_t line = threadIdx.y; line < lines; line += blockDim.y) {
+    const int oh = int(line % a.out[1]);
+    const std::int64_t r = line / a.out[1];
+    const int od = int(r % a.out[0]);
+    const std::int64_t n = r / a.out[0];
+    const bool whole = od < first[0] || od >= last[0] || oh < first[1] || oh >= last[1];
+    for (int ow = 0; ow < a.out[2]; ++ow) {
+      if (!whole && ow == first[2]) ow = last[2];  // skip the inside of the line
+      if (ow >= a.out[2]) break;
+      store_exact_output<T, I>(a, n, od, oh, ow, c);
+    }
+  }
 }
 
 }  // namespace

@@ -367,7 +367,7 @@ __device__ __forceinline__ void wgrad_step(const DwArgs& a, const TileItem& t, i
   if (id < 0 || id >= a.in[0]) {  // padding: those products are zero...
     // ... unless an output-gradient element is not finite and the rule
     // multiplies the padding (conv3d's weight gradient: 0 * NaN = NaN, as
-    // torch): then that kd's nine taps take the zero slice's products.
+    // torch): then that kd's nine taps take the zero slice's products, NaN.
     if (!a.multiply_padding) return;
 #pragma unroll
     for (int kd = 0; kd < 3; ++kd) {
@@ -378,9 +378,7 @@ __device__ __forceinline__ void wgrad_step(const DwArgs& a, const TileItem& t, i
       for (int j = 0; j < tile::kCols; ++j) finite &= isfinite(gk[j]) != 0;
       if (finite) continue;
 #pragma unroll
-      for (int k = 0; k < 9; ++k)
-#pragma unroll
-        for (int j = 0; j < tile::kCols; ++j) acc[kd * 9 + k] = fmaf(gk[j], 0.f, acc[kd * 9 + k]);
+      for (int k = 0; k < 9; ++k) acc[kd * 9 + k] = __int_as_float(0x7fffffff);
     }
     return;
   }
