@@ -11,8 +11,8 @@
 // by one, by the rule; with finite weights both ways give the same sums
 // (0 * w = 0), so nothing else changes. A separate kernel, not code in
 // theirs: every in-kernel form tried (session 19, SASS only) made the tiled
-// and pairs kernels' step 1-10% longer (ptxas allocates a kernel at once). Included by depthwise_kernels.cuh after source(), load()
-// and store().
+// and pairs kernels' step 1-10% longer (ptxas allocates a kernel at once).
+// Included by depthwise_kernels.cuh after source(), load() and store().
 #pragma once
 
 namespace volconv::cuda {
@@ -66,9 +66,8 @@ __device__ bool weights_nonfinite(const DwArgs& a, std::int64_t c) {
   return bad;
 }
 
-// The first output index >= lo of a band of one axis whose windows stay
-// inside the input (input dilation 1): outputs [0, first) read below it,
-// [last, out) above it.
+// The outputs [first, last) of one axis whose windows stay inside the input
+// (input dilation 1): outputs [0, first) read below it, [last, out) above.
 __device__ __forceinline__ void inside_band(int out, int in, int k, int stride, int pad, int kdil, int& first,
                                             int& last) {
   first = min(out, (pad + stride - 1) / stride);
