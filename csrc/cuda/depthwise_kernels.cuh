@@ -145,6 +145,7 @@ __device__ __forceinline__ void load_row(const T* row, int iw0, int in_w, I step
 // up to three taps; flipping all axes reverses each axis of the weight.
 template <class T, int WT, class I, int V>
 __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock) dw_data_row3(DwArgs a) {
+  allow_dependent_launch();  // the fix-up grid may queue now (depthwise_nonfinite.cuh)
   const std::int64_t c = (std::int64_t(blockIdx.y) * blockDim.x + threadIdx.x) * V;
   const std::int64_t item = std::int64_t(blockIdx.x) * blockDim.y + threadIdx.y;
   const int w_tiles = (a.out[2] + WT - 1) / WT;
@@ -472,15 +473,27 @@ void launch_wgrad_tiled(const cuda_plan::DepthwisePlan& plan, const DwArgs& a, f
 // the outputs of channels with a non-finite weight whose window leaves the
 // input, by the rule (depthwise_nonfinite.cuh). Not launched when no window
 // leaves the input (no padding). One block a 32 channels; a block whose
-// weights are finite, nearly all, returns after reading them.
+// weights are finite, nearly all, returns after reading them and waiting
+// for the march.
 template <class T, class I>
 void launch_nonfinite_fix(const DwArgs& a, cudaStream_t s) {
   bool leaves = false;
   for (int i = 0; i < 3; ++i)
     leaves |= a.pad[i] > 0 || (a.out[i] - 1) * a.stride[i] - a.pad[i] + (a.kernel[i] - 1) * a.kdil[i] >= a.in[i];
   if (!leaves || a.batch * a.out[0] * a.out[1] * std::int64_t(a.out[2]) == 0) return;
-  const std::int64_t blocks = (a.channels + 31) / 32;
-  dw_data_nonfinite_fix<T, I><<<dim3(unsigned(blocks)), dim3(32, 8), 0, s>>>(a);
+  // Launched as a programmatic dependent of the march (the backend needs
+  // sm_90, streams.cu): it is scheduled beside the march's last blocks and
+  // waits in the kernel, not in the stream.
+  cudaLaunchAttribute dependent{};
+  dependent.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  dependent.val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(unsigned((a.channels + 31) / 32));
+  config.blockDim = dim3(32, 8);
+  config.stream = s;
+  config.attrs = &dependent;
+  config.numAttrs = 1;
+  cudaLaunchKernelEx(&config, dw_data_nonfinite_fix<T, I>, a);  // an error stays for cudaGetLastError
 }
 
 template <class T, class I, bool Dilated>

@@ -293,6 +293,7 @@ __device__ __forceinline__ void data_step(const DwArgs& a, const TileItem& t, in
 template <class T, class I, int Stages, int MinBlocks>
 __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, MinBlocks)
     dw_data_tiled(DwArgs a, int d_seg, std::int64_t items) {
+  allow_dependent_launch();  // the fix-up grid may queue now (depthwise_nonfinite.cuh)
   static_assert(Stages >= 3, "one barrier a step needs two slices in flight beside the one read");
   // (Every kernel of the file declares the one dynamic array alike: 128-byte
   // alignment for the pairs kernel's bulk copies.)
