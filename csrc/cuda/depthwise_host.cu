@@ -76,6 +76,7 @@ void run_problem(const detail::ConvProblem& problem, const char* op, int queue_i
     a.idil[i] = int(g.input_dilation[i]);
   }
   a.flip = g.flip;
+  a.multiply_padding = problem.zero_taps == detail::ZeroTaps::multiplied;
   a.x = staged.in(problem.input, "the input");
   copy_strides(problem.input.strides, a.xs);
   const TensorView& res = problem.result;
@@ -110,7 +111,7 @@ void run_problem(const detail::ConvProblem& problem, const char* op, int queue_i
       data ? cuda_plan::ChunkView{result, res.shape, res.strides}
            : cuda_plan::ChunkView{a.y_in, problem.output.shape, problem.output.strides});
   const cuda_plan::DepthwisePlan plan =
-      cuda_plan::plan_depthwise(problem.op, g, index64, vectors, chunk, bulk_copies_available());
+      cuda_plan::plan_depthwise(problem.op, g, index64, vectors, chunk, bulk_copies_available(), a.multiply_padding);
   float* partials = nullptr;
   if (plan.workspace_bytes > 0)
     partials = static_cast<float*>(staged.device_alloc(std::size_t(plan.workspace_bytes), "the partial sums"));

@@ -39,6 +39,14 @@ __device__ __forceinline__ int source(int o, int k, int stride, int pad, int kdi
   return j < in ? j : -1;
 }
 
+}  // namespace
+}  // namespace volconv::cuda
+
+#include "depthwise_nonfinite.cuh"
+
+namespace volconv::cuda {
+namespace {
+
 // One thread: WT consecutive outputs along W of one channel.
 template <class T, int WT, class I, bool Dilated>
 __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock) dw_data(DwArgs a) {
@@ -59,13 +67,15 @@ __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock) dw_data(DwArgs a)
   float acc[WT];
 #pragma unroll
   for (int t = 0; t < WT; ++t) acc[t] = 0.f;
+  // A tap outside the input is left out, or multiplies a zero (0 * NaN =
+  // NaN) when the problem's rule says so (depthwise_nonfinite.cuh).
   for (int kd = 0; kd < a.kernel[0]; ++kd) {
     const int id = source<Dilated>(od, kd, a.stride[0], a.pad[0], a.kdil[0], a.idil[0], a.in[0]);
-    if (id < 0) continue;
+    if (id < 0 && !a.multiply_padding) continue;
     for (int kh = 0; kh < a.kernel[1]; ++kh) {
       const int ih = source<Dilated>(oh, kh, a.stride[1], a.pad[1], a.kdil[1], a.idil[1], a.in[1]);
-      if (ih < 0) continue;
-      const T* row = x + I(id) * I(a.xs[1]) + I(ih) * I(a.xs[2]);
+      if (ih < 0 && !a.multiply_padding) continue;
+      const T* row = id >= 0 && ih >= 0 ? x + I(id) * I(a.xs[1]) + I(ih) * I(a.xs[2]) : nullptr;
       for (int kw = 0; kw < a.kernel[2]; ++kw) {
         int tap = (kd * a.kernel[1] + kh) * a.kernel[2] + kw;
         if (a.flip) tap = taps - 1 - tap;  // flipping all three axes reverses the flat tap index
@@ -75,7 +85,9 @@ __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock) dw_data(DwArgs a)
 #pragma unroll
         for (int t = 0; t < WT; ++t) {
           const int iw = source<Dilated>(ow0 + t, kw, a.stride[2], a.pad[2], a.kdil[2], a.idil[2], a.in[2]);
-          if (ow0 + t < a.out[2] && iw >= 0) acc[t] += load(row + I(iw) * I(a.xs[3])) * wv;
+          if (ow0 + t >= a.out[2]) continue;
+          if (row != nullptr && iw >= 0) acc[t] += load(row + I(iw) * I(a.xs[3])) * wv;
+          else if (a.multiply_padding) acc[t] += 0.f * wv;
         }
       }
     }
@@ -133,6 +145,7 @@ __device__ __forceinline__ void load_row(const T* row, int iw0, int in_w, I step
 // up to three taps; flipping all axes reverses each axis of the weight.
 template <class T, int WT, class I, int V>
 __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock) dw_data_row3(DwArgs a) {
+  allow_dependent_launch();  // the fix-up grid may queue now (depthwise_nonfinite.cuh)
   const std::int64_t c = (std::int64_t(blockIdx.y) * blockDim.x + threadIdx.x) * V;
   const std::int64_t item = std::int64_t(blockIdx.x) * blockDim.y + threadIdx.y;
   const int w_tiles = (a.out[2] + WT - 1) / WT;
@@ -257,7 +270,24 @@ __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock)
         for (int kd = 0; kd < 3; ++kd) {
 #pragma unroll
           for (int kh = 0; kh < 3; ++kh) {
-            if (id[kd] < 0 || ih[kh] < 0) continue;
+            if (id[kd] < 0 || ih[kh] < 0) {
+              // A row outside the input along D or H: zeros, which the rule
+              // may multiply (conv3d's weight gradient: 0 * NaN = NaN).
+              // Only a non-finite gradient value makes those products other
+              // than zero: NaN (0 * inf, 0 * NaN), and so the taps' sums.
+              if (a.multiply_padding) {
+#pragma unroll
+                for (int v = 0; v < V; ++v) {
+                  bool finite = true;
+#pragma unroll
+                  for (int t = 0; t < WT; ++t) finite &= isfinite(g[t][v]) != 0;
+                  if (!finite)
+#pragma unroll
+                    for (int kw = 0; kw < 3; ++kw) acc[(kd * 3 + kh) * 3 + kw][v] = __int_as_float(0x7fffffff);
+                }
+              }
+              continue;
+            }
             float xr[WT + 2][V];
             load_row<WT, V>(xn + I(id[kd]) * I(a.xs[1]) + I(ih[kh]) * I(a.xs[2]), ow0 - a.pad[2], a.in[2],
                             I(a.xs[3]), xr);
@@ -318,6 +348,8 @@ __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock)
           const int iw = source<Dilated>(ow, kw, a.stride[2], a.pad[2], a.kdil[2], a.idil[2], a.in[2]);
           if (id >= 0 && ih >= 0 && iw >= 0)
             acc[i][0] += load(xn + I(id) * I(a.xs[1]) + I(ih) * I(a.xs[2]) + I(iw) * I(a.xs[3])) * g;
+          else if (a.multiply_padding)  // the rule: 0 * NaN = NaN (conv3d's weight gradient)
+            acc[i][0] += 0.f * g;
           if (++kw == a.kernel[2]) {
             kw = 0;
             if (++kh == a.kernel[1]) kh = 0, ++kd;
@@ -436,15 +468,45 @@ void launch_wgrad_tiled(const cuda_plan::DepthwisePlan& plan, const DwArgs& a, f
                                                                               plan.chunks);
 }
 
+// After the row3, tiled and pairs forward / input gradient (their march
+// skips the padding along some axes and multiplies the zeros along others):
+// the outputs of channels with a non-finite weight whose window leaves the
+// input, by the rule (depthwise_nonfinite.cuh). Not launched when no window
+// leaves the input (no padding). One block a 32 channels; a block whose
+// weights are finite, nearly all, returns after reading them and waiting
+// for the march.
+template <class T, class I>
+void launch_nonfinite_fix(const DwArgs& a, cudaStream_t s) {
+  bool leaves = false;
+  for (int i = 0; i < 3; ++i)
+    leaves |= a.pad[i] > 0 || (a.out[i] - 1) * a.stride[i] - a.pad[i] + (a.kernel[i] - 1) * a.kdil[i] >= a.in[i];
+  if (!leaves || a.batch * a.out[0] * a.out[1] * std::int64_t(a.out[2]) == 0) return;
+  // Launched as a programmatic dependent of the march (the backend needs
+  // sm_90, streams.cu): it is scheduled beside the march's last blocks and
+  // waits in the kernel, not in the stream.
+  cudaLaunchAttribute dependent{};
+  dependent.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  dependent.val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(unsigned((a.channels + 31) / 32));
+  config.blockDim = dim3(32, 8);
+  config.stream = s;
+  config.attrs = &dependent;
+  config.numAttrs = 1;
+  cudaLaunchKernelEx(&config, dw_data_nonfinite_fix<T, I>, a);  // an error stays for cudaGetLastError
+}
+
 template <class T, class I, bool Dilated>
 void launch(const cuda_plan::DepthwisePlan& plan, const DwArgs& a, float* partials, cudaStream_t s) {
   if (plan.kernel == cuda_plan::DwKernel::pairs) {
     if constexpr (sizeof(T) == 2) launch_data_pairs<T, I>(plan, a, s);  // the planner picks it for 16-bit only
+    launch_nonfinite_fix<T, I>(a, s);
     return;
   }
   if (plan.kernel == cuda_plan::DwKernel::tiled) {
     if (plan.op == detail::ConvOp::data) {
       launch_data_tiled<T, I>(plan, a, s);
+      launch_nonfinite_fix<T, I>(a, s);
       return;
     }
     launch_wgrad_tiled<T, I>(plan, a, partials, s);
@@ -457,6 +519,7 @@ void launch(const cuda_plan::DepthwisePlan& plan, const DwArgs& a, float* partia
                           : plan.vec == 2 ? dw_data_row3<T, 8, I, 2>
                                           : dw_data_row3<T, 8, I, 1>;
       kernel<<<grid_of(plan.main), block_of(plan.main), 0, s>>>(a);
+      launch_nonfinite_fix<T, I>(a, s);
       return;
     }
     // Two channels per thread: four outputs at a time, so the 54 sums, the

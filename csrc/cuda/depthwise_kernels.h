@@ -23,6 +23,10 @@ struct DwArgs {
   int in[3]{}, out[3]{}, kernel[3]{};
   int stride[3]{}, pad[3]{}, kdil[3]{}, idil[3]{};
   bool flip = false;
+  // The zeros read outside the input meet the weight (conv3d: 0 * NaN = NaN
+  // at the border, as torch) or are left out (the input gradient, the
+  // transposed conv): the problem's ZeroTaps (depthwise_nonfinite.cuh).
+  bool multiply_padding = true;
   std::int64_t xs[5]{}, ws[5]{}, ys[5]{};
 };
 

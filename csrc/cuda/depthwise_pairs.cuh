@@ -175,6 +175,7 @@ __device__ __forceinline__ void pair_step(const DwArgs& a, const TileItem& t, in
 template <class T, class I, int Stages, int MinBlocks>
 __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, MinBlocks)
     dw_data_pairs(DwArgs a, int d_seg, std::int64_t items, const __grid_constant__ CUtensorMap x_map) {
+  allow_dependent_launch();  // the fix-up grid may queue now (depthwise_nonfinite.cuh)
   static_assert(sizeof(T) == 2, "two 16-bit channels a lane");
   static_assert(Stages >= 2, "a slice in flight beside the one read");
   extern __shared__ __align__(128) unsigned char smem[];

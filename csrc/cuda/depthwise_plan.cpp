@@ -145,18 +145,19 @@ DepthwisePlan tiled_instead_of_pairs(const DepthwisePlan& pairs, std::int64_t ch
 }
 
 DepthwisePlan plan_depthwise(detail::ConvOp op, const detail::ConvProblemGeometry& g, bool index64,
-                             bool channel_vectors, int chunk_elems, bool bulk_copies) {
+                             bool channel_vectors, int chunk_elems, bool bulk_copies, bool padding_multiplied) {
   DepthwisePlan p;
   p.op = op;
   p.index64 = index64;
   const bool data = op == detail::ConvOp::data;
+  const bool generic_only = !data && !padding_multiplied;
   // Whole 16-byte chunks of channels: C a multiple of the chunk.
-  if (cube3_unit(g) && chunk_elems > 0 && g.out_channels % chunk_elems == 0) {
+  if (!generic_only && cube3_unit(g) && chunk_elems > 0 && g.out_channels % chunk_elems == 0) {
     p.kernel = DwKernel::tiled;
     plan_tiled(p, g, chunk_elems, bulk_copies);
     return p;
   }
-  const bool row3 = row3_along_w(g) && (data || (g.kernel[0] == 3 && g.kernel[1] == 3));
+  const bool row3 = !generic_only && row3_along_w(g) && (data || (g.kernel[0] == 3 && g.kernel[1] == 3));
   if (row3) {
     p.kernel = DwKernel::row3;
     p.w_tile = 8;

@@ -127,8 +127,14 @@ bool needs_index64(const Shape5& shape, const Shape5& strides);
 // 16-bit forward also the result, which it stores in chunks) can be
 // copied in 16-byte chunks of chunk_elems elements (vector_loads_fit with
 // that multiple; the element size is 16 / chunk_elems bytes).
+// padding_multiplied: the problem's rule for the zeros outside the input
+// (conv_problem.h's ZeroTaps); a weight gradient that leaves them out (the
+// transposed conv's, conv_general's) takes the generic kernels, whose sums
+// skip them, since the tiled and row3 ones multiply their zero halo
+// (depthwise_nonfinite.cuh).
 DepthwisePlan plan_depthwise(detail::ConvOp op, const detail::ConvProblemGeometry& g, bool index64,
-                             bool channel_vectors = false, int chunk_elems = 0, bool bulk_copies = false);
+                             bool channel_vectors = false, int chunk_elems = 0, bool bulk_copies = false,
+                             bool padding_multiplied = true);
 
 // Dynamic shared memory of a forward block of the tiled kernel (elements of
 // 16 / chunk_elems bytes) and of the pairs kernel.

@@ -293,6 +293,7 @@ __device__ __forceinline__ void data_step(const DwArgs& a, const TileItem& t, in
 template <class T, class I, int Stages, int MinBlocks>
 __global__ void __launch_bounds__(cuda_plan::kThreadsPerBlock, MinBlocks)
     dw_data_tiled(DwArgs a, int d_seg, std::int64_t items) {
+  allow_dependent_launch();  // the fix-up grid may queue now (depthwise_nonfinite.cuh)
   static_assert(Stages >= 3, "one barrier a step needs two slices in flight beside the one read");
   // (Every kernel of the file declares the one dynamic array alike: 128-byte
   // alignment for the pairs kernel's bulk copies.)
@@ -364,7 +365,24 @@ __device__ __forceinline__ void wgrad_step(const DwArgs& a, const TileItem& t, i
 #pragma unroll
     for (int j = 0; j < tile::kCols; ++j) gr[P][j] = to_float(g[j * tile::kLanes]);
   }
-  if (id < 0 || id >= a.in[0]) return;  // padding: those products are zero
+  if (id < 0 || id >= a.in[0]) {  // padding: those products are zero...
+    // ... unless an output-gradient element is not finite and the rule
+    // multiplies the padding (conv3d's weight gradient: 0 * NaN = NaN, as
+    // torch): then that kd's nine taps take the zero slice's products, NaN.
+    if (!a.multiply_padding) return;
+#pragma unroll
+    for (int kd = 0; kd < 3; ++kd) {
+      if (s < kd || s - kd >= depths) continue;
+      const float(&gk)[tile::kCols] = gr[(P - kd + 3) % 3];
+      bool finite = true;
+#pragma unroll
+      for (int j = 0; j < tile::kCols; ++j) finite &= isfinite(gk[j]) != 0;
+      if (finite) continue;
+#pragma unroll
+      for (int k = 0; k < 9; ++k) acc[kd * 9 + k] = __int_as_float(0x7fffffff);
+    }
+    return;
+  }
   const T* buf = slices + s % Stages * kSlice;
 #pragma unroll
   for (int kh = 0; kh < 3; ++kh) {

@@ -121,6 +121,17 @@ void check_wgrad(const ConvProblemGeometry& g, bool vectors) {
   CHECK_EQ(cuda_plan::plan_depthwise(ConvOp::weight_grad, g, false, vectors).name(), p.name());
 }
 
+// A problem that leaves the padding out (the transposed conv's and
+// conv_general's weight gradients, zero_taps skipped): its weight gradient
+// takes the generic kernels whatever the views allow (the tiled and row3
+// ones multiply their zero halo); the rule changes no data problem's plan.
+void check_padding_rule(const ConvProblemGeometry& g, bool vectors, int chunk_elems) {
+  const auto skip = cuda_plan::plan_depthwise(ConvOp::weight_grad, g, false, vectors, chunk_elems, true, false);
+  CHECK(skip.kernel == cuda_plan::DwKernel::generic);
+  const auto data_skip = cuda_plan::plan_depthwise(ConvOp::data, g, false, vectors, chunk_elems, true, false);
+  CHECK_EQ(data_skip.name(), cuda_plan::plan_depthwise(ConvOp::data, g, false, vectors, chunk_elems, true).name());
+}
+
 // The tiled kernels (16-byte chunks of chunk_elems channels): exactly for a
 // 3x3x3 kernel at stride 1 without dilation and C a multiple of the chunk;
 // the items cover every (n, D segment, H tile, W tile) once; D is cut only
@@ -234,6 +245,7 @@ int main() {
     for (bool vectors : {false, true}) {
       check_data(g, vectors);
       check_wgrad(g, vectors);
+      for (int chunk : {0, 4, 8}) check_padding_rule(g, vectors, chunk);
     }
   std::mt19937 rng(20);
   auto pick = [&](int lo, int hi) { return std::int64_t(std::uniform_int_distribution<int>(lo, hi)(rng)); };
@@ -250,6 +262,7 @@ int main() {
     for (ConvOp op : {ConvOp::data, ConvOp::weight_grad}) check_tiled(op, g, i % 2 == 0 ? 4 : 8);
     check_pairs(g, i % 2 == 0 ? 4 : 8);
     check_pairs(g, 8);
+    check_padding_rule(g, i % 2 == 0, i % 3 == 0 ? 8 : 4);
   }
   for (const auto& g : shapes)
     for (int chunk : {4, 8})
