@@ -5,7 +5,10 @@ of reference_training.py, which implement the documented rule (README,
 "Differences from MLX and PyTorch"): conv3d and its weight gradient
 multiply the zero padding (0 * NaN = NaN reaches the border outputs, as in
 PyTorch), conv3d_grad_input scatters real elements only (PyTorch's input
-gradient), so a NaN weight never meets the padding there.
+gradient), so a NaN weight never meets the padding there. The weight
+gradients of conv_transpose3d and conv_general leave the padding out too:
+a non-finite output-gradient element reaches only the taps whose reads stay
+inside the input (_wgrad_skip_reference, written here from the definition).
 
 The non-finite values sit where they meet the padding along one axis each
 (a corner tap, a face's tap, the far corner), and one at the centre tap
@@ -51,7 +54,17 @@ KERNELS = {
     "row3": ("dw_data_row3", "dw_data_row3", "dw_wgrad_row3"),
     "generic": ("dw_data<", "dw_data<", "dw_wgrad_partial"),
 }
-DIRECTIONS = ("forward", "grad_input", "grad_weight")
+# The weight gradients that leave the padding out run on the generic
+# kernels whatever the geometry (the planner's padding_multiplied: the row3
+# and tiled weight gradients multiply their zero halo).
+SKIP_RULE_WGRAD_KERNEL = "dw_wgrad_partial"
+DIRECTIONS = ("forward", "grad_input", "grad_weight", "transpose_grad_weight", "general_grad_weight")
+
+
+def _kernel(case, direction):
+    if direction in ("transpose_grad_weight", "general_grad_weight"):
+        return SKIP_RULE_WGRAD_KERNEL
+    return KERNELS[case][DIRECTIONS.index(direction)]
 
 
 def _operands(size, c, stride, seed=3):
@@ -97,10 +110,29 @@ def _reference(direction, x, w, gy, stride):
             conv3d_grad_input_reference(gy, w, x.shape, **kw),
             conv3d_grad_input_reference(finite(gy), finite(w), x.shape, **kw),
         )
-    return (
-        conv3d_grad_weight_reference(x, gy, w.shape, **kw),
-        conv3d_grad_weight_reference(finite(x), finite(gy), w.shape, **kw),
-    )
+    if direction == "grad_weight":
+        return (
+            conv3d_grad_weight_reference(x, gy, w.shape, **kw),
+            conv3d_grad_weight_reference(finite(x), finite(gy), w.shape, **kw),
+        )
+    # Both skip-rule weight gradients are sum_o gy[o] * x[o * s - 1 + k]: the
+    # transposed conv's with its input = gy and its output gradient = x.
+    return _wgrad_skip_reference(x, gy, stride), _wgrad_skip_reference(finite(x), finite(gy), stride)
+
+
+def _wgrad_skip_reference(x, gy, stride):
+    """Depthwise weight gradient, kernel 3, padding 1, in float64, reads
+    outside x left out (not multiplied by zero): dw[c, k] = sum over n and
+    the outputs o whose input x[o * stride - 1 + k] exists of gy * x."""
+    size, out = x.shape[1:4], gy.shape[1:4]
+    dw = np.zeros((x.shape[-1], 3, 3, 3, 1))
+    for k in np.ndindex(3, 3, 3):
+        reads = [np.arange(out[a]) * stride[a] - 1 + k[a] for a in range(3)]
+        inside = [(r >= 0) & (r < size[a]) for a, r in enumerate(reads)]
+        xs = x[:, reads[0][inside[0]]][:, :, reads[1][inside[1]]][:, :, :, reads[2][inside[2]]]
+        gs = gy[:, inside[0]][:, :, inside[1]][:, :, :, inside[2]]
+        dw[(slice(None), *k, 0)] = np.einsum("ndhwc,ndhwc->c", xs, gs)
+    return dw
 
 
 def _run(direction, x, w, gy, stride):
@@ -109,7 +141,14 @@ def _run(direction, x, w, gy, stride):
         return vc.conv3d(x, w, **kw)
     if direction == "grad_input":
         return vc.conv3d_grad_input(gy, w, tuple(x.shape), **kw)
-    return vc.conv3d_grad_weight(x, gy, tuple(w.shape), **kw)
+    if direction == "grad_weight":
+        return vc.conv3d_grad_weight(x, gy, tuple(w.shape), **kw)
+    if direction == "general_grad_weight":
+        return vc._training._conv_general_grad_weight(x, gy, tuple(w.shape), **kw)
+    # The transposed conv from gy's size back to x's (output_padding where a
+    # stride leaves x's last elements unread).
+    extra = tuple(n - ((o - 1) * s + 1) for n, o, s in zip(x.shape[1:4], gy.shape[1:4], stride))
+    return vc._training._conv_transpose3d_grad_weight(gy, x, tuple(w.shape), output_padding=extra, **kw)
 
 
 def _check(got, ref, scale, dtype, what):
@@ -154,7 +193,7 @@ def test_cuda_follows_the_rule(case, direction, dtype):
         got = _run(direction, x, w, gy, stride)
         torch.cuda.synchronize()
     ran = {e.name for e in prof.events() if e.device_type.name == "CUDA"}
-    want = KERNELS[case][DIRECTIONS.index(direction)]
+    want = _kernel(case, direction)
     if not any(want in name for name in ran):
         pytest.fail(f"expected {want} to run, got {sorted(ran)}")
     _check(got.double().cpu().numpy(), ref, scale, dtype, f"cuda {case} {direction} {dtype}")

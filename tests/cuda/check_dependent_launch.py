@@ -27,7 +27,10 @@ MARCHES = ("dw_data_row3", "dw_data_tiled", "dw_data_pairs")
 
 def functions(cuobjdump: str, path: str) -> dict[str, list[str]]:
     """Each kernel's SASS instructions (opcode and operands, predicate kept)."""
-    text = subprocess.run([cuobjdump, "-sass", path], check=True, capture_output=True, text=True).stdout
+    run = subprocess.run([cuobjdump, "-sass", path], capture_output=True, text=True)
+    if run.returncode != 0:
+        sys.exit(f"check_dependent_launch: {cuobjdump} -sass {path} failed: {run.stderr.strip()}")
+    text = run.stdout
     found: dict[str, list[str]] = {}
     name = None
     for line in text.splitlines():
