@@ -27,6 +27,7 @@
 #include "cudnn_graph.h"
 #include "cudnn_host.h"
 #include "cudnn_loader.h"
+#include "dense_nonfinite.h"
 #include "filter_transform.h"
 
 namespace volconv::cuda {
@@ -269,6 +270,40 @@ void transform_filter(Staged& staged, const cuda_plan::FilterMap& m, std::int64_
         "the filter transform");
 }
 
+// conv3d's weight gradient by the padding rule where cuDNN's engine may
+// leave the padding's products out (dense_nonfinite.h): the zeros outside
+// the input meet the output gradient only with zero padding and no input
+// dilation, and only where the problem multiplies them.
+void fix_nonfinite_padding(const detail::ConvProblem& problem, const void* gy, void* dw, cudaStream_t stream,
+                           const char* op) {
+  const detail::ConvProblemGeometry& g = problem.geometry;
+  if (problem.zero_taps != detail::ZeroTaps::multiplied) return;
+  for (int i = 0; i < 3; ++i)
+    if (g.input_dilation[i] != 1 || g.padding_mode[i] != PaddingMode::zeros) return;
+  DenseWgradFix f;
+  f.gy = gy;
+  f.dw = dw;
+  f.batch = g.batch;
+  f.out_channels = g.out_channels;
+  f.in_channels_per_group = g.in_channels_per_group();
+  for (int i = 0; i < 3; ++i) {
+    f.in[i] = int(g.in[i]);
+    f.out[i] = int(g.out[i]);
+    f.kernel[i] = int(g.kernel[i]);
+    f.stride[i] = int(g.stride[i]);
+    f.pad[i] = int(g.padding_lo[i]);
+    f.kdil[i] = int(g.kernel_dilation[i]);
+  }
+  f.flip = g.flip;
+  for (int i = 0; i < 5; ++i) {
+    f.gys[i] = problem.output.strides[i];
+    f.dws[i] = problem.result.strides[i];
+  }
+  const DType dt = problem.input.dtype;
+  const Elem elem = dt == DType::float16 ? Elem::f16 : dt == DType::bfloat16 ? Elem::bf16 : Elem::f32;
+  check(cudaError_t(launch_dense_wgrad_nonfinite_fix(f, elem, stream)), op, "the non-finite padding fix-up");
+}
+
 }  // namespace
 
 void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteChoice& route, const char* op,
@@ -431,8 +466,8 @@ void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteCho
     const ConstTensorView& dyv = route.swap_operands ? problem.input : problem.output;
     const void* x =
         packed_in(api, h, staged, xv, staged.in(xv, "cuDNN's x"), x_shape, none, "a packed copy of cuDNN's x");
-    const void* dy = packed_in(api, h, staged, dyv, staged.in(dyv, "cuDNN's dy"), y_full, c.offset,
-                               "a packed copy of cuDNN's dy");
+    const void* dy_view = staged.in(dyv, "cuDNN's dy");
+    const void* dy = packed_in(api, h, staged, dyv, dy_view, y_full, c.offset, "a packed copy of cuDNN's dy");
     if (!run_graph(api, h, route.route, dt, deterministic, device, c, x, dw.packed, dy, staged)) {
       if (!known) {
         ok(api, api.GetConvolutionBackwardFilterAlgorithm_v7(h, L().x.d, L().y.d, L().conv.d, L().w.d, kCandidates,
@@ -460,6 +495,7 @@ void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteCho
                        res.strides);
     else
       finish(api, h, staged, dw, res, result);
+    if (!route.swap_operands) fix_nonfinite_padding(problem, dy_view, result, staged.stream, op);
   }
   if (result_on_host) staged.back(res, result);
 }

@@ -15,6 +15,8 @@
 // Included by depthwise_kernels.cuh after source(), load() and store().
 #pragma once
 
+#include "padding_band.cuh"
+
 namespace volconv::cuda {
 namespace {
 
@@ -64,16 +66,6 @@ __device__ bool weights_nonfinite(const DwArgs& a, std::int64_t c) {
       for (int kw = 0; kw < a.kernel[2]; ++kw)
         bad |= !isfinite(load(w + I(kd) * I(a.ws[1]) + I(kh) * I(a.ws[2]) + I(kw) * I(a.ws[3])));
   return bad;
-}
-
-// The outputs [first, last) of one axis whose windows stay inside the input
-// (input dilation 1): outputs [0, first) read below it, [last, out) above.
-__device__ __forceinline__ void inside_band(int out, int in, int k, int stride, int pad, int kdil, int& first,
-                                            int& last) {
-  first = min(out, (pad + stride - 1) / stride);
-  // The last tap of output o reads o * stride - pad + (k - 1) * kdil < in.
-  const int reach = in + pad - (k - 1) * kdil;  // o * stride < reach
-  last = max(first, min(out, reach <= 0 ? 0 : (reach + stride - 1) / stride));
 }
 
 // Programmatic dependent launch (sm_90): the march kernels let the fix-up

@@ -1,0 +1,168 @@
+// The cuDNN route's weight-gradient fix-up (dense_nonfinite.h): a thread
+// reads one output-gradient element whose window leaves the input (the
+// "shell"), each lane one output channel. Writes of NaN from several threads
+// to one sum are alike, so their order does not matter. Session 20: a first
+// form, a row of threads walking whole lines, took 15-26 us a call on the
+// H200 (its loads one after another); cuDNN's bfloat16 weight gradient
+// itself takes 23-31 us on those shapes.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
+#include "dense_nonfinite.h"
+#include "padding_band.cuh"
+
+namespace volconv::cuda {
+namespace {
+
+constexpr int kLanes = 32, kRows = 8;
+
+template <class T>
+__device__ __forceinline__ float as_float(T v) {
+  if constexpr (std::is_same_v<T, float>) return v;
+  else if constexpr (std::is_same_v<T, __half>) return __half2float(v);
+  else return __bfloat162float(v);
+}
+
+template <class T>
+__device__ __forceinline__ T nan_of() {
+  const float q = __int_as_float(0x7fc00000);
+  if constexpr (std::is_same_v<T, float>) return q;
+  else if constexpr (std::is_same_v<T, __half>) return __float2half(q);
+  else return __float2bfloat16(q);
+}
+
+// Whether tap t of output o reads outside the input along one axis.
+__device__ __forceinline__ bool reads_outside(int o, int t, int in, int stride, int pad, int kdil) {
+  const long long j = (long long)o * stride - pad + (long long)t * kdil;
+  return j < 0 || j >= in;
+}
+
+// Output (od, oh, ow) of channel co holds a non-finite gradient: every tap
+// that reads padding there gets NaN for all its input channels.
+template <class T>
+__device__ void poison_taps(const DenseWgradFix& f, std::int64_t co, int od, int oh, int ow) {
+  T* dw = static_cast<T*>(f.dw) + co * f.dws[0];
+  for (int kd = 0; kd < f.kernel[0]; ++kd) {
+    const bool out_d = reads_outside(od, kd, f.in[0], f.stride[0], f.pad[0], f.kdil[0]);
+    for (int kh = 0; kh < f.kernel[1]; ++kh) {
+      const bool out_h = reads_outside(oh, kh, f.in[1], f.stride[1], f.pad[1], f.kdil[1]);
+      for (int kw = 0; kw < f.kernel[2]; ++kw) {
+        if (!out_d && !out_h && !reads_outside(ow, kw, f.in[2], f.stride[2], f.pad[2], f.kdil[2])) continue;
+        const int sd = f.flip ? f.kernel[0] - 1 - kd : kd, sh = f.flip ? f.kernel[1] - 1 - kh : kh,
+                  sw = f.flip ? f.kernel[2] - 1 - kw : kw;
+        T* tap = dw + sd * f.dws[1] + sh * f.dws[2] + sw * f.dws[3];
+        for (std::int64_t ci = 0; ci < f.in_channels_per_group; ++ci) tap[ci * f.dws[4]] = nan_of<T>();
+      }
+    }
+  }
+}
+
+// The outputs whose window leaves the input, per batch item: the two D
+// faces (whole slices), then the H faces of the other slices (whole rows),
+// then the W ends of the remaining rows. Face coordinate c of an axis is
+// output c below the inside band, or last + (c - first) above it. Made on
+// the host, once a call.
+struct Shell {
+  int first[3], last[3], out[3];
+  std::int64_t d_faces, h_faces, w_ends;  // positions in each part
+  __host__ __device__ int face(int axis, int c) const { return c < first[axis] ? c : last[axis] + (c - first[axis]); }
+  __host__ __device__ int faces(int axis) const { return first[axis] + out[axis] - last[axis]; }
+  __host__ __device__ std::int64_t size() const { return d_faces + h_faces + w_ends; }
+  // Position j of the shell, I wide enough for the batch's positions.
+  template <class I>
+  __host__ __device__ void position(I j, int& od, int& oh, int& ow) const {
+    if (j < I(d_faces)) {
+      ow = int(j % out[2]);
+      oh = int(j / out[2] % out[1]);
+      od = face(0, int(j / out[2] / out[1]));
+      return;
+    }
+    j -= I(d_faces);
+    if (j < I(h_faces)) {
+      ow = int(j % out[2]);
+      oh = face(1, int(j / out[2] % faces(1)));
+      od = first[0] + int(j / out[2] / faces(1));
+      return;
+    }
+    j -= I(h_faces);
+    ow = face(2, int(j % faces(2)));
+    oh = first[1] + int(j / faces(2) % (last[1] - first[1]));
+    od = first[0] + int(j / faces(2) / (last[1] - first[1]));
+  }
+};
+
+Shell shell_of(const DenseWgradFix& f) {
+  Shell s;
+  for (int i = 0; i < 3; ++i) {
+    inside_band(f.out[i], f.in[i], f.kernel[i], f.stride[i], f.pad[i], f.kdil[i], s.first[i], s.last[i]);
+    s.out[i] = f.out[i];
+  }
+  const std::int64_t inner_d = s.last[0] - s.first[0], inner_h = s.last[1] - s.first[1];
+  s.d_faces = std::int64_t(s.faces(0)) * f.out[1] * f.out[2];
+  s.h_faces = inner_d * s.faces(1) * f.out[2];
+  s.w_ends = inner_d * inner_h * s.faces(2);
+  return s;
+}
+
+// Block: 32 output channels (lanes) x 8 shell positions (rows); grid.x over
+// the batch's shell positions, grid.y over channel blocks. One load a
+// thread, so the scan takes about one wave's latency. I: int where the
+// positions and gy's offsets fit (64-bit divisions cost most of the time).
+template <class T, class I>
+__global__ void __launch_bounds__(kLanes* kRows) dense_wgrad_nonfinite_fix(DenseWgradFix f, Shell s) {
+  const I co = I(blockIdx.y) * kLanes + I(threadIdx.x);
+  const I size = I(s.size());
+  const I j = I(blockIdx.x) * kRows + I(threadIdx.y);
+  if (co >= I(f.out_channels) || j >= I(f.batch) * size) return;
+  const I n = j / size;
+  int od, oh, ow;
+  s.position<I>(j - n * size, od, oh, ow);
+  const T* gy = static_cast<const T*>(f.gy) + n * I(f.gys[0]) + od * I(f.gys[1]) + oh * I(f.gys[2]) +
+                ow * I(f.gys[3]) + co * I(f.gys[4]);
+  if (!isfinite(as_float(*gy))) poison_taps<T>(f, co, od, oh, ow);
+}
+
+template <class T>
+void launch_typed(const DenseWgradFix& f, const Shell& s, std::int64_t positions, cudaStream_t stream) {
+  const dim3 grid(unsigned((positions + kRows - 1) / kRows), unsigned((f.out_channels + kLanes - 1) / kLanes));
+  const dim3 block(kLanes, kRows);
+  const std::int64_t sizes[5] = {f.batch, f.out[0], f.out[1], f.out[2], f.out_channels};
+  std::int64_t last_offset = 0;
+  for (int i = 0; i < 5; ++i) last_offset += (sizes[i] - 1) * f.gys[i];
+  const std::int64_t lim = std::numeric_limits<int>::max();
+  if (positions + kRows < lim && last_offset < lim && f.out_channels + kLanes < lim)
+    dense_wgrad_nonfinite_fix<T, int><<<grid, block, 0, stream>>>(f, s);
+  else
+    dense_wgrad_nonfinite_fix<T, std::int64_t><<<grid, block, 0, stream>>>(f, s);
+}
+
+}  // namespace
+
+bool reads_padding(const DenseWgradFix& f) {
+  for (int i = 0; i < 3; ++i)
+    if (f.pad[i] > 0 || std::int64_t(f.out[i] - 1) * f.stride[i] - f.pad[i] + std::int64_t(f.kernel[i] - 1) * f.kdil[i] >= f.in[i])
+      return true;
+  return false;
+}
+
+int launch_dense_wgrad_nonfinite_fix(const DenseWgradFix& f, Elem elem, void* stream) {
+  if (f.batch == 0 || f.out_channels == 0 || !reads_padding(f)) return 0;
+  const Shell s = shell_of(f);
+  const std::int64_t positions = f.batch * s.size();
+  if (positions == 0) return 0;
+  const auto st = static_cast<cudaStream_t>(stream);
+  switch (elem) {
+    case Elem::f32: launch_typed<float>(f, s, positions, st); break;
+    case Elem::f16: launch_typed<__half>(f, s, positions, st); break;
+    case Elem::bf16: launch_typed<__nv_bfloat16>(f, s, positions, st); break;
+  }
+  return int(cudaGetLastError());
+}
+
+}  // namespace volconv::cuda
