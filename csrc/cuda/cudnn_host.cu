@@ -29,6 +29,7 @@
 #include "cudnn_loader.h"
 #include "dense_nonfinite.h"
 #include "filter_transform.h"
+#include "kernel_axes.h"
 
 namespace volconv::cuda {
 namespace {
@@ -286,14 +287,7 @@ void fix_nonfinite_padding(const detail::ConvProblem& problem, const void* gy, v
   f.batch = g.batch;
   f.out_channels = g.out_channels;
   f.in_channels_per_group = g.in_channels_per_group();
-  for (int i = 0; i < 3; ++i) {
-    f.in[i] = int(g.in[i]);
-    f.out[i] = int(g.out[i]);
-    f.kernel[i] = int(g.kernel[i]);
-    f.stride[i] = int(g.stride[i]);
-    f.pad[i] = int(g.padding_lo[i]);
-    f.kdil[i] = int(g.kernel_dilation[i]);
-  }
+  set_axes(g, f);
   f.flip = g.flip;
   for (int i = 0; i < 5; ++i) {
     f.gys[i] = problem.output.strides[i];

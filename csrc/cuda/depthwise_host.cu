@@ -15,6 +15,7 @@
 #include "../core/view_checks.h"
 #include "depthwise_kernels.h"
 #include "depthwise_plan.h"
+#include "kernel_axes.h"
 #include "cudnn_host.h"
 #include "cudnn_plan.h"
 #include "staging.h"
@@ -66,15 +67,8 @@ void run_problem(const detail::ConvProblem& problem, const char* op, int queue_i
   DwArgs a;
   a.batch = g.batch;
   a.channels = g.out_channels;
-  for (int i = 0; i < 3; ++i) {
-    a.in[i] = int(g.in[i]);
-    a.out[i] = int(g.out[i]);
-    a.kernel[i] = int(g.kernel[i]);
-    a.stride[i] = int(g.stride[i]);
-    a.pad[i] = int(g.padding_lo[i]);
-    a.kdil[i] = int(g.kernel_dilation[i]);
-    a.idil[i] = int(g.input_dilation[i]);
-  }
+  set_axes(g, a);
+  for (int i = 0; i < 3; ++i) a.idil[i] = int(g.input_dilation[i]);
   a.flip = g.flip;
   a.multiply_padding = problem.zero_taps == detail::ZeroTaps::multiplied;
   a.x = staged.in(problem.input, "the input");
