@@ -128,6 +128,86 @@ __global__ void __launch_bounds__(kLanes* kRows) dense_wgrad_nonfinite_fix(Dense
   if (!isfinite(as_float(*gy))) poison_taps<T>(f, co, od, oh, ow);
 }
 
+// The stored weight element of logical output channel co, stored tap
+// (sd, sh, sw) and input channel c of its group (conv_problem.h's layouts).
+template <class T>
+__device__ __forceinline__ float weight_at(const DenseDataFix& f, std::int64_t co, int sd, int sh, int sw,
+                                           std::int64_t c) {
+  const std::int64_t cig = f.in_channels / f.groups, cog = f.out_channels / f.groups;
+  const std::int64_t a = f.in_k_out ? co / cog * cig + c : co, b = f.in_k_out ? co % cog : c;
+  return as_float(static_cast<const T*>(f.w)[a * f.ws[0] + sd * f.ws[1] + sh * f.ws[2] + sw * f.ws[3] + b * f.ws[4]]);
+}
+
+// Input index of output o's tap k along one axis, or -1 where it reads a
+// zero (outside the input, or between dilated elements).
+__device__ __forceinline__ int real_input(int o, int k, int in, int stride, int pad, int kdil, int idil) {
+  const long long j = (long long)o * stride - pad + (long long)k * kdil;
+  if (j < 0 || j % idil != 0 || j / idil >= in) return -1;
+  return int(j / idil);
+}
+
+template <class T>
+__device__ float exact_output(const DenseDataFix& f, std::int64_t n, int od, int oh, int ow, std::int64_t co) {
+  const std::int64_t cig = f.in_channels / f.groups, c0 = co / (f.out_channels / f.groups) * cig;
+  const T* x = static_cast<const T*>(f.x) + n * f.xs[0];
+  float acc = 0.f;
+  for (int kd = 0; kd < f.kernel[0]; ++kd) {
+    const int id = real_input(od, kd, f.in[0], f.stride[0], f.pad[0], f.kdil[0], f.idil[0]);
+    for (int kh = 0; kh < f.kernel[1]; ++kh) {
+      const int ih = real_input(oh, kh, f.in[1], f.stride[1], f.pad[1], f.kdil[1], f.idil[1]);
+      for (int kw = 0; kw < f.kernel[2]; ++kw) {
+        const int iw = real_input(ow, kw, f.in[2], f.stride[2], f.pad[2], f.kdil[2], f.idil[2]);
+        const bool real = id >= 0 && ih >= 0 && iw >= 0;
+        if (!real && !f.multiply_padding) continue;  // the scatter: a zero never meets the weight
+        const int sd = f.flip ? f.kernel[0] - 1 - kd : kd, sh = f.flip ? f.kernel[1] - 1 - kh : kh,
+                  sw = f.flip ? f.kernel[2] - 1 - kw : kw;
+        for (std::int64_t c = 0; c < cig; ++c) {
+          const float w = weight_at<T>(f, co, sd, sh, sw, c);
+          acc += real ? as_float(x[id * f.xs[1] + ih * f.xs[2] + iw * f.xs[3] + (c0 + c) * f.xs[4]]) * w : 0.f * w;
+        }
+      }
+    }
+  }
+  return acc;
+}
+
+template <class T>
+__device__ __forceinline__ T from_float(float v) {
+  if constexpr (std::is_same_v<T, float>) return v;
+  else if constexpr (std::is_same_v<T, __half>) return __float2half_rn(v);
+  else return __float2bfloat16_rn(v);
+}
+
+// Block: 32 output channels (lanes) x 8 rows; grid.x over channel blocks,
+// grid.y splits the outputs (each block reads its channels' weights first).
+template <class T>
+__global__ void __launch_bounds__(kLanes* kRows) dense_data_nonfinite_fix(DenseDataFix f) {
+  const std::int64_t co = std::int64_t(blockIdx.x) * kLanes + threadIdx.x;
+  const std::int64_t cig = f.in_channels / f.groups;
+  const std::int64_t taps = std::int64_t(f.kernel[0]) * f.kernel[1] * f.kernel[2];
+  bool bad = false;
+  if (co < f.out_channels)
+    for (std::int64_t i = threadIdx.y; i < taps * cig; i += kRows) {
+      const int t = int(i / cig);
+      const int sd = t / (f.kernel[1] * f.kernel[2]), sh = t / f.kernel[2] % f.kernel[1], sw = t % f.kernel[2];
+      bad |= !isfinite(weight_at<T>(f, co, sd, sh, sw, i % cig));
+    }
+  __shared__ int lane_bad[kLanes];
+  if (threadIdx.y == 0) lane_bad[threadIdx.x] = 0;
+  __syncthreads();
+  if (bad) atomicOr(&lane_bad[threadIdx.x], 1);
+  if (!__syncthreads_or(bad)) return;
+  if (!lane_bad[threadIdx.x]) return;  // (no barrier below)
+  const std::int64_t plane = std::int64_t(f.out[1]) * f.out[2], volume = f.out[0] * plane;
+  for (std::int64_t p = std::int64_t(blockIdx.y) * kRows + threadIdx.y; p < f.batch * volume;
+       p += std::int64_t(gridDim.y) * kRows) {
+    const std::int64_t n = p / volume, r = p % volume;
+    const int od = int(r / plane), oh = int(r / f.out[2] % f.out[1]), ow = int(r % f.out[2]);
+    static_cast<T*>(f.y)[n * f.ys[0] + od * f.ys[1] + oh * f.ys[2] + ow * f.ys[3] + co * f.ys[4]] =
+        from_float<T>(exact_output<T>(f, n, od, oh, ow, co));
+  }
+}
+
 template <class T>
 void launch_typed(const DenseWgradFix& f, const Shell& s, std::int64_t positions, cudaStream_t stream) {
   const dim3 grid(unsigned((positions + kRows - 1) / kRows), unsigned((f.out_channels + kLanes - 1) / kLanes));
@@ -161,6 +241,36 @@ int launch_dense_wgrad_nonfinite_fix(const DenseWgradFix& f, Elem elem, void* st
     case Elem::f32: launch_typed<float>(f, s, positions, st); break;
     case Elem::f16: launch_typed<__half>(f, s, positions, st); break;
     case Elem::bf16: launch_typed<__nv_bfloat16>(f, s, positions, st); break;
+  }
+  return int(cudaGetLastError());
+}
+
+bool reads_zeros(const DenseDataFix& f) {
+  for (int i = 0; i < 3; ++i) {
+    const std::int64_t dilated = std::int64_t(f.in[i] - 1) * f.idil[i] + 1;
+    if (f.idil[i] > 1 || f.pad[i] > 0 ||
+        std::int64_t(f.out[i] - 1) * f.stride[i] - f.pad[i] + std::int64_t(f.kernel[i] - 1) * f.kdil[i] >= dilated)
+      return true;
+  }
+  return false;
+}
+
+// The outputs split over at most this many blocks a channel block: each
+// reads the channel block's weights (the cost of a call whose weights are
+// finite), and with a non-finite weight they share the recomputation.
+constexpr int kDataSplits = 4;
+
+int launch_dense_data_nonfinite_fix(const DenseDataFix& f, Elem elem, void* stream) {
+  const std::int64_t outputs = f.batch * f.out[0] * f.out[1] * std::int64_t(f.out[2]);
+  if (outputs == 0 || f.out_channels == 0 || !reads_zeros(f)) return 0;
+  const dim3 grid(unsigned((f.out_channels + kLanes - 1) / kLanes),
+                  unsigned(std::min<std::int64_t>(kDataSplits, (outputs + kRows - 1) / kRows)));
+  const dim3 block(kLanes, kRows);
+  const auto s = static_cast<cudaStream_t>(stream);
+  switch (elem) {
+    case Elem::f32: dense_data_nonfinite_fix<float><<<grid, block, 0, s>>>(f); break;
+    case Elem::f16: dense_data_nonfinite_fix<__half><<<grid, block, 0, s>>>(f); break;
+    case Elem::bf16: dense_data_nonfinite_fix<__nv_bfloat16><<<grid, block, 0, s>>>(f); break;
   }
   return int(cudaGetLastError());
 }
