@@ -178,33 +178,48 @@ __device__ __forceinline__ T from_float(float v) {
   else return __float2bfloat16_rn(v);
 }
 
-// Block: 32 output channels (lanes) x 8 rows; grid.x over channel blocks,
-// grid.y splits the outputs (each block reads its channels' weights first).
+// Block: kScan of the logical weight's elements (C_out, K..., C_in/groups)
+// in order, kScanPerThread a thread, so a call whose weights are finite
+// costs one short wave (session 20: a first form, a lane a channel scanning
+// its weights alone, took 98-153 us a call on the H200). A block that finds
+// a non-finite element recomputes every output of that element's channel,
+// all its threads together; two blocks may both redo a channel, writing the
+// same values.
+constexpr int kScanThreads = 256, kScanPerThread = 4, kScan = kScanThreads * kScanPerThread;
+
 template <class T>
-__global__ void __launch_bounds__(kLanes* kRows) dense_data_nonfinite_fix(DenseDataFix f) {
-  const std::int64_t co = std::int64_t(blockIdx.x) * kLanes + threadIdx.x;
+__global__ void __launch_bounds__(kScanThreads) dense_data_nonfinite_fix(DenseDataFix f) {
   const std::int64_t cig = f.in_channels / f.groups;
-  const std::int64_t taps = std::int64_t(f.kernel[0]) * f.kernel[1] * f.kernel[2];
-  bool bad = false;
-  if (co < f.out_channels)
-    for (std::int64_t i = threadIdx.y; i < taps * cig; i += kRows) {
-      const int t = int(i / cig);
-      const int sd = t / (f.kernel[1] * f.kernel[2]), sh = t / f.kernel[2] % f.kernel[1], sw = t % f.kernel[2];
-      bad |= !isfinite(weight_at<T>(f, co, sd, sh, sw, i % cig));
-    }
-  __shared__ int lane_bad[kLanes];
-  if (threadIdx.y == 0) lane_bad[threadIdx.x] = 0;
+  const std::int64_t per_channel = std::int64_t(f.kernel[0]) * f.kernel[1] * f.kernel[2] * cig;
+  const std::int64_t base = std::int64_t(blockIdx.x) * kScan;
+  const std::int64_t co_first = base / per_channel;
+  // The block's elements span at most kScan + 1 channels.
+  __shared__ unsigned char channel_bad[kScan + 1];
+  for (int i = threadIdx.x; i <= kScan; i += kScanThreads) channel_bad[i] = 0;
   __syncthreads();
-  if (bad) atomicOr(&lane_bad[threadIdx.x], 1);
+  bool bad = false;
+  for (int e = 0; e < kScanPerThread; ++e) {
+    const std::int64_t i = base + std::int64_t(e) * kScanThreads + threadIdx.x;
+    if (i >= f.out_channels * per_channel) break;
+    const std::int64_t co = i / per_channel, rest = i % per_channel, c = rest % cig;
+    const int t = int(rest / cig);
+    const int sd = t / (f.kernel[1] * f.kernel[2]), sh = t / f.kernel[2] % f.kernel[1], sw = t % f.kernel[2];
+    if (!isfinite(weight_at<T>(f, co, sd, sh, sw, c))) {
+      channel_bad[co - co_first] = 1;
+      bad = true;
+    }
+  }
   if (!__syncthreads_or(bad)) return;
-  if (!lane_bad[threadIdx.x]) return;  // (no barrier below)
   const std::int64_t plane = std::int64_t(f.out[1]) * f.out[2], volume = f.out[0] * plane;
-  for (std::int64_t p = std::int64_t(blockIdx.y) * kRows + threadIdx.y; p < f.batch * volume;
-       p += std::int64_t(gridDim.y) * kRows) {
-    const std::int64_t n = p / volume, r = p % volume;
-    const int od = int(r / plane), oh = int(r / f.out[2] % f.out[1]), ow = int(r % f.out[2]);
-    static_cast<T*>(f.y)[n * f.ys[0] + od * f.ys[1] + oh * f.ys[2] + ow * f.ys[3] + co * f.ys[4]] =
-        from_float<T>(exact_output<T>(f, n, od, oh, ow, co));
+  for (int k = 0; k <= kScan; ++k) {
+    if (!channel_bad[k]) continue;
+    const std::int64_t co = co_first + k;
+    for (std::int64_t p = threadIdx.x; p < f.batch * volume; p += kScanThreads) {
+      const std::int64_t n = p / volume, r = p % volume;
+      const int od = int(r / plane), oh = int(r / f.out[2] % f.out[1]), ow = int(r % f.out[2]);
+      static_cast<T*>(f.y)[n * f.ys[0] + od * f.ys[1] + oh * f.ys[2] + ow * f.ys[3] + co * f.ys[4]] =
+          from_float<T>(exact_output<T>(f, n, od, oh, ow, co));
+    }
   }
 }
 
@@ -255,17 +270,12 @@ bool reads_zeros(const DenseDataFix& f) {
   return false;
 }
 
-// The outputs split over at most this many blocks a channel block: each
-// reads the channel block's weights (the cost of a call whose weights are
-// finite), and with a non-finite weight they share the recomputation.
-constexpr int kDataSplits = 4;
-
 int launch_dense_data_nonfinite_fix(const DenseDataFix& f, Elem elem, void* stream) {
   const std::int64_t outputs = f.batch * f.out[0] * f.out[1] * std::int64_t(f.out[2]);
   if (outputs == 0 || f.out_channels == 0 || !reads_zeros(f)) return 0;
-  const dim3 grid(unsigned((f.out_channels + kLanes - 1) / kLanes),
-                  unsigned(std::min<std::int64_t>(kDataSplits, (outputs + kRows - 1) / kRows)));
-  const dim3 block(kLanes, kRows);
+  const std::int64_t elements =
+      f.out_channels * f.kernel[0] * f.kernel[1] * std::int64_t(f.kernel[2]) * (f.in_channels / f.groups);
+  const dim3 grid(unsigned((elements + kScan - 1) / kScan)), block(kScanThreads);
   const auto s = static_cast<cudaStream_t>(stream);
   switch (elem) {
     case Elem::f32: dense_data_nonfinite_fix<float><<<grid, block, 0, s>>>(f); break;
