@@ -1,26 +1,51 @@
-"""conv3d_grad_weight on the CUDA route's cuDNN path (a dense or grouped
-problem) by the padding rule (README, "Differences from MLX and PyTorch"):
-a NaN / inf output-gradient element whose window reaches the zero padding
-makes every tap that reads padding there NaN (0 * inf = NaN), as on the CPU
-and in torch. cuDNN's deterministic float32 engine, the one volconv keeps
-for weight gradients, left those products out on the H200 (session 20);
-csrc/cuda/dense_nonfinite.cu sets them. Against the float64 reference of
-reference_training.py (it pads with zeros and multiplies). Skips without a
-CUDA GPU."""
+"""The CUDA route's cuDNN path (dense and grouped problems) by the padding
+rule (README, "Differences from MLX and PyTorch"), as on the CPU: conv3d
+and its weight gradient multiply the zero padding (0 * NaN = NaN, as in
+torch); conv3d_grad_input and conv_transpose3d scatter real elements only,
+so a NaN / inf weight never meets a zero there. cuDNN's engines do not all
+do so (session 20, tests/cuda/dense_nonfinite_probe.py on the H200): the
+deterministic float32 weight-gradient engine left the padding's products
+out, the 16-bit input gradient and every transposed conv multiplied the
+padding, the float16 forward lost a -inf weight's -inf outputs.
+csrc/cuda/dense_nonfinite.cu redoes what the rule decides after cuDNN.
+The data problems' input is finite here (their non-finite values are in
+the weight): the fix-up redoes the channels of non-finite weights only, and
+cuDNN's float16 fprop engine (the transposed conv's) also lost the -inf
+outputs of a -inf input element (session 20), which is left as cuDNN does.
+Against the float64 references of reference.py / reference_training.py:
+the non-finite masks equal, the finite values close. Skips without a CUDA
+GPU."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from reference_training import assert_close, assert_same_nonfinite, conv3d_grad_weight_reference
+from reference_training import (
+    assert_close,
+    assert_same_nonfinite,
+    conv3d_grad_input_reference,
+    conv3d_grad_weight_reference,
+    conv_transpose3d_reference,
+)
 
 import volconv as vc
 
-# (name, size, c_in, c_out, groups, stride, dilation)
+from reference import conv3d_reference
+
+# (size, c_in, c_out, groups, stride, dilation), kernel 3, padding 1.
 CASES = {
     "dense": ((5, 6, 7), 8, 16, 1, (1, 1, 1), (1, 1, 1)),
     "grouped-strided-dilated": ((7, 8, 9), 8, 12, 2, (2, 1, 2), (1, 2, 1)),
 }
+DIRECTIONS = ("forward", "grad_input", "grad_weight", "transpose")
+
+
+def _poison_weight(w):
+    # A corner tap, the far corner, an edge's tap: each meets the padding
+    # at some outputs and real elements at others.
+    for spot, value in (((0, 0, 0, 0, 0), np.nan), ((3, 2, 2, 2, 1), np.inf), ((5, 0, 1, 2, 2), -np.inf)):
+        w[spot] = value
+    return w
 
 
 def _operands(size, cin, cout, groups, stride, dilation, seed=5):
@@ -28,6 +53,7 @@ def _operands(size, cin, cout, groups, stride, dilation, seed=5):
     x = rng.standard_normal((2, *size, cin))
     out = [(n + 2 - dl * 2 - 1) // s + 1 for n, s, dl in zip(size, stride, dilation)]
     gy = rng.standard_normal((2, *out, cout))
+    gy_finite = gy.copy()  # the data problems' input
     d, h, w = out
     # On the border along each axis (their windows reach the padding), a
     # corner, and one inside (meets no padding).
@@ -39,38 +65,62 @@ def _operands(size, cin, cout, groups, stride, dilation, seed=5):
         (0, (d // 2, h // 2, w // 2), 11, np.inf),
     ):
         gy[(n, *spot, ch)] = value
-    return x, gy
+    weight = _poison_weight(rng.standard_normal((cout, 3, 3, 3, cin // groups)))
+    # conv_transpose3d from gy's size back to x's: (C_out', k..., C_in'/groups).
+    weight_t = _poison_weight(rng.standard_normal((cin, 3, 3, 3, cout // groups)))
+    return x, gy, gy_finite, weight, weight_t
 
 
+def _run(direction, x, g, gf, w, wt, kw):
+    if direction == "forward":
+        return vc.conv3d(x, w, **kw)
+    if direction == "grad_input":
+        return vc.conv3d_grad_input(gf, w, tuple(x.shape), **kw)
+    if direction == "grad_weight":
+        return vc.conv3d_grad_weight(x, g, tuple(w.shape), **kw)
+    return vc.conv_transpose3d(gf, wt, **kw)
+
+
+def _reference(direction, x, g, gf, w, wt, rk):
+    if direction == "forward":
+        return conv3d_reference(x, w, **rk)
+    if direction == "grad_input":
+        return conv3d_grad_input_reference(gf, w, x.shape, **rk)
+    if direction == "grad_weight":
+        return conv3d_grad_weight_reference(x, g, w.shape, **rk)
+    return conv_transpose3d_reference(gf, wt, **rk)
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
 @pytest.mark.parametrize("case", CASES)
-def test_cudnn_weight_gradient_multiplies_the_padding(case, dtype):
+def test_cudnn_path_follows_the_rule(case, dtype, direction):
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available() or vc._core._gpu_backend() != "cuda":
         pytest.skip(
             f"no CUDA GPU for volconv here: {vc.unavailable_reason(vc.gpu) or 'torch sees no CUDA device'}"
         )
     size, cin, cout, groups, stride, dilation = CASES[case]
-    x, gy = (torch.from_numpy(a).to(getattr(torch, dtype)).cuda() for a in _operands(*CASES[case]))
-    w_shape = (cout, 3, 3, 3, cin // groups)
+    ops = [torch.from_numpy(a).to(getattr(torch, dtype)).cuda() for a in _operands(*CASES[case])]
     kw = dict(stride=stride, padding=1, dilation=dilation, groups=groups)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        got = vc.conv3d_grad_weight(x, gy, w_shape, **kw)
+        got = _run(direction, *ops, kw)
         torch.cuda.synchronize()
     ran = sorted({e.name for e in prof.events() if e.device_type.name == "CUDA"})
-    if any(name.startswith("dw_") or "dw_wgrad" in name for name in ran):
+    if any("dw_data" in name or "dw_wgrad" in name for name in ran):
         pytest.fail(f"expected the cuDNN route, got the depthwise kernels: {ran}")
-    x64, gy64 = (a.double().cpu().numpy() for a in (x, gy))
+    # The references read exactly what cuDNN read: the rounded values.
+    o64 = [a.double().cpu().numpy() for a in ops]
     rk = dict(stride=stride, pad_lo=(1, 1, 1), pad_hi=(1, 1, 1), dilation=dilation, groups=groups)
-    ref = conv3d_grad_weight_reference(x64, gy64, w_shape, **rk)
+    ref = _reference(direction, *o64, rk)
 
     def finite(a):
         return np.nan_to_num(np.abs(a), nan=0.0, posinf=0.0, neginf=0.0)
 
-    scale = conv3d_grad_weight_reference(finite(x64), finite(gy64), w_shape, **rk)
+    scale = _reference(direction, *(finite(a) for a in o64), rk)
     ours = got.double().cpu().numpy()
-    what = f"cuda {case} {dtype}"
+    what = f"cuda {case} {direction} {dtype}"
     assert_same_nonfinite(ours, ref, what)
     ok = np.isfinite(ref)
-    assert ok.sum() > 0 and (~ok).sum() > 0, "the case must have both kinds of tap"
+    assert ok.sum() > 0 and (~ok).sum() > 0, "the case must have finite and non-finite results"
     assert_close(ours[ok], ref[ok], scale[ok], dtype, what)

@@ -293,9 +293,39 @@ void fix_nonfinite_padding(const detail::ConvProblem& problem, const void* gy, v
     f.gys[i] = problem.output.strides[i];
     f.dws[i] = problem.result.strides[i];
   }
-  const DType dt = problem.input.dtype;
-  const Elem elem = dt == DType::float16 ? Elem::f16 : dt == DType::bfloat16 ? Elem::bf16 : Elem::f32;
-  check(cudaError_t(launch_dense_wgrad_nonfinite_fix(f, elem, stream)), op, "the non-finite padding fix-up");
+  check(cudaError_t(launch_dense_wgrad_nonfinite_fix(f, elem_of(problem.input.dtype), stream)), op,
+        "the non-finite padding fix-up");
+}
+
+// A data problem by the padding rule where cuDNN's engine multiplies or
+// skips otherwise (dense_nonfinite.h): only with zero padding (a padding
+// mode's positions are real elements, folded on the CPU side).
+void fix_nonfinite_weights(const detail::ConvProblem& problem, const void* x, const void* w, void* y,
+                           cudaStream_t stream, const char* op) {
+  const detail::ConvProblemGeometry& g = problem.geometry;
+  if (problem.fold.active()) return;
+  for (int i = 0; i < 3; ++i)
+    if (g.padding_mode[i] != PaddingMode::zeros) return;
+  DenseDataFix f;
+  f.x = x;
+  f.w = w;
+  f.y = y;
+  f.batch = g.batch;
+  f.in_channels = g.in_channels;
+  f.out_channels = g.out_channels;
+  f.groups = g.groups;
+  set_axes(g, f);
+  for (int i = 0; i < 3; ++i) f.idil[i] = int(g.input_dilation[i]);
+  f.flip = g.flip;
+  f.in_k_out = problem.weight_layout == detail::WeightLayout::in_k_out;
+  f.multiply_padding = problem.zero_taps == detail::ZeroTaps::multiplied;
+  for (int i = 0; i < 5; ++i) {
+    f.xs[i] = problem.input.strides[i];
+    f.ws[i] = problem.weight.strides[i];
+    f.ys[i] = problem.result.strides[i];
+  }
+  check(cudaError_t(launch_dense_data_nonfinite_fix(f, elem_of(problem.input.dtype), stream)), op,
+        "the non-finite weight fix-up");
 }
 
 }  // namespace
@@ -335,8 +365,10 @@ void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteCho
   };
   // cuDNN's filter from the stored weight: packed as it is, or rewritten
   // (transposed within groups, taps reversed) as the route's map says.
+  const void* w_view = nullptr;  // the stored weight on the device (data problems), for the fix-up
   auto filter_in = [&]() -> const void* {
     const void* stored = staged.in(problem.weight, "the weight");
+    w_view = stored;
     if (!route.filter.any())
       return packed_in(api, h, staged, problem.weight, stored, w_shape, none, "a packed copy of the weight");
     void* p = staged.device_alloc(std::size_t(numel(w_shape)) * dtype_size(dt), "cuDNN's layout of the weight");
@@ -393,7 +425,8 @@ void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteCho
   };
 
   if (route.route == CudaRoute::cudnn_forward) {
-    const void* x = packed_in(api, h, staged, problem.input, staged.in(problem.input, "the input"), x_shape, none,
+    const void* x_view = staged.in(problem.input, "the input");
+    const void* x = packed_in(api, h, staged, problem.input, x_view, x_shape, none,
                               "a packed copy of the input");
     const void* w = filter_in();
     const PackedOut y = packed_out(staged, res, result, y_full, c.offset);
@@ -418,8 +451,10 @@ void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteCho
           });
     }
     finish(api, h, staged, y, res, result);
+    fix_nonfinite_weights(problem, x_view, w_view, result, staged.stream, op);
   } else if (route.route == CudaRoute::cudnn_backward_data) {
-    const void* dy = packed_in(api, h, staged, problem.input, staged.in(problem.input, "the output gradient"), y_full,
+    const void* x_view = staged.in(problem.input, "the output gradient");
+    const void* dy = packed_in(api, h, staged, problem.input, x_view, y_full,
                                c.offset, "a packed copy of the output gradient");
     const void* w = filter_in();
     const PackedOut dx = packed_out(staged, res, result, x_shape, none);
@@ -445,6 +480,7 @@ void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteCho
           });
     }
     finish(api, h, staged, dx, res, result);
+    fix_nonfinite_weights(problem, x_view, w_view, result, staged.stream, op);
   } else {
     // cuDNN's filter gradient: the result itself, or scratch that finish()
     // copies into it, or (a filter map) scratch rewritten into it.

@@ -128,6 +128,101 @@ __global__ void __launch_bounds__(kLanes* kRows) dense_wgrad_nonfinite_fix(Dense
   if (!isfinite(as_float(*gy))) poison_taps<T>(f, co, od, oh, ow);
 }
 
+// The stored weight element of logical output channel co, stored tap
+// (sd, sh, sw) and input channel c of its group (conv_problem.h's layouts).
+template <class T>
+__device__ __forceinline__ float weight_at(const DenseDataFix& f, std::int64_t co, int sd, int sh, int sw,
+                                           std::int64_t c) {
+  const std::int64_t cig = f.in_channels / f.groups, cog = f.out_channels / f.groups;
+  const std::int64_t a = f.in_k_out ? co / cog * cig + c : co, b = f.in_k_out ? co % cog : c;
+  return as_float(static_cast<const T*>(f.w)[a * f.ws[0] + sd * f.ws[1] + sh * f.ws[2] + sw * f.ws[3] + b * f.ws[4]]);
+}
+
+// Input index of output o's tap k along one axis, or -1 where it reads a
+// zero (outside the input, or between dilated elements).
+__device__ __forceinline__ int real_input(int o, int k, int in, int stride, int pad, int kdil, int idil) {
+  const long long j = (long long)o * stride - pad + (long long)k * kdil;
+  if (j < 0 || j % idil != 0 || j / idil >= in) return -1;
+  return int(j / idil);
+}
+
+template <class T>
+__device__ float exact_output(const DenseDataFix& f, std::int64_t n, int od, int oh, int ow, std::int64_t co) {
+  const std::int64_t cig = f.in_channels / f.groups, c0 = co / (f.out_channels / f.groups) * cig;
+  const T* x = static_cast<const T*>(f.x) + n * f.xs[0];
+  float acc = 0.f;
+  for (int kd = 0; kd < f.kernel[0]; ++kd) {
+    const int id = real_input(od, kd, f.in[0], f.stride[0], f.pad[0], f.kdil[0], f.idil[0]);
+    for (int kh = 0; kh < f.kernel[1]; ++kh) {
+      const int ih = real_input(oh, kh, f.in[1], f.stride[1], f.pad[1], f.kdil[1], f.idil[1]);
+      for (int kw = 0; kw < f.kernel[2]; ++kw) {
+        const int iw = real_input(ow, kw, f.in[2], f.stride[2], f.pad[2], f.kdil[2], f.idil[2]);
+        const bool real = id >= 0 && ih >= 0 && iw >= 0;
+        if (!real && !f.multiply_padding) continue;  // the scatter: a zero never meets the weight
+        const int sd = f.flip ? f.kernel[0] - 1 - kd : kd, sh = f.flip ? f.kernel[1] - 1 - kh : kh,
+                  sw = f.flip ? f.kernel[2] - 1 - kw : kw;
+        for (std::int64_t c = 0; c < cig; ++c) {
+          const float w = weight_at<T>(f, co, sd, sh, sw, c);
+          acc += real ? as_float(x[id * f.xs[1] + ih * f.xs[2] + iw * f.xs[3] + (c0 + c) * f.xs[4]]) * w : 0.f * w;
+        }
+      }
+    }
+  }
+  return acc;
+}
+
+template <class T>
+__device__ __forceinline__ T from_float(float v) {
+  if constexpr (std::is_same_v<T, float>) return v;
+  else if constexpr (std::is_same_v<T, __half>) return __float2half_rn(v);
+  else return __float2bfloat16_rn(v);
+}
+
+// Block: kScan of the logical weight's elements (C_out, K..., C_in/groups)
+// in order, kScanPerThread a thread, so a call whose weights are finite
+// costs one short wave (session 20: a first form, a lane a channel scanning
+// its weights alone, took 98-153 us a call on the H200). A block that finds
+// a non-finite element recomputes every output of that element's channel,
+// all its threads together; two blocks may both redo a channel, writing the
+// same values.
+constexpr int kScanThreads = 256, kScanPerThread = 4, kScan = kScanThreads * kScanPerThread;
+
+template <class T>
+__global__ void __launch_bounds__(kScanThreads) dense_data_nonfinite_fix(DenseDataFix f) {
+  const std::int64_t cig = f.in_channels / f.groups;
+  const std::int64_t per_channel = std::int64_t(f.kernel[0]) * f.kernel[1] * f.kernel[2] * cig;
+  const std::int64_t base = std::int64_t(blockIdx.x) * kScan;
+  const std::int64_t co_first = base / per_channel;
+  // The block's elements span at most kScan + 1 channels.
+  __shared__ unsigned char channel_bad[kScan + 1];
+  for (int i = threadIdx.x; i <= kScan; i += kScanThreads) channel_bad[i] = 0;
+  __syncthreads();
+  bool bad = false;
+  for (int e = 0; e < kScanPerThread; ++e) {
+    const std::int64_t i = base + std::int64_t(e) * kScanThreads + threadIdx.x;
+    if (i >= f.out_channels * per_channel) break;
+    const std::int64_t co = i / per_channel, rest = i % per_channel, c = rest % cig;
+    const int t = int(rest / cig);
+    const int sd = t / (f.kernel[1] * f.kernel[2]), sh = t / f.kernel[2] % f.kernel[1], sw = t % f.kernel[2];
+    if (!isfinite(weight_at<T>(f, co, sd, sh, sw, c))) {
+      channel_bad[co - co_first] = 1;
+      bad = true;
+    }
+  }
+  if (!__syncthreads_or(bad)) return;
+  const std::int64_t plane = std::int64_t(f.out[1]) * f.out[2], volume = f.out[0] * plane;
+  for (int k = 0; k <= kScan; ++k) {
+    if (!channel_bad[k]) continue;
+    const std::int64_t co = co_first + k;
+    for (std::int64_t p = threadIdx.x; p < f.batch * volume; p += kScanThreads) {
+      const std::int64_t n = p / volume, r = p % volume;
+      const int od = int(r / plane), oh = int(r / f.out[2] % f.out[1]), ow = int(r % f.out[2]);
+      static_cast<T*>(f.y)[n * f.ys[0] + od * f.ys[1] + oh * f.ys[2] + ow * f.ys[3] + co * f.ys[4]] =
+          from_float<T>(exact_output<T>(f, n, od, oh, ow, co));
+    }
+  }
+}
+
 template <class T>
 void launch_typed(const DenseWgradFix& f, const Shell& s, std::int64_t positions, cudaStream_t stream) {
   const dim3 grid(unsigned((positions + kRows - 1) / kRows), unsigned((f.out_channels + kLanes - 1) / kLanes));
@@ -161,6 +256,31 @@ int launch_dense_wgrad_nonfinite_fix(const DenseWgradFix& f, Elem elem, void* st
     case Elem::f32: launch_typed<float>(f, s, positions, st); break;
     case Elem::f16: launch_typed<__half>(f, s, positions, st); break;
     case Elem::bf16: launch_typed<__nv_bfloat16>(f, s, positions, st); break;
+  }
+  return int(cudaGetLastError());
+}
+
+bool reads_zeros(const DenseDataFix& f) {
+  for (int i = 0; i < 3; ++i) {
+    const std::int64_t dilated = std::int64_t(f.in[i] - 1) * f.idil[i] + 1;
+    if (f.idil[i] > 1 || f.pad[i] > 0 ||
+        std::int64_t(f.out[i] - 1) * f.stride[i] - f.pad[i] + std::int64_t(f.kernel[i] - 1) * f.kdil[i] >= dilated)
+      return true;
+  }
+  return false;
+}
+
+int launch_dense_data_nonfinite_fix(const DenseDataFix& f, Elem elem, void* stream) {
+  const std::int64_t outputs = f.batch * f.out[0] * f.out[1] * std::int64_t(f.out[2]);
+  if (outputs == 0 || f.out_channels == 0 || !reads_zeros(f)) return 0;
+  const std::int64_t elements =
+      f.out_channels * f.kernel[0] * f.kernel[1] * std::int64_t(f.kernel[2]) * (f.in_channels / f.groups);
+  const dim3 grid(unsigned((elements + kScan - 1) / kScan)), block(kScanThreads);
+  const auto s = static_cast<cudaStream_t>(stream);
+  switch (elem) {
+    case Elem::f32: dense_data_nonfinite_fix<float><<<grid, block, 0, s>>>(f); break;
+    case Elem::f16: dense_data_nonfinite_fix<__half><<<grid, block, 0, s>>>(f); break;
+    case Elem::bf16: dense_data_nonfinite_fix<__nv_bfloat16><<<grid, block, 0, s>>>(f); break;
   }
   return int(cudaGetLastError());
 }

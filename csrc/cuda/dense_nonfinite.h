@@ -1,10 +1,14 @@
-// The cuDNN route's weight gradient by the padding rule (conv_problem.h's
-// ZeroTaps::multiplied, the CPU's and torch's): a NaN / inf output-gradient
-// element whose window reaches the zero padding makes the gradient of every
-// tap that reads padding there NaN (0 * inf = NaN). cuDNN's engines differ:
-// the deterministic float32 engine volconv keeps for weight gradients left
-// those products out on the H200 (session 20: 64 NaN against the rule's 288
-// in .devtmp/s20_dense_probe.py's case; torch's engine had 288). Plain C++
+// The cuDNN route by the padding rule (conv_problem.h's ZeroTaps, the
+// CPU's): where a non-finite value meets the zeros a problem reads (padding,
+// or between the elements of a dilated input), cuDNN's engines multiply or
+// skip as they are built, not as the op asks (session 20,
+// tests/cuda/dense_nonfinite_probe.py on the H200):
+// - weight gradient: the deterministic float32 engine volconv keeps left the
+//   padding's products out (64 NaN against the rule's and torch's 288);
+// - data problems: the 16-bit input gradient and the transposed conv in
+//   every dtype multiplied the padding (426 NaN against the rule's 191),
+//   and the float16 forward lost the -inf outputs of a -inf weight.
+// So after cuDNN a fix-up kernel redoes what the rule decides. Plain C++
 // types, so the host needs no kernel source.
 #pragma once
 
@@ -33,5 +37,29 @@ bool reads_padding(const DenseWgradFix& f);
 // to NaN; it reads only the output-gradient elements whose window leaves
 // the input. Returns the launch error code (0 when none).
 int launch_dense_wgrad_nonfinite_fix(const DenseWgradFix& f, Elem elem, void* stream);
+
+// A data problem (conv_problem.h's definition): y (N, out..., C_out) from x
+// (N, in..., C_in) and the stored weight w, read as the layout says.
+struct DenseDataFix {
+  const void* x = nullptr;
+  const void* w = nullptr;
+  void* y = nullptr;
+  std::int64_t batch = 0, in_channels = 0, out_channels = 0, groups = 1;
+  int in[3]{}, out[3]{}, kernel[3]{}, stride[3]{}, pad[3]{}, kdil[3]{}, idil[3]{};
+  bool flip = false;
+  bool in_k_out = false;          // stored (C_in, K..., C_out/groups)
+  bool multiply_padding = false;  // ZeroTaps::multiplied (input dilation 1 only)
+  std::int64_t xs[5]{}, ws[5]{}, ys[5]{};
+};
+
+// Whether some window reads a zero: padding, past the input's end, or
+// between the elements of a dilated input.
+bool reads_zeros(const DenseDataFix& f);
+
+// Queues the kernel that recomputes, by the rule and in float32, every
+// output of the output channels whose weights hold a NaN or inf (a block of
+// 32 channels whose weights are all finite returns after reading them).
+// Returns the launch error code (0 when none).
+int launch_dense_data_nonfinite_fix(const DenseDataFix& f, Elem elem, void* stream);
 
 }  // namespace volconv::cuda

@@ -29,10 +29,6 @@ namespace {
   throw std::invalid_argument(std::string("[") + op + "] " + why + ".");
 }
 
-Elem elem_of(DType d) {
-  return d == DType::float16 ? Elem::f16 : d == DType::bfloat16 ? Elem::bf16 : Elem::f32;
-}
-
 void copy_strides(const Shape5& from, std::int64_t* to) {
   for (int i = 0; i < 5; ++i) to[i] = from[i];
 }

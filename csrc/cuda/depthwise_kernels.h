@@ -32,6 +32,10 @@ struct DwArgs {
 
 enum class Elem { f32, f16, bf16 };
 
+inline Elem elem_of(DType d) {
+  return d == DType::float16 ? Elem::f16 : d == DType::bfloat16 ? Elem::bf16 : Elem::f32;
+}
+
 // Per storage type (depthwise_kernels_{f32,f16,bf16}.cu): queue the plan's
 // kernels on `stream` (a cudaStream_t).
 void launch_f32(const cuda_plan::DepthwisePlan& plan, const DwArgs& args, float* partials, void* stream);
