@@ -314,11 +314,8 @@ void fix_nonfinite_weights(const detail::ConvProblem& problem, const void* x, co
   f.in_channels = g.in_channels;
   f.out_channels = g.out_channels;
   f.groups = g.groups;
-  set_axes(g, f);
-  for (int i = 0; i < 3; ++i) f.idil[i] = int(g.input_dilation[i]);
-  f.flip = g.flip;
+  set_data_geometry(problem, f);
   f.in_k_out = problem.weight_layout == detail::WeightLayout::in_k_out;
-  f.multiply_padding = problem.zero_taps == detail::ZeroTaps::multiplied;
   for (int i = 0; i < 5; ++i) {
     f.xs[i] = problem.input.strides[i];
     f.ws[i] = problem.weight.strides[i];

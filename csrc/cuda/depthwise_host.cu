@@ -63,10 +63,7 @@ void run_problem(const detail::ConvProblem& problem, const char* op, int queue_i
   DwArgs a;
   a.batch = g.batch;
   a.channels = g.out_channels;
-  set_axes(g, a);
-  for (int i = 0; i < 3; ++i) a.idil[i] = int(g.input_dilation[i]);
-  a.flip = g.flip;
-  a.multiply_padding = problem.zero_taps == detail::ZeroTaps::multiplied;
+  set_data_geometry(problem, a);
   a.x = staged.in(problem.input, "the input");
   copy_strides(problem.input.strides, a.xs);
   const TensorView& res = problem.result;
