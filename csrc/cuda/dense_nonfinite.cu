@@ -1,10 +1,12 @@
-// The cuDNN route's weight-gradient fix-up (dense_nonfinite.h): a thread
-// reads one output-gradient element whose window leaves the input (the
-// "shell"), each lane one output channel. Writes of NaN from several threads
-// to one sum are alike, so their order does not matter. Session 20: a first
-// form, a row of threads walking whole lines, took 15-26 us a call on the
-// H200 (its loads one after another); cuDNN's bfloat16 weight gradient
-// itself takes 23-31 us on those shapes.
+// The cuDNN path's non-finite fix-ups (dense_nonfinite.h), queued after
+// cuDNN's call on its stream:
+// - weight gradient: a thread reads one output-gradient element whose
+//   window leaves the input (the "shell"), each lane one output channel;
+//   writes of NaN from several threads to one sum are alike, so their order
+//   does not matter. A first form, a row of threads walking whole lines,
+//   took 15-26 us a call on the H200 (its loads one after another; session
+//   20); cuDNN's bfloat16 weight gradient itself takes 23-35 us there.
+// - data problems: dense_data_nonfinite_fix, below.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
