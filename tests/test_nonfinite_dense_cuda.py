@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from cuda_torch import torch_on_cuda
 from reference_training import (
     assert_close,
     assert_same_nonfinite,
@@ -95,11 +96,7 @@ def _reference(direction, x, g, gf, w, wt, rk):
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
 @pytest.mark.parametrize("case", CASES)
 def test_cudnn_path_follows_the_rule(case, dtype, direction):
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available() or vc._core._gpu_backend() != "cuda":
-        pytest.skip(
-            f"no CUDA GPU for volconv here: {vc.unavailable_reason(vc.gpu) or 'torch sees no CUDA device'}"
-        )
+    torch = torch_on_cuda()  # skips without a CUDA GPU for volconv
     size, cin, cout, groups, stride, dilation = CASES[case]
     ops = [torch.from_numpy(a).to(getattr(torch, dtype)).cuda() for a in _operands(*CASES[case])]
     kw = dict(stride=stride, padding=1, dilation=dilation, groups=groups)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from cuda_torch import torch_on_cuda
 from reference_training import (
     assert_close,
     assert_same_nonfinite,
@@ -179,11 +180,7 @@ def _cuda_params():
 
 @pytest.mark.parametrize(("case", "direction", "dtype"), list(_cuda_params()))
 def test_cuda_follows_the_rule(case, direction, dtype):
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available() or vc._core._gpu_backend() != "cuda":
-        pytest.skip(
-            f"no CUDA GPU for volconv here: {vc.unavailable_reason(vc.gpu) or 'torch sees no CUDA device'}"
-        )
+    torch = torch_on_cuda()  # skips without a CUDA GPU for volconv
     size, c, stride = CASES[case]
     tdt = getattr(torch, dtype)
     x, w, gy = (torch.from_numpy(a).to(tdt).cuda() for a in _operands(size, c, stride))

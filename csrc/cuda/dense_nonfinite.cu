@@ -11,12 +11,11 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <algorithm>
 #include <cstdint>
 #include <limits>
-#include <type_traits>
 
 #include "dense_nonfinite.h"
+#include "elements.cuh"
 #include "padding_band.cuh"
 
 namespace volconv::cuda {
@@ -24,42 +23,22 @@ namespace {
 
 constexpr int kLanes = 32, kRows = 8;
 
-template <class T>
-__device__ __forceinline__ float as_float(T v) {
-  if constexpr (std::is_same_v<T, float>) return v;
-  else if constexpr (std::is_same_v<T, __half>) return __half2float(v);
-  else return __bfloat162float(v);
-}
-
-template <class T>
-__device__ __forceinline__ T nan_of() {
-  const float q = __int_as_float(0x7fc00000);
-  if constexpr (std::is_same_v<T, float>) return q;
-  else if constexpr (std::is_same_v<T, __half>) return __float2half(q);
-  else return __float2bfloat16(q);
-}
-
-// Whether tap t of output o reads outside the input along one axis.
-__device__ __forceinline__ bool reads_outside(int o, int t, int in, int stride, int pad, int kdil) {
-  const long long j = (long long)o * stride - pad + (long long)t * kdil;
-  return j < 0 || j >= in;
-}
-
 // Output (od, oh, ow) of channel co holds a non-finite gradient: every tap
 // that reads padding there gets NaN for all its input channels.
 template <class T>
 __device__ void poison_taps(const DenseWgradFix& f, std::int64_t co, int od, int oh, int ow) {
   T* dw = static_cast<T*>(f.dw) + co * f.dws[0];
   for (int kd = 0; kd < f.kernel[0]; ++kd) {
-    const bool out_d = reads_outside(od, kd, f.in[0], f.stride[0], f.pad[0], f.kdil[0]);
+    const bool out_d = source<false>(od, kd, f.stride[0], f.pad[0], f.kdil[0], 1, f.in[0]) < 0;
     for (int kh = 0; kh < f.kernel[1]; ++kh) {
-      const bool out_h = reads_outside(oh, kh, f.in[1], f.stride[1], f.pad[1], f.kdil[1]);
+      const bool out_h = source<false>(oh, kh, f.stride[1], f.pad[1], f.kdil[1], 1, f.in[1]) < 0;
       for (int kw = 0; kw < f.kernel[2]; ++kw) {
-        if (!out_d && !out_h && !reads_outside(ow, kw, f.in[2], f.stride[2], f.pad[2], f.kdil[2])) continue;
+        if (!out_d && !out_h && source<false>(ow, kw, f.stride[2], f.pad[2], f.kdil[2], 1, f.in[2]) >= 0) continue;
         const int sd = f.flip ? f.kernel[0] - 1 - kd : kd, sh = f.flip ? f.kernel[1] - 1 - kh : kh,
                   sw = f.flip ? f.kernel[2] - 1 - kw : kw;
         T* tap = dw + sd * f.dws[1] + sh * f.dws[2] + sw * f.dws[3];
-        for (std::int64_t ci = 0; ci < f.in_channels_per_group; ++ci) tap[ci * f.dws[4]] = nan_of<T>();
+        for (std::int64_t ci = 0; ci < f.in_channels_per_group; ++ci)
+          store(tap + ci * f.dws[4], __int_as_float(0x7fc00000));  // NaN
       }
     }
   }
@@ -127,7 +106,7 @@ __global__ void __launch_bounds__(kLanes* kRows) dense_wgrad_nonfinite_fix(Dense
   s.position<I>(j - n * size, od, oh, ow);
   const T* gy = static_cast<const T*>(f.gy) + n * I(f.gys[0]) + od * I(f.gys[1]) + oh * I(f.gys[2]) +
                 ow * I(f.gys[3]) + co * I(f.gys[4]);
-  if (!isfinite(as_float(*gy))) poison_taps<T>(f, co, od, oh, ow);
+  if (!isfinite(load(gy))) poison_taps<T>(f, co, od, oh, ow);
 }
 
 // The stored weight element of logical output channel co, stored tap
@@ -137,15 +116,7 @@ __device__ __forceinline__ float weight_at(const DenseDataFix& f, std::int64_t c
                                            std::int64_t c) {
   const std::int64_t cig = f.in_channels / f.groups, cog = f.out_channels / f.groups;
   const std::int64_t a = f.in_k_out ? co / cog * cig + c : co, b = f.in_k_out ? co % cog : c;
-  return as_float(static_cast<const T*>(f.w)[a * f.ws[0] + sd * f.ws[1] + sh * f.ws[2] + sw * f.ws[3] + b * f.ws[4]]);
-}
-
-// Input index of output o's tap k along one axis, or -1 where it reads a
-// zero (outside the input, or between dilated elements).
-__device__ __forceinline__ int real_input(int o, int k, int in, int stride, int pad, int kdil, int idil) {
-  const long long j = (long long)o * stride - pad + (long long)k * kdil;
-  if (j < 0 || j % idil != 0 || j / idil >= in) return -1;
-  return int(j / idil);
+  return load(static_cast<const T*>(f.w) + (a * f.ws[0] + sd * f.ws[1] + sh * f.ws[2] + sw * f.ws[3] + b * f.ws[4]));
 }
 
 template <class T>
@@ -154,30 +125,23 @@ __device__ float exact_output(const DenseDataFix& f, std::int64_t n, int od, int
   const T* x = static_cast<const T*>(f.x) + n * f.xs[0];
   float acc = 0.f;
   for (int kd = 0; kd < f.kernel[0]; ++kd) {
-    const int id = real_input(od, kd, f.in[0], f.stride[0], f.pad[0], f.kdil[0], f.idil[0]);
+    const int id = source<true>(od, kd, f.stride[0], f.pad[0], f.kdil[0], f.idil[0], f.in[0]);
     for (int kh = 0; kh < f.kernel[1]; ++kh) {
-      const int ih = real_input(oh, kh, f.in[1], f.stride[1], f.pad[1], f.kdil[1], f.idil[1]);
+      const int ih = source<true>(oh, kh, f.stride[1], f.pad[1], f.kdil[1], f.idil[1], f.in[1]);
       for (int kw = 0; kw < f.kernel[2]; ++kw) {
-        const int iw = real_input(ow, kw, f.in[2], f.stride[2], f.pad[2], f.kdil[2], f.idil[2]);
+        const int iw = source<true>(ow, kw, f.stride[2], f.pad[2], f.kdil[2], f.idil[2], f.in[2]);
         const bool real = id >= 0 && ih >= 0 && iw >= 0;
         if (!real && !f.multiply_padding) continue;  // the scatter: a zero never meets the weight
         const int sd = f.flip ? f.kernel[0] - 1 - kd : kd, sh = f.flip ? f.kernel[1] - 1 - kh : kh,
                   sw = f.flip ? f.kernel[2] - 1 - kw : kw;
         for (std::int64_t c = 0; c < cig; ++c) {
           const float w = weight_at<T>(f, co, sd, sh, sw, c);
-          acc += real ? as_float(x[id * f.xs[1] + ih * f.xs[2] + iw * f.xs[3] + (c0 + c) * f.xs[4]]) * w : 0.f * w;
+          acc += real ? load(x + (id * f.xs[1] + ih * f.xs[2] + iw * f.xs[3] + (c0 + c) * f.xs[4])) * w : 0.f * w;
         }
       }
     }
   }
   return acc;
-}
-
-template <class T>
-__device__ __forceinline__ T from_float(float v) {
-  if constexpr (std::is_same_v<T, float>) return v;
-  else if constexpr (std::is_same_v<T, __half>) return __float2half_rn(v);
-  else return __float2bfloat16_rn(v);
 }
 
 // Block: kScan of the logical weight's elements (C_out, K..., C_in/groups)
@@ -219,8 +183,8 @@ __global__ void __launch_bounds__(kScanThreads) dense_data_nonfinite_fix(DenseDa
     for (std::int64_t p = threadIdx.x; p < f.batch * volume; p += kScanThreads) {
       const std::int64_t n = p / volume, r = p % volume;
       const int od = int(r / plane), oh = int(r / f.out[2] % f.out[1]), ow = int(r % f.out[2]);
-      static_cast<T*>(f.y)[n * f.ys[0] + od * f.ys[1] + oh * f.ys[2] + ow * f.ys[3] + co * f.ys[4]] =
-          from_float<T>(exact_output<T>(f, n, od, oh, ow, co));
+      store(static_cast<T*>(f.y) + (n * f.ys[0] + od * f.ys[1] + oh * f.ys[2] + ow * f.ys[3] + co * f.ys[4]),
+            exact_output<T>(f, n, od, oh, ow, co));
     }
   }
 }
@@ -241,15 +205,11 @@ void launch_typed(const DenseWgradFix& f, const Shell& s, std::int64_t positions
 
 }  // namespace
 
-bool reads_padding(const DenseWgradFix& f) {
-  for (int i = 0; i < 3; ++i)
-    if (f.pad[i] > 0 || std::int64_t(f.out[i] - 1) * f.stride[i] - f.pad[i] + std::int64_t(f.kernel[i] - 1) * f.kdil[i] >= f.in[i])
-      return true;
-  return false;
-}
-
 int launch_dense_wgrad_nonfinite_fix(const DenseWgradFix& f, Elem elem, void* stream) {
-  if (f.batch == 0 || f.out_channels == 0 || !reads_padding(f)) return 0;
+  bool reads_padding = false;
+  for (int i = 0; i < 3; ++i)
+    reads_padding |= axis_reads_zeros(f.out[i], f.in[i], f.kernel[i], f.stride[i], f.pad[i], f.kdil[i], 1);
+  if (f.batch == 0 || f.out_channels == 0 || !reads_padding) return 0;
   const Shell s = shell_of(f);
   const std::int64_t positions = f.batch * s.size();
   if (positions == 0) return 0;
@@ -262,19 +222,12 @@ int launch_dense_wgrad_nonfinite_fix(const DenseWgradFix& f, Elem elem, void* st
   return int(cudaGetLastError());
 }
 
-bool reads_zeros(const DenseDataFix& f) {
-  for (int i = 0; i < 3; ++i) {
-    const std::int64_t dilated = std::int64_t(f.in[i] - 1) * f.idil[i] + 1;
-    if (f.idil[i] > 1 || f.pad[i] > 0 ||
-        std::int64_t(f.out[i] - 1) * f.stride[i] - f.pad[i] + std::int64_t(f.kernel[i] - 1) * f.kdil[i] >= dilated)
-      return true;
-  }
-  return false;
-}
-
 int launch_dense_data_nonfinite_fix(const DenseDataFix& f, Elem elem, void* stream) {
   const std::int64_t outputs = f.batch * f.out[0] * f.out[1] * std::int64_t(f.out[2]);
-  if (outputs == 0 || f.out_channels == 0 || !reads_zeros(f)) return 0;
+  bool reads_zeros = false;
+  for (int i = 0; i < 3; ++i)
+    reads_zeros |= axis_reads_zeros(f.out[i], f.in[i], f.kernel[i], f.stride[i], f.pad[i], f.kdil[i], f.idil[i]);
+  if (outputs == 0 || f.out_channels == 0 || !reads_zeros) return 0;
   const std::int64_t elements =
       f.out_channels * f.kernel[0] * f.kernel[1] * std::int64_t(f.kernel[2]) * (f.in_channels / f.groups);
   const dim3 grid(unsigned((elements + kScan - 1) / kScan)), block(kScanThreads);

@@ -30,12 +30,10 @@ struct DenseWgradFix {
   std::int64_t gys[5]{}, dws[5]{};
 };
 
-// Whether some window of the problem reads padding (else nothing to do).
-bool reads_padding(const DenseWgradFix& f);
-
 // Queues on `stream` (a cudaStream_t) the kernel that sets those taps' sums
 // to NaN; it reads only the output-gradient elements whose window leaves
-// the input. Returns the launch error code (0 when none).
+// the input, and is not launched where no window does. Returns the launch
+// error code (0 when none).
 int launch_dense_wgrad_nonfinite_fix(const DenseWgradFix& f, Elem elem, void* stream);
 
 // A data problem (conv_problem.h's definition): y (N, out..., C_out) from x
@@ -52,14 +50,11 @@ struct DenseDataFix {
   std::int64_t xs[5]{}, ws[5]{}, ys[5]{};
 };
 
-// Whether some window reads a zero: padding, past the input's end, or
-// between the elements of a dilated input.
-bool reads_zeros(const DenseDataFix& f);
-
 // Queues the kernel that recomputes, by the rule and in float32, every
-// output of the output channels whose weights hold a NaN or inf (a block of
-// 32 channels whose weights are all finite returns after reading them).
-// Returns the launch error code (0 when none).
+// output of the output channels whose weights hold a NaN or inf; each block
+// reads 1024 of the weight's elements and returns if they are finite. Not
+// launched where no window reads a zero. Returns the launch error code (0
+// when none).
 int launch_dense_data_nonfinite_fix(const DenseDataFix& f, Elem elem, void* stream);
 
 }  // namespace volconv::cuda

@@ -15,34 +15,8 @@
 #pragma once
 
 #include "depthwise_kernels.h"
-
-namespace volconv::cuda {
-namespace {
-
-__device__ __forceinline__ float load(const float* p) { return __ldg(p); }
-__device__ __forceinline__ float load(const __half* p) { return __half2float(__ldg(p)); }
-__device__ __forceinline__ float load(const __nv_bfloat16* p) { return __bfloat162float(__ldg(p)); }
-__device__ __forceinline__ void store(float* p, float v) { *p = v; }
-__device__ __forceinline__ void store(__half* p, float v) { *p = __float2half_rn(v); }
-__device__ __forceinline__ void store(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
-
-// The input index read by output o at tap k on one axis, or -1 when that
-// read is padding or an inserted zero of the input dilation.
-template <bool Dilated>
-__device__ __forceinline__ int source(int o, int k, int stride, int pad, int kdil, int idil, int in) {
-  int j = o * stride - pad + k * kdil;
-  if (j < 0) return -1;
-  if (Dilated) {
-    if (j % idil) return -1;
-    j /= idil;
-  }
-  return j < in ? j : -1;
-}
-
-}  // namespace
-}  // namespace volconv::cuda
-
 #include "depthwise_nonfinite.cuh"
+#include "elements.cuh"
 
 namespace volconv::cuda {
 namespace {
@@ -477,9 +451,8 @@ void launch_wgrad_tiled(const cuda_plan::DepthwisePlan& plan, const DwArgs& a, f
 // for the march.
 template <class T, class I>
 void launch_nonfinite_fix(const DwArgs& a, cudaStream_t s) {
-  bool leaves = false;
-  for (int i = 0; i < 3; ++i)
-    leaves |= a.pad[i] > 0 || (a.out[i] - 1) * a.stride[i] - a.pad[i] + (a.kernel[i] - 1) * a.kdil[i] >= a.in[i];
+  bool leaves = false;  // (these kernels' problems have input dilation 1)
+  for (int i = 0; i < 3; ++i) leaves |= axis_reads_zeros(a.out[i], a.in[i], a.kernel[i], a.stride[i], a.pad[i], a.kdil[i], 1);
   if (!leaves || a.batch * a.out[0] * a.out[1] * std::int64_t(a.out[2]) == 0) return;
   // Launched as a programmatic dependent of the march (the backend needs
   // sm_90, streams.cu): it is scheduled beside the march's last blocks and

@@ -12,9 +12,11 @@
 // (0 * w = 0), so nothing else changes. A separate kernel, not code in
 // theirs: every in-kernel form tried (session 19, SASS only) made the tiled
 // and pairs kernels' step 1-10% longer (ptxas allocates a kernel at once).
-// Included by depthwise_kernels.cuh after source(), load() and store().
+// Included by depthwise_kernels.cuh.
 #pragma once
 
+#include "depthwise_kernels.h"
+#include "elements.cuh"
 #include "padding_band.cuh"
 
 namespace volconv::cuda {
