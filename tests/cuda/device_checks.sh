@@ -16,8 +16,9 @@ cudnn_inc=$(python3 -c "import nvidia.cudnn as m, os; print(os.path.join(list(m.
 cuda_inc=$(dirname "$(command -v nvcc)")/../include
 g++ -std=c++17 -fsyntax-only -I"$cudnn_inc" -I"$cuda_inc" tests/cuda/cudnn_api_check.cpp && echo "cudnn_api_check: ok"
 stamp "cuDNN declarations"
-timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_cuda_cudnn.py tests/test_cuda_cudnn_transpose.py \
-  tests/test_cuda_depthwise.py tests/test_params_cache.py 2>&1 | tail -8
+timeout "${PYTEST_TIMEOUT:-240}" python3 -m pytest -q -p no:cacheprovider tests/test_cuda_cudnn.py tests/test_cuda_cudnn_transpose.py \
+  tests/test_cuda_depthwise.py tests/test_params_cache.py tests/test_torch_cuda.py tests/test_cuda_dlpack.py \
+  tests/test_cuda_jax.py tests/test_nonfinite_depthwise_devices.py tests/test_nonfinite_dense_cuda.py 2>&1 | tail -8
 stamp pytest
 if [[ " $* " != *" --no-sanitizer "* ]]; then
   # The six runs at once (each is mostly start-up and slowed kernels).
