@@ -272,15 +272,11 @@ void transform_filter(Staged& staged, const cuda_plan::FilterMap& m, std::int64_
 }
 
 // conv3d's weight gradient by the padding rule where cuDNN's engine may
-// leave the padding's products out (dense_nonfinite.h): the zeros outside
-// the input meet the output gradient only with zero padding and no input
-// dilation, and only where the problem multiplies them.
+// leave the padding's products out (dense_nonfinite.h), on the problems
+// cuda_plan::nonfinite_fix names (zero padding, input dilation 1).
 void fix_nonfinite_padding(const detail::ConvProblem& problem, const void* gy, void* dw, cudaStream_t stream,
                            const char* op) {
   const detail::ConvProblemGeometry& g = problem.geometry;
-  if (problem.zero_taps != detail::ZeroTaps::multiplied) return;
-  for (int i = 0; i < 3; ++i)
-    if (g.input_dilation[i] != 1 || g.padding_mode[i] != PaddingMode::zeros) return;
   DenseWgradFix f;
   f.gy = gy;
   f.dw = dw;
@@ -298,14 +294,11 @@ void fix_nonfinite_padding(const detail::ConvProblem& problem, const void* gy, v
 }
 
 // A data problem by the padding rule where cuDNN's engine multiplies or
-// skips otherwise (dense_nonfinite.h): only with zero padding (a padding
-// mode's positions are real elements, folded on the CPU side).
+// skips otherwise (dense_nonfinite.h), on the problems
+// cuda_plan::nonfinite_fix names (zero padding: the route refuses the rest).
 void fix_nonfinite_weights(const detail::ConvProblem& problem, const void* x, const void* w, void* y,
                            cudaStream_t stream, const char* op) {
   const detail::ConvProblemGeometry& g = problem.geometry;
-  if (problem.fold.active()) return;
-  for (int i = 0; i < 3; ++i)
-    if (g.padding_mode[i] != PaddingMode::zeros) return;
   DenseDataFix f;
   f.x = x;
   f.w = w;
@@ -333,6 +326,7 @@ void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteCho
   const cudnn::Handle h = handle_for(api, device, op);
   ok(api, api.SetStream(h, staged.stream), op, "cudnnSetStream");
   const CudnnConv& c = route.conv;
+  const cuda_plan::NonfiniteFix nonfinite = cuda_plan::nonfinite_fix(route, problem.zero_taps);
   const DType dt = problem.input.dtype;
   const Shape5 x_shape = shape_of(c.batch, c.in, c.in_channels);
   const Shape5 y_full = shape_of(c.batch, c.out_full, c.out_channels);
@@ -448,7 +442,8 @@ void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteCho
           });
     }
     finish(api, h, staged, y, res, result);
-    fix_nonfinite_weights(problem, x_view, w_view, result, staged.stream, op);
+    if (nonfinite == cuda_plan::NonfiniteFix::weight_channels)
+      fix_nonfinite_weights(problem, x_view, w_view, result, staged.stream, op);
   } else if (route.route == CudaRoute::cudnn_backward_data) {
     const void* x_view = staged.in(problem.input, "the output gradient");
     const void* dy = packed_in(api, h, staged, problem.input, x_view, y_full,
@@ -477,7 +472,8 @@ void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteCho
           });
     }
     finish(api, h, staged, dx, res, result);
-    fix_nonfinite_weights(problem, x_view, w_view, result, staged.stream, op);
+    if (nonfinite == cuda_plan::NonfiniteFix::weight_channels)
+      fix_nonfinite_weights(problem, x_view, w_view, result, staged.stream, op);
   } else {
     // cuDNN's filter gradient: the result itself, or scratch that finish()
     // copies into it, or (a filter map) scratch rewritten into it.
@@ -522,7 +518,8 @@ void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteCho
                        res.strides);
     else
       finish(api, h, staged, dw, res, result);
-    if (!route.swap_operands) fix_nonfinite_padding(problem, dy_view, result, staged.stream, op);
+    if (nonfinite == cuda_plan::NonfiniteFix::padding_taps)
+      fix_nonfinite_padding(problem, dy_view, result, staged.stream, op);
   }
   if (result_on_host) staged.back(res, result);
 }

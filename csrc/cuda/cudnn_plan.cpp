@@ -143,4 +143,18 @@ CudaRouteChoice choose_route(ConvOp op, const ConvProblemGeometry& g, WeightLayo
   return r;
 }
 
+NonfiniteFix nonfinite_fix(const CudaRouteChoice& route, detail::ZeroTaps zero_taps) {
+  switch (route.route) {
+    case CudaRoute::cudnn_forward:
+    case CudaRoute::cudnn_backward_data:
+      return NonfiniteFix::weight_channels;
+    case CudaRoute::cudnn_backward_filter:
+      // Unswapped means the forward form: input dilation 1, zero padding.
+      return !route.swap_operands && zero_taps == detail::ZeroTaps::multiplied ? NonfiniteFix::padding_taps
+                                                                               : NonfiniteFix::none;
+    default:
+      return NonfiniteFix::none;
+  }
+}
+
 }  // namespace volconv::cuda_plan

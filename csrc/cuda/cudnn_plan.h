@@ -98,4 +98,22 @@ struct CudaRouteChoice {
 CudaRouteChoice choose_route(detail::ConvOp op, const detail::ConvProblemGeometry& g, detail::WeightLayout layout,
                              bool fold_active);
 
+// Which fix-up kernel (dense_nonfinite.h) the host queues after cuDNN's call
+// of `route`, so that non-finite values meet the zeros a problem reads by
+// the padding rule (ZeroTaps) whatever cuDNN's engine does:
+// - padding_taps: conv3d's weight gradient (backward filter, operands not
+//   swapped) under the multiply rule: the deterministic engine leaves the
+//   padding's products out. The swapped weight gradients (a transposed
+//   conv's, conv_general's with input dilation) follow the skip rule, which
+//   is what cuDNN does there, and so does any skip-rule weight gradient.
+// - weight_channels: every data problem (forward and backward data): cuDNN's
+//   16-bit engines and its transposed conv multiply or drop as built, so the
+//   output channels whose weights hold a NaN or inf are recomputed.
+// - none: the depthwise kernels (which follow the rule themselves), a
+//   refused problem, and the weight gradients above.
+// The launch then checks the sizes: nothing is queued where no window reads
+// a zero.
+enum class NonfiniteFix { none, padding_taps, weight_channels };
+NonfiniteFix nonfinite_fix(const CudaRouteChoice& route, detail::ZeroTaps zero_taps);
+
 }  // namespace volconv::cuda_plan

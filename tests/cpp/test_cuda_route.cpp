@@ -17,6 +17,7 @@
 
 using namespace volconv;
 using cuda_plan::CudaRoute;
+using cuda_plan::NonfiniteFix;
 using detail::ConvOp;
 using detail::ConvProblemGeometry;
 using detail::WeightLayout;
@@ -323,6 +324,14 @@ void check_torch_transposes() {
                               fwd.refused + wgrad.refused);
               continue;
             }
+            // A transposed conv scatters (the skip rule): cuDNN's weight
+            // gradient needs no fix-up, its data problem the weight one; the
+            // padding one, which reads no input dilation, never follows a
+            // swapped weight gradient.
+            CHECK(cuda_plan::nonfinite_fix(wgrad, detail::ZeroTaps::skipped) == NonfiniteFix::none);
+            CHECK(cuda_plan::nonfinite_fix(fwd, detail::ZeroTaps::skipped) == NonfiniteFix::weight_channels);
+            if (wgrad.swap_operands)
+              CHECK(cuda_plan::nonfinite_fix(wgrad, detail::ZeroTaps::multiplied) == NonfiniteFix::none);
             if (forward) {
               CHECK(!fwd.filter.swap_channels && fwd.filter.reverse_taps);
               CHECK(!wgrad.filter.swap_channels && wgrad.filter.reverse_taps && !wgrad.swap_operands);
@@ -397,6 +406,19 @@ int main() {
   CHECK(loose != cuda_plan::conv_key<cuda_plan::kConvKeyFields>(fwd.route, DType::float32, 0, fwd.conv, true));
   CHECK(loose == cuda_plan::conv_key<cuda_plan::kConvKeyFields>(fwd.route, DType::float32, 0, fwd.conv, false));
   CHECK_EQ(fwd.conv.pad[1], std::int64_t(1));
+  // The fix-ups after cuDNN (dense_nonfinite.h): conv3d's weight gradient
+  // (the multiply rule) gets the padding one, its data problems the weight
+  // one; the depthwise kernels follow the rule themselves.
+  const auto dense_wgrad = cuda_plan::choose_route(ConvOp::weight_grad, dense, WeightLayout::out_k_in, false);
+  CHECK(dense_wgrad.route == CudaRoute::cudnn_backward_filter && !dense_wgrad.swap_operands);
+  CHECK(cuda_plan::nonfinite_fix(dense_wgrad, detail::ZeroTaps::multiplied) == NonfiniteFix::padding_taps);
+  CHECK(cuda_plan::nonfinite_fix(fwd, detail::ZeroTaps::multiplied) == NonfiniteFix::weight_channels);
+  const auto dense_gin = cuda_plan::choose_route(ConvOp::data, dense, WeightLayout::in_k_out, false);
+  CHECK(cuda_plan::nonfinite_fix(dense_gin, detail::ZeroTaps::multiplied) == NonfiniteFix::weight_channels);
+  for (ConvOp op : {ConvOp::data, ConvOp::weight_grad})
+    for (detail::ZeroTaps z : {detail::ZeroTaps::multiplied, detail::ZeroTaps::skipped})
+      CHECK(cuda_plan::nonfinite_fix(cuda_plan::choose_route(op, dw, WeightLayout::out_k_in, false), z) ==
+            NonfiniteFix::none);
   // Padding modes other than zeros, and the input gradient's padding fold: refused.
   ConvProblemGeometry reflect = dense;
   reflect.padding_mode[2] = PaddingMode::reflect;
@@ -413,7 +435,8 @@ int main() {
   // A tensor of 2^31 elements does not fit cuDNN's ints.
   ConvProblemGeometry huge = dense;
   huge.batch = (std::int64_t(1) << 31) / (8 * 8 * 8 * 8) + 1;
-  CHECK(cuda_plan::choose_route(ConvOp::data, huge, WeightLayout::out_k_in, false).refused.find("2^31") !=
-        std::string::npos);
+  const auto too_big = cuda_plan::choose_route(ConvOp::data, huge, WeightLayout::out_k_in, false);
+  CHECK(too_big.refused.find("2^31") != std::string::npos);
+  CHECK(cuda_plan::nonfinite_fix(too_big, detail::ZeroTaps::multiplied) == NonfiniteFix::none);
   return check::result("test_cuda_route");
 }
