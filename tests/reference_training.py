@@ -7,7 +7,10 @@ share nothing with volconv):
   i * stride - pad_lo + k * dilation, then crop (PyTorch's definition);
 - input gradient: the same scatter of grad_output through conv3d's taps;
 - weight gradient: per tap, the strided window of the padded input against
-  grad_output, summed over positions."""
+  grad_output, summed over positions;
+- the skip-rule weight gradients (conv_transpose3d's, conv_general's): per
+  tap, only the products whose read lands on a real element (no padding, no
+  inserted zero), so a NaN / inf never meets a zero."""
 
 from __future__ import annotations
 
@@ -140,6 +143,66 @@ def conv3d_grad_weight_reference(
     dw = np.zeros((groups, cog, *kernel, c_in_g))
     for (a, b, e), win in _windows(x.shape[1:4], kernel, stride, pad_lo, pad_hi, dilation):
         dw[:, :, a, b, e, :] = np.einsum("ndhwgc,ndhwgo->goc", xg[(slice(None),) + win], gg)
+    return dw.reshape(weight_shape)
+
+
+def _real_reads(positions, size, step=1):
+    """Which of the (dilated-coordinate) positions land on a real element of
+    an axis of `size` elements spaced `step` apart, and that element's index."""
+    inside = (positions >= 0) & (positions <= (size - 1) * step) & (positions % step == 0)
+    return inside, positions[inside] // step
+
+
+def conv_general_grad_weight_skip_reference(
+    x, gy, weight_shape, stride, pad_lo, kernel_dilation, input_dilation, groups
+):
+    """dw[k] = sum over the outputs o of gy[o] * x[r / input_dilation] with
+    r = o * stride - pad_lo + k * kernel_dilation, for the r that are real
+    input elements only (not the padding, not an inserted zero)."""
+    x = np.asarray(x, dtype=np.float64)
+    gy = np.asarray(gy, dtype=np.float64)
+    c_out, *kernel, c_in_g = weight_shape
+    cog = c_out // groups
+    xg = x.reshape(*x.shape[:4], groups, c_in_g)
+    gg = gy.reshape(*gy.shape[:4], groups, cog)
+    dw = np.zeros((groups, cog, *kernel, c_in_g))
+    for k in np.ndindex(*kernel):
+        picks = [
+            _real_reads(
+                np.arange(gy.shape[1 + a]) * stride[a] - pad_lo[a] + k[a] * kernel_dilation[a],
+                x.shape[1 + a],
+                input_dilation[a],
+            )
+            for a in range(3)
+        ]
+        xs = xg[:, picks[0][1]][:, :, picks[1][1]][:, :, :, picks[2][1]]
+        gs = gg[:, picks[0][0]][:, :, picks[1][0]][:, :, :, picks[2][0]]
+        dw[(slice(None), slice(None), *k)] = np.einsum("ndhwgc,ndhwgo->goc", xs, gs)
+    return dw.reshape(weight_shape)
+
+
+def conv_transpose3d_grad_weight_skip_reference(x, gy, weight_shape, stride, pad_lo, dilation, groups):
+    """The transposed conv scatters x[i] * w[k] to o = i * stride - pad_lo +
+    k * dilation and keeps the o inside its output, so dw[k] = sum over the
+    inputs i whose o is inside gy of gy[o] * x[i] (weight (C_out, k...,
+    C_in / groups): x has C_in channels, gy C_out)."""
+    x = np.asarray(x, dtype=np.float64)
+    gy = np.asarray(gy, dtype=np.float64)
+    c_out, *kernel, c_in_g = weight_shape
+    cog = c_out // groups
+    xg = x.reshape(*x.shape[:4], groups, c_in_g)
+    gg = gy.reshape(*gy.shape[:4], groups, cog)
+    dw = np.zeros((groups, cog, *kernel, c_in_g))
+    for k in np.ndindex(*kernel):
+        picks = [
+            _real_reads(
+                np.arange(x.shape[1 + a]) * stride[a] - pad_lo[a] + k[a] * dilation[a], gy.shape[1 + a]
+            )
+            for a in range(3)
+        ]
+        xs = xg[:, picks[0][0]][:, :, picks[1][0]][:, :, :, picks[2][0]]
+        gs = gg[:, picks[0][1]][:, :, picks[1][1]][:, :, :, picks[2][1]]
+        dw[(slice(None), slice(None), *k)] = np.einsum("ndhwgc,ndhwgo->goc", xs, gs)
     return dw.reshape(weight_shape)
 
 

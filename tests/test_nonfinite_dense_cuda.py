@@ -12,6 +12,13 @@ The data problems' input is finite here (their non-finite values are in
 the weight): the fix-up redoes the channels of non-finite weights only, and
 cuDNN's float16 fprop engine (the transposed conv's) also lost the -inf
 outputs of a -inf input element (session 20), which is left as cuDNN does.
+The weight gradients of conv_transpose3d and conv_general follow the skip
+rule (a non-finite element never meets a zero). In the forward form (no
+input dilation: conv_general's, a stride-1 transposed conv's) cuDNN's 16-bit
+engine multiplied the padding (session 21: 368 NaN too many in the dense
+case), so the fix-up recomputes those taps there (cuda_plan::nonfinite_fix);
+the swapped form (conv_general's with input dilation, a strided transposed
+conv's) gets none, so those cases check that cuDNN leaves the products out.
 Against the float64 references of reference.py / reference_training.py:
 the non-finite masks equal, the finite values close. Skips without a CUDA
 GPU."""
@@ -26,6 +33,8 @@ from reference_training import (
     assert_same_nonfinite,
     conv3d_grad_input_reference,
     conv3d_grad_weight_reference,
+    conv_general_grad_weight_skip_reference,
+    conv_transpose3d_grad_weight_skip_reference,
     conv_transpose3d_reference,
 )
 
@@ -39,6 +48,11 @@ CASES = {
     "grouped-strided-dilated": ((7, 8, 9), 8, 12, 2, (2, 1, 2), (1, 2, 1)),
 }
 DIRECTIONS = ("forward", "grad_input", "grad_weight", "transpose")
+# The skip-rule weight gradients: the transposed conv's (from gy's size back
+# to x's: input gy, output gradient x), conv_general's without and with an
+# input dilation (cuDNN refuses one together with a stride: stride 1 there).
+SKIP_RULE_WGRADS = ("transpose_grad_weight", "general_grad_weight", "general_dilated_grad_weight")
+INPUT_DILATION = (2, 1, 2)
 
 
 def _poison_weight(w):
@@ -70,6 +84,72 @@ def _operands(size, cin, cout, groups, stride, dilation, seed=5):
     # conv_transpose3d from gy's size back to x's: (C_out', k..., C_in'/groups).
     weight_t = _poison_weight(rng.standard_normal((cin, 3, 3, 3, cout // groups)))
     return x, gy, gy_finite, weight, weight_t
+
+
+def _output_padding(x, g, kw):
+    """The transposed conv's output_padding that takes g's size back to x's."""
+    k = 3
+    return tuple(
+        n - ((o - 1) * s - 2 * kw["padding"] + dl * (k - 1) + 1)
+        for n, o, s, dl in zip(x.shape[1:4], g.shape[1:4], kw["stride"], kw["dilation"])
+    )
+
+
+def _skip_rule_operands(direction, case, seed=7):
+    """(x, gy, weight shape, the op's keywords) of a skip-rule weight
+    gradient, x and gy float64 numpy arrays, the NaN / inf in the operand
+    whose elements meet the padding."""
+    size, cin, cout, groups, stride, dilation = CASES[case]
+    x, gy, _, w, wt = _operands(*CASES[case], seed=seed)
+    if direction == "transpose_grad_weight":
+        kw = dict(stride=stride, padding=1, dilation=dilation, groups=groups)
+        kw["output_padding"] = _output_padding(x, gy, kw)
+        # The transposed conv's input is gy (it holds the NaN / inf), its
+        # output gradient x.
+        return gy, x, wt.shape, kw
+    idil = INPUT_DILATION if direction == "general_dilated_grad_weight" else (1, 1, 1)
+    step = (1, 1, 1) if direction == "general_dilated_grad_weight" else stride
+    out = [((n - 1) * i + 1 + 2 - dl * 2 - 1) // s + 1 for n, i, s, dl in zip(size, idil, step, dilation)]
+    rng = np.random.default_rng(seed)
+    gy = rng.standard_normal((2, *out, cout))
+    d, h, wd = out
+    for n, spot, ch, value in (
+        (0, (0, h // 2, wd // 2), 1, np.nan),
+        (1, (d // 2, h - 1, wd // 2), 4, np.inf),
+        (0, (d // 2, h // 2, 0), 7, -np.inf),
+        (1, (d - 1, h - 1, wd - 1), 9, np.nan),
+        (0, (d // 2, h // 2, wd // 2), 11, np.inf),
+    ):
+        gy[(n, *spot, ch)] = value
+    kw = dict(stride=step, padding=1, kernel_dilation=dilation, input_dilation=idil, groups=groups)
+    return x, gy, w.shape, kw
+
+
+def _skip_rule_reference(direction, x, g, shape, kw):
+    if direction == "transpose_grad_weight":
+        return conv_transpose3d_grad_weight_skip_reference(
+            x, g, shape, kw["stride"], (1, 1, 1), kw["dilation"], kw["groups"]
+        )
+    return conv_general_grad_weight_skip_reference(
+        x, g, shape, kw["stride"], (1, 1, 1), kw["kernel_dilation"], kw["input_dilation"], kw["groups"]
+    )
+
+
+def _skip_rule_run(direction, x, g, shape, kw):
+    if direction == "transpose_grad_weight":
+        return vc._training._conv_transpose3d_grad_weight(x, g, tuple(shape), **kw)
+    return vc._training._conv_general_grad_weight(x, g, tuple(shape), **kw)
+
+
+def _check(ours, ref, scale, dtype, what):
+    assert_same_nonfinite(ours, ref, what)
+    ok = np.isfinite(ref)
+    assert ok.sum() > 0 and (~ok).sum() > 0, "the case must have finite and non-finite results"
+    assert_close(ours[ok], ref[ok], scale[ok], dtype, what)
+
+
+def _finite(a):
+    return np.nan_to_num(np.abs(a), nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def _run(direction, x, g, gf, w, wt, kw):
@@ -110,14 +190,36 @@ def test_cudnn_path_follows_the_rule(case, dtype, direction):
     o64 = [a.double().cpu().numpy() for a in ops]
     rk = dict(stride=stride, pad_lo=(1, 1, 1), pad_hi=(1, 1, 1), dilation=dilation, groups=groups)
     ref = _reference(direction, *o64, rk)
+    scale = _reference(direction, *(_finite(a) for a in o64), rk)
+    _check(got.double().cpu().numpy(), ref, scale, dtype, f"cuda {case} {direction} {dtype}")
 
-    def finite(a):
-        return np.nan_to_num(np.abs(a), nan=0.0, posinf=0.0, neginf=0.0)
 
-    scale = _reference(direction, *(finite(a) for a in o64), rk)
-    ours = got.double().cpu().numpy()
-    what = f"cuda {case} {direction} {dtype}"
-    assert_same_nonfinite(ours, ref, what)
-    ok = np.isfinite(ref)
-    assert ok.sum() > 0 and (~ok).sum() > 0, "the case must have finite and non-finite results"
-    assert_close(ours[ok], ref[ok], scale[ok], dtype, what)
+@pytest.mark.parametrize("direction", SKIP_RULE_WGRADS)
+@pytest.mark.parametrize("case", CASES)
+def test_cpu_skip_rule_weight_gradients(case, direction):
+    # The CPU implements the rule: this checks the references and the cases.
+    x, g, shape, kw = _skip_rule_operands(direction, case)
+    x, g = x.astype(np.float32), g.astype(np.float32)
+    ref = _skip_rule_reference(direction, x, g, shape, kw)
+    scale = _skip_rule_reference(direction, _finite(x), _finite(g), shape, kw)
+    got = np.asarray(_skip_rule_run(direction, x, g, shape, kw), np.float64)
+    _check(got, ref, scale, "float32", f"cpu {case} {direction}")
+
+
+@pytest.mark.parametrize("direction", SKIP_RULE_WGRADS)
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+@pytest.mark.parametrize("case", CASES)
+def test_cudnn_skip_rule_weight_gradients(case, dtype, direction):
+    torch = torch_on_cuda()  # skips without a CUDA GPU for volconv
+    x, g, shape, kw = _skip_rule_operands(direction, case)
+    x, g = (torch.from_numpy(a).to(getattr(torch, dtype)).cuda() for a in (x, g))
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        got = _skip_rule_run(direction, x, g, shape, kw)
+        torch.cuda.synchronize()
+    ran = sorted({e.name for e in prof.events() if e.device_type.name == "CUDA"})
+    if any("dw_data" in name or "dw_wgrad" in name for name in ran):
+        pytest.fail(f"expected the cuDNN route, got the depthwise kernels: {ran}")
+    x64, g64 = (a.double().cpu().numpy() for a in (x, g))
+    ref = _skip_rule_reference(direction, x64, g64, shape, kw)
+    scale = _skip_rule_reference(direction, _finite(x64), _finite(g64), shape, kw)
+    _check(got.double().cpu().numpy(), ref, scale, dtype, f"cuda {case} {direction} {dtype}")

@@ -8,7 +8,7 @@ PyTorch), conv3d_grad_input scatters real elements only (PyTorch's input
 gradient), so a NaN weight never meets the padding there. The weight
 gradients of conv_transpose3d and conv_general leave the padding out too:
 a non-finite output-gradient element reaches only the taps whose reads stay
-inside the input (_wgrad_skip_reference, written here from the definition).
+inside the input (reference_training's skip-rule references).
 
 The non-finite values sit where they meet the padding along one axis each
 (a corner tap, a face's tap, the far corner), and one at the centre tap
@@ -31,6 +31,8 @@ from reference_training import (
     assert_same_nonfinite,
     conv3d_grad_input_reference,
     conv3d_grad_weight_reference,
+    conv_general_grad_weight_skip_reference,
+    conv_transpose3d_grad_weight_skip_reference,
 )
 
 import volconv as vc
@@ -116,24 +118,18 @@ def _reference(direction, x, w, gy, stride):
             conv3d_grad_weight_reference(x, gy, w.shape, **kw),
             conv3d_grad_weight_reference(finite(x), finite(gy), w.shape, **kw),
         )
-    # Both skip-rule weight gradients are sum_o gy[o] * x[o * s - 1 + k]: the
-    # transposed conv's with its input = gy and its output gradient = x.
-    return _wgrad_skip_reference(x, gy, stride), _wgrad_skip_reference(finite(x), finite(gy), stride)
-
-
-def _wgrad_skip_reference(x, gy, stride):
-    """Depthwise weight gradient, kernel 3, padding 1, in float64, reads
-    outside x left out (not multiplied by zero): dw[c, k] = sum over n and
-    the outputs o whose input x[o * stride - 1 + k] exists of gy * x."""
-    size, out = x.shape[1:4], gy.shape[1:4]
-    dw = np.zeros((x.shape[-1], 3, 3, 3, 1))
-    for k in np.ndindex(3, 3, 3):
-        reads = [np.arange(out[a]) * stride[a] - 1 + k[a] for a in range(3)]
-        inside = [(r >= 0) & (r < size[a]) for a, r in enumerate(reads)]
-        xs = x[:, reads[0][inside[0]]][:, :, reads[1][inside[1]]][:, :, :, reads[2][inside[2]]]
-        gs = gy[:, inside[0]][:, :, inside[1]][:, :, :, inside[2]]
-        dw[(slice(None), *k, 0)] = np.einsum("ndhwc,ndhwc->c", xs, gs)
-    return dw
+    # The skip-rule weight gradients; the transposed conv runs from gy's size
+    # back to x's (input gy, output gradient x).
+    c = x.shape[-1]
+    if direction == "transpose_grad_weight":
+        return tuple(
+            conv_transpose3d_grad_weight_skip_reference(a, b, w.shape, stride, (1, 1, 1), (1, 1, 1), c)
+            for a, b in ((gy, x), (finite(gy), finite(x)))
+        )
+    return tuple(
+        conv_general_grad_weight_skip_reference(a, b, w.shape, stride, (1, 1, 1), (1, 1, 1), (1, 1, 1), c)
+        for a, b in ((x, gy), (finite(x), finite(gy)))
+    )
 
 
 def _run(direction, x, w, gy, stride):

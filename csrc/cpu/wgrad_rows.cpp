@@ -222,7 +222,16 @@ void wgrad_rows_typed(const ConvProblem& p) {
 }  // namespace
 
 bool wgrad_rows_applies(const ConvProblem& p) {
-  return p.op == detail::ConvOp::weight_grad && p.geometry.input_dilation[2] == 1;
+  const ConvProblemGeometry& g = p.geometry;
+  // The row matrix multiplies W's zero padding (zero columns); the skip rule
+  // (conv_transpose3d's and conv_general's weight gradients) must not meet a
+  // zero, 0 * NaN = NaN, so there only rows that read no W padding qualify.
+  // Under the multiply rule the D and H rows it skips are set afterwards
+  // (nonfinite_grad_output.h).
+  const std::int64_t last_read = (g.out[2] - 1) * g.stride[2] - g.padding_lo[2] + (g.kernel[2] - 1) * g.kernel_dilation[2];
+  const bool reads_w_zeros = g.padding_mode[2] == PaddingMode::zeros && (g.padding_lo[2] > 0 || last_read >= g.in[2]);
+  const bool w_zeros_allowed = p.zero_taps == detail::ZeroTaps::multiplied || !reads_w_zeros;
+  return p.op == detail::ConvOp::weight_grad && g.input_dilation[2] == 1 && w_zeros_allowed;
 }
 
 void run_wgrad_rows(const ConvProblem& p) {

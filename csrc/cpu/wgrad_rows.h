@@ -7,7 +7,8 @@
 namespace volconv::cpu {
 
 // A weight gradient whose input is not dilated along W (dilated rows would
-// multiply inserted zeros: those stay on the gathered GEMM).
+// multiply inserted zeros: those stay on the gathered GEMM), and whose W
+// padding, if it reads zeros, may be multiplied (ZeroTaps::multiplied).
 bool wgrad_rows_applies(const detail::ConvProblem& problem);
 void run_wgrad_rows(const detail::ConvProblem& problem);
 

@@ -271,21 +271,26 @@ void transform_filter(Staged& staged, const cuda_plan::FilterMap& m, std::int64_
         "the filter transform");
 }
 
-// conv3d's weight gradient by the padding rule where cuDNN's engine may
-// leave the padding's products out (dense_nonfinite.h), on the problems
-// cuda_plan::nonfinite_fix names (zero padding, input dilation 1).
-void fix_nonfinite_padding(const detail::ConvProblem& problem, const void* gy, void* dw, cudaStream_t stream,
-                           const char* op) {
+// A weight gradient by the padding rule where cuDNN's engine may leave the
+// padding's products out or multiply them (dense_nonfinite.h), on the
+// problems cuda_plan::nonfinite_fix names (zero padding, input dilation 1):
+// `recompute` for the skip rule.
+void fix_nonfinite_padding(const detail::ConvProblem& problem, const void* x, const void* gy, void* dw,
+                           bool recompute, cudaStream_t stream, const char* op) {
   const detail::ConvProblemGeometry& g = problem.geometry;
   DenseWgradFix f;
+  f.x = x;
   f.gy = gy;
   f.dw = dw;
   f.batch = g.batch;
   f.out_channels = g.out_channels;
   f.in_channels_per_group = g.in_channels_per_group();
+  f.groups = g.groups;
   set_axes(g, f);
   f.flip = g.flip;
+  f.recompute = recompute;
   for (int i = 0; i < 5; ++i) {
+    f.xs[i] = problem.input.strides[i];
     f.gys[i] = problem.output.strides[i];
     f.dws[i] = problem.result.strides[i];
   }
@@ -487,8 +492,8 @@ void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteCho
     // A transposed conv's weight gradient: its output gradient is cuDNN's x.
     const ConstTensorView& xv = route.swap_operands ? problem.output : problem.input;
     const ConstTensorView& dyv = route.swap_operands ? problem.input : problem.output;
-    const void* x =
-        packed_in(api, h, staged, xv, staged.in(xv, "cuDNN's x"), x_shape, none, "a packed copy of cuDNN's x");
+    const void* x_view = staged.in(xv, "cuDNN's x");
+    const void* x = packed_in(api, h, staged, xv, x_view, x_shape, none, "a packed copy of cuDNN's x");
     const void* dy_view = staged.in(dyv, "cuDNN's dy");
     const void* dy = packed_in(api, h, staged, dyv, dy_view, y_full, c.offset, "a packed copy of cuDNN's dy");
     if (!run_graph(api, h, route.route, dt, deterministic, device, c, x, dw.packed, dy, staged)) {
@@ -518,8 +523,10 @@ void run_cudnn(const detail::ConvProblem& problem, const cuda_plan::CudaRouteCho
                        res.strides);
     else
       finish(api, h, staged, dw, res, result);
-    if (nonfinite == cuda_plan::NonfiniteFix::padding_taps)
-      fix_nonfinite_padding(problem, dy_view, result, staged.stream, op);
+    if (nonfinite == cuda_plan::NonfiniteFix::padding_taps ||
+        nonfinite == cuda_plan::NonfiniteFix::padding_taps_recomputed)
+      fix_nonfinite_padding(problem, x_view, dy_view, result,
+                            nonfinite == cuda_plan::NonfiniteFix::padding_taps_recomputed, staged.stream, op);
   }
   if (result_on_host) staged.back(res, result);
 }

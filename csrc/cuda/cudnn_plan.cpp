@@ -150,8 +150,9 @@ NonfiniteFix nonfinite_fix(const CudaRouteChoice& route, detail::ZeroTaps zero_t
       return NonfiniteFix::weight_channels;
     case CudaRoute::cudnn_backward_filter:
       // Unswapped means the forward form: input dilation 1, zero padding.
-      return !route.swap_operands && zero_taps == detail::ZeroTaps::multiplied ? NonfiniteFix::padding_taps
-                                                                               : NonfiniteFix::none;
+      if (route.swap_operands) return NonfiniteFix::none;
+      return zero_taps == detail::ZeroTaps::multiplied ? NonfiniteFix::padding_taps
+                                                       : NonfiniteFix::padding_taps_recomputed;
     default:
       return NonfiniteFix::none;
   }

@@ -101,19 +101,26 @@ CudaRouteChoice choose_route(detail::ConvOp op, const detail::ConvProblemGeometr
 // Which fix-up kernel (dense_nonfinite.h) the host queues after cuDNN's call
 // of `route`, so that non-finite values meet the zeros a problem reads by
 // the padding rule (ZeroTaps) whatever cuDNN's engine does:
-// - padding_taps: conv3d's weight gradient (backward filter, operands not
-//   swapped) under the multiply rule: the deterministic engine leaves the
-//   padding's products out. The swapped weight gradients (a transposed
-//   conv's, conv_general's with input dilation) follow the skip rule, which
-//   is what cuDNN does there, and so does any skip-rule weight gradient.
+// - padding_taps: a weight gradient in the forward form (backward filter,
+//   operands not swapped: input dilation 1, zero padding) under the multiply
+//   rule (conv3d's): the deterministic float32 engine leaves the padding's
+//   products out, so the taps that read padding at a non-finite output
+//   gradient are set to NaN.
+// - padding_taps_recomputed: the same form under the skip rule
+//   (conv_general's weight gradient, a stride-1 transposed conv's): cuDNN's
+//   16-bit engine multiplied the padding there (session 21, dense 1 group),
+//   so those taps' sums are recomputed over real elements only.
 // - weight_channels: every data problem (forward and backward data): cuDNN's
 //   16-bit engines and its transposed conv multiply or drop as built, so the
 //   output channels whose weights hold a NaN or inf are recomputed.
 // - none: the depthwise kernels (which follow the rule themselves), a
-//   refused problem, and the weight gradients above.
+//   refused problem, and the swapped weight gradients (a strided transposed
+//   conv's, conv_general's with input dilation: the skip rule), where
+//   cuDNN's operand that meets its padding is the problem's input and every
+//   engine tried left those products out (tests/test_nonfinite_dense_cuda.py).
 // The launch then checks the sizes: nothing is queued where no window reads
 // a zero.
-enum class NonfiniteFix { none, padding_taps, weight_channels };
+enum class NonfiniteFix { none, padding_taps, padding_taps_recomputed, weight_channels };
 NonfiniteFix nonfinite_fix(const CudaRouteChoice& route, detail::ZeroTaps zero_taps);
 
 }  // namespace volconv::cuda_plan

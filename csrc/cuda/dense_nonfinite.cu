@@ -2,8 +2,8 @@
 // cuDNN's call on its stream:
 // - weight gradient: a thread reads one output-gradient element whose
 //   window leaves the input (the "shell"), each lane one output channel;
-//   writes of NaN from several threads to one sum are alike, so their order
-//   does not matter. A first form, a row of threads walking whole lines,
+//   writes from several threads to one sum are alike (NaN, or the same
+//   recomputed sum), so their order does not matter. A first form, a row of threads walking whole lines,
 //   took 15-26 us a call on the H200 (its loads one after another; session
 //   20); cuDNN's bfloat16 weight gradient itself takes 23-35 us there.
 // - data problems: dense_data_nonfinite_fix, below.
@@ -23,10 +23,40 @@ namespace {
 
 constexpr int kLanes = 32, kRows = 8;
 
-// Output (od, oh, ow) of channel co holds a non-finite gradient: every tap
-// that reads padding there gets NaN for all its input channels.
+// dw's sum of logical tap (kd, kh, kw), output channel co and input channel
+// ci of its group over the real input elements only (the skip rule), in
+// float32, positions in order.
 template <class T>
-__device__ void poison_taps(const DenseWgradFix& f, std::int64_t co, int od, int oh, int ow) {
+__device__ float skipped_tap_sum(const DenseWgradFix& f, std::int64_t co, int kd, int kh, int kw, std::int64_t ci) {
+  const std::int64_t c = co / (f.out_channels / f.groups) * f.in_channels_per_group + ci;
+  const T* x = static_cast<const T*>(f.x) + c * f.xs[4];
+  const T* gy = static_cast<const T*>(f.gy) + co * f.gys[4];
+  float acc = 0.f;
+  for (std::int64_t n = 0; n < f.batch; ++n)
+    for (int od = 0; od < f.out[0]; ++od) {
+      const int id = source<false>(od, kd, f.stride[0], f.pad[0], f.kdil[0], 1, f.in[0]);
+      if (id < 0) continue;
+      for (int oh = 0; oh < f.out[1]; ++oh) {
+        const int ih = source<false>(oh, kh, f.stride[1], f.pad[1], f.kdil[1], 1, f.in[1]);
+        if (ih < 0) continue;
+        for (int ow = 0; ow < f.out[2]; ++ow) {
+          const int iw = source<false>(ow, kw, f.stride[2], f.pad[2], f.kdil[2], 1, f.in[2]);
+          if (iw < 0) continue;
+          acc += load(gy + (n * f.gys[0] + od * f.gys[1] + oh * f.gys[2] + ow * f.gys[3])) *
+                 load(x + (n * f.xs[0] + id * f.xs[1] + ih * f.xs[2] + iw * f.xs[3]));
+        }
+      }
+    }
+  return acc;
+}
+
+// Output (od, oh, ow) of channel co holds a non-finite gradient: every tap
+// that reads padding there gets NaN (the multiply rule) or its sums redone
+// over real elements (the skip rule: the engine may have multiplied), for
+// all its input channels. Threads that meet the same tap write the same
+// values.
+template <class T>
+__device__ void fix_padding_taps(const DenseWgradFix& f, std::int64_t co, int od, int oh, int ow) {
   T* dw = static_cast<T*>(f.dw) + co * f.dws[0];
   for (int kd = 0; kd < f.kernel[0]; ++kd) {
     const bool out_d = source<false>(od, kd, f.stride[0], f.pad[0], f.kdil[0], 1, f.in[0]) < 0;
@@ -38,7 +68,8 @@ __device__ void poison_taps(const DenseWgradFix& f, std::int64_t co, int od, int
                   sw = f.flip ? f.kernel[2] - 1 - kw : kw;
         T* tap = dw + sd * f.dws[1] + sh * f.dws[2] + sw * f.dws[3];
         for (std::int64_t ci = 0; ci < f.in_channels_per_group; ++ci)
-          store(tap + ci * f.dws[4], __int_as_float(0x7fc00000));  // NaN
+          store(tap + ci * f.dws[4],
+                f.recompute ? skipped_tap_sum<T>(f, co, kd, kh, kw, ci) : __int_as_float(0x7fc00000));  // NaN
       }
     }
   }
@@ -106,7 +137,7 @@ __global__ void __launch_bounds__(kLanes* kRows) dense_wgrad_nonfinite_fix(Dense
   s.position<I>(j - n * size, od, oh, ow);
   const T* gy = static_cast<const T*>(f.gy) + n * I(f.gys[0]) + od * I(f.gys[1]) + oh * I(f.gys[2]) +
                 ow * I(f.gys[3]) + co * I(f.gys[4]);
-  if (!isfinite(load(gy))) poison_taps<T>(f, co, od, oh, ow);
+  if (!isfinite(load(gy))) fix_padding_taps<T>(f, co, od, oh, ow);
 }
 
 // The stored weight element of logical output channel co, stored tap

@@ -18,22 +18,29 @@
 
 namespace volconv::cuda {
 
-// conv3d's weight gradient dw (C_out, K..., C_in/groups) of output gradient
-// gy (N, out..., C_out), stride / pad / kdil as the forward conv's, input
-// dilation 1, zero padding. Strides in elements.
+// A weight gradient dw (C_out, K..., C_in/groups) of input x (N, in...,
+// C_in) and output gradient gy (N, out..., C_out), stride / pad / kdil as
+// the forward conv's, input dilation 1, zero padding. Strides in elements.
 struct DenseWgradFix {
+  const void* x = nullptr;  // read only when `recompute`
   const void* gy = nullptr;
   void* dw = nullptr;
-  std::int64_t batch = 0, out_channels = 0, in_channels_per_group = 0;
+  std::int64_t batch = 0, out_channels = 0, in_channels_per_group = 0, groups = 1;
   int in[3]{}, out[3]{}, kernel[3]{}, stride[3]{}, pad[3]{}, kdil[3]{};
-  bool flip = false;  // stored tap k is the sum's tap K-1-k
-  std::int64_t gys[5]{}, dws[5]{};
+  bool flip = false;       // stored tap k is the sum's tap K-1-k
+  bool recompute = false;  // the skip rule: redo the sums (else: NaN, the multiply rule)
+  std::int64_t xs[5]{}, gys[5]{}, dws[5]{};
 };
 
-// Queues on `stream` (a cudaStream_t) the kernel that sets those taps' sums
-// to NaN; it reads only the output-gradient elements whose window leaves
-// the input, and is not launched where no window does. Returns the launch
-// error code (0 when none).
+// Queues on `stream` (a cudaStream_t) the kernel that finds the taps that
+// read padding at a non-finite output-gradient element and sets their sums
+// to NaN (the multiply rule) or recomputes them over real elements only, in
+// float32 (the skip rule: one thread redoes a tap's C_in/groups sums over
+// every output position, so this costs O(positions x C_in/groups) a tap
+// touched, and nothing more where the border's gradients are finite). It
+// reads only the output-gradient elements whose window leaves the input,
+// and is not launched where no window does. Returns the launch error code
+// (0 when none).
 int launch_dense_wgrad_nonfinite_fix(const DenseWgradFix& f, Elem elem, void* stream);
 
 // A data problem (conv_problem.h's definition): y (N, out..., C_out) from x

@@ -324,11 +324,12 @@ void check_torch_transposes() {
                               fwd.refused + wgrad.refused);
               continue;
             }
-            // A transposed conv scatters (the skip rule): cuDNN's weight
-            // gradient needs no fix-up, its data problem the weight one; the
-            // padding one, which reads no input dilation, never follows a
-            // swapped weight gradient.
-            CHECK(cuda_plan::nonfinite_fix(wgrad, detail::ZeroTaps::skipped) == NonfiniteFix::none);
+            // A transposed conv scatters (the skip rule): its weight gradient
+            // in the forward form gets its padding taps recomputed, the
+            // swapped form no fix-up (the padding ones read no input
+            // dilation); its data problem gets the weight one.
+            CHECK(cuda_plan::nonfinite_fix(wgrad, detail::ZeroTaps::skipped) ==
+                  (wgrad.swap_operands ? NonfiniteFix::none : NonfiniteFix::padding_taps_recomputed));
             CHECK(cuda_plan::nonfinite_fix(fwd, detail::ZeroTaps::skipped) == NonfiniteFix::weight_channels);
             if (wgrad.swap_operands)
               CHECK(cuda_plan::nonfinite_fix(wgrad, detail::ZeroTaps::multiplied) == NonfiniteFix::none);
@@ -412,6 +413,8 @@ int main() {
   const auto dense_wgrad = cuda_plan::choose_route(ConvOp::weight_grad, dense, WeightLayout::out_k_in, false);
   CHECK(dense_wgrad.route == CudaRoute::cudnn_backward_filter && !dense_wgrad.swap_operands);
   CHECK(cuda_plan::nonfinite_fix(dense_wgrad, detail::ZeroTaps::multiplied) == NonfiniteFix::padding_taps);
+  // conv_general's (the skip rule): recomputed, not set to NaN.
+  CHECK(cuda_plan::nonfinite_fix(dense_wgrad, detail::ZeroTaps::skipped) == NonfiniteFix::padding_taps_recomputed);
   CHECK(cuda_plan::nonfinite_fix(fwd, detail::ZeroTaps::multiplied) == NonfiniteFix::weight_channels);
   const auto dense_gin = cuda_plan::choose_route(ConvOp::data, dense, WeightLayout::in_k_out, false);
   CHECK(cuda_plan::nonfinite_fix(dense_gin, detail::ZeroTaps::multiplied) == NonfiniteFix::weight_channels);
