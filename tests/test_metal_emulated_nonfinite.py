@@ -1,7 +1,19 @@
-"""NaN and infinite weights on the Metal kernels (run through the MSL
-emulator): like torch, a NaN weight reaches every output whose window holds
-its tap, even where the tap lies wholly in the padding (0 * NaN = NaN).
-Checked against the zero-padding float64 reference."""
+"""Where a NaN / inf output-gradient element lands in the Metal weight
+gradients (metal/conv_training_wgrad.metal), run through the MSL emulator
+under every plan the training planner can be forced to: conv3d's weight
+gradient multiplies the zero padding (0 * NaN = NaN, as torch and the CPU),
+conv_general's and conv_transpose3d's leave it out (README, "Differences
+from MLX and PyTorch"; the CPU's and CUDA's rule). Against the float64
+references of reference_training.py: the non-finite masks equal, the finite
+values close.
+
+Known bugs (session 21, found by this file, not fixed yet; strict xfails, so
+a fix turns them into failures to remove): the GEMM family multiplies every
+zero it gathers (padding and inserted zeros), so conv_general's weight
+gradients put NaN where the skip rule puts none; the depthwise family skips
+the padding, so conv3d's depthwise weight gradient misses the NaN the
+multiply rule puts there. The transposed conv's cases pass (its non-finite
+operand never meets a zero in the problem's form)."""
 
 from __future__ import annotations
 
@@ -14,39 +26,135 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent / "emulator"))
 
 import msl_emulator
+import training_emulator
+from reference_training import (
+    assert_close,
+    assert_same_nonfinite,
+    conv3d_grad_weight_reference,
+    conv_general_grad_weight_skip_reference,
+    conv_transpose3d_grad_weight_skip_reference,
+)
 
-from cases import _c
-from conftest import cast
-from reference import conv3d_reference
+from conftest import cast, require_emulator
 
 pytestmark = pytest.mark.metal_emulated
+require_emulator()
 
-CASES = [
-    _c("small_cin", 1, 4, 6, 20, 1, 16, 3, p=1),
-    _c("gemm", 1, 3, 5, 6, 16, 48, 3, p=1),
-    _c("pointwise_pad", 1, 5, 5, 5, 8, 8, 1, s=2, p=1),
-    _c("depthwise", 1, 5, 5, 6, 4, 4, 5, p=2, g=4),
-    _c("depthwise_tail", 1, 3, 4, 5, 36, 36, 3, s=(1, 2, 1), p=1, g=36),
-]
+# (op, c_in, c_out, groups, stride, input dilation, output_padding): kernel
+# 3, padding 1, batch 2, input 4 x 5 x 6 (the transposed conv's output).
+CASES = {
+    "conv3d": ("conv3d_grad_weight", 4, 6, 1, (1, 1, 1), (1, 1, 1), (0, 0, 0)),
+    "conv3d-depthwise": ("conv3d_grad_weight", 8, 8, 8, (1, 2, 1), (1, 1, 1), (0, 0, 0)),
+    "general": ("conv_general_grad_weight", 4, 6, 1, (1, 1, 1), (1, 1, 1), (0, 0, 0)),
+    "general-grouped-strided": ("conv_general_grad_weight", 4, 6, 2, (2, 1, 2), (1, 1, 1), (0, 0, 0)),
+    "general-dilated": ("conv_general_grad_weight", 4, 6, 1, (1, 1, 1), (2, 1, 2), (0, 0, 0)),
+    "general-depthwise": ("conv_general_grad_weight", 8, 8, 8, (1, 1, 1), (1, 1, 1), (0, 0, 0)),
+    "transpose": ("conv_transpose3d_grad_weight", 6, 4, 1, (2, 1, 2), (1, 1, 1), (1, 0, 1)),
+    "transpose-depthwise": ("conv_transpose3d_grad_weight", 8, 8, 8, (1, 1, 1), (1, 1, 1), (0, 0, 0)),
+}
+SIZE = (4, 5, 6)
+GEMM_MULTIPLIES = "the GEMM family multiplies the zeros it gathers (skip rule wanted)"
+KNOWN_BUGS = {
+    "conv3d-depthwise": "the depthwise family skips the padding (multiply rule wanted)",
+    "general": GEMM_MULTIPLIES,
+    "general-grouped-strided": GEMM_MULTIPLIES,
+    "general-dilated": GEMM_MULTIPLIES,
+    "general-depthwise": GEMM_MULTIPLIES,
+}
+
+
+def _cases():
+    for name in CASES:
+        marks = [pytest.mark.xfail(strict=True, reason=KNOWN_BUGS[name])] if name in KNOWN_BUGS else []
+        yield pytest.param(name, marks=marks, id=name)
 
 
 @pytest.fixture(scope="module")
-def emu() -> msl_emulator.Emulator:
-    return msl_emulator.load_or_skip()
+def emu():
+    return training_emulator.TrainingEmulator(msl_emulator.load_or_skip())
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float16"])
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
-def test_nan_and_inf_placement(emu, case, dtype):
-    x, w = case.inputs()
-    w = np.array(w, np.float64)
-    c_out, kd, kh, kw, _ = w.shape
-    w[0, 0, 0, 0, 0] = np.nan
-    w[c_out - 1, kd - 1, kh - 1, kw - 1, -1] = np.inf
-    y, _ = emu.conv3d(x, w, dtype, **case.params())
-    ref = conv3d_reference(
-        cast(x, dtype).astype(np.float64), cast(w, dtype).astype(np.float64), **case.params()
-    )
-    assert np.isnan(ref).any() and np.isfinite(ref).any()
-    np.testing.assert_array_equal(np.isnan(y), np.isnan(ref))
-    np.testing.assert_array_equal(np.isinf(y), np.isinf(ref))
+def _poison(a):
+    """NaN / inf on each face of a (N, D, H, W, C) array (each element's
+    windows reach the padding) and one inside."""
+    n, d, h, w, c = a.shape
+    for b, spot, ch, value in (
+        (0, (0, h // 2, w // 2), 1 % c, np.nan),
+        (1, (d // 2, h - 1, w // 2), 3 % c, np.inf),
+        (0, (d // 2, h // 2, 0), 5 % c, -np.inf),
+        (1, (d - 1, h - 1, w - 1), 2 % c, np.nan),
+        (0, (d // 2, h // 2, w // 2), 0, np.inf),
+    ):
+        a[(b, *spot, ch)] = value
+    return a
+
+
+def _case(name, dtype):
+    """(op, a, b, weight shape, emulator params, reference, scale): a and b
+    rounded to dtype, as float64."""
+    op, cin, cout, groups, stride, idil, out_pad = CASES[name]
+    rng = np.random.default_rng(11)
+    params = dict(
+        stride=stride, pad_lo=(1, 1, 1), pad_hi=(1, 1, 1), dilation=(1, 1, 1), groups=groups,
+        output_padding=out_pad, input_dilation=idil, flip=False,
+    )  # fmt: skip
+
+    def rounded(a):
+        return cast(a, dtype).astype(np.float64)
+
+    def finite(a):
+        return np.nan_to_num(np.abs(a), nan=0.0, posinf=0.0, neginf=0.0)
+
+    if op == "conv_transpose3d_grad_weight":
+        # From the transposed conv's input x (cin channels, the NaN / inf:
+        # its elements meet the cropped padding) to its output SIZE.
+        in_size = [(n + 2 - 3 - p) // s + 1 for n, s, p in zip(SIZE, stride, out_pad)]
+        x = rounded(_poison(rng.standard_normal((2, *in_size, cin))))
+        g = rounded(rng.standard_normal((2, *SIZE, cout)))
+        w_shape = (cout, 3, 3, 3, cin // groups)
+        refs = [
+            conv_transpose3d_grad_weight_skip_reference(a, b, w_shape, stride, (1, 1, 1), (1, 1, 1), groups)
+            for a, b in ((x, g), (finite(x), finite(g)))
+        ]
+        return op, x, g, w_shape, params, *refs
+    out = [((n - 1) * i + 1 + 2 - 3) // s + 1 for n, i, s in zip(SIZE, idil, stride)]
+    x = rounded(rng.standard_normal((2, *SIZE, cin)))
+    g = rounded(_poison(rng.standard_normal((2, *out, cout))))
+    w_shape = (cout, 3, 3, 3, cin // groups)
+    if op == "conv3d_grad_weight":
+        kw = dict(stride=stride, pad_lo=(1, 1, 1), pad_hi=(1, 1, 1), groups=groups)
+        refs = [
+            conv3d_grad_weight_reference(a, b, w_shape, **kw) for a, b in ((x, g), (finite(x), finite(g)))
+        ]
+    else:
+        refs = [
+            conv_general_grad_weight_skip_reference(a, b, w_shape, stride, (1, 1, 1), (1, 1, 1), idil, groups)
+            for a, b in ((x, g), (finite(x), finite(g)))
+        ]
+    return op, x, g, w_shape, params, *refs
+
+
+def _plans(emu, op, a, b, w_shape, params):
+    """Every (index64, family, tile) the planner can be forced to here."""
+    base = emu.plan(op, a.shape, b.shape, "float32", w_shape, **params)
+    plans = [(big, 0, t) for big in (False, True) for t in range(2)]
+    if base["dispatches"][0]["family"] == "wgrad_depthwise":
+        plans += [(big, 1, -1) for big in (False, True)]
+    return plans
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("name", list(_cases()))
+def test_weight_gradients_follow_the_rule(emu, name, dtype):
+    op, a, b, w_shape, params, ref, scale = _case(name, dtype)
+    finite = np.isfinite(ref)
+    assert finite.any() and (~finite).any(), "the case must have finite and non-finite results"
+    try:
+        for big, family, tile in _plans(emu, op, a, b, w_shape, params):
+            emu.force(index64=big, family=family, tile=tile)
+            got, _ = emu.run(op, a, b, dtype, w_shape, **params)
+            what = f"metal {name} {dtype} (index64 {big}, family {family}, tile {tile})"
+            assert_same_nonfinite(got, ref, what)
+            assert_close(got[finite], ref[finite], scale[finite], dtype, what)
+    finally:
+        emu.force()
