@@ -85,7 +85,11 @@ struct ConvTrainParams {
   // read through padded_source as the forward kernels do. Zeros for data
   // problems (their planner refuses the rest).
   int32_t pad_mode[3];
-  int32_t reserved;  // keeps the size a multiple of 8 under both compilers
+  // Weight gradient under ZeroTaps::multiplied (conv3d's, input dilation 1):
+  // 1 where a zero-padding read is multiplied (0 * NaN = NaN reaches the sum,
+  // as torch), 0 where it is left out (the skip rule). Also keeps the size a
+  // multiple of 8 under both compilers.
+  int32_t multiply_zeros;
 };
 
 // One dispatch of convtrain_padding_fold (conv_training_fold.metal): adds a

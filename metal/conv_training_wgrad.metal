@@ -59,6 +59,37 @@ inline int wgrad_position(I m, const constant ConvTrainParams& p, thread int (&o
   return int(n);
 }
 
+// One weight element's sum over positions [k_begin, k_end) in order: input
+// channel `channel` at logical tap k times grad_output channel `co` (of all
+// C_out). Reads of zero padding or an inserted zero are left out, or (with
+// multiply_zeros, input dilation 1) multiplied: 0 * NaN = NaN.
+template <typename T, typename I>
+inline float wgrad_part_dot(const device T* input, const device T* grad_output, const constant ConvTrainParams& p,
+                            const thread int (&k)[3], int channel, int co, I k_begin, I k_end, bool multiply_zeros) {
+  float acc = 0.0f;
+  if (k_begin >= k_end) return acc;
+  int o[3];
+  int n = wgrad_position<I>(k_begin, p, o);
+  for (I m = k_begin; m < k_end; ++m) {
+    I offset = 0;
+    if (wgrad_source<I>(p, n, o, k, channel, offset))
+      acc = fma(float(input[offset]), float(grad_output[m * I(p.c_out) + co]), acc);
+    else if (multiply_zeros)
+      acc = fma(0.0f, float(grad_output[m * I(p.c_out) + co]), acc);
+    if (++o[2] == p.out_size[2]) {
+      o[2] = 0;
+      if (++o[1] == p.out_size[1]) {
+        o[1] = 0;
+        if (++o[0] == p.out_size[0]) {
+          o[0] = 0;
+          ++n;
+        }
+      }
+    }
+  }
+  return acc;
+}
+
 // This thread's column of the B tile (fixed for every slice): the logical
 // tap, the input channel, and whether the column is inside the weight row.
 struct WgradColumn {
@@ -178,7 +209,15 @@ template <typename T, int BM, int BN, int BK, int WM, int WN, typename I>
         const int t = n / p.c_in_g;
         int k[3];
         const int stored = wgrad_tap(t, p, k);
-        partials[row + (stored * p.c_in_g + (n - t * p.c_in_g))] = acc[i][j].thread_elements()[e];
+        float sum = acc[i][j].thread_elements()[e];
+        // The B tile holds zeros where a tap reads padding or an inserted
+        // zero, so 0 * NaN = NaN reached the sum; under the skip rule a
+        // non-finite sum is redone over the real elements only (finite sums
+        // met no non-finite value, so are already right).
+        if (!p.multiply_zeros && !isfinite(sum))
+          sum = wgrad_part_dot<T, I>(input, grad_output, p, k, g * p.c_in_g + (n - t * p.c_in_g),
+                                     g * p.c_out_g + co, k_begin, k_end, false);
+        partials[row + (stored * p.c_in_g + (n - t * p.c_in_g))] = sum;
       }
     }
   }
@@ -187,6 +226,8 @@ template <typename T, int BM, int BN, int BK, int WM, int WN, typename I>
 // Depthwise weight gradient (one input channel per group): per (output
 // channel, tap) a dot product over the part's positions, too thin for a
 // GEMM. A thread walks its positions in order, one counter per dimension.
+// Reads of zero padding are left out, or multiplied where the problem's rule
+// says so (multiply_zeros).
 template <typename T, typename I>
 [[kernel, max_total_threads_per_threadgroup(TrainingTile::THREADS)]] void convtrain_wgrad_depthwise(
     const device T* input [[buffer(0)]], const device T* grad_output [[buffer(1)]],
@@ -205,26 +246,8 @@ template <typename T, typename I>
   const int stored = wgrad_tap(tap, p, k);
   const I k_begin = I(part) * I(p.part_len);
   const I k_end = k_begin + I(p.part_len) < I(p.gemm_m) ? k_begin + I(p.part_len) : I(p.gemm_m);
-  float acc = 0.0f;
-  if (k_begin < k_end) {
-    int o[3];
-    int n = wgrad_position<I>(k_begin, p, o);
-    for (I m = k_begin; m < k_end; ++m) {
-      I offset = 0;
-      if (wgrad_source<I>(p, n, o, k, channel, offset))
-        acc = fma(float(input[offset]), float(grad_output[m * I(p.c_out) + co]), acc);
-      if (++o[2] == p.out_size[2]) {
-        o[2] = 0;
-        if (++o[1] == p.out_size[1]) {
-          o[1] = 0;
-          if (++o[0] == p.out_size[0]) {
-            o[0] = 0;
-            ++n;
-          }
-        }
-      }
-    }
-  }
+  const float acc =
+      wgrad_part_dot<T, I>(input, grad_output, p, k, channel, co, k_begin, k_end, p.multiply_zeros != 0);
   partials[I(part) * I(p.weight_elements) + I(co) * p.taps + stored] = acc;
 }
 

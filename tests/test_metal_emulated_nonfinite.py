@@ -7,13 +7,16 @@ from MLX and PyTorch"; the CPU's and CUDA's rule). Against the float64
 references of reference_training.py: the non-finite masks equal, the finite
 values close.
 
-Known bugs (session 21, found by this file, not fixed yet; strict xfails, so
-a fix turns them into failures to remove): the GEMM family multiplies every
-zero it gathers (padding and inserted zeros), so conv_general's weight
-gradients put NaN where the skip rule puts none; the depthwise family skips
-the padding, so conv3d's depthwise weight gradient misses the NaN the
-multiply rule puts there. The transposed conv's cases pass (its non-finite
-operand never meets a zero in the problem's form)."""
+Session 21 found two bugs with this file (before the fixes: 15 of the 24
+cases failed): the depthwise family skipped the padding, so conv3d's
+depthwise weight gradient missed the NaN the multiply rule puts there (26
+NaN against 72); the GEMM family multiplied every zero it gathers (padding
+and inserted zeros), so conv_general's weight gradients put NaN where the
+skip rule puts none (288 against 104 in the dense case). Fixed by
+ConvTrainParams.multiply_zeros: the depthwise family multiplies where it is
+set, the GEMM redoes a non-finite partial sum over real elements where it is
+not. The transposed conv's cases passed before (its non-finite operand never
+meets a zero in the problem's form)."""
 
 from __future__ import annotations
 
@@ -53,20 +56,6 @@ CASES = {
     "transpose-depthwise": ("conv_transpose3d_grad_weight", 8, 8, 8, (1, 1, 1), (1, 1, 1), (0, 0, 0)),
 }
 SIZE = (4, 5, 6)
-GEMM_MULTIPLIES = "the GEMM family multiplies the zeros it gathers (skip rule wanted)"
-KNOWN_BUGS = {
-    "conv3d-depthwise": "the depthwise family skips the padding (multiply rule wanted)",
-    "general": GEMM_MULTIPLIES,
-    "general-grouped-strided": GEMM_MULTIPLIES,
-    "general-dilated": GEMM_MULTIPLIES,
-    "general-depthwise": GEMM_MULTIPLIES,
-}
-
-
-def _cases():
-    for name in CASES:
-        marks = [pytest.mark.xfail(strict=True, reason=KNOWN_BUGS[name])] if name in KNOWN_BUGS else []
-        yield pytest.param(name, marks=marks, id=name)
 
 
 @pytest.fixture(scope="module")
@@ -143,9 +132,7 @@ def _plans(emu, op, a, b, w_shape, params):
     return plans
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
-@pytest.mark.parametrize("name", list(_cases()))
-def test_weight_gradients_follow_the_rule(emu, name, dtype):
+def _check_every_plan(emu, name, dtype):
     op, a, b, w_shape, params, ref, scale = _case(name, dtype)
     finite = np.isfinite(ref)
     assert finite.any() and (~finite).any(), "the case must have finite and non-finite results"
@@ -158,3 +145,29 @@ def test_weight_gradients_follow_the_rule(emu, name, dtype):
             assert_close(got[finite], ref[finite], scale[finite], dtype, what)
     finally:
         emu.force()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("name", CASES)
+def test_weight_gradients_follow_the_rule(emu, name, dtype):
+    _check_every_plan(emu, name, dtype)
+
+
+# tests/emulator/mutants/nonfinite/MUTANTS: each mutant and the case that
+# must catch it.
+MUTANT_CASES = {
+    "wgrad_gemm_keeps_multiplied_zeros": "general",
+    "wgrad_depthwise_skips_padding": "conv3d-depthwise",
+}
+
+
+def test_every_nonfinite_mutant_has_a_case():
+    assert training_emulator.mutant_names("nonfinite") == set(MUTANT_CASES)
+
+
+@pytest.mark.parametrize("mutant", list(MUTANT_CASES))
+def test_nonfinite_mutants_are_caught(emu, mutant):
+    broken = training_emulator.mutant_emulator("nonfinite", mutant)
+    with pytest.raises(AssertionError, match="differs from the reference"):
+        _check_every_plan(broken, MUTANT_CASES[mutant], "float32")
+    _check_every_plan(emu, MUTANT_CASES[mutant], "float32")

@@ -366,7 +366,8 @@ int weight_grad_parts(std::int64_t positions, std::int64_t weight_elements) {
 
 TrainingPlan plan_problem(const char* op, const detail::ConvProblem& problem, DType dtype,
                           const DeviceLimits& limits, const TrainingPlanOptions& options) {
-  if (problem.op == detail::ConvOp::weight_grad) return plan_weight_grad(op, problem.geometry, dtype, limits, options);
+  if (problem.op == detail::ConvOp::weight_grad)
+    return plan_weight_grad(op, problem.geometry, dtype, limits, options, problem.zero_taps);
   TrainingPlan plan = plan_data_problem(op, problem.geometry, problem.weight_layout, dtype, limits, options);
   if (problem.fold.active()) append_padding_fold(plan, op, problem, dtype, limits, options);
   return plan;
@@ -454,7 +455,7 @@ TrainingPlan plan_data_problem(const char* op, const ConvProblemGeometry& g, Wei
 }
 
 TrainingPlan plan_weight_grad(const char* op, const ConvProblemGeometry& g, DType dtype, const DeviceLimits& limits,
-                              const TrainingPlanOptions& options) {
+                              const TrainingPlanOptions& options, detail::ZeroTaps zero_taps) {
   const Fail fail{op};
   const char* type = msl_type(dtype, fail);
   if (limits.simd_width != 32)
@@ -467,6 +468,7 @@ TrainingPlan plan_weight_grad(const char* op, const ConvProblemGeometry& g, DTyp
   p.phase_k = narrow(std::int64_t(p.taps) * p.c_in_g, "KD * KH * KW * C_in / groups", fail);
   p.parts = weight_grad_parts(p.gemm_m, p.weight_elements);
   p.part_len = std::max<std::int64_t>(1, ceil_div(p.gemm_m, p.parts));
+  p.multiply_zeros = zero_taps == detail::ZeroTaps::multiplied ? 1 : 0;
   TrainingPlan plan;
   plan.dtype = dtype;
   plan.parts = p.parts;

@@ -76,9 +76,12 @@ TrainingPlan plan_data_problem(const char* op, const detail::ConvProblemGeometry
                                detail::WeightLayout layout, DType dtype, const DeviceLimits& limits = {},
                                const TrainingPlanOptions& options = {});
 
-// A weight gradient (op == weight_grad), result in the stored layout out_k_in.
+// A weight gradient (op == weight_grad), result in the stored layout out_k_in;
+// zero_taps says whether the padding's products are multiplied (conv3d's) or
+// left out (conv_general's, a transposed conv's).
 TrainingPlan plan_weight_grad(const char* op, const detail::ConvProblemGeometry& geometry, DType dtype,
-                              const DeviceLimits& limits = {}, const TrainingPlanOptions& options = {});
+                              const DeviceLimits& limits = {}, const TrainingPlanOptions& options = {},
+                              detail::ZeroTaps zero_taps = detail::ZeroTaps::multiplied);
 
 // The plan of a validated problem in `dtype`: plan_weight_grad or
 // plan_data_problem. conv3d's input gradient under a padding mode

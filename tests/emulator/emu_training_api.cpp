@@ -42,6 +42,9 @@ struct Lowered {
   bool weight_grad = false;
   detail::WeightLayout layout = detail::WeightLayout::out_k_in;
   detail::PaddingFold fold;  // conv3d_grad_input's padding modes, as conv_general.cpp sets it
+  // The weight gradients' padding rule, as conv_general.cpp sets it (the
+  // Metal planner reads it for weight gradients only).
+  detail::ZeroTaps zero_taps = detail::ZeroTaps::multiplied;
 };
 
 Shape5 shape_of(const std::int64_t* s) { return {s[0], s[1], s[2], s[3], s[4]}; }
@@ -102,6 +105,7 @@ Lowered lower(int op, const std::int64_t* a, const std::int64_t* b, const std::i
       detail::check_grad_output(name, shape_of(b), l.geometry.result_shape);
       l.geometry.result_shape = shape_of(c);
       l.weight_grad = true;
+      l.zero_taps = detail::ZeroTaps::skipped;
       break;
   }
   return l;
@@ -116,6 +120,7 @@ TrainingPlan plan_of(int op, const Lowered& l, int dtype, const metal_plan::Devi
   problem.geometry = l.geometry.geometry;
   problem.weight_layout = l.layout;
   problem.fold = l.fold;
+  problem.zero_taps = l.zero_taps;
   return metal_plan::plan_problem(kOpNames[op], problem, DType(dtype), limits, g_training_options);
 }
 

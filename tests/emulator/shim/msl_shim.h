@@ -164,6 +164,7 @@ inline void simdgroup_barrier(mem_flags flags) {
 using std::abs;
 using std::exp;
 using std::fma;
+using std::isfinite;
 using std::max;
 using std::min;
 
