@@ -153,12 +153,9 @@ def _real_reads(positions, size, step=1):
     return inside, positions[inside] // step
 
 
-def conv_general_grad_weight_skip_reference(
-    x, gy, weight_shape, stride, pad_lo, kernel_dilation, input_dilation, groups
-):
-    """dw[k] = sum over the outputs o of gy[o] * x[r / input_dilation] with
-    r = o * stride - pad_lo + k * kernel_dilation, for the r that are real
-    input elements only (not the padding, not an inserted zero)."""
+def _tap_pairs_grad_weight(x, gy, weight_shape, groups, pairs):
+    """dw[k] = sum of gy * x over the element pairs pairs(k) lists: per axis,
+    the x indices and the gy indices read together at tap k."""
     x = np.asarray(x, dtype=np.float64)
     gy = np.asarray(gy, dtype=np.float64)
     c_out, *kernel, c_in_g = weight_shape
@@ -167,18 +164,29 @@ def conv_general_grad_weight_skip_reference(
     gg = gy.reshape(*gy.shape[:4], groups, cog)
     dw = np.zeros((groups, cog, *kernel, c_in_g))
     for k in np.ndindex(*kernel):
-        picks = [
-            _real_reads(
-                np.arange(gy.shape[1 + a]) * stride[a] - pad_lo[a] + k[a] * kernel_dilation[a],
-                x.shape[1 + a],
-                input_dilation[a],
-            )
-            for a in range(3)
-        ]
-        xs = xg[:, picks[0][1]][:, :, picks[1][1]][:, :, :, picks[2][1]]
-        gs = gg[:, picks[0][0]][:, :, picks[1][0]][:, :, :, picks[2][0]]
+        xi, gi = zip(*pairs(k, x.shape, gy.shape))
+        xs = xg[:, xi[0]][:, :, xi[1]][:, :, :, xi[2]]
+        gs = gg[:, gi[0]][:, :, gi[1]][:, :, :, gi[2]]
         dw[(slice(None), slice(None), *k)] = np.einsum("ndhwgc,ndhwgo->goc", xs, gs)
     return dw.reshape(weight_shape)
+
+
+def conv_general_grad_weight_skip_reference(
+    x, gy, weight_shape, stride, pad_lo, kernel_dilation, input_dilation, groups
+):
+    """dw[k] = sum over the outputs o of gy[o] * x[r / input_dilation] with
+    r = o * stride - pad_lo + k * kernel_dilation, for the r that are real
+    input elements only (not the padding, not an inserted zero)."""
+
+    def pairs(k, x_shape, gy_shape):
+        for a in range(3):
+            o = np.arange(gy_shape[1 + a])
+            inside, xi = _real_reads(
+                o * stride[a] - pad_lo[a] + k[a] * kernel_dilation[a], x_shape[1 + a], input_dilation[a]
+            )
+            yield xi, o[inside]
+
+    return _tap_pairs_grad_weight(x, gy, weight_shape, groups, pairs)
 
 
 def conv_transpose3d_grad_weight_skip_reference(x, gy, weight_shape, stride, pad_lo, dilation, groups):
@@ -186,24 +194,14 @@ def conv_transpose3d_grad_weight_skip_reference(x, gy, weight_shape, stride, pad
     k * dilation and keeps the o inside its output, so dw[k] = sum over the
     inputs i whose o is inside gy of gy[o] * x[i] (weight (C_out, k...,
     C_in / groups): x has C_in channels, gy C_out)."""
-    x = np.asarray(x, dtype=np.float64)
-    gy = np.asarray(gy, dtype=np.float64)
-    c_out, *kernel, c_in_g = weight_shape
-    cog = c_out // groups
-    xg = x.reshape(*x.shape[:4], groups, c_in_g)
-    gg = gy.reshape(*gy.shape[:4], groups, cog)
-    dw = np.zeros((groups, cog, *kernel, c_in_g))
-    for k in np.ndindex(*kernel):
-        picks = [
-            _real_reads(
-                np.arange(x.shape[1 + a]) * stride[a] - pad_lo[a] + k[a] * dilation[a], gy.shape[1 + a]
-            )
-            for a in range(3)
-        ]
-        xs = xg[:, picks[0][0]][:, :, picks[1][0]][:, :, :, picks[2][0]]
-        gs = gg[:, picks[0][1]][:, :, picks[1][1]][:, :, :, picks[2][1]]
-        dw[(slice(None), slice(None), *k)] = np.einsum("ndhwgc,ndhwgo->goc", xs, gs)
-    return dw.reshape(weight_shape)
+
+    def pairs(k, x_shape, gy_shape):
+        for a in range(3):
+            i = np.arange(x_shape[1 + a])
+            inside, o = _real_reads(i * stride[a] - pad_lo[a] + k[a] * dilation[a], gy_shape[1 + a])
+            yield i[inside], o
+
+    return _tap_pairs_grad_weight(x, gy, weight_shape, groups, pairs)
 
 
 def assert_close(y, ref, scale, dtype_name, what=""):

@@ -63,15 +63,10 @@ def _poison_weight(w):
     return w
 
 
-def _operands(size, cin, cout, groups, stride, dilation, seed=5):
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((2, *size, cin))
-    out = [(n + 2 - dl * 2 - 1) // s + 1 for n, s, dl in zip(size, stride, dilation)]
-    gy = rng.standard_normal((2, *out, cout))
-    gy_finite = gy.copy()  # the data problems' input
-    d, h, w = out
-    # On the border along each axis (their windows reach the padding), a
-    # corner, and one inside (meets no padding).
+def _poison_output_gradient(gy):
+    """On the border along each axis (their windows reach the padding), a
+    corner, and one inside (meets no padding)."""
+    d, h, w = gy.shape[1:4]
     for n, spot, ch, value in (
         (0, (0, h // 2, w // 2), 1, np.nan),
         (1, (d // 2, h - 1, w // 2), 4, np.inf),
@@ -80,6 +75,16 @@ def _operands(size, cin, cout, groups, stride, dilation, seed=5):
         (0, (d // 2, h // 2, w // 2), 11, np.inf),
     ):
         gy[(n, *spot, ch)] = value
+    return gy
+
+
+def _operands(size, cin, cout, groups, stride, dilation, seed=5):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((2, *size, cin))
+    out = [(n + 2 - dl * 2 - 1) // s + 1 for n, s, dl in zip(size, stride, dilation)]
+    gy = rng.standard_normal((2, *out, cout))
+    gy_finite = gy.copy()  # the data problems' input
+    _poison_output_gradient(gy)
     weight = _poison_weight(rng.standard_normal((cout, 3, 3, 3, cin // groups)))
     # conv_transpose3d from gy's size back to x's: (C_out', k..., C_in'/groups).
     weight_t = _poison_weight(rng.standard_normal((cin, 3, 3, 3, cout // groups)))
@@ -110,17 +115,7 @@ def _skip_rule_operands(direction, case, seed=7):
     idil = INPUT_DILATION if direction == "general_dilated_grad_weight" else (1, 1, 1)
     step = (1, 1, 1) if direction == "general_dilated_grad_weight" else stride
     out = [((n - 1) * i + 1 + 2 - dl * 2 - 1) // s + 1 for n, i, s, dl in zip(size, idil, step, dilation)]
-    rng = np.random.default_rng(seed)
-    gy = rng.standard_normal((2, *out, cout))
-    d, h, wd = out
-    for n, spot, ch, value in (
-        (0, (0, h // 2, wd // 2), 1, np.nan),
-        (1, (d // 2, h - 1, wd // 2), 4, np.inf),
-        (0, (d // 2, h // 2, 0), 7, -np.inf),
-        (1, (d - 1, h - 1, wd - 1), 9, np.nan),
-        (0, (d // 2, h // 2, wd // 2), 11, np.inf),
-    ):
-        gy[(n, *spot, ch)] = value
+    gy = _poison_output_gradient(np.random.default_rng(seed).standard_normal((2, *out, cout)))
     kw = dict(stride=step, padding=1, kernel_dilation=dilation, input_dilation=idil, groups=groups)
     return x, gy, w.shape, kw
 
