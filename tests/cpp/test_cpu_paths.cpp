@@ -91,7 +91,8 @@ std::vector<Template> templates(const std::string& isa) {
   // (16-bit inputs with groups 1 and C_in <= 4 take few-cin's rows: groups 2 here.)
   for (DType tx : {f16, bf16})
     t.push_back({"small-cin", geo("small_cin", {1, 3, 4, 11, 4}, 0, {3, 3, 3}, 2), tx, tx, c, 10});
-  t.push_back({"small-cin", geo("small_cin_groups", {1, 3, 4, 10, 4}, 0, {3, 3, 3}, 2), f32, f32, c, 10});
+  // Up to 64 channels a group: the widest AVX-512 GEMM tiles (8x48, 6x64).
+  t.push_back({"small-cin", geo("small_cin_groups", {1, 3, 4, 10, 4}, 0, {3, 3, 3}, 2), f32, f32, c, 10, 128});
   t.push_back({"small-cin", geo("small_cin_dilated_w", {1, 3, 4, 12, 4}, 0, {3, 3, 3}, 2, {1, 1, 1}, {1, 1, 2}),
                f32, f32, c, 10});
   // The W window folded into K (KW * C_in >= 8).
@@ -131,6 +132,13 @@ void run_template(const std::string& isa, const Template& t, Reached& reached) {
   std::vector<std::int64_t> couts;
   for (std::int64_t c = 1; c <= 40; ++c) couts.push_back(c);
   couts.push_back(64);
+  // Two groups: 48 and 64 channels a group, the widest AVX-512 tiles' NR
+  // (small-cin's gathered GEMMs are reached only through groups; a
+  // template's max_cout says whether it sweeps them).
+  if (t.g.groups == 2) {
+    couts.push_back(96);
+    couts.push_back(128);
+  }
   if (depthwise || std::string(t.path) == "direct") couts = {t.g.input[4]};
   std::map<std::string, std::vector<std::int64_t>> per_kernel;
   for (std::int64_t co : couts) {

@@ -102,6 +102,9 @@ cpu::KernelTable two_fma_like() {
   kt.f32_conv_cin1 = {16, kt.f32_conv_cin1.fn, "t-cin1-16"};
   kt.f32_conv_cin1_wide = {32, kt.f32_conv_cin1.fn, "t-cin1-32"};
   kt.f32_conv_cin1_narrow = {8, kt.f32_conv_cin1.fn, "t-cin1-8"};
+  // No pairs kernel: where the machine's set has one it replaces the narrow
+  // rows these rules are about (cin1_pairs: test_cpu_paths).
+  kt.f32_conv_cin1_pairs = {};
   kt.winograd_tall_tiles = 1;
   return kt;
 }
