@@ -23,11 +23,13 @@ void bf16_igemm_dpbf16(const volconv::cpu::IgemmParams& p) {
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) acc[r][v] = p.accumulate ? _mm512_loadu_ps(p.c + r * NR + v * 16) : _mm512_setzero_ps();
 
-  const std::uint16_t* const* a = reinterpret_cast<const std::uint16_t* const*>(p.a);
+  // Rows as bytes: a row of a caller's view may start at an odd address
+  // (bf16 is read in place), where a uint16_t pointer would be misaligned.
+  const char* const* a = reinterpret_cast<const char* const*>(p.a);
   const std::uint16_t* w = static_cast<const std::uint16_t*>(p.w);
   const std::int64_t kp = p.kc / 2;
   for (std::int64_t s = 0; s < p.ks; ++s) {
-    const std::uint16_t* ar[MR];
+    const char* ar[MR];
 #pragma GCC unroll 32
     for (int r = 0; r < MR; ++r) ar[r] = a[s * MR + r];
     const std::uint16_t* wp = w + p.w_off[s];
@@ -39,7 +41,7 @@ void bf16_igemm_dpbf16(const volconv::cpu::IgemmParams& p) {
 #pragma GCC unroll 32
       for (int r = 0; r < MR; ++r) {
         std::int32_t pair;
-        std::memcpy(&pair, ar[r] + 2 * k, 4);
+        std::memcpy(&pair, ar[r] + 4 * k, 4);
         const __m512bh x = (__m512bh)_mm512_set1_epi32(pair);
 #pragma GCC unroll 8
         for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], x, b[v]);
