@@ -21,7 +21,7 @@ bool reads_zero(const ConvProblemGeometry& g, int i, std::int64_t o, std::int64_
 bool reads_any_zero(const ConvProblemGeometry& g) {
   for (int i = 0; i < 3; ++i) {
     if (g.out[i] == 0) return false;
-    if (reads_zero(g, i, 0, 0) || reads_zero(g, i, g.out[i] - 1, g.kernel[i] - 1)) return true;
+    if (axis_reads_padding_zero(g, i)) return true;
   }
   return false;
 }

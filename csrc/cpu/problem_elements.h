@@ -19,6 +19,14 @@ inline std::int64_t problem_source(const detail::ConvProblemGeometry& g, int i, 
   return j / g.input_dilation[i] < g.in[i] ? j / g.input_dilation[i] : -1;
 }
 
+// Whether some output reads a zero of the padding along axis i (input
+// dilation 1; the other padding modes read real elements). Reads grow with
+// the output and the tap, so the first and the last read say it.
+inline bool axis_reads_padding_zero(const detail::ConvProblemGeometry& g, int i) {
+  if (g.out[i] == 0 || g.padding_mode[i] != PaddingMode::zeros) return false;
+  return problem_source(g, i, 0, 0) < 0 || problem_source(g, i, g.out[i] - 1, g.kernel[i] - 1) < 0;
+}
+
 inline double load_double(DType dtype, const char* p) {
   return visit_dtype(dtype, [&](auto e) {
     using E = decltype(e);

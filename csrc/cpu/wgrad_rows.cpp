@@ -22,6 +22,7 @@
 #include "../core/workspace.h"
 #include "conv_problem_cpu.h"
 #include "padding_map.h"
+#include "problem_elements.h"
 #include "thread_pool.h"
 #include "wgrad_bf16_dot.h"
 #include "wgrad_common.h"
@@ -228,9 +229,7 @@ bool wgrad_rows_applies(const ConvProblem& p) {
   // zero, 0 * NaN = NaN, so there only rows that read no W padding qualify.
   // Under the multiply rule the D and H rows it skips are set afterwards
   // (nonfinite_grad_output.h).
-  const std::int64_t last_read = (g.out[2] - 1) * g.stride[2] - g.padding_lo[2] + (g.kernel[2] - 1) * g.kernel_dilation[2];
-  const bool reads_w_zeros = g.padding_mode[2] == PaddingMode::zeros && (g.padding_lo[2] > 0 || last_read >= g.in[2]);
-  const bool w_zeros_allowed = p.zero_taps == detail::ZeroTaps::multiplied || !reads_w_zeros;
+  const bool w_zeros_allowed = p.zero_taps == detail::ZeroTaps::multiplied || !axis_reads_padding_zero(g, 2);
   return p.op == detail::ConvOp::weight_grad && g.input_dilation[2] == 1 && w_zeros_allowed;
 }
 

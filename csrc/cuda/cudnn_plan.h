@@ -107,9 +107,10 @@ CudaRouteChoice choose_route(detail::ConvOp op, const detail::ConvProblemGeometr
 //   products out, so the taps that read padding at a non-finite output
 //   gradient are set to NaN.
 // - padding_taps_recomputed: the same form under the skip rule
-//   (conv_general's weight gradient, a stride-1 transposed conv's): cuDNN's
-//   16-bit engine multiplied the padding there (session 21, dense 1 group),
-//   so those taps' sums are recomputed over real elements only.
+//   (conv_general's weight gradient, a stride-1 transposed conv's): cuDNN
+//   multiplied the padding there (session 21, one group: in 16 bits in one
+//   run, in every dtype in the next, as its engine choice went), so those
+//   taps' sums are recomputed over real elements only.
 // - weight_channels: every data problem (forward and backward data): cuDNN's
 //   16-bit engines and its transposed conv multiply or drop as built, so the
 //   output channels whose weights hold a NaN or inf are recomputed.

@@ -3,9 +3,10 @@
 // - weight gradient: a thread reads one output-gradient element whose
 //   window leaves the input (the "shell"), each lane one output channel;
 //   writes from several threads to one sum are alike (NaN, or the same
-//   recomputed sum), so their order does not matter. A first form, a row of threads walking whole lines,
-//   took 15-26 us a call on the H200 (its loads one after another; session
-//   20); cuDNN's bfloat16 weight gradient itself takes 23-35 us there.
+//   recomputed sum), so their order does not matter. A first form, a row of
+//   threads walking whole lines, took 15-26 us a call on the H200 (its loads
+//   one after another; session 20); cuDNN's bfloat16 weight gradient itself
+//   takes 23-35 us there.
 // - data problems: dense_data_nonfinite_fix, below.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>

@@ -5,6 +5,8 @@
 // tests/cuda/dense_nonfinite_probe.py on the H200):
 // - weight gradient: the deterministic float32 engine volconv keeps left the
 //   padding's products out (64 NaN against the rule's and torch's 288);
+//   under the skip rule (conv_general's, a stride-1 transposed conv's) the
+//   engines multiplied them instead (session 21: 576 NaN against 208);
 // - data problems: the 16-bit input gradient and the transposed conv in
 //   every dtype multiplied the padding (426 NaN against the rule's 191),
 //   and the float16 forward lost the -inf outputs of a -inf weight.
